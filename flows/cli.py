@@ -1,0 +1,101 @@
+"""The ``civicvault`` command: a thin shell over vault, ledger and policy operations.
+
+Exit codes are decided here and only here: 0 success; 1 verification failure or
+access denied (``CivicVaultError.exit_code == 1``); 2 bad input or usage. Errors
+print one line on stderr, never a traceback and never a data value.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+from flows import cli_admin, cli_data, cli_ledger, cli_release  # noqa: E402
+from flows.output import err_console  # noqa: E402
+
+try:  # Typer >= 0.29 vendors Click
+    from typer._click import exceptions as click_exc
+except ImportError:  # pragma: no cover - older Typer on real Click
+    from click import exceptions as click_exc  # type: ignore[no-redef]
+from ledger.errors import CivicVaultError  # noqa: E402
+
+app = typer.Typer(
+    name="civicvault",
+    help="A privacy-first vault for civic data with a verifiable audit ledger.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="CIVICVAULT_TOKEN",
+            help="Principal token (default: the vault home's admin.token).",
+            show_envvar=True,
+        ),
+    ] = None,
+) -> None:
+    ctx.obj = {"token": token}
+
+
+cli_admin.register(app)
+cli_data.register(app)
+cli_release.register(app)
+app.add_typer(cli_ledger.app, name="ledger")
+
+
+def _fail(message: str, code: int) -> int:
+    err_console.print(f"error: {message}", markup=False, soft_wrap=True)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code (also used by tests in-process)."""
+    try:
+        result = app(args=argv, standalone_mode=False, prog_name="civicvault")
+    except CivicVaultError as exc:
+        code = _fail(exc.diagnostics().splitlines()[0] if str(exc) else type(exc).__name__,
+                     exc.exit_code)
+    except click_exc.NoArgsIsHelpError as exc:
+        sys.stdout.write(exc.ctx.get_help() + "\n" if exc.ctx is not None else "")
+        code = 2
+    except click_exc.UsageError as exc:
+        hint = f" (try '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        code = _fail(exc.format_message().splitlines()[0] + hint, 2)
+    except click_exc.Exit as exc:
+        code = exc.exit_code
+    except click_exc.Abort:
+        code = _fail("aborted", 2)
+    except click_exc.ClickException as exc:
+        code = _fail(exc.format_message().splitlines()[0], 2)
+    except KeyboardInterrupt:
+        code = _fail("interrupted", 2)
+    except Exception as exc:  # a bug: never print its message, it may hold data
+        code = _fail(f"internal error ({type(exc).__name__}); run with CIVICVAULT_DEBUG=1 "
+                     "in a safe environment for details", 1)
+        if os.environ.get("CIVICVAULT_DEBUG") == "1":
+            raise
+    else:
+        code = result if isinstance(result, int) else 0
+    return code
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()
