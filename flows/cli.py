@@ -16,14 +16,14 @@ import typer
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-from flows import cli_admin, cli_data, cli_ledger, cli_release  # noqa: E402
-from flows.output import err_console  # noqa: E402
+from flows import cli_admin, cli_ledger, cli_release, cli_vault
+from flows.output import err_console
 
 try:  # Typer >= 0.29 vendors Click
     from typer._click import exceptions as click_exc
 except ImportError:  # pragma: no cover - older Typer on real Click
     from click import exceptions as click_exc  # type: ignore[no-redef]
-from ledger.errors import CivicVaultError  # noqa: E402
+from ledger.errors import CivicVaultError
 
 app = typer.Typer(
     name="civicvault",
@@ -52,8 +52,8 @@ def _root(
 
 
 cli_admin.register(app)
-cli_data.register(app)
 cli_release.register(app)
+cli_vault.register(app)
 app.add_typer(cli_ledger.app, name="ledger")
 
 
@@ -75,9 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     except click_exc.UsageError as exc:
         hint = f" (try '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
         code = _fail(exc.format_message().splitlines()[0] + hint, 2)
-    except click_exc.Exit as exc:
+    except typer.Exit as exc:
         code = exc.exit_code
-    except click_exc.Abort:
+    except typer.Abort:
         code = _fail("aborted", 2)
     except click_exc.ClickException as exc:
         code = _fail(exc.format_message().splitlines()[0], 2)

@@ -17,7 +17,7 @@ from vault.errors import KeyUnavailable, NotInitialised
 
 HOME_ENV = "CIVICVAULT_HOME"
 DB_URL_ENV = "CIVICVAULT_DB_URL"
-TOKEN_ENV = "CIVICVAULT_TOKEN"
+TOKEN_ENV = "CIVICVAULT_TOKEN"  # noqa: S105 - the variable's name, not a secret
 
 
 @dataclass(frozen=True)

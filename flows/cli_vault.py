@@ -1,0 +1,136 @@
+"""``civicvault init | ingest | erase | keys rotate``: vault-core commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from flows.output import console, emit_json
+from flows.session import open_session
+from vault.errors import BadInput
+from vault.home import VaultHome
+
+keys_app = typer.Typer(help="Key management.", no_args_is_help=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON value.")]
+
+
+def init(json_out: JsonOpt = False) -> None:
+    """Create the vault home: database schema, KEK, signing key, default policy, admin token."""
+    from vault.setup import init_home
+
+    report = init_home(VaultHome.from_env())
+    if json_out:
+        emit_json(report.__dict__)
+        return
+    console.print(f"vault initialised at {report.home}")
+    console.print(f"  identity (checkpoint origin): {report.identity}")
+    console.print(f"  database: {report.database}")
+    console.print(f"  admin token: {report.admin_token_path} (mode 0600)")
+    console.print(f"  ledger verifier key: {report.vkey}")
+
+
+def _parse_match(items: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        col, sep, value = item.partition("=")
+        if not sep or not col.strip():
+            raise BadInput("--match takes COL=VALUE")
+        out[col.strip()] = value
+    return out
+
+
+def ingest(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="CSV/TSV/Parquet/JSONL file, or a folder of them.")],
+    dataset: Annotated[str, typer.Option("--dataset", help="Dataset name.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Classify, encrypt and store a file; every batch lands on the ledger."""
+    from flows.ingest_runner import run_ingest
+
+    session = open_session(ctx)
+    if json_out:
+        report = run_ingest(session, path, dataset, progress=None)
+        emit_json(report)
+        return
+    with Progress(TextColumn("[bold]ingest[/] {task.description}"), BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                  transient=True) as bar:
+        task = bar.add_task(dataset, total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        report = run_ingest(session, path, dataset, progress=progress)
+    console.print(f"dataset {report['dataset']}: {report['rows_added']} rows added, "
+                  f"{report.get('rows_updated', 0)} updated, "
+                  f"{report['duplicates_skipped']} duplicates skipped, "
+                  f"{report['batches']} batches")
+    for col in report["columns"]:
+        console.print(f"  {col['name']:<28} {col['category']:<10} {col['handling']}")
+
+
+def erase(
+    ctx: typer.Context,
+    dataset: Annotated[str, typer.Option("--dataset", help="Dataset name.")],
+    match: Annotated[list[str], typer.Option("--match", help="COL=VALUE on a lookup column; "
+                                             "repeat to require several.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Erase every subject matching the lookup values (crypto-shredding)."""
+    from vault.erase import erase as do_erase
+    from vault.keyring import Keyring
+    from vault.keys import provider_for
+
+    session = open_session(ctx)
+    criteria = _parse_match(match)
+    with session.access("erase", f"dataset/{dataset}") as conn:
+        report = do_erase(conn, Keyring(provider_for(session.home)), dataset, criteria,
+                          session.principal.id)
+    if json_out:
+        emit_json(report.__dict__)
+    elif report.subjects_erased:
+        console.print(f"erased {report.subjects_erased} subject(s) from {dataset}; "
+                      f"{report.batches_resealed} batch(es) re-sealed")
+    else:
+        console.print(f"no subject of {dataset} matched; nothing erased (the request is ledgered)")
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    ctx: typer.Context,
+    json_out: JsonOpt = False,
+    reencrypt_data: Annotated[bool, typer.Option(
+        "--reencrypt/--no-reencrypt", help="Also move data off retired keys now.")] = True,
+) -> None:
+    """New KEK version, rewrap every data key, then re-encrypt data under retired keys."""
+    from vault.keys import provider_for
+    from vault.rotate import reencrypt, rotate_keys
+
+    session = open_session(ctx)
+    provider = provider_for(session.home)
+    with session.access("keys.rotate", "vault/keys"):
+        pass
+    kek, rewrapped = rotate_keys(session.engine, provider, session.principal.id)
+    batches = subjects = destroyed = 0
+    if reencrypt_data:
+        batches, subjects, destroyed = reencrypt(session.engine, provider, session.principal.id)
+    out = {"kek_version": kek, "data_keys_rewrapped": rewrapped, "batches_resealed": batches,
+           "subject_keys_rewrapped": subjects, "keys_destroyed": destroyed}
+    if json_out:
+        emit_json(out)
+    else:
+        console.print(f"KEK version {kek} is current; {rewrapped} data keys rewrapped; "
+                      f"{batches} batches re-sealed, {subjects} subject keys rewrapped, "
+                      f"{destroyed} retired keys destroyed")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("init")(init)
+    app.command("ingest")(ingest)
+    app.command("erase")(erase)
+    app.add_typer(keys_app, name="keys")

@@ -1,0 +1,151 @@
+"""Envelope-encryption recipes: the only crypto API the rest of civicvault uses.
+
+Associated data binds every ciphertext to where it belongs:
+
+- column blob:   ("column", dataset, batch, column, data-key id)
+- record blob:   ("record", dataset, record, subject, field names) under the subject's key
+- subject key:   ("subject-key", dataset, subject, wrapping-key id)
+
+so a blob copied to another batch, column, record or key version fails to open.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import orjson
+import polars as pl
+
+from vault import _aead
+from vault.errors import VerificationFailed
+
+DecryptionFailed = _aead.DecryptionFailed
+
+
+class CiphertextRejected(VerificationFailed):
+    """A stored ciphertext does not open in its context (moved, swapped or tampered)."""
+
+
+def column_ad(dataset_id: int, batch_id: int, column: str, key_id: int) -> bytes:
+    return _aead.associated_data("column", dataset_id, batch_id, column, key_id)
+
+
+def record_ad(dataset_id: int, record_id: int, subject_id: int, fields: str) -> bytes:
+    # The subject key is never re-versioned (only its wrapping is), so the record is
+    # bound to the subject rather than to a key version.
+    return _aead.associated_data("record", dataset_id, record_id, subject_id, fields)
+
+
+def subject_key_ad(dataset_id: int, subject_id: int, wrap_key_id: int) -> bytes:
+    return _aead.associated_data("subject-key", dataset_id, subject_id, wrap_key_id)
+
+
+def _column_bytes(series: pl.Series) -> bytes:
+    buf = io.BytesIO()
+    series.to_frame().write_ipc(buf, compression="lz4")
+    return buf.getvalue()
+
+
+def seal_batch(
+    key: bytes, key_id: int, dataset_id: int, batch_id: int, frame: pl.DataFrame
+) -> dict[str, bytes]:
+    """Seal each column of ``frame`` as one blob (Arrow IPC inside)."""
+    names = frame.columns
+    plaintexts = [_column_bytes(frame.get_column(c)) for c in names]
+    ads = [column_ad(dataset_id, batch_id, c, key_id) for c in names]
+    return dict(zip(names, _aead.seal_many_one_key(key, plaintexts, ads), strict=True))
+
+
+def open_column(
+    key: bytes, key_id: int, dataset_id: int, batch_id: int, column: str, sealed: bytes
+) -> pl.Series:
+    try:
+        raw = _aead.open_(key, sealed, column_ad(dataset_id, batch_id, column, key_id))
+    except DecryptionFailed:
+        raise CiphertextRejected(
+            f"column blob of batch {batch_id} ({column}) does not open "
+            "in its context"
+        ) from None
+    return pl.read_ipc(io.BytesIO(raw)).to_series()
+
+
+def pack_rows(frame: pl.DataFrame) -> list[bytes]:
+    """One compact JSON array per row (values as strings or null)."""
+    cols = [frame.get_column(c).cast(pl.Utf8).to_list() for c in frame.columns]
+    dumps = orjson.dumps
+    return [dumps(row) for row in zip(*cols, strict=True)] if cols else []
+
+
+def seal_records(
+    subject_keys: Sequence[bytes],
+    dataset_id: int,
+    record_ids: Sequence[int],
+    subject_ids: Sequence[int],
+    fields: str,
+    payloads: Sequence[bytes],
+) -> list[bytes]:
+    """Seal row i's direct identifiers under subject i's own key."""
+    ads = [record_ad(dataset_id, r, s, fields)
+           for r, s in zip(record_ids, subject_ids, strict=True)]
+    return _aead.seal_each_own_key(subject_keys, payloads, ads)
+
+
+def open_record(
+    subject_key: bytes, dataset_id: int, record_id: int, subject_id: int, fields: str,
+    sealed: bytes,
+) -> dict[str, str | None]:
+    try:
+        raw = _aead.open_(subject_key, sealed, record_ad(dataset_id, record_id, subject_id, fields))
+    except DecryptionFailed:
+        raise CiphertextRejected(f"record {record_id} does not open in its context") from None
+    values = orjson.loads(raw)
+    return dict(zip(fields.split(","), values, strict=True))
+
+
+def new_subject_keys(n: int) -> list[bytes]:
+    return _aead.random_keys(n)
+
+
+def wrap_subject_keys(
+    wrap_key: bytes, wrap_key_id: int, dataset_id: int, subject_ids: Sequence[int],
+    keys: Sequence[bytes],
+) -> list[bytes]:
+    ads = [subject_key_ad(dataset_id, s, wrap_key_id) for s in subject_ids]
+    return _aead.seal_many_one_key(wrap_key, keys, ads)
+
+
+def unwrap_subject_keys(
+    wrap_key: bytes, wrap_key_id: int, dataset_id: int, subject_ids: Sequence[int],
+    wrapped: Sequence[bytes],
+) -> list[bytes]:
+    ads = [subject_key_ad(dataset_id, s, wrap_key_id) for s in subject_ids]
+    try:
+        return _aead.open_many_one_key(wrap_key, wrapped, ads)
+    except DecryptionFailed:
+        raise CiphertextRejected("a wrapped subject key does not open in its context") from None
+
+
+def fingerprints(key: bytes, payloads: Sequence[bytes]) -> list[bytes]:
+    """Keyed fingerprints of whole rows, to tell an unchanged re-delivery from an update."""
+    prefix = _aead.associated_data("fingerprint")
+    return [m[:16] for m in _aead.hmac_many(key, [prefix + p for p in payloads])]
+
+
+def batch_digest(column_blobs: dict[str, bytes], record_blobs: Sequence[bytes]) -> str:
+    """SHA-256 over a batch's stored ciphertext, in a defined order (hex).
+
+    Order: column blobs by column name, then record blobs by record id; every
+    item is length-prefixed under a domain tag.
+    """
+    import hashlib
+    import struct
+
+    h = hashlib.sha256(b"civicvault/batch-data/v1")
+    for name in sorted(column_blobs):
+        raw = name.encode()
+        h.update(b"C" + struct.pack(">I", len(raw)) + raw)
+        h.update(struct.pack(">Q", len(column_blobs[name])) + column_blobs[name])
+    for blob in record_blobs:
+        h.update(b"R" + struct.pack(">Q", len(blob)) + blob)
+    return h.hexdigest()
