@@ -7,7 +7,7 @@ one place (``flows.cli``) by ``exit_code``::
 
     CivicVaultError                      exit 1 unless a subclass says otherwise
     ├── BadInput                         exit 2: malformed files, bad arguments, unknown names
-    │   ├── PolicyFileError              (policies) a policy file that does not validate, with its line
+    │   ├── PolicyFileError              (policies) a policy file that fails validation, with line
     │   └── NotInitialised               (vault) no vault home / schema yet
     ├── VerificationFailed               exit 1: a proof, signature or log that does not verify
     │   ├── LedgerTampered(seq=...)      the first entry at which the log fails

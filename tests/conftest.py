@@ -20,7 +20,7 @@ from sqlalchemy import Engine, create_engine, text
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-from vault.db import make_engine, migrate  # noqa: E402
+from vault.db import make_engine, migrate
 
 PG_ADMIN_URL = os.environ.get(
     "CIVICVAULT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
