@@ -1,0 +1,130 @@
+"""Where a release reads its private rows from: the vault store, or a frame (tests, benches).
+
+A source gives two things, inside the release's transaction:
+
+* ``row_bound``, a public upper bound on the number of rows (ingested row counts
+  are on the ledger already; rounded up to a power of two);
+* ``scan``: a context manager yielding a *scanned* LazyFrame of the live rows.
+  OpenDP serialises its input plan: an in-memory frame of 10M rows costs
+  seconds to hand over, a Parquet scan costs nothing. The vault source decrypts
+  into a private temporary directory (mode 0700, file 0600) and deletes it
+  when the release is done.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Protocol
+
+import polars as pl
+from sqlalchemy import Connection
+
+from vault.errors import BadInput
+from vault.home import VaultHome
+
+
+class DataSource(Protocol):
+    def row_bound(self, conn: Connection, dataset: str) -> int: ...
+    def scan(
+        self, conn: Connection, dataset: str, columns: Sequence[str]
+    ) -> AbstractContextManager[pl.LazyFrame]: ...
+
+
+@contextmanager
+def private_workdir() -> Iterator[Path]:
+    """A fresh directory only this user can enter, removed afterwards (also on error)."""
+    path = Path(tempfile.mkdtemp(prefix="civicvault-dp-"))
+    try:
+        os.chmod(path, 0o700)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _write_private(frame: pl.DataFrame, path: Path) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        frame.write_parquet(fh, compression="uncompressed", statistics=False)
+
+
+class FrameSource:
+    """Plaintext frames per dataset (tests, benchmarks, the bench's OpenDP baseline)."""
+
+    def __init__(self, frames: dict[str, pl.DataFrame], *, spill: bool = True) -> None:
+        self.frames = frames
+        self.spill = spill
+
+    def _frame(self, dataset: str) -> pl.DataFrame:
+        try:
+            return self.frames[dataset]
+        except KeyError:
+            raise BadInput(f"unknown dataset '{dataset}'") from None
+
+    def row_bound(self, conn: Connection, dataset: str) -> int:
+        from vault.dp.plan import row_bound_for
+
+        return row_bound_for(self._frame(dataset).height)
+
+    @contextmanager
+    def scan(
+        self, conn: Connection, dataset: str, columns: Sequence[str]
+    ) -> Iterator[pl.LazyFrame]:
+        frame = self._frame(dataset)
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise BadInput(f"dataset '{dataset}' has no column '{missing[0]}'")
+        frame = frame.select(columns)
+        if not self.spill:
+            yield frame.lazy()
+            return
+        with private_workdir() as tmp:
+            path = tmp / "rows.parquet"
+            _write_private(frame, path)
+            yield pl.scan_parquet(path)
+
+
+class VaultSource:
+    """The vault store: decrypt attribute columns of live rows (erased subjects never appear)."""
+
+    def __init__(self, home: VaultHome) -> None:
+        self.home = home
+
+    def _keyring(self) -> object:
+        from vault.keyring import Keyring
+        from vault.keys import provider_for
+
+        return Keyring(provider_for(self.home))
+
+    def row_bound(self, conn: Connection, dataset: str) -> int:
+        from sqlalchemy import func, select
+
+        from vault import store
+        from vault.dp.plan import row_bound_for
+
+        ds_id = store.dataset_id(conn, dataset)
+        total = conn.execute(
+            select(func.coalesce(func.sum(store.T_BATCH.c.rows), 0)).where(
+                store.T_BATCH.c.dataset_id == ds_id
+            )
+        ).scalar_one()
+        return row_bound_for(int(total))
+
+    @contextmanager
+    def scan(
+        self, conn: Connection, dataset: str, columns: Sequence[str]
+    ) -> Iterator[pl.LazyFrame]:
+        # DECRYPTION HOOK: vault.store.read_attributes is the fast columnar decrypt path
+        # (one AES-GCM call per batch and column). bench/release.py times it separately.
+        from vault import store
+
+        frame = store.read_attributes(conn, self._keyring(), dataset, list(columns))  # type: ignore[arg-type]
+        with private_workdir() as tmp:
+            path = tmp / "rows.parquet"
+            _write_private(frame, path)
+            del frame
+            yield pl.scan_parquet(path)
