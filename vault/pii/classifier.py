@@ -1,0 +1,360 @@
+"""Column classification: name hints and a sample of values, once per schema.
+
+For each column we look at
+
+1. its **name** (normalised: ``RegStName`` -> ``reg_st_name``) against an ordered
+   table of hints (first match wins), and
+2. a **sample** of at most ``sample_rows`` non-blank values, taken evenly from a
+   bounded window of the frame (so the cost does not grow with the row count),
+   scored as the *share of sampled non-blank values* that a value check accepts.
+
+Value evidence can only raise protection, never lower it below what the name says,
+with one exception: a column named like a direct identifier whose values are all
+yes/no flags (NC's ``drivers_lic`` is ``Y``/``N``) is a quasi-identifying flag.
+Columns with no hint are matched on values only; what still has no class is
+``unknown`` and handled as sensitive (fail closed). Free text is recognised from
+the values: long, varied, multi-word strings.
+
+Results are cached per schema (column names + dtypes, plus the options), so the
+batches of one file, and tomorrow's extract of the same layout, classify once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import polars as pl
+
+from vault.pii import recognizers as rz
+from vault.pii.handling import (
+    DEFAULT_LOOKUP_ENTITIES,
+    Category,
+    Handling,
+    handling_for,
+)
+
+__all__ = ["ColumnClass", "classify_frame", "clear_cache", "normalise_name", "schema_key"]
+
+WINDOW_ROWS = 20_000  # rows looked at, at most, whatever the frame's height
+FREE_TEXT = "FREE_TEXT"
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnClass:
+    """How one column is understood and handled. Holds names and scores, never values."""
+
+    name: str
+    entity: str
+    category: Category
+    confidence: float
+    handling: Handling
+    lookup_key: bool
+    evidence: str = "name"  # name | values | name+values | presidio | none
+
+    def as_json(self) -> dict[str, str | float | bool]:
+        return {
+            "name": self.name,
+            "entity": self.entity,
+            "category": self.category,
+            "confidence": self.confidence,
+            "handling": self.handling,
+            "lookup_key": self.lookup_key,
+            "evidence": self.evidence,
+        }
+
+
+# --- name hints ---------------------------------------------------------------------
+
+
+def _t(*words: str) -> str:
+    """Regex: any of ``words`` as a whole token of the normalised name."""
+    return r"(?:^|_)(?:" + "|".join(words) + r")(?:_|$)"
+
+
+_DISTRICT_WORDS = (
+    r"dist\d*", "district", "districts", "precinct", "pct", "ward", "township", "twp", "vtd",
+    "cong", "congressional", "senate", "house", "legislative", "leg", "judic", "judicial",
+    "court", "super", "commiss", "commission", "commissioner", "school", "fire", "water",
+    "sewer", "sanit", "rescue", "munic", "library", "career", "edu", "village", "split",
+    "appeals", "board", "hospital", "park", "transit", "utility", "assembly", "council",
+    "representative", "rep_dist", "portion", "part", "ballot_style", "polling",
+)
+
+# (regex on the normalised name, entity, category); first match wins.
+_HINTS: tuple[tuple[str, str, Category], ...] = (
+    (_t("notes?", "comments?", "remarks?", "narrative", "memo", "free_text", "transcript",
+        "feedback", "message", "verbatim"), FREE_TEXT, "free_text"),
+    (_t("e_?mail", "email_address", "emailaddress"), rz.EMAIL, "direct"),
+    (r"(?:^|_)area_code(?:_|$)", "PHONE_AREA_CODE", "quasi"),
+    (_t("phone", "phone_number", "telephone", "tel", "mobile", "cell", "fax", "phonenumber",
+        r"full_phone_number"), rz.PHONE, "direct"),
+    (_t("ssn", "ssn4", "social", "social_security"), rz.SSN, "direct"),
+    (r"(?:^|_)(?:ncid|voter_?id|voterid|sos_voterid|voter_reg(?:istration)?_?(?:num|number|no)?"
+     r"|reg_?num|registration_?(?:num|number|no)|vuid|voter_?(?:num|number|no)|regnum"
+     r"|voter_?key|lalvoterid|state_?voter_?id)(?:_|$)", rz.VOTER_ID, "direct"),
+    (r"(?:^|_)(?:drivers?_?lic\w*|dl|dl_?(?:num|number|no)|driver_?licen[cs]e\w*|licen[cs]e\w*)"
+     r"(?:_|$)", rz.DRIVER_LICENSE, "direct"),
+    (r"(?:^|_)(?:birth_?(?:year|yr)|yob|birthyear)(?:_|$)", rz.BIRTH_YEAR, "quasi"),
+    (r"(?:^|_)birth_?age(?:_|$)", rz.AGE, "quasi"),
+    (r"(?:^|_)birth_?(?:place|state|country|city|loc\w*)(?:_|$)", "BIRTH_PLACE", "quasi"),
+    (r"(?:^|_)(?:birth\w*|dob|date_of_birth|bday|birthdate)(?:_|$)", rz.BIRTH_DATE, "quasi"),
+    (_t("age", "age_years", "age_band", "age_range"), rz.AGE, "quasi"),
+    (_t("race", "race_code", "race_cd", "racial", "race_desc"), rz.RACE, "special"),
+    (_t("ethnic", "ethnicity", "ethnic_code", "ethnic_cd", "hispanic", "latino"),
+     rz.ETHNICITY, "special"),
+    (_t("gender", "sex", "gender_code", "gender_cd"), rz.GENDER, "special"),
+    (_t("religion", "religious", "church", "faith"), "RELIGION", "special"),
+    (_t("health", "disability", "disabled", "medical", "diagnosis"), "HEALTH", "special"),
+    (_t("party", "party_cd", "party_code", "party_affiliation", "party_affil", "affiliation",
+        "pty", "political_party", "partyaffiliation"), rz.PARTY, "special"),
+    (_t("zip", "zipcode", "zip5", "zip4", "zip_code", "postal", "postalcode", "postcode",
+        "postal_code", "plus4", "zip_plus4"), rz.ZIP, "quasi"),
+    (_t("confidential", "confidential_ind", "exempt", "exemption", "protected", "sealed"),
+     "CONFIDENTIALITY_FLAG", "quasi"),
+    # parts of a split street address that say little on their own
+    (r"(?:^|_)(?:st|street|unit|apt)_?(?:type|typ|suffix|sfx)(?:_|$)"
+     r"|(?:^|_)(?:pre|post)_?(?:direction|dir)(?:_|$)|(?:^|_)(?:direction|dir|frac|fraction)$",
+     "STREET_ADDRESS_PART", "quasi"),
+    (r"(?:^|_)(?:address\w*|addr\d*|street\w*|st_(?:num|no|number|name)|stnum|stname"
+     r"|house_?(?:num|number|no)|housenum|unit_?(?:num|number|no)|apt\w*|po_?box"
+     r"|mail_?\d|mail_?line\w*|mailing_?\d)(?:_|$)", rz.STREET_ADDRESS, "direct"),
+    (_t(*_DISTRICT_WORDS), "DISTRICT", "quasi"),
+    (_t("city", "town", "municipality", "cty", "city_desc", "locality", "place"),
+     "LOCATION", "quasi"),
+    (_t("county", "county_id", "county_code", "county_desc", "county_name", "countycode",
+        "county_number", "cnty"), "COUNTY", "harmless"),
+    (_t("state", "state_cd", "state_code", "st"), "STATE", "harmless"),
+    (_t("country", "country_code"), "COUNTRY", "harmless"),
+    (r"(?:^|_)(?:names?|last|first|middle|midl|lname|fname|mname|surname|given|firstname"
+     r"|lastname|middlename|fullname|full_name|suffix|sufx|prefx|prefix|salutation|nickname"
+     r"|maiden|initial|title)(?:_|$)", rz.PERSON, "direct"),
+    (_t("primary", "primaries"), rz.PARTY, "special"),  # vote-history primary = party ballot
+    (r"(?:^|_)(?:registr\w*|reg_?date|regdate|reg_dt|registration_?date)(?:_|$)",
+     "REGISTRATION_DATE", "quasi"),
+    (r"(?:^|_)(?:last_?voted|voted|vote_?history|general|election|special|runoff|history"
+     r"|lastvote\w*)(?:_|$)", "VOTE_HISTORY", "quasi"),
+    (r"(?:^|_)(?:date\w*|dt|effective)(?:_|$)", "DATE", "quasi"),
+    (_t("status", "status_cd", "status_code", "status_desc", "voter_status", "statuscode",
+        "reason", "reason_cd", "reason_code", "absent", "absent_ind", "absentee", "inactive",
+        "record_type", "source", "county_status", "active"), "STATUS", "harmless"),
+)
+_HINTS_RE = tuple((re.compile(pattern), entity, cat) for pattern, entity, cat in _HINTS)
+
+# Entities whose hint we check against values (others: the name is the evidence).
+_VALUE_CHECKED = {
+    rz.EMAIL, rz.PHONE, rz.SSN, rz.VOTER_ID, rz.DRIVER_LICENSE, rz.BIRTH_YEAR, rz.AGE,
+    rz.BIRTH_DATE, rz.RACE, rz.ETHNICITY, rz.GENDER, rz.PARTY, rz.ZIP, rz.STREET_ADDRESS,
+    rz.PERSON,
+}
+# Value-only detection for columns without a hint, most specific first: (check, entity, cat)
+_VALUE_ONLY: tuple[tuple[str, str, Category], ...] = (
+    (rz.EMAIL, rz.EMAIL, "direct"),
+    (rz.SSN, rz.SSN, "direct"),
+    (rz.PHONE, rz.PHONE, "direct"),
+    (rz.STREET_ADDRESS, rz.STREET_ADDRESS, "direct"),
+    (rz.BIRTH_DATE, "DATE", "quasi"),
+    (rz.ZIP, rz.ZIP, "quasi"),
+    ("PARTY_STRONG", rz.PARTY, "special"),
+)
+VALUE_ONLY_SHARE = 0.8
+FLAG_SHARE = 0.95
+_DIRECT_PRESIDIO = {
+    "PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "US_SSN", "CREDIT_CARD", "IBAN_CODE",
+    "IP_ADDRESS", "US_PASSPORT", "US_BANK_NUMBER", "US_DRIVER_LICENSE", "US_ITIN",
+    "MEDICAL_LICENSE", "CRYPTO", rz.STREET_ADDRESS, rz.VOTER_ID,
+}
+_PRESIDIO_ENTITIES = sorted(_DIRECT_PRESIDIO | {"LOCATION", "NRP"})
+
+
+def normalise_name(name: str) -> str:
+    """``"RegStName"`` -> ``"reg_st_name"``; ``"Residence Zipcode"`` -> ``"residence_zipcode"``."""
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name.strip())
+    return re.sub(r"[^0-9a-z]+", "_", spaced.lower()).strip("_")
+
+
+def _hint(name: str) -> tuple[str, Category] | None:
+    norm = normalise_name(name)
+    for pattern, entity, category in _HINTS_RE:
+        if pattern.search(norm):
+            return entity, category
+    return None
+
+
+# --- sampling -------------------------------------------------------------------------
+
+
+def _sample(df: pl.DataFrame, sample_rows: int) -> dict[str, list[str]]:
+    """Up to ``sample_rows`` stripped, non-blank values per column from a bounded window."""
+    height = df.height
+    window = df if height <= WINDOW_ROWS else df.gather_every(height // WINDOW_ROWS)
+    out: dict[str, list[str]] = {}
+    for name in df.columns:
+        col = window.get_column(name)
+        if col.dtype != pl.String:
+            col = col.cast(pl.String, strict=False)
+        col = col.str.strip_chars().drop_nulls()
+        col = col.filter(col.str.len_chars() > 0)
+        if col.len() > sample_rows:
+            col = col.gather_every(col.len() // sample_rows).head(sample_rows)
+        out[name] = col.to_list()
+    return out
+
+
+def _is_free_text(values: Sequence[str]) -> bool:
+    if len(values) < 3:
+        return False
+    mean_len = sum(len(v) for v in values) / len(values)
+    multi_word = sum(len(v.split()) >= 5 for v in values) / len(values)
+    distinct = len(set(values)) / len(values)
+    return mean_len >= 30 and multi_word >= 0.6 and distinct >= 0.5
+
+
+# --- classification --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    entity: str
+    category: Category
+    confidence: float
+    evidence: str
+
+
+def _classify_values(name: str, values: Sequence[str]) -> _Verdict:
+    hint = _hint(name)
+    free_text = _is_free_text(values)
+    if hint is not None:
+        entity, category = hint
+        if entity == FREE_TEXT:
+            return _Verdict(FREE_TEXT, "free_text", 0.9 if free_text else 0.6, "name")
+        if not values:
+            return _Verdict(entity, category, 0.5, "name")
+        flags = rz.value_share("FLAG", values)
+        if category == "direct" and flags >= FLAG_SHARE and len(set(values)) <= 3:
+            return _Verdict(f"{entity}_FLAG", "quasi", round(0.5 + 0.5 * flags, 3),
+                            "name+values")
+        if category == "harmless":
+            found = _value_only(values)
+            if found is not None:  # values say more than the name: protect
+                return found
+            if free_text:
+                return _Verdict(FREE_TEXT, "free_text", 0.7, "values")
+            return _Verdict(entity, category, 0.8, "name")
+        if entity in _VALUE_CHECKED:
+            share = rz.value_share(entity, values)
+            return _Verdict(entity, category, round(0.6 + 0.4 * share, 3), "name+values")
+        return _Verdict(entity, category, 0.7, "name")
+    if not values:
+        return _Verdict("UNKNOWN", "unknown", 0.0, "none")
+    found = _value_only(values)
+    if found is not None:
+        return found
+    if free_text:
+        return _Verdict(FREE_TEXT, "free_text", 0.8, "values")
+    return _Verdict("UNKNOWN", "unknown", 0.0, "none")
+
+
+def _value_only(values: Sequence[str]) -> _Verdict | None:
+    for check, entity, category in _VALUE_ONLY:
+        share = rz.value_share(check, values)
+        if share >= VALUE_ONLY_SHARE:
+            return _Verdict(entity, category, round(share, 3), "values")
+    return None
+
+
+def _presidio_verdict(values: Sequence[str], model: str | None) -> _Verdict | None:
+    """Last resort for unresolved columns: Presidio on a small sample of whole values."""
+    from vault.pii.engine import LANGUAGE, get_analyzer  # heavy: load only when needed
+
+    analyzer = get_analyzer(model)
+    sample = list(values[:50])
+    counts: dict[str, int] = {}
+    for text, artifacts in analyzer.nlp_engine.process_batch(sample, LANGUAGE, batch_size=50):
+        best: dict[str, int] = {}
+        for res in analyzer.analyze(text, LANGUAGE, entities=_PRESIDIO_ENTITIES,
+                                    nlp_artifacts=artifacts, score_threshold=0.5):
+            best[res.entity_type] = max(best.get(res.entity_type, 0), res.end - res.start)
+        for entity, covered in best.items():
+            if covered >= 0.5 * len(text.strip()):
+                counts[entity] = counts.get(entity, 0) + 1
+    if not counts:
+        return None
+    entity, hits = max(counts.items(), key=lambda kv: kv[1])
+    share = hits / len(sample)
+    if share < 0.5:
+        return None
+    category: Category = "direct" if entity in _DIRECT_PRESIDIO else (
+        "special" if entity == "NRP" else "quasi")
+    return _Verdict(entity, category, round(share, 3), "presidio")
+
+
+_CACHE: dict[str, list[ColumnClass]] = {}
+_CACHE_MAX = 256
+_CACHE_LOCK = threading.Lock()
+
+
+def schema_key(df: pl.DataFrame, *parts: object) -> str:
+    """SHA-256 over column names and dtypes (and any options): the classification cache key."""
+    h = hashlib.sha256(b"civicvault.pii.schema.v1\x00")
+    for name, dtype in df.schema.items():
+        h.update(name.encode() + b"\x1f" + str(dtype).encode() + b"\x1e")
+    for part in parts:
+        h.update(repr(part).encode() + b"\x1d")
+    return h.hexdigest()
+
+
+def clear_cache() -> None:
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def classify_frame(
+    df: pl.DataFrame,
+    *,
+    sample_rows: int = 300,
+    overrides: Mapping[str, str] | None = None,
+    lookup_entities: frozenset[str] | None = None,
+    use_presidio: bool = True,
+    model: str | None = None,
+) -> list[ColumnClass]:
+    """Classify every column of ``df`` (in order). Constant cost in the row count.
+
+    ``overrides``: policy handling per entity or category (see ``vault.pii.handling``);
+    ``lookup_entities``: entities that get blind indexes (default
+    ``DEFAULT_LOOKUP_ENTITIES``); ``use_presidio``: try Presidio on columns that name
+    hints and our value checks leave unresolved (loads the spaCy model once).
+    """
+    lookups = DEFAULT_LOOKUP_ENTITIES if lookup_entities is None else lookup_entities
+    key = schema_key(df, sample_rows, sorted((overrides or {}).items()), sorted(lookups),
+                     use_presidio, model)
+    with _CACHE_LOCK:
+        cached = _CACHE.get(key)
+    if cached is not None:
+        return list(cached)
+    samples = _sample(df, sample_rows)
+    result: list[ColumnClass] = []
+    for name in df.columns:
+        values = samples[name]
+        verdict = _classify_values(name, values)
+        if verdict.category == "unknown" and use_presidio and values:
+            verdict = _presidio_verdict(values, model) or verdict
+        result.append(
+            ColumnClass(
+                name=name,
+                entity=verdict.entity,
+                category=verdict.category,
+                confidence=verdict.confidence,
+                handling=handling_for(verdict.category, verdict.entity, overrides),
+                lookup_key=verdict.category == "direct" and verdict.entity in lookups,
+                evidence=verdict.evidence,
+            )
+        )
+    with _CACHE_LOCK:
+        if len(_CACHE) >= _CACHE_MAX:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = result
+    return list(result)

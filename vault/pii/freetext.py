@@ -1,0 +1,131 @@
+"""Free-text redaction: PII spans found by Presidio replaced by ``<ENTITY>`` markers.
+
+Only columns classified ``free_text`` come here; they are scanned cell by cell,
+in batches through spaCy's ``nlp.pipe`` (one NLP pass per cell, then Presidio's
+recognizers on the precomputed artifacts). Large inputs are split into chunks
+and run on a pool of worker processes (``spawn``), each building its own engine
+once; results keep the input order.
+
+Overlapping detections are merged into one redacted span, labelled with the
+entity of its highest-scoring detection. ``None`` and blank cells pass through.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+
+import polars as pl
+
+from vault.pii.engine import LANGUAGE, get_analyzer
+
+__all__ = ["DEFAULT_THRESHOLD", "Span", "find_spans", "redact_texts"]
+
+DEFAULT_THRESHOLD = 0.35
+PARALLEL_MIN_TEXTS = 2_000  # below this, starting workers costs more than it saves
+_CHUNK = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    start: int
+    end: int
+    entity: str
+    score: float
+
+
+def _merge(spans: Iterable[Span]) -> list[Span]:
+    merged: list[Span] = []
+    for span in sorted(spans, key=lambda s: (s.start, -s.end)):
+        if merged and span.start < merged[-1].end:
+            last = merged[-1]
+            best = last if last.score >= span.score else span
+            merged[-1] = Span(last.start, max(last.end, span.end), best.entity, best.score)
+        else:
+            merged.append(span)
+    return merged
+
+
+def _spans_local(
+    texts: Sequence[str | None], batch_size: int, model: str | None, threshold: float
+) -> list[list[Span]]:
+    analyzer = get_analyzer(model)
+    out: list[list[Span]] = [[] for _ in texts]
+    todo = [(i, t) for i, t in enumerate(texts) if t is not None and t.strip()]
+    if not todo:
+        return out
+    docs = analyzer.nlp_engine.process_batch(
+        [t for _, t in todo], LANGUAGE, batch_size=batch_size, n_process=1
+    )
+    for (i, _), (text, artifacts) in zip(todo, docs, strict=True):
+        results = analyzer.analyze(
+            text, LANGUAGE, nlp_artifacts=artifacts, score_threshold=threshold
+        )
+        out[i] = _merge(Span(r.start, r.end, r.entity_type, r.score) for r in results)
+    return out
+
+
+def _worker_chunk(args: tuple[list[str | None], int, str | None, float]) -> list[list[Span]]:
+    texts, batch_size, model, threshold = args
+    return _spans_local(texts, batch_size, model, threshold)
+
+
+def _warm(model: str | None) -> None:
+    get_analyzer(model)
+
+
+def find_spans(
+    texts: Sequence[str | None] | pl.Series,
+    *,
+    batch_size: int = 128,
+    n_process: int | None = 1,
+    model: str | None = None,
+    score_threshold: float = DEFAULT_THRESHOLD,
+) -> list[list[Span]]:
+    """Merged PII spans per text. ``n_process=None``: all cores when the input is large."""
+    items: list[str | None] = texts.to_list() if isinstance(texts, pl.Series) else list(texts)
+    procs = (os.cpu_count() or 1) if n_process is None else n_process
+    if procs <= 1 or len(items) < PARALLEL_MIN_TEXTS:
+        return _spans_local(items, batch_size, model, score_threshold)
+    chunks = [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
+    ctx = get_context("spawn")  # Polars and spaCy are not fork-safe
+    with ProcessPoolExecutor(
+        max_workers=procs, mp_context=ctx, initializer=_warm, initargs=(model,)
+    ) as pool:
+        parts = pool.map(
+            _worker_chunk, [(c, batch_size, model, score_threshold) for c in chunks]
+        )
+        return [spans for part in parts for spans in part]
+
+
+def redact_texts(
+    texts: Sequence[str | None] | pl.Series,
+    *,
+    batch_size: int = 128,
+    n_process: int | None = 1,
+    model: str | None = None,
+    score_threshold: float = DEFAULT_THRESHOLD,
+) -> list[str | None]:
+    """Each text with its PII spans replaced by ``<ENTITY>``; order and ``None`` kept."""
+    items: list[str | None] = texts.to_list() if isinstance(texts, pl.Series) else list(texts)
+    all_spans = find_spans(
+        items, batch_size=batch_size, n_process=n_process, model=model,
+        score_threshold=score_threshold,
+    )
+    out: list[str | None] = []
+    for text, spans in zip(items, all_spans, strict=True):
+        if text is None or not spans:
+            out.append(text)
+            continue
+        pieces: list[str] = []
+        pos = 0
+        for span in spans:
+            pieces.append(text[pos : span.start])
+            pieces.append(f"<{span.entity}>")
+            pos = span.end
+        pieces.append(text[pos:])
+        out.append("".join(pieces))
+    return out
