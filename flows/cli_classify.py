@@ -1,0 +1,44 @@
+"""``civicvault classify PATH [--json]``: a dry run of PII classification.
+
+Reads the file, classifies its columns (names + a sample of values) and prints
+per column the entity, category, confidence and handling. Stores nothing, needs
+no vault home or token, and never prints a data value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from flows.output import console, emit_json
+from vault.pii import classify_frame, read_table
+
+
+def classify(
+    path: Annotated[Path, typer.Argument(help="CSV/TSV, Parquet or JSON Lines file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON value.")] = False,
+    sample_rows: Annotated[
+        int, typer.Option("--sample-rows", min=10, help="Values sampled per column.")
+    ] = 300,
+) -> None:
+    """Dry run: per column label, confidence and handling (stores nothing)."""
+    df = read_table(path)
+    classes = classify_frame(df, sample_rows=sample_rows)
+    if as_json:
+        emit_json({"rows": df.height, "columns": [c.as_json() for c in classes]})
+        return
+    table = Table(title=f"{path.name}: {df.height} rows, {df.width} columns")
+    for header in ("column", "entity", "category", "confidence", "handling", "lookup"):
+        table.add_column(header)
+    for c in classes:
+        table.add_row(c.name, c.entity, c.category, f"{c.confidence:.2f}", c.handling,
+                      "yes" if c.lookup_key else "")
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``classify`` to the main app."""
+    app.command("classify")(classify)
