@@ -43,7 +43,7 @@ Progress = Callable[[int, int], None]
 # Lookup entities and how their values are normalised for blind indexes, in the
 # order that decides which one identifies a subject.
 LOOKUP_NORMALIZERS: dict[str, str] = {
-    "US_VOTER_ID": "id", "US_SSN": "id", "US_DRIVER_LICENSE": "id",
+    "VOTER_ID": "id", "US_SSN": "id", "US_DRIVER_LICENSE": "id",
     "EMAIL_ADDRESS": "email", "PHONE_NUMBER": "phone", "PERSON": "text",
 }
 
@@ -122,8 +122,9 @@ def prepare_batch(frame: pl.DataFrame, classes: list[ColumnClass],
                   originals: dict[str, str]) -> pl.DataFrame:
     """Apply each column's handling, vectorised; free text is redacted in batches."""
     from vault.pii.freetext import redact_texts
-    from vault.pii.generalize import generalize
+    from vault.pii.generalize import generalize_frame
 
+    general = generalize_frame(frame, classes)
     out: dict[str, pl.Series] = {}
     for c in classes:
         if c.handling == "drop":
@@ -132,9 +133,9 @@ def prepare_batch(frame: pl.DataFrame, classes: list[ColumnClass],
         if c.name in originals:
             out[originals[c.name]] = col
             if c.handling == "generalize":
-                out[c.name] = generalize(col, c.entity)
+                out[c.name] = general.get_column(c.name)
             else:
-                out[c.name] = pl.Series(c.name, redact_texts(col.to_list()), dtype=pl.Utf8)
+                out[c.name] = pl.Series(c.name, redact_texts(col), dtype=pl.Utf8)
         else:
             out[c.name] = col
     return pl.DataFrame(list(out.values()))

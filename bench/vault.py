@@ -1,0 +1,222 @@
+"""Benchmark: seal + store 1,000,000 voter rows (12 columns, 7 direct identifiers) and
+decrypt the attributes of all rows for a release, on SQLite and PostgreSQL.
+
+Baseline in the same run (the floor any encrypted store pays): polars read + one
+AES-GCM per row + one HMAC per row + one sqlite3 executemany of the results.
+
+    python bench/vault.py [--rows 1000000] [--runs 3] [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test]
+
+Prints a table of medians; nothing it generates is real data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import os
+import secrets
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import create_engine, text
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from vault.db import make_engine, migrate  # noqa: E402
+from vault.keyring import Keyring, now  # noqa: E402
+from vault.keys import FileKeyProvider  # noqa: E402
+from vault.store import (  # noqa: E402
+    T_SOURCE,
+    ColumnLayout,
+    StoredColumn,
+    dataset_id,
+    read_attributes,
+    write_batch,
+)
+
+DIRECT = ["voter_id", "first_name", "last_name", "street", "phone", "email", "birth_date"]
+ATTRS = ["county", "party", "gender", "age_band", "precinct"]
+LAYOUT = ColumnLayout(
+    columns=(
+        StoredColumn("voter_id", "direct", "id"),
+        StoredColumn("first_name", "direct"),
+        StoredColumn("last_name", "direct"),
+        StoredColumn("street", "direct"),
+        StoredColumn("phone", "direct", "phone"),
+        StoredColumn("email", "direct", "email"),
+        StoredColumn("birth_date", "direct"),
+        *(StoredColumn(a, "attribute") for a in ATTRS),
+    ),
+    identity="voter_id",
+)
+BATCH = 100_000
+
+
+def synthetic(n: int, seed: int = 7) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    first = np.array(["JAMES", "MARY", "ROBERT", "PATRICIA", "JOHN", "JENNIFER", "MICHAEL",
+                      "LINDA", "DAVID", "ELIZABETH", "MARIA", "JOSE"])
+    last = np.array(["SMITH", "JOHNSON", "WILLIAMS", "BROWN", "JONES", "GARCIA", "MILLER",
+                     "DAVIS", "RODRIGUEZ", "MARTINEZ", "HERNANDEZ", "LOPEZ"])
+    ids = pl.Series(np.arange(n)).cast(pl.Utf8).str.zfill(9)
+    return pl.DataFrame({
+        "voter_id": "BN" + ids,
+        "first_name": first[rng.integers(0, len(first), n)],
+        "last_name": last[rng.integers(0, len(last), n)],
+        "street": pl.Series(rng.integers(1, 9999, n)).cast(pl.Utf8) + " MAIN ST",
+        "phone": "919" + pl.Series(rng.integers(0, 10**7, n)).cast(pl.Utf8).str.zfill(7),
+        "email": "v" + ids + "@example.org",
+        "birth_date": pl.Series(rng.integers(1930, 2006, n)).cast(pl.Utf8) + "-01-15",
+        "county": pl.Series(rng.integers(1, 101, n)).cast(pl.Utf8),
+        "party": np.array(["DEM", "REP", "UNA", "LIB", "GRE", "CST"])[rng.integers(0, 6, n)],
+        "gender": np.array(["F", "M", "U"])[rng.integers(0, 3, n)],
+        "age_band": np.array(["18-24", "25-34", "35-44", "45-54", "55-64", "65-74", "75+"])[
+            rng.integers(0, 7, n)],
+        "precinct": pl.Series(rng.integers(1, 900, n)).cast(pl.Utf8),
+    })
+
+
+def timed(fn: Callable[[], object], runs: int) -> float:
+    out = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return statistics.median(out)
+
+
+def baseline(parquet: Path, db: Path) -> None:
+    df = pl.read_parquet(parquet)
+    key, mac_key = AESGCM(os.urandom(32)), os.urandom(32)
+    rows = []
+    nonces = os.urandom(12 * df.height)
+    for i, row in enumerate(df.iter_rows()):
+        pt = "\x1f".join(row).encode()
+        nonce = nonces[i * 12:(i + 1) * 12]
+        rows.append((i, nonce + key.encrypt(nonce, pt, None),
+                     hmac.digest(mac_key, row[0].encode(), hashlib.sha256)))
+    if db.exists():
+        db.unlink()
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("CREATE TABLE r (id INTEGER PRIMARY KEY, ct BLOB, mac BLOB)")
+    with con:
+        con.executemany("INSERT INTO r VALUES (?,?,?)", rows)
+    con.close()
+
+
+def civicvault_store(parquet: Path, url: str, kek: Path) -> Callable[[], None]:
+    def run() -> None:
+        engine = make_engine(url)
+        migrate(engine)
+        kr = Keyring(FileKeyProvider(kek))
+        df = pl.read_parquet(parquet)
+        with engine.begin() as conn:
+            ds = dataset_id(conn, "bench", create_with=("bench", LAYOUT.to_json()))
+            src = conn.execute(T_SOURCE.insert().values(
+                dataset_id=ds, content_hash=secrets.token_hex(16), rows=df.height,
+                batches=-(-df.height // BATCH), created=now()).returning(T_SOURCE.c.id)
+            ).scalar_one()
+        for b in range(-(-df.height // BATCH)):
+            with engine.begin() as conn:
+                write_batch(conn, kr, ds_id=ds, dataset="bench", source_id=int(src),
+                            batch_index=b, frame=df.slice(b * BATCH, BATCH), layout=LAYOUT,
+                            actor="bench")
+        engine.dispose()
+    return run
+
+
+def fresh_sqlite(tmp: Path) -> str:
+    db = tmp / f"v{secrets.token_hex(3)}.db"
+    return f"sqlite:///{db}"
+
+
+def fresh_pg(admin_url: str) -> str:
+    name = f"cv_bench_{secrets.token_hex(4)}"
+    eng = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with eng.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    eng.dispose()
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_pg(admin_url: str, url: str) -> None:
+    eng = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with eng.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
+    eng.dispose()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
+                    help="PostgreSQL admin URL ('' to skip)")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="cvbench-") as t:
+        tmp = Path(t)
+        parquet = tmp / "voters.parquet"
+        synthetic(args.rows).write_parquet(parquet)
+        kek = tmp / "kek.json"
+        FileKeyProvider.create(kek)
+        results: list[tuple[str, float]] = []
+        base = timed(lambda: baseline(parquet, tmp / "base.db"), args.runs)
+        results.append(("baseline: polars + AES-GCM/row + HMAC/row + sqlite3 executemany", base))
+
+        urls: list[str] = []
+        def sqlite_run() -> None:
+            url = fresh_sqlite(tmp)
+            urls.append(url)
+            civicvault_store(parquet, url, kek)()
+        results.append(("civicvault seal+store, SQLite (WAL, synchronous=FULL)",
+                        timed(sqlite_run, args.runs)))
+        sqlite_url = urls[-1]
+        if args.pg:
+            pg_urls: list[str] = []
+            def pg_run() -> None:
+                url = fresh_pg(args.pg)
+                pg_urls.append(url)
+                civicvault_store(parquet, url, kek)()
+            results.append(("civicvault seal+store, PostgreSQL (COPY)", timed(pg_run, args.runs)))
+
+        engine = make_engine(sqlite_url)
+        kr = Keyring(FileKeyProvider(kek))
+        def decrypt() -> None:
+            with engine.connect() as conn:
+                frame = read_attributes(conn, Keyring(kr.provider), "bench",
+                                        ["county", "party", "age_band"])
+                assert frame.height == args.rows
+        results.append(("decrypt 3 attribute columns of all rows (SQLite)",
+                        timed(decrypt, args.runs)))
+        if args.pg:
+            pg_engine = make_engine(pg_urls[-1])
+            def decrypt_pg() -> None:
+                with pg_engine.connect() as conn:
+                    read_attributes(conn, Keyring(kr.provider), "bench",
+                                    ["county", "party", "age_band"])
+            results.append(("decrypt 3 attribute columns of all rows (PostgreSQL)",
+                            timed(decrypt_pg, args.runs)))
+            pg_engine.dispose()
+            for u in pg_urls:
+                drop_pg(args.pg, u)
+        engine.dispose()
+
+    print(f"\nrows={args.rows:,}  runs={args.runs} (medians)  cores={os.cpu_count()}")
+    print(f"{'measurement':<66} {'seconds':>8} {'x baseline':>10}")
+    for name, secs in results:
+        ratio = f"{secs / base:.2f}" if "seal+store" in name else ""
+        print(f"{name:<66} {secs:>8.2f} {ratio:>10}")
+
+
+if __name__ == "__main__":
+    main()
