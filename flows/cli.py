@@ -16,7 +16,7 @@ import typer
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-from flows import cli_admin, cli_classify, cli_ledger, cli_release, cli_vault
+from flows import cli_admin, cli_classify, cli_flows, cli_ledger, cli_release, cli_vault
 from flows.output import err_console
 
 try:  # Typer >= 0.29 vendors Click
@@ -54,6 +54,7 @@ def _root(
 cli_admin.register(app)
 cli_classify.register(app)
 cli_release.register(app)
+cli_flows.register(app)
 cli_vault.register(app)
 app.add_typer(cli_ledger.app, name="ledger")
 

@@ -1,0 +1,180 @@
+"""``civicvault demo``: the main job end to end on the embedded default.
+
+Fresh vault home -> ``init`` -> a seeded synthetic voter file (``flows.demo_data``)
+-> the ``ingest`` flow -> an analyst with a budget -> two DP releases (``release``
+flow) -> the ``audit`` flow -> a short summary (rows, columns protected, releases
+with accuracy, ledger size and root, verdict, timings).
+
+Prefect runs ephemerally with its state in ``<home>/prefect``; its temporary
+server is started in the background while the vault is initialised and the data
+generated. The synthetic file lives in a private temporary folder outside the vault
+home and is deleted once ingested.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from flows import prefect_env
+from vault.home import VaultHome
+
+DATASET = "voters"
+ANALYST = "demo-analyst"
+ANALYST_EPSILON = Fraction(2)
+# (by, measures, epsilon): "turnout by county x party", then by age band x party
+RELEASES: tuple[tuple[list[str], list[str], str], ...] = (
+    (["county", "party"], ["count", "sum:voted_2024"], "0.5"),
+    (["birth_date", "party"], ["count", "mean:voted_2024"], "0.5"),
+)
+Step = Callable[[str], None]
+
+
+@dataclass
+class DemoSummary:
+    home: str
+    rows: int
+    columns: int
+    columns_protected: int
+    rows_added: int
+    releases: list[dict[str, Any]] = field(default_factory=list)
+    ledger_size: int = 0
+    ledger_root: str = ""
+    verdict: str = ""
+    checkpoint: str = ""
+    analyst: str = ""
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "home": self.home, "dataset": DATASET, "rows": self.rows, "columns": self.columns,
+            "columns_protected": self.columns_protected, "rows_added": self.rows_added,
+            "releases": self.releases, "ledger_size": self.ledger_size,
+            "ledger_root": self.ledger_root, "verdict": self.verdict,
+            "checkpoint": self.checkpoint, "analyst": self.analyst, "seconds": self.seconds,
+        }
+
+
+def _start_prefect_server() -> threading.Thread:
+    """Start Prefect's temporary server in the background (its boot takes seconds)."""
+    from prefect.server.api.server import SubprocessASGIServer
+
+    thread = threading.Thread(target=SubprocessASGIServer().start, name="prefect-server",
+                              daemon=True)
+    thread.start()
+    return thread
+
+
+def _release_summary(doc: dict[str, Any]) -> dict[str, Any]:
+    accuracy = doc.get("accuracy", {})
+    measures = accuracy.get("measures", {}) if isinstance(accuracy, dict) else {}
+    return {"by": doc.get("by"), "measures": doc.get("measures"), "epsilon": doc.get("epsilon"),
+            "groups": len(doc.get("rows", [])),
+            "accuracy": {k: v.get("accuracy", v) if isinstance(v, dict) else v
+                         for k, v in measures.items()},
+            "confidence": accuracy.get("confidence") if isinstance(accuracy, dict) else None,
+            "data_hash": doc.get("data_hash"), "ledger_seq": doc.get("ledger_seq"),
+            "budget": doc.get("budget")}
+
+
+def run_demo(rows: int, home: Path, *, seed: int | None = None,
+             step: Step | None = None) -> DemoSummary:
+    """Run the whole demo in a fresh vault home at ``home``; returns the summary."""
+    say: Step = step or (lambda _msg: None)
+    clock: dict[str, float] = {}
+    t_all = time.perf_counter()
+
+    def lap(name: str, since: float) -> float:
+        now = time.perf_counter()
+        clock[name] = round(now - since, 3)
+        return now
+
+    from vault.setup import init_home
+
+    vh = VaultHome(root=home.expanduser().absolute(),
+                   db_url_override=os.environ.get("CIVICVAULT_DB_URL") or None)
+    t = time.perf_counter()
+    say(f"initialising a fresh vault at {vh.root}")
+    init_home(vh)
+    t = lap("init", t)
+
+    if "prefect" not in sys.modules:  # Prefect reads its settings once, at import
+        prefect_env.configure(vh, force_home=True)
+    server = _start_prefect_server()
+
+    from flows import demo_data
+
+    with tempfile.TemporaryDirectory(prefix="civicvault-demo-") as tmp:
+        os.chmod(tmp, 0o700)
+        source = Path(tmp) / "nc_voters_synthetic.csv"
+        say(f"generating {rows:,} synthetic voters with canvass notes")
+        demo_data.write_csv(source, rows, seed if seed is not None else demo_data.DEFAULT_SEED)
+        t = lap("generate", t)
+
+        from flows.ingest import ingest_flow
+
+        server.join()
+        t = lap("prefect_server_wait", t)
+        say("ingest flow: classify, encrypt, store, ledger")
+        report = ingest_flow()(path=str(source), dataset=DATASET, home=str(vh.root))
+        t = lap("ingest", t)
+        token_file = Path(tmp) / "analyst.token"
+        analyst_id = _create_analyst(vh, token_file)
+        t = lap("analyst", t)
+
+        from flows.release import release
+
+        releases = []
+        for by, measures, epsilon in RELEASES:
+            say(f"release flow: {', '.join(measures)} by {' x '.join(by)} at epsilon {epsilon}")
+            doc = release(dataset=DATASET, by=by, measures=measures, epsilon=epsilon,
+                          home=str(vh.root), token_file=str(token_file))
+            releases.append(_release_summary(doc))
+        t = lap("releases", t)
+
+    from flows.audit import audit
+
+    say("audit flow: verify ledger and vault, checkpoint, consistency")
+    verdict = audit(home=str(vh.root))
+    lap("audit", t)
+    clock["total"] = round(time.perf_counter() - t_all, 3)
+    columns = list(report.get("columns", []))
+    protected = sum(1 for c in columns if c.get("handling") != "keep")
+    return DemoSummary(
+        home=str(vh.root), rows=rows, columns=len(columns), columns_protected=protected,
+        rows_added=int(report.get("rows_added", 0)), releases=releases,
+        ledger_size=int(verdict["size"]), ledger_root=str(verdict["root"]),
+        verdict=str(verdict["verdict"]), checkpoint=str(verdict.get("checkpoint", "")),
+        analyst=analyst_id, seconds=clock,
+    )
+
+
+def _create_analyst(vh: VaultHome, token_file: Path) -> str:
+    """Add the demo analyst (token into a 0600 file) and give it a budget on the dataset."""
+    from vault import access as _access
+    from vault import principals
+    from vault.budget import set_budget
+    from vault.db import make_engine
+
+    engine = make_engine(vh.db_url)
+    try:
+        admin = _access.authenticate(engine, vh, None)
+        with _access.access(engine, vh, admin, "principals.add", f"principals/{ANALYST}") as conn:
+            token = principals.add_principal(conn, ANALYST, "analyst")
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(token + "\n")
+        analyst = _access.authenticate(engine, vh, token)
+        with _access.access(engine, vh, admin, "budget.set", f"budgets/{analyst.id}") as conn:
+            set_budget(conn, analyst.id, DATASET, ANALYST_EPSILON)
+        return analyst.id
+    finally:
+        engine.dispose()

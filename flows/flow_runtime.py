@@ -1,0 +1,107 @@
+"""What every flow and task needs from the vault, and how their failures are worded.
+
+Flows receive paths and ids only; they never receive a token or a database URL
+(both are secrets and Prefect stores flow parameters). A flow opens the vault
+home named by its ``home`` parameter (or ``CIVICVAULT_HOME``), takes the database
+URL from ``CIVICVAULT_DB_URL`` and the principal's token from ``CIVICVAULT_TOKEN``
+or the home's ``admin.token``, exactly as the CLI does.
+
+Prefect keeps a failed run's exception (pickled into result storage, rendered in
+logs). :func:`scrubbed` therefore turns every exception escaping a task into one
+whose text carries the step name, ids and the exception *type* only. Errors of
+civicvault's own tree already carry ids only and pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+
+from ledger.errors import BadInput, CivicVaultError
+from vault import access as _access
+from vault.db import make_engine, require_schema
+from vault.home import DB_URL_ENV, TOKEN_ENV, VaultHome
+
+_ENGINES: dict[str, Engine] = {}
+_LOCK = threading.Lock()
+
+
+class FlowStepFailed(CivicVaultError):
+    """A flow step failed for a reason outside civicvault's error tree (ids and type only)."""
+
+    exit_code = 1
+
+
+class TransientStoreError(FlowStepFailed):
+    """The database was busy or unreachable; the step is safe to retry."""
+
+
+def vault_home(home: str | None) -> VaultHome:
+    """The vault home named by a flow parameter (a path), else ``CIVICVAULT_HOME``."""
+    if home:
+        return VaultHome(root=Path(home).expanduser().absolute(),
+                         db_url_override=os.environ.get(DB_URL_ENV) or None)
+    return VaultHome.from_env()
+
+
+def engine_for(home: VaultHome) -> Engine:
+    """One engine per database per process (tasks of a run share its pool)."""
+    url = home.db_url
+    with _LOCK:
+        engine = _ENGINES.get(url)
+        if engine is None:
+            home.require_initialised()
+            engine = make_engine(url)
+            require_schema(engine)
+            _ENGINES[url] = engine
+        return engine
+
+
+def dispose_engines() -> None:
+    with _LOCK:
+        for engine in _ENGINES.values():
+            engine.dispose()
+        _ENGINES.clear()
+
+
+def principal_for(home: VaultHome, token_file: str | None = None) -> _access.Principal:
+    """Authenticate the token in ``token_file`` (a path), else ``CIVICVAULT_TOKEN``, else the
+    home's admin token: the token itself never is a flow parameter."""
+    token = None
+    if token_file:
+        try:
+            token = Path(token_file).read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            raise BadInput("the token file cannot be read") from None
+    token = token or os.environ.get(TOKEN_ENV) or None
+    return _access.authenticate(engine_for(home), home, token)
+
+
+def is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, TransientStoreError | OperationalError)
+
+
+@contextmanager
+def scrubbed(step: str, **ids: object) -> Iterator[None]:
+    """Re-raise any foreign exception as one that names ``step``, ``ids`` and its type only.
+
+    ``CIVICVAULT_DEBUG=1`` lets the original through (for a safe environment only).
+    """
+    try:
+        yield
+    except CivicVaultError:
+        raise
+    except Exception as exc:
+        if os.environ.get("CIVICVAULT_DEBUG") == "1":
+            raise
+        where = " ".join(f"{k}={v}" for k, v in ids.items())
+        detail = f"{step} failed ({type(exc).__name__})" + (f" [{where}]" if where else "")
+        if isinstance(exc, OperationalError):
+            raise TransientStoreError(f"{detail}: transient database error") from None
+        raise FlowStepFailed(detail) from None

@@ -1,0 +1,56 @@
+"""Flow ``release``: an analyst's DP release request, run by ``vault.dp.release.run_release``.
+
+Parameters are the request's shape (dataset, group-by column names, measure specs,
+epsilon as a decimal string), the vault home's path and optionally the path of a
+file holding the analyst's token (never the token itself). The budget is spent
+atomically before any noise is drawn, inside ``run_release``; this flow only runs
+it as one task (no retries: a release must never be charged twice) and, when
+``out`` is given, writes the released document (noisy aggregates + accuracy) there.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from flows import prefect_env
+
+prefect_env.configure()
+
+from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+
+from flows.flow_runtime import engine_for, principal_for, scrubbed, vault_home  # noqa: E402
+from vault.access import Principal  # noqa: E402
+from vault.budget import parse_epsilon  # noqa: E402
+from vault.dp.release import run_release  # noqa: E402
+from vault.dp.request import ReleaseRequest  # noqa: E402
+
+
+@task(name="dp-release", cache_policy=NO_CACHE, persist_result=False, retries=0)
+def release_aggregates(home: str, principal: Principal, dataset: str, by: list[str],
+                       measures: list[str], epsilon: str) -> dict[str, Any]:
+    """Spend the budget, read the attributes, add the noise (touches plaintext)."""
+    vh = vault_home(home)
+    request = ReleaseRequest.build(dataset, by, measures, parse_epsilon(epsilon))
+    with scrubbed("release", dataset=dataset):
+        result = run_release(engine_for(vh), vh, principal, request)
+        document: dict[str, Any] = result.to_json()
+    return document
+
+
+@flow(name="release", persist_result=False, log_prints=False)
+def release(dataset: str, by: list[str], measures: list[str], epsilon: str,
+            home: str | None = None, token_file: str | None = None,
+            out: str | None = None) -> dict[str, Any]:
+    """Release DP aggregates of ``dataset`` by ``by`` for the analyst named by the token."""
+    vh = vault_home(home)
+    principal = principal_for(vh, token_file)
+    document = release_aggregates(str(vh.root), principal, dataset, by, measures, epsilon)
+    if out:
+        Path(out).write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    get_run_logger().info("release of dataset %s: %d groups, epsilon %s, ledger seq %s",
+                          dataset, len(document.get("rows", [])), epsilon,
+                          document.get("ledger_seq"))
+    return document
