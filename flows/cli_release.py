@@ -1,9 +1,212 @@
-"""CLI commands (placeholder module, filled in by its owner)."""
+"""``civicvault release``, ``budget set|show`` and ``segment``: thin shells over ``vault.dp``.
+
+Errors propagate to ``flows.cli`` (exit codes live there): a bad request is exit 2,
+a policy or budget refusal exit 1, each already on the ledger.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+from flows.output import console, emit_json
+from flows.session import open_session
+from vault.errors import BadInput
+
+budget_app = typer.Typer(help="Privacy budgets per analyst and dataset.", no_args_is_help=True)
+
+
+def _split(values: list[str]) -> list[str]:
+    return [part.strip() for v in values for part in v.split(",") if part.strip()]
+
+
+def _delta(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise BadInput("delta must be a number such as 1e-7") from None
+
+
+def release(
+    ctx: typer.Context,
+    dataset: Annotated[str, typer.Option("--dataset", help="Dataset to release from.")],
+    by: Annotated[list[str], typer.Option("--by", help="Group-by column(s), comma separated.")],
+    measure: Annotated[
+        list[str],
+        typer.Option("--measure", help="count | sum:COL | mean:COL (repeatable)."),
+    ],
+    epsilon: Annotated[str, typer.Option("--epsilon", help="Privacy loss charged, e.g. 0.5.")],
+    delta: Annotated[
+        str | None,
+        typer.Option("--delta", help="Approximate DP (needed to release keys not in the policy)."),
+    ] = None,
+    zcdp: Annotated[
+        bool, typer.Option("--zcdp", help="Gaussian noise via zCDP (needs --delta).")
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write FILE.csv, FILE.parquet or FILE.json.")
+    ] = None,
+    chart: Annotated[
+        Path | None, typer.Option("--chart", help="Draw FILE.png or FILE.svg with error bars.")
+    ] = None,
+    preview: Annotated[
+        bool, typer.Option("--preview", help="Accuracy only: no data read, no budget spent.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON value.")] = False,
+) -> None:
+    """Release differentially private aggregates by segment, charged to your budget."""
+    from vault.budget import parse_epsilon
+    from vault.dp import ReleaseRequest, preview_release, run_release
+    from vault.dp.export import CHART_FORMATS, OUT_FORMATS, write_chart, write_output
+
+    if out is not None and out.suffix.lower() not in OUT_FORMATS:
+        raise BadInput(f"--out must end in one of {', '.join(OUT_FORMATS)}")
+    if chart is not None and chart.suffix.lower() not in CHART_FORMATS:
+        raise BadInput(f"--chart must end in one of {', '.join(CHART_FORMATS)}")
+    request = ReleaseRequest.build(
+        dataset, _split(by), measure, parse_epsilon(epsilon), delta=_delta(delta), zcdp=zcdp
+    )
+    session = open_session(ctx)
+    if preview:
+        accuracy = preview_release(session.engine, session.home, session.principal, request)
+        doc: dict[str, Any] = {
+            "dataset": dataset,
+            "epsilon": float(request.epsilon),
+            "preview": True,
+            "accuracy": accuracy.to_json(),
+        }
+        if as_json:
+            emit_json(doc)
+        else:
+            for label, acc in doc["accuracy"]["measures"].items():
+                what = acc.get("accuracy", acc.get("derived"))
+                console.print(f"{label}: +-{what} (95% confidence)", markup=False)
+        return
+    result = run_release(session.engine, session.home, session.principal, request)
+    if out is not None:
+        write_output(result, out)
+    if chart is not None:
+        write_chart(result, chart)
+    if as_json:
+        emit_json(result.to_json())
+        return
+    doc = result.to_json()
+    console.print(
+        f"released {len(doc['rows'])} groups of '{dataset}' at epsilon {epsilon} "
+        f"(ledger seq {doc.get('ledger_seq')}, data_hash {doc['data_hash'][:16]}...)",
+        markup=False,
+    )
+    budget = doc.get("budget", {})
+    if budget:
+        console.print(
+            f"budget left on '{dataset}': {budget['epsilon_remaining']:g} "
+            f"of {budget['epsilon_total']:g}",
+            markup=False,
+        )
+    for label, acc in doc["accuracy"]["measures"].items():
+        what = acc.get("accuracy", acc.get("derived"))
+        console.print(f"  {label}: +-{what} (95%)", markup=False)
+    if out is not None:
+        console.print(f"wrote {out}", markup=False)
+
+
+def segment(
+    ctx: typer.Context,
+    dataset: Annotated[str, typer.Option("--dataset", help="Dataset to segment.")],
+    features: Annotated[
+        list[str], typer.Option("--features", help="Bounded numeric column(s), comma separated.")
+    ],
+    k: Annotated[int, typer.Option("--k", help="Number of segments.")],
+    epsilon: Annotated[str, typer.Option("--epsilon", help="Privacy loss charged.")],
+    iterations: Annotated[
+        int, typer.Option("--iterations", help="k-means rounds sharing epsilon.")
+    ] = 5,
+    chart: Annotated[
+        Path | None, typer.Option("--chart", help="Draw segment sizes to FILE.png|.svg.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON value.")] = False,
+) -> None:
+    """DP k-means segments over bounded numeric features (noisy sizes and centroids)."""
+    from vault.budget import parse_epsilon
+    from vault.dp import SegmentRequest, run_segment
+    from vault.dp.export import write_chart
+
+    request = SegmentRequest(
+        dataset, tuple(_split(features)), k, parse_epsilon(epsilon), iterations=iterations
+    )
+    session = open_session(ctx)
+    result = run_segment(session.engine, session.home, session.principal, request)
+    if chart is not None:
+        write_chart(result, chart)
+    doc = result.to_json()
+    if as_json:
+        emit_json(doc)
+        return
+    for s in doc["segments"]:
+        centroid = ", ".join(f"{c:.3g}" for c in s["centroid"])
+        console.print(
+            f"segment {s['segment']}: size ~{s['size']}  centroid ({centroid})", markup=False
+        )
+
+
+@budget_app.command("set")
+def budget_set(
+    ctx: typer.Context,
+    analyst: Annotated[str, typer.Option("--analyst", help="Analyst principal name.")],
+    dataset: Annotated[str, typer.Option("--dataset", help="Dataset name.")],
+    epsilon: Annotated[str, typer.Option("--epsilon", help="Total epsilon for the analyst.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON value.")] = False,
+) -> None:
+    """Set an analyst's total privacy budget on a dataset (spending so far is kept)."""
+    from vault.budget import parse_epsilon, set_budget
+
+    total = parse_epsilon(epsilon)
+    session = open_session(ctx)
+    with session.access("budget.set", f"dataset/{dataset}") as conn:
+        b = set_budget(conn, analyst, dataset, total)
+    if as_json:
+        emit_json({"budgets": [b.to_json()]})
+    else:
+        console.print(
+            f"budget of '{analyst}' on '{dataset}': epsilon {epsilon} "
+            f"({float(b.epsilon_spent):g} spent)",
+            markup=False,
+        )
+
+
+@budget_app.command("show")
+def budget_show(
+    ctx: typer.Context,
+    analyst: Annotated[
+        str | None, typer.Option("--analyst", help="Only this analyst's budgets.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON value.")] = False,
+) -> None:
+    """Show privacy budgets: total, spent and remaining epsilon per analyst and dataset."""
+    from vault.budget import show_budgets
+
+    session = open_session(ctx)
+    with session.access("budget.show", f"budgets/{analyst or '*'}") as conn:
+        rows = show_budgets(conn, analyst)
+    if as_json:
+        emit_json({"budgets": [b.to_json() for b in rows]})
+        return
+    if not rows:
+        console.print("no budgets set", markup=False)
+    for b in rows:
+        console.print(
+            f"{b.analyst}  {b.dataset}  total {float(b.epsilon_total):g}  "
+            f"spent {float(b.epsilon_spent):g}  left {float(b.epsilon_remaining):g}",
+            markup=False,
+        )
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the main app."""
+    """Add ``release``, ``segment`` and ``budget`` to the main app."""
+    app.command("release")(release)
+    app.command("segment")(segment)
+    app.add_typer(budget_app, name="budget")

@@ -1,0 +1,105 @@
+"""Helpers for DP release tests: a tiny policy, a known plaintext frame, ledger reading."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import polars as pl
+from sqlalchemy import Engine
+
+from ledger import store as ledger_store
+from vault.access import Principal
+from vault.dp.source import FrameSource
+
+COUNTIES = ("Alamance", "Chatham", "Wake")
+PARTIES = ("DEM", "REP", "UNA")
+# Known counts per (county, party): 100, 200, ..., 900.
+KNOWN = {
+    (c, p): 100 * (3 * i + j + 1) for i, c in enumerate(COUNTIES) for j, p in enumerate(PARTIES)
+}
+
+ALICE = Principal(id="alice", role="analyst")
+BOB = Principal(id="bob", role="analyst")
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    keys: tuple[str, ...] | None = None
+    lower: float | None = None
+    upper: float | None = None
+
+
+@dataclass
+class TinyPolicy:
+    """The three methods ``vault.dp`` needs from ``policies.Policy``."""
+
+    rules: dict[str, dict[str, Rule]] = field(default_factory=dict)
+    default: Fraction = Fraction(10)
+    cap: Fraction = Fraction(100)
+
+    def columns_for(self, dataset: str) -> Mapping[str, Rule]:
+        return self.rules.get(dataset, {})
+
+    def budget_default(self, dataset: str) -> Fraction:
+        return self.default
+
+    def dataset_cap(self, dataset: str) -> Fraction:
+        return self.cap
+
+
+def voter_rules() -> dict[str, Rule]:
+    return {
+        "county": Rule("county", keys=COUNTIES),
+        "party": Rule("party", keys=PARTIES),
+        "precinct": Rule("precinct"),  # allowed for grouping, but no public keys
+        "age": Rule("age", lower=18, upper=100),
+        "turnout": Rule("turnout", lower=0, upper=1),
+        "income": Rule("income"),  # no bounds: cannot be summed
+        "score": Rule("score", lower=5, upper=1),  # bad bounds
+    }
+
+
+def policy(**kw: Any) -> TinyPolicy:
+    return TinyPolicy(rules={"voters": voter_rules()}, **kw)
+
+
+def voter_frame() -> pl.DataFrame:
+    """Rows with known counts per (county, party); age 40 + j, turnout 1 on even rows."""
+    counties: list[str] = []
+    parties: list[str] = []
+    ages: list[int] = []
+    for (c, p), n in KNOWN.items():
+        counties += [c] * n
+        parties += [p] * n
+        ages += [30 + PARTIES.index(p) * 10] * n
+    n = len(counties)
+    return pl.DataFrame(
+        {
+            "county": counties,
+            "party": parties,
+            "precinct": [f"P{i % 4}" for i in range(n)],
+            "age": ages,
+            "turnout": [i % 2 for i in range(n)],
+            "income": [50_000] * n,
+            "score": [3] * n,
+            "name": [f"person-{i}" for i in range(n)],
+        }
+    )
+
+
+def source() -> FrameSource:
+    return FrameSource({"voters": voter_frame()})
+
+
+def ledger_entries(engine: Engine) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        return [json.loads(e) for e in ledger_store.iter_entries(conn)]
+
+
+def actions(engine: Engine) -> list[str]:
+    return [str(e["action"]) for e in ledger_entries(engine)]

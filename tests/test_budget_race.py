@@ -1,0 +1,54 @@
+"""Racing releases never overspend: 10 concurrent requests on a budget that admits 3."""
+
+from __future__ import annotations
+
+import threading
+from fractions import Fraction
+from pathlib import Path
+
+from dp_helpers import ALICE, actions, policy, source
+from sqlalchemy import Engine
+
+from policies.errors import BudgetExhausted
+from vault import budget
+from vault.dp import ReleaseRequest, run_release
+from vault.home import VaultHome
+
+
+def test_ten_racing_releases_on_budget_for_three(engine: Engine, tmp_path: Path) -> None:
+    pol = policy(default=Fraction(1))  # 0.3 x 3 = 0.9 <= 1 < 1.2
+    src = source()
+    home = VaultHome(tmp_path)
+    request = ReleaseRequest.build("voters", ["county"], ["count"], Fraction(3, 10))
+    outcomes: list[str] = []
+    lock = threading.Lock()
+    start = threading.Barrier(10)
+
+    def one() -> None:
+        start.wait()
+        try:
+            run_release(engine, home, ALICE, request, source=src, policy=pol)
+            result = "ok"
+        except BudgetExhausted:
+            result = "exhausted"
+        except Exception as exc:  # any other outcome fails the test below, by name
+            result = f"error: {type(exc).__name__}"
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=one) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert len(outcomes) == 10
+    successes = outcomes.count("ok")
+    assert 1 <= successes <= 3
+    assert outcomes.count("exhausted") == 10 - successes
+    with engine.connect() as conn:
+        spent = budget.get_budget(conn, "alice", "voters", default_total=Fraction(1)).epsilon_spent
+        assert spent == Fraction(3, 10) * successes
+        assert budget.dataset_spent(conn, "voters") == spent
+    logged = actions(engine)
+    assert logged.count("release.dp") == successes
+    assert logged.count("budget.denied") == 10 - successes

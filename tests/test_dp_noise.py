@@ -1,0 +1,70 @@
+"""The noise is as large as the claimed epsilon says: not smaller (no privacy), not larger.
+
+Repeated releases of counts we know. Counts get integer (discrete) Laplace noise:
+of scale b it has variance 2 e^(-1/b) / (1 - e^(-1/b))^2 (about 2 b^2 for large b);
+discrete Gaussian noise of scale s has standard deviation about s. OpenDP's summarize
+claims a 95% accuracy a: |error| <= a about 95% of the time. Sample sizes are picked
+so each check fails by chance with probability far below 1e-6.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+from dp_helpers import KNOWN, policy, voter_frame
+
+from vault.dp.plan import build_plan, prepared_schema, row_bound_for
+from vault.dp.request import ReleaseRequest, validate
+
+pytestmark = pytest.mark.slow
+
+ROUNDS = 1000  # x 9 groups = 9,000 errors per check
+
+
+def _errors(request: ReleaseRequest, tmp_path: Path) -> tuple[list[float], float, float]:
+    checked = validate(request, policy())
+    frame = voter_frame()
+    plan = build_plan(checked, prepared_schema(checked), row_bound_for(frame.height), tmp_path)
+    path = tmp_path / "rows.parquet"
+    frame.write_parquet(path)
+    import polars as pl
+
+    errors: list[float] = []
+    for _ in range(ROUNDS):
+        out = plan.run(pl.scan_parquet(path))
+        for rec in out.iter_rows(named=True):
+            errors.append(float(rec["__count"]) - KNOWN[(rec["county"], rec["party"])])
+    (count,) = [c for c in plan.accuracy.columns if c.label == "count"]
+    return errors, count.scale, count.accuracy
+
+
+def _std(xs: list[float]) -> float:
+    mean = sum(xs) / len(xs)
+    return math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1))
+
+
+@pytest.mark.parametrize("epsilon", ["0.5", "1", "2"])
+def test_laplace_count_noise_matches_epsilon(epsilon: str, tmp_path: Path) -> None:
+    req = ReleaseRequest.build("voters", ["county", "party"], ["count"], Fraction(epsilon))
+    errors, scale, accuracy = _errors(req, tmp_path)
+    assert scale == pytest.approx(1 / float(epsilon))  # one count, sensitivity 1
+    q = math.exp(-1 / scale)
+    expected = math.sqrt(2 * q) / (1 - q)  # std of the discrete Laplace of this scale
+    # relative s.e. of a Laplace sample std with n=9000 is ~1.2%: +-10% is > 8 s.e.
+    assert 0.9 * expected <= _std(errors) <= 1.1 * expected
+    assert abs(sum(errors) / len(errors)) < 6 * expected / math.sqrt(len(errors))  # unbiased
+    inside = sum(abs(e) <= accuracy for e in errors) / len(errors)
+    assert 0.935 <= inside <= 0.975  # the claimed 95% accuracy holds, and is not padded
+
+
+def test_gaussian_count_noise_matches_zcdp_scale(tmp_path: Path) -> None:
+    req = ReleaseRequest.build(
+        "voters", ["county", "party"], ["count"], Fraction(1), delta=1e-6, zcdp=True
+    )
+    errors, scale, accuracy = _errors(req, tmp_path)
+    assert 0.93 * scale <= _std(errors) <= 1.07 * scale
+    inside = sum(abs(e) <= accuracy for e in errors) / len(errors)
+    assert 0.935 <= inside <= 0.975
