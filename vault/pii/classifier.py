@@ -111,8 +111,9 @@ _HINTS: tuple[tuple[str, str, Category], ...] = (
     (_t("health", "disability", "disabled", "medical", "diagnosis"), "HEALTH", "special"),
     (_t("party", "party_cd", "party_code", "party_affiliation", "party_affil", "affiliation",
         "pty", "political_party", "partyaffiliation"), rz.PARTY, "special"),
+    (r"(?:^|_)(?:zip_?plus_?4|plus_?4|zip_?4|zip4)(?:_|$)", "US_ZIP4", "quasi"),
     (_t("zip", "zipcode", "zip5", "zip4", "zip_code", "postal", "postalcode", "postcode",
-        "postal_code", "plus4", "zip_plus4"), rz.ZIP, "quasi"),
+        "postal_code"), rz.ZIP, "quasi"),
     (_t("confidential", "confidential_ind", "exempt", "exemption", "protected", "sealed"),
      "CONFIDENTIALITY_FLAG", "quasi"),
     # parts of a split street address that say little on their own
@@ -129,15 +130,15 @@ _HINTS: tuple[tuple[str, str, Category], ...] = (
         "county_number", "cnty"), "COUNTY", "harmless"),
     (_t("state", "state_cd", "state_code", "st"), "STATE", "harmless"),
     (_t("country", "country_code"), "COUNTRY", "harmless"),
-    (r"(?:^|_)(?:names?|last|first|middle|midl|lname|fname|mname|surname|given|firstname"
-     r"|lastname|middlename|fullname|full_name|suffix|sufx|prefx|prefix|salutation|nickname"
-     r"|maiden|initial|title)(?:_|$)", rz.PERSON, "direct"),
-    (_t("primary", "primaries"), rz.PARTY, "special"),  # vote-history primary = party ballot
     (r"(?:^|_)(?:registr\w*|reg_?date|regdate|reg_dt|registration_?date)(?:_|$)",
      "REGISTRATION_DATE", "quasi"),
     (r"(?:^|_)(?:last_?voted|voted|vote_?history|general|election|special|runoff|history"
      r"|lastvote\w*)(?:_|$)", "VOTE_HISTORY", "quasi"),
     (r"(?:^|_)(?:date\w*|dt|effective)(?:_|$)", "DATE", "quasi"),
+    (r"(?:^|_)(?:names?|last|first|middle|midl|lname|fname|mname|surname|given|firstname"
+     r"|lastname|middlename|fullname|full_name|suffix|sufx|prefx|prefix|salutation|nickname"
+     r"|maiden|initial|title)(?:_|$)", rz.PERSON, "direct"),
+    (_t("primary", "primaries"), rz.PARTY, "special"),  # vote-history primary = party ballot
     (_t("status", "status_cd", "status_code", "status_desc", "voter_status", "statuscode",
         "reason", "reason_cd", "reason_code", "absent", "absent_ind", "absentee", "inactive",
         "record_type", "source", "county_status", "active"), "STATUS", "harmless"),
@@ -241,6 +242,13 @@ def _classify_values(name: str, values: Sequence[str]) -> _Verdict:
             found = _value_only(values)
             if found is not None:  # values say more than the name: protect
                 return found
+            if len(values) >= 50 and len(set(values)) / len(values) >= 0.9:
+                # nearly one value per row: a record identifier (Ohio's COUNTY_ID is the
+                # county's voter number), not the county code a name like this usually is
+                share = rz.value_share(rz.VOTER_ID, values)
+                if share >= VALUE_ONLY_SHARE:
+                    return _Verdict(rz.VOTER_ID, "direct", round(share, 3), "values")
+                return _Verdict("UNKNOWN", "unknown", 0.0, "values")
             if free_text:
                 return _Verdict(FREE_TEXT, "free_text", 0.7, "values")
             return _Verdict(entity, category, 0.8, "name")

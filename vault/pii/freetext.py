@@ -37,12 +37,21 @@ class Span:
     score: float
 
 
+# spaCy NER gives every entity the same flat score; a pattern match that passed its
+# recognizer's checks says more about *what* the span is, so it names a merged span.
+_NER_ENTITIES = frozenset({"PERSON", "LOCATION", "ORGANIZATION", "NRP", "DATE_TIME"})
+
+
+def _rank(span: Span) -> tuple[bool, float]:
+    return (span.entity not in _NER_ENTITIES, span.score)
+
+
 def _merge(spans: Iterable[Span]) -> list[Span]:
     merged: list[Span] = []
     for span in sorted(spans, key=lambda s: (s.start, -s.end)):
         if merged and span.start < merged[-1].end:
             last = merged[-1]
-            best = last if last.score >= span.score else span
+            best = last if _rank(last) >= _rank(span) else span
             merged[-1] = Span(last.start, max(last.end, span.end), best.entity, best.score)
         else:
             merged.append(span)

@@ -7,7 +7,8 @@ direct         encrypt     sealed under the subject's own key (crypto-shredding)
                            blind-indexed too when the entity is a lookup key
 special        encrypt     sealed column-wise, available to DP releases
 quasi          encrypt     same; ``generalize`` for birth dates and ZIP codes
-                           (the generalised value is what is stored, sealed)
+                           (the generalised value is what is stored, sealed);
+                           ``drop`` for a separate ZIP+4 suffix column
 free_text      redact      a redacted copy is stored; the original is sealed
 harmless       keep        stored as is
 unknown        encrypt     fail closed: whatever we could not classify is sensitive
@@ -56,6 +57,7 @@ _BY_CATEGORY: Final[Mapping[Category, Handling]] = {
 _BY_ENTITY: Final[Mapping[str, Handling]] = {
     "BIRTH_DATE": "generalize",  # -> birth year / age band
     "US_ZIP_CODE": "generalize",  # ZIP+4 -> ZIP5
+    "US_ZIP4": "drop",  # a separate +4 column: generalising to ZIP5 removes it
 }
 
 #: Entities whose columns get a keyed blind index for exact-match lookup (dedup, erasure).
