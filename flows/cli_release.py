@@ -166,7 +166,7 @@ def budget_set(
 
     total = parse_epsilon(epsilon)
     session = open_session(ctx)
-    with session.access("budget.set", f"dataset/{dataset}") as conn:
+    with session.access("budget.set", f"budget:{analyst}/{dataset}") as conn:
         b = set_budget(conn, analyst, dataset, total)
     if as_json:
         emit_json({"budgets": [b.to_json()]})
@@ -190,7 +190,7 @@ def budget_show(
     from vault.budget import show_budgets
 
     session = open_session(ctx)
-    with session.access("budget.show", f"budgets/{analyst or '*'}") as conn:
+    with session.access("budget.show", f"budget:{analyst}" if analyst else "budgets") as conn:
         rows = show_budgets(conn, analyst)
     if as_json:
         emit_json({"budgets": [b.to_json() for b in rows]})

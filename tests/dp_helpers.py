@@ -32,6 +32,7 @@ class Rule:
     keys: tuple[str, ...] | None = None
     lower: float | None = None
     upper: float | None = None
+    groupable: bool = False
 
 
 @dataclass
@@ -54,12 +55,13 @@ class TinyPolicy:
 
 def voter_rules() -> dict[str, Rule]:
     return {
-        "county": Rule("county", keys=COUNTIES),
-        "party": Rule("party", keys=PARTIES),
-        "precinct": Rule("precinct"),  # allowed for grouping, but no public keys
+        "county": Rule("county", keys=COUNTIES, groupable=True),
+        "party": Rule("party", keys=PARTIES, groupable=True),
+        "precinct": Rule("precinct", groupable=True),  # groupable, but no public keys
         "age": Rule("age", lower=18, upper=100),
         "turnout": Rule("turnout", lower=0, upper=1),
         "income": Rule("income"),  # no bounds: cannot be summed
+        "age_band": Rule("age_band", keys=("18-34", "35+")),  # has keys, but not groupable
         "score": Rule("score", lower=5, upper=1),  # bad bounds
     }
 

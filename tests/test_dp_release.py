@@ -99,20 +99,22 @@ def test_preview_reads_no_data_and_spends_nothing(sqlite_engine: Engine, tmp_pat
     ("request_", "error", "reason"),
     [
         (_req(by=("name",)), PolicyDenied, "may not be used to group"),
+        (_req(by=("age_band",)), PolicyDenied, "may not be used to group"),
         (_req(measures=("sum:income",)), PolicyDenied, "no policy bounds"),
         (_req(measures=("mean:score",)), BadInput, "bad policy bounds"),
         (
             ReleaseRequest.build("donors", ["county"], ["count"], Fraction(1)),
-            BadInput,
-            "unknown dataset",
+            PolicyDenied,
+            "no releases from dataset 'donors'",
         ),
         (_req(by=("precinct",)), BadInput, "needs --delta"),
     ],
     ids=[
         "disallowed_group_column",
+        "not_groupable_column",
         "measure_without_bounds",
         "bad_bounds",
-        "unknown_dataset",
+        "dataset_without_rules",
         "private_keys_without_delta",
     ],
 )
@@ -246,3 +248,22 @@ def test_segments_find_the_two_age_groups(sqlite_engine: Engine, tmp_path: Path)
     entry = [e for e in ledger_entries(sqlite_engine) if e["action"] == "release.dp"][-1]
     assert entry["details"]["kind"] == "segment"
     write_chart(res, tmp_path / "seg.png")
+
+
+def test_unknown_dataset_is_bad_input_and_charges_nothing(
+    sqlite_engine: Engine, tmp_path: Path
+) -> None:
+    pol = policy()
+    pol.rules["donors"] = pol.rules["voters"]  # the policy knows it, the vault does not
+    with pytest.raises(BadInput, match="unknown dataset 'donors'"):
+        run_release(
+            sqlite_engine,
+            VaultHome(tmp_path),
+            ALICE,
+            ReleaseRequest.build("donors", ["county"], ["count"], Fraction(1)),
+            source=source(),
+            policy=pol,
+        )
+    assert actions(sqlite_engine) == ["policy.denied"]
+    with sqlite_engine.connect() as conn:
+        assert budget.show_budgets(conn) == []

@@ -272,8 +272,9 @@ def run_release(
         private_workdir() as tmp,
         guarded_access(engine, home, principal, "release", dataset, details) as conn,
     ):
+        bound = src.row_bound(conn, dataset)  # unknown dataset: BadInput, nothing charged
         charge = _spend(conn, principal, dataset, request.epsilon, policy)  # before any noise
-        plan = build_plan(checked, prepared_schema(checked), src.row_bound(conn, dataset), tmp)
+        plan = build_plan(checked, prepared_schema(checked), bound, tmp)
         with src.scan(conn, dataset, list(checked.columns)) as lf:
             out = plan.run(lf)
         result = ReleaseResult(

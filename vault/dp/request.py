@@ -11,9 +11,12 @@ epsilon charged).
 ``validate`` turns a request and the policy into a ``CheckedRequest`` or raises a
 one-line error naming columns and datasets, never data values:
 
-* ``BadInput`` (exit 2): malformed measure, epsilon <= 0, bad bounds, unknown dataset;
+* ``BadInput`` (exit 2): malformed measure, epsilon <= 0, bad bounds;
 * ``PolicyDenied`` (exit 1): a group-by column the policy does not allow, a measure
-  column without policy bounds.
+  column without policy bounds, a dataset the policy has no release rules for.
+
+Unknown datasets (not in the vault) are reported by the data source (``BadInput``),
+before any budget is charged.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ class ColumnRuleLike(Protocol):
     def lower(self) -> float | None: ...
     @property
     def upper(self) -> float | None: ...
+    @property
+    def groupable(self) -> bool: ...
 
 
 class ReleasePolicy(Protocol):
@@ -199,11 +204,11 @@ def validate(request: ReleaseRequest, policy: ReleasePolicy) -> CheckedRequest:
     except KeyError:
         rules = {}
     if not rules:
-        raise BadInput(f"unknown dataset '{request.dataset}' (no release rules in the policy)")
+        raise PolicyDenied(f"the policy allows no releases from dataset '{request.dataset}'")
     keys: dict[str, tuple[str, ...] | None] = {}
     for col in request.by:
         rule = rules.get(col)
-        if rule is None:
+        if rule is None or not rule.groupable:
             raise PolicyDenied(
                 f"column '{col}' of dataset '{request.dataset}' may not be used to group releases"
             )

@@ -87,7 +87,7 @@ def _validate(req: SegmentRequest, policy: ReleasePolicy) -> dict[str, Bounds]:
     except KeyError:
         rules = {}
     if not rules:
-        raise BadInput(f"unknown dataset '{req.dataset}' (no release rules in the policy)")
+        raise PolicyDenied(f"the policy allows no releases from dataset '{req.dataset}'")
     bounds: dict[str, Bounds] = {}
     for f in req.features:
         rule = rules.get(f)
@@ -164,10 +164,9 @@ def run_segment(
         private_workdir() as tmp,
         guarded_access(engine, home, principal, "segment", request.dataset, details) as conn,
     ):
+        bound = src.row_bound(conn, request.dataset)  # unknown dataset: BadInput, no charge
         charge = _spend(conn, principal, request.dataset, request.epsilon, policy)
-        plan = build_plan(
-            checked, prepared_schema(checked), src.row_bound(conn, request.dataset), tmp
-        )
+        plan = build_plan(checked, prepared_schema(checked), bound, tmp)
         centroids = initial_centroids(bounds, feats, request.k)
         sizes = [0] * request.k
         count_acc = next(c for c in plan.accuracy.columns if c.label == "count")

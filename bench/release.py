@@ -1,0 +1,216 @@
+"""Benchmark: a DP release of count + mean(turnout) by county x age band x party.
+
+100 counties x 8 age bands x 3 parties = 2,400 public segments (policy key sets),
+over synthetic voter rows (nothing here is real data). Per run it times:
+
+* ``civicvault``: the release pipeline of ``vault.dp`` on the plaintext frame:
+  plan (OpenDP measurement, noise scale, accuracy), spill to a private Parquet
+  file, OpenDP over the scan, post-processing, canonical output + hash. With
+  ``--full`` (needs the ledger layer) it is ``run_release`` itself on a SQLite
+  vault: access check, budget spend, ledger entry included.
+* ``decrypt``: HOOK for the vault store's columnar decryption
+  (``vault.store.read_attributes``) of the same rows; timed when ``--store`` is
+  given and the store and ledger layers are importable, else reported as n/a.
+  The goal (<= 3 s at 1M rows, <= 20 s at 10M) is on decrypt + civicvault.
+* ``opendp``: the baseline, OpenDP alone on the same plaintext frame as its
+  documentation shows it: ``dp.Context.compositor`` over the in-memory LazyFrame,
+  ``group_by(...).agg([dp.len(), dp.mean()]).with_keys(keys)``, ``release()``.
+
+    python bench/release.py [--rows 1000000] [--runs 3] [--full] [--store]
+
+Prints medians (seconds) and one JSON line per size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from vault.dp.plan import build_plan, opendp, prepared_schema, row_bound_for
+from vault.dp.release import ReleaseResult, canonical, rows_of
+from vault.dp.request import ReleaseRequest, validate
+from vault.dp.source import FrameSource
+
+COUNTIES = tuple(f"county-{i:03d}" for i in range(100))
+AGE_BANDS = ("18-24", "25-34", "35-44", "45-54", "55-64", "65-74", "75-84", "85+")
+PARTIES = ("DEM", "REP", "UNA")
+BY = ("county", "age_band", "party")
+MEASURES = ("count", "mean:turnout")
+EPSILON = Fraction(1)
+
+
+class _Rule:
+    def __init__(
+        self,
+        name: str,
+        keys: tuple[str, ...] | None = None,
+        lower: float | None = None,
+        upper: float | None = None,
+    ) -> None:
+        self.name, self.keys, self.lower, self.upper = name, keys, lower, upper
+        self.groupable = keys is not None
+
+
+class BenchPolicy:
+    def columns_for(self, dataset: str) -> dict[str, _Rule]:
+        return {
+            "county": _Rule("county", COUNTIES),
+            "age_band": _Rule("age_band", AGE_BANDS),
+            "party": _Rule("party", PARTIES),
+            "turnout": _Rule("turnout", None, 0, 1),
+        }
+
+    def budget_default(self, dataset: str) -> Fraction:
+        return Fraction(1000)
+
+    def dataset_cap(self, dataset: str) -> Fraction:
+        return Fraction(10**6)
+
+
+def synthetic(rows: int, seed: int = 7) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pl.DataFrame(
+        {
+            "county": pl.Series(np.array(COUNTIES)[rng.integers(0, len(COUNTIES), rows)]),
+            "age_band": pl.Series(np.array(AGE_BANDS)[rng.integers(0, len(AGE_BANDS), rows)]),
+            "party": pl.Series(np.array(PARTIES)[rng.integers(0, len(PARTIES), rows)]),
+            "turnout": pl.Series(rng.integers(0, 2, rows), dtype=pl.Int64),
+        }
+    )
+
+
+def civicvault_pipeline(frame: pl.DataFrame) -> int:
+    """``run_release`` minus the database: what the DP part costs."""
+    request = ReleaseRequest.build("voters", BY, MEASURES, EPSILON)
+    checked = validate(request, BenchPolicy())
+    src = FrameSource({"voters": frame})
+    with tempfile.TemporaryDirectory() as tmp:
+        plan = build_plan(checked, prepared_schema(checked), row_bound_for(frame.height), Path(tmp))
+        with src.scan(None, "voters", list(checked.columns)) as lf:  # type: ignore[arg-type]
+            out = plan.run(lf)
+    result = ReleaseResult("voters", EPSILON, None, request, rows_of(plan, out), plan.accuracy)
+    hashlib.sha256(canonical(result.document())).hexdigest()  # the ledger's data_hash
+    return len(result.rows)
+
+
+def civicvault_full(frame: pl.DataFrame, workdir: Path) -> Callable[[], int]:
+    """``run_release`` itself on a SQLite vault (access, budget, ledger, DP)."""
+    from vault.access import Principal
+    from vault.db import make_engine, migrate
+    from vault.dp import run_release
+    from vault.home import VaultHome
+
+    engine = make_engine(f"sqlite:///{workdir / 'vault.db'}")
+    migrate(engine)
+    src = FrameSource({"voters": frame})
+    request = ReleaseRequest.build("voters", BY, MEASURES, EPSILON)
+    who = Principal("bench", "analyst")
+
+    def run() -> int:
+        res = run_release(
+            engine, VaultHome(workdir), who, request, source=src, policy=BenchPolicy()
+        )
+        return len(res.rows)
+
+    return run
+
+
+def opendp_alone(frame: pl.DataFrame) -> int:
+    dp = opendp()
+    keys = (
+        pl.DataFrame({"county": COUNTIES})
+        .join(pl.DataFrame({"age_band": AGE_BANDS}), how="cross")
+        .join(pl.DataFrame({"party": PARTIES}), how="cross")
+    )
+    context = dp.Context.compositor(
+        data=frame.lazy(),
+        privacy_unit=dp.unit_of(contributions=1),
+        privacy_loss=dp.loss_of(epsilon=float(EPSILON)),
+        split_evenly_over=1,
+        margins=[dp.polars.Margin(by=[], max_length=row_bound_for(frame.height))],
+    )
+    query = (
+        context.query()
+        .group_by(list(BY))
+        .agg([dp.len(signed=True), pl.col("turnout").dp.mean((0, 1))])  # type: ignore[attr-defined]
+        .with_keys(keys)
+    )
+    query.summarize(alpha=0.05)  # the accuracy civicvault reports too
+    out: pl.DataFrame = query.release().collect()
+    return out.height
+
+
+def decrypt_hook(frame: pl.DataFrame, workdir: Path) -> Callable[[], int] | None:
+    """HOOK: time ``vault.store.read_attributes`` on these rows stored in a vault.
+
+    Needs the store and ledger layers; returns None (reported n/a) until they import.
+    """
+    try:
+        import ledger.store  # noqa: F401
+        from vault.store import read_attributes  # noqa: F401
+    except ImportError:
+        return None
+    return None  # wired by the vault store owner: ingest ``frame``, return a read_attributes call
+
+
+def median_time(fn: Callable[[], Any], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench_size(rows: int, runs: int, *, full: bool, store: bool) -> dict[str, Any]:
+    frame = synthetic(rows)
+    assert civicvault_pipeline(frame) == 2400
+    report: dict[str, Any] = {"rows": rows, "segments": 2400, "runs": runs}
+    with tempfile.TemporaryDirectory() as tmp:
+        report["civicvault_s"] = round(median_time(lambda: civicvault_pipeline(frame), runs), 3)
+        if full:
+            report["civicvault_full_s"] = round(
+                median_time(civicvault_full(frame, Path(tmp)), runs), 3
+            )
+        hook = decrypt_hook(frame, Path(tmp)) if store else None
+        report["decrypt_s"] = round(median_time(hook, runs), 3) if hook else None
+        report["opendp_alone_s"] = round(median_time(lambda: opendp_alone(frame), runs), 3)
+    return report
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--rows", type=int, action="append", help="rows (repeatable)")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--full", action="store_true", help="time run_release on a SQLite vault")
+    ap.add_argument("--store", action="store_true", help="time the store's decryption hook")
+    args = ap.parse_args()
+    opendp()
+    for rows in args.rows or [1_000_000]:
+        report = bench_size(rows, args.runs, full=args.full, store=args.store)
+        decrypt = report["decrypt_s"]
+        full_part = f" (full run_release {report['civicvault_full_s']:.2f} s)" if args.full else ""
+        print(
+            f"{rows:>11,} rows  civicvault {report['civicvault_s']:.2f} s{full_part}"
+            f"  decrypt {'n/a' if decrypt is None else f'{decrypt:.2f} s'}"
+            f"  OpenDP alone {report['opendp_alone_s']:.2f} s"
+        )
+        print(json.dumps(report), flush=True)
+
+
+if __name__ == "__main__":
+    main()
