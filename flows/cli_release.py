@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from flows.output import console, emit_json
-from flows.session import open_session
+from flows.session import Session, open_session
 from vault.errors import BadInput
 
 budget_app = typer.Typer(help="Privacy budgets per analyst and dataset.", no_args_is_help=True)
@@ -203,6 +203,16 @@ def budget_show(
             f"spent {float(b.epsilon_spent):g}  left {float(b.epsilon_remaining):g}",
             markup=False,
         )
+
+
+def _may_see_all(session: Session) -> bool:
+    """Whether the policy lets this principal see every analyst's budgets (pure check)."""
+    from vault.access import installed_policy
+
+    p = session.principal
+    return (
+        installed_policy(session.home).decide(p.role, "budget.show", "budgets", actor=p.id).allowed
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -6,6 +6,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -14,6 +15,7 @@ from sqlalchemy import Engine
 from ledger import store as ledger_store
 from vault.access import Principal
 from vault.dp.source import FrameSource
+from vault.home import VaultHome
 
 COUNTIES = ("Alamance", "Chatham", "Wake")
 PARTIES = ("DEM", "REP", "UNA")
@@ -96,6 +98,23 @@ def voter_frame() -> pl.DataFrame:
 
 def source() -> FrameSource:
     return FrameSource({"voters": voter_frame()})
+
+
+def vault_home(engine: Engine, root: Path) -> VaultHome:
+    """A vault home with the default policy installed (who may do what) and two analysts."""
+    from policies.load import default_policy_text
+    from vault.principals import add_principal
+
+    home = VaultHome(root)
+    root.mkdir(parents=True, exist_ok=True)
+    home.policy_path.write_text(default_policy_text(), encoding="utf-8")
+    from vault.principals import get_principal
+
+    with engine.begin() as conn:
+        for p in (ALICE, BOB):
+            if get_principal(conn, p.id) is None:
+                add_principal(conn, p.id, p.role)
+    return home
 
 
 def ledger_entries(engine: Engine) -> list[dict[str, Any]]:

@@ -6,19 +6,18 @@ import threading
 from fractions import Fraction
 from pathlib import Path
 
-from dp_helpers import ALICE, actions, policy, source
+from dp_helpers import ALICE, actions, policy, source, vault_home
 from sqlalchemy import Engine
 
 from policies.errors import BudgetExhausted
 from vault import budget
 from vault.dp import ReleaseRequest, run_release
-from vault.home import VaultHome
 
 
 def test_ten_racing_releases_on_budget_for_three(engine: Engine, tmp_path: Path) -> None:
     pol = policy(default=Fraction(1))  # 0.3 x 3 = 0.9 <= 1 < 1.2
     src = source()
-    home = VaultHome(tmp_path)
+    home = vault_home(engine, tmp_path)
     request = ReleaseRequest.build("voters", ["county"], ["count"], Fraction(3, 10))
     outcomes: list[str] = []
     lock = threading.Lock()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from dp_helpers import ALICE
+from dp_helpers import ALICE, vault_home
 from sqlalchemy import Engine
 
 from policies.errors import BudgetExhausted, PolicyDenied
@@ -15,7 +15,6 @@ from policies.load import default_policy_text, parse_policy
 from vault.dp import ReleaseRequest, run_release
 from vault.dp.request import ReleasePolicy
 from vault.dp.source import FrameSource
-from vault.home import VaultHome
 
 
 @pytest.fixture
@@ -46,16 +45,23 @@ def test_default_policy_public_keys_give_every_segment(
         "nc", ["county_id", "party_cd"], ["count", "mean:birth_age"], Fraction("0.5")
     )
     res = run_release(
-        engine, VaultHome(tmp_path), ALICE, req, source=_voters(), policy=default_policy
+        engine, vault_home(engine, tmp_path), ALICE, req, source=_voters(), policy=default_policy
     )
     assert len(res.rows) == 100 * 6  # every public key combination, present in the data or not
     assert {r["party_cd"] for r in res.rows} == {"DEM", "REP", "UNA", "LIB", "GRE", "CST"}
     assert all(18 <= r["mean_birth_age"] <= 110 for r in res.rows)
     # per_analyst = 1.0: a second 0.5 fits exactly, a third does not
-    run_release(engine, VaultHome(tmp_path), ALICE, req, source=_voters(), policy=default_policy)
+    run_release(
+        engine, vault_home(engine, tmp_path), ALICE, req, source=_voters(), policy=default_policy
+    )
     with pytest.raises(BudgetExhausted):
         run_release(
-            engine, VaultHome(tmp_path), ALICE, req, source=_voters(), policy=default_policy
+            engine,
+            vault_home(engine, tmp_path),
+            ALICE,
+            req,
+            source=_voters(),
+            policy=default_policy,
         )
 
 
@@ -65,5 +71,10 @@ def test_default_policy_refuses_identifier_columns(
     req = ReleaseRequest.build("nc", ["voter_reg_num"], ["count"], Fraction("0.1"))
     with pytest.raises(PolicyDenied, match="voter_reg_num"):
         run_release(
-            engine, VaultHome(tmp_path), ALICE, req, source=_voters(), policy=default_policy
+            engine,
+            vault_home(engine, tmp_path),
+            ALICE,
+            req,
+            source=_voters(),
+            policy=default_policy,
         )

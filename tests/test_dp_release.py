@@ -12,7 +12,17 @@ from pathlib import Path
 import polars as pl
 import pytest
 import rfc8785
-from dp_helpers import ALICE, BOB, KNOWN, actions, ledger_entries, policy, source, voter_frame
+from dp_helpers import (
+    ALICE,
+    BOB,
+    KNOWN,
+    actions,
+    ledger_entries,
+    policy,
+    source,
+    vault_home,
+    voter_frame,
+)
 from sqlalchemy import Connection, Engine
 
 from policies.errors import BudgetExhausted, PolicyDenied
@@ -21,7 +31,6 @@ from vault.dp import ReleaseRequest, SegmentRequest, preview_release, run_releas
 from vault.dp.export import write_chart, write_output
 from vault.dp.source import FrameSource
 from vault.errors import BadInput
-from vault.home import VaultHome
 
 
 @pytest.fixture
@@ -46,7 +55,7 @@ def _req(
 def test_release_is_close_to_known_counts_and_ledgered(engine: Engine, tmp_path: Path) -> None:
     res = run_release(
         engine,
-        VaultHome(tmp_path),
+        vault_home(engine, tmp_path),
         ALICE,
         _req(measures=("count", "mean:age", "sum:turnout")),
         source=source(),
@@ -81,7 +90,7 @@ def test_preview_reads_no_data_and_spends_nothing(sqlite_engine: Engine, tmp_pat
 
     acc = preview_release(
         sqlite_engine,
-        VaultHome(tmp_path),
+        vault_home(sqlite_engine, tmp_path),
         ALICE,
         _req(eps="0.5"),
         source=NoScan({"voters": voter_frame()}),
@@ -127,7 +136,12 @@ def test_refused_request_releases_nothing_and_is_ledgered(
 ) -> None:
     with pytest.raises(error, match=reason):
         run_release(
-            sqlite_engine, VaultHome(tmp_path), ALICE, request_, source=source(), policy=policy()
+            sqlite_engine,
+            vault_home(sqlite_engine, tmp_path),
+            ALICE,
+            request_,
+            source=source(),
+            policy=policy(),
         )
     entries = ledger_entries(sqlite_engine)
     assert [e["action"] for e in entries] == ["policy.denied"]
@@ -142,7 +156,7 @@ def test_unknown_measure_is_bad_input() -> None:
 
 
 def test_over_budget_releases_nothing_and_ledgers_denial(engine: Engine, tmp_path: Path) -> None:
-    home = VaultHome(tmp_path)
+    home = vault_home(engine, tmp_path)
     pol = policy(default=Fraction(1))
     run_release(engine, home, ALICE, _req(eps="0.75"), source=source(), policy=pol)
     with pytest.raises(BudgetExhausted, match="budget exhausted"):
@@ -157,7 +171,7 @@ def test_over_budget_releases_nothing_and_ledgers_denial(engine: Engine, tmp_pat
 
 
 def test_dataset_cap_stops_second_analyst(sqlite_engine: Engine, tmp_path: Path) -> None:
-    home = VaultHome(tmp_path)
+    home = vault_home(sqlite_engine, tmp_path)
     pol = policy(default=Fraction(1), cap=Fraction(3, 2))
     run_release(sqlite_engine, home, ALICE, _req(eps="1"), source=source(), policy=pol)
     with pytest.raises(BudgetExhausted, match="across all analysts"):
@@ -165,26 +179,43 @@ def test_dataset_cap_stops_second_analyst(sqlite_engine: Engine, tmp_path: Path)
 
 
 def test_errors_never_echo_row_values(sqlite_engine: Engine, tmp_path: Path) -> None:
-    frame = voter_frame().with_columns(pl.col("name").alias("age"))  # text where a number belongs
+    import datetime as dt
+
+    frame = voter_frame().with_columns(pl.lit(dt.date(1961, 8, 4)).alias("age"))
     with pytest.raises(BadInput) as info:
         run_release(
             sqlite_engine,
-            VaultHome(tmp_path),
+            vault_home(sqlite_engine, tmp_path),
             ALICE,
             _req(measures=("mean:age",)),
             source=FrameSource({"voters": frame}),
             policy=policy(),
         )
-    assert "person-" not in str(info.value)
+    assert "1961" not in str(info.value)
     assert "not numeric" in str(info.value)
     with sqlite_engine.connect() as conn:  # the charge was rolled back with the release
         assert budget.dataset_spent(conn, "voters") == 0
 
 
+def test_text_columns_from_csv_are_parsed_as_numbers(sqlite_engine: Engine, tmp_path: Path) -> None:
+    frame = voter_frame().with_columns(pl.col("age").cast(pl.String))  # as delimited ingest stores
+    res = run_release(
+        sqlite_engine,
+        vault_home(sqlite_engine, tmp_path),
+        ALICE,
+        _req(by=("party",), measures=("count", "mean:age"), eps="2"),
+        source=FrameSource({"voters": frame}),
+        policy=policy(),
+    )
+    means = {r["party"]: r["mean_age"] for r in res.rows}
+    assert means["DEM"] == pytest.approx(30, abs=2)
+    assert means["UNA"] == pytest.approx(50, abs=2)
+
+
 def test_key_release_with_delta_reports_threshold(sqlite_engine: Engine, tmp_path: Path) -> None:
     res = run_release(
         sqlite_engine,
-        VaultHome(tmp_path),
+        vault_home(sqlite_engine, tmp_path),
         ALICE,
         _req(by=("precinct",), delta=1e-7),
         source=source(),
@@ -199,7 +230,7 @@ def test_key_release_with_delta_reports_threshold(sqlite_engine: Engine, tmp_pat
 def test_zcdp_uses_gaussian_noise(sqlite_engine: Engine, tmp_path: Path) -> None:
     res = run_release(
         sqlite_engine,
-        VaultHome(tmp_path),
+        vault_home(sqlite_engine, tmp_path),
         ALICE,
         _req(eps="1", delta=1e-6, zcdp=True),
         source=source(),
@@ -211,7 +242,7 @@ def test_zcdp_uses_gaussian_noise(sqlite_engine: Engine, tmp_path: Path) -> None
 def test_output_files_and_charts(sqlite_engine: Engine, tmp_path: Path) -> None:
     res = run_release(
         sqlite_engine,
-        VaultHome(tmp_path),
+        vault_home(sqlite_engine, tmp_path),
         ALICE,
         _req(measures=("count", "mean:age")),
         source=source(),
@@ -236,7 +267,7 @@ def test_segments_find_the_two_age_groups(sqlite_engine: Engine, tmp_path: Path)
     frame = pl.DataFrame({"age": [25] * n + [75] * n, "turnout": [0] * n + [1] * n})
     res = run_segment(
         sqlite_engine,
-        VaultHome(tmp_path),
+        vault_home(sqlite_engine, tmp_path),
         ALICE,
         SegmentRequest("voters", ("age", "turnout"), 2, Fraction(2)),
         source=FrameSource({"voters": frame}),
@@ -258,7 +289,7 @@ def test_unknown_dataset_is_bad_input_and_charges_nothing(
     with pytest.raises(BadInput, match="unknown dataset 'donors'"):
         run_release(
             sqlite_engine,
-            VaultHome(tmp_path),
+            vault_home(sqlite_engine, tmp_path),
             ALICE,
             ReleaseRequest.build("donors", ["county"], ["count"], Fraction(1)),
             source=source(),

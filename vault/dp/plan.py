@@ -71,9 +71,9 @@ def prepare(lf: pl.LazyFrame, checked: CheckedRequest, schema: pl.Schema) -> pl.
     """Row-wise preparation before OpenDP (a 1-stable map: it keeps the privacy unit).
 
     Selects the columns, casts group columns to strings and measures to their
-    planned type (rounding to integers where the policy bounds are integral) and
-    replaces missing values by the in-bounds value nearest 0 (OpenDP clips to
-    the bounds itself). Raises BadInput for a missing or non-numeric column.
+    planned type (rounding to integers where the policy bounds are integral; text is
+    parsed as numbers, unparseable text counts as missing) and replaces missing values
+    by the in-bounds value nearest 0 (OpenDP clips to the bounds itself). Raises BadInput for a missing or non-numeric column.
     """
     source = lf.collect_schema()
     dataset = checked.request.dataset
@@ -83,12 +83,14 @@ def prepare(lf: pl.LazyFrame, checked: CheckedRequest, schema: pl.Schema) -> pl.
     exprs: list[pl.Expr] = [pl.col(c).cast(pl.String) for c in checked.request.by]
     for c in checked.measure_columns:
         src = source[c]
-        if not (src.is_numeric() or src == pl.Boolean or isinstance(src, pl.Null)):
+        e = pl.col(c)
+        if src == pl.String:  # delimited sources store text: unparseable values count as missing
+            e, src = e.str.strip_chars().cast(pl.Float64, strict=False), pl.Float64()
+        elif not (src.is_numeric() or src == pl.Boolean or isinstance(src, pl.Null)):
             raise BadInput(f"column '{c}' of dataset '{dataset}' is not numeric")
         b = checked.bounds[c]
         dtype = schema[c]
         fill = min(max(0.0, b.lower), b.upper)
-        e = pl.col(c)
         if src.is_float():
             e = e.fill_nan(None)
         if dtype == pl.Int64:

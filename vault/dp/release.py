@@ -52,10 +52,10 @@ def resource_of(dataset: str) -> str:
 
 
 def load_policy(home: VaultHome) -> ReleasePolicy:
-    """The vault's installed policy (``policies.load``)."""
-    from policies.load import load_policy as _load
+    """The vault's installed policy (the one ``vault.access`` decides with)."""
+    from vault.access import installed_policy
 
-    policy: ReleasePolicy = _load(home.policy_path)
+    policy: ReleasePolicy = installed_policy(home)
     return policy
 
 
