@@ -1,9 +1,192 @@
-"""CLI commands (placeholder module, filled in by its owner)."""
+"""``civicvault principals ...`` and ``civicvault policy ...``: who may act, and the rules.
+
+Every command here except ``policy check`` acts as a principal, asks the policy
+and leaves its decision on the ledger (``vault.access``). Tokens are printed
+once, by ``principals add``, and never again.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.table import Table
+
+from flows.output import console, emit_json
+from flows.session import open_session
+from ledger import store as ledger_store
+from ledger.entry import EntryDraft
+from policies.load import parse_policy_bytes
+from policies.model import ACTIONS, EVERYONE, Policy
+from vault import principals as _principals
+from vault.access import installed_policy
+from vault.errors import BadInput
+
+principals_app = typer.Typer(help="Principals: who may act, holding which role.",
+                             no_args_is_help=True)
+policy_app = typer.Typer(help="The access, PII, segment and budget policy.",
+                         no_args_is_help=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON value.")]
+FileArg = Annotated[Path, typer.Argument(help="A policy file (TOML).", dir_okay=False)]
+
+
+# -- principals ------------------------------------------------------------------------------
+
+
+@principals_app.command("add")
+def principals_add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Principal name: a-z 0-9 _ . - (max 64).")],
+    role: Annotated[str, typer.Option("--role", help="A role of the installed policy.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Add a principal and print its token once (it is stored only as a hash)."""
+    session = open_session(ctx)
+    with session.access("principals.add", f"principal/{name}") as conn:
+        _principals.validate_name(name)
+        roles = installed_policy(session.home).roles
+        if role not in roles:
+            raise BadInput(f"unknown role '{role}'; the policy defines: {', '.join(roles)}")
+        token = _principals.add_principal(conn, name, role)
+    if json_out:
+        emit_json({"name": name, "role": role, "token": token})
+        return
+    console.print(f"principal '{name}' added with role '{role}'. Its token, shown only now:",
+                  markup=False)
+    console.print(token, markup=False, soft_wrap=True)
+
+
+@principals_app.command("list")
+def principals_list(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """List principals, their roles and whether they are revoked (never tokens)."""
+    session = open_session(ctx)
+    with session.access("principals.list", "principals") as conn:
+        rows = _principals.list_principals(conn)
+    if json_out:
+        emit_json({"principals": [p.to_json() for p in rows]})
+        return
+    table = Table("name", "role", "created", "revoked")
+    for p in rows:
+        table.add_row(p.name, p.role, p.created, p.revoked or "")
+    console.print(table)
+
+
+@principals_app.command("revoke")
+def principals_revoke(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The principal to revoke.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Revoke a principal: its token stops working at once (the name is never reused)."""
+    session = open_session(ctx)
+    with session.access("principals.revoke", f"principal/{name}") as conn:
+        if name == session.principal.id:
+            raise BadInput("a principal cannot revoke itself (ask another admin)")
+        record = _principals.revoke_principal(conn, name)
+    if json_out:
+        emit_json(record.to_json())
+        return
+    console.print(f"principal '{name}' revoked", markup=False)
+
+
+# -- policy ----------------------------------------------------------------------------------
+
+
+def _read_policy_file(path: Path) -> tuple[bytes, Policy]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BadInput(f"cannot read {path} ({type(exc).__name__})") from None
+    return data, parse_policy_bytes(data, str(path))
+
+
+def _matrix(policy: Policy) -> Table:
+    roles = list(policy.roles)
+    table = Table("action", *roles, title=f"policy {policy.sha256[:16]}")
+    for action in sorted(ACTIONS):
+        cells = []
+        for role in roles:
+            scopes = {g.scope for g in policy.roles_for(action) if g.role in (role, EVERYONE)}
+            cells.append("yes" if "any" in scopes else "own" if scopes else "-")
+        table.add_row(action, *cells)
+    return table
+
+
+@policy_app.command("show")
+def policy_show(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Show the installed policy: role matrix, segment rules, budgets, reveal purposes."""
+    session = open_session(ctx)
+    with session.access("policy.show", "policy"):
+        policy = installed_policy(session.home)
+    if json_out:
+        emit_json(policy.summary())
+        return
+    console.print(_matrix(policy))
+    for name in policy.datasets:
+        cols = policy.columns_for(name)
+        group = ", ".join(c for c, r in cols.items() if r.groupable)
+        bounded = ", ".join(f"{c} [{r.lower}, {r.upper}]" for c, r in cols.items()
+                            if r.measurable)
+        console.print(f"dataset {name}: group by {group or '-'}; bounds {bounded or '-'}; "
+                      f"epsilon per analyst {float(policy.budget_default(name)):g}, "
+                      f"cap {float(policy.dataset_cap(name)):g}", markup=False)
+    console.print(f"reveal purposes: {', '.join(sorted(policy.reveal_purposes)) or '-'} "
+                  f"(at most {policy.reveal.limit} per {policy.reveal.window_seconds} s)",
+                  markup=False)
+
+
+@policy_app.command("check")
+def policy_check(file: FileArg, json_out: JsonOpt = False) -> None:
+    """Validate a policy file (no token needed); errors name the line, exit 2."""
+    _, policy = _read_policy_file(file)
+    if json_out:
+        emit_json({"ok": True, "path": str(file), "sha256": policy.sha256,
+                   "roles": list(policy.roles), "datasets": list(policy.datasets)})
+        return
+    console.print(f"ok: {file} is a valid policy ({len(policy.roles)} roles, "
+                  f"{len(policy.datasets)} dataset sections, sha256 {policy.sha256})",
+                  markup=False)
+
+
+@policy_app.command("apply")
+def policy_apply(ctx: typer.Context, file: FileArg, json_out: JsonOpt = False) -> None:
+    """Install a policy file into the vault home (admin); ledgered with the file's SHA-256."""
+    session = open_session(ctx)
+    target = session.home.policy_path
+    with session.access("policy.apply", "policy") as conn:
+        data, policy = _read_policy_file(file)
+        stranded = sorted({p.role for p in _principals.list_principals(conn)
+                           if p.active and p.role not in policy.roles})
+        if stranded:
+            raise BadInput(f"the new policy drops role(s) still held by active principals: "
+                           f"{', '.join(stranded)} (revoke them first)")
+        previous = hashlib.sha256(target.read_bytes()).hexdigest() if target.exists() else None
+        ledger_store.append(conn, [EntryDraft(
+            actor=session.principal.id, action="policy.applied", resource="policy",
+            data_hash=policy.sha256,
+            details={"previous": previous, "roles": len(policy.roles),
+                     "datasets": len(policy.datasets)})])
+        _install(target, data)  # last: a failure here rolls the ledger entry back
+    if json_out:
+        emit_json({"applied": True, "sha256": policy.sha256, "previous": previous})
+        return
+    console.print(f"policy {policy.sha256} applied (was {previous or 'none'})", markup=False)
+
+
+def _install(target: Path, data: bytes) -> None:
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the main app."""
+    """Add ``principals`` and ``policy`` to the main app."""
+    app.add_typer(principals_app, name="principals")
+    app.add_typer(policy_app, name="policy")
