@@ -186,7 +186,59 @@ def _install(target: Path, data: bytes) -> None:
     os.replace(tmp, target)
 
 
+# -- break-glass reveal -----------------------------------------------------------------------
+
+
+def reveal(
+    ctx: typer.Context,
+    dataset: Annotated[str, typer.Option("--dataset", help="Dataset name.")],
+    match: Annotated[list[str], typer.Option(
+        "--match", help="COL=VALUE on a lookup column; repeat to require several.")],
+    purpose: Annotated[str, typer.Option(
+        "--purpose", help="One of the policy's reveal purposes (see 'policy show').")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Break glass: open the records of the matching subject(s) (steward; purpose; rate-limited).
+
+    The reveal is ledgered with its purpose and the subject ids, never the values."""
+    from vault.erase import find_subjects
+    from vault.keyring import Keyring
+    from vault.keys import provider_for
+    from vault.records import open_subject
+
+    criteria: dict[str, str] = {}
+    for item in match:
+        col, sep, value = item.partition("=")
+        if not sep or not col.strip():
+            raise BadInput("--match takes COL=VALUE")
+        criteria[col.strip()] = value
+    session = open_session(ctx)
+    with session.access("reveal", f"dataset/{dataset}", purpose=purpose) as conn:
+        keyring = Keyring(provider_for(session.home))
+        _, found = find_subjects(conn, keyring, dataset, criteria)
+        subjects = sorted(found)
+        opened = [(sid, open_subject(conn, keyring, sid)) for sid in subjects]
+        ledger_store.append(conn, [EntryDraft(
+            actor=session.principal.id, action="vault.reveal", resource=f"dataset/{dataset}",
+            purpose=purpose,
+            details={"dataset": dataset, "subjects": subjects,
+                     "match_columns": sorted(criteria)})])
+    if json_out:
+        emit_json({"dataset": dataset, "purpose": purpose,
+                   "subjects": [{"subject": sid, "records": recs} for sid, recs in opened]})
+        return
+    if not opened:
+        console.print(f"no live subject of {dataset} matched (the reveal is ledgered)",
+                      markup=False)
+    for sid, records in opened:
+        console.print(f"subject {sid}:", markup=False)
+        for record in records:
+            for name, shown in record.items():
+                console.print(f"  {name}: {shown}", markup=False)
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``principals`` and ``policy`` to the main app."""
+    """Add ``principals``, ``policy`` and ``reveal`` to the main app."""
     app.add_typer(principals_app, name="principals")
     app.add_typer(policy_app, name="policy")
+    app.command("reveal")(reveal)
