@@ -188,3 +188,34 @@ def test_missing_or_broken_installed_policy_fails_closed(
             access(engine, home, people["admin"], "policy.show", "policy"):
         pass
     assert entries(engine) == []
+
+
+def test_racing_reveals_never_exceed_the_limit(
+    engine: Engine, home: VaultHome, people: dict[str, Principal]
+) -> None:
+    import threading
+
+    home.policy_path.write_text(
+        default_policy_text().replace("limit = 5", "limit = 3"), encoding="utf-8")
+    steward = people["steward"]
+    results: list[str] = []
+    start = threading.Barrier(10)
+
+    def attempt(i: int) -> None:
+        start.wait()
+        try:
+            with access(engine, home, steward, "reveal", f"subject/nc/{i}",
+                        purpose="legal-hold"):
+                pass
+            results.append("ok")
+        except PolicyDenied:
+            results.append("denied")
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(results) == ["denied"] * 7 + ["ok"] * 3
+    assert sorted(e["action"] for e in entries(engine)) == (
+        ["policy.allowed"] * 3 + ["policy.denied"] * 7)
