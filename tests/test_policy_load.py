@@ -221,3 +221,51 @@ def test_error_is_bad_input_exit_2() -> None:
     err = error_for(MINIMAL.replace("version = 1", "version = 2"))
     assert err.exit_code == 2
     assert err.line == 1
+
+
+def test_locator_finds_every_key_and_item_of_the_default_policy() -> None:
+    import tomllib
+
+    from policies.load import _Locator
+
+    text = default_policy_text()
+    lines = text.splitlines()
+    locator = _Locator(text)
+
+    def walk(node: object, loc: tuple[str | int, ...]) -> None:
+        if isinstance(node, dict):
+            for key, child in node.items():
+                path = (*loc, key)
+                line = locator.lines.get(path)
+                assert line is not None, path
+                assert key.strip('"') in lines[line - 1] or "[" in lines[line - 1], path
+                walk(child, path)
+        elif isinstance(node, list):
+            for i, child in enumerate(node):
+                line = locator.lines.get((*loc, i))
+                assert line is not None, (*loc, i)
+                if isinstance(child, str):
+                    assert f'"{child}"' in lines[line - 1], (*loc, i)
+
+    walk(tomllib.loads(text), ())
+
+
+def test_locator_handles_multiline_strings_and_quoted_keys() -> None:
+    from policies.load import _Locator
+
+    text = (
+        'description = """\nline one\n[not a table]\nkey = "not a key"\n"""\n'
+        "[roles]\n"
+        "'lit.eral' = 'x'\n"
+        '"esc\\"aped" = "y" # comment [x]\n'
+        "arr = [ # c\n  'a',\n  \"b\", # c\n]\n"
+        "[[things]]\nname = 1\n[[things]]\nname = 2\n"
+    )
+    loc = _Locator(text)
+    assert loc.line_of(("description",)) == 1
+    assert loc.line_of(("roles",)) == 6
+    assert loc.line_of(("roles", "lit.eral")) == 7
+    assert loc.line_of(("roles", 'esc"aped')) == 8
+    assert loc.line_of(("roles", "arr", 1)) == 11
+    assert loc.line_of(("things", 1, "name")) == 16
+    assert loc.line_of(("roles", "missing", "deeper")) == 6  # nearest known ancestor
