@@ -163,11 +163,14 @@ def budget_set(
 ) -> None:
     """Set an analyst's total privacy budget on a dataset (spending so far is kept)."""
     from vault.budget import parse_epsilon, set_budget
+    from vault.principals import get_principal
 
     total = parse_epsilon(epsilon)
     session = open_session(ctx)
     with session.access("budget.set", f"budget:{analyst}/{dataset}") as conn:
-        b = set_budget(conn, analyst, dataset, total)
+        if get_principal(conn, analyst) is None:
+            raise BadInput(f"unknown analyst '{analyst}' (add it with 'civicvault principals add')")
+        b = set_budget(conn, analyst, dataset, total, actor=session.principal.id)
     if as_json:
         emit_json({"budgets": [b.to_json()]})
     else:

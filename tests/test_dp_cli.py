@@ -167,6 +167,25 @@ def test_release_json_preview_budget_and_files(
     assert code == 0
     code, out, _ = _run(capsys, vault, "admin", "budget", "show", "--analyst", "alice", "--json")
     assert json.loads(out)["budgets"][0]["epsilon_total"] == 2.0
+    code, _, err = _run(
+        capsys,
+        vault,
+        "admin",
+        "budget",
+        "set",
+        "--analyst",
+        "ghost",
+        "--dataset",
+        "voters",
+        "--epsilon",
+        "2",
+    )
+    assert code == 2 and "unknown analyst 'ghost'" in err
+    code, out, _ = _run(capsys, vault, "admin", "ledger", "export")
+    if code == 0:  # the ledger commands exist: the new total is on the ledger
+        entries = [json.loads(x) for x in out.splitlines()]
+        sets = [e for e in entries if e["action"] == "budget.set"]
+        assert [e["details"]["epsilon_total"] for e in sets] == ["2"]
 
 
 @pytest.mark.parametrize(

@@ -117,6 +117,7 @@ def test_preview_reads_no_data_and_spends_nothing(sqlite_engine: Engine, tmp_pat
             "no releases from dataset 'donors'",
         ),
         (_req(by=("precinct",)), BadInput, "needs --delta"),
+        (_req(by=("sum_age",), measures=("sum:age",)), BadInput, "name of a measure"),
     ],
     ids=[
         "disallowed_group_column",
@@ -125,6 +126,7 @@ def test_preview_reads_no_data_and_spends_nothing(sqlite_engine: Engine, tmp_pat
         "bad_bounds",
         "dataset_without_rules",
         "private_keys_without_delta",
+        "group_column_named_like_a_measure",
     ],
 )
 def test_refused_request_releases_nothing_and_is_ledgered(

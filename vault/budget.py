@@ -213,8 +213,14 @@ def spend(
     )
 
 
-def set_budget(conn: Connection, analyst: str, dataset: str, total: Fraction) -> Budget:
-    """Set (or create) the total epsilon of ``analyst`` on ``dataset``; spending is kept."""
+def set_budget(
+    conn: Connection, analyst: str, dataset: str, total: Fraction, *, actor: str | None = None
+) -> Budget:
+    """Set (or create) the total epsilon of ``analyst`` on ``dataset``; spending is kept.
+
+    With ``actor``, a ``budget.set`` ledger entry (analyst, dataset, new total, spent so
+    far) is appended in the same transaction.
+    """
     if total < 0:
         raise BadInput("epsilon must be >= 0")
     nano = to_nano(total)
@@ -233,7 +239,28 @@ def set_budget(conn: Connection, analyst: str, dataset: str, total: Fraction) ->
         .values(dataset=dataset, spent_nano=0, updated=now)
         .on_conflict_do_nothing(index_elements=["dataset"])
     )
-    return get_budget(conn, analyst, dataset, default_total=total)
+    result = get_budget(conn, analyst, dataset, default_total=total)
+    if actor is not None:
+        from ledger import store as ledger_store
+        from ledger.entry import EntryDraft
+
+        ledger_store.append(
+            conn,
+            [
+                EntryDraft(
+                    actor=actor,
+                    action="budget.set",
+                    resource=f"budget:{analyst}/{dataset}",
+                    details={
+                        "analyst": analyst,
+                        "dataset": dataset,
+                        "epsilon_total": format_epsilon(result.epsilon_total),
+                        "epsilon_spent": format_epsilon(result.epsilon_spent),
+                    },
+                )
+            ],
+        )
+    return result
 
 
 def get_budget(conn: Connection, analyst: str, dataset: str, *, default_total: Fraction) -> Budget:

@@ -73,7 +73,8 @@ def prepare(lf: pl.LazyFrame, checked: CheckedRequest, schema: pl.Schema) -> pl.
     Selects the columns, casts group columns to strings and measures to their
     planned type (rounding to integers where the policy bounds are integral; text is
     parsed as numbers, unparseable text counts as missing) and replaces missing values
-    by the in-bounds value nearest 0 (OpenDP clips to the bounds itself). Raises BadInput for a missing or non-numeric column.
+    by the in-bounds value nearest 0 (OpenDP clips to the bounds itself). Raises
+    BadInput for a missing or non-numeric column.
     """
     source = lf.collect_schema()
     dataset = checked.request.dataset

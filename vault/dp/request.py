@@ -199,6 +199,9 @@ def validate(request: ReleaseRequest, policy: ReleasePolicy) -> CheckedRequest:
     labels = [m.label for m in request.measures]
     if len(set(labels)) != len(labels):
         raise BadInput("a measure is repeated")
+    clash = [c for c in request.by if c in labels]
+    if clash:
+        raise BadInput(f"group-by column '{clash[0]}' has the name of a measure's output")
     try:
         rules = policy.columns_for(request.dataset)
     except KeyError:
