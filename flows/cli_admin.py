@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from flows.output import console, emit_json
+from flows.output import console, emit_json, err_console
 from flows.session import open_session
 from ledger import store as ledger_store
 from ledger.entry import EntryDraft
@@ -55,9 +56,11 @@ def principals_add(
     if json_out:
         emit_json({"name": name, "role": role, "token": token})
         return
-    console.print(f"principal '{name}' added with role '{role}'. Its token, shown only now:",
-                  markup=False)
-    console.print(token, markup=False, soft_wrap=True)
+    # the token alone on stdout (TOKEN=$(civicvault principals add ...)), the note on stderr
+    err_console.print(f"principal '{name}' added with role '{role}'; its token (shown only "
+                      "now, stored only as a hash):", markup=False)
+    sys.stdout.write(token + "\n")
+    sys.stdout.flush()
 
 
 @principals_app.command("list")

@@ -174,3 +174,12 @@ def test_every_command_answers_help() -> None:
                  ["policy", "apply"], ["reveal"]):
         code, out, _ = run([*argv, "--help"])
         assert code == 0 and "Usage" in out, argv
+
+
+def test_principals_add_plain_output_is_just_the_token(home: VaultHome) -> None:
+    code, out, err = run(["principals", "add", "bob", "--role", "analyst"])
+    assert code == 0
+    token = out.strip()
+    assert out == token + "\n" and token.startswith("cvt_")
+    assert "bob" in err
+    assert run(["policy", "show", "--json"], token)[0] == 0
