@@ -37,25 +37,38 @@ def test_round_trip_attributes_and_records(engine: Engine, tmp_path: Path) -> No
     assert (res.added, res.updated, res.skipped) == (50, 0, 0)
     with engine.connect() as conn:
         back = read_attributes(conn, kr, "voters", ["county", "party", "age"])
-        assert back.sort("age").equals(frame.select("county", "party", "age").sort("age")) or \
-            sorted(back.rows()) == sorted(frame.select("county", "party", "age").rows())
+        assert back.sort("age").equals(
+            frame.select("county", "party", "age").sort("age")
+        ) or sorted(back.rows()) == sorted(frame.select("county", "party", "age").rows())
         subject = conn.execute(select(T_SUBJECT.c.id).order_by(T_SUBJECT.c.id)).scalars().first()
         [rec] = open_subject(conn, kr, int(subject))
-    assert rec == {"voter_id": "NC00000000", "name": "Person Number0 Zyx",
-                   "phone": "(919) 555-0000"}
+    assert rec == {
+        "voter_id": "NC00000000",
+        "name": "Person Number0 Zyx",
+        "phone": "(919) 555-0000",
+    }
 
 
-@settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(values=st.lists(st.one_of(st.none(), st.text(max_size=30)), min_size=1, max_size=40))
 def test_round_trip_property_sqlite(tmp_path: Path, values: list[str | None]) -> None:
     eng = make_engine(f"sqlite:///{tmp_path / f'p{os.urandom(4).hex()}.db'}")
     migrate(eng)
     kr = Keyring(FakeKms())
     n = len(values)
-    frame = pl.DataFrame({"voter_id": [None] * n, "name": values, "phone": [None] * n,
-                          "county": values, "party": ["X"] * n, "age": ["1"] * n},
-                         schema={c: pl.Utf8 for c in LAYOUT.direct + LAYOUT.attributes})
+    frame = pl.DataFrame(
+        {
+            "voter_id": [None] * n,
+            "name": values,
+            "phone": [None] * n,
+            "county": values,
+            "party": ["X"] * n,
+            "age": ["1"] * n,
+        },
+        schema={c: pl.Utf8 for c in LAYOUT.direct + LAYOUT.attributes},
+    )
     store(eng, kr, frame)
     with eng.connect() as conn:
         back = read_attributes(conn, kr, "voters", ["county"])
@@ -70,8 +83,9 @@ def test_ciphertext_swapped_between_records_fails(engine: Engine, tmp_path: Path
     kr = file_keyring(tmp_path)
     store(engine, kr, voters(2))
     with engine.begin() as conn:
-        a, b = conn.execute(select(T_RECORD.c.id, T_RECORD.c.subject_id, T_RECORD.c.sealed)
-                            .order_by(T_RECORD.c.id)).all()
+        a, b = conn.execute(
+            select(T_RECORD.c.id, T_RECORD.c.subject_id, T_RECORD.c.sealed).order_by(T_RECORD.c.id)
+        ).all()
         conn.execute(update(T_RECORD).where(T_RECORD.c.id == a.id).values(sealed=b.sealed))
     with engine.connect() as conn, pytest.raises(crypto.CiphertextRejected):
         open_subject(conn, kr, int(a.subject_id))
@@ -81,8 +95,9 @@ def test_ciphertext_swapped_between_fields_fails(engine: Engine, tmp_path: Path)
     kr = file_keyring(tmp_path)
     store(engine, kr, voters(5))
     with engine.begin() as conn:
-        party = conn.execute(select(T_COLUMN.c.sealed).where(T_COLUMN.c.column == "party")
-                             ).scalar_one()
+        party = conn.execute(
+            select(T_COLUMN.c.sealed).where(T_COLUMN.c.column == "party")
+        ).scalar_one()
         conn.execute(update(T_COLUMN).where(T_COLUMN.c.column == "county").values(sealed=party))
     with engine.connect() as conn, pytest.raises(crypto.CiphertextRejected):
         read_attributes(conn, kr, "voters", ["county"])
@@ -93,11 +108,21 @@ def test_ciphertext_moved_to_another_batch_fails(engine: Engine, tmp_path: Path)
     store(engine, kr, voters(5))
     store(engine, kr, voters(5, start=100))
     with engine.begin() as conn:
-        first = conn.execute(select(T_COLUMN.c.sealed).where(
-            T_COLUMN.c.column == "age").order_by(T_COLUMN.c.batch_id)).scalars().first()
+        first = (
+            conn.execute(
+                select(T_COLUMN.c.sealed)
+                .where(T_COLUMN.c.column == "age")
+                .order_by(T_COLUMN.c.batch_id)
+            )
+            .scalars()
+            .first()
+        )
         last_batch = conn.execute(select(func.max(T_BATCH.c.id))).scalar_one()
-        conn.execute(update(T_COLUMN).where(T_COLUMN.c.column == "age",
-                                            T_COLUMN.c.batch_id == last_batch).values(sealed=first))
+        conn.execute(
+            update(T_COLUMN)
+            .where(T_COLUMN.c.column == "age", T_COLUMN.c.batch_id == last_batch)
+            .values(sealed=first)
+        )
     with engine.connect() as conn, pytest.raises(crypto.CiphertextRejected):
         read_attributes(conn, kr, "voters", ["age"])
 
@@ -158,16 +183,18 @@ def test_redelivered_rows_are_skipped_and_changes_update(engine: Engine, tmp_pat
     res = store(engine, kr, voters(20))  # same people, same content, new source
     assert (res.added, res.updated, res.skipped) == (0, 0, 20)
     changed = voters(20).with_columns(
-        pl.when(pl.int_range(pl.len()) < 5).then(pl.lit("REP")).otherwise(pl.col("party"))
-        .alias("party"))
+        pl.when(pl.int_range(pl.len()) < 5)
+        .then(pl.lit("REP"))
+        .otherwise(pl.col("party"))
+        .alias("party")
+    )
     res = store(engine, kr, pl.concat([changed, voters(3, start=1000)]))
     assert (res.added, res.updated, res.skipped) == (3, 5, 15)
     assert _count(engine, T_SUBJECT) == 23
     with engine.connect() as conn:
         live = read_attributes(conn, kr, "voters", ["party"])
     assert live.height == 23
-    assert live.get_column("party").value_counts().sort("party").rows() == [("DEM", 18),
-                                                                           ("REP", 5)]
+    assert live.get_column("party").value_counts().sort("party").rows() == [("DEM", 18), ("REP", 5)]
 
 
 def test_duplicate_rows_within_a_batch_kept_once(engine: Engine, tmp_path: Path) -> None:
@@ -195,7 +222,8 @@ CRASH_SCRIPT = textwrap.dedent("""
     from vault.store import dataset_id, write_batch, T_SOURCE
     from vault.keyring import now
     engine = make_engine({url!r})
-    kr = Keyring(FileKeyProvider({kek!r}))
+    from pathlib import Path
+    kr = Keyring(FileKeyProvider(Path({kek!r})))
     conn = engine.connect()
     conn.begin()
     ds = dataset_id(conn, "voters", create_with=("t", LAYOUT.to_json()))
@@ -207,16 +235,20 @@ CRASH_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_crash_mid_batch_leaves_nothing_partial(db_url: str, engine: Engine,
-                                                tmp_path: Path) -> None:
+def test_crash_mid_batch_leaves_nothing_partial(
+    db_url: str, engine: Engine, tmp_path: Path
+) -> None:
     from vault.keys import FileKeyProvider
 
     kek = tmp_path / "kek.json"
     FileKeyProvider.create(kek)
     before = _ledger_size(engine)
     root = str(Path(__file__).resolve().parents[1])
-    proc = subprocess.run([sys.executable, "-c", CRASH_SCRIPT.format(
-        root=root, url=db_url, kek=str(kek))], capture_output=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", CRASH_SCRIPT.format(root=root, url=db_url, kek=str(kek))],
+        capture_output=True,
+        timeout=120,
+    )
     assert proc.returncode == 9, proc.stderr.decode()[-2000:]
     assert _count(engine, T_BATCH) == 0
     assert _count(engine, T_RECORD) == 0
@@ -236,3 +268,12 @@ def test_fake_kms_provider_never_exposes_kek(engine: Engine) -> None:
     assert kms.calls >= 4  # each data key went through the KMS
     with engine.connect() as conn:
         assert read_attributes(conn, Keyring(kms), "voters", ["party"]).height == 4
+
+
+def test_fast_associated_data_equals_reference() -> None:
+    from vault import _aead
+
+    assert _aead.ad_prefix("record", 3) + _aead.ad_part(17) + _aead.ad_part(9) + \
+        _aead.ad_part("a,b") == crypto.record_ad(3, 17, 9, "a,b")
+    assert _aead.ad_prefix("subject-key", 3) + _aead.ad_part(9) + _aead.ad_part(4) == \
+        crypto.subject_key_ad(3, 9, 4)

@@ -51,6 +51,17 @@ def associated_data(*parts: str | int) -> bytes:
     return b"".join(out)
 
 
+def ad_prefix(*parts: str | int) -> bytes:
+    """:func:`associated_data` of the leading parts, to extend with :func:`ad_part`."""
+    return associated_data(*parts)
+
+
+def ad_part(part: str | int) -> bytes:
+    """One more length-prefixed part: ``ad_prefix(a) + ad_part(b) == associated_data(a, b)``."""
+    raw = str(part).encode("utf-8")
+    return len(raw).to_bytes(4, "big") + raw
+
+
 def seal(key: bytes, plaintext: bytes, ad: bytes) -> bytes:
     """nonce || ciphertext || tag."""
     nonce = os.urandom(NONCE_BYTES)
@@ -113,6 +124,11 @@ def hmac_many(key: bytes, messages: Sequence[bytes]) -> list[bytes]:
         h.update(m)
         out.append(h.digest())
     return out
+
+
+def keyed_fingerprints(key: bytes, messages: Sequence[bytes]) -> list[bytes]:
+    """Keyed BLAKE2b-128 of each message (change detection, not lookup)."""
+    return [hashlib.blake2b(m, key=key, digest_size=16).digest() for m in messages]
 
 
 def sha256(data: bytes) -> bytes:

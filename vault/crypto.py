@@ -86,8 +86,8 @@ def seal_records(
     payloads: Sequence[bytes],
 ) -> list[bytes]:
     """Seal row i's direct identifiers under subject i's own key."""
-    ads = [record_ad(dataset_id, r, s, fields)
-           for r, s in zip(record_ids, subject_ids, strict=True)]
+    head, tail, part = _aead.ad_prefix("record", dataset_id), _aead.ad_part(fields), _aead.ad_part
+    ads = [head + part(r) + part(s) + tail for r, s in zip(record_ids, subject_ids, strict=True)]
     return _aead.seal_each_own_key(subject_keys, payloads, ads)
 
 
@@ -111,7 +111,9 @@ def wrap_subject_keys(
     wrap_key: bytes, wrap_key_id: int, dataset_id: int, subject_ids: Sequence[int],
     keys: Sequence[bytes],
 ) -> list[bytes]:
-    ads = [subject_key_ad(dataset_id, s, wrap_key_id) for s in subject_ids]
+    head, tail, part = (_aead.ad_prefix("subject-key", dataset_id), _aead.ad_part(wrap_key_id),
+                        _aead.ad_part)
+    ads = [head + part(s) + tail for s in subject_ids]
     return _aead.seal_many_one_key(wrap_key, keys, ads)
 
 
@@ -128,8 +130,7 @@ def unwrap_subject_keys(
 
 def fingerprints(key: bytes, payloads: Sequence[bytes]) -> list[bytes]:
     """Keyed fingerprints of whole rows, to tell an unchanged re-delivery from an update."""
-    prefix = _aead.associated_data("fingerprint")
-    return [m[:16] for m in _aead.hmac_many(key, [prefix + p for p in payloads])]
+    return _aead.keyed_fingerprints(key, payloads)
 
 
 def batch_digest(column_blobs: dict[str, bytes], record_blobs: Sequence[bytes]) -> str:

@@ -46,9 +46,8 @@ def reseal_batch(
         sealed = crypto.seal_batch(key.key, key.id, ds_id, batch_id, frame)
         keyring.count_sealed(conn, key.id, len(sealed))
         conn.execute(delete(T_COLUMN).where(T_COLUMN.c.batch_id == batch_id))
-        bulk_insert(conn, T_COLUMN, [
-            {"batch_id": batch_id, "column": c, "key_id": key.id, "sealed": b}
-            for c, b in sealed.items()])
+        bulk_insert(conn, T_COLUMN, ("batch_id", "column", "key_id", "sealed"),
+                    [(batch_id, c, key.id, b) for c, b in sealed.items()])
     data_hash = recompute(conn, batch_id)
     conn.execute(update(T_BATCH).where(T_BATCH.c.id == batch_id).values(data_hash=data_hash))
     ledger_store.append(conn, [EntryDraft(

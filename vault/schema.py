@@ -14,8 +14,11 @@ Nothing here holds plaintext PII:
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+
+BIGID = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class Dataset(SQLModel, table=True):
@@ -81,7 +84,7 @@ class BatchColumn(SQLModel, table=True):
 class Subject(SQLModel, table=True):
     __tablename__ = "vault_subjects"
 
-    id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    id: int = Field(sa_column=Column(BIGID, primary_key=True, autoincrement=False))
     dataset_id: int = Field(foreign_key="vault_datasets.id", index=True)
     key_id: int = Field(foreign_key="vault_data_keys.id")
     wrapped_key: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
@@ -93,9 +96,9 @@ class Subject(SQLModel, table=True):
 
 class Record(SQLModel, table=True):
     __tablename__ = "vault_records"
-    __table_args__ = (Index("ix_vault_records_batch_row", "batch_id", "row"),)
+    __table_args__ = (Index("ix_vault_records_batch", "batch_id", "id"),)
 
-    id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    id: int = Field(sa_column=Column(BIGID, primary_key=True, autoincrement=False))
     subject_id: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
     batch_id: int = Field(foreign_key="vault_batches.id")
     row: int
@@ -105,7 +108,7 @@ class Record(SQLModel, table=True):
 
 class BlindIndex(SQLModel, table=True):
     __tablename__ = "vault_blind_index"
-    __table_args__ = (Index("ix_vault_blind_lookup", "dataset_id", "column", "digest"),)
+    __table_args__ = ({"sqlite_with_rowid": False},)
 
     dataset_id: int = Field(foreign_key="vault_datasets.id", primary_key=True)
     column: str = Field(primary_key=True, max_length=256)

@@ -114,21 +114,28 @@ def lock_dataset(conn: Connection, ds_id: int) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": 0x5641554C54000000 + ds_id})
 
 
-def bulk_insert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert many rows: COPY on PostgreSQL, executemany elsewhere."""
+def bulk_insert(
+    conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """Insert many rows (tuples in ``columns`` order): COPY on PostgreSQL, executemany on SQLite.
+
+    Bypasses the ORM and SQLAlchemy's per-row parameter processing; the values
+    are plain ints, strings and bytes.
+    """
     if not rows:
         return
+    for c in columns:
+        if c not in table.c:
+            raise ValueError(f"{table.name} has no column {c}")
+    names = ", ".join(f'"{c}"' for c in columns)
+    raw: Any = conn.connection.dbapi_connection
     if conn.dialect.name == "postgresql":
-        cols = list(rows[0])
-        raw: Any = conn.connection.dbapi_connection
-        with raw.cursor() as cur, cur.copy(
-            f'COPY {table.name} ({", ".join(f"{c!r}".replace(chr(39), chr(34)) for c in cols)}) '
-            "FROM STDIN"
-        ) as cp:
+        with raw.cursor() as cur, cur.copy(f"COPY {table.name} ({names}) FROM STDIN") as cp:
             for r in rows:
-                cp.write_row([r[c] for c in cols])
+                cp.write_row(r)
         return
-    conn.execute(table.insert(), list(rows))
+    sql = f'INSERT INTO {table.name} ({names}) VALUES ({", ".join("?" * len(columns))})'
+    raw.cursor().executemany(sql, rows)
 
 
 def _insert_ignore(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
@@ -285,23 +292,20 @@ def write_batch(
                                      part.select(attr_cols)) if attr_cols else {}
     data_hash = crypto.batch_digest(column_blobs, record_blobs)
 
-    bulk_insert(conn, T_COLUMN, [
-        {"batch_id": batch_id, "column": c, "key_id": attr_key.id, "sealed": b}
-        for c, b in column_blobs.items()])
+    bulk_insert(conn, T_COLUMN, ("batch_id", "column", "key_id", "sealed"),
+                [(batch_id, c, attr_key.id, b) for c, b in column_blobs.items()])
     keyring.count_sealed(conn, attr_key.id, len(column_blobs))
     if record_blobs:
-        bulk_insert(conn, T_RECORD, [
-            {"id": rid, "subject_id": subject_of[i], "batch_id": batch_id, "row": p,
-             "fields": fields, "sealed": blob}
-            for p, (i, rid, blob) in enumerate(zip(stored, record_ids, record_blobs, strict=True))])
+        bulk_insert(conn, T_RECORD, ("id", "subject_id", "batch_id", "row", "fields", "sealed"),
+                    [(rid, subject_of[i], batch_id, p, fields, blob) for p, (i, rid, blob)
+                     in enumerate(zip(stored, record_ids, record_blobs, strict=True))])
     if new_rows:
         wrapped = crypto.wrap_subject_keys(wrap_key.key, wrap_key.id, ds_id, new_ids, new_keys)
         keyring.count_sealed(conn, wrap_key.id, len(new_rows))
-        bulk_insert(conn, T_SUBJECT, [
-            {"id": sid, "dataset_id": ds_id, "key_id": wrap_key.id, "wrapped_key": w,
-             "fingerprint": row_fps[i], "current_batch_id": batch_id, "current_row": pos[i],
-             "erased_at": None}
-            for i, sid, w in zip(new_rows, new_ids, wrapped, strict=True)])
+        bulk_insert(conn, T_SUBJECT, ("id", "dataset_id", "key_id", "wrapped_key", "fingerprint",
+                                      "current_batch_id", "current_row"),
+                    [(sid, ds_id, wrap_key.id, w, row_fps[i], batch_id, pos[i])
+                     for i, sid, w in zip(new_rows, new_ids, wrapped, strict=True)])
     if upd_rows:
         old_positions: dict[int, list[int]] = {}
         for _, m in upd_rows:
@@ -313,20 +317,21 @@ def write_batch(
                 current_row=bindparam("cr")),
             [{"sid": subject_of[i], "fp": row_fps[i], "cb": batch_id, "cr": pos[i]}
              for i, _ in upd_rows])
-    blind_rows_new: list[dict[str, Any]] = []
-    blind_rows_upd: list[dict[str, Any]] = []
-    new_set = set(new_rows)
-    for col, digs in lookup_digests.items():
-        for i in stored:
-            d = digs[i]
-            if d is not None:
-                row = {"dataset_id": ds_id, "column": col, "digest": d,
-                       "subject_id": subject_of[i], "key_id": blind_key.id}
-                (blind_rows_new if i in new_set else blind_rows_upd).append(row)
-    # New subjects' digests cannot clash with stored ones: bulk path. Updated
-    # subjects may re-deliver digests they already have: insert-or-ignore.
-    bulk_insert(conn, T_BLIND, blind_rows_new)
-    _insert_ignore(conn, T_BLIND, blind_rows_upd)
+    # New subjects' digests cannot clash with stored ones: bulk path, in key order
+    # (B-tree friendly). Updated subjects may re-deliver digests: insert-or-ignore.
+    upd_set = {i for i, _ in upd_rows}
+    bid = blind_key.id
+    blind_new: list[tuple[Any, ...]] = []
+    blind_upd: list[dict[str, Any]] = []
+    for col, digs in sorted(lookup_digests.items()):
+        per_col = sorted((d, subject_of[i]) for i in new_rows if (d := digs[i]) is not None)
+        blind_new.extend((ds_id, col, d, s, bid) for d, s in per_col)
+        blind_upd.extend({"dataset_id": ds_id, "column": col, "digest": d,
+                          "subject_id": subject_of[i], "key_id": bid}
+                         for i in upd_set if (d := digs[i]) is not None)
+    bulk_insert(conn, T_BLIND, ("dataset_id", "column", "digest", "subject_id", "key_id"),
+                blind_new)
+    _insert_ignore(conn, T_BLIND, blind_upd)
 
     conn.execute(update(T_BATCH).where(T_BATCH.c.id == batch_id).values(
         data_hash=data_hash, live_mask=pack_mask(np.ones(len(stored), dtype=bool))))

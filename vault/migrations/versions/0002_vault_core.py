@@ -8,8 +8,10 @@ Revises: 0001
 from __future__ import annotations
 
 import sqlalchemy as sa
-
 from alembic import op
+
+# 64-bit ids everywhere; on SQLite "INTEGER PRIMARY KEY" is the rowid itself (one B-tree).
+BIGID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 revision = "0002"
 down_revision = "0001"
@@ -73,7 +75,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "vault_subjects",
-        sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("id", BIGID, primary_key=True, autoincrement=False),
         sa.Column("dataset_id", sa.Integer, sa.ForeignKey("vault_datasets.id"), nullable=False,
                   index=True),
         sa.Column("key_id", sa.Integer, sa.ForeignKey("vault_data_keys.id"), nullable=False),
@@ -86,14 +88,14 @@ def upgrade() -> None:
     )
     op.create_table(
         "vault_records",
-        sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("id", BIGID, primary_key=True, autoincrement=False),
         sa.Column("subject_id", sa.BigInteger, nullable=False, index=True),
         sa.Column("batch_id", sa.Integer, sa.ForeignKey("vault_batches.id"), nullable=False),
         sa.Column("row", sa.Integer, nullable=False),
         sa.Column("fields", sa.String, nullable=False),
         sa.Column("sealed", sa.LargeBinary, nullable=False),
     )
-    op.create_index("ix_vault_records_batch_row", "vault_records", ["batch_id", "row"])
+    op.create_index("ix_vault_records_batch", "vault_records", ["batch_id", "id"])
     op.create_table(
         "vault_blind_index",
         sa.Column("dataset_id", sa.Integer, sa.ForeignKey("vault_datasets.id"), primary_key=True),
@@ -101,9 +103,8 @@ def upgrade() -> None:
         sa.Column("digest", sa.LargeBinary, primary_key=True),
         sa.Column("subject_id", sa.BigInteger, primary_key=True, autoincrement=False),
         sa.Column("key_id", sa.Integer, sa.ForeignKey("vault_data_keys.id"), nullable=False),
+        sqlite_with_rowid=False,  # the primary key is the only B-tree; lookups use its prefix
     )
-    op.create_index("ix_vault_blind_lookup", "vault_blind_index",
-                    ["dataset_id", "column", "digest"])
 
 
 def downgrade() -> None:
