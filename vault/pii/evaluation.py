@@ -43,6 +43,13 @@ class EntityRecall:
     redacted: int = 0
     typed: int = 0
     by_label: dict[str, list[int]] = field(default_factory=dict)  # label -> [total, red, typed]
+    predicted: int = 0
+    predicted_on_gold: int = 0  # predicted spans overlapping some gold span
+
+    @property
+    def span_precision(self) -> float:
+        """Share of predicted spans that touch a gold span (a lenient precision)."""
+        return self.predicted_on_gold / self.predicted if self.predicted else 0.0
 
     @property
     def redacted_recall(self) -> float:
@@ -59,6 +66,10 @@ def score_spans(
     """Recall of gold ``(start, end, label)`` spans per text against predicted spans."""
     out = EntityRecall()
     for gold_spans, pred in zip(gold, predicted, strict=True):
+        out.predicted += len(pred)
+        out.predicted_on_gold += sum(
+            any(min(span.end, e) > max(span.start, s) for s, e, _ in gold_spans) for span in pred
+        )
         for start, end, label in gold_spans:
             counts = out.by_label.setdefault(label, [0, 0, 0])
             counts[0] += 1

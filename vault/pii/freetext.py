@@ -4,7 +4,8 @@ Only columns classified ``free_text`` come here; they are scanned cell by cell,
 in batches through spaCy's ``nlp.pipe`` (one NLP pass per cell, then Presidio's
 recognizers on the precomputed artifacts). Large inputs are split into chunks
 and run on a pool of worker processes (``spawn``), each building its own engine
-once; results keep the input order.
+once; the pool lives as long as the process (``shutdown_pools`` stops it), so the
+batches of an ingest pay the workers' start-up once. Results keep the input order.
 
 Overlapping detections are merged into one redacted span, labelled with the
 entity of its highest-scoring detection. ``None`` and blank cells pass through.
@@ -12,7 +13,9 @@ entity of its highest-scoring detection. ``None`` and blank cells pass through.
 
 from __future__ import annotations
 
+import atexit
 import os
+import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -22,7 +25,7 @@ import polars as pl
 
 from vault.pii.engine import LANGUAGE, get_analyzer
 
-__all__ = ["DEFAULT_THRESHOLD", "Span", "find_spans", "redact_texts"]
+__all__ = ["DEFAULT_THRESHOLD", "Span", "find_spans", "redact_texts", "shutdown_pools"]
 
 DEFAULT_THRESHOLD = 0.35
 PARALLEL_MIN_TEXTS = 2_000  # below this, starting workers costs more than it saves
@@ -100,14 +103,40 @@ def find_spans(
     if procs <= 1 or len(items) < PARALLEL_MIN_TEXTS:
         return _spans_local(items, batch_size, model, score_threshold)
     chunks = [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
-    ctx = get_context("spawn")  # Polars and spaCy are not fork-safe
-    with ProcessPoolExecutor(
-        max_workers=procs, mp_context=ctx, initializer=_warm, initargs=(model,)
-    ) as pool:
-        parts = pool.map(
-            _worker_chunk, [(c, batch_size, model, score_threshold) for c in chunks]
-        )
-        return [spans for part in parts for spans in part]
+    parts = _pool(procs, model).map(
+        _worker_chunk, [(c, batch_size, model, score_threshold) for c in chunks]
+    )
+    return [spans for part in parts for spans in part]
+
+
+_POOLS: dict[tuple[int, str | None], ProcessPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(procs: int, model: str | None) -> ProcessPoolExecutor:
+    """A worker pool kept for the life of the process: batches of one ingest pay the
+    workers' start-up (imports + model load, seconds) once, not per batch."""
+    with _POOLS_LOCK:
+        pool = _POOLS.get((procs, model))
+        if pool is None:
+            pool = ProcessPoolExecutor(
+                max_workers=procs,
+                mp_context=get_context("spawn"),  # Polars and spaCy are not fork-safe
+                initializer=_warm,
+                initargs=(model,),
+            )
+            _POOLS[(procs, model)] = pool
+        return pool
+
+
+@atexit.register
+def shutdown_pools() -> None:
+    """Stop the worker pools (also run at interpreter exit)."""
+    with _POOLS_LOCK:
+        pools = list(_POOLS.values())
+        _POOLS.clear()
+    for pool in pools:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def redact_texts(

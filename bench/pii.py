@@ -1,0 +1,344 @@
+"""Benchmark: PII detection cost on synthetic voter rows (nothing here is real data).
+
+Per run it measures:
+
+* ``classify``: ``vault.pii.classify_frame`` on 12 structured voter columns at
+  10,000 and 1,000,000 rows (cache cleared before every timing, median of
+  ``--runs``): the cost must be constant in the row count, since only a bounded
+  sample is looked at. Also the cached second call (same schema).
+* ``naive``: the baseline, Presidio ``AnalyzerEngine.analyze()`` on every cell,
+  measured on a sample of cells in the same run (cells/s), and extrapolated to
+  the 12,000,000 cells of the 1M-row frame.
+* ``freetext``: redaction throughput (texts/s) of ``vault.pii.redact_texts`` vs
+  raw ``nlp.pipe`` of the same spaCy model, one core; then ``redact_texts`` with
+  1 and 2 processes on a larger set (worker start-up included).
+* ``ingest``: HOOK for the vault core: 1,000,000-row end-to-end ingest through
+  ``vault.ingest.ingest_path`` (see :func:`bench_ingest`); reported as ``null``
+  until that function exists.
+
+    python bench/pii.py [--rows 10000,1000000] [--runs 3] [--texts 1500]
+                        [--scale-texts 3000] [--naive-cells 240] [--write-docs]
+
+Prints one JSON document; ``--write-docs`` (re)writes the ``## PII detection``
+section of docs/BENCHMARKS.md, leaving every other section as it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from faker import Faker
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from vault.pii import classifier, classify_frame, redact_texts
+from vault.pii.engine import LANGUAGE, get_analyzer, model_name
+from vault.pii.freetext import shutdown_pools
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs" / "BENCHMARKS.md"
+SECTION = "## PII detection"
+
+
+# --- synthetic data ------------------------------------------------------------------
+
+
+def voter_frame(rows: int, seed: int = 1) -> pl.DataFrame:
+    """12 structured voter columns, vectorised from small Faker pools (fast at 1M rows)."""
+    fake = Faker("en_US")
+    fake.seed_instance(seed)
+    rng = np.random.default_rng(seed)
+    pool = 2_000
+    first = np.array([fake.first_name() for _ in range(pool)])
+    last = np.array([fake.last_name() for _ in range(pool)])
+    street = np.array([fake.street_address().upper() for _ in range(pool)])
+    city = np.array([fake.city().upper() for _ in range(200)])
+    dob = np.array([fake.date_of_birth(minimum_age=18).strftime("%m/%d/%Y") for _ in range(pool)])
+
+    def pick(arr: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        return arr[rng.integers(0, len(arr), rows)]
+
+    return pl.DataFrame(
+        {
+            "voter_reg_num": (rng.permutation(rows) + 100_000).astype(str),
+            "first_name": pick(first),
+            "last_name": pick(last),
+            "res_street_address": pick(street),
+            "res_city_desc": pick(city),
+            "zip_code": rng.integers(27000, 28999, rows).astype(str),
+            "full_phone_number": rng.integers(2_002_000_000, 9_899_999_999, rows).astype(str),
+            "birth_date": pick(dob),
+            "party_cd": pick(np.array(["DEM", "REP", "UNA", "LIB", "GRE"])),
+            "race_code": pick(np.array(["W", "B", "A", "I", "O", "U", "M"])),
+            "gender_code": pick(np.array(["M", "F", "U"])),
+            "precinct_abbrv": pick(np.array([f"P{i:03d}" for i in range(120)])),
+        }
+    )
+
+
+def canvass_notes(n: int, seed: int = 2) -> list[str]:
+    fake = Faker("en_US")
+    fake.seed_instance(seed)
+    rnd = random.Random(seed)
+    forms = [
+        lambda: f"Spoke with {fake.name()} at {fake.street_address()}; {fake.sentence(10)}",
+        lambda: f"{fake.first_name()} asked for a ride, call {fake.phone_number()}.",
+        lambda: f"Left literature. {fake.sentence(14)} Email {fake.email()} later.",
+        lambda: f"{fake.name()} ({rnd.randint(19, 90)} years old) is a registered "
+                f"{rnd.choice(['Democrat', 'Republican'])}; moved from {fake.city()}.",
+        lambda: fake.paragraph(nb_sentences=3),
+    ]
+    return [rnd.choice(forms)() for _ in range(n)]
+
+
+# --- timings -------------------------------------------------------------------------
+
+
+def _median(fn: Callable[[], object], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench_classify(sizes: list[int], runs: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for rows in sizes:
+        df = voter_frame(rows)
+
+        def cold(df: pl.DataFrame = df) -> None:
+            classifier.clear_cache()
+            classify_frame(df)
+
+        cold_s = _median(cold, runs)
+        warm_s = _median(lambda df=df: classify_frame(df), runs)  # type: ignore[misc]
+        out[str(rows)] = {"cold_s": round(cold_s, 4), "cached_s": round(warm_s, 6)}
+    return out
+
+
+def bench_naive(cells: int, rows_for_extrapolation: int) -> dict[str, Any]:
+    """Presidio analyze() on every cell of a sample (all entities, as a naive scan would)."""
+    analyzer = get_analyzer()
+    df = voter_frame(max(cells, 1_000), seed=3)
+    per_col = max(1, cells // df.width)
+    sample = [str(v) for name in df.columns for v in df[name].head(per_col).to_list()]
+    analyzer.analyze(sample[0], language=LANGUAGE)  # warm
+    t0 = time.perf_counter()
+    for value in sample:
+        analyzer.analyze(value, language=LANGUAGE)
+    elapsed = time.perf_counter() - t0
+    rate = len(sample) / elapsed
+    total_cells = rows_for_extrapolation * df.width
+    return {
+        "cells_measured": len(sample),
+        "cells_per_s": round(rate, 1),
+        "extrapolated_cells": total_cells,
+        "extrapolated_s": round(total_cells / rate, 1),
+    }
+
+
+def bench_freetext(n_texts: int, scale_texts: int) -> dict[str, Any]:
+    analyzer = get_analyzer()
+    nlp = analyzer.nlp_engine.nlp[LANGUAGE]  # type: ignore[attr-defined]
+    texts = canvass_notes(n_texts)
+    list(nlp.pipe(texts[:50]))
+    redact_texts(texts[:50])
+    t0 = time.perf_counter()
+    for _ in nlp.pipe(texts, batch_size=128):
+        pass
+    raw = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    redact_texts(texts, n_process=1)
+    ours = time.perf_counter() - t0
+    out: dict[str, Any] = {
+        "texts": n_texts,
+        "raw_nlp_pipe_texts_per_s": round(n_texts / raw, 1),
+        "redact_texts_per_s": round(n_texts / ours, 1),
+        "ratio_vs_raw_pipe": round(raw / ours, 3),
+        "scaling": {},
+    }
+    big = canvass_notes(scale_texts, seed=5)
+    for procs in (1, 2):
+        t0 = time.perf_counter()
+        redact_texts(big, n_process=procs)  # first call: starts the pool (procs > 1)
+        first = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        redact_texts(big, n_process=procs)  # warm: what later ingest batches pay
+        warm = time.perf_counter() - t0
+        out["scaling"][str(procs)] = {
+            "texts": scale_texts,
+            "first_call_s": round(first, 2),
+            "warm_s": round(warm, 2),
+            "warm_texts_per_s": round(scale_texts / warm, 1),
+        }
+    shutdown_pools()
+    return out
+
+
+def bench_ingest(rows: int) -> dict[str, Any] | None:
+    """HOOK(vault core): end-to-end ingest of ``rows`` synthetic voter rows.
+
+    Wire this to ``vault.ingest.ingest_path(engine, home, principal, path, dataset)``
+    on a fresh vault home (``civicvault init`` in a temp dir) and time it; the
+    frame written is :func:`voter_frame` (12 structured columns). Until
+    ``vault.ingest`` exists it returns ``None`` and the report says so.
+    """
+    try:
+        from vault import ingest as _ingest  # noqa: F401
+    except ImportError:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "voters.csv"
+        voter_frame(rows).write_csv(path)
+        # TODO(vault core): init a home, authenticate the admin principal, then
+        #   t0 = time.perf_counter(); report = _ingest.ingest_path(...); elapsed = ...
+        return None
+
+
+def recall_table(dataset: Path) -> str:
+    """Per-entity recall on presidio-research's synth_dataset_v2 as a Markdown table."""
+    import gzip
+
+    from vault.pii.evaluation import LABEL_MAP, score_spans
+    from vault.pii.freetext import find_spans
+
+    with gzip.open(dataset, "rt", encoding="utf-8") as fh:
+        records = json.load(fh)
+    t0 = time.perf_counter()
+    predicted = find_spans([r["full_text"] for r in records])
+    elapsed = time.perf_counter() - t0
+    score = score_spans(
+        [[(s["start_position"], s["end_position"], s["entity_type"]) for s in r["spans"]]
+         for r in records],
+        predicted,
+    )
+    rows = [
+        "| gold label | spans | redacted recall | typed recall | counted as typed when labelled |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for label, (total, red, typed) in sorted(score.by_label.items(), key=lambda kv: -kv[1][0]):
+        mapped = ", ".join(sorted(LABEL_MAP.get(label, frozenset()))) or "-"
+        rows.append(f"| {label} | {total} | {red / total:.3f} | {typed / total:.3f} | {mapped} |")
+    rows.append(f"| **all** | **{score.total}** | **{score.redacted_recall:.3f}** | "
+                f"**{score.typed_recall:.3f}** | |")
+    rows.append("")
+    rows.append(f"Predicted spans: {score.predicted}; {score.span_precision:.3f} of them touch "
+                "a gold span (lenient precision).")
+    rows.append("")
+    rows.append(f"{len(records)} texts in {elapsed:.1f} s on one core "
+                f"({len(records) / elapsed:.0f} texts/s), model `{model_name()}`.")
+    return "\n".join(rows)
+
+
+# --- report -------------------------------------------------------------------------
+
+
+def render(result: dict[str, Any]) -> str:
+    c = result["classify"]
+    n = result["naive"]
+    f = result["freetext"]
+    sizes = list(c)
+    lines = [
+        SECTION,
+        "",
+        f"`python bench/pii.py --write-docs` ({result['when']}, {result['machine']}, "
+        f"spaCy model `{result['model']}`; synthetic rows only).",
+        "",
+        "Column classification (12 structured voter columns; cache cleared before each "
+        "timing, median of runs):",
+        "",
+        "| rows | classify (cold) | classify (cached, same schema) |",
+        "|---:|---:|---:|",
+    ]
+    for rows in sizes:
+        lines.append(f"| {int(rows):,} | {c[rows]['cold_s'] * 1000:.0f} ms | "
+                     f"{c[rows]['cached_s'] * 1e6:.0f} µs |")
+    lines += [
+        "",
+        f"Baseline, naive Presidio `analyze()` per cell (measured on {n['cells_measured']} "
+        f"cells in the same run): **{n['cells_per_s']} cells/s**, i.e. "
+        f"~{n['extrapolated_s']:,.0f} s for the {n['extrapolated_cells']:,} cells of the "
+        f"{int(sizes[-1]):,}-row frame, against "
+        f"{c[sizes[-1]]['cold_s'] * 1000:.0f} ms for classification.",
+        "",
+        f"Free text ({f['texts']} synthetic canvass notes, one core): raw `nlp.pipe` "
+        f"{f['raw_nlp_pipe_texts_per_s']} texts/s; `redact_texts` "
+        f"{f['redact_texts_per_s']} texts/s = **{f['ratio_vs_raw_pipe']}x raw `nlp.pipe`**.",
+        "",
+        "| processes | texts | first call s (starts workers) | warm call s | warm texts/s |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for procs, s in f["scaling"].items():
+        lines.append(f"| {procs} | {s['texts']} | {s['first_call_s']} | {s['warm_s']} | "
+                     f"{s['warm_texts_per_s']} |")
+    ingest = result.get("ingest")
+    lines += [
+        "",
+        "End-to-end ingest of 1,000,000 rows: "
+        + (f"{ingest['seconds']} s" if ingest else
+           "not measured yet (hook `bench_ingest` in bench/pii.py awaits `vault.ingest`)."),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_docs(section: str) -> None:
+    text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Benchmarks\n"
+    start = text.find(SECTION)
+    if start == -1:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        nxt = text.find("\n## ", start + len(SECTION))
+        text = text[:start] + section + ("" if nxt == -1 else "\n" + text[nxt + 1 :])
+    DOCS.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", default="10000,1000000")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--texts", type=int, default=1500)
+    ap.add_argument("--scale-texts", type=int, default=3000)
+    ap.add_argument("--naive-cells", type=int, default=240)
+    ap.add_argument("--ingest-rows", type=int, default=1_000_000)
+    ap.add_argument("--write-docs", action="store_true")
+    ap.add_argument("--recall", type=Path, metavar="SYNTH_JSON_GZ",
+                    help="only print the per-entity recall table for this dataset")
+    args = ap.parse_args()
+    if args.recall is not None:
+        print(recall_table(args.recall))
+        return
+    sizes = [int(s) for s in args.rows.split(",")]
+    get_analyzer()
+    result: dict[str, Any] = {
+        "when": time.strftime("%Y-%m-%d"),
+        "machine": f"{os.cpu_count()} cores, {platform.python_implementation()} "
+                   f"{platform.python_version()}",
+        "model": model_name(),
+        "classify": bench_classify(sizes, args.runs),
+        "naive": bench_naive(args.naive_cells, sizes[-1]),
+        "freetext": bench_freetext(args.texts, args.scale_texts),
+        "ingest": bench_ingest(args.ingest_rows),
+    }
+    print(json.dumps(result, indent=2))
+    if args.write_docs:
+        write_docs(render(result))
+
+
+if __name__ == "__main__":
+    main()
