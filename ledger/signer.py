@@ -61,7 +61,7 @@ class Verifier:
 
 def parse_vkey(vkey: str) -> Verifier:
     """Parse ``<name>+<hex key id>+<base64(0x01 || pubkey)>``; checks the key ID."""
-    parts = vkey.strip().split("+")
+    parts = vkey.strip().split("+", 2)  # base64 key data may itself hold "+"
     if len(parts) != 3:
         raise BadInput("malformed verifier key (want name+keyid+key)")
     name, hex_id, b64 = parts
@@ -136,7 +136,7 @@ class Signer:
             raise BadInput(f"signing key {path} is accessible to group or others "
                            f"(mode {oct(mode & 0o777)}); chmod 600 it")
         text = path.read_text(encoding="ascii").strip()
-        parts = text.removeprefix(_SKEY_PREFIX).split("+")
+        parts = text.removeprefix(_SKEY_PREFIX).split("+", 2)
         if not text.startswith(_SKEY_PREFIX) or len(parts) != 3:
             raise BadInput(f"signing key file {path} is malformed")
         name, hex_id, b64 = parts
