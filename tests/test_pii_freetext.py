@@ -10,10 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
+from faker import Faker
 
 from vault.errors import BadInput
 from vault.pii import engine, freetext
+from vault.pii.classifier import classify_frame
 from vault.pii.evaluation import score_spans
 from vault.pii.freetext import find_spans, redact_texts
 
@@ -137,3 +140,17 @@ def test_process_pool_gives_the_same_redactions(monkeypatch: pytest.MonkeyPatch)
     ]
     texts[17] = None
     assert redact_texts(texts, n_process=2) == redact_texts(texts, n_process=1)
+
+
+def test_unhinted_columns_fall_back_to_presidio_on_a_sample() -> None:
+    fake = Faker("en_US")
+    fake.seed_instance(4)
+    df = pl.DataFrame({
+        "who": [fake.name() for _ in range(100)],
+        "col_b": [fake.ipv4() for _ in range(100)],
+        "opaque": [fake.bothify("??##?") for _ in range(100)],
+    })
+    got = {c.name: (c.entity, c.category, c.evidence) for c in classify_frame(df)}
+    assert got["who"] == ("PERSON", "direct", "presidio")
+    assert got["col_b"] == ("IP_ADDRESS", "direct", "presidio")
+    assert got["opaque"][1] == "unknown"

@@ -146,3 +146,15 @@ def test_classify_through_the_real_cli(tmp_path: Path) -> None:
     good = tmp_path / "v.csv"
     good.write_text("email,notes\na@example.com,hi\n")
     assert cli.main(["classify", str(good), "--json"]) == 0
+
+
+def test_typed_and_nested_columns_from_parquet_classify() -> None:
+    df = pl.DataFrame({
+        "birth_year": [1950 + i % 50 for i in range(100)],
+        "zip_code": [27500 + i for i in range(100)],
+        "tags": [["a", "b"]] * 100,
+    })
+    got = {c.name: c for c in classify_frame(df, use_presidio=False)}
+    assert got["birth_year"].entity == "BIRTH_YEAR" and got["birth_year"].confidence == 1.0
+    assert got["zip_code"].entity == "US_ZIP_CODE"
+    assert got["tags"].handling == "encrypt"  # unknown nested data: fail closed

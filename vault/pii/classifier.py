@@ -195,6 +195,9 @@ def _sample(df: pl.DataFrame, sample_rows: int) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for name in df.columns:
         col = window.get_column(name)
+        if col.dtype.is_nested() or col.dtype == pl.Object:
+            out[name] = []  # no value checks on nested data: name hint or fail closed
+            continue
         if col.dtype != pl.String:
             col = col.cast(pl.String, strict=False)
         col = col.str.strip_chars().drop_nulls()
