@@ -193,6 +193,8 @@ def budget_show(
     from vault.budget import show_budgets
 
     session = open_session(ctx)
+    if analyst is None and not _may_see_all(session):
+        analyst = session.principal.id  # e.g. an analyst: their own budgets
     with session.access("budget.show", f"budget:{analyst}" if analyst else "budgets") as conn:
         rows = show_budgets(conn, analyst)
     if as_json:

@@ -118,8 +118,8 @@ def test_release_json_preview_budget_and_files(
     assert doc["epsilon"] == 0.5 and "accuracy" in doc
     assert (tmp_path / "r.csv").exists() and (tmp_path / "r.svg").exists()
 
-    code, out, _ = _run(capsys, vault, "alice", "budget", "show", "--json")
-    assert code == 0
+    code, out, err = _run(capsys, vault, "alice", "budget", "show", "--json")
+    assert code == 0, err
     assert json.loads(out) == {
         "budgets": [
             {
