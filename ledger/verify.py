@@ -253,7 +253,10 @@ def join(first: LogVerdict, second: LogVerdict) -> LogVerdict:
     if k != split_point(n):
         raise BadInput("segments must split the log at its largest power of two")
     if second.first_prev != first.last_leaf:
-        raise LedgerTampered("entry edited or link broken at a segment boundary", seq=k)
+        # The second segment checked entry k's own hash against entry k+1's link, so
+        # if it has more than one entry, the entry that changed is k-1.
+        raise LedgerTampered("entry edited: its hash no longer matches the next entry's "
+                             "prev link", seq=k - 1 if second.size > 1 else k)
     prefix = dict(first.prefix_roots)
     for p, sub in second.prefix_roots.items():
         prefix[p] = first.root if p == k else node_hash(first.root, sub)
