@@ -300,3 +300,29 @@ def test_unknown_dataset_is_bad_input_and_charges_nothing(
     assert actions(sqlite_engine) == ["policy.denied"]
     with sqlite_engine.connect() as conn:
         assert budget.show_budgets(conn) == []
+
+
+def test_erased_subjects_never_contribute(sqlite_engine: Engine, tmp_path: Path) -> None:
+    from dp_helpers import Rule, TinyPolicy
+    from vault_helpers import store, voters
+
+    from vault.erase import erase
+    from vault.keyring import Keyring
+    from vault.keys import FileKeyProvider
+
+    home = vault_home(sqlite_engine, tmp_path)
+    keyring = Keyring(FileKeyProvider.create(home.kek_path))
+    store(sqlite_engine, keyring, voters(300))  # 100 per county
+    with sqlite_engine.begin() as conn:
+        for i in range(0, 30, 3):  # ten WAKE voters
+            erase(conn, keyring, "voters", {"voter_id": f"NC{i:08d}"}, actor="steward")
+    pol = TinyPolicy(
+        rules={"voters": {"county": Rule("county", ("WAKE", "CHATHAM", "ORANGE"), groupable=True)}},
+        default=Fraction(100),
+    )
+    res = run_release(  # the default source: the vault store's decrypt path
+        sqlite_engine, home, ALICE, _req(by=("county",), eps="50"), policy=pol
+    )
+    counts = {r["county"]: r["count"] for r in res.rows}
+    assert counts["WAKE"] == pytest.approx(90, abs=2)  # noise scale 0.02
+    assert counts["CHATHAM"] == pytest.approx(100, abs=2)
