@@ -141,7 +141,7 @@ def _deny(
             actor=principal.id,
             action=action,
             resource=resource_of(dataset),
-            details={"op": op, "error": type(exc).__name__, **details},
+            details={"op": op, "error": type(exc).__name__, "reason": str(exc)[:300], **details},
         ),
     )
 
