@@ -18,6 +18,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Row,
     SmallInteger,
     Table,
     and_,
@@ -258,13 +260,23 @@ def iter_chunks(
             select(*cols).where(_E.seq >= pos, _E.seq < upto).order_by(_E.seq)).all()
         if not rows:
             return
-        if leaves:
-            yield [bytes(r[0]) for r in rows], [bytes(r[1]) for r in rows]
-        else:
-            yield [bytes(r[0]) for r in rows], None
+        yield _column(rows, 0), (_column(rows, 1) if leaves else None)
         pos += len(rows)
         if len(rows) < upto - pos + len(rows):
             return
+
+
+def _as_bytes(value: object) -> bytes:
+    if isinstance(value, str):  # a value someone stored with the wrong type: keep its bytes
+        return value.encode("utf-8", "surrogateescape")
+    return bytes(value)  # type: ignore[call-overload, no-any-return]
+
+
+def _column(rows: Sequence[Row[Any]], i: int) -> list[bytes]:
+    try:
+        return [bytes(r[i]) for r in rows]
+    except TypeError:
+        return [_as_bytes(r[i]) for r in rows]
 
 
 def iter_entries(conn: Connection, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
