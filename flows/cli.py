@@ -16,7 +16,16 @@ import typer
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-from flows import cli_admin, cli_classify, cli_flows, cli_ledger, cli_release, cli_vault
+from flows import (
+    cli_admin,
+    cli_audit,
+    cli_classify,
+    cli_flows,
+    cli_ledger,
+    cli_release,
+    cli_serve,
+    cli_vault,
+)
 from flows.output import err_console
 
 try:  # Typer >= 0.29 vendors Click
@@ -56,7 +65,9 @@ cli_classify.register(app)
 cli_release.register(app)
 cli_flows.register(app)
 cli_vault.register(app)
+cli_serve.register(app)
 app.add_typer(cli_ledger.app, name="ledger")
+app.add_typer(cli_audit.app, name="audit")
 
 
 def _fail(message: str, code: int) -> int:

@@ -131,7 +131,7 @@ def prepare_batch(frame: pl.DataFrame, classes: list[ColumnClass],
             continue
         col = frame.get_column(c.name)
         if c.name in originals:
-            out[originals[c.name]] = col
+            out[originals[c.name]] = col.alias(originals[c.name])
             if c.handling == "generalize":
                 out[c.name] = general.get_column(c.name)
             else:

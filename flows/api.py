@@ -1,0 +1,146 @@
+"""HTTP API and dashboard: a thin shell over the same vault operations as the CLI.
+
+Bearer tokens are principal tokens; every request is authenticated and goes
+through the same policy and ledger path as the CLI. OpenAPI at ``/openapi.json``.
+Errors map like the CLI's exit codes: bad input 400, unauthenticated 401,
+denied or over budget 403; their bodies carry ids only. (FastAPI reads the
+annotations at run time, so this module does not postpone them.)
+"""
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+from sqlalchemy import Engine
+
+from ledger import store as ledger_store
+from ledger.errors import AccessDenied, BadInput, CivicVaultError
+from policies.errors import Unauthenticated
+from vault import access as _access
+from vault.home import VaultHome
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+class ReleaseBody(BaseModel):
+    dataset: str
+    by: list[str] = Field(min_length=1)
+    measures: list[str] = Field(default_factory=lambda: ["count"])
+    epsilon: str = Field(description="Decimal text, e.g. '0.1' (kept exact).")
+    delta: float | None = None
+    preview: bool = False
+
+
+def create_app(home: VaultHome, engine: Engine) -> FastAPI:
+    app = FastAPI(title="civicvault", version="0.1.0",
+                  description="Privacy-first civic data vault: DP releases and a verifiable "
+                              "audit ledger. Authenticate with 'Authorization: Bearer <token>'.")
+
+    def principal(
+        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> _access.Principal:
+        if creds is None or creds.scheme.lower() != "bearer":
+            raise Unauthenticated("missing bearer token")
+        return _access.authenticate(engine, home, creds.credentials)
+
+    Who = Annotated[_access.Principal, Depends(principal)]
+
+    @app.exception_handler(CivicVaultError)
+    async def _errors(_: Request, exc: CivicVaultError) -> JSONResponse:
+        status = 401 if isinstance(exc, Unauthenticated) else 403 if isinstance(
+            exc, AccessDenied) else 400 if isinstance(exc, BadInput) else 409
+        line = exc.diagnostics().splitlines()[0] if str(exc) else type(exc).__name__
+        return JSONResponse({"error": type(exc).__name__, "detail": line}, status_code=status)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/api/ledger/pubkey", response_class=PlainTextResponse)
+    def pubkey(who: Who) -> str:
+        from ledger.signer import Signer
+
+        with _access.access(engine, home, who, "ledger.pubkey", "ledger"):
+            return Signer.load(home.signing_key_path).vkey() + "\n"
+
+    @app.get("/api/ledger/checkpoint", response_class=PlainTextResponse)
+    def checkpoint(who: Who) -> str:
+        from ledger.checkpoint import sign_checkpoint
+        from ledger.signer import Signer
+
+        with _access.access(engine, home, who, "ledger.checkpoint", "ledger") as conn:
+            size = ledger_store.size(conn)
+            root = ledger_store.root(conn, size)
+        return sign_checkpoint([Signer.load(home.signing_key_path)], home.identity(), size, root)
+
+    @app.get("/api/ledger/proof/inclusion")
+    def prove(who: Who, index: Annotated[int, Query(ge=0)],
+              size: Annotated[int | None, Query(ge=1)] = None) -> dict[str, Any]:
+        from ledger.merkle import leaf_hash
+
+        with _access.access(engine, home, who, "ledger.prove", "ledger") as conn:
+            n = size if size is not None else ledger_store.size(conn) - 1
+            if index >= n or n > ledger_store.size(conn):
+                raise BadInput(f"need 0 <= index < size <= {ledger_store.size(conn)}")
+            [entry] = list(ledger_store.iter_entries(conn, index, index + 1))
+            return {"leaf_index": index, "tree_size": n, "leaf_hash": leaf_hash(entry).hex(),
+                    "root_hash": ledger_store.root(conn, n).hex(),
+                    "inclusion_path": [h.hex() for h in
+                                       ledger_store.inclusion_proof(conn, index, n)]}
+
+    @app.get("/api/ledger/proof/consistency")
+    def consistency(who: Who, old: Annotated[int, Query(ge=1)],
+                    new: Annotated[int | None, Query(ge=1)] = None) -> dict[str, Any]:
+        with _access.access(engine, home, who, "ledger.consistency", "ledger") as conn:
+            m = new if new is not None else ledger_store.size(conn) - 1
+            if not old <= m <= ledger_store.size(conn):
+                raise BadInput(f"need 1 <= old <= new <= {ledger_store.size(conn)}")
+            return {"old_size": old, "new_size": m,
+                    "old_root": ledger_store.root(conn, old).hex(),
+                    "new_root": ledger_store.root(conn, m).hex(),
+                    "consistency_path": [h.hex() for h in
+                                         ledger_store.consistency_proof(conn, old, m)]}
+
+    @app.get("/api/audit")
+    def audit(who: Who, since: str | None = None) -> dict[str, Any]:
+        from vault.audit import audit_vault, summarize
+
+        with _access.access(engine, home, who, "audit.report", "ledger"):
+            pass
+        verdict = audit_vault(engine)
+        with engine.connect() as conn:
+            summary = summarize(ledger_store.iter_entries(conn), since=since)
+        return {"verdict": verdict.to_json(), "summary": summary.to_json()}
+
+    @app.get("/api/budgets")
+    def budgets(who: Who, analyst: str | None = None) -> Any:
+        from vault.budget import show_budgets
+
+        target = who.id if who.role == "analyst" else analyst
+        with _access.access(engine, home, who, "budget.show", f"analyst/{target or '*'}") as conn:
+            return {"budgets": [b.to_json() for b in show_budgets(conn, analyst=target)]}
+
+    @app.post("/api/releases")
+    def release(who: Who, body: ReleaseBody) -> Any:
+        from vault.budget import parse_epsilon
+        from vault.dp.release import preview_release, run_release
+        from vault.dp.request import ReleaseRequest
+
+        eps = parse_epsilon(body.epsilon)
+        req = ReleaseRequest.build(body.dataset, body.by, body.measures, eps, delta=body.delta)
+        if body.preview:
+            return preview_release(engine, home, who, req).to_json()
+        return run_release(engine, home, who, req).to_json()
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def dashboard() -> str:
+        return (Path(__file__).with_name("templates") / "dashboard.html").read_text("utf-8")
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": "http", "detail": exc.detail}, status_code=exc.status_code)
+
+    return app

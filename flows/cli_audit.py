@@ -1,0 +1,62 @@
+"""``civicvault audit report``: the compliance officer's view, as a self-contained HTML file."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flows.output import console, emit_json
+from flows.session import open_session
+from vault.errors import BadInput
+
+app = typer.Typer(help="Audit reports for compliance officers.", no_args_is_help=True)
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?Z?)?$")
+
+
+@app.command("report")
+def report(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option("--out", help="Where to write the HTML report.")],
+    since: Annotated[str | None, typer.Option("--since", help="Only entries from this date "
+                                              "(YYYY-MM-DD or RFC 3339, UTC).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON value.")] = False,
+) -> None:
+    """Verify the ledger and the vault, and write who did what, when and why."""
+    from flows.report_html import render_report
+    from ledger import store as ledger_store
+    from ledger.signer import Signer
+    from vault.audit import audit_vault, summarize
+
+    if since is not None and not _DATE.match(since):
+        raise BadInput("--since takes YYYY-MM-DD or an RFC 3339 UTC time")
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise BadInput("--out must name an .html file")
+    if not out.parent.exists():
+        raise BadInput(f"folder {out.parent} does not exist")
+    session = open_session(ctx)
+    with session.access("audit.report", "ledger"):
+        pass
+    verdict = audit_vault(session.engine)
+    with session.engine.connect() as conn:
+        summary = summarize(ledger_store.iter_entries(conn), since=since)
+    cps = sorted(session.home.checkpoints_dir.glob("*.checkpoint"),
+                 key=lambda p: int(p.stem) if p.stem.isdigit() else -1)
+    checkpoint = cps[-1].read_text(encoding="utf-8") if cps else None
+    vkey = Signer.load(session.home.signing_key_path).vkey()
+    html = render_report(origin=session.home.identity(), vkey=vkey, verdict=verdict,
+                         summary=summary, checkpoint=checkpoint, since=since)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(out)
+    if json_out:
+        emit_json({"out": str(out), "verdict": verdict.to_json(), "summary": summary.to_json()})
+    else:
+        state = "verified" if verdict.ok else f"VERIFICATION FAILED: {verdict.problem}"
+        console.print(f"wrote {out}: {summary.entries} entries, ledger {state}")
+    if not verdict.ok:
+        raise typer.Exit(1)

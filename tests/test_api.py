@@ -1,0 +1,55 @@
+"""The HTTP API on a real vault: bearer auth, policy, ledger, OpenAPI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from flows.api import create_app
+from flows.cli import main
+from vault.db import make_engine
+from vault.home import VaultHome
+
+
+@pytest.fixture
+def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TestClient:
+    monkeypatch.setenv("CIVICVAULT_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("CIVICVAULT_DB_URL", raising=False)
+    assert main(["init"]) == 0
+    home = VaultHome.from_env()
+    return TestClient(create_app(home, make_engine(home.db_url)))
+
+
+def _admin(tmp_path: Path) -> dict[str, str]:
+    token = (tmp_path / "home" / "admin.token").read_text().strip()
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_openapi_published(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert "/api/releases" in spec["paths"] and "/api/ledger/proof/inclusion" in spec["paths"]
+
+
+def test_missing_and_forged_tokens_refused(client: TestClient) -> None:
+    assert client.get("/api/ledger/checkpoint").status_code == 401
+    bad = {"Authorization": "Bearer cvt_" + "A" * 43}
+    assert client.get("/api/ledger/checkpoint", headers=bad).status_code == 401
+
+
+def test_checkpoint_and_proofs_for_admin(client: TestClient, tmp_path: Path) -> None:
+    h = _admin(tmp_path)
+    note = client.get("/api/ledger/checkpoint", headers=h).text
+    origin, size = note.splitlines()[:2]
+    assert origin.startswith("civicvault.local/") and int(size) >= 1
+    proof = client.get("/api/ledger/proof/inclusion", params={"index": 0}, headers=h).json()
+    assert proof["leaf_index"] == 0 and proof["tree_size"] >= 1
+    audit = client.get("/api/audit", headers=h).json()
+    assert audit["verdict"]["ok"] is True
+    assert audit["summary"]["by_action"]["policy.allowed"] >= 1
+
+
+def test_dashboard_served(client: TestClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200 and "civicvault" in page.text
