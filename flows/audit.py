@@ -15,8 +15,9 @@ the ledger's own error (which names the first failing entry, never a value).
 
 from __future__ import annotations
 
+import os
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,91 +34,107 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.events import emit_event  # noqa: E402
 
 from flows.flow_runtime import engine_for, principal_for, scrubbed, vault_home  # noqa: E402
-from ledger import checkpoint as ledger_checkpoint  # noqa: E402
 from ledger import store as ledger_store  # noqa: E402
-from ledger import verify as ledger_verify  # noqa: E402
-from ledger.errors import CivicVaultError, VerificationFailed  # noqa: E402
+from ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint  # noqa: E402
+from ledger.db_verify import verify_stored  # noqa: E402
+from ledger.errors import CivicVaultError  # noqa: E402
 from ledger.signer import Signer  # noqa: E402
+from ledger.verify import verify_against_checkpoint, verify_checkpoint_consistency  # noqa: E402
 from vault.access import Principal, access  # noqa: E402
+from vault.crosscheck import verify_vault  # noqa: E402
 from vault.home import VaultHome  # noqa: E402
 
 EVENT_OK = "civicvault.audit.completed"
 EVENT_FAILED = "civicvault.audit.failed"
-CHECKPOINT_SUFFIX = ".checkpoint"
+CHECKPOINT_SUFFIX = ".checkpoint"  # same folder and naming as ``civicvault ledger checkpoint``
 
 
-@dataclass(frozen=True)
-class SavedCheckpoint:
-    path: Path
-    size: int
-    root: bytes
+def _size_of(path: Path) -> int:
+    head = path.name.split("-", 1)[0].removesuffix(CHECKPOINT_SUFFIX)
+    return int(head) if head.isdigit() else -1
 
 
 def checkpoint_files(home: VaultHome) -> list[Path]:
-    """Saved checkpoints, oldest first (names sort by tree size, then time)."""
+    """Saved checkpoints, by tree size then age (the last is the newest)."""
     folder = home.checkpoints_dir
-    return sorted(folder.glob(f"*{CHECKPOINT_SUFFIX}")) if folder.is_dir() else []
+    files = list(folder.glob(f"*{CHECKPOINT_SUFFIX}")) if folder.is_dir() else []
+    return sorted(files, key=lambda p: (_size_of(p), p.stat().st_mtime_ns))
+
+
+def previous_checkpoint(home: VaultHome) -> tuple[Path, Checkpoint] | None:
+    """The newest saved checkpoint, its signature and origin verified."""
+    files = checkpoint_files(home)
+    if not files:
+        return None
+    vkey = Signer.load(home.signing_key_path).vkey()
+    note = files[-1].read_text(encoding="utf-8")
+    return files[-1], open_checkpoint(note, [vkey], origin=home.identity())
 
 
 def save_checkpoint(home: VaultHome, note: str, size: int) -> Path:
+    """Write a new checkpoint file; never overwrite one (it may be evidence)."""
     home.checkpoints_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     path = home.checkpoints_dir / f"{size:012d}-{stamp}{CHECKPOINT_SUFFIX}"
-    path.write_text(note, encoding="utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(note)
     return path
+
+
+def _counting(entries: Iterable[bytes], counts: Counter[str]) -> Iterator[bytes]:
+    for raw in entries:
+        counts[str(orjson.loads(raw).get("action", "?"))] += 1
+        yield raw
 
 
 @task(name="verify-ledger-and-vault", cache_policy=NO_CACHE, persist_result=False)
 def verify_ledger_and_vault(home: str, principal: Principal) -> dict[str, Any]:
-    """Whole-log verification plus the vault cross-check; returns size, root and counts."""
-    from vault.crosscheck import verify_vault
-
+    """Whole-log verification, held against the last checkpoint, plus the vault cross-check."""
     vh = vault_home(home)
     engine = engine_for(vh)
     with scrubbed("audit-verify"):
+        previous = previous_checkpoint(vh)
         with access(engine, vh, principal, "ledger.verify", "ledger"):
-            pass  # the decision is ledgered; verification reads a snapshot below
+            pass  # the decision is ledgered; verification reads its own snapshot
+        verdict = verify_stored(engine, prefix_sizes={previous[1].size} if previous else ())
+        if previous is not None:
+            verify_against_checkpoint(verdict, previous[1])
+        counts: Counter[str] = Counter()
         with engine.connect().execution_options(readonly=True) as conn, conn.begin():
-            entries = list(ledger_store.iter_entries(conn))
-            root = ledger_store.root(conn, len(entries))
-            ledger_verify.verify_log(entries, expected_root=root)
-            report = verify_vault(conn, entries)
-    counts = Counter(str(orjson.loads(e).get("action", "?")) for e in entries)
-    return {"size": len(entries), "root": root.hex(), "batches": report.batches,
-            "records": report.records, "actions": dict(sorted(counts.items()))}
+            report = verify_vault(conn, _counting(ledger_store.iter_entries(conn), counts))
+    return {"size": verdict.size, "root": verdict.root.hex(), "batches": report.batches,
+            "records": report.records, "actions": dict(sorted(counts.items())),
+            "previous_size": previous[1].size if previous else None}
 
 
-@task(name="checkpoint-and-consistency", cache_policy=NO_CACHE, persist_result=False)
-def checkpoint_and_consistency(home: str, size: int, root_hex: str) -> dict[str, Any]:
-    """Sign a checkpoint of (size, root); prove it consistent with the previous one; save it."""
+@task(name="sign-checkpoint", cache_policy=NO_CACHE, persist_result=False)
+def sign_consistent_checkpoint(home: str, principal: Principal) -> dict[str, Any]:
+    """Sign the current tree, after proving it extends the last saved checkpoint; save it."""
     vh = vault_home(home)
     engine = engine_for(vh)
-    signer = Signer.load(vh.signing_key_path)
-    origin = vh.identity()
-    root = bytes.fromhex(root_hex)
-    previous = checkpoint_files(vh)
-    checked_against: int | None = None
-    with scrubbed("audit-checkpoint", size=size):
-        if previous:
-            old = ledger_verify.verify_checkpoint(previous[-1].read_text(encoding="utf-8"),
-                                                  [signer.vkey()], origin=origin)
-            if old.size > size:
-                raise VerificationFailed(
-                    f"ledger rolled back: size {size} is below the saved checkpoint's {old.size}")
-            with engine.connect().execution_options(readonly=True) as conn, conn.begin():
-                proof = ledger_store.consistency_proof(conn, old.size, size)
-            ledger_verify.verify_consistency(old.size, size, old.root, root, proof)
-            checked_against = old.size
-        note = ledger_checkpoint.sign_checkpoint([signer], origin, size, root)
-        path = save_checkpoint(vh, note, size)
-    return {"checkpoint": path.name, "previous_size": checked_against}
+    with scrubbed("audit-checkpoint"):
+        signer = Signer.load(vh.signing_key_path)
+        previous = previous_checkpoint(vh)
+        with access(engine, vh, principal, "ledger.checkpoint", "ledger") as conn:
+            size = ledger_store.size(conn)
+            root = ledger_store.root(conn, size)
+            if previous is not None and previous[1].size > 0:
+                old = previous[1]
+                proof = ledger_store.consistency_proof(conn, old.size, size) \
+                    if old.size <= size else []
+                verify_checkpoint_consistency(old, size, root, proof)
+            note = sign_checkpoint([signer], vh.identity(), size, root)
+            path = save_checkpoint(vh, note, size)
+    return {"checkpoint": path.name, "checkpoint_size": size}
 
 
 def publish(verdict: str, summary: dict[str, Any], failure: str | None) -> None:
     """Markdown verdict, table of per-action counts, and the Prefect event."""
     actions: dict[str, int] = summary.get("actions", {})
     lines = [f"# Ledger audit: **{verdict}**", ""]
-    for key in ("size", "root", "batches", "records", "checkpoint", "previous_size"):
+    for key in ("size", "root", "batches", "records", "previous_size", "checkpoint",
+                "checkpoint_size"):
         if key in summary:
             lines.append(f"- {key.replace('_', ' ')}: `{summary[key]}`")
     if failure:
@@ -145,8 +162,7 @@ def audit(home: str | None = None, token_file: str | None = None) -> dict[str, A
     try:
         principal = principal_for(vh, token_file)
         summary.update(verify_ledger_and_vault(str(vh.root), principal))
-        summary.update(checkpoint_and_consistency(str(vh.root), summary["size"],
-                                                  summary["root"]))
+        summary.update(sign_consistent_checkpoint(str(vh.root), principal))
     except CivicVaultError as exc:
         publish("FAILED", summary, exc.diagnostics().splitlines()[0])
         logger.error("audit failed: %s", exc.diagnostics().splitlines()[0])

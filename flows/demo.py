@@ -30,10 +30,11 @@ from vault.home import VaultHome
 DATASET = "voters"
 ANALYST = "demo-analyst"
 ANALYST_EPSILON = Fraction(2)
-# (by, measures, epsilon): "turnout by county x party", then by age band x party
+# (by, measures, epsilon): voters by county x age band x party (public keys from the default
+# policy: 100 x 7 x 6 segments), then count and mean age by party x gender
 RELEASES: tuple[tuple[list[str], list[str], str], ...] = (
-    (["county", "party"], ["count", "sum:voted_2024"], "0.5"),
-    (["birth_date", "party"], ["count", "mean:voted_2024"], "0.5"),
+    (["county_desc", "age_band", "party_cd"], ["count"], "0.5"),
+    (["party_cd", "gender_code"], ["count", "mean:birth_age"], "0.5"),
 )
 Step = Callable[[str], None]
 

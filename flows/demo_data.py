@@ -5,12 +5,14 @@ e-mail domains once; NumPy (seeded) then samples whole columns from the pools, s
 100,000 rows take well under a second instead of a million Faker calls. The same
 ``(rows, seed)`` always gives byte-identical output.
 
-Columns: ``voter_id``, ``first_name``, ``last_name``, ``res_street_address``,
-``res_city``, ``zip_code``, ``phone``, ``email``, ``birth_date``, ``county``,
-``party`` (DEM/REP/UNA/LIB/GRE/CST), ``race``, ``ethnicity``, ``gender``,
-``precinct``, ``registration_date``, ``voted_2024`` (turnout flag) and
-``canvass_notes`` (free text that sometimes names the voter, a phone number or an
-address).
+Columns follow the North Carolina State Board of Elections extract where it has
+one (so the default policy's segment rules apply): ``ncid`` (voter id),
+``first_name``, ``last_name``, ``res_street_address``, ``res_city_desc``,
+``zip_code``, ``full_phone_number``, ``email_address``, ``birth_date``, ``birth_age``,
+``age_band``, ``county_id``, ``county_desc``, ``party_cd`` (DEM/REP/UNA/LIB/GRE/CST),
+``race_code``, ``ethnic_code``, ``gender_code``, ``precinct_abbrv``, ``registr_dt``,
+``voted_2024`` (turnout flag) and ``canvass_notes`` (free text that sometimes names
+the voter, a phone number or an address).
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ NOTE_TOPICS = (
     "volunteer prospect for phone bank", "asked about polling place accessibility",
     "strong supporter, will bring family", "worried about property taxes",
 )
+NOTE_KIND_WEIGHTS = (0.24, 0.05, 0.04, 0.03, 0.64)  # routine, name, phone, address, none
+AGE_BANDS = ((18, 24), (25, 34), (35, 44), (45, 54), (55, 64), (65, 74), (75, 200))
+AS_OF = dt.date(2026, 11, 3)
 POOL_SIZES = {"first": 1500, "last": 3000, "street": 2500}
 DEFAULT_SEED = 20261103
 
@@ -112,7 +117,7 @@ def generate(rows: int, seed: int = DEFAULT_SEED) -> pl.DataFrame:
     email = [f"{f.lower()}.{la.lower().replace(' ', '')}{k}@{d}"
              for f, la, k, d in zip(first, last, email_n, domain, strict=True)]
 
-    today = dt.date(2026, 11, 3)
+    today = AS_OF
     birth_start = dt.date(1930, 1, 1)
     birth_span = (today - birth_start).days - 18 * 366
     birth = _dates(rng, birth_start, np.full(n, birth_span))
@@ -138,7 +143,9 @@ def generate(rows: int, seed: int = DEFAULT_SEED) -> pl.DataFrame:
     voter_id = [f"NC{v:09d}" for v in rng.permutation(np.arange(n) + 100_000_000)]
 
     topic = _pick(rng, NOTE_TOPICS, n)
-    kind = rng.choice(5, size=n, p=(0.35, 0.2, 0.15, 0.1, 0.2))
+    # most voters were never reached (no note); most notes are routine; some name the
+    # voter, a phone number or an address (the free text the PII scanner must catch)
+    kind = rng.choice(5, size=n, p=NOTE_KIND_WEIGHTS)
     notes: list[str | None] = []
     for i in range(n):
         k = kind[i]
@@ -153,23 +160,31 @@ def generate(rows: int, seed: int = DEFAULT_SEED) -> pl.DataFrame:
         else:
             notes.append(None)
 
+    years = np.floor(age / 365.25).astype("int64")
+    band_names = np.asarray([f"{lo}-{hi}" if hi < 200 else f"{lo}+" for lo, hi in AGE_BANDS],
+                            dtype=object)
+    band = band_names[np.searchsorted([lo for lo, _ in AGE_BANDS], years, side="right") - 1]
+
     return pl.DataFrame({
-        "voter_id": voter_id,
+        "ncid": voter_id,
         "first_name": first.tolist(),
         "last_name": last.tolist(),
         "res_street_address": address,
-        "res_city": city.tolist(),
+        "res_city_desc": city.tolist(),
         "zip_code": zip_code,
-        "phone": phone,
-        "email": email,
+        "full_phone_number": phone,
+        "email_address": email,
         "birth_date": birth,
-        "county": county.tolist(),
-        "party": party.tolist(),
-        "race": race.tolist(),
-        "ethnicity": ethnicity.tolist(),
-        "gender": gender.tolist(),
-        "precinct": precinct,
-        "registration_date": registration,
+        "birth_age": years,
+        "age_band": band.tolist(),
+        "county_id": county_idx + 1,
+        "county_desc": county.tolist(),
+        "party_cd": party.tolist(),
+        "race_code": race.tolist(),
+        "ethnic_code": ethnicity.tolist(),
+        "gender_code": gender.tolist(),
+        "precinct_abbrv": precinct,
+        "registr_dt": registration,
         "voted_2024": voted,
         "canvass_notes": pl.Series(notes, dtype=pl.Utf8),
     })

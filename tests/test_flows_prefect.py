@@ -1,0 +1,533 @@
+"""Real Prefect flows under ``prefect_test_harness`` on real vault homes (SQLite files).
+
+One temporary Prefect server serves the whole module (it costs ~12 s to start on
+this machine); each test makes its own vault home.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+if "prefect" not in sys.modules:  # a private PREFECT_HOME for this test session
+    os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="cv-prefect-home-"))
+
+from flows import prefect_env
+
+prefect_env.configure()
+
+import polars as pl  # noqa: E402
+from prefect.testing.utilities import prefect_test_harness  # noqa: E402
+from sqlalchemy import Engine, select, text, update  # noqa: E402
+
+from flows import demo_data  # noqa: E402
+from flows.flow_runtime import dispose_engines, engine_for  # noqa: E402
+from vault.home import VaultHome  # noqa: E402
+
+pytestmark = pytest.mark.prefect
+ROOT = Path(__file__).resolve().parents[1]
+DATASET = "voters"
+
+
+@pytest.fixture(scope="module")
+def harness() -> Iterator[dict[str, str]]:
+    """One temporary Prefect server; yields its API URL and database file."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_DATABASE_CONNECTION_URL
+
+    t = time.perf_counter()
+    with prefect_test_harness(server_startup_timeout=120):
+        startup = time.perf_counter() - t
+        db_url = str(PREFECT_SERVER_DATABASE_CONNECTION_URL.value())
+        yield {
+            "api_url": str(PREFECT_API_URL.value()),
+            "db_file": db_url.split("///", 1)[-1],
+            "startup_seconds": f"{startup:.1f}",
+        }
+    dispose_engines()
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> VaultHome:
+    from vault.setup import init_home
+
+    vh = VaultHome(root=tmp_path / "vault")
+    init_home(vh)
+    return vh
+
+
+@pytest.fixture
+def voters_csv(tmp_path: Path) -> Path:
+    return demo_data.write_csv(tmp_path / "in" / "voters.csv", 600, seed=11)
+
+
+def _engine(vh: VaultHome) -> Engine:
+    return engine_for(vh)
+
+
+def _count(vh: VaultHome, table: str, where: str = "") -> int:
+    with _engine(vh).connect() as conn:
+        return int(conn.execute(text(f"SELECT count(*) FROM {table} {where}")).scalar_one())
+
+
+def _ledger_actions(vh: VaultHome) -> dict[str, int]:
+    import orjson
+
+    from ledger import store as ledger_store
+
+    out: dict[str, int] = {}
+    with _engine(vh).connect() as conn:
+        for raw in ledger_store.iter_entries(conn):
+            action = orjson.loads(raw)["action"]
+            out[action] = out.get(action, 0) + 1
+    return out
+
+
+def _attributes(vh: VaultHome, columns: list[str]) -> pl.DataFrame:
+    from vault.keyring import Keyring
+    from vault.keys import provider_for
+    from vault.store import read_attributes
+
+    with _engine(vh).connect() as conn:
+        frame = read_attributes(conn, Keyring(provider_for(vh)), DATASET, columns)
+    return frame.sort(columns)
+
+
+def _analyst_token(vh: VaultHome, tmp_path: Path) -> Path:
+    from flows.demo import _create_analyst
+
+    token_file = tmp_path / "analyst.token"
+    _create_analyst(vh, token_file)
+    return token_file
+
+
+# --- ingest ---------------------------------------------------------------------------
+
+
+def test_ingest_flow_stores_every_batch_and_reingest_adds_nothing(
+    harness: dict[str, str], home: VaultHome, voters_csv: Path
+) -> None:
+    from flows.ingest import ingest
+
+    first = ingest(path=str(voters_csv), dataset=DATASET, home=str(home.root), batch_rows=200)
+    assert first["rows_added"] == 600 and first["batches"] == 3
+    assert {c["name"] for c in first["columns"]} >= {"ncid", "canvass_notes"}
+    again = ingest(path=str(voters_csv), dataset=DATASET, home=str(home.root), batch_rows=200)
+    assert again["rows_added"] == 0 and again["rows_updated"] == 0
+    assert again["batches"] == 0
+    assert _count(home, "vault_batches") == 3
+    assert _ledger_actions(home)["vault.ingest.batch"] == 3
+
+
+def test_ingest_flow_takes_a_folder_of_files(
+    harness: dict[str, str], home: VaultHome, tmp_path: Path
+) -> None:
+    from flows.ingest import ingest
+
+    folder = tmp_path / "drop"
+    full = demo_data.generate(300, seed=5)
+    folder.mkdir()
+    full.slice(0, 150).write_csv(folder / "part-1.csv")
+    full.slice(150, 150).write_csv(folder / "part-2.csv")
+    (folder / ".hidden.csv").write_text("ignored\n")
+    report = ingest(path=str(folder), dataset=DATASET, home=str(home.root))
+    assert report["files"] == 2 and report["rows_added"] == 300
+
+
+def test_transient_database_error_is_retried_with_backoff(
+    harness: dict[str, str], home: VaultHome, voters_csv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault injection at the vault seam: the first store of batch 1 hits a locked database."""
+    from sqlalchemy.exc import OperationalError
+
+    import flows.ingest as flow_module
+
+    real = flow_module.ingest_batch
+    failures: list[int] = []
+
+    def flaky(*args: Any, **kwargs: Any) -> dict[str, int]:
+        batch_index = args[4]
+        if batch_index == 1 and not failures:
+            failures.append(batch_index)
+            raise OperationalError(
+                "INSERT ...", {"v": "SECRET-PLAINTEXT"}, Exception("database is locked")
+            )
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(flow_module, "ingest_batch", flaky)
+    report = flow_module.ingest(
+        path=str(voters_csv), dataset=DATASET, home=str(home.root), batch_rows=200
+    )
+    assert failures == [1]
+    assert report["rows_added"] == 600 and _count(home, "vault_batches") == 3
+
+
+def test_bad_input_is_not_retried(harness: dict[str, str], home: VaultHome, tmp_path: Path) -> None:
+    from flows.ingest import ingest
+    from vault.errors import BadInput
+
+    with pytest.raises(BadInput):
+        ingest(path=str(tmp_path / "missing.csv"), dataset=DATASET, home=str(home.root))
+
+
+def test_flow_killed_mid_ingest_then_rerun_stores_every_row_once(
+    harness: dict[str, str], home: VaultHome, tmp_path: Path
+) -> None:
+    rows, batch_rows = 1_500, 100
+    source = demo_data.write_csv(tmp_path / "big.csv", rows, seed=3)
+    script = textwrap.dedent(f"""
+        from flows.ingest import ingest
+        ingest(path={str(source)!r}, dataset={DATASET!r}, home={str(home.root)!r},
+               batch_rows={batch_rows})
+    """)
+    env = {**os.environ, "PREFECT_API_URL": harness["api_url"]}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if _count(home, "vault_batches") >= 3:
+                    break
+            except Exception:  # schema busy while the first batch commits
+                pass
+            time.sleep(0.05)
+        assert proc.poll() is None, "the ingest finished before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    stored = _count(home, "vault_batches")
+    assert 0 < stored < rows // batch_rows, "the kill did not land mid-ingest"
+
+    from flows.ingest import ingest
+
+    report = ingest(path=str(source), dataset=DATASET, home=str(home.root), batch_rows=batch_rows)
+    assert report["rows_added"] == rows - stored * batch_rows
+    assert _count(home, "vault_batches") == rows // batch_rows
+    assert _count(home, "vault_records") == rows
+    assert _count(home, "vault_subjects") == rows
+    with _engine(home).connect() as conn:
+        dup = conn.execute(
+            text(
+                "SELECT count(*) FROM (SELECT batch_index FROM vault_batches "
+                "GROUP BY source_id, batch_index HAVING count(*) > 1)"
+            )
+        ).scalar()
+    assert dup == 0
+    assert _ledger_actions(home)["vault.ingest.batch"] == rows // batch_rows
+    from flows.audit import audit
+
+    assert audit(home=str(home.root))["verdict"] == "OK"
+
+
+# --- audit ----------------------------------------------------------------------------
+
+
+def _artifact(key: str) -> Any:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), limit=50
+        )
+    return found
+
+
+def test_audit_checkpoints_and_checks_consistency_with_the_previous_one(
+    harness: dict[str, str], home: VaultHome, voters_csv: Path
+) -> None:
+    from flows.audit import audit, checkpoint_files
+    from flows.ingest import ingest
+
+    ingest(path=str(voters_csv), dataset=DATASET, home=str(home.root))
+    first = audit(home=str(home.root))
+    assert first["verdict"] == "OK" and first["previous_size"] is None
+    assert first["actions"]["vault.ingest.batch"] == 1
+    second = audit(home=str(home.root))
+    assert second["previous_size"] == first["checkpoint_size"]
+    assert second["size"] > first["checkpoint_size"]
+    saved = checkpoint_files(home)
+    assert len(saved) == 2
+    assert saved[-1].read_text().startswith(home.identity() + "\n")
+    verdicts = _artifact("civicvault-audit-verdict")
+    assert any("OK" in (a.data or "") for a in verdicts)
+    assert _artifact("civicvault-audit-actions")
+
+
+def test_audit_fails_on_tampered_vault_ciphertext_and_says_so(
+    harness: dict[str, str], home: VaultHome, voters_csv: Path
+) -> None:
+    from flows.audit import audit
+    from flows.ingest import ingest
+    from vault.errors import VaultMismatch
+    from vault.store import T_COLUMN
+
+    ingest(path=str(voters_csv), dataset=DATASET, home=str(home.root))
+    with _engine(home).begin() as conn:
+        row = conn.execute(
+            select(T_COLUMN.c.batch_id, T_COLUMN.c.column, T_COLUMN.c.sealed).limit(1)
+        ).one()
+        flipped = bytes(row.sealed[:-1]) + bytes([row.sealed[-1] ^ 1])
+        conn.execute(
+            update(T_COLUMN)
+            .where(T_COLUMN.c.batch_id == row.batch_id, T_COLUMN.c.column == row.column)
+            .values(sealed=flipped)
+        )
+    with pytest.raises(VaultMismatch):
+        audit(home=str(home.root))
+    assert any("FAILED" in (a.data or "") for a in _artifact("civicvault-audit-verdict"))
+
+
+# --- release, erasure, rotation ---------------------------------------------------------
+
+
+def test_release_flow_spends_the_analysts_budget(
+    harness: dict[str, str], home: VaultHome, voters_csv: Path, tmp_path: Path
+) -> None:
+    from flows.demo import RELEASES
+    from flows.ingest import ingest
+    from flows.release import release
+
+    ingest(path=str(voters_csv), dataset=DATASET, home=str(home.root))
+    token_file = _analyst_token(home, tmp_path)
+    by, measures, epsilon = RELEASES[0]
+    out = tmp_path / "release.json"
+    doc = release(
+        dataset=DATASET,
+        by=by,
+        measures=measures,
+        epsilon=epsilon,
+        home=str(home.root),
+        token_file=str(token_file),
+        out=str(out),
+    )
+    assert doc["rows"] and "accuracy" in doc and out.exists()
+    assert doc["budget"]["epsilon_spent"] == pytest.approx(float(epsilon))
+    assert _ledger_actions(home).get("release.dp", 0) == 1
+
+
+def test_erasure_flow_shreds_each_requested_subject_once(
+    harness: dict[str, str], home: VaultHome, voters_csv: Path, tmp_path: Path
+) -> None:
+    import json
+
+    from flows.erasure import erasure
+    from flows.ingest import ingest
+
+    ingest(path=str(voters_csv), dataset=DATASET, home=str(home.root))
+    ids = pl.read_csv(voters_csv)["ncid"].to_list()[:2]
+    requests = tmp_path / "requests.jsonl"
+    requests.write_text(
+        "".join(
+            json.dumps({"id": f"REQ-{i}", "dataset": DATASET, "match": {"ncid": v}}) + "\n"
+            for i, v in enumerate(ids)
+        )
+    )
+    first = erasure(requests_file=str(requests), home=str(home.root))
+    assert first["requests"] == 2 and first["subjects_erased"] == 2
+    again = erasure(requests_file=str(requests), home=str(home.root))
+    assert again["subjects_erased"] == 0
+    assert _count(home, "vault_subjects", "WHERE erased_at IS NOT NULL") == 2
+
+
+def test_rotate_flow_rewraps_and_reencrypts_and_data_stays_readable(
+    harness: dict[str, str], home: VaultHome, voters_csv: Path
+) -> None:
+    from flows.audit import audit
+    from flows.ingest import ingest
+    from flows.rotate import rotate
+
+    ingest(path=str(voters_csv), dataset=DATASET, home=str(home.root))
+    before = _attributes(home, ["county_desc", "party_cd"])
+    report = rotate(home=str(home.root))
+    assert report["kek_version"] == 2 and report["batches_resealed"] >= 1
+    assert _attributes(home, ["county_desc", "party_cd"]).equals(before)
+    assert audit(home=str(home.root))["verdict"] == "OK"
+
+
+# --- watch folder ---------------------------------------------------------------------
+
+
+def _drop(folder: Path, name: str, frame: pl.DataFrame) -> float:
+    """Write like a careful producer (temp name, then rename); return the arrival time."""
+    part = folder / (name + ".part")
+    frame.write_csv(part)
+    os.replace(part, folder / name)
+    return time.monotonic()
+
+
+def _wait_for_batches(vh: VaultHome, n: int, timeout: float) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if (
+                _count(vh, "vault_batches") >= n
+                and _ledger_actions(vh).get("vault.ingest.batch", 0) >= n
+            ):
+                return time.monotonic()
+        except Exception:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"{n} batches not stored within {timeout} s")
+
+
+def test_watch_folder_has_a_new_small_file_in_vault_and_ledger_within_5_s(
+    harness: dict[str, str], home: VaultHome, tmp_path: Path
+) -> None:
+    from flows.watch import watch_folder
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    frames = demo_data.generate(40, seed=21)
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        result.update(
+            watch_folder(
+                folder=str(inbox),
+                dataset=DATASET,
+                home=str(home.root),
+                window_seconds=90,
+                poll_seconds=0.2,
+                max_files=2,
+            )
+        )
+
+    watcher = threading.Thread(target=run)
+    watcher.start()
+    try:
+        _drop(inbox, "warm-up.csv", frames.slice(0, 20))  # the watcher is live once this lands
+        _wait_for_batches(home, 1, timeout=60)
+        arrived = _drop(inbox, "new.csv", frames.slice(20, 20))
+        stored = _wait_for_batches(home, 2, timeout=30)
+    finally:
+        watcher.join(timeout=120)
+    latency = stored - arrived
+    print(f"watch-folder latency: {latency:.2f} s")
+    assert latency <= 5.0, f"new file took {latency:.2f} s to reach vault and ledger"
+    assert result["files"] == 2 and (inbox / ".ingested" / "new.csv").exists()
+
+
+# --- Dask -----------------------------------------------------------------------------
+
+
+def test_dask_two_worker_cluster_gives_the_same_vault_contents(
+    harness: dict[str, str], tmp_path: Path
+) -> None:
+    from distributed import LocalCluster
+
+    from flows.ingest import ingest, ingest_flow
+    from vault.setup import init_home
+
+    source = demo_data.write_csv(tmp_path / "v.csv", 800, seed=9)
+    local, dasked = VaultHome(root=tmp_path / "local"), VaultHome(root=tmp_path / "dask")
+    init_home(local)
+    init_home(dasked)
+    ingest(path=str(source), dataset=DATASET, home=str(local.root), batch_rows=200)
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        flow = ingest_flow(cluster.scheduler_address)
+        report = flow(path=str(source), dataset=DATASET, home=str(dasked.root), batch_rows=200)
+    assert report["rows_added"] == 800 and report["batches"] == 4
+    cols = ["county_desc", "party_cd", "race_code", "gender_code", "voted_2024"]
+    assert _attributes(dasked, cols).equals(_attributes(local, cols))
+    for table in ("vault_batches", "vault_records", "vault_subjects", "vault_blind_index"):
+        assert _count(dasked, table) == _count(local, table), table
+    assert (
+        _ledger_actions(dasked).get("vault.ingest.batch")
+        == _ledger_actions(local).get("vault.ingest.batch")
+        == 4
+    )
+
+
+# --- no plaintext in Prefect ------------------------------------------------------------
+
+
+def _plaintext_needles(frame: pl.DataFrame) -> set[bytes]:
+    needles: set[bytes] = set()
+    for col in ("ncid", "full_phone_number", "email_address", "res_street_address",
+                "canvass_notes"):
+        for v in frame[col].drop_nulls().to_list():
+            if len(str(v)) >= 8:
+                needles.add(str(v).encode())
+    for first, last in zip(frame["first_name"], frame["last_name"], strict=True):
+        needles.add(f"{first.title()} {last.title()}".encode())
+    return needles
+
+
+def _files_under(path: Path) -> list[Path]:
+    return [p for p in path.rglob("*") if p.is_file()] if path.exists() else []
+
+
+def test_no_plaintext_reaches_prefect_home_or_database(
+    harness: dict[str, str], home: VaultHome, tmp_path: Path
+) -> None:
+    import json
+
+    from prefect.settings import PREFECT_HOME
+
+    from flows.audit import audit
+    from flows.erasure import erasure
+    from flows.ingest import ingest
+    from flows.release import release
+
+    frame = demo_data.generate(400, seed=99)
+    source = tmp_path / "secret.csv"
+    frame.write_csv(source)
+    ingest(path=str(source), dataset=DATASET, home=str(home.root), batch_rows=150)
+    token_file = _analyst_token(home, tmp_path)
+    release(
+        dataset=DATASET,
+        by=["county_desc"],
+        measures=["count"],
+        epsilon="0.3",
+        home=str(home.root),
+        token_file=str(token_file),
+    )
+    requests = tmp_path / "erase.jsonl"
+    requests.write_text(
+        json.dumps({"dataset": DATASET, "match": {"ncid": frame["ncid"][0]}})
+        + "\n"
+        + json.dumps(
+            {"dataset": DATASET, "match": {"county_desc": frame["full_phone_number"][1]}}
+        )
+        + "\n"
+    )
+    with pytest.raises(Exception):  # noqa: B017 - the second request is refused (not a lookup)
+        erasure(requests_file=str(requests), home=str(home.root))
+    # a file that breaks the reader, with plaintext next to the break
+    broken = tmp_path / "broken.csv"
+    broken.write_text(source.read_text() + f'{frame["email_address"][2]},"unterminated\n')
+    with pytest.raises(Exception):  # noqa: B017
+        ingest(path=str(broken), dataset=DATASET, home=str(home.root))
+    audit(home=str(home.root))
+
+    needles = _plaintext_needles(frame)
+    assert len(needles) > 1_000
+    db = Path(harness["db_file"])
+    files = _files_under(Path(str(PREFECT_HOME.value()))) + [
+        p for p in db.parent.glob(db.name + "*") if p.is_file()
+    ]
+    assert any(p.name.startswith(db.name) for p in files)
+    hits = []
+    for path in files:
+        data = path.read_bytes()
+        hits += [f"{path.name}: {n[:3]!r}..." for n in needles if n in data]
+    assert hits == [], f"{len(hits)} plaintext values found in Prefect state: {hits[:5]}"
