@@ -39,7 +39,7 @@ from vault.pii.handling import (
 
 __all__ = ["ColumnClass", "classify_frame", "clear_cache", "normalise_name", "schema_key"]
 
-WINDOW_ROWS = 20_000  # rows looked at, at most, whatever the frame's height
+WINDOW_ROWS = 10_000  # rows looked at, at most, whatever the frame's height
 FREE_TEXT = "FREE_TEXT"
 
 

@@ -65,7 +65,7 @@ def read_delimited(data: bytes, *, label: str = "input") -> pl.DataFrame:
         raise BadInput(f"{label}: file is empty")
     if b"\x00" in data[:_SNIFF_BYTES]:
         raise BadInput(f"{label}: binary content, not a delimited text file")
-    text = _decode(data, label)
+    text = _decode(data)
     if _looks_binary(text[:_SNIFF_BYTES]):
         raise BadInput(f"{label}: binary content, not a delimited text file")
     delimiter = _sniff_delimiter(text[:_SNIFF_BYTES])
@@ -88,7 +88,7 @@ def read_delimited(data: bytes, *, label: str = "input") -> pl.DataFrame:
     return df.rename(dict(zip(df.columns, header, strict=True)))
 
 
-def _decode(data: bytes, label: str) -> str:
+def _decode(data: bytes) -> str:
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     try:
@@ -163,7 +163,7 @@ def _read_parquet(data: bytes, label: str) -> pl.DataFrame:
 
 
 def _read_jsonl(data: bytes, label: str) -> pl.DataFrame:
-    text = _decode(data, label)
+    text = _decode(data)
     try:
         return pl.read_ndjson(io.BytesIO(text.encode("utf-8")), infer_schema_length=None)
     except Exception as exc:
