@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from flows import cli_classify
 from vault.errors import BadInput
-from vault.pii.classifier import ColumnClass, classify_frame
+from vault.pii.classifier import ColumnClass, apply_policy, classify_frame
 from vault.pii.generalize import age_band, birth_year, generalize_frame, zip5
 from vault.pii.handling import CATEGORIES, HANDLINGS, default_handling, handling_for
 
@@ -158,3 +158,17 @@ def test_typed_and_nested_columns_from_parquet_classify() -> None:
     assert got["birth_year"].entity == "BIRTH_YEAR" and got["birth_year"].confidence == 1.0
     assert got["zip_code"].entity == "US_ZIP_CODE"
     assert got["tags"].handling == "encrypt"  # unknown nested data: fail closed
+
+
+def test_apply_policy_callable() -> None:
+    df = pl.DataFrame({"ncid": ["AB123456"] * 30, "status_cd": ["A"] * 30, "x": ["Q1"] * 30})
+    classes = classify_frame(df, use_presidio=False)
+
+    def policy(category: str, entity: str) -> str:
+        return "tokenize" if entity == "VOTER_ID" else default_handling(category, entity)  # type: ignore[arg-type]
+
+    got = {c.name: c for c in apply_policy(classes, policy, lookup_entities=frozenset())}
+    assert got["ncid"].handling == "tokenize" and got["ncid"].lookup_key is False
+    assert got["status_cd"].handling == "keep"
+    with pytest.raises(BadInput, match="fail closed"):
+        apply_policy(classes, lambda category, entity: "keep")

@@ -8,13 +8,20 @@ and extended with recognizers for voter-file data (``recognizers``).
 
 What ingest calls::
 
-    from vault.pii import iter_batches, read_table, classify_frame, redact_texts
+    from vault.pii import iter_batches, read_table, classify_frame, apply_policy, redact_texts
 """
 
 from __future__ import annotations
 
-from vault.pii.classifier import ColumnClass, classify_frame
+from vault.pii.classifier import ColumnClass, apply_policy, classify_frame
 from vault.pii.freetext import redact_texts
 from vault.pii.readers import iter_batches, read_table
 
-__all__ = ["ColumnClass", "classify_frame", "iter_batches", "read_table", "redact_texts"]
+__all__ = [
+    "ColumnClass",
+    "apply_policy",
+    "classify_frame",
+    "iter_batches",
+    "read_table",
+    "redact_texts",
+]

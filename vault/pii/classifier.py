@@ -21,10 +21,11 @@ batches of one file, and tomorrow's extract of the same layout, classify once.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import polars as pl
@@ -37,7 +38,14 @@ from vault.pii.handling import (
     handling_for,
 )
 
-__all__ = ["ColumnClass", "classify_frame", "clear_cache", "normalise_name", "schema_key"]
+__all__ = [
+    "ColumnClass",
+    "apply_policy",
+    "classify_frame",
+    "clear_cache",
+    "normalise_name",
+    "schema_key",
+]
 
 WINDOW_ROWS = 10_000  # rows looked at, at most, whatever the frame's height
 FREE_TEXT = "FREE_TEXT"
@@ -369,3 +377,23 @@ def classify_frame(
             _CACHE.pop(next(iter(_CACHE)))
         _CACHE[key] = result
     return list(result)
+
+
+def apply_policy(
+    classes: Sequence[ColumnClass],
+    decide: Callable[[str, str], str],
+    lookup_entities: frozenset[str] | None = None,
+) -> list[ColumnClass]:
+    """Re-decide handling with a policy callable, e.g. ``policy.pii_handling``.
+
+    ``decide(category, entity)`` returns a handling; it is validated like an
+    override (one of six, and ``unknown`` can never become ``keep``).
+    ``lookup_entities`` (e.g. ``policy.lookup_entities``) re-decides blind indexes.
+    """
+    out = []
+    for c in classes:
+        handling = handling_for(c.category, c.entity, {c.entity: decide(c.category, c.entity)})
+        lookup = c.lookup_key if lookup_entities is None else (
+            c.category == "direct" and c.entity in lookup_entities)
+        out.append(dataclasses.replace(c, handling=handling, lookup_key=lookup))
+    return out
