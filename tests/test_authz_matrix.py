@@ -97,10 +97,13 @@ class Vault:
 
     def run(self, argv: list[str], token: str | None = None) -> tuple[int, str, str]:
         full = (["--token", token] if token is not None else []) + argv
-        out, err = io.StringIO(), io.StringIO()
+        raw = io.BytesIO()  # commands such as `ledger export` write bytes to sys.stdout.buffer
+        out = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        err = io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = main(full)
-        return code, out.getvalue(), err.getvalue()
+        out.flush()
+        return code, raw.getvalue().decode("utf-8"), err.getvalue()
 
     def entries(self) -> list[dict[str, Any]]:
         engine = make_engine(self.home.db_url)
