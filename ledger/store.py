@@ -15,7 +15,7 @@ batches concurrent appenders into shared durable transactions.
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
+import time
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,19 +28,16 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
-    Row,
     SmallInteger,
     Table,
-    and_,
     func,
-    or_,
     select,
     text,
 )
 
 from ledger import merkle
 from ledger.entry import Entry, EntryDraft, rfc3339_utc
-from ledger.errors import BadInput
+from ledger.errors import BadInput, LedgerTampered
 from ledger.merkle import NodeKey
 
 __all__ = [
@@ -91,18 +88,40 @@ def _head(conn: Connection) -> tuple[int, bytes]:
     return (0, _GENESIS) if row is None else (int(row[0]) + 1, bytes(row[1]))
 
 
+# Frontiers (the perfect subtrees covering the whole log) by (size, last leaf hash).
+# The last leaf hash commits to the entire chain before it, so a hit is the same
+# log's frontier whichever database it came from; a miss reads O(log n) nodes.
+_FRONTIERS: dict[tuple[int, bytes], tuple[tuple[int, ...], tuple[bytes, ...]]] = {}
+_FRONTIERS_KEPT = 16
+
+
+def _remember_frontier(size: int, last: bytes, levels: list[int], hashes: list[bytes]) -> None:
+    if len(_FRONTIERS) >= _FRONTIERS_KEPT:
+        _FRONTIERS.clear()
+    _FRONTIERS[(size, last)] = (tuple(levels), tuple(hashes))
+
+
+def _frontier(conn: Connection, size: int, last: bytes) -> tuple[list[int], list[bytes]]:
+    cached = _FRONTIERS.get((size, last))
+    if cached is not None:
+        return list(cached[0]), list(cached[1])
+    keys = merkle.range_keys(0, size) if size else []
+    known = {(0, size - 1): last} if size else {}
+    nodes = read_nodes(conn, [k for k in keys if k not in known])
+    nodes.update(known)
+    try:
+        return [lvl for lvl, _ in keys], [nodes[k] for k in keys]
+    except KeyError:
+        raise LedgerTampered("stored tree nodes are missing: cannot extend the log") from None
+
+
 def append(conn: Connection, drafts: Sequence[EntryDraft]) -> list[Entry]:
     """Append ``drafts`` in order inside ``conn``'s open transaction; returns the entries."""
     if not drafts:
         return []
     _serialise(conn)
     start, prev = _head(conn)
-    keys = merkle.range_keys(0, start) if start else []
-    known = {(0, start - 1): prev} if start else {}
-    nodes = read_nodes(conn, [k for k in keys if k not in known])
-    nodes.update(known)
-    levels = [lvl for lvl, _ in keys]
-    hashes = [nodes[k] for k in keys]
+    levels, hashes = _frontier(conn, start, prev)
     time = rfc3339_utc()
     entries: list[Entry] = []
     entry_rows: list[tuple[int, bytes, bytes]] = []
@@ -121,17 +140,26 @@ def append(conn: Connection, drafts: Sequence[EntryDraft]) -> list[Entry]:
         levels.append(level)
         hashes.append(digest)
         prev = entry.leaf_hash
+    _remember_frontier(start + len(drafts), prev, levels, hashes)
     _insert_many(conn, "ledger_entries (seq, leaf_hash, entry)", entry_rows)
     if node_rows:
         _insert_many(conn, "ledger_nodes (level, idx, hash)", node_rows)
     return entries
 
 
+COPY_FROM = 64  # rows; below this an executemany is cheaper than opening a COPY
+
+
 def _insert_many(conn: Connection, target: str, rows: Sequence[tuple[object, ...]]) -> None:
-    """Driver-level executemany: no per-value processing for what are already bytes and ints."""
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    marks = ", ".join([mark] * len(rows[0]))
-    conn.exec_driver_sql(f"INSERT INTO {target} VALUES ({marks})", list(rows))
+    """Driver-level executemany (COPY on PostgreSQL for bulk): values are already bytes/ints."""
+    if conn.dialect.name == "postgresql" and len(rows) >= COPY_FROM:
+        raw: Any = conn.connection.driver_connection  # psycopg, in this same transaction
+        with raw.cursor() as cursor, cursor.copy(f"COPY {target} FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    conn.exec_driver_sql(f"INSERT INTO {target} VALUES ({_marks(conn, len(rows[0]))})",
+                         list(rows))
 
 
 @dataclass
@@ -145,35 +173,54 @@ class _Request:
 class GroupCommitter:
     """Durable appends from many threads, many entries per transaction (leader/follower).
 
-    A thread that finds no commit in flight becomes the leader: it takes every
-    waiting request, appends them in one transaction and wakes the followers.
-    ``append`` returns once its entry is committed (durable) and raises if that
-    transaction failed.
+    A thread that finds no commit in flight becomes the leader: it gathers the
+    waiting requests (waiting up to ``gather_s`` for as many as the previous
+    batch had, since those writers are about to come back), appends them in one
+    transaction and wakes the followers. ``append`` returns once its entry is
+    committed (durable) and raises if that transaction failed.
     """
 
-    def __init__(self, engine: Engine, *, max_batch: int = 4096) -> None:
+    def __init__(
+        self, engine: Engine, *, max_batch: int = 4096, gather_s: float = 0.001
+    ) -> None:
         self.engine = engine
         self.max_batch = max_batch
-        self._cond = threading.Condition()
+        self.gather_s = gather_s
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)
+        self._arrived = threading.Condition(lock)
         self._waiting: list[_Request] = []
         self._leading = False
+        self._last_batch = 1
 
     def append(self, draft: EntryDraft) -> Entry:
         request = _Request(draft)
         with self._cond:
             self._waiting.append(request)
+            self._arrived.notify()
             while self._leading and not request.done:
                 self._cond.wait()
             if not request.done:
                 self._leading = True
+                self._gather()
                 batch = self._waiting[: self.max_batch]
                 del self._waiting[: self.max_batch]
+                self._last_batch = len(batch)
         if not request.done:
             self._commit(batch)
         if request.error is not None:
             raise request.error
         assert request.entry is not None
         return request.entry
+
+    def _gather(self) -> None:
+        """Under the lock: wait briefly for the writers of the last batch to come back."""
+        deadline = time.monotonic() + self.gather_s
+        while len(self._waiting) < min(self._last_batch, self.max_batch):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._arrived.wait(remaining)
 
     def _commit(self, batch: list[_Request]) -> None:
         entries: list[Entry] = []
@@ -200,21 +247,32 @@ def size(conn: Connection) -> int:
     return 0 if top is None else int(top) + 1
 
 
+def _marks(conn: Connection, n: int) -> str:
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    return ", ".join([mark] * n)
+
+
 def read_nodes(conn: Connection, keys: Collection[NodeKey]) -> dict[NodeKey, bytes]:
-    """Perfect nodes by (level, index): level 0 from the entries, others from ledger_nodes."""
-    by_level: dict[int, list[int]] = defaultdict(list)
-    for level, idx in keys:
-        by_level[level].append(idx)
+    """Perfect nodes by (level, index): level 0 from the entries, others from ledger_nodes.
+
+    Driver-level SQL with positional parameters: a proof's O(log n) lookups cost two
+    round trips and no statement building.
+    """
+    leaves = [idx for level, idx in keys if level == 0]
+    inner = [(level, idx) for level, idx in keys if level > 0]
     out: dict[NodeKey, bytes] = {}
-    leaves = by_level.pop(0, None)
     if leaves:
-        for seq, digest in conn.execute(
-                select(_E.seq, _E.leaf_hash).where(_E.seq.in_(leaves))):
-            out[(0, int(seq))] = bytes(digest)
-    if by_level:
-        cond = or_(*(and_(_N.level == lvl, _N.idx.in_(idxs)) for lvl, idxs in by_level.items()))
-        for level, idx, digest in conn.execute(select(_N.level, _N.idx, _N.hash).where(cond)):
-            out[(int(level), int(idx))] = bytes(digest)
+        rows = conn.exec_driver_sql(
+            f"SELECT seq, leaf_hash FROM ledger_entries WHERE seq IN ({_marks(conn, len(leaves))})",
+            tuple(leaves)).fetchall()
+        out.update({(0, int(seq)): bytes(digest) for seq, digest in rows})
+    if inner:
+        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        cond = " OR ".join([f"(level = {mark} AND idx = {mark})"] * len(inner))
+        rows = conn.exec_driver_sql(
+            f"SELECT level, idx, hash FROM ledger_nodes WHERE {cond}",
+            tuple(v for key in inner for v in key)).fetchall()
+        out.update({(int(level), int(idx)): bytes(digest) for level, idx, digest in rows})
     return out
 
 
@@ -252,18 +310,21 @@ def iter_chunks(
 ) -> Iterator[tuple[list[bytes], list[bytes] | None]]:
     """Pages of entry bytes (and stored leaf hashes if ``leaves``), in seq order."""
     end = size(conn) if stop is None else stop
-    cols = (_E.entry, _E.leaf_hash) if leaves else (_E.entry,)
+    cols = "entry, leaf_hash" if leaves else "entry"
+    sql = (f"SELECT {cols} FROM ledger_entries WHERE seq >= {_marks(conn, 1)} "
+           f"AND seq < {_marks(conn, 1)} ORDER BY seq")
+    cursor = conn.connection.cursor()  # DBAPI cursor in this transaction: plain tuples
     pos = start
     while pos < end:
         upto = min(pos + PAGE, end)
-        rows = conn.execute(
-            select(*cols).where(_E.seq >= pos, _E.seq < upto).order_by(_E.seq)).all()
+        cursor.execute(sql, (pos, upto))
+        rows = cursor.fetchall()
         if not rows:
             return
         yield _column(rows, 0), (_column(rows, 1) if leaves else None)
-        pos += len(rows)
-        if len(rows) < upto - pos + len(rows):
+        if len(rows) < upto - pos:
             return
+        pos = upto
 
 
 def _as_bytes(value: object) -> bytes:
@@ -272,7 +333,7 @@ def _as_bytes(value: object) -> bytes:
     return bytes(value)  # type: ignore[call-overload, no-any-return]
 
 
-def _column(rows: Sequence[Row[Any]], i: int) -> list[bytes]:
+def _column(rows: Sequence[Any], i: int) -> list[bytes]:
     try:
         return [bytes(r[i]) for r in rows]
     except TypeError:

@@ -15,11 +15,14 @@ segments joined with ``join``.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import itertools
 import re
 from collections.abc import Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 import orjson
 
@@ -44,6 +47,7 @@ __all__ = [
 GENESIS_PREV_HASH = bytes(32)
 CHUNK = 1 << 14
 _HEX256 = re.compile(r"[0-9a-f]{64}")
+_SEQ_PREV = itemgetter("seq", "prev")
 
 
 @dataclass(frozen=True)
@@ -142,9 +146,11 @@ class LogChecker:
     def _links_hold(self, chunk: Sequence[bytes], leaves: list[bytes]) -> bool:
         """Fast whole-chunk check of parse, seq and prev; False means: look closer."""
         try:
-            docs = list(map(orjson.loads, chunk))
-            seqs = [d["seq"] for d in docs]
-            prevs = "".join([d["prev"] for d in docs])
+            # C-level map: each parsed object dies at once (no GC pressure from a chunk
+            # of live dicts), keeping only (seq, prev).
+            pairs = list(map(_SEQ_PREV, map(orjson.loads, chunk)))
+            seqs = [p[0] for p in pairs]
+            prevs = "".join([p[1] for p in pairs])
         except (orjson.JSONDecodeError, KeyError, TypeError, IndexError):
             return False
         if seqs != list(range(self.pos, self.pos + len(chunk))) or set(map(type, seqs)) != {int}:
@@ -215,6 +221,19 @@ class LogChecker:
                           prefix_roots=dict(self.prefix_roots))
 
 
+@contextmanager
+def bulk_mode() -> Iterator[None]:
+    """Pause the cyclic GC while verifying: the work makes millions of short-lived,
+    acyclic objects, and generation scans would cost a quarter of the time."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _chunks(entries: Iterable[bytes], size: int = CHUNK) -> Iterator[list[bytes]]:
     it = iter(entries)
     while chunk := list(itertools.islice(it, size)):
@@ -229,8 +248,9 @@ def verify_log(
 ) -> LogVerdict:
     """Verify a whole log from its entries' canonical bytes, in order from entry 0."""
     checker = LogChecker(0, GENESIS_PREV_HASH, prefix_sizes)
-    for chunk in _chunks(entries):
-        checker.feed(chunk)
+    with bulk_mode():
+        for chunk in _chunks(entries):
+            checker.feed(chunk)
     verdict = checker.finish()
     if expected_root is not None and verdict.root != expected_root:
         raise LedgerTampered(f"the tree root of the {verdict.size} entries differs from the "

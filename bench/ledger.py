@@ -1,0 +1,239 @@
+"""Ledger benchmarks: verification, proofs and appends, with a baseline in the same run.
+
+    python bench/ledger.py                      # 1,000,000 entries, 3 runs, SQLite + PostgreSQL
+    python bench/ledger.py --entries 100000 --runs 5 --no-postgres
+
+Prints one table (medians of ``--runs``). The baseline is pure ``hashlib`` RFC 9162
+leaf hashing of the same entries already in memory: what any verifier must pay.
+PostgreSQL is used at ``CIVICVAULT_BENCH_PG_URL`` (default: the local server) in a
+fresh database that is dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import random
+import secrets
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, text
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ledger import db_verify, store
+from ledger.entry import EntryDraft
+from vault.db import make_engine, migrate
+
+PG_URL = os.environ.get("CIVICVAULT_BENCH_PG_URL",
+                        "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+BATCH = 10_000
+
+
+def draft(i: int) -> EntryDraft:
+    return EntryDraft(actor=f"principal-{i % 13}", action="vault.ingest.batch",
+                      resource=f"dataset/nc/batch/{i}", data_hash=hashlib.sha256(
+                          i.to_bytes(8, "big")).hexdigest(),
+                      details={"rows_in": 5000, "added": 4990, "skipped": 10, "batch": i})
+
+
+def median_of(runs: int, fn: Callable[[], object]) -> float:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+@contextmanager
+def sqlite_engine(folder: Path, name: str) -> Iterator[Engine]:
+    engine = make_engine(f"sqlite:///{folder / name}")
+    migrate(engine)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def pg_engine() -> Iterator[Engine]:
+    name = f"cv_bench_{secrets.token_hex(4)}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine = make_engine(PG_URL.rsplit("/", 1)[0] + "/" + name)
+    try:
+        migrate(engine)
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def leaf_hash_baseline(engine: Engine) -> None:
+    """Only the timed part is the hashing; the entries are read first."""
+    with engine.connect() as conn:
+        entries = list(store.iter_entries(conn))
+    sha = hashlib.sha256
+    t0 = time.perf_counter()
+    [sha(b"\x00" + e).digest() for e in entries]
+    _BASELINE_TIMES.append(time.perf_counter() - t0)
+
+
+_BASELINE_TIMES: list[float] = []
+
+
+def batched_appends(engine: Engine, n: int) -> float:
+    """Entries/s appending ``n`` entries in transactions of BATCH."""
+    drafts = [draft(i) for i in range(BATCH)]
+    t0 = time.perf_counter()
+    for lo in range(0, n, BATCH):
+        with engine.begin() as conn:
+            store.append(conn, drafts[: min(BATCH, n - lo)])
+    return n / (time.perf_counter() - t0)
+
+
+def group_commit(engine: Engine, writers: int, per_writer: int) -> float:
+    """Entries/s with ``writers`` threads each appending one entry per call, durably."""
+    committer = store.GroupCommitter(engine)
+    barrier = threading.Barrier(writers + 1)
+
+    def work(w: int) -> None:
+        barrier.wait()
+        for i in range(per_writer):
+            committer.append(draft(w * per_writer + i))
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(writers)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    return writers * per_writer / (time.perf_counter() - t0)
+
+
+def one_per_transaction(engine: Engine, n: int) -> float:
+    t0 = time.perf_counter()
+    for i in range(n):
+        with engine.begin() as conn:
+            store.append(conn, [draft(i)])
+    return n / (time.perf_counter() - t0)
+
+
+def proofs(engine: Engine, n: int, runs: int) -> tuple[float, float]:
+    rng = random.Random(7)
+    with engine.connect().execution_options(readonly=True) as conn, conn.begin():
+        store.inclusion_proof(conn, 0, n)  # warm the statement cache
+        incl = median_of(max(runs, 25), lambda: store.inclusion_proof(conn, rng.randrange(n), n))
+        cons = median_of(max(runs, 25),
+                         lambda: store.consistency_proof(conn, rng.randrange(1, n), n))
+    return incl, cons
+
+
+def fsync_latency(folder: Path, samples: int = 50) -> float:
+    """Median fdatasync of a rewritten 4 KiB block (like a WAL reusing its file): the floor
+    of one durable commit on this disk."""
+    path = folder / "fsync.probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, b"x" * 4096)
+    os.fsync(fd)
+    times = []
+    try:
+        for _ in range(samples):
+            os.pwrite(fd, b"y" * 4096, 0)
+            t0 = time.perf_counter()
+            os.fdatasync(fd)
+            times.append(time.perf_counter() - t0)
+    finally:
+        os.close(fd)
+    return statistics.median(times)
+
+
+def row(name: str, value: str, goal: str) -> None:
+    print(f"| {name:<58} | {value:>16} | {goal:>12} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entries", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--writers", type=int, default=8)
+    parser.add_argument("--per-writer", type=int, default=500)
+    parser.add_argument("--no-postgres", action="store_true")
+    args = parser.parse_args()
+    n, runs = args.entries, args.runs
+
+    print(f"ledger benchmark: {n:,} entries, medians of {runs} runs, {os.cpu_count()} CPUs")
+    print()
+    print(f"| {'measure':<58} | {'result':>16} | {'goal':>12} |")
+    print(f"|{'-' * 60}|{'-' * 18}|{'-' * 14}|")
+    with tempfile.TemporaryDirectory(prefix="cv-bench-") as tmp:
+        folder = Path(tmp)
+        with sqlite_engine(folder, "big.db") as engine:
+            rate = batched_appends(engine, n)
+            row(f"batched appends, SQLite ({BATCH:,}/tx), building the log", f"{rate:,.0f}/s",
+                ">= 100,000/s")
+            for _ in range(runs):
+                leaf_hash_baseline(engine)
+            base = statistics.median(_BASELINE_TIMES)
+            row(f"baseline: hashlib leaf hashes of {n:,} entries in memory", f"{base:.2f} s", "")
+            full = median_of(runs, lambda: db_verify.verify_stored(engine))
+            row(f"full verification of {n:,} entries read from SQLite", f"{full:.2f} s",
+                "<= 2 s")
+            seq = median_of(1, lambda: db_verify.verify_stored(engine, parallel=False))
+            row("  same, one process", f"{seq:.2f} s", "")
+            incl, cons = proofs(engine, n, runs)
+            row(f"inclusion proof at {n:,} (SQLite)", f"{incl * 1000:.2f} ms", "<= 5 ms")
+            row(f"consistency proof at {n:,} (SQLite)", f"{cons * 1000:.2f} ms", "<= 5 ms")
+        total = args.writers * args.per_writer
+        fsync = fsync_latency(folder)
+        row("baseline: disk fdatasync latency (4 KiB rewrite)", f"{fsync * 1000:.2f} ms", "")
+        row(f"  => ceiling for {args.writers} blocking writers: writers / fsync",
+            f"{args.writers / fsync:,.0f}/s", "")
+        with sqlite_engine(folder, "gc.db") as engine:
+            rates = [group_commit(engine, args.writers, args.per_writer) for _ in range(runs)]
+            row(f"{args.writers} writers x 1 entry/append, GroupCommitter, SQLite WAL",
+                f"{statistics.median(rates):,.0f}/s", ">= 3,000/s")
+            many = 4 * args.writers
+            rates = [group_commit(engine, many, args.per_writer // 4) for _ in range(runs)]
+            row(f"{many} writers x 1 entry/append, GroupCommitter, SQLite WAL",
+                f"{statistics.median(rates):,.0f}/s", "")
+            base_rate = one_per_transaction(engine, min(total, 500))
+            row("  baseline: 1 writer, 1 entry per transaction, SQLite", f"{base_rate:,.0f}/s",
+                "")
+        if not args.no_postgres:
+            with pg_engine() as engine:
+                rates = [group_commit(engine, args.writers, args.per_writer) for _ in range(runs)]
+                row(f"{args.writers} writers x 1 entry/append, GroupCommitter, PostgreSQL",
+                    f"{statistics.median(rates):,.0f}/s", ">= 3,000/s")
+                many = 4 * args.writers
+                rates = [group_commit(engine, many, args.per_writer // 4) for _ in range(runs)]
+                row(f"{many} writers x 1 entry/append, GroupCommitter, PostgreSQL",
+                    f"{statistics.median(rates):,.0f}/s", "")
+                base_rate = one_per_transaction(engine, min(total, 500))
+                row("  baseline: 1 writer, 1 entry per transaction, PostgreSQL",
+                    f"{base_rate:,.0f}/s", "")
+                rate = statistics.median(batched_appends(engine, 100_000) for _ in range(runs))
+                row(f"batched appends, PostgreSQL ({BATCH:,}/tx)", f"{rate:,.0f}/s",
+                    ">= 100,000/s")
+                with engine.connect() as conn:
+                    m = store.size(conn)
+                incl, cons = proofs(engine, m, runs)
+                row(f"inclusion / consistency proof at {m:,} (PostgreSQL)",
+                    f"{incl * 1000:.2f} / {cons * 1000:.2f} ms", "<= 5 ms")
+
+
+if __name__ == "__main__":
+    main()
