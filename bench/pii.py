@@ -156,29 +156,34 @@ def bench_naive(cells: int, rows_for_extrapolation: int) -> dict[str, Any]:
 def bench_freetext(n_texts: int, scale_texts: int, rounds: int = 3) -> dict[str, Any]:
     """Rounds alternate the contenders, and medians are reported, so that load from
     other jobs on the machine hits both sides alike."""
+    import spacy
+
     analyzer = get_analyzer()
-    nlp = analyzer.nlp_engine.nlp[LANGUAGE]  # type: ignore[attr-defined]
+    same = analyzer.nlp_engine.nlp[LANGUAGE]  # type: ignore[attr-defined]
+    full = spacy.load(model_name())  # the model as shipped, every component enabled
     texts = canvass_notes(n_texts)
-    list(nlp.pipe(texts[:50]))
+    list(full.pipe(texts[:50]))
+    list(same.pipe(texts[:50]))
     redact_texts(texts[:50])
-    raw_t, ours_t, ratios = [], [], []
+    times: dict[str, list[float]] = {"full": [], "same": [], "ours": []}
     for _ in range(rounds):
-        t0 = time.perf_counter()
-        for _doc in nlp.pipe(texts, batch_size=128):
-            pass
-        raw = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        redact_texts(texts, n_process=1)
-        ours = time.perf_counter() - t0
-        raw_t.append(raw)
-        ours_t.append(ours)
-        ratios.append(raw / ours)
+        for key, run in (
+            ("full", lambda: list(full.pipe(texts, batch_size=128))),
+            ("same", lambda: list(same.pipe(texts, batch_size=128))),
+            ("ours", lambda: redact_texts(texts, n_process=1)),
+        ):
+            t0 = time.perf_counter()
+            run()
+            times[key].append(time.perf_counter() - t0)
+    med = {k: statistics.median(v) for k, v in times.items()}
     out: dict[str, Any] = {
         "texts": n_texts,
         "rounds": rounds,
-        "raw_nlp_pipe_texts_per_s": round(n_texts / statistics.median(raw_t), 1),
-        "redact_texts_per_s": round(n_texts / statistics.median(ours_t), 1),
-        "ratio_vs_raw_pipe": round(statistics.median(ratios), 3),
+        "raw_nlp_pipe_texts_per_s": round(n_texts / med["full"], 1),
+        "raw_nlp_pipe_same_components_texts_per_s": round(n_texts / med["same"], 1),
+        "redact_texts_per_s": round(n_texts / med["ours"], 1),
+        "ratio_vs_raw_pipe": round(med["full"] / med["ours"], 3),
+        "ratio_vs_same_components": round(med["same"] / med["ours"], 3),
         "scaling": {},
     }
     big = canvass_notes(scale_texts, seed=5)
@@ -186,22 +191,51 @@ def bench_freetext(n_texts: int, scale_texts: int, rounds: int = 3) -> dict[str,
     redact_texts(big[:PARALLEL_MIN], n_process=2)  # starts the 2 workers
     out["worker_startup_s"] = round(time.perf_counter() - t0, 2)
     warm: dict[int, list[float]] = {1: [], 2: []}
+    cpu: dict[int, list[float]] = {1: [], 2: []}  # CPU-s of the busiest process
     for _ in range(max(1, rounds - 1)):
         for procs in (1, 2):
+            pids = _pool_pids(procs)
+            before = _cpu_seconds(pids)
             t0 = time.perf_counter()
             redact_texts(big, n_process=procs)
             warm[procs].append(time.perf_counter() - t0)
-    for procs, times in warm.items():
-        med = statistics.median(times)
+            after = _cpu_seconds(pids)
+            cpu[procs].append(max(after[p] - before[p] for p in pids))
+    for procs, runs in warm.items():
+        mid = statistics.median(runs)
         out["scaling"][str(procs)] = {
             "texts": scale_texts,
-            "warm_s": round(med, 2),
-            "warm_texts_per_s": round(scale_texts / med, 1),
+            "warm_s": round(mid, 2),
+            "warm_texts_per_s": round(scale_texts / mid, 1),
+            "busiest_process_cpu_s": round(statistics.median(cpu[procs]), 2),
         }
     out["speedup_2_vs_1"] = round(
         statistics.median(warm[1]) / statistics.median(warm[2]), 2
     )
+    # what the split achieves when the cores are free: CPU time of the busiest process
+    out["cpu_speedup_2_vs_1"] = round(
+        statistics.median(cpu[1]) / statistics.median(cpu[2]), 2
+    )
     shutdown_pools()
+    return out
+
+
+def _pool_pids(procs: int) -> list[int]:
+    if procs == 1:
+        return [os.getpid()]
+    from vault.pii import freetext
+
+    pool = freetext._pool(procs, None)
+    return list(pool._processes)  # the workers, started by the warm-up call
+
+
+def _cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """utime + stime of each process, from /proc (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        out[pid] = (int(fields[11]) + int(fields[12])) / tick
     return out
 
 
@@ -295,19 +329,29 @@ def render(result: dict[str, Any]) -> str:
         f"{c[sizes[-1]]['cold_s'] * 1000:.0f} ms for classification.",
         "",
         f"Free text ({f['texts']} synthetic canvass notes, one core, median of "
-        f"{f['rounds']} alternating rounds): raw `nlp.pipe` {f['raw_nlp_pipe_texts_per_s']} "
-        f"texts/s; `redact_texts` {f['redact_texts_per_s']} texts/s = "
-        f"**{f['ratio_vs_raw_pipe']}x raw `nlp.pipe`** (same model, same components).",
+        f"{f['rounds']} alternating rounds): raw `nlp.pipe` of the model as shipped "
+        f"{f['raw_nlp_pipe_texts_per_s']} texts/s; `redact_texts` "
+        f"{f['redact_texts_per_s']} texts/s = **{f['ratio_vs_raw_pipe']}x raw `nlp.pipe`**. "
+        "Our engine skips the dependency parser, which Presidio never reads; against raw "
+        "`nlp.pipe` of the same components (no parser, "
+        f"{f['raw_nlp_pipe_same_components_texts_per_s']} texts/s) the ratio is "
+        f"{f['ratio_vs_same_components']}x: that is the cost of Presidio's recognizers.",
         "",
         f"Processes (warm worker pool; starting the 2 workers took {f['worker_startup_s']} s, "
         "paid once per process): ",
         "",
-        "| processes | texts | warm call s | texts/s |",
-        "|---:|---:|---:|---:|",
+        "| processes | texts | warm call s | texts/s | CPU-s of busiest process |",
+        "|---:|---:|---:|---:|---:|",
     ]
     for procs, s in f["scaling"].items():
-        lines.append(f"| {procs} | {s['texts']} | {s['warm_s']} | {s['warm_texts_per_s']} |")
-    lines += ["", f"Speed-up with 2 processes: **{f['speedup_2_vs_1']}x**."]
+        lines.append(f"| {procs} | {s['texts']} | {s['warm_s']} | {s['warm_texts_per_s']} | "
+                     f"{s['busiest_process_cpu_s']} |")
+    lines += [
+        "",
+        f"Wall-clock speed-up with 2 processes: **{f['speedup_2_vs_1']}x**; CPU time of the "
+        f"busiest process drops **{f['cpu_speedup_2_vs_1']}x** (the work splits evenly; the "
+        "wall-clock gain is what the other jobs on the 2 cores leave).",
+    ]
     ingest = result.get("ingest")
     lines += [
         "",
