@@ -54,7 +54,8 @@ def demo(
     console.print(f"columns protected {summary.columns_protected} of {summary.columns}",
                   markup=False)
     for r in summary.releases:
-        acc = ", ".join(f"{k} ±{v}" for k, v in (r.get("accuracy") or {}).items())
+        acc = ", ".join(f"{k} ±{v}" if isinstance(v, int | float) else f"{k} {v}"
+                        for k, v in (r.get("accuracy") or {}).items())
         console.print(f"release           {' x '.join(r['by'] or [])}: {r['groups']} groups, "
                       f"epsilon {r['epsilon']}, accuracy at {r.get('confidence')}: {acc}",
                       markup=False)

@@ -74,13 +74,23 @@ def _start_prefect_server() -> threading.Thread:
     return thread
 
 
+def _accuracy_of(measure: Any) -> Any:
+    """A measure's +- (rounded), or how a derived one (a mean) is computed."""
+    if isinstance(measure, dict):
+        if "accuracy" in measure:
+            value = measure["accuracy"]
+            return round(value, 3) if isinstance(value, float) else value
+        if "derived" in measure:
+            return f"derived: {measure['derived']}"
+    return measure
+
+
 def _release_summary(doc: dict[str, Any]) -> dict[str, Any]:
     accuracy = doc.get("accuracy", {})
     measures = accuracy.get("measures", {}) if isinstance(accuracy, dict) else {}
     return {"by": doc.get("by"), "measures": doc.get("measures"), "epsilon": doc.get("epsilon"),
             "groups": len(doc.get("rows", [])),
-            "accuracy": {k: v.get("accuracy", v) if isinstance(v, dict) else v
-                         for k, v in measures.items()},
+            "accuracy": {k: _accuracy_of(v) for k, v in measures.items()},
             "confidence": accuracy.get("confidence") if isinstance(accuracy, dict) else None,
             "data_hash": doc.get("data_hash"), "ledger_seq": doc.get("ledger_seq"),
             "budget": doc.get("budget")}
@@ -109,6 +119,7 @@ def run_demo(rows: int, home: Path, *, seed: int | None = None,
 
     if "prefect" not in sys.modules:  # Prefect reads its settings once, at import
         prefect_env.configure(vh, force_home=True)
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # the summary speaks
     server = _start_prefect_server()
 
     from flows import demo_data
