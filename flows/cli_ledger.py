@@ -201,11 +201,10 @@ def checkpoint_cmd(ctx: typer.Context) -> None:
     with session.access("ledger.checkpoint", "ledger") as conn:
         size = store.size(conn)
         root = store.root(conn, size)
-        if previous is not None:  # never sign a tree that does not extend the last one
-            proof = store.consistency_proof(conn, previous.size, size) \
-                if 0 < previous.size <= size else []
-            if previous.size > 0:
-                verify_checkpoint_consistency(previous, size, root, proof)
+        if previous is not None and previous.size > 0:  # only sign trees extending the last
+            proof = (store.consistency_proof(conn, previous.size, size)
+                     if previous.size <= size else [])
+            verify_checkpoint_consistency(previous, size, root, proof)
         note = sign_checkpoint([signer], origin, size, root)
         _save_checkpoint(session.home, note, size)
     sys.stdout.write(note)

@@ -123,7 +123,7 @@ class LogChecker:
         self.frontier = _Frontier()
         self.cuts = sorted(p for p in set(prefix_sizes) if p > start)
         self.prefix_roots: dict[int, bytes] = {}
-        if start in prefix_sizes or (start == 0 and 0 in prefix_sizes):
+        if start in prefix_sizes:
             self.prefix_roots[start] = EMPTY_ROOT
 
     def feed(self, chunk: Sequence[bytes], stored_leaves: Sequence[bytes] | None = None) -> None:

@@ -12,7 +12,6 @@ Revises: None
 from __future__ import annotations
 
 import sqlalchemy as sa
-
 from alembic import op
 
 revision = "0001"
