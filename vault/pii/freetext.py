@@ -102,7 +102,9 @@ def find_spans(
     procs = (os.cpu_count() or 1) if n_process is None else n_process
     if procs <= 1 or len(items) < PARALLEL_MIN_TEXTS:
         return _spans_local(items, batch_size, model, score_threshold)
-    chunks = [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
+    # several chunks per worker keep them evenly loaded; at most _CHUNK texts each
+    size = max(1, min(_CHUNK, -(-len(items) // (procs * 4))))
+    chunks = [items[i : i + size] for i in range(0, len(items), size)]
     parts = _pool(procs, model).map(
         _worker_chunk, [(c, batch_size, model, score_threshold) for c in chunks]
     )
