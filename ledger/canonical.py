@@ -23,37 +23,39 @@ _MAX_SAFE_INT = 2**53 - 1
 _MAX_DEPTH = 64
 
 
-def _plain_scalar(value: Any) -> bool | None:
-    """True/False for scalars; None when ``value`` is a container (or unknown)."""
-    kind = type(value)
-    if kind is str or kind is bool or value is None:
-        return True
-    if kind is int:
-        return bool(-_MAX_SAFE_INT <= value <= _MAX_SAFE_INT)
-    if kind is dict or kind is list:
-        return None
-    return False
-
-
 def is_plain(value: Any, depth: int = 0) -> bool:
     """True when ``value`` only holds types whose JCS form equals orjson's sorted output."""
-    if depth > _MAX_DEPTH:
-        return False
-    scalar = _plain_scalar(value)
-    if scalar is not None:
-        return scalar
-    items = value.values() if type(value) is dict else value
-    if type(value) is dict:
+    kind = type(value)
+    if kind is dict:
         for key in value:
             if type(key) is not str or not key.isascii():
                 return False
-    for item in items:
-        ok = _plain_scalar(item)
-        if ok is None:
-            ok = is_plain(item, depth + 1)
-        if not ok:
+        items = value.values()
+    elif kind is list:
+        items = value
+    else:
+        return _plain_scalar(value)
+    if depth >= _MAX_DEPTH:
+        return False
+    for item in items:  # scalars inline: this runs once per ledger entry
+        kind = type(item)
+        if kind is str or kind is bool or item is None:
+            continue
+        if kind is int:
+            if -_MAX_SAFE_INT <= item <= _MAX_SAFE_INT:
+                continue
             return False
+        if (kind is dict or kind is list) and is_plain(item, depth + 1):
+            continue
+        return False
     return True
+
+
+def _plain_scalar(value: Any) -> bool:
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    return kind is int and bool(-_MAX_SAFE_INT <= value <= _MAX_SAFE_INT)
 
 
 def encode_plain(value: Any) -> bytes:
