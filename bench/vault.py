@@ -31,10 +31,10 @@ from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vault.db import make_engine, migrate  # noqa: E402
-from vault.keyring import Keyring, now  # noqa: E402
-from vault.keys import FileKeyProvider  # noqa: E402
-from vault.store import (  # noqa: E402
+from vault.db import make_engine, migrate
+from vault.keyring import Keyring, now
+from vault.keys import FileKeyProvider
+from vault.store import (
     T_SOURCE,
     ColumnLayout,
     StoredColumn,

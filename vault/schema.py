@@ -17,7 +17,6 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-
 BIGID = BigInteger().with_variant(Integer(), "sqlite")
 
 
