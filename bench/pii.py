@@ -338,7 +338,7 @@ def render(result: dict[str, Any]) -> str:
         f"{f['ratio_vs_same_components']}x: that is the cost of Presidio's recognizers.",
         "",
         f"Processes (warm worker pool; starting the 2 workers took {f['worker_startup_s']} s, "
-        "paid once per process): ",
+        "paid once per process):",
         "",
         "| processes | texts | warm call s | texts/s | CPU-s of busiest process |",
         "|---:|---:|---:|---:|---:|",
