@@ -1,4 +1,4 @@
-"""Racing releases never overspend: 10 concurrent requests (threads, processes) on a budget for 3."""
+"""Racing releases never overspend: 10 concurrent threads or processes, budget for 3."""
 
 from __future__ import annotations
 
