@@ -273,7 +273,9 @@ def run_release(
         guarded_access(engine, home, principal, "release", dataset, details) as conn,
     ):
         bound = src.row_bound(conn, dataset)  # unknown dataset: BadInput, nothing charged
-        charge = _spend(conn, principal, dataset, request.epsilon, policy)  # before any noise
+        charge = charge_budget(
+            conn, principal, dataset, request.epsilon, policy
+        )  # before any noise
         plan = build_plan(checked, prepared_schema(checked), bound, tmp)
         with src.scan(conn, dataset, list(checked.columns)) as lf:
             out = plan.run(lf)
@@ -286,11 +288,11 @@ def run_release(
             accuracy=plan.accuracy,
             budget=charge.budget,
         )
-        seq = _record(conn, principal, result, charge, details)
+        seq = record_release(conn, principal, result, charge, details)
     return replace(result, ledger_seq=seq)
 
 
-def _spend(
+def charge_budget(
     conn: Connection, principal: Principal, dataset: str, epsilon: Fraction, policy: ReleasePolicy
 ) -> budget.Charge:
     return budget.spend(
@@ -303,7 +305,7 @@ def _spend(
     )
 
 
-def _record(
+def record_release(
     conn: Connection,
     principal: Principal,
     result: ReleaseResult,

@@ -32,11 +32,11 @@ from vault.access import Principal
 from vault.dp.plan import build_plan, prepared_schema
 from vault.dp.release import (
     ReleaseResult,
-    _record,
-    _spend,
+    charge_budget,
     guarded_access,
     ledger_denials,
     load_policy,
+    record_release,
 )
 from vault.dp.request import (
     Bounds,
@@ -165,7 +165,7 @@ def run_segment(
         guarded_access(engine, home, principal, "segment", request.dataset, details) as conn,
     ):
         bound = src.row_bound(conn, request.dataset)  # unknown dataset: BadInput, no charge
-        charge = _spend(conn, principal, request.dataset, request.epsilon, policy)
+        charge = charge_budget(conn, principal, request.dataset, request.epsilon, policy)
         plan = build_plan(checked, prepared_schema(checked), bound, tmp)
         centroids = initial_centroids(bounds, feats, request.k)
         sizes = [0] * request.k
@@ -213,5 +213,5 @@ def run_segment(
                 "epsilon_per_iteration": float(request.epsilon / request.iterations),
             },
         )
-        seq = _record(conn, principal, result, charge, details)
+        seq = record_release(conn, principal, result, charge, details)
     return replace(result, ledger_seq=seq)
