@@ -531,3 +531,25 @@ def test_no_plaintext_reaches_prefect_home_or_database(
         data = path.read_bytes()
         hits += [f"{path.name}: {n[:3]!r}..." for n in needles if n in data]
     assert hits == [], f"{len(hits)} plaintext values found in Prefect state: {hits[:5]}"
+
+
+# --- the demo ---------------------------------------------------------------------------
+
+
+def test_demo_command_runs_the_main_job_end_to_end(
+    harness: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from flows.cli import main
+
+    code = main(["demo", "--rows", "1500", "--home", str(tmp_path / "demo"), "--json"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["rows_added"] == 1500 and summary["verdict"] == "OK"
+    assert summary["columns_protected"] >= 10
+    assert [r["by"] for r in summary["releases"]] == [
+        ["county_desc", "age_band", "party_cd"], ["party_cd", "gender_code"]]
+    assert all(r["accuracy"]["count"] > 0 for r in summary["releases"])
+    assert summary["ledger_size"] > 5 and len(summary["ledger_root"]) == 64
+    assert list((tmp_path / "demo" / "checkpoints").glob("*.checkpoint"))
