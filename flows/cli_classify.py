@@ -1,8 +1,11 @@
 """``civicvault classify PATH [--json]``: a dry run of PII classification.
 
 Reads the file, classifies its columns (names + a sample of values) and prints
-per column the entity, category, confidence and handling. Stores nothing, needs
-no vault home or token, and never prints a data value.
+per column the entity, category, confidence and handling. Stores nothing and
+never prints a data value. Inside an initialised vault the request is
+authorised (ingestor, steward, admin), ledgered, and the vault's installed
+policy decides the handling; with no vault it is a local dry run under the
+default policy.
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ import typer
 from rich.table import Table
 
 from flows.output import console, emit_json
-from vault.pii import classify_frame, read_table
+from vault.home import VaultHome
 
 
 def classify(
+    ctx: typer.Context,
     path: Annotated[Path, typer.Argument(help="CSV/TSV, Parquet or JSON Lines file.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON value.")] = False,
     sample_rows: Annotated[
@@ -25,8 +29,23 @@ def classify(
     ] = 300,
 ) -> None:
     """Dry run: per column label, confidence and handling (stores nothing)."""
+    from policies.load import default_policy_text, parse_policy
+    from vault.pii import classify_frame, read_table
+    from vault.pii.classifier import apply_policy
+
     df = read_table(path)
     classes = classify_frame(df, sample_rows=sample_rows)
+    home = VaultHome.from_env()
+    if home.identity_path.exists():
+        from flows.session import open_session
+        from vault.access import installed_policy
+
+        session = open_session(ctx)
+        with session.access("classify", f"file/{path.name}"):
+            policy = installed_policy(session.home)
+    else:
+        policy = parse_policy(default_policy_text(), "default policy")
+    classes = apply_policy(classes, policy.pii_handling, policy.lookup_entities)
     if as_json:
         emit_json({"rows": df.height, "columns": [c.as_json() for c in classes]})
         return

@@ -139,3 +139,20 @@ def test_round_trip_through_csv_writer(
     assert df.columns == header
     got = [[v if v is not None else "" for v in row] for row in df.rows()]
     assert got == rows
+
+
+def test_classify_without_a_vault_is_a_local_dry_run(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from flows.cli import main
+
+    monkeypatch.setenv("CIVICVAULT_HOME", str(tmp_path / "no-vault-here"))
+    data = tmp_path / "people.csv"
+    data.write_text("email,party\nann@example.org,DEM\nbob@example.org,REP\n")
+    assert main(["classify", str(data), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {c["name"]: c["handling"] for c in out["columns"]} == {"email": "encrypt",
+                                                                  "party": "encrypt"}
+    assert not (tmp_path / "no-vault-here").exists()  # nothing stored, no home created

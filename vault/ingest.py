@@ -26,7 +26,7 @@ from vault.errors import BadInput
 from vault.home import VaultHome
 from vault.keyring import Keyring, now
 from vault.keys import provider_for
-from vault.pii.classifier import ColumnClass, classify_frame
+from vault.pii.classifier import ColumnClass, apply_policy, classify_frame
 from vault.store import (
     T_BATCH,
     T_DATASET,
@@ -141,6 +141,12 @@ def prepare_batch(frame: pl.DataFrame, classes: list[ColumnClass],
     return pl.DataFrame(list(out.values()))
 
 
+def classify_for(home: VaultHome, df: pl.DataFrame) -> list[ColumnClass]:
+    """Column classes with the installed policy's handling and lookup entities (cached)."""
+    policy = _access.installed_policy(home)
+    return apply_policy(classify_frame(df), policy.pii_handling, policy.lookup_entities)
+
+
 def _columns_report(classes: list[ColumnClass]) -> list[dict[str, Any]]:
     return [{"name": c.name, "entity": c.entity, "category": c.category,
              "confidence": round(float(c.confidence), 3), "handling": c.handling,
@@ -160,7 +166,7 @@ def plan_ingest(engine: Engine, home: VaultHome, principal: _access.Principal, p
     df = frame if frame is not None else read_source(path)
     if df.height == 0:
         raise BadInput(f"{path.name} has a header but no rows")
-    classes = classify_frame(df)
+    classes = classify_for(home, df)
     layout, _ = layout_for(classes)
     batches = max(1, -(-df.height // batch_rows))
     with _access.access(engine, home, principal, "ingest", f"dataset/{dataset}") as conn:
@@ -195,7 +201,7 @@ def ingest_batch(engine: Engine, home: VaultHome, principal: _access.Principal,
     """Store batch ``batch_index`` of the plan's source (idempotent)."""
     df = frame if frame is not None else read_source(Path(plan.path))
     part = df.slice(batch_index * plan.batch_rows, plan.batch_rows)
-    classes = classify_frame(df)
+    classes = classify_for(home, df)
     layout, originals = layout_for(classes)
     prepared = prepare_batch(part, classes, originals)
     kr = keyring or Keyring(provider_for(home))
