@@ -238,6 +238,20 @@ def test_flow_killed_mid_ingest_then_rerun_stores_every_row_once(
 # --- audit ----------------------------------------------------------------------------
 
 
+def _events(name: str, timeout: float = 20.0) -> list[Any]:
+    """Events of ``name`` the server has stored (persisted asynchronously: poll)."""
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with get_client(sync_client=True) as client:
+            page = client.read_events(EventFilter(event=EventNameFilter(name=[name])), limit=50)
+        if page.events or time.monotonic() > deadline:
+            return list(page.events)
+        time.sleep(0.5)
+
+
 def _artifact(key: str) -> Any:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
@@ -268,6 +282,8 @@ def test_audit_checkpoints_and_checks_consistency_with_the_previous_one(
     verdicts = _artifact("civicvault-audit-verdict")
     assert any("OK" in (a.data or "") for a in verdicts)
     assert _artifact("civicvault-audit-actions")
+    events = _events("civicvault.audit.completed")
+    assert events and events[0].resource.id == "civicvault.ledger"
 
 
 def test_audit_fails_on_tampered_vault_ciphertext_and_says_so(
@@ -292,6 +308,7 @@ def test_audit_fails_on_tampered_vault_ciphertext_and_says_so(
     with pytest.raises(VaultMismatch):
         audit(home=str(home.root))
     assert any("FAILED" in (a.data or "") for a in _artifact("civicvault-audit-verdict"))
+    assert _events("civicvault.audit.failed")
 
 
 # --- release, erasure, rotation ---------------------------------------------------------
