@@ -243,8 +243,12 @@ class GroupCommitter:
 
 
 def size(conn: Connection) -> int:
+    """Number of entries in the ledger."""
     top = conn.execute(select(func.max(_E.seq))).scalar()
     return 0 if top is None else int(top) + 1
+
+
+_stored_size = size  # for functions whose ``size`` parameter shadows it
 
 
 def _marks(conn: Connection, n: int) -> str:
@@ -280,25 +284,27 @@ def _reader(conn: Connection) -> merkle.NodeReader:
     return lambda keys: read_nodes(conn, keys)
 
 
-def root(conn: Connection, size_: int | None = None) -> bytes:
-    """RFC 9162 root of the first ``size_`` entries (default: all), from stored nodes."""
-    current = size(conn)
-    n = current if size_ is None else size_
+def root(conn: Connection, size: int | None = None) -> bytes:
+    """RFC 9162 root of the first ``size`` entries (default: all), from stored nodes."""
+    current = _stored_size(conn)
+    n = current if size is None else size
     if not 0 <= n <= current:
         raise BadInput(f"tree size {n} is outside the ledger's 0..{current}")
     return merkle.tree_root(n, _reader(conn))
 
 
-def inclusion_proof(conn: Connection, index: int, size_: int | None = None) -> list[bytes]:
-    current = size(conn)
-    n = current if size_ is None else size_
+def inclusion_proof(conn: Connection, index: int, size: int | None = None) -> list[bytes]:
+    """RFC 9162 inclusion proof of entry ``index`` in the tree of ``size`` (default: all)."""
+    current = _stored_size(conn)
+    n = current if size is None else size
     if not 0 <= index < n <= current:
         raise BadInput(f"need 0 <= index < size <= {current} (ledger size)")
     return merkle.inclusion_proof(index, n, _reader(conn))
 
 
 def consistency_proof(conn: Connection, old: int, new: int | None = None) -> list[bytes]:
-    current = size(conn)
+    """RFC 9162 consistency proof from the tree of ``old`` to ``new`` (default: all)."""
+    current = _stored_size(conn)
     n = current if new is None else new
     if not 0 < old <= n <= current:
         raise BadInput(f"need 0 < old <= new <= {current} (ledger size)")
