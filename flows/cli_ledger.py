@@ -155,7 +155,11 @@ def verify(
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Verify every entry (seq, prev chain, tree root) and no truncation, rollback or fork."""
+    """Verify every entry (seq, prev chain, tree root), no truncation, rollback or fork, and
+    that every stored vault batch still hashes to its ledger data_hash."""
+    from vault.crosscheck import verify_vault
+    from vault.errors import VaultMismatch
+
     session = open_session(ctx)
     with session.access("ledger.verify", "ledger"):
         pass  # the decision is on the ledger; verification reads its own snapshot
@@ -176,12 +180,22 @@ def verify(
         if json_out:
             emit_json({**report, "first_failing_seq": exc.seq, "error": str(exc)})
         raise
+    try:
+        with session.engine.connect().execution_options(readonly=True) as conn, conn.begin():
+            vault_report = verify_vault(conn, store.iter_entries(conn, 0, verdict.size))
+        report["vault"] = {"batches": vault_report.batches, "records": vault_report.records}
+    except VaultMismatch as exc:
+        if json_out:
+            emit_json({**report, "vault_batch": exc.batch, "error": str(exc)})
+        raise
     report["verified"] = True
     if json_out:
         emit_json(report)
         return
     console.print(f"ledger verified: {verdict.size} entries, root {verdict.root.hex()}",
                   soft_wrap=True)
+    console.print(f"  vault matches the ledger: {vault_report.batches} batches, "
+                  f"{vault_report.records} records re-hashed", soft_wrap=True)
     if saved is not None:
         console.print(f"  consistent with the signed checkpoint of size {saved.size} ({path})",
                       soft_wrap=True)
