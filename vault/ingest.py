@@ -38,6 +38,7 @@ from vault.store import (
 )
 
 BATCH_ROWS = 100_000
+PARALLEL_TEXTS = 2_000  # from this many distinct texts, redaction uses every core
 Progress = Callable[[int, int], None]
 
 # Lookup entities and how their values are normalised for blind indexes, in the
@@ -135,7 +136,7 @@ def prepare_batch(frame: pl.DataFrame, classes: list[ColumnClass],
             if c.handling == "generalize":
                 out[c.name] = general.get_column(c.name)
             else:
-                out[c.name] = pl.Series(c.name, redact_texts(col), dtype=pl.Utf8)
+                out[c.name] = _redact_distinct(col, redact_texts)
         else:
             out[c.name] = col
     return pl.DataFrame(list(out.values()))
@@ -145,6 +146,19 @@ def classify_for(home: VaultHome, df: pl.DataFrame) -> list[ColumnClass]:
     """Column classes with the installed policy's handling and lookup entities (cached)."""
     policy = _access.installed_policy(home)
     return apply_policy(classify_frame(df), policy.pii_handling, policy.lookup_entities)
+
+
+def _redact_distinct(col: pl.Series, redact: Callable[..., list[str | None]]) -> pl.Series:
+    """Redact each distinct text once (notes repeat a lot), on all cores when many."""
+    distinct = col.drop_nulls().unique(maintain_order=True)
+    if distinct.len() == 0:
+        return col.cast(pl.Utf8)
+    many = distinct.len() >= PARALLEL_TEXTS
+    redacted = pl.Series(redact(distinct, n_process=None if many else 1), dtype=pl.Utf8)
+    mapping = pl.DataFrame({"_text": distinct.cast(pl.Utf8), "_redacted": redacted})
+    joined = col.cast(pl.Utf8).to_frame("_text").join(mapping, on="_text", how="left",
+                                                      maintain_order="left")
+    return joined.get_column("_redacted").alias(col.name)
 
 
 def _columns_report(classes: list[ColumnClass]) -> list[dict[str, Any]]:
