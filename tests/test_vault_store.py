@@ -277,3 +277,37 @@ def test_fast_associated_data_equals_reference() -> None:
         _aead.ad_part("a,b") == crypto.record_ad(3, 17, 9, "a,b")
     assert _aead.ad_prefix("subject-key", 3) + _aead.ad_part(9) + _aead.ad_part(4) == \
         crypto.subject_key_ad(3, 9, 4)
+
+
+def test_identity_cache_gives_same_result_as_database_lookups(engine: Engine,
+                                                              tmp_path: Path) -> None:
+    from vault.store import IdentityCache
+
+    kr = file_keyring(tmp_path)
+    cache = IdentityCache()
+    first = pl.concat([voters(30), voters(10, start=100)])
+    again = voters(30).with_columns(
+        pl.when(pl.int_range(pl.len()) < 4).then(pl.lit("REP")).otherwise(pl.col("party"))
+        .alias("party"))
+    results = []
+    for frame in (first, again, voters(5, start=100)):
+        with engine.begin() as conn:
+            from vault.keyring import now
+            from vault.store import T_SOURCE, dataset_id, write_batch
+
+            ds = dataset_id(conn, "voters", create_with=("t", LAYOUT.to_json()))
+            src = conn.execute(T_SOURCE.insert().values(
+                dataset_id=ds, content_hash=os.urandom(8).hex(), rows=1, batches=1,
+                created=now()).returning(T_SOURCE.c.id)).scalar_one()
+            r = write_batch(conn, kr, ds_id=ds, dataset="voters", source_id=src, batch_index=0,
+                            frame=frame, layout=LAYOUT, actor="t", cache=cache)
+            results.append((r.added, r.updated, r.skipped))
+    assert results == [(40, 0, 0), (0, 4, 26), (0, 0, 5)]
+    assert cache.ds_id is not None and len(cache.known) == 40
+    # another writer adds a subject: the cache is no longer trusted, the database is asked
+    store(engine, kr, voters(1, start=900))
+    with engine.connect() as conn:
+        from sqlalchemy import func as f
+
+        top = conn.execute(select(f.max(T_SUBJECT.c.id))).scalar()
+    assert not cache.valid_for(cache.ds_id, top)

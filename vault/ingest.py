@@ -32,6 +32,7 @@ from vault.store import (
     T_DATASET,
     T_SOURCE,
     ColumnLayout,
+    IdentityCache,
     StoredColumn,
     dataset_id,
     write_batch,
@@ -211,7 +212,8 @@ def plan_ingest(engine: Engine, home: VaultHome, principal: _access.Principal, p
 
 def ingest_batch(engine: Engine, home: VaultHome, principal: _access.Principal,
                  plan: IngestPlan, batch_index: int, *, frame: pl.DataFrame | None = None,
-                 keyring: Keyring | None = None) -> dict[str, int]:
+                 keyring: Keyring | None = None,
+                 cache: IdentityCache | None = None) -> dict[str, int]:
     """Store batch ``batch_index`` of the plan's source (idempotent)."""
     df = frame if frame is not None else read_source(Path(plan.path))
     part = df.slice(batch_index * plan.batch_rows, plan.batch_rows)
@@ -219,11 +221,18 @@ def ingest_batch(engine: Engine, home: VaultHome, principal: _access.Principal,
     layout, originals = layout_for(classes)
     prepared = prepare_batch(part, classes, originals)
     kr = keyring or Keyring(provider_for(home))
-    with _access.access(engine, home, principal, "ingest", f"dataset/{plan.dataset}") as conn:
-        ds = dataset_id(conn, plan.dataset)
-        res = write_batch(conn, kr, ds_id=ds, dataset=plan.dataset, source_id=plan.source_id,
-                          batch_index=batch_index, frame=prepared, layout=layout,
-                          actor=principal.id)
+    try:
+        with _access.access(engine, home, principal, "ingest",
+                            f"dataset/{plan.dataset}") as conn:
+            ds = dataset_id(conn, plan.dataset)
+            res = write_batch(conn, kr, ds_id=ds, dataset=plan.dataset,
+                              source_id=plan.source_id, batch_index=batch_index,
+                              frame=prepared, layout=layout, actor=principal.id, cache=cache)
+    except BaseException:
+        if cache is not None:  # what it learnt was rolled back with the transaction
+            cache.known.clear()
+            cache.ds_id = cache.watermark = None
+        raise
     return {"batch_id": res.batch_id or 0, "added": res.added, "updated": res.updated,
             "skipped": res.skipped, "already_stored": int(res.already_stored)}
 
@@ -239,9 +248,10 @@ def ingest_path(engine: Engine, home: VaultHome, principal: _access.Principal, p
     if plan.already_ingested:
         return IngestReport(dataset, 0, 0, plan.rows, 0, plan.columns, already_ingested=True)
     kr = Keyring(provider_for(home))
+    cache = IdentityCache()
     added = updated = skipped = 0
     for i in range(plan.batches):
-        r = ingest_batch(engine, home, principal, plan, i, frame=df, keyring=kr)
+        r = ingest_batch(engine, home, principal, plan, i, frame=df, keyring=kr, cache=cache)
         added, updated, skipped = added + r["added"], updated + r["updated"], skipped + r["skipped"]
         if progress is not None:
             progress(i + 1, plan.batches)

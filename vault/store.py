@@ -170,6 +170,35 @@ def _existing_subjects(
     return found
 
 
+@dataclass(frozen=True)
+class KnownSubject:
+    """What dedup needs to know of a live subject (same names as the lookup query's row)."""
+
+    id: int
+    fingerprint: bytes | None
+    wrapped_key: bytes
+    key_id: int
+    current_batch_id: int
+    current_row: int
+
+
+class IdentityCache:
+    """Identity digests of the subjects this process wrote into one dataset.
+
+    Later batches of the same ingest then need no database lookups. The cache is
+    trusted only while the dataset's highest subject id is the one this process
+    wrote last; if anyone else wrote subjects meanwhile, the database is asked.
+    """
+
+    def __init__(self) -> None:
+        self.ds_id: int | None = None
+        self.watermark: int | None = None
+        self.known: dict[bytes, KnownSubject] = {}
+
+    def valid_for(self, ds_id: int, max_subject_id: int | None) -> bool:
+        return self.ds_id == ds_id and self.watermark == max_subject_id
+
+
 def pack_mask(live: np.ndarray[Any, np.dtype[np.bool_]]) -> bytes:
     return zlib.compress(np.packbits(live).tobytes(), 1)
 
@@ -201,8 +230,13 @@ def write_batch(
     frame: pl.DataFrame,
     layout: ColumnLayout,
     actor: str,
+    cache: IdentityCache | None = None,
 ) -> BatchResult:
-    """Seal and store one prepared batch with its ledger entry, in ``conn``'s transaction."""
+    """Seal and store one prepared batch with its ledger entry, in ``conn``'s transaction.
+
+    ``cache``: pass the same :class:`IdentityCache` to every batch of one ingest; it
+    is updated here, so the caller must drop it if the transaction rolls back.
+    """
     lock_dataset(conn, ds_id)
     done = conn.execute(select(T_BATCH.c.id).where(
         T_BATCH.c.source_id == source_id, T_BATCH.c.batch_index == batch_index)).scalar()
@@ -230,13 +264,18 @@ def write_batch(
     skipped = n - len(keep)
 
     existing: dict[bytes, Any] = {}
+    max_subject: int | None = None
     if identity is not None and layout.identity is not None:
-        has_subjects = conn.execute(select(T_SUBJECT.c.id).where(
-            T_SUBJECT.c.dataset_id == ds_id).limit(1)).first() is not None
-        if has_subjects:
-            existing = _existing_subjects(
-                conn, ds_id, layout.identity,
-                {d for i in keep if (d := identity[i]) is not None})
+        max_subject = conn.execute(select(func.max(T_SUBJECT.c.id)).where(
+            T_SUBJECT.c.dataset_id == ds_id)).scalar()
+        wanted = {d for i in keep if (d := identity[i]) is not None}
+        if cache is not None and cache.valid_for(ds_id, max_subject):
+            existing = {d: cache.known[d] for d in wanted if d in cache.known}
+        elif max_subject is not None:
+            existing = _existing_subjects(conn, ds_id, layout.identity, wanted)
+            if cache is not None:
+                cache.known.clear()
+                cache.ds_id = cache.watermark = None  # rebuilt only from our own writes
 
     new_rows: list[int] = []
     upd_rows: list[tuple[int, Any]] = []
@@ -335,6 +374,22 @@ def write_batch(
 
     conn.execute(update(T_BATCH).where(T_BATCH.c.id == batch_id).values(
         data_hash=data_hash, live_mask=pack_mask(np.ones(len(stored), dtype=bool))))
+    if cache is not None and identity is not None:
+        if cache.ds_id is None and max_subject is None:
+            cache.ds_id = ds_id  # a fresh dataset: this process knows every subject
+        if cache.ds_id == ds_id:
+            wrapped_of = dict(zip(new_rows, wrapped, strict=True)) if new_rows else {}
+            for i in stored:
+                d = identity[i]
+                if d is None:
+                    continue
+                old = cache.known.get(d)
+                cache.known[d] = KnownSubject(
+                    subject_of[i], row_fps[i],
+                    wrapped_of.get(i, old.wrapped_key if old else b""),
+                    wrap_key.id if i in wrapped_of else (old.key_id if old else 0),
+                    batch_id, pos[i])
+            cache.watermark = new_ids[-1] if new_ids else max_subject
     [entry] = ledger_store.append(conn, [EntryDraft(
         actor=actor, action="vault.ingest.batch", resource=f"dataset/{dataset}/batch/{batch_id}",
         data_hash=data_hash,
