@@ -48,24 +48,32 @@ def ingest(
     path: Annotated[Path, typer.Argument(help="CSV/TSV/Parquet/JSONL file, or a folder of them.")],
     dataset: Annotated[str, typer.Option("--dataset", help="Dataset name.")],
     json_out: JsonOpt = False,
+    prefect: Annotated[bool | None, typer.Option(
+        "--prefect/--no-prefect", help="Run as the Prefect 'ingest' flow (default: when "
+        "PREFECT_API_URL is set).")] = None,
 ) -> None:
-    """Classify, encrypt and store a file; every batch lands on the ledger."""
-    from flows.ingest_runner import run_ingest
+    """Classify, encrypt and store a file or folder; every batch lands on the ledger."""
+    from flows.ingest_runner import prefect_configured, run_ingest
 
     session = open_session(ctx)
+    via_prefect = prefect if prefect is not None else prefect_configured()
+    token = (ctx.find_root().obj or {}).get("token")
+    if json_out or via_prefect:  # no progress bar: stdout carries one JSON value / flow logs
+        report = run_ingest(session, path, dataset, progress=None, via_prefect=via_prefect,
+                            token=token)
+    else:
+        with Progress(TextColumn("[bold]ingest[/] {task.description}"), BarColumn(),
+                      MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                      transient=True) as bar:
+            task = bar.add_task(dataset, total=None)
+
+            def progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            report = run_ingest(session, path, dataset, progress=progress, via_prefect=False)
     if json_out:
-        report = run_ingest(session, path, dataset, progress=None)
         emit_json(report)
         return
-    with Progress(TextColumn("[bold]ingest[/] {task.description}"), BarColumn(),
-                  MofNCompleteColumn(), TimeElapsedColumn(), console=console,
-                  transient=True) as bar:
-        task = bar.add_task(dataset, total=None)
-
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        report = run_ingest(session, path, dataset, progress=progress)
     console.print(f"dataset {report['dataset']}: {report['rows_added']} rows added, "
                   f"{report.get('rows_updated', 0)} updated, "
                   f"{report['duplicates_skipped']} duplicates skipped, "

@@ -129,6 +129,34 @@ def test_ingest_flow_stores_every_batch_and_reingest_adds_nothing(
     assert _ledger_actions(home)["vault.ingest.batch"] == 3
 
 
+def test_cli_ingest_runs_the_ingest_flow(
+    harness: dict[str, str], home: VaultHome, voters_csv: Path,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    import json
+
+    from prefect.client.orchestration import get_client
+
+    from flows.cli import main
+
+    monkeypatch.setenv("CIVICVAULT_HOME", str(home.root))
+    monkeypatch.delenv("CIVICVAULT_DB_URL", raising=False)
+    capsys.readouterr()
+    assert main(["ingest", str(voters_csv), "--dataset", DATASET, "--prefect", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["rows_added"] == 600
+
+    async def flow_names() -> list[str]:
+        async with get_client() as client:
+            runs = await client.read_flow_runs()
+            flows_ = {f.id: f.name for f in await client.read_flows()}
+            return [flows_[r.flow_id] for r in runs]
+
+    import asyncio
+
+    assert "ingest" in asyncio.run(flow_names())
+
+
 def test_ingest_flow_takes_a_folder_of_files(
     harness: dict[str, str], home: VaultHome, tmp_path: Path
 ) -> None:
