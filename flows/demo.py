@@ -186,7 +186,7 @@ def _create_analyst(vh: VaultHome, token_file: Path) -> str:
             fh.write(token + "\n")
         analyst = _access.authenticate(engine, vh, token)
         with _access.access(engine, vh, admin, "budget.set", f"budgets/{analyst.id}") as conn:
-            set_budget(conn, analyst.id, DATASET, ANALYST_EPSILON)
+            set_budget(conn, analyst.id, DATASET, ANALYST_EPSILON, actor=admin.id)
         return analyst.id
     finally:
         engine.dispose()
