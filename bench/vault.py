@@ -37,6 +37,7 @@ from vault.keys import FileKeyProvider
 from vault.store import (
     T_SOURCE,
     ColumnLayout,
+    IdentityCache,
     StoredColumn,
     dataset_id,
     read_attributes,
@@ -126,11 +127,12 @@ def civicvault_store(parquet: Path, url: str, kek: Path) -> Callable[[], None]:
                 dataset_id=ds, content_hash=secrets.token_hex(16), rows=df.height,
                 batches=-(-df.height // BATCH), created=now()).returning(T_SOURCE.c.id)
             ).scalar_one()
+        cache = IdentityCache()  # as vault.ingest.ingest_path does
         for b in range(-(-df.height // BATCH)):
             with engine.begin() as conn:
                 write_batch(conn, kr, ds_id=ds, dataset="bench", source_id=int(src),
                             batch_index=b, frame=df.slice(b * BATCH, BATCH), layout=LAYOUT,
-                            actor="bench")
+                            actor="bench", cache=cache)
         engine.dispose()
     return run
 
