@@ -31,6 +31,30 @@ def _delta(text: str | None) -> float | None:
         raise BadInput("delta must be a number such as 1e-7") from None
 
 
+def _release_flow(session: Any, ctx: typer.Context, dataset: str, by: list[str],
+                  measures: list[str], epsilon: str, out: Path | None) -> dict[str, Any]:
+    """The Prefect ``release`` flow; the token travels as a 0600 file path, never a parameter."""
+    import secrets
+
+    from flows.release import release as release_flow
+    from vault.home import write_secret_file
+
+    token = (ctx.find_root().obj or {}).get("token")
+    token_file = None
+    if token is not None:
+        token_file = session.home.root / f".flow-token-{secrets.token_hex(8)}"
+        write_secret_file(token_file, token.encode("ascii"))
+    try:
+        document: dict[str, Any] = release_flow(
+            dataset=dataset, by=by, measures=measures, epsilon=epsilon,
+            home=str(session.home.root), token_file=str(token_file) if token_file else None,
+            out=str(out.absolute()) if out is not None else None)
+    finally:
+        if token_file is not None:
+            token_file.unlink(missing_ok=True)
+    return document
+
+
 def release(
     ctx: typer.Context,
     dataset: Annotated[str, typer.Option("--dataset", help="Dataset to release from.")],
@@ -57,6 +81,9 @@ def release(
         bool, typer.Option("--preview", help="Accuracy only: no data read, no budget spent.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON value.")] = False,
+    prefect: Annotated[bool | None, typer.Option(
+        "--prefect/--no-prefect", help="Run as the Prefect 'release' flow (default: when "
+        "PREFECT_API_URL is set).")] = None,
 ) -> None:
     """Release differentially private aggregates by segment, charged to your budget."""
     from vault.budget import parse_epsilon
@@ -71,6 +98,19 @@ def release(
         dataset, _split(by), measure, parse_epsilon(epsilon), delta=_delta(delta), zcdp=zcdp
     )
     session = open_session(ctx)
+    from flows.ingest_runner import prefect_configured
+
+    if not preview and (prefect if prefect is not None else prefect_configured()):
+        if chart is not None or delta is not None or zcdp:
+            raise BadInput("--prefect releases take --out/--json; drop --chart/--delta/--zcdp "
+                           "or use --no-prefect")
+        doc_flow = _release_flow(session, ctx, dataset, _split(by), measure, epsilon, out)
+        if as_json:
+            emit_json(doc_flow)
+        else:
+            console.print(f"released {len(doc_flow['rows'])} groups of '{dataset}' at epsilon "
+                          f"{epsilon} (Prefect flow 'release')", markup=False)
+        return
     if preview:
         accuracy = preview_release(session.engine, session.home, session.principal, request)
         doc: dict[str, Any] = {

@@ -367,6 +367,33 @@ def test_release_flow_spends_the_analysts_budget(
     assert _ledger_actions(home).get("release.dp", 0) == 1
 
 
+def test_cli_release_runs_the_release_flow(
+    harness: dict[str, str], home: VaultHome, voters_csv: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    import json
+
+    from flows.cli import main
+    from flows.demo import RELEASES
+    from flows.ingest import ingest
+
+    ingest(path=str(voters_csv), dataset=DATASET, home=str(home.root))
+    token = _analyst_token(home, tmp_path).read_text().strip()
+    monkeypatch.setenv("CIVICVAULT_HOME", str(home.root))
+    monkeypatch.setenv("CIVICVAULT_TOKEN", token)
+    by, measures, epsilon = RELEASES[0]
+    args = ["release", "--dataset", DATASET, "--by", ",".join(by), "--epsilon", epsilon,
+            "--prefect", "--json"]
+    for m in measures:
+        args += ["--measure", m]
+    capsys.readouterr()
+    assert main(args) == 0
+    doc = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert doc["rows"] and doc["budget"]["epsilon_spent"] == pytest.approx(float(epsilon))
+    assert _ledger_actions(home).get("release.dp", 0) == 1
+    assert not list(home.root.glob(".flow-token-*"))  # the token file is gone
+
+
 def test_erasure_flow_shreds_each_requested_subject_once(
     harness: dict[str, str], home: VaultHome, voters_csv: Path, tmp_path: Path
 ) -> None:
