@@ -34,24 +34,14 @@ def _delta(text: str | None) -> float | None:
 def _release_flow(session: Any, ctx: typer.Context, dataset: str, by: list[str],
                   measures: list[str], epsilon: str, out: Path | None) -> dict[str, Any]:
     """The Prefect ``release`` flow; the token travels as a 0600 file path, never a parameter."""
-    import secrets
-
+    from flows.flow_runtime import token_file_for
     from flows.release import release as release_flow
-    from vault.home import write_secret_file
 
-    token = (ctx.find_root().obj or {}).get("token")
-    token_file = None
-    if token is not None:
-        token_file = session.home.root / f".flow-token-{secrets.token_hex(8)}"
-        write_secret_file(token_file, token.encode("ascii"))
-    try:
+    with token_file_for(session.home, (ctx.find_root().obj or {}).get("token")) as token_file:
         document: dict[str, Any] = release_flow(
             dataset=dataset, by=by, measures=measures, epsilon=epsilon,
-            home=str(session.home.root), token_file=str(token_file) if token_file else None,
+            home=str(session.home.root), token_file=token_file,
             out=str(out.absolute()) if out is not None else None)
-    finally:
-        if token_file is not None:
-            token_file.unlink(missing_ok=True)
     return document
 
 

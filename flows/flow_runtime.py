@@ -15,6 +15,7 @@ civicvault's own tree already carry ids only and pass through unchanged.
 from __future__ import annotations
 
 import os
+import secrets
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +27,7 @@ from sqlalchemy.exc import OperationalError
 from ledger.errors import BadInput, CivicVaultError
 from vault import access as _access
 from vault.db import make_engine, require_schema
-from vault.home import DB_URL_ENV, TOKEN_ENV, VaultHome
+from vault.home import DB_URL_ENV, TOKEN_ENV, VaultHome, write_secret_file
 
 _ENGINES: dict[str, Engine] = {}
 _LOCK = threading.Lock()
@@ -105,3 +106,22 @@ def scrubbed(step: str, **ids: object) -> Iterator[None]:
         if isinstance(exc, OperationalError):
             raise TransientStoreError(f"{detail}: transient database error") from None
         raise FlowStepFailed(detail) from None
+
+
+@contextmanager
+def token_file_for(home: VaultHome, token: str | None) -> Iterator[str | None]:
+    """A principal token as a 0600 file path for a flow run, removed afterwards.
+
+    Flows take a token *file* so the secret never becomes a Prefect parameter;
+    ``None`` (no token given) lets the flow use the home's admin token.
+    """
+    if token is None:
+        yield None
+        return
+    path = home.root / f".flow-token-{secrets.token_hex(8)}"
+    write_secret_file(path, token.encode("ascii"))
+    try:
+        yield str(path)
+    finally:
+        path.unlink(missing_ok=True)
+

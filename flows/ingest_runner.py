@@ -10,13 +10,11 @@ them too) and spares a 12-16 s ephemeral server start for each command.
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 from typing import Any
 
 from flows.session import Session
 from vault.errors import BadInput
-from vault.home import write_secret_file
 from vault.ingest import Progress, ingest_path
 
 SUFFIXES = {".csv", ".tsv", ".txt", ".parquet", ".jsonl", ".ndjson"}
@@ -57,18 +55,11 @@ def run_ingest(session: Session, path: Path, dataset: str, progress: Progress | 
 
 def _run_flow(session: Session, path: Path, dataset: str, token: str | None) -> dict[str, Any]:
     """The ``ingest`` flow; the token travels as a 0600 file path, never as a parameter."""
+    from flows.flow_runtime import token_file_for
     from flows.ingest import ingest_flow
 
-    token_file: Path | None = None
-    if token is not None:
-        token_file = session.home.root / f".flow-token-{secrets.token_hex(8)}"
-        write_secret_file(token_file, token.encode("ascii"))
-    try:
+    with token_file_for(session.home, token) as token_file:
         result = ingest_flow()(path=str(path.absolute()), dataset=dataset,
-                               home=str(session.home.root),
-                               token_file=str(token_file) if token_file else None)
-    finally:
-        if token_file is not None:
-            token_file.unlink(missing_ok=True)
+                               home=str(session.home.root), token_file=token_file)
     return {k: result[k] for k in ("dataset", "rows_added", "rows_updated",
                                    "duplicates_skipped", "batches", "columns")}
