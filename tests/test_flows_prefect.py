@@ -76,7 +76,8 @@ def _engine(vh: VaultHome) -> Engine:
 
 
 def _count(vh: VaultHome, table: str, where: str = "") -> int:
-    with _engine(vh).connect() as conn:
+    # readonly: a DEFERRED snapshot read in WAL, never queued behind a writer's lock
+    with _engine(vh).connect().execution_options(readonly=True) as conn:
         return int(conn.execute(text(f"SELECT count(*) FROM {table} {where}")).scalar_one())
 
 
