@@ -79,30 +79,14 @@ def create_app(home: VaultHome, engine: Engine) -> FastAPI:
     @app.get("/api/ledger/proof/inclusion")
     def prove(who: Who, index: Annotated[int, Query(ge=0)],
               size: Annotated[int | None, Query(ge=1)] = None) -> dict[str, Any]:
-        from ledger.merkle import leaf_hash
-
         with _access.access(engine, home, who, "ledger.prove", "ledger") as conn:
-            n = size if size is not None else ledger_store.size(conn) - 1
-            if index >= n or n > ledger_store.size(conn):
-                raise BadInput(f"need 0 <= index < size <= {ledger_store.size(conn)}")
-            [entry] = list(ledger_store.iter_entries(conn, index, index + 1))
-            return {"leaf_index": index, "tree_size": n, "leaf_hash": leaf_hash(entry).hex(),
-                    "root_hash": ledger_store.root(conn, n).hex(),
-                    "inclusion_path": [h.hex() for h in
-                                       ledger_store.inclusion_proof(conn, index, n)]}
+            return ledger_store.inclusion_document(conn, index, size)
 
     @app.get("/api/ledger/proof/consistency")
     def consistency(who: Who, old: Annotated[int, Query(ge=1)],
                     new: Annotated[int | None, Query(ge=1)] = None) -> dict[str, Any]:
         with _access.access(engine, home, who, "ledger.consistency", "ledger") as conn:
-            m = new if new is not None else ledger_store.size(conn) - 1
-            if not old <= m <= ledger_store.size(conn):
-                raise BadInput(f"need 1 <= old <= new <= {ledger_store.size(conn)}")
-            return {"old_size": old, "new_size": m,
-                    "old_root": ledger_store.root(conn, old).hex(),
-                    "new_root": ledger_store.root(conn, m).hex(),
-                    "consistency_path": [h.hex() for h in
-                                         ledger_store.consistency_proof(conn, old, m)]}
+            return ledger_store.consistency_document(conn, old, new)
 
     @app.get("/api/audit")
     def audit(who: Who, since: str | None = None) -> dict[str, Any]:

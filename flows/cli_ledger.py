@@ -261,18 +261,14 @@ def prove(
     """RFC 9162 inclusion proof of entry INDEX in the tree of SIZE entries."""
     session = open_session(ctx)
     with session.access("ledger.prove", "ledger") as conn:
-        n = store.size(conn) if size is None else size
-        path = store.inclusion_proof(conn, index, n)
-        [leaf] = store.leaf_hashes(conn, index, index + 1)
-        root = store.root(conn, n)
-    result = {"leaf_index": index, "tree_size": n, "leaf_hash": leaf.hex(),
-              "root_hash": root.hex(), "inclusion_path": [h.hex() for h in path]}
+        result = store.inclusion_document(conn, index, size)
     if json_out:
         emit_json(result)
         return
-    console.print(f"entry {index} in tree of size {n}, root {root.hex()}", soft_wrap=True)
-    for h in path:
-        console.print(f"  {h.hex()}", soft_wrap=True)
+    console.print(f"entry {index} in tree of size {result['tree_size']}, "
+                  f"root {result['root_hash']}", soft_wrap=True)
+    for h in result["inclusion_path"]:
+        console.print(f"  {h}", soft_wrap=True)
 
 
 @app.command()
@@ -286,14 +282,11 @@ def consistency(
     """RFC 9162 consistency proof from the tree of OLD entries to the tree of NEW."""
     session = open_session(ctx)
     with session.access("ledger.consistency", "ledger") as conn:
-        n = store.size(conn) if new is None else new
-        path = store.consistency_proof(conn, old, n)
-        old_root, new_root = store.root(conn, old), store.root(conn, n)
-    result = {"old_size": old, "new_size": n, "old_root": old_root.hex(),
-              "new_root": new_root.hex(), "consistency_path": [h.hex() for h in path]}
+        result = store.consistency_document(conn, old, new)
     if json_out:
         emit_json(result)
         return
-    console.print(f"tree {old} -> {n}: {old_root.hex()} -> {new_root.hex()}", soft_wrap=True)
-    for h in path:
-        console.print(f"  {h.hex()}", soft_wrap=True)
+    console.print(f"tree {old} -> {result['new_size']}: {result['old_root']} -> "
+                  f"{result['new_root']}", soft_wrap=True)
+    for h in result["consistency_path"]:
+        console.print(f"  {h}", soft_wrap=True)

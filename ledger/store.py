@@ -357,3 +357,20 @@ def leaf_hashes(conn: Connection, start: int = 0, stop: int | None = None) -> li
     rows = conn.execute(select(_E.leaf_hash).where(_E.seq >= start, _E.seq < end)
                         .order_by(_E.seq)).scalars().all()
     return [bytes(r) for r in rows]
+
+
+def inclusion_document(conn: Connection, index: int, size_: int | None = None) -> dict[str, Any]:
+    """The inclusion proof of entry ``index`` as DESIGN.md's JSON shape (hex hashes)."""
+    n = size(conn) if size_ is None else size_
+    path = inclusion_proof(conn, index, n)
+    [leaf] = leaf_hashes(conn, index, index + 1)
+    return {"leaf_index": index, "tree_size": n, "leaf_hash": leaf.hex(),
+            "root_hash": root(conn, n).hex(), "inclusion_path": [h.hex() for h in path]}
+
+
+def consistency_document(conn: Connection, old: int, new: int | None = None) -> dict[str, Any]:
+    """The consistency proof from ``old`` to ``new`` as DESIGN.md's JSON shape (hex hashes)."""
+    n = size(conn) if new is None else new
+    path = consistency_proof(conn, old, n)
+    return {"old_size": old, "new_size": n, "old_root": root(conn, old).hex(),
+            "new_root": root(conn, n).hex(), "consistency_path": [h.hex() for h in path]}

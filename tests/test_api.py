@@ -53,3 +53,16 @@ def test_checkpoint_and_proofs_for_admin(client: TestClient, tmp_path: Path) -> 
 def test_dashboard_served(client: TestClient) -> None:
     page = client.get("/")
     assert page.status_code == 200 and "civicvault" in page.text
+
+
+def test_proofs_match_the_cli_shape_and_bad_ranges_are_400(client: TestClient,
+                                                           tmp_path: Path) -> None:
+    h = _admin(tmp_path)
+    proof = client.get("/api/ledger/proof/inclusion", params={"index": 0, "size": 1},
+                       headers=h).json()
+    assert set(proof) == {"leaf_index", "tree_size", "leaf_hash", "root_hash", "inclusion_path"}
+    assert proof["inclusion_path"] == [] and proof["leaf_hash"] == proof["root_hash"]
+    cons = client.get("/api/ledger/proof/consistency", params={"old": 1}, headers=h).json()
+    assert cons["old_size"] == 1 and cons["new_size"] >= 2 and cons["consistency_path"]
+    bad = client.get("/api/ledger/proof/inclusion", params={"index": 99, "size": 2}, headers=h)
+    assert bad.status_code == 400 and "detail" in bad.json()
