@@ -2,8 +2,23 @@
 
 A gold span counts as **redacted** when predicted spans cover at least half of
 its characters, whatever their label: that is what protects the text. It counts
-as **typed** when the covering span's entity is one that the gold label maps to
-(:data:`LABEL_MAP`). Both recalls are reported per gold label and overall.
+as **typed** when the covering spans carry an entity of the *type* that the gold
+label maps to. Both recalls are reported per gold label and overall.
+
+The mapping is fixed and many-to-one, in two steps, so that it can be reviewed:
+
+* :data:`ENTITY_TYPE` puts each entity name we (or Presidio) emit into exactly
+  one type of our taxonomy. A type is what a privacy reviewer reads in a
+  redacted copy: "a person", "a place", "an organisation", ... Our location
+  type covers everything that places a person on a map (street address, ZIP
+  or postcode, city, region, country): the three are often adjacent and one
+  address written over several lines is one disclosure. Party affiliation is a
+  political group, so NRP (nationality, religious or political group).
+* :data:`GOLD_TYPE` maps each gold label of the dataset to one type. TITLE
+  (honorifics such as "Dr.", job titles) describes a person and maps to PERSON:
+  our name recognizer includes an honorific in the PERSON span it redacts.
+
+:data:`LABEL_MAP` (gold label -> accepted entity names) is derived from the two.
 """
 
 from __future__ import annotations
@@ -13,27 +28,56 @@ from dataclasses import dataclass, field
 
 from vault.pii.freetext import Span
 
-__all__ = ["LABEL_MAP", "EntityRecall", "score_spans"]
+__all__ = ["ENTITY_TYPE", "GOLD_TYPE", "LABEL_MAP", "EntityRecall", "score_spans"]
 
-#: gold label of presidio-research's synth_dataset_v2 -> our / Presidio's entities
+#: entity name we (or Presidio) emit -> type of our taxonomy
+ENTITY_TYPE: Mapping[str, str] = {
+    "PERSON": "PERSON",
+    "LOCATION": "LOCATION",
+    "US_STREET_ADDRESS": "LOCATION",
+    "US_ZIP_CODE": "LOCATION",
+    "ORGANIZATION": "ORGANIZATION",
+    "DATE_TIME": "DATE_TIME",
+    "BIRTH_DATE": "DATE_TIME",
+    "AGE": "AGE",
+    "NRP": "NRP",
+    "PARTY": "NRP",
+    "PHONE_NUMBER": "PHONE_NUMBER",
+    "EMAIL_ADDRESS": "EMAIL_ADDRESS",
+    "URL": "URL",
+    "IP_ADDRESS": "IP_ADDRESS",
+    "CREDIT_CARD": "CREDIT_CARD",
+    "IBAN_CODE": "IBAN_CODE",
+    "US_SSN": "US_SSN",
+    "US_DRIVER_LICENSE": "US_DRIVER_LICENSE",
+    "VOTER_ID": "VOTER_ID",
+}
+
+#: gold label of presidio-research's synth_dataset_v2 -> type of our taxonomy
+GOLD_TYPE: Mapping[str, str] = {
+    "PERSON": "PERSON",
+    "TITLE": "PERSON",
+    "STREET_ADDRESS": "LOCATION",
+    "GPE": "LOCATION",
+    "ZIP_CODE": "LOCATION",
+    "ORGANIZATION": "ORGANIZATION",
+    "DATE_TIME": "DATE_TIME",
+    "AGE": "AGE",
+    "NRP": "NRP",
+    "PHONE_NUMBER": "PHONE_NUMBER",
+    "EMAIL_ADDRESS": "EMAIL_ADDRESS",
+    "DOMAIN_NAME": "URL",
+    "IP_ADDRESS": "IP_ADDRESS",
+    "CREDIT_CARD": "CREDIT_CARD",
+    "IBAN_CODE": "IBAN_CODE",
+    "US_SSN": "US_SSN",
+    "US_DRIVER_LICENSE": "US_DRIVER_LICENSE",
+}
+
+#: gold label -> the entity names counted as the right type for it
 LABEL_MAP: Mapping[str, frozenset[str]] = {
-    "PERSON": frozenset({"PERSON"}),
-    "STREET_ADDRESS": frozenset({"US_STREET_ADDRESS", "LOCATION"}),
-    "GPE": frozenset({"LOCATION", "US_STREET_ADDRESS"}),
-    "ORGANIZATION": frozenset({"ORGANIZATION"}),
-    "CREDIT_CARD": frozenset({"CREDIT_CARD"}),
-    "DATE_TIME": frozenset({"DATE_TIME", "BIRTH_DATE"}),
-    "TITLE": frozenset({"PERSON"}),
-    "PHONE_NUMBER": frozenset({"PHONE_NUMBER"}),
-    "AGE": frozenset({"AGE"}),
-    "NRP": frozenset({"NRP"}),
-    "EMAIL_ADDRESS": frozenset({"EMAIL_ADDRESS"}),
-    "ZIP_CODE": frozenset({"US_ZIP_CODE", "US_STREET_ADDRESS", "LOCATION"}),
-    "DOMAIN_NAME": frozenset({"URL"}),
-    "IBAN_CODE": frozenset({"IBAN_CODE"}),
-    "US_SSN": frozenset({"US_SSN"}),
-    "IP_ADDRESS": frozenset({"IP_ADDRESS"}),
-    "US_DRIVER_LICENSE": frozenset({"US_DRIVER_LICENSE"}),
+    gold: frozenset(e for e, t in ENTITY_TYPE.items() if t == kind)
+    for gold, kind in GOLD_TYPE.items()
 }
 
 

@@ -7,8 +7,9 @@ and run on a pool of worker processes (``spawn``), each building its own engine
 once; the pool lives as long as the process (``shutdown_pools`` stops it), so the
 batches of an ingest pay the workers' start-up once. Results keep the input order.
 
-Overlapping detections are merged into one redacted span, labelled with the
-entity of its highest-scoring detection. ``None`` and blank cells pass through.
+Overlapping detections are split, not merged: every character any detection
+found is redacted, and each part is labelled by the best detection covering it
+(see ``_resolve``). ``None`` and blank cells pass through.
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 
 import polars as pl
+from presidio_analyzer import RecognizerResult
 
 from vault.pii.engine import LANGUAGE, get_analyzer
+from vault.pii.names import TIER_KEY
+from vault.pii.recognizers import RECOGNIZER_TIERS
 
 __all__ = ["DEFAULT_THRESHOLD", "Span", "find_spans", "redact_texts", "shutdown_pools"]
 
@@ -40,25 +44,66 @@ class Span:
     score: float
 
 
-# spaCy NER gives every entity the same flat score; a pattern match that passed its
-# recognizer's checks says more about *what* the span is, so it names a merged span.
-_NER_ENTITIES = frozenset({"PERSON", "LOCATION", "ORGANIZATION", "NRP", "DATE_TIME"})
+# Overlaps are resolved the way Presidio's anonymizer resolves intersections: the
+# better detection keeps all its characters, a worse one keeps only what is left
+# (possibly in two pieces), so nothing found is un-redacted and each part keeps the
+# label of the detection that knows most about it. "Better" is a tier first, then
+# the score, then the shorter span:
+# * tier 2, pattern recognizers (checksums, formats, context words): they say more
+#   about *what* a span is than the statistical NER, which scores every entity 0.85;
+# * tier 1, spaCy's NER (and our weak name/place guesses, which only fill gaps);
+# * tier 0, broad catch-alls (address blocks), which only label what nothing else did.
+_TIER_NER = 1
+_TIERS: dict[str, int] = {"SpacyRecognizer": _TIER_NER, **RECOGNIZER_TIERS}
 
 
-def _rank(span: Span) -> tuple[bool, float]:
-    return (span.entity not in _NER_ENTITIES, span.score)
+def _rank(span: Span, tier: int) -> tuple[int, float, int]:
+    return (tier, span.score, span.start - span.end)
 
 
-def _merge(spans: Iterable[Span]) -> list[Span]:
-    merged: list[Span] = []
-    for span in sorted(spans, key=lambda s: (s.start, -s.end)):
-        if merged and span.start < merged[-1].end:
-            last = merged[-1]
-            best = last if _rank(last) >= _rank(span) else span
-            merged[-1] = Span(last.start, max(last.end, span.end), best.entity, best.score)
+def _resolve(spans: Iterable[tuple[Span, int]]) -> list[Span]:
+    """Non-overlapping spans covering the union of ``(span, tier)``, labelled by rank."""
+    claimed: list[tuple[int, int]] = []  # disjoint intervals, sorted
+    pieces: list[Span] = []
+    for span, _ in sorted(spans, key=lambda st: _rank(*st), reverse=True):
+        pos = span.start
+        for start, end in claimed:
+            if end <= pos:
+                continue
+            if start >= span.end:
+                break
+            if start > pos:
+                pieces.append(Span(pos, start, span.entity, span.score))
+            pos = max(pos, end)
+        if pos < span.end:
+            pieces.append(Span(pos, span.end, span.entity, span.score))
+        claimed = _union([*claimed, (span.start, span.end)])
+    out: list[Span] = []
+    for piece in sorted(pieces, key=lambda s: s.start):
+        if out and out[-1].end == piece.start and out[-1].entity == piece.entity:
+            last = out[-1]
+            out[-1] = Span(last.start, piece.end, last.entity, max(last.score, piece.score))
         else:
-            merged.append(span)
-    return merged
+            out.append(piece)
+    return out
+
+
+def _union(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(intervals):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
+def _tier(result: RecognizerResult) -> int:
+    meta = result.recognition_metadata or {}
+    tier = meta.get(TIER_KEY)
+    if isinstance(tier, int):
+        return tier
+    return _TIERS.get(str(meta.get(RecognizerResult.RECOGNIZER_NAME_KEY, "")), 2)
 
 
 def _spans_local(
@@ -76,7 +121,7 @@ def _spans_local(
         results = analyzer.analyze(
             text, LANGUAGE, nlp_artifacts=artifacts, score_threshold=threshold
         )
-        out[i] = _merge(Span(r.start, r.end, r.entity_type, r.score) for r in results)
+        out[i] = _resolve((Span(r.start, r.end, r.entity_type, r.score), _tier(r)) for r in results)
     return out
 
 

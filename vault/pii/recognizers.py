@@ -2,9 +2,10 @@
 
 Two faces of the same knowledge:
 
-* :func:`custom_recognizers` -> Presidio ``PatternRecognizer`` objects used on
-  free text (street addresses, ZIP / ZIP+4, voter ids, party names, ages,
-  birth dates, extra US phone formats);
+* :func:`custom_recognizers` -> Presidio recognizers used on free text (street
+  addresses, ZIP / ZIP+4, voter ids, party names, ages, birth dates, phone
+  formats, card numbers, ISO timestamps, and the name, place and organisation
+  cues of :mod:`vault.pii.names`);
 * :data:`VALUE_CHECKS` -> whole-value predicates used by the column classifier
   on a *sample* of a column (``"27517-1234"`` is a ZIP+4, ``"DEM"`` a party
   code, ``"AX73187"`` an NC ``ncid``). A column is never scanned cell by cell.
@@ -21,7 +22,7 @@ from collections.abc import Callable, Iterable
 from datetime import date
 
 from faker.providers.address.en_US import Provider as _FakerAddress
-from presidio_analyzer import Pattern, PatternRecognizer
+from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer
 
 __all__ = [
     "ENTITIES",
@@ -29,6 +30,7 @@ __all__ = [
     "GENDER_CODES",
     "PARTY_CODES",
     "RACE_CODES",
+    "RECOGNIZER_TIERS",
     "VALUE_CHECKS",
     "custom_recognizers",
     "value_share",
@@ -202,36 +204,111 @@ _COUNTRIES: tuple[str, ...] = (
     *(c for c in _FakerAddress.countries if "," not in c and "(" not in c),
     "United States", "USA", "UK", "Czech Republic",
 )
+_COUNTRY_ALT = "|".join(re.escape(c) for c in sorted(_COUNTRIES, key=len, reverse=True))
+# street-name words written *before* the name (Romance, Slavic, German usage)
+_STREET_PREFIX = (
+    r"(?:Rue|Rua|Via|Viale|Calle|Carrer|Avenida|Avda\.|Av\.|Avenue|Boulevard|Bd\.|Chemin|"
+    r"Allée|Impasse|Quai|Piazza|Largo|Travessa|Estrada|Praça|Plaza|Paseo|ul\.|ulica|Str\.|"
+    r"Strada|Aleja|al\.)"
+)
+
+#: recognizer name -> tier used to resolve overlaps in :mod:`vault.pii.freetext`
+#: (2 = specific pattern, the default; 1 = spaCy NER; 0 = broad catch-all).
+RECOGNIZER_TIERS: dict[str, int] = {"AddressBlockRecognizer": 0}
 
 
-def custom_recognizers() -> list[PatternRecognizer]:
+def _luhn(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        n = int(ch) * (2 if i % 2 else 1)
+        total += n - 9 if n > 9 else n
+    return total % 10 == 0
+
+
+class CardNumberRecognizer(PatternRecognizer):
+    """Payment card numbers of 12-19 digits (Maestro to 19-digit Visa), contiguous or in
+    groups, passing the Luhn check. Presidio's recognizer only knows 13-17 digits in
+    fixed groups. A Luhn-valid number is not yet a card (one random number in ten
+    passes), so the base score is below the threshold and a context word is needed."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            supported_entity="CREDIT_CARD",
+            name="CardNumberRecognizer",
+            patterns=[
+                Pattern("card digits", r"(?<![\w+\-.])[1-6]\d{3}(?:[ -]?\d{2,4}){2,4}(?![\w\-])",
+                        0.3),
+            ],
+            context=["card", "credit", "debit", "cc", "visa", "mastercard", "amex", "maestro",
+                     "charge", "billing"],
+            global_regex_flags=re.MULTILINE,
+        )
+
+    def validate_result(self, pattern_text: str) -> bool | None:
+        digits = _digits(pattern_text)
+        if not 12 <= len(digits) <= 19 or not _luhn(digits):
+            return False
+        return None  # valid: keep the pattern's score (True would make it 1.0)
+
+
+def custom_recognizers() -> list[EntityRecognizer]:
     """Fresh instances of our Presidio recognizers (English)."""
+    from vault.pii.names import name_recognizers
+
     street = PatternRecognizer(
         supported_entity=STREET_ADDRESS,
         name="UsStreetAddressRecognizer",
         patterns=[
+            # an optional building / unit number may stand before the house number
             Pattern(
                 "number street suffix",
-                rf"\b\d{{1,6}}[A-Za-z]?\s+(?:[NSEW]\.?\s+)?(?:{_CAP}\s+){{0,3}}{_CAP}\s+"
-                rf"(?i:{_STREET_SUFFIX})\b\.?",
+                rf"\b\d{{1,6}}(?:[ \t]\d{{1,6}})?[A-Za-z]?[ \t]+(?:[NSEW]\.?[ \t]+)?"
+                rf"(?:{_CAP}[ \t]+){{0,3}}{_CAP}[ \t]+(?i:{_STREET_SUFFIX})\b\.?",
+                0.6,
+            ),
+            Pattern(
+                "number prefix street",
+                rf"\b\d{{1,6}}(?:[ \t]\d{{1,6}})?[ \t]+{_STREET_PREFIX}(?:[ \t]+[^\W\d_][\w'’\-]*)"
+                r"{1,5}(?:[ \t]+\d{1,4}[a-z]?\b)?",
                 0.6,
             ),
             Pattern("po box", r"\b(?i:p\.?\s*o\.?\s*box)\s+\d{1,6}\b", 0.6),
             Pattern("unit", r"\b(?:Apt|Apartment|Suite|Ste|Unit|Lot)\.?\s*#?\s*\d{1,5}[A-Z]?\b",
                     0.5),
             Pattern("military", r"\b(?:PSC|Unit|CMR)\s+\d{3,5},?\s+Box\s+\d{3,5}\b", 0.6),
-            Pattern("street number (european)", rf"\b{_CAP}(?:\s+{_CAP})?\s+\d{{1,4}}[a-z]?\b",
+            Pattern("military post office", r"\b(?:APO|FPO|DPO)[ \t]+(?:AA|AE|AP)[ \t]+\d{5}\b",
+                    0.6),
+            Pattern("street number (european)",
+                    r"\b[A-ZÀ-ÖØ-Þ][\w'’\-]+(?:[ \t]+[A-ZÀ-ÖØ-Þ][\w'’\-]+)?[ \t]+\d{1,4}[a-z]?\b",
                     0.3),
             Pattern("number words number",
-                    r"\b\d{1,6}\s+(?:[^\W\d_][\w.'’-]*\s+){1,4}\d{1,4}[a-z]?\b\.?", 0.5),
-            # an address block: a street line, then up to four short lines (unit, city,
-            # region, country + postcode), as in signatures and letter heads
-            Pattern("address block",
-                    r"(?m)\b\d{1,6}\s+[^\W\d_][^\n]{2,50}(?:\n[ \t>]*[^\n.!?:@]{2,40}){1,4}",
-                    0.4),
+                    r"\b\d{1,6}[ \t]+[A-ZÀ-ÖØ-Þ][\w.'’\-]*(?:[ \t]+[^\W\d_][\w.'’\-]*){0,3}"
+                    r"[ \t]+\d{1,4}[a-z]?\b\.?",
+                    0.5),
+            # "the corner of 5th Street and Main"
+            Pattern("street corner",
+                    r"\b(?i:the[ \t]+)?corner[ \t]+of[ \t]+[^\n,?!]{3,60}?[ \t]+and[ \t]+"
+                    r"[^\n,?!]{2,40}?(?=[,?!\n]|\.(?:\s|$)|$)",
+                    0.6),
         ],
         context=["address", "live", "lives", "located", "street", "residence", "mail", "send",
                  "moved", "at"],
+        global_regex_flags=re.MULTILINE,
+    )
+    # Tier 0: a street line, then up to four short lines (unit, city, region, country +
+    # postcode, one blank line allowed), as in signatures and letter heads. It labels
+    # only what no other recognizer claims (phones, names and e-mails inside keep theirs).
+    block = PatternRecognizer(
+        supported_entity=STREET_ADDRESS,
+        name="AddressBlockRecognizer",
+        patterns=[
+            Pattern("address block",
+                    r"(?<![\w:.\-])\d{1,6}[ \t]+[^\W\d_][^\n:@]{2,50}"
+                    r"(?:\n(?:[ \t>?]*\n)?[ \t>?]*[^\n.!?:@]{2,40}){1,4}",
+                    0.4),
+        ],
+        context=["address", "live", "lives", "located", "street", "residence", "mail", "send",
+                 "moved"],
         global_regex_flags=re.MULTILINE,
     )
     zip_code = PatternRecognizer(
@@ -272,9 +349,18 @@ def custom_recognizers() -> list[PatternRecognizer]:
             Pattern("n years old", r"\b\d{1,3}(?=[\s-]+(?:years?|yrs?)[\s-]+old\b)", 0.6),
             Pattern("aged n", r"(?<=\b[Aa]ged\s)\d{1,3}\b", 0.6),
             Pattern("age n", r"(?<=\b[Aa]ge[:\s])\s?\d{1,3}\b", 0.5),
-            Pattern("n year old", r"\b\d{1,3}(?=-year-old\b)", 0.6),
+            Pattern("age of n", r"(?<=\b[Aa]ge of )\d{1,3}\b", 0.6),
+            Pattern("n year old", r"\b\d{1,3}(?=[ -]year[ -]old\b)", 0.6),
             Pattern("n y/o", r"\b\d{1,3}(?=\s?y/?o\b)", 0.6),
+            Pattern("will turn n",
+                    r"(?:(?<=\bwill turn )|(?<='ll turn )|(?<=\bto turn )|(?<=\bI turn ))"
+                    r"\d{1,3}\b(?!\s*(?:degrees|°|%|percent|times|pages|minutes|km|miles))",
+                    0.5),
             Pattern("turned n", r"(?<=\bturned )\d{1,3}\b", 0.5),
+            Pattern("turns n", r"(?<=\bturns )\d{1,3}\b", 0.5),
+            # "when she was 64." (a bare number closing a clause about a person)
+            Pattern("pronoun was n",
+                    r"(?<=\b(?:he|He|she|She|I) was )\d{1,3}\b(?=\s*(?:[.!?,;]|$))", 0.5),
         ],
         global_regex_flags=re.MULTILINE,
     )
@@ -288,19 +374,44 @@ def custom_recognizers() -> list[PatternRecognizer]:
         context=["born", "birth", "birthday", "dob", "b."],
         global_regex_flags=re.MULTILINE,
     )
+    timestamp = PatternRecognizer(
+        supported_entity=DATE,
+        name="IsoTimestampRecognizer",
+        patterns=[
+            Pattern("iso date time",
+                    r"\b(?:1[89]|20)\d{2}-[01]\d-[0-3]\d[ T][0-2]\d:[0-5]\d(?::[0-5]\d(?:\.\d+)?)?"
+                    r"(?:Z|[+-][0-2]\d:?[0-5]\d)?(?![\w:])",
+                    0.6),
+        ],
+        global_regex_flags=re.MULTILINE,
+    )
+    # Phone formats. Separators are spaces, dashes and dots on one line (never a newline),
+    # and no match may touch a word, a dot, a colon or a slash (times, dates, versions).
+    edge_l = r"(?<![\w.:/+\-])"
+    edge_r = r"(?![\w:/\-]|\.\d)"
     phone = PatternRecognizer(
         supported_entity=PHONE,
         name="UsPhoneFormatsRecognizer",
         patterns=[
-            Pattern("(xxx) xxx-xxxx", r"\(\d{3}\)\s?\d{3}[-.\s]\d{4}(?:\s?x\d{1,5})?", 0.6),
-            Pattern("xxx-xxx-xxxx", r"\b(?:\+?1[-.\s])?\d{3}[-.]\d{3}[-.]\d{4}(?:x\d{1,5})?\b",
+            Pattern("(xxx) xxx-xxxx", r"\(\d{3}\)[ ]?\d{3}[-. ]\d{4}(?:[ ]?x\d{1,5})?", 0.6),
+            Pattern("xxx-xxx-xxxx", r"\b(?:\+?1[-. ])?\d{3}[-.]\d{3}[-.]\d{4}(?:x\d{1,5})?\b",
                     0.6),
-            Pattern("xxx xxx xxxx", r"\b\d{3}\s\d{3}\s\d{4}\b", 0.4),
-            Pattern("grouped digits", r"(?<![\w.])\+?\d{2,4}(?:[\s-]\d{2,4}){2,4}(?![\w.])", 0.4),
-            Pattern("international", r"(?<![\w.])\+\d{1,3}[\s-]?\d{3,5}[\s-]?\d{3,8}\b", 0.5),
+            Pattern("xxx xxx xxxx", r"\b\d{3} \d{3} \d{4}\b", 0.4),
+            Pattern("grouped digits",
+                    rf"{edge_l}(?!(?:1[89]|20)\d\d-\d\d-\d\d)\+?\d{{2,4}}(?:[ \-]\d{{2,4}}){{2,4}}"
+                    rf"{edge_r}", 0.4),
+            Pattern("dotted pairs", rf"{edge_l}0\d(?:\.\d{{2}}){{4}}{edge_r}", 0.5),
+            Pattern("(area) number",
+                    rf"{edge_l}\(\d{{2,5}}\)[ ]?\d{{3,4}}(?:[ \-]\d{{2,4}}){{1,2}}{edge_r}", 0.5),
+            Pattern("international",
+                    rf"{edge_l}\+\d{{1,3}}[ \-]?(?:\(0\)[ ]?)?\d{{1,5}}(?:[ \-]?\d{{2,8}}){{1,4}}"
+                    r"\b", 0.5),
+            # two groups or ten plain digits: only with a context word
+            Pattern("two groups", rf"{edge_l}\d{{2,5}}[ \-]\d{{3,8}}{edge_r}", 0.1),
+            Pattern("ten digits", rf"{edge_l}0?[1-9]\d{{9}}{edge_r}", 0.1),
         ],
         context=["phone", "call", "cell", "mobile", "tel", "number", "reach", "text", "office",
-                 "fax", "desk", "answering", "messages"],
+                 "fax", "desk", "answering", "message", "contact", "dial", "ring"],
         global_regex_flags=re.MULTILINE,
     )
     country = PatternRecognizer(
@@ -310,4 +421,12 @@ def custom_recognizers() -> list[PatternRecognizer]:
         deny_list_score=0.5,
         global_regex_flags=0,  # case-sensitive: "Chad" the country, not "chad"
     )
-    return [street, zip_code, voter_id, party, age, birth, phone, country]
+    country_postcode = PatternRecognizer(
+        supported_entity="LOCATION",
+        name="CountryPostcodeRecognizer",
+        patterns=[Pattern("country postcode",
+                          rf"\b(?:{_COUNTRY_ALT})[ \t]+\d{{3,6}}(?:[ -]\d{{2,4}})?\b", 0.6)],
+        global_regex_flags=0,
+    )
+    return [street, block, zip_code, voter_id, party, age, birth, timestamp, phone, country,
+            country_postcode, CardNumberRecognizer(), *name_recognizers()]

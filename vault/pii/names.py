@@ -1,0 +1,258 @@
+"""Cues for names of people, places and organisations that the small spaCy model misses.
+
+spaCy's ``en_core_web_sm`` often finds a name but calls it an organisation or a
+place ("Hana Okonkwo" -> ORG), or misses names it has not seen. These
+recognizers add what English text itself says, without any list built from
+test data:
+
+* **honorific + name** ("Mr. Quarles", "Dr. Ana Li"): PERSON, the honorific
+  included (it is part of how the person is named);
+* **introduced names** ("my name is X", "Name: X", "called X", "last name? X");
+* **given names**: a capitalised word in Faker's given-name lists (all
+  locales, shipped with the package) followed by a capitalised surname from
+  Faker's surname lists is a PERSON; a given name alone, or with an unknown
+  surname, is a *weak* PERSON that only fills gaps left by the NER, except that
+  a lone given name spaCy called an organisation is relabelled. Given names that
+  are also common English words or places ("Will", "May", "Virginia") or
+  English stop words ("My", "Do") are dropped (:data:`_NOT_NAMES`);
+* **place frames** ("flew to X", "grew up in X", "originally from X", "based in
+  X", "lives at <street number>, X", "Where: X"): LOCATION;
+* **organisation suffixes** ("X Inc", "X Ltd.", "X Technologies", "X Bank") and
+  frames ("work for X", "employed by X"): ORGANIZATION.
+
+Weak results carry ``tier`` 1 in their metadata (the NER's tier, see
+:mod:`vault.pii.freetext`); the others the pattern tier, 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import pkgutil
+import re
+
+import faker.providers.person as _faker_person
+from spacy.lang.en.stop_words import STOP_WORDS
+from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
+from presidio_analyzer.nlp_engine import NlpArtifacts
+
+__all__ = ["TIER_KEY", "given_names", "name_recognizers", "surnames"]
+
+#: recognition-metadata key overriding the recognizer's tier for one result
+TIER_KEY = "civicvault_tier"
+
+# Upper-case letters of Latin-1, Latin Extended-A/B, Greek and Cyrillic.
+_UP = "A-Z" + "".join(
+    ch for lo, hi in ((0xC0, 0x24F), (0x370, 0x3FF), (0x400, 0x4FF))
+    for ch in map(chr, range(lo, hi + 1)) if ch.isupper()
+)
+_WORD = rf"[{_UP}](?:[^\W\d_]|['’\-](?=[^\W\d_]))+"  # a capitalised word
+_INITIAL = rf"[{_UP}]\.?"
+_PARTICLE = r"(?:de|del|della|da|das|do|dos|di|du|la|le|van|von|der|den|ten|ter|af|al|el|bin|ibn)"
+# a name: words, single-letter initials and particles ("Ana Li", "Lena K. Marsh")
+_NAME = rf"{_WORD}(?:[ \t]+(?:{_INITIAL}[ \t]+|{_PARTICLE}[ \t]+)?{_WORD}){{0,3}}"
+# a place: words joined by spaces, particles or hyphens ("Puente del Rio")
+_PLACE = rf"{_WORD}(?:[ \t]+(?:{_PARTICLE}[ \t]+)?{_WORD}){{0,3}}"
+# unit and street words that never end a name ("Mrs. Ada Pelham Apt. 12")
+_NOT_IN_NAME = r"(?!(?:Apt|Apartment|Suite|Ste|Unit|Box|Lot|Room|Floor|Street|Road)\b)"
+
+_HONORIFIC = (
+    r"(?:Mr|Mrs|Ms|Mx|Miss|Dr|Prof|Rev|Fr|Sr|Sra|Srta|Mme|Mlle|Herr|Frau|Sir|Dame|Lady|Lord)"
+)
+
+# Given names (in Faker's lists) that are everyday English words, months, places or
+# name prefixes: as a lone capitalised word they say nothing about a person.
+_NOT_NAMES_TEXT = """
+    A An And Are Art Aurora August Austin Autumn Bill Bishop Blue Brook Brooks Can Carolina
+    Chance Chase Christian China Cliff Dakota Dale Dawn Day Dean Don Dusty Early Easter
+    Eden Ever Faith Fall Florence Frank Friday Georgia Glen Gold Golden Grace Grant Guy
+    Happy Harmony Heaven Hill Holly Honey Hope Hunter Independence India Iris Ivy Jack
+    Jade Jordan Joy June King Lake Land Lane Lincoln Love Lucky Madison Major March
+    Mark Marshall Mason May Memory Merry Miles Millie Mint Monday Moon New North Ocean
+    Page Paris Park Pat Patience Pearl Penny Per Piper Prince Queen Rain Rich River Robin
+    Rock Rose Ruby Rush Sage Saint Santa Savannah Sky Spring Star Stone Storm Summer
+    Sunday Sunny Taylor The Tuesday Van Victoria Virginia Wade Will Win Winter Young
+    Brown Green Black White Gray Grey Cook Baker Carter Cooper Sterling Price Sun
+"""
+_NOT_NAMES = frozenset(_NOT_NAMES_TEXT.split())
+
+
+@functools.cache
+def _faker_names() -> tuple[frozenset[str], frozenset[str]]:
+    given: set[str] = set()
+    family: set[str] = set()
+    for info in pkgutil.iter_modules(_faker_person.__path__):
+        provider = importlib.import_module(f"{_faker_person.__name__}.{info.name}").Provider
+        for attr, into in (
+            ("first_names", given), ("first_names_male", given), ("first_names_female", given),
+            ("first_romanized_names", given), ("last_names", family),
+            ("last_romanized_names", family),
+        ):
+            names = vars(provider).get(attr)
+            if isinstance(names, (list, tuple, dict, set, frozenset)):
+                into.update(n for n in names if _plain_name(n))
+    return frozenset(given - _NOT_NAMES), frozenset(family - _NOT_NAMES)
+
+
+def _plain_name(name: object) -> bool:
+    return (isinstance(name, str) and len(name) >= 2 and name[0].isupper()
+            and name.replace("-", "").replace("'", "").isalpha()
+            and name.lower() not in STOP_WORDS)  # "My", "Do", "An" are names somewhere
+
+
+def given_names() -> frozenset[str]:
+    """Given names of every Faker locale, less :data:`_NOT_NAMES`."""
+    return _faker_names()[0]
+
+
+def surnames() -> frozenset[str]:
+    """Surnames of every Faker locale, less :data:`_NOT_NAMES`."""
+    return _faker_names()[1]
+
+
+class GroupPatternRecognizer(EntityRecognizer):
+    """Regexes whose named group ``x`` is the entity and the rest its cue (a
+    variable-length look-behind, which Python's ``re`` cannot do)."""
+
+    def __init__(self, entity: str, name: str, patterns: list[str], score: float,
+                 tier: int = 2) -> None:
+        self._regexes = [re.compile(p, re.MULTILINE) for p in patterns]
+        self._score = score
+        self._tier = tier
+        self._label = name
+        super().__init__(supported_entities=[entity], name=name)
+
+    def load(self) -> None:
+        return None
+
+    def analyze(self, text: str, entities: list[str],
+                nlp_artifacts: NlpArtifacts | None = None) -> list[RecognizerResult]:
+        entity = self.supported_entities[0]
+        out: list[RecognizerResult] = []
+        for regex in self._regexes:
+            for m in regex.finditer(text):
+                out.append(RecognizerResult(
+                    entity, m.start("x"), m.end("x"), self._score,
+                    recognition_metadata={
+                        RecognizerResult.RECOGNIZER_NAME_KEY: self._label,
+                        TIER_KEY: self._tier,
+                    },
+                ))
+        return out
+
+
+_RE_NAME_RUN = re.compile(rf"(?<![\w@.])(?:{_NOT_IN_NAME}{_WORD}[ \t]+(?:{_INITIAL}[ \t]+)?)*"
+                          rf"{_NOT_IN_NAME}{_WORD}")
+_RE_SPLIT = re.compile(r"[ \t]+")
+
+
+class GivenNameRecognizer(EntityRecognizer):
+    """PERSON from runs of capitalised words that start with a known given name."""
+
+    STRONG = 0.7
+    WEAK = 0.5
+
+    def __init__(self) -> None:
+        super().__init__(supported_entities=["PERSON"], name="GivenNameRecognizer")
+
+    def load(self) -> None:
+        given_names()
+
+    def analyze(self, text: str, entities: list[str],
+                nlp_artifacts: NlpArtifacts | None = None) -> list[RecognizerResult]:
+        given, family = _faker_names()
+        org_words = {
+            (e.start_char, e.end_char) for e in (nlp_artifacts.entities if nlp_artifacts else [])
+            if e.label_ in ("ORG", "ORGANIZATION")  # spaCy's label or Presidio's mapping
+        }
+        out: list[RecognizerResult] = []
+        for m in _RE_NAME_RUN.finditer(text):
+            words = _RE_SPLIT.split(m.group())
+            if words[0] not in given:
+                continue
+            start = m.start()
+            # the name ends at its last known surname, if any
+            known = [i for i, w in enumerate(words) if i > 0 and w in family]
+            if known:
+                last = known[-1]
+                end = start + _end_of(m.group(), last)
+                out.append(self._result(start, end, self.STRONG, 2))
+            elif len(words) == 1 and (start, m.end()) in org_words:
+                out.append(self._result(start, m.end(), self.STRONG, 2))
+            else:
+                out.append(self._result(start, m.end(), self.WEAK, 1))
+        return out
+
+    def _result(self, start: int, end: int, score: float, tier: int) -> RecognizerResult:
+        return RecognizerResult("PERSON", start, end, score, recognition_metadata={
+            RecognizerResult.RECOGNIZER_NAME_KEY: "GivenNameRecognizer", TIER_KEY: tier,
+        })
+
+
+def _end_of(run: str, word_index: int) -> int:
+    """Offset in ``run`` just after its word number ``word_index`` (0-based)."""
+    pos = 0
+    for i, m in enumerate(re.finditer(r"\S+", run)):
+        pos = m.end()
+        if i == word_index:
+            break
+    return pos
+
+
+def name_recognizers() -> list[EntityRecognizer]:
+    """Fresh instances of the recognizers described in the module docstring."""
+    honorific = PatternRecognizer(
+        supported_entity="PERSON",
+        name="HonorificNameRecognizer",
+        patterns=[Pattern(
+            "honorific name",
+            rf"\b{_HONORIFIC}\.?[ \t]+{_NOT_IN_NAME}{_WORD}"
+            rf"(?:[ \t]+(?:{_INITIAL}[ \t]+)?{_NOT_IN_NAME}{_WORD}){{0,2}}",
+            0.7,
+        )],
+        global_regex_flags=re.MULTILINE,
+    )
+    introduced = GroupPatternRecognizer(
+        "PERSON", "IntroducedNameRecognizer",
+        [
+            rf"\b(?i:name)(?:[ \t]+is|[ \t]*:|\?)[ \t]*(?P<x>{_NAME})",
+            rf"\b(?:[Cc]alled|[Nn]amed|[Dd]irected [Bb]y:?|[Ww]ritten [Bb]y)[ \t]+(?P<x>{_NAME})",
+        ],
+        0.6,
+    )
+    place = GroupPatternRecognizer(
+        "LOCATION", "PlaceFrameRecognizer",
+        [
+            r"\b(?:flew|flown|flying|fly|drove|moved(?:[ \t]+here)?|relocated|travell?ed|"
+            r"returned|arrived|grew[ \t]+up|born|lives?|living|resides?|based|located|"
+            r"headquartered|originally|I[ \t]+am|I'm|we[ \t]+are|we're)[ \t]+"
+            r"(?:to|from|in|at|into)[ \t]+"
+            rf"(?P<x>{_PLACE})",
+            rf"\b(?:home[ \t]+(?:city|town)|[Ww]here:|City:|Town:)[ \t]+(?P<x>{_PLACE})",
+            # "lives at 12 Some Street 4, Town": the town after a numbered street
+            rf"\d[a-z]?\.?,[ \t]+(?P<x>{_PLACE})(?=[ \t]*(?:[,.;?!\n]|$))",
+        ],
+        0.6,
+    )
+    organisation = PatternRecognizer(
+        supported_entity="ORGANIZATION",
+        name="OrganisationSuffixRecognizer",
+        patterns=[Pattern(
+            "name + legal or sector suffix",
+            rf"\b(?!The\b){_WORD}(?:[ \t]+(?:&[ \t]+|and[ \t]+)?{_WORD}){{0,3}}[ \t]+"
+            r"(?:Inc|Incorporated|LLC|L\.L\.C|Ltd|Limited|Corp|Corporation|Co|Company|GmbH|AG|"
+            r"S\.A|SA|SpA|BV|NV|PLC|plc|Group|Holdings|Partners|Associates|Technologies|"
+            r"Systems|Solutions|Software|Labs|Bank|University|College|Institute|Foundation|"
+            r"Markets|Insurance|Industries|Services|Consulting|Capital|Ventures|Networks|"
+            r"Analytics|Enterprises|International)\b\.?",
+            0.6,
+        )],
+        global_regex_flags=re.MULTILINE,
+    )
+    employer = GroupPatternRecognizer(
+        "ORGANIZATION", "EmployerFrameRecognizer",
+        [rf"\b(?:work(?:s|ed|ing)?[ \t]+(?:for|at)|employed[ \t]+(?:by|at)|hired[ \t]+by|"
+         rf"joined|interned?[ \t]+at)[ \t]+(?P<x>{_NAME})"],
+        0.5,
+    )
+    return [honorific, introduced, GivenNameRecognizer(), place, organisation, employer]
