@@ -26,8 +26,8 @@ import polars as pl
 from presidio_analyzer import RecognizerResult
 
 from vault.pii.engine import LANGUAGE, get_analyzer
-from vault.pii.names import TIER_KEY
-from vault.pii.recognizers import RECOGNIZER_TIERS
+from vault.pii.names import repeated_names
+from vault.pii.recognizers import RECOGNIZER_TIERS, TIER_KEY
 
 __all__ = ["DEFAULT_THRESHOLD", "Span", "find_spans", "redact_texts", "shutdown_pools"]
 
@@ -54,6 +54,9 @@ class Span:
 # * tier 1, spaCy's NER (and our weak name/place guesses, which only fill gaps);
 # * tier 0, broad catch-alls (address blocks), which only label what nothing else did.
 _TIER_NER = 1
+# a later mention of a full name's word ("... and starring Verhoek"): above the NER's
+# guess, below street patterns (>= 0.6), which may contain a surname ("Smith Street")
+_REPEAT_SCORE = 0.55
 _TIERS: dict[str, int] = {"SpacyRecognizer": _TIER_NER, **RECOGNIZER_TIERS}
 
 
@@ -121,7 +124,10 @@ def _spans_local(
         results = analyzer.analyze(
             text, LANGUAGE, nlp_artifacts=artifacts, score_threshold=threshold
         )
-        out[i] = _resolve((Span(r.start, r.end, r.entity_type, r.score), _tier(r)) for r in results)
+        found = [(Span(r.start, r.end, r.entity_type, r.score), _tier(r)) for r in results]
+        people = [(s.start, s.end) for s, _ in found if s.entity == "PERSON"]
+        found += [(Span(a, b, "PERSON", _REPEAT_SCORE), 2) for a, b in repeated_names(text, people)]
+        out[i] = _resolve(found)
     return out
 
 

@@ -32,14 +32,14 @@ import pkgutil
 import re
 
 import faker.providers.person as _faker_person
-from spacy.lang.en.stop_words import STOP_WORDS
 from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
+from spacy.lang.en.stop_words import STOP_WORDS
 
-__all__ = ["TIER_KEY", "given_names", "name_recognizers", "surnames"]
+from vault.pii.recognizers import STREET_SUFFIX_RE as _STREET_SUFFIX
+from vault.pii.recognizers import TIER_KEY, GroupPatternRecognizer
 
-#: recognition-metadata key overriding the recognizer's tier for one result
-TIER_KEY = "civicvault_tier"
+__all__ = ["given_names", "name_recognizers", "repeated_names", "surnames"]
 
 # Upper-case letters of Latin-1, Latin Extended-A/B, Greek and Cyrillic.
 _UP = "A-Z" + "".join(
@@ -55,6 +55,18 @@ _NAME = rf"{_WORD}(?:[ \t]+(?:{_INITIAL}[ \t]+|{_PARTICLE}[ \t]+)?{_WORD}){{0,3}
 _PLACE = rf"{_WORD}(?:[ \t]+(?:{_PARTICLE}[ \t]+)?{_WORD}){{0,3}}"
 # unit and street words that never end a name ("Mrs. Ada Pelham Apt. 12")
 _NOT_IN_NAME = r"(?!(?:Apt|Apartment|Suite|Ste|Unit|Box|Lot|Room|Floor|Street|Road)\b)"
+
+_ORG_SUFFIX = (
+    r"Inc|Incorporated|LLC|L\.L\.C|Ltd|Limited|Corp|Corporation|Co|Company|GmbH|AG|S\.A|SA|"
+    r"SpA|BV|NV|PLC|plc|Group|Holdings|Partners|Associates|Technologies|Systems|Solutions|"
+    r"Software|Labs|Bank|University|College|Institute|Foundation|Markets|Insurance|"
+    r"Industries|Services|Consulting|Capital|Ventures|Networks|Analytics|Enterprises|"
+    r"International|Investments|Research"
+)
+# a word that makes a run of capitalised words a company or a street, not a person
+_RE_NOT_PERSON_WORD = re.compile(rf"(?:{_ORG_SUFFIX}|(?i:{_STREET_SUFFIX}|union|fort|mall|"
+                                 r"gateway|pass|bypass|route|radial|coves?|courts?|parks?|"
+                                 r"crescent|gardens?|heights|mews|square|turnpike))\.?")
 
 _HONORIFIC = (
     r"(?:Mr|Mrs|Ms|Mx|Miss|Dr|Prof|Rev|Fr|Sr|Sra|Srta|Mme|Mlle|Herr|Frau|Sir|Dame|Lady|Lord)"
@@ -110,40 +122,13 @@ def surnames() -> frozenset[str]:
     return _faker_names()[1]
 
 
-class GroupPatternRecognizer(EntityRecognizer):
-    """Regexes whose named group ``x`` is the entity and the rest its cue (a
-    variable-length look-behind, which Python's ``re`` cannot do)."""
-
-    def __init__(self, entity: str, name: str, patterns: list[str], score: float,
-                 tier: int = 2) -> None:
-        self._regexes = [re.compile(p, re.MULTILINE) for p in patterns]
-        self._score = score
-        self._tier = tier
-        self._label = name
-        super().__init__(supported_entities=[entity], name=name)
-
-    def load(self) -> None:
-        return None
-
-    def analyze(self, text: str, entities: list[str],
-                nlp_artifacts: NlpArtifacts | None = None) -> list[RecognizerResult]:
-        entity = self.supported_entities[0]
-        out: list[RecognizerResult] = []
-        for regex in self._regexes:
-            for m in regex.finditer(text):
-                out.append(RecognizerResult(
-                    entity, m.start("x"), m.end("x"), self._score,
-                    recognition_metadata={
-                        RecognizerResult.RECOGNIZER_NAME_KEY: self._label,
-                        TIER_KEY: self._tier,
-                    },
-                ))
-        return out
-
-
 _RE_NAME_RUN = re.compile(rf"(?<![\w@.])(?:{_NOT_IN_NAME}{_WORD}[ \t]+(?:{_INITIAL}[ \t]+)?)*"
                           rf"{_NOT_IN_NAME}{_WORD}")
 _RE_SPLIT = re.compile(r"[ \t]+")
+
+
+_NER_ORG = frozenset({"ORG", "ORGANIZATION"})
+_NER_PLACE = frozenset({"GPE", "LOC", "FAC", "LOCATION"})
 
 
 class GivenNameRecognizer(EntityRecognizer):
@@ -161,26 +146,32 @@ class GivenNameRecognizer(EntityRecognizer):
     def analyze(self, text: str, entities: list[str],
                 nlp_artifacts: NlpArtifacts | None = None) -> list[RecognizerResult]:
         given, family = _faker_names()
-        org_words = {
-            (e.start_char, e.end_char) for e in (nlp_artifacts.entities if nlp_artifacts else [])
-            if e.label_ in ("ORG", "ORGANIZATION")  # spaCy's label or Presidio's mapping
+        # NER entities by start offset: (end, label); labels are spaCy's or Presidio's
+        ner = {
+            e.start_char: (e.end_char, e.label_)
+            for e in (nlp_artifacts.entities if nlp_artifacts else [])
         }
         out: list[RecognizerResult] = []
         for m in _RE_NAME_RUN.finditer(text):
             words = _RE_SPLIT.split(m.group())
-            if words[0] not in given:
+            if words[0] not in given or any(
+                _RE_NOT_PERSON_WORD.fullmatch(w) for w in words[1:]
+            ):
                 continue
-            start = m.start()
+            start, end = m.start(), m.end()
             # the name ends at its last known surname, if any
             known = [i for i, w in enumerate(words) if i > 0 and w in family]
+            end_ner, label = ner.get(start, (-1, ""))
+            same_span = end_ner in (end, end + 2)  # "Ana Li's"
             if known:
-                last = known[-1]
-                end = start + _end_of(m.group(), last)
+                out.append(self._result(start, start + _end_of(m.group(), known[-1]),
+                                        self.STRONG, 2))
+            elif same_span and (label in _NER_ORG or (label in _NER_PLACE and len(words) > 1)):
+                # the NER found this very name but called it an organisation (or, for a
+                # given name + surname, a place): its type is what we correct
                 out.append(self._result(start, end, self.STRONG, 2))
-            elif len(words) == 1 and (start, m.end()) in org_words:
-                out.append(self._result(start, m.end(), self.STRONG, 2))
             else:
-                out.append(self._result(start, m.end(), self.WEAK, 1))
+                out.append(self._result(start, end, self.WEAK, 1))
         return out
 
     def _result(self, start: int, end: int, score: float, tier: int) -> RecognizerResult:
@@ -197,6 +188,30 @@ def _end_of(run: str, word_index: int) -> int:
         if i == word_index:
             break
     return pos
+
+
+def repeated_names(text: str, names: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Other occurrences in ``text`` of the words of full names found at ``names``.
+
+    Once a text has named "Tomas Verhoek", a later "Verhoek" is the same person.
+    Only names of two or more words are used (a lone word is too weak a cue) and only
+    their capitalised words of three letters or more that are not stop words.
+    """
+    words: set[str] = set()
+    for start, end in names:
+        parts = _RE_SPLIT.split(text[start:end].strip())
+        if len(parts) >= 2:
+            words.update(w.rstrip(".,") for w in parts)
+    words = {w for w in words if len(w) >= 3 and w[0].isupper() and w.lower() not in STOP_WORDS}
+    if not words:
+        return []
+    alternatives = "|".join(map(re.escape, sorted(words)))
+    regex = re.compile(rf"(?<![\w'’\-])(?:{alternatives})(?![\w\-])")
+    taken = sorted(names)
+    return [
+        (m.start(), m.end()) for m in regex.finditer(text)
+        if not any(s <= m.start() and m.end() <= e for s, e in taken)
+    ]
 
 
 def name_recognizers() -> list[EntityRecognizer]:
@@ -216,7 +231,8 @@ def name_recognizers() -> list[EntityRecognizer]:
         "PERSON", "IntroducedNameRecognizer",
         [
             rf"\b(?i:name)(?:[ \t]+is|[ \t]*:|\?)[ \t]*(?P<x>{_NAME})",
-            rf"\b(?:[Cc]alled|[Nn]amed|[Dd]irected [Bb]y:?|[Ww]ritten [Bb]y)[ \t]+(?P<x>{_NAME})",
+            rf"\b(?:[Cc]alled|[Nn]amed|[Cc]alls?[ \t]+me|[Dd]irected [Bb]y:?|[Ww]ritten [Bb]y)"
+            rf"[ \t]+(?P<x>{_NAME})",
         ],
         0.6,
     )
@@ -240,12 +256,8 @@ def name_recognizers() -> list[EntityRecognizer]:
         patterns=[Pattern(
             "name + legal or sector suffix",
             rf"\b(?!The\b){_WORD}(?:[ \t]+(?:&[ \t]+|and[ \t]+)?{_WORD}){{0,3}}[ \t]+"
-            r"(?:Inc|Incorporated|LLC|L\.L\.C|Ltd|Limited|Corp|Corporation|Co|Company|GmbH|AG|"
-            r"S\.A|SA|SpA|BV|NV|PLC|plc|Group|Holdings|Partners|Associates|Technologies|"
-            r"Systems|Solutions|Software|Labs|Bank|University|College|Institute|Foundation|"
-            r"Markets|Insurance|Industries|Services|Consulting|Capital|Ventures|Networks|"
-            r"Analytics|Enterprises|International)\b\.?",
-            0.6,
+            rf"(?:{_ORG_SUFFIX})\b\.?",
+            0.75,  # above a given-name guess ("Morgan Stanley Bank")
         )],
         global_regex_flags=re.MULTILINE,
     )

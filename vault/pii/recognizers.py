@@ -22,7 +22,8 @@ from collections.abc import Callable, Iterable
 from datetime import date
 
 from faker.providers.address.en_US import Provider as _FakerAddress
-from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer
+from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
+from presidio_analyzer.nlp_engine import NlpArtifacts
 
 __all__ = [
     "ENTITIES",
@@ -31,7 +32,9 @@ __all__ = [
     "PARTY_CODES",
     "RACE_CODES",
     "RECOGNIZER_TIERS",
+    "TIER_KEY",
     "VALUE_CHECKS",
+    "GroupPatternRecognizer",
     "custom_recognizers",
     "value_share",
 ]
@@ -85,7 +88,7 @@ GENDER_CODES = frozenset({
 _FLAG_CODES = frozenset({"Y", "N", "T", "F", "0", "1", "YES", "NO", "TRUE", "FALSE", "U"})
 
 # --- whole-value patterns ---------------------------------------------------------
-_STREET_SUFFIX = (
+STREET_SUFFIX_RE = (
     r"(?:st|street|ave|avenue|av|rd|road|dr|drive|ln|lane|blvd|boulevard|ct|court|way|"
     r"pl|place|cir|circle|pkwy|parkway|hwy|highway|ter|terrace|trl|trail|sq|square|"
     r"loop|run|pike|row|path|xing|crossing|cv|cove|pt|point|plz|plaza|aly|alley|"
@@ -217,6 +220,44 @@ _STREET_PREFIX = (
 RECOGNIZER_TIERS: dict[str, int] = {"AddressBlockRecognizer": 0}
 
 
+#: recognition-metadata key overriding the recognizer's tier for one result
+TIER_KEY = "civicvault_tier"
+
+
+class GroupPatternRecognizer(EntityRecognizer):
+    """Regexes whose named group ``x`` is the entity and the rest its cue (a
+    variable-length look-behind, which Python's ``re`` cannot do)."""
+
+    def __init__(self, entity: str, name: str, patterns: list[str], score: float,
+                 tier: int = 2, check: Callable[[str], bool] | None = None) -> None:
+        self._regexes = [re.compile(p, re.MULTILINE) for p in patterns]
+        self._check = check
+        self._score = score
+        self._tier = tier
+        self._label = name
+        super().__init__(supported_entities=[entity], name=name)
+
+    def load(self) -> None:
+        return None
+
+    def analyze(self, text: str, entities: list[str],
+                nlp_artifacts: NlpArtifacts | None = None) -> list[RecognizerResult]:
+        entity = self.supported_entities[0]
+        out: list[RecognizerResult] = []
+        for regex in self._regexes:
+            for m in regex.finditer(text):
+                if self._check is not None and not self._check(m.group("x")):
+                    continue
+                out.append(RecognizerResult(
+                    entity, m.start("x"), m.end("x"), self._score,
+                    recognition_metadata={
+                        RecognizerResult.RECOGNIZER_NAME_KEY: self._label,
+                        TIER_KEY: self._tier,
+                    },
+                ))
+        return out
+
+
 def _luhn(digits: str) -> bool:
     total = 0
     for i, ch in enumerate(reversed(digits)):
@@ -263,7 +304,7 @@ def custom_recognizers() -> list[EntityRecognizer]:
             Pattern(
                 "number street suffix",
                 rf"\b\d{{1,6}}(?:[ \t]\d{{1,6}})?[A-Za-z]?[ \t]+(?:[NSEW]\.?[ \t]+)?"
-                rf"(?:{_CAP}[ \t]+){{0,3}}{_CAP}[ \t]+(?i:{_STREET_SUFFIX})\b\.?",
+                rf"(?:{_CAP}[ \t]+){{0,3}}{_CAP}[ \t]+(?i:{STREET_SUFFIX_RE})\b\.?",
                 0.6,
             ),
             Pattern(
@@ -414,6 +455,14 @@ def custom_recognizers() -> list[EntityRecognizer]:
                  "fax", "desk", "answering", "message", "contact", "dial", "ring"],
         global_regex_flags=re.MULTILINE,
     )
+    # "call me on 555 0199": Presidio's context words skip stop words, and spaCy counts
+    # "call" as one, so the verb is part of this pattern
+    phone_cue = GroupPatternRecognizer(
+        PHONE, "PhoneCueRecognizer",
+        [r"\b(?i:call|ring|text|reach|dial|phone|fax)(?:[ \t]+(?:me|us|him|her|them))?"
+         r"(?:[ \t]+(?:on|at))?[ \t]+(?P<x>\+?\(?\d[\d \-().]{5,18}\d)(?![\w\-])"],
+        0.6, check=lambda v: 7 <= len(_digits(v)) <= 15,
+    )
     country = PatternRecognizer(
         supported_entity="LOCATION",
         name="CountryNameRecognizer",
@@ -428,5 +477,6 @@ def custom_recognizers() -> list[EntityRecognizer]:
                           rf"\b(?:{_COUNTRY_ALT})[ \t]+\d{{3,6}}(?:[ -]\d{{2,4}})?\b", 0.6)],
         global_regex_flags=0,
     )
-    return [street, block, zip_code, voter_id, party, age, birth, timestamp, phone, country,
+    return [street, block, zip_code, voter_id, party, age, birth, timestamp, phone, phone_cue,
+            country,
             country_postcode, CardNumberRecognizer(), *name_recognizers()]
