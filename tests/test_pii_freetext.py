@@ -126,9 +126,9 @@ def test_synthetic_set_recall_at_least_080(synth: list[dict[str, Any]]) -> None:
     score = score_spans(gold, predicted)
     assert score.total == 2863
     assert score.redacted_recall >= 0.80
-    # typed recall (right label, not only redacted) beats the published en_core_web_lg
-    # baseline of 0.603 with a model 50x smaller
-    assert score.typed_recall >= 0.603
+    # typed recall (the label's type is the gold label's, see vault.pii.evaluation);
+    # the published en_core_web_lg baseline is 0.603, with a model 50x larger
+    assert score.typed_recall >= 0.80
 
 
 @pytest.mark.slow  # starts two worker processes, each loading the spaCy model
@@ -154,3 +154,145 @@ def test_unhinted_columns_fall_back_to_presidio_on_a_sample() -> None:
     assert got["who"] == ("PERSON", "direct", "presidio")
     assert got["col_b"] == ("IP_ADDRESS", "direct", "presidio")
     assert got["opaque"][1] == "unknown"
+
+
+# --- overlap resolution ----------------------------------------------------------------
+
+
+def test_better_detection_keeps_its_characters_and_worse_keeps_the_rest() -> None:
+    block = freetext.Span(0, 40, "US_STREET_ADDRESS", 0.9)
+    phone = freetext.Span(20, 32, "PHONE_NUMBER", 0.4)
+    out = freetext._resolve([(block, 0), (phone, 2)])  # a catch-all block around a phone
+    assert [(s.start, s.end, s.entity) for s in out] == [
+        (0, 20, "US_STREET_ADDRESS"), (20, 32, "PHONE_NUMBER"), (32, 40, "US_STREET_ADDRESS"),
+    ]
+
+
+def test_pattern_beats_ner_label_whatever_the_scores() -> None:
+    ner = freetext.Span(5, 15, "DATE_TIME", 0.85)
+    card = freetext.Span(5, 15, "CREDIT_CARD", 0.65)
+    (only,) = freetext._resolve([(ner, 1), (card, 2)])
+    assert (only.start, only.end, only.entity) == (5, 15, "CREDIT_CARD")
+
+
+def test_resolution_never_uncovers_a_character() -> None:
+    spans = [
+        (freetext.Span(0, 10, "PERSON", 0.85), 1),
+        (freetext.Span(8, 20, "ORGANIZATION", 0.6), 2),
+        (freetext.Span(18, 30, "LOCATION", 0.5), 0),
+        (freetext.Span(40, 45, "AGE", 0.5), 2),
+    ]
+    out = freetext._resolve(spans)
+    covered = {i for s in out for i in range(s.start, s.end)}
+    assert covered == {i for s, _ in spans for i in range(s.start, s.end)}
+    assert all(a.end <= b.start for a, b in itertools.pairwise(out))
+
+
+def test_touching_pieces_of_one_entity_are_joined() -> None:
+    out = freetext._resolve([
+        (freetext.Span(0, 5, "PERSON", 0.7), 2), (freetext.Span(5, 9, "PERSON", 0.85), 1),
+    ])
+    assert [(s.start, s.end) for s in out] == [(0, 9)]
+
+
+# --- recognizers (made-up text) ---------------------------------------------------------
+
+
+def _labels(text: str) -> dict[str, str]:
+    (spans,) = find_spans([text])
+    return {text[s.start : s.end].strip(): s.entity for s in spans}
+
+
+def _entity_at(text: str, part: str) -> set[str]:
+    """Entities of the spans covering ``part`` of ``text``."""
+    start = text.index(part)
+    end = start + len(part)
+    (spans,) = find_spans([text])
+    return {s.entity for s in spans if s.start < end and s.end > start}
+
+
+def test_card_numbers_of_any_length_need_luhn_and_a_card_word() -> None:
+    valid19 = "4000123412341234008"  # Luhn-valid, 19 digits
+    assert _entity_at(f"Please block my card {valid19} today.", valid19) == {"CREDIT_CARD"}
+    assert "CREDIT_CARD" not in _entity_at(f"Please block my card {valid19[:-1]}9 now.",
+                                            valid19[:-1])
+    assert "CREDIT_CARD" not in _entity_at(f"Shipment {valid19} arrived.", valid19)
+
+
+def test_timestamp_is_a_date_not_a_phone() -> None:
+    text = "Logged: 2021-03-04 12:30:45 by the clerk."
+    assert _entity_at(text, "2021-03-04 12:30:45") == {"DATE_TIME"}
+
+
+def test_phone_formats_and_the_call_cue() -> None:
+    for number in ("(55) 1234-5678", "+33 (0)4 12 34 56 78", "04.12.34.56.78"):
+        assert _entity_at(f"Her number is {number}.", number) == {"PHONE_NUMBER"}
+    assert _entity_at("Please call me on 480 1234 tonight.", "480 1234") == {"PHONE_NUMBER"}
+    assert _labels("I have 3 kids and 2 dogs.") == {}
+    assert "PHONE_NUMBER" not in _entity_at("Version 3.10.4 shipped.", "3.10.4")
+
+
+def test_age_phrases() -> None:
+    assert _entity_at("He retired at the age of 61.", "61") == {"AGE"}
+    assert _entity_at("Next week I'll turn 40.", "40") == {"AGE"}
+    assert _entity_at("When she was 34, she left.", "34") == {"AGE"}
+    assert "AGE" not in _entity_at("Then you will turn 23 degrees left.", "23")
+    assert "AGE" not in _entity_at("The bill was 45.", "45")
+
+
+def test_honorific_is_part_of_the_person() -> None:
+    text = "Mrs. Quilla Varnham Apt. 12 sent it."
+    labels = _labels(text)
+    assert labels.get("Mrs. Quilla Varnham") == "PERSON"
+    assert "Apt. 12" in labels and labels["Apt. 12"] != "PERSON"
+    assert _labels("Dr. Okonkwo will see you.").get("Dr. Okonkwo") == "PERSON"
+
+
+def test_given_name_and_surname_is_a_person_but_not_a_company() -> None:
+    assert _entity_at("I spoke to Tomasz Kowalski yesterday.", "Tomasz Kowalski") == {"PERSON"}
+    assert "PERSON" not in _entity_at("She works at Morgan Research Group now.",
+                                      "Research Group")
+    # given names that are English words say nothing on their own
+    assert "PERSON" not in _entity_at("May is a good month; my card is fine.", "May")
+    assert "PERSON" not in _entity_at("May is a good month; my card is fine.", "my")
+
+
+def test_later_mention_of_a_full_name_is_the_same_person() -> None:
+    text = "The film was directed by Ildiko Varhegyi and later Varhegyi wrote a book."
+    start = text.rindex("Varhegyi")
+    (spans,) = find_spans([text])
+    assert any(s.entity == "PERSON" and s.start <= start < s.end for s in spans)
+
+
+def test_introduced_names() -> None:
+    assert _entity_at("Hello, my name is Ostrava Quell.", "Ostrava Quell") == {"PERSON"}
+    assert _entity_at("Friends call me Zbyszek.", "Zbyszek") == {"PERSON"}
+
+
+def test_place_frames() -> None:
+    assert _entity_at("Last year she flew to Tromsvik for work.", "Tromsvik") == {"LOCATION"}
+    assert _entity_at("He grew up in Ballykeel.", "Ballykeel") == {"LOCATION"}
+    assert "LOCATION" not in _entity_at("The meeting is in Room 4 at noon.", "Room")
+
+
+def test_organisation_suffix_and_employer_frame() -> None:
+    assert _entity_at("Quillfeather Labs hired two people.", "Quillfeather Labs") == {
+        "ORGANIZATION"}
+    assert _entity_at("I work for Zentrovia these days.", "Zentrovia") == {"ORGANIZATION"}
+
+
+def test_street_shapes() -> None:
+    text = "Meet me at the corner of Elm Street and Birch Lane."
+    assert _entity_at(text, "the corner of Elm Street and Birch Lane") == {"US_STREET_ADDRESS"}
+    assert _entity_at("She lives at 14 Rue des Lilas.", "14 Rue des Lilas") == {
+        "US_STREET_ADDRESS"}
+    assert _entity_at("Ship it to Oslo, Norway 0150.", "Norway 0150") == {"LOCATION"}
+
+
+def test_label_map_is_many_to_one() -> None:
+    from vault.pii.evaluation import ENTITY_TYPE, GOLD_TYPE, LABEL_MAP
+
+    for gold, accepted in LABEL_MAP.items():
+        assert {ENTITY_TYPE[e] for e in accepted} == {GOLD_TYPE[gold]}
+    # a person is never counted as a place, a place never as an organisation
+    assert "PERSON" not in LABEL_MAP["GPE"] and "LOCATION" not in LABEL_MAP["ORGANIZATION"]
