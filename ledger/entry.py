@@ -8,21 +8,27 @@ personal data: ``details`` is for ids and counts.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from ledger.canonical import canonical_bytes, encode_plain, is_plain
+from ledger.canonical import canonical_bytes, is_plain
 from ledger.errors import BadInput
 from ledger.merkle import leaf_hash
 
-__all__ = ["GENESIS_PREV", "Entry", "EntryDraft", "rfc3339_utc"]
+__all__ = ["GENESIS_PREV", "Entry", "EntryDraft", "place_chain", "rfc3339_utc"]
 
 GENESIS_PREV = "0" * 64
+# Stands in for ``prev`` while a draft is encoded before its predecessor's hash is
+# known: 64 characters like a real value, but not hex, so it is never one.
+_PREV_STANDIN = "p" * 64
+_PREV_MARK = b'"prev":"' + _PREV_STANDIN.encode()
 _ACTION = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)*")
 _HEX256 = re.compile(r"[0-9a-f]{64}")
 _MAX_TEXT = 1024
@@ -82,7 +88,7 @@ class EntryDraft:
         return doc
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One entry of the log: its fields, its canonical bytes and its leaf hash."""
 
@@ -101,14 +107,8 @@ class Entry:
     @classmethod
     def place(cls, draft: EntryDraft, *, seq: int, prev: str, time: str) -> Entry:
         """Give ``draft`` its position, link and time; encode it canonically."""
-        doc = draft.document(seq=seq, prev=prev, time=time)
-        # The draft's own fields are validated strings and seq a small int, so only
-        # ``details`` decides whether the fast JCS path applies.
-        plain = draft.details is None or is_plain(doc["details"])
-        raw = encode_plain(doc) if plain else canonical_bytes(doc)
-        return cls(seq=seq, prev=prev, time=time, actor=draft.actor, action=draft.action,
-                   resource=draft.resource, purpose=draft.purpose, data_hash=draft.data_hash,
-                   details=draft.details, raw=raw, leaf_hash=leaf_hash(raw))
+        [entry] = place_chain([draft], start=seq, prev=bytes.fromhex(prev), time=time)
+        return entry
 
     @classmethod
     def parse(cls, raw: bytes) -> Entry:
@@ -127,3 +127,93 @@ class Entry:
         """The entry as a JSON value (exactly what its bytes encode)."""
         value: dict[str, Any] = orjson.loads(self.raw)
         return value
+
+
+# The slots' own setters, in field order: ``place_chain`` fills thousands of
+# entries per call without the frozen ``__init__``'s eleven ``object.__setattr__``.
+_SLOT_SETTERS = tuple(getattr(Entry, f.name).__set__ for f in fields(Entry))
+
+# A batch of plain documents is encoded by one ``orjson.dumps`` call with NUL bytes
+# spliced in as fragments: around each ``prev`` value and between documents.
+# orjson escapes every control character inside strings (RFC 8259), so a raw NUL
+# in its output is always one of ours, and splitting on it is exact.
+_CUT = b"\x00"
+_PREV_CUT = orjson.Fragment(b'"' + _CUT + b'"')
+_DOC_CUT = orjson.Fragment(_CUT)
+
+
+def _split_at_prev(raw: bytes) -> tuple[bytes, bytes]:
+    """``raw`` (encoded with the stand-in ``prev``) around the stand-in's 64 characters.
+
+    ``prev`` is a top-level key, so RFC 8785 puts it at the same place whatever its
+    value; after it come only ``purpose``, ``resource``, ``seq`` and ``time``, whose
+    encodings cannot contain an unescaped ``"prev":"``, so the last match is it.
+    """
+    cut = raw.rfind(_PREV_MARK) + 8
+    return raw[:cut], raw[cut + 64:]
+
+
+def _encode_around_prev(
+    drafts: Sequence[EntryDraft], start: int, time: str
+) -> tuple[list[bytes], list[bytes]]:
+    """Each draft's canonical bytes at ``start + i``, as the parts before and after ``prev``.
+
+    Plain documents (see ``ledger.canonical``) go through one orjson call for the
+    batch; any other document through the reference encoder, one at a time.
+    """
+    heads, tails = [b""] * len(drafts), [b""] * len(drafts)
+    batch: list[Any] = []
+    batched: list[int] = []
+    for i, draft in enumerate(drafts):
+        doc = draft.document(seq=start + i, prev=_PREV_STANDIN, time=time)
+        # The draft's own fields are validated strings and seq an int, so only
+        # ``details`` decides whether the fast JCS path applies.
+        if draft.details is None or is_plain(doc["details"]):
+            doc["prev"] = _PREV_CUT
+            batch += (doc, _DOC_CUT)
+            batched.append(i)
+        else:
+            heads[i], tails[i] = _split_at_prev(canonical_bytes(doc))
+    if not batched:
+        return heads, tails
+    batch.pop()  # cuts go between documents only
+    try:
+        pieces = orjson.dumps(batch, option=orjson.OPT_SORT_KEYS).split(_CUT)
+    except orjson.JSONEncodeError:  # e.g. a lone surrogate: let the reference decide
+        for i in batched:
+            doc = drafts[i].document(seq=start + i, prev=_PREV_STANDIN, time=time)
+            heads[i], tails[i] = _split_at_prev(canonical_bytes(doc))
+        return heads, tails
+    if len(pieces) != 2 * len(batched):
+        raise RuntimeError("orjson output holds a raw NUL byte it should have escaped")
+    # pieces: "[" head0 | tail0 "," | "," head1 | tail1 "," | ... | "," headN | tailN "]"
+    if len(batched) == len(drafts):
+        return [p[1:] for p in pieces[0::2]], [p[:-1] for p in pieces[1::2]]
+    for i, head, tail in zip(batched, pieces[0::2], pieces[1::2], strict=True):
+        heads[i], tails[i] = head[1:], tail[:-1]
+    return heads, tails
+
+
+def place_chain(
+    drafts: Sequence[EntryDraft], *, start: int, prev: bytes, time: str
+) -> list[Entry]:
+    """Entries ``start, start+1, ...`` for ``drafts``, the first linked to leaf hash ``prev``.
+
+    Each entry's bytes are encoded before the chain is walked; the walk only
+    splices each predecessor's hash into place and hashes the result.
+    """
+    heads, tails = _encode_around_prev(drafts, start, time)
+    sha, new, setters = hashlib.sha256, Entry.__new__, _SLOT_SETTERS
+    out: list[Entry] = []
+    for seq, draft, head, tail in zip(itertools.count(start), drafts, heads, tails):
+        link = prev.hex()
+        raw = b"".join((head, link.encode(), tail))
+        prev = sha(b"\x00" + raw).digest()
+        entry = new(Entry)
+        for set_slot, value in zip(setters, (
+            seq, link, time, draft.actor, draft.action, draft.resource, draft.purpose,
+            draft.data_hash, draft.details, raw, prev,
+        ), strict=True):
+            set_slot(entry, value)
+        out.append(entry)
+    return out

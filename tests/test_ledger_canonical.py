@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 from typing import Any
 
@@ -11,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.canonical import canonical_bytes, encode_plain, is_plain
-from ledger.entry import Entry, EntryDraft
+from ledger.entry import Entry, EntryDraft, place_chain
 from ledger.errors import BadInput
 
 SAFE = 2**53 - 1
@@ -92,3 +94,69 @@ def test_bad_drafts_are_refused(bad: dict[str, Any]) -> None:
     fields: dict[str, Any] = {"actor": "a", "action": "x.y", "resource": "r", **bad}
     with pytest.raises(BadInput):
         EntryDraft(**fields)
+
+
+# -- a batch of entries: one encoder call, then the chain spliced in --------------------------
+
+STAMP = "2026-01-01T00:00:00.000000Z"
+texts = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12)
+drafts = st.builds(
+    EntryDraft, actor=texts, action=st.sampled_from(["test.note", "vault.ingest.batch"]),
+    resource=texts, purpose=st.none() | texts,
+    data_hash=st.none() | st.just("ab" * 32),
+    details=st.none() | st.dictionaries(any_keys, values, max_size=4)
+    | st.dictionaries(st.text(st.characters(max_codepoint=127), max_size=8), scalars, max_size=4),
+)
+
+
+def _reference_chain(batch: list[EntryDraft], start: int, prev: bytes) -> list[bytes]:
+    """What each entry must be, built one at a time with the reference encoder."""
+    out = []
+    for seq, draft in enumerate(batch, start):
+        raw = rfc8785.dumps(draft.document(seq=seq, prev=prev.hex(), time=STAMP))
+        out.append(raw)
+        prev = hashlib.sha256(b"\x00" + raw).digest()
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(drafts, min_size=1, max_size=12), st.integers(0, 2**40), st.binary(min_size=32,
+                                                                                    max_size=32))
+def test_placed_chain_equals_reference_entries(batch: list[EntryDraft], start: int,
+                                               prev: bytes) -> None:
+    """Plain and non-plain drafts mixed in one batch: every entry's bytes are RFC 8785's,
+    each links to the one before, and reads back as the same Entry."""
+    entries = place_chain(batch, start=start, prev=prev, time=STAMP)
+    assert [e.raw for e in entries] == _reference_chain(batch, start, prev)
+    for i, entry in enumerate(entries):
+        assert entry.seq == start + i
+        assert entry.prev == (prev if i == 0 else entries[i - 1].leaf_hash).hex()
+        assert entry.leaf_hash == hashlib.sha256(b"\x00" + entry.raw).digest()
+        assert entry.details == batch[i].details
+        # parsing gives the same fields (numbers come back as JSON numbers: 1e16 -> int)
+        assert dataclasses.replace(Entry.parse(entry.raw), details=entry.details) == entry
+
+
+def test_nul_and_lookalike_text_cannot_move_the_prev_splice() -> None:
+    """The batch encoder cuts its output at raw NUL bytes and at the last '"prev":"';
+    field values holding NULs or a forged '"prev":"pppp...' stay inside their strings."""
+    forged = '"prev":"' + "p" * 64 + '"'
+    batch = [
+        EntryDraft(actor="a\x00b", action="test.note", resource="\x00", purpose=forged,
+                   details={"\x00": "\x00", "prev": forged, "k": [forged, "\x00"]}),
+        EntryDraft(actor=forged, action="test.note", resource=forged,
+                   details={"float": 0.5, "prev": forged}),  # reference path
+        EntryDraft(actor="x", action="test.note", resource="y\x00" * 3),
+    ]
+    entries = place_chain(batch, start=3, prev=bytes(32), time=STAMP)
+    assert [e.raw for e in entries] == _reference_chain(batch, 3, bytes(32))
+    assert all(b"\x00" not in e.raw for e in entries)
+
+
+def test_unencodable_draft_in_a_batch_is_bad_input() -> None:
+    batch = [EntryDraft(actor="a", action="test.note", resource="r", details={"i": i})
+             for i in range(3)]
+    batch.append(EntryDraft(actor="a", action="test.note", resource="r",
+                            details={"s": "\ud800"}))  # a lone surrogate: not JSON text
+    with pytest.raises(BadInput):
+        place_chain(batch, start=0, prev=bytes(32), time=STAMP)
