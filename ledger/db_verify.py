@@ -17,7 +17,7 @@ from multiprocessing.connection import Connection as Pipe
 from sqlalchemy import Connection, Engine
 
 from ledger import store
-from ledger.errors import LedgerTampered
+from ledger.errors import LedgerTampered, VerificationFailed
 from ledger.verify import (
     GENESIS_PREV_HASH,
     LogChecker,
@@ -76,7 +76,10 @@ def verify_stored(
     """Verify every stored entry, their stored leaf hashes and the stored tree root."""
     with _read_only(engine) as conn, conn.begin():
         n = store.size(conn)
-        stored_root = store.root(conn, n)
+        try:
+            stored_root: bytes | None = store.root(conn, n)
+        except VerificationFailed:  # stored nodes or leaf hashes gone: the entries say where
+            stored_root = None
         if not (parallel and n >= PARALLEL_FROM and _can_fork()):
             verdict = _check_range(conn, 0, n, GENESIS_PREV_HASH, prefix_sizes)
         else:

@@ -24,6 +24,8 @@ __all__ = [
     "NodeReader",
     "consistency_proof",
     "consistency_ranges",
+    "extend",
+    "frontier_keys",
     "inclusion_proof",
     "inclusion_ranges",
     "leaf_hash",
@@ -84,6 +86,43 @@ def perfect_nodes(leaf_hashes: Sequence[bytes]) -> dict[NodeKey, bytes]:
         level += 1
         nodes.update({(level, i): h for i, h in enumerate(row)})
     return nodes
+
+
+def frontier_keys(size: int) -> list[NodeKey]:
+    """The perfect nodes covering ``D[0:size]``, biggest first: one per set bit of ``size``."""
+    return [(level, (size >> level) - 1)
+            for level in range(size.bit_length() - 1, -1, -1) if size >> level & 1]
+
+
+def extend(
+    size: int, frontier: Mapping[int, bytes], leaf_hashes: Sequence[bytes], *, min_level: int = 1
+) -> tuple[dict[int, bytes], list[tuple[int, int, bytes]]]:
+    """Append ``leaf_hashes`` to the tree over ``D[0:size]``, a level at a time.
+
+    ``frontier`` maps each level of ``frontier_keys(size)`` to its hash. Returns the
+    frontier of the grown tree and every perfect node the new leaves complete, as
+    ``(level, index, hash)`` for levels ``>= min_level`` (all levels are computed).
+    """
+    sha = _sha256
+    grown: dict[int, bytes] = {}
+    created: list[tuple[int, int, bytes]] = []
+    row, level = list(leaf_hashes), 0
+    while True:
+        if size >> level & 1:  # the old tail node of this level pairs with the first new one
+            row = [frontier[level], *row]
+        if len(row) & 1:
+            grown[level] = row[-1]
+        if len(row) < 2:
+            break
+        row = [sha(b"\x01" + a + b).digest() for a, b in zip(row[0::2], row[1::2], strict=False)]
+        level += 1
+        if level >= min_level:
+            first = size >> level  # index of row[0] at this level
+            created.extend((level, first + i, digest) for i, digest in enumerate(row))
+    for old in range(level + 1, size.bit_length()):  # untouched old nodes above the growth
+        if size >> old & 1:
+            grown[old] = frontier[old]
+    return grown, created
 
 
 # -- ranges a proof is made of -------------------------------------------------------------

@@ -2,9 +2,14 @@
 
 Two tables (created by migration ``0001_ledger``; the database refuses UPDATE and
 DELETE on both): ``ledger_entries`` (seq, leaf hash, canonical bytes) and
-``ledger_nodes`` (the hash of every complete subtree of level >= 1). Appends keep
-the nodes up to date from the *frontier* (the O(log n) complete subtrees covering
-the log), so roots and proofs are O(log n) lookups, never a rebuild.
+``ledger_nodes`` (complete subtree hashes). Appends keep the nodes up to date from
+the *frontier* (the O(log n) complete subtrees covering the log), so roots and
+proofs are O(log n) lookups, never a rebuild.
+
+Since this version appends store only the nodes of level ``>= STORED_FROM_LEVEL``
+(one row per 16 entries instead of one per entry); a lower node is folded from
+the <= 32 stored leaf hashes under it when read. Logs written before keep their
+low-level rows, which are no longer read: both layouts give the same nodes.
 
 Appends are serialised so the chain never forks: SQLite write transactions begin
 ``BEGIN IMMEDIATE`` (``vault.db.make_engine``), and on PostgreSQL ``append`` takes a
@@ -14,9 +19,12 @@ batches concurrent appenders into shared durable transactions.
 
 from __future__ import annotations
 
+import itertools
+import struct
 import threading
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,13 +40,13 @@ from sqlalchemy import (
     Table,
     func,
     select,
-    text,
 )
 
 from ledger import merkle
-from ledger.entry import Entry, EntryDraft, rfc3339_utc
+from ledger.entry import Entry, EntryDraft, place_chain, rfc3339_utc
 from ledger.errors import BadInput, LedgerTampered
 from ledger.merkle import NodeKey
+from ledger.verify import bulk_mode
 
 __all__ = [
     "GroupCommitter",
@@ -78,88 +86,152 @@ _GENESIS = bytes(32)
 # -- appending ----------------------------------------------------------------------------
 
 
-def _serialise(conn: Connection) -> None:
+STORED_FROM_LEVEL = 5
+"""``ledger_nodes`` gets the perfect nodes of this level and above; lower ones (at most
+2**5 leaves each) are recomputed from the entries' stored leaf hashes when read."""
+_HEAD = "SELECT seq, leaf_hash FROM ledger_entries ORDER BY seq DESC LIMIT 1"
+
+
+def _lock_and_head(conn: Connection) -> tuple[int, bytes]:
+    """Serialise appenders, then read the head (size, last leaf hash) in this transaction.
+
+    SQLite write transactions already began ``BEGIN IMMEDIATE``. On PostgreSQL the
+    advisory lock and the head read go in one pipeline (one round trip with the
+    BEGIN); the server runs the read only once the lock is held, with a fresh
+    snapshot (READ COMMITTED), so it sees every append committed before.
+    """
+    if not conn.in_transaction():
+        conn.begin()  # what SQLAlchemy's autobegin would do; raw cursors below do not
+    raw: Any = conn.connection.driver_connection
     if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_APPEND_LOCK})
-
-
-def _head(conn: Connection) -> tuple[int, bytes]:
-    row = conn.execute(select(_E.seq, _E.leaf_hash).order_by(_E.seq.desc()).limit(1)).first()
+        with raw.pipeline(), raw.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (PG_APPEND_LOCK,))
+            cursor.execute(_HEAD)
+            row = cursor.fetchone()
+    else:
+        cursor = raw.cursor()
+        try:
+            row = cursor.execute(_HEAD).fetchone()
+        finally:
+            cursor.close()
     return (0, _GENESIS) if row is None else (int(row[0]) + 1, bytes(row[1]))
 
 
 # Frontiers (the perfect subtrees covering the whole log) by (size, last leaf hash).
 # The last leaf hash commits to the entire chain before it, so a hit is the same
 # log's frontier whichever database it came from; a miss reads O(log n) nodes.
-_FRONTIERS: dict[tuple[int, bytes], tuple[tuple[int, ...], tuple[bytes, ...]]] = {}
+_FRONTIERS: dict[tuple[int, bytes], dict[int, bytes]] = {}
 _FRONTIERS_KEPT = 16
 
 
-def _remember_frontier(size: int, last: bytes, levels: list[int], hashes: list[bytes]) -> None:
+def _remember_frontier(size: int, last: bytes, frontier: dict[int, bytes]) -> None:
     if len(_FRONTIERS) >= _FRONTIERS_KEPT:
         _FRONTIERS.clear()
-    _FRONTIERS[(size, last)] = (tuple(levels), tuple(hashes))
+    _FRONTIERS[(size, last)] = frontier
 
 
-def _frontier(conn: Connection, size: int, last: bytes) -> tuple[list[int], list[bytes]]:
+def _frontier(conn: Connection, size: int, last: bytes) -> dict[int, bytes]:
     cached = _FRONTIERS.get((size, last))
     if cached is not None:
-        return list(cached[0]), list(cached[1])
-    keys = merkle.range_keys(0, size) if size else []
+        return cached
+    keys = merkle.frontier_keys(size)
     known = {(0, size - 1): last} if size else {}
     nodes = read_nodes(conn, [k for k in keys if k not in known])
     nodes.update(known)
     try:
-        return [lvl for lvl, _ in keys], [nodes[k] for k in keys]
+        return {level: nodes[(level, idx)] for level, idx in keys}
     except KeyError:
         raise LedgerTampered("stored tree nodes are missing: cannot extend the log") from None
 
 
+BULK_FROM = 512  # drafts; from here on ``append`` pauses the cyclic GC while it encodes
+CHUNK = 2048  # drafts encoded, hashed and written at a time (stays in the CPU caches)
+
+
 def append(conn: Connection, drafts: Sequence[EntryDraft]) -> list[Entry]:
-    """Append ``drafts`` in order inside ``conn``'s open transaction; returns the entries."""
+    """Append ``drafts`` in order inside ``conn``'s open transaction; returns the entries.
+
+    The drafts are encoded and written a chunk at a time; on PostgreSQL into one
+    open COPY, so the server stores a chunk while this process encodes the next.
+    """
     if not drafts:
         return []
-    _serialise(conn)
-    start, prev = _head(conn)
-    levels, hashes = _frontier(conn, start, prev)
-    time = rfc3339_utc()
+    start, last = _lock_and_head(conn)
+    frontier = _frontier(conn, start, last)
+    stamp = rfc3339_utc()
     entries: list[Entry] = []
-    entry_rows: list[tuple[int, bytes, bytes]] = []
-    node_rows: list[tuple[int, int, bytes]] = []
-    for offset, draft in enumerate(drafts):
-        seq = start + offset
-        entry = Entry.place(draft, seq=seq, prev=prev.hex(), time=time)
-        entries.append(entry)
-        entry_rows.append((seq, entry.leaf_hash, entry.raw))
-        level, digest, idx = 0, entry.leaf_hash, seq
-        while levels and levels[-1] == level:
-            levels.pop()
-            digest = merkle.node_hash(hashes.pop(), digest)
-            level, idx = level + 1, idx >> 1
-            node_rows.append((level, idx, digest))
-        levels.append(level)
-        hashes.append(digest)
-        prev = entry.leaf_hash
-    _remember_frontier(start + len(drafts), prev, levels, hashes)
-    _insert_many(conn, "ledger_entries (seq, leaf_hash, entry)", entry_rows)
-    if node_rows:
-        _insert_many(conn, "ledger_nodes (level, idx, hash)", node_rows)
+    nodes: list[tuple[int, int, bytes]] = []
+    bulk = len(drafts) >= BULK_FROM
+    with bulk_mode() if bulk else nullcontext(), _entry_writer(conn, len(drafts)) as write:
+        for lo in range(0, len(drafts), CHUNK):
+            part = place_chain(drafts[lo:lo + CHUNK], start=start + lo, prev=last, time=stamp)
+            leaves = [e.leaf_hash for e in part]
+            frontier, made = merkle.extend(start + lo, frontier, leaves,
+                                           min_level=STORED_FROM_LEVEL)
+            write(start + lo, leaves, [e.raw for e in part])
+            entries += part
+            nodes += made
+            last = leaves[-1]
+    if nodes:
+        _insert_nodes(conn, nodes)
+    _remember_frontier(start + len(entries), last, frontier)
     return entries
 
 
 COPY_FROM = 64  # rows; below this an executemany is cheaper than opening a COPY
+_PGCOPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags 0, no extension
+_PGCOPY_TRAILER = b"\xff\xff"
+_ENTRY_ROW = struct.Struct(">hiqi32si").pack  # 3 fields: int8 seq, bytea(32), bytea length
+_NODE_ROW = struct.Struct(">hihiqi32s").pack  # 3 fields: int2 level, int8 idx, bytea(32)
+_EntryWrite = Callable[[int, list[bytes], list[bytes]], None]
 
 
-def _insert_many(conn: Connection, target: str, rows: Sequence[tuple[object, ...]]) -> None:
-    """Driver-level executemany (COPY on PostgreSQL for bulk): values are already bytes/ints."""
-    if conn.dialect.name == "postgresql" and len(rows) >= COPY_FROM:
-        raw: Any = conn.connection.driver_connection  # psycopg, in this same transaction
-        with raw.cursor() as cursor, cursor.copy(f"COPY {target} FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+@contextmanager
+def _entry_writer(conn: Connection, rows: int) -> Iterator[_EntryWrite]:
+    """Writes (first seq, leaf hashes, entry bytes) chunks: binary COPY on PostgreSQL
+    for bulk, driver-level executemany otherwise (values are already bytes/ints)."""
+    if conn.dialect.name != "postgresql" or rows < COPY_FROM:
+        def insert(start: int, leaves: list[bytes], raws: list[bytes]) -> None:
+            _executemany(conn, "ledger_entries (seq, leaf_hash, entry)",
+                         list(zip(itertools.count(start), leaves, raws)))
+        yield insert
         return
-    conn.exec_driver_sql(f"INSERT INTO {target} VALUES ({_marks(conn, len(rows[0]))})",
-                         list(rows))
+    pack = _ENTRY_ROW
+    with _copy_binary(conn, "ledger_entries (seq, leaf_hash, entry)") as copy:
+        def write(start: int, leaves: list[bytes], raws: list[bytes]) -> None:
+            copy.write(b"".join([
+                part for seq, leaf, raw in zip(itertools.count(start), leaves, raws)
+                for part in (pack(3, 8, seq, 32, leaf, len(raw)), raw)]))
+        yield write
+
+
+def _insert_nodes(conn: Connection, nodes: list[tuple[int, int, bytes]]) -> None:
+    if conn.dialect.name == "postgresql" and len(nodes) >= COPY_FROM:
+        pack = _NODE_ROW
+        with _copy_binary(conn, "ledger_nodes (level, idx, hash)") as copy:
+            copy.write(b"".join([pack(3, 2, level, 8, idx, 32, digest)
+                                 for level, idx, digest in nodes]))
+        return
+    _executemany(conn, "ledger_nodes (level, idx, hash)", nodes)
+
+
+@contextmanager
+def _copy_binary(conn: Connection, target: str) -> Iterator[Any]:
+    """An open ``COPY target FROM STDIN (FORMAT BINARY)`` in this same transaction:
+    write pre-encoded rows to it; the header and trailer are written here."""
+    raw: Any = conn.connection.driver_connection
+    with raw.cursor() as cursor, cursor.copy(f"COPY {target} FROM STDIN (FORMAT BINARY)") as copy:
+        copy.write(_PGCOPY_HEADER)
+        yield copy
+        copy.write(_PGCOPY_TRAILER)
+
+
+def _executemany(conn: Connection, target: str, rows: Sequence[tuple[object, ...]]) -> None:
+    cursor = conn.connection.cursor()  # DBAPI cursor in this transaction: no per-row processing
+    try:
+        cursor.executemany(f"INSERT INTO {target} VALUES ({_marks(conn, len(rows[0]))})", rows)
+    finally:
+        cursor.close()
 
 
 @dataclass
@@ -257,27 +329,46 @@ def _marks(conn: Connection, n: int) -> str:
 
 
 def read_nodes(conn: Connection, keys: Collection[NodeKey]) -> dict[NodeKey, bytes]:
-    """Perfect nodes by (level, index): level 0 from the entries, others from ledger_nodes.
+    """Perfect nodes by (level, index); a node that is not stored is absent from the result.
 
-    Driver-level SQL with positional parameters: a proof's O(log n) lookups cost two
-    round trips and no statement building.
+    Levels >= ``STORED_FROM_LEVEL`` come from ``ledger_nodes``; lower ones are folded
+    from the stored leaf hashes under them (at most ``2**STORED_FROM_LEVEL`` each,
+    and a proof's low nodes share one or two such blocks). Driver-level SQL with
+    positional parameters: two round trips and no statement building.
     """
-    leaves = [idx for level, idx in keys if level == 0]
-    inner = [(level, idx) for level, idx in keys if level > 0]
+    low = [(level, idx) for level, idx in keys if level < STORED_FROM_LEVEL]
+    high = [(level, idx) for level, idx in keys if level >= STORED_FROM_LEVEL]
     out: dict[NodeKey, bytes] = {}
-    if leaves:
-        rows = conn.exec_driver_sql(
-            f"SELECT seq, leaf_hash FROM ledger_entries WHERE seq IN ({_marks(conn, len(leaves))})",
-            tuple(leaves)).fetchall()
-        out.update({(0, int(seq)): bytes(digest) for seq, digest in rows})
-    if inner:
+    if low:
+        leaves = _read_leaves(conn, [(idx << level, (idx + 1) << level) for level, idx in low])
+        for level, idx in low:
+            lo, hi = idx << level, (idx + 1) << level
+            span = [leaves[seq] for seq in range(lo, hi) if seq in leaves]
+            if len(span) == hi - lo:
+                out[(level, idx)] = merkle.root_of(span)
+    if high:
         mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-        cond = " OR ".join([f"(level = {mark} AND idx = {mark})"] * len(inner))
+        cond = " OR ".join([f"(level = {mark} AND idx = {mark})"] * len(high))
         rows = conn.exec_driver_sql(
             f"SELECT level, idx, hash FROM ledger_nodes WHERE {cond}",
-            tuple(v for key in inner for v in key)).fetchall()
+            tuple(v for key in high for v in key)).fetchall()
         out.update({(int(level), int(idx)): bytes(digest) for level, idx, digest in rows})
     return out
+
+
+def _read_leaves(conn: Connection, spans: Collection[tuple[int, int]]) -> dict[int, bytes]:
+    """Stored leaf hashes by seq for the union of the ``[lo, hi)`` spans."""
+    merged: list[list[int]] = []
+    for lo, hi in sorted(spans):
+        if merged and lo <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    mark = _marks(conn, 1)
+    cond = " OR ".join([f"(seq >= {mark} AND seq < {mark})"] * len(merged))
+    rows = conn.exec_driver_sql(f"SELECT seq, leaf_hash FROM ledger_entries WHERE {cond}",
+                                tuple(v for span in merged for v in span)).fetchall()
+    return {int(seq): bytes(digest) for seq, digest in rows}
 
 
 def _reader(conn: Connection) -> merkle.NodeReader:

@@ -144,3 +144,28 @@ def test_proofs_are_logarithmic_in_lookups() -> None:
     keys = {k for lo, hi in merkle.consistency_ranges(777_777, size)
             for k in merkle.range_keys(lo, hi)}
     assert len(keys) <= 2 * 20
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 40), min_size=1, max_size=12), st.integers(1, 6))
+def test_extend_in_any_batches_yields_every_perfect_node_once(
+    batches: list[int], min_level: int
+) -> None:
+    """Growing a tree batch by batch gives the frontier of each size and, over all
+    batches, exactly the perfect nodes of level >= min_level, each once."""
+    total = sum(batches)
+    data, nodes = _tree(total)
+    leaves = [nodes[(0, i)] for i in range(total)]
+    size, frontier, made = 0, {}, []
+    for count in batches:
+        frontier, new = merkle.extend(size, frontier, leaves[size:size + count],
+                                      min_level=min_level)
+        made += new
+        size += count
+        assert merkle.frontier_keys(size) == (merkle.range_keys(0, size) if size else [])
+        assert frontier == {lvl: nodes[(lvl, i)] for lvl, i in merkle.frontier_keys(size)}
+    assert sorted(made) == sorted((lvl, i, h) for (lvl, i), h in nodes.items()
+                                  if lvl >= min_level)
+    # the frontier alone gives the root
+    keys = merkle.frontier_keys(total)
+    assert merkle.range_hash(0, total, {k: frontier[k[0]] for k in keys}) == ind.mth(data)

@@ -44,6 +44,16 @@ def _bypass_triggers(engine: Engine) -> None:
                 conn.exec_driver_sql(f"DROP TRIGGER ledger_{name}")
 
 
+# Enough entries for ledger_nodes to hold rows (it stores levels >= STORED_FROM_LEVEL only):
+# a row-level trigger that never fires would prove nothing.
+WITH_NODES = 2 ** store.STORED_FROM_LEVEL + 3
+
+
+def _node_rows(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM ledger_nodes")).scalar_one())
+
+
 def _first_failure(engine: Engine, **kwargs: object) -> int | None:
     with pytest.raises(LedgerTampered) as info:
         db_verify.verify_stored(engine, **kwargs)  # type: ignore[arg-type]
@@ -85,7 +95,8 @@ def test_append_commits_or_rolls_back_with_the_callers_transaction(engine: Engin
 
 @pytest.mark.parametrize("table", ["ledger_entries", "ledger_nodes"])
 def test_update_refused_by_database(engine: Engine, table: str) -> None:
-    _fill(engine, 4)
+    _fill(engine, WITH_NODES)
+    assert _node_rows(engine) > 0
     column = "entry" if table == "ledger_entries" else "hash"
     with pytest.raises(exc.DBAPIError, match="append-only"), engine.begin() as conn:
         conn.execute(text(f"UPDATE {table} SET {column} = {column}"))
@@ -93,20 +104,22 @@ def test_update_refused_by_database(engine: Engine, table: str) -> None:
 
 @pytest.mark.parametrize("table", ["ledger_entries", "ledger_nodes"])
 def test_delete_refused_by_database(engine: Engine, table: str) -> None:
-    _fill(engine, 4)
+    _fill(engine, WITH_NODES)
+    assert _node_rows(engine) > 0
     with pytest.raises(exc.DBAPIError, match="append-only"), engine.begin() as conn:
         conn.execute(text(f"DELETE FROM {table} WHERE 1 = 1"))
 
 
 @pytest.mark.parametrize("table", ["ledger_entries", "ledger_nodes"])
 def test_truncate_refused_by_database(engine: Engine, table: str) -> None:
-    _fill(engine, 4)
+    _fill(engine, WITH_NODES)
+    assert _node_rows(engine) > 0
     # SQLite has no TRUNCATE: its truncate optimisation is an unqualified DELETE.
     sql = f"TRUNCATE {table}" if engine.dialect.name == "postgresql" else f"DELETE FROM {table}"
     with pytest.raises(exc.DBAPIError, match="append-only"), engine.begin() as conn:
         conn.execute(text(sql))
     with engine.connect() as conn:
-        assert store.size(conn) == 4
+        assert store.size(conn) == WITH_NODES
 
 
 def test_edited_entry_detected(engine: Engine) -> None:
@@ -225,3 +238,92 @@ def test_group_commit_chain_never_forks(engine: Engine, db_url: str) -> None:
     assert sorted(seqs) == list(range(200))
     verdict = db_verify.verify_stored(engine)
     assert verdict.size == 200
+
+
+def _stored_nodes(engine: Engine) -> dict[tuple[int, int], bytes]:
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT level, idx, hash FROM ledger_nodes")).all()
+    return {(int(level), int(idx)): bytes(h) for level, idx, h in rows}
+
+
+def _subtree_hashes(entries: list[bytes], level: int) -> list[bytes]:
+    """Hashes of the complete subtrees of 2**level leaves, left to right, from the RFC."""
+    size = 1 << level
+    return [ind.mth(entries[i:i + size]) for i in range(0, len(entries) - size + 1, size)]
+
+
+def test_stored_nodes_and_proofs_across_folded_levels(engine: Engine) -> None:
+    """Batches of odd sizes over several 32-leaf blocks: the table holds exactly the
+    complete subtrees of level >= STORED_FROM_LEVEL, and roots and proofs, which fold
+    the lower levels from leaf hashes, match the RFC everywhere."""
+    sizes = [1, 30, 2, 33, 64, 5, 100, 31]
+    lo = 0
+    for count in sizes:
+        with engine.begin() as conn:
+            store.append(conn, [_draft(i) for i in range(lo, lo + count)])
+        lo += count
+    entries = _entries(engine)
+    n = len(entries)
+    want = {(level, i): h for level in range(store.STORED_FROM_LEVEL, n.bit_length())
+            for i, h in enumerate(_subtree_hashes(entries, level))}
+    assert _stored_nodes(engine) == want
+    with engine.connect() as conn:
+        for size in (1, 31, 32, 33, 63, 64, 65, 97, 128, 200, n):
+            assert store.root(conn, size) == ind.mth(entries[:size])
+        for index in range(0, n, 7):
+            proof = store.inclusion_proof(conn, index, n)
+            assert ind.inclusion_root(index, n, ind.leaf(entries[index]), proof) == ind.mth(entries)
+        for old in (1, 5, 31, 32, 33, 64, 96, 100, 129, 200, n - 1):
+            proof = store.consistency_proof(conn, old, n)
+            assert ind.consistent(old, n, ind.mth(entries[:old]), ind.mth(entries), proof)
+
+
+def test_one_large_append_spans_chunks(engine: Engine) -> None:
+    """One transaction of more drafts than a chunk (and COPY on PostgreSQL), then small
+    appends on top: what append returns is what was stored, and the log verifies."""
+    count = 2 * store.CHUNK + 37
+    with engine.begin() as conn:
+        returned = store.append(conn, [_draft(i) for i in range(count)])
+    _fill(engine, 3, batch=1)
+    entries = _entries(engine)
+    assert [e.raw for e in returned] == entries[:count]
+    assert [e.seq for e in returned] == list(range(count))
+    assert returned[store.CHUNK].prev == returned[store.CHUNK - 1].leaf_hash.hex()
+    with engine.connect() as conn:
+        assert store.root(conn) == ind.mth(entries)
+    assert db_verify.verify_stored(engine).root == ind.mth(entries)
+
+
+def test_rows_of_every_level_from_older_logs_do_not_disturb(engine: Engine) -> None:
+    """Logs written before sparse node storage hold rows for levels 1..4 too: appends
+    must not collide with them and proofs stay those of the RFC."""
+    _fill(engine, 40)
+    entries = _entries(engine)
+    old_rows = [(level, i, h) for level in range(1, store.STORED_FROM_LEVEL)
+                for i, h in enumerate(_subtree_hashes(entries, level))]
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO ledger_nodes (level, idx, hash) VALUES (:l, :i, :h)"),
+                     [{"l": level, "i": i, "h": h} for level, i, h in old_rows])
+    _fill(engine, 60, batch=13)
+    entries = _entries(engine)
+    with engine.connect() as conn:
+        for index in (0, 39, 40, 63, 64, 99):
+            proof = store.inclusion_proof(conn, index, 100)
+            assert ind.inclusion_root(index, 100, ind.leaf(entries[index]), proof) == \
+                ind.mth(entries)
+    assert db_verify.verify_stored(engine).root == ind.mth(entries)
+
+
+def test_append_without_begin_stays_in_the_callers_transaction(engine: Engine) -> None:
+    """On a connection that has not begun, append begins (as SQLAlchemy would) and its
+    driver-level writes roll back with the caller's transaction."""
+    _fill(engine, 2)
+    with engine.connect() as conn:
+        store.append(conn, [_draft(i) for i in range(store.BULK_FROM + 1)])
+        conn.rollback()
+        assert store.size(conn) == 2
+        store.append(conn, [_draft(9)])
+        conn.commit()
+    with engine.connect() as conn:
+        assert store.size(conn) == 3
+    db_verify.verify_stored(engine)
