@@ -16,7 +16,7 @@ test data:
   are also common English words or places ("Will", "May", "Virginia") or
   English stop words ("My", "Do") are dropped (:data:`_NOT_NAMES`);
 * **place frames** ("flew to X", "grew up in X", "originally from X", "based in
-  X", "lives at <street number>, X", "Where: X"): LOCATION;
+  X", "12 Some Street, X", "Where: X"): LOCATION;
 * **organisation suffixes** ("X Inc", "X Ltd.", "X Technologies", "X Bank") and
   frames ("work for X", "employed by X"): ORGANIZATION.
 
@@ -245,8 +245,9 @@ def name_recognizers() -> list[EntityRecognizer]:
             r"(?:to|from|in|at|into)[ \t]+"
             rf"(?P<x>{_PLACE})",
             rf"\b(?:home[ \t]+(?:city|town)|[Ww]here:|City:|Town:)[ \t]+(?P<x>{_PLACE})",
-            # "lives at 12 Some Street 4, Town": the town after a numbered street
-            rf"\d[a-z]?\.?,[ \t]+(?P<x>{_PLACE})(?=[ \t]*(?:[,.;?!\n]|$))",
+            # "12 Some Street, Town" / "Some Street 4, Town": the town after a street
+            rf"(?:\d[a-z]?|\b(?i:{_STREET_SUFFIX}))\.?,[ \t]+(?P<x>{_PLACE})"
+            r"(?=[ \t]*(?:[,.;?!\n]|$))",
         ],
         0.6,
     )

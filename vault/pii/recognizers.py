@@ -299,45 +299,47 @@ def custom_recognizers() -> list[EntityRecognizer]:
     street = PatternRecognizer(
         supported_entity=STREET_ADDRESS,
         name="UsStreetAddressRecognizer",
+        # Patterns of one score are alternatives of one regex: Presidio's cost is per
+        # pattern and text, whatever the regex.
         patterns=[
-            # an optional building / unit number may stand before the house number
             Pattern(
-                "number street suffix",
-                rf"\b\d{{1,6}}(?:[ \t]\d{{1,6}})?[A-Za-z]?[ \t]+(?:[NSEW]\.?[ \t]+)?"
-                rf"(?:{_CAP}[ \t]+){{0,3}}{_CAP}[ \t]+(?i:{STREET_SUFFIX_RE})\b\.?",
+                "street line",
+                # an optional building / unit number may stand before the house number;
+                # the street's type after its name ("Elm Street") or before it ("Rue X")
+                rf"\b\d{{1,6}}(?:[ \t]\d{{1,6}})?(?:[A-Za-z]?[ \t]+(?:[NSEW]\.?[ \t]+)?"
+                rf"(?:{_CAP}[ \t]+){{0,3}}{_CAP}[ \t]+(?i:{STREET_SUFFIX_RE})\b\.?"
+                rf"|[ \t]+{_STREET_PREFIX}(?:[ \t]+[^\W\d_][\w'’\-]*){{1,5}}"
+                r"(?:[ \t]+\d{1,4}[a-z]?\b)?)",
                 0.6,
             ),
             Pattern(
-                "number prefix street",
-                rf"\b\d{{1,6}}(?:[ \t]\d{{1,6}})?[ \t]+{_STREET_PREFIX}(?:[ \t]+[^\W\d_][\w'’\-]*)"
-                r"{1,5}(?:[ \t]+\d{1,4}[a-z]?\b)?",
+                "box, military address, street corner",
+                r"\b(?i:p\.?\s*o\.?\s*box)\s+\d{1,6}\b"
+                r"|\b(?:PSC|Unit|CMR)\s+\d{3,5},?\s+Box\s+\d{3,5}\b"
+                r"|\b(?:APO|FPO|DPO)[ \t]+(?:AA|AE|AP)[ \t]+\d{5}\b"
+                # "the corner of 5th Street and Main"
+                r"|\b(?i:the[ \t]+)?corner[ \t]+of[ \t]+[^\n,?!]{3,60}?[ \t]+and[ \t]+"
+                r"[^\n,?!]{2,40}?(?=[,?!\n]|\.(?:\s|$)|$)",
                 0.6,
             ),
-            Pattern("po box", r"\b(?i:p\.?\s*o\.?\s*box)\s+\d{1,6}\b", 0.6),
-            Pattern("unit", r"\b(?:Apt|Apartment|Suite|Ste|Unit|Lot)\.?\s*#?\s*\d{1,5}[A-Z]?\b",
-                    0.5),
-            Pattern("military", r"\b(?:PSC|Unit|CMR)\s+\d{3,5},?\s+Box\s+\d{3,5}\b", 0.6),
-            Pattern("military post office", r"\b(?:APO|FPO|DPO)[ \t]+(?:AA|AE|AP)[ \t]+\d{5}\b",
-                    0.6),
+            Pattern(
+                "unit, number words number",
+                r"\b(?:Apt|Apartment|Suite|Ste|Unit|Lot)\.?\s*#?\s*\d{1,5}[A-Z]?\b"
+                r"|\b\d{1,6}[ \t]+[A-ZÀ-ÖØ-Þ][\w.'’\-]*(?:[ \t]+[^\W\d_][\w.'’\-]*){0,3}"
+                r"[ \t]+\d{1,4}[a-z]?\b\.?",
+                0.5,
+            ),
             Pattern("street number (european)",
                     r"\b[A-ZÀ-ÖØ-Þ][\w'’\-]+(?:[ \t]+[A-ZÀ-ÖØ-Þ][\w'’\-]+)?[ \t]+\d{1,4}[a-z]?\b",
                     0.3),
-            Pattern("number words number",
-                    r"\b\d{1,6}[ \t]+[A-ZÀ-ÖØ-Þ][\w.'’\-]*(?:[ \t]+[^\W\d_][\w.'’\-]*){0,3}"
-                    r"[ \t]+\d{1,4}[a-z]?\b\.?",
-                    0.5),
-            # "the corner of 5th Street and Main"
-            Pattern("street corner",
-                    r"\b(?i:the[ \t]+)?corner[ \t]+of[ \t]+[^\n,?!]{3,60}?[ \t]+and[ \t]+"
-                    r"[^\n,?!]{2,40}?(?=[,?!\n]|\.(?:\s|$)|$)",
-                    0.6),
         ],
         context=["address", "live", "lives", "located", "street", "residence", "mail", "send",
                  "moved", "at"],
         global_regex_flags=re.MULTILINE,
     )
     # Tier 0: a street line, then up to four short lines (unit, city, region, country +
-    # postcode, one blank line allowed), as in signatures and letter heads. It labels
+    # postcode; one blank line allowed; no ":", "@", "!" or "?", which mark labelled
+    # fields, e-mails and sentences), as in signatures and letter heads. It labels
     # only what no other recognizer claims (phones, names and e-mails inside keep theirs).
     block = PatternRecognizer(
         supported_entity=STREET_ADDRESS,
@@ -345,7 +347,7 @@ def custom_recognizers() -> list[EntityRecognizer]:
         patterns=[
             Pattern("address block",
                     r"(?<![\w:.\-])\d{1,6}[ \t]+[^\W\d_][^\n:@]{2,50}"
-                    r"(?:\n(?:[ \t>?]*\n)?[ \t>?]*[^\n.!?:@]{2,40}){1,4}",
+                    r"(?:\n(?:[ \t>?]*\n)?[ \t>?]*[^\n!?:@]{2,40}){1,4}",
                     0.4),
         ],
         context=["address", "live", "lives", "located", "street", "residence", "mail", "send",
@@ -387,21 +389,21 @@ def custom_recognizers() -> list[EntityRecognizer]:
         supported_entity=AGE,
         name="AgeRecognizer",
         patterns=[
-            Pattern("n years old", r"\b\d{1,3}(?=[\s-]+(?:years?|yrs?)[\s-]+old\b)", 0.6),
-            Pattern("aged n", r"(?<=\b[Aa]ged\s)\d{1,3}\b", 0.6),
-            Pattern("age n", r"(?<=\b[Aa]ge[:\s])\s?\d{1,3}\b", 0.5),
-            Pattern("age of n", r"(?<=\b[Aa]ge of )\d{1,3}\b", 0.6),
-            Pattern("n year old", r"\b\d{1,3}(?=[ -]year[ -]old\b)", 0.6),
-            Pattern("n y/o", r"\b\d{1,3}(?=\s?y/?o\b)", 0.6),
-            Pattern("will turn n",
-                    r"(?:(?<=\bwill turn )|(?<='ll turn )|(?<=\bto turn )|(?<=\bI turn ))"
-                    r"\d{1,3}\b(?!\s*(?:degrees|°|%|percent|times|pages|minutes|km|miles))",
-                    0.5),
-            Pattern("turned n", r"(?<=\bturned )\d{1,3}\b", 0.5),
-            Pattern("turns n", r"(?<=\bturns )\d{1,3}\b", 0.5),
-            # "when she was 64." (a bare number closing a clause about a person)
-            Pattern("pronoun was n",
-                    r"(?<=\b(?:he|He|she|She|I) was )\d{1,3}\b(?=\s*(?:[.!?,;]|$))", 0.5),
+            Pattern(
+                "age phrase",
+                r"\b\d{1,3}(?=[\s-]+(?:years?|yrs?)[\s-]+old\b|[ -]year[ -]old\b|\s?y/?o\b)"
+                r"|(?<=\b[Aa]ged\s|\b[Aa]ge of |\bturned |\bturns )\d{1,3}\b"
+                r"|(?:(?<=\bwill turn )|(?<='ll turn )|(?<=\bto turn )|(?<=\bI turn ))"
+                r"\d{1,3}\b(?!\s*(?:degrees|°|%|percent|times|pages|minutes|km|miles))",
+                0.6,
+            ),
+            Pattern(
+                "age n, pronoun was n",
+                r"(?<=\b[Aa]ge[:\s])\s?\d{1,3}\b"
+                # "when she was 64." (a bare number closing a clause about a person)
+                r"|(?<=\b(?:he|He|she|She|I) was )\d{1,3}\b(?=\s*(?:[.!?,;]|$))",
+                0.5,
+            ),
         ],
         global_regex_flags=re.MULTILINE,
     )
@@ -427,40 +429,45 @@ def custom_recognizers() -> list[EntityRecognizer]:
         global_regex_flags=re.MULTILINE,
     )
     # Phone formats. Separators are spaces, dashes and dots on one line (never a newline),
-    # and no match may touch a word, a dot, a colon or a slash (times, dates, versions).
+    # and no match may touch a word, a colon or a slash, nor a dot or dash followed by a
+    # digit (times, dates, versions).
     edge_l = r"(?<![\w.:/+\-])"
-    edge_r = r"(?![\w:/\-]|\.\d)"
+    edge_r = r"(?![\w:/]|[.\-]\d)"  # "555-0100-Office" ends at the digits
     phone = PatternRecognizer(
         supported_entity=PHONE,
         name="UsPhoneFormatsRecognizer",
         patterns=[
-            Pattern("(xxx) xxx-xxxx", r"\(\d{3}\)[ ]?\d{3}[-. ]\d{4}(?:[ ]?x\d{1,5})?", 0.6),
-            Pattern("xxx-xxx-xxxx", r"\b(?:\+?1[-. ])?\d{3}[-.]\d{3}[-.]\d{4}(?:x\d{1,5})?\b",
-                    0.6),
-            Pattern("xxx xxx xxxx", r"\b\d{3} \d{3} \d{4}\b", 0.4),
-            Pattern("grouped digits",
-                    rf"{edge_l}(?!(?:1[89]|20)\d\d-\d\d-\d\d)\+?\d{{2,4}}(?:[ \-]\d{{2,4}}){{2,4}}"
-                    rf"{edge_r}", 0.4),
-            Pattern("dotted pairs", rf"{edge_l}0\d(?:\.\d{{2}}){{4}}{edge_r}", 0.5),
-            Pattern("(area) number",
-                    rf"{edge_l}\(\d{{2,5}}\)[ ]?\d{{3,4}}(?:[ \-]\d{{2,4}}){{1,2}}{edge_r}", 0.5),
-            Pattern("international",
-                    rf"{edge_l}\+\d{{1,3}}[ \-]?(?:\(0\)[ ]?)?\d{{1,5}}(?:[ \-]?\d{{2,8}}){{1,4}}"
-                    r"\b", 0.5),
-            # two groups or ten plain digits: only with a context word
-            Pattern("two groups", rf"{edge_l}\d{{2,5}}[ \-]\d{{3,8}}{edge_r}", 0.1),
-            Pattern("ten digits", rf"{edge_l}0?[1-9]\d{{9}}{edge_r}", 0.1),
+            Pattern(
+                "us formats",
+                r"\(\d{3}\)[ ]?\d{3}[-. ]\d{4}(?:[ ]?x\d{1,5})?"
+                r"|\b(?:\+?1[-. ])?\d{3}[-.]\d{3}[-.]\d{4}(?:x\d{1,5})?\b",
+                0.6,
+            ),
+            Pattern(
+                "grouped, dotted, area code, international",
+                rf"{edge_l}(?:(?!(?:1[89]|20)\d\d-\d\d-\d\d)\+?\d{{2,5}}(?:[ \-]\d{{2,4}}){{2,4}}"
+                rf"|0\d(?:\.\d{{2}}){{4}}"
+                rf"|\(\d{{2,5}}\)[ ]?\d{{3,4}}(?:[ \-]\d{{2,4}}){{1,2}}"
+                rf"|\+\d{{1,3}}[ \-]?(?:\(0\)[ ]?)?\d{{1,5}}(?:[ \-]?\d{{2,8}}){{1,4}}){edge_r}",
+                0.45,
+            ),
         ],
         context=["phone", "call", "cell", "mobile", "tel", "number", "reach", "text", "office",
                  "fax", "desk", "answering", "message", "contact", "dial", "ring"],
         global_regex_flags=re.MULTILINE,
     )
-    # "call me on 555 0199": Presidio's context words skip stop words, and spaCy counts
-    # "call" as one, so the verb is part of this pattern
+    # Numbers of other shapes ("555 0199", "0555 1234567", "5550104477") only next to a
+    # cue: "call me on", "reach us at", "Phone:", "mobile number is", "... (office)". The cue is in
+    # the pattern, not in Presidio's context words, which skip stop words ("call" is
+    # one) and cost a pass over the tokens for every candidate.
     phone_cue = GroupPatternRecognizer(
         PHONE, "PhoneCueRecognizer",
-        [r"\b(?i:call|ring|text|reach|dial|phone|fax)(?:[ \t]+(?:me|us|him|her|them))?"
-         r"(?:[ \t]+(?:on|at))?[ \t]+(?P<x>\+?\(?\d[\d \-().]{5,18}\d)(?![\w\-])"],
+        [r"\b(?:(?i:call|ring|text|reach|dial)(?:[ \t]+(?:me|us|him|her|them))?(?:[ \t]+(?:on|at))?"
+         r"|(?i:phone|tel|telephone|mobile|cell|fax|desk|office)(?:[ \t]+(?:number|no\.?))?"
+         r"(?:[ \t]+is|[ \t]*[:#])?)[ \t]*\n?[ \t]*(?P<x>\+?\(?\d[\d \-().]{5,18}\d)(?![\w\-])",
+         # ... or a label after it: "555 0142 office", "5550001111-Fax"
+         r"(?<![\w+\-.])(?P<x>\+?\(?\d[\d \-().]{5,18}\d)[ \t]*-?[ \t]*"
+         r"(?i:office|fax|mobile|cell|home|work|desk)\b"],
         0.6, check=lambda v: 7 <= len(_digits(v)) <= 15,
     )
     country = PatternRecognizer(
