@@ -13,7 +13,8 @@ import hashlib
 import hmac
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -62,6 +63,18 @@ def ad_part(part: str | int) -> bytes:
     return len(raw).to_bytes(4, "big") + raw
 
 
+def ad_int_parts(values: Iterable[int]) -> list[bytes]:
+    """:func:`ad_part` of many integers (ids), without a call per value."""
+    out: list[bytes] = []
+    append = out.append
+    for raw in map(str.encode, map(str, values)):
+        append(_LEN_PREFIX[len(raw)] + raw)
+    return out
+
+
+_LEN_PREFIX = [n.to_bytes(4, "big") for n in range(32)]  # an int64 has at most 20 digits
+
+
 def seal(key: bytes, plaintext: bytes, ad: bytes) -> bytes:
     """nonce || ciphertext || tag."""
     nonce = os.urandom(NONCE_BYTES)
@@ -77,14 +90,14 @@ def open_(key: bytes, sealed: bytes, ad: bytes) -> bytes:
 
 def seal_many_one_key(key: bytes, plaintexts: Sequence[bytes], ads: Sequence[bytes]) -> list[bytes]:
     """Seal many messages under one key: one cipher object, one nonce draw."""
-    aes = AESGCM(key)
+    encrypt = AESGCM(key).encrypt
     n = len(plaintexts)
-    nonces = os.urandom(NONCE_BYTES * n)
-    out = []
-    for i in range(n):
-        nonce = nonces[i * NONCE_BYTES : (i + 1) * NONCE_BYTES]
-        out.append(nonce + aes.encrypt(nonce, plaintexts[i], ads[i]))
-    return out
+    if len(ads) != n:
+        raise ValueError("plaintexts and associated data differ in length")
+    pool = os.urandom(NONCE_BYTES * n)
+    nonces = [pool[i : i + NONCE_BYTES] for i in range(0, NONCE_BYTES * n, NONCE_BYTES)]
+    return [nonce + encrypt(nonce, p, a)
+            for nonce, p, a in zip(nonces, plaintexts, ads, strict=True)]
 
 
 def seal_each_own_key(
@@ -92,12 +105,13 @@ def seal_each_own_key(
 ) -> list[bytes]:
     """Seal message i under key i (per-subject keys), one nonce draw for all."""
     n = len(plaintexts)
-    nonces = os.urandom(NONCE_BYTES * n)
-    out = []
-    for i in range(n):
-        nonce = nonces[i * NONCE_BYTES : (i + 1) * NONCE_BYTES]
-        out.append(nonce + AESGCM(keys[i]).encrypt(nonce, plaintexts[i], ads[i]))
-    return out
+    if not (len(keys) == len(ads) == n):
+        raise ValueError("keys, plaintexts and associated data differ in length")
+    pool = os.urandom(NONCE_BYTES * n)
+    nonces = [pool[i : i + NONCE_BYTES] for i in range(0, NONCE_BYTES * n, NONCE_BYTES)]
+    aes = AESGCM
+    return [nonce + aes(k).encrypt(nonce, p, a)
+            for k, nonce, p, a in zip(keys, nonces, plaintexts, ads, strict=True)]
 
 
 def open_many_one_key(key: bytes, sealed: Sequence[bytes], ads: Sequence[bytes]) -> list[bytes]:
@@ -115,20 +129,43 @@ def hmac_sha256(key: bytes, message: bytes) -> bytes:
     return hmac.digest(key, message, "sha256")
 
 
-def hmac_many(key: bytes, messages: Sequence[bytes]) -> list[bytes]:
-    """HMAC-SHA256 of many messages under one key, reusing the keyed state."""
-    base = hmac.new(key, digestmod=hashlib.sha256)
-    out = []
+def _hmac_state(key: bytes, prefix: bytes) -> Any:
+    """A keyed HMAC-SHA256 state that has absorbed ``prefix``.
+
+    OpenSSL's C object when CPython exposes it (``copy``/``update``/``digest``
+    then cost no Python frames: ~0.7 us per message instead of ~1.1 us);
+    otherwise the ``hmac`` module's wrapper, which computes the same bytes.
+    """
+    try:
+        import _hashlib
+
+        return _hashlib.hmac_new(key, prefix, digestmod="sha256")
+    except (ImportError, AttributeError, ValueError):  # pragma: no cover - non-OpenSSL builds
+        return hmac.new(key, prefix, digestmod=hashlib.sha256)
+
+
+def hmac_many(key: bytes, messages: Iterable[bytes], prefix: bytes = b"") -> list[bytes]:
+    """HMAC-SHA256(key, prefix || m) of many messages, reusing the keyed state."""
+    copy = _hmac_state(key, prefix).copy
+    out: list[bytes] = []
+    append = out.append
     for m in messages:
-        h = base.copy()
+        h = copy()
         h.update(m)
-        out.append(h.digest())
+        append(h.digest())
     return out
 
 
 def keyed_fingerprints(key: bytes, messages: Sequence[bytes]) -> list[bytes]:
     """Keyed BLAKE2b-128 of each message (change detection, not lookup)."""
-    return [hashlib.blake2b(m, key=key, digest_size=16).digest() for m in messages]
+    copy = hashlib.blake2b(key=key, digest_size=16).copy
+    out: list[bytes] = []
+    append = out.append
+    for m in messages:
+        h = copy()
+        h.update(m)
+        append(h.digest())
+    return out
 
 
 def sha256(data: bytes) -> bytes:

@@ -43,14 +43,13 @@ def normalize(values: pl.Series, kind: Normalizer) -> pl.Series:
 
 def digests(key: bytes, column: str, values: pl.Series, kind: Normalizer) -> list[bytes | None]:
     """One digest per value (None where the value is blank)."""
-    norm = normalize(values, kind).to_list()
+    norm: list[bytes | None] = normalize(values, kind).cast(pl.Binary).to_list()
     prefix = _aead.associated_data("blind", column, kind)
-    present = [i for i, v in enumerate(norm) if v is not None]
-    macs = _aead.hmac_many(key, [prefix + norm[i].encode("utf-8") for i in present])
-    out: list[bytes | None] = [None] * len(norm)
-    for i, mac in zip(present, macs, strict=True):
-        out[i] = mac[:DIGEST_BYTES]
-    return out
+    macs = _aead.hmac_many(key, (v for v in norm if v is not None), prefix)
+    if len(macs) == len(norm):
+        return [m[:DIGEST_BYTES] for m in macs]
+    found = iter(macs)
+    return [next(found)[:DIGEST_BYTES] if v is not None else None for v in norm]
 
 
 def digest_one(key: bytes, column: str, value: str, kind: Normalizer) -> bytes | None:

@@ -89,8 +89,9 @@ def seal_records(
     payloads: Sequence[bytes],
 ) -> list[bytes]:
     """Seal row i's direct identifiers under subject i's own key."""
-    head, tail, part = _aead.ad_prefix("record", dataset_id), _aead.ad_part(fields), _aead.ad_part
-    ads = [head + part(r) + part(s) + tail for r, s in zip(record_ids, subject_ids, strict=True)]
+    head, tail = _aead.ad_prefix("record", dataset_id), _aead.ad_part(fields)
+    ads = [head + r + s + tail for r, s in zip(_aead.ad_int_parts(record_ids),
+                                               _aead.ad_int_parts(subject_ids), strict=True)]
     return _aead.seal_each_own_key(subject_keys, payloads, ads)
 
 
@@ -114,9 +115,8 @@ def wrap_subject_keys(
     wrap_key: bytes, wrap_key_id: int, dataset_id: int, subject_ids: Sequence[int],
     keys: Sequence[bytes],
 ) -> list[bytes]:
-    head, tail, part = (_aead.ad_prefix("subject-key", dataset_id), _aead.ad_part(wrap_key_id),
-                        _aead.ad_part)
-    ads = [head + part(s) + tail for s in subject_ids]
+    head, tail = _aead.ad_prefix("subject-key", dataset_id), _aead.ad_part(wrap_key_id)
+    ads = [head + s + tail for s in _aead.ad_int_parts(subject_ids)]
     return _aead.seal_many_one_key(wrap_key, keys, ads)
 
 
