@@ -41,7 +41,7 @@ from vault.store import (
     StoredColumn,
     dataset_id,
     read_attributes,
-    write_batch,
+    write_batches,
 )
 
 DIRECT = ["voter_id", "first_name", "last_name", "street", "phone", "email", "birth_date"]
@@ -127,12 +127,12 @@ def civicvault_store(parquet: Path, url: str, kek: Path) -> Callable[[], None]:
                 dataset_id=ds, content_hash=secrets.token_hex(16), rows=df.height,
                 batches=-(-df.height // BATCH), created=now()).returning(T_SOURCE.c.id)
             ).scalar_one()
-        cache = IdentityCache()  # as vault.ingest.ingest_path does
-        for b in range(-(-df.height // BATCH)):
-            with engine.begin() as conn:
-                write_batch(conn, kr, ds_id=ds, dataset="bench", source_id=int(src),
-                            batch_index=b, frame=df.slice(b * BATCH, BATCH), layout=LAYOUT,
-                            actor="bench", cache=cache)
+        frames = ((b, df.slice(b * BATCH, BATCH)) for b in range(-(-df.height // BATCH)))
+        # as vault.ingest.ingest_path does: sealing batch k+1 overlaps writing batch k
+        for _ in write_batches(engine.begin, kr, ds_id=ds, dataset="bench", source_id=int(src),
+                               batches=frames, layout=LAYOUT, actor="bench",
+                               cache=IdentityCache()):
+            pass
         engine.dispose()
     return run
 

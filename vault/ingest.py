@@ -36,6 +36,7 @@ from vault.store import (
     StoredColumn,
     dataset_id,
     write_batch,
+    write_batches,
 )
 
 BATCH_ROWS = 100_000
@@ -247,12 +248,20 @@ def ingest_path(engine: Engine, home: VaultHome, principal: _access.Principal, p
     plan = plan_ingest(engine, home, principal, path, dataset, batch_rows=batch_rows, frame=df)
     if plan.already_ingested:
         return IngestReport(dataset, 0, 0, plan.rows, 0, plan.columns, already_ingested=True)
-    kr = Keyring(provider_for(home))
-    cache = IdentityCache()
+    classes = classify_for(home, df)
+    layout, originals = layout_for(classes)
+    with engine.connect() as conn:
+        ds = dataset_id(conn, dataset)
+    resource = f"dataset/{dataset}"
+    frames = ((i, prepare_batch(df.slice(i * batch_rows, batch_rows), classes, originals))
+              for i in range(plan.batches))
     added = updated = skipped = 0
-    for i in range(plan.batches):
-        r = ingest_batch(engine, home, principal, plan, i, frame=df, keyring=kr, cache=cache)
-        added, updated, skipped = added + r["added"], updated + r["updated"], skipped + r["skipped"]
+    results = write_batches(lambda: _access.access(engine, home, principal, "ingest", resource),
+                            Keyring(provider_for(home)), ds_id=ds, dataset=dataset,
+                            source_id=plan.source_id, batches=frames, layout=layout,
+                            actor=principal.id, cache=IdentityCache())
+    for done, r in enumerate(results, start=1):
+        added, updated, skipped = added + r.added, updated + r.updated, skipped + r.skipped
         if progress is not None:
-            progress(i + 1, plan.batches)
+            progress(done, plan.batches)
     return IngestReport(dataset, added, updated, skipped, plan.batches, plan.columns)

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -28,8 +30,9 @@ from ledger import store as ledger_store
 from ledger.entry import EntryDraft
 from vault import blind_index, crypto
 from vault.blind_index import Normalizer
+from vault.bulk import Columns, insert_columns
 from vault.errors import BadInput
-from vault.keyring import Keyring, now
+from vault.keyring import ActiveKey, Keyring, now
 from vault.schema import Batch, BatchColumn, BlindIndex, Dataset, Record, Source, Subject
 
 T_DATASET: Table = Dataset.__table__  # type: ignore[attr-defined]
@@ -109,10 +112,19 @@ def dataset_id(conn: Connection, name: str, *, create_with: tuple[str, str] | No
     ).scalar_one())
 
 
+VAULT_WRITE_LOCK = 0x5641554C54000000  # "VAULT" in the high bytes: one key for all batch writers
+
+
 def lock_dataset(conn: Connection, ds_id: int) -> None:
-    """Serialise writers of one dataset (SQLite: the BEGIN IMMEDIATE write lock already does)."""
+    """Serialise batch writers (SQLite: the BEGIN IMMEDIATE write lock already does).
+
+    One lock for every dataset, not one per dataset: batch, subject and record ids
+    are allocated as max + 1 across the vault, and each batch appends to the one
+    ledger anyway, so writers of different datasets would only collide on ids.
+    """
+    del ds_id
     if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": 0x5641554C54000000 + ds_id})
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": VAULT_WRITE_LOCK})
 
 
 def bulk_insert(
@@ -220,6 +232,249 @@ def clear_live_rows(conn: Connection, positions: dict[int, list[int]]) -> None:
                      .values(live_mask=pack_mask(live)))
 
 
+@dataclass(frozen=True)
+class BatchKeys:
+    """The dataset's active data keys a batch is written under."""
+
+    fingerprint: ActiveKey
+    blind: ActiveKey
+    subject_wrap: ActiveKey
+    attr: ActiveKey
+
+    @classmethod
+    def active(cls, conn: Connection, keyring: Keyring, ds_id: int) -> BatchKeys:
+        return cls(*(keyring.active(conn, ds_id, p)
+                     for p in ("fingerprint", "blind", "subject_wrap", "attr")))
+
+    @property
+    def ids(self) -> tuple[int, int, int, int]:
+        return (self.fingerprint.id, self.blind.id, self.subject_wrap.id, self.attr.id)
+
+
+@dataclass(frozen=True)
+class NextIds:
+    """Ids the next batch will take, and the dataset's highest subject id."""
+
+    batch: int
+    subject: int
+    record: int
+    watermark: int | None
+
+    @classmethod
+    def read(cls, conn: Connection, ds_id: int) -> NextIds:
+        return cls(_next_id(conn, T_BATCH), _next_id(conn, T_SUBJECT), _next_id(conn, T_RECORD),
+                   conn.execute(select(func.max(T_SUBJECT.c.id))
+                                .where(T_SUBJECT.c.dataset_id == ds_id)).scalar())
+
+
+@dataclass
+class _Decision:
+    """Which rows of a batch are stored, and whether as new or updated subjects."""
+
+    n: int
+    row_fps: list[bytes]
+    lookup_digests: dict[str, list[bytes | None]]
+    identity: list[bytes | None] | None
+    new_rows: list[int]
+    upd_rows: list[tuple[int, Any]]
+    skipped: int
+
+    @property
+    def stored(self) -> list[int]:
+        return sorted(self.new_rows + [i for i, _ in self.upd_rows])
+
+
+@dataclass
+class _Sealed:
+    """A batch's ciphertexts and ids, ready to store (no plaintext inside)."""
+
+    batch_id: int
+    stored: list[int]
+    pos: dict[int, int]  # source row -> stored row position
+    subject_of: dict[int, int]
+    new_ids: list[int]
+    record_ids: np.ndarray[Any, np.dtype[np.int64]]
+    stored_subjects: np.ndarray[Any, np.dtype[np.int64]]
+    fields: str
+    record_blobs: list[bytes]
+    wrapped: list[bytes]
+    column_blobs: dict[str, bytes]
+    data_hash: str
+
+
+def _decide(
+    frame: pl.DataFrame, layout: ColumnLayout, keys: BatchKeys,
+    existing_for: Callable[[set[bytes]], dict[bytes, Any]],
+) -> _Decision:
+    """Fingerprint and blind-index the batch; split its rows into new / update / skip."""
+    n = frame.height
+    row_fps = crypto.fingerprints(keys.fingerprint.key, crypto.pack_rows(frame))
+    # Lookup digests of every lookup column, computed once, vectorised.
+    lookup_digests: dict[str, list[bytes | None]] = {
+        c.name: blind_index.digests(keys.blind.key, c.name, frame.get_column(c.name), c.lookup)
+        for c in layout.lookups if c.lookup is not None
+    }
+    identity = lookup_digests.get(layout.identity) if layout.identity else None
+    if identity is None:
+        return _Decision(n, row_fps, lookup_digests, None, list(range(n)), [], 0)
+    # Same subject twice in this batch: the last row wins.
+    last = {d: i for i, d in enumerate(identity) if d is not None}
+    keep = [i for i, d in enumerate(identity) if d is None or last[d] == i]
+    skipped = n - len(keep)
+    existing = existing_for(set(last))
+    if not existing:
+        return _Decision(n, row_fps, lookup_digests, identity, keep, [], skipped)
+    new_rows: list[int] = []
+    upd_rows: list[tuple[int, Any]] = []
+    for i in keep:
+        digest = identity[i]
+        match = existing.get(digest) if digest is not None else None
+        if match is None:
+            new_rows.append(i)
+        elif match.fingerprint is not None and bytes(match.fingerprint) == row_fps[i]:
+            skipped += 1
+        else:
+            upd_rows.append((i, match))
+    return _Decision(n, row_fps, lookup_digests, identity, new_rows, upd_rows, skipped)
+
+
+def _seal(
+    frame: pl.DataFrame, layout: ColumnLayout, keys: BatchKeys, ds_id: int, d: _Decision,
+    ids: NextIds, old_keys: dict[int, tuple[int, bytes]],
+) -> _Sealed:
+    """All the cryptography of one batch; pure CPU, no database.
+
+    ``old_keys``: source row -> (subject id, unwrapped subject key) of updated rows.
+    """
+    stored = d.stored
+    pos = {src: p for p, src in enumerate(stored)}
+    part = frame[stored]
+    new_ids = list(range(ids.subject, ids.subject + len(d.new_rows)))
+    new_keys = crypto.new_subject_keys(len(d.new_rows))
+    subject_of = dict(zip(d.new_rows, new_ids, strict=True))
+    key_of = dict(zip(d.new_rows, new_keys, strict=True))
+    for i, (sid, k) in old_keys.items():
+        subject_of[i], key_of[i] = sid, k
+    record_ids = np.arange(ids.record, ids.record + len(stored), dtype=np.int64)
+    stored_subjects = np.fromiter((subject_of[i] for i in stored), dtype=np.int64,
+                                  count=len(stored))
+    direct_cols, attr_cols = layout.direct, layout.attributes
+    fields = ",".join(direct_cols)
+    record_blobs: list[bytes] = []
+    if direct_cols:
+        record_blobs = crypto.seal_records(
+            [key_of[i] for i in stored], ds_id, record_ids.tolist(), stored_subjects.tolist(),
+            fields, crypto.pack_rows(part.select(direct_cols)))
+    wrapped = crypto.wrap_subject_keys(keys.subject_wrap.key, keys.subject_wrap.id, ds_id,
+                                       new_ids, new_keys) if new_ids else []
+    column_blobs = crypto.seal_batch(keys.attr.key, keys.attr.id, ds_id, ids.batch,
+                                     part.select(attr_cols)) if attr_cols else {}
+    return _Sealed(ids.batch, stored, pos, subject_of, new_ids, record_ids, stored_subjects,
+                   fields, record_blobs, wrapped, column_blobs,
+                   crypto.batch_digest(column_blobs, record_blobs))
+
+
+def _store(
+    conn: Connection, keyring: Keyring, keys: BatchKeys, *, ds_id: int, dataset: str,
+    source_id: int, batch_index: int, d: _Decision, s: _Sealed, actor: str,
+) -> BatchResult:
+    """Write a sealed batch and its ledger entry in ``conn``'s transaction."""
+    batch_id = s.batch_id
+    conn.execute(T_BATCH.insert().values(
+        id=batch_id, dataset_id=ds_id, source_id=source_id, batch_index=batch_index,
+        rows=len(s.stored), data_hash=s.data_hash,
+        live_mask=pack_mask(np.ones(len(s.stored), dtype=bool)), created=now()))
+    bulk_insert(conn, T_COLUMN, ("batch_id", "column", "key_id", "sealed"),
+                [(batch_id, c, keys.attr.id, b) for c, b in s.column_blobs.items()])
+    keyring.count_sealed(conn, keys.attr.id, len(s.column_blobs))
+    if s.record_blobs:
+        insert_columns(conn, T_RECORD, Columns(
+            len(s.stored),
+            ints={"id": s.record_ids, "subject_id": s.stored_subjects,
+                  "row": np.arange(len(s.stored), dtype=np.int64)},
+            blobs={"sealed": s.record_blobs}, consts={"batch_id": batch_id, "fields": s.fields}))
+    if s.new_ids:
+        keyring.count_sealed(conn, keys.subject_wrap.id, len(s.new_ids))
+        insert_columns(conn, T_SUBJECT, Columns(
+            len(s.new_ids),
+            ints={"id": np.asarray(s.new_ids, dtype=np.int64),
+                  "current_row": np.fromiter((s.pos[i] for i in d.new_rows), dtype=np.int64,
+                                             count=len(d.new_rows))},
+            blobs={"wrapped_key": s.wrapped, "fingerprint": [d.row_fps[i] for i in d.new_rows]},
+            consts={"dataset_id": ds_id, "key_id": keys.subject_wrap.id,
+                    "current_batch_id": batch_id}))
+    if d.upd_rows:
+        old_positions: dict[int, list[int]] = {}
+        for _, m in d.upd_rows:
+            old_positions.setdefault(int(m.current_batch_id), []).append(int(m.current_row))
+        clear_live_rows(conn, old_positions)
+        conn.execute(
+            update(T_SUBJECT).where(T_SUBJECT.c.id == bindparam("sid")).values(
+                fingerprint=bindparam("fp"), current_batch_id=bindparam("cb"),
+                current_row=bindparam("cr")),
+            [{"sid": s.subject_of[i], "fp": d.row_fps[i], "cb": batch_id, "cr": s.pos[i]}
+             for i, _ in d.upd_rows])
+    # New subjects' digests cannot clash with stored ones: bulk path, sorted by digest
+    # (B-tree friendly). Updated subjects may re-deliver digests: insert-or-ignore.
+    bid = keys.blind.id
+    blind_upd: list[dict[str, Any]] = []
+    for col, digs in sorted(d.lookup_digests.items()):
+        present = sorted((dg, s.subject_of[i]) for i in d.new_rows if (dg := digs[i]) is not None)
+        insert_columns(conn, T_BLIND, Columns(
+            len(present),
+            ints={"subject_id": np.fromiter((sid for _, sid in present), dtype=np.int64,
+                                            count=len(present))},
+            blobs={"digest": [dg for dg, _ in present]},
+            consts={"dataset_id": ds_id, "column": col, "key_id": bid}))
+        blind_upd.extend({"dataset_id": ds_id, "column": col, "digest": dg,
+                          "subject_id": s.subject_of[i], "key_id": bid}
+                         for i, _ in d.upd_rows if (dg := digs[i]) is not None)
+    _insert_ignore(conn, T_BLIND, blind_upd)
+    if conn.dialect.name == "postgresql" and len(s.stored) >= ANALYZE_AFTER_ROWS:
+        # COPY leaves the planner blind to the new rows: without fresh statistics the next
+        # batch's dedup lookup is planned as if the tables were empty (seconds per chunk).
+        conn.execute(text("ANALYZE vault_subjects, vault_blind_index, vault_records"))
+    [entry] = ledger_store.append(conn, [EntryDraft(
+        actor=actor, action="vault.ingest.batch", resource=f"dataset/{dataset}/batch/{batch_id}",
+        data_hash=s.data_hash,
+        details={"dataset": dataset, "batch": batch_id, "source": source_id,
+                 "batch_index": batch_index, "rows_in": d.n, "added": len(d.new_rows),
+                 "updated": len(d.upd_rows), "skipped": d.skipped},
+    )])
+    return BatchResult(batch_id, d.n, len(d.new_rows), len(d.upd_rows), d.skipped, s.data_hash,
+                       entry.seq)
+
+
+def _remember(cache: IdentityCache, ds_id: int, watermark: int | None, keys: BatchKeys,
+              d: _Decision, s: _Sealed) -> None:
+    """Teach ``cache`` the subjects a batch stores (call only if it will be committed)."""
+    if d.identity is None:
+        return
+    if cache.ds_id is None and watermark is None:
+        cache.ds_id = ds_id  # a fresh dataset: this process knows every subject
+    if cache.ds_id != ds_id:
+        return
+    wrapped_of = dict(zip(d.new_rows, s.wrapped, strict=True))
+    wrap_id = keys.subject_wrap.id
+    for i in s.stored:
+        dg = d.identity[i]
+        if dg is None:
+            continue
+        old = cache.known.get(dg)
+        cache.known[dg] = KnownSubject(
+            s.subject_of[i], d.row_fps[i],
+            wrapped_of.get(i, old.wrapped_key if old else b""),
+            wrap_id if i in wrapped_of else (old.key_id if old else 0),
+            s.batch_id, s.pos[i])
+    cache.watermark = s.new_ids[-1] if s.new_ids else watermark
+
+
+def _forget(cache: IdentityCache | None) -> None:
+    if cache is not None:
+        cache.known.clear()
+        cache.ds_id = cache.watermark = None
+
+
 def write_batch(
     conn: Connection,
     keyring: Keyring,
@@ -243,166 +498,133 @@ def write_batch(
         T_BATCH.c.source_id == source_id, T_BATCH.c.batch_index == batch_index)).scalar()
     if done is not None:
         return BatchResult(int(done), frame.height, 0, 0, frame.height, None, None, True)
+    keys = BatchKeys.active(conn, keyring, ds_id)
+    ids = NextIds.read(conn, ds_id)
 
-    n = frame.height
-    direct_cols, attr_cols = layout.direct, layout.attributes
-    fp_key = keyring.active(conn, ds_id, "fingerprint")
-    blind_key = keyring.active(conn, ds_id, "blind")
-    row_fps = crypto.fingerprints(fp_key.key, crypto.pack_rows(frame))
+    def existing_for(wanted: set[bytes]) -> dict[bytes, Any]:
+        if cache is not None and cache.valid_for(ds_id, ids.watermark):
+            return {dg: cache.known[dg] for dg in wanted if dg in cache.known}
+        _forget(cache)  # rebuilt only from our own writes
+        if ids.watermark is None or layout.identity is None:
+            return {}
+        return _existing_subjects(conn, ds_id, layout.identity, wanted)
 
-    # Lookup digests of every lookup column, computed once, vectorised.
-    lookup_digests: dict[str, list[bytes | None]] = {
-        c.name: blind_index.digests(blind_key.key, c.name, frame.get_column(c.name), c.lookup)
-        for c in layout.lookups if c.lookup is not None
-    }
-    identity = lookup_digests.get(layout.identity) if layout.identity else None
-
-    # Same subject twice in this batch: the last row wins.
-    keep = list(range(n))
-    if identity is not None:
-        last = {d: i for i, d in enumerate(identity) if d is not None}
-        keep = [i for i, d in enumerate(identity) if d is None or last[d] == i]
-    skipped = n - len(keep)
-
-    existing: dict[bytes, Any] = {}
-    max_subject: int | None = None
-    if identity is not None and layout.identity is not None:
-        max_subject = conn.execute(select(func.max(T_SUBJECT.c.id)).where(
-            T_SUBJECT.c.dataset_id == ds_id)).scalar()
-        wanted = {d for i in keep if (d := identity[i]) is not None}
-        if cache is not None and cache.valid_for(ds_id, max_subject):
-            existing = {d: cache.known[d] for d in wanted if d in cache.known}
-        elif max_subject is not None:
-            existing = _existing_subjects(conn, ds_id, layout.identity, wanted)
-            if cache is not None:
-                cache.known.clear()
-                cache.ds_id = cache.watermark = None  # rebuilt only from our own writes
-
-    new_rows: list[int] = []
-    upd_rows: list[tuple[int, Any]] = []
-    for i in keep:
-        digest = identity[i] if identity is not None else None
-        match = existing.get(digest) if digest is not None else None
-        if match is None:
-            new_rows.append(i)
-        elif match.fingerprint is not None and bytes(match.fingerprint) == row_fps[i]:
-            skipped += 1
-        else:
-            upd_rows.append((i, match))
-
-    stored = sorted(new_rows + [i for i, _ in upd_rows])
-    if not stored:
-        return BatchResult(None, n, 0, 0, skipped, None, None)
-    pos = {src: p for p, src in enumerate(stored)}  # source row -> stored row position
-    part = frame[stored]
-
-    batch_id = int(conn.execute(T_BATCH.insert().values(
-        dataset_id=ds_id, source_id=source_id, batch_index=batch_index, rows=len(stored),
-        data_hash="", live_mask=b"", created=now()).returning(T_BATCH.c.id)).scalar_one())
-
-    # Subjects: new ones get fresh keys; updated ones keep theirs.
-    wrap_key = keyring.active(conn, ds_id, "subject_wrap")
-    first_subject = _next_id(conn, T_SUBJECT)
-    new_ids = list(range(first_subject, first_subject + len(new_rows)))
-    new_keys = crypto.new_subject_keys(len(new_rows))
-    subject_of: dict[int, int] = dict(zip(new_rows, new_ids, strict=True))
-    key_of: dict[int, bytes] = dict(zip(new_rows, new_keys, strict=True))
+    d = _decide(frame, layout, keys, existing_for)
+    if not d.new_rows and not d.upd_rows:
+        return BatchResult(None, d.n, 0, 0, d.skipped, None, None)
+    # Updated subjects keep their keys.
+    old_keys: dict[int, tuple[int, bytes]] = {}
     by_wrap: dict[int, list[tuple[int, Any]]] = {}
-    for i, m in upd_rows:
+    for i, m in d.upd_rows:
         by_wrap.setdefault(int(m.key_id), []).append((i, m))
     for wid, items in by_wrap.items():
-        keys = crypto.unwrap_subject_keys(keyring.by_id(conn, wid), wid, ds_id,
-                                          [int(m.id) for _, m in items],
-                                          [bytes(m.wrapped_key) for _, m in items])
-        for (i, m), k in zip(items, keys, strict=True):
-            subject_of[i], key_of[i] = int(m.id), k
+        unwrapped = crypto.unwrap_subject_keys(keyring.by_id(conn, wid), wid, ds_id,
+                                               [int(m.id) for _, m in items],
+                                               [bytes(m.wrapped_key) for _, m in items])
+        for (i, m), k in zip(items, unwrapped, strict=True):
+            old_keys[i] = (int(m.id), k)
+    sealed = _seal(frame, layout, keys, ds_id, d, ids, old_keys)
+    result = _store(conn, keyring, keys, ds_id=ds_id, dataset=dataset, source_id=source_id,
+                    batch_index=batch_index, d=d, s=sealed, actor=actor)
+    if cache is not None:
+        _remember(cache, ds_id, ids.watermark, keys, d, sealed)
+    return result
 
-    first_record = _next_id(conn, T_RECORD)
-    record_ids = list(range(first_record, first_record + len(stored)))
-    fields = ",".join(direct_cols)
-    record_blobs: list[bytes] = []
-    if direct_cols:
-        payloads = crypto.pack_rows(part.select(direct_cols))
-        record_blobs = crypto.seal_records(
-            [key_of[i] for i in stored], ds_id, record_ids,
-            [subject_of[i] for i in stored], fields, payloads)
 
-    attr_key = keyring.active(conn, ds_id, "attr")
-    column_blobs = crypto.seal_batch(attr_key.key, attr_key.id, ds_id, batch_id,
-                                     part.select(attr_cols)) if attr_cols else {}
-    data_hash = crypto.batch_digest(column_blobs, record_blobs)
+def write_batches(
+    begin: Callable[[], AbstractContextManager[Connection]],
+    keyring: Keyring,
+    *,
+    ds_id: int,
+    dataset: str,
+    source_id: int,
+    batches: Iterable[tuple[int, pl.DataFrame]],
+    layout: ColumnLayout,
+    actor: str,
+    cache: IdentityCache,
+) -> Iterator[BatchResult]:
+    """Write many batches of one source, sealing batch k+1 while batch k is written.
 
-    bulk_insert(conn, T_COLUMN, ("batch_id", "column", "key_id", "sealed"),
-                [(batch_id, c, attr_key.id, b) for c, b in column_blobs.items()])
-    keyring.count_sealed(conn, attr_key.id, len(column_blobs))
-    if record_blobs:
-        bulk_insert(conn, T_RECORD, ("id", "subject_id", "batch_id", "row", "fields", "sealed"),
-                    [(rid, subject_of[i], batch_id, p, fields, blob) for p, (i, rid, blob)
-                     in enumerate(zip(stored, record_ids, record_blobs, strict=True))])
-    if new_rows:
-        wrapped = crypto.wrap_subject_keys(wrap_key.key, wrap_key.id, ds_id, new_ids, new_keys)
-        keyring.count_sealed(conn, wrap_key.id, len(new_rows))
-        bulk_insert(conn, T_SUBJECT, ("id", "dataset_id", "key_id", "wrapped_key", "fingerprint",
-                                      "current_batch_id", "current_row"),
-                    [(sid, ds_id, wrap_key.id, w, row_fps[i], batch_id, pos[i])
-                     for i, sid, w in zip(new_rows, new_ids, wrapped, strict=True)])
-    if upd_rows:
-        old_positions: dict[int, list[int]] = {}
-        for _, m in upd_rows:
-            old_positions.setdefault(int(m.current_batch_id), []).append(int(m.current_row))
-        clear_live_rows(conn, old_positions)
-        conn.execute(
-            update(T_SUBJECT).where(T_SUBJECT.c.id == bindparam("sid")).values(
-                fingerprint=bindparam("fp"), current_batch_id=bindparam("cb"),
-                current_row=bindparam("cr")),
-            [{"sid": subject_of[i], "fp": row_fps[i], "cb": batch_id, "cr": pos[i]}
-             for i, _ in upd_rows])
-    # New subjects' digests cannot clash with stored ones: bulk path, in key order
-    # (B-tree friendly). Updated subjects may re-deliver digests: insert-or-ignore.
-    upd_set = {i for i, _ in upd_rows}
-    bid = blind_key.id
-    blind_new: list[tuple[Any, ...]] = []
-    blind_upd: list[dict[str, Any]] = []
-    for col, digs in sorted(lookup_digests.items()):
-        per_col = sorted((d, subject_of[i]) for i in new_rows if (d := digs[i]) is not None)
-        blind_new.extend((ds_id, col, d, s, bid) for d, s in per_col)
-        blind_upd.extend({"dataset_id": ds_id, "column": col, "digest": d,
-                          "subject_id": subject_of[i], "key_id": bid}
-                         for i in upd_set if (d := digs[i]) is not None)
-    bulk_insert(conn, T_BLIND, ("dataset_id", "column", "digest", "subject_id", "key_id"),
-                blind_new)
-    _insert_ignore(conn, T_BLIND, blind_upd)
-    if conn.dialect.name == "postgresql" and len(stored) >= ANALYZE_AFTER_ROWS:
-        # COPY leaves the planner blind to the new rows: without fresh statistics the next
-        # batch's dedup lookup is planned as if the tables were empty (seconds per chunk).
-        conn.execute(text("ANALYZE vault_subjects, vault_blind_index, vault_records"))
+    ``begin()`` opens one batch's transaction (e.g. an authorised ``access`` block).
+    The cryptography runs in this thread; each batch's inserts and commit run in a
+    writer thread (SQLite and the PostgreSQL driver release the GIL while they work),
+    so the two overlap.
 
-    conn.execute(update(T_BATCH).where(T_BATCH.c.id == batch_id).values(
-        data_hash=data_hash, live_mask=pack_mask(np.ones(len(stored), dtype=bool))))
-    if cache is not None and identity is not None:
-        if cache.ds_id is None and max_subject is None:
-            cache.ds_id = ds_id  # a fresh dataset: this process knows every subject
-        if cache.ds_id == ds_id:
-            wrapped_of = dict(zip(new_rows, wrapped, strict=True)) if new_rows else {}
-            for i in stored:
-                d = identity[i]
-                if d is None:
-                    continue
-                old = cache.known.get(d)
-                cache.known[d] = KnownSubject(
-                    subject_of[i], row_fps[i],
-                    wrapped_of.get(i, old.wrapped_key if old else b""),
-                    wrap_key.id if i in wrapped_of else (old.key_id if old else 0),
-                    batch_id, pos[i])
-            cache.watermark = new_ids[-1] if new_ids else max_subject
-    [entry] = ledger_store.append(conn, [EntryDraft(
-        actor=actor, action="vault.ingest.batch", resource=f"dataset/{dataset}/batch/{batch_id}",
-        data_hash=data_hash,
-        details={"dataset": dataset, "batch": batch_id, "source": source_id,
-                 "batch_index": batch_index, "rows_in": n, "added": len(new_rows),
-                 "updated": len(upd_rows), "skipped": skipped},
-    )])
-    return BatchResult(batch_id, n, len(new_rows), len(upd_rows), skipped, data_hash, entry.seq)
+    Batch k+1 is planned before batch k has committed, so its ids, keys and
+    duplicate decisions are *predictions*: the ids and dataset high-water mark
+    batch k will leave behind, and this ingest's own :class:`IdentityCache`. The
+    writer re-reads them under the write lock and stores the sealed batch only if
+    every prediction holds; otherwise (another writer got in between) it
+    discards the sealed bytes and writes the batch the ordinary way, and the rest
+    of the ingest goes batch by batch. Batches that update stored subjects are
+    always written the ordinary way. Results are yielded in order; the first
+    failure is raised and the cache is dropped.
+    """
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="civicvault-writer")
+    pending: Future[tuple[BatchResult, bool]] | None = None
+    predicted: tuple[BatchKeys, NextIds] | None = None
+    try:
+        for index, frame in batches:
+            ahead: tuple[BatchKeys, NextIds, _Decision, _Sealed] | None = None
+            if predicted is not None and cache.ds_id == ds_id:
+                keys, ids = predicted
+                d = _decide(frame, layout, keys,
+                            lambda wanted: {dg: cache.known[dg] for dg in wanted
+                                            if dg in cache.known})
+                if not d.upd_rows and (d.new_rows or d.upd_rows):
+                    ahead = (keys, ids, d, _seal(frame, layout, keys, ds_id, d, ids, {}))
+            if pending is not None:
+                result, diverged = pending.result()
+                pending = None
+                yield result
+                if diverged:
+                    _forget(cache)
+                    ahead = predicted = None
+            if ahead is not None:
+                keys, ids, d, sealed = ahead
+                _remember(cache, ds_id, ids.watermark, keys, d, sealed)
+                predicted = (keys, NextIds(ids.batch + 1, ids.subject + len(sealed.new_ids),
+                                           ids.record + len(sealed.stored), cache.watermark))
+                pending = writer.submit(_store_predicted, begin, keyring, keys, ids, ds_id=ds_id,
+                                        dataset=dataset, source_id=source_id, batch_index=index,
+                                        frame=frame, layout=layout, d=d, s=sealed, actor=actor)
+                continue
+            with begin() as conn:
+                result = write_batch(conn, keyring, ds_id=ds_id, dataset=dataset,
+                                     source_id=source_id, batch_index=index, frame=frame,
+                                     layout=layout, actor=actor, cache=cache)
+                predicted = (BatchKeys.active(conn, keyring, ds_id), NextIds.read(conn, ds_id))
+            yield result
+        if pending is not None:
+            result, _ = pending.result()
+            pending = None
+            yield result
+    except BaseException:
+        _forget(cache)  # what it learnt may not have been committed
+        raise
+    finally:
+        writer.shutdown(wait=True)
+
+
+def _store_predicted(
+    begin: Callable[[], AbstractContextManager[Connection]], keyring: Keyring, keys: BatchKeys,
+    ids: NextIds, *, ds_id: int, dataset: str, source_id: int, batch_index: int,
+    frame: pl.DataFrame, layout: ColumnLayout, d: _Decision, s: _Sealed, actor: str,
+) -> tuple[BatchResult, bool]:
+    """Store a batch sealed ahead if its predictions hold; else write it afresh.
+
+    Returns the result and whether the predictions failed.
+    """
+    with begin() as conn:
+        lock_dataset(conn, ds_id)
+        done = conn.execute(select(T_BATCH.c.id).where(
+            T_BATCH.c.source_id == source_id, T_BATCH.c.batch_index == batch_index)).scalar()
+        if (done is None and NextIds.read(conn, ds_id) == ids
+                and BatchKeys.active(conn, keyring, ds_id).ids == keys.ids):
+            return _store(conn, keyring, keys, ds_id=ds_id, dataset=dataset, source_id=source_id,
+                          batch_index=batch_index, d=d, s=s, actor=actor), False
+        return write_batch(conn, keyring, ds_id=ds_id, dataset=dataset, source_id=source_id,
+                           batch_index=batch_index, frame=frame, layout=layout, actor=actor), True
 
 
 def read_attributes(
