@@ -286,3 +286,20 @@ def test_pipeline_overlaps_sealing_with_writing(engine: Engine, tmp_path: Path,
     assert [r.added for r in out] == [50, 50, 50]
     assert events[0] == "sealed batch 2"
     _verified(engine)
+
+
+@pytest.mark.postgres
+def test_bulk_tables_carry_no_row_triggers_on_postgres(pg_url: str) -> None:
+    """Migration 0005: no foreign-key trigger per bulk row; small tables keep theirs."""
+    from vault.db import make_engine, migrate
+
+    eng = make_engine(pg_url)
+    migrate(eng)
+    with eng.connect() as conn:
+        fks = {tuple(r) for r in conn.execute(text(
+            "SELECT conrelid::regclass::text, conname FROM pg_constraint WHERE contype = 'f'"))}
+    bulk = {t for t, _ in fks} & {"vault_subjects", "vault_records", "vault_blind_index"}
+    assert bulk == set()
+    assert ("vault_batches", "vault_batches_dataset_id_fkey") in fks
+    assert ("vault_batch_columns", "vault_batch_columns_batch_id_fkey") in fks
+    eng.dispose()
