@@ -296,3 +296,23 @@ def test_label_map_is_many_to_one() -> None:
         assert {ENTITY_TYPE[e] for e in accepted} == {GOLD_TYPE[gold]}
     # a person is never counted as a place, a place never as an organisation
     assert "PERSON" not in LABEL_MAP["GPE"] and "LOCATION" not in LABEL_MAP["ORGANIZATION"]
+
+
+def test_address_block_keeps_phones_and_labelled_lines_out() -> None:
+    text = "Dr. Ana Quell\n12 Elm Street\nApt. 4\nSpringfield\nPhone: 217 555 0142\nana@example.org"
+    (out,) = redact_texts([text])
+    assert out is not None
+    assert "Phone: <PHONE_NUMBER>" in out  # the field label stays, its value is a phone
+    assert "Springfield" not in out and "<EMAIL_ADDRESS>" in out
+
+
+def test_phone_with_a_label_after_it() -> None:
+    text = "Contacts:\n480 1234 office\n4805551234-Fax"
+    assert _entity_at(text, "480 1234") == {"PHONE_NUMBER"}
+    assert _entity_at(text, "4805551234") == {"PHONE_NUMBER"}
+    assert "PHONE_NUMBER" not in _entity_at("We sold 480 1234 units.", "480 1234")
+
+
+def test_town_after_a_street() -> None:
+    text = "She lives at 12 Elm Street, Dunmore."
+    assert _entity_at(text, "Dunmore") == {"LOCATION"}

@@ -54,7 +54,7 @@ class Span:
 # * tier 1, spaCy's NER (and our weak name/place guesses, which only fill gaps);
 # * tier 0, broad catch-alls (address blocks), which only label what nothing else did.
 _TIER_NER = 1
-# a later mention of a full name's word ("... and starring Verhoek"): above the NER's
+# a later mention of a full name's word ("... and later Varhegyi"): above the NER's
 # guess, below street patterns (>= 0.6), which may contain a surname ("Smith Street")
 _REPEAT_SCORE = 0.55
 _TIERS: dict[str, int] = {"SpacyRecognizer": _TIER_NER, **RECOGNIZER_TIERS}

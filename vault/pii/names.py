@@ -1,11 +1,11 @@
 """Cues for names of people, places and organisations that the small spaCy model misses.
 
 spaCy's ``en_core_web_sm`` often finds a name but calls it an organisation or a
-place ("Hana Okonkwo" -> ORG), or misses names it has not seen. These
+place ("Ildiko Varhegyi" -> ORG), or misses names it has not seen. These
 recognizers add what English text itself says, without any list built from
 test data:
 
-* **honorific + name** ("Mr. Quarles", "Dr. Ana Li"): PERSON, the honorific
+* **honorific + name** ("Mr. Okafor", "Dr. Ana Li"): PERSON, the honorific
   included (it is part of how the person is named);
 * **introduced names** ("my name is X", "Name: X", "called X", "last name? X");
 * **given names**: a capitalised word in Faker's given-name lists (all
@@ -49,11 +49,11 @@ _UP = "A-Z" + "".join(
 _WORD = rf"[{_UP}](?:[^\W\d_]|['’\-](?=[^\W\d_]))+"  # a capitalised word
 _INITIAL = rf"[{_UP}]\.?"
 _PARTICLE = r"(?:de|del|della|da|das|do|dos|di|du|la|le|van|von|der|den|ten|ter|af|al|el|bin|ibn)"
-# a name: words, single-letter initials and particles ("Ana Li", "Lena K. Marsh")
+# a name: words, single-letter initials and particles ("Ana Li", "Jon Q. Varga")
 _NAME = rf"{_WORD}(?:[ \t]+(?:{_INITIAL}[ \t]+|{_PARTICLE}[ \t]+)?{_WORD}){{0,3}}"
-# a place: words joined by spaces, particles or hyphens ("Puente del Rio")
+# a place: words joined by spaces, particles or hyphens ("San Lorenzo del Monte")
 _PLACE = rf"{_WORD}(?:[ \t]+(?:{_PARTICLE}[ \t]+)?{_WORD}){{0,3}}"
-# unit and street words that never end a name ("Mrs. Ada Pelham Apt. 12")
+# unit and street words that never end a name ("Mrs. Jane Roe Apt. 12")
 _NOT_IN_NAME = r"(?!(?:Apt|Apartment|Suite|Ste|Unit|Box|Lot|Room|Floor|Street|Road)\b)"
 
 _ORG_SUFFIX = (
@@ -193,7 +193,7 @@ def _end_of(run: str, word_index: int) -> int:
 def repeated_names(text: str, names: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Other occurrences in ``text`` of the words of full names found at ``names``.
 
-    Once a text has named "Tomas Verhoek", a later "Verhoek" is the same person.
+    Once a text has named "Ildiko Varhegyi", a later "Varhegyi" is the same person.
     Only names of two or more words are used (a lone word is too weak a cue) and only
     their capitalised words of three letters or more that are not stop words.
     """

@@ -347,7 +347,7 @@ def custom_recognizers() -> list[EntityRecognizer]:
         patterns=[
             Pattern("address block",
                     r"(?<![\w:.\-])\d{1,6}[ \t]+[^\W\d_][^\n:@]{2,50}"
-                    r"(?:\n(?:[ \t>?]*\n)?[ \t>?]*[^\n!?:@]{2,40}){1,4}",
+                    r"(?:\n(?:[ \t>?]*\n)?[ \t>?]*[^\n!?:@]{2,40}(?=\n|$)){1,4}",
                     0.4),
         ],
         context=["address", "live", "lives", "located", "street", "residence", "mail", "send",
@@ -400,7 +400,7 @@ def custom_recognizers() -> list[EntityRecognizer]:
             Pattern(
                 "age n, pronoun was n",
                 r"(?<=\b[Aa]ge[:\s])\s?\d{1,3}\b"
-                # "when she was 64." (a bare number closing a clause about a person)
+                # "when she was 34." (a bare number closing a clause about a person)
                 r"|(?<=\b(?:he|He|she|She|I) was )\d{1,3}\b(?=\s*(?:[.!?,;]|$))",
                 0.5,
             ),
@@ -456,7 +456,7 @@ def custom_recognizers() -> list[EntityRecognizer]:
                  "fax", "desk", "answering", "message", "contact", "dial", "ring"],
         global_regex_flags=re.MULTILINE,
     )
-    # Numbers of other shapes ("555 0199", "0555 1234567", "5550104477") only next to a
+    # Numbers of other shapes ("480 1234", "0312 4567890", "4805551234") only next to a
     # cue: "call me on", "reach us at", "Phone:", "mobile number is", "... (office)". The cue is in
     # the pattern, not in Presidio's context words, which skip stop words ("call" is
     # one) and cost a pass over the tokens for every candidate.
@@ -465,7 +465,7 @@ def custom_recognizers() -> list[EntityRecognizer]:
         [r"\b(?:(?i:call|ring|text|reach|dial)(?:[ \t]+(?:me|us|him|her|them))?(?:[ \t]+(?:on|at))?"
          r"|(?i:phone|tel|telephone|mobile|cell|fax|desk|office)(?:[ \t]+(?:number|no\.?))?"
          r"(?:[ \t]+is|[ \t]*[:#])?)[ \t]*\n?[ \t]*(?P<x>\+?\(?\d[\d \-().]{5,18}\d)(?![\w\-])",
-         # ... or a label after it: "555 0142 office", "5550001111-Fax"
+         # ... or a label after it: "480 1234 office", "4805551234-Fax"
          r"(?<![\w+\-.])(?P<x>\+?\(?\d[\d \-().]{5,18}\d)[ \t]*-?[ \t]*"
          r"(?i:office|fax|mobile|cell|home|work|desk)\b"],
         0.6, check=lambda v: 7 <= len(_digits(v)) <= 15,
