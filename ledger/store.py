@@ -23,6 +23,7 @@ import itertools
 import struct
 import threading
 import time
+import weakref
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -156,9 +157,29 @@ def append(conn: Connection, drafts: Sequence[EntryDraft]) -> list[Entry]:
     """
     if not drafts:
         return []
-    start, last = _lock_and_head(conn)
+    return _append_after(conn, _lock_and_head(conn), drafts)
+
+
+def _append_after(
+    conn: Connection, head: tuple[int, bytes], drafts: Sequence[EntryDraft], *,
+    commit: bool = False,
+) -> list[Entry]:
+    """``append`` once the head is read under the append lock (``_lock_and_head``).
+
+    ``commit``: the caller commits right after. On PostgreSQL a small batch is then
+    written and committed in one statement string (one round trip instead of two);
+    the caller's own commit finds the transaction already ended.
+    """
+    start, last = head
     frontier = _frontier(conn, start, last)
     stamp = rfc3339_utc()
+    if commit and conn.dialect.name == "postgresql" and len(drafts) < COPY_FROM:
+        placed = place_chain(drafts, start=start, prev=last, time=stamp)
+        leaves = [e.leaf_hash for e in placed]
+        frontier, made = merkle.extend(start, frontier, leaves, min_level=STORED_FROM_LEVEL)
+        _insert_and_commit(conn, placed, made)
+        _remember_frontier(start + len(placed), leaves[-1], frontier)
+        return placed
     entries: list[Entry] = []
     nodes: list[tuple[int, int, bytes]] = []
     bulk = len(drafts) >= BULK_FROM
@@ -184,6 +205,26 @@ _PGCOPY_TRAILER = b"\xff\xff"
 _ENTRY_ROW = struct.Struct(">hiqi32si").pack  # 3 fields: int8 seq, bytea(32), bytea length
 _NODE_ROW = struct.Struct(">hihiqi32s").pack  # 3 fields: int2 level, int8 idx, bytea(32)
 _EntryWrite = Callable[[int, list[bytes], list[bytes]], None]
+
+
+def _insert_and_commit(
+    conn: Connection, entries: list[Entry], nodes: list[tuple[int, int, bytes]]
+) -> None:
+    """PostgreSQL: INSERT the rows and COMMIT in one simple-protocol query string.
+
+    Every value is an int we computed or bytes we spell in hex digits, so the
+    literals cannot carry anything but the values.
+    """
+    sql = ["INSERT INTO ledger_entries (seq, leaf_hash, entry) VALUES ",
+           ",".join(f"({int(e.seq)},decode('{e.leaf_hash.hex()}','hex'),"
+                    f"decode('{e.raw.hex()}','hex'))" for e in entries), ";"]
+    if nodes:
+        sql += ["INSERT INTO ledger_nodes (level, idx, hash) VALUES ",
+                ",".join(f"({int(level)},{int(idx)},decode('{digest.hex()}','hex'))"
+                         for level, idx, digest in nodes), ";"]
+    raw: Any = conn.connection.driver_connection
+    with raw.cursor() as cursor:
+        cursor.execute("".join([*sql, "COMMIT"]))
 
 
 @contextmanager
@@ -250,58 +291,97 @@ class GroupCommitter:
     batch had, since those writers are about to come back), appends them in one
     transaction and wakes the followers. ``append`` returns once its entry is
     committed (durable) and raises if that transaction failed.
+
+    Leaders commit on one connection the committer keeps while commits follow
+    each other within ``keep_s`` (a pool checkout pings the server first: a round
+    trip per commit); after a longer pause, or a failed commit, the next leader
+    checks out a connection afresh. ``close()`` (or leaving a ``with`` block)
+    returns it to the pool; so does garbage collection of the committer.
     """
 
     def __init__(
-        self, engine: Engine, *, max_batch: int = 4096, gather_s: float = 0.001
+        self, engine: Engine, *, max_batch: int = 4096, gather_s: float = 0.001,
+        keep_s: float = 1.0,
     ) -> None:
         self.engine = engine
         self.max_batch = max_batch
         self.gather_s = gather_s
+        self.keep_s = keep_s
         lock = threading.Lock()
         self._cond = threading.Condition(lock)
         self._arrived = threading.Condition(lock)
         self._waiting: list[_Request] = []
         self._leading = False
         self._last_batch = 1
+        self._conn: Connection | None = None
+        self._release: weakref.finalize[[], GroupCommitter] | None = None
+        self._used_at = 0.0
+
+    def __enter__(self) -> GroupCommitter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Return the kept connection to the pool (after the commit in flight, if any)."""
+        with self._cond:
+            while self._leading:
+                self._cond.wait()
+            self._drop_connection()
+
+    def _connection(self) -> Connection:
+        """The leaders' connection (one leader at a time, so never used concurrently)."""
+        if self._conn is not None and time.monotonic() - self._used_at > self.keep_s:
+            self._drop_connection()  # idle a while: let the pool check it again
+        if self._conn is None:
+            self._conn = self.engine.connect()
+            self._release = weakref.finalize(self, self._conn.close)
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        if self._release is not None:
+            self._release()  # closes once; later calls do nothing
+        self._conn, self._release = None, None
 
     def append(self, draft: EntryDraft) -> Entry:
         request = _Request(draft)
         with self._cond:
             self._waiting.append(request)
             self._arrived.notify()
-            while self._leading and not request.done:
-                self._cond.wait()
-            if not request.done:
+            while not request.done:
+                if self._leading:
+                    self._cond.wait()
+                    continue
                 self._leading = True
-                self._gather()
-                batch = self._waiting[: self.max_batch]
-                del self._waiting[: self.max_batch]
-                self._last_batch = len(batch)
-        if not request.done:
-            self._commit(batch)
+                self._cond.release()
+                try:
+                    self._lead()
+                finally:
+                    self._cond.acquire()
         if request.error is not None:
             raise request.error
         assert request.entry is not None
         return request.entry
 
-    def _gather(self) -> None:
-        """Under the lock: wait briefly for the writers of the last batch to come back."""
-        deadline = time.monotonic() + self.gather_s
-        while len(self._waiting) < min(self._last_batch, self.max_batch):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            self._arrived.wait(remaining)
-
-    def _commit(self, batch: list[_Request]) -> None:
+    def _lead(self) -> None:
+        """One transaction: begin, lock and read the head, *then* take the batch, so the
+        writers of the last batch come back during that round trip; append, commit."""
+        batch: list[_Request] = []
         entries: list[Entry] = []
         error: BaseException | None = None
         try:
-            with self.engine.begin() as conn:
-                entries = append(conn, [r.draft for r in batch])
+            conn = self._connection()
+            with conn.begin():
+                head = _lock_and_head(conn)
+                batch = self._take()
+                entries = _append_after(conn, head, [r.draft for r in batch], commit=True)
+            self._used_at = time.monotonic()
         except BaseException as exc:  # every waiter of this batch gets the failure
             error = exc
+            self._drop_connection()  # it may be broken: the next leader connects afresh
+            if not batch:
+                batch = self._take()
         with self._cond:
             for i, r in enumerate(batch):
                 r.entry = entries[i] if error is None else None
@@ -309,6 +389,20 @@ class GroupCommitter:
                 r.done = True
             self._leading = False
             self._cond.notify_all()
+
+    def _take(self) -> list[_Request]:
+        """Wait briefly for the writers of the last batch to come back; take a batch."""
+        with self._cond:
+            deadline = time.monotonic() + self.gather_s
+            while len(self._waiting) < min(self._last_batch, self.max_batch):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._arrived.wait(remaining)
+            batch = self._waiting[: self.max_batch]
+            del self._waiting[: self.max_batch]
+            self._last_batch = len(batch)
+            return batch
 
 
 # -- reading --------------------------------------------------------------------------------

@@ -233,6 +233,8 @@ def test_group_commit_chain_never_forks(engine: Engine, db_url: str) -> None:
         t.start()
     for t in threads:
         t.join()
+    for c in committers:
+        c.close()
     other.dispose()
     assert errors == []
     assert sorted(seqs) == list(range(200))
@@ -327,3 +329,58 @@ def test_append_without_begin_stays_in_the_callers_transaction(engine: Engine) -
     with engine.connect() as conn:
         assert store.size(conn) == 3
     db_verify.verify_stored(engine)
+
+
+def test_group_commit_failure_reaches_its_batch_and_the_next_append_succeeds(
+    engine: Engine,
+) -> None:
+    with store.GroupCommitter(engine) as committer:
+        with pytest.raises(BadInput):  # a lone surrogate cannot be canonical JSON
+            committer.append(EntryDraft(actor="a", action="test.note", resource="r",
+                                        details={"s": "\ud800"}))
+        assert committer.append(_draft(1)).seq == 0
+        assert committer.append(_draft(2)).seq == 1
+    with engine.connect() as conn:
+        assert store.size(conn) == 2
+
+
+def test_group_committer_keeps_one_connection_until_closed(engine: Engine) -> None:
+    committer = store.GroupCommitter(engine)
+    for i in range(3):
+        committer.append(_draft(i))
+        assert engine.pool.checkedout() == 1  # type: ignore[attr-defined]
+    committer.close()
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert committer.append(_draft(3)).seq == 3  # a closed committer connects again
+    committer.close()
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+@pytest.mark.postgres
+def test_group_committer_reconnects_after_the_server_drops_it(pg_url: str) -> None:
+    """A kept connection the server has closed fails the batch using it; the next
+    leader connects afresh. After a pause longer than keep_s the pool checks it first."""
+    from vault.db import make_engine, migrate
+
+    eng = make_engine(pg_url)
+    migrate(eng)
+
+    def drop_committer_sessions() -> None:
+        with eng.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+                              "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+
+    try:
+        with store.GroupCommitter(eng) as committer:
+            committer.append(_draft(0))
+            drop_committer_sessions()
+            with pytest.raises(exc.OperationalError):
+                committer.append(_draft(1))
+            assert committer.append(_draft(2)).seq == 1
+        with store.GroupCommitter(eng, keep_s=0.0) as committer:
+            committer.append(_draft(3))
+            drop_committer_sessions()
+            assert committer.append(_draft(4)).seq == 3
+        db_verify.verify_stored(eng)
+    finally:
+        eng.dispose()
