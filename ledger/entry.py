@@ -203,17 +203,25 @@ def place_chain(
     splices each predecessor's hash into place and hashes the result.
     """
     heads, tails = _encode_around_prev(drafts, start, time)
-    sha, new, setters = hashlib.sha256, Entry.__new__, _SLOT_SETTERS
+    sha, new = hashlib.sha256, Entry.__new__
+    (set_seq, set_prev, set_time, set_actor, set_action, set_resource, set_purpose,
+     set_data_hash, set_details, set_raw, set_leaf_hash) = _SLOT_SETTERS
     out: list[Entry] = []
     for seq, draft, head, tail in zip(itertools.count(start), drafts, heads, tails):
         link = prev.hex()
         raw = b"".join((head, link.encode(), tail))
         prev = sha(b"\x00" + raw).digest()
         entry = new(Entry)
-        for set_slot, value in zip(setters, (
-            seq, link, time, draft.actor, draft.action, draft.resource, draft.purpose,
-            draft.data_hash, draft.details, raw, prev,
-        ), strict=True):
-            set_slot(entry, value)
+        set_seq(entry, seq)
+        set_prev(entry, link)
+        set_time(entry, time)
+        set_actor(entry, draft.actor)
+        set_action(entry, draft.action)
+        set_resource(entry, draft.resource)
+        set_purpose(entry, draft.purpose)
+        set_data_hash(entry, draft.data_hash)
+        set_details(entry, draft.details)
+        set_raw(entry, raw)
+        set_leaf_hash(entry, prev)
         out.append(entry)
     return out

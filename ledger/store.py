@@ -97,17 +97,17 @@ def _lock_and_head(conn: Connection) -> tuple[int, bytes]:
     """Serialise appenders, then read the head (size, last leaf hash) in this transaction.
 
     SQLite write transactions already began ``BEGIN IMMEDIATE``. On PostgreSQL the
-    advisory lock and the head read go in one pipeline (one round trip with the
-    BEGIN); the server runs the read only once the lock is held, with a fresh
+    advisory lock and the head read go in one query string (one round trip after
+    the BEGIN); the server runs the read only once the lock is held, with a fresh
     snapshot (READ COMMITTED), so it sees every append committed before.
     """
     if not conn.in_transaction():
         conn.begin()  # what SQLAlchemy's autobegin would do; raw cursors below do not
     raw: Any = conn.connection.driver_connection
     if conn.dialect.name == "postgresql":
-        with raw.pipeline(), raw.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (PG_APPEND_LOCK,))
-            cursor.execute(_HEAD)
+        with raw.cursor() as cursor:
+            cursor.execute(f"SELECT pg_advisory_xact_lock({int(PG_APPEND_LOCK)}); {_HEAD}")
+            cursor.nextset()
             row = cursor.fetchone()
     else:
         cursor = raw.cursor()
