@@ -286,20 +286,22 @@ class _Decision:
 
 @dataclass
 class _Sealed:
-    """A batch's ciphertexts and ids, ready to store (no plaintext inside)."""
+    """A batch's ciphertexts and ids, laid out as table rows (no plaintext inside).
+
+    Everything per row is prepared here, so storing it is database work only.
+    """
 
     batch_id: int
     stored: list[int]
     pos: dict[int, int]  # source row -> stored row position
     subject_of: dict[int, int]
     new_ids: list[int]
-    record_ids: np.ndarray[Any, np.dtype[np.int64]]
-    stored_subjects: np.ndarray[Any, np.dtype[np.int64]]
-    fields: str
-    record_blobs: list[bytes]
     wrapped: list[bytes]
     column_blobs: dict[str, bytes]
     data_hash: str
+    rows: list[tuple[Table, Columns]]  # bulk inserts: records, new subjects, their digests
+    subject_updates: list[dict[str, Any]]
+    blind_upserts: list[dict[str, Any]]
 
 
 def _decide(
@@ -342,11 +344,13 @@ def _seal(
     frame: pl.DataFrame, layout: ColumnLayout, keys: BatchKeys, ds_id: int, d: _Decision,
     ids: NextIds, old_keys: dict[int, tuple[int, bytes]],
 ) -> _Sealed:
-    """All the cryptography of one batch; pure CPU, no database.
+    """All the cryptography of one batch, and its rows; pure CPU, no database.
 
     ``old_keys``: source row -> (subject id, unwrapped subject key) of updated rows.
     """
     stored = d.stored
+    n_stored = len(stored)
+    batch_id = ids.batch
     pos = {src: p for p, src in enumerate(stored)}
     part = frame[stored]
     new_ids = list(range(ids.subject, ids.subject + len(d.new_rows)))
@@ -355,23 +359,57 @@ def _seal(
     key_of = dict(zip(d.new_rows, new_keys, strict=True))
     for i, (sid, k) in old_keys.items():
         subject_of[i], key_of[i] = sid, k
-    record_ids = np.arange(ids.record, ids.record + len(stored), dtype=np.int64)
+    record_ids = np.arange(ids.record, ids.record + n_stored, dtype=np.int64)
     stored_subjects = np.fromiter((subject_of[i] for i in stored), dtype=np.int64,
-                                  count=len(stored))
+                                  count=n_stored)
     direct_cols, attr_cols = layout.direct, layout.attributes
     fields = ",".join(direct_cols)
     record_blobs: list[bytes] = []
+    rows: list[tuple[Table, Columns]] = []
     if direct_cols:
         record_blobs = crypto.seal_records(
             [key_of[i] for i in stored], ds_id, record_ids.tolist(), stored_subjects.tolist(),
             fields, crypto.pack_rows(part.select(direct_cols)))
-    wrapped = crypto.wrap_subject_keys(keys.subject_wrap.key, keys.subject_wrap.id, ds_id,
-                                       new_ids, new_keys) if new_ids else []
-    column_blobs = crypto.seal_batch(keys.attr.key, keys.attr.id, ds_id, ids.batch,
+        rows.append((T_RECORD, Columns(
+            n_stored,
+            ints={"id": record_ids, "subject_id": stored_subjects,
+                  "row": np.arange(n_stored, dtype=np.int64)},
+            blobs={"sealed": record_blobs}, consts={"batch_id": batch_id, "fields": fields})))
+    wrapped: list[bytes] = []
+    if new_ids:
+        wrapped = crypto.wrap_subject_keys(keys.subject_wrap.key, keys.subject_wrap.id, ds_id,
+                                           new_ids, new_keys)
+        rows.append((T_SUBJECT, Columns(
+            len(new_ids),
+            ints={"id": np.asarray(new_ids, dtype=np.int64),
+                  "current_row": np.fromiter((pos[i] for i in d.new_rows), dtype=np.int64,
+                                             count=len(new_ids))},
+            blobs={"wrapped_key": wrapped, "fingerprint": [d.row_fps[i] for i in d.new_rows]},
+            consts={"dataset_id": ds_id, "key_id": keys.subject_wrap.id,
+                    "current_batch_id": batch_id})))
+    # New subjects' digests cannot clash with stored ones: bulk path, sorted by digest
+    # (B-tree friendly). Updated subjects may re-deliver digests: insert-or-ignore.
+    blind_upserts: list[dict[str, Any]] = []
+    for col, digs in sorted(d.lookup_digests.items()):
+        if new_ids:
+            fresh = pl.DataFrame({
+                "digest": pl.Series([digs[i] for i in d.new_rows], dtype=pl.Binary),
+                "subject_id": pl.Series(new_ids, dtype=pl.Int64),
+            }).drop_nulls("digest").sort("digest")
+            rows.append((T_BLIND, Columns(
+                fresh.height, ints={"subject_id": fresh.get_column("subject_id").to_numpy()},
+                blobs={"digest": fresh.get_column("digest").to_list()},
+                consts={"dataset_id": ds_id, "column": col, "key_id": keys.blind.id})))
+        blind_upserts.extend({"dataset_id": ds_id, "column": col, "digest": dg,
+                              "subject_id": subject_of[i], "key_id": keys.blind.id}
+                             for i, _ in d.upd_rows if (dg := digs[i]) is not None)
+    subject_updates = [{"sid": subject_of[i], "fp": d.row_fps[i], "cb": batch_id, "cr": pos[i]}
+                       for i, _ in d.upd_rows]
+    column_blobs = crypto.seal_batch(keys.attr.key, keys.attr.id, ds_id, batch_id,
                                      part.select(attr_cols)) if attr_cols else {}
-    return _Sealed(ids.batch, stored, pos, subject_of, new_ids, record_ids, stored_subjects,
-                   fields, record_blobs, wrapped, column_blobs,
-                   crypto.batch_digest(column_blobs, record_blobs))
+    return _Sealed(batch_id, stored, pos, subject_of, new_ids, wrapped, column_blobs,
+                   crypto.batch_digest(column_blobs, record_blobs), rows, subject_updates,
+                   blind_upserts)
 
 
 def _store(
@@ -387,22 +425,10 @@ def _store(
     bulk_insert(conn, T_COLUMN, ("batch_id", "column", "key_id", "sealed"),
                 [(batch_id, c, keys.attr.id, b) for c, b in s.column_blobs.items()])
     keyring.count_sealed(conn, keys.attr.id, len(s.column_blobs))
-    if s.record_blobs:
-        insert_columns(conn, T_RECORD, Columns(
-            len(s.stored),
-            ints={"id": s.record_ids, "subject_id": s.stored_subjects,
-                  "row": np.arange(len(s.stored), dtype=np.int64)},
-            blobs={"sealed": s.record_blobs}, consts={"batch_id": batch_id, "fields": s.fields}))
     if s.new_ids:
         keyring.count_sealed(conn, keys.subject_wrap.id, len(s.new_ids))
-        insert_columns(conn, T_SUBJECT, Columns(
-            len(s.new_ids),
-            ints={"id": np.asarray(s.new_ids, dtype=np.int64),
-                  "current_row": np.fromiter((s.pos[i] for i in d.new_rows), dtype=np.int64,
-                                             count=len(d.new_rows))},
-            blobs={"wrapped_key": s.wrapped, "fingerprint": [d.row_fps[i] for i in d.new_rows]},
-            consts={"dataset_id": ds_id, "key_id": keys.subject_wrap.id,
-                    "current_batch_id": batch_id}))
+    for table, rows in s.rows:
+        insert_columns(conn, table, rows)
     if d.upd_rows:
         old_positions: dict[int, list[int]] = {}
         for _, m in d.upd_rows:
@@ -412,24 +438,8 @@ def _store(
             update(T_SUBJECT).where(T_SUBJECT.c.id == bindparam("sid")).values(
                 fingerprint=bindparam("fp"), current_batch_id=bindparam("cb"),
                 current_row=bindparam("cr")),
-            [{"sid": s.subject_of[i], "fp": d.row_fps[i], "cb": batch_id, "cr": s.pos[i]}
-             for i, _ in d.upd_rows])
-    # New subjects' digests cannot clash with stored ones: bulk path, sorted by digest
-    # (B-tree friendly). Updated subjects may re-deliver digests: insert-or-ignore.
-    bid = keys.blind.id
-    blind_upd: list[dict[str, Any]] = []
-    for col, digs in sorted(d.lookup_digests.items()):
-        present = sorted((dg, s.subject_of[i]) for i in d.new_rows if (dg := digs[i]) is not None)
-        insert_columns(conn, T_BLIND, Columns(
-            len(present),
-            ints={"subject_id": np.fromiter((sid for _, sid in present), dtype=np.int64,
-                                            count=len(present))},
-            blobs={"digest": [dg for dg, _ in present]},
-            consts={"dataset_id": ds_id, "column": col, "key_id": bid}))
-        blind_upd.extend({"dataset_id": ds_id, "column": col, "digest": dg,
-                          "subject_id": s.subject_of[i], "key_id": bid}
-                         for i, _ in d.upd_rows if (dg := digs[i]) is not None)
-    _insert_ignore(conn, T_BLIND, blind_upd)
+            s.subject_updates)
+    _insert_ignore(conn, T_BLIND, s.blind_upserts)
     if conn.dialect.name == "postgresql" and len(s.stored) >= ANALYZE_AFTER_ROWS:
         # COPY leaves the planner blind to the new rows: without fresh statistics the next
         # batch's dedup lookup is planned as if the tables were empty (seconds per chunk).
