@@ -146,7 +146,7 @@ def _frontier(conn: Connection, size: int, last: bytes) -> dict[int, bytes]:
 
 
 BULK_FROM = 512  # drafts; from here on ``append`` pauses the cyclic GC while it encodes
-CHUNK = 2048  # drafts encoded, hashed and written at a time (stays in the CPU caches)
+CHUNK = 1024  # drafts encoded, hashed and written at a time (stays in the CPU caches)
 
 
 def append(conn: Connection, drafts: Sequence[EntryDraft]) -> list[Entry]:
