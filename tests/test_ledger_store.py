@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine, exc, text
 
-from ledger import db_verify, store
+from ledger import db_verify, merkle, store
 from ledger.checkpoint import Checkpoint
 from ledger.entry import EntryDraft
 from ledger.errors import BadInput, LedgerTampered
@@ -384,3 +385,20 @@ def test_group_committer_reconnects_after_the_server_drops_it(pg_url: str) -> No
         db_verify.verify_stored(eng)
     finally:
         eng.dispose()
+
+
+def test_proofs_fold_a_bounded_number_of_leaves() -> None:
+    """Proofs stay O(log n): the nodes below STORED_FROM_LEVEL that a root, an inclusion
+    or a consistency proof needs lie under at most two blocks of 2**level leaves."""
+    block = 2 ** store.STORED_FROM_LEVEL
+    rng = random.Random(5)
+    for _ in range(3000):
+        size = rng.randrange(1, 10**9)
+        index, old = rng.randrange(size), rng.randrange(1, size + 1)
+        for ranges in (merkle.inclusion_ranges(index, size),
+                       merkle.consistency_ranges(old, size), [(0, size)]):
+            keys = {k for lo, hi in ranges for k in merkle.range_keys(lo, hi)}
+            folded = {seq for level, i in keys if level < store.STORED_FROM_LEVEL
+                      for seq in range(i << level, (i + 1) << level)}
+            assert len(folded) < 2 * block
+            assert len(keys) <= 2 * size.bit_length()
