@@ -303,7 +303,7 @@ def test_identity_cache_gives_same_result_as_database_lookups(engine: Engine,
                             frame=frame, layout=LAYOUT, actor="t", cache=cache)
             results.append((r.added, r.updated, r.skipped))
     assert results == [(40, 0, 0), (0, 4, 26), (0, 0, 5)]
-    assert cache.ds_id is not None and len(cache.known) == 40
+    assert cache.ds_id is not None and len(cache) == 40
     # another writer adds a subject: the cache is no longer trusted, the database is asked
     store(engine, kr, voters(1, start=900))
     with engine.connect() as conn:

@@ -231,8 +231,7 @@ def ingest_batch(engine: Engine, home: VaultHome, principal: _access.Principal,
                               frame=prepared, layout=layout, actor=principal.id, cache=cache)
     except BaseException:
         if cache is not None:  # what it learnt was rolled back with the transaction
-            cache.known.clear()
-            cache.ds_id = cache.watermark = None
+            cache.clear()
         raise
     return {"batch_id": res.batch_id or 0, "added": res.added, "updated": res.updated,
             "skipped": res.skipped, "already_stored": int(res.already_stored)}

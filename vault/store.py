@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import polars as pl
@@ -28,9 +28,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ledger import store as ledger_store
 from ledger.entry import EntryDraft
-from vault import blind_index, crypto
+from vault import blind_index, bulk, crypto
 from vault.blind_index import Normalizer
-from vault.bulk import Columns, insert_columns
+from vault.bulk import BulkInsert, Columns
 from vault.errors import BadInput
 from vault.keyring import ActiveKey, Keyring, now
 from vault.schema import Batch, BatchColumn, BlindIndex, Dataset, Record, Source, Subject
@@ -183,8 +183,7 @@ def _existing_subjects(
     return found
 
 
-@dataclass(frozen=True)
-class KnownSubject:
+class KnownSubject(NamedTuple):
     """What dedup needs to know of a live subject (same names as the lookup query's row)."""
 
     id: int
@@ -201,15 +200,55 @@ class IdentityCache:
     Later batches of the same ingest then need no database lookups. The cache is
     trusted only while the dataset's highest subject id is the one this process
     wrote last; if anyone else wrote subjects meanwhile, the database is asked.
+    Kept as one Polars frame per batch (no Python object per subject); a lookup is
+    a semi-join, and a subject stored twice (updated) answers with its last state.
     """
+
+    _COLUMNS = ("digest", *KnownSubject._fields)
 
     def __init__(self) -> None:
         self.ds_id: int | None = None
         self.watermark: int | None = None
-        self.known: dict[bytes, KnownSubject] = {}
+        self._parts: list[pl.DataFrame] = []
 
     def valid_for(self, ds_id: int, max_subject_id: int | None) -> bool:
         return self.ds_id == ds_id and self.watermark == max_subject_id
+
+    def add(self, digests: list[bytes | None], ids: list[int], fingerprints: list[bytes],
+            wrapped: list[bytes], key_ids: list[int], batch_id: int,
+            rows: list[int]) -> None:
+        part = pl.DataFrame({
+            "digest": pl.Series(digests, dtype=pl.Binary),
+            "id": pl.Series(ids, dtype=pl.Int64),
+            "fingerprint": pl.Series(fingerprints, dtype=pl.Binary),
+            "wrapped_key": pl.Series(wrapped, dtype=pl.Binary),
+            "key_id": pl.Series(key_ids, dtype=pl.Int64),
+            "current_batch_id": pl.Series([batch_id] * len(ids), dtype=pl.Int64),
+            "current_row": pl.Series(rows, dtype=pl.Int64),
+        }).drop_nulls("digest")
+        if part.height:
+            self._parts.append(part)
+
+    def lookup(self, wanted: Iterable[bytes]) -> dict[bytes, KnownSubject]:
+        """The cached subjects among the ``wanted`` identity digests."""
+        if not self._parts:
+            return {}
+        keys = pl.DataFrame({"digest": pl.Series(list(wanted), dtype=pl.Binary)})
+        hits = pl.concat(self._parts, rechunk=False).join(keys, on="digest", how="semi")
+        if hits.height == 0:
+            return {}
+        hits = hits.unique(subset="digest", keep="last", maintain_order=True)
+        return {r[0]: KnownSubject(*r[1:]) for r in hits.iter_rows()}
+
+    def clear(self) -> None:
+        self._parts.clear()
+        self.ds_id = self.watermark = None
+
+    def __len__(self) -> int:
+        """Distinct subjects known."""
+        if not self._parts:
+            return 0
+        return int(pl.concat(self._parts, rechunk=False).get_column("digest").n_unique())
 
 
 def pack_mask(live: np.ndarray[Any, np.dtype[np.bool_]]) -> bytes:
@@ -299,7 +338,7 @@ class _Sealed:
     wrapped: list[bytes]
     column_blobs: dict[str, bytes]
     data_hash: str
-    rows: list[tuple[Table, Columns]]  # bulk inserts: records, new subjects, their digests
+    inserts: list[BulkInsert]  # records, new subjects, their digests: one statement each
     subject_updates: list[dict[str, Any]]
     blind_upserts: list[dict[str, Any]]
 
@@ -342,7 +381,7 @@ def _decide(
 
 def _seal(
     frame: pl.DataFrame, layout: ColumnLayout, keys: BatchKeys, ds_id: int, d: _Decision,
-    ids: NextIds, old_keys: dict[int, tuple[int, bytes]],
+    ids: NextIds, old_keys: dict[int, tuple[int, bytes]], dialect: str,
 ) -> _Sealed:
     """All the cryptography of one batch, and its rows; pure CPU, no database.
 
@@ -365,12 +404,12 @@ def _seal(
     direct_cols, attr_cols = layout.direct, layout.attributes
     fields = ",".join(direct_cols)
     record_blobs: list[bytes] = []
-    rows: list[tuple[Table, Columns]] = []
+    inserts: list[BulkInsert] = []
     if direct_cols:
         record_blobs = crypto.seal_records(
             [key_of[i] for i in stored], ds_id, record_ids.tolist(), stored_subjects.tolist(),
             fields, crypto.pack_rows(part.select(direct_cols)))
-        rows.append((T_RECORD, Columns(
+        inserts.append(bulk.prepare(dialect, T_RECORD, Columns(
             n_stored,
             ints={"id": record_ids, "subject_id": stored_subjects,
                   "row": np.arange(n_stored, dtype=np.int64)},
@@ -379,7 +418,7 @@ def _seal(
     if new_ids:
         wrapped = crypto.wrap_subject_keys(keys.subject_wrap.key, keys.subject_wrap.id, ds_id,
                                            new_ids, new_keys)
-        rows.append((T_SUBJECT, Columns(
+        inserts.append(bulk.prepare(dialect, T_SUBJECT, Columns(
             len(new_ids),
             ints={"id": np.asarray(new_ids, dtype=np.int64),
                   "current_row": np.fromiter((pos[i] for i in d.new_rows), dtype=np.int64,
@@ -396,7 +435,7 @@ def _seal(
                 "digest": pl.Series([digs[i] for i in d.new_rows], dtype=pl.Binary),
                 "subject_id": pl.Series(new_ids, dtype=pl.Int64),
             }).drop_nulls("digest").sort("digest")
-            rows.append((T_BLIND, Columns(
+            inserts.append(bulk.prepare(dialect, T_BLIND, Columns(
                 fresh.height, ints={"subject_id": fresh.get_column("subject_id").to_numpy()},
                 blobs={"digest": fresh.get_column("digest").to_list()},
                 consts={"dataset_id": ds_id, "column": col, "key_id": keys.blind.id})))
@@ -408,7 +447,7 @@ def _seal(
     column_blobs = crypto.seal_batch(keys.attr.key, keys.attr.id, ds_id, batch_id,
                                      part.select(attr_cols)) if attr_cols else {}
     return _Sealed(batch_id, stored, pos, subject_of, new_ids, wrapped, column_blobs,
-                   crypto.batch_digest(column_blobs, record_blobs), rows, subject_updates,
+                   crypto.batch_digest(column_blobs, record_blobs), inserts, subject_updates,
                    blind_upserts)
 
 
@@ -427,8 +466,8 @@ def _store(
     keyring.count_sealed(conn, keys.attr.id, len(s.column_blobs))
     if s.new_ids:
         keyring.count_sealed(conn, keys.subject_wrap.id, len(s.new_ids))
-    for table, rows in s.rows:
-        insert_columns(conn, table, rows)
+    for stmt in s.inserts:
+        bulk.execute(conn, stmt)
     if d.upd_rows:
         old_positions: dict[int, list[int]] = {}
         for _, m in d.upd_rows:
@@ -464,25 +503,20 @@ def _remember(cache: IdentityCache, ds_id: int, watermark: int | None, keys: Bat
         cache.ds_id = ds_id  # a fresh dataset: this process knows every subject
     if cache.ds_id != ds_id:
         return
-    wrapped_of = dict(zip(d.new_rows, s.wrapped, strict=True))
-    wrap_id = keys.subject_wrap.id
-    for i in s.stored:
-        dg = d.identity[i]
-        if dg is None:
-            continue
-        old = cache.known.get(dg)
-        cache.known[dg] = KnownSubject(
-            s.subject_of[i], d.row_fps[i],
-            wrapped_of.get(i, old.wrapped_key if old else b""),
-            wrap_id if i in wrapped_of else (old.key_id if old else 0),
-            s.batch_id, s.pos[i])
+    ident, fps, pos = d.identity, d.row_fps, s.pos
+    cache.add([ident[i] for i in d.new_rows], s.new_ids, [fps[i] for i in d.new_rows], s.wrapped,
+              [keys.subject_wrap.id] * len(s.new_ids), s.batch_id, [pos[i] for i in d.new_rows])
+    if d.upd_rows:  # matched by identity: keeps its key and wrapping
+        upd = d.upd_rows
+        cache.add([ident[i] for i, _ in upd], [int(m.id) for _, m in upd],
+                  [fps[i] for i, _ in upd], [bytes(m.wrapped_key) for _, m in upd],
+                  [int(m.key_id) for _, m in upd], s.batch_id, [pos[i] for i, _ in upd])
     cache.watermark = s.new_ids[-1] if s.new_ids else watermark
 
 
 def _forget(cache: IdentityCache | None) -> None:
     if cache is not None:
-        cache.known.clear()
-        cache.ds_id = cache.watermark = None
+        cache.clear()
 
 
 def write_batch(
@@ -513,7 +547,7 @@ def write_batch(
 
     def existing_for(wanted: set[bytes]) -> dict[bytes, Any]:
         if cache is not None and cache.valid_for(ds_id, ids.watermark):
-            return {dg: cache.known[dg] for dg in wanted if dg in cache.known}
+            return dict(cache.lookup(wanted))
         _forget(cache)  # rebuilt only from our own writes
         if ids.watermark is None or layout.identity is None:
             return {}
@@ -533,7 +567,7 @@ def write_batch(
                                                [bytes(m.wrapped_key) for _, m in items])
         for (i, m), k in zip(items, unwrapped, strict=True):
             old_keys[i] = (int(m.id), k)
-    sealed = _seal(frame, layout, keys, ds_id, d, ids, old_keys)
+    sealed = _seal(frame, layout, keys, ds_id, d, ids, old_keys, conn.dialect.name)
     result = _store(conn, keyring, keys, ds_id=ds_id, dataset=dataset, source_id=source_id,
                     batch_index=batch_index, d=d, s=sealed, actor=actor)
     if cache is not None:
@@ -555,7 +589,8 @@ def write_batches(
 ) -> Iterator[BatchResult]:
     """Write many batches of one source, sealing batch k+1 while batch k is written.
 
-    ``begin()`` opens one batch's transaction (e.g. an authorised ``access`` block).
+    ``begin()`` opens one transaction (e.g. an authorised ``access`` block): one to
+    make sure the dataset's keys exist, then one per batch.
     The cryptography runs in this thread; each batch's inserts and commit run in a
     writer thread (SQLite and the PostgreSQL driver release the GIL while they work),
     so the two overlap.
@@ -572,17 +607,21 @@ def write_batches(
     """
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="civicvault-writer")
     pending: Future[tuple[BatchResult, bool]] | None = None
-    predicted: tuple[BatchKeys, NextIds] | None = None
+    predicted: tuple[BatchKeys, NextIds] | None
+    with begin() as conn:  # the dataset's keys exist before anything is sealed under them
+        predicted = (BatchKeys.active(conn, keyring, ds_id), NextIds.read(conn, ds_id))
+        dialect = conn.dialect.name
+    if predicted[1].watermark is None and cache.ds_id is None:
+        cache.ds_id = ds_id  # a dataset without subjects: this ingest will know every one
     try:
         for index, frame in batches:
             ahead: tuple[BatchKeys, NextIds, _Decision, _Sealed] | None = None
             if predicted is not None and cache.ds_id == ds_id:
                 keys, ids = predicted
-                d = _decide(frame, layout, keys,
-                            lambda wanted: {dg: cache.known[dg] for dg in wanted
-                                            if dg in cache.known})
+                d = _decide(frame, layout, keys, lambda wanted: dict(cache.lookup(wanted)))
                 if not d.upd_rows and (d.new_rows or d.upd_rows):
-                    ahead = (keys, ids, d, _seal(frame, layout, keys, ds_id, d, ids, {}))
+                    ahead = (keys, ids, d,
+                             _seal(frame, layout, keys, ds_id, d, ids, {}, dialect))
             if pending is not None:
                 result, diverged = pending.result()
                 pending = None
