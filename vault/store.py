@@ -454,8 +454,13 @@ def _seal(
 def _store(
     conn: Connection, keyring: Keyring, keys: BatchKeys, *, ds_id: int, dataset: str,
     source_id: int, batch_index: int, d: _Decision, s: _Sealed, actor: str,
+    analyze: bool = True,
 ) -> BatchResult:
-    """Write a sealed batch and its ledger entry in ``conn``'s transaction."""
+    """Write a sealed batch and its ledger entry in ``conn``'s transaction.
+
+    ``analyze``: refresh PostgreSQL's statistics after a large batch (a pipelined
+    ingest asks its cache, not the database, and analyses once at the end).
+    """
     batch_id = s.batch_id
     conn.execute(T_BATCH.insert().values(
         id=batch_id, dataset_id=ds_id, source_id=source_id, batch_index=batch_index,
@@ -479,7 +484,7 @@ def _store(
                 current_row=bindparam("cr")),
             s.subject_updates)
     _insert_ignore(conn, T_BLIND, s.blind_upserts)
-    if conn.dialect.name == "postgresql" and len(s.stored) >= ANALYZE_AFTER_ROWS:
+    if analyze and conn.dialect.name == "postgresql" and len(s.stored) >= ANALYZE_AFTER_ROWS:
         # COPY leaves the planner blind to the new rows: without fresh statistics the next
         # batch's dedup lookup is planned as if the tables were empty (seconds per chunk).
         conn.execute(text("ANALYZE vault_subjects, vault_blind_index, vault_records"))
@@ -613,6 +618,7 @@ def write_batches(
         dialect = conn.dialect.name
     if predicted[1].watermark is None and cache.ds_id is None:
         cache.ds_id = ds_id  # a dataset without subjects: this ingest will know every one
+    stored_ahead = 0  # rows written by the pipelined path (not analysed yet)
     try:
         for index, frame in batches:
             ahead: tuple[BatchKeys, NextIds, _Decision, _Sealed] | None = None
@@ -632,6 +638,7 @@ def write_batches(
             if ahead is not None:
                 keys, ids, d, sealed = ahead
                 _remember(cache, ds_id, ids.watermark, keys, d, sealed)
+                stored_ahead += len(sealed.stored)
                 predicted = (keys, NextIds(ids.batch + 1, ids.subject + len(sealed.new_ids),
                                            ids.record + len(sealed.stored), cache.watermark))
                 pending = writer.submit(_store_predicted, begin, keyring, keys, ids, ds_id=ds_id,
@@ -648,6 +655,10 @@ def write_batches(
             result, _ = pending.result()
             pending = None
             yield result
+        if dialect == "postgresql" and stored_ahead >= ANALYZE_AFTER_ROWS:
+            # what COPY added is invisible to the planner until analysed (see _store)
+            with begin() as conn:
+                conn.execute(text("ANALYZE vault_subjects, vault_blind_index, vault_records"))
     except BaseException:
         _forget(cache)  # what it learnt may not have been committed
         raise
@@ -671,7 +682,7 @@ def _store_predicted(
         if (done is None and NextIds.read(conn, ds_id) == ids
                 and BatchKeys.active(conn, keyring, ds_id).ids == keys.ids):
             return _store(conn, keyring, keys, ds_id=ds_id, dataset=dataset, source_id=source_id,
-                          batch_index=batch_index, d=d, s=s, actor=actor), False
+                          batch_index=batch_index, d=d, s=s, actor=actor, analyze=False), False
         return write_batch(conn, keyring, ds_id=ds_id, dataset=dataset, source_id=source_id,
                            batch_index=batch_index, frame=frame, layout=layout, actor=actor), True
 
