@@ -42,6 +42,8 @@ from sqlalchemy import (
     func,
     select,
 )
+from sqlalchemy.engine import RootTransaction
+from sqlalchemy.exc import DBAPIError
 
 from ledger import merkle
 from ledger.entry import Entry, EntryDraft, place_chain, rfc3339_utc
@@ -283,6 +285,15 @@ class _Request:
     done: bool = field(default=False)
 
 
+def _connection_lost(exc: BaseException) -> bool:
+    """The server or network dropped the connection (SQLSTATE class 08, or 57P0x:
+    terminated by an administrator, crash or shutdown)."""
+    if getattr(exc, "connection_invalidated", False):
+        return True
+    state = str(getattr(getattr(exc, "orig", exc), "sqlstate", "") or "")
+    return state.startswith(("08", "57P0"))
+
+
 class GroupCommitter:
     """Durable appends from many threads, many entries per transaction (leader/follower).
 
@@ -339,10 +350,20 @@ class GroupCommitter:
             self._release = weakref.finalize(self, self._conn.close)
         return self._conn
 
-    def _drop_connection(self) -> None:
-        if self._release is not None:
-            self._release()  # closes once; later calls do nothing
+    def _drop_connection(self, *, broken: bool = False) -> None:
+        """Give the kept connection back; a ``broken`` one is discarded, never rolled back
+        (a dead socket would raise from the rollback and leave the committer stuck)."""
+        conn, release = self._conn, self._release
         self._conn, self._release = None, None
+        if release is None:
+            return
+        if broken and conn is not None:
+            conn.invalidate()
+        try:
+            release()  # closes once; later calls do nothing
+        except DBAPIError:
+            if conn is not None and not conn.invalidated:
+                conn.invalidate()
 
     def append(self, draft: EntryDraft) -> Entry:
         request = _Request(draft)
@@ -371,24 +392,42 @@ class GroupCommitter:
         entries: list[Entry] = []
         error: BaseException | None = None
         try:
-            conn = self._connection()
-            with conn.begin():
-                head = _lock_and_head(conn)
+            conn, tx, head = self._begin()
+            with tx:
                 batch = self._take()
                 entries = _append_after(conn, head, [r.draft for r in batch], commit=True)
             self._used_at = time.monotonic()
         except BaseException as exc:  # every waiter of this batch gets the failure
             error = exc
-            self._drop_connection()  # it may be broken: the next leader connects afresh
-            if not batch:
-                batch = self._take()
-        with self._cond:
-            for i, r in enumerate(batch):
-                r.entry = entries[i] if error is None else None
-                r.error = error
-                r.done = True
-            self._leading = False
-            self._cond.notify_all()
+            try:
+                self._drop_connection(broken=True)  # the next leader connects afresh
+            finally:
+                if not batch:
+                    batch = self._take()
+        finally:
+            with self._cond:
+                for i, r in enumerate(batch):
+                    r.entry = entries[i] if error is None else None
+                    r.error = error
+                    r.done = True
+                self._leading = False
+                self._cond.notify_all()
+
+    def _begin(self) -> tuple[Connection, RootTransaction, tuple[int, bytes]]:
+        """Begin, lock and read the head. A kept connection the server has dropped fails
+        here, before anything is written: then, and only then, connect afresh once."""
+        kept = self._conn is not None
+        conn = self._connection()
+        tx = conn.begin()
+        try:
+            return conn, tx, _lock_and_head(conn)
+        except Exception as exc:  # SQLAlchemy-wrapped, or raw from a driver-level cursor
+            if not (kept and _connection_lost(exc)):
+                raise
+        self._drop_connection(broken=True)
+        conn = self._connection()
+        tx = conn.begin()
+        return conn, tx, _lock_and_head(conn)
 
     def _take(self) -> list[_Request]:
         """Wait briefly for the writers of the last batch to come back; take a batch."""
