@@ -7,6 +7,7 @@ the same rows into PostgreSQL with one COPY, so each database is also compared
 with a baseline on itself.
 
     python bench/vault.py [--rows 1000000] [--runs 3] [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test]
+                          [--pg-foreign-keys]
 
 Prints a table of medians; nothing it generates is real data.
 """
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -141,10 +142,24 @@ def baseline_pg(parquet: Path, admin_url: str) -> None:
         drop_pg(admin_url, url)
 
 
-def civicvault_store(parquet: Path, url: str, kek: Path) -> Callable[[], None]:
+def _restore_row_foreign_keys(engine: Engine) -> None:
+    """Put back the per-row foreign keys migration 0005 dropped (for the comparison)."""
+    import importlib
+
+    m0005 = importlib.import_module("vault.migrations.versions.0005_bulk_tables_no_row_fk")
+    with engine.begin() as conn:
+        for table, column, parent in m0005.ROW_FOREIGN_KEYS:
+            conn.execute(text(f"ALTER TABLE {table} ADD CONSTRAINT {table}_{column}_fkey "
+                              f"FOREIGN KEY ({column}) REFERENCES {parent} (id)"))
+
+
+def civicvault_store(parquet: Path, url: str, kek: Path,
+                     row_foreign_keys: bool = False) -> Callable[[], None]:
     def run() -> None:
         engine = make_engine(url)
         migrate(engine)
+        if row_foreign_keys:
+            _restore_row_foreign_keys(engine)
         kr = Keyring(FileKeyProvider(kek))
         df = pl.read_parquet(parquet)
         with engine.begin() as conn:
@@ -188,6 +203,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--pg-foreign-keys", action="store_true",
+                    help="also time PostgreSQL with the bulk tables' foreign keys put back")
     ap.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
                     help="PostgreSQL admin URL ('' to skip)")
     args = ap.parse_args()
@@ -219,6 +236,15 @@ def main() -> None:
                 pg_urls.append(url)
                 civicvault_store(parquet, url, kek)()
             results.append(("civicvault seal+store, PostgreSQL (COPY)", timed(pg_run, args.runs)))
+            if args.pg_foreign_keys:
+                def pg_fk_run() -> None:
+                    url = fresh_pg(args.pg)
+                    try:
+                        civicvault_store(parquet, url, kek, row_foreign_keys=True)()
+                    finally:
+                        drop_pg(args.pg, url)
+                results.append(("  same, with the per-row foreign keys (before migration 0005)",
+                                timed(pg_fk_run, args.runs)))
 
         engine = make_engine(sqlite_url)
         kr = Keyring(FileKeyProvider(kek))
@@ -245,10 +271,10 @@ def main() -> None:
     print(f"\nrows={args.rows:,}  runs={args.runs} (medians)  cores={os.cpu_count()}")
     print(f"{'measurement':<66} {'seconds':>8} {'x baseline':>10} {'x same-DB baseline':>18}")
     for name, secs in results:
-        ratio = f"{secs / base:.2f}" if "seal+store" in name else ""
+        ratio = f"{secs / base:.2f}" if "seal+store" in name or "foreign keys" in name else ""
         own = ""
-        if "seal+store" in name:
-            own_base = base_pg if "PostgreSQL" in name else base
+        if "seal+store" in name or "foreign keys" in name:
+            own_base = base_pg if "PostgreSQL" in name or "foreign keys" in name else base
             own = f"{secs / own_base:.2f}" if own_base else ""
         print(f"{name:<66} {secs:>8.2f} {ratio:>10} {own:>18}")
 

@@ -3,7 +3,7 @@
 PostgreSQL checks a foreign key with a trigger that runs a lookup for every
 inserted row. On ``vault_subjects``, ``vault_records`` and ``vault_blind_index``
 (five rows per ingested voter) those checks cost more than the rows themselves:
-they doubled the time to seal and store a batch (docs/BENCHMARKS.md).
+they made sealing and storing 2.6x slower (``bench/vault.py --pg-foreign-keys``).
 
 The references they guarded are written by one code path (``vault.store``),
 inside the transaction that also inserts the referenced batch and reads the
