@@ -77,7 +77,9 @@ def ingest(
     console.print(f"dataset {report['dataset']}: {report['rows_added']} rows added, "
                   f"{report.get('rows_updated', 0)} updated, "
                   f"{report['duplicates_skipped']} duplicates skipped, "
-                  f"{report['batches']} batches")
+                  + (f"{report['erased_suppressed']} rows of erased subjects not added back, "
+                     if report.get("erased_suppressed") else "")
+                  + f"{report['batches']} batches")
     for col in report["columns"]:
         console.print(f"  {col['name']:<28} {col['category']:<10} {col['handling']}")
 

@@ -93,7 +93,8 @@ def ingest_source(home: str, principal: Principal, source: Path, dataset: str,
                   batch_rows: int) -> tuple[dict[str, int], list[dict[str, Any]]]:
     """Plan one file, then store its batches as concurrent tasks (call inside a flow)."""
     logger = get_run_logger()
-    counts = {"rows_added": 0, "rows_updated": 0, "duplicates_skipped": 0, "batches": 0}
+    counts = {"rows_added": 0, "rows_updated": 0, "duplicates_skipped": 0,
+              "erased_suppressed": 0, "batches": 0}
     plan = plan_source(home, principal, str(source), dataset, batch_rows)
     if plan.already_ingested:
         logger.info("source %s already ingested: nothing to add", plan.source_id)
@@ -105,6 +106,7 @@ def ingest_source(home: str, principal: Principal, source: Path, dataset: str,
         counts["rows_added"] += result["added"]
         counts["rows_updated"] += result["updated"]
         counts["duplicates_skipped"] += result["skipped"]
+        counts["erased_suppressed"] += result.get("suppressed", 0)
         counts["batches"] += 0 if result["already_stored"] else 1
     logger.info("source %s: %d batches stored", plan.source_id, counts["batches"])
     return counts, plan.columns
@@ -116,7 +118,8 @@ def ingest(path: str, dataset: str, home: str | None = None, token_file: str | N
     """Ingest a file or a folder of files into ``dataset``; returns counts and column classes."""
     vh = vault_home(home)
     principal = principal_for(vh, token_file)
-    totals = {"rows_added": 0, "rows_updated": 0, "duplicates_skipped": 0, "batches": 0}
+    totals = {"rows_added": 0, "rows_updated": 0, "duplicates_skipped": 0,
+              "erased_suppressed": 0, "batches": 0}
     columns: list[dict[str, Any]] = []
     files = source_files(Path(path))
     for source in files:

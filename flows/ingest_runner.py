@@ -41,13 +41,15 @@ def run_ingest(session: Session, path: Path, dataset: str, progress: Progress | 
     if via_prefect if via_prefect is not None else prefect_configured():
         return _run_flow(session, path, dataset, token)
     totals: dict[str, Any] = {"dataset": dataset, "rows_added": 0, "rows_updated": 0,
-                              "duplicates_skipped": 0, "batches": 0, "columns": []}
+                              "duplicates_skipped": 0, "erased_suppressed": 0, "batches": 0,
+                              "columns": []}
     for f in files:
         r = ingest_path(session.engine, session.home, session.principal, f, dataset,
                         progress=progress)
         totals["rows_added"] += r.rows_added
         totals["rows_updated"] += r.rows_updated
         totals["duplicates_skipped"] += r.duplicates_skipped
+        totals["erased_suppressed"] += r.erased_suppressed
         totals["batches"] += r.batches
         totals["columns"] = r.columns
     return totals
@@ -61,5 +63,6 @@ def _run_flow(session: Session, path: Path, dataset: str, token: str | None) -> 
     with token_file_for(session.home, token) as token_file:
         result = ingest_flow()(path=str(path.absolute()), dataset=dataset,
                                home=str(session.home.root), token_file=token_file)
-    return {k: result[k] for k in ("dataset", "rows_added", "rows_updated",
-                                   "duplicates_skipped", "batches", "columns")}
+    return {k: result.get(k, 0) for k in ("dataset", "rows_added", "rows_updated",
+                                          "duplicates_skipped", "erased_suppressed", "batches",
+                                          "columns")}

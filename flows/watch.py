@@ -82,7 +82,7 @@ def watch_folder(folder: str, dataset: str, home: str | None = None,
     if not inbox.is_dir():
         raise BadInput(f"watch folder does not exist: {inbox}")
     totals = {"files": 0, "rejected": 0, "rows_added": 0, "rows_updated": 0,
-              "duplicates_skipped": 0, "batches": 0}
+              "duplicates_skipped": 0, "erased_suppressed": 0, "batches": 0}
     deadline = time.monotonic() + window_seconds
     seen: dict[Path, Stamp] = {}
     while True:

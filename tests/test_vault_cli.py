@@ -65,6 +65,22 @@ def test_ingest_reingest_erase_verify(home: VaultHome, tmp_path: Path,
     assert b"Quixley" not in ledger_bytes
 
 
+def test_erased_voter_in_a_later_file_is_not_added_back(home: VaultHome, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ingest", str(_voter_file(tmp_path / "a.csv")), "--dataset", "nc"]) == 0
+    capsys.readouterr()
+    assert main(["erase", "--dataset", "nc", "--match", "voter_reg_num=100007", "--json"]) == 0
+    assert _json(capsys)["subjects_erased"] == 1
+    later = _voter_file(tmp_path / "b.csv", n=44)  # the same 40 voters (one erased) + 4 new
+    assert main(["ingest", str(later), "--dataset", "nc", "--json"]) == 0
+    report = _json(capsys)
+    assert (report["rows_added"], report["duplicates_skipped"], report["erased_suppressed"]) \
+        == (4, 39, 1)
+    assert main(["ingest", str(_voter_file(tmp_path / "c.csv", n=48)), "--dataset", "nc"]) == 0
+    assert "1 rows of erased subjects not added back" in capsys.readouterr().out
+    assert main(["ledger", "verify", "--json"]) == 0
+
+
 def test_ledger_verify_catches_tampered_ciphertext(home: VaultHome, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     f = _voter_file(tmp_path / "voters.csv")

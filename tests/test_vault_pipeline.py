@@ -309,3 +309,68 @@ def test_bulk_tables_carry_no_row_triggers_on_postgres(pg_url: str) -> None:
     assert ("vault_batches", "vault_batches_dataset_id_fkey") in fks
     assert ("vault_batch_columns", "vault_batch_columns_batch_id_fkey") in fks
     eng.dispose()
+
+
+# -- erasure suppression ---------------------------------------------------------------
+
+
+def _erase(engine: Engine, kr: Keyring, voter_id: str) -> int:
+    from vault.erase import erase
+
+    with engine.begin() as conn:
+        return erase(conn, kr, "voters", {"voter_id": voter_id}, actor="dpo").subjects_erased
+
+
+def test_erased_subject_is_not_added_back_by_a_later_file(engine: Engine,
+                                                          tmp_path: Path) -> None:
+    from vault.erase import find_subjects
+    from vault.store import T_SUPPRESSED
+
+    kr = file_keyring(tmp_path)
+    assert _write_all(engine, kr, [voters(50)]) == [(50, 0, 0)]
+    assert _erase(engine, kr, "NC00000007") == 1
+    # a new extract: the erased voter again (id written differently), 19 known, 5 new
+    again = pl.concat([voters(20), voters(5, start=100)]).with_columns(
+        pl.when(pl.col("voter_id") == "NC00000007").then(pl.lit(" nc-00000007"))
+        .otherwise(pl.col("voter_id")).alias("voter_id"))
+    ds, src = _source(engine)
+    [res] = write_batches(engine.begin, kr, ds_id=ds, dataset="voters", source_id=src,
+                          batches=[(0, again)], layout=LAYOUT, actor="t",
+                          cache=IdentityCache())
+    assert (res.added, res.skipped, res.suppressed) == (5, 19, 1)
+    # the one-batch path (used by the Prefect tasks) suppresses too
+    res2 = store(engine, kr, voters(1, start=7, party="REP"))
+    assert (res2.added, res2.suppressed) == (0, 1)
+    with engine.connect() as conn:
+        _, found = find_subjects(conn, kr, "voters", {"voter_id": "NC00000007"})
+        rows = conn.execute(select(T_SUPPRESSED)).all()
+        live = read_attributes(conn, kr, "voters", ["party"]).height
+    assert found == set()
+    assert len(rows) == 1 and rows[0].column == "voter_id"
+    assert b"00000007" not in bytes(rows[0].digest)  # a keyed digest, never the value
+    assert live == 49 + 5
+    _verified(engine)
+
+
+def test_erasure_during_a_pipelined_ingest_is_honoured(engine: Engine, tmp_path: Path) -> None:
+    """An erasure committed between batches invalidates the predictions (the count of
+    suppressed identities changed): the later batch is written afresh and suppressed."""
+    kr = file_keyring(tmp_path)
+    ds, src = _source(engine)
+
+    def frames() -> Iterator[tuple[int, pl.DataFrame]]:
+        for k in range(3):
+            if k == 2:
+                assert _erase(engine, kr, "NC00000005") == 1
+            yield k, voters(100, start=k * 100)
+        yield 3, pl.concat([voters(1, start=5, party="REP"), voters(10, start=300)])
+
+    results = list(write_batches(engine.begin, kr, ds_id=ds, dataset="voters", source_id=src,
+                                 batches=frames(), layout=LAYOUT, actor="t",
+                                 cache=IdentityCache()))
+    assert [(r.added, r.updated, r.suppressed) for r in results] == [
+        (100, 0, 0), (100, 0, 0), (100, 0, 0), (10, 0, 1)]
+    with engine.connect() as conn:
+        parties = read_attributes(conn, kr, "voters", ["party"]).get_column("party")
+    assert parties.len() == 309 and (parties == "REP").sum() == 0
+    _verified(engine)

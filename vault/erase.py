@@ -6,7 +6,10 @@ live subject matching all of them is erased:
 
 - its wrapped subject key is deleted, so every record sealed under it (direct
   identifiers, free-text originals) is unreadable from then on, backups included;
-- its blind-index rows are deleted, so it can no longer be found;
+- its blind-index rows are deleted, so it can no longer be found; only the digest
+  of its identity column (e.g. the keyed HMAC of the voter id, never the value) is
+  kept in the suppression list, so a later file carrying the same person does not
+  add them back (ingest counts such rows as ``suppressed``);
 - its rows leave the live set and its attribute values are blanked by
   re-sealing the affected batches, so no release ever counts it again;
 - the ledger records ``vault.erase`` (dataset, subject ids, counts; no values).
@@ -18,7 +21,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, delete, insert, literal, select, update
 
 from ledger import store as ledger_store
 from ledger.entry import EntryDraft
@@ -26,7 +29,15 @@ from vault import blind_index
 from vault.errors import BadInput
 from vault.keyring import Keyring, now
 from vault.reseal import reseal_batch
-from vault.store import T_BLIND, T_DATASET, T_RECORD, T_SUBJECT, clear_live_rows
+from vault.store import (
+    T_BLIND,
+    T_DATASET,
+    T_RECORD,
+    T_SUBJECT,
+    T_SUPPRESSED,
+    ColumnLayout,
+    clear_live_rows,
+)
 
 
 @dataclass(frozen=True)
@@ -78,6 +89,19 @@ def erase(conn: Connection, keyring: Keyring, dataset: str, match: Mapping[str, 
             positions.setdefault(int(r.batch_id), []).append(int(r.row))
         conn.execute(update(T_SUBJECT).where(T_SUBJECT.c.id.in_(subjects_sorted))
                      .values(wrapped_key=None, fingerprint=None, erased_at=now()))
+        identity = ColumnLayout.from_json(conn.execute(
+            select(T_DATASET.c.columns_json).where(T_DATASET.c.id == ds_id)).scalar_one()).identity
+        if identity is not None:
+            listed = select(T_SUPPRESSED.c.digest).where(
+                T_SUPPRESSED.c.dataset_id == ds_id, T_SUPPRESSED.c.column == identity)
+            conn.execute(insert(T_SUPPRESSED).from_select(
+                ["dataset_id", "column", "digest", "key_id", "erased_at"],
+                select(T_BLIND.c.dataset_id, T_BLIND.c.column, T_BLIND.c.digest,
+                       T_BLIND.c.key_id, literal(now()))
+                .where(T_BLIND.c.dataset_id == ds_id, T_BLIND.c.column == identity,
+                       T_BLIND.c.subject_id.in_(subjects_sorted),
+                       T_BLIND.c.digest.not_in(listed))
+                .distinct()))
         conn.execute(delete(T_BLIND).where(T_BLIND.c.dataset_id == ds_id,
                                            T_BLIND.c.subject_id.in_(subjects_sorted)))
         clear_live_rows(conn, positions)

@@ -75,6 +75,7 @@ class IngestReport:
     batches: int
     columns: list[dict[str, Any]]
     already_ingested: bool = False
+    erased_suppressed: int = 0  # rows of erased subjects that were not added back
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -234,7 +235,8 @@ def ingest_batch(engine: Engine, home: VaultHome, principal: _access.Principal,
             cache.clear()
         raise
     return {"batch_id": res.batch_id or 0, "added": res.added, "updated": res.updated,
-            "skipped": res.skipped, "already_stored": int(res.already_stored)}
+            "skipped": res.skipped, "suppressed": res.suppressed,
+            "already_stored": int(res.already_stored)}
 
 
 def ingest_path(engine: Engine, home: VaultHome, principal: _access.Principal, path: Path,
@@ -254,13 +256,15 @@ def ingest_path(engine: Engine, home: VaultHome, principal: _access.Principal, p
     resource = f"dataset/{dataset}"
     frames = ((i, prepare_batch(df.slice(i * batch_rows, batch_rows), classes, originals))
               for i in range(plan.batches))
-    added = updated = skipped = 0
+    added = updated = skipped = suppressed = 0
     results = write_batches(lambda: _access.access(engine, home, principal, "ingest", resource),
                             Keyring(provider_for(home)), ds_id=ds, dataset=dataset,
                             source_id=plan.source_id, batches=frames, layout=layout,
                             actor=principal.id, cache=IdentityCache())
     for done, r in enumerate(results, start=1):
         added, updated, skipped = added + r.added, updated + r.updated, skipped + r.skipped
+        suppressed += r.suppressed
         if progress is not None:
             progress(done, plan.batches)
-    return IngestReport(dataset, added, updated, skipped, plan.batches, plan.columns)
+    return IngestReport(dataset, added, updated, skipped, plan.batches, plan.columns,
+                        erased_suppressed=suppressed)

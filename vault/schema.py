@@ -10,6 +10,7 @@ Nothing here holds plaintext PII:
   erasure deletes it (crypto-shredding).
 - ``vault_blind_index``: HMAC-SHA256 digests of normalised lookup values.
 - ``vault_data_keys``: data keys wrapped by a KEK version, with a seal counter.
+- ``vault_suppressed``: identity digests of erased subjects (ingest skips them).
 """
 
 from __future__ import annotations
@@ -116,7 +117,21 @@ class BlindIndex(SQLModel, table=True):
     key_id: int = Field(foreign_key="vault_data_keys.id")
 
 
+class Suppressed(SQLModel, table=True):
+    """Identity digest of an erased subject: ingest never adds that person back."""
+
+    __tablename__ = "vault_suppressed"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    dataset_id: int = Field(foreign_key="vault_datasets.id", primary_key=True)
+    column: str = Field(primary_key=True, max_length=256)
+    digest: bytes = Field(sa_column=Column(LargeBinary, primary_key=True))
+    key_id: int = Field(foreign_key="vault_data_keys.id")
+    erased_at: str
+
+
 TABLES = [
     Dataset.__table__, DataKey.__table__, Source.__table__, Batch.__table__,  # type: ignore[attr-defined]
     BatchColumn.__table__, Subject.__table__, Record.__table__, BlindIndex.__table__,  # type: ignore[attr-defined]
+    Suppressed.__table__,  # type: ignore[attr-defined]
 ]

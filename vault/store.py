@@ -33,7 +33,16 @@ from vault.blind_index import Normalizer
 from vault.bulk import BulkInsert, Columns
 from vault.errors import BadInput
 from vault.keyring import ActiveKey, Keyring, now
-from vault.schema import Batch, BatchColumn, BlindIndex, Dataset, Record, Source, Subject
+from vault.schema import (
+    Batch,
+    BatchColumn,
+    BlindIndex,
+    Dataset,
+    Record,
+    Source,
+    Subject,
+    Suppressed,
+)
 
 T_DATASET: Table = Dataset.__table__  # type: ignore[attr-defined]
 T_SOURCE: Table = Source.__table__  # type: ignore[attr-defined]
@@ -42,6 +51,7 @@ T_COLUMN: Table = BatchColumn.__table__  # type: ignore[attr-defined]
 T_SUBJECT: Table = Subject.__table__  # type: ignore[attr-defined]
 T_RECORD: Table = Record.__table__  # type: ignore[attr-defined]
 T_BLIND: Table = BlindIndex.__table__  # type: ignore[attr-defined]
+T_SUPPRESSED: Table = Suppressed.__table__  # type: ignore[attr-defined]
 
 _LOOKUP_CHUNK = 2000
 ANALYZE_AFTER_ROWS = 10_000
@@ -96,6 +106,7 @@ class BatchResult:
     data_hash: str | None
     ledger_seq: int | None
     already_stored: bool = False
+    suppressed: int = 0  # rows of erased subjects, not added back
 
 
 def dataset_id(conn: Connection, name: str, *, create_with: tuple[str, str] | None = None) -> int:
@@ -292,18 +303,38 @@ class BatchKeys:
 
 @dataclass(frozen=True)
 class NextIds:
-    """Ids the next batch will take, and the dataset's highest subject id."""
+    """Ids the next batch will take, the dataset's highest subject id, and how many
+    identities its erasures have suppressed (an erasure changes that count)."""
 
     batch: int
     subject: int
     record: int
     watermark: int | None
+    suppressed: int = 0
 
     @classmethod
     def read(cls, conn: Connection, ds_id: int) -> NextIds:
         return cls(_next_id(conn, T_BATCH), _next_id(conn, T_SUBJECT), _next_id(conn, T_RECORD),
                    conn.execute(select(func.max(T_SUBJECT.c.id))
-                                .where(T_SUBJECT.c.dataset_id == ds_id)).scalar())
+                                .where(T_SUBJECT.c.dataset_id == ds_id)).scalar(),
+                   int(conn.execute(select(func.count()).select_from(T_SUPPRESSED)
+                                    .where(T_SUPPRESSED.c.dataset_id == ds_id)).scalar_one()))
+
+
+def suppressed_digests(conn: Connection, ds_id: int, column: str,
+                       wanted: Iterable[bytes] | None = None) -> set[bytes]:
+    """Identity digests of erased subjects (all of the dataset's, or those ``wanted``)."""
+    query = select(T_SUPPRESSED.c.digest).where(T_SUPPRESSED.c.dataset_id == ds_id,
+                                                T_SUPPRESSED.c.column == column)
+    if wanted is None:
+        return {bytes(d) for d in conn.execute(query).scalars()}
+    todo = list(wanted)
+    found: set[bytes] = set()
+    for i in range(0, len(todo), _LOOKUP_CHUNK):
+        chunk = todo[i : i + _LOOKUP_CHUNK]
+        found.update(bytes(d) for d in conn.execute(
+            query.where(T_SUPPRESSED.c.digest.in_(chunk))).scalars())
+    return found
 
 
 @dataclass
@@ -317,6 +348,7 @@ class _Decision:
     new_rows: list[int]
     upd_rows: list[tuple[int, Any]]
     skipped: int
+    suppressed: int = 0
 
     @property
     def stored(self) -> list[int]:
@@ -346,8 +378,10 @@ class _Sealed:
 def _decide(
     frame: pl.DataFrame, layout: ColumnLayout, keys: BatchKeys,
     existing_for: Callable[[set[bytes]], dict[bytes, Any]],
+    suppressed_for: Callable[[set[bytes]], set[bytes]],
 ) -> _Decision:
-    """Fingerprint and blind-index the batch; split its rows into new / update / skip."""
+    """Fingerprint and blind-index the batch; split its rows into new / update / skip,
+    and leave out the rows of erased subjects (their identity digest is suppressed)."""
     n = frame.height
     row_fps = crypto.fingerprints(keys.fingerprint.key, crypto.pack_rows(frame))
     # Lookup digests of every lookup column, computed once, vectorised.
@@ -362,9 +396,15 @@ def _decide(
     last = {d: i for i, d in enumerate(identity) if d is not None}
     keep = [i for i, d in enumerate(identity) if d is None or last[d] == i]
     skipped = n - len(keep)
-    existing = existing_for(set(last))
+    erased = suppressed_for(set(last))
+    suppressed = 0
+    if erased:
+        before = len(keep)
+        keep = [i for i in keep if identity[i] not in erased]
+        suppressed = before - len(keep)
+    existing = existing_for(set(last) - erased)
     if not existing:
-        return _Decision(n, row_fps, lookup_digests, identity, keep, [], skipped)
+        return _Decision(n, row_fps, lookup_digests, identity, keep, [], skipped, suppressed)
     new_rows: list[int] = []
     upd_rows: list[tuple[int, Any]] = []
     for i in keep:
@@ -376,7 +416,8 @@ def _decide(
             skipped += 1
         else:
             upd_rows.append((i, match))
-    return _Decision(n, row_fps, lookup_digests, identity, new_rows, upd_rows, skipped)
+    return _Decision(n, row_fps, lookup_digests, identity, new_rows, upd_rows, skipped,
+                     suppressed)
 
 
 def _seal(
@@ -493,10 +534,10 @@ def _store(
         data_hash=s.data_hash,
         details={"dataset": dataset, "batch": batch_id, "source": source_id,
                  "batch_index": batch_index, "rows_in": d.n, "added": len(d.new_rows),
-                 "updated": len(d.upd_rows), "skipped": d.skipped},
+                 "updated": len(d.upd_rows), "skipped": d.skipped, "suppressed": d.suppressed},
     )])
     return BatchResult(batch_id, d.n, len(d.new_rows), len(d.upd_rows), d.skipped, s.data_hash,
-                       entry.seq)
+                       entry.seq, suppressed=d.suppressed)
 
 
 def _remember(cache: IdentityCache, ds_id: int, watermark: int | None, keys: BatchKeys,
@@ -558,9 +599,14 @@ def write_batch(
             return {}
         return _existing_subjects(conn, ds_id, layout.identity, wanted)
 
-    d = _decide(frame, layout, keys, existing_for)
+    def suppressed_for(wanted: set[bytes]) -> set[bytes]:
+        if not ids.suppressed or layout.identity is None:
+            return set()
+        return suppressed_digests(conn, ds_id, layout.identity, wanted)
+
+    d = _decide(frame, layout, keys, existing_for, suppressed_for)
     if not d.new_rows and not d.upd_rows:
-        return BatchResult(None, d.n, 0, 0, d.skipped, None, None)
+        return BatchResult(None, d.n, 0, 0, d.skipped, None, None, suppressed=d.suppressed)
     # Updated subjects keep their keys.
     old_keys: dict[int, tuple[int, bytes]] = {}
     by_wrap: dict[int, list[tuple[int, Any]]] = {}
@@ -616,16 +662,24 @@ def write_batches(
     with begin() as conn:  # the dataset's keys exist before anything is sealed under them
         predicted = (BatchKeys.active(conn, keyring, ds_id), NextIds.read(conn, ds_id))
         dialect = conn.dialect.name
+        # erased identities: few, read once; the writer checks that their count holds
+        erased = (suppressed_digests(conn, ds_id, layout.identity)
+                  if layout.identity and predicted[1].suppressed else set())
     if predicted[1].watermark is None and cache.ds_id is None:
         cache.ds_id = ds_id  # a dataset without subjects: this ingest will know every one
     stored_ahead = 0  # rows written by the pipelined path (not analysed yet)
+
+    def erased_among(wanted: set[bytes]) -> set[bytes]:
+        return wanted & erased
+
     try:
         for index, frame in batches:
             ahead: tuple[BatchKeys, NextIds, _Decision, _Sealed] | None = None
             if predicted is not None and cache.ds_id == ds_id:
                 keys, ids = predicted
-                d = _decide(frame, layout, keys, lambda wanted: dict(cache.lookup(wanted)))
-                if not d.upd_rows and (d.new_rows or d.upd_rows):
+                d = _decide(frame, layout, keys, lambda wanted: dict(cache.lookup(wanted)),
+                            erased_among)
+                if not d.upd_rows and d.new_rows:
                     ahead = (keys, ids, d,
                              _seal(frame, layout, keys, ds_id, d, ids, {}, dialect))
             if pending is not None:
@@ -640,7 +694,8 @@ def write_batches(
                 _remember(cache, ds_id, ids.watermark, keys, d, sealed)
                 stored_ahead += len(sealed.stored)
                 predicted = (keys, NextIds(ids.batch + 1, ids.subject + len(sealed.new_ids),
-                                           ids.record + len(sealed.stored), cache.watermark))
+                                           ids.record + len(sealed.stored), cache.watermark,
+                                           ids.suppressed))
                 pending = writer.submit(_store_predicted, begin, keyring, keys, ids, ds_id=ds_id,
                                         dataset=dataset, source_id=source_id, batch_index=index,
                                         frame=frame, layout=layout, d=d, s=sealed, actor=actor)
@@ -650,6 +705,8 @@ def write_batches(
                                      source_id=source_id, batch_index=index, frame=frame,
                                      layout=layout, actor=actor, cache=cache)
                 predicted = (BatchKeys.active(conn, keyring, ds_id), NextIds.read(conn, ds_id))
+                if layout.identity and predicted[1].suppressed != len(erased):
+                    erased = suppressed_digests(conn, ds_id, layout.identity)
             yield result
         if pending is not None:
             result, _ = pending.result()
