@@ -37,6 +37,7 @@ from vault.store import (
     T_SUPPRESSED,
     ColumnLayout,
     clear_live_rows,
+    lock_vault,
 )
 
 
@@ -80,6 +81,7 @@ def find_subjects(conn: Connection, keyring: Keyring, dataset: str,
 
 def erase(conn: Connection, keyring: Keyring, dataset: str, match: Mapping[str, str],
           actor: str) -> EraseReport:
+    lock_vault(conn)
     ds_id, subjects = find_subjects(conn, keyring, dataset, match)
     subjects_sorted = sorted(subjects)
     positions: dict[int, list[int]] = {}

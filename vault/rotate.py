@@ -25,7 +25,7 @@ from vault.keyring import Keyring
 from vault.keys import KeyProvider
 from vault.reseal import reseal_batch
 from vault.schema import DataKey
-from vault.store import T_BATCH, T_COLUMN, T_DATASET, T_SUBJECT
+from vault.store import T_BATCH, T_COLUMN, T_DATASET, T_SUBJECT, lock_vault
 
 T_KEY = DataKey.__table__  # type: ignore[attr-defined]
 ROTATED_PURPOSES = ("attr", "subject_wrap")
@@ -46,6 +46,7 @@ def rotate_keys(engine: Engine, provider: KeyProvider, actor: str) -> tuple[int,
     kek_version = provider.new_version()
     keyring = Keyring(provider)
     with engine.begin() as conn:
+        lock_vault(conn)
         n = keyring.rewrap_all(conn, kek_version)
         for (ds_id,) in conn.execute(select(T_DATASET.c.id)).all():
             for purpose in ROTATED_PURPOSES:
@@ -70,11 +71,13 @@ def reencrypt(engine: Engine, provider: KeyProvider, actor: str) -> tuple[int, i
         conn.rollback()
     for b in todo:
         with engine.begin() as conn:
+            lock_vault(conn)
             reseal_batch(conn, keyring, ds_id=int(b.dataset_id), dataset=b.name,
                          batch_id=int(b.id), actor=actor, reason="key-rotation")
         batches += 1
     while True:
         with engine.begin() as conn:
+            lock_vault(conn)
             rows = conn.execute(
                 select(T_SUBJECT.c.id, T_SUBJECT.c.dataset_id, T_SUBJECT.c.key_id,
                        T_SUBJECT.c.wrapped_key)
@@ -105,6 +108,7 @@ def destroy_empty_keys(engine: Engine, actor: str) -> int:
     """Destroy retired data keys that no ciphertext needs any more; ledger each."""
     destroyed = 0
     with engine.begin() as conn:
+        lock_vault(conn)
         retired = conn.execute(select(T_KEY.c.id, T_KEY.c.dataset_id, T_KEY.c.purpose,
                                       T_KEY.c.version)
                                .where(T_KEY.c.state == "retired",

@@ -126,16 +126,25 @@ def dataset_id(conn: Connection, name: str, *, create_with: tuple[str, str] | No
 VAULT_WRITE_LOCK = 0x5641554C54000000  # "VAULT" in the high bytes: one key for all batch writers
 
 
+def lock_vault(conn: Connection) -> None:
+    """Serialise the transactions that change vault tables (SQLite: BEGIN IMMEDIATE
+    already does). Batch writers, erasure, rotation and re-encryption take it before
+    they touch a data-key row or append their own ledger entries: an erasure that
+    appended to the ledger and then re-sealed (a key-row update) once deadlocked a
+    batch writer that held the key row and waited for the ledger."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": VAULT_WRITE_LOCK})
+
+
 def lock_dataset(conn: Connection, ds_id: int) -> None:
-    """Serialise batch writers (SQLite: the BEGIN IMMEDIATE write lock already does).
+    """Serialise batch writers: :func:`lock_vault`.
 
     One lock for every dataset, not one per dataset: batch, subject and record ids
     are allocated as max + 1 across the vault, and each batch appends to the one
     ledger anyway, so writers of different datasets would only collide on ids.
     """
     del ds_id
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": VAULT_WRITE_LOCK})
+    lock_vault(conn)
 
 
 def bulk_insert(
