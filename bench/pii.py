@@ -17,7 +17,7 @@ Per run it measures:
   until that function exists.
 
     python bench/pii.py [--rows 10000,100000,1000000] [--runs 3] [--texts 600]
-                        [--scale-texts 3000] [--naive-cells 240] [--write-docs]
+                        [--scale-texts 3000] [--naive-cells 240] [--flow] [--write-docs]
 
 Prints one JSON document; ``--write-docs`` (re)writes the ``## PII detection``
 section of docs/BENCHMARKS.md, leaving every other section as it is.
@@ -276,6 +276,31 @@ def bench_ingest(rows: int, runs: int) -> dict[str, Any] | None:
             "lookup_columns": [c["name"] for c in report.columns if c["lookup_key"]]}
 
 
+def bench_ingest_flow(rows: int, runs: int) -> dict[str, Any]:
+    """The same ingest through the Prefect ``ingest`` flow (what ``civicvault ingest``
+    runs when Prefect is configured), under a temporary Prefect server."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.ingest import ingest_flow
+    from vault.home import VaultHome
+    from vault.setup import init_home
+
+    times: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp, prefect_test_harness(server_startup_timeout=120):
+        path = Path(tmp) / "voters.csv"
+        voter_frame(rows).write_csv(path)
+        for run in range(runs):
+            home = VaultHome(root=Path(tmp) / f"home{run}")
+            init_home(home)
+            t0 = time.perf_counter()
+            report = ingest_flow()(path=str(path), dataset="bench", home=str(home.root),
+                                   token_file=str(home.root / "admin.token"))
+            times.append(time.perf_counter() - t0)
+            assert report["rows_added"] == rows, report
+    return {"rows": rows, "runs": runs, "seconds": round(statistics.median(times), 2),
+            "all_seconds": [round(t, 2) for t in times]}
+
+
 def recall_table(dataset: Path) -> str:
     """Per-entity recall on presidio-research's synth_dataset_v2 as a Markdown table."""
     import gzip
@@ -382,6 +407,15 @@ def render(result: dict[str, Any]) -> str:
             f"{ingest['rows_per_second']:,} rows/s; goal <= 20 s. The naive per-cell "
             f"baseline above would take ~{n['extrapolated_s']:,.0f} s. Handling: {handling}.",
         ]
+        flow_run = result.get("ingest_flow")
+        if flow_run:
+            lines += [
+                "",
+                f"The same {flow_run['rows']:,} rows through the Prefect `ingest` flow (what "
+                "`civicvault ingest` runs when Prefect is configured; `--flow`, temporary "
+                f"server): **{flow_run['seconds']} s**, median of {flow_run['runs']} "
+                f"({', '.join(map(str, flow_run['all_seconds']))} s).",
+            ]
     else:
         lines += ["", "End-to-end ingest: not measured (`--ingest-rows 0`)."]
     lines.append("")
@@ -407,6 +441,8 @@ def main() -> None:
     ap.add_argument("--scale-texts", type=int, default=3000)
     ap.add_argument("--naive-cells", type=int, default=240)
     ap.add_argument("--ingest-rows", type=int, default=1_000_000)
+    ap.add_argument("--flow", action="store_true",
+                    help="also time the ingest through the Prefect flow (temporary server)")
     ap.add_argument("--write-docs", action="store_true")
     ap.add_argument("--recall", type=Path, metavar="SYNTH_JSON_GZ",
                     help="only print the per-entity recall table for this dataset")
@@ -426,6 +462,8 @@ def main() -> None:
         "naive": bench_naive(args.naive_cells, sizes[-1]),
         "freetext": bench_freetext(args.texts, args.scale_texts),
         "ingest": bench_ingest(args.ingest_rows, args.runs) if args.ingest_rows else None,
+        "ingest_flow": (bench_ingest_flow(args.ingest_rows, args.runs)
+                        if args.ingest_rows and args.flow else None),
     }
     result["load_avg_end"] = round(os.getloadavg()[0], 1)
     print(json.dumps(result, indent=2))

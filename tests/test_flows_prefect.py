@@ -176,29 +176,52 @@ def test_ingest_flow_takes_a_folder_of_files(
 def test_transient_database_error_is_retried_with_backoff(
     harness: dict[str, str], home: VaultHome, voters_csv: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Fault injection at the vault seam: the first store of batch 1 hits a locked database."""
+    """Fault injection at the vault seam: the first store of the source hits a locked
+    database; the task is retried (with backoff) and stores every batch once."""
     from sqlalchemy.exc import OperationalError
 
     import flows.ingest as flow_module
 
-    real = flow_module.ingest_batch
-    failures: list[int] = []
+    real = flow_module.store_source
+    failures: list[str] = []
 
-    def flaky(*args: Any, **kwargs: Any) -> dict[str, int]:
-        batch_index = args[4]
-        if batch_index == 1 and not failures:
-            failures.append(batch_index)
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        if not failures:
+            failures.append("locked")
             raise OperationalError(
                 "INSERT ...", {"v": "SECRET-PLAINTEXT"}, Exception("database is locked")
             )
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(flow_module, "ingest_batch", flaky)
+    monkeypatch.setattr(flow_module, "store_source", flaky)
     report = flow_module.ingest(
         path=str(voters_csv), dataset=DATASET, home=str(home.root), batch_rows=200
     )
-    assert failures == [1]
-    assert report["rows_added"] == 600 and _count(home, "vault_batches") == 3
+    assert failures == ["locked"]
+    assert report["rows_added"] == 600 and report["batches"] == 3
+    assert _count(home, "vault_batches") == 3
+
+
+def test_ingest_flow_pipelines_the_batches_of_a_source(
+    harness: dict[str, str], home: VaultHome, voters_csv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a cluster, one task stores the whole source through the pipelined writer."""
+    import flows.ingest as flow_module
+    import vault.store
+
+    pipelined: list[int] = []
+    real = vault.store._store_predicted
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        pipelined.append(int(kwargs["batch_index"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(vault.store, "_store_predicted", spy)
+    report = flow_module.ingest(
+        path=str(voters_csv), dataset=DATASET, home=str(home.root), batch_rows=200
+    )
+    assert report["rows_added"] == 600 and report["batches"] == 3
+    assert pipelined == [0, 1, 2]
 
 
 def test_bad_input_is_not_retried(harness: dict[str, str], home: VaultHome, tmp_path: Path) -> None:

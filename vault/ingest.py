@@ -239,6 +239,38 @@ def ingest_batch(engine: Engine, home: VaultHome, principal: _access.Principal,
             "already_stored": int(res.already_stored)}
 
 
+def store_source(engine: Engine, home: VaultHome, principal: _access.Principal,
+                 plan: IngestPlan, *, frame: pl.DataFrame | None = None,
+                 progress: Progress | None = None) -> IngestReport:
+    """Store every batch of a planned source in this process, pipelined (idempotent).
+
+    Batches already stored (a resumed run) are recognised and add nothing; the
+    report's ``batches`` counts the batches stored by this call.
+    """
+    df = frame if frame is not None else read_source(Path(plan.path))
+    classes = classify_for(home, df)
+    layout, originals = layout_for(classes)
+    with engine.connect() as conn:
+        ds = dataset_id(conn, plan.dataset)
+    resource = f"dataset/{plan.dataset}"
+    rows = plan.batch_rows
+    frames = ((i, prepare_batch(df.slice(i * rows, rows), classes, originals))
+              for i in range(plan.batches))
+    added = updated = skipped = suppressed = stored = 0
+    results = write_batches(lambda: _access.access(engine, home, principal, "ingest", resource),
+                            Keyring(provider_for(home)), ds_id=ds, dataset=plan.dataset,
+                            source_id=plan.source_id, batches=frames, layout=layout,
+                            actor=principal.id, cache=IdentityCache())
+    for done, r in enumerate(results, start=1):
+        added, updated, skipped = added + r.added, updated + r.updated, skipped + r.skipped
+        suppressed += r.suppressed
+        stored += 0 if r.already_stored else 1
+        if progress is not None:
+            progress(done, plan.batches)
+    return IngestReport(plan.dataset, added, updated, skipped, stored, plan.columns,
+                        erased_suppressed=suppressed)
+
+
 def ingest_path(engine: Engine, home: VaultHome, principal: _access.Principal, path: Path,
                 dataset: str, *, progress: Progress | None = None,
                 batch_rows: int = BATCH_ROWS) -> IngestReport:
@@ -249,22 +281,4 @@ def ingest_path(engine: Engine, home: VaultHome, principal: _access.Principal, p
     plan = plan_ingest(engine, home, principal, path, dataset, batch_rows=batch_rows, frame=df)
     if plan.already_ingested:
         return IngestReport(dataset, 0, 0, plan.rows, 0, plan.columns, already_ingested=True)
-    classes = classify_for(home, df)
-    layout, originals = layout_for(classes)
-    with engine.connect() as conn:
-        ds = dataset_id(conn, dataset)
-    resource = f"dataset/{dataset}"
-    frames = ((i, prepare_batch(df.slice(i * batch_rows, batch_rows), classes, originals))
-              for i in range(plan.batches))
-    added = updated = skipped = suppressed = 0
-    results = write_batches(lambda: _access.access(engine, home, principal, "ingest", resource),
-                            Keyring(provider_for(home)), ds_id=ds, dataset=dataset,
-                            source_id=plan.source_id, batches=frames, layout=layout,
-                            actor=principal.id, cache=IdentityCache())
-    for done, r in enumerate(results, start=1):
-        added, updated, skipped = added + r.added, updated + r.updated, skipped + r.skipped
-        suppressed += r.suppressed
-        if progress is not None:
-            progress(done, plan.batches)
-    return IngestReport(dataset, added, updated, skipped, plan.batches, plan.columns,
-                        erased_suppressed=suppressed)
+    return store_source(engine, home, principal, plan, frame=df, progress=progress)
