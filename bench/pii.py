@@ -347,7 +347,8 @@ def render(result: dict[str, Any]) -> str:
     lines = [
         SECTION,
         "",
-        f"`python bench/pii.py --write-docs` ({result['when']}, {result['machine']}, "
+        f"`python bench/pii.py{' --flow' if result.get('ingest_flow') else ''} --write-docs` "
+        f"({result['when']}, {result['machine']}, "
         f"spaCy model `{result['model']}`; synthetic rows only; 1-min load average "
         f"{result['load_avg_start']} at start, {result['load_avg_end']} at end; ratios are "
         "measured in the same run).",
