@@ -34,7 +34,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +43,7 @@ from faker import Faker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.timing import median_time
 from vault.pii import classifier, classify_frame, redact_texts
 from vault.pii.engine import LANGUAGE, get_analyzer, model_name
 from vault.pii.freetext import PARALLEL_MIN_TEXTS as PARALLEL_MIN
@@ -108,15 +108,6 @@ def canvass_notes(n: int, seed: int = 2) -> list[str]:
 # --- timings -------------------------------------------------------------------------
 
 
-def _median(fn: Callable[[], object], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def bench_classify(sizes: list[int], runs: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for rows in sizes:
@@ -126,8 +117,8 @@ def bench_classify(sizes: list[int], runs: int) -> dict[str, Any]:
             classifier.clear_cache()
             classify_frame(df)
 
-        cold_s = _median(cold, runs)
-        warm_s = _median(lambda df=df: classify_frame(df), runs)  # type: ignore[misc]
+        cold_s = median_time(cold, runs)
+        warm_s = median_time(lambda df=df: classify_frame(df), runs)  # type: ignore[misc]
         out[str(rows)] = {"cold_s": round(cold_s, 4), "cached_s": round(warm_s, 6)}
     return out
 

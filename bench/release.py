@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -42,6 +41,7 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.timing import median_time
 from vault.dp.plan import build_plan, opendp, prepared_schema, row_bound_for
 from vault.dp.release import ReleaseResult, canonical, rows_of
 from vault.dp.request import ReleaseRequest, validate
@@ -253,15 +253,6 @@ def decrypt_hook(frame: pl.DataFrame, workdir: Path) -> tuple[Callable[[], int],
         return len(res.rows)
 
     return decrypt, end_to_end
-
-
-def median_time(fn: Callable[[], Any], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def bench_size(rows: int, runs: int, *, full: bool, store: bool) -> dict[str, Any]:

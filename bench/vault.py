@@ -20,10 +20,8 @@ import hmac
 import os
 import secrets
 import sqlite3
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ from sqlalchemy import Engine, create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.timing import median_time
 from vault.db import make_engine, migrate
 from vault.keyring import Keyring, now
 from vault.keys import FileKeyProvider
@@ -88,15 +87,6 @@ def synthetic(n: int, seed: int = 7) -> pl.DataFrame:
             rng.integers(0, 7, n)],
         "precinct": pl.Series(rng.integers(1, 900, n)).cast(pl.Utf8),
     })
-
-
-def timed(fn: Callable[[], object], runs: int) -> float:
-    out = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return statistics.median(out)
 
 
 def _baseline_rows(parquet: Path) -> list[tuple[int, bytes, bytes]]:
@@ -215,7 +205,7 @@ def main() -> None:
         kek = tmp / "kek.json"
         FileKeyProvider.create(kek)
         results: list[tuple[str, float]] = []
-        base = timed(lambda: baseline(parquet, tmp / "base.db"), args.runs)
+        base = median_time(lambda: baseline(parquet, tmp / "base.db"), args.runs)
         results.append(("baseline: polars + AES-GCM/row + HMAC/row + sqlite3 executemany", base))
 
         urls: list[str] = []
@@ -224,18 +214,19 @@ def main() -> None:
             urls.append(url)
             civicvault_store(parquet, url, kek)()
         results.append(("civicvault seal+store, SQLite (WAL, synchronous=FULL)",
-                        timed(sqlite_run, args.runs)))
+                        median_time(sqlite_run, args.runs)))
         sqlite_url = urls[-1]
         base_pg = None
         if args.pg:
-            base_pg = timed(lambda: baseline_pg(parquet, args.pg), args.runs)
+            base_pg = median_time(lambda: baseline_pg(parquet, args.pg), args.runs)
             results.append(("baseline, PostgreSQL: the same rows with one COPY", base_pg))
             pg_urls: list[str] = []
             def pg_run() -> None:
                 url = fresh_pg(args.pg)
                 pg_urls.append(url)
                 civicvault_store(parquet, url, kek)()
-            results.append(("civicvault seal+store, PostgreSQL (COPY)", timed(pg_run, args.runs)))
+            results.append(("civicvault seal+store, PostgreSQL (COPY)",
+                            median_time(pg_run, args.runs)))
             if args.pg_foreign_keys:
                 def pg_fk_run() -> None:
                     url = fresh_pg(args.pg)
@@ -244,7 +235,7 @@ def main() -> None:
                     finally:
                         drop_pg(args.pg, url)
                 results.append(("  same, with the per-row foreign keys (before migration 0005)",
-                                timed(pg_fk_run, args.runs)))
+                                median_time(pg_fk_run, args.runs)))
 
         engine = make_engine(sqlite_url)
         kr = Keyring(FileKeyProvider(kek))
@@ -254,7 +245,7 @@ def main() -> None:
                                         ["county", "party", "age_band"])
                 assert frame.height == args.rows
         results.append(("decrypt 3 attribute columns of all rows (SQLite)",
-                        timed(decrypt, args.runs)))
+                        median_time(decrypt, args.runs)))
         if args.pg:
             pg_engine = make_engine(pg_urls[-1])
             def decrypt_pg() -> None:
@@ -262,7 +253,7 @@ def main() -> None:
                     read_attributes(conn, Keyring(kr.provider), "bench",
                                     ["county", "party", "age_band"])
             results.append(("decrypt 3 attribute columns of all rows (PostgreSQL)",
-                            timed(decrypt_pg, args.runs)))
+                            median_time(decrypt_pg, args.runs)))
             pg_engine.dispose()
             for u in pg_urls:
                 drop_pg(args.pg, u)
