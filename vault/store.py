@@ -128,23 +128,21 @@ VAULT_WRITE_LOCK = 0x5641554C54000000  # "VAULT" in the high bytes: one key for 
 
 def lock_vault(conn: Connection) -> None:
     """Serialise the transactions that change vault tables (SQLite: BEGIN IMMEDIATE
-    already does). Batch writers, erasure, rotation and re-encryption take it before
-    they touch a data-key row or append their own ledger entries: an erasure that
-    appended to the ledger and then re-sealed (a key-row update) once deadlocked a
-    batch writer that held the key row and waited for the ledger."""
+    already does). One lock for the whole vault, not one per dataset: batch, subject
+    and record ids are vault-wide max + 1. Batch writers, erasure, rotation and
+    re-encryption take it before they touch a data-key row or append their own ledger
+    entries: an erasure that appended to the ledger and then re-sealed (a key-row
+    update) once deadlocked a batch writer that held the key row and waited for the
+    ledger."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": VAULT_WRITE_LOCK})
 
 
-def lock_dataset(conn: Connection, ds_id: int) -> None:
-    """Serialise batch writers: :func:`lock_vault`.
-
-    One lock for every dataset, not one per dataset: batch, subject and record ids
-    are allocated as max + 1 across the vault, and each batch appends to the one
-    ledger anyway, so writers of different datasets would only collide on ids.
-    """
-    del ds_id
-    lock_vault(conn)
+def _stored_batch(conn: Connection, source_id: int, batch_index: int) -> int | None:
+    """Id of the batch already stored for (source, index), if any."""
+    done = conn.execute(select(T_BATCH.c.id).where(
+        T_BATCH.c.source_id == source_id, T_BATCH.c.batch_index == batch_index)).scalar()
+    return None if done is None else int(done)
 
 
 def bulk_insert(
@@ -592,11 +590,10 @@ def write_batch(
     ``cache``: pass the same :class:`IdentityCache` to every batch of one ingest; it
     is updated here, so the caller must drop it if the transaction rolls back.
     """
-    lock_dataset(conn, ds_id)
-    done = conn.execute(select(T_BATCH.c.id).where(
-        T_BATCH.c.source_id == source_id, T_BATCH.c.batch_index == batch_index)).scalar()
+    lock_vault(conn)
+    done = _stored_batch(conn, source_id, batch_index)
     if done is not None:
-        return BatchResult(int(done), frame.height, 0, 0, frame.height, None, None, True)
+        return BatchResult(done, frame.height, 0, 0, frame.height, None, None, True)
     keys = BatchKeys.active(conn, keyring, ds_id)
     ids = NextIds.read(conn, ds_id)
 
@@ -742,10 +739,8 @@ def _store_predicted(
     Returns the result and whether the predictions failed.
     """
     with begin() as conn:
-        lock_dataset(conn, ds_id)
-        done = conn.execute(select(T_BATCH.c.id).where(
-            T_BATCH.c.source_id == source_id, T_BATCH.c.batch_index == batch_index)).scalar()
-        if (done is None and NextIds.read(conn, ds_id) == ids
+        lock_vault(conn)
+        if (_stored_batch(conn, source_id, batch_index) is None and NextIds.read(conn, ds_id) == ids
                 and BatchKeys.active(conn, keyring, ds_id).ids == keys.ids):
             return _store(conn, keyring, keys, ds_id=ds_id, dataset=dataset, source_id=source_id,
                           batch_index=batch_index, d=d, s=s, actor=actor, analyze=False), False
