@@ -34,6 +34,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -230,35 +231,47 @@ def _cpu_seconds(pids: list[int]) -> dict[int, float]:
     return out
 
 
-def bench_ingest(rows: int, runs: int) -> dict[str, Any] | None:
-    """End-to-end ingest of ``rows`` synthetic voter rows (12 structured columns).
-
-    A fresh embedded vault home (``init``) per run, then ``vault.ingest.ingest_path``
-    as the CLI runs it: read, classify once, apply the policy, seal, store, ledger.
-    The clock covers everything after ``init``, file reading included.
-    """
-    from vault.access import authenticate
-    from vault.db import make_engine
+def _timed_ingests(rows: int, runs: int, ingest: Callable[[Path, Any], Any]) -> tuple[
+        list[float], Any]:
+    """Time ``ingest(csv_path, fresh_vault_home)`` once per run; returns the times and the
+    last run's result. The clock covers everything after ``init``, file reading included."""
     from vault.home import VaultHome
-    from vault.ingest import ingest_path
     from vault.setup import init_home
 
     times: list[float] = []
-    report = None
+    result = None
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "voters.csv"
         voter_frame(rows).write_csv(path)
         for run in range(runs):
             home = VaultHome(root=Path(tmp) / f"home{run}")
             init_home(home)
-            engine = make_engine(home.db_url)
-            admin = authenticate(engine, home, None)
             t0 = time.perf_counter()
-            report = ingest_path(engine, home, admin, path, "bench")
+            result = ingest(path, home)
             times.append(time.perf_counter() - t0)
+    return times, result
+
+
+def bench_ingest(rows: int, runs: int) -> dict[str, Any] | None:
+    """End-to-end ingest of ``rows`` synthetic voter rows (12 structured columns).
+
+    A fresh embedded vault home (``init``) per run, then ``vault.ingest.ingest_path``
+    as the CLI runs it: read, classify once, apply the policy, seal, store, ledger.
+    """
+    from vault.access import authenticate
+    from vault.db import make_engine
+    from vault.ingest import IngestReport, ingest_path
+
+    def one(path: Path, home: Any) -> IngestReport:
+        engine = make_engine(home.db_url)
+        try:
+            report = ingest_path(engine, home, authenticate(engine, home, None), path, "bench")
+        finally:
             engine.dispose()
-            assert report.rows_added == rows, report
-    assert report is not None
+        assert report.rows_added == rows, report
+        return report
+
+    times, report = _timed_ingests(rows, runs, one)
     elapsed = statistics.median(times)
     return {"rows": rows, "runs": runs, "seconds": round(elapsed, 2),
             "all_seconds": [round(t, 2) for t in times],
@@ -273,21 +286,15 @@ def bench_ingest_flow(rows: int, runs: int) -> dict[str, Any]:
     from prefect.testing.utilities import prefect_test_harness
 
     from flows.ingest import ingest_flow
-    from vault.home import VaultHome
-    from vault.setup import init_home
 
-    times: list[float] = []
-    with tempfile.TemporaryDirectory() as tmp, prefect_test_harness(server_startup_timeout=120):
-        path = Path(tmp) / "voters.csv"
-        voter_frame(rows).write_csv(path)
-        for run in range(runs):
-            home = VaultHome(root=Path(tmp) / f"home{run}")
-            init_home(home)
-            t0 = time.perf_counter()
-            report = ingest_flow()(path=str(path), dataset="bench", home=str(home.root),
-                                   token_file=str(home.root / "admin.token"))
-            times.append(time.perf_counter() - t0)
-            assert report["rows_added"] == rows, report
+    def one(path: Path, home: Any) -> dict[str, Any]:
+        report = ingest_flow()(path=str(path), dataset="bench", home=str(home.root),
+                               token_file=str(home.root / "admin.token"))
+        assert report["rows_added"] == rows, report
+        return report
+
+    with prefect_test_harness(server_startup_timeout=120):
+        times, _ = _timed_ingests(rows, runs, one)
     return {"rows": rows, "runs": runs, "seconds": round(statistics.median(times), 2),
             "all_seconds": [round(t, 2) for t in times]}
 
