@@ -42,7 +42,7 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.timing import median_time
-from vault.dp.plan import build_plan, opendp, prepared_schema, row_bound_for
+from vault.dp.plan import Unit, build_plan, opendp, prepared_schema, row_bound_for
 from vault.dp.release import ReleaseResult, canonical, rows_of
 from vault.dp.request import ReleaseRequest, validate
 from vault.dp.source import FrameSource
@@ -101,7 +101,8 @@ def civicvault_pipeline(frame: pl.DataFrame) -> int:
     checked = validate(request, BenchPolicy())
     src = FrameSource({"voters": frame})
     with tempfile.TemporaryDirectory() as tmp:
-        plan = build_plan(checked, prepared_schema(checked), row_bound_for(frame.height), Path(tmp))
+        unit = Unit(max_people=row_bound_for(frame.height))
+        plan = build_plan(checked, prepared_schema(checked), unit, Path(tmp))
         with src.scan(None, "voters", list(checked.columns)) as lf:  # type: ignore[arg-type]
             out = plan.run(lf)
     result = ReleaseResult("voters", EPSILON, None, request, rows_of(plan, out), plan.accuracy)

@@ -42,6 +42,7 @@ from policies.model import (
     Policy,
     RevealRules,
     Scope,
+    VaultBudget,
 )
 
 Loc = tuple[str | int, ...]
@@ -184,7 +185,7 @@ class _Checker:
     # sections
     def policy(self, raw: dict[str, Any], sha256: str) -> Policy:
         self.only(raw, ("version", "description", "roles", "permissions", "pii", "datasets",
-                        "reveal"), ())
+                        "reveal", "budget"), ())
         version = self.integer(raw.get("version", 1), ("version",), 1)
         if version != 1:
             self.fail("unsupported policy 'version' (this civicvault reads version 1)",
@@ -199,9 +200,29 @@ class _Checker:
         pii = self.pii(raw.get("pii", {}))
         datasets = self.datasets(raw.get("datasets", {}))
         reveal = self.reveal(raw.get("reveal", {}))
+        vault_budget = self.vault_budget(raw.get("budget", {}))
         return Policy(version=version, description=description, roles=roles,
                       permissions=permissions, pii=pii, datasets=datasets, reveal=reveal,
-                      sha256=sha256)
+                      budget=vault_budget, sha256=sha256)
+
+    def amount(self, value: Any, loc: Loc, what: str, *, delta: bool = False) -> Fraction:
+        """An exact, non-negative budget amount (a delta also at most 1)."""
+        number = self.number(value, loc)
+        if number < 0:
+            self.fail(f"negative budget '{_dotted(loc)}'", loc)
+        if delta and number > 1:
+            self.fail(f"'{_dotted(loc)}' is a delta: it must be between 0 and 1", loc)
+        return Fraction(number)
+
+    def vault_budget(self, value: Any) -> VaultBudget:
+        table = self.table(value, ("budget",))
+        self.only(table, ("analyst_cap", "analyst_cap_delta"), ("budget",))
+        cap = table.get("analyst_cap")
+        cap_d = table.get("analyst_cap_delta")
+        return VaultBudget(
+            analyst_cap=None if cap is None else self.amount(cap, ("budget", "analyst_cap"), "cap"),
+            analyst_cap_delta=None if cap_d is None else self.amount(
+                cap_d, ("budget", "analyst_cap_delta"), "cap", delta=True))
 
     def roles(self, value: Any) -> dict[str, str]:
         table = self.table(value, ("roles",))
@@ -295,7 +316,7 @@ class _Checker:
 
     def dataset(self, name: str, value: Any, loc: Loc, base_columns: list[str]) -> DatasetRules:
         table = self.table(value, loc)
-        self.only(table, ("columns", "group_by", "bounds", "budget"), loc)
+        self.only(table, ("columns", "group_by", "bounds", "budget", "privacy_unit"), loc)
         columns = self.strings(table.get("columns", []), (*loc, "columns"), COLUMN_RE,
                                "column name")
         declared = set(columns) | set(base_columns)
@@ -344,17 +365,46 @@ class _Checker:
 
         budget_loc: Loc = (*loc, "budget")
         budget = self.table(table.get("budget", {}), budget_loc)
-        self.only(budget, ("per_analyst", "dataset_cap"), budget_loc)
+        deltas = ("per_analyst_delta", "dataset_cap_delta", "delta_per_release")
+        self.only(budget, ("per_analyst", "dataset_cap", *deltas), budget_loc)
         amounts: dict[str, Fraction] = {}
         for key, amount in budget.items():
             amount_loc: Loc = (*budget_loc, key)
             number = self.number(amount, amount_loc)
             if number < 0:
                 self.fail(f"negative budget '{key}' for dataset '{name}'", amount_loc)
+            if key in deltas and number > 1:
+                self.fail(f"'{key}' of dataset '{name}' is a delta: it must be between 0 and 1",
+                          amount_loc)
             amounts[key] = Fraction(number)
+        if amounts.get("delta_per_release") == 0:
+            self.fail(f"'delta_per_release' of dataset '{name}' must be > 0",
+                      (*budget_loc, "delta_per_release"))
+
+        unit_loc: Loc = (*loc, "privacy_unit")
+        unit = self.table(table.get("privacy_unit", {}), unit_loc)
+        self.only(unit, ("person_key", "rows_per_person", "max_people"), unit_loc)
+        person_key: tuple[str, ...] | None = None
+        if "person_key" in unit:
+            raw_key = unit["person_key"]
+            keys = [raw_key] if isinstance(raw_key, str) else raw_key
+            person_key = tuple(self.strings(keys, (*unit_loc, "person_key"), COLUMN_RE,
+                                            "column name"))
+            if not person_key:
+                self.fail(f"'person_key' of dataset '{name}' names no column",
+                          (*unit_loc, "person_key"))
+        rows_per_person = (self.integer(unit["rows_per_person"], (*unit_loc, "rows_per_person"), 1)
+                           if "rows_per_person" in unit else None)
+        max_people = (self.integer(unit["max_people"], (*unit_loc, "max_people"), 1)
+                      if "max_people" in unit else None)
         return DatasetRules(name=name, columns=tuple(columns), rules=rules,
                             per_analyst=amounts.get("per_analyst"),
-                            dataset_cap=amounts.get("dataset_cap"))
+                            dataset_cap=amounts.get("dataset_cap"),
+                            per_analyst_delta=amounts.get("per_analyst_delta"),
+                            dataset_cap_delta=amounts.get("dataset_cap_delta"),
+                            delta_per_release=amounts.get("delta_per_release"),
+                            person_key=person_key, rows_per_person=rows_per_person,
+                            max_people=max_people)
 
     def reveal(self, value: Any) -> RevealRules:
         table = self.table(value, ("reveal",))

@@ -99,6 +99,36 @@ class ColumnRule(_Frozen):
         return self.lower is not None and self.upper is not None
 
 
+#: Defaults when no policy layer declares them (see ``policies/default.toml``).
+DEFAULT_ROWS_PER_PERSON = 1
+DEFAULT_MAX_PEOPLE = 2**25  # a public bound on people per dataset: any US state's voter file
+DEFAULT_DELTA_PER_RELEASE = Fraction(1, 10**9)  # never above 1e-7, never above 1/(10 n)
+
+
+class PrivacyUnit(_Frozen):
+    """Who one unit of privacy is in a dataset, and how much of the data one person may be.
+
+    ``person_key``: columns that identify a person (declared; else detected identifiers
+    in the documented order, see ``vault.identity``); ``rows_per_person``: the
+    contribution bound k (a release keeps at most k rows of each person);
+    ``max_people``: a public upper bound n on the people in the dataset (row bound
+    n * k for OpenDP, delta never above 1 / (10 n)).
+    """
+
+    person_key: tuple[str, ...] = ()
+    rows_per_person: int = DEFAULT_ROWS_PER_PERSON
+    max_people: int = DEFAULT_MAX_PEOPLE
+
+    @property
+    def max_rows(self) -> int:
+        return self.max_people * self.rows_per_person
+
+    @property
+    def delta_ceiling(self) -> Fraction:
+        """1 / (10 n): no release may use a larger delta, whatever the policy says."""
+        return Fraction(1, 10 * self.max_people)
+
+
 class DatasetRules(_Frozen):
     """Segment rules and budgets declared for one dataset (or ``"*"``: every dataset)."""
 
@@ -107,6 +137,19 @@ class DatasetRules(_Frozen):
     rules: Mapping[str, ColumnRule] = {}
     per_analyst: Fraction | None = None
     dataset_cap: Fraction | None = None
+    per_analyst_delta: Fraction | None = None
+    dataset_cap_delta: Fraction | None = None
+    delta_per_release: Fraction | None = None
+    person_key: tuple[str, ...] | None = None
+    rows_per_person: int | None = None
+    max_people: int | None = None
+
+
+class VaultBudget(_Frozen):
+    """Vault-wide caps per analyst, over every dataset (``None``: no cap)."""
+
+    analyst_cap: Fraction | None = None
+    analyst_cap_delta: Fraction | None = None
 
 
 class PiiRules(_Frozen):
@@ -133,6 +176,7 @@ class Policy(_Frozen):
     pii: PiiRules
     datasets: Mapping[str, DatasetRules]
     reveal: RevealRules
+    budget: VaultBudget = VaultBudget()
     sha256: str = ""  # of the file bytes it was parsed from
 
     # -- access -------------------------------------------------------------------------
@@ -197,6 +241,51 @@ class Policy(_Frozen):
                 value = layer.dataset_cap
         return value
 
+    def _fraction(self, dataset: str, attr: str, default: Fraction) -> Fraction:
+        value = default
+        for layer in self._layers(dataset):
+            got = getattr(layer, attr)
+            if got is not None:
+                value = Fraction(got)
+        return value
+
+    def _int(self, dataset: str, attr: str, default: int) -> int:
+        value = default
+        for layer in self._layers(dataset):
+            got = getattr(layer, attr)
+            if got is not None:
+                value = int(got)
+        return value
+
+    def delta_default(self, dataset: str) -> Fraction:
+        """Delta each analyst gets on ``dataset`` unless ``budget set`` says otherwise."""
+        return self._fraction(dataset, "per_analyst_delta", Fraction(0))
+
+    def delta_cap(self, dataset: str) -> Fraction:
+        """Total delta all analysts together may spend on ``dataset``."""
+        return self._fraction(dataset, "dataset_cap_delta", Fraction(0))
+
+    def delta_per_release(self, dataset: str) -> Fraction:
+        """The largest delta one release may use: the policy's, never above 1 / (10 n)."""
+        declared = self._fraction(dataset, "delta_per_release", DEFAULT_DELTA_PER_RELEASE)
+        return min(declared, self.privacy_unit(dataset).delta_ceiling)
+
+    def privacy_unit(self, dataset: str) -> PrivacyUnit:
+        """The person key, contribution bound and public people bound of ``dataset``."""
+        key: tuple[str, ...] = ()
+        for layer in self._layers(dataset):
+            if layer.person_key is not None:
+                key = layer.person_key
+        return PrivacyUnit(
+            person_key=key,
+            rows_per_person=self._int(dataset, "rows_per_person", DEFAULT_ROWS_PER_PERSON),
+            max_people=self._int(dataset, "max_people", DEFAULT_MAX_PEOPLE),
+        )
+
+    def analyst_caps(self) -> tuple[Fraction | None, Fraction | None]:
+        """(epsilon, delta) one analyst may spend over every dataset of the vault."""
+        return self.budget.analyst_cap, self.budget.analyst_cap_delta
+
     # -- PII handling --------------------------------------------------------------------
     def pii_handling(self, category: str, entity: str | None = None) -> str:
         """``encrypt|tokenize|generalize|redact|drop|keep`` for a classified column.
@@ -257,8 +346,20 @@ class Policy(_Frozen):
                     },
                     "per_analyst": frac(d.per_analyst),
                     "dataset_cap": frac(d.dataset_cap),
+                    "per_analyst_delta": frac(d.per_analyst_delta),
+                    "dataset_cap_delta": frac(d.dataset_cap_delta),
+                    "delta_per_release": frac(d.delta_per_release),
+                    "privacy_unit": {
+                        "person_key": None if d.person_key is None else list(d.person_key),
+                        "rows_per_person": d.rows_per_person,
+                        "max_people": d.max_people,
+                    },
                 }
                 for name, d in self.datasets.items()
+            },
+            "budget": {
+                "analyst_cap": frac(self.budget.analyst_cap),
+                "analyst_cap_delta": frac(self.budget.analyst_cap_delta),
             },
             "reveal": {
                 "purposes": sorted(self.reveal.purposes),

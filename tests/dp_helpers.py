@@ -37,13 +37,25 @@ class Rule:
     groupable: bool = False
 
 
+@dataclass(frozen=True)
+class Unit:
+    rows_per_person: int = 1
+    max_people: int = 100_000
+
+
 @dataclass
 class TinyPolicy:
-    """The three methods ``vault.dp`` needs from ``policies.Policy``."""
+    """The methods ``vault.dp`` needs from ``policies.Policy``."""
 
     rules: dict[str, dict[str, Rule]] = field(default_factory=dict)
     default: Fraction = Fraction(10)
     cap: Fraction = Fraction(100)
+    delta_total: Fraction = Fraction(1, 10**5)
+    delta_dataset_cap: Fraction = Fraction(1, 10**4)
+    delta_release: Fraction = Fraction(1, 10**6)
+    unit: Unit = Unit()
+    analyst_cap: Fraction | None = None
+    analyst_cap_delta: Fraction | None = None
 
     def columns_for(self, dataset: str) -> Mapping[str, Rule]:
         return self.rules.get(dataset, {})
@@ -53,6 +65,21 @@ class TinyPolicy:
 
     def dataset_cap(self, dataset: str) -> Fraction:
         return self.cap
+
+    def delta_default(self, dataset: str) -> Fraction:
+        return self.delta_total
+
+    def delta_cap(self, dataset: str) -> Fraction:
+        return self.delta_dataset_cap
+
+    def delta_per_release(self, dataset: str) -> Fraction:
+        return min(self.delta_release, Fraction(1, 10 * self.unit.max_people))
+
+    def privacy_unit(self, dataset: str) -> Unit:
+        return self.unit
+
+    def analyst_caps(self) -> tuple[Fraction | None, Fraction | None]:
+        return self.analyst_cap, self.analyst_cap_delta
 
 
 def voter_rules() -> dict[str, Rule]:

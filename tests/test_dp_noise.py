@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from dp_helpers import KNOWN, policy, voter_frame
 
-from vault.dp.plan import build_plan, prepared_schema, row_bound_for
+from vault.dp.plan import Unit, build_plan, prepared_schema
 from vault.dp.request import ReleaseRequest, validate
 
 pytestmark = pytest.mark.slow
@@ -27,7 +27,7 @@ ROUNDS = 1000  # x 9 groups = 9,000 errors per check
 def _errors(request: ReleaseRequest, tmp_path: Path) -> tuple[list[float], float, float]:
     checked = validate(request, policy())
     frame = voter_frame()
-    plan = build_plan(checked, prepared_schema(checked), row_bound_for(frame.height), tmp_path)
+    plan = build_plan(checked, prepared_schema(checked), Unit(max_people=100_000), tmp_path)
     path = tmp_path / "rows.parquet"
     frame.write_parquet(path)
     import polars as pl

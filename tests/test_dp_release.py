@@ -71,9 +71,14 @@ def test_release_is_close_to_known_counts_and_ledgered(engine: Engine, tmp_path:
         assert set(row) == {"county", "party", "count", "mean_age", "sum_turnout"}
     assert acc["mean_age"]["from"] == ["sum_age", "count"]
     entry = [e for e in ledger_entries(engine) if e["action"] == "release.dp"][-1]
-    assert entry["actor"] == "alice"
-    assert entry["details"]["epsilon_charged"] == "1"
+    charge = [e for e in ledger_entries(engine) if e["action"] == "release.charge"][-1]
+    assert entry["actor"] == charge["actor"] == "alice"
+    assert entry["details"]["charge_seq"] == charge["seq"] < entry["seq"]
+    assert charge["details"]["epsilon_charged"] == "1"
+    assert charge["details"]["delta_charged"] == "0"
+    assert (charge["details"]["analyst"], charge["details"]["dataset"]) == ("alice", "voters")
     assert entry["details"]["by"] == ["county", "party"]
+    assert doc["accuracy"]["privacy_unit"]["unit"] == "row"  # the frame has no person ids
     # the ledger vouches for exactly the released bytes
     assert entry["data_hash"] == hashlib.sha256(rfc8785.dumps(res.document())).hexdigest()
     assert doc["budget"]["epsilon_spent"] == 1.0
@@ -195,8 +200,9 @@ def test_errors_never_echo_row_values(sqlite_engine: Engine, tmp_path: Path) -> 
         )
     assert "1961" not in str(info.value)
     assert "not numeric" in str(info.value)
-    with sqlite_engine.connect() as conn:  # the charge was rolled back with the release
-        assert budget.dataset_spent(conn, "voters") == 0
+    with sqlite_engine.connect() as conn:  # charged before the data was read: the charge stays
+        assert budget.dataset_spent(conn, "voters") == 1
+    assert actions(sqlite_engine)[-2:] == ["release.charge", "release.failed"]
 
 
 def test_text_columns_from_csv_are_parsed_as_numbers(sqlite_engine: Engine, tmp_path: Path) -> None:

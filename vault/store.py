@@ -123,6 +123,14 @@ def dataset_id(conn: Connection, name: str, *, create_with: tuple[str, str] | No
     ).scalar_one())
 
 
+def attribute_columns(conn: Connection, name: str) -> list[str]:
+    """The sealed attribute columns of dataset ``name`` (its stored layout; names only)."""
+    raw = conn.execute(select(T_DATASET.c.columns_json).where(T_DATASET.c.name == name)).scalar()
+    if raw is None:
+        raise BadInput(f"unknown dataset '{name}'")
+    return ColumnLayout.from_json(str(raw)).attributes
+
+
 VAULT_WRITE_LOCK = 0x5641554C54000000  # "VAULT" in the high bytes: one key for all batch writers
 
 

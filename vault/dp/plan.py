@@ -21,6 +21,15 @@ noisy counts; the smallest threshold whose delta fits is found by bisection.
 Public keys (``.with_keys()`` in the Context API) are a left join of the key
 set with the aggregate; the key set is scanned from a Parquet file so that it is
 not re-serialised into every plan.
+
+The privacy unit is a *person*, not a row (docs/PRIVACY.md): the frame carries a
+pseudonymous person column (``__person``), OpenDP's privacy unit is that
+identifier (``dp.unit_of(contributions=1, identifier=...)``), and the query
+starts with OpenDP's per-identifier truncation (``truncate_per_group(k)``: a
+uniformly random k of each person's rows are kept), so one person changes at
+most k rows whatever the data. The row bound OpenDP assumes is the policy's
+public ``max_people * k``, never the data's row count: accuracy and preview do
+not depend on the data.
 """
 
 from __future__ import annotations
@@ -38,6 +47,30 @@ from vault.errors import BadInput
 
 ALPHA = 0.05
 _MAX_THRESHOLD = 2**32 - 1
+PERSON = "__person"  # the pseudonymous person column of a prepared frame
+
+
+@dataclass(frozen=True)
+class Unit:
+    """The privacy unit a plan protects: a person with at most ``rows_per_person`` rows,
+    in a dataset of at most ``max_people`` people (public, from the policy)."""
+
+    rows_per_person: int = 1
+    max_people: int = 2**25
+    identity: str = "person"  # or "row" for a dataset stored without a person column
+
+    @property
+    def max_rows(self) -> int:
+        return self.rows_per_person * self.max_people
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "unit": self.identity,
+            "rows_per_person": self.rows_per_person,
+            "max_people": self.max_people,
+            "meaning": "neighbouring datasets differ in all rows of one person; a release "
+            f"keeps at most {self.rows_per_person} row(s) of each person (chosen at random)",
+        }
 
 
 def opendp() -> Any:
@@ -49,7 +82,8 @@ def opendp() -> Any:
 
 
 def row_bound_for(rows: int) -> int:
-    """A public upper bound on a dataset's rows: the next power of two (at least 1024)."""
+    """The next power of two (at least 1024): benchmarks size a ``Unit`` with it. Releases
+    never do: their bounds come from the policy, not from the data."""
     return max(1024, 1 << max(0, int(rows) - 1).bit_length())
 
 
@@ -61,7 +95,8 @@ def measure_dtype(bounds: Bounds) -> pl.DataType:
 def prepared_schema(checked: CheckedRequest) -> pl.Schema:
     """The frame OpenDP sees, fixed by request and policy alone (so preview needs no data):
     group columns as strings (policy keys are strings), measures Int64 or Float64."""
-    cols: dict[str, pl.DataType] = {c: pl.String() for c in checked.request.by}
+    cols: dict[str, pl.DataType] = {PERSON: pl.String()}
+    cols.update({c: pl.String() for c in checked.request.by})
     for c in checked.measure_columns:
         cols[c] = measure_dtype(checked.bounds[c])
     return pl.Schema(cols)
@@ -70,35 +105,43 @@ def prepared_schema(checked: CheckedRequest) -> pl.Schema:
 def prepare(lf: pl.LazyFrame, checked: CheckedRequest, schema: pl.Schema) -> pl.LazyFrame:
     """Row-wise preparation before OpenDP (a 1-stable map: it keeps the privacy unit).
 
-    Selects the columns, casts group columns to strings and measures to their
-    planned type (rounding to integers where the policy bounds are integral; text is
-    parsed as numbers, unparseable text counts as missing) and replaces missing values
-    by the in-bounds value nearest 0 (OpenDP clips to the bounds itself). Raises
-    BadInput for a missing or non-numeric column.
+    Selects the person column (a frame without one is one person per row) and the
+    columns, casts group columns to strings and measures to their planned type.
+    Values are made safe *by rule*, so no value can make a release fail: text is
+    parsed as numbers (unparseable text counts as missing), NaN and +-inf count as
+    missing, everything is clamped to the policy bounds *before* any cast (so
+    ``1e30`` cannot overflow an integer), integral bounds round to integers, and a
+    missing value becomes the in-bounds value nearest 0. Raises BadInput only for a
+    missing or non-numeric column (the column's type, never a value).
     """
     source = lf.collect_schema()
     dataset = checked.request.dataset
     for c in checked.columns:
         if c not in source:
             raise BadInput(f"dataset '{dataset}' has no column '{c}'")
-    exprs: list[pl.Expr] = [pl.col(c).cast(pl.String) for c in checked.request.by]
+    if PERSON in source:
+        person = pl.col(PERSON).cast(pl.String)
+    else:  # one person per row
+        person = pl.int_range(pl.len(), dtype=pl.Int64).cast(pl.String)
+    exprs: list[pl.Expr] = [person.alias(PERSON)]
+    exprs += [pl.col(c).cast(pl.String) for c in checked.request.by]
     for c in checked.measure_columns:
         src = source[c]
         e = pl.col(c)
         if src == pl.String:  # delimited sources store text: unparseable values count as missing
-            e, src = e.str.strip_chars().cast(pl.Float64, strict=False), pl.Float64()
+            e = e.str.strip_chars().cast(pl.Float64, strict=False)
         elif not (src.is_numeric() or src == pl.Boolean or isinstance(src, pl.Null)):
             raise BadInput(f"column '{c}' of dataset '{dataset}' is not numeric")
         b = checked.bounds[c]
         dtype = schema[c]
         fill = min(max(0.0, b.lower), b.upper)
-        if src.is_float():
-            e = e.fill_nan(None)
+        e = e.cast(pl.Float64, strict=False)
+        e = pl.when(e.is_finite()).then(e.clip(b.lower, b.upper)).otherwise(None)
         if dtype == pl.Int64:
-            e = e.cast(pl.Int64) if src.is_integer() else e.cast(pl.Float64).round(0).cast(pl.Int64)
-            exprs.append(e.fill_null(pl.lit(round(fill), dtype=pl.Int64)))
+            e = e.round(0).cast(pl.Int64, strict=False)
+            exprs.append(e.fill_null(pl.lit(round(fill), dtype=pl.Int64)).alias(c))
         else:
-            exprs.append(e.cast(pl.Float64).fill_null(pl.lit(fill, dtype=pl.Float64)))
+            exprs.append(e.fill_null(pl.lit(fill, dtype=pl.Float64)).alias(c))
     return lf.select(exprs)
 
 
@@ -155,6 +198,7 @@ class Accuracy:
     columns: tuple[ColumnAccuracy, ...]
     threshold: int | None = None
     derived: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    unit: Unit = field(default_factory=Unit)
 
     def to_json(self) -> dict[str, Any]:
         measures: dict[str, Any] = {c.label: c.to_json() for c in self.columns}
@@ -170,6 +214,7 @@ class Accuracy:
         }
         if self.threshold is not None:
             doc["threshold"] = self.threshold
+        doc["privacy_unit"] = self.unit.to_json()
         return doc
 
 
@@ -239,20 +284,24 @@ def _threshold(make: Callable[[float, int], Any], scale: float, d_in: int, delta
     return lo
 
 
-def build_plan(checked: CheckedRequest, schema: pl.Schema, row_bound: int, workdir: Path) -> Plan:
+def build_plan(checked: CheckedRequest, schema: pl.Schema, unit: Unit, workdir: Path) -> Plan:
     """Resolve the OpenDP measurement for ``checked`` over frames of ``schema``.
 
-    ``workdir`` (private, caller-owned) receives the public key set as Parquet.
+    ``unit``: the public privacy-unit facts (policy); ``workdir`` (private,
+    caller-owned) receives the public key set as Parquet.
     """
     dp = opendp()
     req = checked.request
+    thresholded = not checked.public_keys
+    by = list(req.by)
     domain = dp.domain_of(pl.LazyFrame(schema=schema), infer=True)
-    domain = dp.with_margin(domain, dp.polars.Margin(by=[], max_length=int(row_bound)))
-    metric, d_in = dp.unit_of(contributions=1)
+    domain = dp.with_margin(domain, dp.polars.Margin(by=[], max_length=int(unit.max_rows)))
+    if thresholded and by:  # a public bound on the groups: there are never more than rows
+        domain = dp.with_margin(domain, dp.polars.Margin(by=by, max_groups=int(unit.max_rows)))
+    metric, d_in = dp.unit_of(contributions=1, identifier=pl.col(PERSON))
     measure, _d_out, target = _loss(dp, checked)
 
     kinds = {m.kind for m in req.measures}
-    thresholded = not checked.public_keys
     with_len = "count" in kinds or "mean" in kinds or thresholded
     sum_columns = checked.measure_columns
     aggs: list[pl.Expr] = []
@@ -266,8 +315,10 @@ def build_plan(checked: CheckedRequest, schema: pl.Schema, row_bound: int, workd
             )
             .alias(f"__sum_{c}")
         )
-    by = list(req.by)
-    empty = pl.LazyFrame(schema=schema)
+    # OpenDP's per-identifier truncation (LazyFrameQuery.truncate_per_group): a random
+    # k of each person's rows
+    keep = pl.int_range(pl.len()).shuffle().over(pl.col(PERSON)) < unit.rows_per_person
+    empty = pl.LazyFrame(schema=schema).filter(keep)
     if not by:
         query = empty.select(aggs)
     elif thresholded:
@@ -295,12 +346,12 @@ def build_plan(checked: CheckedRequest, schema: pl.Schema, row_bound: int, workd
         measurement = make(scale)
     if not measurement.check(d_in, _d_out):  # pragma: no cover - defensive
         raise BadInput("OpenDP rejects the calibrated measurement")
-    accuracy = _accuracy(dp, measurement, checked, threshold)
+    accuracy = _accuracy(dp, measurement, checked, threshold, unit)
     return Plan(checked, schema, measurement, accuracy, with_len, sum_columns)
 
 
 def _accuracy(
-    dp: Any, measurement: Any, checked: CheckedRequest, threshold: int | None
+    dp: Any, measurement: Any, checked: CheckedRequest, threshold: int | None, unit: Unit
 ) -> Accuracy:
     summary = dp.summarize_polars_measurement(measurement, ALPHA)
     cols: list[ColumnAccuracy] = []
@@ -324,4 +375,4 @@ def _accuracy(
     derived = {
         m.label: (f"sum_{m.column}", "count") for m in checked.request.measures if m.kind == "mean"
     }
-    return Accuracy(ALPHA, checked.request.mode, tuple(cols), threshold, derived)
+    return Accuracy(ALPHA, checked.request.mode, tuple(cols), threshold, derived, unit)

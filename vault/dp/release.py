@@ -1,19 +1,26 @@
-"""Run a differentially private release: check, charge, draw noise, ledger, in that order.
+"""Run a differentially private release: check, charge and commit, then compute, ledger.
 
 ``run_release`` is the only way aggregates leave the vault::
 
     validate(request, policy)            no data, no budget     -> BadInput / PolicyDenied
-    with access(..., "release", ...):    one transaction (policy.allowed on the ledger)
-        budget.spend(...)                row lock / BEGIN IMMEDIATE -> BudgetExhausted
-        source.scan(...) + plan.run(...)  noise is drawn only now
-        ledger "release.dp"              query shape, epsilon charged, data_hash of the output
-    commit                               the output is returned only after the commit
+    build_plan(...)                      no data: OpenDP measurement and accuracy (policy bounds)
+    with access(..., "release", ...):    transaction 1 (policy.allowed on the ledger)
+        source.check(...)                unknown dataset -> BadInput, nothing charged
+        budget.spend(...)                row locks / BEGIN IMMEDIATE -> BudgetExhausted
+        ledger "release.charge"          analyst, dataset, epsilon_charged, delta_charged
+    COMMIT                               the charge and the access are durable now
+    source.scan(...) + plan.run(...)     decryption and noise happen only after the commit
+    ledger "release.dp"                  transaction 2: query shape, data_hash of the output
+    (any failure after the commit)       ledger "release.failed" (error class only); the
+                                         charge is kept; the caller gets ReleaseFailed
 
-Budget, ledger entry and output commit together or not at all: a request that
-fails anywhere releases nothing and leaves the budget as it was, and two racing
-requests can never both spend the same epsilon. A rejected request (bad input,
-policy, budget) is ledgered as ``policy.denied`` or ``budget.denied`` in its own
-transaction before the error propagates.
+So success or failure after the charge is never free: whatever happens, the
+budget stays spent and the ledger says the data was accessed. Two racing requests
+can never both spend the same budget. A rejected request (bad input, policy,
+budget) is ledgered as ``policy.denied`` or ``budget.denied`` in its own
+transaction before the error propagates; those rejections depend on the request,
+the policy and the budget only, never on the data. No error text carries a
+count or a value derived from the data.
 
 The released output is the canonical JSON (RFC 8785) of ``ReleaseResult.document()``;
 the ledger's ``data_hash`` is its SHA-256, so anyone holding an exported result
@@ -39,12 +46,24 @@ from ledger.errors import BadInput, CivicVaultError
 from policies.errors import BudgetExhausted, PolicyDenied
 from vault import budget
 from vault.access import Principal, access
-from vault.dp.plan import Accuracy, Plan, build_plan, prepared_schema
+from vault.dp.plan import Accuracy, Plan, Unit, build_plan, prepared_schema
 from vault.dp.request import CheckedRequest, ReleasePolicy, ReleaseRequest, validate
 from vault.dp.source import DataSource, VaultSource, private_workdir
 from vault.home import VaultHome
 
 RELEASE_ACTION = "release.dp"
+CHARGE_ACTION = "release.charge"
+FAILED_ACTION = "release.failed"
+
+
+class ReleaseFailed(CivicVaultError):
+    """A release failed after its budget was charged: the charge is kept, nothing released.
+
+    The message names the ledger entry of the charge, never the cause's text (it
+    could carry data).
+    """
+
+    exit_code = 1
 
 
 def resource_of(dataset: str) -> str:
@@ -111,6 +130,9 @@ class ReleaseResult:
                 "epsilon_total": float(self.budget.epsilon_total),
                 "epsilon_spent": float(self.budget.epsilon_spent),
                 "epsilon_remaining": float(self.budget.epsilon_remaining),
+                "delta_total": float(self.budget.delta_total),
+                "delta_spent": float(self.budget.delta_spent),
+                "delta_remaining": float(self.budget.delta_remaining),
             }
         if self.ledger_seq is not None:
             doc["ledger_seq"] = self.ledger_seq
@@ -198,6 +220,24 @@ def _details(request: ReleaseRequest) -> dict[str, Any]:
     return d
 
 
+def unit_of(policy: ReleasePolicy, dataset: str, *, per_person: bool = True) -> Unit:
+    """The public privacy-unit facts of ``dataset`` (policy), for plans and accuracy."""
+    declared = policy.privacy_unit(dataset)
+    return Unit(
+        rows_per_person=int(declared.rows_per_person),
+        max_people=int(declared.max_people),
+        identity="person" if per_person else "row",
+    )
+
+
+def with_identity(plan: Plan, per_person: bool) -> Plan:
+    """The plan whose accuracy states the unit the data really has (no person ids: a row)."""
+    if per_person:
+        return plan
+    unit = replace(plan.accuracy.unit, identity="row")
+    return replace(plan, accuracy=replace(plan.accuracy, unit=unit))
+
+
 def preview_release(
     engine: Engine,
     home: VaultHome,
@@ -207,7 +247,11 @@ def preview_release(
     source: DataSource | None = None,
     policy: ReleasePolicy | None = None,
 ) -> Accuracy:
-    """The accuracy of exactly this query: no data read, no budget spent (access is ledgered)."""
+    """The accuracy of exactly this query: no data read, no budget spent (access is ledgered).
+
+    Computed from the request and the policy's public bounds only: it is the same
+    whatever the dataset holds (1024 rows or 1025).
+    """
     policy = policy if policy is not None else load_policy(home)
     src = source if source is not None else VaultSource(home)
     details = {**_details(request), "preview": True}
@@ -216,9 +260,120 @@ def preview_release(
     with guarded_access(
         engine, home, principal, "release", request.dataset, details, purpose="preview"
     ) as conn:
-        bound = src.row_bound(conn, request.dataset)
-    with private_workdir() as tmp:
-        return build_plan(checked, prepared_schema(checked), bound, tmp).accuracy
+        per_person = src.check(conn, request.dataset)
+    with (
+        private_workdir() as tmp,
+        ledger_denials(engine, principal, request.dataset, "release", details),
+    ):
+        plan = build_plan(checked, prepared_schema(checked), unit_of(policy, request.dataset), tmp)
+    return with_identity(plan, per_person).accuracy
+
+
+def limits_for(policy: ReleasePolicy, dataset: str) -> budget.Limits:
+    eps_cap, delta_cap = policy.analyst_caps()
+    return budget.Limits(
+        epsilon_default=policy.budget_default(dataset),
+        epsilon_dataset_cap=policy.dataset_cap(dataset),
+        delta_default=policy.delta_default(dataset),
+        delta_dataset_cap=policy.delta_cap(dataset),
+        epsilon_analyst_cap=eps_cap,
+        delta_analyst_cap=delta_cap,
+    )
+
+
+@dataclass(frozen=True)
+class Charged:
+    """A committed charge: what was spent, its ledger entry, whether rows carry person ids."""
+
+    charge: budget.Charge
+    seq: int
+    per_person: bool
+
+
+def charge_and_commit(
+    engine: Engine,
+    home: VaultHome,
+    principal: Principal,
+    op: str,
+    dataset: str,
+    epsilon: Fraction,
+    delta: float | None,
+    policy: ReleasePolicy,
+    src: DataSource,
+    details: Mapping[str, Any],
+) -> Charged:
+    """Authorise, check the dataset exists, spend (epsilon, delta) and ledger the charge,
+    in one transaction that is committed when this returns (before any data is read)."""
+    with guarded_access(engine, home, principal, op, dataset, details) as conn:
+        per_person = src.check(conn, dataset)  # unknown dataset: BadInput, nothing charged
+        charge = charge_budget(conn, principal, dataset, epsilon, policy,
+                               delta=budget.delta_fraction(delta))
+        [entry] = ledger_store.append(
+            conn,
+            [
+                EntryDraft(
+                    actor=principal.id,
+                    action=CHARGE_ACTION,
+                    resource=resource_of(dataset),
+                    details={**details, "op": op, **charge.ledger_details()},
+                )
+            ],
+        )
+    return Charged(charge, int(entry.seq), per_person)
+
+
+def ledger_failure(
+    engine: Engine,
+    principal: Principal,
+    dataset: str,
+    op: str,
+    charged: Charged,
+    exc: BaseException,
+) -> int:
+    """Ledger a failure after the charge (error class only: its text may hold data)."""
+    with engine.begin() as conn:
+        [entry] = ledger_store.append(
+            conn,
+            [
+                EntryDraft(
+                    actor=principal.id,
+                    action=FAILED_ACTION,
+                    resource=resource_of(dataset),
+                    details={
+                        "op": op,
+                        "charge_seq": charged.seq,
+                        "error": type(exc).__name__,
+                        "charge_kept": True,
+                    },
+                )
+            ],
+        )
+    return int(entry.seq)
+
+
+@contextmanager
+def failures_after_charge(
+    engine: Engine, principal: Principal, dataset: str, op: str, charged: Charged
+) -> Iterator[None]:
+    """Anything raised inside is ledgered as ``release.failed`` and the charge is kept.
+
+    BadInput (a column's *type*, never a value) is re-raised as is; anything else
+    becomes ``ReleaseFailed`` with no text of the cause.
+    """
+    try:
+        yield
+    except BadInput as exc:
+        ledger_failure(engine, principal, dataset, op, charged, exc)
+        raise
+    except Exception as exc:
+        seq = ledger_failure(engine, principal, dataset, op, charged, exc)
+        raise ReleaseFailed(
+            f"the release failed after its budget was charged: the charge is kept "
+            f"(ledger entries {charged.seq} and {seq}); nothing was released"
+        ) from None
+    except BaseException as exc:  # interrupted: still on the ledger
+        ledger_failure(engine, principal, dataset, op, charged, exc)
+        raise
 
 
 def rows_of(plan: Plan, out: pl.DataFrame) -> list[dict[str, Any]]:
@@ -257,61 +412,69 @@ def run_release(
     source: DataSource | None = None,
     policy: ReleasePolicy | None = None,
 ) -> ReleaseResult:
-    """Charge ``request.epsilon`` to ``principal`` and release the noisy aggregates.
+    """Charge ``request``'s (epsilon, delta) to ``principal`` and release the noisy aggregates.
 
-    Raises BadInput (exit 2), PolicyDenied or BudgetExhausted (exit 1); each is
-    ledgered and nothing is released or charged.
+    Raises BadInput (exit 2), PolicyDenied or BudgetExhausted (exit 1) before the
+    charge; each is ledgered and nothing is charged. After the charge is committed,
+    a failure is ledgered as ``release.failed``, the charge is kept and
+    ``ReleaseFailed`` (or the BadInput) is raised.
     """
     policy = policy if policy is not None else load_policy(home)
     src = source if source is not None else VaultSource(home)
     dataset = request.dataset
     details = _details(request)
-    with ledger_denials(engine, principal, dataset, "release", details):
-        checked = _checked(request, policy)
-    with (
-        private_workdir() as tmp,
-        guarded_access(engine, home, principal, "release", dataset, details) as conn,
-    ):
-        bound = src.row_bound(conn, dataset)  # unknown dataset: BadInput, nothing charged
-        charge = charge_budget(
-            conn, principal, dataset, request.epsilon, policy
-        )  # before any noise
-        plan = build_plan(checked, prepared_schema(checked), bound, tmp)
-        with src.scan(conn, dataset, list(checked.columns)) as lf:
-            out = plan.run(lf)
-        result = ReleaseResult(
-            dataset=dataset,
-            epsilon=request.epsilon,
-            delta=request.delta,
-            request=request,
-            rows=rows_of(plan, out),
-            accuracy=plan.accuracy,
-            budget=charge.budget,
-        )
-        seq = record_release(conn, principal, result, charge, details)
+    with private_workdir() as tmp:
+        with ledger_denials(engine, principal, dataset, "release", details):
+            checked = _checked(request, policy)
+            plan = build_plan(checked, prepared_schema(checked), unit_of(policy, dataset), tmp)
+        charged = charge_and_commit(engine, home, principal, "release", dataset,
+                                    request.epsilon, request.delta, policy, src, details)
+        plan = with_identity(plan, charged.per_person)
+        with failures_after_charge(engine, principal, dataset, "release", charged):
+            with (
+                engine.connect().execution_options(readonly=True) as conn,
+                conn.begin(),
+                src.scan(conn, dataset, list(checked.columns)) as lf,
+            ):
+                out = plan.run(lf)
+            result = ReleaseResult(
+                dataset=dataset,
+                epsilon=request.epsilon,
+                delta=request.delta,
+                request=request,
+                rows=rows_of(plan, out),
+                accuracy=plan.accuracy,
+                budget=charged.charge.budget,
+            )
+            with engine.begin() as conn:
+                seq = record_release(conn, principal, result, charged, details)
     return replace(result, ledger_seq=seq)
 
 
 def charge_budget(
-    conn: Connection, principal: Principal, dataset: str, epsilon: Fraction, policy: ReleasePolicy
+    conn: Connection,
+    principal: Principal,
+    dataset: str,
+    epsilon: Fraction,
+    policy: ReleasePolicy,
+    *,
+    delta: Fraction = Fraction(0),
 ) -> budget.Charge:
-    return budget.spend(
-        conn,
-        principal.id,
-        dataset,
-        epsilon,
-        default_total=policy.budget_default(dataset),
-        dataset_cap=policy.dataset_cap(dataset),
-    )
+    return budget.spend(conn, principal.id, dataset, epsilon, delta=delta,
+                        limits=limits_for(policy, dataset))
 
 
 def record_release(
     conn: Connection,
     principal: Principal,
     result: ReleaseResult,
-    charge: budget.Charge,
+    charged: Charged,
     details: Mapping[str, Any],
 ) -> int | None:
+    """The ``release.dp`` entry: what was released (``data_hash``), pointing at its charge.
+
+    It charges nothing itself (the ``release.charge`` entry did, ``charge_seq``).
+    """
     entries = ledger_store.append(
         conn,
         [
@@ -322,8 +485,9 @@ def record_release(
                 data_hash=result.data_hash,
                 details={
                     **details,
-                    "epsilon_charged": budget.format_epsilon(charge.epsilon),
-                    "epsilon_spent": budget.format_epsilon(charge.budget.epsilon_spent),
+                    "charge_seq": charged.seq,
+                    "privacy_unit": result.accuracy.unit.identity,
+                    "rows_per_person": result.accuracy.unit.rows_per_person,
                     "groups": len(result.rows),
                 },
             )

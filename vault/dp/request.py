@@ -50,12 +50,26 @@ class ColumnRuleLike(Protocol):
     def groupable(self) -> bool: ...
 
 
+class PrivacyUnitLike(Protocol):
+    """What the DP layer reads of ``policies`` ``PrivacyUnit``."""
+
+    @property
+    def rows_per_person(self) -> int: ...
+    @property
+    def max_people(self) -> int: ...
+
+
 class ReleasePolicy(Protocol):
     """The slice of ``policies.Policy`` that releases depend on."""
 
     def columns_for(self, dataset: str) -> Mapping[str, ColumnRuleLike]: ...
     def budget_default(self, dataset: str) -> Fraction: ...
     def dataset_cap(self, dataset: str) -> Fraction: ...
+    def delta_default(self, dataset: str) -> Fraction: ...
+    def delta_cap(self, dataset: str) -> Fraction: ...
+    def delta_per_release(self, dataset: str) -> Fraction: ...
+    def privacy_unit(self, dataset: str) -> PrivacyUnitLike: ...
+    def analyst_caps(self) -> tuple[Fraction | None, Fraction | None]: ...
 
 
 @dataclass(frozen=True)
@@ -170,9 +184,14 @@ def check_epsilon(epsilon: Fraction) -> None:
     to_nano(epsilon)
 
 
-def check_delta(delta: float | None) -> None:
+def check_delta(delta: float | None, cap: Fraction | None = None) -> None:
+    """``delta`` in (0, 0.001) and, with ``cap`` (the policy's per-release delta, never
+    above 1 / (10 n)), at most ``cap``."""
     if delta is not None and not (0.0 < delta < 1e-3 and math.isfinite(delta)):
         raise BadInput("delta must be in (0, 0.001)")
+    if delta is not None and cap is not None and Fraction(repr(float(delta))) > cap:
+        raise BadInput(f"delta may be at most {float(cap):.3g} per release "
+                       "(policy: delta_per_release, never above 1/(10 max_people))")
 
 
 def check_bounds(column: str, lower: float | None, upper: float | None) -> Bounds:
@@ -189,7 +208,7 @@ def check_bounds(column: str, lower: float | None, upper: float | None) -> Bound
 def validate(request: ReleaseRequest, policy: ReleasePolicy) -> CheckedRequest:
     """Check ``request`` against ``policy``; see the module docstring for the errors."""
     check_epsilon(request.epsilon)
-    check_delta(request.delta)
+    check_delta(request.delta, policy.delta_per_release(request.dataset))
     if request.zcdp and request.delta is None:
         raise BadInput("zCDP mode needs --delta (the epsilon charged is its (epsilon, delta) cost)")
     if not request.measures:

@@ -13,8 +13,10 @@ Lloyd's algorithm where every step that looks at the data is an OpenDP release:
 3. The answer is the last centroids with the last round's noisy sizes.
 
 Privacy: each round is one ``make_private_lazyframe`` measurement at
-``epsilon / iterations``; rounds compose sequentially (adaptively), so the whole
-segmentation is ``epsilon``-DP, charged once, up front, like any release.
+``epsilon / iterations`` over the same person-level unit as releases (each person
+keeps at most ``rows_per_person`` rows, see ``vault.dp.plan``); rounds compose
+sequentially (adaptively), so the whole segmentation is ``epsilon``-DP, charged
+once, up front and committed before any data is read, like any release.
 """
 
 from __future__ import annotations
@@ -29,14 +31,16 @@ from sqlalchemy import Engine
 from policies.errors import PolicyDenied
 from vault import budget
 from vault.access import Principal
-from vault.dp.plan import build_plan, prepared_schema
+from vault.dp.plan import PERSON, Plan, build_plan, prepared_schema
 from vault.dp.release import (
     ReleaseResult,
-    charge_budget,
-    guarded_access,
+    charge_and_commit,
+    failures_after_charge,
     ledger_denials,
     load_policy,
     record_release,
+    unit_of,
+    with_identity,
 )
 from vault.dp.request import (
     Bounds,
@@ -124,15 +128,16 @@ def _assign(
     bounds: dict[str, Bounds],
     centroids: list[list[float]],
 ) -> pl.LazyFrame:
-    clipped = [
-        pl.col(f)
-        .cast(pl.Float64)
-        .fill_nan(None)
-        .fill_null(min(max(0.0, bounds[f].lower), bounds[f].upper))
-        .clip(bounds[f].lower, bounds[f].upper)
-        for f in features
-    ]
-    base = lf.select([e.alias(f) for e, f in zip(clipped, features, strict=True)])
+    clipped = []
+    for f in features:
+        e = pl.col(f)
+        if lf.collect_schema()[f] == pl.String:
+            e = e.str.strip_chars()
+        e = e.cast(pl.Float64, strict=False)
+        e = pl.when(e.is_finite()).then(e.clip(bounds[f].lower, bounds[f].upper)).otherwise(None)
+        clipped.append(e.fill_null(min(max(0.0, bounds[f].lower), bounds[f].upper)))
+    person = [pl.col(PERSON)] if PERSON in lf.collect_schema() else []
+    base = lf.select([*person, *(e.alias(f) for e, f in zip(clipped, features, strict=True))])
     dists = []
     for c in centroids:
         terms = [
@@ -159,59 +164,78 @@ def run_segment(
     with ledger_denials(engine, principal, request.dataset, "segment", details):
         bounds = _validate(request, policy)
     checked = _round_request(request, bounds)
-    feats = request.features
-    with (
-        private_workdir() as tmp,
-        guarded_access(engine, home, principal, "segment", request.dataset, details) as conn,
-    ):
-        bound = src.row_bound(conn, request.dataset)  # unknown dataset: BadInput, no charge
-        charge = charge_budget(conn, principal, request.dataset, request.epsilon, policy)
-        plan = build_plan(checked, prepared_schema(checked), bound, tmp)
-        centroids = initial_centroids(bounds, feats, request.k)
-        sizes = [0] * request.k
-        count_acc = next(c for c in plan.accuracy.columns if c.label == "count")
-        with src.scan(conn, request.dataset, list(feats)) as lf:
-            for _ in range(request.iterations):
-                out = plan.run(_assign(lf, feats, bounds, centroids))
-                for rec in out.iter_rows(named=True):
-                    j = int(rec[CLUSTER])
-                    n = int(rec["__count"] or 0)
-                    sizes[j] = max(0, n)
-                    if n < max(1.0, count_acc.accuracy):  # noise-dominated: keep the centroid
-                        continue
-                    centroids[j] = [
-                        min(
-                            max(float(rec[f"__sum_{f}"] or 0.0) / n, bounds[f].lower),
-                            bounds[f].upper,
-                        )
-                        for f in feats
-                    ]
-        segments = [
-            {
-                "segment": j,
-                "centroid": centroids[j],
-                "size": sizes[j],
-                "size_accuracy": count_acc.accuracy,
-            }
-            for j in range(request.k)
-        ]
-        rr = ReleaseRequest(request.dataset, (), (), request.epsilon)
-        result = ReleaseResult(
-            kind="segment",
-            dataset=request.dataset,
-            epsilon=request.epsilon,
-            delta=None,
-            request=rr,
-            rows=[],
-            accuracy=plan.accuracy,
-            budget=charge.budget,
-            extra={
-                "segments": segments,
-                "features": list(feats),
-                "k": request.k,
-                "iterations": request.iterations,
-                "epsilon_per_iteration": float(request.epsilon / request.iterations),
-            },
-        )
-        seq = record_release(conn, principal, result, charge, details)
+    dataset = request.dataset
+    with private_workdir() as tmp:
+        with ledger_denials(engine, principal, dataset, "segment", details):
+            plan = build_plan(checked, prepared_schema(checked), unit_of(policy, dataset), tmp)
+        charged = charge_and_commit(engine, home, principal, "segment", dataset,
+                                    request.epsilon, None, policy, src, details)
+        plan = with_identity(plan, charged.per_person)
+        with failures_after_charge(engine, principal, dataset, "segment", charged):
+            result = _segments(engine, src, plan, request, bounds, charged.charge)
+            with engine.begin() as conn:
+                seq = record_release(conn, principal, result, charged, details)
     return replace(result, ledger_seq=seq)
+
+
+def _segments(
+    engine: Engine,
+    src: DataSource,
+    plan: Plan,
+    request: SegmentRequest,
+    bounds: dict[str, Bounds],
+    charge: budget.Charge,
+) -> ReleaseResult:
+    """Lloyd's rounds on the decrypted rows (after the charge was committed)."""
+    feats = request.features
+    centroids = initial_centroids(bounds, feats, request.k)
+    sizes = [0] * request.k
+    count_acc = next(c for c in plan.accuracy.columns if c.label == "count")
+    with (
+        engine.connect().execution_options(readonly=True) as conn,
+        conn.begin(),
+        src.scan(conn, request.dataset, list(feats)) as lf,
+    ):
+        for _ in range(request.iterations):
+            out = plan.run(_assign(lf, feats, bounds, centroids))
+            for rec in out.iter_rows(named=True):
+                j = int(rec[CLUSTER])
+                n = int(rec["__count"] or 0)
+                sizes[j] = max(0, n)
+                if n < max(1.0, count_acc.accuracy):  # noise-dominated: keep the centroid
+                    continue
+                centroids[j] = [
+                    min(
+                        max(float(rec[f"__sum_{f}"] or 0.0) / n, bounds[f].lower),
+                        bounds[f].upper,
+                    )
+                    for f in feats
+                ]
+    segments = [
+        {
+            "segment": j,
+            "centroid": centroids[j],
+            "size": sizes[j],
+            "size_accuracy": count_acc.accuracy,
+        }
+        for j in range(request.k)
+    ]
+    rr = ReleaseRequest(request.dataset, (), (), request.epsilon)
+    result = ReleaseResult(
+        kind="segment",
+        dataset=request.dataset,
+        epsilon=request.epsilon,
+        delta=None,
+        request=rr,
+        rows=[],
+        accuracy=plan.accuracy,
+        budget=charge.budget,
+        extra={
+            "segments": segments,
+            "features": list(feats),
+            "k": request.k,
+            "iterations": request.iterations,
+            "epsilon_per_iteration": float(request.epsilon / request.iterations),
+        },
+    )
+    return result

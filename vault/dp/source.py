@@ -1,10 +1,12 @@
 """Where a release reads its private rows from: the vault store, or a frame (tests, benches).
 
-A source gives two things, inside the release's transaction:
+A source gives two things:
 
-* ``row_bound``, a public upper bound on the number of rows (ingested row counts
-  are on the ledger already; rounded up to a power of two);
-* ``scan``: a context manager yielding a *scanned* LazyFrame of the live rows.
+* ``check``: BadInput for an unknown dataset (before anything is charged). Nothing
+  about the data's size is read: row bounds are the policy's (``Unit``);
+* ``scan``: a context manager yielding a *scanned* LazyFrame of the live rows, with
+  the pseudonymous person column ``__person`` where the dataset has one (a frame
+  without it is one person per row).
   OpenDP serialises its input plan: an in-memory frame of 10M rows costs
   seconds to hand over, a Parquet scan costs nothing. The vault source decrypts
   into a private temporary directory (mode 0700, file 0600) and deletes it
@@ -27,9 +29,14 @@ from sqlalchemy import Connection
 from vault.errors import BadInput
 from vault.home import VaultHome
 
+PERSON = "__person"
+
 
 class DataSource(Protocol):
-    def row_bound(self, conn: Connection, dataset: str) -> int: ...
+    def check(self, conn: Connection, dataset: str) -> bool:
+        """BadInput for an unknown dataset; else whether its rows carry person ids."""
+        ...
+
     def scan(
         self, conn: Connection, dataset: str, columns: Sequence[str]
     ) -> AbstractContextManager[pl.LazyFrame]: ...
@@ -65,10 +72,8 @@ class FrameSource:
         except KeyError:
             raise BadInput(f"unknown dataset '{dataset}'") from None
 
-    def row_bound(self, conn: Connection, dataset: str) -> int:
-        from vault.dp.plan import row_bound_for
-
-        return row_bound_for(self._frame(dataset).height)
+    def check(self, conn: Connection, dataset: str) -> bool:
+        return PERSON in self._frame(dataset).columns
 
     @contextmanager
     def scan(
@@ -78,7 +83,7 @@ class FrameSource:
         missing = [c for c in columns if c not in frame.columns]
         if missing:
             raise BadInput(f"dataset '{dataset}' has no column '{missing[0]}'")
-        frame = frame.select(columns)
+        frame = frame.select([*columns, *([PERSON] if PERSON in frame.columns else [])])
         if not self.spill:
             yield frame.lazy()
             return
@@ -100,19 +105,11 @@ class VaultSource:
 
         return Keyring(provider_for(self.home))
 
-    def row_bound(self, conn: Connection, dataset: str) -> int:
-        from sqlalchemy import func, select
-
+    def check(self, conn: Connection, dataset: str) -> bool:
         from vault import store
-        from vault.dp.plan import row_bound_for
 
-        ds_id = store.dataset_id(conn, dataset)
-        total = conn.execute(
-            select(func.coalesce(func.sum(store.T_BATCH.c.rows), 0)).where(
-                store.T_BATCH.c.dataset_id == ds_id
-            )
-        ).scalar_one()
-        return row_bound_for(int(total))
+        store.dataset_id(conn, dataset)  # unknown: BadInput
+        return PERSON in store.attribute_columns(conn, dataset)
 
     @contextmanager
     def scan(
@@ -122,7 +119,10 @@ class VaultSource:
         # (one AES-GCM call per batch and column). bench/release.py times it separately.
         from vault import store
 
-        frame = store.read_attributes(conn, self._keyring(), dataset, list(columns))  # type: ignore[arg-type]
+        wanted = list(columns)
+        if PERSON in store.attribute_columns(conn, dataset):
+            wanted.append(PERSON)
+        frame = store.read_attributes(conn, self._keyring(), dataset, wanted)  # type: ignore[arg-type]
         with private_workdir() as tmp:
             path = tmp / "rows.parquet"
             _write_private(frame, path)
