@@ -92,7 +92,7 @@ def test_rotation_keeps_everything_readable_and_retires_old_versions(
     store(engine, kr, voters(40))
     sid = _subject_of(engine, kr, "NC00000003")
     kek, rewrapped = rotate_keys(engine, provider, actor="admin")
-    assert kek == 2 and rewrapped == 4  # attr, subject_wrap, blind, fingerprint
+    assert kek == 2 and rewrapped == 5  # attr, subject_wrap, blind, fingerprint, person
     batches, subjects, destroyed = reencrypt(engine, provider, actor="admin")
     assert (batches, subjects, destroyed) == (1, 40, 2)
     again = reencrypt(engine, provider, actor="admin")  # resumable: nothing left to do
@@ -113,6 +113,7 @@ def test_rotation_keeps_everything_readable_and_retires_old_versions(
             "attr:destroyed": 1,
             "subject_wrap:active": 1,
             "subject_wrap:destroyed": 1,
+            "person:active": 1,  # person pseudonyms: never rotated (docs/PRIVACY.md)
             "blind:active": 1,
             "fingerprint:active": 1,
         }

@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from vault import access as _access
 from vault.errors import BadInput
 from vault.home import VaultHome
+from vault.identity import PERSON_COLUMN, IdentityPlan, dedup_column, plan_identity, resolve
 from vault.keyring import Keyring, now
 from vault.keys import provider_for
 from vault.pii.classifier import ColumnClass, apply_policy, classify_frame
@@ -76,6 +77,8 @@ class IngestReport:
     columns: list[dict[str, Any]]
     already_ingested: bool = False
     erased_suppressed: int = 0  # rows of erased subjects that were not added back
+    people: int | None = None  # distinct people in the source (vault.identity)
+    identity: dict[str, Any] | None = None  # how rows were resolved to people (counts only)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,20 +99,25 @@ def read_source(path: Path) -> pl.DataFrame:
     return frame
 
 
-def layout_for(classes: list[ColumnClass]) -> tuple[ColumnLayout, dict[str, str]]:
-    """Storage layout from column classes; also returns original-column -> sealed name."""
+def layout_for(classes: list[ColumnClass], declared: tuple[str, ...] = (),
+               rows_per_person: int = 1) -> tuple[ColumnLayout, dict[str, str]]:
+    """Storage layout from column classes; also returns original-column -> sealed name.
+
+    ``declared``: the policy's person key columns (stored as direct identifiers with
+    blind indexes); ``rows_per_person``: the policy's contribution bound (only
+    datasets of one row per person deduplicate, see ``vault.identity``). Every
+    layout carries the sealed pseudonymous person column ``__person``.
+    """
     stored: list[StoredColumn] = []
     originals: dict[str, str] = {}
-    lookup_entities: list[tuple[int, str]] = []
-    priority = list(LOOKUP_NORMALIZERS)
     for c in classes:
-        if c.handling == "drop":
+        if c.handling == "drop" and c.name not in declared:
             continue
         lookup = LOOKUP_NORMALIZERS.get(c.entity) if c.lookup_key else None
-        if c.category == "direct" or c.handling == "tokenize":
+        if c.name in declared:
+            stored.append(StoredColumn(c.name, "direct", "id"))
+        elif c.category == "direct" or c.handling == "tokenize":
             stored.append(StoredColumn(c.name, "direct", lookup))  # type: ignore[arg-type]
-            if lookup is not None:
-                lookup_entities.append((priority.index(c.entity), c.name))
         elif c.handling in ("generalize", "redact"):
             # the original, sealed per subject; the generalised/redacted form for releases
             sealed_name = f"{c.name}__original"
@@ -118,20 +126,40 @@ def layout_for(classes: list[ColumnClass]) -> tuple[ColumnLayout, dict[str, str]
             stored.append(StoredColumn(c.name, "attribute"))
         else:
             stored.append(StoredColumn(c.name, "attribute"))
-    identity = min(lookup_entities)[1] if lookup_entities else None
+    stored.append(StoredColumn(PERSON_COLUMN, "attribute"))
+    identity = dedup_column(plan_identity(classes, declared), rows_per_person)
     return ColumnLayout(columns=tuple(stored), identity=identity), originals
 
 
+def identity_for(home: VaultHome, dataset: str) -> tuple[tuple[str, ...], int, int]:
+    """The policy's (person key columns, rows per person, max people) for ``dataset``."""
+    unit = _access.installed_policy(home).privacy_unit(dataset)
+    return tuple(unit.person_key), int(unit.rows_per_person), int(unit.max_people)
+
+
+def person_keys(df: pl.DataFrame, classes: list[ColumnClass],
+                declared: tuple[str, ...]) -> tuple[pl.Series, dict[str, Any]]:
+    """Every row's person key over the *whole* source (plaintext, memory only) + counts."""
+    plan: IdentityPlan = plan_identity(classes, declared)
+    keys, report = resolve(df, plan)
+    return keys, {**report.to_json(), "order": plan.to_json()}
+
+
 def prepare_batch(frame: pl.DataFrame, classes: list[ColumnClass],
-                  originals: dict[str, str]) -> pl.DataFrame:
-    """Apply each column's handling, vectorised; free text is redacted in batches."""
+                  originals: dict[str, str], persons: pl.Series | None = None,
+                  declared: tuple[str, ...] = ()) -> pl.DataFrame:
+    """Apply each column's handling, vectorised; free text is redacted in batches.
+
+    ``persons``: the rows' person keys (``person_keys``), sealed as ``__person`` after
+    keyed hashing (``vault.store``); without them each row is a person of its own.
+    """
     from vault.pii.freetext import redact_texts
     from vault.pii.generalize import generalize_frame
 
     general = generalize_frame(frame, classes)
     out: dict[str, pl.Series] = {}
     for c in classes:
-        if c.handling == "drop":
+        if c.handling == "drop" and c.name not in declared:
             continue
         col = frame.get_column(c.name)
         if c.name in originals:
@@ -142,6 +170,9 @@ def prepare_batch(frame: pl.DataFrame, classes: list[ColumnClass],
                 out[c.name] = _redact_distinct(col, redact_texts)
         else:
             out[c.name] = col
+    if persons is None:
+        persons, _ = resolve(frame, plan_identity([]))
+    out[PERSON_COLUMN] = persons.alias(PERSON_COLUMN)
     return pl.DataFrame(list(out.values()))
 
 
@@ -184,7 +215,8 @@ def plan_ingest(engine: Engine, home: VaultHome, principal: _access.Principal, p
     if df.height == 0:
         raise BadInput(f"{path.name} has a header but no rows")
     classes = classify_for(home, df)
-    layout, _ = layout_for(classes)
+    declared, per_person, max_people = identity_for(home, dataset)
+    layout, _ = layout_for(classes, declared, per_person)
     batches = max(1, -(-df.height // batch_rows))
     with _access.access(engine, home, principal, "ingest", f"dataset/{dataset}") as conn:
         ds_row = conn.execute(select(T_DATASET.c.id, T_DATASET.c.columns_json)
@@ -193,6 +225,12 @@ def plan_ingest(engine: Engine, home: VaultHome, principal: _access.Principal, p
             known = ColumnLayout.from_json(ds_row.columns_json)
             if sorted(c.name for c in known.columns) != sorted(c.name for c in layout.columns):
                 raise BadInput(f"{path.name} does not have the columns of dataset '{dataset}'")
+        stored_rows = 0 if ds_row is None else int(conn.execute(
+            select(func.coalesce(func.sum(T_BATCH.c.rows), 0))
+            .where(T_BATCH.c.dataset_id == ds_row.id)).scalar_one())
+        if stored_rows + df.height > max_people * per_person:
+            raise BadInput(f"{path.name} would take dataset '{dataset}' past the policy's public "
+                           "bound (privacy_unit max_people x rows_per_person rows)")
         ds = dataset_id(conn, dataset, create_with=(
             hashlib.sha256(",".join(df.columns).encode()).hexdigest(),
             layout.to_json(classes=_columns_report(classes))))
@@ -220,8 +258,12 @@ def ingest_batch(engine: Engine, home: VaultHome, principal: _access.Principal,
     df = frame if frame is not None else read_source(Path(plan.path))
     part = df.slice(batch_index * plan.batch_rows, plan.batch_rows)
     classes = classify_for(home, df)
-    layout, originals = layout_for(classes)
-    prepared = prepare_batch(part, classes, originals)
+    declared, per_person, _ = identity_for(home, plan.dataset)
+    layout, originals = layout_for(classes, declared, per_person)
+    persons, _ = person_keys(df, classes, declared)
+    prepared = prepare_batch(part, classes, originals,
+                             persons.slice(batch_index * plan.batch_rows, plan.batch_rows),
+                             declared)
     kr = keyring or Keyring(provider_for(home))
     try:
         with _access.access(engine, home, principal, "ingest",
@@ -249,12 +291,15 @@ def store_source(engine: Engine, home: VaultHome, principal: _access.Principal,
     """
     df = frame if frame is not None else read_source(Path(plan.path))
     classes = classify_for(home, df)
-    layout, originals = layout_for(classes)
+    declared, per_person, _ = identity_for(home, plan.dataset)
+    layout, originals = layout_for(classes, declared, per_person)
+    persons, identity = person_keys(df, classes, declared)
     with engine.connect() as conn:
         ds = dataset_id(conn, plan.dataset)
     resource = f"dataset/{plan.dataset}"
     rows = plan.batch_rows
-    frames = ((i, prepare_batch(df.slice(i * rows, rows), classes, originals))
+    frames = ((i, prepare_batch(df.slice(i * rows, rows), classes, originals,
+                                persons.slice(i * rows, rows), declared))
               for i in range(plan.batches))
     added = updated = skipped = suppressed = stored = 0
     results = write_batches(lambda: _access.access(engine, home, principal, "ingest", resource),
@@ -268,7 +313,8 @@ def store_source(engine: Engine, home: VaultHome, principal: _access.Principal,
         if progress is not None:
             progress(done, plan.batches)
     return IngestReport(plan.dataset, added, updated, skipped, stored, plan.columns,
-                        erased_suppressed=suppressed)
+                        erased_suppressed=suppressed, people=int(identity["people"]),
+                        identity=identity)
 
 
 def ingest_path(engine: Engine, home: VaultHome, principal: _access.Principal, path: Path,

@@ -32,6 +32,7 @@ from vault import blind_index, bulk, crypto
 from vault.blind_index import Normalizer
 from vault.bulk import BulkInsert, Columns
 from vault.errors import BadInput
+from vault.identity import PERSON_COLUMN, pseudonyms
 from vault.keyring import ActiveKey, Keyring, now
 from vault.schema import (
     Batch,
@@ -305,15 +306,17 @@ class BatchKeys:
     blind: ActiveKey
     subject_wrap: ActiveKey
     attr: ActiveKey
+    person: ActiveKey  # keys the pseudonymous person ids (vault.identity); never rotated
 
     @classmethod
     def active(cls, conn: Connection, keyring: Keyring, ds_id: int) -> BatchKeys:
         return cls(*(keyring.active(conn, ds_id, p)
-                     for p in ("fingerprint", "blind", "subject_wrap", "attr")))
+                     for p in ("fingerprint", "blind", "subject_wrap", "attr", "person")))
 
     @property
-    def ids(self) -> tuple[int, int, int, int]:
-        return (self.fingerprint.id, self.blind.id, self.subject_wrap.id, self.attr.id)
+    def ids(self) -> tuple[int, int, int, int, int]:
+        return (self.fingerprint.id, self.blind.id, self.subject_wrap.id, self.attr.id,
+                self.person.id)
 
 
 @dataclass(frozen=True)
@@ -500,8 +503,11 @@ def _seal(
                              for i, _ in d.upd_rows if (dg := digs[i]) is not None)
     subject_updates = [{"sid": subject_of[i], "fp": d.row_fps[i], "cb": batch_id, "cr": pos[i]}
                        for i, _ in d.upd_rows]
+    attrs = part.select(attr_cols)
+    if PERSON_COLUMN in attrs.columns:  # the plaintext person key never leaves this function
+        attrs = attrs.with_columns(pseudonyms(keys.person.key, attrs.get_column(PERSON_COLUMN)))
     column_blobs = crypto.seal_batch(keys.attr.key, keys.attr.id, ds_id, batch_id,
-                                     part.select(attr_cols)) if attr_cols else {}
+                                     attrs) if attr_cols else {}
     return _Sealed(batch_id, stored, pos, subject_of, new_ids, wrapped, column_blobs,
                    crypto.batch_digest(column_blobs, record_blobs), inserts, subject_updates,
                    blind_upserts)

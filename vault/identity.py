@@ -1,0 +1,225 @@
+"""Who is who in a dataset: the person behind each row (the unit of differential privacy).
+
+Every stored row carries a pseudonymous person id (attribute column ``__person``,
+sealed like any attribute; the value is a keyed HMAC under the dataset's
+``person`` key, never an identifier). Releases bound each person's contribution
+by it (``vault.dp.plan``).
+
+A row's person key is its strongest identifier, in this order (documented in
+docs/PRIVACY.md):
+
+1. the columns the policy declares as ``person_key`` (all of them, together);
+2. a voter id (any state layout, VANID-style ids included, as classified);
+3. an SSN; 4. a driver licence number;
+5. an e-mail address; 6. a phone number;
+7. normalised name + street address (+ ZIP5 where there is one).
+
+A row whose strongest identifier is weaker (say an e-mail only) is linked to a
+person known by a stronger one in the same file when exactly one such person has
+that e-mail; when several do (a household e-mail shared by two voters with
+different voter ids) nothing is merged and the row is counted as *ambiguous*. Two
+rows with different strong ids are never merged, whatever weaker identifiers
+they share (counted as *shared, not merged*). A row with no identifier at all is
+a person of its own. Nothing is silent: ``IdentityReport`` counts each case and
+ingest reports it.
+
+Which rows are deduplicated (a later row *updates* a stored subject) is a
+separate choice, ``dedup_column``: only a person-unique id (declared key, voter
+id, SSN, DL) of a dataset with one row per person; e-mail and phone numbers are
+shared in households and never decide that two rows are the same record.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import polars as pl
+
+from vault import _aead
+
+PERSON_COLUMN = "__person"
+DECLARED = "DECLARED"
+NAME_ADDRESS = "NAME_ADDRESS"
+#: Identifier kinds in the order that decides a row's person (strongest first).
+ORDER: tuple[str, ...] = (
+    DECLARED, "VOTER_ID", "US_SSN", "US_DRIVER_LICENSE", "EMAIL_ADDRESS", "PHONE_NUMBER",
+    NAME_ADDRESS,
+)
+#: Kinds that identify one person only (may decide deduplication).
+UNIQUE_KINDS = frozenset({DECLARED, "VOTER_ID", "US_SSN", "US_DRIVER_LICENSE"})
+_NORMALIZER = {"VOTER_ID": "id", "US_SSN": "id", "US_DRIVER_LICENSE": "id",
+               "EMAIL_ADDRESS": "email", "PHONE_NUMBER": "phone"}
+_PERSON_ENTITY = "PERSON"
+_ADDRESS_ENTITY = "US_STREET_ADDRESS"
+_ZIP_ENTITY = "US_ZIP_CODE"
+PSEUDONYM_BYTES = 16
+
+
+@dataclass(frozen=True)
+class IdentityPlan:
+    """Which columns give each identifier kind (names only)."""
+
+    levels: tuple[tuple[str, tuple[str, ...]], ...]
+    names: tuple[str, ...] = ()  # of NAME_ADDRESS: name parts, address parts, ZIP
+    addresses: tuple[str, ...] = ()
+    zips: tuple[str, ...] = ()
+
+    @property
+    def kinds(self) -> list[str]:
+        return [k for k, _ in self.levels]
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [{"kind": k, "columns": list(cols)} for k, cols in self.levels]
+
+
+@dataclass
+class IdentityReport:
+    """Counts only (never values): how the rows of a source were resolved to people."""
+
+    rows: int = 0
+    people: int = 0
+    by_kind: dict[str, int] | None = None
+    linked: int = 0  # rows joined to a stronger-id person through a weaker id
+    ambiguous: int = 0  # rows whose weaker id matched several people: not merged
+    shared_not_merged: int = 0  # weaker ids shared by people with different strong ids
+    without_identifier: int = 0  # rows with no identifier: one person each
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def plan_identity(classes: Sequence[Any], declared: Sequence[str] = ()) -> IdentityPlan:
+    """The identifier kinds a file offers, from its column classes (``ColumnClass``:
+    ``name``, ``entity``) and the policy's declared person key."""
+    names = {c.name for c in classes}
+    levels: list[tuple[str, tuple[str, ...]]] = []
+    present = tuple(c for c in declared if c in names)
+    if present and len(present) == len(tuple(declared)):
+        levels.append((DECLARED, present))
+    for kind in ORDER[1:-1]:
+        cols = tuple(c.name for c in classes if c.entity == kind and c.name not in present)
+        if cols:
+            levels.append((kind, cols[:1]))
+    person = tuple(c.name for c in classes if c.entity == _PERSON_ENTITY)
+    address = tuple(c.name for c in classes if c.entity == _ADDRESS_ENTITY)
+    if person and address:
+        zips = tuple(c.name for c in classes if c.entity == _ZIP_ENTITY)[:1]
+        levels.append((NAME_ADDRESS, person + address + zips))
+        return IdentityPlan(tuple(levels), person, address, zips)
+    return IdentityPlan(tuple(levels))
+
+
+def dedup_column(plan: IdentityPlan, rows_per_person: int) -> str | None:
+    """The column whose equal values make a later row update a stored one, or None.
+
+    Only datasets of one row per person deduplicate, and only on a person-unique id.
+    """
+    if rows_per_person != 1:
+        return None
+    for kind, cols in plan.levels:
+        if kind in UNIQUE_KINDS and len(cols) == 1:
+            return cols[0]
+    return None
+
+
+def _text(e: pl.Expr) -> pl.Expr:
+    return (e.cast(pl.String).str.to_lowercase().str.replace_all(r"[^0-9a-z]+", " ")
+            .str.strip_chars())
+
+
+def _blank(e: pl.Expr) -> pl.Expr:
+    return e.is_null() | (e == "")
+
+
+def _key_expr(kind: str, cols: tuple[str, ...], frame: pl.DataFrame, plan: IdentityPlan
+              ) -> pl.Expr:
+    """The normalised key of ``kind`` per row (null where the row lacks it)."""
+    from vault.blind_index import normalize
+
+    if kind in _NORMALIZER:
+        norm = normalize(frame.get_column(cols[0]), _NORMALIZER[kind])  # type: ignore[arg-type]
+        return pl.lit(norm)
+    if kind == NAME_ADDRESS:
+        names = [_text(pl.col(c)) for c in plan.names]
+        addresses = [_text(pl.col(c)) for c in plan.addresses]
+        zips = [pl.col(c).cast(pl.String).str.replace_all(r"\D", "").str.slice(0, 5)
+                for c in plan.zips]
+        joined = pl.concat_str([pl.concat_str(names, separator=" ", ignore_nulls=True),
+                                pl.concat_str(addresses, separator=" ", ignore_nulls=True),
+                                *(z.fill_null("") for z in zips)], separator="\x1f")
+        blank = (pl.all_horizontal([_blank(e) for e in names])
+                 | pl.all_horizontal([_blank(e) for e in addresses]))
+        return pl.when(blank).then(None).otherwise(joined)
+    parts = [_text(pl.col(c)) for c in cols]
+    joined = pl.concat_str(parts, separator="\x1f", ignore_nulls=False)
+    return pl.when(pl.any_horizontal([_blank(p) for p in parts])).then(None).otherwise(joined)
+
+
+def resolve(frame: pl.DataFrame, plan: IdentityPlan) -> tuple[pl.Series, IdentityReport]:
+    """Each row's person key (plaintext, ``KIND:normalised``; keep it in memory only).
+
+    See the module docstring for the rule. Vectorised: a few joins per identifier kind.
+    """
+    n = frame.height
+    report = IdentityReport(rows=n, by_kind={})
+    if n == 0:
+        return pl.Series(PERSON_COLUMN, [], dtype=pl.String), report
+    keys = frame.select(
+        [_key_expr(kind, cols, frame, plan).alias(f"k{i}") for i, (kind, cols) in
+         enumerate(plan.levels)]
+    ) if plan.levels else pl.DataFrame({"_": [None] * n})
+    levels = len(plan.levels)
+    work = keys.with_row_index("row")
+    # strongest level present, and the person key it gives
+    level = pl.lit(None, dtype=pl.Int64)
+    person = pl.lit(None, dtype=pl.String)
+    for i in reversed(range(levels)):
+        kind = plan.levels[i][0]
+        hit = pl.col(f"k{i}").is_not_null()
+        level = pl.when(hit).then(pl.lit(i, dtype=pl.Int64)).otherwise(level)
+        person = pl.when(hit).then(pl.lit(f"{kind}:") + pl.col(f"k{i}")).otherwise(person)
+    work = work.with_columns(level.alias("level"), person.alias("person"))
+    for j in range(1, levels):
+        kj = f"k{j}"
+        stronger = (work.filter((pl.col("level") < j) & pl.col(kj).is_not_null())
+                    .group_by(kj).agg(pl.col("person").n_unique().alias("owners"),
+                                      pl.col("person").first().alias("owner")))
+        if stronger.height == 0:
+            continue
+        report.shared_not_merged += int(stronger.filter(pl.col("owners") > 1).height)
+        weak = work.filter(pl.col("level") == j).select("row", kj).join(stronger, on=kj)
+        if weak.height == 0:
+            continue
+        report.ambiguous += int(weak.filter(pl.col("owners") > 1).height)
+        linked = weak.filter(pl.col("owners") == 1).select("row", "owner")
+        report.linked += linked.height
+        work = work.join(linked, on="row", how="left").with_columns(
+            pl.coalesce("owner", "person").alias("person")).drop("owner")
+    work = work.sort("row")
+    assert report.by_kind is not None
+    for i, (kind, _) in enumerate(plan.levels):
+        report.by_kind[kind] = int(work.filter(pl.col("level") == i).height)
+    missing = work.get_column("person").is_null()
+    report.without_identifier = int(missing.sum())
+    if report.without_identifier:  # a person of its own: a random key nobody can match
+        it = iter([f"ROW:{secrets.token_hex(16)}" for _ in range(report.without_identifier)])
+        filled = [p if p is not None else next(it) for p in work.get_column("person").to_list()]
+        out = pl.Series(PERSON_COLUMN, filled, dtype=pl.String)
+    else:
+        out = work.get_column("person").alias(PERSON_COLUMN)
+    report.people = int(out.n_unique())
+    return out, report
+
+
+def pseudonyms(key: bytes, people: pl.Series) -> pl.Series:
+    """Keyed HMAC-SHA256 (truncated, hex) of each person key: the stored ``__person``."""
+    values = people.cast(pl.Binary).to_list()
+    prefix = _aead.associated_data("person", "v1")
+    macs = _aead.hmac_many(key, (v for v in values if v is not None), prefix)
+    it = iter(macs)
+    return pl.Series(PERSON_COLUMN,
+                     [next(it)[:PSEUDONYM_BYTES].hex() if v is not None else None for v in values],
+                     dtype=pl.String)
