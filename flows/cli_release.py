@@ -189,24 +189,34 @@ def budget_set(
     analyst: Annotated[str, typer.Option("--analyst", help="Analyst principal name.")],
     dataset: Annotated[str, typer.Option("--dataset", help="Dataset name.")],
     epsilon: Annotated[str, typer.Option("--epsilon", help="Total epsilon for the analyst.")],
+    delta: Annotated[
+        str | None,
+        typer.Option("--delta", help="Total delta for the analyst (default: kept, or the "
+                     "policy's per_analyst_delta for a new account)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON value.")] = False,
 ) -> None:
     """Set an analyst's total privacy budget on a dataset (spending so far is kept)."""
-    from vault.budget import parse_epsilon, set_budget
+    from vault.access import installed_policy
+    from vault.budget import parse_delta, parse_epsilon, set_budget
     from vault.principals import get_principal
 
     total = parse_epsilon(epsilon)
+    delta_total = parse_delta(delta) if delta is not None else None
     session = open_session(ctx)
+    default_delta = installed_policy(session.home).delta_default(dataset)
     with session.access("budget.set", f"budget:{analyst}/{dataset}") as conn:
         if get_principal(conn, analyst) is None:
             raise BadInput(f"unknown analyst '{analyst}' (add it with 'civicvault principals add')")
-        b = set_budget(conn, analyst, dataset, total, actor=session.principal.id)
+        b = set_budget(conn, analyst, dataset, total, delta_total=delta_total,
+                       default_delta=default_delta, actor=session.principal.id)
     if as_json:
         emit_json({"budgets": [b.to_json()]})
     else:
         console.print(
             f"budget of '{analyst}' on '{dataset}': epsilon {epsilon} "
-            f"({float(b.epsilon_spent):g} spent)",
+            f"({float(b.epsilon_spent):g} spent), delta {float(b.delta_total):g} "
+            f"({float(b.delta_spent):g} spent)",
             markup=False,
         )
 
@@ -235,7 +245,8 @@ def budget_show(
     for b in rows:
         console.print(
             f"{b.analyst}  {b.dataset}  total {float(b.epsilon_total):g}  "
-            f"spent {float(b.epsilon_spent):g}  left {float(b.epsilon_remaining):g}",
+            f"spent {float(b.epsilon_spent):g}  left {float(b.epsilon_remaining):g}  "
+            f"delta left {float(b.delta_remaining):g} of {float(b.delta_total):g}",
             markup=False,
         )
 

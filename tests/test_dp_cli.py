@@ -128,6 +128,9 @@ def test_release_json_preview_budget_and_files(
                 "epsilon_total": 1.0,
                 "epsilon_spent": 0.5,
                 "epsilon_remaining": 0.5,
+                "delta_total": 1e-8,  # the default policy's per_analyst_delta
+                "delta_spent": 0.0,
+                "delta_remaining": 1e-8,
             }
         ]
     }
@@ -250,7 +253,7 @@ def test_key_release_and_segments(
         "--epsilon",
         "0.3",
         "--delta",
-        "1e-6",
+        "1e-9",
         "--json",
     )
     assert code == 0

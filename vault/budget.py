@@ -363,11 +363,13 @@ def set_budget(
     total: Fraction,
     *,
     delta_total: Fraction | None = None,
+    default_delta: Fraction = Fraction(0),
     actor: str | None = None,
 ) -> Budget:
     """Set (or create) the totals of ``analyst`` on ``dataset``; spending is kept.
 
-    ``delta_total`` None keeps the account's delta total (0 for a new account).
+    ``delta_total`` None keeps the account's delta total (``default_delta``, the
+    policy's, for a new account).
     With ``actor``, a ``budget.set`` ledger entry (analyst, dataset, new totals, spent
     so far) is appended in the same transaction.
     """
@@ -378,7 +380,8 @@ def set_budget(
     now = _now()
     stmt = _insert(conn, T_ACCOUNTS).values(
         analyst=analyst, dataset=dataset, total_nano=nano, spent_nano=0,
-        delta_total_atto=atto or 0, delta_spent_atto=0, updated=now
+        delta_total_atto=to_atto(default_delta) if atto is None else atto, delta_spent_atto=0,
+        updated=now
     )
     changes: dict[str, Any] = {"total_nano": nano, "updated": now}
     if atto is not None:
