@@ -108,7 +108,8 @@ def store_batches(home: str, principal: Principal, plan: IngestPlan) -> dict[str
         r = store_source(engine_for(vh), vh, principal, plan)
     return {"rows_added": r.rows_added, "rows_updated": r.rows_updated,
             "duplicates_skipped": r.duplicates_skipped,
-            "erased_suppressed": r.erased_suppressed, "batches": r.batches}
+            "erased_suppressed": r.erased_suppressed, "batches": r.batches,
+            "people": r.people or 0}
 
 
 def _distributed() -> bool:
@@ -125,7 +126,7 @@ def ingest_source(home: str, principal: Principal, source: Path, dataset: str,
     per batch (call inside a flow)."""
     logger = get_run_logger()
     counts = {"rows_added": 0, "rows_updated": 0, "duplicates_skipped": 0,
-              "erased_suppressed": 0, "batches": 0}
+              "erased_suppressed": 0, "batches": 0, "people": 0}
     plan = plan_source(home, principal, str(source), dataset, batch_rows)
     if plan.already_ingested:
         logger.info("source %s already ingested: nothing to add", plan.source_id)
@@ -154,7 +155,7 @@ def ingest(path: str, dataset: str, home: str | None = None, token_file: str | N
     vh = vault_home(home)
     principal = principal_for(vh, token_file)
     totals = {"rows_added": 0, "rows_updated": 0, "duplicates_skipped": 0,
-              "erased_suppressed": 0, "batches": 0}
+              "erased_suppressed": 0, "batches": 0, "people": 0}  # people: summed per source
     columns: list[dict[str, Any]] = []
     files = source_files(Path(path))
     for source in files:

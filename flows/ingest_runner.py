@@ -42,7 +42,7 @@ def run_ingest(session: Session, path: Path, dataset: str, progress: Progress | 
         return _run_flow(session, path, dataset, token)
     totals: dict[str, Any] = {"dataset": dataset, "rows_added": 0, "rows_updated": 0,
                               "duplicates_skipped": 0, "erased_suppressed": 0, "batches": 0,
-                              "columns": []}
+                              "people": 0, "columns": []}  # people: summed per source file
     for f in files:
         r = ingest_path(session.engine, session.home, session.principal, f, dataset,
                         progress=progress)
@@ -51,6 +51,7 @@ def run_ingest(session: Session, path: Path, dataset: str, progress: Progress | 
         totals["duplicates_skipped"] += r.duplicates_skipped
         totals["erased_suppressed"] += r.erased_suppressed
         totals["batches"] += r.batches
+        totals["people"] += r.people or 0
         totals["columns"] = r.columns
     return totals
 
@@ -65,4 +66,4 @@ def _run_flow(session: Session, path: Path, dataset: str, token: str | None) -> 
                                home=str(session.home.root), token_file=token_file)
     return {k: result.get(k, 0) for k in ("dataset", "rows_added", "rows_updated",
                                           "duplicates_skipped", "erased_suppressed", "batches",
-                                          "columns")}
+                                          "people", "columns")}

@@ -100,9 +100,9 @@ def plan_identity(classes: Sequence[Any], declared: Sequence[str] = ()) -> Ident
     if present and len(present) == len(tuple(declared)):
         levels.append((DECLARED, present))
     for kind in ORDER[1:-1]:
-        cols = tuple(c.name for c in classes if c.entity == kind and c.name not in present)
-        if cols:
-            levels.append((kind, cols[:1]))
+        cols = sorted(c.name for c in classes if c.entity == kind and c.name not in present)
+        if cols:  # several columns of one kind (ncid, voter_reg_num): the first by name
+            levels.append((kind, (cols[0],)))
     person = tuple(c.name for c in classes if c.entity == _PERSON_ENTITY)
     address = tuple(c.name for c in classes if c.entity == _ADDRESS_ENTITY)
     if person and address:

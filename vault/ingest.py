@@ -128,6 +128,8 @@ def layout_for(classes: list[ColumnClass], declared: tuple[str, ...] = (),
             stored.append(StoredColumn(c.name, "attribute"))
     stored.append(StoredColumn(PERSON_COLUMN, "attribute"))
     identity = dedup_column(plan_identity(classes, declared), rows_per_person)
+    if identity not in {c.name for c in stored if c.lookup is not None}:
+        identity = None  # deduplication needs the column's blind index
     return ColumnLayout(columns=tuple(stored), identity=identity), originals
 
 
