@@ -95,7 +95,9 @@ def summarize(entries: Iterable[bytes], *, since: str | None = None,
         if "denied" in action:
             out.denials.append({**brief, "reason": details.get("reason"),
                                 "op": details.get("op")})
-        elif action.startswith("release."):
+        elif action.startswith("release.") and action != "release.charge":
+            # one line per release (release.dp) or failed release; its charge entry
+            # (release.charge) is counted in by_action
             out.releases.append({**brief, "epsilon": details.get("epsilon"),
                                  "data_hash": e.get("data_hash")})
         elif action == "vault.erase":
