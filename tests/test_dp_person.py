@@ -105,6 +105,7 @@ def test_release_failing_after_the_charge_stays_charged_and_ledgered(
         run_release(engine, home, ALICE, _req(eps="0.25"), source=_Exploding(
             {"voters": voter_frame()}), policy=policy())
     assert "12345" not in str(info.value) and "1e30" not in str(info.value)
+    assert info.value.__context__ is None and info.value.__cause__ is None  # nor in-process
     assert _spent(engine).epsilon_spent == Fraction(1, 4)  # the charge is kept
     entries = ledger_entries(engine)
     assert [e["action"] for e in entries][-3:] == ["policy.allowed", "release.charge",

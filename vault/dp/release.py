@@ -30,11 +30,11 @@ can check it against the ledger.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
 import rfc8785
@@ -51,6 +51,7 @@ from vault.dp.request import CheckedRequest, ReleasePolicy, ReleaseRequest, vali
 from vault.dp.source import DataSource, VaultSource, private_workdir
 from vault.home import VaultHome
 
+T = TypeVar("T")
 RELEASE_ACTION = "release.dp"
 CHARGE_ACTION = "release.charge"
 FAILED_ACTION = "release.failed"
@@ -351,29 +352,36 @@ def ledger_failure(
     return int(entry.seq)
 
 
-@contextmanager
-def failures_after_charge(
-    engine: Engine, principal: Principal, dataset: str, op: str, charged: Charged
-) -> Iterator[None]:
-    """Anything raised inside is ledgered as ``release.failed`` and the charge is kept.
+def after_charge(
+    engine: Engine,
+    principal: Principal,
+    dataset: str,
+    op: str,
+    charged: Charged,
+    work: Callable[[], T],
+) -> T:
+    """Run ``work`` (decrypt, noise, ledger the output) after the charge was committed.
 
+    Anything it raises is ledgered as ``release.failed`` and the charge is kept.
     BadInput (a column's *type*, never a value) is re-raised as is; anything else
-    becomes ``ReleaseFailed`` with no text of the cause.
+    becomes ``ReleaseFailed``, raised outside the handler so that not even its
+    ``__context__`` carries the cause (whose text may hold data).
     """
+    failed_seq: int | None = None
     try:
-        yield
+        return work()
     except BadInput as exc:
         ledger_failure(engine, principal, dataset, op, charged, exc)
         raise
     except Exception as exc:
-        seq = ledger_failure(engine, principal, dataset, op, charged, exc)
-        raise ReleaseFailed(
-            f"the release failed after its budget was charged: the charge is kept "
-            f"(ledger entries {charged.seq} and {seq}); nothing was released"
-        ) from None
+        failed_seq = ledger_failure(engine, principal, dataset, op, charged, exc)
     except BaseException as exc:  # interrupted: still on the ledger
         ledger_failure(engine, principal, dataset, op, charged, exc)
         raise
+    raise ReleaseFailed(
+        f"the release failed after its budget was charged: the charge is kept "
+        f"(ledger entries {charged.seq} and {failed_seq}); nothing was released"
+    )
 
 
 def rows_of(plan: Plan, out: pl.DataFrame) -> list[dict[str, Any]]:
@@ -430,7 +438,8 @@ def run_release(
         charged = charge_and_commit(engine, home, principal, "release", dataset,
                                     request.epsilon, request.delta, policy, src, details)
         plan = with_identity(plan, charged.per_person)
-        with failures_after_charge(engine, principal, dataset, "release", charged):
+
+        def work() -> tuple[ReleaseResult, int | None]:
             with (
                 engine.connect().execution_options(readonly=True) as conn,
                 conn.begin(),
@@ -447,7 +456,9 @@ def run_release(
                 budget=charged.charge.budget,
             )
             with engine.begin() as conn:
-                seq = record_release(conn, principal, result, charged, details)
+                return result, record_release(conn, principal, result, charged, details)
+
+        result, seq = after_charge(engine, principal, dataset, "release", charged, work)
     return replace(result, ledger_seq=seq)
 
 

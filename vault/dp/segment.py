@@ -34,8 +34,8 @@ from vault.access import Principal
 from vault.dp.plan import PERSON, Plan, build_plan, prepared_schema
 from vault.dp.release import (
     ReleaseResult,
+    after_charge,
     charge_and_commit,
-    failures_after_charge,
     ledger_denials,
     load_policy,
     record_release,
@@ -171,10 +171,12 @@ def run_segment(
         charged = charge_and_commit(engine, home, principal, "segment", dataset,
                                     request.epsilon, None, policy, src, details)
         plan = with_identity(plan, charged.per_person)
-        with failures_after_charge(engine, principal, dataset, "segment", charged):
+        def work() -> tuple[ReleaseResult, int | None]:
             result = _segments(engine, src, plan, request, bounds, charged.charge)
             with engine.begin() as conn:
-                seq = record_release(conn, principal, result, charged, details)
+                return result, record_release(conn, principal, result, charged, details)
+
+        result, seq = after_charge(engine, principal, dataset, "segment", charged, work)
     return replace(result, ledger_seq=seq)
 
 
