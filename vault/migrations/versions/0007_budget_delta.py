@@ -5,7 +5,8 @@ databases like the nano-epsilon columns of 0004. Accounts made before this
 revision get a delta total of 0 (fail closed: approximate-DP releases need a
 ``budget set`` first); every (analyst, dataset) account and every dataset
 counter carries what delta was spent; ``budget_analysts`` holds what each
-analyst spent over *all* datasets, held under the policy's vault-wide cap.
+analyst spent over *all* datasets (seeded with the epsilon spent so far), held
+under the policy's vault-wide cap.
 
 Revision ID: 0007
 Revises: 0006
@@ -39,6 +40,12 @@ def upgrade() -> None:
         sa.Column("updated", sa.String(40), nullable=False),
         sa.CheckConstraint("spent_nano >= 0", name="ck_budget_analysts_spent"),
         sa.CheckConstraint("delta_spent_atto >= 0", name="ck_budget_analysts_delta"),
+    )
+    # what each analyst spent so far counts against the vault-wide cap from now on
+    op.execute(
+        "INSERT INTO budget_analysts (analyst, spent_nano, delta_spent_atto, updated) "
+        "SELECT analyst, SUM(spent_nano), 0, 'migration 0007' FROM budget_accounts "
+        "GROUP BY analyst"
     )
 
 
