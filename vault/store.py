@@ -819,17 +819,21 @@ def read_attributes(
     ds_id = dataset_id(conn, dataset)
     batches = conn.execute(select(T_BATCH.c.id, T_BATCH.c.rows, T_BATCH.c.live_mask)
                            .where(T_BATCH.c.dataset_id == ds_id).order_by(T_BATCH.c.id)).all()
-    blobs = conn.execute(select(T_COLUMN.c.batch_id, T_COLUMN.c.column, T_COLUMN.c.key_id,
-                                T_COLUMN.c.sealed)
-                         .join(T_BATCH, T_BATCH.c.id == T_COLUMN.c.batch_id)
-                         .where(T_BATCH.c.dataset_id == ds_id,
-                                T_COLUMN.c.column.in_(list(columns)))).all()
-    by_batch: dict[int, dict[str, Any]] = {}
-    for b in blobs:
-        by_batch.setdefault(int(b.batch_id), {})[b.column] = b
+    # only the asked-for columns' blobs, streamed in batch order: one batch's ciphertext
+    # is held at a time, never the whole dataset's
+    blobs = iter(conn.execution_options(stream_results=True, yield_per=256).execute(
+        select(T_COLUMN.c.batch_id, T_COLUMN.c.column, T_COLUMN.c.key_id, T_COLUMN.c.sealed)
+        .join(T_BATCH, T_BATCH.c.id == T_COLUMN.c.batch_id)
+        .where(T_BATCH.c.dataset_id == ds_id, T_COLUMN.c.column.in_(list(columns)))
+        .order_by(T_COLUMN.c.batch_id)))
+    ahead = next(blobs, None)
     frames = []
     for b in batches:
-        cols = by_batch.get(int(b.id), {})
+        cols: dict[str, Any] = {}
+        while ahead is not None and int(ahead.batch_id) <= int(b.id):
+            if int(ahead.batch_id) == int(b.id):
+                cols[ahead.column] = ahead
+            ahead = next(blobs, None)
         missing = [c for c in columns if c not in cols]
         if missing:
             raise BadInput(f"dataset '{dataset}' has no attribute column '{missing[0]}'")
