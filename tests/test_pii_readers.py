@@ -304,6 +304,12 @@ def test_jsonl_schema_drift_is_refused(tmp_path: Path) -> None:
     assert SECRET not in str(info.value)
 
 
+def test_jsonl_keys_are_stripped_in_every_chunk(tmp_path: Path) -> None:
+    path = _write(tmp_path, "s.jsonl", b'{" a ": 1, "b": 2}\n' * 40)
+    got = pl.concat(list(iter_batches(path, 7, limits=ReaderLimits(chunk_bytes=64))))
+    assert got.columns == ["a", "b"] and got.height == 40
+
+
 def test_parquet_in_chunks(tmp_path: Path) -> None:
     frame = pl.DataFrame({"id": [str(i) for i in range(5_000)], "n": list(range(5_000))})
     pq = tmp_path / "v.parquet"
