@@ -1,6 +1,8 @@
 """``civicvault classify PATH [--json]``: a dry run of PII classification.
 
-Reads the file, classifies its columns (names + a sample of values) and prints
+Reads the file once, streaming, with every check ``ingest`` makes (so it refuses
+exactly what ``ingest`` refuses, with the same message), classifies its columns
+(names + an evenly spaced sample of values) and prints
 per column the entity, category, confidence and handling. Stores nothing and
 never prints a data value. Inside an initialised vault the request is
 authorised (ingestor, steward, admin), ledgered, and the vault's installed
@@ -30,11 +32,14 @@ def classify(
 ) -> None:
     """Dry run: per column label, confidence and handling (stores nothing)."""
     from policies.load import default_policy_text, parse_policy
-    from vault.pii import classify_frame, read_table
+    from vault.pii import classify_frame
     from vault.pii.classifier import apply_policy
+    from vault.pii.limits import limits_from_env
+    from vault.pii.readers import scan_source
 
-    df = read_table(path)
-    classes = classify_frame(df, sample_rows=sample_rows)
+    # the same streaming pass and checks as ``ingest``: what one refuses, so does the other
+    info = scan_source(path, limits=limits_from_env())
+    classes = classify_frame(info.sample, sample_rows=sample_rows)
     home = VaultHome.from_env()
     if home.identity_path.exists():
         from flows.session import open_session
@@ -47,9 +52,9 @@ def classify(
         policy = parse_policy(default_policy_text(), "default policy")
     classes = apply_policy(classes, policy.pii_handling, policy.lookup_entities)
     if as_json:
-        emit_json({"rows": df.height, "columns": [c.as_json() for c in classes]})
+        emit_json({"rows": info.rows, "columns": [c.as_json() for c in classes]})
         return
-    table = Table(title=f"{path.name}: {df.height} rows, {df.width} columns")
+    table = Table(title=f"{path.name}: {info.rows} rows, {len(info.columns)} columns")
     for header in ("column", "entity", "category", "confidence", "handling", "lookup"):
         table.add_column(header)
     for c in classes:

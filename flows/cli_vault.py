@@ -6,7 +6,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from flows.output import console, emit_json
 from flows.session import open_session
@@ -63,12 +70,16 @@ def ingest(
                             token=token)
     else:
         with Progress(TextColumn("[bold]ingest[/] {task.description}"), BarColumn(),
-                      MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                      MofNCompleteColumn(), TextColumn("rows"),
+                      TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                      TextColumn("ETA"), TimeRemainingColumn(), console=console,
                       transient=True) as bar:
-            task = bar.add_task(dataset, total=None)
+            task = bar.add_task(dataset, total=None, rate="")
 
-            def progress(done: int, total: int) -> None:
+            def progress(done: int, total: int) -> None:  # rows stored, rows in the file
                 bar.update(task, completed=done, total=total)
+                speed = bar.tasks[task].speed
+                bar.update(task, rate=f"{speed:,.0f} rows/s" if speed else "")
 
             report = run_ingest(session, path, dataset, progress=progress, via_prefect=False)
     if json_out:

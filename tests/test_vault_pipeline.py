@@ -179,6 +179,37 @@ def test_pipelined_duplicates_across_batches_update_once(engine: Engine, tmp_pat
     assert parties.value_counts().sort("party").rows() == [("DEM", 160), ("REP", 50)]
 
 
+def test_duplicates_of_compacted_batches_are_found_in_the_database(engine: Engine,
+                                                                  tmp_path: Path) -> None:
+    """Batches older than the cache's recent ones shrink to digest prefixes; a subject of
+    theirs seen again is looked up in the database: skipped if unchanged, else updated."""
+    kr = file_keyring(tmp_path)
+    frames = [voters(100, start=k * 100) for k in range(4)] + [
+        voters(100), voters(50, start=50, party="REP"), voters(10, start=1000)]
+    assert IdentityCache.RECENT_BATCHES < 4
+    assert _write_all(engine, kr, frames) == [(100, 0, 0)] * 4 + [
+        (0, 0, 100), (0, 50, 0), (10, 0, 0)]
+    assert _count(engine, T_SUBJECT) == 410
+    with engine.connect() as conn:
+        parties = read_attributes(conn, kr, "voters", ["party"]).get_column("party")
+    assert parties.value_counts().sort("party").rows() == [("DEM", 360), ("REP", 50)]
+    _verified(engine)
+
+
+def test_identity_cache_keeps_old_batches_as_prefixes() -> None:
+    cache = IdentityCache()
+    digests = [secrets.token_bytes(32) for _ in range(5 * 1000)]
+    for k in range(5):
+        part = digests[k * 1000:(k + 1) * 1000]
+        cache.add(list(part), list(range(k * 1000, (k + 1) * 1000)), [b"f" * 32] * 1000,
+                  [b"w" * 60] * 1000, [1] * 1000, k + 1, list(range(1000)))
+    assert len(cache) == 5000
+    recent, old = set(digests[3000:]), set(digests[:3000])
+    assert set(cache.lookup(recent | old)) == recent  # whole rows: the recent batches only
+    assert cache.possibly_known(old) == old  # the rest: by prefix, to be asked of the database
+    assert not cache.possibly_known({secrets.token_bytes(32) for _ in range(1000)})
+
+
 def test_writer_slipping_in_between_batches_is_detected(engine: Engine, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """Predicted ids go stale when someone else writes: the batch is written afresh."""

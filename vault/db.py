@@ -31,8 +31,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         db_file = url.split("///", 1)[-1]
         if db_file and db_file != ":memory:":
             Path(db_file).parent.mkdir(parents=True, exist_ok=True)
+        # cached_statements=0: a cached sqlite3 statement keeps its last bound values, and
+        # each bulk insert (vault.bulk) binds a whole batch's blobs in a statement of its own
+        # text, so the default cache of 128 held up to 128 batches (RSS grew with the file).
         engine = create_engine(
-            url, connect_args={"timeout": 60, "check_same_thread": False}, **kwargs
+            url, connect_args={"timeout": 60, "check_same_thread": False,
+                               "cached_statements": 0}, **kwargs
         )
 
         @event.listens_for(engine, "connect")

@@ -1,5 +1,13 @@
 """Ingest: read a file, classify its columns once, prepare each batch per policy, store it.
 
+Streaming in two passes over the file, each in bounded memory
+(``vault.pii.limits.ReaderLimits.chunk_bytes``): :func:`plan_ingest` reads it
+once to hash it, check every row (so nothing of a bad file is stored), note
+where each batch starts and keep an evenly spaced sample that the classifier
+sees; :func:`store_source` reads it again, batch by batch, and stores it.
+Batch ``i`` is rows ``[i * batch_rows, (i + 1) * batch_rows)`` whatever the
+chunk size, so the vault's contents do not depend on the memory setting.
+
 Prepared batch (see ``vault.store``): direct identifiers and the originals of
 generalised or redacted columns are sealed per row under the subject's key;
 everything a release may need (special-category, quasi-identifiers in their
@@ -13,7 +21,7 @@ within a source each batch lands once (``(source, batch_index)`` is unique).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +36,8 @@ from vault.identity import PERSON_COLUMN, IdentityPlan, dedup_column, plan_ident
 from vault.keyring import Keyring, now
 from vault.keys import provider_for
 from vault.pii.classifier import ColumnClass, apply_policy, classify_frame
+from vault.pii.limits import ReaderLimits, limits_from_env
+from vault.pii.readers import SourceInfo, iter_batches, scan_source
 from vault.store import (
     T_BATCH,
     T_DATASET,
@@ -42,7 +52,7 @@ from vault.store import (
 
 BATCH_ROWS = 100_000
 PARALLEL_TEXTS = 2_000  # from this many distinct texts, redaction uses every core
-Progress = Callable[[int, int], None]
+Progress = Callable[[int, int], None]  # (rows stored so far, rows in the file)
 
 # Lookup entities and how their values are normalised for blind indexes, in the
 # order that decides which one identifies a subject.
@@ -65,6 +75,20 @@ class IngestPlan:
     batches: int
     already_ingested: bool
     columns: list[dict[str, Any]] = field(default_factory=list)
+    encoding: str = "utf-8"
+    batch_starts: list[tuple[int, int]] = field(default_factory=list)  # (byte offset, line)
+
+    def start_of(self, batch_index: int) -> tuple[int, int, int] | None:
+        """Where batch ``batch_index`` starts in the file: (byte offset, line, row)."""
+        if not 0 <= batch_index < len(self.batch_starts):
+            return None
+        offset, line = self.batch_starts[batch_index]
+        return offset, line, batch_index * self.batch_rows
+
+    def classes(self) -> list[ColumnClass]:
+        """The column classes decided at planning time (batches never re-classify)."""
+        return [ColumnClass(c["name"], c["entity"], c["category"], c["confidence"],
+                            c["handling"], c["lookup_key"]) for c in self.columns]
 
 
 @dataclass(frozen=True)
@@ -84,19 +108,26 @@ class IngestReport:
         return asdict(self)
 
 
+def source_hasher() -> Any:
+    """The running hash that identifies a source (its bytes, streamed)."""
+    return hashlib.sha256(b"civicvault/source/v1")
+
+
 def file_digest(path: Path) -> str:
-    h = hashlib.sha256(b"civicvault/source/v1")
+    h = source_hasher()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
-    return h.hexdigest()
+    return str(h.hexdigest())
 
 
-def read_source(path: Path) -> pl.DataFrame:
-    from vault.pii.readers import read_table
-
-    frame: pl.DataFrame = read_table(path)
-    return frame
+def scan_file(path: Path, batch_rows: int = BATCH_ROWS,
+              limits: ReaderLimits | None = None) -> tuple[SourceInfo, str]:
+    """One streaming pass: every check of the readers, the sample, and the content hash."""
+    h = source_hasher()
+    info = scan_source(path, batch_rows=batch_rows, limits=limits or limits_from_env(),
+                       on_bytes=h.update)
+    return info, str(h.hexdigest())
 
 
 def layout_for(classes: list[ColumnClass], declared: tuple[str, ...] = (),
@@ -205,21 +236,20 @@ def _columns_report(classes: list[ColumnClass]) -> list[dict[str, Any]]:
 
 def plan_ingest(engine: Engine, home: VaultHome, principal: _access.Principal, path: Path,
                 dataset: str, *, batch_rows: int = BATCH_ROWS,
-                frame: pl.DataFrame | None = None) -> IngestPlan:
-    """Register the source (by content hash) and the dataset; classify once."""
+                limits: ReaderLimits | None = None) -> IngestPlan:
+    """Read the file once (checks, hash, sample), register the source (by content hash)
+    and the dataset; classify once, from the sample."""
     if not path.is_file():
         raise BadInput(f"no such file: {path}")
     if not dataset or len(dataset) > 128 or not dataset.replace("-", "").replace("_", "") \
             .replace(".", "").isalnum():
         raise BadInput("dataset names are 1-128 letters, digits, '-', '_' or '.'")
-    digest = file_digest(path)
-    df = frame if frame is not None else read_source(path)
-    if df.height == 0:
-        raise BadInput(f"{path.name} has a header but no rows")
+    info, digest = scan_file(path, batch_rows, limits)
+    df = info.sample
     classes = classify_for(home, df)
     declared, per_person, max_people = identity_for(home, dataset)
     layout, _ = layout_for(classes, declared, per_person)
-    batches = max(1, -(-df.height // batch_rows))
+    batches = max(1, -(-info.rows // batch_rows))
     with _access.access(engine, home, principal, "ingest", f"dataset/{dataset}") as conn:
         ds_row = conn.execute(select(T_DATASET.c.id, T_DATASET.c.columns_json)
                               .where(T_DATASET.c.name == dataset)).first()
@@ -230,7 +260,7 @@ def plan_ingest(engine: Engine, home: VaultHome, principal: _access.Principal, p
         stored_rows = 0 if ds_row is None else int(conn.execute(
             select(func.coalesce(func.sum(T_BATCH.c.rows), 0))
             .where(T_BATCH.c.dataset_id == ds_row.id)).scalar_one())
-        if stored_rows + df.height > max_people * per_person:
+        if stored_rows + info.rows > max_people * per_person:
             raise BadInput(f"{path.name} would take dataset '{dataset}' past the policy's public "
                            "bound (privacy_unit max_people x rows_per_person rows)")
         ds = dataset_id(conn, dataset, create_with=(
@@ -240,32 +270,70 @@ def plan_ingest(engine: Engine, home: VaultHome, principal: _access.Principal, p
                                                        T_SOURCE.c.content_hash == digest)).scalar()
         if src is None:
             src = conn.execute(T_SOURCE.insert().values(
-                dataset_id=ds, content_hash=digest, rows=df.height, batches=batches,
+                dataset_id=ds, content_hash=digest, rows=info.rows, batches=batches,
                 created=now()).returning(T_SOURCE.c.id)).scalar_one()
             done = 0
         else:
             done = len(conn.execute(select(T_BATCH.c.batch_index).distinct()
                                     .where(T_BATCH.c.source_id == src)).all())
     return IngestPlan(source_id=int(src), source_hash=digest, dataset=dataset, path=str(path),
-                      rows=df.height, batch_rows=batch_rows, batches=batches,
+                      rows=info.rows, batch_rows=batch_rows, batches=batches,
                       already_ingested=done >= batches and src is not None and done > 0,
-                      columns=_columns_report(classes))
+                      columns=_columns_report(classes), encoding=info.encoding,
+                      batch_starts=info.batch_starts)
+
+
+def _plan_batches(plan: IngestPlan, start_index: int = 0,
+                  limits: ReaderLimits | None = None) -> Iterator[tuple[int, pl.DataFrame]]:
+    """(index, frame) of the plan's batches from ``start_index`` on, read streaming; each
+    frame must have the planned columns (a file changed since planning is refused)."""
+    if start_index >= plan.batches:
+        return
+    names = [c["name"] for c in plan.columns]
+    label = Path(plan.path).name
+    frames = iter_batches(plan.path, plan.batch_rows, limits=limits or limits_from_env(),
+                          encoding=plan.encoding, start=plan.start_of(start_index))
+    index = start_index
+    for index, frame in enumerate(frames, start=start_index):
+        if frame.columns != names or index >= plan.batches:
+            raise BadInput(f"{label}: batch {index} does not match the planned file "
+                           "(changed since it was planned?)")
+        yield index, frame
+        index += 1
+    if index < plan.batches:
+        raise BadInput(f"{label}: fewer rows than planned (changed since it was planned?)")
+
+
+def _identity_frame(plan: IngestPlan, classes: list[ColumnClass], declared: tuple[str, ...],
+                    limits: ReaderLimits | None = None) -> pl.DataFrame:
+    """The whole source's identifier columns only (memory: those columns, not the file),
+    read streaming; what ``person_keys`` needs to resolve people across batches."""
+    wanted = sorted({c for _, cols in plan_identity(classes, declared).levels for c in cols})
+    parts = [f.select(wanted) for _, f in _plan_batches(plan, 0, limits)]
+    if not parts:
+        return pl.DataFrame({c: [] for c in wanted})
+    return pl.concat(parts, how="vertical_relaxed", rechunk=False)
 
 
 def ingest_batch(engine: Engine, home: VaultHome, principal: _access.Principal,
                  plan: IngestPlan, batch_index: int, *, frame: pl.DataFrame | None = None,
                  keyring: Keyring | None = None,
                  cache: IdentityCache | None = None) -> dict[str, int]:
-    """Store batch ``batch_index`` of the plan's source (idempotent)."""
-    df = frame if frame is not None else read_source(Path(plan.path))
-    part = df.slice(batch_index * plan.batch_rows, plan.batch_rows)
-    classes = classify_for(home, df)
+    """Store batch ``batch_index`` of the plan's source (idempotent); reads only that
+    batch's rows (from its planned byte offset) unless ``frame`` (the batch) is given.
+    The person keys come from one streaming pass over the source's identifier columns
+    (a person is resolved across the whole file, not one batch)."""
+    if frame is not None:
+        part = frame
+    else:
+        _, part = next(_plan_batches(plan, batch_index))
+    classes = plan.classes()
     declared, per_person, _ = identity_for(home, plan.dataset)
     layout, originals = layout_for(classes, declared, per_person)
-    persons, _ = person_keys(df, classes, declared)
+    persons, _ = person_keys(_identity_frame(plan, classes, declared), classes, declared)
+    rows = plan.batch_rows
     prepared = prepare_batch(part, classes, originals,
-                             persons.slice(batch_index * plan.batch_rows, plan.batch_rows),
-                             declared)
+                             persons.slice(batch_index * rows, rows), declared)
     kr = keyring or Keyring(provider_for(home))
     try:
         with _access.access(engine, home, principal, "ingest",
@@ -284,36 +352,44 @@ def ingest_batch(engine: Engine, home: VaultHome, principal: _access.Principal,
 
 
 def store_source(engine: Engine, home: VaultHome, principal: _access.Principal,
-                 plan: IngestPlan, *, frame: pl.DataFrame | None = None,
-                 progress: Progress | None = None) -> IngestReport:
-    """Store every batch of a planned source in this process, pipelined (idempotent).
+                 plan: IngestPlan, *, progress: Progress | None = None,
+                 limits: ReaderLimits | None = None) -> IngestReport:
+    """Store every batch of a planned source in this process, pipelined (idempotent),
+    reading the file batch by batch (memory bounded by ``limits.chunk_bytes`` and the
+    batch size, not by the file).
 
-    Batches already stored (a resumed run) are recognised and add nothing; the
-    report's ``batches`` counts the batches stored by this call.
+    Batches already stored (a resumed run) are recognised and add nothing; reading
+    resumes at the first batch not stored. The report's ``batches`` counts the
+    batches stored by this call.
     """
-    df = frame if frame is not None else read_source(Path(plan.path))
-    classes = classify_for(home, df)
+    classes = plan.classes()
     declared, per_person, _ = identity_for(home, plan.dataset)
     layout, originals = layout_for(classes, declared, per_person)
-    persons, identity = person_keys(df, classes, declared)
+    persons, identity = person_keys(_identity_frame(plan, classes, declared, limits),
+                                    classes, declared)
     with engine.connect() as conn:
         ds = dataset_id(conn, plan.dataset)
+        stored_before = {int(i) for i in conn.execute(
+            select(T_BATCH.c.batch_index).where(T_BATCH.c.source_id == plan.source_id))
+            .scalars()}
+    first = next(i for i in range(plan.batches + 1) if i not in stored_before)
     resource = f"dataset/{plan.dataset}"
     rows = plan.batch_rows
-    frames = ((i, prepare_batch(df.slice(i * rows, rows), classes, originals,
-                                persons.slice(i * rows, rows), declared))
-              for i in range(plan.batches))
+    frames = ((i, prepare_batch(f, classes, originals, persons.slice(i * rows, rows), declared))
+              for i, f in _plan_batches(plan, first, limits) if i not in stored_before)
     added = updated = skipped = suppressed = stored = 0
     results = write_batches(lambda: _access.access(engine, home, principal, "ingest", resource),
                             Keyring(provider_for(home)), ds_id=ds, dataset=plan.dataset,
                             source_id=plan.source_id, batches=frames, layout=layout,
                             actor=principal.id, cache=IdentityCache())
-    for done, r in enumerate(results, start=1):
+    rows_done = min(plan.rows, first * plan.batch_rows)
+    for r in results:
         added, updated, skipped = added + r.added, updated + r.updated, skipped + r.skipped
         suppressed += r.suppressed
         stored += 0 if r.already_stored else 1
+        rows_done += r.rows_in
         if progress is not None:
-            progress(done, plan.batches)
+            progress(rows_done, plan.rows)
     return IngestReport(plan.dataset, added, updated, skipped, stored, plan.columns,
                         erased_suppressed=suppressed, people=int(identity["people"]),
                         identity=identity)
@@ -321,12 +397,15 @@ def store_source(engine: Engine, home: VaultHome, principal: _access.Principal,
 
 def ingest_path(engine: Engine, home: VaultHome, principal: _access.Principal, path: Path,
                 dataset: str, *, progress: Progress | None = None,
-                batch_rows: int = BATCH_ROWS) -> IngestReport:
-    """Whole file in this process: read once, classify once, store batch by batch."""
+                batch_rows: int = BATCH_ROWS,
+                limits: ReaderLimits | None = None) -> IngestReport:
+    """A file in this process: checked, hashed and sampled in one streaming pass,
+    classified once, then stored batch by batch in a second streaming pass."""
     if not path.is_file():
         raise BadInput(f"no such file: {path}")
-    df = read_source(path)
-    plan = plan_ingest(engine, home, principal, path, dataset, batch_rows=batch_rows, frame=df)
+    limits = limits or limits_from_env()
+    plan = plan_ingest(engine, home, principal, path, dataset, batch_rows=batch_rows,
+                       limits=limits)
     if plan.already_ingested:
         return IngestReport(dataset, 0, 0, plan.rows, 0, plan.columns, already_ingested=True)
-    return store_source(engine, home, principal, plan, frame=df, progress=progress)
+    return store_source(engine, home, principal, plan, progress=progress, limits=limits)

@@ -227,16 +227,24 @@ class IdentityCache:
     Later batches of the same ingest then need no database lookups. The cache is
     trusted only while the dataset's highest subject id is the one this process
     wrote last; if anyone else wrote subjects meanwhile, the database is asked.
-    Kept as one Polars frame per batch (no Python object per subject); a lookup is
-    a semi-join, and a subject stored twice (updated) answers with its last state.
+    The last ``RECENT_BATCHES`` batches are kept whole, one Polars frame per batch
+    (no Python object per subject; a lookup is a semi-join, and a subject stored
+    twice answers with its last state). Older batches are committed by then and
+    shrink to sorted 8-byte digest prefixes, so memory stays flat on a
+    20-million-row file (8 bytes a subject): a digest whose prefix is among them
+    is *possibly known* (:meth:`possibly_known`) and must be looked up in the
+    database; every other digest is certainly new.
     """
 
     _COLUMNS = ("digest", *KnownSubject._fields)
+    RECENT_BATCHES = 2  # the pipelined writer may not have committed the last one
 
     def __init__(self) -> None:
         self.ds_id: int | None = None
         self.watermark: int | None = None
         self._parts: list[pl.DataFrame] = []
+        self._old: np.ndarray[Any, np.dtype[np.uint64]] = np.zeros(0, dtype=np.uint64)
+        self._old_runs: list[np.ndarray[Any, np.dtype[np.uint64]]] = []
 
     def valid_for(self, ds_id: int, max_subject_id: int | None) -> bool:
         return self.ds_id == ds_id and self.watermark == max_subject_id
@@ -255,9 +263,18 @@ class IdentityCache:
         }).drop_nulls("digest")
         if part.height:
             self._parts.append(part)
+        while len(self._parts) > self.RECENT_BATCHES:
+            self._compact(self._parts.pop(0))
+
+    def _compact(self, part: pl.DataFrame) -> None:
+        self._old_runs.append(np.sort(_prefixes(part.get_column("digest").to_list())))
+        fresh = sum(len(r) for r in self._old_runs)
+        if fresh >= max(len(self._old) // 4, 1 << 16):
+            self._old = np.sort(np.concatenate([self._old, *self._old_runs]), kind="stable")
+            self._old_runs = []
 
     def lookup(self, wanted: Iterable[bytes]) -> dict[bytes, KnownSubject]:
-        """The cached subjects among the ``wanted`` identity digests."""
+        """The subjects of the recent batches among the ``wanted`` identity digests."""
         if not self._parts:
             return {}
         keys = pl.DataFrame({"digest": pl.Series(list(wanted), dtype=pl.Binary)})
@@ -267,15 +284,40 @@ class IdentityCache:
         hits = hits.unique(subset="digest", keep="last", maintain_order=True)
         return {r[0]: KnownSubject(*r[1:]) for r in hits.iter_rows()}
 
+    def possibly_known(self, wanted: Iterable[bytes]) -> set[bytes]:
+        """Digests (not found by :meth:`lookup`) that older, compacted batches may hold."""
+        todo = list(wanted)
+        if not todo or not (len(self._old) or self._old_runs):
+            return set()
+        prefixes = _prefixes(todo)
+        hit = np.zeros(len(todo), dtype=bool)
+        for run in (self._old, *self._old_runs):
+            if len(run):
+                at = np.minimum(np.searchsorted(run, prefixes), len(run) - 1)
+                hit |= run[at] == prefixes
+        return {todo[i] for i in np.flatnonzero(hit)}
+
     def clear(self) -> None:
         self._parts.clear()
+        self._old = np.zeros(0, dtype=np.uint64)
+        self._old_runs = []
         self.ds_id = self.watermark = None
 
     def __len__(self) -> int:
-        """Distinct subjects known."""
+        """Distinct subjects known (recent batches exactly, compacted ones by prefix)."""
+        old = np.unique(np.concatenate([self._old, *self._old_runs]))
         if not self._parts:
-            return 0
-        return int(pl.concat(self._parts, rechunk=False).get_column("digest").n_unique())
+            return len(old)
+        recent = pl.concat(self._parts, rechunk=False).get_column("digest").unique().to_list()
+        return len(old) + int(np.count_nonzero(~np.isin(_prefixes(recent), old)))
+
+
+def _prefixes(digests: Sequence[bytes]) -> np.ndarray[Any, np.dtype[np.uint64]]:
+    """The first 8 bytes of each digest as an unsigned integer."""
+    if not digests:
+        return np.zeros(0, dtype=np.uint64)
+    return np.frombuffer(b"".join(d[:8].ljust(8, b"\0") for d in digests),
+                         dtype=">u8").astype(np.uint64)
 
 
 def pack_mask(live: np.ndarray[Any, np.dtype[np.bool_]]) -> bytes:
@@ -613,7 +655,11 @@ def write_batch(
 
     def existing_for(wanted: set[bytes]) -> dict[bytes, Any]:
         if cache is not None and cache.valid_for(ds_id, ids.watermark):
-            return dict(cache.lookup(wanted))
+            found: dict[bytes, Any] = dict(cache.lookup(wanted))
+            older = cache.possibly_known(wanted.difference(found))
+            if older and layout.identity is not None:  # compacted batches: committed, ask
+                found.update(_existing_subjects(conn, ds_id, layout.identity, older))
+            return found
         _forget(cache)  # rebuilt only from our own writes
         if ids.watermark is None or layout.identity is None:
             return {}
@@ -697,9 +743,8 @@ def write_batches(
             ahead: tuple[BatchKeys, NextIds, _Decision, _Sealed] | None = None
             if predicted is not None and cache.ds_id == ds_id:
                 keys, ids = predicted
-                d = _decide(frame, layout, keys, lambda wanted: dict(cache.lookup(wanted)),
-                            erased_among)
-                if not d.upd_rows and d.new_rows:
+                d, needs_db = _decide_cached(frame, layout, keys, cache, erased_among)
+                if not d.upd_rows and d.new_rows and not needs_db:
                     ahead = (keys, ids, d,
                              _seal(frame, layout, keys, ds_id, d, ids, {}, dialect))
             if pending is not None:
@@ -743,6 +788,21 @@ def write_batches(
         writer.shutdown(wait=True)
 
 
+def _decide_cached(frame: pl.DataFrame, layout: ColumnLayout, keys: BatchKeys,
+                   cache: IdentityCache, erased_among: Callable[[set[bytes]], set[bytes]],
+                   ) -> tuple[_Decision, bool]:
+    """Decide a batch from the cache alone; also whether it named a subject that only
+    the database can tell apart (a compacted batch's), so the decision cannot stand."""
+    needs_db: set[bytes] = set()
+
+    def cached(wanted: set[bytes]) -> dict[bytes, Any]:
+        found: dict[bytes, Any] = dict(cache.lookup(wanted))
+        needs_db.update(cache.possibly_known(wanted.difference(found)))
+        return found
+
+    return _decide(frame, layout, keys, cached, erased_among), bool(needs_db)
+
+
 def _store_predicted(
     begin: Callable[[], AbstractContextManager[Connection]], keyring: Keyring, keys: BatchKeys,
     ids: NextIds, *, ds_id: int, dataset: str, source_id: int, batch_index: int,
@@ -773,17 +833,21 @@ def read_attributes(
     ds_id = dataset_id(conn, dataset)
     batches = conn.execute(select(T_BATCH.c.id, T_BATCH.c.rows, T_BATCH.c.live_mask)
                            .where(T_BATCH.c.dataset_id == ds_id).order_by(T_BATCH.c.id)).all()
-    blobs = conn.execute(select(T_COLUMN.c.batch_id, T_COLUMN.c.column, T_COLUMN.c.key_id,
-                                T_COLUMN.c.sealed)
-                         .join(T_BATCH, T_BATCH.c.id == T_COLUMN.c.batch_id)
-                         .where(T_BATCH.c.dataset_id == ds_id,
-                                T_COLUMN.c.column.in_(list(columns)))).all()
-    by_batch: dict[int, dict[str, Any]] = {}
-    for b in blobs:
-        by_batch.setdefault(int(b.batch_id), {})[b.column] = b
+    # only the asked-for columns' blobs, streamed in batch order: one batch's ciphertext
+    # is held at a time, never the whole dataset's
+    blobs = iter(conn.execution_options(stream_results=True, yield_per=256).execute(
+        select(T_COLUMN.c.batch_id, T_COLUMN.c.column, T_COLUMN.c.key_id, T_COLUMN.c.sealed)
+        .join(T_BATCH, T_BATCH.c.id == T_COLUMN.c.batch_id)
+        .where(T_BATCH.c.dataset_id == ds_id, T_COLUMN.c.column.in_(list(columns)))
+        .order_by(T_COLUMN.c.batch_id)))
+    ahead = next(blobs, None)
     frames = []
     for b in batches:
-        cols = by_batch.get(int(b.id), {})
+        cols: dict[str, Any] = {}
+        while ahead is not None and int(ahead.batch_id) <= int(b.id):
+            if int(ahead.batch_id) == int(b.id):
+                cols[ahead.column] = ahead
+            ahead = next(blobs, None)
         missing = [c for c in columns if c not in cols]
         if missing:
             raise BadInput(f"dataset '{dataset}' has no attribute column '{missing[0]}'")

@@ -1,0 +1,236 @@
+"""Benchmark: a statewide-shaped voter file (default 20,000,000 rows x 70 columns),
+generated on the fly to disk and removed after, ingested on SQLite and PostgreSQL,
+then a DP release (count + mean by county x party x age band) over every row.
+
+Each step runs in its own process so its **peak RSS** (``ru_maxrss``) is its own:
+
+    python bench/scale.py [--rows 20000000] [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test]
+                          [--chunk-mb 32] [--batch-rows 100000] [--keep-going]
+
+Prints one JSON line per step (wall seconds, rows/s, peak RSS MiB) and a Markdown
+table. Nothing it generates is real data: names, streets and ids are counters and
+small fixed pools. Goals (issue 17): peak RSS <= 4 GiB whatever the size; the
+release <= 20 s and <= 4 GiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+COUNTIES = ("ALAMANCE", "BUNCOMBE", "CHATHAM", "DURHAM", "FORSYTH", "GUILFORD", "MECKLENBURG",
+            "ORANGE", "PITT", "WAKE", "WAYNE", "WILSON")
+PARTIES = ("DEM", "REP", "UNA", "LIB", "GRE", "CST")
+BANDS = ("18-24", "25-34", "35-44", "45-54", "55-64", "65-74", "75+")
+DISTRICTS = ("cong_dist", "nc_senate_dist", "nc_house_dist", "judic_dist", "school_dist",
+             "fire_dist", "ward", "township", "munic_dist", "super_court", "sanit_dist",
+             "water_dist", "sewer_dist", "park_dist", "transit_dist", "library_dist")
+HISTORY = tuple(f"general_{y}" for y in range(1994, 2026))  # 32 vote-history flags
+BLOCK = 500_000  # rows generated and appended at a time
+
+
+def frame_block(start: int, n: int) -> Any:
+    """Rows ``start .. start+n-1`` of the synthetic file: 70 columns, vectorised."""
+    import polars as pl
+
+    i = pl.int_range(start, start + n, eager=True, dtype=pl.Int64)
+
+    def pick(pool: tuple[str, ...], salt: int) -> pl.Series:
+        return pl.Series(pool).gather(((i * 2_654_435_761 + salt) % 4_294_967_291) % len(pool))
+
+    cols: dict[str, pl.Series] = {
+        "ncid": "NC" + i.cast(pl.String).str.zfill(10),
+        "last_name": "Lastname" + (i % 49_999).cast(pl.String),
+        "first_name": "First" + (i % 997).cast(pl.String),
+        "middle_name": "M" + (i % 31).cast(pl.String),
+        "name_suffix_lbl": pick(("", "JR", "SR", "II", "III"), 1),
+        "res_street_address": (i % 9_973).cast(pl.String) + " Counter St Apt " +
+        (i % 17).cast(pl.String),
+        "res_city_desc": pick(("RALEIGH", "DURHAM", "CARY", "APEX", "WILSON"), 2),
+        "mail_addr1": "PO BOX " + (i % 50_021).cast(pl.String),
+        "zip_code": (27_000 + i % 1_900).cast(pl.String),
+        "full_phone_number": "(919) 5" + (i % 10_000_000).cast(pl.String).str.zfill(7),
+        "birth_year": (1920 + i % 86).cast(pl.String),
+        "birth_age": (18 + i % 86).cast(pl.String),
+        "age_band": pick(BANDS, 3),
+        "county_desc": pick(COUNTIES, 4),
+        "county_id": ((i * 7 + 3) % 100 + 1).cast(pl.String),
+        "party_cd": pick(PARTIES, 5),
+        "race_code": pick(("A", "B", "I", "M", "O", "P", "U", "W"), 6),
+        "ethnic_code": pick(("HL", "NL", "UN"), 7),
+        "gender_code": pick(("F", "M", "U"), 8),
+        "status_cd": pick(("A", "I", "R", "S"), 9),
+        "precinct_abbrv": "P" + (i % 2_700).cast(pl.String),
+        "registr_dt": pick(tuple(f"{y}-0{m}-1{d}" for y in (1996, 2008, 2016, 2020)
+                                 for m in (1, 6, 9) for d in (0, 5)), 10),
+    }
+    for k, name in enumerate(DISTRICTS):
+        cols[name] = (i % (13 + k * 7)).cast(pl.String)
+    for k, name in enumerate(HISTORY):
+        cols[name] = pick(("Y", "N", "A", ""), 20 + k)
+    assert len(cols) == 70, len(cols)
+    return pl.DataFrame(cols)
+
+
+def write_file(path: Path, rows: int) -> float:
+    """Write the file block by block (bounded memory); returns seconds."""
+    t0 = time.perf_counter()
+    with path.open("wb") as fh:
+        for start in range(0, rows, BLOCK):
+            frame_block(start, min(BLOCK, rows - start)).write_csv(fh, include_header=start == 0)
+    return time.perf_counter() - t0
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child_ingest(home_dir: str, db_url: str, path: str, batch_rows: int) -> dict[str, Any]:
+    from vault.access import authenticate
+    from vault.db import make_engine
+    from vault.home import VaultHome
+    from vault.ingest import ingest_path
+    from vault.setup import init_home
+
+    home = VaultHome(root=Path(home_dir), db_url_override=db_url or None)
+    init_home(home)
+    engine = make_engine(home.db_url)
+    who = authenticate(engine, home, None)
+    t0 = time.perf_counter()
+    report = ingest_path(engine, home, who, Path(path), "statewide", batch_rows=batch_rows)
+    seconds = time.perf_counter() - t0
+    engine.dispose()
+    return {"seconds": round(seconds, 2), "rows": report.rows_added,
+            "rows_per_second": round(report.rows_added / seconds), "batches": report.batches,
+            "peak_rss_mib": round(_peak_mib())}
+
+
+def child_release(home_dir: str, db_url: str) -> dict[str, Any]:
+    from vault import access as _access
+    from vault import principals
+    from vault.access import authenticate
+    from vault.budget import set_budget
+    from vault.db import make_engine
+    from vault.dp.release import run_release
+    from vault.dp.request import ReleaseRequest
+    from vault.home import VaultHome
+
+    home = VaultHome(root=Path(home_dir), db_url_override=db_url or None)
+    engine = make_engine(home.db_url)
+    admin = authenticate(engine, home, None)
+    with _access.access(engine, home, admin, "principals.add", "principals/scale-analyst") as conn:
+        token = principals.add_principal(conn, "scale-analyst", "analyst")
+    who = authenticate(engine, home, token)
+    with _access.access(engine, home, admin, "budget.set", f"budgets/{who.id}") as conn:
+        set_budget(conn, who.id, "statewide", Fraction(1), actor=admin.id)
+    request = ReleaseRequest.build("statewide", ["county_desc", "party_cd", "age_band"],
+                                   ["count", "mean:birth_age"], Fraction(1, 2))
+    t0 = time.perf_counter()
+    result = run_release(engine, home, who, request)
+    seconds = time.perf_counter() - t0
+    engine.dispose()
+    rows = getattr(result, "rows", None)
+    return {"seconds": round(seconds, 2), "groups": len(rows) if rows is not None else None,
+            "peak_rss_mib": round(_peak_mib())}
+
+
+def _run_child(*args: str) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if k not in ("CIVICVAULT_HOME",
+                                                            "CIVICVAULT_DB_URL")}
+    out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True,
+                         text=True, env=env)
+    if out.returncode != 0:
+        raise SystemExit(f"child {args[0]} failed:\n{out.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _fresh_pg(admin_url: str) -> str:
+    from sqlalchemy import create_engine, text
+
+    name = f"cv_scale_{secrets.token_hex(4)}"
+    eng = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with eng.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    eng.dispose()
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+def _drop_pg(admin_url: str, url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    eng = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with eng.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
+    eng.dispose()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=20_000_000)
+    ap.add_argument("--batch-rows", type=int, default=100_000)
+    ap.add_argument("--chunk-mb", type=int, default=None,
+                    help="read chunk (CIVICVAULT_READ_CHUNK_MB); default: the vault's")
+    ap.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
+                    help="PostgreSQL admin URL ('' to skip)")
+    ap.add_argument("--tmp", default=None, help="folder for the file and the vault homes")
+    ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        kind, *rest = args.child
+        result = (child_ingest(rest[0], rest[1], rest[2], int(rest[3])) if kind == "ingest"
+                  else child_release(rest[0], rest[1]))
+        print(json.dumps(result))
+        return
+    if args.chunk_mb:
+        os.environ["CIVICVAULT_READ_CHUNK_MB"] = str(args.chunk_mb)
+    results: list[tuple[str, dict[str, Any]]] = []
+    with tempfile.TemporaryDirectory(prefix="cvscale-", dir=args.tmp) as t:
+        tmp = Path(t)
+        path = tmp / "statewide.csv"
+        gen_s = write_file(path, args.rows)
+        size_mib = path.stat().st_size / (1 << 20)
+        print(json.dumps({"step": "generate", "rows": args.rows, "seconds": round(gen_s, 1),
+                          "file_mib": round(size_mib)}), flush=True)
+        sqlite_home = tmp / "home-sqlite"
+        r = _run_child("ingest", str(sqlite_home), "", str(path), str(args.batch_rows))
+        results.append(("ingest, SQLite", r))
+        print(json.dumps({"step": "ingest sqlite", **r}), flush=True)
+        r = _run_child("release", str(sqlite_home), "")
+        results.append(("release count + mean by county x party x age band, SQLite", r))
+        print(json.dumps({"step": "release sqlite", **r}), flush=True)
+        if args.pg:
+            url = _fresh_pg(args.pg)
+            try:
+                r = _run_child("ingest", str(tmp / "home-pg"), url, str(path),
+                               str(args.batch_rows))
+                results.append(("ingest, PostgreSQL", r))
+                print(json.dumps({"step": "ingest postgres", **r}), flush=True)
+                r = _run_child("release", str(tmp / "home-pg"), url)
+                results.append(("release count + mean by county x party x age band, PostgreSQL",
+                                r))
+                print(json.dumps({"step": "release postgres", **r}), flush=True)
+            finally:
+                _drop_pg(args.pg, url)
+        path.unlink()
+    print(f"\nrows={args.rows:,} columns=70 file={size_mib:,.0f} MiB cores={os.cpu_count()}")
+    print("| step | seconds | rows/s | peak RSS MiB |\n|---|---:|---:|---:|")
+    for name, r in results:
+        print(f"| {name} | {r['seconds']} | {r.get('rows_per_second', '')} | "
+              f"{r['peak_rss_mib']} |")
+
+
+if __name__ == "__main__":
+    main()
