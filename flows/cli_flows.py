@@ -7,6 +7,7 @@ telemetry off and a private ``PREFECT_HOME``), so ``civicvault --help`` stays fa
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -42,10 +43,19 @@ def demo(
 ) -> None:
     """Run the main job end to end: init, synthetic voter file, ingest, two DP releases, audit."""
     from flows.demo import run_demo
+    from flows.ephemeral import terminate_as_interrupt
 
     target = _fresh_home(home)
+    made_here = home is None and target.name.startswith("civicvault-demo-") and target.is_dir()
     step = None if as_json else (lambda msg: console.print(f"- {msg}", markup=False))
-    summary = run_demo(rows, target, seed=seed, step=step)
+    done = False
+    try:
+        with terminate_as_interrupt():
+            summary = run_demo(rows, target, seed=seed, step=step)
+        done = True
+    finally:
+        if not done and made_here:  # a failed or interrupted demo leaves no temp vault behind
+            shutil.rmtree(target, ignore_errors=True)
     if as_json:
         emit_json(summary.to_json())
         return

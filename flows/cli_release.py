@@ -34,10 +34,13 @@ def _delta(text: str | None) -> float | None:
 def _release_flow(session: Any, ctx: typer.Context, dataset: str, by: list[str],
                   measures: list[str], epsilon: str, out: Path | None) -> dict[str, Any]:
     """The Prefect ``release`` flow; the token travels as a 0600 file path, never a parameter."""
+    from flows.ephemeral import prefect_api
     from flows.flow_runtime import token_file_for
-    from flows.release import release as release_flow
 
-    with token_file_for(session.home, (ctx.find_root().obj or {}).get("token")) as token_file:
+    with prefect_api(), \
+            token_file_for(session.home, (ctx.find_root().obj or {}).get("token")) as token_file:
+        from flows.release import release as release_flow
+
         document: dict[str, Any] = release_flow(
             dataset=dataset, by=by, measures=measures, epsilon=epsilon,
             home=str(session.home.root), token_file=token_file,

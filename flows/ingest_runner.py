@@ -57,10 +57,12 @@ def run_ingest(session: Session, path: Path, dataset: str, progress: Progress | 
 
 def _run_flow(session: Session, path: Path, dataset: str, token: str | None) -> dict[str, Any]:
     """The ``ingest`` flow; the token travels as a 0600 file path, never as a parameter."""
+    from flows.ephemeral import prefect_api
     from flows.flow_runtime import token_file_for
-    from flows.ingest import ingest_flow
 
-    with token_file_for(session.home, token) as token_file:
+    with prefect_api(), token_file_for(session.home, token) as token_file:
+        from flows.ingest import ingest_flow
+
         result = ingest_flow()(path=str(path.absolute()), dataset=dataset,
                                home=str(session.home.root), token_file=token_file)
     return {k: result.get(k, 0) for k in ("dataset", "rows_added", "rows_updated",
