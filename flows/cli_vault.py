@@ -53,6 +53,8 @@ def ingest(
         "PREFECT_API_URL is set).")] = None,
 ) -> None:
     """Classify, encrypt and store a file or folder; every batch lands on the ledger."""
+    if not path.exists():  # before the vault, Presidio or Prefect are loaded
+        raise BadInput(f"no such file or folder: {path}")
     from flows.ingest_runner import prefect_configured, run_ingest
 
     session = open_session(ctx)
