@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flows.session import Session
 from vault.errors import BadInput
-from vault.ingest import Progress, ingest_path
+
+if TYPE_CHECKING:  # vault.ingest loads Presidio: only when a file is really ingested
+    from vault.ingest import Progress
 
 SUFFIXES = {".csv", ".tsv", ".txt", ".parquet", ".jsonl", ".ndjson"}
 
@@ -40,6 +42,8 @@ def run_ingest(session: Session, path: Path, dataset: str, progress: Progress | 
     files = source_files(path)
     if via_prefect if via_prefect is not None else prefect_configured():
         return _run_flow(session, path, dataset, token)
+    from vault.ingest import ingest_path
+
     totals: dict[str, Any] = {"dataset": dataset, "rows_added": 0, "rows_updated": 0,
                               "duplicates_skipped": 0, "erased_suppressed": 0, "batches": 0,
                               "columns": []}

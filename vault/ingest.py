@@ -192,7 +192,13 @@ def plan_ingest(engine: Engine, home: VaultHome, principal: _access.Principal, p
         if ds_row is not None:
             known = ColumnLayout.from_json(ds_row.columns_json)
             if sorted(c.name for c in known.columns) != sorted(c.name for c in layout.columns):
-                raise BadInput(f"{path.name} does not have the columns of dataset '{dataset}'")
+                have = {c.name for c in layout.columns}
+                want = {c.name for c in known.columns}
+                missing, extra = sorted(want - have), sorted(have - want)
+                raise BadInput(  # header names only, never values
+                    f"{path.name} does not have the columns of dataset '{dataset}'"
+                    + (f"; missing: {', '.join(missing)}" if missing else "")
+                    + (f"; not in the dataset: {', '.join(extra)}" if extra else ""))
         ds = dataset_id(conn, dataset, create_with=(
             hashlib.sha256(",".join(df.columns).encode()).hexdigest(),
             layout.to_json(classes=_columns_report(classes))))

@@ -256,8 +256,10 @@ def run_release(
     *,
     source: DataSource | None = None,
     policy: ReleasePolicy | None = None,
+    purpose: str | None = None,
 ) -> ReleaseResult:
-    """Charge ``request.epsilon`` to ``principal`` and release the noisy aggregates.
+    """Charge ``request.epsilon`` to ``principal`` and release the noisy aggregates
+    (``purpose``, a short label, goes on the access and release ledger entries).
 
     Raises BadInput (exit 2), PolicyDenied or BudgetExhausted (exit 1); each is
     ledgered and nothing is released or charged.
@@ -270,7 +272,8 @@ def run_release(
         checked = _checked(request, policy)
     with (
         private_workdir() as tmp,
-        guarded_access(engine, home, principal, "release", dataset, details) as conn,
+        guarded_access(engine, home, principal, "release", dataset, details,
+                       purpose=purpose) as conn,
     ):
         bound = src.row_bound(conn, dataset)  # unknown dataset: BadInput, nothing charged
         charge = charge_budget(
@@ -288,7 +291,7 @@ def run_release(
             accuracy=plan.accuracy,
             budget=charge.budget,
         )
-        seq = record_release(conn, principal, result, charge, details)
+        seq = record_release(conn, principal, result, charge, details, purpose=purpose)
     return replace(result, ledger_seq=seq)
 
 
@@ -311,6 +314,8 @@ def record_release(
     result: ReleaseResult,
     charge: budget.Charge,
     details: Mapping[str, Any],
+    *,
+    purpose: str | None = None,
 ) -> int | None:
     entries = ledger_store.append(
         conn,
@@ -319,6 +324,7 @@ def record_release(
                 actor=principal.id,
                 action=RELEASE_ACTION,
                 resource=resource_of(result.dataset),
+                purpose=purpose,
                 data_hash=result.data_hash,
                 details={
                     **details,

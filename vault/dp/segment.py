@@ -151,6 +151,7 @@ def run_segment(
     *,
     source: DataSource | None = None,
     policy: ReleasePolicy | None = None,
+    purpose: str | None = None,
 ) -> ReleaseResult:
     """Charge ``request.epsilon`` and release ``k`` DP segments (see the module docstring)."""
     policy = policy if policy is not None else load_policy(home)
@@ -162,7 +163,8 @@ def run_segment(
     feats = request.features
     with (
         private_workdir() as tmp,
-        guarded_access(engine, home, principal, "segment", request.dataset, details) as conn,
+        guarded_access(engine, home, principal, "segment", request.dataset, details,
+                       purpose=purpose) as conn,
     ):
         bound = src.row_bound(conn, request.dataset)  # unknown dataset: BadInput, no charge
         charge = charge_budget(conn, principal, request.dataset, request.epsilon, policy)
@@ -213,5 +215,5 @@ def run_segment(
                 "epsilon_per_iteration": float(request.epsilon / request.iterations),
             },
         )
-        seq = record_release(conn, principal, result, charge, details)
+        seq = record_release(conn, principal, result, charge, details, purpose=purpose)
     return replace(result, ledger_seq=seq)
