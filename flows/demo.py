@@ -7,7 +7,7 @@ with accuracy, ledger size and root, verdict, timings).
 
 Prefect runs against a temporary server this run owns (``flows.ephemeral``), its
 state in ``<home>/prefect``: it boots while the data is generated, gets up to
-``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` (120 s by default) to answer,
+``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` (300 s by default) to answer,
 and is stopped however the run ends. The synthetic file lives in a private
 temporary folder outside the vault home and is deleted once ingested.
 """

@@ -11,7 +11,7 @@ runs a flow without a configured API (``demo``, ``ingest --prefect``, ``release
   UI off) in its own process group, with ``PR_SET_PDEATHSIG`` so the server dies
   with this process even on ``SIGKILL``;
 - waits for ``/health`` up to ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS``
-  (civicvault's default: 120 s, see ``flows.prefect_env``), failing with one line
+  (civicvault's default: 300 s, see ``flows.prefect_env``), failing with one line
   (:class:`PrefectServerUnavailable`) if it never answers;
 - points Prefect at it (``PREFECT_API_URL``, also for Prefect's background workers);
 - and, whatever happens (success, an error, ``Ctrl-C``, ``SIGTERM`` turned into
@@ -42,7 +42,7 @@ import httpx
 from ledger.errors import CivicVaultError
 
 TIMEOUT_ENV = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
-DEFAULT_TIMEOUT = 120.0
+DEFAULT_TIMEOUT = 300.0
 _PR_SET_PDEATHSIG = 1
 _PORT_IN_USE_EXIT = 3  # uvicorn's exit code when it cannot bind
 

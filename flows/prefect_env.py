@@ -27,8 +27,8 @@ SAFE_DEFAULTS = {
     "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
     "PREFECT_LOGGING_EXTRA_LOGGERS": "",
     "PREFECT_LOGGING_LOG_PRINTS": "false",
-    # a busy machine takes 30 s and more to boot a temporary server (Prefect waits 20 s)
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    # a busy machine takes 30-130 s to boot a temporary server (Prefect waits 20 s)
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300",
 }
 DASK_ADDRESS_ENV = "CIVICVAULT_DASK_ADDRESS"
 
