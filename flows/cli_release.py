@@ -232,12 +232,12 @@ def budget_set(
 
     total = parse_epsilon(epsilon)
     session = open_session(ctx)
-    if dataset_columns(session.engine, dataset) is None:
-        raise BadInput(f"no dataset '{dataset}' in the vault: ingest it first "
-                       "(a budget on a misspelt name would never be used)")
     with session.access("budget.set", f"budget:{analyst}/{dataset}") as conn:
         if get_principal(conn, analyst) is None:
             raise BadInput(f"unknown analyst '{analyst}' (add it with 'civicvault principals add')")
+        if dataset_columns(conn, dataset) is None:
+            raise BadInput(f"no dataset '{dataset}' in the vault: ingest it first "
+                           "(a budget on a misspelt name would never be used)")
         b = set_budget(conn, analyst, dataset, total, actor=session.principal.id)
     if as_json:
         emit_json({"budgets": [b.to_json()]})

@@ -17,7 +17,7 @@ from rich.table import Table
 from vault.errors import BadInput
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
+    from sqlalchemy import Connection, Engine
 
 BAR_WIDTH = 40
 
@@ -38,15 +38,20 @@ def sig(value: Any, digits: int = 3) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-def dataset_columns(engine: Engine, dataset: str) -> list[str] | None:
-    """The column names stored for ``dataset`` (headers, never values); None if unknown."""
-    from sqlalchemy import select
+def dataset_columns(db: Engine | Connection, dataset: str) -> list[str] | None:
+    """The column names stored for ``dataset`` (headers, never values); None if unknown.
+    Give the open transaction's connection when there is one (SQLite has one writer)."""
+    from sqlalchemy import Connection, select
 
     from vault.store import T_DATASET, ColumnLayout
 
-    with engine.connect() as conn:
-        raw = conn.execute(select(T_DATASET.c.columns_json)
-                           .where(T_DATASET.c.name == dataset)).scalar()
+    query = select(T_DATASET.c.columns_json).where(T_DATASET.c.name == dataset)
+    if isinstance(db, Connection):
+        raw = db.execute(query).scalar()
+    else:
+        with db.connect() as conn:
+            conn.execution_options(readonly=True)
+            raw = conn.execute(query).scalar()
     if raw is None:
         return None
     return [c.name for c in ColumnLayout.from_json(str(raw)).columns]
