@@ -17,15 +17,14 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 from flows import (
-    cli_admin,
     cli_audit,
     cli_classify,
     cli_flows,
-    cli_ledger,
     cli_release,
     cli_serve,
     cli_vault,
 )
+from flows.lazy_commands import LazyCommand, lazy_click_app
 from flows.output import err_console
 
 try:  # Typer >= 0.29 vendors Click
@@ -57,17 +56,27 @@ def _root(
         ),
     ] = None,
 ) -> None:
-    ctx.obj = {"token": token}
+    # set but empty is a mistake, never "use the admin token" (flows.session refuses it)
+    empty = (token is not None and not token.strip()) or (
+        token is None and os.environ.get("CIVICVAULT_TOKEN") is not None)
+    ctx.obj = {"token": None if empty else token, "token_empty": empty}
 
 
-cli_admin.register(app)
 cli_classify.register(app)
 cli_release.register(app)
 cli_flows.register(app)
 cli_vault.register(app)
 cli_serve.register(app)
-app.add_typer(cli_ledger.app, name="ledger")
 app.add_typer(cli_audit.app, name="audit")
+# imported only when used (their modules load SQLAlchemy, pydantic and cryptography):
+LAZY_COMMANDS = (
+    LazyCommand("principals", "flows.cli_admin", "Principals: who may act, holding which role."),
+    LazyCommand("policy", "flows.cli_admin", "The access, PII, segment and budget policy."),
+    LazyCommand("reveal", "flows.cli_admin",
+                "Break glass: open the records of the matching subject(s) (steward; "
+                "purpose; rate-limited)."),
+    LazyCommand("ledger", "flows.cli_ledger", "The verifiable audit ledger."),
+)
 
 
 def _fail(message: str, code: int) -> int:
@@ -78,7 +87,8 @@ def _fail(message: str, code: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code (also used by tests in-process)."""
     try:
-        result = app(args=argv, standalone_mode=False, prog_name="civicvault")
+        result = lazy_click_app(app, LAZY_COMMANDS)(
+            args=argv, standalone_mode=False, prog_name="civicvault")
     except CivicVaultError as exc:
         code = _fail(exc.diagnostics().splitlines()[0] if str(exc) else type(exc).__name__,
                      exc.exit_code)

@@ -7,13 +7,14 @@ telemetry off and a private ``PREFECT_HOME``), so ``civicvault --help`` stays fa
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from flows.output import console, emit_json
+from flows.output import console, emit_json, err_console
 from vault.errors import BadInput
 from vault.home import HOME_ENV
 
@@ -42,10 +43,19 @@ def demo(
 ) -> None:
     """Run the main job end to end: init, synthetic voter file, ingest, two DP releases, audit."""
     from flows.demo import run_demo
+    from flows.ephemeral import terminate_as_interrupt
 
     target = _fresh_home(home)
+    made_here = home is None and target.name.startswith("civicvault-demo-") and target.is_dir()
     step = None if as_json else (lambda msg: console.print(f"- {msg}", markup=False))
-    summary = run_demo(rows, target, seed=seed, step=step)
+    done = False
+    try:
+        with terminate_as_interrupt():
+            summary = run_demo(rows, target, seed=seed, step=step)
+        done = True
+    finally:
+        if not done and made_here:  # a failed or interrupted demo leaves no temp vault behind
+            shutil.rmtree(target, ignore_errors=True)
     if as_json:
         emit_json(summary.to_json())
         return
@@ -67,12 +77,21 @@ def demo(
 
 
 def deploy(
+    ctx: typer.Context,
     watch: Annotated[Path | None, typer.Option(
-        "--watch", help="Folder to ingest new files from (watch-folder deployment).")] = None,
+        "--watch-folder", "--watch",
+        help="Folder to ingest new files from: one watcher runs as long as deploy does.")]
+    = None,
     dataset: Annotated[str, typer.Option("--dataset", help="Dataset for watched files.")]
     = "voters",
+    after_ingest: Annotated[str, typer.Option(
+        "--after-ingest", help="What happens to an ingested file: 'delete' (shred, the "
+        "default) or 'keep' (moved to <folder>/.ingested, plaintext: a warning is logged).")]
+    = "delete",
+    quarantine_days: Annotated[float, typer.Option(
+        "--quarantine-days", min=0.0, help="Days refused files stay in <home>/quarantine.")]
+    = 7.0,
     audit_cron: Annotated[str, typer.Option("--audit-cron")] = "15 2 * * *",
-    watch_cron: Annotated[str, typer.Option("--watch-cron")] = "*/5 * * * *",
     rotate_cron: Annotated[str, typer.Option("--rotate-cron")] = "30 3 1 * *",
     dask_address: Annotated[str | None, typer.Option(
         "--dask-address", envvar="CIVICVAULT_DASK_ADDRESS",
@@ -82,16 +101,29 @@ def deploy(
     as_json: Annotated[bool, typer.Option("--json", help="With --dry-run: one JSON value.")]
     = False,
 ) -> None:
-    """Serve the flows with cron schedules (audit nightly, watch folder, monthly rotation)."""
+    """Serve the flows (audit nightly, monthly rotation, on-demand ingest/release/erasure)
+    and, with --watch-folder, keep one watch-folder ingest running."""
     if watch is not None and not watch.is_dir():
         raise BadInput(f"watch folder does not exist: {watch}")
-    from flows.deploy import DeployConfig, build_deployments, describe, serve_forever
+    if after_ingest not in ("delete", "keep"):
+        raise BadInput("--after-ingest must be 'delete' or 'keep'")
+    if not dry_run and not os.environ.get("PREFECT_API_URL"):
+        raise BadInput("deploy needs a Prefect server: run 'prefect server start' and set "
+                       "PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)")
     from vault.home import VaultHome
+
+    tokens: dict[str, str | None] = {"ingestor": None, "auditor": None}
+    if not dry_run:
+        tokens = _service_tokens(ctx)
+    from flows.deploy import DeployConfig, build_deployments, describe, serve_forever
 
     config = DeployConfig(home=str(VaultHome.from_env().root),
                           watch_folder=str(watch.absolute()) if watch else None,
-                          dataset=dataset, audit_cron=audit_cron, watch_cron=watch_cron,
-                          rotate_cron=rotate_cron, dask_address=dask_address)
+                          dataset=dataset, audit_cron=audit_cron, rotate_cron=rotate_cron,
+                          dask_address=dask_address, after_ingest=after_ingest,
+                          quarantine_days=quarantine_days,
+                          ingestor_token_file=tokens["ingestor"],
+                          auditor_token_file=tokens["auditor"])
     if dry_run:
         rows = describe(build_deployments(config))
         if as_json:
@@ -101,10 +133,25 @@ def deploy(
                 console.print(f"{r['flow']}/{r['name']}  {' '.join(r['cron']) or 'on demand'}",
                               markup=False)
         return
-    if not os.environ.get("PREFECT_API_URL"):
-        raise BadInput("deploy needs a Prefect server: run 'prefect server start' and set "
-                       "PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)")
+    if after_ingest == "keep":
+        err_console.print("warning: --after-ingest keep leaves every ingested file in "
+                          "plaintext under the watch folder's .ingested/", markup=False)
     serve_forever(config)
+
+
+def _service_tokens(ctx: typer.Context) -> dict[str, str | None]:
+    """Make (or reuse) the ingestor and auditor principals; their token files' paths."""
+    from flows.service_principals import AUDITOR, INGESTOR, ensure_service_principal
+    from flows.session import open_session
+
+    session = open_session(ctx)
+    try:
+        return {"ingestor": str(ensure_service_principal(
+                    session.engine, session.home, session.principal, *INGESTOR)),
+                "auditor": str(ensure_service_principal(
+                    session.engine, session.home, session.principal, *AUDITOR))}
+    finally:
+        session.engine.dispose()
 
 
 def register(app: typer.Typer) -> None:

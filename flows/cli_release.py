@@ -11,7 +11,16 @@ from typing import Annotated, Any
 
 import typer
 
-from flows.output import console, emit_json
+from flows.output import console, emit_json, err_console
+from flows.purpose import PurposeOpt, checked_purpose
+from flows.release_view import (
+    bar_chart,
+    check_columns,
+    dataset_columns,
+    means_at_bound,
+    rows_table,
+    sig,
+)
 from flows.session import Session, open_session
 from vault.errors import BadInput
 
@@ -34,10 +43,13 @@ def _delta(text: str | None) -> float | None:
 def _release_flow(session: Any, ctx: typer.Context, dataset: str, by: list[str],
                   measures: list[str], epsilon: str, out: Path | None) -> dict[str, Any]:
     """The Prefect ``release`` flow; the token travels as a 0600 file path, never a parameter."""
+    from flows.ephemeral import prefect_api
     from flows.flow_runtime import token_file_for
-    from flows.release import release as release_flow
 
-    with token_file_for(session.home, (ctx.find_root().obj or {}).get("token")) as token_file:
+    with prefect_api(), \
+            token_file_for(session.home, (ctx.find_root().obj or {}).get("token")) as token_file:
+        from flows.release import release as release_flow
+
         document: dict[str, Any] = release_flow(
             dataset=dataset, by=by, measures=measures, epsilon=epsilon,
             home=str(session.home.root), token_file=token_file,
@@ -67,6 +79,10 @@ def release(
     chart: Annotated[
         Path | None, typer.Option("--chart", help="Draw FILE.png or FILE.svg with error bars.")
     ] = None,
+    plot: Annotated[
+        bool, typer.Option("--plot", help="Also draw a bar chart of the first measure here.")
+    ] = False,
+    purpose: PurposeOpt = None,
     preview: Annotated[
         bool, typer.Option("--preview", help="Accuracy only: no data read, no budget spent.")
     ] = False,
@@ -87,7 +103,11 @@ def release(
     request = ReleaseRequest.build(
         dataset, _split(by), measure, parse_epsilon(epsilon), delta=_delta(delta), zcdp=zcdp
     )
+    why = checked_purpose(purpose)
     session = open_session(ctx)
+    policy_rules = _policy_rules(session, dataset)
+    check_columns(dataset_columns(session.engine, dataset), policy_rules, request.by,
+                  [m.column for m in request.measures if m.column is not None])
     from flows.ingest_runner import prefect_configured
 
     if not preview and (prefect if prefect is not None else prefect_configured()):
@@ -100,6 +120,7 @@ def release(
         else:
             console.print(f"released {len(doc_flow['rows'])} groups of '{dataset}' at epsilon "
                           f"{epsilon} (Prefect flow 'release')", markup=False)
+            console.print(rows_table(doc_flow))
         return
     if preview:
         accuracy = preview_release(session.engine, session.home, session.principal, request)
@@ -113,10 +134,10 @@ def release(
             emit_json(doc)
         else:
             for label, acc in doc["accuracy"]["measures"].items():
-                what = acc.get("accuracy", acc.get("derived"))
+                what = sig(acc["accuracy"]) if "accuracy" in acc else acc.get("derived")
                 console.print(f"{label}: +-{what} (95% confidence)", markup=False)
         return
-    result = run_release(session.engine, session.home, session.principal, request)
+    result = run_release(session.engine, session.home, session.principal, request, purpose=why)
     if out is not None:
         write_output(result, out)
     if chart is not None:
@@ -138,8 +159,18 @@ def release(
             markup=False,
         )
     for label, acc in doc["accuracy"]["measures"].items():
-        what = acc.get("accuracy", acc.get("derived"))
+        what = sig(acc["accuracy"]) if "accuracy" in acc else acc.get("derived")
         console.print(f"  {label}: +-{what} (95%)", markup=False)
+    console.print(rows_table(doc))
+    if plot:
+        for line in bar_chart(doc):
+            console.print(line, markup=False, highlight=False)
+    bounds = {c: (float(r.lower), float(r.upper)) for c, r in policy_rules.items()
+              if getattr(r, "lower", None) is not None and getattr(r, "upper", None) is not None}
+    for label, groups, edge in means_at_bound(doc, bounds):
+        err_console.print(f"warning: {label} sits at the policy bound ({sig(edge)}) in {groups} "
+                          "group(s): too few people there for a meaningful mean at this "
+                          "epsilon (merge groups or spend more epsilon)", markup=False)
     if out is not None:
         console.print(f"wrote {out}", markup=False)
 
@@ -158,6 +189,7 @@ def segment(
     chart: Annotated[
         Path | None, typer.Option("--chart", help="Draw segment sizes to FILE.png|.svg.")
     ] = None,
+    purpose: PurposeOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON value.")] = False,
 ) -> None:
     """DP k-means segments over bounded numeric features (noisy sizes and centroids)."""
@@ -168,8 +200,11 @@ def segment(
     request = SegmentRequest(
         dataset, tuple(_split(features)), k, parse_epsilon(epsilon), iterations=iterations
     )
+    why = checked_purpose(purpose)
     session = open_session(ctx)
-    result = run_segment(session.engine, session.home, session.principal, request)
+    check_columns(dataset_columns(session.engine, dataset), _policy_rules(session, dataset),
+                  [], request.features)
+    result = run_segment(session.engine, session.home, session.principal, request, purpose=why)
     if chart is not None:
         write_chart(result, chart)
     doc = result.to_json()
@@ -177,7 +212,7 @@ def segment(
         emit_json(doc)
         return
     for s in doc["segments"]:
-        centroid = ", ".join(f"{c:.3g}" for c in s["centroid"])
+        centroid = ", ".join(sig(c) for c in s["centroid"])
         console.print(
             f"segment {s['segment']}: size ~{s['size']}  centroid ({centroid})", markup=False
         )
@@ -208,6 +243,9 @@ def budget_set(
     with session.access("budget.set", f"budget:{analyst}/{dataset}") as conn:
         if get_principal(conn, analyst) is None:
             raise BadInput(f"unknown analyst '{analyst}' (add it with 'civicvault principals add')")
+        if dataset_columns(conn, dataset) is None:
+            raise BadInput(f"no dataset '{dataset}' in the vault: ingest it first "
+                           "(a budget on a misspelt name would never be used)")
         b = set_budget(conn, analyst, dataset, total, delta_total=delta_total,
                        default_delta=default_delta, actor=session.principal.id)
     if as_json:
@@ -249,6 +287,16 @@ def budget_show(
             f"delta left {float(b.delta_remaining):g} of {float(b.delta_total):g}",
             markup=False,
         )
+
+
+def _policy_rules(session: Session, dataset: str) -> dict[str, Any]:
+    """The installed policy's column rules for ``dataset`` (empty if it has none)."""
+    from vault.access import installed_policy
+
+    try:
+        return dict(installed_policy(session.home).columns_for(dataset))
+    except KeyError:
+        return {}
 
 
 def _may_see_all(session: Session) -> bool:

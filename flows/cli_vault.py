@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
+    DownloadColumn,
     Progress,
     TextColumn,
     TimeElapsedColumn,
@@ -16,12 +17,14 @@ from rich.progress import (
 )
 
 from flows.output import console, emit_json
+from flows.purpose import PurposeOpt, checked_purpose
 from flows.session import open_session
 from vault.errors import BadInput
 from vault.home import VaultHome
 
 keys_app = typer.Typer(help="Key management.", no_args_is_help=True)
 
+SPREADSHEETS = frozenset({".xlsx", ".xls", ".xlsm", ".ods", ".numbers"})
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON value.")]
 
 
@@ -60,6 +63,11 @@ def ingest(
         "PREFECT_API_URL is set).")] = None,
 ) -> None:
     """Classify, encrypt and store a file or folder; every batch lands on the ledger."""
+    if not path.exists():  # before the vault, Presidio or Prefect are loaded
+        raise BadInput(f"no such file or folder: {path}")
+    if path.suffix.lower() in SPREADSHEETS:
+        raise BadInput(f"{path.suffix} spreadsheets are not read: save the sheet as CSV "
+                       "(UTF-8) or Parquet and ingest that file")
     from flows.ingest_runner import prefect_configured, run_ingest
 
     session = open_session(ctx)
@@ -69,17 +77,27 @@ def ingest(
         report = run_ingest(session, path, dataset, progress=None, via_prefect=via_prefect,
                             token=token)
     else:
+        from flows.ingest_runner import source_files
+
+        sizes = [max(1, f.stat().st_size) for f in source_files(path)]
         with Progress(TextColumn("[bold]ingest[/] {task.description}"), BarColumn(),
-                      MofNCompleteColumn(), TextColumn("rows"),
-                      TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                      DownloadColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
                       TextColumn("ETA"), TimeRemainingColumn(), console=console,
                       transient=True) as bar:
-            task = bar.add_task(dataset, total=None, rate="")
+            # the total is known up front: the bytes of the source file(s); a file's share
+            # advances with its rows stored (reading and classifying come first)
+            task = bar.add_task(dataset, total=sum(sizes), rate="")
+            at = {"file": 0, "base": 0, "rows": 0}
+            started = time.monotonic()
 
             def progress(done: int, total: int) -> None:  # rows stored, rows in the file
-                bar.update(task, completed=done, total=total)
-                speed = bar.tasks[task].speed
-                bar.update(task, rate=f"{speed:,.0f} rows/s" if speed else "")
+                i = min(at["file"], len(sizes) - 1)
+                bar.update(task, completed=at["base"] + sizes[i] * done // max(1, total))
+                elapsed = max(1e-6, time.monotonic() - started)
+                bar.update(task, rate=f"{(at['rows'] + done) / elapsed:,.0f} rows/s")
+                if done >= total:
+                    at["file"], at["base"] = at["file"] + 1, at["base"] + sizes[i]
+                    at["rows"] += total
 
             report = run_ingest(session, path, dataset, progress=progress, via_prefect=False)
     if json_out:
@@ -100,6 +118,7 @@ def erase(
     dataset: Annotated[str, typer.Option("--dataset", help="Dataset name.")],
     match: Annotated[list[str], typer.Option("--match", help="COL=VALUE on a lookup column; "
                                              "repeat to require several.")],
+    purpose: PurposeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Erase every subject matching the lookup values (crypto-shredding)."""
@@ -107,9 +126,10 @@ def erase(
     from vault.keyring import Keyring
     from vault.keys import provider_for
 
-    session = open_session(ctx)
+    why = checked_purpose(purpose)
     criteria = _parse_match(match)
-    with session.access("erase", f"dataset/{dataset}") as conn:
+    session = open_session(ctx)
+    with session.access("erase", f"dataset/{dataset}", purpose=why) as conn:
         report = do_erase(conn, Keyring(provider_for(session.home)), dataset, criteria,
                           session.principal.id)
     if json_out:

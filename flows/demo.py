@@ -5,10 +5,11 @@ Fresh vault home -> ``init`` -> a seeded synthetic voter file (``flows.demo_data
 flow) -> the ``audit`` flow -> a short summary (rows, columns protected, releases
 with accuracy, ledger size and root, verdict, timings).
 
-Prefect runs ephemerally with its state in ``<home>/prefect``; its temporary
-server is started in the background while the vault is initialised and the data
-generated. The synthetic file lives in a private temporary folder outside the vault
-home and is deleted once ingested.
+Prefect runs against a temporary server this run owns (``flows.ephemeral``), its
+state in ``<home>/prefect``: it boots while the data is generated, gets up to
+``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` (300 s by default) to answer,
+and is stopped however the run ends. The synthetic file lives in a private
+temporary folder outside the vault home and is deleted once ingested.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,16 +62,6 @@ class DemoSummary:
             "ledger_root": self.ledger_root, "verdict": self.verdict,
             "checkpoint": self.checkpoint, "analyst": self.analyst, "seconds": self.seconds,
         }
-
-
-def _start_prefect_server() -> threading.Thread:
-    """Start Prefect's temporary server in the background (its boot takes seconds)."""
-    from prefect.server.api.server import SubprocessASGIServer
-
-    thread = threading.Thread(target=SubprocessASGIServer().start, name="prefect-server",
-                              daemon=True)
-    thread.start()
-    return thread
 
 
 def _accuracy_of(measure: Any) -> Any:
@@ -120,43 +110,47 @@ def run_demo(rows: int, home: Path, *, seed: int | None = None,
     if "prefect" not in sys.modules:  # Prefect reads its settings once, at import
         prefect_env.configure(vh, force_home=True)
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # the summary speaks
-    server = _start_prefect_server()
 
     from flows import demo_data
+    from flows.ephemeral import EphemeralServer, owned_server, serving
 
-    with tempfile.TemporaryDirectory(prefix="civicvault-demo-") as tmp:
+    with owned_server(EphemeralServer()) as server, \
+            tempfile.TemporaryDirectory(prefix="civicvault-demo-") as tmp:
+        server.launch()  # boots while the data is generated
         os.chmod(tmp, 0o700)
         source = Path(tmp) / "nc_voters_synthetic.csv"
         say(f"generating {rows:,} synthetic voters with canvass notes")
         demo_data.write_csv(source, rows, seed if seed is not None else demo_data.DEFAULT_SEED)
         t = lap("generate", t)
 
-        from flows.ingest import ingest_flow
+        say(f"waiting for the temporary Prefect server (up to {server.timeout:g} s)")
+        with serving(server):
+            t = lap("prefect_server_wait", t)
+            from flows.ingest import ingest_flow
 
-        server.join()
-        t = lap("prefect_server_wait", t)
-        say("ingest flow: classify, encrypt, store, ledger")
-        report = ingest_flow()(path=str(source), dataset=DATASET, home=str(vh.root))
-        t = lap("ingest", t)
-        token_file = Path(tmp) / "analyst.token"
-        analyst_id = _create_analyst(vh, token_file)
-        t = lap("analyst", t)
+            say("ingest flow: classify, encrypt, store, ledger")
+            report = ingest_flow()(path=str(source), dataset=DATASET, home=str(vh.root))
+            t = lap("ingest", t)
+            token_file = Path(tmp) / "analyst.token"
+            analyst_id = _create_analyst(vh, token_file)
+            t = lap("analyst", t)
 
-        from flows.release import release
+            from flows.release import release
 
-        releases = []
-        for by, measures, epsilon in RELEASES:
-            say(f"release flow: {', '.join(measures)} by {' x '.join(by)} at epsilon {epsilon}")
-            doc = release(dataset=DATASET, by=by, measures=measures, epsilon=epsilon,
-                          home=str(vh.root), token_file=str(token_file))
-            releases.append(_release_summary(doc))
-        t = lap("releases", t)
+            releases = []
+            for by, measures, epsilon in RELEASES:
+                say(f"release flow: {', '.join(measures)} by {' x '.join(by)} "
+                    f"at epsilon {epsilon}")
+                doc = release(dataset=DATASET, by=by, measures=measures, epsilon=epsilon,
+                              home=str(vh.root), token_file=str(token_file))
+                releases.append(_release_summary(doc))
+            t = lap("releases", t)
 
-    from flows.audit import audit
+            from flows.audit import audit
 
-    say("audit flow: verify ledger and vault, checkpoint, consistency")
-    verdict = audit(home=str(vh.root))
-    lap("audit", t)
+            say("audit flow: verify ledger and vault, checkpoint, consistency")
+            verdict = audit(home=str(vh.root))
+            lap("audit", t)
     clock["total"] = round(time.perf_counter() - t_all, 3)
     columns = list(report.get("columns", []))
     protected = sum(1 for c in columns if c.get("handling") != "keep")

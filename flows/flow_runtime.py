@@ -80,7 +80,10 @@ def principal_for(home: VaultHome, token_file: str | None = None) -> _access.Pri
             token = Path(token_file).read_text(encoding="ascii").strip()
         except (OSError, UnicodeDecodeError):
             raise BadInput("the token file cannot be read") from None
-    token = token or os.environ.get(TOKEN_ENV) or None
+    if not token and TOKEN_ENV in os.environ:
+        token = os.environ[TOKEN_ENV].strip()
+        if not token:  # set but empty is a mistake, never "use the admin token"
+            raise BadInput(f"{TOKEN_ENV} is empty: give a principal's token or unset it")
     return _access.authenticate(engine_for(home), home, token)
 
 

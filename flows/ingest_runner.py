@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flows.session import Session
 from vault.errors import BadInput
-from vault.ingest import Progress, ingest_path
+
+if TYPE_CHECKING:  # vault.ingest loads Presidio: only when a file is really ingested
+    from vault.ingest import Progress
 
 SUFFIXES = {".csv", ".tsv", ".txt", ".parquet", ".jsonl", ".ndjson"}
 
@@ -40,6 +42,8 @@ def run_ingest(session: Session, path: Path, dataset: str, progress: Progress | 
     files = source_files(path)
     if via_prefect if via_prefect is not None else prefect_configured():
         return _run_flow(session, path, dataset, token)
+    from vault.ingest import ingest_path
+
     totals: dict[str, Any] = {"dataset": dataset, "rows_added": 0, "rows_updated": 0,
                               "duplicates_skipped": 0, "erased_suppressed": 0, "batches": 0,
                               "people": 0, "columns": []}  # people: summed per source file
@@ -58,10 +62,12 @@ def run_ingest(session: Session, path: Path, dataset: str, progress: Progress | 
 
 def _run_flow(session: Session, path: Path, dataset: str, token: str | None) -> dict[str, Any]:
     """The ``ingest`` flow; the token travels as a 0600 file path, never as a parameter."""
+    from flows.ephemeral import prefect_api
     from flows.flow_runtime import token_file_for
-    from flows.ingest import ingest_flow
 
-    with token_file_for(session.home, token) as token_file:
+    with prefect_api(), token_file_for(session.home, token) as token_file:
+        from flows.ingest import ingest_flow
+
         result = ingest_flow()(path=str(path.absolute()), dataset=dataset,
                                home=str(session.home.root), token_file=token_file)
     return {k: result.get(k, 0) for k in ("dataset", "rows_added", "rows_updated",

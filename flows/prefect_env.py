@@ -27,6 +27,8 @@ SAFE_DEFAULTS = {
     "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
     "PREFECT_LOGGING_EXTRA_LOGGERS": "",
     "PREFECT_LOGGING_LOG_PRINTS": "false",
+    # a busy machine takes 30-130 s to boot a temporary server (Prefect waits 20 s)
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300",
 }
 DASK_ADDRESS_ENV = "CIVICVAULT_DASK_ADDRESS"
 
@@ -48,10 +50,25 @@ def configure(home: VaultHome | None = None, *, force_home: bool = False) -> Pat
     for name, value in SAFE_DEFAULTS.items():
         os.environ.setdefault(name, value)
     if force_home or not os.environ.get("PREFECT_HOME"):
-        target = prefect_home_for(home or VaultHome.from_env())
+        vault_home = home or VaultHome.from_env()
+        if force_home or vault_home.root.is_dir():
+            target = prefect_home_for(vault_home)
+        else:  # no vault here (yet): nothing to keep, and Prefect cannot make <missing>/prefect
+            target = _scratch_home()
         os.environ["PREFECT_HOME"] = str(target)
     # not created here: ``init`` wants an empty home; Prefect makes the folder (0700) itself
     return Path(os.environ["PREFECT_HOME"]).expanduser()
+
+
+def _scratch_home() -> Path:
+    """A private PREFECT_HOME for this process only, removed when it exits."""
+    import atexit
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="civicvault-prefect-"))
+    atexit.register(shutil.rmtree, path, True)
+    return path
 
 
 configure()

@@ -54,7 +54,7 @@ ROWS: tuple[Row, ...] = (
                     "--epsilon", "0.01", "--json"), frozenset({"analyst"})),
     Row("segment", ("segment", "--dataset", "seed", "--features", "birth_age", "--k", "2",
                     "--epsilon", "0.01", "--json"), frozenset({"analyst"})),
-    Row("budget.set", ("budget", "set", "--analyst", "analyst-1", "--dataset", "other",
+    Row("budget.set", ("budget", "set", "--analyst", "analyst-1", "--dataset", "seed",
                        "--epsilon", "1"), frozenset({"admin", "steward"})),
     Row("budget.show", ("budget", "show", "--json"), frozenset({"analyst", "compliance", "admin"}),
         note="an analyst sees its own budgets"),

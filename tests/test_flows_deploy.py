@@ -28,12 +28,15 @@ def test_deploy_dry_run_lists_the_scheduled_deployments(
 
     monkeypatch.setenv("CIVICVAULT_HOME", str(tmp_path / "home"))
     (tmp_path / "inbox").mkdir()
-    code = main(["deploy", "--watch", str(tmp_path / "inbox"), "--dry-run", "--json"])
+    code = main(["deploy", "--watch-folder", str(tmp_path / "inbox"), "--dry-run", "--json"])
     assert code == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)["deployments"]}
     assert rows["nightly-audit"]["cron"] == ["15 2 * * *"]
-    assert rows["watch-folder-ingest"]["cron"] == ["*/5 * * * *"]
+    # no schedule: deploy keeps one long-running watch run going instead of interval runs
+    assert rows["watch-folder-ingest"]["cron"] == []
+    assert "window_seconds" not in rows["watch-folder-ingest"]["parameters"]
     assert rows["watch-folder-ingest"]["parameters"]["folder"] == str(tmp_path / "inbox")
+    assert rows["watch-folder-ingest"]["parameters"]["after_ingest"] == "delete"
     assert rows["monthly-key-rotation"]["cron"] == ["30 3 1 * *"]
     assert {"ingest", "release", "erasure"} <= set(rows)
     for r in rows.values():  # parameters are paths and ids only: no token, no database URL
@@ -68,9 +71,12 @@ def test_prefect_yaml_entrypoints_are_our_flows_with_cron_schedules() -> None:
         entry = deployments[name]["entrypoint"]
         flow = load_flow_from_entrypoint(str(ROOT / entry))
         assert flow.name == flow_name, entry
-    for name in ("nightly-audit", "watch-folder-ingest", "monthly-key-rotation"):
+    for name in ("nightly-audit", "monthly-key-rotation"):
         assert deployments[name]["schedules"][0]["cron"]
         assert deployments[name]["work_pool"]["name"] == "civicvault"
+    watch = deployments["watch-folder-ingest"]  # one long-running run, started once
+    assert "schedules" not in watch and "window_seconds" not in watch["parameters"]
+    assert watch["concurrency_limit"] == 1
 
 
 def _free_port() -> int:
@@ -172,3 +178,129 @@ def test_served_deployment_runs_on_its_interval_on_a_real_server(
         except subprocess.TimeoutExpired:
             os.killpg(runner.pid, signal.SIGKILL)
             runner.wait(timeout=10)
+
+
+def _ingested_sources(db: Path, since_seq: int) -> dict[int, str]:
+    """``{source id: actor}`` of the vault.ingest.batch ledger entries after ``since_seq``."""
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        rows = conn.execute("SELECT entry FROM ledger_entries WHERE seq > ?", (since_seq,))
+        out: dict[int, str] = {}
+        for (raw,) in rows:
+            entry = json.loads(raw)
+            if entry["action"] == "vault.ingest.batch":
+                out[int(entry["details"]["source"])] = entry["actor"]
+        return out
+    finally:
+        conn.close()
+
+
+def _source_ids(db: Path) -> dict[str, int]:
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        return {h: int(i) for i, h in conn.execute("SELECT id, content_hash FROM vault_sources")}
+    finally:
+        conn.close()
+
+
+@pytest.mark.slow
+def test_served_watch_folder_ingests_every_file_dropped_at_random_within_5_s(
+    prefect_server: str, tmp_path: Path
+) -> None:
+    """``civicvault deploy --watch-folder``: files dropped at random moments over ~2 min (some
+    renamed into place, some written in place) are each in the vault and on the ledger, as
+    the ingestor principal, within 5 s; nothing is left under the watch folder."""
+    import hashlib
+    import random
+    import threading
+
+    from flows import demo_data
+    from vault.home import VaultHome
+    from vault.setup import init_home
+
+    home = VaultHome(root=tmp_path / "vault")
+    init_home(home)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CIVICVAULT_")}
+    env.update({"PREFECT_API_URL": prefect_server, "CIVICVAULT_HOME": str(home.root),
+                "PREFECT_HOME": str(tmp_path / "runner-home"), "DO_NOT_TRACK": "1"})
+    cli = str(Path(sys.executable).with_name("civicvault"))
+    deployer = subprocess.Popen([cli, "deploy", "--watch-folder", str(inbox)], cwd=tmp_path,
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+    rng = random.Random(18)
+    frames = demo_data.generate(20 * 14, seed=18)
+    contents = [frames.slice(20 * i, 20).write_csv().encode() for i in range(14)]
+    digests = [hashlib.sha256(b"civicvault/source/v1" + c).hexdigest() for c in contents]
+    dropped: dict[int, float] = {}
+
+    def drop(i: int) -> None:
+        name = f"extract-{i:02d}.csv"
+        if i % 3 == 2:  # written in place, in two parts: must wait until it settles
+            half = len(contents[i]) // 2
+            with (inbox / name).open("wb") as fh:
+                fh.write(contents[i][:half])
+                fh.flush()
+                dropped[i] = time.monotonic()
+                time.sleep(0.3)
+                fh.write(contents[i][half:])
+        else:
+            (inbox / f"{name}.part").write_bytes(contents[i])
+            os.replace(inbox / f"{name}.part", inbox / name)
+            dropped[i] = time.monotonic()
+
+    def dropper() -> None:
+        for i in range(1, len(contents)):
+            time.sleep(rng.uniform(0.5, 16.0))
+            drop(i)
+
+    latencies: dict[int, float] = {}
+    actors: dict[int, str] = {}
+    try:
+        drop(0)  # the warm-up file: the watcher is live once it is stored
+        deadline = time.monotonic() + 240
+        while 0 not in latencies and time.monotonic() < deadline:
+            assert deployer.poll() is None, "civicvault deploy exited"
+            ids = _source_ids(home.db_path)
+            done = _ingested_sources(home.db_path, -1)
+            if digests[0] in ids and ids[digests[0]] in done:
+                latencies[0] = time.monotonic() - dropped[0]
+                actors[0] = done[ids[digests[0]]]
+            time.sleep(0.2)
+        assert 0 in latencies, "the watcher did not ingest the first file in 240 s"
+        thread = threading.Thread(target=dropper)
+        thread.start()
+        deadline = time.monotonic() + 300
+        while len(latencies) < len(contents) and time.monotonic() < deadline:
+            assert deployer.poll() is None, "civicvault deploy exited"
+            pending = [i for i in dropped if i not in latencies]
+            if pending:
+                ids = _source_ids(home.db_path)
+                done = _ingested_sources(home.db_path, -1)
+                now = time.monotonic()
+                for i in pending:
+                    if digests[i] in ids and ids[digests[i]] in done:
+                        latencies[i] = now - dropped[i]
+                        actors[i] = done[ids[digests[i]]]
+            time.sleep(0.05)
+        thread.join(timeout=60)
+        time.sleep(1.0)
+        leftovers = [p for p in inbox.rglob("*") if p.is_file()]
+    finally:
+        os.killpg(deployer.pid, signal.SIGTERM)
+        try:
+            deployer.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(deployer.pid, signal.SIGKILL)
+            deployer.wait(timeout=10)
+    measured = sorted((i, round(s, 2)) for i, s in latencies.items() if i > 0)
+    print("watch-folder latencies (file, s):", measured)
+    assert len(measured) == len(contents) - 1, f"not all files were ingested: {measured}"
+    assert max(s for _, s in measured) <= 5.0, measured
+    assert set(actors.values()) == {"svc-ingestor"}  # never admin
+    assert leftovers == []  # no plaintext source file under the watch folder

@@ -517,7 +517,8 @@ def test_watch_folder_has_a_new_small_file_in_vault_and_ledger_within_5_s(
     latency = stored - arrived
     print(f"watch-folder latency: {latency:.2f} s")
     assert latency <= 5.0, f"new file took {latency:.2f} s to reach vault and ledger"
-    assert result["files"] == 2 and (inbox / ".ingested" / "new.csv").exists()
+    assert result["files"] == 2
+    assert [p for p in inbox.rglob("*") if p.is_file()] == []  # shredded, not set aside
 
 
 # --- Dask -----------------------------------------------------------------------------

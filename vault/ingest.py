@@ -256,7 +256,13 @@ def plan_ingest(engine: Engine, home: VaultHome, principal: _access.Principal, p
         if ds_row is not None:
             known = ColumnLayout.from_json(ds_row.columns_json)
             if sorted(c.name for c in known.columns) != sorted(c.name for c in layout.columns):
-                raise BadInput(f"{path.name} does not have the columns of dataset '{dataset}'")
+                have = {c.name for c in layout.columns}
+                want = {c.name for c in known.columns}
+                missing, extra = sorted(want - have), sorted(have - want)
+                raise BadInput(  # header names only, never values
+                    f"{path.name} does not have the columns of dataset '{dataset}'"
+                    + (f"; missing: {', '.join(missing)}" if missing else "")
+                    + (f"; not in the dataset: {', '.join(extra)}" if extra else ""))
         stored_rows = 0 if ds_row is None else int(conn.execute(
             select(func.coalesce(func.sum(T_BATCH.c.rows), 0))
             .where(T_BATCH.c.dataset_id == ds_row.id)).scalar_one())

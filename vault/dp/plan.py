@@ -74,9 +74,33 @@ class Unit:
 
 
 def opendp() -> Any:
-    """The OpenDP prelude with the contrib features this module uses turned on."""
-    import opendp.prelude as dp
+    """OpenDP's prelude namespace with the contrib features this module uses turned on.
 
+    Built like ``opendp.prelude`` but without its ``extras.sklearn`` import, which loads
+    scikit-learn and SciPy (seconds of CLI start-up) for nothing used here."""
+    import types
+
+    import opendp.accuracy
+    import opendp.combinators
+    import opendp.context
+    import opendp.domains
+    import opendp.measurements
+    import opendp.measures
+    import opendp.metrics
+    import opendp.mod
+    import opendp.transformations
+    import opendp.typing
+    from opendp.extras import polars as dp_polars
+
+    dp = types.SimpleNamespace()
+    for module in (opendp.mod, opendp.domains, opendp.metrics, opendp.measures, opendp.typing,
+                   opendp.accuracy, opendp.context):
+        names = getattr(module, "__all__", None) or [n for n in vars(module)
+                                                     if not n.startswith("_")]
+        for name in names:
+            setattr(dp, name, getattr(module, name))
+    dp.t, dp.m, dp.c = opendp.transformations, opendp.measurements, opendp.combinators
+    dp.polars, dp.len = dp_polars, dp_polars.dp_len
     dp.enable_features("contrib")
     return dp
 

@@ -302,10 +302,13 @@ def charge_and_commit(
     policy: ReleasePolicy,
     src: DataSource,
     details: Mapping[str, Any],
+    *,
+    purpose: str | None = None,
 ) -> Charged:
     """Authorise, check the dataset exists, spend (epsilon, delta) and ledger the charge,
     in one transaction that is committed when this returns (before any data is read)."""
-    with guarded_access(engine, home, principal, op, dataset, details) as conn:
+    with guarded_access(engine, home, principal, op, dataset, details,
+                        purpose=purpose) as conn:
         per_person = src.check(conn, dataset)  # unknown dataset: BadInput, nothing charged
         charge = charge_budget(conn, principal, dataset, epsilon, policy,
                                delta=budget.delta_fraction(delta))
@@ -316,6 +319,7 @@ def charge_and_commit(
                     actor=principal.id,
                     action=CHARGE_ACTION,
                     resource=resource_of(dataset),
+                    purpose=purpose,
                     details={**details, "op": op, **charge.ledger_details()},
                 )
             ],
@@ -419,8 +423,10 @@ def run_release(
     *,
     source: DataSource | None = None,
     policy: ReleasePolicy | None = None,
+    purpose: str | None = None,
 ) -> ReleaseResult:
-    """Charge ``request``'s (epsilon, delta) to ``principal`` and release the noisy aggregates.
+    """Charge ``request``'s (epsilon, delta) to ``principal`` and release the noisy aggregates
+    (``purpose``, a short label, goes on the access, charge and release ledger entries).
 
     Raises BadInput (exit 2), PolicyDenied or BudgetExhausted (exit 1) before the
     charge; each is ledgered and nothing is charged. After the charge is committed,
@@ -436,7 +442,8 @@ def run_release(
             checked = _checked(request, policy)
             plan = build_plan(checked, prepared_schema(checked), unit_of(policy, dataset), tmp)
         charged = charge_and_commit(engine, home, principal, "release", dataset,
-                                    request.epsilon, request.delta, policy, src, details)
+                                    request.epsilon, request.delta, policy, src, details,
+                                    purpose=purpose)
         plan = with_identity(plan, charged.per_person)
 
         def work() -> tuple[ReleaseResult, int | None]:
@@ -456,7 +463,8 @@ def run_release(
                 budget=charged.charge.budget,
             )
             with engine.begin() as conn:
-                return result, record_release(conn, principal, result, charged, details)
+                return result, record_release(conn, principal, result, charged, details,
+                                              purpose=purpose)
 
         result, seq = after_charge(engine, principal, dataset, "release", charged, work)
     return replace(result, ledger_seq=seq)
@@ -481,6 +489,8 @@ def record_release(
     result: ReleaseResult,
     charged: Charged,
     details: Mapping[str, Any],
+    *,
+    purpose: str | None = None,
 ) -> int | None:
     """The ``release.dp`` entry: what was released (``data_hash``), pointing at its charge.
 
@@ -493,6 +503,7 @@ def record_release(
                 actor=principal.id,
                 action=RELEASE_ACTION,
                 resource=resource_of(result.dataset),
+                purpose=purpose,
                 data_hash=result.data_hash,
                 details={
                     **details,

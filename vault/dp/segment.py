@@ -156,6 +156,7 @@ def run_segment(
     *,
     source: DataSource | None = None,
     policy: ReleasePolicy | None = None,
+    purpose: str | None = None,
 ) -> ReleaseResult:
     """Charge ``request.epsilon`` and release ``k`` DP segments (see the module docstring)."""
     policy = policy if policy is not None else load_policy(home)
@@ -169,12 +170,14 @@ def run_segment(
         with ledger_denials(engine, principal, dataset, "segment", details):
             plan = build_plan(checked, prepared_schema(checked), unit_of(policy, dataset), tmp)
         charged = charge_and_commit(engine, home, principal, "segment", dataset,
-                                    request.epsilon, None, policy, src, details)
+                                    request.epsilon, None, policy, src, details,
+                                    purpose=purpose)
         plan = with_identity(plan, charged.per_person)
         def work() -> tuple[ReleaseResult, int | None]:
             result = _segments(engine, src, plan, request, bounds, charged.charge)
             with engine.begin() as conn:
-                return result, record_release(conn, principal, result, charged, details)
+                return result, record_release(conn, principal, result, charged, details,
+                                              purpose=purpose)
 
         result, seq = after_charge(engine, principal, dataset, "segment", charged, work)
     return replace(result, ledger_seq=seq)

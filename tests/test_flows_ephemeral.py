@@ -1,0 +1,136 @@
+"""The demo owns its temporary Prefect server: a slow boot is waited for, a boot that never
+comes is one clear line, and no outcome (success, failure, SIGTERM, SIGINT) leaves a server
+process or a temporary folder behind.
+
+Prefect's server is slowed down at its real seam: ``SubprocessASGIServer`` (and civicvault's
+``flows.ephemeral``) start ``python -m uvicorn ...`` with ``PREFECT__SERVER_EPHEMERAL=1`` in
+the environment; a ``sitecustomize.py`` on ``PYTHONPATH`` sleeps in exactly that process
+before uvicorn is even imported. Each run gets its own ``TMPDIR`` (so every temporary folder
+it makes is visible) and a marker variable that its child processes inherit (so every
+process it started can be found in ``/proc``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = str(Path(sys.executable).with_name("civicvault"))
+pytestmark = [pytest.mark.prefect, pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="reads /proc to find leftover processes")]
+
+SLOW_BOOT = """
+import os, time
+if os.environ.get("PREFECT__SERVER_EPHEMERAL") == "1" and os.environ.get("CV_SLOW_SERVER"):
+    time.sleep(float(os.environ["CV_SLOW_SERVER"]))
+"""
+
+
+def _env(tmp_path: Path, marker: str, **extra: str) -> dict[str, str]:
+    site = tmp_path / "site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(SLOW_BOOT)
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PREFECT_", "CIVICVAULT_")) and k not in ("PYTHONPATH",)}
+    env.update({"PYTHONPATH": str(site), "TMPDIR": str(tmpdir), "CV_TEST_MARKER": marker,
+                "DO_NOT_TRACK": "1", **extra})
+    return env
+
+
+def _processes_with(marker: str) -> list[str]:
+    """Command lines of live processes whose environment carries ``marker``."""
+    found = []
+    for pid_dir in Path("/proc").iterdir():
+        if not pid_dir.name.isdigit() or int(pid_dir.name) == os.getpid():
+            continue
+        try:
+            environ = (pid_dir / "environ").read_bytes()
+            if f"CV_TEST_MARKER={marker}".encode() not in environ.split(b"\0"):
+                continue
+            stat = (pid_dir / "stat").read_text()
+            if stat.rsplit(")", 1)[1].split()[0] == "Z":  # a zombie is already dead
+                continue
+            found.append((pid_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _assert_nothing_left(tmp_path: Path, marker: str) -> None:
+    deadline = time.monotonic() + 15  # PDEATHSIG / killpg take a moment to land
+    while _processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _processes_with(marker) == [], "a process of the run outlived it"
+    assert sorted(p.name for p in (tmp_path / "tmp").iterdir()) == [], "a temp folder was left"
+
+
+@pytest.mark.slow
+def test_demo_succeeds_when_the_prefect_server_takes_30s_to_boot(tmp_path: Path) -> None:
+    marker = uuid.uuid4().hex
+    env = _env(tmp_path, marker, CV_SLOW_SERVER="30")
+    home = tmp_path / "demo-home"
+    t = time.monotonic()
+    proc = subprocess.run([CLI, "demo", "--rows", "300", "--home", str(home), "--json"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    elapsed = time.monotonic() - t
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout)
+    assert summary["verdict"] == "OK"
+    assert summary["rows_added"] == 300
+    assert summary["seconds"]["prefect_server_wait"] > 0
+    assert elapsed > 30  # the boot really was slowed
+    _assert_nothing_left(tmp_path, marker)
+
+
+def test_a_server_that_never_boots_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    marker = uuid.uuid4().hex
+    env = _env(tmp_path, marker, CV_SLOW_SERVER="60",
+               PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="3")
+    proc = subprocess.run([CLI, "demo", "--rows", "50"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert errors == [errors[0]] and errors[0].startswith("error: the temporary Prefect server "
+                                                          "did not start within 3 s")
+    assert "Traceback" not in proc.stderr
+    _assert_nothing_left(tmp_path, marker)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_demo_killed_mid_run_leaves_no_server_and_no_temp_folder(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    marker = uuid.uuid4().hex
+    env = _env(tmp_path, marker)
+    proc = subprocess.Popen([CLI, "demo", "--rows", "20000"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # kill it once the flows run against the server
+            if "ingest flow" in line:
+                break
+        else:
+            pytest.fail("the demo ended before its ingest flow started")
+        assert any("create_app" in c for c in _processes_with(marker)), "no server running"
+        time.sleep(1.0)
+        proc.send_signal(sig)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode != 0
+    assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
+    _assert_nothing_left(tmp_path, marker)
