@@ -1,8 +1,9 @@
 """``civicvault classify PATH [--json]``: a dry run of PII classification.
 
 Reads the file, classifies its columns (names + a sample of values) and prints
-per column the entity, category, confidence and handling. Stores nothing and
-never prints a data value. Inside an initialised vault the request is
+per column the entity, category, confidence, handling and the evidence line (what
+the name and the sampled values said, as shares). Stores nothing and never prints
+a data value. Inside an initialised vault the request is
 authorised (ingestor, steward, admin), ledgered, and the vault's installed
 policy decides the handling; with no vault it is a local dry run under the
 default policy.
@@ -50,11 +51,12 @@ def classify(
         emit_json({"rows": df.height, "columns": [c.as_json() for c in classes]})
         return
     table = Table(title=f"{path.name}: {df.height} rows, {df.width} columns")
-    for header in ("column", "entity", "category", "confidence", "handling", "lookup"):
-        table.add_column(header)
+    for header in ("column", "entity", "category", "confidence", "handling", "lookup",
+                   "evidence"):
+        table.add_column(header, no_wrap=header != "evidence", overflow="fold")
     for c in classes:
         table.add_row(c.name, c.entity, c.category, f"{c.confidence:.2f}", c.handling,
-                      "yes" if c.lookup_key else "")
+                      "yes" if c.lookup_key else "", c.reason)
     console.print(table)
 
 
