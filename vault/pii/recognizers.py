@@ -161,6 +161,7 @@ class CardNumberRecognizer(PatternRecognizer):
 def custom_recognizers() -> list[EntityRecognizer]:
     """Fresh instances of our Presidio recognizers (English)."""
     from vault.pii.names import name_recognizers
+    from vault.pii.notes import note_recognizers
 
     street = PatternRecognizer(
         supported_entity=STREET_ADDRESS,
@@ -352,4 +353,4 @@ def custom_recognizers() -> list[EntityRecognizer]:
     )
     return [street, block, zip_code, voter_id, party, age, birth, timestamp, phone, phone_cue,
             country,
-            country_postcode, CardNumberRecognizer(), *name_recognizers()]
+            country_postcode, CardNumberRecognizer(), *name_recognizers(), *note_recognizers()]
