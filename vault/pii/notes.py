@@ -151,7 +151,23 @@ _NAME_VERBS = frozenset({"said", "says", "asked", "asks", "wants", "answered", "
 _LOWER_CACHE: dict[int, tuple[frozenset[str], frozenset[str]]] = {}
 
 # lower-case words that are names somewhere but, in notes, nearly always words
-_ORDINARY = frozenset(["a", "an", "and", "are", "as", "at", "be", "but", "by", "can", "do", "for", "from", "go", "had", "has", "have", "he", "her", "him", "his", "i", "if", "in", "is", "it", "me", "my", "no", "not", "of", "on", "or", "our", "out", "she", "so", "than", "that", "the", "them", "then", "they", "this", "to", "up", "us", "was", "we", "were", "what", "when", "who", "will", "with", "you", "your", "yes", "ok", "call", "text", "left", "door", "sign", "yard", "lit", "mail", "home", "work", "back", "come", "came", "said", "says", "asked", "wants", "want", "need", "needs", "new", "old", "moved", "lives", "live", "strong", "lean", "soft", "support", "oppose", "undecided", "hostile", "friendly", "nice", "busy", "later", "today", "tomorrow", "morning", "evening", "night", "noon", "week", "weekend", "vote", "voted", "voter", "voters", "ballot", "early", "absent", "family", "house", "apt", "unit", "street", "st", "ave", "road", "rd", "lane", "ln", "drive", "dr", "court", "ct", "way", "park", "lake", "hill", "main", "oak", "maple", "cedar", "elm", "pine", "washington", "spring", "river", "north", "south", "east", "west", "dog", "dogs", "cat", "kids", "kid", "son", "daughter", "wife", "husband", "mom", "dad", "grandma", "grandpa", "neighbor", "after", "before", "about", "again", "also", "all", "any", "both", "each", "few", "more", "most", "other", "some", "such", "only", "own", "same", "very", "just", "now", "here", "there", "where", "why", "how", "re", "w", "per", "info", "email", "phone", "cell", "best", "number", "mark", "will", "may", "june", "april", "august", "grant", "rich", "chase", "hope", "faith", "joy", "dawn", "rose", "lily", "daisy", "art", "bill", "bob", "sue", "pat", "ray", "gene", "jean", "jan", "don", "dean", "guy", "king", "long", "young", "white", "black", "brown", "green", "gray", "grey", "wood", "woods", "hall", "field", "fields", "little", "rice", "lee", "law", "love"])
+_ORDINARY_TEXT = """
+    a an and are as at be but by can do for from go had has have he her him his i if in is it
+    me my no not of on or our out she so than that the them then they this to up us was we
+    were what when who will with you your yes ok call text left door sign yard lit mail home
+    work back come came said says asked wants want need needs new old moved lives live strong
+    lean soft support oppose undecided hostile friendly nice busy later today tomorrow morning
+    evening night noon week weekend vote voted voter voters ballot early absent family house
+    apt unit street st ave road rd lane ln drive dr court ct way park lake hill main oak maple
+    cedar elm pine washington spring river north south east west dog dogs cat kids kid son
+    daughter wife husband mom dad grandma grandpa neighbor after before about again also all
+    any both each few more most other some such only own same very just now here there where
+    why how re w per info email phone cell best number mark will may june april august grant
+    rich chase hope faith joy dawn rose lily daisy art bill bob sue pat ray gene jean jan don
+    dean guy king long young white black brown green gray grey wood woods hall field fields
+    little rice lee law love
+"""
+_ORDINARY = frozenset(_ORDINARY_TEXT.split())
 
 
 def _lower_lists(given: frozenset[str], family: frozenset[str]) -> tuple[frozenset[str],
