@@ -111,8 +111,9 @@ def _tier(result: RecognizerResult) -> int:
 
 
 _RE_DATE_ANCHOR = re.compile(
-    r"\d|(?i:\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|mon|tue|wed|thu|fri|sat|"
-    r"sun)[a-z]*\b)")
+    r"\d|(?i:\b(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
+    r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?"
+    r"|(?:mon|tues?|wed(?:nes)?|thu(?:rs?)?|fri|sat(?:ur)?|sun)(?:days?)?)\b)")
 
 
 def _vague_date(text: str, result: RecognizerResult) -> bool:
