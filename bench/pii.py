@@ -377,6 +377,48 @@ def evaluation_sets(dataset: Path | None) -> dict[str, list[dict[str, Any]]]:
     return sets
 
 
+def bench_cli_classify(rows: int, runs: int) -> dict[str, Any]:
+    """``civicvault classify FILE --json`` as a user runs it (a new process each time, no
+    vault: the default policy), on the six generated real layouts of
+    ``tests/test_pii_state_layouts.py``: median wall-clock and CPU seconds (user + sys
+    of the child; on a loaded machine the CPU time is what a quiet one would take)."""
+    import resource
+    import subprocess
+
+    from tests.test_pii_state_layouts import FILES, LAYOUTS, generate
+
+    exe = Path(sys.executable).with_name("civicvault")
+    out: dict[str, Any] = {"rows": rows, "runs": runs,
+                           "load_avg_start": round(os.getloadavg()[0], 1), "layouts": {}}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CIVICVAULT")}
+    with tempfile.TemporaryDirectory() as tmp:
+        env["CIVICVAULT_HOME"] = str(Path(tmp) / "no-vault")
+        for state, layout in LAYOUTS.items():
+            name, sep = FILES[state]
+            path = Path(tmp) / name
+            generate(layout, rows).write_csv(path, separator=sep)
+            walls: list[float] = []
+            cpus: list[float] = []
+            for _ in range(runs):
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                t0 = time.perf_counter()
+                subprocess.run([str(exe), "classify", str(path), "--json"], env=env,
+                               check=True, stdout=subprocess.DEVNULL)
+                walls.append(time.perf_counter() - t0)
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+            out["layouts"][state] = {"wall_s": round(statistics.median(walls), 2),
+                                     "cpu_s": round(statistics.median(cpus), 2)}
+        walls = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            subprocess.run([str(exe), "--help"], env=env, check=True, stdout=subprocess.DEVNULL)
+            walls.append(time.perf_counter() - t0)
+        out["cli_help_wall_s"] = round(statistics.median(walls), 2)
+    out["load_avg_end"] = round(os.getloadavg()[0], 1)
+    return out
+
+
 def heldout_report(dataset: Path | None, labels: bool = False) -> dict[str, Any]:
     """Recall and precision on each set; per-label counts only for the dev sets (rules
     are tuned on those; held-out failures are never looked at span by span)."""
@@ -518,7 +560,17 @@ def main() -> None:
                          "dataset and on the generated canvass notes")
     ap.add_argument("--labels", action="store_true",
                     help="with --heldout: per-label figures of the dev sets")
+    ap.add_argument("--classify-only", action="store_true",
+                    help="only time classification: in-process at --rows, and through the CLI "
+                         "on 600-row files of six real layouts")
     args = ap.parse_args()
+    if args.classify_only:
+        sizes = [int(s) for s in args.rows.split(",")]
+        print(json.dumps({"load_avg_start": round(os.getloadavg()[0], 1),
+                          "classify": bench_classify(sizes, args.runs),
+                          "cli": bench_cli_classify(600, args.runs),
+                          "load_avg_end": round(os.getloadavg()[0], 1)}, indent=2))
+        return
     if args.heldout is not None:
         data = None if str(args.heldout) == "-" else args.heldout
         print(json.dumps(heldout_report(data, args.labels), indent=2))
