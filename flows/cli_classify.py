@@ -51,13 +51,17 @@ def classify(
         emit_json({"rows": df.height, "columns": [c.as_json() for c in classes]})
         return
     table = Table(title=f"{path.name}: {df.height} rows, {df.width} columns")
-    for header in ("column", "entity", "category", "confidence", "handling", "lookup",
-                   "evidence"):
-        table.add_column(header, no_wrap=header != "evidence", overflow="fold")
+    for header in ("column", "entity", "category", "confidence", "handling", "lookup"):
+        table.add_column(header)
     for c in classes:
         table.add_row(c.name, c.entity, c.category, f"{c.confidence:.2f}", c.handling,
-                      "yes" if c.lookup_key else "", c.reason)
+                      "yes" if c.lookup_key else "")
     console.print(table)
+    # one evidence line per column, below the table so that narrow terminals keep it whole
+    console.print("evidence:", markup=False, highlight=False)
+    for c in classes:
+        console.print(f"  {c.name}: {c.reason}", markup=False, highlight=False,
+                      soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -190,3 +191,26 @@ def test_real_harmless_codes_stay_harmless() -> None:
     })
     got = _by_name(df)
     assert {n: c.handling for n, c in got.items()} == {n: "keep" for n in df.columns}
+
+
+def test_cli_shows_the_evidence_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows import cli
+
+    monkeypatch.setenv("CIVICVAULT_HOME", str(tmp_path / "no-vault"))  # a local dry run
+    df, _ = misleading_frame(rows=120)
+    path = tmp_path / "misleading.csv"
+    df.write_csv(path)
+    assert cli.main(["classify", str(path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    reasons = {c["name"]: c["reason"] for c in out["columns"]}
+    assert reasons["status"].startswith("values over name: name reads as STATUS (harmless)")
+    assert "person names" in reasons["status"]
+    assert all(reasons.values())
+    for c in out["columns"]:  # shares, never values (a value spelling its class aside)
+        quoted = [v for v in set(df[c["name"]].to_list())
+                  if len(v) >= 4 and v in c["reason"] and v not in c["entity"]]
+        assert not quoted, c["name"]
+    assert cli.main(["classify", str(path)]) == 0
+    table = capsys.readouterr().out
+    assert "evidence" in table and "values over name" in table
