@@ -68,3 +68,15 @@ def test_ages_in_notes() -> None:
 
 def test_town_between_street_and_zip() -> None:
     assert _has("family at 12 elm st lake vincent 79975, 3 voters", "lake vincent", "LOCATION")
+
+
+def test_people_listed_together() -> None:
+    text = "Our three founders: Eklund, Michael and Hodge started it."
+    assert all(_has(text, w, "PERSON") for w in ("Eklund", "Michael", "Hodge"))
+    assert not [g for g in _found("We sell Apples, Pears and Plums at the market.")
+                if g[1] == "PERSON"]
+
+
+def test_military_post_addresses_in_any_case() -> None:
+    assert _has("send it to uscgc aslakhanov\nfpo ae 44941 please", "uscgc", "US_STREET_ADDRESS")
+    assert _has("PSC 5420, Box 2708\nAPO AA 33879", "PSC 5420", "US_STREET_ADDRESS")

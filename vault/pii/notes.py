@@ -85,6 +85,11 @@ _CUED_NAME = (r"\b(?i:ask(?:ed)?[ \t]+for|talked[ \t]+to|spoke[ \t]+(?:to|with|w
               r"[ \t]+(?P<x>[A-Z][\w'’\-]+(?:[ \t]+[A-Z][\w'’\-]+)?)")
 _TOWN = (rf"\b(?i:{STREET_SUFFIX_RE})\.?,?[ \t]+(?:{_UNIT}[ \t,]+)?"
          r"(?P<x>[^\W\d_][\w'’\-]+(?:[ \t]+[^\W\d_][\w'’\-]+){0,2}),?[ \t]+\d{5}(?:-\d{4})?\b")
+_MILITARY = (r"(?P<x>\b(?i:usns|usnv|uscgc|uss|psc[ \t]+\d{3,5},?[ \t]+box|unit[ \t]+\d{3,5},?"
+             r"[ \t]+box|cmr[ \t]+\d{3,5},?[ \t]+box)[ \t]+[\w'’\-]+[ \t]*,?[ \t]*\n?[ \t]*"
+             r"(?i:apo|fpo|dpo)[ \t]+(?i:aa|ae|ap)[ \t]+\d{5}\b)")
+_LIST = re.compile(r"(?<![\w'’\-])([A-Z][\w'’\-]+)((?:,[ \t]+[A-Z][\w'’\-]+)+),?[ \t]+"
+                   r"(?:and|&)[ \t]+([A-Z][\w'’\-]+)\b")
 _CUE = (r"(?i:talked[ \t]+to|spoke[ \t]+(?:to|with|w/?)|spoke|met|meet|voter|resident|"
         r"neighbou?r|husband|wife|son|daughter|mom|mother|dad|father|grandson|granddaughter|"
         r"grandma|grandpa|grandmother|grandfather|sister|brother|aunt|uncle|cousin|partner|"
@@ -148,6 +153,38 @@ class LowerCaseNameRecognizer(EntityRecognizer):
 _NAME_VERBS = frozenset({"said", "says", "asked", "asks", "wants", "answered", "called",
                          "requested", "works", "lives", "moved", "prefers", "volunteers",
                          "refused", "agreed", "promised", "hung", "was", "is"})
+class NameListRecognizer(EntityRecognizer):
+    """Each word of a list of three or more capitalised single words ("Eklund, Michael
+    and Hodge") is a PERSON when at least two of them are listed names."""
+
+    SCORE = 0.55
+
+    def __init__(self) -> None:
+        super().__init__(supported_entities=["PERSON"], name="NameListRecognizer")
+
+    def load(self) -> None:
+        return None
+
+    def analyze(self, text: str, entities: list[str],
+                nlp_artifacts: NlpArtifacts | None = None) -> list[RecognizerResult]:
+        from vault.pii.names import given_names, surnames
+
+        known = given_names() | surnames()
+        out: list[RecognizerResult] = []
+        for m in _LIST.finditer(text):
+            items = [(mm.start(), mm.end()) for mm in
+                     re.finditer(r"[A-Z][\w'’\-]+", m.group())]
+            words = [m.group()[a:b] for a, b in items]
+            if sum(w in known for w in words) < 2:
+                continue
+            for a, b in items:
+                out.append(RecognizerResult("PERSON", m.start() + a, m.start() + b, self.SCORE,
+                                            recognition_metadata={
+                    RecognizerResult.RECOGNIZER_NAME_KEY: "NameListRecognizer", TIER_KEY: 2,
+                }))
+        return out
+
+
 _LOWER_CACHE: dict[int, tuple[frozenset[str], frozenset[str]]] = {}
 
 # lower-case words that are names somewhere but, in notes, nearly always words
@@ -201,5 +238,10 @@ def note_recognizers() -> list[EntityRecognizer]:
         GroupPatternRecognizer("PERSON", "NoteCuedNameRecognizer", [_CUED_NAME], 0.65),
         # a town between a street line and its ZIP ("12 elm st lake vincent 79975")
         GroupPatternRecognizer("LOCATION", "NoteTownRecognizer", [_TOWN], 0.6),
+        # a ship or unit address of the US military post, any case, over two lines
+        GroupPatternRecognizer("US_STREET_ADDRESS", "MilitaryAddressRecognizer",
+                               [_MILITARY], 0.65),
+        # people listed together: "founders: Eklund, Michael and Hodge"
+        NameListRecognizer(),
         LowerCaseNameRecognizer(),
     ]
