@@ -16,6 +16,10 @@ Per run it measures:
   ``vault.ingest.ingest_path`` (see :func:`bench_ingest`); reported as ``null``
   until that function exists.
 
+    python bench/pii.py --heldout ../shared/data/presidio_synth_dataset_v2.json.gz [--labels]
+
+prints recall and precision on the development and held-out splits (docs/PII.md).
+
     python bench/pii.py [--rows 10000,100000,1000000] [--runs 3] [--texts 600]
                         [--scale-texts 3000] [--naive-cells 240] [--flow] [--write-docs]
 
@@ -334,6 +338,112 @@ def recall_table(dataset: Path) -> str:
     return "\n".join(rows)
 
 
+def _score(records: list[dict[str, Any]]) -> tuple[Any, float]:
+    from vault.pii.evaluation import score_spans
+    from vault.pii.freetext import find_spans
+
+    t0 = time.perf_counter()
+    predicted = find_spans([r["full_text"] for r in records])
+    elapsed = time.perf_counter() - t0
+    gold = [[(s["start_position"], s["end_position"], s["entity_type"]) for s in r["spans"]]
+            for r in records]
+    return score_spans(gold, predicted), elapsed
+
+
+NOTE_SEEDS = (11, 12)  # the held-out canvass corpus: 2 seeds x NOTES_PER_SEED notes
+NOTES_PER_SEED = 400
+
+
+def evaluation_sets(dataset: Path | None) -> dict[str, list[dict[str, Any]]]:
+    """The development and held-out text sets, by name (see docs/PII.md)."""
+    import gzip
+
+    from vault.pii.corpus import DEV_TEMPLATES, generate_notes
+    from vault.pii.corpus_heldout import TEMPLATES as HELDOUT_TEMPLATES
+    from vault.pii.evaluation import split_of
+
+    sets: dict[str, list[dict[str, Any]]] = {}
+    if dataset is not None:
+        with gzip.open(dataset, "rt", encoding="utf-8") as fh:
+            records = json.load(fh)
+        sets["presidio dev"] = [r for r in records if split_of(r["template_id"]) == "dev"]
+        sets["presidio held-out"] = [r for r in records
+                                     if split_of(r["template_id"]) == "heldout"]
+    sets["canvass dev"] = [r for seed in NOTE_SEEDS
+                           for r in generate_notes(DEV_TEMPLATES, NOTES_PER_SEED, seed + 100)]
+    for seed in NOTE_SEEDS:
+        sets[f"canvass held-out seed {seed}"] = generate_notes(HELDOUT_TEMPLATES,
+                                                                NOTES_PER_SEED, seed)
+    return sets
+
+
+def bench_cli_classify(rows: int, runs: int) -> dict[str, Any]:
+    """``civicvault classify FILE --json`` as a user runs it (a new process each time, no
+    vault: the default policy), on the six generated real layouts of
+    ``tests/test_pii_state_layouts.py``: median wall-clock and CPU seconds (user + sys
+    of the child; on a loaded machine the CPU time is what a quiet one would take)."""
+    import resource
+    import subprocess
+
+    from tests.test_pii_state_layouts import FILES, LAYOUTS, generate
+
+    exe = Path(sys.executable).with_name("civicvault")
+    out: dict[str, Any] = {"rows": rows, "runs": runs,
+                           "load_avg_start": round(os.getloadavg()[0], 1), "layouts": {}}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CIVICVAULT")}
+    with tempfile.TemporaryDirectory() as tmp:
+        env["CIVICVAULT_HOME"] = str(Path(tmp) / "no-vault")
+        for state, layout in LAYOUTS.items():
+            name, sep = FILES[state]
+            path = Path(tmp) / name
+            generate(layout, rows).write_csv(path, separator=sep)
+            walls: list[float] = []
+            cpus: list[float] = []
+            for _ in range(runs):
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                t0 = time.perf_counter()
+                subprocess.run([str(exe), "classify", str(path), "--json"], env=env,
+                               check=True, stdout=subprocess.DEVNULL)
+                walls.append(time.perf_counter() - t0)
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+            out["layouts"][state] = {"wall_s": round(statistics.median(walls), 2),
+                                     "cpu_s": round(statistics.median(cpus), 2)}
+        walls = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            subprocess.run([str(exe), "--help"], env=env, check=True, stdout=subprocess.DEVNULL)
+            walls.append(time.perf_counter() - t0)
+        out["cli_help_wall_s"] = round(statistics.median(walls), 2)
+    out["load_avg_end"] = round(os.getloadavg()[0], 1)
+    return out
+
+
+def heldout_report(dataset: Path | None, labels: bool = False) -> dict[str, Any]:
+    """Recall and precision on each set; per-label counts only for the dev sets (rules
+    are tuned on those; held-out failures are never looked at span by span)."""
+    out: dict[str, Any] = {"model": model_name(),
+                           "load_avg_start": round(os.getloadavg()[0], 1), "sets": {}}
+    for name, records in evaluation_sets(dataset).items():
+        score, elapsed = _score(records)
+        entry: dict[str, Any] = {
+            "texts": len(records), "gold_spans": score.total,
+            "templates": len({r["template_id"] for r in records}),
+            "redacted_recall": round(score.redacted_recall, 3),
+            "typed_recall": round(score.typed_recall, 3),
+            "lenient_precision": round(score.span_precision, 3),
+            "typed_precision": round(score.typed_precision, 3),
+            "seconds": round(elapsed, 1),
+        }
+        if labels and "held-out" not in name:
+            entry["by_label"] = {k: {"n": v[0], "redacted": round(v[1] / v[0], 3),
+                                     "typed": round(v[2] / v[0], 3)}
+                                 for k, v in sorted(score.by_label.items())}
+        out["sets"][name] = entry
+    out["load_avg_end"] = round(os.getloadavg()[0], 1)
+    return out
+
+
 # --- report -------------------------------------------------------------------------
 
 
@@ -445,7 +555,26 @@ def main() -> None:
     ap.add_argument("--write-docs", action="store_true")
     ap.add_argument("--recall", type=Path, metavar="SYNTH_JSON_GZ",
                     help="only print the per-entity recall table for this dataset")
+    ap.add_argument("--heldout", type=Path, metavar="SYNTH_JSON_GZ", nargs="?", const=Path("-"),
+                    help="only print recall/precision on the dev and held-out splits of this "
+                         "dataset and on the generated canvass notes")
+    ap.add_argument("--labels", action="store_true",
+                    help="with --heldout: per-label figures of the dev sets")
+    ap.add_argument("--classify-only", action="store_true",
+                    help="only time classification: in-process at --rows, and through the CLI "
+                         "on 600-row files of six real layouts")
     args = ap.parse_args()
+    if args.classify_only:
+        sizes = [int(s) for s in args.rows.split(",")]
+        print(json.dumps({"load_avg_start": round(os.getloadavg()[0], 1),
+                          "classify": bench_classify(sizes, args.runs),
+                          "cli": bench_cli_classify(600, args.runs),
+                          "load_avg_end": round(os.getloadavg()[0], 1)}, indent=2))
+        return
+    if args.heldout is not None:
+        data = None if str(args.heldout) == "-" else args.heldout
+        print(json.dumps(heldout_report(data, args.labels), indent=2))
+        return
     if args.recall is not None:
         print(recall_table(args.recall))
         return

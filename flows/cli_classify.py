@@ -2,9 +2,10 @@
 
 Reads the file once, streaming, with every check ``ingest`` makes (so it refuses
 exactly what ``ingest`` refuses, with the same message), classifies its columns
-(names + an evenly spaced sample of values) and prints
-per column the entity, category, confidence and handling. Stores nothing and
-never prints a data value. Inside an initialised vault the request is
+(names + an evenly spaced sample of values) and prints per column the entity,
+category, confidence, handling and the evidence line (what the name and the sampled
+values said, as shares). Stores nothing and never prints a data value. Inside an
+initialised vault the request is
 authorised (ingestor, steward, admin), ledgered, and the vault's installed
 policy decides the handling; with no vault it is a local dry run under the
 default policy.
@@ -61,6 +62,11 @@ def classify(
         table.add_row(c.name, c.entity, c.category, f"{c.confidence:.2f}", c.handling,
                       "yes" if c.lookup_key else "")
     console.print(table)
+    # one evidence line per column, below the table so that narrow terminals keep it whole
+    console.print("evidence:", markup=False, highlight=False)
+    for c in classes:
+        console.print(f"  {c.name}: {c.reason}", markup=False, highlight=False,
+                      soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

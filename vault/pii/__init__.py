@@ -13,9 +13,23 @@ What ingest calls::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from vault.pii.classifier import ColumnClass, apply_policy, classify_frame
-from vault.pii.freetext import redact_texts
 from vault.pii.readers import iter_batches, read_table
+
+if TYPE_CHECKING:
+    from vault.pii.freetext import redact_texts
+
+
+def __getattr__(name: str) -> Any:
+    # Presidio and spaCy load only when free text is redacted: classifying a file
+    # (``civicvault classify``) never imports them.
+    if name == "redact_texts":
+        from vault.pii.freetext import redact_texts
+
+        return redact_texts
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "ColumnClass",

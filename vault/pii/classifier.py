@@ -15,8 +15,9 @@ Columns with no hint are matched on values only; what still has no class is
 ``unknown`` and handled as sensitive (fail closed). Free text is recognised from
 the values: long, varied, multi-word strings.
 
-Results are cached per schema (column names + dtypes, plus the options), so the
-batches of one file, and tomorrow's extract of the same layout, classify once.
+Results are cached per schema (column names + dtypes, plus the options) *and*
+sample, so the batches of one file classify once, while two files that share a
+header but not their contents (``col1..colN``) are classified each on its values.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from vault.pii import recognizers as rz
+from vault.pii import checks as rz
+from vault.pii import values as pv
 from vault.pii.handling import (
     DEFAULT_LOOKUP_ENTITIES,
     Category,
@@ -61,7 +63,10 @@ class ColumnClass:
     confidence: float
     handling: Handling
     lookup_key: bool
-    evidence: str = "name"  # name | values | name+values | presidio | none
+    evidence: str = "name"  # name | values | name+values | values>name | presidio | none
+    #: one line saying why: the name hint, what the sampled values are (shares, never
+    #: values), and which won when they disagree
+    reason: str = ""
 
     def as_json(self) -> dict[str, str | float | bool]:
         return {
@@ -72,6 +77,7 @@ class ColumnClass:
             "handling": self.handling,
             "lookup_key": self.lookup_key,
             "evidence": self.evidence,
+            "reason": self.reason,
         }
 
 
@@ -94,16 +100,29 @@ _DISTRICT_WORDS = (
 
 # (regex on the normalised name, entity, category); first match wins.
 _HINTS: tuple[tuple[str, str, Category], ...] = (
-    (_t("notes?", "comments?", "remarks?", "narrative", "memo", "free_text", "transcript",
-        "feedback", "message", "verbatim"), FREE_TEXT, "free_text"),
+    (r"(?:^|_)(?:notes?|comments?|remarks?|narrative|memo|memo_text|free_text|transcript"
+     r"|feedback|message|verbatim)(?:$|_(?!(?:code|cd|ind|flag|type|tp)(?:_|$)))",
+     FREE_TEXT, "free_text"),
     (_t("e_?mail", "email_address", "emailaddress"), rz.EMAIL, "direct"),
     (r"(?:^|_)area_code(?:_|$)", "PHONE_AREA_CODE", "quasi"),
     (_t("phone", "phone_number", "telephone", "tel", "mobile", "cell", "fax", "phonenumber",
         r"full_phone_number"), rz.PHONE, "direct"),
     (_t("ssn", "ssn4", "social", "social_security"), rz.SSN, "direct"),
+    # per-person keys of voter files, voter-file vendors, CRMs and donor files
     (r"(?:^|_)(?:ncid|voter_?id|voterid|sos_voterid|voter_reg(?:istration)?_?(?:num|number|no)?"
-     r"|reg_?num|registration_?(?:num|number|no)|vuid|voter_?(?:num|number|no)|regnum"
-     r"|voter_?key|lalvoterid|state_?voter_?id)(?:_|$)", rz.VOTER_ID, "direct"),
+     r"|reg_?num|registration_?(?:num|number|no|id)|vuid|voter_?(?:num|number|no)|regnum"
+     r"|voter_?key|lalvoterid|state_?voter_?id|id_?(?:num|number|no)|vanid|van_?id"
+     r"|voter_?file_?van_?id|registrant_?(?:id|num|number|no)|voterbase_?id|dwid"
+     r"|person_?id|contact_?id|member_?id|donor_?id|contributor_?id|constituent_?id"
+     r"|supporter_?id|individual_?id|voter_?guid|sboeid|county_?voter_?(?:id|num|number))"
+     r"(?:_|$)", rz.VOTER_ID, "direct"),
+    # ids of one record (a transaction, an image of a filing): they re-identify through
+    # the public record, but are no per-person key
+    (r"(?:^|_)(?:tran_?id|transaction_?id|sub_?id|image_?(?:num|number|no)|file_?(?:num|number)"
+     r"|record_?id|row_?id|receipt_?id|filing_?id|link_?id|back_?ref\w*)(?:_|$)",
+     "RECORD_ID", "direct"),
+    (r"(?:^|_)(?:cmte_?id|committee_?id|cand_?id|candidate_?id|other_?id|fec_?id)(?:_|$)",
+     "ORGANISATION_ID", "harmless"),
     (r"(?:^|_)(?:drivers?_?lic\w*|dl|dl_?(?:num|number|no)|driver_?licen[cs]e\w*|licen[cs]e\w*)"
      r"(?:_|$)", rz.DRIVER_LICENSE, "direct"),
     (r"(?:^|_)(?:birth_?(?:year|yr)|yob|birthyear)(?:_|$)", rz.BIRTH_YEAR, "quasi"),
@@ -115,7 +134,12 @@ _HINTS: tuple[tuple[str, str, Category], ...] = (
     (_t("ethnic", "ethnicity", "ethnic_code", "ethnic_cd", "hispanic", "latino"),
      rz.ETHNICITY, "special"),
     (_t("gender", "sex", "gender_code", "gender_cd"), rz.GENDER, "special"),
-    (_t("religion", "religious", "church", "faith"), "RELIGION", "special"),
+    (_t("religion", "religious", "church", "faith", "denomination"), "RELIGION", "special"),
+    (_t("union", "union_member", "union_membership", "labor_union", "union_hh",
+        "union_household"), "UNION_MEMBERSHIP", "special"),
+    (_t("survey", "survey_response", "response", "support", "supporter", "opinion",
+        "ideology", r"sq\d*", r"sq\d+_response", "support_score", "candidate_support"),
+     "POLITICAL_OPINION", "special"),
     (_t("health", "disability", "disabled", "medical", "diagnosis"), "HEALTH", "special"),
     (_t("party", "party_cd", "party_code", "party_affiliation", "party_affil", "affiliation",
         "pty", "political_party", "partyaffiliation"), rz.PARTY, "special"),
@@ -129,8 +153,13 @@ _HINTS: tuple[tuple[str, str, Category], ...] = (
      r"|(?:^|_)(?:pre|post)_?(?:direction|dir)(?:_|$)|(?:^|_)(?:direction|dir|frac|fraction)$",
      "STREET_ADDRESS_PART", "quasi"),
     (r"(?:^|_)(?:address\w*|addr\d*|street\w*|st_(?:num|no|number|name)|stnum|stname"
-     r"|house_?(?:num|number|no)|housenum|unit_?(?:num|number|no)|apt\w*|po_?box"
-     r"|mail_?\d|mail_?line\w*|mailing_?\d)(?:_|$)", rz.STREET_ADDRESS, "direct"),
+     r"|house_?(?:num|number|no)|housenum|unit|unit_?(?:num|number|no)|apt\w*|apartment\w*"
+     r"|suite|po_?box|mail_?\d|mail_?line\w*|mailing_?\d|res_?\d)(?:_|$)",
+     rz.STREET_ADDRESS, "direct"),
+    (_t("employer", "employer_name", "occupation", "job_title", "profession", "job",
+        "occupation_desc", "employer_occupation"), "EMPLOYMENT", "quasi"),
+    (_t("amount", "amt", "contribution_amount", "aggregate", "ytd", "receipt_amount",
+        "donation", "pledge"), "AMOUNT", "quasi"),
     (_t(*_DISTRICT_WORDS), "DISTRICT", "quasi"),
     (_t("city", "town", "municipality", "cty", "city_desc", "locality", "place"),
      "LOCATION", "quasi"),
@@ -143,6 +172,8 @@ _HINTS: tuple[tuple[str, str, Category], ...] = (
     (r"(?:^|_)(?:last_?voted|voted|vote_?history|general|election|special|runoff|history"
      r"|lastvote\w*)(?:_|$)", "VOTE_HISTORY", "quasi"),
     (r"(?:^|_)(?:date\w*|dt|effective)(?:_|$)", "DATE", "quasi"),
+    (r"(?:^|_)(?:committee|cmte|recipient|payee_org|org|organi[sz]ation)_?(?:name|nm)(?:_|$)",
+     "ORGANISATION", "harmless"),
     (r"(?:^|_)(?:names?|last|first|middle|midl|lname|fname|mname|surname|given|firstname"
      r"|lastname|middlename|fullname|full_name|suffix|sufx|prefx|prefix|salutation|nickname"
      r"|maiden|initial|title)(?:_|$)", rz.PERSON, "direct"),
@@ -150,6 +181,13 @@ _HINTS: tuple[tuple[str, str, Category], ...] = (
     (_t("status", "status_cd", "status_code", "status_desc", "voter_status", "statuscode",
         "reason", "reason_cd", "reason_code", "absent", "absent_ind", "absentee", "inactive",
         "record_type", "source", "county_status", "active"), "STATUS", "harmless"),
+    # codes that describe a record, not a person; values still decide
+    (_t("type", "tp", "type_desc", "type_code", "ind", "indicator", "result", "contact_type",
+        "memo_code", "memo_cd", "report_type", "rpt_tp", "receipt_type", "entity_tp",
+        "pgi", "transaction_pgi", "line_number", "report_year", "cycle", "period",
+        "language", "method", "vote_method", "custom_data"), "CODE", "harmless"),
+    # any other "..._id": an identifier when one per row (values decide), else a code
+    (r"(?:^|_)(?:id|uid|guid|key|num|number|no)$", "ID_CODE", "quasi"),
 )
 _HINTS_RE = tuple((re.compile(pattern), entity, cat) for pattern, entity, cat in _HINTS)
 
@@ -159,18 +197,21 @@ _VALUE_CHECKED = {
     rz.BIRTH_DATE, rz.RACE, rz.ETHNICITY, rz.GENDER, rz.PARTY, rz.ZIP, rz.STREET_ADDRESS,
     rz.PERSON,
 }
-# Value-only detection for columns without a hint, most specific first: (check, entity, cat)
-_VALUE_ONLY: tuple[tuple[str, str, Category], ...] = (
-    (rz.EMAIL, rz.EMAIL, "direct"),
-    (rz.SSN, rz.SSN, "direct"),
-    (rz.PHONE, rz.PHONE, "direct"),
-    (rz.STREET_ADDRESS, rz.STREET_ADDRESS, "direct"),
-    (rz.BIRTH_DATE, "DATE", "quasi"),
-    (rz.ZIP, rz.ZIP, "quasi"),
-    ("PARTY_STRONG", rz.PARTY, "special"),
+# Quasi-identifiers found from values alone (after the classes of ``vault.pii.values``).
+_VALUE_QUASI: tuple[tuple[str, str], ...] = (
+    (rz.BIRTH_DATE, "DATE"),
+    (rz.ZIP, rz.ZIP),
 )
 VALUE_ONLY_SHARE = 0.8
 FLAG_SHARE = 0.95
+# How much a class discloses, to decide which wins when name and values disagree.
+_RANK: dict[str, int] = {
+    "harmless": 0, "unknown": 1, "quasi": 2, "free_text": 3, "special": 4, "direct": 5,
+}
+# Names of places and districts: their values are often surnames ("Jackson", "Clinton"),
+# so person-name values do not override them (other value classes still do).
+_PLACE_ENTITIES = frozenset({"LOCATION", "DISTRICT", "BIRTH_PLACE", "STREET_ADDRESS_PART",
+                             "ORGANISATION", "EMPLOYMENT"})
 _DIRECT_PRESIDIO = {
     "PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "US_SSN", "CREDIT_CARD", "IBAN_CODE",
     "IP_ADDRESS", "US_PASSPORT", "US_BANK_NUMBER", "US_DRIVER_LICENSE", "US_ITIN",
@@ -234,55 +275,88 @@ class _Verdict:
     category: Category
     confidence: float
     evidence: str
+    reason: str = ""
+
+
+def _pct(share: float) -> str:
+    return f"{round(100 * share)}%"
+
+
+def _value_verdicts(values: Sequence[str], free_text: bool) -> list[pv.ValueVerdict]:
+    """Every class the values support: ``vault.pii.values``, then free text, then the
+    quasi-identifying formats (dates, ZIP codes)."""
+    found = pv.profile(values, rz.VALUE_CHECKS)
+    n = len(values)
+    if free_text:
+        found.append(pv.ValueVerdict(FREE_TEXT, "free_text", 0.8,
+                                     f"the {n} sampled values are long, varied, multi-word text"))
+    for check, entity in _VALUE_QUASI:
+        share = rz.value_share(check, values)
+        if share >= VALUE_ONLY_SHARE:
+            what = "dates" if entity == "DATE" else "ZIP codes"
+            found.append(pv.ValueVerdict(entity, "quasi", round(share, 3),
+                                         f"{_pct(share)} of {n} sampled values are {what}"))
+    return found
+
+
+def _most_sensitive(found: Sequence[pv.ValueVerdict]) -> pv.ValueVerdict | None:
+    best: pv.ValueVerdict | None = None
+    for v in found:  # ties: the order of ``found`` (most specific first)
+        if best is None or _RANK[v.category] > _RANK[best.category]:
+            best = v
+    return best
 
 
 def _classify_values(name: str, values: Sequence[str]) -> _Verdict:
     hint = _hint(name)
     free_text = _is_free_text(values)
-    if hint is not None:
-        entity, category = hint
-        if entity == FREE_TEXT:
-            return _Verdict(FREE_TEXT, "free_text", 0.9 if free_text else 0.6, "name")
+    n = len(values)
+    found = _value_verdicts(values, free_text) if values else []
+    if hint is None:
         if not values:
-            return _Verdict(entity, category, 0.5, "name")
-        flags = rz.value_share("FLAG", values)
-        if category == "direct" and flags >= FLAG_SHARE and len(set(values)) <= 3:
-            return _Verdict(f"{entity}_FLAG", "quasi", round(0.5 + 0.5 * flags, 3),
-                            "name+values")
-        if category == "harmless":
-            found = _value_only(values)
-            if found is not None:  # values say more than the name: protect
-                return found
-            if len(values) >= 50 and len(set(values)) / len(values) >= 0.9:
-                # nearly one value per row: a record identifier (Ohio's COUNTY_ID is the
-                # county's voter number), not the county code a name like this usually is
-                share = rz.value_share(rz.VOTER_ID, values)
-                if share >= VALUE_ONLY_SHARE:
-                    return _Verdict(rz.VOTER_ID, "direct", round(share, 3), "values")
-                return _Verdict("UNKNOWN", "unknown", 0.0, "values")
-            if free_text:
-                return _Verdict(FREE_TEXT, "free_text", 0.7, "values")
-            return _Verdict(entity, category, 0.8, "name")
-        if entity in _VALUE_CHECKED:
-            share = rz.value_share(entity, values)
-            return _Verdict(entity, category, round(0.6 + 0.4 * share, 3), "name+values")
-        return _Verdict(entity, category, 0.7, "name")
+            return _Verdict("UNKNOWN", "unknown", 0.0, "none",
+                            "no name hint and no values sampled -> unknown (encrypted)")
+        best = _most_sensitive(found)
+        if best is not None:
+            return _Verdict(best.entity, best.category, best.share, "values",
+                            f"no name hint; {best.reason} -> {best.entity} ({best.category})")
+        return _Verdict("UNKNOWN", "unknown", 0.0, "none",
+                        f"no name hint; none of {n} sampled values fits a class "
+                        "-> unknown (encrypted, fail closed)")
+    entity, category = hint
+    said = f"name reads as {entity} ({category})"
+    if entity == FREE_TEXT:
+        agree = "; the values are long, varied text" if free_text else ""
+        return _Verdict(FREE_TEXT, "free_text", 0.9 if free_text else 0.6, "name", said + agree)
     if not values:
-        return _Verdict("UNKNOWN", "unknown", 0.0, "none")
-    found = _value_only(values)
-    if found is not None:
-        return found
-    if free_text:
-        return _Verdict(FREE_TEXT, "free_text", 0.8, "values")
-    return _Verdict("UNKNOWN", "unknown", 0.0, "none")
-
-
-def _value_only(values: Sequence[str]) -> _Verdict | None:
-    for check, entity, category in _VALUE_ONLY:
-        share = rz.value_share(check, values)
-        if share >= VALUE_ONLY_SHARE:
-            return _Verdict(entity, category, round(share, 3), "values")
-    return None
+        return _Verdict(entity, category, 0.5, "name", f"{said}; no values sampled")
+    flags = rz.value_share("FLAG", values)
+    if category == "direct" and flags >= FLAG_SHARE and len(set(values)) <= 3:
+        return _Verdict(f"{entity}_FLAG", "quasi", round(0.5 + 0.5 * flags, 3), "name+values",
+                        f"{said}, but {_pct(flags)} of {n} sampled values are yes/no flags "
+                        f"-> {entity}_FLAG (quasi)")
+    own = rz.value_share(entity, values) if entity in _VALUE_CHECKED else None
+    if own is None or own < 0.5:  # the values do not look like what the name says
+        for v in sorted(found, key=lambda v: -_RANK[v.category]):
+            if v.entity == rz.PERSON and entity in _PLACE_ENTITIES:
+                continue  # place and district names are often surnames
+            upgrade = _RANK[v.category] > _RANK[category]
+            switch = (own is not None and v.category == category == "direct"
+                      and v.entity != entity and v.entity in DEFAULT_LOOKUP_ENTITIES)
+            if upgrade or switch:
+                return _Verdict(v.entity, v.category, v.share, "values>name",
+                                f"values over name: {said}, but {v.reason} "
+                                f"-> {v.entity} ({v.category})")
+    if category == "harmless" and n >= 50 and len(set(values)) / n >= 0.9:
+        # nearly one value per row that no class claims: not the code such a name means
+        return _Verdict("UNKNOWN", "unknown", 0.0, "values>name",
+                        f"values over name: {said}, but {_pct(len(set(values)) / n)} of {n} "
+                        "sampled values are distinct and no class fits -> unknown (encrypted)")
+    if own is not None:
+        return _Verdict(entity, category, round(0.6 + 0.4 * own, 3), "name+values",
+                        f"{said}; {_pct(own)} of {n} sampled values fit")
+    return _Verdict(entity, category, 0.8 if category == "harmless" else 0.7, "name",
+                    f"{said}; the {n} sampled values show nothing more sensitive")
 
 
 def _presidio_verdict(values: Sequence[str], model: str | None) -> _Verdict | None:
@@ -308,7 +382,9 @@ def _presidio_verdict(values: Sequence[str], model: str | None) -> _Verdict | No
         return None
     category: Category = "direct" if entity in _DIRECT_PRESIDIO else (
         "special" if entity == "NRP" else "quasi")
-    return _Verdict(entity, category, round(share, 3), "presidio")
+    return _Verdict(entity, category, round(share, 3), "presidio",
+                    f"no name hint; Presidio finds {entity} covering {_pct(share)} of "
+                    f"{len(sample)} sampled values -> {entity} ({category})")
 
 
 _CACHE: dict[str, list[ColumnClass]] = {}
@@ -323,6 +399,16 @@ def schema_key(df: pl.DataFrame, *parts: object) -> str:
         h.update(name.encode() + b"\x1f" + str(dtype).encode() + b"\x1e")
     for part in parts:
         h.update(repr(part).encode() + b"\x1d")
+    return h.hexdigest()
+
+
+def _sample_digest(samples: Mapping[str, Sequence[str]]) -> str:
+    h = hashlib.sha256()
+    for name, values in samples.items():
+        h.update(name.encode() + b"\x1f")
+        for v in values:
+            h.update(v.encode() + b"\x1e")
+        h.update(b"\x1d")
     return h.hexdigest()
 
 
@@ -348,13 +434,16 @@ def classify_frame(
     hints and our value checks leave unresolved (loads the spaCy model once).
     """
     lookups = DEFAULT_LOOKUP_ENTITIES if lookup_entities is None else lookup_entities
+    samples = _sample(df, sample_rows)
+    # the sample is part of the key: values decide, so two files with the same header
+    # (``col1..colN``) but different contents must not share a classification; the
+    # batches of one file (same frame, same deterministic sample) still classify once
     key = schema_key(df, sample_rows, sorted((overrides or {}).items()), sorted(lookups),
-                     use_presidio, model)
+                     use_presidio, model, _sample_digest(samples))
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
     if cached is not None:
         return list(cached)
-    samples = _sample(df, sample_rows)
     result: list[ColumnClass] = []
     for name in df.columns:
         values = samples[name]
@@ -370,6 +459,7 @@ def classify_frame(
                 handling=handling_for(verdict.category, verdict.entity, overrides),
                 lookup_key=verdict.category == "direct" and verdict.entity in lookups,
                 evidence=verdict.evidence,
+                reason=verdict.reason,
             )
         )
     with _CACHE_LOCK:

@@ -23,12 +23,21 @@ The mapping is fixed and many-to-one, in two steps, so that it can be reviewed:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from vault.pii.freetext import Span
 
-__all__ = ["ENTITY_TYPE", "GOLD_TYPE", "LABEL_MAP", "EntityRecall", "score_spans"]
+__all__ = [
+    "ENTITY_TYPE",
+    "GOLD_TYPE",
+    "HELDOUT_SHARE",
+    "LABEL_MAP",
+    "EntityRecall",
+    "score_spans",
+    "split_of",
+]
 
 #: entity name we (or Presidio) emit -> type of our taxonomy
 ENTITY_TYPE: Mapping[str, str] = {
@@ -89,11 +98,17 @@ class EntityRecall:
     by_label: dict[str, list[int]] = field(default_factory=dict)  # label -> [total, red, typed]
     predicted: int = 0
     predicted_on_gold: int = 0  # predicted spans overlapping some gold span
+    predicted_typed: int = 0  # ... overlapping a gold span of the predicted span's type
 
     @property
     def span_precision(self) -> float:
         """Share of predicted spans that touch a gold span (a lenient precision)."""
         return self.predicted_on_gold / self.predicted if self.predicted else 0.0
+
+    @property
+    def typed_precision(self) -> float:
+        """Share of predicted spans that touch a gold span of the same type."""
+        return self.predicted_typed / self.predicted if self.predicted else 0.0
 
     @property
     def redacted_recall(self) -> float:
@@ -114,6 +129,11 @@ def score_spans(
         out.predicted_on_gold += sum(
             any(min(span.end, e) > max(span.start, s) for s, e, _ in gold_spans) for span in pred
         )
+        out.predicted_typed += sum(
+            any(min(span.end, e) > max(span.start, s)
+                and span.entity in LABEL_MAP.get(g, frozenset()) for s, e, g in gold_spans)
+            for span in pred
+        )
         for start, end, label in gold_spans:
             counts = out.by_label.setdefault(label, [0, 0, 0])
             counts[0] += 1
@@ -132,3 +152,18 @@ def score_spans(
                 counts[2] += 1
                 out.typed += 1
     return out
+
+
+#: share of presidio-research's templates held out (by template id, see :func:`split_of`)
+HELDOUT_SHARE = 0.3
+
+
+def split_of(template_id: object) -> str:
+    """``"heldout"`` or ``"dev"`` for a template id, fixed by a hash of the id alone.
+
+    About :data:`HELDOUT_SHARE` of the templates are held out; every sentence of a
+    template falls on the same side, so no held-out sentence shares its wording with a
+    development one.
+    """
+    digest = hashlib.sha256(f"civicvault.pii.split.v1:{template_id}".encode()).digest()
+    return "heldout" if int.from_bytes(digest[:4], "big") < HELDOUT_SHARE * 2**32 else "dev"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -109,6 +110,19 @@ def _tier(result: RecognizerResult) -> int:
     return _TIERS.get(str(meta.get(RecognizerResult.RECOGNIZER_NAME_KEY, "")), 2)
 
 
+_RE_DATE_ANCHOR = re.compile(
+    r"\d|(?i:\b(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
+    r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?"
+    r"|(?:mon|tues?|wed(?:nes)?|thu(?:rs?)?|fri|sat(?:ur)?|sun)(?:days?)?)\b)")
+
+
+def _vague_date(text: str, result: RecognizerResult) -> bool:
+    """A date the NER found with neither a digit, a month nor a weekday ("next week",
+    "this month", "nights"): it places nobody in time, so it is not redacted."""
+    return (result.entity_type == "DATE_TIME" and _tier(result) == _TIER_NER
+            and _RE_DATE_ANCHOR.search(text, result.start, result.end) is None)
+
+
 def _spans_local(
     texts: Sequence[str | None], batch_size: int, model: str | None, threshold: float
 ) -> list[list[Span]]:
@@ -124,7 +138,8 @@ def _spans_local(
         results = analyzer.analyze(
             text, LANGUAGE, nlp_artifacts=artifacts, score_threshold=threshold
         )
-        found = [(Span(r.start, r.end, r.entity_type, r.score), _tier(r)) for r in results]
+        found = [(Span(r.start, r.end, r.entity_type, r.score), _tier(r)) for r in results
+                 if not _vague_date(text, r)]
         people = [(s.start, s.end) for s, _ in found if s.entity == "PERSON"]
         found += [(Span(a, b, "PERSON", _REPEAT_SCORE), 2) for a, b in repeated_names(text, people)]
         out[i] = _resolve(found)

@@ -36,7 +36,7 @@ from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, Reco
 from presidio_analyzer.nlp_engine import NlpArtifacts
 from spacy.lang.en.stop_words import STOP_WORDS
 
-from vault.pii.recognizers import STREET_SUFFIX_RE as _STREET_SUFFIX
+from vault.pii.checks import STREET_SUFFIX_RE as _STREET_SUFFIX
 from vault.pii.recognizers import TIER_KEY, GroupPatternRecognizer
 
 __all__ = ["given_names", "name_recognizers", "repeated_names", "surnames"]
@@ -61,7 +61,8 @@ _ORG_SUFFIX = (
     r"SpA|BV|NV|PLC|plc|Group|Holdings|Partners|Associates|Technologies|Systems|Solutions|"
     r"Software|Labs|Bank|University|College|Institute|Foundation|Markets|Insurance|"
     r"Industries|Services|Consulting|Capital|Ventures|Networks|Analytics|Enterprises|"
-    r"International|Investments|Research"
+    r"International|Investments|Research|Elementary|Hospital|Hardware|Pharmacy|Clinic|"
+    r"Church|Academy|Diner|Cafe|Bakery|Motors|Dental"
 )
 # a word that makes a run of capitalised words a company or a street, not a person
 _RE_NOT_PERSON_WORD = re.compile(rf"(?:{_ORG_SUFFIX}|(?i:{_STREET_SUFFIX}|union|fort|mall|"

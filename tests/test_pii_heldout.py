@@ -1,0 +1,84 @@
+"""Free-text detection on text it was not tuned on (figures and method: docs/PII.md).
+
+* The generated canvass notes of the held-out templates (``vault.pii.corpus_heldout``,
+  committed before any tuning against them): the issue's goals, typed recall >= 0.85,
+  redacted recall >= 0.95, typed precision >= 0.85, are reached and asserted.
+* The held-out part of presidio-research's synthetic set (templates split by id,
+  ``vault.pii.evaluation.split_of``): typed recall >= 0.85 is reached and asserted;
+  redacted recall (0.926) and typed precision (0.771) are below the issue's goals and
+  asserted at what is reached, so that a regression fails.
+
+The split and the generator are deterministic (fixed seeds, a hash of the template
+id), so the figures are exact, not sampled.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vault.pii.corpus import DEV_TEMPLATES, generate_notes
+from vault.pii.corpus_heldout import TEMPLATES
+from vault.pii.evaluation import EntityRecall, score_spans, split_of
+from vault.pii.freetext import find_spans
+
+
+def _score(records: list[dict[str, Any]]) -> EntityRecall:
+    predicted = find_spans([r["full_text"] for r in records])
+    gold = [[(s["start_position"], s["end_position"], s["entity_type"]) for s in r["spans"]]
+            for r in records]
+    return score_spans(gold, predicted)
+
+
+def test_generator_is_deterministic_and_its_spans_point_at_their_values() -> None:
+    notes = generate_notes(TEMPLATES, 120, seed=11)
+    assert notes == generate_notes(TEMPLATES, 120, seed=11)
+    assert notes != generate_notes(TEMPLATES, 120, seed=12)
+    assert {r["template_id"] for r in notes} == set(range(len(TEMPLATES)))
+    for r in notes:
+        for s in r["spans"]:
+            assert r["full_text"][s["start_position"] : s["end_position"]] == s["entity_value"]
+
+
+def test_heldout_and_dev_templates_share_no_wording() -> None:
+    assert not set(TEMPLATES) & set(DEV_TEMPLATES)
+
+
+def test_template_split_is_stable_and_about_thirty_percent() -> None:
+    ids = range(210)
+    held = [i for i in ids if split_of(i) == "heldout"]
+    assert [split_of(i) for i in ids] == [split_of(i) for i in ids]
+    assert 0.2 <= len(held) / 210 <= 0.4
+
+
+@pytest.mark.slow  # ~400 notes through the engine: 10-40 s on 2 loaded cores
+def test_canvass_heldout_reaches_the_issue_goals() -> None:
+    score = _score(generate_notes(TEMPLATES, 400, seed=11))
+    assert score.total == 1120
+    assert score.typed_recall >= 0.85  # reached: 0.941 (seed 12: 0.944)
+    assert score.redacted_recall >= 0.95  # reached: 0.963 (seed 12: 0.956)
+    assert score.typed_precision >= 0.85  # reached: 0.893 (seed 12: 0.902)
+
+
+@pytest.fixture
+def presidio_heldout(shared_data: Path) -> list[dict[str, Any]]:
+    path = shared_data / "presidio_synth_dataset_v2.json.gz"
+    if not path.is_file():
+        pytest.skip(f"{path.name} not in shared data")
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        records: list[dict[str, Any]] = json.load(fh)
+    return [r for r in records if split_of(r["template_id"]) == "heldout"]
+
+
+@pytest.mark.slow  # 442 texts through the engine
+def test_presidio_heldout_split(presidio_heldout: list[dict[str, Any]]) -> None:
+    assert len(presidio_heldout) == 442
+    score = _score(presidio_heldout)
+    assert score.total == 910
+    assert score.typed_recall >= 0.85  # the issue's goal, reached: 0.856
+    assert score.redacted_recall >= 0.92  # reached 0.926; the issue's goal 0.95 is not
+    assert score.typed_precision >= 0.77  # reached 0.771; the issue's goal 0.85 is not
