@@ -24,6 +24,7 @@ from ledger.entry import EntryDraft
 from ledger.errors import BadInput, LedgerTampered
 from ledger.signer import Signer
 from ledger.verify import verify_against_checkpoint, verify_checkpoint_consistency
+from policies.validate import int_arg
 from vault.home import VaultHome
 
 app = typer.Typer(help="The verifiable audit ledger.", no_args_is_help=True)
@@ -31,6 +32,7 @@ app = typer.Typer(help="The verifiable audit ledger.", no_args_is_help=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON value.")]
 SUFFIX = ".checkpoint"
 _JSONL_KEYS = frozenset({"action", "resource", "purpose"})
+_MAX_SIZE = 2**63 - 1
 
 
 # -- saved checkpoints ---------------------------------------------------------------------
@@ -254,8 +256,11 @@ def export(ctx: typer.Context) -> None:
 @app.command()
 def prove(
     ctx: typer.Context,
-    index: Annotated[int, typer.Option("--index", help="Leaf index (entry seq).")],
-    size: Annotated[int | None, typer.Option("--size", help="Tree size (default: now).")] = None,
+    index: Annotated[int, typer.Option("--index", help="Leaf index (entry seq).",
+                                       parser=int_arg("--index", minimum=0, maximum=_MAX_SIZE))],
+    size: Annotated[int | None, typer.Option(
+        "--size", help="Tree size (default: now).",
+        parser=int_arg("--size", minimum=1, maximum=_MAX_SIZE))] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """RFC 9162 inclusion proof of entry INDEX in the tree of SIZE entries."""
@@ -274,9 +279,11 @@ def prove(
 @app.command()
 def consistency(
     ctx: typer.Context,
-    old: Annotated[int, typer.Option("--old", help="Older tree size (> 0).")],
-    new: Annotated[int | None, typer.Option("--new", help="Newer tree size (default: now).")]
-    = None,
+    old: Annotated[int, typer.Option("--old", help="Older tree size (> 0).",
+                                     parser=int_arg("--old", minimum=1, maximum=_MAX_SIZE))],
+    new: Annotated[int | None, typer.Option(
+        "--new", help="Newer tree size (default: now).",
+        parser=int_arg("--new", minimum=1, maximum=_MAX_SIZE))] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """RFC 9162 consistency proof from the tree of OLD entries to the tree of NEW."""

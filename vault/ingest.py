@@ -21,6 +21,7 @@ from typing import Any
 import polars as pl
 from sqlalchemy import Engine, select
 
+from policies.validate import parse_name
 from vault import access as _access
 from vault.errors import BadInput
 from vault.home import VaultHome
@@ -176,9 +177,7 @@ def plan_ingest(engine: Engine, home: VaultHome, principal: _access.Principal, p
     """Register the source (by content hash) and the dataset; classify once."""
     if not path.is_file():
         raise BadInput(f"no such file: {path}")
-    if not dataset or len(dataset) > 128 or not dataset.replace("-", "").replace("_", "") \
-            .replace(".", "").isalnum():
-        raise BadInput("dataset names are 1-128 letters, digits, '-', '_' or '.'")
+    parse_name(dataset, "dataset")
     digest = file_digest(path)
     df = frame if frame is not None else read_source(path)
     if df.height == 0:
