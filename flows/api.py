@@ -21,6 +21,7 @@ from ledger.errors import AccessDenied, BadInput, CivicVaultError
 from policies.errors import Unauthenticated
 from policies.validate import int_arg, number_value, parse_name
 from vault import access as _access
+from vault.errors import StorageFault
 from vault.home import VaultHome
 
 _bearer = HTTPBearer(auto_error=False)
@@ -65,7 +66,8 @@ def create_app(home: VaultHome, engine: Engine) -> FastAPI:
     @app.exception_handler(CivicVaultError)
     async def _errors(_: Request, exc: CivicVaultError) -> JSONResponse:
         status = 401 if isinstance(exc, Unauthenticated) else 403 if isinstance(
-            exc, AccessDenied) else 400 if isinstance(exc, BadInput) else 409
+            exc, AccessDenied) else 400 if isinstance(exc, BadInput) else 503 if isinstance(
+            exc, StorageFault) else 409
         line = exc.diagnostics().splitlines()[0] if str(exc) else type(exc).__name__
         return JSONResponse({"error": type(exc).__name__, "detail": line}, status_code=status)
 
