@@ -65,11 +65,18 @@ def _save_checkpoint(home: VaultHome, note: str, size: int) -> Path:
     raise BadInput(f"too many checkpoints saved for size {size}")
 
 
+MAX_CHECKPOINT_BYTES = 64 * 1024  # a checkpoint with 100 signatures is ~15 KB
+
+
 def _open_saved(session: Session, path: Path) -> Checkpoint:
     try:
-        note = path.read_text(encoding="utf-8")
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_CHECKPOINT_BYTES + 1)
+        note = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError):
         raise BadInput(f"cannot read checkpoint file {path}") from None
+    if len(raw) > MAX_CHECKPOINT_BYTES:
+        raise BadInput(f"checkpoint file {path} is larger than {MAX_CHECKPOINT_BYTES} bytes")
     vkey = Signer.load(session.home.signing_key_path).vkey()
     return open_checkpoint(note, [vkey], origin=session.home.identity())
 

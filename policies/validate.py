@@ -24,9 +24,9 @@ kind          characters                         length  reserved names
 ``principal`` lowercase ASCII letters, digits,   1-64    refused
               ``_ . -``; starts with a letter
               or digit, does not end with ``.``
-``column``    any printable characters except    1-256   ``.``/``..``
-              control characters, no leading or
-              trailing space
+``column``    printable characters (Python's     1-256   ``.``/``..``
+              ``str.isprintable``) and spaces,
+              no leading or trailing space
 ============  =================================  ======  ==============
 
 Reserved names are ``.``, ``..`` and the Windows device names ``CON``, ``PRN``,
@@ -62,8 +62,8 @@ _NAMES: dict[str, tuple[re.Pattern[str], str]] = {
     "column": (re.compile(r"[^\x00-\x1f\x7f-\x9f\ud800-\udfff\s]"
                           r"(?:[^\x00-\x1f\x7f-\x9f\ud800-\udfff]{0,254}"
                           r"[^\x00-\x1f\x7f-\x9f\ud800-\udfff\s])?"),
-               "1-256 printable characters without control characters or leading or "
-               "trailing spaces"),
+               "1-256 printable characters or spaces, without leading or trailing "
+               "spaces"),
 }
 RESERVED_NAMES = frozenset(
     {"CON", "PRN", "AUX", "NUL"} | {f"COM{i}" for i in range(1, 10)}
@@ -176,7 +176,8 @@ def parse_name(text: object, kind: NameKind, *, what: str | None = None) -> str:
     """``text`` if it is a valid ``kind`` name (see the module docstring), else BadInput."""
     label = what or f"{kind} name"
     pattern, rule = _NAMES[kind]
-    if not isinstance(text, str) or not pattern.fullmatch(text):
+    if not isinstance(text, str) or not pattern.fullmatch(text) or (
+            kind == "column" and not all(ch.isprintable() or ch == " " for ch in text)):
         raise BadInput(f"invalid {label}: use {rule}")
     if is_reserved(text) and (kind != "column" or text in (".", "..")):
         raise _bad(label, "is a reserved name (., .., CON, PRN, AUX, NUL, COM1-9, LPT1-9, "
