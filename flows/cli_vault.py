@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from flows.output import console, emit_json
 from flows.session import open_session
+from policies.validate import parse_name
 from vault.errors import BadInput
 from vault.home import VaultHome
 
@@ -39,7 +40,7 @@ def _parse_match(items: list[str]) -> dict[str, str]:
         col, sep, value = item.partition("=")
         if not sep or not col.strip():
             raise BadInput("--match takes COL=VALUE")
-        out[col.strip()] = value
+        out[parse_name(col.strip(), "column", what="--match column")] = value
     return out
 
 
@@ -96,8 +97,9 @@ def erase(
     from vault.keyring import Keyring
     from vault.keys import provider_for
 
-    session = open_session(ctx)
+    parse_name(dataset, "dataset")  # before the name reaches the ledger as a resource
     criteria = _parse_match(match)
+    session = open_session(ctx)
     with session.access("erase", f"dataset/{dataset}") as conn:
         report = do_erase(conn, Keyring(provider_for(session.home)), dataset, criteria,
                           session.principal.id)

@@ -203,3 +203,28 @@ def test_cli_checkpoint_that_is_not_one_is_exit_2(home: Path, tmp_path: Path,
     big.write_bytes(b"x" * (1024 * 1024))
     assert main(["ledger", "verify", "--checkpoint", str(big)]) == 2
     assert "larger than" in capsys.readouterr().err
+
+
+def test_api_uses_the_same_parser(home: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from flows.api import create_app
+    from vault.db import make_engine
+    from vault.home import VaultHome
+
+    vh = VaultHome(home)
+    client = TestClient(create_app(vh, make_engine(vh.db_url)))
+    h = {"Authorization": f"Bearer {vh.admin_token_path.read_text().strip()}"}
+    for params in ({"index": "1_0"}, {"index": " 0"}, {"index": "\uff10"}):
+        r = client.get("/api/ledger/proof/inclusion", params=params, headers=h)
+        assert r.status_code == 400 and r.json()["error"] == "BadInput", r.text
+    assert client.get("/api/ledger/proof/inclusion", params={"index": "0"},
+                      headers=h).status_code == 200
+    body = {"dataset": "nc", "by": ["county"], "measures": ["count"], "epsilon": "1_000"}
+    for change in ({}, {"epsilon": " 0.1 "}, {"epsilon": "0.1", "delta": "inf"},
+                   {"epsilon": "0.1", "delta": "1e-7 "}, {"epsilon": "0.1", "dataset": "CON"}):
+        r = client.post("/api/releases", json={**body, **change}, headers=h)
+        assert r.status_code in (400, 403), r.text
+        assert r.status_code == 400 or change.get("dataset") == "CON", r.text
+    r = client.get("/api/budgets", params={"analyst": "NUL"}, headers=h)
+    assert r.status_code == 400
