@@ -15,6 +15,14 @@ Goal (issue 21): resume <= 2x the clean cost of the remaining batches.
 
     python bench/resume.py [--rows 300000] [--runs 3] [--code DIR]
                            [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test]
+    python bench/resume.py --lookup 1000000 [--runs 3]
+
+``--lookup N``: the resume's dedup lookup alone, at scale: N subjects and 3N blind-index
+rows put in by one bulk ``INSERT ... SELECT`` (autovacuum off, never analysed, as a
+crash leaves them), then the lookup of one 100,000-row batch (50 chunks of 2,000
+digests, half of them known) three ways: the previous ``IN``-list query, the same
+after ``ANALYZE``, and the per-digest probe of ``vault.pg_planning`` without
+statistics. Medians of ``--runs``.
 
 Prints one JSON document with the medians.
 """
@@ -42,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 from flows import demo_data  # noqa: E402
 
 CLI = [sys.executable, "-c", "from flows.cli import run; run()"]
+SAMPLE = 2  # --lookup: chunks timed with the old IN-list query
 CODE: Path | None = None  # --code: where the CLI's packages come from (default: this checkout)
 
 
@@ -109,13 +118,105 @@ def _kill_after_first_batch(home: Path, url: str, source: Path) -> int:
     return _batches(url)
 
 
+def _lookup_bench(admin_url: str, n: int, runs: int) -> dict[str, Any]:
+    from sqlalchemy import select
+
+    from vault import pg_planning
+    from vault.db import make_engine, migrate
+    from vault.store import T_BLIND, T_SUBJECT
+
+    url = _fresh_pg(admin_url)
+    eng = make_engine(url)
+    try:
+        migrate(eng)
+        with eng.begin() as conn:
+            for t in pg_planning.BULK_TABLES:
+                conn.execute(text(f"ALTER TABLE {t} SET (autovacuum_enabled = false)"))
+            conn.execute(text(
+                "INSERT INTO vault_datasets (id, name, created, schema_hash, columns_json) "
+                "VALUES (1, 'bench', '', '', '{}')"))
+            conn.execute(text(
+                "INSERT INTO vault_data_keys (id, dataset_id, purpose, version, kek_version, "
+                "wrapped, messages_sealed, state, created) "
+                "VALUES (1, 1, 'subject_wrap', 1, 1, '\\x00', 0, 'active', '')"))
+            conn.execute(text(
+                "INSERT INTO vault_sources (id, dataset_id, content_hash, rows, batches, created)"
+                " VALUES (1, 1, 'x', 0, 1, '')"))
+            conn.execute(text(
+                "INSERT INTO vault_batches (id, dataset_id, source_id, batch_index, rows, "
+                "data_hash, live_mask, created) VALUES (1, 1, 1, 0, 0, 'x', '\\x00', '')"))
+            conn.execute(text(
+                "INSERT INTO vault_subjects (id, dataset_id, key_id, wrapped_key, fingerprint, "
+                "current_batch_id, current_row, erased_at) "
+                "SELECT g, 1, 1, '\\x00', NULL, 1, g, NULL FROM generate_series(1, :n) g"),
+                {"n": n})
+            for col in ("ncid", "email_address", "full_phone_number"):
+                conn.execute(text(
+                    "INSERT INTO vault_blind_index (dataset_id, \"column\", digest, subject_id, "
+                    "key_id) SELECT 1, CAST(:c AS varchar), "
+                    "sha256(convert_to(CAST(:c AS varchar), 'UTF8') || int8send(g)), g, 1 "
+                    "FROM generate_series(1, :n) g"), {"c": col, "n": n})
+        import hashlib
+
+        wanted = [hashlib.sha256(b"ncid" + i.to_bytes(8, "big", signed=True)).digest()
+                  for i in range(n - 50_000 + 1, n + 50_001)]  # 50k known, 50k new
+        chunks = [wanted[i:i + 2000] for i in range(0, len(wanted), 2000)]
+
+        def in_list() -> None:  # the first SAMPLE chunks only: unanalysed, one takes minutes
+            with eng.connect() as conn:
+                for chunk in chunks[:SAMPLE]:
+                    conn.execute(select(T_BLIND.c.digest, T_SUBJECT.c.id)
+                                 .join(T_SUBJECT, T_SUBJECT.c.id == T_BLIND.c.subject_id)
+                                 .where(T_BLIND.c.dataset_id == 1, T_BLIND.c.column == "ncid",
+                                        T_BLIND.c.digest.in_(chunk),
+                                        T_SUBJECT.c.erased_at.is_(None))).all()
+
+        def probe() -> None:
+            with eng.connect() as conn:
+                found = 0
+                for chunk in chunks:
+                    found += len(conn.execute(pg_planning.lookup_sql(),
+                                              {"wanted": chunk, "ds": 1, "col": "ncid"}).all())
+                assert found == 50_000, found
+
+        from bench.timing import median_time
+
+        with eng.connect() as conn:
+            stale = pg_planning.stale_tables(conn)
+        probe_s = median_time(probe, runs)
+        in_list_s = median_time(in_list, runs)
+        with eng.begin() as conn:
+            t0 = time.perf_counter()
+            analysed = pg_planning.refresh_stale_statistics(conn)
+            analyze_s = time.perf_counter() - t0
+        in_list_analysed_s = median_time(in_list, runs)
+        probe_analysed_s = median_time(probe, runs)
+    finally:
+        eng.dispose()
+        _drop_pg(admin_url, url)
+    return {"lookup_subjects": n, "lookup_batch_rows": len(wanted), "runs": runs,
+            "stale_before": stale, "analysed": analysed,
+            "in_list_chunks_timed": SAMPLE,
+            "in_list_unanalysed_s_per_chunk": round(in_list_s / SAMPLE, 2),
+            "in_list_unanalysed_s_all_chunks_extrapolated": round(in_list_s / SAMPLE
+                                                                   * len(chunks), 1),
+            "probe_unanalysed_s": round(probe_s, 2),
+            "analyze_s": round(analyze_s, 2),
+            "in_list_analysed_s_per_chunk": round(in_list_analysed_s / SAMPLE, 3),
+            "probe_analysed_s": round(probe_analysed_s, 2)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=300_000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     ap.add_argument("--code", type=Path, default=None)
+    ap.add_argument("--lookup", type=int, default=0, metavar="N")
     args = ap.parse_args()
+    if args.lookup:
+        print(json.dumps(_lookup_bench(args.pg, args.lookup, args.runs), indent=1))
+        return
     global CODE
     CODE = args.code
     from vault.ingest import BATCH_ROWS
