@@ -13,16 +13,31 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 from sqlalchemy import Engine
 
 from ledger import store as ledger_store
 from ledger.errors import AccessDenied, BadInput, CivicVaultError
 from policies.errors import Unauthenticated
+from policies.validate import int_arg, number_value, parse_name
 from vault import access as _access
+from vault.errors import StorageFault
 from vault.home import VaultHome
 
 _bearer = HTTPBearer(auto_error=False)
+_MAX_SIZE = 2**63 - 1
+
+
+def _delta(value: object) -> float | None:
+    """JSON number or decimal text, through the one strict number parser (BadInput -> 400)."""
+    return None if value is None else float(number_value(value, what="delta", above=0,
+                                                         maximum=1))
+
+
+Index = Annotated[int, BeforeValidator(int_arg("index", minimum=0, maximum=_MAX_SIZE)),
+                  Query(ge=0)]
+Size = Annotated[int, BeforeValidator(int_arg("size", minimum=1, maximum=_MAX_SIZE)),
+                 Query(ge=1)]
 
 
 class ReleaseBody(BaseModel):
@@ -30,7 +45,7 @@ class ReleaseBody(BaseModel):
     by: list[str] = Field(min_length=1)
     measures: list[str] = Field(default_factory=lambda: ["count"])
     epsilon: str = Field(description="Decimal text, e.g. '0.1' (kept exact).")
-    delta: float | None = None
+    delta: Annotated[float | None, BeforeValidator(_delta)] = None
     preview: bool = False
 
 
@@ -51,7 +66,8 @@ def create_app(home: VaultHome, engine: Engine) -> FastAPI:
     @app.exception_handler(CivicVaultError)
     async def _errors(_: Request, exc: CivicVaultError) -> JSONResponse:
         status = 401 if isinstance(exc, Unauthenticated) else 403 if isinstance(
-            exc, AccessDenied) else 400 if isinstance(exc, BadInput) else 409
+            exc, AccessDenied) else 400 if isinstance(exc, BadInput) else 503 if isinstance(
+            exc, StorageFault) else 409
         line = exc.diagnostics().splitlines()[0] if str(exc) else type(exc).__name__
         return JSONResponse({"error": type(exc).__name__, "detail": line}, status_code=status)
 
@@ -77,14 +93,12 @@ def create_app(home: VaultHome, engine: Engine) -> FastAPI:
         return sign_checkpoint([Signer.load(home.signing_key_path)], home.identity(), size, root)
 
     @app.get("/api/ledger/proof/inclusion")
-    def prove(who: Who, index: Annotated[int, Query(ge=0)],
-              size: Annotated[int | None, Query(ge=1)] = None) -> dict[str, Any]:
+    def prove(who: Who, index: Index, size: Size | None = None) -> dict[str, Any]:
         with _access.access(engine, home, who, "ledger.prove", "ledger") as conn:
             return ledger_store.inclusion_document(conn, index, size)
 
     @app.get("/api/ledger/proof/consistency")
-    def consistency(who: Who, old: Annotated[int, Query(ge=1)],
-                    new: Annotated[int | None, Query(ge=1)] = None) -> dict[str, Any]:
+    def consistency(who: Who, old: Size, new: Size | None = None) -> dict[str, Any]:
         with _access.access(engine, home, who, "ledger.consistency", "ledger") as conn:
             return ledger_store.consistency_document(conn, old, new)
 
@@ -103,6 +117,8 @@ def create_app(home: VaultHome, engine: Engine) -> FastAPI:
     def budgets(who: Who, analyst: str | None = None) -> Any:
         from vault.budget import show_budgets
 
+        if analyst is not None:
+            parse_name(analyst, "principal", what="analyst name")
         target = who.id if who.role == "analyst" else analyst
         with _access.access(engine, home, who, "budget.show", f"analyst/{target or '*'}") as conn:
             return {"budgets": [b.to_json() for b in show_budgets(conn, analyst=target)]}

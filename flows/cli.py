@@ -1,8 +1,10 @@
 """The ``civicvault`` command: a thin shell over vault, ledger and policy operations.
 
 Exit codes are decided here and only here: 0 success; 1 verification failure or
-access denied (``CivicVaultError.exit_code == 1``); 2 bad input or usage. Errors
-print one line on stderr, never a traceback and never a data value.
+access denied (``CivicVaultError.exit_code == 1``); 2 bad input or usage, and
+storage faults (disk full, read-only home or database, a lock held by another
+writer: ``vault.errors.storage_fault`` names them, with a hint). Errors print one
+line on stderr, never a traceback and never a data value.
 """
 
 from __future__ import annotations
@@ -106,9 +108,15 @@ def main(argv: list[str] | None = None) -> int:
         code = _fail(exc.format_message().splitlines()[0], 2)
     except KeyboardInterrupt:
         code = _fail("interrupted", 2)
-    except Exception as exc:  # a bug: never print its message, it may hold data
-        code = _fail(f"internal error ({type(exc).__name__}); run with CIVICVAULT_DEBUG=1 "
-                     "in a safe environment for details", 1)
+    except Exception as exc:  # a storage fault, or a bug: never print its message
+        from vault.errors import storage_fault
+
+        fault = storage_fault(exc)
+        if fault is not None:
+            code = _fail(fault.diagnostics(), fault.exit_code)
+        else:
+            code = _fail(f"internal error ({type(exc).__name__}); run with CIVICVAULT_DEBUG=1 "
+                         "in a safe environment for details", 1)
         if os.environ.get("CIVICVAULT_DEBUG") == "1":
             raise
     else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Annotated
@@ -10,6 +9,7 @@ from typing import Annotated
 import typer
 
 from flows.output import console, emit_json
+from flows.outputs import check_output, publish
 from flows.session import open_session
 from vault.errors import BadInput
 
@@ -25,6 +25,9 @@ def report(
     since: Annotated[str | None, typer.Option("--since", help="Only entries from this date "
                                               "(YYYY-MM-DD or RFC 3339, UTC).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON value.")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Overwrite an existing --out file (never inside the vault home).")
+    ] = False,
 ) -> None:
     """Verify the ledger and the vault, and write who did what, when and why."""
     from flows.report_html import render_report
@@ -34,10 +37,7 @@ def report(
 
     if since is not None and not _DATE.match(since):
         raise BadInput("--since takes YYYY-MM-DD or an RFC 3339 UTC time")
-    if out.suffix.lower() not in (".html", ".htm"):
-        raise BadInput("--out must name an .html file")
-    if not out.parent.exists():
-        raise BadInput(f"folder {out.parent} does not exist")
+    out = check_output(out, option="--out", force=force, suffixes=(".html", ".htm"))
     session = open_session(ctx)
     with session.access("audit.report", "ledger"):
         pass
@@ -50,9 +50,7 @@ def report(
     vkey = Signer.load(session.home.signing_key_path).vkey()
     html = render_report(origin=session.home.identity(), vkey=vkey, verdict=verdict,
                          summary=summary, checkpoint=checkpoint, since=since)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(out)
+    publish(out, lambda p: p.write_text(html, encoding="utf-8"), force=force)
     if json_out:
         emit_json({"out": str(out), "verdict": verdict.to_json(), "summary": summary.to_json()})
     else:

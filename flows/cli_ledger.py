@@ -24,6 +24,7 @@ from ledger.entry import EntryDraft
 from ledger.errors import BadInput, LedgerTampered
 from ledger.signer import Signer
 from ledger.verify import verify_against_checkpoint, verify_checkpoint_consistency
+from policies.validate import int_arg
 from vault.home import VaultHome
 
 app = typer.Typer(help="The verifiable audit ledger.", no_args_is_help=True)
@@ -31,6 +32,7 @@ app = typer.Typer(help="The verifiable audit ledger.", no_args_is_help=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON value.")]
 SUFFIX = ".checkpoint"
 _JSONL_KEYS = frozenset({"action", "resource", "purpose"})
+_MAX_SIZE = 2**63 - 1
 
 
 # -- saved checkpoints ---------------------------------------------------------------------
@@ -63,11 +65,18 @@ def _save_checkpoint(home: VaultHome, note: str, size: int) -> Path:
     raise BadInput(f"too many checkpoints saved for size {size}")
 
 
+MAX_CHECKPOINT_BYTES = 64 * 1024  # a checkpoint with 100 signatures is ~15 KB
+
+
 def _open_saved(session: Session, path: Path) -> Checkpoint:
     try:
-        note = path.read_text(encoding="utf-8")
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_CHECKPOINT_BYTES + 1)
+        note = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError):
         raise BadInput(f"cannot read checkpoint file {path}") from None
+    if len(raw) > MAX_CHECKPOINT_BYTES:
+        raise BadInput(f"checkpoint file {path} is larger than {MAX_CHECKPOINT_BYTES} bytes")
     vkey = Signer.load(session.home.signing_key_path).vkey()
     return open_checkpoint(note, [vkey], origin=session.home.identity())
 
@@ -254,8 +263,11 @@ def export(ctx: typer.Context) -> None:
 @app.command()
 def prove(
     ctx: typer.Context,
-    index: Annotated[int, typer.Option("--index", help="Leaf index (entry seq).")],
-    size: Annotated[int | None, typer.Option("--size", help="Tree size (default: now).")] = None,
+    index: Annotated[int, typer.Option("--index", help="Leaf index (entry seq).",
+                                       parser=int_arg("--index", minimum=0, maximum=_MAX_SIZE))],
+    size: Annotated[int | None, typer.Option(
+        "--size", help="Tree size (default: now).",
+        parser=int_arg("--size", minimum=1, maximum=_MAX_SIZE))] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """RFC 9162 inclusion proof of entry INDEX in the tree of SIZE entries."""
@@ -274,9 +286,11 @@ def prove(
 @app.command()
 def consistency(
     ctx: typer.Context,
-    old: Annotated[int, typer.Option("--old", help="Older tree size (> 0).")],
-    new: Annotated[int | None, typer.Option("--new", help="Newer tree size (default: now).")]
-    = None,
+    old: Annotated[int, typer.Option("--old", help="Older tree size (> 0).",
+                                     parser=int_arg("--old", minimum=1, maximum=_MAX_SIZE))],
+    new: Annotated[int | None, typer.Option(
+        "--new", help="Newer tree size (default: now).",
+        parser=int_arg("--new", minimum=1, maximum=_MAX_SIZE))] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """RFC 9162 consistency proof from the tree of OLD entries to the tree of NEW."""

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from flows.output import console, emit_json, err_console
+from flows.outputs import check_output, publish
 from flows.purpose import PurposeOpt, checked_purpose
 from flows.release_view import (
     bar_chart,
@@ -22,9 +23,14 @@ from flows.release_view import (
     sig,
 )
 from flows.session import Session, open_session
+from policies.validate import int_arg, parse_float, parse_name
 from vault.errors import BadInput
 
 budget_app = typer.Typer(help="Privacy budgets per analyst and dataset.", no_args_is_help=True)
+
+ForceOpt = Annotated[bool, typer.Option(
+    "--force", help="Overwrite existing --out/--chart files (never allowed inside the vault "
+    "home).")]
 
 
 def _split(values: list[str]) -> list[str]:
@@ -34,14 +40,12 @@ def _split(values: list[str]) -> list[str]:
 def _delta(text: str | None) -> float | None:
     if text is None:
         return None
-    try:
-        return float(text)
-    except ValueError:
-        raise BadInput("delta must be a number such as 1e-7") from None
+    return parse_float(text, what="delta", above=0, maximum=1)
 
 
 def _release_flow(session: Any, ctx: typer.Context, dataset: str, by: list[str],
-                  measures: list[str], epsilon: str, out: Path | None) -> dict[str, Any]:
+                  measures: list[str], epsilon: str, out: Path | None,
+                  force: bool) -> dict[str, Any]:
     """The Prefect ``release`` flow; the token travels as a 0600 file path, never a parameter."""
     from flows.ephemeral import prefect_api
     from flows.flow_runtime import token_file_for
@@ -53,7 +57,7 @@ def _release_flow(session: Any, ctx: typer.Context, dataset: str, by: list[str],
         document: dict[str, Any] = release_flow(
             dataset=dataset, by=by, measures=measures, epsilon=epsilon,
             home=str(session.home.root), token_file=token_file,
-            out=str(out.absolute()) if out is not None else None)
+            out=str(out) if out is not None else None, force=force)
     return document
 
 
@@ -87,6 +91,7 @@ def release(
         bool, typer.Option("--preview", help="Accuracy only: no data read, no budget spent.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON value.")] = False,
+    force: ForceOpt = False,
     prefect: Annotated[bool | None, typer.Option(
         "--prefect/--no-prefect", help="Run as the Prefect 'release' flow (default: when "
         "PREFECT_API_URL is set).")] = None,
@@ -96,10 +101,13 @@ def release(
     from vault.dp import ReleaseRequest, preview_release, run_release
     from vault.dp.export import CHART_FORMATS, OUT_FORMATS, write_chart, write_output
 
-    if out is not None and out.suffix.lower() not in OUT_FORMATS:
-        raise BadInput(f"--out must end in one of {', '.join(OUT_FORMATS)}")
-    if chart is not None and chart.suffix.lower() not in CHART_FORMATS:
-        raise BadInput(f"--chart must end in one of {', '.join(CHART_FORMATS)}")
+    # before anything is charged: a result that cannot be saved must cost nothing
+    if out is not None:
+        out = check_output(out, option="--out", force=force, suffixes=OUT_FORMATS)
+    if chart is not None:
+        chart = check_output(chart, option="--chart", force=force, suffixes=CHART_FORMATS)
+    if out is not None and out == chart:
+        raise BadInput("--out and --chart name the same file")
     request = ReleaseRequest.build(
         dataset, _split(by), measure, parse_epsilon(epsilon), delta=_delta(delta), zcdp=zcdp
     )
@@ -114,7 +122,9 @@ def release(
         if chart is not None or delta is not None or zcdp:
             raise BadInput("--prefect releases take --out/--json; drop --chart/--delta/--zcdp "
                            "or use --no-prefect")
-        doc_flow = _release_flow(session, ctx, dataset, _split(by), measure, epsilon, out)
+        if out is not None and out.suffix.lower() != ".json":
+            raise BadInput("--prefect releases write --out as FILE.json")
+        doc_flow = _release_flow(session, ctx, dataset, _split(by), measure, epsilon, out, force)
         if as_json:
             emit_json(doc_flow)
         else:
@@ -139,9 +149,9 @@ def release(
         return
     result = run_release(session.engine, session.home, session.principal, request, purpose=why)
     if out is not None:
-        write_output(result, out)
+        publish(out, lambda p: write_output(result, p), force=force)
     if chart is not None:
-        write_chart(result, chart)
+        publish(chart, lambda p: write_chart(result, p), force=force)
     if as_json:
         emit_json(result.to_json())
         return
@@ -181,22 +191,35 @@ def segment(
     features: Annotated[
         list[str], typer.Option("--features", help="Bounded numeric column(s), comma separated.")
     ],
-    k: Annotated[int, typer.Option("--k", help="Number of segments.")],
+    k: Annotated[int, typer.Option("--k", help="Number of segments.",
+                                   parser=int_arg("--k", minimum=1, maximum=1_000))],
     epsilon: Annotated[str, typer.Option("--epsilon", help="Privacy loss charged.")],
     iterations: Annotated[
-        int, typer.Option("--iterations", help="k-means rounds sharing epsilon.")
+        int, typer.Option("--iterations", help="k-means rounds sharing epsilon.",
+                          parser=int_arg("--iterations", minimum=1, maximum=1_000))
     ] = 5,
     chart: Annotated[
         Path | None, typer.Option("--chart", help="Draw segment sizes to FILE.png|.svg.")
     ] = None,
     purpose: PurposeOpt = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the segments to FILE.csv, FILE.parquet "
+                                  "or FILE.json.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON value.")] = False,
+    force: ForceOpt = False,
 ) -> None:
     """DP k-means segments over bounded numeric features (noisy sizes and centroids)."""
     from vault.budget import parse_epsilon
     from vault.dp import SegmentRequest, run_segment
-    from vault.dp.export import write_chart
+    from vault.dp.export import CHART_FORMATS, OUT_FORMATS, write_chart, write_output
 
+    if out is not None:
+        out = check_output(out, option="--out", force=force, suffixes=OUT_FORMATS)
+    if chart is not None:
+        chart = check_output(chart, option="--chart", force=force, suffixes=CHART_FORMATS)
+    if out is not None and out == chart:
+        raise BadInput("--out and --chart name the same file")
     request = SegmentRequest(
         dataset, tuple(_split(features)), k, parse_epsilon(epsilon), iterations=iterations
     )
@@ -205,8 +228,10 @@ def segment(
     check_columns(dataset_columns(session.engine, dataset), _policy_rules(session, dataset),
                   [], request.features)
     result = run_segment(session.engine, session.home, session.principal, request, purpose=why)
+    if out is not None:
+        publish(out, lambda p: write_output(result, p), force=force)
     if chart is not None:
-        write_chart(result, chart)
+        publish(chart, lambda p: write_chart(result, p), force=force)
     doc = result.to_json()
     if as_json:
         emit_json(doc)
@@ -270,6 +295,8 @@ def budget_show(
     """Show privacy budgets: total, spent and remaining epsilon per analyst and dataset."""
     from vault.budget import show_budgets
 
+    if analyst is not None:
+        parse_name(analyst, "principal", what="analyst name")
     session = open_session(ctx)
     if analyst is None and not _may_see_all(session):
         analyst = session.principal.id  # e.g. an analyst: their own budgets

@@ -19,6 +19,7 @@ from rich.progress import (
 from flows.output import console, emit_json
 from flows.purpose import PurposeOpt, checked_purpose
 from flows.session import open_session
+from policies.validate import parse_name
 from vault.errors import BadInput
 from vault.home import VaultHome
 
@@ -49,7 +50,7 @@ def _parse_match(items: list[str]) -> dict[str, str]:
         col, sep, value = item.partition("=")
         if not sep or not col.strip():
             raise BadInput("--match takes COL=VALUE")
-        out[col.strip()] = value
+        out[parse_name(col.strip(), "column", what="--match column")] = value
     return out
 
 
@@ -126,6 +127,7 @@ def erase(
     from vault.keyring import Keyring
     from vault.keys import provider_for
 
+    parse_name(dataset, "dataset")  # before the name reaches the ledger as a resource
     why = checked_purpose(purpose)
     criteria = _parse_match(match)
     session = open_session(ctx)

@@ -27,6 +27,7 @@ from sqlalchemy.exc import OperationalError
 from ledger.errors import BadInput, CivicVaultError
 from vault import access as _access
 from vault.db import make_engine, require_schema
+from vault.errors import StorageLocked
 from vault.home import DB_URL_ENV, TOKEN_ENV, VaultHome, write_secret_file
 
 _ENGINES: dict[str, Engine] = {}
@@ -88,7 +89,7 @@ def principal_for(home: VaultHome, token_file: str | None = None) -> _access.Pri
 
 
 def is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, TransientStoreError | OperationalError)
+    return isinstance(exc, TransientStoreError | OperationalError | StorageLocked)
 
 
 @contextmanager

@@ -22,6 +22,7 @@ from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 from flows.flow_runtime import engine_for, principal_for, scrubbed, vault_home  # noqa: E402
+from flows.outputs import check_output, publish  # noqa: E402
 from vault.access import Principal  # noqa: E402
 from vault.budget import parse_epsilon  # noqa: E402
 from vault.dp.release import run_release  # noqa: E402
@@ -43,13 +44,19 @@ def release_aggregates(home: str, principal: Principal, dataset: str, by: list[s
 @flow(name="release", persist_result=False, log_prints=False)
 def release(dataset: str, by: list[str], measures: list[str], epsilon: str,
             home: str | None = None, token_file: str | None = None,
-            out: str | None = None) -> dict[str, Any]:
-    """Release DP aggregates of ``dataset`` by ``by`` for the analyst named by the token."""
+            out: str | None = None, force: bool = False) -> dict[str, Any]:
+    """Release DP aggregates of ``dataset`` by ``by`` for the analyst named by the token.
+
+    ``out`` (a ``.json`` file) is checked before the budget is charged: it must not
+    exist (unless ``force``) nor point into the vault home."""
     vh = vault_home(home)
+    target = check_output(Path(out), option="out", force=force, home=vh,
+                          suffixes=(".json",)) if out else None
     principal = principal_for(vh, token_file)
     document = release_aggregates(str(vh.root), principal, dataset, by, measures, epsilon)
-    if out:
-        Path(out).write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    if target is not None:
+        publish(target, lambda p: p.write_text(json.dumps(document, indent=1) + "\n",
+                                                encoding="utf-8"), force=force)
     get_run_logger().info("release of dataset %s: %d groups, epsilon %s, ledger seq %s",
                           dataset, len(document.get("rows", [])), epsilon,
                           document.get("ledger_seq"))

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from ledger.errors import BadInput, VerificationFailed
+from ledger.errors import BadInput, MalformedNote, VerificationFailed
 from ledger.note import sign_note, verify_note
 from ledger.signer import Signer, Verifier
 
@@ -43,16 +43,16 @@ def sign_checkpoint(signers: Sequence[Signer], origin: str, size: int, root: byt
 def parse_body(text: str) -> Checkpoint:
     lines = text.split("\n")
     if len(lines) < 4 or lines[-1] != "" or not lines[0]:
-        raise VerificationFailed("malformed checkpoint body")
+        raise MalformedNote("malformed checkpoint body")
     origin, size_text, root_text = lines[0], lines[1], lines[2]
     if not _SIZE.fullmatch(size_text):
-        raise VerificationFailed("malformed checkpoint: bad tree size")
+        raise MalformedNote("malformed checkpoint: bad tree size")
     try:
         root = base64.b64decode(root_text, validate=True)
     except (binascii.Error, ValueError):
-        raise VerificationFailed("malformed checkpoint: root is not base64") from None
+        raise MalformedNote("malformed checkpoint: root is not base64") from None
     if len(root) != 32:
-        raise VerificationFailed("malformed checkpoint: root is not a SHA-256 hash")
+        raise MalformedNote("malformed checkpoint: root is not a SHA-256 hash")
     return Checkpoint(origin=origin, size=int(size_text), root=root,
                       extensions=tuple(lines[3:-1]))
 

@@ -8,6 +8,9 @@ one place (``flows.cli``) by ``exit_code``::
     CivicVaultError                      exit 1 unless a subclass says otherwise
     ├── BadInput                         exit 2: malformed files, bad arguments, unknown names
     │   ├── PolicyFileError              (policies) a policy file that fails validation, with line
+    │   ├── MalformedNote                a "signed note"/checkpoint that is not one (also a
+    │   │                                VerificationFailed; a well-formed note whose signature
+    │   │                                does not verify stays VerificationFailed, exit 1)
     │   └── NotInitialised               (vault) no vault home / schema yet
     ├── VerificationFailed               exit 1: a proof, signature or log that does not verify
     │   ├── LedgerTampered(seq=...)      the first entry at which the log fails
@@ -16,7 +19,9 @@ one place (``flows.cli``) by ``exit_code``::
     │   ├── Unauthenticated              (policies) unknown, revoked or forged token
     │   ├── PolicyDenied                 (policies) the policy says no
     │   └── BudgetExhausted              (policies) the privacy budget does not cover the request
-    └── KeyUnavailable                   exit 2 (vault) a key provider cannot give the key asked for
+    ├── KeyUnavailable                   exit 2 (vault) a key provider cannot give the key asked for
+    └── StorageFault                     exit 2 (vault) disk full, read-only, locked: line + hint
+        └── StorageFull, StorageReadOnly, StorageLocked
 
 Messages carry identifiers and counts, never data values: they end up in logs,
 in Prefect's result storage and on terminals.
@@ -60,3 +65,13 @@ class AccessDenied(CivicVaultError):
     """The acting principal may not do this (exit 1)."""
 
     exit_code = 1
+
+
+class MalformedNote(BadInput, VerificationFailed):
+    """A signed note or checkpoint whose structure is wrong: bad input (exit 2).
+
+    Also a :class:`VerificationFailed`, so callers that treat any unusable note as
+    "does not verify" keep working; a well-formed note with a bad signature is a plain
+    :class:`VerificationFailed` (exit 1)."""
+
+    exit_code = 2

@@ -14,7 +14,7 @@ import binascii
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from ledger.errors import BadInput, VerificationFailed
+from ledger.errors import BadInput, MalformedNote, VerificationFailed
 from ledger.signer import Signer, Verifier, parse_vkey
 
 __all__ = ["SignedNote", "sign_note", "verify_note"]
@@ -55,26 +55,26 @@ def verify_note(note: str, keys: Iterable[str | Verifier]) -> SignedNote:
     """Open a signed note with the verifier keys ``keys``; raise unless a known key signed it."""
     known = _verifiers(keys)
     if not note.endswith("\n"):
-        raise VerificationFailed("malformed signed note: no final newline")
+        raise MalformedNote("malformed signed note: no final newline")
     split = note.rfind("\n\n")
     if split < 0:
-        raise VerificationFailed("malformed signed note: no signature block")
+        raise MalformedNote("malformed signed note: no signature block")
     text, block = note[: split + 1], note[split + 2 :]
     sig_lines = block[:-1].split("\n")
     if len(sig_lines) > _MAX_SIGNATURES:
-        raise VerificationFailed("signed note has too many signatures")
+        raise MalformedNote("signed note has too many signatures")
     signed_by: list[str] = []
     message = text.encode("utf-8")
     for line in sig_lines:
         if not line.startswith(_DASH):
-            raise VerificationFailed("malformed signed note: bad signature line")
+            raise MalformedNote("malformed signed note: bad signature line")
         name, _, b64 = line[len(_DASH):].partition(" ")
         try:
             blob = base64.b64decode(b64, validate=True)
         except (binascii.Error, ValueError):
-            raise VerificationFailed("malformed signed note: signature is not base64") from None
+            raise MalformedNote("malformed signed note: signature is not base64") from None
         if not name or len(blob) < 5:
-            raise VerificationFailed("malformed signed note: bad signature line")
+            raise MalformedNote("malformed signed note: bad signature line")
         verifier = known.get((name, blob[:4]))
         if verifier is None:
             continue  # an unknown key: ignored, as the spec says

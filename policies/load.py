@@ -8,6 +8,9 @@ array item, see :class:`_Locator`.
 
 Budgets are exact: TOML decimals are parsed as :class:`decimal.Decimal` from
 their text and turned into :class:`fractions.Fraction`, never through a float.
+Numbers go through the same strict parser as the CLI and the API
+(``policies.validate``), from their source text: TOML's ``1_000``, ``inf`` and
+``nan`` are refused, and dataset names follow ``policies.validate.parse_name``.
 
 The file format is documented in ``policies/default.toml``.
 """
@@ -26,6 +29,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar, NoReturn, cast
 
+from ledger.errors import BadInput
 from policies.errors import PolicyFileError
 from policies.model import (
     ACTIONS,
@@ -44,11 +48,11 @@ from policies.model import (
     Scope,
     VaultBudget,
 )
+from policies.validate import parse_decimal, parse_int, parse_name
 
 Loc = tuple[str | int, ...]
 
 ROLE_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
-DATASET_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 COLUMN_RE = re.compile(r"[^\x00-\x1f]{1,256}")
 ENTITY_RE = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 PURPOSE_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
@@ -168,11 +172,23 @@ class _Checker:
             out.append(item)
         return out
 
+    def _source(self, loc: Loc) -> str | None:
+        """The text of the scalar at ``loc`` as written in the file (None if not found)."""
+        if self._locator is None:
+            self._locator = _Locator(self.text)
+        return self._locator.scalars.get(loc)
+
     def integer(self, value: Any, loc: Loc, minimum: int) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             self.fail(f"'{_dotted(loc)}' must be an integer", loc)
         if value < minimum:
             self.fail(f"'{_dotted(loc)}' must be at least {minimum}", loc)
+        source = self._source(loc)
+        if source is not None:
+            try:
+                parse_int(source, what=f"'{_dotted(loc)}'", minimum=minimum)
+            except BadInput as exc:
+                self.fail(str(exc), loc)
         return value
 
     def number(self, value: Any, loc: Loc) -> int | Decimal:
@@ -180,6 +196,12 @@ class _Checker:
             self.fail(f"'{_dotted(loc)}' must be a number", loc)
         if isinstance(value, Decimal) and not value.is_finite():
             self.fail(f"'{_dotted(loc)}' must be a finite number", loc)
+        source = self._source(loc)
+        if source is not None:  # the one strict parser, on the text as written
+            try:
+                parse_decimal(source, what=f"'{_dotted(loc)}'")
+            except BadInput as exc:
+                self.fail(str(exc), loc)
         return value
 
     # sections
@@ -306,8 +328,11 @@ class _Checker:
         names = sorted(table, key=lambda n: n != ANY_DATASET)  # "*" first
         for name in names:
             loc: Loc = ("datasets", name)
-            if name != ANY_DATASET and not DATASET_RE.fullmatch(name):
-                self.fail(f"dataset name '{_short(name)}' is not valid", loc)
+            if name != ANY_DATASET:
+                try:
+                    parse_name(name, "dataset")
+                except BadInput as exc:
+                    self.fail(f"'{_short(name)}': {exc}", loc)
             rules = self.dataset(name, table[name], loc, base_columns)
             if name == ANY_DATASET:
                 base_columns = list(rules.columns)
@@ -464,6 +489,7 @@ class _Locator:
         self.pos = 0
         self.line = 1
         self.lines: dict[Loc, int] = {}
+        self.scalars: dict[Loc, str] = {}  # bare values (numbers, booleans) as written
         with contextlib.suppress(IndexError, ValueError):  # tomllib accepted the text
             self._document()
 
@@ -634,4 +660,5 @@ class _Locator:
         else:
             m = re.compile(r"[^,\]}#\n]*").match(self.t, self.pos)
             assert m is not None
+            self.scalars.setdefault(loc, m.group(0).strip())
             self.pos = m.end()

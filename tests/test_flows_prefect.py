@@ -454,6 +454,11 @@ def test_rotate_flow_rewraps_and_reencrypts_and_data_stays_readable(
     report = rotate(home=str(home.root))
     assert report["kek_version"] == 2 and report["batches_resealed"] >= 1
     assert _attributes(home, ["county_desc", "party_cd"]).equals(before)
+    # the monthly deployment runs again and again (issue 21: the second run failed)
+    again = [rotate(home=str(home.root)) for _ in range(2)]
+    assert [r["kek_version"] for r in again] == [3, 4]
+    assert all(r["batches_resealed"] == report["batches_resealed"] for r in again)
+    assert _attributes(home, ["county_desc", "party_cd"]).equals(before)
     assert audit(home=str(home.root))["verdict"] == "OK"
 
 

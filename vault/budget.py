@@ -37,6 +37,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from policies.errors import BudgetExhausted
+from policies.validate import parse_fraction, parse_name
 from vault.errors import BadInput
 
 NANO = 10**9
@@ -186,13 +187,11 @@ def fraction_to_json(value: Fraction) -> float:
 
 
 def parse_epsilon(text: str, *, what: str = "epsilon") -> Fraction:
-    """Parse a user-given positive epsilon ('0.5', '1', '3e-1') exactly."""
-    try:
-        value = Fraction(text.strip())
-    except (ValueError, ZeroDivisionError):
-        raise BadInput(f"{what} must be a positive decimal number") from None
-    if value <= 0:
-        raise BadInput(f"{what} must be > 0")
+    """Parse a user-given positive epsilon ('0.5', '1', '3e-1') exactly.
+
+    Through the one strict number parser (``policies.validate``): ASCII decimal or
+    scientific notation, no spaces or underscores, finite, > 0, representable in nano."""
+    value = parse_fraction(text, what=what, above=0)
     to_nano(value, what=what)
     return value
 
@@ -373,6 +372,8 @@ def set_budget(
     With ``actor``, a ``budget.set`` ledger entry (analyst, dataset, new totals, spent
     so far) is appended in the same transaction.
     """
+    parse_name(analyst, "principal", what="analyst name")
+    parse_name(dataset, "dataset")
     if total < 0:
         raise BadInput("epsilon must be >= 0")
     nano = to_nano(total)

@@ -29,6 +29,7 @@ from typing import Any
 import polars as pl
 from sqlalchemy import Engine, func, select
 
+from policies.validate import parse_name
 from vault import access as _access
 from vault.errors import BadInput
 from vault.home import VaultHome
@@ -241,9 +242,7 @@ def plan_ingest(engine: Engine, home: VaultHome, principal: _access.Principal, p
     and the dataset; classify once, from the sample."""
     if not path.is_file():
         raise BadInput(f"no such file: {path}")
-    if not dataset or len(dataset) > 128 or not dataset.replace("-", "").replace("_", "") \
-            .replace(".", "").isalnum():
-        raise BadInput("dataset names are 1-128 letters, digits, '-', '_' or '.'")
+    parse_name(dataset, "dataset")
     info, digest = scan_file(path, batch_rows, limits)
     df = info.sample
     classes = classify_for(home, df)

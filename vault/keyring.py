@@ -118,15 +118,31 @@ class Keyring:
         sealed = conn.execute(select(_T.c.messages_sealed).where(_T.c.id == key_id)).scalar_one()
         return int(sealed) + upcoming > _aead.MAX_MESSAGES_PER_KEY // 2
 
-    def rewrap_all(self, conn: Connection, kek_version: int) -> int:
-        """Rewrap every data key under KEK ``kek_version``; returns how many changed."""
+    def unwrap_live(self, conn: Connection) -> int:
+        """Unwrap (and cache) every data key not yet destroyed; returns how many.
+
+        Rotation calls this before it asks the provider for a new KEK version, so
+        a key that does not unwrap fails the rotation without adding a version."""
         rows = conn.execute(
             select(_T.c.id, _T.c.dataset_id, _T.c.purpose, _T.c.version, _T.c.kek_version,
-                   _T.c.wrapped).where(_T.c.kek_version != kek_version)
+                   _T.c.wrapped).where(_T.c.state != "destroyed")
+        ).all()
+        for r in rows:
+            self._unwrap(r.id, r.dataset_id, r.purpose, r.version, r.kek_version, r.wrapped)
+        return len(rows)
+
+    def rewrap_all(self, conn: Connection, kek_version: int) -> int:
+        """Rewrap every live data key under KEK ``kek_version``; returns how many changed.
+
+        Destroyed keys (crypto-shredded: their wrapped bytes are gone) are skipped."""
+        rows = conn.execute(
+            select(_T.c.id, _T.c.dataset_id, _T.c.purpose, _T.c.version, _T.c.kek_version,
+                   _T.c.wrapped).where(_T.c.kek_version != kek_version,
+                                       _T.c.state != "destroyed")
         ).all()
         for r in rows:
             ctx = wrap_context(r.dataset_id, r.purpose, r.version)
-            key = self.provider.unwrap(r.kek_version, r.wrapped, ctx)
+            key = self._unwrap(r.id, r.dataset_id, r.purpose, r.version, r.kek_version, r.wrapped)
             conn.execute(update(_T).where(_T.c.id == r.id).values(
                 wrapped=self.provider.wrap(kek_version, key, ctx), kek_version=kek_version))
         return len(rows)

@@ -34,10 +34,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from policies.validate import parse_name
 from vault.errors import BadInput
 
 TOKEN_PREFIX = "cvt_"  # noqa: S105 - a prefix, not a secret
-NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 ROLE_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 TOKEN_RE = re.compile(r"cvt_[A-Za-z0-9_-]{43}")
 
@@ -96,10 +96,8 @@ def is_well_formed(token: str) -> bool:
 
 
 def validate_name(name: str) -> str:
-    if not NAME_RE.fullmatch(name):
-        raise BadInput("invalid principal name (use 1-64 of a-z 0-9 _ . -, starting with a "
-                       "letter or digit)")
-    return name
+    """``name`` if it is a valid principal name (``policies.validate``), else BadInput."""
+    return parse_name(name, "principal")
 
 
 def add_principal(conn: Connection, name: str, role: str) -> str:

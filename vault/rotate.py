@@ -43,10 +43,11 @@ class RotationReport:
 
 def rotate_keys(engine: Engine, provider: KeyProvider, actor: str) -> tuple[int, int]:
     """New KEK version, every data key rewrapped, new active data keys. Returns (kek, n)."""
-    kek_version = provider.new_version()
     keyring = Keyring(provider)
     with engine.begin() as conn:
         lock_vault(conn)
+        keyring.unwrap_live(conn)  # first: a key that does not unwrap adds no KEK version
+        kek_version = provider.new_version()
         n = keyring.rewrap_all(conn, kek_version)
         for (ds_id,) in conn.execute(select(T_DATASET.c.id)).all():
             for purpose in ROTATED_PURPOSES:

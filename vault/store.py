@@ -28,7 +28,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ledger import store as ledger_store
 from ledger.entry import EntryDraft
-from vault import blind_index, bulk, crypto
+from vault import blind_index, bulk, crypto, pg_planning
 from vault.blind_index import Normalizer
 from vault.bulk import BulkInsert, Columns
 from vault.errors import BadInput
@@ -192,11 +192,18 @@ def _next_id(conn: Connection, table: Table) -> int:
 def _existing_subjects(
     conn: Connection, ds_id: int, column: str, digests: Iterable[bytes]
 ) -> dict[bytes, Any]:
-    """Live subjects by identity digest."""
+    """Live subjects by identity digest (PostgreSQL: one index probe per digest, see
+    ``vault.pg_planning``, so the cost does not depend on the planner's statistics)."""
     found: dict[bytes, Any] = {}
     todo = list(digests)
+    postgres = conn.dialect.name == "postgresql"
     for i in range(0, len(todo), _LOOKUP_CHUNK):
         chunk = todo[i : i + _LOOKUP_CHUNK]
+        if postgres:
+            for r in conn.execute(pg_planning.lookup_sql(),
+                                  {"wanted": chunk, "ds": ds_id, "col": column}):
+                found[bytes(r.digest)] = r
+            continue
         rows = conn.execute(
             select(T_BLIND.c.digest, T_SUBJECT.c.id, T_SUBJECT.c.fingerprint,
                    T_SUBJECT.c.wrapped_key, T_SUBJECT.c.key_id,
@@ -728,6 +735,9 @@ def write_batches(
     with begin() as conn:  # the dataset's keys exist before anything is sealed under them
         predicted = (BatchKeys.active(conn, keyring, ds_id), NextIds.read(conn, ds_id))
         dialect = conn.dialect.name
+        if dialect == "postgresql" and predicted[1].watermark is not None:
+            # a resumed or later ingest asks the database: plan it on fresh statistics
+            pg_planning.refresh_stale_statistics(conn)
         # erased identities: few, read once; the writer checks that their count holds
         erased = (suppressed_digests(conn, ds_id, layout.identity)
                   if layout.identity and predicted[1].suppressed else set())

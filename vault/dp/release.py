@@ -44,6 +44,7 @@ from ledger import store as ledger_store
 from ledger.entry import EntryDraft
 from ledger.errors import BadInput, CivicVaultError
 from policies.errors import BudgetExhausted, PolicyDenied
+from policies.validate import safe_name
 from vault import budget
 from vault.access import Principal, access
 from vault.dp.plan import Accuracy, Plan, Unit, build_plan, prepared_schema
@@ -68,7 +69,7 @@ class ReleaseFailed(CivicVaultError):
 
 
 def resource_of(dataset: str) -> str:
-    return f"dataset/{dataset}"
+    return f"dataset/{safe_name(dataset, 'dataset')}"  # never a free-form value on the ledger
 
 
 def load_policy(home: VaultHome) -> ReleasePolicy:
@@ -164,9 +165,24 @@ def _deny(
             actor=principal.id,
             action=action,
             resource=resource_of(dataset),
-            details={"op": op, "error": type(exc).__name__, "reason": str(exc)[:300], **details},
+            details={"op": op, "error": type(exc).__name__, "reason": str(exc)[:300],
+                     **_safe_details(details)},
         ),
     )
+
+
+def _safe_details(details: Mapping[str, Any]) -> dict[str, Any]:
+    """Column names in a rejected request's shape, fingerprinted where they are not valid."""
+    out = dict(details)
+    for key in ("by", "features"):
+        if isinstance(out.get(key), list):
+            out[key] = [safe_name(c, "column") if isinstance(c, str) else c for c in out[key]]
+    if isinstance(out.get("measures"), list):
+        out["measures"] = [
+            m if not isinstance(m, str) or ":" not in m
+            else f"{m.partition(':')[0]}:{safe_name(m.partition(':')[2], 'column')}"
+            for m in out["measures"]]
+    return out
 
 
 _REJECTIONS = (BadInput, PolicyDenied, BudgetExhausted)

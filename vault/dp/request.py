@@ -28,6 +28,7 @@ from fractions import Fraction
 from typing import Literal, Protocol
 
 from policies.errors import PolicyDenied
+from policies.validate import parse_name, parse_names
 from vault.budget import to_nano
 from vault.errors import BadInput
 
@@ -207,6 +208,10 @@ def check_bounds(column: str, lower: float | None, upper: float | None) -> Bound
 
 def validate(request: ReleaseRequest, policy: ReleasePolicy) -> CheckedRequest:
     """Check ``request`` against ``policy``; see the module docstring for the errors."""
+    parse_name(request.dataset, "dataset")
+    parse_names(request.by, "column", what="group-by column")
+    parse_names([m.column for m in request.measures if m.column is not None], "column",
+                what="measure column")
     check_epsilon(request.epsilon)
     check_delta(request.delta, policy.delta_per_release(request.dataset))
     if request.zcdp and request.delta is None:

@@ -29,6 +29,7 @@ import polars as pl
 from sqlalchemy import Engine
 
 from policies.errors import PolicyDenied
+from policies.validate import parse_name, parse_names
 from vault import budget
 from vault.access import Principal
 from vault.dp.plan import PERSON, Plan, build_plan, prepared_schema
@@ -77,6 +78,8 @@ class SegmentRequest:
 
 
 def _validate(req: SegmentRequest, policy: ReleasePolicy) -> dict[str, Bounds]:
+    parse_name(req.dataset, "dataset")
+    parse_names(req.features, "column", what="feature column")
     check_epsilon(req.epsilon)
     if not req.features:
         raise BadInput("give at least one --features column")
