@@ -22,9 +22,11 @@ from flows import (
     cli_classify,
     cli_flows,
     cli_ledger,
+    cli_receipt,
     cli_release,
     cli_serve,
     cli_vault,
+    cli_witness,
 )
 from flows.output import err_console
 
@@ -68,6 +70,8 @@ cli_vault.register(app)
 cli_serve.register(app)
 app.add_typer(cli_ledger.app, name="ledger")
 app.add_typer(cli_audit.app, name="audit")
+app.add_typer(cli_receipt.app, name="receipt")
+app.add_typer(cli_witness.app, name="witness")
 
 
 def _fail(message: str, code: int) -> int:

@@ -45,6 +45,16 @@ def _release_flow(session: Any, ctx: typer.Context, dataset: str, by: list[str],
     return document
 
 
+def _receipt(session: Session, dataset: str, seq: int | None, out: Path | None) -> str | None:
+    """The release entry's receipt; with ``out``, also ``out.tlog-proof`` for its exact bytes."""
+    from flows.receipts import export_with_receipt, receipts
+
+    if out is not None:
+        return export_with_receipt(session.engine, session.home, session.principal.id, dataset,
+                                   seq, out)[0]
+    return receipts(session.engine, session.home, [seq])[0] if seq is not None else None
+
+
 def release(
     ctx: typer.Context,
     dataset: Annotated[str, typer.Option("--dataset", help="Dataset to release from.")],
@@ -95,6 +105,9 @@ def release(
             raise BadInput("--prefect releases take --out/--json; drop --chart/--delta/--zcdp "
                            "or use --no-prefect")
         doc_flow = _release_flow(session, ctx, dataset, _split(by), measure, epsilon, out)
+        seq = doc_flow.get("ledger_seq")
+        doc_flow["receipt"] = _receipt(session, dataset, seq if isinstance(seq, int) else None,
+                                       out)
         if as_json:
             emit_json(doc_flow)
         else:
@@ -121,8 +134,9 @@ def release(
         write_output(result, out)
     if chart is not None:
         write_chart(result, chart)
+    receipt = _receipt(session, dataset, result.ledger_seq, out)
     if as_json:
-        emit_json(result.to_json())
+        emit_json({**result.to_json(), "receipt": receipt})
         return
     doc = result.to_json()
     console.print(
@@ -141,7 +155,7 @@ def release(
         what = acc.get("accuracy", acc.get("derived"))
         console.print(f"  {label}: +-{what} (95%)", markup=False)
     if out is not None:
-        console.print(f"wrote {out}", markup=False)
+        console.print(f"wrote {out} (receipt: {out.name}.tlog-proof)", markup=False)
 
 
 def segment(
@@ -159,6 +173,8 @@ def segment(
         Path | None, typer.Option("--chart", help="Draw segment sizes to FILE.png|.svg.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON value.")] = False,
+    receipt_out: Annotated[Path | None, typer.Option(
+        "--receipt", help="Write the release's receipt (C2SP tlog-proof) to FILE.")] = None,
 ) -> None:
     """DP k-means segments over bounded numeric features (noisy sizes and centroids)."""
     from vault.budget import parse_epsilon
@@ -172,7 +188,9 @@ def segment(
     result = run_segment(session.engine, session.home, session.principal, request)
     if chart is not None:
         write_chart(result, chart)
-    doc = result.to_json()
+    doc = {**result.to_json(), "receipt": _receipt(session, dataset, result.ledger_seq, None)}
+    if receipt_out is not None and doc["receipt"] is not None:
+        receipt_out.write_text(doc["receipt"], encoding="utf-8")
     if as_json:
         emit_json(doc)
         return

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import orjson
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy import Connection
 
 from flows.output import console, emit_json
 from flows.session import open_session
@@ -84,14 +86,28 @@ def ingest(
         console.print(f"  {col['name']:<28} {col['category']:<10} {col['handling']}")
 
 
+def _entry_seq(conn: Connection, start: int, action: str) -> int | None:
+    """The seq of the first entry with ``action`` appended from ``start`` in this transaction."""
+    from ledger import store as ledger_store
+
+    for offset, raw in enumerate(ledger_store.iter_entries(conn, start)):
+        if orjson.loads(raw).get("action") == action:
+            return start + offset
+    return None
+
+
 def erase(
     ctx: typer.Context,
     dataset: Annotated[str, typer.Option("--dataset", help="Dataset name.")],
     match: Annotated[list[str], typer.Option("--match", help="COL=VALUE on a lookup column; "
                                              "repeat to require several.")],
     json_out: JsonOpt = False,
+    receipt_out: Annotated[Path | None, typer.Option(
+        "--receipt", help="Write the erasure's receipt (C2SP tlog-proof) to FILE.")] = None,
 ) -> None:
     """Erase every subject matching the lookup values (crypto-shredding)."""
+    from flows.receipts import receipts, write_receipt
+    from ledger import store as ledger_store
     from vault.erase import erase as do_erase
     from vault.keyring import Keyring
     from vault.keys import provider_for
@@ -99,10 +115,15 @@ def erase(
     session = open_session(ctx)
     criteria = _parse_match(match)
     with session.access("erase", f"dataset/{dataset}") as conn:
+        before = ledger_store.size(conn)
         report = do_erase(conn, Keyring(provider_for(session.home)), dataset, criteria,
                           session.principal.id)
+        seq = _entry_seq(conn, before, "vault.erase")
+    receipt = receipts(session.engine, session.home, [seq])[0] if seq is not None else None
+    if receipt_out is not None and receipt is not None:
+        write_receipt(receipt_out, receipt)
     if json_out:
-        emit_json(report.__dict__)
+        emit_json({**report.__dict__, "ledger_seq": seq, "receipt": receipt})
     elif report.subjects_erased:
         console.print(f"erased {report.subjects_erased} subject(s) from {dataset}; "
                       f"{report.batches_resealed} batch(es) re-sealed")
