@@ -73,13 +73,11 @@ def create_app(home: VaultHome, engine: Engine) -> FastAPI:
     def checkpoint() -> Response:
         """The newest checkpoint (signed, with witness cosignatures), refreshed when the
         tree has grown: the same store and rules as ``civicvault ledger checkpoint``."""
-        from vault.transparency import publish_checkpoint
-
-        note = publish_checkpoint(engine, home).note
-        return Response(note, media_type="text/plain; charset=utf-8",
+        return Response(public_checkpoint(), media_type="text/plain; charset=utf-8",
                         headers={"Cache-Control": "no-cache, max-age=2"})
 
-    tiles.mount(app, home, engine, checkpoint)
+    public_checkpoint = tiles.public_checkpoint(home, engine)
+    tiles.mount(app, engine, public_checkpoint)
 
     @app.get("/api/ledger/proof/inclusion")
     def prove(who: Who, index: Annotated[int, Query(ge=0)],

@@ -5,14 +5,19 @@
 fetch and verify the log without our code. Every tile (full or partial, of a given
 width) is immutable once it exists, so served tiles are cached in memory (bounded)
 and marked immutable for HTTP caches; the checkpoint is short-lived.
+
+A plain ASGI app mounted on the API (no routing, validation or dependency layer per
+request: tiles are the hot path of a tlog client); database reads and checkpoint
+signing run in a worker thread.
 """
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from threading import Lock
+from typing import Any
 
+import anyio
 from fastapi import FastAPI
-from fastapi.responses import Response
 from sqlalchemy import Engine
 
 from ledger import store as ledger_store
@@ -22,8 +27,12 @@ from vault.home import VaultHome
 
 PREFIX = "/log"
 CACHE_TILES = 4096
-_IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"}
-_OCTETS = "application/octet-stream"
+_OCTETS = b"application/octet-stream"
+_TEXT = b"text/plain; charset=utf-8"
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 class _TileCache:
@@ -46,32 +55,80 @@ class _TileCache:
                 self.items.popitem(last=False)
 
 
-def mount(app: FastAPI, home: VaultHome, engine: Engine,
-          checkpoint: Callable[[], Response]) -> None:
-    cache = _TileCache()
+class TileApp:
+    """ASGI app for ``<prefix>/checkpoint`` and ``<prefix>/tile/...``."""
 
-    app.get(f"{PREFIX}/checkpoint", include_in_schema=True,
-            summary="tlog-tiles checkpoint (public)")(checkpoint)
+    def __init__(self, engine: Engine, checkpoint: Callable[[], str]) -> None:
+        self.engine = engine
+        self.checkpoint = checkpoint
+        self.cache = _TileCache()
 
-    def _read(path: str) -> bytes | None:
+    def _read(self, path: str) -> bytes | None:
         ref = parse_tile_path(path)
-        with engine.connect().execution_options(readonly=True) as conn, conn.begin():
+        with self.engine.connect().execution_options(readonly=True) as conn, conn.begin():
             size = ledger_store.size(conn)
             if ref.level is None:
                 return bundle_bytes(conn, ref, size)
             return read_tile(conn, ref, size)
 
-    @app.get(PREFIX + "/tile/{path:path}", summary="tlog-tiles tile or entry bundle (public)")
-    def tile(path: str) -> Response:
-        data = cache.get(path)
+    async def _answer(self, path: str) -> tuple[int, bytes, bytes, bytes]:
+        """(status, content type, cache control, body)."""
+        if path == "/checkpoint":
+            note = await anyio.to_thread.run_sync(self.checkpoint)
+            return 200, _TEXT, b"no-cache, max-age=2", note.encode("utf-8")
+        if not path.startswith("/tile/"):
+            return 404, _TEXT, b"no-store", b"not found\n"
+        key = path[len("/tile/"):]
+        data = self.cache.get(key)
         if data is None:
             try:
-                data = _read(path)
+                data = await anyio.to_thread.run_sync(self._read, key)
             except BadInput as exc:
                 status = 500 if "longer" in str(exc) else 400
-                return Response(f"{exc}\n", status_code=status, media_type="text/plain")
+                return status, _TEXT, b"no-store", f"{exc}\n".encode()
             if data is None:
-                return Response("no such tile in this tree\n", status_code=404,
-                                media_type="text/plain")
-            cache.put(path, data)
-        return Response(data, media_type=_OCTETS, headers=_IMMUTABLE)
+                return 404, _TEXT, b"no-store", b"no such tile in this tree\n"
+            self.cache.put(key, data)
+        return 200, _OCTETS, b"public, max-age=31536000, immutable", data
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        path: str = scope["path"]
+        root: str = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root):]
+        if scope["method"] not in ("GET", "HEAD"):
+            status, ctype, cache, body = 405, _TEXT, b"no-store", b"read-only\n"
+        else:
+            status, ctype, cache, body = await self._answer(path)
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", ctype), (b"cache-control", cache),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body",
+                    "body": body if scope["method"] == "GET" else b""})
+
+
+def public_checkpoint(home: VaultHome, engine: Engine) -> Callable[[], str]:
+    """The newest checkpoint for anonymous readers: published (signed, cosigned, saved)
+    only when the tree has grown since the last one served, else the same note."""
+    from vault.transparency import publish_checkpoint
+
+    last: dict[str, Any] = {"size": -1, "note": ""}
+    lock = Lock()
+
+    def checkpoint() -> str:
+        with engine.connect().execution_options(readonly=True) as conn, conn.begin():
+            size = ledger_store.size(conn)
+        with lock:
+            if last["size"] != size:
+                published = publish_checkpoint(engine, home)
+                last.update(size=published.saved.size, note=published.note)
+            return str(last["note"])
+
+    return checkpoint
+
+
+def mount(app: FastAPI, engine: Engine, checkpoint: Callable[[], str]) -> None:
+    """Serve the tiles under ``/log`` (public: no token, no ledger entry)."""
+    app.mount(PREFIX, TileApp(engine, checkpoint), name="tlog-tiles")

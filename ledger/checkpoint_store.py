@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 from ledger.checkpoint import Checkpoint, open_checkpoint
 from ledger.errors import BadInput, LedgerTampered, VerificationFailed
@@ -64,10 +65,9 @@ class CheckpointStore:
         """Saved checkpoint files, oldest first (by tree size, then write order)."""
         if not self.folder.is_dir():
             return []
-        found = [(size, p) for p in self.folder.glob(f"*{SUFFIX}")
+        found = [(size, p.name, p) for p in self.folder.glob(f"*{SUFFIX}")
                  if (size := self.size_of(p)) is not None]
-        return [p for _, p in sorted(found, key=lambda sp: (sp[0], sp[1].stat().st_mtime_ns,
-                                                            sp[1].name))]
+        return [p for _, _, p in sorted(found)]  # names sort by write time within a size
 
     def open(self, path: Path) -> SavedCheckpoint:
         """Read and verify one checkpoint file (any path) against this log's keys and origin."""
@@ -96,13 +96,16 @@ class CheckpointStore:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
-    def check_extends(self, checkpoint: Checkpoint, proof: Sequence[bytes]) -> None:
+    def check_extends(self, checkpoint: Checkpoint, proof: Sequence[bytes],
+                      previous: SavedCheckpoint | Literal["read"] | None = "read") -> None:
         """Raise ``LedgerTampered`` unless ``checkpoint`` extends the newest saved one.
 
         ``proof`` is the consistency proof from the newest saved size (ignored when
-        the sizes are equal or nothing is saved yet).
+        the sizes are equal or nothing is saved yet). ``previous``: the newest saved
+        checkpoint if the caller holds ``locked()`` and has just read it.
         """
-        previous = self.latest()
+        if previous == "read":
+            previous = self.latest()
         if previous is None or previous.size == 0:
             return
         last = previous.checkpoint
@@ -113,13 +116,14 @@ class CheckpointStore:
             return
         verify_checkpoint_consistency(last, checkpoint.size, checkpoint.root, proof)
 
-    def save(self, note: str, proof: Sequence[bytes] = ()) -> SavedCheckpoint:
+    def save(self, note: str, proof: Sequence[bytes] = (),
+             previous: SavedCheckpoint | Literal["read"] | None = "read") -> SavedCheckpoint:
         """Verify ``note``, check it extends the newest saved checkpoint, write a new file."""
         try:
             checkpoint = open_checkpoint(note, self.keys, origin=self.origin)
         except VerificationFailed as exc:
             raise BadInput(f"refusing to save a checkpoint that does not verify: {exc}") from None
-        self.check_extends(checkpoint, proof)
+        self.check_extends(checkpoint, proof, previous)
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         for n in range(1000):

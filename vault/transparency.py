@@ -189,8 +189,8 @@ def publish_checkpoint(engine: Engine, home: VaultHome, *,
                 return ledger_store.consistency_proof(conn, old, size)
 
             # Refuse before signing: never sign a tree that does not extend the last saved.
-            store.check_extends(Checkpoint(origin, size, root),
-                                proof_for(latest.size) if latest is not None else [])
+            extends = proof_for(latest.size) if latest is not None else []
+            store.check_extends(Checkpoint(origin, size, root), extends, latest)
             note = sign_checkpoint(signers, origin, size, root)
             old_sizes: dict[str, int] = {}
             if latest is not None:
@@ -198,8 +198,7 @@ def publish_checkpoint(engine: Engine, home: VaultHome, *,
                 old_sizes = {name: latest.size for name in cosigned}
             result = collect_cosignatures(note, size, policy.witnesses, old_sizes=old_sizes,
                                           proof_for=proof_for)
-            saved = store.save(result.note,
-                               proof_for(latest.size) if latest is not None else [])
+            saved = store.save(result.note, extends, latest)
     return Published(saved, policy.quorum, result.witnesses, result.failures)
 
 
