@@ -179,3 +179,37 @@ def test_witness_key_rotation_keeps_old_cosignatures_verifiable(tmp_path: Path) 
     forged = head + " " + base64.b64encode(bytes(blob)).decode() + "\n"
     with pytest.raises(VerificationFailed):
         witnesses_of(forged, both)
+
+
+@pytest.mark.slow
+def test_witness_serve_command_cosigns_over_http(tmp_path: Path) -> None:
+    """`civicvault witness init | trust | serve --port 0` as a separate process."""
+    import subprocess
+    import sys
+
+    log = _log(3)
+    (tmp_path / "log.vkey").write_text(log.signer.vkey() + "\n")
+    home = tmp_path / "w"
+    base = [sys.executable, "-m", "flows.cli", "witness"]
+    vkey = subprocess.run([*base, "init", "--name", "w.test/cli", "--home", str(home)],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    subprocess.run([*base, "trust", "--vkey", str(tmp_path / "log.vkey"), "--home", str(home)],
+                   check=True, capture_output=True)
+    proc = subprocess.Popen([*base, "serve", "--port", "0", "--home", str(home)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().split()[-1]
+        assert url.startswith("http://127.0.0.1:")
+        status, _, body = submit_to(url, log, old=0)
+        assert status == 200
+        assert set(witnesses_of(log.checkpoint() + body.decode(),
+                                [parse_cosigner_vkey(vkey)])) == {"w.test/cli"}
+        from urllib.request import urlopen
+
+        digest = hashlib.sha256(ORIGIN.encode()).hexdigest()
+        with urlopen(f"{url}/{digest}/checkpoint", timeout=10) as resp:
+            assert resp.read().decode().startswith(f"{ORIGIN}\n3\n")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
