@@ -131,4 +131,23 @@ def public_checkpoint(home: VaultHome, engine: Engine) -> Callable[[], str]:
 
 def mount(app: FastAPI, engine: Engine, checkpoint: Callable[[], str]) -> None:
     """Serve the tiles under ``/log`` (public: no token, no ledger entry)."""
-    app.mount(PREFIX, TileApp(engine, checkpoint), name="tlog-tiles")
+    tiles = TileApp(engine, checkpoint)
+    app.state.tiles = tiles
+    app.mount(PREFIX, tiles, name="tlog-tiles")
+
+
+class TilesFirst:
+    """ASGI front for ``serve``: ``/log/...`` straight to the tile app (no middleware or
+    routing per request), everything else to the API. Same answers as the mounted app."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.tiles: TileApp = app.state.tiles
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and path.startswith(PREFIX + "/"):
+            await self.tiles({**scope, "root_path": scope.get("root_path", "") + PREFIX},
+                             receive, send)
+        else:
+            await self.app(scope, receive, send)
