@@ -38,11 +38,12 @@ def serving(home: VaultHome) -> Iterator[tuple[str, int]]:
     import uvicorn
 
     from flows.api import create_app
+    from flows.api_tiles import TilesFirst
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    app = create_app(home, make_engine(home.db_url))
+    app = TilesFirst(create_app(home, make_engine(home.db_url)))  # exactly what serve runs
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
