@@ -57,8 +57,9 @@ def _init(root: Path) -> VaultHome:
 
 
 @contextmanager
-def witness_processes(tmp: Path, vkey: str, count: int = 2) -> Iterator[list[tuple[str, str]]]:
-    """``count`` ``civicvault witness serve --port 0`` processes; yields (url, vkey file)."""
+def witness_processes(tmp: Path, vkey: str,
+                      count: int = 2) -> Iterator[list[tuple[str, str, int]]]:
+    """``count`` ``civicvault witness serve --port 0`` processes; yields (url, vkey file, pid)."""
     procs, out = [], []
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "log.vkey").write_text(vkey + "\n")
@@ -75,7 +76,7 @@ def witness_processes(tmp: Path, vkey: str, count: int = 2) -> Iterator[list[tup
                                     stdout=subprocess.PIPE, text=True)
             procs.append(proc)
             line = proc.stdout.readline() if proc.stdout else ""
-            out.append((line.split()[-1], str(tmp / f"w{i}.vkey")))
+            out.append((line.split()[-1], str(tmp / f"w{i}.vkey"), proc.pid))
         yield out
     finally:
         for proc in procs:
@@ -107,20 +108,28 @@ def bench_checkpoint(runs: int) -> dict[str, float]:
             engine = make_engine(home.db_url)
             vkey = Signer.load(home.signing_key_path).vkey()
             with witness_processes(tmp / f"w{witnesses}", vkey, witnesses) as ws:
-                for url, path in ws:
+                for url, path, _ in ws:
                     cli(["ledger", "witnesses", "add", "--url", url, "--vkey", path])
                 cli(["ledger", "witnesses", "quorum", str(witnesses)])
                 publish_checkpoint(engine, home).require_quorum()  # warm: connections, state
 
                 times: list[float] = []
+                cpu: list[float] = []
+                pids = [pid for _, _, pid in ws]
+                w0 = sum(_cpu_seconds(pid) for pid in pids)
                 for _ in range(runs * 10):  # a new entry, then a checkpoint of the new tree
                     with engine.begin() as conn:
                         ledger_store.append(conn, [EntryDraft(actor="bench", action="note.b",
                                                               resource="r")])
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     publish_checkpoint(engine, home).require_quorum()
                     times.append(time.perf_counter() - t0)
+                    cpu.append(time.process_time() - c0)
                 results[label] = statistics.median(times)
+                results[f"{label}: vault CPU"] = statistics.median(cpu)
+                if pids:
+                    per = (sum(_cpu_seconds(pid) for pid in pids) - w0) / (runs * 10 * len(pids))
+                    results[f"{label}: CPU per witness (mean)"] = per
             engine.dispose()
     return results
 
