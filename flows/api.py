@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, BeforeValidator, Field
 from sqlalchemy import Engine
 
+from flows import api_tiles as tiles
 from ledger import store as ledger_store
 from ledger.errors import AccessDenied, BadInput, CivicVaultError
 from policies.errors import Unauthenticated
@@ -75,22 +76,24 @@ def create_app(home: VaultHome, engine: Engine) -> FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/api/ledger/pubkey", response_class=PlainTextResponse)
-    def pubkey(who: Who) -> str:
-        from ledger.signer import Signer
+    # -- public, read-only transparency material: no token, no ledger entry -----------------
 
-        with _access.access(engine, home, who, "ledger.pubkey", "ledger"):
-            return Signer.load(home.signing_key_path).vkey() + "\n"
+    @app.get("/api/ledger/pubkey", response_class=PlainTextResponse)
+    def pubkey(all: bool = False) -> str:
+        """The log's verifier key (C2SP vkey); with ``all``, the retired ones too."""
+        from vault.transparency import log_vkeys
+
+        return "".join(k + "\n" for k in log_vkeys(home, include_retired=all))
 
     @app.get("/api/ledger/checkpoint", response_class=PlainTextResponse)
-    def checkpoint(who: Who) -> str:
-        from ledger.checkpoint import sign_checkpoint
-        from ledger.signer import Signer
+    def checkpoint() -> Response:
+        """The newest checkpoint (signed, with witness cosignatures), refreshed when the
+        tree has grown: the same store and rules as ``civicvault ledger checkpoint``."""
+        return Response(public_checkpoint(), media_type="text/plain; charset=utf-8",
+                        headers={"Cache-Control": "no-cache, max-age=2"})
 
-        with _access.access(engine, home, who, "ledger.checkpoint", "ledger") as conn:
-            size = ledger_store.size(conn)
-            root = ledger_store.root(conn, size)
-        return sign_checkpoint([Signer.load(home.signing_key_path)], home.identity(), size, root)
+    public_checkpoint = tiles.public_checkpoint(home, engine)
+    tiles.mount(app, engine, public_checkpoint)
 
     @app.get("/api/ledger/proof/inclusion")
     def prove(who: Who, index: Index, size: Size | None = None) -> dict[str, Any]:
@@ -133,7 +136,13 @@ def create_app(home: VaultHome, engine: Engine) -> FastAPI:
         req = ReleaseRequest.build(body.dataset, body.by, body.measures, eps, delta=body.delta)
         if body.preview:
             return preview_release(engine, home, who, req).to_json()
-        return run_release(engine, home, who, req).to_json()
+        from vault.transparency import receipts_for
+
+        result = run_release(engine, home, who, req)
+        doc = result.to_json()
+        if result.ledger_seq is not None:
+            doc["receipt"] = receipts_for(engine, home, [result.ledger_seq])[0][0]
+        return doc
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def dashboard() -> str:

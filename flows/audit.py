@@ -15,10 +15,8 @@ the ledger's own error (which names the first failing entry, never a value).
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,51 +33,28 @@ from prefect.events import emit_event  # noqa: E402
 
 from flows.flow_runtime import engine_for, principal_for, scrubbed, vault_home  # noqa: E402
 from ledger import store as ledger_store  # noqa: E402
-from ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint  # noqa: E402
+from ledger.checkpoint import Checkpoint  # noqa: E402
 from ledger.db_verify import verify_stored  # noqa: E402
 from ledger.errors import CivicVaultError  # noqa: E402
-from ledger.signer import Signer  # noqa: E402
-from ledger.verify import verify_against_checkpoint, verify_checkpoint_consistency  # noqa: E402
+from ledger.verify import verify_against_checkpoint  # noqa: E402
 from vault.access import Principal, access  # noqa: E402
 from vault.crosscheck import verify_vault  # noqa: E402
 from vault.home import VaultHome  # noqa: E402
+from vault.transparency import checkpoint_store, publish_checkpoint  # noqa: E402
 
 EVENT_OK = "civicvault.audit.completed"
 EVENT_FAILED = "civicvault.audit.failed"
-CHECKPOINT_SUFFIX = ".checkpoint"  # same folder and naming as ``civicvault ledger checkpoint``
-
-
-def _size_of(path: Path) -> int:
-    head = path.name.split("-", 1)[0].removesuffix(CHECKPOINT_SUFFIX)
-    return int(head) if head.isdigit() else -1
 
 
 def checkpoint_files(home: VaultHome) -> list[Path]:
-    """Saved checkpoints, by tree size then age (the last is the newest)."""
-    folder = home.checkpoints_dir
-    files = list(folder.glob(f"*{CHECKPOINT_SUFFIX}")) if folder.is_dir() else []
-    return sorted(files, key=lambda p: (_size_of(p), p.stat().st_mtime_ns))
+    """Saved checkpoints, by tree size then age (the last is the newest): the one store's."""
+    return checkpoint_store(home).files()
 
 
 def previous_checkpoint(home: VaultHome) -> tuple[Path, Checkpoint] | None:
     """The newest saved checkpoint, its signature and origin verified."""
-    files = checkpoint_files(home)
-    if not files:
-        return None
-    vkey = Signer.load(home.signing_key_path).vkey()
-    note = files[-1].read_text(encoding="utf-8")
-    return files[-1], open_checkpoint(note, [vkey], origin=home.identity())
-
-
-def save_checkpoint(home: VaultHome, note: str, size: int) -> Path:
-    """Write a new checkpoint file; never overwrite one (it may be evidence)."""
-    home.checkpoints_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    path = home.checkpoints_dir / f"{size:012d}-{stamp}{CHECKPOINT_SUFFIX}"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(note)
-    return path
+    latest = checkpoint_store(home).latest()
+    return (latest.path, latest.checkpoint) if latest is not None else None
 
 
 def _counting(entries: Iterable[bytes], counts: Counter[str]) -> Iterator[bytes]:
@@ -114,18 +89,11 @@ def sign_consistent_checkpoint(home: str, principal: Principal) -> dict[str, Any
     vh = vault_home(home)
     engine = engine_for(vh)
     with scrubbed("audit-checkpoint"):
-        signer = Signer.load(vh.signing_key_path)
-        previous = previous_checkpoint(vh)
-        with access(engine, vh, principal, "ledger.checkpoint", "ledger") as conn:
-            size = ledger_store.size(conn)
-            root = ledger_store.root(conn, size)
-            if previous is not None and previous[1].size > 0:
-                old = previous[1]
-                proof = ledger_store.consistency_proof(conn, old.size, size) \
-                    if old.size <= size else []
-                verify_checkpoint_consistency(old, size, root, proof)
-            note = sign_checkpoint([signer], vh.identity(), size, root)
-            path = save_checkpoint(vh, note, size)
+        with access(engine, vh, principal, "ledger.checkpoint", "ledger"):
+            pass  # the decision is ledgered; the checkpoint then covers that entry too
+        published = publish_checkpoint(engine, vh)
+        path, size = published.saved.path, published.saved.size
+        published.require_quorum()
     return {"checkpoint": path.name, "checkpoint_size": size}
 
 

@@ -22,9 +22,11 @@ from flows import (
     cli_audit,
     cli_classify,
     cli_flows,
+    cli_receipt,
     cli_release,
     cli_serve,
     cli_vault,
+    cli_witness,
 )
 from flows.lazy_commands import LazyCommand, lazy_click_app
 from flows.output import err_console
@@ -79,6 +81,8 @@ LAZY_COMMANDS = (
                 "purpose; rate-limited)."),
     LazyCommand("ledger", "flows.cli_ledger", "The verifiable audit ledger."),
 )
+app.add_typer(cli_receipt.app, name="receipt")
+app.add_typer(cli_witness.app, name="witness")
 
 
 def _fail(message: str, code: int) -> int:

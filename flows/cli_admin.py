@@ -200,10 +200,13 @@ def reveal(
     purpose: Annotated[str, typer.Option(
         "--purpose", help="One of the policy's reveal purposes (see 'policy show').")],
     json_out: JsonOpt = False,
+    receipt_out: Annotated[Path | None, typer.Option(
+        "--receipt", help="Write the reveal's receipt (C2SP tlog-proof) to FILE.")] = None,
 ) -> None:
     """Break glass: open the records of the matching subject(s) (steward; purpose; rate-limited).
 
     The reveal is ledgered with its purpose and the subject ids, never the values."""
+    from flows.receipts import receipts, write_receipt
     from vault.erase import find_subjects
     from vault.keyring import Keyring
     from vault.keys import provider_for
@@ -221,14 +224,18 @@ def reveal(
         _, found = find_subjects(conn, keyring, dataset, criteria)
         subjects = sorted(found)
         opened = [(sid, open_subject(conn, keyring, sid)) for sid in subjects]
-        ledger_store.append(conn, [EntryDraft(
+        [entry] = ledger_store.append(conn, [EntryDraft(
             actor=session.principal.id, action="vault.reveal", resource=f"dataset/{dataset}",
             purpose=purpose,
             details={"dataset": dataset, "subjects": subjects,
                      "match_columns": sorted(criteria)})])
+    [receipt] = receipts(session.engine, session.home, [entry.seq])
+    if receipt_out is not None:
+        write_receipt(receipt_out, receipt)
     if json_out:
         emit_json({"dataset": dataset, "purpose": purpose,
-                   "subjects": [{"subject": sid, "records": recs} for sid, recs in opened]})
+                   "subjects": [{"subject": sid, "records": recs} for sid, recs in opened],
+                   "ledger_seq": entry.seq, "receipt": receipt})
         return
     if not opened:
         console.print(f"no live subject of {dataset} matched (the reveal is ledgered)",

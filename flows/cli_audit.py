@@ -32,8 +32,8 @@ def report(
     """Verify the ledger and the vault, and write who did what, when and why."""
     from flows.report_html import render_report
     from ledger import store as ledger_store
-    from ledger.signer import Signer
     from vault.audit import audit_vault, summarize
+    from vault.transparency import checkpoint_store, log_vkeys
 
     if since is not None and not _DATE.match(since):
         raise BadInput("--since takes YYYY-MM-DD or an RFC 3339 UTC time")
@@ -44,10 +44,9 @@ def report(
     verdict = audit_vault(session.engine)
     with session.engine.connect() as conn:
         summary = summarize(ledger_store.iter_entries(conn), since=since)
-    cps = sorted(session.home.checkpoints_dir.glob("*.checkpoint"),
-                 key=lambda p: int(p.stem) if p.stem.isdigit() else -1)
-    checkpoint = cps[-1].read_text(encoding="utf-8") if cps else None
-    vkey = Signer.load(session.home.signing_key_path).vkey()
+    latest = checkpoint_store(session.home).latest()  # the same store as `ledger verify`
+    checkpoint = latest.note if latest is not None else None
+    vkey = log_vkeys(session.home, include_retired=False)[0]
     html = render_report(origin=session.home.identity(), vkey=vkey, verdict=verdict,
                          summary=summary, checkpoint=checkpoint, since=since)
     publish(out, lambda p: p.write_text(html, encoding="utf-8"), force=force)

@@ -7,7 +7,6 @@ then calls ``ledger.store`` (reading), ``ledger.db_verify`` / ``ledger.verify``
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,13 +15,14 @@ import orjson
 import typer
 
 from flows.output import console, emit_json
-from flows.session import Session, open_session
+from flows.session import open_session
 from ledger import store
-from ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
+from ledger.checkpoint import open_checkpoint
+from ledger.cosignature import CosignatureVerifier, parse_cosigner_vkey, require_quorum
 from ledger.db_verify import verify_stored
 from ledger.entry import EntryDraft
 from ledger.errors import BadInput, LedgerTampered
-from ledger.signer import Signer
+from ledger.signer import Signer, parse_vkey
 from ledger.verify import verify_against_checkpoint, verify_checkpoint_consistency
 from policies.validate import int_arg
 from vault.home import VaultHome
@@ -30,55 +30,8 @@ from vault.home import VaultHome
 app = typer.Typer(help="The verifiable audit ledger.", no_args_is_help=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON value.")]
-SUFFIX = ".checkpoint"
 _JSONL_KEYS = frozenset({"action", "resource", "purpose"})
 _MAX_SIZE = 2**63 - 1
-
-
-# -- saved checkpoints ---------------------------------------------------------------------
-
-
-def _size_of(path: Path) -> int:
-    head = path.name.split("-", 1)[0].removesuffix(SUFFIX)
-    return int(head) if head.isdigit() else -1
-
-
-def newest_checkpoint(home: VaultHome) -> Path | None:
-    """The saved checkpoint with the largest tree size (newest file among equals)."""
-    folder = home.checkpoints_dir
-    files = list(folder.glob(f"*{SUFFIX}")) if folder.is_dir() else []
-    return max(files, key=lambda p: (_size_of(p), p.stat().st_mtime_ns), default=None)
-
-
-def _save_checkpoint(home: VaultHome, note: str, size: int) -> Path:
-    home.checkpoints_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    for n in range(1000):
-        name = f"{size}{SUFFIX}" if n == 0 else f"{size}-{n}{SUFFIX}"
-        path = home.checkpoints_dir / name
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            continue  # never overwrite a signed checkpoint: it may be evidence
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(note)
-        return path
-    raise BadInput(f"too many checkpoints saved for size {size}")
-
-
-MAX_CHECKPOINT_BYTES = 64 * 1024  # a checkpoint with 100 signatures is ~15 KB
-
-
-def _open_saved(session: Session, path: Path) -> Checkpoint:
-    try:
-        with path.open("rb") as fh:
-            raw = fh.read(MAX_CHECKPOINT_BYTES + 1)
-        note = raw.decode("utf-8")
-    except (OSError, UnicodeDecodeError):
-        raise BadInput(f"cannot read checkpoint file {path}") from None
-    if len(raw) > MAX_CHECKPOINT_BYTES:
-        raise BadInput(f"checkpoint file {path} is larger than {MAX_CHECKPOINT_BYTES} bytes")
-    vkey = Signer.load(session.home.signing_key_path).vkey()
-    return open_checkpoint(note, [vkey], origin=session.home.identity())
 
 
 # -- annotate --------------------------------------------------------------------------------
@@ -154,6 +107,72 @@ def annotate(
 # -- verify ----------------------------------------------------------------------------------
 
 
+def read_vkeys(paths: list[Path]) -> list[str]:
+    """Verifier keys from files (one or more vkeys a file, one a line)."""
+    keys: list[str] = []
+    for path in paths:
+        try:
+            keys += [line.strip() for line in path.read_text("utf-8").splitlines()
+                     if line.strip()]
+        except (OSError, UnicodeDecodeError):
+            raise BadInput(f"cannot read key file {path}") from None
+    return keys
+
+
+def witness_keys(paths: list[Path]) -> list[CosignatureVerifier]:
+    return [parse_cosigner_vkey(v) for v in read_vkeys(paths)]
+
+
+def _read_text(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        raise BadInput(f"cannot read {what} {path}") from None
+
+
+def _verify_export(export: Path, checkpoint: Path, vkey: Path, wkeys: list[Path],
+                   quorum: int | None, json_out: bool) -> None:
+    """An outsider's check: export file + checkpoint + verifier key(s), no vault home."""
+    from ledger.verify import verify_log
+
+    keys = [parse_vkey(v) for v in read_vkeys([vkey])]
+    if not keys:
+        raise BadInput(f"no verifier key in {vkey}")
+    witnesses = witness_keys(wkeys)
+    need = quorum if quorum is not None else len({k.name for k in witnesses})
+    note = _read_text(checkpoint, "checkpoint file")
+    saved = open_checkpoint(note, keys)
+    cosigned = require_quorum(note, witnesses, need)
+    try:
+        data = export.read_bytes()
+    except OSError:
+        raise BadInput(f"cannot read export file {export}") from None
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    report: dict[str, Any] = {
+        "verified": False, "size": None, "root_hash": None,
+        "checkpoint": {"file": str(checkpoint), "origin": saved.origin, "size": saved.size,
+                       "root_hash": saved.root.hex()},
+        "witnesses": sorted(cosigned), "quorum": need}
+    try:
+        verdict = verify_log(lines, prefix_sizes={saved.size})
+        report.update(size=verdict.size, root_hash=verdict.root.hex())
+        verify_against_checkpoint(verdict, saved)
+    except LedgerTampered as exc:
+        if json_out:
+            emit_json({**report, "first_failing_seq": exc.seq, "error": str(exc)})
+        raise
+    report["verified"] = True
+    if json_out:
+        emit_json(report)
+        return
+    console.print(f"export verified: {verdict.size} entries, root {verdict.root.hex()}; "
+                  f"consistent with the checkpoint of size {saved.size} signed by "
+                  f"'{saved.origin}'" + (f", cosigned by {', '.join(sorted(cosigned))}"
+                                         if cosigned else ""), soft_wrap=True, markup=False)
+
+
 @app.command()
 def verify(
     ctx: typer.Context,
@@ -162,23 +181,50 @@ def verify(
         typer.Option("--checkpoint", help="A signed checkpoint to hold the ledger against "
                      "(default: the newest saved in <home>/checkpoints/)."),
     ] = None,
+    export: Annotated[Path | None, typer.Option(
+        "--export", help="Verify an exported ledger (JSONL) instead of the vault's: needs "
+        "--checkpoint and --vkey, no vault home.")] = None,
+    vkey: Annotated[Path | None, typer.Option(
+        "--vkey", help="With --export: the log's verifier key(s) file.")] = None,
+    witness_vkey: Annotated[list[Path] | None, typer.Option(
+        "--witness-vkey", help="A witness's verifier key(s) file (repeatable).")] = None,
+    quorum: Annotated[int | None, typer.Option(
+        "--quorum", min=0, help="Witness cosignatures the checkpoint needs (default: every "
+        "--witness-vkey witness; in a vault home, the configured quorum for --checkpoint).")]
+    = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Verify every entry (seq, prev chain, tree root), no truncation, rollback or fork, and
     that every stored vault batch still hashes to its ledger data_hash."""
+    if export is not None:
+        if checkpoint is None or vkey is None:
+            raise BadInput("--export needs --checkpoint FILE and --vkey FILE")
+        _verify_export(export, checkpoint, vkey, witness_vkey or [], quorum, json_out)
+        return
+    if vkey is not None:
+        raise BadInput("--vkey is for --export; a vault verifies with its own keys")
     from vault.crosscheck import verify_vault
     from vault.errors import VaultMismatch
+    from vault.transparency import checkpoint_store, witness_policy
 
     session = open_session(ctx)
     with session.access("ledger.verify", "ledger"):
         pass  # the decision is on the ledger; verification reads its own snapshot
-    path = checkpoint if checkpoint is not None else newest_checkpoint(session.home)
-    saved = _open_saved(session, path) if path is not None else None
+    cps = checkpoint_store(session.home)
+    opened = cps.open(checkpoint) if checkpoint is not None else cps.latest()
+    saved = opened.checkpoint if opened is not None else None
+    path = opened.path if opened is not None else None
     report: dict[str, Any] = {"verified": False, "size": None, "root_hash": None,
                               "checkpoint": None}
-    if saved is not None:
+    if opened is not None and saved is not None:
+        policy = witness_policy(session.home)
+        keys = policy.keys() + witness_keys(witness_vkey or [])
+        need = quorum if quorum is not None else (policy.quorum if checkpoint is not None
+                                                  else 0)
+        cosigned = require_quorum(opened.note, keys, need)
         report["checkpoint"] = {"file": str(path), "origin": saved.origin, "size": saved.size,
-                                "root_hash": saved.root.hex()}
+                                "root_hash": saved.root.hex(), "witnesses": sorted(cosigned),
+                                "quorum": need}
     try:
         verdict = verify_stored(session.engine,
                                 prefix_sizes={saved.size} if saved is not None else ())
@@ -210,40 +256,126 @@ def verify(
                       soft_wrap=True)
 
 
-# -- checkpoint, pubkey ---------------------------------------------------------------------
+# -- checkpoint, pubkey: public material, no token and no ledger entry -------------------------
 
 
 @app.command("checkpoint")
-def checkpoint_cmd(ctx: typer.Context) -> None:
-    """Sign a checkpoint of the current tree (C2SP signed note) to stdout; save it in the home."""
-    session = open_session(ctx)
-    signer = Signer.load(session.home.signing_key_path)
-    origin = session.home.identity()
-    previous_path = newest_checkpoint(session.home)
-    previous = _open_saved(session, previous_path) if previous_path is not None else None
-    with session.access("ledger.checkpoint", "ledger") as conn:
-        size = store.size(conn)
-        root = store.root(conn, size)
-        if previous is not None and previous.size > 0:  # only sign trees extending the last
-            proof = (store.consistency_proof(conn, previous.size, size)
-                     if previous.size <= size else [])
-            verify_checkpoint_consistency(previous, size, root, proof)
-        note = sign_checkpoint([signer], origin, size, root)
-        _save_checkpoint(session.home, note, size)
-    sys.stdout.write(note)
-    sys.stdout.flush()
+def checkpoint_cmd(json_out: JsonOpt = False) -> None:
+    """The newest checkpoint of the current tree (C2SP signed note, with the configured
+    witnesses' cosignatures) to stdout; signed and saved in the home when the tree grew.
+    Exit 1 if fewer witnesses than the quorum cosigned it."""
+    from flows.session import open_home
+    from vault.transparency import publish_checkpoint
+
+    home, engine = open_home()
+    published = publish_checkpoint(engine, home)
+    if json_out:
+        emit_json({**published.to_json(), "note": published.note})
+    else:
+        sys.stdout.write(published.note)
+        sys.stdout.flush()
+    published.require_quorum()
 
 
 @app.command()
-def pubkey(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+def pubkey(
+    all_keys: Annotated[bool, typer.Option(
+        "--all", help="Also the retired log keys (to verify older checkpoints).")] = False,
+    json_out: JsonOpt = False,
+) -> None:
     """The checkpoint verifier key (C2SP vkey: name+keyid+base64(0x01||ed25519 key))."""
-    session = open_session(ctx)
-    with session.access("ledger.pubkey", "ledger"):
-        vkey = Signer.load(session.home.signing_key_path).vkey()
+    from flows.session import open_home
+    from vault.transparency import log_vkeys
+
+    home, _ = open_home()
+    keys = log_vkeys(home, include_retired=all_keys)
     if json_out:
-        emit_json({"vkey": vkey, "origin": session.home.identity()})
+        emit_json({"vkey": keys[0], "origin": home.identity(), "retired": keys[1:]})
     else:
-        sys.stdout.write(vkey + "\n")
+        sys.stdout.write("".join(k + "\n" for k in keys))
+
+
+@app.command("rotate-key")
+def rotate_key(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """New log signing key. The transition checkpoint is signed by the old and the new key;
+    the old verifier key stays known (``pubkey --all``), so older checkpoints still verify."""
+    from vault.transparency import KEY_ROTATED_ACTION, log_vkeys, rotate_log_key
+
+    session = open_session(ctx)
+    old = parse_vkey(log_vkeys(session.home, include_retired=False)[0])
+    with session.access("keys.rotate", "ledger-key") as conn:
+        store.append(conn, [EntryDraft(actor=session.principal.id, action=KEY_ROTATED_ACTION,
+                                       resource="ledger-key",
+                                       details={"old_key_id": old.key_id.hex()})])
+    old_vkey, new_vkey, transition = rotate_log_key(session.engine, session.home)
+    if json_out:
+        emit_json({"old_vkey": old_vkey, "vkey": new_vkey, "checkpoint": transition.to_json()})
+        return
+    console.print(f"log key rotated; transition checkpoint of size {transition.saved.size} "
+                  "signed by both keys", markup=False, soft_wrap=True)
+    sys.stdout.write(new_vkey + "\n")
+
+
+# -- witnesses the vault asks for cosignatures -----------------------------------------------
+
+witnesses_app = typer.Typer(help="Witnesses that cosign this vault's checkpoints.",
+                            no_args_is_help=True)
+app.add_typer(witnesses_app, name="witnesses")
+
+
+@witnesses_app.command("add")
+def witnesses_add(
+    ctx: typer.Context,
+    url: Annotated[str, typer.Option("--url", help="The witness's submission URL prefix.")],
+    vkey: Annotated[Path, typer.Option("--vkey", help="File with the witness's vkey(s).")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Add a witness (or new keys of a known one) by URL and cosignature vkey(s)."""
+    from vault.transparency import add_witness
+
+    session = open_session(ctx)
+    with session.access("policy.apply", "witnesses"):
+        policy = add_witness(session.home, url, read_vkeys([vkey]))
+    if json_out:
+        emit_json(policy.to_json())
+    else:
+        console.print(f"{len(policy.witnesses)} witness(es), quorum {policy.quorum}",
+                      markup=False)
+
+
+@witnesses_app.command("quorum")
+def witnesses_quorum(
+    ctx: typer.Context,
+    count: Annotated[int, typer.Argument(help="Cosignatures every checkpoint needs.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """How many distinct witnesses must cosign each checkpoint."""
+    from vault.transparency import WitnessPolicy, save_witness_policy, witness_policy
+
+    session = open_session(ctx)
+    with session.access("policy.apply", "witnesses"):
+        policy = WitnessPolicy(witness_policy(session.home).witnesses, count)
+        save_witness_policy(session.home, policy)
+    if json_out:
+        emit_json(policy.to_json())
+    else:
+        console.print(f"quorum {count} of {len(policy.witnesses)} witness(es)", markup=False)
+
+
+@witnesses_app.command("list")
+def witnesses_list(json_out: JsonOpt = False) -> None:
+    """The configured witnesses and quorum (public configuration)."""
+    from flows.session import open_home
+    from vault.transparency import witness_policy
+
+    home, _ = open_home()
+    policy = witness_policy(home)
+    if json_out:
+        emit_json(policy.to_json())
+        return
+    for w in policy.witnesses:
+        console.print(f"{w.name}  {w.url}  {len(w.keys)} key(s)", markup=False)
+    console.print(f"quorum {policy.quorum}", markup=False)
 
 
 # -- export, prove, consistency -------------------------------------------------------------

@@ -61,6 +61,16 @@ def _release_flow(session: Any, ctx: typer.Context, dataset: str, by: list[str],
     return document
 
 
+def _receipt(session: Session, dataset: str, seq: int | None, out: Path | None) -> str | None:
+    """The release entry's receipt; with ``out``, also ``out.tlog-proof`` for its exact bytes."""
+    from flows.receipts import export_with_receipt, receipts
+
+    if out is not None:
+        return export_with_receipt(session.engine, session.home, session.principal.id, dataset,
+                                   seq, out)[0]
+    return receipts(session.engine, session.home, [seq])[0] if seq is not None else None
+
+
 def release(
     ctx: typer.Context,
     dataset: Annotated[str, typer.Option("--dataset", help="Dataset to release from.")],
@@ -125,6 +135,9 @@ def release(
         if out is not None and out.suffix.lower() != ".json":
             raise BadInput("--prefect releases write --out as FILE.json")
         doc_flow = _release_flow(session, ctx, dataset, _split(by), measure, epsilon, out, force)
+        seq = doc_flow.get("ledger_seq")
+        doc_flow["receipt"] = _receipt(session, dataset, seq if isinstance(seq, int) else None,
+                                       out)
         if as_json:
             emit_json(doc_flow)
         else:
@@ -152,8 +165,9 @@ def release(
         publish(out, lambda p: write_output(result, p), force=force)
     if chart is not None:
         publish(chart, lambda p: write_chart(result, p), force=force)
+    receipt = _receipt(session, dataset, result.ledger_seq, out)
     if as_json:
-        emit_json(result.to_json())
+        emit_json({**result.to_json(), "receipt": receipt})
         return
     doc = result.to_json()
     console.print(
@@ -182,7 +196,7 @@ def release(
                           "group(s): too few people there for a meaningful mean at this "
                           "epsilon (merge groups or spend more epsilon)", markup=False)
     if out is not None:
-        console.print(f"wrote {out}", markup=False)
+        console.print(f"wrote {out} (receipt: {out.name}.tlog-proof)", markup=False)
 
 
 def segment(
@@ -208,6 +222,8 @@ def segment(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON value.")] = False,
     force: ForceOpt = False,
+    receipt_out: Annotated[Path | None, typer.Option(
+        "--receipt", help="Write the release's receipt (C2SP tlog-proof) to FILE.")] = None,
 ) -> None:
     """DP k-means segments over bounded numeric features (noisy sizes and centroids)."""
     from vault.budget import parse_epsilon
@@ -218,6 +234,8 @@ def segment(
         out = check_output(out, option="--out", force=force, suffixes=OUT_FORMATS)
     if chart is not None:
         chart = check_output(chart, option="--chart", force=force, suffixes=CHART_FORMATS)
+    if receipt_out is not None:
+        receipt_out = check_output(receipt_out, option="--receipt", force=force)
     if out is not None and out == chart:
         raise BadInput("--out and --chart name the same file")
     request = SegmentRequest(
@@ -232,7 +250,10 @@ def segment(
         publish(out, lambda p: write_output(result, p), force=force)
     if chart is not None:
         publish(chart, lambda p: write_chart(result, p), force=force)
-    doc = result.to_json()
+    doc = {**result.to_json(), "receipt": _receipt(session, dataset, result.ledger_seq, None)}
+    text = doc["receipt"]
+    if receipt_out is not None and isinstance(text, str):
+        publish(receipt_out, lambda p: p.write_text(text, encoding="utf-8"), force=force)
     if as_json:
         emit_json(doc)
         return

@@ -24,8 +24,10 @@ def serve(
         raise BadInput("--port must be 1-65535")
     home, engine = open_home()
     console.print(f"civicvault API on http://{host}:{port}  (OpenAPI: /openapi.json)")
-    uvicorn.run(create_app(home, engine), host=host, port=port, log_level="warning",
-                access_log=False)  # access logs could carry query strings: off
+    from flows.api_tiles import TilesFirst
+
+    uvicorn.run(TilesFirst(create_app(home, engine)), host=host, port=port,
+                log_level="warning", access_log=False)  # access logs: query strings, off
 
 
 def register(app: typer.Typer) -> None:

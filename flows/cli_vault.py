@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from typing import Annotated
 
+import orjson
 import typer
 from rich.progress import (
     BarColumn,
@@ -15,6 +16,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from sqlalchemy import Connection
 
 from flows.output import console, emit_json
 from flows.purpose import PurposeOpt, checked_purpose
@@ -114,6 +116,16 @@ def ingest(
         console.print(f"  {col['name']:<28} {col['category']:<10} {col['handling']}")
 
 
+def _entry_seq(conn: Connection, start: int, action: str) -> int | None:
+    """The seq of the first entry with ``action`` appended from ``start`` in this transaction."""
+    from ledger import store as ledger_store
+
+    for offset, raw in enumerate(ledger_store.iter_entries(conn, start)):
+        if orjson.loads(raw).get("action") == action:
+            return start + offset
+    return None
+
+
 def erase(
     ctx: typer.Context,
     dataset: Annotated[str, typer.Option("--dataset", help="Dataset name.")],
@@ -121,8 +133,12 @@ def erase(
                                              "repeat to require several.")],
     purpose: PurposeOpt = None,
     json_out: JsonOpt = False,
+    receipt_out: Annotated[Path | None, typer.Option(
+        "--receipt", help="Write the erasure's receipt (C2SP tlog-proof) to FILE.")] = None,
 ) -> None:
     """Erase every subject matching the lookup values (crypto-shredding)."""
+    from flows.receipts import receipts, write_receipt
+    from ledger import store as ledger_store
     from vault.erase import erase as do_erase
     from vault.keyring import Keyring
     from vault.keys import provider_for
@@ -130,12 +146,21 @@ def erase(
     parse_name(dataset, "dataset")  # before the name reaches the ledger as a resource
     why = checked_purpose(purpose)
     criteria = _parse_match(match)
+    if receipt_out is not None:
+        from flows.outputs import check_output
+
+        receipt_out = check_output(receipt_out, option="--receipt", force=False)
     session = open_session(ctx)
     with session.access("erase", f"dataset/{dataset}", purpose=why) as conn:
+        before = ledger_store.size(conn)
         report = do_erase(conn, Keyring(provider_for(session.home)), dataset, criteria,
                           session.principal.id)
+        seq = _entry_seq(conn, before, "vault.erase")
+    receipt = receipts(session.engine, session.home, [seq])[0] if seq is not None else None
+    if receipt_out is not None and receipt is not None:
+        write_receipt(receipt_out, receipt)
     if json_out:
-        emit_json(report.__dict__)
+        emit_json({**report.__dict__, "ledger_seq": seq, "receipt": receipt})
     elif report.subjects_erased:
         console.print(f"erased {report.subjects_erased} subject(s) from {dataset}; "
                       f"{report.batches_resealed} batch(es) re-sealed")

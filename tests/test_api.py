@@ -33,9 +33,13 @@ def test_openapi_published(client: TestClient) -> None:
 
 
 def test_missing_and_forged_tokens_refused(client: TestClient) -> None:
-    assert client.get("/api/ledger/checkpoint").status_code == 401
+    proof = "/api/ledger/proof/inclusion?index=0"
+    assert client.get(proof).status_code == 401
     bad = {"Authorization": "Bearer cvt_" + "A" * 43}
-    assert client.get("/api/ledger/checkpoint", headers=bad).status_code == 401
+    assert client.get(proof, headers=bad).status_code == 401
+    # public material is not an access: the checkpoint and verifier key need no token
+    assert client.get("/api/ledger/checkpoint").status_code == 200
+    assert client.get("/api/ledger/pubkey", headers=bad).status_code == 200
 
 
 def test_checkpoint_and_proofs_for_admin(client: TestClient, tmp_path: Path) -> None:
