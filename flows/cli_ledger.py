@@ -22,10 +22,9 @@ from ledger.cosignature import CosignatureVerifier, parse_cosigner_vkey, require
 from ledger.db_verify import verify_stored
 from ledger.entry import EntryDraft
 from ledger.errors import BadInput, LedgerTampered
-from ledger.signer import Signer, parse_vkey
-from ledger.verify import verify_against_checkpoint, verify_checkpoint_consistency
+from ledger.signer import parse_vkey
+from ledger.verify import verify_against_checkpoint
 from policies.validate import int_arg
-from vault.home import VaultHome
 
 app = typer.Typer(help="The verifiable audit ledger.", no_args_is_help=True)
 
