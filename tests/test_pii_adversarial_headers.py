@@ -214,3 +214,13 @@ def test_cli_shows_the_evidence_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert cli.main(["classify", str(path)]) == 0
     table = capsys.readouterr().out
     assert "evidence" in table and "values over name" in table
+
+
+def test_county_names_and_precinct_codes_are_not_people_or_keys() -> None:
+    """NC's 100 county names are often surnames and precinct codes nearly unique in a
+    sample: neither is a person or a per-person key."""
+    from flows import demo_data
+
+    got = _by_name(demo_data.generate(2000))
+    assert (got["county_desc"].category, got["county_desc"].handling) == ("harmless", "keep")
+    assert got["precinct_abbrv"].category == "quasi"

@@ -204,6 +204,9 @@ _VALUE_QUASI: tuple[tuple[str, str], ...] = (
 )
 VALUE_ONLY_SHARE = 0.8
 FLAG_SHARE = 0.95
+# person-name values override a harmless code name (county, status) only when this share
+# of the sampled values is distinct: a code list repeats, names of people mostly do not
+PERSON_OVER_CODE_DISTINCT = 0.5
 # How much a class discloses, to decide which wins when name and values disagree.
 _RANK: dict[str, int] = {
     "harmless": 0, "unknown": 1, "quasi": 2, "free_text": 3, "special": 4, "direct": 5,
@@ -338,8 +341,11 @@ def _classify_values(name: str, values: Sequence[str]) -> _Verdict:
     own = rz.value_share(entity, values) if entity in _VALUE_CHECKED else None
     if own is None or own < 0.5:  # the values do not look like what the name says
         for v in sorted(found, key=lambda v: -_RANK[v.category]):
-            if v.entity == rz.PERSON and entity in _PLACE_ENTITIES:
-                continue  # place and district names are often surnames
+            if v.entity in (rz.PERSON, rz.VOTER_ID) and entity in _PLACE_ENTITIES:
+                continue  # place and district names are often surnames; codes often unique
+            if (v.entity == rz.PERSON and category == "harmless"
+                    and len(set(values)) / n < PERSON_OVER_CODE_DISTINCT):
+                continue  # a county or status code list repeats: 100 NC counties, many surnames
             upgrade = _RANK[v.category] > _RANK[category]
             switch = (own is not None and v.category == category == "direct"
                       and v.entity != entity and v.entity in DEFAULT_LOOKUP_ENTITIES)
