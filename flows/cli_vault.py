@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import typer
@@ -16,7 +16,6 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from sqlalchemy import Connection
 
 from flows.output import console, emit_json
 from flows.purpose import PurposeOpt, checked_purpose
@@ -24,6 +23,9 @@ from flows.session import open_session
 from policies.validate import parse_name
 from vault.errors import BadInput
 from vault.home import VaultHome
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 keys_app = typer.Typer(help="Key management.", no_args_is_help=True)
 

@@ -23,8 +23,6 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-
 from vault.errors import BadInput
 from vault.home import VaultHome
 
@@ -33,6 +31,8 @@ SIDECAR_SUFFIXES: dict[str, tuple[str, ...]] = {".csv": (".meta.json",)}
 
 def _protected(home: VaultHome) -> tuple[list[Path], list[Path]]:
     """(folders, files) no output may land in / on: the vault home and its database."""
+    from sqlalchemy.engine import make_url  # not at import: the CLI starts without SQLAlchemy
+
     folders = [home.root.resolve()]
     files: list[Path] = []
     try:
