@@ -153,25 +153,33 @@ def verify(
         typer.Option("--checkpoint", help="A signed checkpoint to hold the ledger against "
                      "(default: the newest saved in <home>/checkpoints/)."),
     ] = None,
+    fast: Annotated[bool, typer.Option(
+        "--fast", help="Routine audit: skip re-hashing the ciphertext, the per-subject key "
+        "and blind-index digests and the stored tree nodes.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Verify every entry (seq, prev chain, tree root), no truncation, rollback or fork, and
-    that every stored vault batch still hashes to its ledger data_hash."""
-    from vault.crosscheck import verify_vault
-    from vault.errors import VaultMismatch
+    """Verify every entry (seq, prev chain, leaf hashes, tree root and nodes), no truncation,
+    rollback or fork, and that the vault's tables are what the ledger vouches for:
+    principals, policy, budgets, keys, batches, erasures and every batch's ciphertext."""
+    from vault.access import installed_policy
+    from vault.errors import StateMismatch, VaultMismatch
+    from vault.state_verify import verify_database
 
     session = open_session(ctx)
-    with session.access("ledger.verify", "ledger"):
-        pass  # the decision is on the ledger; verification reads its own snapshot
+    principal = session.principal
+    if not installed_policy(session.home).decide(principal.role, "ledger.verify", "ledger",
+                                                 None, actor=principal.id).allowed:
+        with session.access("ledger.verify", "ledger"):
+            pass  # ledgers the denial and raises
     path = checkpoint if checkpoint is not None else newest_checkpoint(session.home)
     saved = _open_saved(session, path) if path is not None else None
-    report: dict[str, Any] = {"verified": False, "size": None, "root_hash": None,
-                              "checkpoint": None}
+    report: dict[str, Any] = {"verified": False, "mode": "fast" if fast else "full",
+                              "size": None, "root_hash": None, "checkpoint": None}
     if saved is not None:
         report["checkpoint"] = {"file": str(path), "origin": saved.origin, "size": saved.size,
                                 "root_hash": saved.root.hex()}
     try:
-        verdict = verify_stored(session.engine,
+        verdict = verify_stored(session.engine, nodes=not fast,
                                 prefix_sizes={saved.size} if saved is not None else ())
         report.update(size=verdict.size, root_hash=verdict.root.hex())
         if saved is not None:
@@ -180,22 +188,38 @@ def verify(
         if json_out:
             emit_json({**report, "first_failing_seq": exc.seq, "error": str(exc)})
         raise
+    policy = session.home.policy_path
     try:
-        with session.engine.connect().execution_options(readonly=True) as conn, conn.begin():
-            vault_report = verify_vault(conn, store.iter_entries(conn, 0, verdict.size))
-        report["vault"] = {"batches": vault_report.batches, "records": vault_report.records}
+        state, folded = verify_database(
+            session.engine, policy_bytes=policy.read_bytes() if policy.exists() else None,
+            full=not fast)
+    except StateMismatch as exc:
+        if json_out:
+            emit_json({**report, "vault_table": exc.table, "vault_row": exc.row,
+                       "vouched_by_seq": exc.seq, "error": str(exc)})
+        raise
     except VaultMismatch as exc:
         if json_out:
-            emit_json({**report, "vault_batch": exc.batch, "error": str(exc)})
+            emit_json({**report, "vault_table": "vault_batches", "vault_row": exc.batch,
+                       "vault_batch": exc.batch, "error": str(exc)})
         raise
+    # The verification goes on the ledger once it passed: appending to a log that failed
+    # would fill a deleted tail and destroy the evidence the next run needs.
+    with session.access("ledger.verify", "ledger"):
+        pass
+    report["vault"] = {"batches": state.batches, "records": state.records}
+    report["state"] = {**state.to_json(), "entries_folded": folded}
     report["verified"] = True
     if json_out:
         emit_json(report)
         return
-    console.print(f"ledger verified: {verdict.size} entries, root {verdict.root.hex()}",
-                  soft_wrap=True)
-    console.print(f"  vault matches the ledger: {vault_report.batches} batches, "
-                  f"{vault_report.records} records re-hashed", soft_wrap=True)
+    console.print(f"ledger verified: {verdict.size} entries, root {verdict.root.hex()}"
+                  + ("" if fast else ", every stored tree node re-folded"), soft_wrap=True)
+    console.print(f"  vault matches the ledger: {state.principals} principals, {state.budgets} "
+                  f"budgets, {state.data_keys} data keys, {state.batches} batches, "
+                  f"{state.erased_subjects} erased subjects"
+                  + ("" if fast else f", {state.subject_buckets} subject buckets, "
+                     f"{state.records} records re-hashed"), soft_wrap=True)
     if saved is not None:
         console.print(f"  consistent with the signed checkpoint of size {saved.size} ({path})",
                       soft_wrap=True)

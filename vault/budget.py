@@ -218,8 +218,8 @@ def set_budget(
 ) -> Budget:
     """Set (or create) the total epsilon of ``analyst`` on ``dataset``; spending is kept.
 
-    With ``actor``, a ``budget.set`` ledger entry (analyst, dataset, new total, spent so
-    far) is appended in the same transaction.
+    A ``budget.set`` ledger entry (analyst, dataset, new total, spent so far; by
+    ``actor``, default ``vault``) is appended in the same transaction.
     """
     if total < 0:
         raise BadInput("epsilon must be >= 0")
@@ -240,26 +240,26 @@ def set_budget(
         .on_conflict_do_nothing(index_elements=["dataset"])
     )
     result = get_budget(conn, analyst, dataset, default_total=total)
-    if actor is not None:
-        from ledger import store as ledger_store
-        from ledger.entry import EntryDraft
+    # always on the ledger: verification re-derives the totals from these entries
+    from ledger import store as ledger_store
+    from ledger.entry import EntryDraft
 
-        ledger_store.append(
-            conn,
-            [
-                EntryDraft(
-                    actor=actor,
-                    action="budget.set",
-                    resource=f"budget:{analyst}/{dataset}",
-                    details={
-                        "analyst": analyst,
-                        "dataset": dataset,
-                        "epsilon_total": format_epsilon(result.epsilon_total),
-                        "epsilon_spent": format_epsilon(result.epsilon_spent),
-                    },
-                )
-            ],
-        )
+    ledger_store.append(
+        conn,
+        [
+            EntryDraft(
+                actor=actor or "vault",
+                action="budget.set",
+                resource=f"budget:{analyst}/{dataset}",
+                details={
+                    "analyst": analyst,
+                    "dataset": dataset,
+                    "epsilon_total": format_epsilon(result.epsilon_total),
+                    "epsilon_spent": format_epsilon(result.epsilon_spent),
+                },
+            )
+        ],
+    )
     return result
 
 

@@ -17,6 +17,7 @@ __all__ = [
     "KeyUnavailable",
     "LedgerTampered",
     "NotInitialised",
+    "StateMismatch",
     "VaultMismatch",
     "VerificationFailed",
 ]
@@ -38,3 +39,19 @@ class VaultMismatch(VerificationFailed):
     def __init__(self, message: str, *, batch: str | None = None) -> None:
         self.batch = batch
         super().__init__(message)
+
+
+class StateMismatch(VerificationFailed):
+    """A vault table row differs from what the ledger vouches for (``vault.state_verify``).
+
+    ``table`` and ``row`` name the first differing row (ids only, never values);
+    ``seq`` is the ledger entry that vouched for it last, when there is one.
+    """
+
+    def __init__(self, table: str, row: str, message: str, *, seq: int | None = None) -> None:
+        self.table = table
+        self.row = row
+        self.seq = seq
+        vouched = f" (last vouched for by ledger entry {seq})" if seq is not None else ""
+        super().__init__(f"vault state differs from the ledger at {table} {row}: "
+                         f"{message}{vouched}")

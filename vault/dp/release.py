@@ -322,6 +322,9 @@ def record_release(
                 data_hash=result.data_hash,
                 details={
                     **details,
+                    "analyst": charge.budget.analyst,
+                    "dataset": charge.budget.dataset,
+                    "epsilon_total": budget.format_epsilon(charge.budget.epsilon_total),
                     "epsilon_charged": budget.format_epsilon(charge.epsilon),
                     "epsilon_spent": budget.format_epsilon(charge.budget.epsilon_spent),
                     "groups": len(result.rows),
