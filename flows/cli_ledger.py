@@ -19,11 +19,14 @@ from flows.output import console, emit_json
 from flows.session import Session, open_session
 from ledger import store
 from ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
-from ledger.db_verify import verify_stored
 from ledger.entry import EntryDraft
 from ledger.errors import BadInput, LedgerTampered
 from ledger.signer import Signer
-from ledger.verify import verify_against_checkpoint, verify_checkpoint_consistency
+from ledger.verify import (
+    LogVerdict,
+    verify_against_checkpoint,
+    verify_checkpoint_consistency,
+)
 from vault.home import VaultHome
 
 app = typer.Typer(help="The verifiable audit ledger.", no_args_is_help=True)
@@ -163,7 +166,7 @@ def verify(
     principals, policy, budgets, keys, batches, erasures and every batch's ciphertext."""
     from vault.access import installed_policy
     from vault.errors import StateMismatch, VaultMismatch
-    from vault.state_verify import verify_database
+    from vault.verify_all import verify_everything
 
     session = open_session(ctx)
     principal = session.principal
@@ -178,21 +181,22 @@ def verify(
     if saved is not None:
         report["checkpoint"] = {"file": str(path), "origin": saved.origin, "size": saved.size,
                                 "root_hash": saved.root.hex()}
-    try:
-        verdict = verify_stored(session.engine, nodes=not fast,
-                                prefix_sizes={saved.size} if saved is not None else ())
+    policy = session.home.policy_path
+
+    def against_checkpoint(verdict: LogVerdict) -> None:
         report.update(size=verdict.size, root_hash=verdict.root.hex())
         if saved is not None:
             verify_against_checkpoint(verdict, saved)
+
+    try:
+        done = verify_everything(
+            session.engine, policy_bytes=policy.read_bytes() if policy.exists() else None,
+            full=not fast, prefix_sizes={saved.size} if saved is not None else (),
+            after_ledger=against_checkpoint)
     except LedgerTampered as exc:
         if json_out:
             emit_json({**report, "first_failing_seq": exc.seq, "error": str(exc)})
         raise
-    policy = session.home.policy_path
-    try:
-        state, folded = verify_database(
-            session.engine, policy_bytes=policy.read_bytes() if policy.exists() else None,
-            full=not fast)
     except StateMismatch as exc:
         if json_out:
             emit_json({**report, "vault_table": exc.table, "vault_row": exc.row,
@@ -203,12 +207,14 @@ def verify(
             emit_json({**report, "vault_table": "vault_batches", "vault_row": exc.batch,
                        "vault_batch": exc.batch, "error": str(exc)})
         raise
+    verdict, state, folded = done.ledger, done.state, done.entries_folded
     # The verification goes on the ledger once it passed: appending to a log that failed
     # would fill a deleted tail and destroy the evidence the next run needs.
     with session.access("ledger.verify", "ledger"):
         pass
     report["vault"] = {"batches": state.batches, "records": state.records}
-    report["state"] = {**state.to_json(), "entries_folded": folded}
+    report["state"] = {**state.to_json(), "entries_folded": folded,
+                       "tree_nodes_checked": done.nodes_checked}
     report["verified"] = True
     if json_out:
         emit_json(report)

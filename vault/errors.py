@@ -51,6 +51,7 @@ class StateMismatch(VerificationFailed):
     def __init__(self, table: str, row: str, message: str, *, seq: int | None = None) -> None:
         self.table = table
         self.row = row
+        self.detail = message
         self.seq = seq
         vouched = f" (last vouched for by ledger entry {seq})" if seq is not None else ""
         super().__init__(f"vault state differs from the ledger at {table} {row}: "

@@ -11,8 +11,10 @@ PostgreSQL: ``INSERT ... ON CONFLICT DO UPDATE`` already fires the statement-lev
 UPDATE trigger of ``0001`` (refused); a row-level BEFORE INSERT trigger refuses a
 conflicting insert with a clear error there too.
 
-``ix_vault_blind_subject``: the blind index by subject, so the state verification
-(``vault.state_verify``) and erasure read one subject range in key order.
+``ix_vault_blind_subject``: the blind index by subject, covering (with the primary
+key's columns and ``key_id``), so the state verification (``vault.state_verify``)
+reads one subject range in key order without a lookup per row, and erasure finds
+a subject's rows without scanning the dataset's.
 
 Revision ID: 0008
 Revises: 0006
@@ -67,7 +69,7 @@ def upgrade() -> None:
                     f"ON {table} BEGIN SELECT RAISE(ABORT, '{table} is append-only: {verb} "
                     f"refused'); END")
     op.create_index("ix_vault_blind_subject", "vault_blind_index",
-                    ["subject_id", "column", "digest"])
+                    ["subject_id", "column", "digest", "key_id"])
 
 
 def downgrade() -> None:
