@@ -2,7 +2,7 @@
 
     python bench/verify.py                         # 1,000,000 records, 1,000,000 entries, 3 runs
     python bench/verify.py --rows 100000 --entries 100000 --runs 3
-    python bench/verify.py --home DIR              # reuse a vault built by an earlier run
+    python bench/verify.py --home DIR              # build the vault there (kept), or reuse it
 
 The fixture vault is built with the bulk paths: ``init``, one ``ingest_path`` of
 ``--rows`` synthetic voter rows (bench/pii.py's generator: 12 columns, 3 of them
@@ -149,7 +149,9 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--entries", type=int, default=1_000_000)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--home", type=Path, help="an existing fixture vault home (else built)")
+    ap.add_argument("--home", type=Path,
+                    help="fixture vault home: reused if it exists, else built there and kept")
+    ap.add_argument("--build-only", action="store_true", help="build --home and stop")
     ap.add_argument("--run-once", choices=["full", "fast", "ledger"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.run_once:
@@ -158,9 +160,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cvbench-verify-") as tmp:
         home = args.home
         built: dict[str, float] = {}
-        if home is None:
-            home = Path(tmp) / "home"
+        if home is None or not home.exists():  # a new --home is built there and kept
+            home = home or Path(tmp) / "home"
             built = build(home, args.rows, args.entries)
+            if args.build_only:
+                print(json.dumps(built))
+                return
         load_before = os.getloadavg()
         results: dict[str, list[dict[str, Any]]] = {"ledger": [], "fast": [], "full": []}
         cli: list[float] = []

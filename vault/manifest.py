@@ -33,7 +33,7 @@ from sqlalchemy import Connection, select
 from vault.schema import DataKey
 from vault.store import T_BATCH, T_DATASET, T_SOURCE, T_SUPPRESSED, unpack_mask
 
-BUCKET = 1 << 16
+BUCKET = 1 << 14
 """Subject ids per bucket: a bucket is re-digested whenever one of its subjects changes."""
 
 T_KEY = DataKey.__table__  # type: ignore[attr-defined]

@@ -213,7 +213,7 @@ CASES = [
     Case("subject_key_shredded_silently", _subject_shredded, "vault_subjects",
          lambda c: str(live_subject(c))),
     Case("wrapped_subject_key_corrupted", _subject_key_corrupted, "vault_subjects",
-         "0..65535", fast=False),
+         "0..16383", fast=False),
     Case("wrapped_data_key_corrupted", _data_key_corrupted, "vault_data_keys",
          lambda c: str(_active_key(c))),
     Case("data_key_state_changed",
@@ -223,11 +223,11 @@ CASES = [
          "vault_data_keys",
          lambda c: str(one(c, "SELECT min(id) FROM vault_data_keys WHERE state <> 'active'"))),
     Case("blind_index_digest_changed", _blind_digest_changed, "vault_blind_index",
-         "subjects 0..65535", fast=False),
+         "subjects 0..16383", fast=False),
     Case("blind_index_row_deleted",
          lambda c: c.execute(text("DELETE FROM vault_blind_index WHERE subject_id = "
                                   "(SELECT max(subject_id) FROM vault_blind_index)")),
-         "vault_blind_index", "subjects 0..65535", fast=False),
+         "vault_blind_index", "subjects 0..16383", fast=False),
     Case("batch_data_hash_column_changed",
          lambda c: c.execute(text("UPDATE vault_batches SET data_hash = :h WHERE id = "
                                   "(SELECT min(id) FROM vault_batches)"), {"h": "0" * 64}),
