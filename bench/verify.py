@@ -107,6 +107,11 @@ def run_once(home_dir: Path, mode: str) -> dict[str, Any]:
     home = VaultHome(root=home_dir)
     engine = make_engine(home.db_url)
     policy = home.policy_path.read_bytes()
+    if mode == "parts":
+        try:
+            return parts(engine, policy)
+        finally:
+            engine.dispose()
     try:
         t0 = time.perf_counter()
         state: dict[str, Any] = {}
@@ -122,6 +127,36 @@ def run_once(home_dir: Path, mode: str) -> dict[str, Any]:
               resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     return {"seconds": elapsed, "entries": entries, "peak_rss_mib": kib / 1024,
             "state": state}
+
+
+def parts(engine: Any, policy: bytes) -> dict[str, Any]:
+    """Each part of the full verification alone, one process, in seconds."""
+    from ledger import store
+    from ledger.db_verify import verify_nodes, verify_stored
+    from vault import manifest, state_verify
+
+    out: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    n = verify_stored(engine, parallel=False).size
+    out["ledger chain+leaves+root, 1 process"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    verify_nodes(engine, n)
+    out["tree nodes re-folded"] = time.perf_counter() - t0
+    with engine.connect().execution_options(readonly=True) as conn, conn.begin():
+        t0 = time.perf_counter()
+        exp = state_verify.fold(chunk for chunk, _ in store.iter_chunks(conn, 0, n))
+        out["fold (re-read entries)"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        state_verify.verify_state(conn, exp, policy_bytes=policy, full=False)
+        out["fast state checks"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        state_verify._buckets(conn, exp)
+        out["subject buckets (= what ingest pays, once per bucket)"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        state_verify._rehash(conn, exp)
+        out["ciphertext re-hash"] = time.perf_counter() - t0
+        out["buckets"] = manifest.bucket_count(conn)
+    return out
 
 
 def _child(home: Path, mode: str) -> dict[str, Any]:
@@ -152,7 +187,8 @@ def main() -> None:
     ap.add_argument("--home", type=Path,
                     help="fixture vault home: reused if it exists, else built there and kept")
     ap.add_argument("--build-only", action="store_true", help="build --home and stop")
-    ap.add_argument("--run-once", choices=["full", "fast", "ledger"], help=argparse.SUPPRESS)
+    ap.add_argument("--run-once", choices=["full", "fast", "ledger", "parts"],
+                    help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.run_once:
         print(json.dumps(run_once(args.home, args.run_once)))
@@ -173,6 +209,7 @@ def main() -> None:
             for mode in results:
                 results[mode].append(_child(home, mode))
             cli.append(_cli(home))
+        split = _child(home, "parts")
         load_after = os.getloadavg()
         db_mib = sum(p.stat().st_size for p in home.glob("vault.db*")) / 2**20
     print(f"verification benchmark: {args.rows:,} records, {args.entries:,}+ ledger entries, "
@@ -193,6 +230,8 @@ def main() -> None:
     print(f"| `civicvault ledger verify --json` (full, wall incl. start-up) | "
           f"{statistics.median(cli):.2f} | {', '.join(f'{s:.2f}' for s in cli)} | |")
     print("state checked:", json.dumps(results["full"][-1]["state"]))
+    print("parts, one process each (s): " + ", ".join(
+        f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in split.items()))
 
 
 if __name__ == "__main__":

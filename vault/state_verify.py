@@ -318,23 +318,26 @@ def _batches(conn: Connection, exp: Expected) -> int:
 
 
 def _erased(conn: Connection, exp: Expected) -> int:
+    """Erased (key shredded, marked) = exactly the subjects of the ``vault.erase`` entries."""
     rows = conn.execute(select(T_SUBJECT.c.id, T_SUBJECT.c.erased_at.is_not(None),
                                T_SUBJECT.c.wrapped_key.is_(None))
                         .where((T_SUBJECT.c.erased_at.is_not(None))
-                               | (T_SUBJECT.c.wrapped_key.is_(None))
-                               | T_SUBJECT.c.id.in_(sorted(exp.erased)))).all()
+                               | (T_SUBJECT.c.wrapped_key.is_(None)))).all()
     found = {int(r[0]): (bool(r[1]), bool(r[2])) for r in rows}
-    for sid in sorted(set(found) | set(exp.erased)):
-        erased_at, shredded = found.get(sid, (True, True))
-        seq = exp.erased.get(sid)
-        if seq is None:
+    for sid in sorted(found):
+        if sid not in exp.erased:
             raise StateMismatch("vault_subjects", str(sid), "erased or key-shredded without a "
                                 "vault.erase entry")
-        if sid not in found:
-            continue  # an erased subject whose row is gone: the bucket digest says so
-        if not (erased_at and shredded):
+        if not all(found[sid]):
             raise StateMismatch("vault_subjects", str(sid), "erased on the ledger but its key "
-                                "or erasure mark is back", seq=seq)
+                                "or erasure mark is back", seq=exp.erased[sid])
+    missing = sorted(set(exp.erased) - set(found))
+    for lo in range(0, len(missing), 10_000):  # erased subjects whose rows look live again
+        back = conn.execute(select(T_SUBJECT.c.id).where(
+            T_SUBJECT.c.id.in_(missing[lo:lo + 10_000])).order_by(T_SUBJECT.c.id)).first()
+        if back is not None:
+            raise StateMismatch("vault_subjects", str(back[0]), "erased on the ledger but its "
+                                "key and erasure mark are back", seq=exp.erased[int(back[0])])
     return len(exp.erased)
 
 

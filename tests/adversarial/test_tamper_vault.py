@@ -136,6 +136,13 @@ def _erasure_undone(conn: Connection) -> None:
                  {"s": erased_subject(conn)})
 
 
+def _erasure_undone_from_backup(conn: Connection) -> None:
+    """Both the mark and a wrapped key put back (the key bytes from an older backup)."""
+    sid = erased_subject(conn)
+    conn.execute(text("UPDATE vault_subjects SET erased_at = NULL, wrapped_key = :w "
+                      "WHERE id = :s"), {"w": _wrapped_of(conn, live_subject(conn)), "s": sid})
+
+
 def _active_key(conn: Connection) -> int:
     return int(one(conn, "SELECT min(id) FROM vault_data_keys WHERE state = 'active'"))
 
@@ -209,6 +216,8 @@ CASES = [
          "vault_batches", _first_batch),
     Case("erased_row_made_live_again", _relive_erased, "vault_batches", _erased_batch),
     Case("erasure_mark_removed", _erasure_undone, "vault_subjects",
+         lambda c: str(erased_subject(c))),
+    Case("erasure_undone_with_a_backup_key", _erasure_undone_from_backup, "vault_subjects",
          lambda c: str(erased_subject(c))),
     Case("subject_key_shredded_silently", _subject_shredded, "vault_subjects",
          lambda c: str(live_subject(c))),
