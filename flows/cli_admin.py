@@ -52,7 +52,7 @@ def principals_add(
         roles = installed_policy(session.home).roles
         if role not in roles:
             raise BadInput(f"unknown role '{role}'; the policy defines: {', '.join(roles)}")
-        token = _principals.add_principal(conn, name, role)
+        token = _principals.add_principal(conn, name, role, actor=session.principal.id)
     if json_out:
         emit_json({"name": name, "role": role, "token": token})
         return
@@ -89,7 +89,7 @@ def principals_revoke(
     with session.access("principals.revoke", f"principal/{name}") as conn:
         if name == session.principal.id:
             raise BadInput("a principal cannot revoke itself (ask another admin)")
-        record = _principals.revoke_principal(conn, name)
+        record = _principals.revoke_principal(conn, name, actor=session.principal.id)
     if json_out:
         emit_json(record.to_json())
         return

@@ -23,7 +23,7 @@ from ledger.db_verify import verify_stored
 from ledger.entry import EntryDraft
 from ledger.errors import BadInput, LedgerTampered
 from ledger.signer import parse_vkey
-from ledger.verify import verify_against_checkpoint
+from ledger.verify import LogVerdict, verify_against_checkpoint
 from policies.validate import int_arg
 
 app = typer.Typer(help="The verifiable audit ledger.", no_args_is_help=True)
@@ -191,10 +191,14 @@ def verify(
         "--quorum", min=0, help="Witness cosignatures the checkpoint needs (default: every "
         "--witness-vkey witness; in a vault home, the configured quorum for --checkpoint).")]
     = None,
+    fast: Annotated[bool, typer.Option(
+        "--fast", help="Routine audit: skip re-hashing the ciphertext, the per-subject key "
+        "and blind-index digests and the stored tree nodes.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Verify every entry (seq, prev chain, tree root), no truncation, rollback or fork, and
-    that every stored vault batch still hashes to its ledger data_hash."""
+    """Verify every entry (seq, prev chain, leaf hashes, tree root and nodes), no truncation,
+    rollback or fork, and that the vault's tables are what the ledger vouches for:
+    principals, policy, budgets, keys, batches, erasures and every batch's ciphertext."""
     if export is not None:
         if checkpoint is None or vkey is None:
             raise BadInput("--export needs --checkpoint FILE and --vkey FILE")
@@ -202,19 +206,23 @@ def verify(
         return
     if vkey is not None:
         raise BadInput("--vkey is for --export; a vault verifies with its own keys")
-    from vault.crosscheck import verify_vault
-    from vault.errors import VaultMismatch
+    from vault.access import installed_policy
+    from vault.errors import StateMismatch, VaultMismatch
     from vault.transparency import checkpoint_store, witness_policy
+    from vault.verify_all import verify_everything
 
     session = open_session(ctx)
-    with session.access("ledger.verify", "ledger"):
-        pass  # the decision is on the ledger; verification reads its own snapshot
+    principal = session.principal
+    if not installed_policy(session.home).decide(principal.role, "ledger.verify", "ledger",
+                                                 None, actor=principal.id).allowed:
+        with session.access("ledger.verify", "ledger"):
+            pass  # ledgers the denial and raises
     cps = checkpoint_store(session.home)
     opened = cps.open(checkpoint) if checkpoint is not None else cps.latest()
     saved = opened.checkpoint if opened is not None else None
     path = opened.path if opened is not None else None
-    report: dict[str, Any] = {"verified": False, "size": None, "root_hash": None,
-                              "checkpoint": None}
+    report: dict[str, Any] = {"verified": False, "mode": "fast" if fast else "full",
+                              "size": None, "root_hash": None, "checkpoint": None}
     if opened is not None and saved is not None:
         policy = witness_policy(session.home)
         keys = policy.keys() + witness_keys(witness_vkey or [])
@@ -224,32 +232,52 @@ def verify(
         report["checkpoint"] = {"file": str(path), "origin": saved.origin, "size": saved.size,
                                 "root_hash": saved.root.hex(), "witnesses": sorted(cosigned),
                                 "quorum": need}
-    try:
-        verdict = verify_stored(session.engine,
-                                prefix_sizes={saved.size} if saved is not None else ())
+    policy_file = session.home.policy_path
+
+    def against_checkpoint(verdict: LogVerdict) -> None:
         report.update(size=verdict.size, root_hash=verdict.root.hex())
         if saved is not None:
             verify_against_checkpoint(verdict, saved)
+
+    try:
+        done = verify_everything(
+            session.engine,
+            policy_bytes=policy_file.read_bytes() if policy_file.exists() else None,
+            full=not fast, prefix_sizes={saved.size} if saved is not None else (),
+            after_ledger=against_checkpoint)
     except LedgerTampered as exc:
         if json_out:
             emit_json({**report, "first_failing_seq": exc.seq, "error": str(exc)})
         raise
-    try:
-        with session.engine.connect().execution_options(readonly=True) as conn, conn.begin():
-            vault_report = verify_vault(conn, store.iter_entries(conn, 0, verdict.size))
-        report["vault"] = {"batches": vault_report.batches, "records": vault_report.records}
+    except StateMismatch as exc:
+        if json_out:
+            emit_json({**report, "vault_table": exc.table, "vault_row": exc.row,
+                       "vouched_by_seq": exc.seq, "error": str(exc)})
+        raise
     except VaultMismatch as exc:
         if json_out:
-            emit_json({**report, "vault_batch": exc.batch, "error": str(exc)})
+            emit_json({**report, "vault_table": "vault_batches", "vault_row": exc.batch,
+                       "vault_batch": exc.batch, "error": str(exc)})
         raise
+    verdict, state, folded = done.ledger, done.state, done.entries_folded
+    # The verification goes on the ledger once it passed: appending to a log that failed
+    # would fill a deleted tail and destroy the evidence the next run needs.
+    with session.access("ledger.verify", "ledger"):
+        pass
+    report["vault"] = {"batches": state.batches, "records": state.records}
+    report["state"] = {**state.to_json(), "entries_folded": folded,
+                       "tree_nodes_checked": done.nodes_checked}
     report["verified"] = True
     if json_out:
         emit_json(report)
         return
-    console.print(f"ledger verified: {verdict.size} entries, root {verdict.root.hex()}",
-                  soft_wrap=True)
-    console.print(f"  vault matches the ledger: {vault_report.batches} batches, "
-                  f"{vault_report.records} records re-hashed", soft_wrap=True)
+    console.print(f"ledger verified: {verdict.size} entries, root {verdict.root.hex()}"
+                  + ("" if fast else ", every stored tree node re-folded"), soft_wrap=True)
+    console.print(f"  vault matches the ledger: {state.principals} principals, {state.budgets} "
+                  f"budgets, {state.data_keys} data keys, {state.batches} batches, "
+                  f"{state.erased_subjects} erased subjects"
+                  + ("" if fast else f", {state.subject_buckets} subject buckets, "
+                     f"{state.records} records re-hashed"), soft_wrap=True)
     if saved is not None:
         console.print(f"  consistent with the signed checkpoint of size {saved.size} ({path})",
                       soft_wrap=True)

@@ -174,7 +174,7 @@ def _create_analyst(vh: VaultHome, token_file: Path) -> str:
     try:
         admin = _access.authenticate(engine, vh, None)
         with _access.access(engine, vh, admin, "principals.add", f"principals/{ANALYST}") as conn:
-            token = principals.add_principal(conn, ANALYST, "analyst")
+            token = principals.add_principal(conn, ANALYST, "analyst", actor=admin.id)
         fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="ascii") as fh:
             fh.write(token + "\n")

@@ -3,8 +3,10 @@
 The reading happens here; every decision is ``ledger.verify``'s (pure). The log
 is split at its largest power of two ``k``: this process checks ``[0, k)`` while
 a forked child reads and checks ``[k, n)``, and ``verify.join`` checks the seam.
-The computed root is held against the stored tree nodes; only when they differ
-are the entries read again against their stored leaf hashes, to name the entry.
+Every entry is held against its stored leaf hash as it is read, and the computed
+root against the stored tree nodes. ``nodes=True`` (full verification) also
+re-folds every stored tree node from the leaf hashes (``ledger.node_check``):
+the nodes serve proofs, so they are never trusted.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from sqlalchemy import Connection, Engine
 
 from ledger import store
 from ledger.errors import LedgerTampered, VerificationFailed
+from ledger.node_check import check_nodes
 from ledger.verify import (
     GENESIS_PREV_HASH,
     LogChecker,
@@ -42,8 +45,8 @@ def _check_range(
 ) -> LogVerdict:
     checker = LogChecker(start, prev, [p for p in prefix_sizes if start <= p <= stop])
     with bulk_mode():
-        for chunk, _ in store.iter_chunks(conn, start, stop):
-            checker.feed(chunk)
+        for chunk, leaves in store.iter_chunks(conn, start, stop, leaves=True):
+            checker.feed(chunk, leaves)  # raises at the first entry unlike its stored hash
     verdict = checker.finish()
     if verdict.stop != stop:
         raise LedgerTampered("entries missing from the stored log", seq=verdict.stop)
@@ -71,9 +74,11 @@ def _can_fork() -> bool:
 
 
 def verify_stored(
-    engine: Engine, *, prefix_sizes: Collection[int] = (), parallel: bool = True
+    engine: Engine, *, prefix_sizes: Collection[int] = (), parallel: bool = True,
+    nodes: bool = False,
 ) -> LogVerdict:
-    """Verify every stored entry, their stored leaf hashes and the stored tree root."""
+    """Verify every stored entry, their stored leaf hashes and the stored tree root;
+    with ``nodes``, every stored tree node too."""
     with _read_only(engine) as conn, conn.begin():
         n = store.size(conn)
         try:
@@ -86,7 +91,27 @@ def verify_stored(
             verdict = _two_processes(engine, conn, n, prefix_sizes)
     if verdict.root != stored_root:
         _name_the_difference(engine, n)
+    if nodes:
+        verify_nodes(engine, n)
     return verdict
+
+
+def verify_nodes(engine: Engine, n: int) -> int:
+    """Re-fold every stored tree node from the stored leaf hashes of the first ``n``
+    entries (checked against the entries by ``verify_stored``); returns rows checked."""
+    with _read_only(engine) as conn, conn.begin():
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute("SELECT leaf_hash FROM ledger_entries ORDER BY seq")
+            leaves = [bytes(r[0]) for r in cursor.fetchall()]
+            cursor.execute("SELECT level, idx, hash FROM ledger_nodes")
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+    if len(leaves) != n:
+        raise LedgerTampered("entries changed while verifying", seq=min(len(leaves), n))
+    with bulk_mode():
+        return check_nodes(leaves, rows, min_level=store.STORED_FROM_LEVEL)
 
 
 def _name_the_difference(engine: Engine, n: int) -> None:
@@ -95,6 +120,7 @@ def _name_the_difference(engine: Engine, n: int) -> None:
         checker = LogChecker(0, GENESIS_PREV_HASH)
         for chunk, leaves in store.iter_chunks(conn, 0, n, leaves=True):
             checker.feed(chunk, leaves)  # raises at the first entry unlike its stored hash
+    verify_nodes(engine, n)  # raises at the first stored node unlike the leaves under it
     raise LedgerTampered(f"the stored tree nodes disagree with the {n} entries "
                          "(tree nodes altered)")
 

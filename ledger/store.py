@@ -144,7 +144,24 @@ def _frontier(conn: Connection, size: int, last: bytes) -> dict[int, bytes]:
     try:
         return {level: nodes[(level, idx)] for level, idx in keys}
     except KeyError:
-        raise LedgerTampered("stored tree nodes are missing: cannot extend the log") from None
+        gap = _first_gap(conn, size)
+        if gap is not None:
+            raise LedgerTampered("entry missing (deleted): cannot extend the log",
+                                 seq=gap) from None
+        raise LedgerTampered("stored tree nodes are missing: cannot extend the log "
+                             "(run 'civicvault ledger verify')") from None
+
+
+def _first_gap(conn: Connection, size: int) -> int | None:
+    """The first seq below ``size`` with no stored entry, if any (one indexed query)."""
+    row = conn.exec_driver_sql(
+        "SELECT min(seq) + 1 FROM ledger_entries e WHERE seq + 1 < "
+        f"{_marks(conn, 1)} AND NOT EXISTS (SELECT 1 FROM ledger_entries n "
+        "WHERE n.seq = e.seq + 1)", (size,)).scalar()
+    if row is not None:
+        return int(row)
+    first = conn.exec_driver_sql("SELECT min(seq) FROM ledger_entries").scalar()
+    return 0 if first is not None and int(first) > 0 else None
 
 
 BULK_FROM = 512  # drafts; from here on ``append`` pauses the cyclic GC while it encodes

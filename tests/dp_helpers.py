@@ -145,8 +145,10 @@ def vault_home(engine: Engine, root: Path) -> VaultHome:
 
 
 def ledger_entries(engine: Engine) -> list[dict[str, Any]]:
+    """The entries after the setup's ``principal.added`` ones."""
     with engine.connect() as conn:
-        return [json.loads(e) for e in ledger_store.iter_entries(conn)]
+        return [e for e in map(json.loads, ledger_store.iter_entries(conn))
+                if e["action"] != "principal.added"]
 
 
 def actions(engine: Engine) -> list[str]:

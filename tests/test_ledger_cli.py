@@ -168,11 +168,12 @@ def test_checkpoint_is_a_c2sp_note_anyone_can_verify(home: Path,
 def test_verify_names_the_edited_entry(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for i in range(4):
         run(capsys, "ledger", "annotate", "--action", "note.x", "--resource", f"r/{i}")
-    tamper(home, "UPDATE ledger_entries SET entry = replace(entry, 'r/1', 'r/9') WHERE seq = 4")
+    # init wrote 3 entries (principal.added, vault.init, policy.applied); each annotate 2
+    tamper(home, "UPDATE ledger_entries SET entry = replace(entry, 'r/1', 'r/9') WHERE seq = 6")
     code, out, err = run(capsys, "ledger", "verify", "--json")
     assert code == 1
-    assert "entry 4" in err
-    assert json.loads(out)["first_failing_seq"] == 4
+    assert "entry 6" in err
+    assert json.loads(out)["first_failing_seq"] == 6
 
 
 def test_verify_against_saved_checkpoint_detects_truncation(
@@ -184,8 +185,8 @@ def test_verify_against_saved_checkpoint_detects_truncation(
     tamper(home, "DELETE FROM ledger_entries WHERE seq >= ?", size - 2)
     code, _, err = run(capsys, "ledger", "verify")
     assert code == 1
-    # verify ledgers its own access first (seq size-2), so entry size-1 is the first missing
-    assert f"entry {size - 1}" in err and "truncated" in err
+    # verify ledgers its own access only once it passed: entry size-2 is the first missing
+    assert f"entry {size - 2}" in err and "truncated" in err
 
 
 def test_verify_rejects_checkpoint_from_other_origin(home: Path, tmp_path: Path,

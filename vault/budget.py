@@ -139,6 +139,8 @@ class Charge:
         return {
             "analyst": self.budget.analyst,
             "dataset": self.budget.dataset,
+            "epsilon_total": format_epsilon(self.budget.epsilon_total),
+            "delta_total": format_delta(self.budget.delta_total),
             "epsilon_charged": format_epsilon(self.epsilon),
             "delta_charged": format_delta(self.delta),
             "epsilon_spent": format_epsilon(self.budget.epsilon_spent),
@@ -368,9 +370,9 @@ def set_budget(
     """Set (or create) the totals of ``analyst`` on ``dataset``; spending is kept.
 
     ``delta_total`` None keeps the account's delta total (``default_delta``, the
-    policy's, for a new account).
-    With ``actor``, a ``budget.set`` ledger entry (analyst, dataset, new totals, spent
-    so far) is appended in the same transaction.
+    policy's, for a new account). A ``budget.set`` ledger entry (analyst, dataset, new
+    totals, spent so far; by ``actor``, default ``vault``) is appended in the same
+    transaction: verification re-derives the totals from these entries.
     """
     parse_name(analyst, "principal", what="analyst name")
     parse_name(dataset, "dataset")
@@ -394,28 +396,28 @@ def set_budget(
         .on_conflict_do_nothing(index_elements=["dataset"])
     )
     result = get_budget(conn, analyst, dataset, default_total=total)
-    if actor is not None:
-        from ledger import store as ledger_store
-        from ledger.entry import EntryDraft
+    # always on the ledger: verification re-derives the totals from these entries
+    from ledger import store as ledger_store
+    from ledger.entry import EntryDraft
 
-        ledger_store.append(
-            conn,
-            [
-                EntryDraft(
-                    actor=actor,
-                    action="budget.set",
-                    resource=f"budget:{analyst}/{dataset}",
-                    details={
-                        "analyst": analyst,
-                        "dataset": dataset,
-                        "epsilon_total": format_epsilon(result.epsilon_total),
-                        "epsilon_spent": format_epsilon(result.epsilon_spent),
-                        "delta_total": format_delta(result.delta_total),
-                        "delta_spent": format_delta(result.delta_spent),
-                    },
-                )
-            ],
-        )
+    ledger_store.append(
+        conn,
+        [
+            EntryDraft(
+                actor=actor or "vault",
+                action="budget.set",
+                resource=f"budget:{analyst}/{dataset}",
+                details={
+                    "analyst": analyst,
+                    "dataset": dataset,
+                    "epsilon_total": format_epsilon(result.epsilon_total),
+                    "epsilon_spent": format_epsilon(result.epsilon_spent),
+                    "delta_total": format_delta(result.delta_total),
+                    "delta_spent": format_delta(result.delta_spent),
+                },
+            )
+        ],
+    )
     return result
 
 

@@ -25,7 +25,7 @@ from sqlalchemy import Connection, delete, insert, literal, select, update
 
 from ledger import store as ledger_store
 from ledger.entry import EntryDraft
-from vault import blind_index
+from vault import blind_index, manifest
 from vault.errors import BadInput
 from vault.keyring import Keyring, now
 from vault.reseal import reseal_batch
@@ -110,7 +110,12 @@ def erase(conn: Connection, keyring: Keyring, dataset: str, match: Mapping[str, 
     ledger_store.append(conn, [EntryDraft(
         actor=actor, action="vault.erase", resource=f"dataset/{dataset}",
         details={"dataset": dataset, "subjects": subjects_sorted,
-                 "match_columns": sorted(match), "batches": sorted(positions)})])
+                 "match_columns": sorted(match), "batches": sorted(positions),
+                 # what the erasure leaves behind, for the verifier (vault.manifest)
+                 "subject_buckets": manifest.subject_buckets(
+                     conn, manifest.buckets_of(subjects_sorted)),
+                 "live_masks": manifest.live_masks(conn, positions),
+                 "dataset_id": ds_id, "suppressed": manifest.suppressed_digest(conn, ds_id)})])
     for batch_id, rows in sorted(positions.items()):
         reseal_batch(conn, keyring, ds_id=ds_id, dataset=dataset, batch_id=batch_id,
                      actor=actor, reason="erasure", blank_rows=rows)

@@ -19,6 +19,7 @@ __all__ = [
     "KeyUnavailable",
     "LedgerTampered",
     "NotInitialised",
+    "StateMismatch",
     "StorageFault",
     "StorageFull",
     "StorageLocked",
@@ -148,3 +149,20 @@ def _classify(exc: BaseException) -> StorageFault | None:
             return StorageLocked("a PostgreSQL lock was not granted in time")
         return None
     return None
+
+
+class StateMismatch(VerificationFailed):
+    """A vault table row differs from what the ledger vouches for (``vault.state_verify``).
+
+    ``table`` and ``row`` name the first differing row (ids only, never values);
+    ``seq`` is the ledger entry that vouched for it last, when there is one.
+    """
+
+    def __init__(self, table: str, row: str, message: str, *, seq: int | None = None) -> None:
+        self.table = table
+        self.row = row
+        self.detail = message
+        self.seq = seq
+        vouched = f" (last vouched for by ledger entry {seq})" if seq is not None else ""
+        super().__init__(f"vault state differs from the ledger at {table} {row}: "
+                         f"{message}{vouched}")

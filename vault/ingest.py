@@ -30,7 +30,10 @@ import polars as pl
 from sqlalchemy import Engine, func, select
 
 from policies.validate import parse_name
+from ledger import store as ledger_store
+from ledger.entry import EntryDraft
 from vault import access as _access
+from vault import manifest
 from vault.errors import BadInput
 from vault.home import VaultHome
 from vault.identity import PERSON_COLUMN, IdentityPlan, dedup_column, plan_identity, resolve
@@ -278,6 +281,12 @@ def plan_ingest(engine: Engine, home: VaultHome, principal: _access.Principal, p
                 dataset_id=ds, content_hash=digest, rows=info.rows, batches=batches,
                 created=now()).returning(T_SOURCE.c.id)).scalar_one()
             done = 0
+            ledger_store.append(conn, [EntryDraft(  # the rows as verification re-derives them
+                actor=principal.id, action="vault.source.registered",
+                resource=f"dataset/{dataset}",
+                details={"dataset": dataset, "dataset_id": ds, "source": int(src),
+                         "dataset_row": manifest.dataset_row(conn, ds),
+                         "source_row": manifest.source_row(conn, int(src))})])
         else:
             done = len(conn.execute(select(T_BATCH.c.batch_index).distinct()
                                     .where(T_BATCH.c.source_id == src)).all())

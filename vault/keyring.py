@@ -37,6 +37,19 @@ class ActiveKey:
     key: bytes = field(repr=False)
 
 
+def _ledger_keys(conn: Connection, action: str, ids: list[int], details: dict[str, object]
+                 ) -> None:
+    """A data-key change on the ledger with the new digest of every row it touched
+    (``vault.manifest.key_rows``), in the same transaction."""
+    from ledger import store as ledger_store
+    from ledger.entry import EntryDraft
+    from vault.manifest import key_rows
+
+    ledger_store.append(conn, [EntryDraft(
+        actor="vault", action=action, resource="vault/keys",
+        details={**details, "key_rows": key_rows(conn, ids)})])
+
+
 class Keyring:
     """Unwrapped data keys, cached by id for the life of this object."""
 
@@ -67,11 +80,11 @@ class Keyring:
             .limit(1)
         ).scalar()
         version = (last or 0) + 1
-        conn.execute(
+        retired = [int(i) for i in conn.execute(
             update(_T)
             .where(_T.c.dataset_id == dataset_id, _T.c.purpose == purpose, _T.c.state == "active")
-            .values(state="retired")
-        )
+            .values(state="retired").returning(_T.c.id)
+        ).scalars()]
         key = _aead.random_key()
         kek_version = self.provider.current_version()
         wrapped = self.provider.wrap(kek_version, key, wrap_context(dataset_id, purpose, version))
@@ -82,6 +95,9 @@ class Keyring:
             ).returning(_T.c.id)
         ).scalar_one()
         self._cache[key_id] = key
+        _ledger_keys(conn, "keys.created", [*retired, int(key_id)],
+                     {"key": int(key_id), "dataset": int(dataset_id), "purpose": purpose,
+                      "version": int(version)})
         return ActiveKey(key_id, version, key)
 
     def by_id(self, conn: Connection, key_id: int) -> bytes:

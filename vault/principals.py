@@ -100,19 +100,36 @@ def validate_name(name: str) -> str:
     return parse_name(name, "principal")
 
 
-def add_principal(conn: Connection, name: str, role: str) -> str:
-    """Create principal ``name`` with ``role``; return its token (shown once, never stored)."""
+def _ledger(conn: Connection, actor: str | None, action: str, name: str,
+            details: dict[str, str]) -> None:
+    """The state change on the ledger, in the same transaction (``vault.state_verify``)."""
+    from ledger import store as ledger_store
+    from ledger.entry import EntryDraft
+
+    ledger_store.append(conn, [EntryDraft(
+        actor=actor or name, action=action, resource=f"principal/{name}",
+        details={"name": name, **details})])
+
+
+def add_principal(conn: Connection, name: str, role: str, *, actor: str | None = None) -> str:
+    """Create principal ``name`` with ``role``; return its token (shown once, never stored).
+
+    A ``principal.added`` entry (name, role, token hash) goes on the ledger in the same
+    transaction: verification re-derives the principals table from these entries.
+    """
     validate_name(name)
     if not ROLE_RE.fullmatch(role):
         raise BadInput("invalid role name")
     if conn.execute(select(T_PRINCIPALS.c.id).where(T_PRINCIPALS.c.id == name)).first():
         raise BadInput(f"principal '{name}' already exists (names are never reused)")
     token = new_token()
+    digest = token_hash(token)
     try:
         conn.execute(insert(T_PRINCIPALS).values(
-            id=name, role=role, token_hash=token_hash(token), created=_now(), revoked=None))
+            id=name, role=role, token_hash=digest, created=_now(), revoked=None))
     except IntegrityError:  # a concurrent add of the same name (the tx is lost anyway)
         raise BadInput(f"principal '{name}' already exists (names are never reused)") from None
+    _ledger(conn, actor, "principal.added", name, {"role": role, "token_hash": digest})
     return token
 
 
@@ -129,7 +146,7 @@ def list_principals(conn: Connection) -> list[PrincipalRecord]:
             for r in rows]
 
 
-def revoke_principal(conn: Connection, name: str) -> PrincipalRecord:
+def revoke_principal(conn: Connection, name: str, *, actor: str | None = None) -> PrincipalRecord:
     """Revoke ``name``: its token stops working at once. Revoking twice is an error."""
     current = get_principal(conn, validate_name(name))
     if current is None:
@@ -138,6 +155,7 @@ def revoke_principal(conn: Connection, name: str) -> PrincipalRecord:
         raise BadInput(f"principal '{name}' is already revoked")
     stamp = _now()
     conn.execute(update(T_PRINCIPALS).where(T_PRINCIPALS.c.id == name).values(revoked=stamp))
+    _ledger(conn, actor, "principal.revoked", name, {})
     return PrincipalRecord(name=current.name, role=current.role, created=current.created,
                            revoked=stamp)
 

@@ -20,7 +20,7 @@ from sqlalchemy import Engine, bindparam, func, select, update
 
 from ledger import store as ledger_store
 from ledger.entry import EntryDraft
-from vault import crypto
+from vault import crypto, manifest
 from vault.keyring import Keyring
 from vault.keys import KeyProvider
 from vault.reseal import reseal_batch
@@ -54,7 +54,8 @@ def rotate_keys(engine: Engine, provider: KeyProvider, actor: str) -> tuple[int,
                 keyring.create(conn, int(ds_id), purpose)
         ledger_store.append(conn, [EntryDraft(
             actor=actor, action="keys.rotated", resource="vault/keys",
-            details={"kek_version": kek_version, "data_keys_rewrapped": n})])
+            details={"kek_version": kek_version, "data_keys_rewrapped": n,
+                     "key_rows": manifest.key_rows(conn)})])
     return kek_version, n
 
 
@@ -102,6 +103,10 @@ def reencrypt(engine: Engine, provider: KeyProvider, actor: str) -> tuple[int, i
                              .values(wrapped_key=bindparam("w"), key_id=new.id),
                              [{"sid": i, "w": w} for i, w in zip(ids, wrapped, strict=True)])
                 subjects += len(ids)
+            ledger_store.append(conn, [EntryDraft(
+                actor=actor, action="keys.subjects.rewrapped", resource="vault/keys",
+                details={"subjects": len(rows), "subject_buckets": manifest.subject_buckets(
+                    conn, manifest.buckets_of(int(r.id) for r in rows))})])
     return batches, subjects, destroy_empty_keys(engine, actor)
 
 
@@ -127,6 +132,7 @@ def destroy_empty_keys(engine: Engine, actor: str) -> int:
             ledger_store.append(conn, [EntryDraft(
                 actor=actor, action="keys.retired", resource=f"vault/keys/{k.id}",
                 details={"key": int(k.id), "dataset": int(k.dataset_id), "purpose": k.purpose,
-                         "version": int(k.version), "destroyed": True})])
+                         "version": int(k.version), "destroyed": True,
+                         "key_rows": manifest.key_rows(conn, [int(k.id)])})])
             destroyed += 1
     return destroyed

@@ -6,6 +6,7 @@ the end, so a failure leaves no half-made vault behind.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import shutil
@@ -53,13 +54,17 @@ def init_home(home: VaultHome) -> InitReport:
                 FileKeyProvider.create(stage.kek_path)
             signer = Signer.generate(identity)
             signer.save(stage.signing_key_path)
-            stage.policy_path.write_text(default_policy_text(), encoding="utf-8")
+            policy_bytes = default_policy_text().encode("utf-8")
+            stage.policy_path.write_bytes(policy_bytes)
             stage.checkpoints_dir.mkdir(mode=0o700)
             with engine.begin() as conn:
                 token = principals.add_principal(conn, "admin", "admin")
                 ledger_store.append(conn, [EntryDraft(
                     actor="admin", action="vault.init", resource="vault",
-                    details={"origin": identity, "backend": engine.dialect.name})])
+                    details={"origin": identity, "backend": engine.dialect.name}), EntryDraft(
+                    actor="admin", action="policy.applied", resource="policy",
+                    data_hash=hashlib.sha256(policy_bytes).hexdigest(),
+                    details={"previous": None, "default": True})])
             write_secret_file(stage.admin_token_path, (token + "\n").encode("ascii"))
             stage.identity_path.write_text(identity + "\n", encoding="ascii")
         finally:

@@ -584,8 +584,8 @@ def _store(
         keyring.count_sealed(conn, keys.subject_wrap.id, len(s.new_ids))
     for stmt in s.inserts:
         bulk.execute(conn, stmt)
+    old_positions: dict[int, list[int]] = {}
     if d.upd_rows:
-        old_positions: dict[int, list[int]] = {}
         for _, m in d.upd_rows:
             old_positions.setdefault(int(m.current_batch_id), []).append(int(m.current_row))
         clear_live_rows(conn, old_positions)
@@ -599,12 +599,20 @@ def _store(
         # COPY leaves the planner blind to the new rows: without fresh statistics the next
         # batch's dedup lookup is planned as if the tables were empty (seconds per chunk).
         conn.execute(text("ANALYZE vault_subjects, vault_blind_index, vault_records"))
+    from vault import manifest  # the state this batch leaves behind, for the verifier
+
+    touched = (manifest.buckets_of_range(s.new_ids[0], s.new_ids[-1] + 1) if s.new_ids else [])
+    touched += manifest.buckets_of(u["subject_id"] for u in s.blind_upserts)
+    live = [[batch_id, manifest.all_live_digest(len(s.stored))],
+            *manifest.live_masks(conn, old_positions)]
     [entry] = ledger_store.append(conn, [EntryDraft(
         actor=actor, action="vault.ingest.batch", resource=f"dataset/{dataset}/batch/{batch_id}",
         data_hash=s.data_hash,
         details={"dataset": dataset, "batch": batch_id, "source": source_id,
                  "batch_index": batch_index, "rows_in": d.n, "added": len(d.new_rows),
-                 "updated": len(d.upd_rows), "skipped": d.skipped, "suppressed": d.suppressed},
+                 "updated": len(d.upd_rows), "skipped": d.skipped, "suppressed": d.suppressed,
+                 "subject_buckets": manifest.subject_buckets(conn, touched),
+                 "live_masks": sorted(live)},
     )])
     return BatchResult(batch_id, d.n, len(d.new_rows), len(d.upd_rows), d.skipped, s.data_hash,
                        entry.seq, suppressed=d.suppressed)

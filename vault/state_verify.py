@@ -1,0 +1,433 @@
+"""Re-derive the vault's state from the ledger and compare it with the database.
+
+What grants power or holds data is vouched for by ledger entries written in the
+same transaction as the change (``vault.manifest`` defines the digests). This
+module folds the (already verified) entries into the state they vouch for and
+compares it, table by table, with the rows stored now; the first difference
+raises :class:`StateMismatch` naming the table and the row (and the ledger entry
+that vouched for it last).
+
+=====================  ==============================================================
+table                  re-derived from
+=====================  ==============================================================
+principals             ``principal.added`` (role, token hash), ``principal.revoked``
+policy file            the last ``policy.applied`` (its ``data_hash``)
+budget_accounts        spent = sum of ``epsilon_charged`` of every entry carrying one,
+                       per (analyst, dataset); total = the last ``budget.set`` or
+                       charge's ``epsilon_total``
+budget_datasets        spent = sum of the charges on the dataset
+vault_data_keys        ``key_rows`` digests (``keys.created``/``rotated``/``retired``)
+vault_datasets,        ``vault.source.registered`` (``dataset_row``, ``source_row``)
+vault_sources
+vault_batches          ``vault.ingest.batch`` (dataset, source, index, rows),
+                       ``data_hash`` of the newest ingest/reseal entry,
+                       ``live_masks`` digests (ingest, erase)
+vault_subjects         erased = exactly the ``vault.erase`` subjects; full mode: the
+vault_blind_index      ``subject_buckets`` digests (ingest, erase, key rotation)
+vault_suppressed       ``suppressed`` digest of the last erasure per dataset
+principal_reveals      one row per ``policy.allowed`` reveal, per principal
+vault_batch_columns,   full mode: every batch's ciphertext re-hashed against its
+vault_records          ``data_hash`` (``vault.crosscheck``)
+=====================  ==============================================================
+
+Fast mode (routine audits) skips the two full-mode rows: it reads no ciphertext
+and no per-subject rows beyond the erased ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, Engine, select
+
+from vault import manifest
+from vault.budget import NANO, T_ACCOUNTS, T_DATASETS
+from vault.errors import StateMismatch, VaultMismatch
+from vault.principals import T_PRINCIPALS, T_REVEALS
+from vault.store import T_BATCH, T_DATASET, T_SOURCE, T_SUBJECT, T_SUPPRESSED
+
+__all__ = ["Expected", "StateReport", "fold", "verify_database", "verify_state"]
+
+_RELEVANT = re.compile(
+    rb'"action":"(?:principal\.|policy\.applied"|budget\.set"|keys\.|vault\.)'
+    rb'|"epsilon_charged"|"op":"reveal"')
+_VOUCHING = frozenset({"vault.ingest.batch", "vault.batch.resealed"})
+
+
+@dataclass
+class Expected:
+    """The state the ledger vouches for; every value carries the seq that vouched for it."""
+
+    principals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    policy: tuple[str, int] | None = None
+    spent: dict[tuple[str, str], Fraction] = field(default_factory=dict)
+    delta_spent: dict[tuple[str, str], Fraction] = field(default_factory=dict)
+    totals: dict[tuple[str, str], tuple[Fraction, int]] = field(default_factory=dict)
+    charge_seq: dict[tuple[str, str], int] = field(default_factory=dict)
+    keys: dict[int, tuple[str, int]] = field(default_factory=dict)
+    datasets: dict[int, tuple[str, int]] = field(default_factory=dict)
+    sources: dict[int, tuple[str, int]] = field(default_factory=dict)
+    batches: dict[int, dict[str, Any]] = field(default_factory=dict)
+    data_hash: dict[int, tuple[str, int]] = field(default_factory=dict)
+    live: dict[int, tuple[str, int]] = field(default_factory=dict)
+    buckets: dict[int, tuple[str, str, int]] = field(default_factory=dict)
+    erased: dict[int, int] = field(default_factory=dict)
+    suppressed: dict[int, tuple[str, int]] = field(default_factory=dict)
+    reveals: Counter[str] = field(default_factory=Counter)
+    entries: int = 0
+
+
+def _amount(text: object) -> Fraction:
+    return Fraction(str(text))
+
+
+def _apply(exp: Expected, e: dict[str, Any]) -> None:
+    seq = int(e["seq"])
+    action = e.get("action")
+    d = e.get("details")
+    if not isinstance(d, dict):
+        return  # annotations carry no details: they vouch for nothing
+    if "epsilon_charged" in d:
+        who = (str(d.get("analyst", e.get("actor"))), str(d.get("dataset")))
+        exp.spent[who] = exp.spent.get(who, Fraction(0)) + _amount(d["epsilon_charged"])
+        if "delta_charged" in d:
+            exp.delta_spent[who] = exp.delta_spent.get(who, Fraction(0)) + _amount(
+                d["delta_charged"])
+        if "epsilon_total" in d:
+            exp.totals[who] = (_amount(d["epsilon_total"]), seq)
+        exp.charge_seq[who] = seq
+    if action == "policy.allowed" and d.get("op") == "reveal":
+        exp.reveals[str(e.get("actor"))] += 1
+    elif action == "principal.added":
+        exp.principals[str(d["name"])] = {"role": d["role"], "token_hash": d["token_hash"],
+                                          "revoked": False, "seq": seq}
+    elif action == "principal.revoked" and str(d.get("name")) in exp.principals:
+        exp.principals[str(d["name"])].update(revoked=True, seq=seq)
+    elif action == "policy.applied" and e.get("data_hash"):
+        exp.policy = (str(e["data_hash"]), seq)
+    elif action == "budget.set":
+        exp.totals[(str(d["analyst"]), str(d["dataset"]))] = (_amount(d["epsilon_total"]), seq)
+    elif action == "vault.source.registered":
+        exp.datasets[int(d["dataset_id"])] = (str(d["dataset_row"]), seq)
+        exp.sources[int(d["source"])] = (str(d["source_row"]), seq)
+    elif action == "vault.erase":
+        for s in d.get("subjects", []):
+            exp.erased[int(s)] = seq
+        if "suppressed" in d:
+            exp.suppressed[int(d["dataset_id"])] = (str(d["suppressed"]), seq)
+    if action in _VOUCHING and e.get("data_hash"):
+        exp.data_hash[int(d["batch"])] = (str(e["data_hash"]), seq)
+        if action == "vault.ingest.batch":
+            exp.batches[int(d["batch"])] = {
+                "dataset": d.get("dataset"), "source": d.get("source"),
+                "batch_index": d.get("batch_index"),
+                "rows": int(d.get("added", 0)) + int(d.get("updated", 0)), "seq": seq}
+    for key_id, digest in d.get("key_rows", []):
+        exp.keys[int(key_id)] = (str(digest), seq)
+    for batch_id, digest in d.get("live_masks", []):
+        exp.live[int(batch_id)] = (str(digest), seq)
+    for bucket, subjects, blind in d.get("subject_buckets", []):
+        exp.buckets[int(bucket)] = (str(subjects), str(blind), seq)
+
+
+def fold(chunks: Iterable[list[bytes]]) -> Expected:
+    """The vouched-for state from the entries' canonical bytes (in order, from entry 0).
+
+    Only entries that can vouch for state are parsed: one regular-expression scan
+    over each chunk finds them.
+    """
+    exp = Expected()
+    for chunk in chunks:
+        exp.entries += len(chunk)
+        blob = b"\n".join(chunk)
+        last_start = -1
+        for m in _RELEVANT.finditer(blob):
+            start = blob.rfind(b"\n", 0, m.start()) + 1
+            if start == last_start:
+                continue
+            last_start = start
+            end = blob.find(b"\n", m.end())
+            _apply(exp, orjson.loads(blob[start:end if end >= 0 else len(blob)]))
+    return exp
+
+
+# -- comparing ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StateReport:
+    principals: int
+    budgets: int
+    data_keys: int
+    batches: int
+    erased_subjects: int
+    subject_buckets: int  # 0 in fast mode
+    records: int  # ciphertext re-hashed; 0 in fast mode
+    full: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _seq(pair: tuple[Any, ...] | None) -> int | None:
+    return None if pair is None else int(pair[-1])
+
+
+def _principals(conn: Connection, exp: Expected) -> int:
+    rows = conn.execute(select(T_PRINCIPALS.c.id, T_PRINCIPALS.c.role, T_PRINCIPALS.c.token_hash,
+                               T_PRINCIPALS.c.revoked).order_by(T_PRINCIPALS.c.id)).all()
+    seen = set()
+    for r in rows:
+        name = str(r.id)
+        seen.add(name)
+        want = exp.principals.get(name)
+        if want is None:
+            raise StateMismatch("principals", name, "no principal.added entry on the ledger")
+        seq = int(want["seq"])
+        if r.role != want["role"]:
+            raise StateMismatch("principals", name, "role differs from the ledger", seq=seq)
+        if r.token_hash != want["token_hash"]:
+            raise StateMismatch("principals", name, "token hash differs from the ledger", seq=seq)
+        if (r.revoked is not None) != want["revoked"]:
+            state = "revoked" if want["revoked"] else "active"
+            raise StateMismatch("principals", name, f"should be {state}", seq=seq)
+    for name in sorted(set(exp.principals) - seen):
+        raise StateMismatch("principals", name, "on the ledger but missing from the table",
+                            seq=int(exp.principals[name]["seq"]))
+    return len(rows)
+
+
+def _policy(policy_bytes: bytes | None, exp: Expected) -> None:
+    if policy_bytes is None:
+        return
+    actual = hashlib.sha256(policy_bytes).hexdigest()
+    if exp.policy is None:
+        raise StateMismatch("policy", "policy.toml", "no policy.applied entry on the ledger")
+    if actual != exp.policy[0]:
+        raise StateMismatch("policy", "policy.toml", "the installed policy file is not the "
+                            "one last applied", seq=exp.policy[1])
+
+
+def _budgets(conn: Connection, exp: Expected) -> int:
+    rows = conn.execute(select(T_ACCOUNTS.c.analyst, T_ACCOUNTS.c.dataset,
+                               T_ACCOUNTS.c.total_nano, T_ACCOUNTS.c.spent_nano)
+                        .order_by(T_ACCOUNTS.c.analyst, T_ACCOUNTS.c.dataset)).all()
+    seen = set()
+    for r in rows:
+        who = (str(r.analyst), str(r.dataset))
+        seen.add(who)
+        name = f"{who[0]}/{who[1]}"
+        spent = exp.spent.get(who, Fraction(0))
+        if Fraction(int(r.spent_nano), NANO) != spent:
+            raise StateMismatch("budget_accounts", name, "spent differs from the sum of the "
+                                "charges on the ledger", seq=exp.charge_seq.get(who))
+        total = exp.totals.get(who)
+        if total is None:
+            raise StateMismatch("budget_accounts", name, "no budget.set or charge on the "
+                                "ledger vouches for its total")
+        if Fraction(int(r.total_nano), NANO) != total[0]:
+            raise StateMismatch("budget_accounts", name, "total differs from the ledger",
+                                seq=total[1])
+    for who in sorted(set(exp.spent) - seen):
+        raise StateMismatch("budget_accounts", f"{who[0]}/{who[1]}", "charged on the ledger "
+                            "but missing from the table", seq=exp.charge_seq.get(who))
+    per_dataset: dict[str, Fraction] = {}
+    for (_, dataset), amount in exp.spent.items():
+        per_dataset[dataset] = per_dataset.get(dataset, Fraction(0)) + amount
+    seen_ds = set()
+    for d in conn.execute(select(T_DATASETS.c.dataset, T_DATASETS.c.spent_nano)
+                          .order_by(T_DATASETS.c.dataset)):
+        seen_ds.add(str(d.dataset))
+        if Fraction(int(d.spent_nano), NANO) != per_dataset.get(str(d.dataset), Fraction(0)):
+            raise StateMismatch("budget_datasets", str(d.dataset), "spent differs from the sum "
+                                "of the charges on the ledger")
+    for dataset in sorted(k for k, v in per_dataset.items() if v and k not in seen_ds):
+        raise StateMismatch("budget_datasets", dataset, "charged on the ledger but missing "
+                            "from the table")
+    return len(rows)
+
+
+def _pairs(table: str, actual: dict[int, str], want: dict[int, tuple[str, int]],
+           what: str) -> None:
+    for row_id in sorted(set(actual) | set(want)):
+        have, vouched = actual.get(row_id), want.get(row_id)
+        if vouched is None:
+            raise StateMismatch(table, str(row_id), f"no ledger entry vouches for {what}")
+        if have is None:
+            raise StateMismatch(table, str(row_id), "on the ledger but missing from the table",
+                                seq=vouched[1])
+        if have != vouched[0]:
+            raise StateMismatch(table, str(row_id), f"{what} differs from the ledger",
+                                seq=vouched[1])
+
+
+def _keys(conn: Connection, exp: Expected) -> int:
+    actual = {int(i): d for i, d in manifest.key_rows(conn)}
+    _pairs("vault_data_keys", actual, exp.keys, "this data key (wrapped bytes, state, version)")
+    return len(actual)
+
+
+def _datasets_and_sources(conn: Connection, exp: Expected) -> None:
+    ds = {int(r.id): manifest.dataset_row_digest(r) for r in conn.execute(
+        select(T_DATASET.c.id, T_DATASET.c.name, T_DATASET.c.schema_hash,
+               T_DATASET.c.columns_json))}
+    _pairs("vault_datasets", ds, exp.datasets, "this dataset row")
+    src = {int(r.id): manifest.source_row_digest(r) for r in conn.execute(
+        select(T_SOURCE.c.id, T_SOURCE.c.dataset_id, T_SOURCE.c.content_hash, T_SOURCE.c.rows,
+               T_SOURCE.c.batches))}
+    _pairs("vault_sources", src, exp.sources, "this source row")
+
+
+def _batches(conn: Connection, exp: Expected) -> int:
+    names = {int(r.id): str(r.name) for r in conn.execute(select(T_DATASET.c.id,
+                                                                 T_DATASET.c.name))}
+    rows = conn.execute(select(T_BATCH.c.id, T_BATCH.c.dataset_id, T_BATCH.c.source_id,
+                               T_BATCH.c.batch_index, T_BATCH.c.rows, T_BATCH.c.data_hash,
+                               T_BATCH.c.live_mask).order_by(T_BATCH.c.id)).all()
+    seen = set()
+    for r in rows:
+        bid = int(r.id)
+        seen.add(bid)
+        meta = exp.batches.get(bid)
+        if meta is None:
+            raise StateMismatch("vault_batches", str(bid), "no vault.ingest.batch entry")
+        seq = int(meta["seq"])
+        if (names.get(int(r.dataset_id)) != meta["dataset"] or int(r.source_id) != meta["source"]
+                or int(r.batch_index) != meta["batch_index"] or int(r.rows) != meta["rows"]):
+            raise StateMismatch("vault_batches", str(bid), "dataset, source, index or row "
+                                "count differs from its ingest entry", seq=seq)
+        vouched = exp.data_hash[bid]
+        if r.data_hash != vouched[0]:
+            raise StateMismatch("vault_batches", str(bid), "data_hash column differs from the "
+                                "ledger", seq=vouched[1])
+        live = exp.live.get(bid)
+        if live is None or manifest.live_digest(int(r.rows), bytes(r.live_mask)) != live[0]:
+            raise StateMismatch("vault_batches", str(bid), "live/erased row bits (live_mask) "
+                                "differ from the ledger", seq=_seq(live))
+    for bid in sorted(set(exp.batches) - seen):
+        raise StateMismatch("vault_batches", str(bid), "on the ledger but missing from the "
+                            "table", seq=int(exp.batches[bid]["seq"]))
+    return len(rows)
+
+
+def _erased(conn: Connection, exp: Expected) -> int:
+    """Erased (key shredded, marked) = exactly the subjects of the ``vault.erase`` entries."""
+    rows = conn.execute(select(T_SUBJECT.c.id, T_SUBJECT.c.erased_at.is_not(None),
+                               T_SUBJECT.c.wrapped_key.is_(None))
+                        .where((T_SUBJECT.c.erased_at.is_not(None))
+                               | (T_SUBJECT.c.wrapped_key.is_(None)))).all()
+    found = {int(r[0]): (bool(r[1]), bool(r[2])) for r in rows}
+    for sid in sorted(found):
+        if sid not in exp.erased:
+            raise StateMismatch("vault_subjects", str(sid), "erased or key-shredded without a "
+                                "vault.erase entry")
+        if not all(found[sid]):
+            raise StateMismatch("vault_subjects", str(sid), "erased on the ledger but its key "
+                                "or erasure mark is back", seq=exp.erased[sid])
+    missing = sorted(set(exp.erased) - set(found))
+    for lo in range(0, len(missing), 10_000):  # erased subjects whose rows look live again
+        back = conn.execute(select(T_SUBJECT.c.id).where(
+            T_SUBJECT.c.id.in_(missing[lo:lo + 10_000])).order_by(T_SUBJECT.c.id)).first()
+        if back is not None:
+            raise StateMismatch("vault_subjects", str(back[0]), "erased on the ledger but its "
+                                "key and erasure mark are back", seq=exp.erased[int(back[0])])
+    return len(exp.erased)
+
+
+def _suppressed(conn: Connection, exp: Expected) -> None:
+    ids = {int(i) for i in conn.execute(select(T_SUPPRESSED.c.dataset_id).distinct()).scalars()}
+    actual = {ds: manifest.suppressed_digest(conn, ds) for ds in ids | set(exp.suppressed)}
+    _pairs("vault_suppressed", {k: v for k, v in actual.items()
+                                if k in ids or k in exp.suppressed}, exp.suppressed,
+           "this dataset's suppression list")
+
+
+def _reveals(conn: Connection, exp: Expected) -> None:
+    counts = Counter({str(p): int(n) for p, n in conn.exec_driver_sql(
+        "SELECT principal_id, count(*) FROM principal_reveals GROUP BY principal_id")})
+    for who in sorted(set(counts) | set(exp.reveals)):
+        if counts[who] != exp.reveals[who]:
+            raise StateMismatch(T_REVEALS.name, who, f"{counts[who]} reveal rows but "
+                                f"{exp.reveals[who]} allowed reveals on the ledger")
+
+
+def _buckets(conn: Connection, exp: Expected) -> int:
+    n = manifest.bucket_count(conn)
+    for b in sorted(set(range(n)) | set(exp.buckets)):
+        want = exp.buckets.get(b)
+        lo, hi = b * manifest.BUCKET, (b + 1) * manifest.BUCKET - 1
+        if want is None:
+            raise StateMismatch("vault_subjects", f"{lo}..{hi}", "no ledger entry vouches for "
+                                "these subjects")
+        subjects, blind = manifest.bucket_digest(conn, b)
+        if subjects != want[0]:
+            raise StateMismatch("vault_subjects", f"{lo}..{hi}", "a subject row (wrapped key, "
+                                "key id or erasure mark) differs from the ledger", seq=want[2])
+        if blind != want[1]:
+            raise StateMismatch("vault_blind_index", f"subjects {lo}..{hi}", "a blind-index row "
+                                "differs from the ledger", seq=want[2])
+    return n
+
+
+def verify_state(
+    conn: Connection, exp: Expected, *, policy_bytes: bytes | None = None, full: bool = True,
+    entries: Iterable[bytes] | None = None,
+) -> StateReport:
+    """Compare the database (``conn``, one snapshot) with ``exp``; raise at the first difference.
+
+    ``entries`` (full mode): the entry bytes again, for the ciphertext re-hash.
+    """
+    principals = _principals(conn, exp)
+    _policy(policy_bytes, exp)
+    budgets = _budgets(conn, exp)
+    keys = _keys(conn, exp)
+    _datasets_and_sources(conn, exp)
+    batches = _batches(conn, exp)
+    erased = _erased(conn, exp)
+    _suppressed(conn, exp)
+    _reveals(conn, exp)
+    buckets = records = 0
+    if full:
+        buckets = _buckets(conn, exp)
+        records = _rehash(conn, exp)
+    return StateReport(principals, budgets, keys, batches, erased, buckets, records, full)
+
+
+def _rehash(conn: Connection, exp: Expected) -> int:
+    """Every batch's ciphertext against its vouched data_hash (``vault.crosscheck``)."""
+    from vault.crosscheck import recompute
+
+    for bid, (digest, seq) in sorted(exp.data_hash.items()):
+        if recompute(conn, bid) != digest:
+            raise VaultMismatch(f"batch {bid}: stored ciphertext does not match the ledger's "
+                                f"data_hash of entry {seq} (tampered or replaced)",
+                                batch=str(bid))
+    return int(conn.exec_driver_sql("SELECT count(*) FROM vault_records").scalar_one())
+
+
+def verify_database(
+    engine: Engine, *, policy_bytes: bytes | None = None, full: bool = True
+) -> tuple[StateReport, int]:
+    """Fold the stored entries and compare the tables, all in one read snapshot.
+
+    Returns the report and the number of entries folded (at least the size the
+    ledger had when ``ledger.db_verify`` verified it; entries appended since
+    belong to the same snapshot as the rows they vouch for).
+    """
+    from ledger import store as ledger_store
+
+    conn = engine.connect()
+    if conn.dialect.name == "postgresql":  # every statement must see the same snapshot
+        conn = conn.execution_options(isolation_level="REPEATABLE READ")
+    conn = conn.execution_options(readonly=True)
+    with conn, conn.begin():
+        n = ledger_store.size(conn)
+        exp = fold(chunk for chunk, _ in ledger_store.iter_chunks(conn, 0, n))
+        return verify_state(conn, exp, policy_bytes=policy_bytes, full=full), n
