@@ -19,7 +19,6 @@ from flows.session import open_session
 from ledger import store
 from ledger.checkpoint import open_checkpoint
 from ledger.cosignature import CosignatureVerifier, parse_cosigner_vkey, require_quorum
-from ledger.db_verify import verify_stored
 from ledger.entry import EntryDraft
 from ledger.errors import BadInput, LedgerTampered
 from ledger.signer import parse_vkey

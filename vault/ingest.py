@@ -29,9 +29,9 @@ from typing import Any
 import polars as pl
 from sqlalchemy import Engine, func, select
 
-from policies.validate import parse_name
 from ledger import store as ledger_store
 from ledger.entry import EntryDraft
+from policies.validate import parse_name
 from vault import access as _access
 from vault import manifest
 from vault.errors import BadInput
