@@ -35,6 +35,9 @@ SUFFIX = ".checkpoint"
 _NAME = re.compile(r"(\d{1,20})(-[0-9A-Za-z]+)?\.checkpoint")
 
 
+MAX_CHECKPOINT_BYTES = 64 * 1024  # a checkpoint with 100 cosignatures is ~15 KB
+
+
 @dataclass(frozen=True)
 class SavedCheckpoint:
     path: Path
@@ -72,7 +75,12 @@ class CheckpointStore:
     def open(self, path: Path) -> SavedCheckpoint:
         """Read and verify one checkpoint file (any path) against this log's keys and origin."""
         try:
-            note = path.read_text(encoding="utf-8")
+            with path.open("rb") as fh:
+                raw = fh.read(MAX_CHECKPOINT_BYTES + 1)
+            if len(raw) > MAX_CHECKPOINT_BYTES:
+                raise BadInput(f"checkpoint file {path} is larger than "
+                               f"{MAX_CHECKPOINT_BYTES} bytes")
+            note = raw.decode("utf-8")
         except (OSError, UnicodeDecodeError):
             raise BadInput(f"cannot read checkpoint file {path}") from None
         return SavedCheckpoint(path, note, open_checkpoint(note, self.keys, origin=self.origin))

@@ -44,7 +44,9 @@ def vault(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Vau
     for var in ("CIVICVAULT_DB_URL", "CIVICVAULT_TOKEN", "CIVICVAULT_KEK"):
         monkeypatch.delenv(var, raising=False)
     init_home(home)
-    home.policy_path.write_text(default_policy_text() + VOTERS_RULES, encoding="utf-8")
+    policy_file = tmp_path / "policy.toml"  # applied, so that `ledger verify` vouches for it
+    policy_file.write_text(default_policy_text() + VOTERS_RULES, encoding="utf-8")
+    assert main(["policy", "apply", str(policy_file)]) == 0
     engine = make_engine(home.db_url)
     try:
         store(engine, Keyring(provider_for(home)), voters(300))

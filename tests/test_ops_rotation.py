@@ -58,7 +58,9 @@ def vault(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.delenv("CIVICVAULT_KEK", raising=False)
     assert main(["init"]) == 0
     home = VaultHome.from_env()
-    home.policy_path.write_text(default_policy_text() + NC_RULES, encoding="utf-8")
+    policy_file = tmp_path / "policy.toml"  # applied, so that `ledger verify` vouches for it
+    policy_file.write_text(default_policy_text() + NC_RULES, encoding="utf-8")
+    assert main(["policy", "apply", str(policy_file)]) == 0
     assert main(["ingest", str(_voter_file(tmp_path / "voters.csv")), "--dataset", "nc"]) == 0
     engine = make_engine(home.db_url)
     with engine.begin() as conn:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 from sqlalchemy import Engine
@@ -68,6 +69,20 @@ def voters(n: int, *, start: int = 0, party: str = "DEM") -> pl.DataFrame:
     })
 
 
+def register_source(conn: Any, dataset: str, ds: int, source: int) -> None:
+    """The ``vault.source.registered`` entry ``plan_ingest`` writes, so verification of a
+    vault built with :func:`store` vouches for its dataset and source rows."""
+    from ledger import store as ledger_store
+    from ledger.entry import EntryDraft
+    from vault import manifest
+
+    ledger_store.append(conn, [EntryDraft(
+        actor="tester", action="vault.source.registered", resource=f"dataset/{dataset}",
+        details={"dataset": dataset, "dataset_id": ds, "source": source,
+                 "dataset_row": manifest.dataset_row(conn, ds),
+                 "source_row": manifest.source_row(conn, source)})])
+
+
 def store(engine: Engine, keyring: Keyring, frame: pl.DataFrame, *, dataset: str = "voters",
           source: int | None = None, batch_index: int = 0,
           layout: ColumnLayout = LAYOUT) -> BatchResult:
@@ -81,5 +96,11 @@ def store(engine: Engine, keyring: Keyring, frame: pl.DataFrame, *, dataset: str
             source = int(conn.execute(T_SOURCE.insert().values(
                 dataset_id=ds, content_hash=secrets.token_hex(16), rows=frame.height, batches=1,
                 created=now()).returning(T_SOURCE.c.id)).scalar_one())
-        return write_batch(conn, keyring, ds_id=ds, dataset=dataset, source_id=source,
-                           batch_index=batch_index, frame=frame, layout=layout, actor="tester")
+            new_source = True
+        else:
+            new_source = False
+        result = write_batch(conn, keyring, ds_id=ds, dataset=dataset, source_id=source,
+                             batch_index=batch_index, frame=frame, layout=layout, actor="tester")
+        if new_source:  # after the batch: the vault lock first, then the ledger's (as ingest)
+            register_source(conn, dataset, ds, source)
+        return result

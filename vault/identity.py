@@ -100,7 +100,11 @@ def plan_identity(classes: Sequence[Any], declared: Sequence[str] = ()) -> Ident
     if present and len(present) == len(tuple(declared)):
         levels.append((DECLARED, present))
     for kind in ORDER[1:-1]:
-        cols = sorted(c.name for c in classes if c.entity == kind and c.name not in present)
+        # a column named as the identifier beats one the values alone made one (an
+        # id-shaped column of another name), then the first by name
+        cols = [c.name for c in sorted(
+            (c for c in classes if c.entity == kind and c.name not in present),
+            key=lambda c: (str(getattr(c, "evidence", "")).startswith("values"), c.name))]
         if cols:  # several columns of one kind (ncid, voter_reg_num): the first by name
             levels.append((kind, (cols[0],)))
     person = tuple(c.name for c in classes if c.entity == _PERSON_ENTITY)

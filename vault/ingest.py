@@ -92,7 +92,8 @@ class IngestPlan:
     def classes(self) -> list[ColumnClass]:
         """The column classes decided at planning time (batches never re-classify)."""
         return [ColumnClass(c["name"], c["entity"], c["category"], c["confidence"],
-                            c["handling"], c["lookup_key"]) for c in self.columns]
+                            c["handling"], c["lookup_key"], evidence=c.get("evidence", "name"))
+                for c in self.columns]
 
 
 @dataclass(frozen=True)
@@ -235,7 +236,7 @@ def _redact_distinct(col: pl.Series, redact: Callable[..., list[str | None]]) ->
 def _columns_report(classes: list[ColumnClass]) -> list[dict[str, Any]]:
     return [{"name": c.name, "entity": c.entity, "category": c.category,
              "confidence": round(float(c.confidence), 3), "handling": c.handling,
-             "lookup_key": bool(c.lookup_key)} for c in classes]
+             "lookup_key": bool(c.lookup_key), "evidence": c.evidence} for c in classes]
 
 
 def plan_ingest(engine: Engine, home: VaultHome, principal: _access.Principal, path: Path,

@@ -12,10 +12,11 @@ table                  re-derived from
 =====================  ==============================================================
 principals             ``principal.added`` (role, token hash), ``principal.revoked``
 policy file            the last ``policy.applied`` (its ``data_hash``)
-budget_accounts        spent = sum of ``epsilon_charged`` of every entry carrying one,
-                       per (analyst, dataset); total = the last ``budget.set`` or
-                       charge's ``epsilon_total``
+budget_accounts        spent = sum of ``epsilon_charged`` / ``delta_charged`` of every
+                       entry carrying one, per (analyst, dataset); totals = the last
+                       ``budget.set``'s or charge's ``epsilon_total`` / ``delta_total``
 budget_datasets        spent = sum of the charges on the dataset
+budget_analysts        vault-wide spend (epsilon, delta) = sum of the analyst's charges
 vault_data_keys        ``key_rows`` digests (``keys.created``/``rotated``/``retired``)
 vault_datasets,        ``vault.source.registered`` (``dataset_row``, ``source_row``)
 vault_sources
@@ -48,7 +49,7 @@ import orjson
 from sqlalchemy import Connection, Engine, select
 
 from vault import manifest
-from vault.budget import NANO, T_ACCOUNTS, T_DATASETS
+from vault.budget import ATTO, NANO, T_ACCOUNTS, T_ANALYSTS, T_DATASETS
 from vault.errors import StateMismatch, VaultMismatch
 from vault.principals import T_PRINCIPALS, T_REVEALS
 from vault.store import T_BATCH, T_DATASET, T_SOURCE, T_SUBJECT, T_SUPPRESSED
@@ -70,6 +71,7 @@ class Expected:
     spent: dict[tuple[str, str], Fraction] = field(default_factory=dict)
     delta_spent: dict[tuple[str, str], Fraction] = field(default_factory=dict)
     totals: dict[tuple[str, str], tuple[Fraction, int]] = field(default_factory=dict)
+    delta_totals: dict[tuple[str, str], tuple[Fraction, int]] = field(default_factory=dict)
     charge_seq: dict[tuple[str, str], int] = field(default_factory=dict)
     keys: dict[int, tuple[str, int]] = field(default_factory=dict)
     datasets: dict[int, tuple[str, int]] = field(default_factory=dict)
@@ -102,6 +104,8 @@ def _apply(exp: Expected, e: dict[str, Any]) -> None:
                 d["delta_charged"])
         if "epsilon_total" in d:
             exp.totals[who] = (_amount(d["epsilon_total"]), seq)
+        if "delta_total" in d:
+            exp.delta_totals[who] = (_amount(d["delta_total"]), seq)
         exp.charge_seq[who] = seq
     if action == "policy.allowed" and d.get("op") == "reveal":
         exp.reveals[str(e.get("actor"))] += 1
@@ -113,7 +117,10 @@ def _apply(exp: Expected, e: dict[str, Any]) -> None:
     elif action == "policy.applied" and e.get("data_hash"):
         exp.policy = (str(e["data_hash"]), seq)
     elif action == "budget.set":
-        exp.totals[(str(d["analyst"]), str(d["dataset"]))] = (_amount(d["epsilon_total"]), seq)
+        who = (str(d["analyst"]), str(d["dataset"]))
+        exp.totals[who] = (_amount(d["epsilon_total"]), seq)
+        if "delta_total" in d:
+            exp.delta_totals[who] = (_amount(d["delta_total"]), seq)
     elif action == "vault.source.registered":
         exp.datasets[int(d["dataset_id"])] = (str(d["dataset_row"]), seq)
         exp.sources[int(d["source"])] = (str(d["source_row"]), seq)
@@ -217,7 +224,8 @@ def _policy(policy_bytes: bytes | None, exp: Expected) -> None:
 
 def _budgets(conn: Connection, exp: Expected) -> int:
     rows = conn.execute(select(T_ACCOUNTS.c.analyst, T_ACCOUNTS.c.dataset,
-                               T_ACCOUNTS.c.total_nano, T_ACCOUNTS.c.spent_nano)
+                               T_ACCOUNTS.c.total_nano, T_ACCOUNTS.c.spent_nano,
+                               T_ACCOUNTS.c.delta_total_atto, T_ACCOUNTS.c.delta_spent_atto)
                         .order_by(T_ACCOUNTS.c.analyst, T_ACCOUNTS.c.dataset)).all()
     seen = set()
     for r in rows:
@@ -235,6 +243,13 @@ def _budgets(conn: Connection, exp: Expected) -> int:
         if Fraction(int(r.total_nano), NANO) != total[0]:
             raise StateMismatch("budget_accounts", name, "total differs from the ledger",
                                 seq=total[1])
+        if Fraction(int(r.delta_spent_atto), ATTO) != exp.delta_spent.get(who, Fraction(0)):
+            raise StateMismatch("budget_accounts", name, "delta spent differs from the sum of "
+                                "the charges on the ledger", seq=exp.charge_seq.get(who))
+        delta_total = exp.delta_totals.get(who)
+        if delta_total is not None and Fraction(int(r.delta_total_atto), ATTO) != delta_total[0]:
+            raise StateMismatch("budget_accounts", name, "delta total differs from the ledger",
+                                seq=delta_total[1])
     for who in sorted(set(exp.spent) - seen):
         raise StateMismatch("budget_accounts", f"{who[0]}/{who[1]}", "charged on the ledger "
                             "but missing from the table", seq=exp.charge_seq.get(who))
@@ -250,6 +265,22 @@ def _budgets(conn: Connection, exp: Expected) -> int:
                                 "of the charges on the ledger")
     for dataset in sorted(k for k, v in per_dataset.items() if v and k not in seen_ds):
         raise StateMismatch("budget_datasets", dataset, "charged on the ledger but missing "
+                            "from the table")
+    per_analyst: dict[str, tuple[Fraction, Fraction]] = {}
+    for who, amount in exp.spent.items():
+        eps, dlt = per_analyst.get(who[0], (Fraction(0), Fraction(0)))
+        per_analyst[who[0]] = (eps + amount, dlt + exp.delta_spent.get(who, Fraction(0)))
+    seen_an = set()
+    for a in conn.execute(select(T_ANALYSTS.c.analyst, T_ANALYSTS.c.spent_nano,
+                                 T_ANALYSTS.c.delta_spent_atto).order_by(T_ANALYSTS.c.analyst)):
+        seen_an.add(str(a.analyst))
+        eps, dlt = per_analyst.get(str(a.analyst), (Fraction(0), Fraction(0)))
+        if (Fraction(int(a.spent_nano), NANO), Fraction(int(a.delta_spent_atto), ATTO)) \
+                != (eps, dlt):
+            raise StateMismatch("budget_analysts", str(a.analyst), "vault-wide spend differs "
+                                "from the sum of the charges on the ledger")
+    for analyst in sorted(k for k, v in per_analyst.items() if v[0] and k not in seen_an):
+        raise StateMismatch("budget_analysts", analyst, "charged on the ledger but missing "
                             "from the table")
     return len(rows)
 
