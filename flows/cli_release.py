@@ -15,11 +15,10 @@ from flows.output import console, emit_json, err_console
 from flows.outputs import check_output, publish
 from flows.purpose import PurposeOpt, checked_purpose
 from flows.release_view import (
-    bar_chart,
     check_columns,
     dataset_columns,
     means_at_bound,
-    rows_table,
+    show_released,
     sig,
 )
 from flows.session import Session, open_session
@@ -143,7 +142,7 @@ def release(
         else:
             console.print(f"released {len(doc_flow['rows'])} groups of '{dataset}' at epsilon "
                           f"{epsilon} (Prefect flow 'release')", markup=False)
-            console.print(rows_table(doc_flow))
+            show_released(doc_flow)
         return
     if preview:
         accuracy = preview_release(session.engine, session.home, session.principal, request)
@@ -185,10 +184,7 @@ def release(
     for label, acc in doc["accuracy"]["measures"].items():
         what = sig(acc["accuracy"]) if "accuracy" in acc else acc.get("derived")
         console.print(f"  {label}: +-{what} (95%)", markup=False)
-    console.print(rows_table(doc))
-    if plot:
-        for line in bar_chart(doc):
-            console.print(line, markup=False, highlight=False)
+    show_released(doc, plot=plot)
     bounds = {c: (float(r.lower), float(r.upper)) for c, r in policy_rules.items()
               if getattr(r, "lower", None) is not None and getattr(r, "upper", None) is not None}
     for label, groups, edge in means_at_bound(doc, bounds):

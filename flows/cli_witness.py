@@ -110,7 +110,7 @@ def serve(
         server = WitnessServer(witness, host, port)
     except OSError as exc:
         raise BadInput(f"cannot listen on {host}:{port} ({exc.strerror})") from None
-    print(f"civicvault witness on {server.url}", flush=True)
+    console.print(f"civicvault witness on {server.url}", markup=False, highlight=False)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

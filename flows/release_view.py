@@ -77,6 +77,23 @@ def check_columns(known: Sequence[str] | None, rules: Mapping[str, Any], by: Ite
                        f"columns: {', '.join(allowed) or 'none'}")
 
 
+def show_released(doc: Mapping[str, Any], *, plot: bool = False) -> None:
+    """Print a DP release's noisy table (and bar chart): the one place the CLI prints rows.
+
+    Only a released document reaches the terminal: it must carry its accuracy metadata
+    (what OpenDP released, noise included); anything else is refused, so a stored row
+    can never be printed through here.
+    """
+    from flows.output import console
+
+    if not isinstance(doc.get("accuracy"), Mapping) or "epsilon" not in doc:
+        raise TypeError("show_released takes a DP release document only")
+    console.print(rows_table(doc))
+    if plot:
+        for line in bar_chart(doc):
+            console.print(line, markup=False, highlight=False)
+
+
 def rows_table(doc: Mapping[str, Any]) -> Table:
     """The released rows as a table: group keys, then each measure with its ±."""
     by: list[str] = list(doc.get("by") or [])
