@@ -3,8 +3,12 @@
 Prefect-free so it is tested on its own; ``flows.watch`` runs it as a flow.
 
 - A file is taken once it is *settled*: its size and modification time are the same on
-  two consecutive polls (writers that rename a finished file into place are picked up
-  on the next poll). Hidden files and ``*.part``/``*.tmp``/... are ignored.
+  two consecutive polls and it has not been written for ``settle_seconds`` (1 s by
+  default), so a writer that pauses between two writes is not caught half-way (writers
+  that rename a finished file into place are picked up on the next poll). If the file
+  changes while it is being ingested it is neither shredded nor quarantined: it is
+  taken again, whole, once it settles (re-ingesting the same rows is idempotent).
+  Hidden files and ``*.part``/``*.tmp``/... are ignored.
 - After a successful ingest the source is removed (``after_ingest="delete"``, the
   default): overwritten with zeros, flushed, then unlinked (:func:`shred`). With
   ``after_ingest="keep"`` (opt-in; a warning is logged) it is moved to
@@ -65,9 +69,20 @@ def candidates(folder: Path) -> dict[Path, Stamp]:
     return found
 
 
-def settled(previous: dict[Path, Stamp], current: dict[Path, Stamp]) -> list[Path]:
-    """Files unchanged since the previous poll, oldest name first."""
-    return sorted(p for p, stamp in current.items() if previous.get(p) == stamp and stamp[0] > 0)
+def settled(previous: dict[Path, Stamp], current: dict[Path, Stamp],
+            quiet_seconds: float = 0.0, now_ns: int | None = None) -> list[Path]:
+    """Files unchanged since the previous poll and not written for ``quiet_seconds``."""
+    cutoff = (time.time_ns() if now_ns is None else now_ns) - int(quiet_seconds * 1e9)
+    return sorted(p for p, stamp in current.items()
+                  if previous.get(p) == stamp and stamp[0] > 0 and stamp[1] <= cutoff)
+
+
+def _stamp(path: Path) -> Stamp | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_size, st.st_mtime_ns)
 
 
 def shred(path: Path) -> None:
@@ -173,6 +188,7 @@ class FolderWatcher:
     retention_seconds: float = DEFAULT_RETENTION_DAYS * 86400
     quarantine_max_files: int = DEFAULT_QUARANTINE_MAX
     retry_seconds: float = 30.0
+    settle_seconds: float = 1.0
     info: Log = lambda _msg: None
     warn: Log = lambda _msg: None
     totals: WatchTotals = field(default_factory=WatchTotals)
@@ -193,7 +209,7 @@ class FolderWatcher:
         purge_quarantine(self.quarantine_dir, self.retention_seconds, self.quarantine_max_files)
         current = candidates(self.folder)
         handled = 0
-        for source in settled(self._seen, current):
+        for source in settled(self._seen, current, self.settle_seconds):
             waiting = self._retry_at.get(source)
             if waiting is not None and waiting[0] == current[source] \
                     and time.monotonic() < waiting[1]:
@@ -204,10 +220,18 @@ class FolderWatcher:
         self._seen = current
         return handled
 
+    def _still_writing(self, source: Path) -> None:
+        self._retry_at.pop(source, None)
+        self.totals.retried += 1
+        self.warn("file changed while it was being ingested; it is taken again once it settles")
+
     def _handle(self, source: Path, stamp: Stamp) -> None:
         try:
             counts = self.ingest(source)
         except (BadInput, AccessDenied) as exc:
+            if _stamp(source) != stamp:  # still being written: judge the whole file later
+                self._still_writing(source)
+                return
             self._retry_at.pop(source, None)
             quarantine(source, self.quarantine_dir)
             self.totals.rejected += 1
@@ -219,6 +243,9 @@ class FolderWatcher:
             reason = exc.diagnostics().splitlines()[0] if isinstance(exc, CivicVaultError) \
                 else type(exc).__name__
             self.warn(f"ingest failed ({reason}); retrying in {self.retry_seconds:g} s")
+            return
+        if _stamp(source) != stamp:  # grew while read: keep it, take it again once whole
+            self._still_writing(source)
             return
         self._retry_at.pop(source, None)
         if self.after_ingest == "delete":

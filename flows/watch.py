@@ -47,7 +47,8 @@ def watch_folder(folder: str, dataset: str, home: str | None = None,
                  poll_seconds: float = 0.25, batch_rows: int = BATCH_ROWS,
                  max_files: int | None = None, after_ingest: str = "delete",
                  quarantine_days: float = DEFAULT_RETENTION_DAYS,
-                 quarantine_max_files: int = DEFAULT_QUARANTINE_MAX) -> dict[str, Any]:
+                 quarantine_max_files: int = DEFAULT_QUARANTINE_MAX,
+                 settle_seconds: float = 1.0) -> dict[str, Any]:
     """Ingest every file that settles in ``folder`` until the window (if any) ends."""
     logger = get_run_logger()
     vh = vault_home(home)
@@ -60,7 +61,8 @@ def watch_folder(folder: str, dataset: str, home: str | None = None,
     watcher = FolderWatcher(
         folder=Path(folder), quarantine_dir=vh.root / QUARANTINE_DIR, ingest=ingest_one,
         after_ingest=after_ingest, retention_seconds=quarantine_days * 86400,
-        quarantine_max_files=quarantine_max_files, info=logger.info, warn=logger.warning)
+        quarantine_max_files=quarantine_max_files, settle_seconds=settle_seconds,
+        info=logger.info, warn=logger.warning)
     warm_up()
     logger.info("watching %s as %s", folder, principal.id)
     deadline = None if window_seconds is None else time.monotonic() + window_seconds

@@ -208,9 +208,6 @@ def _source_ids(db: Path) -> dict[str, int]:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="known race (issue 18, open): since the streaming-reader "
-                   "merge a file written in place in two parts is sometimes taken before it "
-                   "settles and quarantined; every other drop lands in < 1.1 s")
 def test_served_watch_folder_ingests_every_file_dropped_at_random_within_5_s(
     prefect_server: str, tmp_path: Path
 ) -> None:

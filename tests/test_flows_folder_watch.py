@@ -32,6 +32,7 @@ def _write(folder: Path, name: str, text: str = "a,b\n1,2\n") -> Path:
 def _watcher(tmp_path: Path, ingest: IngestOne, **kw: Any) -> FolderWatcher:
     inbox = tmp_path / "inbox"
     inbox.mkdir(exist_ok=True)
+    kw.setdefault("settle_seconds", 0.0)  # these tests poll back to back
     return FolderWatcher(folder=inbox, quarantine_dir=tmp_path / "home" / "quarantine",
                          ingest=ingest, **kw)
 
@@ -153,7 +154,7 @@ def test_watcher_on_a_real_vault_stores_and_ledgers_then_shreds(tmp_path: Path) 
 
     (tmp_path / "inbox").mkdir()
     w = FolderWatcher(folder=tmp_path / "inbox", quarantine_dir=home.root / "quarantine",
-                      ingest=ingest)
+                      ingest=ingest, settle_seconds=0.0)
     demo_data.write_csv(w.folder / "v.csv", 30, seed=3)
     (w.folder / "bad.csv").write_bytes(b"\x00\x01\x02 not a table")
     w.poll()
@@ -162,3 +163,50 @@ def test_watcher_on_a_real_vault_stores_and_ledgers_then_shreds(tmp_path: Path) 
     assert w.totals.files == 1 and w.totals.counts["rows_added"] == 30
     assert w.totals.rejected == 1
     assert [p for p in w.folder.rglob("*")] == []
+
+
+def test_a_file_written_recently_is_not_taken_until_it_has_been_quiet(tmp_path: Path) -> None:
+    """A writer that pauses between two writes (same size on two polls 0.25 s apart) is
+    not caught half-way: the file must also be unwritten for ``settle_seconds``."""
+    seen: list[bytes] = []
+    w = _watcher(tmp_path, lambda p: seen.append(p.read_bytes()) or {"rows_added": 1},
+                 settle_seconds=0.8)
+    path = w.folder / "v.csv"
+    with path.open("wb") as fh:
+        fh.write(b"a,b\n1,2\n")
+        fh.flush()
+        assert w.poll() == 0 and w.poll() == 0  # same stamp twice, but written just now
+        fh.write(b"3,4\n")
+    time.sleep(0.9)
+    assert w.poll() == 0  # the second write changed the stamp: seen once more
+    assert w.poll() == 1
+    assert seen == [b"a,b\n1,2\n3,4\n"]
+
+
+def test_a_file_that_changes_while_ingested_is_neither_shredded_nor_quarantined(
+    tmp_path: Path
+) -> None:
+    """If the file grows during the ingest, the part read may be incomplete: the file is
+    kept and taken again, whole, once it settles; a refusal of the partial read does not
+    quarantine it."""
+    reads: list[bytes] = []
+
+    def ingest(p: Path) -> dict[str, int]:
+        reads.append(p.read_bytes())
+        if len(reads) == 1:
+            with p.open("ab") as fh:  # the writer is still going
+                fh.write(b"5,6\n")
+            os.utime(p, ns=(time.time_ns(), time.time_ns() - 10**9))  # a new stamp
+            raise BadInput("ragged row")
+        return {"rows_added": 3}
+
+    w = _watcher(tmp_path, ingest)
+    _write(w.folder, "v.csv", "a,b\n1,2\n3,")
+    assert w.poll() == 0 and w.poll() == 1
+    assert w.totals.rejected == 0 and w.totals.retried == 1
+    assert (w.folder / "v.csv").exists()
+    assert not (tmp_path / "home" / "quarantine").exists()
+    assert w.poll() == 0  # the new stamp is seen for the first time
+    assert w.poll() == 1
+    assert reads[-1] == b"a,b\n1,2\n3,5,6\n" and w.totals.files == 1
+    assert list(w.folder.iterdir()) == []
