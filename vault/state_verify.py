@@ -90,6 +90,20 @@ def _amount(text: object) -> Fraction:
     return Fraction(str(text))
 
 
+def _no_overspend(exp: Expected, who: tuple[str, str], seq: int) -> None:
+    """The log alone proves the budget held: after each charge, what the analyst has spent
+    on the dataset is within the total the log set for it (by ``budget.set`` or carried by
+    the charge). A log that shows an overspend fails verification whatever the tables say."""
+    total = exp.totals.get(who)
+    if total is not None and exp.spent[who] > total[0]:
+        raise StateMismatch("ledger_entries", str(seq), "this charge takes the analyst's spend "
+                            "on the dataset past the epsilon budget on the log", seq=seq)
+    delta_total = exp.delta_totals.get(who)
+    if delta_total is not None and exp.delta_spent.get(who, Fraction(0)) > delta_total[0]:
+        raise StateMismatch("ledger_entries", str(seq), "this charge takes the analyst's spend "
+                            "on the dataset past the delta budget on the log", seq=seq)
+
+
 def _apply(exp: Expected, e: dict[str, Any]) -> None:
     seq = int(e["seq"])
     action = e.get("action")
@@ -107,6 +121,7 @@ def _apply(exp: Expected, e: dict[str, Any]) -> None:
         if "delta_total" in d:
             exp.delta_totals[who] = (_amount(d["delta_total"]), seq)
         exp.charge_seq[who] = seq
+        _no_overspend(exp, who, seq)
     if action == "policy.allowed" and d.get("op") == "reveal":
         exp.reveals[str(e.get("actor"))] += 1
     elif action == "principal.added":
