@@ -9,16 +9,29 @@ CI (``CI=true``), where an unreachable server is a failure.
 
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# The suite does not depend on the caller's environment: whatever CIVICVAULT_* or PREFECT_*
+# settings (a vault home, a token, a database URL, a Prefect API or home) the shell that
+# runs pytest has, the tests see none of them, only the PostgreSQL test server address.
+# Prefect gets a private home for this run (not ~/.prefect), removed at exit.
+for _name in [n for n in os.environ if n.startswith(("CIVICVAULT_", "PREFECT_"))]:
+    if _name != "CIVICVAULT_TEST_PG_URL":
+        del os.environ[_name]
+_PREFECT_HOME = tempfile.mkdtemp(prefix="civicvault-tests-prefect-")
+atexit.register(shutil.rmtree, _PREFECT_HOME, True)
+os.environ["PREFECT_HOME"] = _PREFECT_HOME
+os.environ["DO_NOT_TRACK"] = "1"
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 
 from vault.db import make_engine, migrate
 
