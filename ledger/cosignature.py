@@ -20,22 +20,17 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import os
-import stat
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
     Ed25519PublicKey,
 )
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from ledger.errors import BadInput, VerificationFailed
-from ledger.signer import ALG_ED25519, Verifier, parse_vkey
+from ledger.signer import ALG_ED25519, PrivateKey, Verifier, parse_key_parts, parse_vkey
 
 __all__ = [
     "ALG_COSIGNATURE_V1",
@@ -52,18 +47,12 @@ __all__ = [
 ALG_COSIGNATURE_V1 = 0x04
 _HEADER = b"cosignature/v1\n"
 _DASH = "\u2014 "
-_SKEY_PREFIX = "PRIVATE+KEY+"
 MAX_TIMESTAMP = (1 << 63) - 1
 
 
 def cosigner_key_id(name: str, public_key: bytes) -> bytes:
     return hashlib.sha256(name.encode() + b"\n" + bytes([ALG_COSIGNATURE_V1])
                           + public_key).digest()[:4]
-
-
-def _check_name(name: str) -> None:
-    if not name or not name.isprintable() or any(c.isspace() or c == "+" for c in name):
-        raise BadInput("a key name must be non-empty, printable, without spaces or '+'")
 
 
 def cosigned_message(text: bytes, timestamp: int) -> bytes:
@@ -104,21 +93,8 @@ class CosignatureVerifier:
 
 def parse_cosigner_vkey(vkey: str) -> CosignatureVerifier:
     """Parse a type-0x04 vkey; checks the key ID."""
-    parts = vkey.strip().split("+", 2)
-    if len(parts) != 3:
-        raise BadInput("malformed witness key (want name+keyid+key)")
-    name, hex_id, b64 = parts
-    _check_name(name)
-    try:
-        kid = bytes.fromhex(hex_id)
-        blob = base64.b64decode(b64, validate=True)
-    except ValueError:
-        raise BadInput("malformed witness key (bad hex or base64)") from None
-    if len(kid) != 4 or len(blob) != 33 or blob[0] != ALG_COSIGNATURE_V1:
-        raise BadInput("witness key is not an Ed25519 cosignature (type 0x04) vkey")
-    if cosigner_key_id(name, blob[1:]) != kid:
-        raise BadInput("witness key ID does not match its name and key")
-    return CosignatureVerifier(name=name, key_id=kid, public_key=blob[1:])
+    return CosignatureVerifier(*parse_key_parts(vkey, ALG_COSIGNATURE_V1, cosigner_key_id,
+                                                "witness key"))
 
 
 def parse_any_vkey(vkey: str) -> Verifier | CosignatureVerifier:
@@ -135,22 +111,12 @@ def parse_any_vkey(vkey: str) -> Verifier | CosignatureVerifier:
     raise BadInput("verifier key type is neither Ed25519 (0x01) nor a cosignature (0x04)")
 
 
-class Cosigner:
+class Cosigner(PrivateKey):
     """A witness's named Ed25519 private key that makes v1 cosignatures."""
 
-    def __init__(self, name: str, private_key: Ed25519PrivateKey) -> None:
-        _check_name(name)
-        self.name = name
-        self._key = private_key
-        self.public_key = private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        self.key_id = cosigner_key_id(name, self.public_key)
-
-    def __repr__(self) -> str:
-        return f"Cosigner(name={self.name!r}, key_id={self.key_id.hex()})"
-
-    @classmethod
-    def generate(cls, name: str) -> Cosigner:
-        return cls(name, Ed25519PrivateKey.generate())
+    ALG = ALG_COSIGNATURE_V1
+    WHAT = "witness key"
+    INIT_HINT = "civicvault witness init"
 
     def verifier(self) -> CosignatureVerifier:
         return CosignatureVerifier(self.name, self.key_id, self.public_key)
@@ -166,47 +132,6 @@ class Cosigner:
         sig = self._key.sign(cosigned_message(text.encode("utf-8"), ts))
         blob = base64.b64encode(self.key_id + ts.to_bytes(8, "big") + sig).decode("ascii")
         return f"{_DASH}{self.name} {blob}\n"
-
-    def save(self, path: Path) -> None:
-        """Write the key to a new file with mode 0600 (never overwrites)."""
-        seed = self._key.private_bytes_raw()
-        blob = base64.b64encode(bytes([ALG_COSIGNATURE_V1]) + seed).decode("ascii")
-        text = f"{_SKEY_PREFIX}{self.name}+{self.key_id.hex()}+{blob}\n"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            raise BadInput(f"refusing to overwrite the witness key at {path}") from None
-        try:
-            os.write(fd, text.encode("ascii"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-    @classmethod
-    def load(cls, path: Path) -> Cosigner:
-        """Read a witness key file; refuses one readable by group or others."""
-        try:
-            mode = path.stat().st_mode
-        except FileNotFoundError:
-            raise BadInput(f"no witness key at {path} (run 'civicvault witness init')") from None
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise BadInput(f"witness key {path} is accessible to group or others; chmod 600 it")
-        text = path.read_text(encoding="ascii").strip()
-        parts = text.removeprefix(_SKEY_PREFIX).split("+", 2)
-        if not text.startswith(_SKEY_PREFIX) or len(parts) != 3:
-            raise BadInput(f"witness key file {path} is malformed")
-        name, hex_id, b64 = parts
-        try:
-            blob = base64.b64decode(b64, validate=True)
-        except ValueError:
-            raise BadInput(f"witness key file {path} is malformed") from None
-        if len(blob) != 33 or blob[0] != ALG_COSIGNATURE_V1:
-            raise BadInput(f"witness key file {path} is not an Ed25519 cosigner key")
-        cosigner = cls(name, Ed25519PrivateKey.from_private_bytes(blob[1:]))
-        if cosigner.key_id.hex() != hex_id:
-            raise BadInput(f"witness key file {path} has a wrong key ID")
-        return cosigner
 
 
 # -- reading notes ------------------------------------------------------------------------

@@ -14,8 +14,10 @@ import base64
 import hashlib
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar, Self
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
@@ -25,7 +27,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from ledger.errors import BadInput
 
-__all__ = ["ALG_ED25519", "Signer", "Verifier", "key_id", "parse_vkey"]
+__all__ = ["ALG_ED25519", "PrivateKey", "Signer", "Verifier", "key_id", "parse_key_parts",
+           "parse_vkey"]
 
 ALG_ED25519 = 0x01
 _SKEY_PREFIX = "PRIVATE+KEY+"
@@ -59,41 +62,108 @@ class Verifier:
         return True
 
 
-def parse_vkey(vkey: str) -> Verifier:
-    """Parse ``<name>+<hex key id>+<base64(0x01 || pubkey)>``; checks the key ID."""
+def parse_key_parts(vkey: str, alg: int, kid_of: Callable[[str, bytes], bytes],
+                    what: str) -> tuple[str, bytes, bytes]:
+    """``(name, key ID, public key)`` of a C2SP vkey of type ``alg``; checks the key ID."""
     parts = vkey.strip().split("+", 2)  # base64 key data may itself hold "+"
     if len(parts) != 3:
-        raise BadInput("malformed verifier key (want name+keyid+key)")
+        raise BadInput(f"malformed {what} (want name+keyid+key)")
     name, hex_id, b64 = parts
     _check_name(name)
     try:
         kid = bytes.fromhex(hex_id)
         blob = base64.b64decode(b64, validate=True)
     except ValueError:
-        raise BadInput("malformed verifier key (bad hex or base64)") from None
-    if len(kid) != 4 or len(blob) != 33 or blob[0] != ALG_ED25519:
-        raise BadInput("verifier key is not an Ed25519 C2SP vkey")
-    if key_id(name, blob[1:]) != kid:
-        raise BadInput("verifier key ID does not match its name and key")
-    return Verifier(name=name, key_id=kid, public_key=blob[1:])
+        raise BadInput(f"malformed {what} (bad hex or base64)") from None
+    if len(kid) != 4 or len(blob) != 33 or blob[0] != alg:
+        raise BadInput(f"{what} is not an Ed25519 key of type 0x{alg:02x}")
+    if kid_of(name, blob[1:]) != kid:
+        raise BadInput(f"{what} ID does not match its name and key")
+    return name, kid, blob[1:]
 
 
-class Signer:
-    """A named Ed25519 private key that signs notes."""
+def parse_vkey(vkey: str) -> Verifier:
+    """Parse ``<name>+<hex key id>+<base64(0x01 || pubkey)>``; checks the key ID."""
+    return Verifier(*parse_key_parts(vkey, ALG_ED25519, key_id, "verifier key"))
+
+
+class PrivateKey:
+    """A named Ed25519 private key in the note private-key file form (base of the log's
+    :class:`Signer` and a witness's ``ledger.cosignature.Cosigner``, which differ only in
+    the key type byte, so in their key IDs, and in what they sign)."""
+
+    ALG: ClassVar[int] = ALG_ED25519
+    WHAT: ClassVar[str] = "signing key"
+    INIT_HINT: ClassVar[str] = "civicvault init"
 
     def __init__(self, name: str, private_key: Ed25519PrivateKey) -> None:
         _check_name(name)
         self.name = name
         self._key = private_key
         self.public_key = private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        self.key_id = key_id(name, self.public_key)
-
-    def __repr__(self) -> str:
-        return f"Signer(name={self.name!r}, key_id={self.key_id.hex()})"
+        self.key_id = self.key_id_of(name, self.public_key)
 
     @classmethod
-    def generate(cls, name: str) -> Signer:
+    def key_id_of(cls, name: str, public_key: bytes) -> bytes:
+        return hashlib.sha256(name.encode() + b"\n" + bytes([cls.ALG]) + public_key).digest()[:4]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, key_id={self.key_id.hex()})"
+
+    @classmethod
+    def generate(cls, name: str) -> Self:
         return cls(name, Ed25519PrivateKey.generate())
+
+    def _skey(self) -> str:
+        seed = self._key.private_bytes_raw()
+        blob = base64.b64encode(bytes([self.ALG]) + seed).decode("ascii")
+        return f"{_SKEY_PREFIX}{self.name}+{self.key_id.hex()}+{blob}"
+
+    def save(self, path: Path | str) -> None:
+        """Write the key to a new file with mode 0600 (never overwrites)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise BadInput(f"refusing to overwrite the {self.WHAT} at {path}") from None
+        try:
+            os.write(fd, (self._skey() + "\n").encode("ascii"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    @classmethod
+    def load(cls, path: Path | str) -> Self:
+        """Read a key file; refuses one readable by group or others."""
+        path = Path(path)
+        try:
+            mode = path.stat().st_mode
+        except FileNotFoundError:
+            raise BadInput(f"no {cls.WHAT} at {path} (run '{cls.INIT_HINT}')") from None
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise BadInput(f"{cls.WHAT} {path} is accessible to group or others "
+                           f"(mode {oct(mode & 0o777)}); chmod 600 it")
+        text = path.read_text(encoding="ascii").strip()
+        parts = text.removeprefix(_SKEY_PREFIX).split("+", 2)
+        if not text.startswith(_SKEY_PREFIX) or len(parts) != 3:
+            raise BadInput(f"{cls.WHAT} file {path} is malformed")
+        name, hex_id, b64 = parts
+        try:
+            blob = base64.b64decode(b64, validate=True)
+        except ValueError:
+            raise BadInput(f"{cls.WHAT} file {path} is malformed") from None
+        if len(blob) != 33 or blob[0] != cls.ALG:
+            raise BadInput(f"{cls.WHAT} file {path} is not an Ed25519 key of type "
+                           f"0x{cls.ALG:02x}")
+        key = cls(name, Ed25519PrivateKey.from_private_bytes(blob[1:]))
+        if key.key_id.hex() != hex_id:
+            raise BadInput(f"{cls.WHAT} file {path} has a wrong key ID")
+        return key
+
+
+class Signer(PrivateKey):
+    """The log's named Ed25519 private key that signs checkpoint notes."""
 
     def sign(self, message: bytes) -> bytes:
         return self._key.sign(message)
@@ -104,49 +174,3 @@ class Signer:
 
     def verifier(self) -> Verifier:
         return Verifier(name=self.name, key_id=self.key_id, public_key=self.public_key)
-
-    def _skey(self) -> str:
-        seed = self._key.private_bytes_raw()
-        blob = base64.b64encode(bytes([ALG_ED25519]) + seed).decode("ascii")
-        return f"{_SKEY_PREFIX}{self.name}+{self.key_id.hex()}+{blob}"
-
-    def save(self, path: Path | str) -> None:
-        """Write the key to a new file with mode 0600 (never overwrites)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            raise BadInput(f"refusing to overwrite the signing key at {path}") from None
-        try:
-            os.write(fd, (self._skey() + "\n").encode("ascii"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-    @classmethod
-    def load(cls, path: Path | str) -> Signer:
-        """Read a key file; refuses one readable by group or others."""
-        path = Path(path)
-        try:
-            mode = path.stat().st_mode
-        except FileNotFoundError:
-            raise BadInput(f"no signing key at {path} (run 'civicvault init')") from None
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise BadInput(f"signing key {path} is accessible to group or others "
-                           f"(mode {oct(mode & 0o777)}); chmod 600 it")
-        text = path.read_text(encoding="ascii").strip()
-        parts = text.removeprefix(_SKEY_PREFIX).split("+", 2)
-        if not text.startswith(_SKEY_PREFIX) or len(parts) != 3:
-            raise BadInput(f"signing key file {path} is malformed")
-        name, hex_id, b64 = parts
-        try:
-            blob = base64.b64decode(b64, validate=True)
-        except ValueError:
-            raise BadInput(f"signing key file {path} is malformed") from None
-        if len(blob) != 33 or blob[0] != ALG_ED25519:
-            raise BadInput(f"signing key file {path} is not an Ed25519 key")
-        signer = cls(name, Ed25519PrivateKey.from_private_bytes(blob[1:]))
-        if signer.key_id.hex() != hex_id:
-            raise BadInput(f"signing key file {path} has a wrong key ID")
-        return signer
