@@ -65,30 +65,67 @@ def _rank(span: Span, tier: int) -> tuple[int, float, int]:
     return (tier, span.score, span.start - span.end)
 
 
-def _resolve(spans: Iterable[tuple[Span, int]]) -> list[Span]:
-    """Non-overlapping spans covering the union of ``(span, tier)``, labelled by rank."""
+def _resolve(spans: Iterable[tuple[Span, int]], text: str | None = None) -> list[Span]:
+    """Non-overlapping spans covering the union of ``(span, tier)``, labelled by rank.
+
+    What is left of a worse detection after the better ones took their characters is
+    kept (nothing found is un-redacted), but its label depends on what it is:
+
+    * a leftover of the NER's tier (spaCy and the weak name guesses) joins the better
+      detection it touches: the NER's boundaries are a guess that takes in modifiers
+      ("Southern" of "Southern Tunisia", "year old" of "79 year old"), and its label
+      for the whole was outranked;
+    * a leftover without a letter or a digit (line breaks, spaces, commas between the
+      lines of an address block; needs ``text``) joins the better detection it touches:
+      it discloses nothing of its own;
+    * any other leftover (an address line no other recognizer claimed) keeps its label.
+    """
     claimed: list[tuple[int, int]] = []  # disjoint intervals, sorted
-    pieces: list[Span] = []
-    for span, _ in sorted(spans, key=lambda st: _rank(*st), reverse=True):
+    # (piece, rank order of its detection, joins a better piece it touches)
+    pieces: list[tuple[Span, int, bool]] = []
+    for order, (span, tier) in enumerate(sorted(spans, key=lambda st: _rank(*st), reverse=True)):
         pos = span.start
+        cut = False
+        own: list[tuple[int, int]] = []
         for start, end in claimed:
             if end <= pos:
                 continue
             if start >= span.end:
                 break
+            cut = True
             if start > pos:
-                pieces.append(Span(pos, start, span.entity, span.score))
+                own.append((pos, start))
             pos = max(pos, end)
         if pos < span.end:
-            pieces.append(Span(pos, span.end, span.entity, span.score))
+            own.append((pos, span.end))
+        for a, b in own:
+            joins = cut and (tier == _TIER_NER or (
+                text is not None and not any(ch.isalnum() for ch in text[a:b])))
+            pieces.append((Span(a, b, span.entity, span.score), order, joins))
         claimed = _union([*claimed, (span.start, span.end)])
+    ordered = sorted(pieces, key=lambda p: p[0].start)
+    labels = [p.entity for p, _, _ in ordered]
+    scores = [p.score for p, _, _ in ordered]
+    # a joining piece takes the label of a touching piece of a better detection that
+    # does not itself join (the left one first: modifiers precede what they modify)
+    for i, (piece, order, joins) in enumerate(ordered):
+        if not joins:
+            continue
+        for j in (i - 1, i + 1):
+            if not 0 <= j < len(ordered):
+                continue
+            other, other_order, other_joins = ordered[j]
+            if (other_order < order and not other_joins
+                    and (other.end == piece.start or other.start == piece.end)):
+                labels[i], scores[i] = other.entity, other.score
+                break
     out: list[Span] = []
-    for piece in sorted(pieces, key=lambda s: s.start):
-        if out and out[-1].end == piece.start and out[-1].entity == piece.entity:
+    for (piece, _, _), entity, score in zip(ordered, labels, scores, strict=True):
+        if out and out[-1].end == piece.start and out[-1].entity == entity:
             last = out[-1]
-            out[-1] = Span(last.start, piece.end, last.entity, max(last.score, piece.score))
+            out[-1] = Span(last.start, piece.end, last.entity, max(last.score, score))
         else:
-            out.append(piece)
+            out.append(Span(piece.start, piece.end, entity, score))
     return out
 
 
@@ -123,6 +160,22 @@ def _vague_date(text: str, result: RecognizerResult) -> bool:
             and _RE_DATE_ANCHOR.search(text, result.start, result.end) is None)
 
 
+_RE_BARE_NUMBER = re.compile(r"\d{4,5}(?:-\d{4})?")
+_RE_YEAR = re.compile(r"1\d{3}|20\d\d")
+
+
+def _entity(text: str, result: RecognizerResult) -> str:
+    """The entity of a result; a bare 4-5 digit number (or ZIP+4) that is not a year
+    is not a date whatever the NER says: it is labelled a postcode (a ZIP in US text,
+    a postcode after a town elsewhere), the commonest such number in text that names
+    people and places."""
+    if result.entity_type == "DATE_TIME" and _tier(result) == _TIER_NER:
+        value = text[result.start : result.end]
+        if _RE_BARE_NUMBER.fullmatch(value) and not _RE_YEAR.fullmatch(value):
+            return "US_ZIP_CODE"
+    return result.entity_type
+
+
 def _spans_local(
     texts: Sequence[str | None], batch_size: int, model: str | None, threshold: float
 ) -> list[list[Span]]:
@@ -138,11 +191,11 @@ def _spans_local(
         results = analyzer.analyze(
             text, LANGUAGE, nlp_artifacts=artifacts, score_threshold=threshold
         )
-        found = [(Span(r.start, r.end, r.entity_type, r.score), _tier(r)) for r in results
+        found = [(Span(r.start, r.end, _entity(text, r), r.score), _tier(r)) for r in results
                  if not _vague_date(text, r)]
         people = [(s.start, s.end) for s, _ in found if s.entity == "PERSON"]
         found += [(Span(a, b, "PERSON", _REPEAT_SCORE), 2) for a, b in repeated_names(text, people)]
-        out[i] = _resolve(found)
+        out[i] = _resolve(found, text)
     return out
 
 
