@@ -153,11 +153,28 @@ _RE_DATE_ANCHOR = re.compile(
     r"|(?:mon|tues?|wed(?:nes)?|thu(?:rs?)?|fri|sat(?:ur)?|sun)(?:days?)?)\b)")
 
 
-def _vague_date(text: str, result: RecognizerResult) -> bool:
+_RE_DURATION = re.compile(
+    r"(?i:(?:about|almost|nearly|over|under|for|the[ \t]+(?:last|past|next)|last|past|next)"
+    r"[ \t]+)?\d{1,3}\+?[ \t-]*(?i:years?|yrs?|months?|weeks?|days?|hours?|hrs?|minutes?"
+    r"|mins?)")
+# names of identifiers and form fields that the NER takes for organisations ("my SSN:",
+# "the ATM", "IBAN"): they name a kind of number, not a body anyone belongs to
+_NOT_ORGS = frozenset({"SSN", "ITIN", "TIN", "EIN", "DOB", "ZIP", "ID", "PIN", "ATM", "IBAN",
+                       "SWIFT", "BIC", "CVV", "VIN", "DL", "PO"})
+
+
+def _not_personal(text: str, result: RecognizerResult) -> bool:
     """A date the NER found with neither a digit, a month nor a weekday ("next week",
-    "this month", "nights"): it places nobody in time, so it is not redacted."""
-    return (result.entity_type == "DATE_TIME" and _tier(result) == _TIER_NER
-            and _RE_DATE_ANCHOR.search(text, result.start, result.end) is None)
+    "this month", "nights"), or a duration ("8+ years", "the last 3 months"): it places
+    nobody in time, so it is not redacted. Also the NER's organisations that are names of
+    identifiers (:data:`_NOT_ORGS`)."""
+    if _tier(result) != _TIER_NER:
+        return False
+    if result.entity_type == "ORGANIZATION":
+        return text[result.start : result.end] in _NOT_ORGS
+    return result.entity_type == "DATE_TIME" and (
+        _RE_DATE_ANCHOR.search(text, result.start, result.end) is None
+        or _RE_DURATION.fullmatch(text, result.start, result.end) is not None)
 
 
 _RE_BARE_NUMBER = re.compile(r"\d{4,5}(?:-\d{4})?")
@@ -192,7 +209,7 @@ def _spans_local(
             text, LANGUAGE, nlp_artifacts=artifacts, score_threshold=threshold
         )
         found = [(Span(r.start, r.end, _entity(text, r), r.score), _tier(r)) for r in results
-                 if not _vague_date(text, r)]
+                 if not _not_personal(text, r)]
         people = [(s.start, s.end) for s, _ in found if s.entity == "PERSON"]
         found += [(Span(a, b, "PERSON", _REPEAT_SCORE), 2) for a, b in repeated_names(text, people)]
         out[i] = _resolve(found, text)
