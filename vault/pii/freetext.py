@@ -58,6 +58,7 @@ _TIER_NER = 1
 # a later mention of a full name's word ("... and later Varhegyi"): above the NER's
 # guess, below street patterns (>= 0.6), which may contain a surname ("Smith Street")
 _REPEAT_SCORE = 0.55
+_TIER_BLOCK = 0
 _TIERS: dict[str, int] = {"SpacyRecognizer": _TIER_NER, **RECOGNIZER_TIERS}
 
 
@@ -78,6 +79,9 @@ def _resolve(spans: Iterable[tuple[Span, int]], text: str | None = None) -> list
     * a leftover without a letter or a digit (line breaks, spaces, commas between the
       lines of an address block; needs ``text``) joins the better detection it touches:
       it discloses nothing of its own;
+    * a leftover of an address block (tier 0) that starts inside a line, after a better
+      detection ("18237 after the concert.", "555-0134-Fax"), joins it: the block only
+      labels whole lines nobody else claimed;
     * any other leftover (an address line no other recognizer claimed) keeps its label.
     """
     claimed: list[tuple[int, int]] = []  # disjoint intervals, sorted
@@ -99,8 +103,9 @@ def _resolve(spans: Iterable[tuple[Span, int]], text: str | None = None) -> list
         if pos < span.end:
             own.append((pos, span.end))
         for a, b in own:
-            joins = cut and (tier == _TIER_NER or (
-                text is not None and not any(ch.isalnum() for ch in text[a:b])))
+            joins = cut and (tier == _TIER_NER or (text is not None and (
+                not any(ch.isalnum() for ch in text[a:b])
+                or (tier == _TIER_BLOCK and not _starts_line(text, a, span.start)))))
             pieces.append((Span(a, b, span.entity, span.score), order, joins))
         claimed = _union([*claimed, (span.start, span.end)])
     ordered = sorted(pieces, key=lambda p: p[0].start)
@@ -127,6 +132,12 @@ def _resolve(spans: Iterable[tuple[Span, int]], text: str | None = None) -> list
         else:
             out.append(Span(piece.start, piece.end, entity, score))
     return out
+
+
+def _starts_line(text: str, pos: int, block_start: int) -> bool:
+    """Whether only blanks stand between ``pos`` and the start of its line (or block)."""
+    line_start = max(text.rfind("\n", 0, pos) + 1, block_start)
+    return not text[line_start:pos].strip()
 
 
 def _union(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -179,17 +190,28 @@ def _not_personal(text: str, result: RecognizerResult) -> bool:
 
 _RE_BARE_NUMBER = re.compile(r"\d{4,5}(?:-\d{4})?")
 _RE_YEAR = re.compile(r"1\d{3}|20\d\d")
+# words, then a postcode: "Aalborg NO 9100", "Quinta de São Tiago 3610-114"
+_RE_PLACE_POSTCODE = re.compile(r"[^\W\d_][^\d]*\s(\d{4,5})(?:-\d{3,4})?")
 
 
 def _entity(text: str, result: RecognizerResult) -> str:
-    """The entity of a result; a bare 4-5 digit number (or ZIP+4) that is not a year
-    is not a date whatever the NER says: it is labelled a postcode (a ZIP in US text,
-    a postcode after a town elsewhere), the commonest such number in text that names
-    people and places."""
-    if result.entity_type == "DATE_TIME" and _tier(result) == _TIER_NER:
-        value = text[result.start : result.end]
-        if _RE_BARE_NUMBER.fullmatch(value) and not _RE_YEAR.fullmatch(value):
-            return "US_ZIP_CODE"
+    """The entity of a result, with two corrections of the NER's labels for numbers:
+
+    * a bare 4-5 digit number (or ZIP+4) that is not a year is not a date: it is
+      labelled a postcode (a ZIP in US text, a postcode after a town elsewhere), the
+      commonest such number in text that names people and places;
+    * words ending in such a number ("Aalborg NO 9100", "Acquapendente 1021"), which
+      the NER calls a date or an organisation, are a place and its postcode: neither
+      dates nor organisations end in a 4-5 digit number that is not a year.
+    """
+    if _tier(result) != _TIER_NER or result.entity_type not in ("DATE_TIME", "ORGANIZATION"):
+        return result.entity_type
+    value = text[result.start : result.end]
+    if result.entity_type == "DATE_TIME" and _RE_BARE_NUMBER.fullmatch(value):
+        return result.entity_type if _RE_YEAR.fullmatch(value) else "US_ZIP_CODE"
+    place = _RE_PLACE_POSTCODE.fullmatch(value)
+    if place is not None and not _RE_YEAR.fullmatch(place.group(1)):
+        return "LOCATION"
     return result.entity_type
 
 
