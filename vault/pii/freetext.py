@@ -215,6 +215,27 @@ def _entity(text: str, result: RecognizerResult) -> str:
     return result.entity_type
 
 
+def _address_lines(text: str, found: list[tuple[Span, int]]) -> list[tuple[Span, int]]:
+    """The NER's people and organisations on the lines *after* the street line of an
+    address block are places: those lines hold the unit, town, region, country and
+    postcode ("Porto Alegre", "MOSS", "Kishiev Squares"); the addressee's name and
+    company stand before the street line, outside the block."""
+    blocks = [(s.start, s.end) for s, tier in found if tier == _TIER_BLOCK]
+    if not blocks:
+        return found
+    lines = [(text.find("\n", a, b), b) for a, b in blocks]
+    out: list[tuple[Span, int]] = []
+    for span, tier in found:
+        if (tier == _TIER_NER and span.entity in _NOT_IN_ADDRESS_LINES
+                and any(0 <= a < span.start and span.end <= b for a, b in lines)):
+            span = Span(span.start, span.end, "LOCATION", span.score)
+        out.append((span, tier))
+    return out
+
+
+_NOT_IN_ADDRESS_LINES = frozenset({"PERSON", "ORGANIZATION", "NRP"})
+
+
 def _spans_local(
     texts: Sequence[str | None], batch_size: int, model: str | None, threshold: float
 ) -> list[list[Span]]:
@@ -232,6 +253,7 @@ def _spans_local(
         )
         found = [(Span(r.start, r.end, _entity(text, r), r.score), _tier(r)) for r in results
                  if not _not_personal(text, r)]
+        found = _address_lines(text, found)
         people = [(s.start, s.end) for s, _ in found if s.entity == "PERSON"]
         found += [(Span(a, b, "PERSON", _REPEAT_SCORE), 2) for a, b in repeated_names(text, people)]
         out[i] = _resolve(found, text)
