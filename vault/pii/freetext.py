@@ -72,10 +72,12 @@ def _resolve(spans: Iterable[tuple[Span, int]], text: str | None = None) -> list
     What is left of a worse detection after the better ones took their characters is
     kept (nothing found is un-redacted), but its label depends on what it is:
 
-    * a leftover of the NER's tier (spaCy and the weak name guesses) joins the better
-      detection it touches: the NER's boundaries are a guess that takes in modifiers
-      ("Southern" of "Southern Tunisia", "year old" of "79 year old"), and its label
-      for the whole was outranked;
+    * a leftover of the NER's tier (spaCy and the weak name guesses) joins a better
+      detection it touches that lies *inside* the NER's span: the NER's boundaries
+      took in modifiers ("Southern" of "Southern Tunisia", "year old" of "79 year
+      old"), and its label for the whole was outranked. When the better detection
+      crosses the NER's boundary ("maria lopez 412" | "412 oak st"), the NER ran into
+      a neighbour, and its leftover keeps its own label;
     * a leftover without a letter or a digit (line breaks, spaces, commas between the
       lines of an address block; needs ``text``) joins the better detection it touches:
       it discloses nothing of its own;
@@ -85,8 +87,9 @@ def _resolve(spans: Iterable[tuple[Span, int]], text: str | None = None) -> list
     * any other leftover (an address line no other recognizer claimed) keeps its label.
     """
     claimed: list[tuple[int, int]] = []  # disjoint intervals, sorted
-    # (piece, rank order of its detection, joins a better piece it touches)
-    pieces: list[tuple[Span, int, bool]] = []
+    # (piece, rank order of its detection, joins a better piece it touches, and only
+    # one inside these bounds)
+    pieces: list[tuple[Span, int, bool, tuple[int, int]]] = []
     for order, (span, tier) in enumerate(sorted(spans, key=lambda st: _rank(*st), reverse=True)):
         pos = span.start
         cut = False
@@ -106,26 +109,28 @@ def _resolve(spans: Iterable[tuple[Span, int]], text: str | None = None) -> list
             joins = cut and (tier == _TIER_NER or (text is not None and (
                 not any(ch.isalnum() for ch in text[a:b])
                 or (tier == _TIER_BLOCK and not _starts_line(text, a, span.start)))))
-            pieces.append((Span(a, b, span.entity, span.score), order, joins))
+            bounds = (span.start, span.end) if tier == _TIER_NER else (0, 1 << 62)
+            pieces.append((Span(a, b, span.entity, span.score), order, joins, bounds))
         claimed = _union([*claimed, (span.start, span.end)])
     ordered = sorted(pieces, key=lambda p: p[0].start)
-    labels = [p.entity for p, _, _ in ordered]
-    scores = [p.score for p, _, _ in ordered]
+    labels = [p[0].entity for p in ordered]
+    scores = [p[0].score for p in ordered]
     # a joining piece takes the label of a touching piece of a better detection that
     # does not itself join (the left one first: modifiers precede what they modify)
-    for i, (piece, order, joins) in enumerate(ordered):
+    for i, (piece, order, joins, (lo, hi)) in enumerate(ordered):
         if not joins:
             continue
         for j in (i - 1, i + 1):
             if not 0 <= j < len(ordered):
                 continue
-            other, other_order, other_joins = ordered[j]
-            if (other_order < order and not other_joins
+            other, other_order, other_joins, _ = ordered[j]
+            if (other_order < order and not other_joins and lo <= other.start
+                    and other.end <= hi
                     and (other.end == piece.start or other.start == piece.end)):
                 labels[i], scores[i] = other.entity, other.score
                 break
     out: list[Span] = []
-    for (piece, _, _), entity, score in zip(ordered, labels, scores, strict=True):
+    for (piece, *_), entity, score in zip(ordered, labels, scores, strict=True):
         if out and out[-1].end == piece.start and out[-1].entity == entity:
             last = out[-1]
             out[-1] = Span(last.start, piece.end, last.entity, max(last.score, score))

@@ -108,9 +108,6 @@ class LowerCaseNameRecognizer(EntityRecognizer):
     def __init__(self) -> None:
         super().__init__(supported_entities=["PERSON"], name="LowerCaseNameRecognizer")
         self._cue = re.compile(rf"(?:^|(?<=[\s,;:(]))(?:{_CUE})[ \t]+$")
-        # "and"/"&" introduce a name only after another name ("maria and jose"), not in
-        # "rock and roll" or "arranged and sung"
-        self._coord = re.compile(r"(?:^|(?<=[\s,;:(]))([^\W\d_][\w'’\-]*)[ \t]+(?i:and|&)[ \t]+$")
 
     def load(self) -> None:
         return None
@@ -137,9 +134,6 @@ class LowerCaseNameRecognizer(EntityRecognizer):
                 continue
             before = text[max(0, start - 30):start]
             cued = self._cue.search(before) is not None
-            if cued and (coord := self._coord.search(before)) is not None:
-                other = coord.group(1).lower()
-                cued = other in given or other in family
             verb = (word in given and adjacent and nxt is not None and nxt[2] in _NAME_VERBS)
             if (word in given or word in family) and (cued or verb):
                 stop = end
