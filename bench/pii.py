@@ -362,7 +362,7 @@ def evaluation_sets(dataset: Path | None) -> dict[str, list[dict[str, Any]]]:
     """The development and held-out text sets, by name (see docs/PII.md)."""
     import gzip
 
-    from vault.pii.corpus import DEV_TEMPLATES, generate_notes
+    from vault.pii.corpus import DEV_TEMPLATES, DEV_TEMPLATES_2, generate_notes
     from vault.pii.corpus_heldout import TEMPLATES as HELDOUT_TEMPLATES
     from vault.pii.evaluation import split_of
 
@@ -375,6 +375,8 @@ def evaluation_sets(dataset: Path | None) -> dict[str, list[dict[str, Any]]]:
                                      if split_of(r["template_id"]) == "heldout"]
     sets["canvass dev"] = [r for seed in NOTE_SEEDS
                            for r in generate_notes(DEV_TEMPLATES, NOTES_PER_SEED, seed + 100)]
+    sets["canvass dev 2"] = [r for seed in (201, 202)
+                             for r in generate_notes(DEV_TEMPLATES_2, 200, seed)]
     for seed in NOTE_SEEDS:
         sets[f"canvass held-out seed {seed}"] = generate_notes(HELDOUT_TEMPLATES,
                                                                 NOTES_PER_SEED, seed)

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import SHARED_DATA
-from vault.pii.corpus import DEV_TEMPLATES, generate_notes
+from vault.pii.corpus import DEV_TEMPLATES, DEV_TEMPLATES_2, generate_notes
 from vault.pii.corpus_heldout import TEMPLATES
 from vault.pii.evaluation import EntityRecall, score_spans, split_of
 from vault.pii.freetext import find_spans
@@ -49,6 +49,7 @@ def test_generator_is_deterministic_and_its_spans_point_at_their_values() -> Non
 
 def test_heldout_and_dev_templates_share_no_wording() -> None:
     assert not set(TEMPLATES) & set(DEV_TEMPLATES)
+    assert not set(TEMPLATES) & set(DEV_TEMPLATES_2)
 
 
 def test_template_split_is_stable_and_about_thirty_percent() -> None:
