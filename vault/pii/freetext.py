@@ -8,8 +8,10 @@ once; the pool lives as long as the process (``shutdown_pools`` stops it), so th
 batches of an ingest pay the workers' start-up once. Results keep the input order.
 
 Overlapping detections are split, not merged: every character any detection
-found is redacted, and each part is labelled by the best detection covering it
-(see ``_resolve``). ``None`` and blank cells pass through.
+found is redacted, and each part is labelled by the best detection covering it,
+except that some leftovers of a worse detection (the NER's modifiers, blanks, the
+rest of an address block's line) take the label of the better one they touch (see
+``_resolve``). ``None`` and blank cells pass through.
 """
 
 from __future__ import annotations
