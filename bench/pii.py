@@ -20,6 +20,10 @@ Per run it measures:
 
 prints recall and precision on the development and held-out splits (docs/PII.md).
 
+    python bench/pii.py --freetext-only [--texts 600] [--scale-texts 3000]
+
+times redaction throughput alone (before/after a change to the recognizers).
+
     python bench/pii.py [--rows 10000,100000,1000000] [--runs 3] [--texts 600]
                         [--scale-texts 3000] [--naive-cells 240] [--flow] [--write-docs]
 
@@ -358,7 +362,7 @@ def evaluation_sets(dataset: Path | None) -> dict[str, list[dict[str, Any]]]:
     """The development and held-out text sets, by name (see docs/PII.md)."""
     import gzip
 
-    from vault.pii.corpus import DEV_TEMPLATES, generate_notes
+    from vault.pii.corpus import DEV_TEMPLATES, DEV_TEMPLATES_2, generate_notes
     from vault.pii.corpus_heldout import TEMPLATES as HELDOUT_TEMPLATES
     from vault.pii.evaluation import split_of
 
@@ -371,6 +375,8 @@ def evaluation_sets(dataset: Path | None) -> dict[str, list[dict[str, Any]]]:
                                      if split_of(r["template_id"]) == "heldout"]
     sets["canvass dev"] = [r for seed in NOTE_SEEDS
                            for r in generate_notes(DEV_TEMPLATES, NOTES_PER_SEED, seed + 100)]
+    sets["canvass dev 2"] = [r for seed in (201, 202)
+                             for r in generate_notes(DEV_TEMPLATES_2, 200, seed)]
     for seed in NOTE_SEEDS:
         sets[f"canvass held-out seed {seed}"] = generate_notes(HELDOUT_TEMPLATES,
                                                                 NOTES_PER_SEED, seed)
@@ -560,6 +566,9 @@ def main() -> None:
                          "dataset and on the generated canvass notes")
     ap.add_argument("--labels", action="store_true",
                     help="with --heldout: per-label figures of the dev sets")
+    ap.add_argument("--freetext-only", action="store_true",
+                    help="only time redaction throughput (texts/s vs raw nlp.pipe, 1 and 2 "
+                         "processes) on --texts and --scale-texts synthetic notes")
     ap.add_argument("--classify-only", action="store_true",
                     help="only time classification: in-process at --rows, and through the CLI "
                          "on 600-row files of six real layouts")
@@ -569,6 +578,11 @@ def main() -> None:
         print(json.dumps({"load_avg_start": round(os.getloadavg()[0], 1),
                           "classify": bench_classify(sizes, args.runs),
                           "cli": bench_cli_classify(600, args.runs),
+                          "load_avg_end": round(os.getloadavg()[0], 1)}, indent=2))
+        return
+    if args.freetext_only:
+        print(json.dumps({"model": model_name(), "load_avg_start": round(os.getloadavg()[0], 1),
+                          "freetext": bench_freetext(args.texts, args.scale_texts),
                           "load_avg_end": round(os.getloadavg()[0], 1)}, indent=2))
         return
     if args.heldout is not None:

@@ -13,6 +13,7 @@ from typing import Any
 import polars as pl
 import pytest
 from faker import Faker
+from presidio_analyzer import RecognizerResult
 
 from vault.errors import BadInput
 from vault.pii import engine, freetext
@@ -193,6 +194,71 @@ def test_touching_pieces_of_one_entity_are_joined() -> None:
         (freetext.Span(0, 5, "PERSON", 0.7), 2), (freetext.Span(5, 9, "PERSON", 0.85), 1),
     ])
     assert [(s.start, s.end) for s in out] == [(0, 9)]
+
+
+def test_ner_leftover_joins_the_better_detection_inside_it() -> None:
+    # "Southern Tunisia": the NER's organisation, a country pattern inside it
+    out = freetext._resolve([
+        (freetext.Span(0, 16, "ORGANIZATION", 0.85), 1), (freetext.Span(9, 16, "LOCATION", 0.5), 2),
+    ])
+    assert [(s.start, s.end, s.entity) for s in out] == [(0, 16, "LOCATION")]
+
+
+def test_ner_leftover_keeps_its_label_when_the_better_detection_crosses_its_edge() -> None:
+    # "maria lopez 412 oak st": the NER's person ran into the street line
+    out = freetext._resolve([
+        (freetext.Span(0, 15, "PERSON", 0.85), 1),
+        (freetext.Span(12, 22, "US_STREET_ADDRESS", 0.6), 2),
+    ])
+    assert [(s.start, s.end, s.entity) for s in out] == [
+        (0, 12, "PERSON"), (12, 22, "US_STREET_ADDRESS"),
+    ]
+
+
+def test_address_block_labels_only_whole_lines_nobody_claimed() -> None:
+    text = "12 Elm Street\n   Springfield\nNY 10001 after the concert."
+    block = freetext.Span(0, len(text), "US_STREET_ADDRESS", 0.4)
+    street = freetext.Span(0, 13, "US_STREET_ADDRESS", 0.6)
+    zip_code = freetext.Span(text.index("NY"), text.index(" after"), "US_ZIP_CODE", 0.5)
+    out = freetext._resolve([(block, 0), (street, 2), (zip_code, 2)], text)
+    got = [(text[s.start : s.end], s.entity) for s in out]
+    # the line break joins the street, the town line keeps the block's label, the
+    # rest of the postcode's line joins the postcode; nothing is uncovered
+    assert got == [("12 Elm Street\n   Springfield\n", "US_STREET_ADDRESS"),
+                   ("NY 10001 after the concert.", "US_ZIP_CODE")]
+
+
+def test_numbers_the_ner_calls_dates_or_organisations() -> None:
+    def ner(text: str, entity: str) -> str:
+        result = RecognizerResult(entity, 0, len(text), 0.85, recognition_metadata={
+            RecognizerResult.RECOGNIZER_NAME_KEY: "SpacyRecognizer"})
+        return freetext._entity(text, result)
+
+    assert ner("51971", "DATE_TIME") == "US_ZIP_CODE"
+    assert ner("1977", "DATE_TIME") == "DATE_TIME"  # a year is a date
+    assert ner("Aalborg NO 9100", "ORGANIZATION") == "LOCATION"
+    assert ner("Bjert 6091", "DATE_TIME") == "LOCATION"
+    assert ner("Windows 2000", "ORGANIZATION") == "ORGANIZATION"  # a year
+    assert ner("Acme 12", "ORGANIZATION") == "ORGANIZATION"
+
+
+def test_durations_and_identifier_names_are_not_redacted_as_dates_or_organisations() -> None:
+    assert _entity_at("A salesperson with 8+ years of experience.", "8+ years") == set()
+    assert "ORGANIZATION" not in _entity_at("Here's my SSN: 460-89-9847", "SSN")
+    assert _entity_at("She moved here on March 3, 2019.", "March 3, 2019") == {"DATE_TIME"}
+
+
+def test_person_names_after_an_address_blocks_street_line_are_places() -> None:
+    text = "Please write to 72134 Coronilla 3599\nPorto Alegre\nBrazil 95828"
+    assert "PERSON" not in _entity_at(text, "Porto Alegre")
+    assert "ORGANIZATION" not in _entity_at(text, "Porto Alegre")
+
+
+def test_given_name_run_without_its_article_or_possessive() -> None:
+    assert _labels("The Steffen Mauer version was a hit.").get("Steffen Mauer") == "PERSON"
+    text = "the verses from Emmie Ström's Cautionary Tales"
+    assert _entity_at(text, "Emmie Ström") == {"PERSON"}
+    assert "PERSON" not in _entity_at("The Princess Royal arrived.", "Royal")
 
 
 # --- recognizers (made-up text) ---------------------------------------------------------

@@ -2,11 +2,14 @@
 
 * The generated canvass notes of the held-out templates (``vault.pii.corpus_heldout``,
   committed before any tuning against them): the issue's goals, typed recall >= 0.85,
-  redacted recall >= 0.95, typed precision >= 0.85, are reached and asserted.
+  redacted recall >= 0.95, typed precision >= 0.85, are reached and asserted (both
+  seeds).
 * The held-out part of presidio-research's synthetic set (templates split by id,
-  ``vault.pii.evaluation.split_of``): typed recall >= 0.85 is reached and asserted;
-  redacted recall (0.926) and typed precision (0.771) are below the issue's goals and
-  asserted at what is reached, so that a regression fails.
+  ``vault.pii.evaluation.split_of``): typed recall >= 0.85 is reached and asserted.
+  Redacted recall (0.926) and typed precision (0.819) are below the issue's goals
+  (0.95, 0.85): the goals are asserted in a strict expected failure, which turns
+  into a failure the day they are reached (then drop the marker), and the figures
+  reached are asserted as floors, so that a regression fails.
 
 The split and the generator are deterministic (fixed seeds, a hash of the template
 id), so the figures are exact, not sampled.
@@ -16,12 +19,12 @@ from __future__ import annotations
 
 import gzip
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from vault.pii.corpus import DEV_TEMPLATES, generate_notes
+from tests.conftest import SHARED_DATA
+from vault.pii.corpus import DEV_TEMPLATES, DEV_TEMPLATES_2, generate_notes
 from vault.pii.corpus_heldout import TEMPLATES
 from vault.pii.evaluation import EntityRecall, score_spans, split_of
 from vault.pii.freetext import find_spans
@@ -46,6 +49,7 @@ def test_generator_is_deterministic_and_its_spans_point_at_their_values() -> Non
 
 def test_heldout_and_dev_templates_share_no_wording() -> None:
     assert not set(TEMPLATES) & set(DEV_TEMPLATES)
+    assert not set(TEMPLATES) & set(DEV_TEMPLATES_2)
 
 
 def test_template_split_is_stable_and_about_thirty_percent() -> None:
@@ -56,29 +60,41 @@ def test_template_split_is_stable_and_about_thirty_percent() -> None:
 
 
 @pytest.mark.slow  # ~400 notes through the engine: 10-40 s on 2 loaded cores
-def test_canvass_heldout_reaches_the_issue_goals() -> None:
-    score = _score(generate_notes(TEMPLATES, 400, seed=11))
+@pytest.mark.parametrize("seed", [11, 12])
+def test_canvass_heldout_reaches_the_issue_goals(seed: int) -> None:
+    score = _score(generate_notes(TEMPLATES, 400, seed=seed))
     assert score.total == 1120
-    assert score.typed_recall >= 0.85  # reached: 0.941 (seed 12: 0.944)
+    assert score.typed_recall >= 0.85  # reached: 0.936 (seed 12: 0.942)
     assert score.redacted_recall >= 0.95  # reached: 0.963 (seed 12: 0.956)
-    assert score.typed_precision >= 0.85  # reached: 0.893 (seed 12: 0.902)
+    assert score.typed_precision >= 0.85  # reached: 0.906 (seed 12: 0.912)
 
 
-@pytest.fixture
-def presidio_heldout(shared_data: Path) -> list[dict[str, Any]]:
-    path = shared_data / "presidio_synth_dataset_v2.json.gz"
+@pytest.fixture(scope="module")
+def presidio_heldout_score() -> EntityRecall:
+    """The held-out split scored once for the tests below (skipped without the data)."""
+    path = SHARED_DATA / "presidio_synth_dataset_v2.json.gz"
     if not path.is_file():
         pytest.skip(f"{path.name} not in shared data")
     with gzip.open(path, "rt", encoding="utf-8") as fh:
         records: list[dict[str, Any]] = json.load(fh)
-    return [r for r in records if split_of(r["template_id"]) == "heldout"]
+    heldout = [r for r in records if split_of(r["template_id"]) == "heldout"]
+    assert len(heldout) == 442
+    return _score(heldout)
 
 
 @pytest.mark.slow  # 442 texts through the engine
-def test_presidio_heldout_split(presidio_heldout: list[dict[str, Any]]) -> None:
-    assert len(presidio_heldout) == 442
-    score = _score(presidio_heldout)
+def test_presidio_heldout_split(presidio_heldout_score: EntityRecall) -> None:
+    score = presidio_heldout_score
     assert score.total == 910
-    assert score.typed_recall >= 0.85  # the issue's goal, reached: 0.856
-    assert score.redacted_recall >= 0.92  # reached 0.926; the issue's goal 0.95 is not
-    assert score.typed_precision >= 0.77  # reached 0.771; the issue's goal 0.85 is not
+    assert score.typed_recall >= 0.85  # the issue's goal, reached: 0.858
+    assert score.redacted_recall >= 0.92  # reached 0.926 (floor; the goal is below)
+    assert score.typed_precision >= 0.81  # reached 0.819 (0.771 before; floor)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="not reached on the presidio held-out split: "
+                   "redacted recall 0.926 < 0.95, typed precision 0.819 < 0.85 (docs/PII.md)")
+def test_presidio_heldout_meets_the_issue_goals(presidio_heldout_score: EntityRecall) -> None:
+    score = presidio_heldout_score
+    assert score.redacted_recall >= 0.95
+    assert score.typed_precision >= 0.85

@@ -37,7 +37,7 @@ from typing import Any
 
 from faker import Faker
 
-__all__ = ["DEV_TEMPLATES", "SLOTS", "generate_notes"]
+__all__ = ["DEV_TEMPLATES", "DEV_TEMPLATES_2", "SLOTS", "generate_notes"]
 
 Gen = Callable[[Faker, random.Random], str]
 
@@ -289,4 +289,21 @@ DEV_TEMPLATES: tuple[str, ...] = (
     "moved away - forward to {street_lc}, {city}, {zip}",
     "{pron} gave number {phone} and said come by {date}",
     "note from {first}: neighbor {name_lc} at {apt} also interested",
+)
+
+#: A second development set, written during the follow-up that tuned overlap resolution
+#: (2026-12-02), to check on wording the rules had not seen that a change does not lose
+#: coordinated or lower-case names ("x and y both home"). Development only, like
+#: :data:`DEV_TEMPLATES`.
+DEV_TEMPLATES_2: tuple[str, ...] = (
+    "{name_lc} and {first_lc} both home, {stance} on {issue}",
+    "knocked at {street_lc}; {first} and {first_lc} ({age}) said call {phone}",
+    "{first_lc} {last_lc} answered, husband {first_lc} not home. back {date}",
+    "left flyer w/ {name} at {street_apt_lc}, {city_lc} {zip}",
+    "{mr_last} at {street} says {pron} moved from {city} on {date}; email {email}",
+    "neighbor {name_lc} works for {org}, reach at {phone} {time}",
+    "hh: {first_lc}, {first_lc} and {name_lc}. {stance}",
+    "{name} ({age}) {stance}; wants info on {issue}, text {phone}",
+    "dropped lit {date} to {first_lc} {last_lc} {street_apt_lc}",
+    "{first} {last_lc} and {first_lc} at {street_lc} - {stance}",
 )

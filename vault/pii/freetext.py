@@ -8,8 +8,10 @@ once; the pool lives as long as the process (``shutdown_pools`` stops it), so th
 batches of an ingest pay the workers' start-up once. Results keep the input order.
 
 Overlapping detections are split, not merged: every character any detection
-found is redacted, and each part is labelled by the best detection covering it
-(see ``_resolve``). ``None`` and blank cells pass through.
+found is redacted, and each part is labelled by the best detection covering it,
+except that some leftovers of a worse detection (the NER's modifiers, blanks, the
+rest of an address block's line) take the label of the better one they touch (see
+``_resolve``). ``None`` and blank cells pass through.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ _TIER_NER = 1
 # a later mention of a full name's word ("... and later Varhegyi"): above the NER's
 # guess, below street patterns (>= 0.6), which may contain a surname ("Smith Street")
 _REPEAT_SCORE = 0.55
+_TIER_BLOCK = 0
 _TIERS: dict[str, int] = {"SpacyRecognizer": _TIER_NER, **RECOGNIZER_TIERS}
 
 
@@ -65,31 +68,83 @@ def _rank(span: Span, tier: int) -> tuple[int, float, int]:
     return (tier, span.score, span.start - span.end)
 
 
-def _resolve(spans: Iterable[tuple[Span, int]]) -> list[Span]:
-    """Non-overlapping spans covering the union of ``(span, tier)``, labelled by rank."""
+def _resolve(spans: Iterable[tuple[Span, int]], text: str | None = None) -> list[Span]:
+    """Non-overlapping spans covering the union of ``(span, tier)``, labelled by rank.
+
+    What is left of a worse detection after the better ones took their characters is
+    kept (nothing found is un-redacted), but its label depends on what it is:
+
+    * a leftover of the NER's tier (spaCy and the weak name guesses) joins a better
+      detection it touches that lies *inside* the NER's span: the NER's boundaries
+      took in modifiers ("Southern" of "Southern Tunisia", "year old" of "79 year
+      old"), and its label for the whole was outranked. When the better detection
+      crosses the NER's boundary ("maria lopez 412" | "412 oak st"), the NER ran into
+      a neighbour, and its leftover keeps its own label;
+    * a leftover without a letter or a digit (line breaks, spaces, commas between the
+      lines of an address block; needs ``text``) joins the better detection it touches:
+      it discloses nothing of its own;
+    * a leftover of an address block (tier 0) that starts inside a line, after a better
+      detection ("18237 after the concert.", "555-0134-Fax"), joins it: the block only
+      labels whole lines nobody else claimed;
+    * any other leftover (an address line no other recognizer claimed) keeps its label.
+    """
     claimed: list[tuple[int, int]] = []  # disjoint intervals, sorted
-    pieces: list[Span] = []
-    for span, _ in sorted(spans, key=lambda st: _rank(*st), reverse=True):
+    # (piece, rank order of its detection, joins a better piece it touches, and only
+    # one inside these bounds)
+    pieces: list[tuple[Span, int, bool, tuple[int, int]]] = []
+    for order, (span, tier) in enumerate(sorted(spans, key=lambda st: _rank(*st), reverse=True)):
         pos = span.start
+        cut = False
+        own: list[tuple[int, int]] = []
         for start, end in claimed:
             if end <= pos:
                 continue
             if start >= span.end:
                 break
+            cut = True
             if start > pos:
-                pieces.append(Span(pos, start, span.entity, span.score))
+                own.append((pos, start))
             pos = max(pos, end)
         if pos < span.end:
-            pieces.append(Span(pos, span.end, span.entity, span.score))
+            own.append((pos, span.end))
+        for a, b in own:
+            joins = cut and (tier == _TIER_NER or (text is not None and (
+                not any(ch.isalnum() for ch in text[a:b])
+                or (tier == _TIER_BLOCK and not _starts_line(text, a, span.start)))))
+            bounds = (span.start, span.end) if tier == _TIER_NER else (0, 1 << 62)
+            pieces.append((Span(a, b, span.entity, span.score), order, joins, bounds))
         claimed = _union([*claimed, (span.start, span.end)])
+    ordered = sorted(pieces, key=lambda p: p[0].start)
+    labels = [p[0].entity for p in ordered]
+    scores = [p[0].score for p in ordered]
+    # a joining piece takes the label of a touching piece of a better detection that
+    # does not itself join (the left one first: modifiers precede what they modify)
+    for i, (piece, order, joins, (lo, hi)) in enumerate(ordered):
+        if not joins:
+            continue
+        for j in (i - 1, i + 1):
+            if not 0 <= j < len(ordered):
+                continue
+            other, other_order, other_joins, _ = ordered[j]
+            if (other_order < order and not other_joins and lo <= other.start
+                    and other.end <= hi
+                    and (other.end == piece.start or other.start == piece.end)):
+                labels[i], scores[i] = other.entity, other.score
+                break
     out: list[Span] = []
-    for piece in sorted(pieces, key=lambda s: s.start):
-        if out and out[-1].end == piece.start and out[-1].entity == piece.entity:
+    for (piece, *_), entity, score in zip(ordered, labels, scores, strict=True):
+        if out and out[-1].end == piece.start and out[-1].entity == entity:
             last = out[-1]
-            out[-1] = Span(last.start, piece.end, last.entity, max(last.score, piece.score))
+            out[-1] = Span(last.start, piece.end, last.entity, max(last.score, score))
         else:
-            out.append(piece)
+            out.append(Span(piece.start, piece.end, entity, score))
     return out
+
+
+def _starts_line(text: str, pos: int, block_start: int) -> bool:
+    """Whether only blanks stand between ``pos`` and the start of its line (or block)."""
+    line_start = max(text.rfind("\n", 0, pos) + 1, block_start)
+    return not text[line_start:pos].strip()
 
 
 def _union(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -116,11 +171,76 @@ _RE_DATE_ANCHOR = re.compile(
     r"|(?:mon|tues?|wed(?:nes)?|thu(?:rs?)?|fri|sat(?:ur)?|sun)(?:days?)?)\b)")
 
 
-def _vague_date(text: str, result: RecognizerResult) -> bool:
+_RE_DURATION = re.compile(
+    r"(?i:(?:about|almost|nearly|over|under|for|the[ \t]+(?:last|past|next)|last|past|next)"
+    r"[ \t]+)?\d{1,3}\+?[ \t-]*(?i:years?|yrs?|months?|weeks?|days?|hours?|hrs?|minutes?"
+    r"|mins?)")
+# names of identifiers and form fields that the NER takes for organisations ("my SSN:",
+# "the ATM", "IBAN"): they name a kind of number, not a body anyone belongs to
+_NOT_ORGS = frozenset({"SSN", "ITIN", "TIN", "EIN", "DOB", "ZIP", "ID", "PIN", "ATM", "IBAN",
+                       "SWIFT", "BIC", "CVV", "VIN", "DL", "PO"})
+
+
+def _not_personal(text: str, result: RecognizerResult) -> bool:
     """A date the NER found with neither a digit, a month nor a weekday ("next week",
-    "this month", "nights"): it places nobody in time, so it is not redacted."""
-    return (result.entity_type == "DATE_TIME" and _tier(result) == _TIER_NER
-            and _RE_DATE_ANCHOR.search(text, result.start, result.end) is None)
+    "this month", "nights"), or a duration ("8+ years", "the last 3 months"): it places
+    nobody in time, so it is not redacted. Also the NER's organisations that are names of
+    identifiers (:data:`_NOT_ORGS`)."""
+    if _tier(result) != _TIER_NER:
+        return False
+    if result.entity_type == "ORGANIZATION":
+        return text[result.start : result.end] in _NOT_ORGS
+    return result.entity_type == "DATE_TIME" and (
+        _RE_DATE_ANCHOR.search(text, result.start, result.end) is None
+        or _RE_DURATION.fullmatch(text, result.start, result.end) is not None)
+
+
+_RE_BARE_NUMBER = re.compile(r"\d{4,5}(?:-\d{4})?")
+_RE_YEAR = re.compile(r"1\d{3}|20\d\d")
+# words, then a postcode: "Aalborg NO 9100", "Quinta de São Tiago 3610-114"
+_RE_PLACE_POSTCODE = re.compile(r"[^\W\d_][^\d]*\s(\d{4,5})(?:-\d{3,4})?")
+
+
+def _entity(text: str, result: RecognizerResult) -> str:
+    """The entity of a result, with two corrections of the NER's labels for numbers:
+
+    * a bare 4-5 digit number (or ZIP+4) that is not a year is not a date: it is
+      labelled a postcode (a ZIP in US text, a postcode after a town elsewhere), the
+      commonest such number in text that names people and places;
+    * words ending in such a number ("Aalborg NO 9100", "Acquapendente 1021"), which
+      the NER calls a date or an organisation, are a place and its postcode: neither
+      dates nor organisations end in a 4-5 digit number that is not a year.
+    """
+    if _tier(result) != _TIER_NER or result.entity_type not in ("DATE_TIME", "ORGANIZATION"):
+        return result.entity_type
+    value = text[result.start : result.end]
+    if result.entity_type == "DATE_TIME" and _RE_BARE_NUMBER.fullmatch(value):
+        return result.entity_type if _RE_YEAR.fullmatch(value) else "US_ZIP_CODE"
+    place = _RE_PLACE_POSTCODE.fullmatch(value)
+    if place is not None and not _RE_YEAR.fullmatch(place.group(1)):
+        return "LOCATION"
+    return result.entity_type
+
+
+def _address_lines(text: str, found: list[tuple[Span, int]]) -> list[tuple[Span, int]]:
+    """The NER's people and organisations on the lines *after* the street line of an
+    address block are places: those lines hold the unit, town, region, country and
+    postcode ("Porto Alegre", "MOSS", "Kishiev Squares"); the addressee's name and
+    company stand before the street line, outside the block."""
+    blocks = [(s.start, s.end) for s, tier in found if tier == _TIER_BLOCK]
+    if not blocks:
+        return found
+    lines = [(text.find("\n", a, b), b) for a, b in blocks]
+    out: list[tuple[Span, int]] = []
+    for span, tier in found:
+        if (tier == _TIER_NER and span.entity in _NOT_IN_ADDRESS_LINES
+                and any(0 <= a < span.start and span.end <= b for a, b in lines)):
+            span = Span(span.start, span.end, "LOCATION", span.score)
+        out.append((span, tier))
+    return out
+
+
+_NOT_IN_ADDRESS_LINES = frozenset({"PERSON", "ORGANIZATION", "NRP"})
 
 
 def _spans_local(
@@ -138,11 +258,12 @@ def _spans_local(
         results = analyzer.analyze(
             text, LANGUAGE, nlp_artifacts=artifacts, score_threshold=threshold
         )
-        found = [(Span(r.start, r.end, r.entity_type, r.score), _tier(r)) for r in results
-                 if not _vague_date(text, r)]
+        found = [(Span(r.start, r.end, _entity(text, r), r.score), _tier(r)) for r in results
+                 if not _not_personal(text, r)]
+        found = _address_lines(text, found)
         people = [(s.start, s.end) for s, _ in found if s.entity == "PERSON"]
         found += [(Span(a, b, "PERSON", _REPEAT_SCORE), 2) for a, b in repeated_names(text, people)]
-        out[i] = _resolve(found)
+        out[i] = _resolve(found, text)
     return out
 
 

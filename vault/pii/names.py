@@ -85,6 +85,7 @@ _NOT_NAMES_TEXT = """
     Page Paris Park Pat Patience Pearl Penny Per Piper Prince Queen Rain Rich River Robin
     Rock Rose Ruby Rush Sage Saint Santa Savannah Sky Spring Star Stone Storm Summer
     Sunday Sunny Taylor The Tuesday Van Victoria Virginia Wade Will Win Winter Young
+    Princess Duke Duchess Earl Baron Baroness Count Countess Royal Noble
     Brown Green Black White Gray Grey Cook Baker Carter Cooper Sterling Price Sun
 """
 _NOT_NAMES = frozenset(_NOT_NAMES_TEXT.split())
@@ -154,19 +155,25 @@ class GivenNameRecognizer(EntityRecognizer):
         }
         out: list[RecognizerResult] = []
         for m in _RE_NAME_RUN.finditer(text):
-            words = _RE_SPLIT.split(m.group())
+            run, start, end = m.group(), m.start(), m.end()
+            # a sentence's first word or an article is not part of the name ("The Ana Li
+            # version", "When Ana Li ...")
+            while (lead := _RE_LEAD_STOP_WORD.match(run)) is not None:
+                run, start = run[lead.end():], start + lead.end()
+            words = _RE_SPLIT.split(run)
             if words[0] not in given or any(
                 _RE_NOT_PERSON_WORD.fullmatch(w) for w in words[1:]
             ):
                 continue
-            start, end = m.start(), m.end()
-            # the name ends at its last known surname, if any
-            known = [i for i, w in enumerate(words) if i > 0 and w in family]
+            # the name ends at its last known surname, if any ("Ana Li's" -> "Ana Li")
+            known = [i for i, w in enumerate(words) if i > 0 and _possessor(w) in family]
             end_ner, label = ner.get(start, (-1, ""))
             same_span = end_ner in (end, end + 2)  # "Ana Li's"
             if known:
-                out.append(self._result(start, start + _end_of(m.group(), known[-1]),
-                                        self.STRONG, 2))
+                stop = start + _end_of(run, known[-1])
+                if _possessor(words[known[-1]]) != words[known[-1]]:
+                    stop -= 2
+                out.append(self._result(start, stop, self.STRONG, 2))
             elif same_span and (label in _NER_ORG or (label in _NER_PLACE and len(words) > 1)):
                 # the NER found this very name but called it an organisation (or, for a
                 # given name + surname, a place): its type is what we correct
@@ -179,6 +186,16 @@ class GivenNameRecognizer(EntityRecognizer):
         return RecognizerResult("PERSON", start, end, score, recognition_metadata={
             RecognizerResult.RECOGNIZER_NAME_KEY: "GivenNameRecognizer", TIER_KEY: tier,
         })
+
+
+_RE_LEAD_STOP_WORD = re.compile(
+    r"(?:" + "|".join(sorted((w.capitalize() for w in STOP_WORDS if w.isalpha()), key=len,
+                             reverse=True)) + r")[ \t]+(?=\S)")
+
+
+def _possessor(word: str) -> str:
+    """``word`` without a possessive ending ("Li's" -> "Li")."""
+    return word[:-2] if word.endswith(("'s", "’s")) else word
 
 
 def _end_of(run: str, word_index: int) -> int:

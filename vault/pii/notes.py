@@ -132,7 +132,8 @@ class LowerCaseNameRecognizer(EntityRecognizer):
                 out.append(self._result(start, nxt[1]))
                 i += 2
                 continue
-            cued = self._cue.search(text[max(0, start - 30):start]) is not None
+            before = text[max(0, start - 30):start]
+            cued = self._cue.search(before) is not None
             verb = (word in given and adjacent and nxt is not None and nxt[2] in _NAME_VERBS)
             if (word in given or word in family) and (cued or verb):
                 stop = end

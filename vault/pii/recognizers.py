@@ -193,11 +193,12 @@ def custom_recognizers() -> list[EntityRecognizer]:
                 "unit, number words number",
                 r"\b(?:Apt|Apartment|Suite|Ste|Unit|Lot)\.?\s*#?\s*\d{1,5}[A-Z]?\b"
                 r"|\b\d{1,6}[ \t]+[A-ZÀ-ÖØ-Þ][\w.'’\-]*(?:[ \t]+[^\W\d_][\w.'’\-]*){0,3}"
-                r"[ \t]+\d{1,4}[a-z]?\b\.?",
+                r"[ \t]+(?!\d{1,3}0s\b)\d{1,4}[a-z]?\b(?![/:\-]\d)\.?",  # not "the 70s", "6/24"
                 0.5,
             ),
             Pattern("street number (european)",
-                    r"\b[A-ZÀ-ÖØ-Þ][\w'’\-]+(?:[ \t]+[A-ZÀ-ÖØ-Þ][\w'’\-]+)?[ \t]+\d{1,4}[a-z]?\b",
+                    r"\b[A-ZÀ-ÖØ-Þ][\w'’\-]+(?:[ \t]+[A-ZÀ-ÖØ-Þ][\w'’\-]+)?[ \t]+"
+                    r"(?!\d{1,3}0s\b)\d{1,4}[a-z]?\b(?![/:.\-]\d)",  # not a date: "It's 6/24"
                     0.3),
         ],
         context=["address", "live", "lives", "located", "street", "residence", "mail", "send",
