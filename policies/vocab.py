@@ -58,9 +58,13 @@ is refused when it is loaded.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+import re
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
+
+import orjson
 
 from ledger.errors import BadInput, UnknownAction
 from policies.validate import NameKind, fingerprint, safe_name
@@ -80,6 +84,7 @@ __all__ = [
     "LEDGER_KEY",
     "LEDGER_KEY_ROTATED",
     "LOOKUP_NORMALIZERS",
+    "MAX_LISTED",
     "OPERATIONS",
     "OWNED_KINDS",
     "POLICY",
@@ -115,9 +120,12 @@ __all__ = [
     "data_key",
     "dataset",
     "file",
+    "is_fingerprint",
     "ledger_action",
+    "listed",
     "principal",
     "resource_owner",
+    "shown",
 ]
 
 # -- operations (what the policy decides) ----------------------------------------------------
@@ -200,6 +208,39 @@ def resource_owner(resource: str) -> str | None:
         return None
     owner = rest.split(SEP, 1)[0]
     return owner if owner and owner != ALL else None
+
+
+# -- caller input on the ledger -----------------------------------------------------------------
+
+#: At most this many caller-given names are listed in an entry; a longer list is
+#: recorded as one fingerprint (its length and a SHA-256 prefix of its JSON).
+MAX_LISTED: Final = 32
+
+
+_FINGERPRINT = re.compile(r"<[0-9]+ (?:chars|items), sha256 [0-9a-f]{16}>")
+
+
+def is_fingerprint(text: object) -> bool:
+    """True for what :func:`fingerprint` or :func:`listed` made (safe to show again)."""
+    return isinstance(text, str) and _FINGERPRINT.fullmatch(text) is not None
+
+
+def shown(name: object, known: Collection[str]) -> str:
+    """``name`` if it is a ``known`` identifier (of the schema or policy), else its fingerprint.
+
+    Use it for every caller-given name that goes into a message or a ledger entry."""
+    if isinstance(name, str) and (name in known or is_fingerprint(name)):
+        return name
+    return fingerprint(name if isinstance(name, str) else repr(name))
+
+
+def listed(names: Sequence[object], known: Collection[str]) -> list[str] | str:
+    """Caller-given names for a ledger entry: each :func:`shown`; over :data:`MAX_LISTED`,
+    one fingerprint of the whole list (``<N items, sha256 ...>``)."""
+    if len(names) <= MAX_LISTED:
+        return [shown(n, known) for n in names]
+    blob = orjson.dumps(list(names), default=repr)
+    return f"<{len(names)} items, sha256 {hashlib.sha256(blob).hexdigest()[:16]}>"
 
 
 # -- ledger actions ---------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ledger import store as ledger_store
-from ledger.entry import EntryDraft
+from ledger.entry import MAX_STATE_ENTRY_BYTES, EntryDraft
 from vault import blind_index, bulk, crypto, pg_planning
 from vault.blind_index import Normalizer
 from vault.bulk import BulkInsert, Columns
@@ -608,7 +608,7 @@ def _store(
             *manifest.live_masks(conn, old_positions)]
     [entry] = ledger_store.append(conn, [EntryDraft(
         actor=actor, action=vocab.VAULT_INGEST_BATCH, resource=vocab.batch(dataset, batch_id),
-        data_hash=s.data_hash,
+        data_hash=s.data_hash, max_bytes=MAX_STATE_ENTRY_BYTES,
         details={"dataset": dataset, "batch": batch_id, "source": source_id,
                  "batch_index": batch_index, "rows_in": d.n, "added": len(d.new_rows),
                  "updated": len(d.upd_rows), "skipped": d.skipped, "suppressed": d.suppressed,
