@@ -29,7 +29,7 @@ def test_every_public_name_resolves(package: str) -> None:
         assert getattr(module, name) is not None, name
     assert set(module.__all__) <= set(dir(module))
     with pytest.raises(AttributeError):
-        module.no_such_name
+        _ = module.no_such_name
 
 
 def test_a_name_is_the_object_of_its_module() -> None:
