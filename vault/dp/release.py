@@ -48,7 +48,13 @@ from policies.errors import BudgetExhausted, PolicyDenied
 from vault import budget, vocab
 from vault.access import Principal, access
 from vault.dp.plan import Accuracy, Plan, Unit, build_plan, prepared_schema
-from vault.dp.request import CheckedRequest, ReleasePolicy, ReleaseRequest, validate
+from vault.dp.request import (
+    MEASURE_KINDS,
+    CheckedRequest,
+    ReleasePolicy,
+    ReleaseRequest,
+    validate,
+)
 from vault.dp.source import DataSource, VaultSource, private_workdir
 from vault.home import VaultHome
 
@@ -192,7 +198,7 @@ def _measure_shown(spec: object, known: Collection[str]) -> str:
     return f"{vocab.shown(kind, _MEASURE_KINDS)}:{vocab.shown(column, known)}"
 
 
-_MEASURE_KINDS = ("count", "sum", "mean")
+_MEASURE_KINDS = MEASURE_KINDS
 
 
 _REJECTIONS = (BadInput, PolicyDenied, BudgetExhausted)

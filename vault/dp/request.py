@@ -25,7 +25,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Literal, Protocol
+from typing import Literal, Protocol, get_args
 
 from policies.errors import PolicyDenied
 from policies.validate import parse_name, parse_names
@@ -34,6 +34,7 @@ from vault.budget import to_nano
 from vault.errors import BadInput
 
 MeasureKind = Literal["count", "sum", "mean"]
+MEASURE_KINDS: tuple[str, ...] = get_args(MeasureKind)
 Mode = Literal["pure", "approx", "zcdp"]
 
 
