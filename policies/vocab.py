@@ -52,8 +52,9 @@ Lookup entities
 :data:`LOOKUP_NORMALIZERS`: every entity that can be blind-indexed, with its
 normaliser (``vault.blind_index.normalize``), in the order that decides which
 one identifies a subject. Which of them *are* blind-indexed is the policy's
-``[pii] lookup_entities`` alone; a policy naming an entity without a normaliser
-is refused when it is loaded.
+``[pii] lookup_entities`` (ingest and ``classify`` always pass the installed policy's;
+:data:`CLASSIFIER_LOOKUPS` is the classifier's own default when it runs without one);
+a policy naming an entity without a normaliser is refused when it is loaded.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ __all__ = [
     "AUTH_DENIED",
     "BUDGET_DENIED",
     "BUDGET_SET",
+    "CLASSIFIER_LOOKUPS",
     "DATA_KEYS",
     "KEYS_CREATED",
     "KEYS_RETIRED",
@@ -377,3 +379,10 @@ LOOKUP_NORMALIZERS: Final[Mapping[str, Normalizer]] = {
     "VOTER_ID": "id", "US_SSN": "id", "US_DRIVER_LICENSE": "id",
     "EMAIL_ADDRESS": "email", "PHONE_NUMBER": "phone", "PERSON": "text",
 }
+
+#: The classifier's lookup entities when it runs without a policy (``classify_frame``
+#: alone; ingest and ``classify`` always pass the installed policy's). Narrower than the
+#: default policy's: phone numbers are shared within households, so the built-in
+#: default keys identity on identifiers only.
+CLASSIFIER_LOOKUPS: Final[frozenset[str]] = frozenset(
+    {"VOTER_ID", "EMAIL_ADDRESS", "US_SSN", "US_DRIVER_LICENSE"})

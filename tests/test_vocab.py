@@ -115,13 +115,13 @@ def test_audit_summary_lists_unknown_actions() -> None:
     assert summary.unknown_actions == {"made.up": 1}
 
 
-def test_lookup_entities_are_the_policys_and_each_has_a_normaliser() -> None:
+def test_lookup_entities_are_defined_in_the_vocabulary_each_with_a_normaliser() -> None:
     from vault.ingest import LOOKUP_NORMALIZERS
     from vault.pii.handling import DEFAULT_LOOKUP_ENTITIES
 
     policy = default_policy()
-    assert policy.lookup_entities == DEFAULT_LOOKUP_ENTITIES
-    assert policy.lookup_entities <= set(LOOKUP_NORMALIZERS)
+    assert DEFAULT_LOOKUP_ENTITIES is vocab.CLASSIFIER_LOOKUPS
+    assert DEFAULT_LOOKUP_ENTITIES <= policy.lookup_entities <= set(LOOKUP_NORMALIZERS)
     assert LOOKUP_NORMALIZERS is vocab.LOOKUP_NORMALIZERS
 
 
