@@ -24,6 +24,7 @@ from ledger.errors import BadInput, LedgerTampered
 from ledger.signer import parse_vkey
 from ledger.verify import LogVerdict, verify_against_checkpoint
 from policies.validate import int_arg
+from policies.vocab import annotation_action
 
 app = typer.Typer(help="The verifiable audit ledger.", no_args_is_help=True)
 
@@ -54,7 +55,8 @@ def _drafts_from_jsonl(path: Path, actor: str) -> list[EntryDraft]:
                            "and optionally purpose")
         fields: dict[str, Any] = obj  # EntryDraft validates the types
         try:
-            drafts.append(EntryDraft(actor=actor, action=fields.get("action", ""),
+            drafts.append(EntryDraft(actor=actor,
+                                     action=annotation_action(fields.get("action", "")),
                                      resource=fields.get("resource", ""),
                                      purpose=fields.get("purpose")))
         except BadInput as exc:
@@ -86,7 +88,8 @@ def annotate(
         drafts = _drafts_from_jsonl(from_jsonl, actor)
         target = "ledger"
     elif action is not None and resource is not None:
-        drafts = [EntryDraft(actor=actor, action=action, resource=resource, purpose=purpose)]
+        drafts = [EntryDraft(actor=actor, action=annotation_action(action), resource=resource,
+                             purpose=purpose)]
         target = resource
     else:
         raise BadInput("give --action and --resource, or --from-jsonl FILE")

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final, Literal
 
+from policies.vocab import CLASSIFIER_LOOKUPS
 from vault.errors import BadInput
 
 __all__ = [
@@ -60,10 +61,10 @@ _BY_ENTITY: Final[Mapping[str, Handling]] = {
     "US_ZIP4": "drop",  # a separate +4 column: generalising to ZIP5 removes it
 }
 
-#: Entities whose columns get a keyed blind index for exact-match lookup (dedup, erasure).
-DEFAULT_LOOKUP_ENTITIES: Final[frozenset[str]] = frozenset(
-    {"VOTER_ID", "EMAIL_ADDRESS", "US_SSN", "US_DRIVER_LICENSE"}
-)
+#: Entities whose columns get a keyed blind index for exact-match lookup (dedup, erasure)
+#: when the classifier runs without a policy (``policies.vocab.CLASSIFIER_LOOKUPS``); a
+#: policy's ``[pii] lookup_entities`` always replaces it.
+DEFAULT_LOOKUP_ENTITIES: Final[frozenset[str]] = CLASSIFIER_LOOKUPS
 
 
 def default_handling(category: Category, entity: str) -> Handling:
