@@ -40,11 +40,12 @@ from typing import Any
 import numpy as np
 import polars as pl
 import sqlalchemy as sa
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
 from ledger import store as ledger_store
 from ledger.entry import EntryDraft
 from ledger.errors import CivicVaultError
+from policies.errors import PolicyDenied
 from policies.model import LinkRule
 from vault import _aead, blind_index, crypto
 from vault.errors import BadInput
@@ -500,6 +501,19 @@ def build_link(conn: Connection, keyring: Keyring, rule: LinkRule, actor: str,
                  "match": rule.match, "digested_left": new_left, "digested_right": new_right,
                  "cut_now": cut, "changed": changed})])
     return result
+
+
+def check_purpose(engine: Engine, principal: Any, rule: LinkRule, purpose: str | None) -> None:
+    """PolicyDenied (ledgered) unless ``purpose`` is one the link declares (if it declares any)."""
+    if not rule.purposes or purpose in rule.purposes:
+        return
+    reason = f"purpose not declared for link '{rule.name}'"
+    with engine.begin() as conn:
+        ledger_store.append(conn, [EntryDraft(
+            actor=principal.id, action="policy.denied", resource=resource_of(rule.name),
+            details={"op": LINK_PERMISSION, "role": principal.role, "reason": reason})])
+    raise PolicyDenied(f"denied: link '{rule.name}' may be built only for the purposes the "
+                       f"policy declares: {', '.join(sorted(rule.purposes))} (--purpose)")
 
 
 def current_link(conn: Connection, rule: LinkRule) -> int:
