@@ -83,15 +83,42 @@ class LinkedRequest:
     delta: float | None = None
     where: tuple[tuple[str, tuple[str, ...]], ...] = ()  # right-side filters: column, values
 
-    def shape(self) -> dict[str, Any]:
-        """For the ledger: names of the policy only, fingerprints of typed values."""
+    def shape(self, known: frozenset[str] = frozenset()) -> dict[str, Any]:
+        """For the ledger: names the policy knows (``known``: its datasets and columns),
+        fingerprints of anything else the caller typed (it could be PII)."""
+
+        def name(text: str) -> str:
+            return text if text in known else fingerprint(text)
+
+        def measure(spec: str) -> str:
+            kind, sep, col = spec.partition(":")
+            if not sep:
+                return spec if spec in LINKED_KINDS else fingerprint(spec)
+            return f"{name(kind)}:{name(col)}"
+
         return {
-            "join": self.right, "by": list(self.by), "measures": list(self.measures),
-            "where": [{"column": c, "values": [fingerprint(v) for v in vals]}
+            "join": name(self.right), "by": [name(c) for c in self.by],
+            "measures": [measure(m) for m in self.measures],
+            "where": [{"column": name(c), "values": [fingerprint(v) for v in vals]}
                       for c, vals in self.where],
             "epsilon": budget.format_epsilon(self.epsilon),
             **({"delta": repr(self.delta)} if self.delta is not None else {}),
         }
+
+
+def known_names(policy: Any) -> frozenset[str]:
+    """Dataset and column names the policy declares (safe to put on the ledger)."""
+    names: set[str] = {"sum", "mean"}
+    for rule in dict(policy.links).values():
+        for ds in (rule.left, rule.right):
+            names.add(ds)
+            try:
+                cols = dict(policy.columns_for(ds))
+            except KeyError:
+                cols = {}
+            names.update(cols)
+            names.update(f"{ds}.{c}" for c in cols)
+    return frozenset(names)
 
 
 @dataclass(frozen=True)
@@ -306,7 +333,7 @@ def run_linked_release(engine: Engine, home: VaultHome, principal: Principal,
                        purpose: str | None = None) -> ReleaseResult:
     """Charge both datasets, then join through the link and release (see module doc)."""
     policy = policy if policy is not None else load_policy(home)
-    details = {"linked": True, **request.shape()}
+    details = {"linked": True, **request.shape(known_names(policy))}
     with ledger_denials(engine, principal, request.left, "release", details):
         _exist(engine, [request.left, request.right])
         plan = plan_linked(request, policy, dict(policy.links))
@@ -352,7 +379,8 @@ def run_link_report(engine: Engine, home: VaultHome, principal: Principal, link:
     policy = policy if policy is not None else load_policy(home)
     rule = policy.links.get(link)
     details: dict[str, Any] = {"link": link if rule is not None else fingerprint(link),
-                               "by": [by] if by else [], "epsilon":
+                               "by": [by if by in known_names(policy) else fingerprint(by)]
+                               if by else [], "epsilon":
                                budget.format_epsilon(epsilon)}
     dataset = rule.right if rule is not None else "unknown"
     with ledger_denials(engine, principal, dataset, linkage.LINK_REPORT_PERMISSION, details):
