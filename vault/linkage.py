@@ -235,7 +235,9 @@ def direct_values(conn: Connection, keyring: Keyring, ds_id: int, columns: Seque
                     T_SUBJECT.c.wrapped_key.is_not(None),
                     T_SUBJECT.c.current_batch_id >= int(subjects.get_column("batch").min()
                                                         or 0)))
-    stream = conn.execution_options(stream_results=True, yield_per=_CHUNK).execute(query)
+    # options on the statement, not the connection (which would keep them for the
+    # caller's later statements)
+    stream = conn.execute(query.execution_options(stream_results=True, yield_per=_CHUNK))
     for chunk in stream.partitions(_CHUNK):
         by_key: dict[int, list[Any]] = {}
         for r in chunk:
