@@ -62,7 +62,6 @@ class Vault:
 
 
 def _policy(big: bool) -> str:
-    from policies.load import default_policy_text
 
     text = LINK_POLICY
     if big:  # room for near-noiseless releases in the bound tests
@@ -79,10 +78,10 @@ def _make(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch, *,
     from policies.load import default_policy_text
 
     url = None if db_url.startswith("sqlite") else db_url
-    home = init_vault(tmp_path / "home", _policy(big), url)
+    home = init_vault(tmp_path / "home", "", url)
+    text = default_policy_text()
     if big:
-        text = default_policy_text().replace("analyst_cap = 3.0", "analyst_cap = 1000000.0")
-        home.policy_path.write_text(text + _policy(big), encoding="utf-8")
+        text = text.replace("analyst_cap = 3.0", "analyst_cap = 1000000.0")
     monkeypatch.setenv("CIVICVAULT_HOME", str(home.root))
     if url:
         monkeypatch.setenv("CIVICVAULT_DB_URL", url)
@@ -91,6 +90,9 @@ def _make(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch, *,
     monkeypatch.delenv("CIVICVAULT_TOKEN", raising=False)
     engine = make_engine(home.db_url)
     tokens = {"admin": home.admin_token_path.read_text().strip()}
+    policy_file = tmp_path / "policy.toml"
+    policy_file.write_text(text + _policy(big), encoding="utf-8")
+    assert main(["--token", tokens["admin"], "policy", "apply", str(policy_file)]) == 0
     with engine.begin() as conn:
         tokens["alice"] = add_principal(conn, "alice", "analyst")
         tokens["sam"] = add_principal(conn, "sam", "steward")
@@ -144,7 +146,7 @@ def _standard(v: Vault, n: int = 60, linked: int = 40) -> tuple[list[str], list[
     put(v.engine, v.keyring, voters, "nc_voters", VOTER_LAYOUT)
     ids = voters.get_column("ncid").to_list()
     rows = [1 + i % 4 for i in range(linked)]
-    put(v.engine, v.keyring, history(ids[:linked] + ["ZZ0000001"], rows + [5]),
+    put(v.engine, v.keyring, history([*ids[:linked], "ZZ0000001"], [*rows, 5]),
         "nc_history", HISTORY_LAYOUT)
     return ids, rows
 
@@ -343,6 +345,26 @@ def test_erased_voter_stops_counting_and_stays_cut_after_reingest(
                if r["party_cd"] in PARTIES)
     people = _release(capsys, v, "--by", "party_cd", "--measure", "people", "--epsilon", "100")
     assert abs(_total(people) - 19) < 2
+
+
+def test_ledger_verify_rederives_the_link_table(
+    vault: Vault, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ids, _ = _standard(vault)
+    _build(capsys, vault)
+    with vault.engine.begin() as conn:
+        erase(conn, vault.keyring, "nc_voters", {"ncid": ids[1]}, "admin")
+    code, _out, err = _run(capsys, vault, "admin", "ledger", "verify", "--json")
+    assert code == 0, err
+    # an operator quietly re-links a pair (moves a history row to another voter)
+    with vault.engine.begin() as conn:
+        conn.execute(linkage.T_MEMBER.update().where(
+            linkage.T_MEMBER.c.side == 1,
+            linkage.T_MEMBER.c.subject_id == select(linkage.T_MEMBER.c.subject_id).where(
+                linkage.T_MEMBER.c.side == 1).order_by(linkage.T_MEMBER.c.subject_id)
+            .limit(1).scalar_subquery()).values(digest=b"\x00" * 16))
+    code, _, err = _run(capsys, vault, "admin", "ledger", "verify")
+    assert code == 1 and "vault_link_members" in err
 
 
 def test_linked_turnout_by_party_and_age_band_is_within_the_stated_accuracy(

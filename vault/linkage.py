@@ -167,8 +167,8 @@ def _layout(conn: Connection, ds_id: int) -> ColumnLayout:
 
 
 def dataset_ids(conn: Connection, names: Sequence[str]) -> dict[str, int]:
-    rows = dict(conn.execute(select(T_DATASET.c.name, T_DATASET.c.id)
-                             .where(T_DATASET.c.name.in_(list(names)))).all())
+    rows: dict[str, int] = {str(r.name): int(r.id) for r in conn.execute(
+        select(T_DATASET.c.name, T_DATASET.c.id).where(T_DATASET.c.name.in_(list(names))))}
     return {n: int(rows[n]) for n in names if n in rows}
 
 
@@ -226,6 +226,7 @@ def direct_values(conn: Connection, keyring: Keyring, ds_id: int, columns: Seque
     if not columns or not wanted:
         return pl.DataFrame(result, schema={"subject": pl.Int64, **{c: pl.String
                                                                     for c in columns}})
+    first_batch = int(subjects.select(pl.col("batch").min()).item() or 0)
     query = (select(T_SUBJECT.c.id, T_SUBJECT.c.key_id, T_SUBJECT.c.wrapped_key,
                     T_RECORD.c.id.label("rid"), T_RECORD.c.fields, T_RECORD.c.sealed)
              .join(T_RECORD, (T_RECORD.c.subject_id == T_SUBJECT.c.id)
@@ -233,8 +234,7 @@ def direct_values(conn: Connection, keyring: Keyring, ds_id: int, columns: Seque
                    & (T_RECORD.c.row == T_SUBJECT.c.current_row))
              .where(T_SUBJECT.c.dataset_id == ds_id, T_SUBJECT.c.erased_at.is_(None),
                     T_SUBJECT.c.wrapped_key.is_not(None),
-                    T_SUBJECT.c.current_batch_id >= int(subjects.get_column("batch").min()
-                                                        or 0)))
+                    T_SUBJECT.c.current_batch_id >= first_batch))
     # options on the statement, not the connection (which would keep them for the
     # caller's later statements)
     stream = conn.execute(query.execution_options(stream_results=True, yield_per=_CHUNK))
@@ -347,8 +347,11 @@ def cut_erased(conn: Connection, ds_id: int, subjects: Sequence[int], actor: str
     for link in links:
         side = LEFT if int(link.left_dataset_id) == ds_id else RIGHT
         n = _cut(conn, int(link.id), side, subjects)
+        after = pairs_hash(link_pairs(conn, int(link.id))[0])
+        conn.execute(update(T_LINK).where(T_LINK.c.id == int(link.id)).values(pairs_hash=after))
         ledger_store.append(conn, [EntryDraft(
             actor=actor, action=LINK_CUT_ACTION, resource=resource_of(str(link.name)),
+            data_hash=after,
             details={"link": str(link.name), "side": "left" if side == LEFT else "right",
                      "subjects_erased": len(subjects), "members_cut": n,
                      "cut_total": _count_cut(conn, int(link.id))})])
@@ -426,13 +429,32 @@ def link_pairs(conn: Connection, link_id: int) -> tuple[pl.DataFrame, pl.DataFra
 
 def pairs_hash(pairs: pl.DataFrame) -> str:
     """SHA-256 over the sorted pair list (domain-tagged, big-endian int64 pairs)."""
+    return _hash_pairs(pairs.get_column("left").to_numpy(), pairs.get_column("right").to_numpy())
+
+
+def _hash_pairs(left: Any, right: Any) -> str:
     h = hashlib.sha256(b"civicvault/link-pairs/v1")
-    h.update(struct.pack(">Q", pairs.height))
-    if pairs.height:
-        arr = np.column_stack([pairs.get_column("left").to_numpy().astype(">i8"),
-                               pairs.get_column("right").to_numpy().astype(">i8")])
-        h.update(arr.tobytes())
+    h.update(struct.pack(">Q", len(left)))
+    if len(left):
+        h.update(np.column_stack([np.asarray(left, dtype=">i8"),
+                                  np.asarray(right, dtype=">i8")]).tobytes())
     return h.hexdigest()
+
+
+def _pairs_sql(conn: Connection, link_id: int) -> str:
+    """``pairs_hash`` of the link computed by the database alone (no Polars: the state
+    verification runs in a forked process, where Polars' thread pool may not be used)."""
+    m, l2 = T_MEMBER.alias("r"), T_MEMBER.alias("l")
+    unique = (select(T_MEMBER.c.digest).where(T_MEMBER.c.link_id == link_id,
+                                               T_MEMBER.c.side == LEFT)
+              .group_by(T_MEMBER.c.digest).having(func.count() == 1))
+    rows = conn.execute(
+        select(l2.c.subject_id, m.c.subject_id)
+        .join(l2, (l2.c.link_id == m.c.link_id) & (l2.c.side == LEFT)
+              & (l2.c.digest == m.c.digest))
+        .where(m.c.link_id == link_id, m.c.side == RIGHT, l2.c.digest.in_(unique))
+        .order_by(l2.c.subject_id, m.c.subject_id)).all()
+    return _hash_pairs([int(r[0]) for r in rows], [int(r[1]) for r in rows])
 
 
 def stats(conn: Connection, rule: LinkRule, link_id: int) -> LinkStats:
@@ -537,3 +559,21 @@ def find_rule(links: Mapping[str, LinkRule], left: str, right: str) -> LinkRule 
         if (rule.left, rule.right) == (left, right):
             return rule
     return None
+
+
+def verify_links(conn: Connection, expected: Mapping[str, tuple[str, int]]) -> int:
+    """``ledger verify``: each link's pairs, re-derived from ``vault_link_members``, against
+    the hash of its last ``link.build`` / ``link.cut`` entry (``expected``: name -> (hash,
+    seq)). A pair added, removed or moved in the table is found. Returns links checked."""
+    from vault.errors import StateMismatch
+
+    rows = {str(r.name): int(r.id) for r in conn.execute(select(T_LINK.c.name, T_LINK.c.id))}
+    for name in sorted(set(rows) | set(expected)):
+        want = expected.get(name)
+        if name not in rows or want is None:
+            raise StateMismatch("vault_links", name, "a link without its ledger entry, or an "
+                                "entry without its link", seq=want[1] if want else None)
+        if _pairs_sql(conn, rows[name]) != want[0]:
+            raise StateMismatch("vault_link_members", name, "the link's pairs differ from "
+                                "the hash the ledger vouches for", seq=want[1])
+    return len(rows)

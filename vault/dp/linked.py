@@ -226,10 +226,9 @@ def plan_linked(request: LinkedRequest, policy: ReleasePolicy,
                            "joined dataset")
     k = 1 if kind == TURNOUT or (kind == "people" and on_left) else rule.rows_per_person
     unit = Unit(rows_per_person=k, max_people=int(policy.privacy_unit(request.left).max_people))
-    if None in keys.values():
-        if request.delta is None:
-            raise BadInput("a group-by column has no public key set in the policy: releasing "
-                           "its groups needs --delta (OpenDP's DP key release)")
+    if None in keys.values() and request.delta is None:
+        raise BadInput("a group-by column has no public key set in the policy: releasing "
+                       "its groups needs --delta (OpenDP's DP key release)")
     req = ReleaseRequest(dataset=request.left, by=tuple(c.label for c in by),
                          measures=tuple(measures), epsilon=request.epsilon, delta=request.delta)
     checked = CheckedRequest(request=req, keys=keys, bounds=bounds)
