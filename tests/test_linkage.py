@@ -129,7 +129,7 @@ def _run(capsys: pytest.CaptureFixture[str], v: Vault, who: str, *args: str
 def _build(capsys: pytest.CaptureFixture[str], v: Vault) -> dict[str, Any]:
     code, out, err = _run(capsys, v, "sam", "link", "build", LINK, "--purpose",
                           "turnout-analysis", "--json")
-    assert code == 0, err
+    assert code == 0 and out, (out, err)
     doc: dict[str, Any] = json.loads(out)
     return doc
 
@@ -478,6 +478,7 @@ def test_real_nc_voter_file_and_history(
     if not archive.exists():
         pytest.skip("nc_chatham_2018-12-22.zip not in the shared data")
     v = _make(tmp_path, f"sqlite:///{tmp_path / 'x.db'}", monkeypatch)
+    capsys.readouterr()  # the policy apply line
     with zipfile.ZipFile(archive) as zf:
         names = {Path(n).name: n for n in zf.namelist()}
         read = lambda n: pl.read_csv(zf.read(names[n]), separator="\t",  # noqa: E731
