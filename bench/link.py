@@ -127,7 +127,7 @@ def main() -> None:
         where=(("election_desc", ("11/06/2018 GENERAL",)),)))
     release_s = time.perf_counter() - t0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"voters": n, "history_rows": int(len(hist_ids)), "pairs": stats.pairs,
+    print(json.dumps({"voters": n, "history_rows": len(hist_ids), "pairs": stats.pairs,
                       "setup_s": round(setup, 2), "link_s": round(link_s, 2),
                       "release_s": round(release_s, 2), "groups": len(result.rows),
                       "peak_rss_mb": round(peak_mb), "loadavg": os.getloadavg()[0],

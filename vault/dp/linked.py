@@ -425,7 +425,7 @@ def run_link_report(engine: Engine, home: VaultHome, principal: Principal, link:
             if PERSON not in frame.columns:
                 frame = frame.with_columns(pl.col("subject").cast(pl.String).alias(PERSON))
             frame = (frame.join(status.select(pl.col("right").alias("subject"), "status"),
-                                on="subject", how="left")
+                                on="subject", how="left", maintain_order="left")
                      .with_columns(pl.col("status").fill_null("unmatched").alias(MATCH))
                      .select(PERSON, *labels))
             out = od.run(_write(frame, tmp / "report.parquet"))
