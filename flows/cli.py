@@ -22,6 +22,7 @@ from flows import (
     cli_audit,
     cli_classify,
     cli_flows,
+    cli_link,
     cli_receipt,
     cli_release,
     cli_serve,
@@ -71,6 +72,7 @@ cli_release.register(app)
 cli_flows.register(app)
 cli_vault.register(app)
 cli_serve.register(app)
+cli_link.register(app)
 app.add_typer(cli_audit.app, name="audit")
 # imported only when used (their modules load SQLAlchemy, pydantic and cryptography):
 LAZY_COMMANDS = (

@@ -104,8 +104,28 @@ def release(
     prefect: Annotated[bool | None, typer.Option(
         "--prefect/--no-prefect", help="Run as the Prefect 'release' flow (default: when "
         "PREFECT_API_URL is set).")] = None,
+    join: Annotated[str | None, typer.Option(
+        "--join", help="A dataset linked to --dataset in the policy ([links]): join them "
+        "inside the vault; --by/--measure columns from either side (DATASET.COL where both "
+        "have it); measures count (linked rows), people (distinct persons), turnout (share "
+        "of --dataset's people with a linked row), sum:COL, mean:COL; the person of "
+        "--dataset is the privacy unit, charged on both datasets.")] = None,
+    where: Annotated[list[str] | None, typer.Option(
+        "--where", help="With --join: keep joined rows whose COL (of the joined dataset) is "
+        "one of V1|V2 (e.g. election_desc='11/06/2018 GENERAL'); repeatable.")] = None,
 ) -> None:
     """Release differentially private aggregates by segment, charged to your budget."""
+    if join is not None:
+        from flows.cli_link import linked_release
+
+        if out is not None or chart is not None or plot or preview or zcdp:
+            raise BadInput("--join releases take --json (no --out/--chart/--plot/--preview/"
+                           "--zcdp yet)")
+        linked_release(ctx, dataset, join, _split(by), measure, epsilon, _delta(delta),
+                       where or [], purpose, as_json)
+        return
+    if where:
+        raise BadInput("--where filters the joined dataset: give --join")
     from vault.budget import parse_epsilon
     from vault.dp import ReleaseRequest, preview_release, run_release
     from vault.dp.export import CHART_FORMATS, OUT_FORMATS, write_chart, write_output

@@ -43,6 +43,7 @@ from policies.model import (
     DatasetRules,
     Grant,
     Handling,
+    LinkRule,
     PiiRules,
     Policy,
     RevealRules,
@@ -215,7 +216,7 @@ class _Checker:
     # sections
     def policy(self, raw: dict[str, Any], sha256: str) -> Policy:
         self.only(raw, ("version", "description", "roles", "permissions", "pii", "datasets",
-                        "reveal", "budget"), ())
+                        "reveal", "budget", "links"), ())
         version = self.integer(raw.get("version", 1), ("version",), 1)
         if version != 1:
             self.fail("unsupported policy 'version' (this civicvault reads version 1)",
@@ -231,9 +232,58 @@ class _Checker:
         datasets = self.datasets(raw.get("datasets", {}))
         reveal = self.reveal(raw.get("reveal", {}))
         vault_budget = self.vault_budget(raw.get("budget", {}))
+        links = self.links(raw.get("links", {}))
         return Policy(version=version, description=description, roles=roles,
                       permissions=permissions, pii=pii, datasets=datasets, reveal=reveal,
-                      budget=vault_budget, sha256=sha256)
+                      budget=vault_budget, links=links, sha256=sha256)
+
+    def links(self, value: Any) -> dict[str, LinkRule]:
+        """``[links.NAME]``: datasets that may be connected (vault.linkage)."""
+        table = self.table(value, ("links",))
+        out: dict[str, LinkRule] = {}
+        allowed = ("left", "right", "left_key", "right_key", "match", "purposes",
+                   "rows_per_person")
+        for name, raw in table.items():
+            loc: Loc = ("links", name)
+            try:
+                parse_name(name, "dataset", what="link name")
+            except BadInput as exc:
+                self.fail(f"'{_short(name)}': {exc}", loc)
+            item = self.table(raw, loc)
+            self.only(item, allowed, loc)
+            sides: dict[str, str] = {}
+            for side in ("left", "right"):
+                if side not in item:
+                    self.fail(f"link '{name}' names no '{side}' dataset", loc)
+                sides[side] = self.string(item[side], (*loc, side), what="a dataset name")
+                try:
+                    parse_name(sides[side], "dataset")
+                except BadInput as exc:
+                    self.fail(f"link '{name}': {exc}", (*loc, side))
+            if sides["left"] == sides["right"]:
+                self.fail(f"link '{name}' connects a dataset to itself", loc)
+            keys: dict[str, tuple[str, ...]] = {}
+            for side in ("left_key", "right_key"):
+                raw_key = item.get(side, [])
+                cols = [raw_key] if isinstance(raw_key, str) else raw_key
+                keys[side] = tuple(self.strings(cols, (*loc, side), COLUMN_RE, "column name"))
+                if not keys[side]:
+                    self.fail(f"link '{name}' declares no '{side}' column", (*loc, side))
+            match = item.get("match", "id")
+            if match not in ("id", "name_address"):
+                self.fail(f"'match' of link '{name}' must be \"id\" or \"name_address\"",
+                          (*loc, "match"))
+            if match == "id" and len(keys["left_key"]) != len(keys["right_key"]):
+                self.fail(f"link '{name}': left_key and right_key need the same number of "
+                          "columns", loc)
+            purposes = self.strings(item.get("purposes", []), (*loc, "purposes"), PURPOSE_RE,
+                                    "purpose id")
+            rows = self.integer(item.get("rows_per_person", 1), (*loc, "rows_per_person"), 1)
+            out[name] = LinkRule(name=name, left=sides["left"], right=sides["right"],
+                                 left_key=keys["left_key"], right_key=keys["right_key"],
+                                 match=match, purposes=frozenset(purposes),
+                                 rows_per_person=rows)
+        return out
 
     def amount(self, value: Any, loc: Loc, what: str, *, delta: bool = False) -> Fraction:
         """An exact, non-negative budget amount (a delta also at most 1)."""

@@ -141,6 +141,28 @@ class RevealRules(_Frozen):
     window_seconds: int = 3600
 
 
+LinkMatch = Literal["id", "name_address"]
+
+
+class LinkRule(_Frozen):
+    """Two datasets the vault may connect, on which key, for which purposes (``[links.NAME]``).
+
+    ``match``: ``id`` (an identifier such as ``ncid``, normalised like a voter id) or
+    ``name_address`` (name + street + ZIP5, folded for case, punctuation, street
+    suffixes and ZIP+4). ``rows_per_person``: how many linked rows of one person of
+    ``left`` a linked release keeps (its contribution bound).
+    """
+
+    name: str
+    left: str
+    right: str
+    left_key: tuple[str, ...]
+    right_key: tuple[str, ...]
+    match: LinkMatch = "id"
+    purposes: frozenset[str] = frozenset()
+    rows_per_person: int = 1
+
+
 class Policy(_Frozen):
     """A whole validated policy. Build with :func:`policies.load.parse_policy`."""
 
@@ -152,6 +174,7 @@ class Policy(_Frozen):
     datasets: Mapping[str, DatasetRules]
     reveal: RevealRules
     budget: VaultBudget = VaultBudget()
+    links: Mapping[str, LinkRule] = {}
     sha256: str = ""  # of the file bytes it was parsed from
 
     # -- access -------------------------------------------------------------------------

@@ -83,6 +83,9 @@ __all__ = [
     "KEYS_SUBJECTS_REWRAPPED",
     "LEDGER",
     "LEDGER_ACTIONS",
+    "LINK_BUILD",
+    "LINK_CUT",
+    "LINK_REPORT",
     "LEDGER_KEY",
     "LEDGER_KEY_ROTATED",
     "LOOKUP_NORMALIZERS",
@@ -138,7 +141,7 @@ OPERATIONS: Final[frozenset[str]] = frozenset({
     "reveal", "keys.rotate", "principals.add", "principals.revoke", "principals.list",
     "ledger.verify", "ledger.export", "ledger.prove", "ledger.consistency",
     "ledger.checkpoint", "ledger.pubkey", "ledger.annotate", "policy.show", "policy.apply",
-    "audit.report",
+    "audit.report", "link.build", "link.report",
 })
 
 # -- resources --------------------------------------------------------------------------------
@@ -248,7 +251,7 @@ def listed(names: Sequence[object], known: Collection[str]) -> list[str] | str:
 # -- ledger actions ---------------------------------------------------------------------------
 
 #: What an action's ``data_hash`` is the SHA-256 of (``None``: it carries none).
-Vouches = Literal["batch", "policy", "release", "export", None]
+Vouches = Literal["batch", "policy", "release", "export", "link", None]
 
 
 #: Where the audit report lists an entry of the action (besides counting it).
@@ -293,6 +296,9 @@ RELEASE_DP: Final = "release.dp"
 RELEASE_FAILED: Final = "release.failed"
 RELEASE_EXPORT: Final = "release.export"
 LEDGER_KEY_ROTATED: Final = "ledger.key.rotated"
+LINK_BUILD: Final = "link.build"
+LINK_CUT: Final = "link.cut"
+LINK_REPORT: Final = "link.report"
 
 _A = LedgerAction
 LEDGER_ACTIONS: Final[Mapping[str, LedgerAction]] = {a.name: a for a in (
@@ -320,6 +326,9 @@ LEDGER_ACTIONS: Final[Mapping[str, LedgerAction]] = {a.name: a for a in (
     _A(RELEASE_FAILED, None, "releases", "a charged release that failed"),
     _A(RELEASE_EXPORT, "export", "releases", "a released table exported (the file's bytes)"),
     _A(LEDGER_KEY_ROTATED, None, None, "the log's signing key rotated"),
+    _A(LINK_BUILD, "link", None, "a link between two datasets built (data_hash: its pairs)"),
+    _A(LINK_CUT, "link", "erasures", "erased subjects cut from a link (data_hash: its pairs)"),
+    _A(LINK_REPORT, None, "releases", "a DP match-quality report of a link"),
 )}
 del _A
 

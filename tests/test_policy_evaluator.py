@@ -36,6 +36,8 @@ MATRIX: dict[str, frozenset[str]] = {
     "audit.report": frozenset({"compliance", "admin"}),
     "policy.show": EVERYONE,
     "policy.apply": frozenset({"admin"}),
+    "link.build": frozenset({"steward", "admin"}),
+    "link.report": frozenset({"analyst"}),
 }
 
 

@@ -25,7 +25,7 @@ from sqlalchemy import Connection, delete, insert, literal, select, update
 
 from ledger import store as ledger_store
 from ledger.entry import MAX_STATE_ENTRY_BYTES, EntryDraft
-from vault import blind_index, manifest, vocab
+from vault import blind_index, linkage, manifest, vocab
 from vault.errors import BadInput
 from vault.keyring import Keyring, now
 from vault.reseal import reseal_batch
@@ -117,6 +117,7 @@ def erase(conn: Connection, keyring: Keyring, dataset: str, match: Mapping[str, 
                      conn, manifest.buckets_of(subjects_sorted)),
                  "live_masks": manifest.live_masks(conn, positions),
                  "dataset_id": ds_id, "suppressed": manifest.suppressed_digest(conn, ds_id)})])
+    linkage.cut_erased(conn, ds_id, subjects_sorted, actor)  # links never bring them back
     for batch_id, rows in sorted(positions.items()):
         reseal_batch(conn, keyring, ds_id=ds_id, dataset=dataset, batch_id=batch_id,
                      actor=actor, reason="erasure", blank_rows=rows)

@@ -11,6 +11,8 @@ Nothing here holds plaintext PII:
 - ``vault_blind_index``: HMAC-SHA256 digests of normalised lookup values.
 - ``vault_data_keys``: data keys wrapped by a KEK version, with a seal counter.
 - ``vault_suppressed``: identity digests of erased subjects (ingest skips them).
+- links (``vault.linkage``): ``vault_links``, ``vault_link_members``, ``vault_link_cut``
+  (migration 0009; Core tables in ``vault.linkage``).
 """
 
 from __future__ import annotations

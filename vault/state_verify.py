@@ -58,7 +58,8 @@ from vault.vocab import VOUCHING_ACTIONS
 __all__ = ["Expected", "StateReport", "fold", "verify_database", "verify_state"]
 
 _RELEVANT = re.compile(
-    rb'"action":"(?:principal\.|policy\.applied"|budget\.set"|keys\.|vault\.)'
+    rb'"action":"(?:principal\.|policy\.applied"|budget\.set"|keys\.|vault\.'
+    rb'|link\.(?:build|cut)")'
     rb'|"epsilon_charged"|"op":"reveal"')
 _VOUCHING = VOUCHING_ACTIONS
 
@@ -84,6 +85,7 @@ class Expected:
     erased: dict[int, int] = field(default_factory=dict)
     suppressed: dict[int, tuple[str, int]] = field(default_factory=dict)
     reveals: Counter[str] = field(default_factory=Counter)
+    links: dict[str, tuple[str, int]] = field(default_factory=dict)  # name -> pairs hash
     entries: int = 0
 
 
@@ -145,6 +147,8 @@ def _apply(exp: Expected, e: dict[str, Any]) -> None:
             exp.erased[int(s)] = seq
         if "suppressed" in d:
             exp.suppressed[int(d["dataset_id"])] = (str(d["suppressed"]), seq)
+    if action in ("link.build", "link.cut") and e.get("data_hash"):  # vault.linkage
+        exp.links[str(d["link"])] = (str(e["data_hash"]), seq)
     if action in _VOUCHING and e.get("data_hash"):
         exp.data_hash[int(d["batch"])] = (str(e["data_hash"]), seq)
         if action == "vault.ingest.batch":
@@ -440,6 +444,9 @@ def verify_state(
     erased = _erased(conn, exp)
     _suppressed(conn, exp)
     _reveals(conn, exp)
+    from vault.linkage import verify_links
+
+    verify_links(conn, exp.links)
     buckets = records = 0
     if full:
         buckets = _buckets(conn, exp)

@@ -1,0 +1,648 @@
+"""Links between datasets, computed inside the vault from keyed digests (never in the clear).
+
+A link is declared in the policy (``[links.NAME]``: two datasets, the key columns of
+each side, how to normalise them, purposes, a contribution bound). Building it:
+
+1. the link has its own data key (``vault_data_keys`` purpose ``link:<name>``, wrapped
+   by the KEK like every data key). Per-dataset blind-index keys differ on purpose
+   (an index of one dataset cannot be matched with another's), so linking needs a
+   key *shared by exactly these two datasets*: it links them and nothing else;
+2. each live subject's key columns are opened in memory (direct identifiers from
+   its sealed record, attributes from the batch blobs), normalised, and replaced at
+   once by ``HMAC-SHA256(link key, context || normalised key)`` truncated to 128 bits;
+   the plaintext is dropped, only the digests are compared;
+3. ``vault_link_members`` keeps (link, side, subject, digest); two subjects are
+   linked when their digests are equal and the digest belongs to exactly one left
+   subject (several: *ambiguous*, not linked). ``link_pairs`` derives the pairs;
+4. ``link.build`` goes on the ledger with counts and the SHA-256 of the sorted pair
+   list (``data_hash``); a rebuild digests only batches newer than its watermarks
+   (idempotent: an unchanged vault gives the same hash and adds nothing);
+5. erasing a subject (``vault.erase``) *cuts* it: its member rows are deleted and
+   their digests kept in ``vault_link_cut``, so no later file links that key again.
+
+What an operator holding the database learns: which subject ids of the two
+datasets are the same person (the pairs), and how many subjects share a key;
+never the key's value (the digests are keyed; the key is wrapped by the KEK).
+
+Linked releases (``run_linked_release``) join the two datasets inside the vault and
+release DP aggregates with the *left* dataset's person as the privacy unit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+import sqlalchemy as sa
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+
+from ledger import store as ledger_store
+from ledger.entry import EntryDraft
+from ledger.errors import CivicVaultError
+from policies.errors import PolicyDenied
+from policies.model import LinkRule
+from vault import _aead, blind_index, crypto, vocab
+from vault.errors import BadInput
+from vault.keyring import Keyring, now
+from vault.store import (
+    T_BATCH,
+    T_BLIND,
+    T_COLUMN,
+    T_DATASET,
+    T_RECORD,
+    T_SUBJECT,
+    ColumnLayout,
+    lock_vault,
+)
+
+#: Ledger actions of this module (vocabulary: names only).
+LINK_BUILD_ACTION = vocab.LINK_BUILD
+LINK_CUT_ACTION = vocab.LINK_CUT
+LINK_REPORT_ACTION = vocab.LINK_REPORT
+#: Policy actions.
+LINK_PERMISSION = "link.build"
+LINK_REPORT_PERMISSION = "link.report"
+#: Sides of a link.
+LEFT, RIGHT = 0, 1
+DIGEST_BYTES = 16
+_CHUNK = 20_000
+
+_MD = sa.MetaData()
+T_LINK = sa.Table(
+    "vault_links", _MD,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(128)),
+    sa.Column("left_dataset_id", sa.Integer),
+    sa.Column("right_dataset_id", sa.Integer),
+    sa.Column("key_id", sa.Integer),
+    sa.Column("spec_hash", sa.String(64)),
+    sa.Column("left_batch", sa.BigInteger),
+    sa.Column("right_batch", sa.BigInteger),
+    sa.Column("pairs_hash", sa.String(64)),
+    sa.Column("built_at", sa.String),
+)
+T_MEMBER = sa.Table(
+    "vault_link_members", _MD,
+    sa.Column("link_id", sa.Integer, primary_key=True),
+    sa.Column("side", sa.SmallInteger, primary_key=True),
+    sa.Column("subject_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("digest", sa.LargeBinary),
+)
+T_CUT = sa.Table(
+    "vault_link_cut", _MD,
+    sa.Column("link_id", sa.Integer, primary_key=True),
+    sa.Column("digest", sa.LargeBinary, primary_key=True),
+    sa.Column("cut_at", sa.String),
+)
+
+
+class LinkOutOfDate(CivicVaultError):
+    """A side of the link took new data since the link was last built (exit 1)."""
+
+    exit_code = 1
+
+
+def resource_of(name: str) -> str:
+    return f"link/{name}"
+
+
+# -- normalisation -----------------------------------------------------------------------------
+
+_SUFFIXES = {
+    "street": "st", "str": "st", "avenue": "ave", "av": "ave", "road": "rd", "drive": "dr",
+    "lane": "ln", "boulevard": "blvd", "court": "ct", "place": "pl", "circle": "cir",
+    "terrace": "ter", "parkway": "pkwy", "highway": "hwy", "trail": "trl", "square": "sq",
+    "north": "n", "south": "s", "east": "e", "west": "w", "apartment": "apt", "suite": "ste",
+    "mount": "mt", "saint": "st", "way": "wy",
+}
+
+
+def normalise(frame: pl.DataFrame, columns: Sequence[str], match: str) -> pl.Series:
+    """The normalised link key of each row (null where a part is missing). In memory only.
+
+    ``id``: every column normalised like a voter id (upper case, alphanumerics, leading
+    zeros dropped), joined. ``name_address``: all columns but the last are name and
+    street parts: lower case, punctuation to spaces, street words folded (Street -> st),
+    tokens sorted (so "Smith, John" meets "John Smith"); the last column is the ZIP,
+    cut to its 5 digits.
+    """
+    if match == "id":
+        parts = [blind_index.normalize(frame.get_column(c), "id") for c in columns]
+        out = pl.select(pl.concat_str([p.alias(f"p{i}") for i, p in enumerate(parts)],
+                                      separator="\x1f", ignore_nulls=False)).to_series()
+        return out.alias("key")
+    *words, zip_col = columns
+    text = pl.concat_str([pl.col(c).cast(pl.String).fill_null("") for c in words],
+                         separator=" ")
+    tokens = (text.str.to_lowercase().str.replace_all(r"[^0-9a-z]+", " ").str.strip_chars()
+              .str.split(" ").list.eval(pl.element().replace(_SUFFIXES))
+              .list.eval(pl.element().filter(pl.element() != "")).list.sort()
+              .list.join(" "))
+    zip5 = pl.col(zip_col).cast(pl.String).str.replace(r"\.0+$", "").str.replace_all(
+        r"\D", "").str.slice(0, 5)
+    key = (pl.when((tokens == "") | (zip5.str.len_chars() < 5) | zip5.is_null())
+           .then(None).otherwise(pl.concat_str([tokens, zip5], separator="\x1f")))
+    return frame.select(key.alias("key")).to_series()
+
+
+def digests(key: bytes, link: str, match: str, keys: pl.Series) -> list[bytes | None]:
+    """Keyed HMAC-SHA256 (128 bits) of each normalised key under the link's own key."""
+    values: list[bytes | None] = keys.cast(pl.Binary).to_list()
+    macs = iter(_aead.hmac_many(key, (v for v in values if v is not None),
+                                _aead.associated_data("link", link, match)))
+    return [next(macs)[:DIGEST_BYTES] if v is not None else None for v in values]
+
+
+# -- reading subjects (plaintext in memory only) ------------------------------------------------
+
+
+def _layout(conn: Connection, ds_id: int) -> ColumnLayout:
+    return ColumnLayout.from_json(str(conn.execute(
+        select(T_DATASET.c.columns_json).where(T_DATASET.c.id == ds_id)).scalar_one()))
+
+
+def dataset_ids(conn: Connection, names: Sequence[str]) -> dict[str, int]:
+    rows: dict[str, int] = {str(r.name): int(r.id) for r in conn.execute(
+        select(T_DATASET.c.name, T_DATASET.c.id).where(T_DATASET.c.name.in_(list(names))))}
+    return {n: int(rows[n]) for n in names if n in rows}
+
+
+def live_subjects(conn: Connection, ds_id: int, after_batch: int = 0) -> pl.DataFrame:
+    """subject, batch, row of every live (not erased) subject whose current row is in a
+    batch newer than ``after_batch``."""
+    rows = conn.execute(select(T_SUBJECT.c.id, T_SUBJECT.c.current_batch_id,
+                               T_SUBJECT.c.current_row)
+                        .where(T_SUBJECT.c.dataset_id == ds_id, T_SUBJECT.c.erased_at.is_(None),
+                               T_SUBJECT.c.current_batch_id > after_batch)).all()
+    return pl.DataFrame(rows, schema={"subject": pl.Int64, "batch": pl.Int64, "row": pl.Int64},
+                        orient="row")
+
+
+def attribute_values(conn: Connection, keyring: Keyring, ds_id: int, columns: Sequence[str],
+                     subjects: pl.DataFrame) -> pl.DataFrame:
+    """``subject`` + the decrypted attribute ``columns`` of each subject's current row
+    (one AES-GCM call per batch and column)."""
+    out = subjects.select("subject")
+    if not columns or subjects.height == 0:
+        return out.with_columns([pl.lit(None, dtype=pl.String).alias(c) for c in columns])
+    batches = sorted(set(subjects.get_column("batch").to_list()))
+    frames: list[pl.DataFrame] = []
+    for start in range(0, len(batches), 200):
+        part = batches[start:start + 200]
+        blobs = conn.execute(select(T_COLUMN.c.batch_id, T_COLUMN.c.column, T_COLUMN.c.key_id,
+                                    T_COLUMN.c.sealed)
+                             .where(T_COLUMN.c.batch_id.in_(part),
+                                    T_COLUMN.c.column.in_(list(columns)))).all()
+        by_batch: dict[int, dict[str, Any]] = {}
+        for b in blobs:
+            by_batch.setdefault(int(b.batch_id), {})[str(b.column)] = b
+        for batch in part:
+            cols = by_batch.get(batch, {})
+            missing = [c for c in columns if c not in cols]
+            if missing:
+                raise BadInput("a requested column is not an attribute column of the dataset")
+            series = [crypto.open_column(keyring.by_id(conn, int(cols[c].key_id)),
+                                         int(cols[c].key_id), ds_id, batch, c,
+                                         bytes(cols[c].sealed)).cast(pl.String).alias(c)
+                      for c in columns]
+            frame = pl.DataFrame(series).with_row_index("row").with_columns(
+                pl.col("row").cast(pl.Int64), pl.lit(batch, dtype=pl.Int64).alias("batch"))
+            frames.append(frame)
+    values = pl.concat(frames, how="vertical_relaxed")
+    return subjects.join(values, on=["batch", "row"], how="left",
+                         maintain_order="left").select("subject", *columns)
+
+
+def direct_values(conn: Connection, keyring: Keyring, ds_id: int, columns: Sequence[str],
+                  subjects: pl.DataFrame) -> pl.DataFrame:
+    """``subject`` + the direct identifier ``columns`` of each subject's current record,
+    opened in memory under the subject's own key (erased subjects have none)."""
+    result: dict[str, list[Any]] = {"subject": [], **{c: [] for c in columns}}
+    wanted = set(subjects.get_column("subject").to_list())
+    if not columns or not wanted:
+        return pl.DataFrame(result, schema={"subject": pl.Int64, **{c: pl.String
+                                                                    for c in columns}})
+    first_batch = int(subjects.select(pl.col("batch").min()).item() or 0)
+    query = (select(T_SUBJECT.c.id, T_SUBJECT.c.key_id, T_SUBJECT.c.wrapped_key,
+                    T_RECORD.c.id.label("rid"), T_RECORD.c.fields, T_RECORD.c.sealed)
+             .join(T_RECORD, (T_RECORD.c.subject_id == T_SUBJECT.c.id)
+                   & (T_RECORD.c.batch_id == T_SUBJECT.c.current_batch_id)
+                   & (T_RECORD.c.row == T_SUBJECT.c.current_row))
+             .where(T_SUBJECT.c.dataset_id == ds_id, T_SUBJECT.c.erased_at.is_(None),
+                    T_SUBJECT.c.wrapped_key.is_not(None),
+                    T_SUBJECT.c.current_batch_id >= first_batch))
+    # options on the statement, not the connection (which would keep them for the
+    # caller's later statements)
+    ordered = sorted(wanted)
+    total = int(conn.execute(select(func.count()).select_from(T_SUBJECT).where(
+        T_SUBJECT.c.dataset_id == ds_id, T_SUBJECT.c.erased_at.is_(None),
+        T_SUBJECT.c.current_batch_id >= first_batch)).scalar_one())
+
+    def chunks() -> Any:
+        if len(ordered) * 4 >= total * 3:  # most of them: one streamed scan
+            yield from conn.execute(query.execution_options(
+                stream_results=True, yield_per=_CHUNK)).partitions(_CHUNK)
+            return
+        for start in range(0, len(ordered), 10_000):  # a few (one per distinct id): by id
+            yield conn.execute(query.where(
+                T_SUBJECT.c.id.in_(ordered[start:start + 10_000]))).all()
+
+    for chunk in chunks():
+        by_key: dict[int, list[Any]] = {}
+        for r in chunk:
+            if int(r.id) in wanted:
+                by_key.setdefault(int(r.key_id), []).append(r)
+        for wid, rows in by_key.items():
+            keys = crypto.unwrap_subject_keys(keyring.by_id(conn, wid), wid, ds_id,
+                                              [int(r.id) for r in rows],
+                                              [bytes(r.wrapped_key) for r in rows])
+            for r, k in zip(rows, keys, strict=True):
+                opened = crypto.open_record(k, ds_id, int(r.rid), int(r.id), r.fields,
+                                            bytes(r.sealed))
+                result["subject"].append(int(r.id))
+                for c in columns:
+                    result[c].append(opened.get(c))
+    return pl.DataFrame(result, schema={"subject": pl.Int64, **{c: pl.String for c in columns}})
+
+
+def key_frame(conn: Connection, keyring: Keyring, ds_id: int, columns: Sequence[str],
+              subjects: pl.DataFrame) -> pl.DataFrame:
+    """``subject`` + the plaintext key ``columns`` (direct or attribute), in memory."""
+    layout = _layout(conn, ds_id)
+    direct = set(layout.direct)
+    attrs = set(layout.attributes)
+    unknown = [c for c in columns if c not in direct and c not in attrs]
+    if unknown:
+        raise BadInput("a link key column of the policy is not stored in its dataset")
+    frame = subjects.select("subject")
+    d_cols = [c for c in columns if c in direct]
+    a_cols = [c for c in columns if c in attrs and c not in direct]
+    if d_cols:
+        frame = frame.join(direct_values(conn, keyring, ds_id, d_cols, subjects),
+                           on="subject", how="left", maintain_order="left")
+    if a_cols:
+        frame = frame.join(attribute_values(conn, keyring, ds_id, a_cols, subjects),
+                           on="subject", how="left", maintain_order="left")
+    return frame.select("subject", *columns)
+
+
+# -- building ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LinkStats:
+    """Counts only (never values or ids) of a link's current state."""
+
+    link: str
+    left: str
+    right: str
+    left_subjects: int  # live subjects with a link key
+    right_subjects: int
+    pairs: int  # (left, right) subject pairs
+    left_linked: int  # left subjects with at least one linked right subject
+    right_matched: int  # right subjects linked to exactly one left subject
+    right_ambiguous: int  # right subjects whose key belongs to several left subjects
+    right_unmatched: int  # right subjects with no left subject (or no key)
+    cut: int  # digests of erased subjects that are never linked again
+    pairs_hash: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def spec_hash(rule: LinkRule) -> str:
+    spec = {"left": rule.left, "right": rule.right, "left_key": list(rule.left_key),
+            "right_key": list(rule.right_key), "match": rule.match}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+
+def _cut(conn: Connection, link_id: int, side: int, subjects: Sequence[int]) -> int:
+    """Delete the members of ``subjects`` on ``side``; keep their digests as cut."""
+    if not subjects:
+        return 0
+    ids = sorted(subjects)
+    n = 0
+    for start in range(0, len(ids), _CHUNK):
+        part = ids[start:start + _CHUNK]
+        found = [bytes(d) for d in conn.execute(
+            select(T_MEMBER.c.digest).where(T_MEMBER.c.link_id == link_id,
+                                            T_MEMBER.c.side == side,
+                                            T_MEMBER.c.subject_id.in_(part))).scalars()]
+        if not found:
+            continue
+        known = {bytes(d) for d in conn.execute(
+            select(T_CUT.c.digest).where(T_CUT.c.link_id == link_id,
+                                         T_CUT.c.digest.in_(found))).scalars()}
+        fresh = sorted(set(found) - known)
+        if fresh:
+            conn.execute(insert(T_CUT), [{"link_id": link_id, "digest": d, "cut_at": now()}
+                                         for d in fresh])
+        conn.execute(delete(T_MEMBER).where(T_MEMBER.c.link_id == link_id,
+                                            T_MEMBER.c.side == side,
+                                            T_MEMBER.c.subject_id.in_(part)))
+        n += len(found)
+    return n
+
+
+def has_link_tables(conn: Connection) -> bool:
+    """False in a vault created before migration 0009 (it has no links to keep)."""
+    return bool(sa.inspect(conn).has_table("vault_links"))
+
+
+def cut_erased(conn: Connection, ds_id: int, subjects: Sequence[int], actor: str) -> None:
+    """Called by erasure, in its transaction: cut ``subjects`` of dataset ``ds_id`` from
+    every link, and ledger ``link.cut`` (counts only) for each link that had them."""
+    if not subjects or not has_link_tables(conn):
+        return
+    links = conn.execute(select(T_LINK.c.id, T_LINK.c.name, T_LINK.c.left_dataset_id,
+                                T_LINK.c.right_dataset_id)
+                         .where((T_LINK.c.left_dataset_id == ds_id)
+                                | (T_LINK.c.right_dataset_id == ds_id))).all()
+    for link in links:
+        side = LEFT if int(link.left_dataset_id) == ds_id else RIGHT
+        n = _cut(conn, int(link.id), side, subjects)
+        after = pairs_hash(link_pairs(conn, int(link.id))[0])
+        conn.execute(update(T_LINK).where(T_LINK.c.id == int(link.id)).values(pairs_hash=after))
+        ledger_store.append(conn, [EntryDraft(
+            actor=actor, action=LINK_CUT_ACTION, resource=resource_of(str(link.name)),
+            data_hash=after,
+            details={"link": str(link.name), "side": "left" if side == LEFT else "right",
+                     "subjects_erased": len(subjects), "members_cut": n,
+                     "cut_total": _count_cut(conn, int(link.id))})])
+
+
+def _count_cut(conn: Connection, link_id: int) -> int:
+    return int(conn.execute(select(func.count()).select_from(T_CUT)
+                            .where(T_CUT.c.link_id == link_id)).scalar_one())
+
+
+def _max_batch(conn: Connection, ds_id: int) -> int:
+    return int(conn.execute(select(func.coalesce(func.max(T_BATCH.c.id), 0))
+                            .where(T_BATCH.c.dataset_id == ds_id)).scalar_one())
+
+
+def _digest_side(conn: Connection, keyring: Keyring, rule: LinkRule, link_id: int,
+                 key: bytes, side: int, ds_id: int, after_batch: int) -> int:
+    """Digest the subjects of ``side`` whose current row is newer than ``after_batch``."""
+    subjects = live_subjects(conn, ds_id, after_batch)
+    if subjects.height == 0:
+        return 0
+    cols = rule.left_key if side == LEFT else rule.right_key
+    cut = {bytes(d) for d in conn.execute(select(T_CUT.c.digest)
+                                          .where(T_CUT.c.link_id == link_id)).scalars()}
+    shared = _shared_ids(conn, ds_id, cols, rule.match, subjects)
+    written = 0
+    for start in range(0, subjects.height, 100_000):
+        part = subjects.slice(start, 100_000)
+        ids = part.get_column("subject").to_list()
+        if shared is not None:
+            ds = _digests_by_blind(conn, keyring, key, rule, ds_id, cols, shared, part)
+        else:
+            frame = key_frame(conn, keyring, ds_id, cols, part)
+            keys = normalise(frame, cols, rule.match)
+            del frame
+            ds = digests(key, rule.name, rule.match, keys)
+        rows = [{"link_id": link_id, "side": side, "subject_id": s, "digest": d}
+                for s, d in zip(ids, ds, strict=True) if d is not None and d not in cut]
+        conn.execute(delete(T_MEMBER).where(T_MEMBER.c.link_id == link_id,
+                                            T_MEMBER.c.side == side,
+                                            T_MEMBER.c.subject_id.in_(ids)))
+        if rows:
+            conn.execute(insert(T_MEMBER), rows)
+        written += len(rows)
+    return written
+
+
+def _shared_ids(conn: Connection, ds_id: int, cols: Sequence[str], match: str,
+                subjects: pl.DataFrame) -> pl.DataFrame | None:
+    """For an ``id`` link on one blind-indexed ``id`` column: each subject's blind-index
+    digest (``subject``, ``blind``). Subjects with equal blind digests have equal
+    normalised ids (same normaliser, same key), so one record per distinct id is opened
+    instead of one per subject (a vote history has ~10 rows per voter). None otherwise."""
+    if match != "id" or len(cols) != 1:
+        return None
+    lookups = {c.name: c.lookup for c in _layout(conn, ds_id).lookups}
+    if lookups.get(cols[0]) != "id":
+        return None
+    first = int(subjects.select(pl.col("subject").min()).item())
+    rows = conn.execute(select(T_BLIND.c.subject_id, T_BLIND.c.digest).where(
+        T_BLIND.c.dataset_id == ds_id, T_BLIND.c.column == cols[0],
+        T_BLIND.c.subject_id >= first)).all()
+    blind = pl.DataFrame([(int(a), bytes(b)) for a, b in rows],
+                         schema={"subject": pl.Int64, "blind": pl.Binary}, orient="row")
+    return subjects.select("subject", "batch", "row").join(blind, on="subject", how="inner")
+
+
+def _digests_by_blind(conn: Connection, keyring: Keyring, key: bytes, rule: LinkRule,
+                      ds_id: int, cols: Sequence[str], shared: pl.DataFrame,
+                      part: pl.DataFrame) -> list[bytes | None]:
+    """Link digests of ``part``: one record opened per distinct blind digest."""
+    mine = part.select("subject").join(shared.select("subject", "blind"), on="subject",
+                                       how="left", maintain_order="left")
+    reps = (shared.filter(pl.col("blind").is_in(mine.get_column("blind").drop_nulls()
+                                                 .implode()))
+            .group_by("blind").agg(pl.col("subject").first(), pl.col("batch").first(),
+                                   pl.col("row").first()))
+    frame = key_frame(conn, keyring, ds_id, cols, reps.select("subject", "batch", "row"))
+    keys = normalise(frame, cols, rule.match)
+    found = frame.select("subject").with_columns(
+        pl.Series("link", digests(key, rule.name, rule.match, keys), dtype=pl.Binary))
+    by_blind = reps.select("subject", "blind").join(found, on="subject").select("blind", "link")
+    out = mine.join(by_blind, on="blind", how="left", maintain_order="left")
+    return [bytes(d) if d is not None else None for d in out.get_column("link").to_list()]
+
+
+def _drop_erased(conn: Connection, link_id: int, side: int, ds_id: int) -> int:
+    gone = [int(s) for s in conn.execute(
+        select(T_MEMBER.c.subject_id).join(T_SUBJECT, T_SUBJECT.c.id == T_MEMBER.c.subject_id)
+        .where(T_MEMBER.c.link_id == link_id, T_MEMBER.c.side == side,
+               T_SUBJECT.c.dataset_id == ds_id, T_SUBJECT.c.erased_at.is_not(None))).scalars()]
+    return _cut(conn, link_id, side, gone)
+
+
+def members(conn: Connection, link_id: int, side: int) -> pl.DataFrame:
+    rows = conn.execute(select(T_MEMBER.c.subject_id, T_MEMBER.c.digest)
+                        .where(T_MEMBER.c.link_id == link_id, T_MEMBER.c.side == side)).all()
+    return pl.DataFrame([(int(s), bytes(d)) for s, d in rows],
+                        schema={"subject": pl.Int64, "digest": pl.Binary}, orient="row")
+
+
+def link_pairs(conn: Connection, link_id: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(pairs ``left``/``right`` subject ids, right members with their ``status``:
+    matched | ambiguous | unmatched). Columnar: a join of the two member sets on digest."""
+    left = members(conn, link_id, LEFT)
+    right = members(conn, link_id, RIGHT)
+    owners = left.group_by("digest").agg(pl.len().alias("owners"),
+                                         pl.col("subject").first().alias("left"))
+    status = right.join(owners, on="digest", how="left", maintain_order="left").select(
+        pl.col("subject").alias("right"), "left",
+        pl.when(pl.col("owners").is_null()).then(pl.lit("unmatched"))
+        .when(pl.col("owners") == 1).then(pl.lit("matched"))
+        .otherwise(pl.lit("ambiguous")).alias("status"))
+    pairs = (status.filter(pl.col("status") == "matched").select("left", "right")
+             .sort("left", "right"))
+    return pairs, status
+
+
+def pairs_hash(pairs: pl.DataFrame) -> str:
+    """SHA-256 over the sorted pair list (domain-tagged, big-endian int64 pairs)."""
+    return _hash_pairs(pairs.get_column("left").to_numpy(), pairs.get_column("right").to_numpy())
+
+
+def _hash_pairs(left: Any, right: Any) -> str:
+    h = hashlib.sha256(b"civicvault/link-pairs/v1")
+    h.update(struct.pack(">Q", len(left)))
+    if len(left):
+        h.update(np.column_stack([np.asarray(left, dtype=">i8"),
+                                  np.asarray(right, dtype=">i8")]).tobytes())
+    return h.hexdigest()
+
+
+def _pairs_sql(conn: Connection, link_id: int) -> str:
+    """``pairs_hash`` of the link computed by the database alone (no Polars: the state
+    verification runs in a forked process, where Polars' thread pool may not be used)."""
+    m, l2 = T_MEMBER.alias("r"), T_MEMBER.alias("l")
+    unique = (select(T_MEMBER.c.digest).where(T_MEMBER.c.link_id == link_id,
+                                               T_MEMBER.c.side == LEFT)
+              .group_by(T_MEMBER.c.digest).having(func.count() == 1))
+    rows = conn.execute(
+        select(l2.c.subject_id, m.c.subject_id)
+        .join(l2, (l2.c.link_id == m.c.link_id) & (l2.c.side == LEFT)
+              & (l2.c.digest == m.c.digest))
+        .where(m.c.link_id == link_id, m.c.side == RIGHT, l2.c.digest.in_(unique))
+        .order_by(l2.c.subject_id, m.c.subject_id)).all()
+    return _hash_pairs([int(r[0]) for r in rows], [int(r[1]) for r in rows])
+
+
+def stats(conn: Connection, rule: LinkRule, link_id: int) -> LinkStats:
+    pairs, status = link_pairs(conn, link_id)
+    counts = dict(status.group_by("status").len().iter_rows())
+    right_ids = conn.execute(select(T_LINK.c.right_dataset_id, T_LINK.c.left_dataset_id)
+                             .where(T_LINK.c.id == link_id)).one()
+    right_live = int(conn.execute(select(func.count()).select_from(T_SUBJECT).where(
+        T_SUBJECT.c.dataset_id == int(right_ids[0]), T_SUBJECT.c.erased_at.is_(None))
+    ).scalar_one())
+    left_n = int(conn.execute(select(func.count()).select_from(T_MEMBER).where(
+        T_MEMBER.c.link_id == link_id, T_MEMBER.c.side == LEFT)).scalar_one())
+    matched = int(counts.get("matched", 0))
+    ambiguous = int(counts.get("ambiguous", 0))
+    return LinkStats(
+        link=rule.name, left=rule.left, right=rule.right, left_subjects=left_n,
+        right_subjects=status.height, pairs=pairs.height,
+        left_linked=int(pairs.get_column("left").n_unique()) if pairs.height else 0,
+        right_matched=matched, right_ambiguous=ambiguous,
+        right_unmatched=max(0, right_live - matched - ambiguous),
+        cut=_count_cut(conn, link_id), pairs_hash=pairs_hash(pairs))
+
+
+def build_link(conn: Connection, keyring: Keyring, rule: LinkRule, actor: str,
+               purpose: str | None = None) -> LinkStats:
+    """Build or refresh ``rule``'s link in the caller's transaction (idempotent) and
+    ledger ``link.build`` with its counts and pairs hash."""
+    lock_vault(conn)
+    ids = dataset_ids(conn, [rule.left, rule.right])
+    if len(ids) != 2:
+        raise BadInput(f"link '{rule.name}': a dataset it names is not in the vault yet "
+                       "(ingest both first)")
+    left_id, right_id = ids[rule.left], ids[rule.right]
+    spec = spec_hash(rule)
+    row = conn.execute(select(T_LINK).where(T_LINK.c.name == rule.name)).first()
+    key = keyring.active(conn, left_id, f"link:{rule.name}")
+    if row is not None and (row.spec_hash != spec or int(row.left_dataset_id) != left_id
+                            or int(row.right_dataset_id) != right_id):
+        # a changed declaration: digest everything again (the cut list stays)
+        conn.execute(delete(T_MEMBER).where(T_MEMBER.c.link_id == int(row.id)))
+        conn.execute(update(T_LINK).where(T_LINK.c.id == int(row.id)).values(
+            left_dataset_id=left_id, right_dataset_id=right_id, spec_hash=spec, left_batch=0,
+            right_batch=0, key_id=key.id))
+        row = conn.execute(select(T_LINK).where(T_LINK.c.name == rule.name)).first()
+    if row is None:
+        conn.execute(insert(T_LINK).values(
+            name=rule.name, left_dataset_id=left_id, right_dataset_id=right_id, key_id=key.id,
+            spec_hash=spec, left_batch=0, right_batch=0, pairs_hash="", built_at=now()))
+        row = conn.execute(select(T_LINK).where(T_LINK.c.name == rule.name)).first()
+    assert row is not None
+    link_id = int(row.id)
+    link_key = keyring.by_id(conn, int(row.key_id))
+    cut = _drop_erased(conn, link_id, LEFT, left_id) + _drop_erased(conn, link_id, RIGHT,
+                                                                    right_id)
+    new_left = _digest_side(conn, keyring, rule, link_id, link_key, LEFT, left_id,
+                            int(row.left_batch))
+    new_right = _digest_side(conn, keyring, rule, link_id, link_key, RIGHT, right_id,
+                             int(row.right_batch))
+    result = stats(conn, rule, link_id)
+    changed = result.pairs_hash != row.pairs_hash
+    conn.execute(update(T_LINK).where(T_LINK.c.id == link_id).values(
+        left_batch=_max_batch(conn, left_id), right_batch=_max_batch(conn, right_id),
+        pairs_hash=result.pairs_hash, built_at=now()))
+    ledger_store.append(conn, [EntryDraft(
+        actor=actor, action=LINK_BUILD_ACTION, resource=resource_of(rule.name),
+        purpose=purpose, data_hash=result.pairs_hash,
+        details={**{k: v for k, v in result.to_json().items() if k != "pairs_hash"},
+                 "match": rule.match, "digested_left": new_left, "digested_right": new_right,
+                 "cut_now": cut, "changed": changed})])
+    return result
+
+
+def check_purpose(engine: Engine, principal: Any, rule: LinkRule, purpose: str | None) -> None:
+    """PolicyDenied (ledgered) unless ``purpose`` is one the link declares (if it declares any)."""
+    if not rule.purposes or purpose in rule.purposes:
+        return
+    reason = f"purpose not declared for link '{rule.name}'"
+    with engine.begin() as conn:
+        ledger_store.append(conn, [EntryDraft(
+            actor=principal.id, action="policy.denied", resource=resource_of(rule.name),
+            details={"op": LINK_PERMISSION, "role": principal.role, "reason": reason})])
+    raise PolicyDenied(f"denied: link '{rule.name}' may be built only for the purposes the "
+                       f"policy declares: {', '.join(sorted(rule.purposes))} (--purpose)")
+
+
+def current_link(conn: Connection, rule: LinkRule) -> int:
+    """The id of ``rule``'s built link; LinkOutOfDate if never built or a side has newer
+    batches than it digested (a steward runs ``civicvault link build``)."""
+    row = conn.execute(select(T_LINK).where(T_LINK.c.name == rule.name)).first()
+    hint = f"ask a steward to run 'civicvault link build {rule.name}'"
+    if row is None or row.spec_hash != spec_hash(rule):
+        raise LinkOutOfDate(f"link '{rule.name}' has not been built: {hint}")
+    if (_max_batch(conn, int(row.left_dataset_id)) > int(row.left_batch)
+            or _max_batch(conn, int(row.right_dataset_id)) > int(row.right_batch)):
+        raise LinkOutOfDate(f"link '{rule.name}' is out of date (new data since it was "
+                            f"built): {hint}")
+    return int(row.id)
+
+
+def find_rule(links: Mapping[str, LinkRule], left: str, right: str) -> LinkRule | None:
+    for rule in links.values():
+        if (rule.left, rule.right) == (left, right):
+            return rule
+    return None
+
+
+def verify_links(conn: Connection, expected: Mapping[str, tuple[str, int]]) -> int:
+    """``ledger verify``: each link's pairs, re-derived from ``vault_link_members``, against
+    the hash of its last ``link.build`` / ``link.cut`` entry (``expected``: name -> (hash,
+    seq)). A pair added, removed or moved in the table is found. Returns links checked."""
+    from vault.errors import StateMismatch
+
+    if not has_link_tables(conn):
+        if expected:
+            name, (_, seq) = sorted(expected.items())[0]
+            raise StateMismatch("vault_links", name, "the ledger vouches for a link but the "
+                                "database has no link tables", seq=seq)
+        return 0
+    rows = {str(r.name): int(r.id) for r in conn.execute(select(T_LINK.c.name, T_LINK.c.id))}
+    for name in sorted(set(rows) | set(expected)):
+        want = expected.get(name)
+        if name not in rows or want is None:
+            raise StateMismatch("vault_links", name, "a link without its ledger entry, or an "
+                                "entry without its link", seq=want[1] if want else None)
+        if _pairs_sql(conn, rows[name]) != want[0]:
+            raise StateMismatch("vault_link_members", name, "the link's pairs differ from "
+                                "the hash the ledger vouches for", seq=want[1])
+    return len(rows)
