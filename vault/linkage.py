@@ -597,7 +597,7 @@ def check_purpose(engine: Engine, principal: Any, rule: LinkRule, purpose: str |
     reason = f"purpose not declared for link '{rule.name}'"
     with engine.begin() as conn:
         ledger_store.append(conn, [EntryDraft(
-            actor=principal.id, action="policy.denied", resource=resource_of(rule.name),
+            actor=principal.id, action=vocab.POLICY_DENIED, resource=resource_of(rule.name),
             details={"op": LINK_PERMISSION, "role": principal.role, "reason": reason})])
     raise PolicyDenied(f"denied: link '{rule.name}' may be built only for the purposes the "
                        f"policy declares: {', '.join(sorted(rule.purposes))} (--purpose)")

@@ -36,7 +36,7 @@ from ledger.entry import EntryDraft
 from policies.errors import PolicyDenied
 from policies.model import LinkRule
 from policies.validate import fingerprint
-from vault import budget, linkage
+from vault import budget, linkage, vocab
 from vault.access import Principal
 from vault.dp.plan import Unit, build_plan, prepared_schema
 from vault.dp.release import (
@@ -260,7 +260,7 @@ def _authorise_other(conn: Connection, home: VaultHome, principal: Principal, ac
         raise PolicyDenied(f"denied: {principal.id} ({principal.role}) {action} on "
                            f"{resource_of(dataset)}: {decision.reason}")
     ledger_store.append(conn, [EntryDraft(
-        actor=principal.id, action="policy.allowed", resource=resource_of(dataset),
+        actor=principal.id, action=vocab.POLICY_ALLOWED, resource=resource_of(dataset),
         purpose=purpose, details={"op": action, "role": principal.role})])
 
 
