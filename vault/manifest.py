@@ -24,19 +24,27 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zlib
 from collections.abc import Iterable
 from typing import Any
 
-import numpy as np
-from sqlalchemy import Connection, select
-
-from vault.schema import DataKey
-from vault.store import T_BATCH, T_DATASET, T_SOURCE, T_SUPPRESSED, unpack_mask
+from sqlalchemy import Connection, column, select, table
 
 BUCKET = 1 << 14
 """Subject ids per bucket: a bucket is re-digested whenever one of its subjects changes."""
 
-T_KEY = DataKey.__table__  # type: ignore[attr-defined]
+# The columns digested here, as lightweight table clauses (names as in ``vault.schema``):
+# verification reads them without importing the ORM models, polars or numpy.
+T_KEY = table("vault_data_keys", *map(column, (
+    "id", "dataset_id", "purpose", "version", "kek_version", "state", "wrapped")))
+T_BATCH = table("vault_batches", *map(column, (
+    "id", "dataset_id", "source_id", "batch_index", "rows", "data_hash", "live_mask")))
+T_DATASET = table("vault_datasets", *map(column, ("id", "name", "schema_hash", "columns_json")))
+T_SOURCE = table("vault_sources", *map(column, (
+    "id", "dataset_id", "content_hash", "rows", "batches")))
+T_SUBJECT = table("vault_subjects", *map(column, ("id", "erased_at", "wrapped_key")))
+T_SUPPRESSED = table("vault_suppressed", *map(column, ("dataset_id", "column", "digest",
+                                                       "key_id")))
 
 Pairs = list[list[Any]]
 
@@ -136,16 +144,31 @@ def bucket_count(conn: Connection) -> int:
 # -- live masks ---------------------------------------------------------------------------------
 
 
+def _packed_bits(mask: bytes, rows: int) -> bytes:
+    """The first ``rows`` bits of a stored mask (zlib of big-endian packed bits), packed
+    again with zero padding: what ``np.packbits(vault.store.unpack_mask(mask, rows))`` is."""
+    if not rows:
+        return b""
+    raw = zlib.decompress(mask)
+    need = (rows + 7) // 8
+    if len(raw) < need:  # fewer bits stored than rows: they are all there is
+        return raw
+    out = bytearray(raw[:need])
+    if rows % 8:
+        out[-1] &= (0xFF << (8 - rows % 8)) & 0xFF
+    return bytes(out)
+
+
 def live_digest(rows: int, mask: bytes) -> str:
     """Digest of a batch's live bits (the mask is compared unpacked: its packing is free)."""
-    bits = unpack_mask(mask, rows) if rows else np.zeros(0, dtype=bool)
     return _tagged("civicvault/live-mask/v1", int(rows),
-                   hashlib.sha256(np.packbits(bits).tobytes()).hexdigest())
+                   hashlib.sha256(_packed_bits(mask, rows)).hexdigest())
 
 
 def all_live_digest(rows: int) -> str:
-    return _tagged("civicvault/live-mask/v1", int(rows), hashlib.sha256(
-        np.packbits(np.ones(rows, dtype=bool)).tobytes()).hexdigest())
+    full, rest = divmod(int(rows), 8)
+    bits = b"\xff" * full + (bytes([(0xFF << (8 - rest)) & 0xFF]) if rest else b"")
+    return _tagged("civicvault/live-mask/v1", int(rows), hashlib.sha256(bits).hexdigest())
 
 
 def live_masks(conn: Connection, batch_ids: Iterable[int]) -> Pairs:
