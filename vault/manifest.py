@@ -11,7 +11,8 @@ differs from the last digest the ledger holds for it.
 - subject buckets: subject ids in blocks of ``BUCKET``; a bucket's digest covers
   its ``vault_subjects`` rows (id, dataset, wrapping key, erased or not, wrapped
   key bytes) and the ``vault_blind_index`` rows of those subjects. Computed in the
-  database (``group_concat`` / ``string_agg``): no Python object per row;
+  database (``group_concat`` / ``string_agg``): no Python object per row. Each comes
+  with a *locator* (``locator``), so that a later difference names its subject;
 - live masks: one digest per batch of its live/erased row bits;
 - dataset and source rows, and a dataset's suppression list.
 
@@ -112,13 +113,100 @@ def bucket_digest(conn: Connection, bucket: int) -> tuple[str, str]:
             cursor.execute(_BUCKET_PG, {"tag": _BUCKET_TAG, "lo": lo, "hi": hi})
             subjects, blind = cursor.fetchone()
             return str(subjects), str(blind)
+    subjects_text, blind_text = bucket_texts(conn, bucket)
+    return _part("subjects", subjects_text), _part("blind", blind_text)
+
+
+_SUBJECTS_PG = """
+SELECT coalesce((SELECT string_agg(id::text || ':' || dataset_id::text || ':' || key_id::text
+        || ':' || (CASE WHEN erased_at IS NULL THEN '0' ELSE '1' END) || ':'
+        || coalesce(upper(encode(wrapped_key, 'hex')), ''), ',' ORDER BY id)
+      FROM vault_subjects WHERE id >= %(lo)s AND id < %(hi)s), ''),
+  coalesce((SELECT string_agg(subject_id::text || ':' || dataset_id::text || ':'
+        || upper(encode(convert_to("column", 'UTF8'), 'hex')) || ':' || key_id::text || ':'
+        || upper(encode(digest, 'hex')), ','
+        ORDER BY subject_id, "column" COLLATE "C", digest)
+      FROM vault_blind_index WHERE subject_id >= %(lo)s AND subject_id < %(hi)s), '')
+"""
+
+
+def bucket_texts(conn: Connection, bucket: int) -> tuple[str, str]:
+    """The texts a bucket's digests hash: one ``id:...`` item per row, comma-separated
+    (subjects by id; blind-index rows by subject, column, digest). Digests and ids only."""
+    lo, hi = bucket * BUCKET, (bucket + 1) * BUCKET
+    if conn.dialect.name == "postgresql":
+        raw: Any = conn.connection.driver_connection
+        with raw.cursor() as cursor:
+            cursor.execute(_SUBJECTS_PG, {"lo": lo, "hi": hi})
+            subjects, blind = cursor.fetchone()
+            return str(subjects), str(blind)
     cursor = conn.connection.cursor()
     try:
         subjects = cursor.execute(_SUBJECTS_SQLITE, (lo, hi)).fetchone()[0] or ""
         blind = cursor.execute(_BLIND_SQLITE, (lo, hi)).fetchone()[0] or ""
     finally:
         cursor.close()
-    return _part("subjects", subjects), _part("blind", blind)
+    return str(subjects), str(blind)
+
+
+# -- locators: which subject of a bucket differs -----------------------------------------------
+#
+# A bucket digest says *that* a row of its 16,384 subjects differs, not which. With each
+# bucket digest the writers commit a locator: for the bucket's subject rows and for its
+# blind-index rows, three moments mod the prime p = 2**31 - 1 of the rows' CRC-32s f
+# weighted by w = subject id + 1: A = sum f, B = sum w*f, C = sum w*w*f. When exactly one
+# subject's rows differ (edited, added or deleted), with d = f(now) - f(then) summed over its
+# rows: dA = d, dB = w*d, dC = w*w*d, so w = dB / dA, confirmed by dC = w * dB. Two
+# subjects can never pass as one other (that needs w1 = w2); several give "several rows".
+# Detection stays with the SHA-256 digests; the locator only names the row (a CRC can be
+# matched on purpose, and then the bucket is named instead). Cost: one CRC per row where
+# the digest already hashes every row's text.
+
+LOCATOR_PRIME = (1 << 31) - 1
+
+
+def _moments(text: str) -> tuple[int, int, int]:
+    import re
+
+    import numpy as np  # writers have it loaded; verification only on a mismatch
+
+    if not text:
+        return 0, 0, 0
+    rows = text.split(",")
+    p = LOCATOR_PRIME
+    f = np.fromiter(map(zlib.crc32, map(str.encode, rows)), dtype=np.int64,
+                    count=len(rows)) % p
+    w = np.fromiter(map(int, re.findall(r"(?:^|,)(\d+):", text)), dtype=np.int64,
+                    count=len(rows)) + 1
+    wf = (w % p) * f % p
+    return int(f.sum() % p), int(wf.sum() % p), int((w % p * wf % p).sum() % p)
+
+
+def locator(subjects_text: str, blind_text: str) -> str:
+    """``A.B.C/A.B.C`` (hex) of the subjects' and the blind-index rows' moments."""
+    return "/".join(".".join(f"{m:x}" for m in _moments(t)) for t in (subjects_text, blind_text))
+
+
+def locate(text: str, committed: str, part: int) -> int | None:
+    """The one subject id whose rows differ between ``text`` (now) and the moments
+    ``committed`` (``locator``; ``part`` 0 subjects, 1 blind-index rows), or None when
+    that cannot be told (no difference in the moments, or more than one subject)."""
+    p = LOCATOR_PRIME
+    try:
+        want = [int(x, 16) for x in committed.split("/")[part].split(".")]
+    except (ValueError, IndexError):
+        return None
+    try:
+        now = _moments(text)
+    except ValueError:  # a row that does not start with an integer id
+        return None
+    da, db, dc = ((n - w) % p for n, w in zip(now, want, strict=True))
+    if da == 0:
+        return None
+    w = db * pow(da, -1, p) % p
+    if dc != w * db % p or w == 0:
+        return None
+    return w - 1
 
 
 def buckets_of(subject_ids: Iterable[int]) -> list[int]:
@@ -131,8 +219,14 @@ def buckets_of_range(lo: int, hi: int) -> list[int]:
 
 
 def subject_buckets(conn: Connection, buckets: Iterable[int]) -> Pairs:
-    """``[[bucket, subjects digest, blind-index digest], ...]`` from the database now."""
-    return [[b, *bucket_digest(conn, b)] for b in sorted(set(buckets))]
+    """``[[bucket, subjects digest, blind-index digest, locator], ...]`` from the database
+    now (the locator names the row when a digest later differs)."""
+    out: Pairs = []
+    for b in sorted(set(buckets)):
+        subjects, blind = bucket_texts(conn, b)
+        out.append([b, _part("subjects", subjects), _part("blind", blind),
+                    locator(subjects, blind)])
+    return out
 
 
 def bucket_count(conn: Connection) -> int:

@@ -81,7 +81,7 @@ class Expected:
     batches: dict[int, dict[str, Any]] = field(default_factory=dict)
     data_hash: dict[int, tuple[str, int]] = field(default_factory=dict)
     live: dict[int, tuple[str, int]] = field(default_factory=dict)
-    buckets: dict[int, tuple[str, str, int]] = field(default_factory=dict)
+    buckets: dict[int, tuple[str, str, int, str | None]] = field(default_factory=dict)
     erased: dict[int, int] = field(default_factory=dict)
     suppressed: dict[int, tuple[str, int]] = field(default_factory=dict)
     reveals: Counter[str] = field(default_factory=Counter)
@@ -142,8 +142,9 @@ def _apply(exp: Expected, e: dict[str, Any]) -> None:
         exp.keys[int(key_id)] = (str(digest), seq)
     for batch_id, digest in d.get("live_masks", []):
         exp.live[int(batch_id)] = (str(digest), seq)
-    for bucket, subjects, blind in d.get("subject_buckets", []):
-        exp.buckets[int(bucket)] = (str(subjects), str(blind), seq)
+    for item in d.get("subject_buckets", []):  # [bucket, subjects, blind(, locator)]
+        exp.buckets[int(item[0])] = (str(item[1]), str(item[2]), seq,
+                                     str(item[3]) if len(item) > 3 else None)
 
 
 def relevant(chunk: list[bytes]) -> list[bytes]:
@@ -417,12 +418,38 @@ def _buckets(
         got = actual.get(b) if actual is not None else None
         subjects, blind = got if got is not None else manifest.bucket_digest(conn, b)
         if subjects != want[0]:
-            raise StateMismatch("vault_subjects", f"{lo}..{hi}", "a subject row (wrapped key, "
-                                "key id or erasure mark) differs from the ledger", seq=want[2])
+            _name_the_row(conn, b, 0, want)
         if blind != want[1]:
-            raise StateMismatch("vault_blind_index", f"subjects {lo}..{hi}", "a blind-index row "
-                                "differs from the ledger", seq=want[2])
+            _name_the_row(conn, b, 1, want)
     return n
+
+
+def _name_the_row(conn: Connection, bucket: int, part: int,
+                  want: tuple[str, str, int, str | None]) -> None:
+    """A bucket digest differs: raise naming the subject whose rows differ (its locator),
+    or the bucket when that cannot be told (several subjects, or an entry without one)."""
+    lo, hi = bucket * manifest.BUCKET, (bucket + 1) * manifest.BUCKET - 1
+    sid = None
+    if want[3] is not None:
+        sid = manifest.locate(manifest.bucket_texts(conn, bucket)[part], want[3], part)
+    if sid is not None and not lo <= sid <= hi:
+        sid = None
+    if part == 0:
+        if sid is not None:
+            raise StateMismatch("vault_subjects", str(sid), "this subject row (wrapped key, "
+                                "key id, dataset or erasure mark) differs from the ledger "
+                                "(edited, added or deleted)", seq=want[2])
+        raise StateMismatch("vault_subjects", f"{lo}..{hi}", "a subject row (wrapped key, "
+                            "key id or erasure mark) differs from the ledger"
+                            + ("" if want[3] is None else "; several subjects differ"),
+                            seq=want[2])
+    if sid is not None:
+        raise StateMismatch("vault_blind_index", f"subject {sid}", "this subject's blind-index "
+                            "rows differ from the ledger (a digest edited, added or deleted)",
+                            seq=want[2])
+    raise StateMismatch("vault_blind_index", f"subjects {lo}..{hi}", "a blind-index row "
+                        "differs from the ledger"
+                        + ("" if want[3] is None else "; several subjects differ"), seq=want[2])
 
 
 def verify_state(
