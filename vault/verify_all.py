@@ -36,7 +36,6 @@ from ledger.db_verify import (
     can_fork,
     check_segment,
     conclude,
-    read_only,
     read_stored_nodes,
     split_nodes,
 )
