@@ -44,6 +44,11 @@ T_DATASET = table("vault_datasets", *map(column, ("id", "name", "schema_hash", "
 T_SOURCE = table("vault_sources", *map(column, (
     "id", "dataset_id", "content_hash", "rows", "batches")))
 T_SUBJECT = table("vault_subjects", *map(column, ("id", "erased_at", "wrapped_key")))
+T_ACCOUNTS = table("budget_accounts", *map(column, (
+    "analyst", "dataset", "total_nano", "spent_nano", "delta_total_atto", "delta_spent_atto")))
+T_DATASETS = table("budget_datasets", *map(column, ("dataset", "spent_nano")))
+T_ANALYSTS = table("budget_analysts", *map(column, ("analyst", "spent_nano",
+                                                     "delta_spent_atto")))
 T_SUPPRESSED = table("vault_suppressed", *map(column, ("dataset_id", "column", "digest",
                                                        "key_id")))
 

@@ -152,20 +152,22 @@ def _weight(conn: Connection, n: int, full: bool) -> int:
 def verify_everything(
     engine: Engine, *, policy_bytes: bytes | None, full: bool = True,
     prefix_sizes: Collection[int] = (), after_ledger: Callable[[LogVerdict], None] | None = None,
-    parallel: bool = True,
+    parallel: bool = True, fork_from: int = FORK_FROM, split_from: int = PARALLEL_FROM,
 ) -> Verified:
     """Ledger (chain, leaf hashes, root; with ``full`` every stored node) and state.
 
     ``after_ledger`` runs on the ledger's verdict before the state result is looked
-    at (e.g. holding it against a signed checkpoint).
+    at (e.g. holding it against a signed checkpoint). ``fork_from`` / ``split_from``:
+    the work (``_weight``) from which a second process is forked, and the log size
+    from which the log itself is split between the two.
     """
     with _snapshot(engine) as conn, conn.begin():
         n = store.size(conn)
         stored = read_stored_nodes(conn) if full else None
         stored_root = None if full else _stored_root(conn, n)
         tasks = state_tasks(conn) if full else []
-        fork = parallel and can_fork() and _weight(conn, n, full) >= FORK_FROM
-        split = fork and n >= PARALLEL_FROM
+        fork = parallel and can_fork() and _weight(conn, n, full) >= fork_from
+        split = fork and n >= max(split_from, 2)
         k = split_point(n) if split else n
         mine: StoredNodes | None = stored
         theirs: StoredNodes | None = None
