@@ -47,8 +47,9 @@ def _run(c: Copy, **kwargs: Any) -> Verified | tuple[str, object, object]:
         engine.dispose()
 
 
-ONE = {"parallel": False}
-TWO = {"fork_from": 0, "split_from": 2}  # fork, split the log, share the state tasks
+PREFIXES = {1, 5, 17, 32, 33, 64, 100}  # roots of these prefixes too (checkpoints)
+ONE: dict[str, Any] = {"parallel": False, "prefix_sizes": PREFIXES}
+TWO: dict[str, Any] = {"fork_from": 0, "split_from": 2, "prefix_sizes": PREFIXES}
 
 
 def test_two_processes_verify_as_one(vault_copy: Copy) -> None:
@@ -56,6 +57,7 @@ def test_two_processes_verify_as_one(vault_copy: Copy) -> None:
     one, two = _run(copy, **ONE), _run(copy, **TWO)
     assert isinstance(one, Verified) and isinstance(two, Verified)
     assert one == two
+    assert set(one.ledger.prefix_roots) == {p for p in PREFIXES if p <= one.ledger.size}
     assert one.nodes_checked > 0 and one.state.subject_buckets > 0 and one.state.records > 0
     fast_one, fast_two = _run(copy, full=False, **ONE), _run(copy, full=False, **TWO)
     assert fast_one == fast_two
