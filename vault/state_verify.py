@@ -33,6 +33,14 @@ vault_records          ``data_hash`` (``vault.crosscheck``)
 
 Fast mode (routine audits) skips the two full-mode rows: it reads no ciphertext
 and no per-subject rows beyond the erased ones.
+
+A subject bucket that differs is drilled into with the locator committed beside its
+digests (``vault.manifest.locate``): the message names the subject row
+(``vault_subjects`` id) or the subject whose blind-index rows differ
+(``vault_blind_index`` "subject N"); only when several subjects of one bucket differ,
+or for entries written before locators, the bucket. The expensive full-mode reads are
+``state_tasks``, which ``vault.verify_all`` shares between two processes; adding a
+table means a compare function here, and a task if it is big.
 """
 
 from __future__ import annotations
