@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -43,18 +44,29 @@ def _env(home: Path, token: str | None = None) -> dict[str, str]:
     return env
 
 
-def _run(cmd: list[str], env: dict[str, str], cwd: Path, expect: int = 0) -> float:
-    t0 = time.perf_counter()
+CPU: dict[str, float] = {}
+"""Median CPU seconds (user+sys of the command and its children) per command."""
+
+
+def _cpu() -> float:
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return kids.ru_utime + kids.ru_stime
+
+
+def _run(cmd: list[str], env: dict[str, str], cwd: Path, expect: int = 0) -> tuple[float, float]:
+    t0, c0 = time.perf_counter(), _cpu()
     proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, check=False)
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, _cpu() - c0
     if proc.returncode != expect:
         raise SystemExit(f"{' '.join(cmd[:3])}: exit {proc.returncode}: {proc.stderr[-500:]}")
-    return elapsed
+    return elapsed, cpu
 
 
 def _median(cmd: list[str], env: dict[str, str], cwd: Path, runs: int, expect: int = 0) -> float:
     _run(cmd, env, cwd, expect)  # warm the file cache once
-    return statistics.median(_run(cmd, env, cwd, expect) for _ in range(runs))
+    done = [_run(cmd, env, cwd, expect) for _ in range(runs)]
+    CPU[" ".join(cmd)] = statistics.median(c for _, c in done)
+    return statistics.median(w for w, _ in done)
 
 
 def _setup(root: Path, entries: int, rows: int) -> tuple[Path, str]:
@@ -111,12 +123,16 @@ def main() -> None:
                  "count", "--epsilon", "0.01", "--json", "--no-prefect"],
                 _env(home, token), root, args.runs),
         }
-    print(f"median of {args.runs} runs; load average at start {load:.1f} "
-          f"({os.cpu_count()} cpus)")
-    for name, seconds in results.items():
-        print(f"{name:<45} {seconds:6.3f} s")
-    print(json.dumps({"runs": args.runs, "load": round(load, 2),
-                      "median_seconds": {k: round(v, 3) for k, v in results.items()}}))
+    load_after = os.getloadavg()[0]
+    cpus = list(CPU.values())
+    print(f"median of {args.runs} runs; load average at start {load:.1f}, at end "
+          f"{load_after:.1f} ({os.cpu_count()} cpus); wall s, and CPU s (user+sys)")
+    for (name, seconds), cpu in zip(results.items(), cpus, strict=True):
+        print(f"{name:<45} {seconds:6.3f} s   cpu {cpu:6.3f} s")
+    print(json.dumps({"runs": args.runs, "load": round(load, 2), "load_after": round(load_after, 2),
+                      "median_seconds": {k: round(v, 3) for k, v in results.items()},
+                      "median_cpu_seconds": {k: round(c, 3) for k, c in zip(results, cpus,
+                                                                             strict=True)}}))
 
 
 if __name__ == "__main__":

@@ -10,19 +10,21 @@ blind-indexed), one erasure, then ``ledger.store.append`` of annotation entries 
 transactions of 50,000 until the ledger holds ``--entries`` entries. Nothing here is
 real data.
 
-Timed (each run in a fresh process, so peak RSS is that run's; medians of ``--runs``):
+Timed (each run in a fresh process, so peak RSS is that run's; medians of ``--runs``;
+wall seconds and CPU seconds, user+sys of every process the run used, so a loaded
+machine can be judged by CPU):
 
-- ``full``: ``vault.verify_all.verify_everything(full=True)``: the ledger (chain, leaf
-  hashes, root, every stored tree node) and, in a forked process meanwhile,
-  ``vault.state_verify.verify_database(full=True)``
-  (principals, policy, budgets, keys, datasets, sources, batches, live masks,
-  erasures, suppression lists, reveals, every subject bucket and blind-index row,
-  every batch's ciphertext re-hashed): what ``civicvault ledger verify`` runs;
+- ``full``: ``vault.verify_all.verify_everything(full=True)``: one read of the
+  entries (chain, leaf hashes, every stored tree node re-folded, root, the entries
+  that vouch for state picked out), the fast state checks (principals, policy,
+  budgets, keys, datasets, sources, batches, live masks, erasures, suppression
+  lists, reveals) and every subject bucket and blind-index row and every batch's
+  ciphertext re-hashed, those two shared by two processes: what ``civicvault
+  ledger verify`` runs;
 - ``fast``: the same with ``--fast``;
-- ``ledger only``: ``verify_stored()`` (chain, stored leaf hashes, root), what
-  ``ledger verify`` did before the state checks;
-- ``parts``: each part alone on one process, with the baseline every verifier pays
-  (read every entry and hash it with hashlib);
+- ``ledger only``: ``verify_stored()`` (chain, stored leaf hashes, root);
+- ``parts``: each part alone on one process (CPU seconds), with the baseline every
+  verifier pays (read every entry and hash it with hashlib);
 - ``cli``: ``civicvault ledger verify --json`` wall time, interpreter start included.
 
 Also: the load average before and after, the CPU count.
@@ -117,6 +119,7 @@ def run_once(home_dir: Path, mode: str) -> dict[str, Any]:
             engine.dispose()
     try:
         t0 = time.perf_counter()
+        c0 = _cpu()
         state: dict[str, Any] = {}
         if mode == "ledger":
             entries = verify_stored(engine).size
@@ -124,48 +127,64 @@ def run_once(home_dir: Path, mode: str) -> dict[str, Any]:
             done = verify_everything(engine, policy_bytes=policy, full=mode == "full")
             entries, state = done.ledger.size, done.state.to_json()
         elapsed = time.perf_counter() - t0
+        cpu = _cpu() - c0
     finally:
         engine.dispose()
     kib = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
               resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    return {"seconds": elapsed, "entries": entries, "peak_rss_mib": kib / 1024,
-            "state": state}
+    return {"seconds": elapsed, "cpu_seconds": cpu, "entries": entries,
+            "peak_rss_mib": kib / 1024, "state": state}
+
+
+def _cpu() -> float:
+    """User + system CPU seconds of this process and its waited-for (forked) children."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def parts(engine: Any, policy: bytes) -> dict[str, Any]:
-    """Each part of the full verification alone, one process, in seconds."""
+    """Each part of the full verification alone on one process: CPU seconds."""
     import hashlib
 
     from ledger import store
-    from ledger.db_verify import verify_nodes, verify_stored
+    from ledger.db_verify import check_segment, read_stored_nodes
+    from ledger.verify import GENESIS_PREV_HASH
     from vault import manifest, state_verify
 
     out: dict[str, Any] = {}
+    clock = time.process_time
     with engine.connect().execution_options(readonly=True) as conn, conn.begin():
-        t0 = time.perf_counter()
+        t0 = clock()
         sha = hashlib.sha256
         for chunk, _ in store.iter_chunks(conn):
             [sha(b"\x00" + e).digest() for e in chunk]
-        out["baseline: read every entry + hashlib leaf hash"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    n = verify_stored(engine, parallel=False).size
-    out["ledger chain+leaves+root, 1 process"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    verify_nodes(engine, n)
-    out["tree nodes re-folded"] = time.perf_counter() - t0
-    with engine.connect().execution_options(readonly=True) as conn, conn.begin():
-        t0 = time.perf_counter()
-        exp = state_verify.fold(chunk for chunk, _ in store.iter_chunks(conn, 0, n))
-        out["fold (re-read entries)"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
+        out["baseline: read every entry + hashlib leaf hash"] = clock() - t0
+        t0 = clock()
+        n = store.size(conn)
+        picked: list[bytes] = []
+        check_segment(conn, 0, n, GENESIS_PREV_HASH, (), stored=read_stored_nodes(conn),
+                      sink=lambda chunk: picked.extend(state_verify.relevant(chunk)))
+        out["ledger, one pass: chain, leaves, every node, root, state entries picked"] = (
+            clock() - t0)
+        t0 = clock()
+        exp = state_verify.Expected(entries=n)
+        state_verify.apply_entries(exp, picked)
+        out["fold the picked entries"] = clock() - t0
+        t0 = clock()
         state_verify.verify_state(conn, exp, policy_bytes=policy, full=False)
-        out["fast state checks"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        state_verify._buckets(conn, exp)
-        out["subject buckets (= what ingest pays, once per bucket)"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        state_verify._rehash(conn, exp)
-        out["ciphertext re-hash"] = time.perf_counter() - t0
+        out["fast state checks"] = clock() - t0
+        tasks = state_verify.state_tasks(conn)
+        t0 = clock()
+        for task in tasks:
+            if task[0] == state_verify.BUCKET:
+                state_verify.run_task(conn, task)
+        out["subject buckets"] = clock() - t0
+        t0 = clock()
+        for task in tasks:
+            if task[0] == state_verify.BATCH:
+                state_verify.run_task(conn, task)
+        out["ciphertext re-hash"] = clock() - t0
         out["buckets"] = manifest.bucket_count(conn)
     return out
 
@@ -176,18 +195,23 @@ def _child(home: Path, mode: str) -> dict[str, Any]:
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-def _cli(home: Path) -> float:
+def _cli(home: Path) -> tuple[float, float]:
     env = {**os.environ, "CIVICVAULT_HOME": str(home)}
     env.pop("CIVICVAULT_DB_URL", None)
     env.pop("CIVICVAULT_TOKEN", None)
     exe = Path(sys.executable).with_name("civicvault")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _children_cpu()
     out = subprocess.run([str(exe), "ledger", "verify", "--json"], env=env,
                          capture_output=True, text=True)
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, _children_cpu() - c0
     if out.returncode != 0:
         raise SystemExit(f"civicvault ledger verify failed: {out.stdout[-400:]} {out.stderr}")
-    return elapsed
+    return elapsed, cpu
+
+
+def _children_cpu() -> float:
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return kids.ru_utime + kids.ru_stime
 
 
 def main() -> None:
@@ -215,7 +239,7 @@ def main() -> None:
                 return
         load_before = os.getloadavg()
         results: dict[str, list[dict[str, Any]]] = {"ledger": [], "fast": [], "full": []}
-        cli: list[float] = []
+        cli: list[tuple[float, float]] = []
         for _ in range(args.runs):  # interleaved, so load drifts hit every variant alike
             for mode in results:
                 results[mode].append(_child(home, mode))
@@ -228,8 +252,9 @@ def main() -> None:
     print(f"1-min load average before/after: {load_before[0]:.2f} / {load_after[0]:.2f}")
     if built:
         print("fixture build (s): " + ", ".join(f"{k} {v:.1f}" for k, v in built.items()))
-    print("| variant | median s | runs (s) | peak RSS MiB (median) |")
-    print("|---|---:|---|---:|")
+    print("| variant | median s (wall) | runs (s) | median CPU s (user+sys, all processes) "
+          "| peak RSS MiB (median) |")
+    print("|---|---:|---|---:|---:|")
     names = {"ledger": "ledger only (verify_stored: chain, leaf hashes, root; 2 processes)",
              "fast": "ledger verify --fast (ledger + state, no ciphertext/subjects/nodes)",
              "full": "ledger verify (full: + nodes, subject buckets, ciphertext re-hash)"}
@@ -237,11 +262,14 @@ def main() -> None:
         secs = [r["seconds"] for r in runs]
         print(f"| {names[mode]} | {statistics.median(secs):.2f} | "
               f"{', '.join(f'{s:.2f}' for s in secs)} | "
+              f"{statistics.median(r['cpu_seconds'] for r in runs):.2f} | "
               f"{statistics.median(r['peak_rss_mib'] for r in runs):.0f} |")
     print(f"| `civicvault ledger verify --json` (full, wall incl. start-up) | "
-          f"{statistics.median(cli):.2f} | {', '.join(f'{s:.2f}' for s in cli)} | |")
+          f"{statistics.median(c[0] for c in cli):.2f} | "
+          f"{', '.join(f'{c[0]:.2f}' for c in cli)} | {statistics.median(c[1] for c in cli):.2f} "
+          "| |")
     print("state checked:", json.dumps(results["full"][-1]["state"]))
-    print("parts, one process each (s): " + ", ".join(
+    print("parts, one process, CPU s: " + ", ".join(
         f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in split.items()))
 
 

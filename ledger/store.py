@@ -569,7 +569,11 @@ def iter_chunks(
         rows = cursor.fetchall()
         if not rows:
             return
-        yield _column(rows, 0), (_column(rows, 1) if leaves else None)
+        if leaves:
+            entries, hashes = _columns(rows)
+            yield entries, hashes
+        else:
+            yield _column(rows, 0), None
         if len(rows) < upto - pos:
             return
         pos = upto
@@ -586,6 +590,15 @@ def _column(rows: Sequence[Any], i: int) -> list[bytes]:
         return [bytes(r[i]) for r in rows]
     except TypeError:
         return [_as_bytes(r[i]) for r in rows]
+
+
+def _columns(rows: Sequence[Any]) -> tuple[list[bytes], list[bytes]]:
+    """Both columns of (entry, leaf_hash) rows as bytes: one C-level transpose when the
+    driver returned bytes (SQLite), a conversion otherwise (memoryview, str)."""
+    entries, hashes = (list(col) for col in zip(*rows, strict=True))
+    if set(map(type, entries)) | set(map(type, hashes)) == {bytes}:
+        return entries, hashes
+    return _column(rows, 0), _column(rows, 1)
 
 
 def iter_entries(conn: Connection, start: int = 0, stop: int | None = None) -> Iterator[bytes]:

@@ -115,8 +115,11 @@ class LogChecker:
 
     def __init__(
         self, start: int = 0, prev: bytes | None = GENESIS_PREV_HASH,
-        prefix_sizes: Collection[int] = (),
+        prefix_sizes: Collection[int] = (), *, tree: bool = True,
     ) -> None:
+        """``tree=False``: check chain and leaves only; the caller folds the tree
+        (``ledger.node_check.NodeFolder``) from the leaf hashes ``feed`` returns."""
+        self.tree = tree
         self.start = self.pos = start
         self.prev = prev
         self.first_prev: bytes | None = prev
@@ -126,10 +129,13 @@ class LogChecker:
         if start in prefix_sizes:
             self.prefix_roots[start] = EMPTY_ROOT
 
-    def feed(self, chunk: Sequence[bytes], stored_leaves: Sequence[bytes] | None = None) -> None:
-        """Check the next entries; ``stored_leaves`` are leaf hashes a store claims for them."""
+    def feed(
+        self, chunk: Sequence[bytes], stored_leaves: Sequence[bytes] | None = None
+    ) -> list[bytes]:
+        """Check the next entries; ``stored_leaves`` are leaf hashes a store claims for them.
+        Returns the entries' leaf hashes."""
         if not chunk:
-            return
+            return []
         sha = hashlib.sha256
         leaves = [sha(b"\x00" + e).digest() for e in chunk]
         if stored_leaves is not None and leaves != list(stored_leaves):
@@ -139,9 +145,11 @@ class LogChecker:
                                  seq=self.pos + j)
         if not self._links_hold(chunk, leaves):
             self._locate(chunk, leaves)
-        self._push(leaves)
+        if self.tree:
+            self._push(leaves)
         self.pos += len(chunk)
         self.prev = leaves[-1]
+        return leaves
 
     def _links_hold(self, chunk: Sequence[bytes], leaves: list[bytes]) -> bool:
         """Fast whole-chunk check of parse, seq and prev; False means: look closer."""

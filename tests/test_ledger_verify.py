@@ -141,3 +141,44 @@ def test_segment_seam_break_detected() -> None:
     with pytest.raises(LedgerTampered) as info:
         verify.join(first.finish(), second.finish())
     assert info.value.seq == 7
+
+
+@pytest.mark.parametrize("n", [1, 2, 31, 33, 16384, 16384 + 5, 40000])
+def test_node_folder_roots_prefixes_and_every_node(n: int) -> None:
+    """One fold of the leaf hashes gives the root, prefix roots and every stored node,
+    on a whole log and on the two segments ``join`` puts together."""
+    from ledger import merkle
+    from ledger.node_check import NodeFolder, group_nodes
+
+    log = make_log(n)
+    leaves = [ind.leaf(e) for e in log]
+    stored = {(lv, i): h for (lv, i), h in merkle.perfect_nodes(leaves).items() if lv >= 5}
+    sizes = {1, n // 3 or 1, n}
+    whole = NodeFolder(0, group_nodes((lv, i, h) for (lv, i), h in stored.items()),
+                       min_level=5, prefix_sizes=sizes)
+    for i in range(0, n, 5000):
+        whole.feed(leaves[i:i + 5000])
+    root, prefix = whole.finish()
+    assert root == ind.mth(log) and not whole.leftovers()
+    assert whole.checked == len(stored)
+    assert prefix == {p: ind.mth(log[:p]) for p in sizes}
+    k = verify.split_point(n)
+    if k < n:
+        second = NodeFolder(k, group_nodes((lv, i, h) for (lv, i), h in stored.items()
+                                           if i << lv >= k), min_level=5)
+        second.feed(leaves[k:])
+        sub, _ = second.finish()
+        assert sub == ind.mth(log[k:])
+
+
+def test_node_folder_names_an_edited_node() -> None:
+    from ledger import merkle
+    from ledger.node_check import NodeFolder, group_nodes
+
+    leaves = [ind.leaf(e) for e in make_log(1000)]
+    rows = [(lv, i, bytes(32) if (lv, i) == (6, 3) else h)
+            for (lv, i), h in merkle.perfect_nodes(leaves).items() if lv >= 5]
+    folder = NodeFolder(0, group_nodes(rows), min_level=5)
+    with pytest.raises(LedgerTampered, match=r"\(level 6, index 3\).*edited"):
+        folder.feed(leaves)
+        folder.finish()

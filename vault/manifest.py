@@ -11,7 +11,8 @@ differs from the last digest the ledger holds for it.
 - subject buckets: subject ids in blocks of ``BUCKET``; a bucket's digest covers
   its ``vault_subjects`` rows (id, dataset, wrapping key, erased or not, wrapped
   key bytes) and the ``vault_blind_index`` rows of those subjects. Computed in the
-  database (``group_concat`` / ``string_agg``): no Python object per row;
+  database (``group_concat`` / ``string_agg``): no Python object per row. Each comes
+  with a *locator* (``locator``), so that a later difference names its subject;
 - live masks: one digest per batch of its live/erased row bits;
 - dataset and source rows, and a dataset's suppression list.
 
@@ -24,20 +25,32 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zlib
 from collections.abc import Iterable
 from typing import Any
 
-import numpy as np
-from sqlalchemy import Connection, select
-
-from vault.live_mask import unpack_mask
-from vault.schema import DataKey
-from vault.tables import T_BATCH, T_DATASET, T_SOURCE, T_SUPPRESSED
+from sqlalchemy import Connection, column, select, table
 
 BUCKET = 1 << 14
 """Subject ids per bucket: a bucket is re-digested whenever one of its subjects changes."""
 
-T_KEY = DataKey.__table__  # type: ignore[attr-defined]
+# The columns digested here, as lightweight table clauses (names as in ``vault.schema``):
+# verification reads them without importing the ORM models, polars or numpy.
+T_KEY = table("vault_data_keys", *map(column, (
+    "id", "dataset_id", "purpose", "version", "kek_version", "state", "wrapped")))
+T_BATCH = table("vault_batches", *map(column, (
+    "id", "dataset_id", "source_id", "batch_index", "rows", "data_hash", "live_mask")))
+T_DATASET = table("vault_datasets", *map(column, ("id", "name", "schema_hash", "columns_json")))
+T_SOURCE = table("vault_sources", *map(column, (
+    "id", "dataset_id", "content_hash", "rows", "batches")))
+T_SUBJECT = table("vault_subjects", *map(column, ("id", "erased_at", "wrapped_key")))
+T_ACCOUNTS = table("budget_accounts", *map(column, (
+    "analyst", "dataset", "total_nano", "spent_nano", "delta_total_atto", "delta_spent_atto")))
+T_DATASETS = table("budget_datasets", *map(column, ("dataset", "spent_nano")))
+T_ANALYSTS = table("budget_analysts", *map(column, ("analyst", "spent_nano",
+                                                     "delta_spent_atto")))
+T_SUPPRESSED = table("vault_suppressed", *map(column, ("dataset_id", "column", "digest",
+                                                       "key_id")))
 
 Pairs = list[list[Any]]
 
@@ -105,13 +118,112 @@ def bucket_digest(conn: Connection, bucket: int) -> tuple[str, str]:
             cursor.execute(_BUCKET_PG, {"tag": _BUCKET_TAG, "lo": lo, "hi": hi})
             subjects, blind = cursor.fetchone()
             return str(subjects), str(blind)
+    subjects_text, blind_text = bucket_texts(conn, bucket)
+    return _part("subjects", subjects_text), _part("blind", blind_text)
+
+
+_SUBJECTS_PG = """
+SELECT coalesce((SELECT string_agg(id::text || ':' || dataset_id::text || ':' || key_id::text
+        || ':' || (CASE WHEN erased_at IS NULL THEN '0' ELSE '1' END) || ':'
+        || coalesce(upper(encode(wrapped_key, 'hex')), ''), ',' ORDER BY id)
+      FROM vault_subjects WHERE id >= %(lo)s AND id < %(hi)s), ''),
+  coalesce((SELECT string_agg(subject_id::text || ':' || dataset_id::text || ':'
+        || upper(encode(convert_to("column", 'UTF8'), 'hex')) || ':' || key_id::text || ':'
+        || upper(encode(digest, 'hex')), ','
+        ORDER BY subject_id, "column" COLLATE "C", digest)
+      FROM vault_blind_index WHERE subject_id >= %(lo)s AND subject_id < %(hi)s), '')
+"""
+
+
+def bucket_texts(conn: Connection, bucket: int) -> tuple[str, str]:
+    """The texts a bucket's digests hash: one ``id:...`` item per row, comma-separated
+    (subjects by id; blind-index rows by subject, column, digest). Digests and ids only."""
+    lo, hi = bucket * BUCKET, (bucket + 1) * BUCKET
+    if conn.dialect.name == "postgresql":
+        raw: Any = conn.connection.driver_connection
+        with raw.cursor() as cursor:
+            cursor.execute(_SUBJECTS_PG, {"lo": lo, "hi": hi})
+            subjects, blind = cursor.fetchone()
+            return str(subjects), str(blind)
     cursor = conn.connection.cursor()
     try:
         subjects = cursor.execute(_SUBJECTS_SQLITE, (lo, hi)).fetchone()[0] or ""
         blind = cursor.execute(_BLIND_SQLITE, (lo, hi)).fetchone()[0] or ""
     finally:
         cursor.close()
-    return _part("subjects", subjects), _part("blind", blind)
+    return str(subjects), str(blind)
+
+
+# -- locators: which subject of a bucket differs -----------------------------------------------
+#
+# A bucket digest says *that* a row of its 16,384 subjects differs, not which. With each
+# bucket digest the writers commit a locator: for the bucket's subject rows and for its
+# blind-index rows, three moments mod the prime p = 2**31 - 1 of the rows' CRC-32s f
+# weighted by w = subject id + 1: A = sum f, B = sum w*f, C = sum w*w*f. When exactly one
+# subject's rows differ (edited, added or deleted), with d = f(now) - f(then) summed over its
+# rows: dA = d, dB = w*d, dC = w*w*d, so w = dB / dA, confirmed by dC = w * dB. Two
+# subjects can never pass as one other (that needs w1 = w2); several give "several rows".
+# Detection stays with the SHA-256 digests; the locator only names the row (a CRC can be
+# matched on purpose, and then the bucket is named instead). Cost: one CRC per row where
+# the digest already hashes every row's text.
+
+LOCATOR_PRIME = (1 << 31) - 1
+
+
+def _moments(text: str) -> tuple[int, int, int]:
+    import numpy as np  # writers have it loaded; verification only on a mismatch
+
+    if not text:
+        return 0, 0, 0
+    raw = text.encode("ascii")
+    rows = raw.split(b",")
+    p = LOCATOR_PRIME
+    f = np.fromiter(map(zlib.crc32, rows), dtype=np.int64, count=len(rows)) % p
+    # each row starts with its subject id then ':'; parse the ids vectorised
+    buf = np.frombuffer(raw, dtype=np.uint8)
+    starts = np.concatenate(([0], np.flatnonzero(buf == ord(",")) + 1))
+    colons = np.flatnonzero(buf == ord(":"))
+    ends = colons[np.searchsorted(colons, starts)] if len(colons) else starts
+    if len(ends) != len(starts) or np.any(ends - starts < 1) or np.any(ends - starts > 18):
+        raise ValueError("a row without a subject id")
+    w = np.zeros(len(starts), dtype=np.int64)
+    for k in range(int((ends - starts).max())):
+        at = starts + k
+        more = at < ends
+        digit = buf[np.minimum(at, len(buf) - 1)].astype(np.int64) - ord("0")
+        if np.any(more & ((digit < 0) | (digit > 9))):
+            raise ValueError("a row without a subject id")
+        w = np.where(more, w * 10 + digit, w)
+    w = (w + 1) % p
+    wf = w * f % p
+    return int(f.sum() % p), int(wf.sum() % p), int((w * wf % p).sum() % p)
+
+
+def locator(subjects_text: str, blind_text: str) -> str:
+    """``A.B.C/A.B.C`` (hex) of the subjects' and the blind-index rows' moments."""
+    return "/".join(".".join(f"{m:x}" for m in _moments(t)) for t in (subjects_text, blind_text))
+
+
+def locate(text: str, committed: str, part: int) -> int | None:
+    """The one subject id whose rows differ between ``text`` (now) and the moments
+    ``committed`` (``locator``; ``part`` 0 subjects, 1 blind-index rows), or None when
+    that cannot be told (no difference in the moments, or more than one subject)."""
+    p = LOCATOR_PRIME
+    try:
+        want = [int(x, 16) for x in committed.split("/")[part].split(".")]
+    except (ValueError, IndexError):
+        return None
+    try:
+        now = _moments(text)
+    except ValueError:  # a row that does not start with an integer id
+        return None
+    da, db, dc = ((n - w) % p for n, w in zip(now, want, strict=True))
+    if da == 0:
+        return None
+    w = db * pow(da, -1, p) % p
+    if dc != w * db % p or w == 0:
+        return None
+    return w - 1
 
 
 def buckets_of(subject_ids: Iterable[int]) -> list[int]:
@@ -124,8 +236,14 @@ def buckets_of_range(lo: int, hi: int) -> list[int]:
 
 
 def subject_buckets(conn: Connection, buckets: Iterable[int]) -> Pairs:
-    """``[[bucket, subjects digest, blind-index digest], ...]`` from the database now."""
-    return [[b, *bucket_digest(conn, b)] for b in sorted(set(buckets))]
+    """``[[bucket, subjects digest, blind-index digest, locator], ...]`` from the database
+    now (the locator names the row when a digest later differs)."""
+    out: Pairs = []
+    for b in sorted(set(buckets)):
+        subjects, blind = bucket_texts(conn, b)
+        out.append([b, _part("subjects", subjects), _part("blind", blind),
+                    locator(subjects, blind)])
+    return out
 
 
 def bucket_count(conn: Connection) -> int:
@@ -137,16 +255,31 @@ def bucket_count(conn: Connection) -> int:
 # -- live masks ---------------------------------------------------------------------------------
 
 
+def _packed_bits(mask: bytes, rows: int) -> bytes:
+    """The first ``rows`` bits of a stored mask (zlib of big-endian packed bits), packed
+    again with zero padding: what ``np.packbits(vault.store.unpack_mask(mask, rows))`` is."""
+    if not rows:
+        return b""
+    raw = zlib.decompress(mask)
+    need = (rows + 7) // 8
+    if len(raw) < need:  # fewer bits stored than rows: they are all there is
+        return raw
+    out = bytearray(raw[:need])
+    if rows % 8:
+        out[-1] &= (0xFF << (8 - rows % 8)) & 0xFF
+    return bytes(out)
+
+
 def live_digest(rows: int, mask: bytes) -> str:
     """Digest of a batch's live bits (the mask is compared unpacked: its packing is free)."""
-    bits = unpack_mask(mask, rows) if rows else np.zeros(0, dtype=bool)
     return _tagged("civicvault/live-mask/v1", int(rows),
-                   hashlib.sha256(np.packbits(bits).tobytes()).hexdigest())
+                   hashlib.sha256(_packed_bits(mask, rows)).hexdigest())
 
 
 def all_live_digest(rows: int) -> str:
-    return _tagged("civicvault/live-mask/v1", int(rows), hashlib.sha256(
-        np.packbits(np.ones(rows, dtype=bool)).tobytes()).hexdigest())
+    full, rest = divmod(int(rows), 8)
+    bits = b"\xff" * full + (bytes([(0xFF << (8 - rest)) & 0xFF]) if rest else b"")
+    return _tagged("civicvault/live-mask/v1", int(rows), hashlib.sha256(bits).hexdigest())
 
 
 def live_masks(conn: Connection, batch_ids: Iterable[int]) -> Pairs:

@@ -33,14 +33,23 @@ vault_records          ``data_hash`` (``vault.crosscheck``)
 
 Fast mode (routine audits) skips the two full-mode rows: it reads no ciphertext
 and no per-subject rows beyond the erased ones.
+
+A subject bucket that differs is drilled into with the locator committed beside its
+digests (``vault.manifest.locate``): the message names the subject row
+(``vault_subjects`` id) or the subject whose blind-index rows differ
+(``vault_blind_index`` "subject N"); only when several subjects of one bucket differ,
+or for entries written before locators, the bucket. The expensive full-mode reads are
+``state_tasks``, which ``vault.verify_all`` shares between two processes; adding a
+table means a compare function here, and a task if it is big.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import struct
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -49,19 +58,31 @@ import orjson
 from sqlalchemy import Connection, Engine, select
 
 from vault import manifest
-from vault.budget import ATTO, NANO, T_ACCOUNTS, T_ANALYSTS, T_DATASETS
 from vault.errors import StateMismatch, VaultMismatch
+from vault.manifest import (
+    T_ACCOUNTS,
+    T_ANALYSTS,
+    T_BATCH,
+    T_DATASET,
+    T_DATASETS,
+    T_SOURCE,
+    T_SUBJECT,
+    T_SUPPRESSED,
+)
 from vault.principals import T_PRINCIPALS, T_REVEALS
-from vault.store import T_BATCH, T_DATASET, T_SOURCE, T_SUBJECT, T_SUPPRESSED
 from vault.vocab import VOUCHING_ACTIONS
 
-__all__ = ["Expected", "StateReport", "fold", "verify_database", "verify_state"]
+__all__ = ["Expected", "StateReport", "Task", "apply_entries", "batch_rehash", "fold",
+           "relevant", "run_task", "state_tasks", "verify_database", "verify_state"]
 
 _RELEVANT = re.compile(
     rb'"action":"(?:principal\.|policy\.applied"|budget\.set"|keys\.|vault\.'
     rb'|link\.(?:build|cut)")'
     rb'|"epsilon_charged"|"op":"reveal"')
 _VOUCHING = VOUCHING_ACTIONS
+NANO, ATTO = 10**9, 10**18
+"""``vault.budget``'s units (epsilon in nano, delta in atto; a test holds them equal):
+verification does not import the budget writer and its SQL dialects."""
 
 
 @dataclass
@@ -81,7 +102,7 @@ class Expected:
     batches: dict[int, dict[str, Any]] = field(default_factory=dict)
     data_hash: dict[int, tuple[str, int]] = field(default_factory=dict)
     live: dict[int, tuple[str, int]] = field(default_factory=dict)
-    buckets: dict[int, tuple[str, str, int]] = field(default_factory=dict)
+    buckets: dict[int, tuple[str, str, int, str | None]] = field(default_factory=dict)
     erased: dict[int, int] = field(default_factory=dict)
     suppressed: dict[int, tuple[str, int]] = field(default_factory=dict)
     reveals: Counter[str] = field(default_factory=Counter)
@@ -160,28 +181,41 @@ def _apply(exp: Expected, e: dict[str, Any]) -> None:
         exp.keys[int(key_id)] = (str(digest), seq)
     for batch_id, digest in d.get("live_masks", []):
         exp.live[int(batch_id)] = (str(digest), seq)
-    for bucket, subjects, blind in d.get("subject_buckets", []):
-        exp.buckets[int(bucket)] = (str(subjects), str(blind), seq)
+    for item in d.get("subject_buckets", []):  # [bucket, subjects, blind(, locator)]
+        exp.buckets[int(item[0])] = (str(item[1]), str(item[2]), seq,
+                                     str(item[3]) if len(item) > 3 else None)
+
+
+def relevant(chunk: list[bytes]) -> list[bytes]:
+    """The entries of ``chunk`` that can vouch for state (one regular-expression scan)."""
+    blob = b"\n".join(chunk)
+    out: list[bytes] = []
+    last_start = -1
+    for m in _RELEVANT.finditer(blob):
+        start = blob.rfind(b"\n", 0, m.start()) + 1
+        if start == last_start:
+            continue
+        last_start = start
+        end = blob.find(b"\n", m.end())
+        out.append(blob[start:end if end >= 0 else len(blob)])
+    return out
+
+
+def apply_entries(exp: Expected, entries: Iterable[bytes]) -> None:
+    """Fold entries (in log order; others than ``relevant`` ones change nothing)."""
+    for raw in entries:
+        _apply(exp, orjson.loads(raw))
 
 
 def fold(chunks: Iterable[list[bytes]]) -> Expected:
     """The vouched-for state from the entries' canonical bytes (in order, from entry 0).
 
-    Only entries that can vouch for state are parsed: one regular-expression scan
-    over each chunk finds them.
+    Only entries that can vouch for state are parsed (``relevant``).
     """
     exp = Expected()
     for chunk in chunks:
         exp.entries += len(chunk)
-        blob = b"\n".join(chunk)
-        last_start = -1
-        for m in _RELEVANT.finditer(blob):
-            start = blob.rfind(b"\n", 0, m.start()) + 1
-            if start == last_start:
-                continue
-            last_start = start
-            end = blob.find(b"\n", m.end())
-            _apply(exp, orjson.loads(blob[start:end if end >= 0 else len(blob)]))
+        apply_entries(exp, relevant(chunk))
     return exp
 
 
@@ -409,7 +443,10 @@ def _reveals(conn: Connection, exp: Expected) -> None:
                                 f"{exp.reveals[who]} allowed reveals on the ledger")
 
 
-def _buckets(conn: Connection, exp: Expected) -> int:
+def _buckets(
+    conn: Connection, exp: Expected, actual: Mapping[int, tuple[str, str]] | None = None
+) -> int:
+    """Every subject bucket's digests (``actual``: those already computed) against the ledger."""
     n = manifest.bucket_count(conn)
     for b in sorted(set(range(n)) | set(exp.buckets)):
         want = exp.buckets.get(b)
@@ -417,23 +454,51 @@ def _buckets(conn: Connection, exp: Expected) -> int:
         if want is None:
             raise StateMismatch("vault_subjects", f"{lo}..{hi}", "no ledger entry vouches for "
                                 "these subjects")
-        subjects, blind = manifest.bucket_digest(conn, b)
+        got = actual.get(b) if actual is not None else None
+        subjects, blind = got if got is not None else manifest.bucket_digest(conn, b)
         if subjects != want[0]:
-            raise StateMismatch("vault_subjects", f"{lo}..{hi}", "a subject row (wrapped key, "
-                                "key id or erasure mark) differs from the ledger", seq=want[2])
+            _name_the_row(conn, b, 0, want)
         if blind != want[1]:
-            raise StateMismatch("vault_blind_index", f"subjects {lo}..{hi}", "a blind-index row "
-                                "differs from the ledger", seq=want[2])
+            _name_the_row(conn, b, 1, want)
     return n
+
+
+def _name_the_row(conn: Connection, bucket: int, part: int,
+                  want: tuple[str, str, int, str | None]) -> None:
+    """A bucket digest differs: raise naming the subject whose rows differ (its locator),
+    or the bucket when that cannot be told (several subjects, or an entry without one)."""
+    lo, hi = bucket * manifest.BUCKET, (bucket + 1) * manifest.BUCKET - 1
+    sid = None
+    if want[3] is not None:
+        sid = manifest.locate(manifest.bucket_texts(conn, bucket)[part], want[3], part)
+    if sid is not None and not lo <= sid <= hi:
+        sid = None
+    if part == 0:
+        if sid is not None:
+            raise StateMismatch("vault_subjects", str(sid), "this subject row (wrapped key, "
+                                "key id, dataset or erasure mark) differs from the ledger "
+                                "(edited, added or deleted)", seq=want[2])
+        raise StateMismatch("vault_subjects", f"{lo}..{hi}", "a subject row (wrapped key, "
+                            "key id or erasure mark) differs from the ledger"
+                            + ("" if want[3] is None else "; several subjects differ"),
+                            seq=want[2])
+    if sid is not None:
+        raise StateMismatch("vault_blind_index", f"subject {sid}", "this subject's blind-index "
+                            "rows differ from the ledger (a digest edited, added or deleted)",
+                            seq=want[2])
+    raise StateMismatch("vault_blind_index", f"subjects {lo}..{hi}", "a blind-index row "
+                        "differs from the ledger"
+                        + ("" if want[3] is None else "; several subjects differ"), seq=want[2])
 
 
 def verify_state(
     conn: Connection, exp: Expected, *, policy_bytes: bytes | None = None, full: bool = True,
-    entries: Iterable[bytes] | None = None,
+    done: Mapping[Task, Any] | None = None,
 ) -> StateReport:
     """Compare the database (``conn``, one snapshot) with ``exp``; raise at the first difference.
 
-    ``entries`` (full mode): the entry bytes again, for the ciphertext re-hash.
+    ``done``: results of ``state_tasks`` already run (``run_task``), possibly by another
+    process on the same snapshot; the rest is computed here.
     """
     principals = _principals(conn, exp)
     _policy(policy_bytes, exp)
@@ -449,21 +514,77 @@ def verify_state(
     verify_links(conn, exp.links)
     buckets = records = 0
     if full:
-        buckets = _buckets(conn, exp)
-        records = _rehash(conn, exp)
+        done = done or {}
+        buckets = _buckets(conn, exp, {b: v for (kind, b), v in done.items() if kind == BUCKET})
+        records = _rehash(conn, exp, {b: v for (kind, b), v in done.items() if kind == BATCH})
     return StateReport(principals, budgets, keys, batches, erased, buckets, records, full)
 
 
-def _rehash(conn: Connection, exp: Expected) -> int:
-    """Every batch's ciphertext against its vouched data_hash (``vault.crosscheck``)."""
-    from vault.crosscheck import recompute
-
+def _rehash(conn: Connection, exp: Expected, actual: Mapping[int, str] | None = None) -> int:
+    """Every batch's ciphertext against its vouched data_hash (``batch_rehash``)."""
     for bid, (digest, seq) in sorted(exp.data_hash.items()):
-        if recompute(conn, bid) != digest:
+        got = actual.get(bid) if actual is not None else None
+        if (got if got is not None else batch_rehash(conn, bid)) != digest:
             raise VaultMismatch(f"batch {bid}: stored ciphertext does not match the ledger's "
                                 f"data_hash of entry {seq} (tampered or replaced)",
                                 batch=str(bid))
     return int(conn.exec_driver_sql("SELECT count(*) FROM vault_records").scalar_one())
+
+
+# -- the expensive parts, as tasks two processes can share ---------------------------------------
+
+BUCKET, BATCH = "bucket", "batch"
+Task = tuple[str, int]
+"""``(BUCKET, b)``: subject bucket ``b``'s digests; ``(BATCH, id)``: a batch's ciphertext."""
+
+
+def state_tasks(conn: Connection) -> list[Task]:
+    """The full mode's expensive reads, biggest first: every stored batch's ciphertext,
+    then every subject bucket. Results depend on the snapshot only, not on the ledger."""
+    batches = conn.execute(select(T_BATCH.c.id).order_by(T_BATCH.c.id)).scalars().all()
+    return ([(BATCH, int(b)) for b in batches]
+            + [(BUCKET, b) for b in range(manifest.bucket_count(conn))])
+
+
+def run_task(conn: Connection, task: Task) -> Any:
+    kind, key = task
+    return manifest.bucket_digest(conn, key) if kind == BUCKET else batch_rehash(conn, key)
+
+
+_BATCH_TAG = b"civicvault/batch-data/v1"
+_LEN32, _LEN64 = struct.Struct(">I").pack, struct.Struct(">Q").pack
+_PAGE = 4096
+
+
+def batch_rehash(conn: Connection, batch_id: int) -> str:
+    """``vault.crypto.batch_digest`` of a stored batch, streamed: column blobs by name,
+    then record blobs by id, a page at a time (driver-level reads, no copies per row)."""
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    h = hashlib.sha256(_BATCH_TAG)
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute('SELECT "column", sealed FROM vault_batch_columns '
+                       f"WHERE batch_id = {mark}", (batch_id,))
+        for name, blob in sorted((str(c), bytes(b)) for c, b in cursor.fetchall()):
+            raw = name.encode()
+            h.update(b"C" + _LEN32(len(raw)) + raw)
+            h.update(_LEN64(len(blob)))
+            h.update(blob)
+        cursor.execute(f"SELECT sealed FROM vault_records WHERE batch_id = {mark} ORDER BY id",
+                       (batch_id,))
+        heads: dict[int, bytes] = {}
+        while rows := cursor.fetchmany(_PAGE):
+            parts: list[bytes] = []
+            for (blob,) in rows:
+                size = len(blob)
+                head = heads.get(size)
+                if head is None:
+                    head = heads[size] = b"R" + _LEN64(size)
+                parts += (head, blob)
+            h.update(b"".join(parts))
+    finally:
+        cursor.close()
+    return h.hexdigest()
 
 
 def verify_database(

@@ -1,31 +1,63 @@
-"""Verify the ledger and the vault's state together, on the machine's cores.
+"""Verify the ledger and the vault's state together, in one read, on the machine's cores.
 
-``civicvault ledger verify`` runs three things that share nothing but the database:
-the entries' chain and tree (``ledger.db_verify``, itself on two processes for large
-logs), the stored tree nodes (``ledger.db_verify.verify_nodes``) and the tables held
-against the state the entries vouch for (``vault.state_verify``). The last is mostly
-SQLite/PostgreSQL work; it runs in a forked process while this one verifies the
-ledger. A ledger failure is reported first (the state check trusts the entries);
-otherwise the state's first difference.
+``civicvault ledger verify`` reads every entry once: that pass checks parse, seq,
+the prev chain and the stored leaf hashes (``ledger.db_verify.check_segment``),
+re-folds every stored tree node and the root from the same leaf hashes (full
+mode), and picks out the entries that vouch for state, which are then folded
+into the state the ledger vouches for (``vault.state_verify``). The expensive
+state reads (every batch's ciphertext re-hashed, every subject bucket digested)
+are tasks that depend on the database only.
+
+On two processes (a forked child) the log is split at its largest power of two
+(``ledger.verify.join``): each process checks its part, then takes state tasks
+from one shared counter until none is left, so neither waits for the other. The
+parent folds, joins and compares. Each process reads its own snapshot; both hold
+the same ledger size or the child's work is redone here (every state change is
+ledgered in its own transaction, so the same size is the same state).
+
+A ledger failure is reported first (the state check trusts the entries);
+otherwise the state's first difference, in the order ``verify_state`` checks.
 """
 
 from __future__ import annotations
 
 import multiprocessing
-import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from multiprocessing.connection import Connection as Pipe
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
-from ledger.db_verify import verify_nodes, verify_stored
-from ledger.verify import LogVerdict
-from vault.errors import StateMismatch, VaultMismatch
-from vault.state_verify import StateReport, verify_database
+from ledger import store
+from ledger.db_verify import (
+    PARALLEL_FROM,
+    Segment,
+    can_fork,
+    check_segment,
+    conclude,
+    read_stored_nodes,
+    split_nodes,
+)
+from ledger.errors import LedgerTampered
+from ledger.node_check import StoredNodes
+from ledger.verify import GENESIS_PREV_HASH, LogVerdict, split_point
+from vault.state_verify import (
+    Expected,
+    StateReport,
+    Task,
+    apply_entries,
+    relevant,
+    run_task,
+    state_tasks,
+    verify_state,
+)
 
 __all__ = ["Verified", "verify_everything"]
+
+FORK_FROM = 50_000
+"""Work units (entries, plus 4 per subject and 1 per record in full mode) from which a
+second process pays for its fork."""
 
 
 @dataclass(frozen=True)
@@ -36,71 +68,173 @@ class Verified:
     nodes_checked: int
 
 
-def _state_child(engine: Engine, policy_bytes: bytes | None, full: bool, out: Pipe) -> None:
+class _Collector:
+    """Keeps the entries that vouch for state, as the ledger pass streams by."""
+
+    def __init__(self) -> None:
+        self.entries: list[bytes] = []
+
+    def __call__(self, chunk: list[bytes]) -> None:
+        self.entries += relevant(chunk)
+
+
+def _snapshot(engine: Engine) -> Connection:
+    conn = engine.connect()
+    if conn.dialect.name == "postgresql":  # every statement must see the same snapshot
+        conn = conn.execution_options(isolation_level="REPEATABLE READ")
+    return conn.execution_options(readonly=True)
+
+
+def _take_tasks(conn: Connection, tasks: list[Task], counter: Any) -> dict[Task, Any]:
+    out: dict[Task, Any] = {}
+    while tasks:
+        with counter.get_lock():
+            i = counter.value
+            counter.value = i + 1
+        if i >= len(tasks):
+            break
+        out[tasks[i]] = run_task(conn, tasks[i])
+    return out
+
+
+@dataclass(frozen=True)
+class _Part:
+    """What one process did: its ledger segment (if any), the entries in it that vouch for
+    state, and the state tasks it ran."""
+
+    segment: Segment | None
+    entries: list[bytes]
+    done: dict[Task, Any]
+
+
+def _work(
+    conn: Connection, span: tuple[int, int] | None, prefix_sizes: Collection[int],
+    stored: StoredNodes | None, tasks: list[Task], counter: Any,
+) -> _Part:
+    segment = None
+    collect = _Collector()
+    if span is not None:
+        start, stop = span
+        segment = check_segment(conn, start, stop, GENESIS_PREV_HASH if start == 0 else None,
+                                prefix_sizes, stored=stored, sink=collect)
+    return _Part(segment, collect.entries, _take_tasks(conn, tasks, counter))
+
+
+def _child(
+    engine: Engine, n: int, span: tuple[int, int] | None, prefix_sizes: Collection[int],
+    stored: StoredNodes | None, tasks: list[Task], counter: Any, out: Pipe,
+) -> None:
     engine.dispose(close=False)  # never share the parent's pooled connections
     try:
-        report, n = verify_database(engine, policy_bytes=policy_bytes, full=full)
-        out.send(("ok", report, n))
-    except StateMismatch as exc:
-        out.send(("state", exc.table, exc.row, exc.detail, exc.seq))
-    except VaultMismatch as exc:
-        out.send(("vault", str(exc), exc.batch))
+        with _snapshot(engine) as conn, conn.begin():
+            if store.size(conn) != n:  # appended in between: the parent redoes this part
+                out.send(("moved",))
+                return
+            out.send(("ok", _work(conn, span, prefix_sizes, stored, tasks, counter)))
+    except LedgerTampered as exc:
+        out.send(("tampered", str(exc).removeprefix("ledger verification failed at ")
+                  .split(": ", 1)[-1] if exc.seq is not None else
+                  str(exc).removeprefix("ledger verification failed at "), exc.seq))
     except BaseException as exc:  # report, never print: the parent decides
         out.send(("error", type(exc).__name__))
     finally:
         out.close()
 
 
-def _raise_or_return(result: tuple[Any, ...]) -> tuple[StateReport, int]:
-    kind = result[0]
-    if kind == "ok":
-        return result[1], int(result[2])
-    if kind == "state":
-        raise StateMismatch(result[1], result[2], result[3], seq=result[4])
-    if kind == "vault":
-        raise VaultMismatch(result[1], batch=result[2])
-    raise RuntimeError(f"state verification worker failed ({result[1]})")
+def _weight(conn: Connection, n: int, full: bool) -> int:
+    if not full:
+        return n
+    top = conn.exec_driver_sql("SELECT max(id) FROM vault_subjects").scalar()
+    recs = conn.exec_driver_sql("SELECT max(id) FROM vault_records").scalar()
+    return n + 4 * int(top or 0) + int(recs or 0)
 
 
 def verify_everything(
     engine: Engine, *, policy_bytes: bytes | None, full: bool = True,
     prefix_sizes: Collection[int] = (), after_ledger: Callable[[LogVerdict], None] | None = None,
-    parallel: bool = True,
+    parallel: bool = True, fork_from: int = FORK_FROM, split_from: int = PARALLEL_FROM,
 ) -> Verified:
     """Ledger (chain, leaf hashes, root; with ``full`` every stored node) and state.
 
     ``after_ledger`` runs on the ledger's verdict before the state result is looked
-    at (e.g. holding it against a signed checkpoint).
+    at (e.g. holding it against a signed checkpoint). ``fork_from`` / ``split_from``:
+    the work (``_weight``) from which a second process is forked, and the log size
+    from which the log itself is split between the two.
     """
-    can_fork = ("fork" in multiprocessing.get_all_start_methods()
-                and threading.active_count() == 1)
-    if not (parallel and can_fork):
-        verdict = verify_stored(engine, prefix_sizes=prefix_sizes, parallel=parallel)
-        nodes = verify_nodes(engine, verdict.size) if full else 0
-        if after_ledger is not None:
-            after_ledger(verdict)
-        report, n = verify_database(engine, policy_bytes=policy_bytes, full=full)
-        return Verified(verdict, report, n, nodes)
-    ctx = multiprocessing.get_context("fork")
-    receiver, sender = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_state_child, args=(engine, policy_bytes, full, sender),
-                        daemon=True)
-    child.start()
-    sender.close()
-    try:
-        verdict = verify_stored(engine, prefix_sizes=prefix_sizes)
-        nodes = verify_nodes(engine, verdict.size) if full else 0
-        if after_ledger is not None:
-            after_ledger(verdict)
+    with _snapshot(engine) as conn, conn.begin():
+        n = store.size(conn)
+        stored = read_stored_nodes(conn) if full else None
+        stored_root = None if full else _stored_root(conn, n)
+        tasks = state_tasks(conn) if full else []
+        fork = parallel and can_fork() and _weight(conn, n, full) >= fork_from
+        split = fork and n >= max(split_from, 2)
+        k = split_point(n) if split else n
+        mine: StoredNodes | None = stored
+        theirs: StoredNodes | None = None
+        spanning: StoredNodes | None = None
+        if split and stored is not None:
+            mine, theirs, spanning = split_nodes(stored, k)
+        ctx = multiprocessing.get_context("fork")
+        counter = ctx.Value("q", 0)
+        child = receiver = None
+        if fork:
+            receiver, sender = ctx.Pipe(duplex=False)
+            child = ctx.Process(target=_child, args=(
+                engine, n, (k, n) if split else None, prefix_sizes, theirs, tasks, counter,
+                sender), daemon=True)
+            child.start()
+            sender.close()
         try:
-            result = receiver.recv()
-        except EOFError:
-            result = ("error", "no result")
-    finally:
-        receiver.close()
-        child.join(timeout=1)
-        if child.is_alive():
-            child.kill()
-            child.join()
-    report, n = _raise_or_return(result)
+            parts = [_work(conn, (0, k), prefix_sizes, mine, tasks, counter)]
+            if child is not None and receiver is not None:
+                parts.append(_from_child(receiver, conn, (k, n) if split else None,
+                                         prefix_sizes, theirs))
+        finally:
+            if receiver is not None:
+                receiver.close()
+            if child is not None:
+                child.join(timeout=5)
+                if child.is_alive():
+                    child.kill()
+                    child.join()
+        segments = [p.segment for p in parts if p.segment is not None]
+        verdict, nodes = conclude(n, segments, spanning)
+        if stored_root is not None and verdict.root != stored_root:
+            from ledger.db_verify import verify_stored
+
+            verify_stored(engine, parallel=False)  # names the difference, or raises
+        if after_ledger is not None:
+            after_ledger(verdict)
+        exp = Expected(entries=n)
+        for part in parts:
+            apply_entries(exp, part.entries)
+        done = {task: value for part in parts for task, value in part.done.items()}
+        report = verify_state(conn, exp, policy_bytes=policy_bytes, full=full, done=done)
     return Verified(verdict, report, n, nodes)
+
+
+def _stored_root(conn: Connection, n: int) -> bytes | None:
+    from ledger.errors import VerificationFailed
+
+    try:
+        return store.root(conn, n)
+    except VerificationFailed:  # stored nodes or leaf hashes gone: the entries say where
+        return None
+
+
+def _from_child(
+    receiver: Pipe, conn: Connection, span: tuple[int, int] | None,
+    prefix_sizes: Collection[int], stored: StoredNodes | None,
+) -> _Part:
+    try:
+        result = receiver.recv()
+    except EOFError:
+        result = ("error", "no result")
+    if result[0] == "ok":
+        part: _Part = result[1]
+        return part
+    if result[0] == "tampered":
+        raise LedgerTampered(result[1], seq=result[2])
+    if result[0] == "moved":  # its snapshot is not ours: it took no task; redo its ledger part
+        return _work(conn, span, prefix_sizes, stored, [], None)
+    raise RuntimeError(f"verification worker failed ({result[1]})")

@@ -228,7 +228,18 @@ CASES = [
     Case("subject_key_shredded_silently", _subject_shredded, "vault_subjects",
          lambda c: str(live_subject(c))),
     Case("wrapped_subject_key_corrupted", _subject_key_corrupted, "vault_subjects",
-         "0..16383", fast=False),
+         lambda c: str(live_subject(c)), fast=False),  # the row, not its bucket
+    Case("subject_key_id_changed",
+         lambda c: c.execute(text("UPDATE vault_subjects SET key_id = key_id + 1 WHERE id = "
+                                  "(SELECT max(id) FROM vault_subjects)")),
+         "vault_subjects", lambda c: str(one(c, "SELECT max(id) FROM vault_subjects")),
+         fast=False),
+    Case("subject_row_deleted",
+         lambda c: c.execute(text("DELETE FROM vault_subjects WHERE id = (SELECT max(id) FROM "
+                                  "vault_subjects WHERE erased_at IS NULL)")),
+         "vault_subjects",
+         lambda c: str(one(c, "SELECT max(id) FROM vault_subjects WHERE erased_at IS NULL")),
+         fast=False),
     Case("wrapped_data_key_corrupted", _data_key_corrupted, "vault_data_keys",
          lambda c: str(_active_key(c))),
     Case("data_key_state_changed",
@@ -238,11 +249,14 @@ CASES = [
          "vault_data_keys",
          lambda c: str(one(c, "SELECT min(id) FROM vault_data_keys WHERE state <> 'active'"))),
     Case("blind_index_digest_changed", _blind_digest_changed, "vault_blind_index",
-         "subjects 0..16383", fast=False),
+         lambda c: f"subject {one(c, 'SELECT min(subject_id) FROM vault_blind_index')}",
+         fast=False),
     Case("blind_index_row_deleted",
          lambda c: c.execute(text("DELETE FROM vault_blind_index WHERE subject_id = "
                                   "(SELECT max(subject_id) FROM vault_blind_index)")),
-         "vault_blind_index", "subjects 0..16383", fast=False),
+         "vault_blind_index",
+         lambda c: f"subject {one(c, 'SELECT max(subject_id) FROM vault_blind_index')}",
+         fast=False),
     Case("batch_data_hash_column_changed",
          lambda c: c.execute(text("UPDATE vault_batches SET data_hash = :h WHERE id = "
                                   "(SELECT min(id) FROM vault_batches)"), {"h": "0" * 64}),

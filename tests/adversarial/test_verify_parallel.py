@@ -1,0 +1,139 @@
+"""The two-process verification decides exactly as the one-process one, tampered or not."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, text
+
+from ledger.errors import LedgerTampered
+from tests.adversarial.realistic_vault import Copy, Original
+from tests.adversarial.test_tamper_vault import (  # noqa: F401 (original: the fixture)
+    _blind_digest_changed,
+    _sealed_flipped,
+    _subject_key_corrupted,
+    insider,
+    original,
+)
+from vault import budget, manifest, state_verify
+from vault.db import make_engine
+from vault.errors import StateMismatch, VaultMismatch
+from vault.home import VaultHome
+from vault.verify_all import Verified, verify_everything
+
+
+@pytest.fixture
+def vault_copy(original: Original, tmp_path: Path) -> Copy:  # noqa: F811
+    return original.copy(tmp_path)
+
+
+def _run(c: Copy, **kwargs: Any) -> Verified | tuple[str, object, object]:
+    home = VaultHome(root=c.home)
+    engine = make_engine(c.db_url or home.db_url)
+    try:
+        return verify_everything(engine, policy_bytes=home.policy_path.read_bytes(), **kwargs)
+    except LedgerTampered as exc:
+        return ("ledger", exc.seq, str(exc))
+    except StateMismatch as exc:
+        return ("state", exc.table, exc.row)
+    except VaultMismatch as exc:
+        return ("vault", exc.batch, str(exc))
+    finally:
+        engine.dispose()
+
+
+PREFIXES = {1, 5, 17, 32, 33, 64, 100}  # roots of these prefixes too (checkpoints)
+ONE: dict[str, Any] = {"parallel": False, "prefix_sizes": PREFIXES}
+TWO: dict[str, Any] = {"fork_from": 0, "split_from": 2, "prefix_sizes": PREFIXES}
+
+
+def test_two_processes_verify_as_one(vault_copy: Copy) -> None:
+    copy = vault_copy
+    one, two = _run(copy, **ONE), _run(copy, **TWO)
+    assert isinstance(one, Verified) and isinstance(two, Verified)
+    assert one == two
+    assert set(one.ledger.prefix_roots) == {p for p in PREFIXES if p <= one.ledger.size}
+    assert one.nodes_checked > 0 and one.state.subject_buckets > 0 and one.state.records > 0
+    fast_one, fast_two = _run(copy, full=False, **ONE), _run(copy, full=False, **TWO)
+    assert fast_one == fast_two
+    assert isinstance(fast_one, Verified) and fast_one.ledger.root == one.ledger.root
+
+
+def _entry_edited(conn: Connection) -> None:
+    conn.execute(text("UPDATE ledger_entries SET entry = replace(entry, 'admin', 'mallo') "
+                      "WHERE seq = 3"))
+
+
+def _node_edited(conn: Connection) -> None:
+    conn.execute(text("UPDATE ledger_nodes SET hash = zeroblob(32) WHERE level = 5 AND idx = 0"))
+
+
+TAMPERS: dict[str, Callable[[Connection], None]] = {
+    "subject_key": _subject_key_corrupted,
+    "blind_digest": _blind_digest_changed,
+    "record_ciphertext": _sealed_flipped("vault_records", "id"),
+    "ledger_entry": _entry_edited,
+    "ledger_node": _node_edited,
+}
+
+
+@pytest.mark.parametrize("name", sorted(TAMPERS))
+def test_two_processes_name_what_one_names(vault_copy: Copy, name: str) -> None:
+    copy = vault_copy
+    if copy.db_url is not None and name in ("ledger_entry", "ledger_node"):
+        pytest.skip("SQLite-only SQL in the tamper (the ledger cases run on SQLite)")
+
+    def tamper(conn: Connection) -> None:
+        if conn.dialect.name == "sqlite":
+            for trig in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = "
+                                             "'trigger' AND tbl_name LIKE 'ledger_%'").scalars():
+                conn.exec_driver_sql(f'DROP TRIGGER "{trig}"')
+        TAMPERS[name](conn)
+
+    insider(copy, tamper)
+    one, two = _run(copy, **ONE), _run(copy, **TWO)
+    assert not isinstance(one, Verified), one
+    assert one == two
+
+
+def test_locator_names_one_subject_and_refuses_several() -> None:
+    rows = [f"{i}:1:3:0:{(i * 7919) % 65521:032X}" for i in range(100, 160)]
+    committed = manifest.locator(",".join(rows), ",".join(rows))
+    edited = list(rows)
+    edited[17] = edited[17].replace(":1:3:", ":1:4:")
+    assert manifest.locate(",".join(edited), committed, 0) == 117
+    del edited[30]  # a second subject: the locator cannot tell one
+    assert manifest.locate(",".join(edited), committed, 0) is None
+    assert manifest.locate(",".join(rows[:-1]), committed, 1) == 159  # a row deleted
+    assert manifest.locate(",".join(rows), committed, 0) is None  # nothing differs
+
+
+def test_verification_units_and_live_digest_match_the_writers() -> None:
+    assert (state_verify.NANO, state_verify.ATTO) == (budget.NANO, budget.ATTO)
+    import numpy as np
+
+    from vault.store import pack_mask
+
+    rng = np.random.default_rng(19)
+    for rows in (0, 1, 7, 8, 9, 1000):
+        live = rng.random(rows) < 0.6
+        bits = np.packbits(live).tobytes()
+        want = manifest._tagged("civicvault/live-mask/v1", rows,
+                                __import__("hashlib").sha256(bits).hexdigest())
+        assert manifest.live_digest(rows, pack_mask(live)) == want
+        assert manifest.all_live_digest(rows) == manifest.live_digest(
+            rows, pack_mask(np.ones(rows, dtype=bool)))
+
+
+def test_verification_imports_no_orm_polars_or_numpy() -> None:
+    code = ("import sys, vault.verify_all; bad = [m for m in ('polars', 'numpy', 'sqlmodel', "
+            "'sqlalchemy.orm', 'vault.store', 'vault.schema') if m in sys.modules]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[2], check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
