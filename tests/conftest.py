@@ -33,7 +33,7 @@ os.environ["PREFECT_HOME"] = _PREFECT_HOME
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 
-from vault.db import make_engine, migrate
+from vault.db import make_engine, migrate  # noqa: E402 (after the environment is scrubbed)
 
 PG_ADMIN_URL = os.environ.get(
     "CIVICVAULT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
