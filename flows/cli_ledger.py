@@ -18,7 +18,6 @@ from flows.output import console, emit_json
 from flows.session import open_session
 from ledger.checkpoint import open_checkpoint
 from ledger.cosignature import CosignatureVerifier, parse_cosigner_vkey, require_quorum
-from ledger.entry import EntryDraft
 from ledger.errors import BadInput, LedgerTampered
 from ledger.signer import parse_vkey
 from ledger.verify import verify_against_checkpoint
@@ -51,10 +50,12 @@ def _notes_from_jsonl(path: Path) -> list[tuple[str, str, str | None]]:
         if not isinstance(obj, dict) or not set(obj) <= _JSONL_KEYS:
             raise BadInput(f"{path}:{number}: want an object with keys action, resource "
                            "and optionally purpose")
-        fields: dict[str, Any] = obj  # EntryDraft validates the types
+        fields: dict[str, Any] = obj  # the service validates the types
         note = (fields.get("action", ""), fields.get("resource", ""), fields.get("purpose"))
-        try:  # the checks the service's entries get, here to name the line
-            EntryDraft(actor="check", action=note[0], resource=note[1], purpose=note[2])
+        try:  # the service's checks, here to name the line
+            from vault.service import Vault
+
+            Vault.check_note(*note)
         except BadInput as exc:
             raise BadInput(f"{path}:{number}: {exc}") from None
         notes.append(note)

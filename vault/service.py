@@ -543,6 +543,11 @@ class Vault:
         with self._access("ledger.annotate", target, purpose=purpose) as conn:
             return [int(e.seq) for e in ledger_store.append(conn, drafts)]
 
+    @staticmethod
+    def check_note(action: str, resource: str, purpose: str | None = None) -> None:
+        """BadInput unless (action, resource, purpose) makes a valid annotation entry."""
+        EntryDraft(actor="check", action=action, resource=resource, purpose=purpose)
+
     def verify(self, report: VerifyReport, *, checkpoint: Path | None = None,
                witness_keys: Sequence[CosignatureVerifier] = (),
                quorum: int | None = None) -> VerifyReport:
