@@ -61,6 +61,19 @@ class LedgerTampered(VerificationFailed):
         super().__init__(f"ledger verification failed at {where}{message}")
 
 
+class UnknownAction(VerificationFailed):
+    """A ledger entry vouches for something under an action the vocabulary does not define.
+
+    Readers (cross-check, state verification, audit) refuse it rather than skip it:
+    an action they were not told about may vouch for data they would then miss."""
+
+    def __init__(self, action: str) -> None:
+        self.action = action
+        shown = action if len(action) <= 64 and action.isascii() and action.isprintable() else "?"
+        super().__init__(f"ledger entry with unknown action '{shown}' carries details or a "
+                         "data_hash: add it to policies/vocab.py (LEDGER_ACTIONS) or fix the entry")
+
+
 class AccessDenied(CivicVaultError):
     """The acting principal may not do this (exit 1)."""
 

@@ -8,24 +8,58 @@ Fail closed: an unknown action, a role the policy does not declare, a missing
 grant, an ``own`` grant on someone else's resource, or a reveal without an
 approved purpose are all denials. Reasons hold ids only (roles, actions,
 resources), never a caller's free text.
+
+This module imports nothing of ``policies.model`` (which calls it): it decides over
+any object shaped like a policy (:class:`Rules`), so the two do not import each
+other.
 """
 
 from __future__ import annotations
 
-from policies.model import ACTIONS, EVERYONE, Decision, Policy
+from collections.abc import Collection, Sequence
+from typing import Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from policies.vocab import OPERATIONS, resource_owner
+
+__all__ = ["ACTIONS", "EVERYONE", "Decision", "Rules", "decide", "resource_owner"]
+
+ACTIONS = OPERATIONS
+EVERYONE = "*"
 
 
-def resource_owner(resource: str) -> str | None:
-    """The owner named by a resource ``<kind>:<owner>[/<more>]``, if any."""
-    kind, sep, rest = resource.partition(":")
-    if not sep or not kind:
-        return None
-    owner = rest.split("/", 1)[0]
-    return owner or None
+class Decision(BaseModel):
+    """The evaluator's verdict; ``reason`` holds ids only (roles, actions, resources)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    allowed: bool
+    reason: str
+
+
+class _Grant(Protocol):
+    @property
+    def role(self) -> str: ...
+
+    @property
+    def scope(self) -> str: ...
+
+
+class Rules(Protocol):
+    """What :func:`decide` reads of a policy (``policies.model.Policy`` has it)."""
+
+    @property
+    def roles(self) -> Collection[str]: ...
+
+    @property
+    def reveal_purposes(self) -> Collection[str]: ...
+
+    def roles_for(self, action: str) -> Sequence[_Grant]: ...
 
 
 def decide(
-    policy: Policy,
+    policy: Rules,
     role: str,
     action: str,
     resource: str,

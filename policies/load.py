@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import hashlib
 import re
 import tomllib
@@ -49,6 +50,7 @@ from policies.model import (
     VaultBudget,
 )
 from policies.validate import parse_decimal, parse_int, parse_name
+from policies.vocab import LOOKUP_NORMALIZERS
 
 Loc = tuple[str | int, ...]
 
@@ -66,6 +68,17 @@ _SYNTAX_POS = re.compile(r"\s*\(at line (\d+), column (\d+)\)|\s*\(at end of doc
 def default_policy_text() -> str:
     """The documented default policy shipped with the package (``init`` installs it)."""
     return resources.files("policies").joinpath("default.toml").read_text(encoding="utf-8")
+
+
+@functools.cache
+def default_policy() -> Policy:
+    """The parsed default policy (once per process)."""
+    return parse_policy(default_policy_text(), "default.toml")
+
+
+def default_lookup_entities() -> frozenset[str]:
+    """The default policy's ``[pii] lookup_entities``: the one list, used where no policy is."""
+    return default_policy().lookup_entities
 
 
 def load_policy(path: str | Path) -> Policy:
@@ -318,6 +331,11 @@ class _Checker:
             entities[ent] = self.handling(h, loc)
         lookup = self.strings(table.get("lookup_entities", []), ("pii", "lookup_entities"),
                               ENTITY_RE, "entity name")
+        for i, ent in enumerate(lookup):
+            if ent not in LOOKUP_NORMALIZERS:
+                self.fail(f"lookup entity '{_short(ent)}' has no normaliser for blind indexes "
+                          f"(one of: {', '.join(LOOKUP_NORMALIZERS)}; see policies/vocab.py)",
+                          ("pii", "lookup_entities", i))
         return PiiRules(categories=categories, entities=entities,
                         lookup_entities=frozenset(lookup))
 

@@ -2,15 +2,15 @@
 
 A :class:`Policy` is built by :mod:`policies.load` from a TOML file and knows
 nothing of storage. Everything here is pure; :meth:`Policy.decide` delegates to
-:func:`policies.evaluator.decide`.
+:func:`policies.evaluator.decide` (which does not import this module back).
 
 Names fixed by this module (other layers and the policy files rely on them):
 
 - :data:`ACTIONS`: every operation the vault asks the policy about.
 - :data:`CATEGORIES`: the PII classes of ``vault.pii``.
 - :data:`HANDLINGS`: what ingest does with a column of a class.
-- Grant scopes: ``any`` (the whole action) and ``own`` (only resources of the
-  form ``<kind>:<principal id>[/<more>]`` owned by the acting principal).
+- Grant scopes: ``any`` (the whole action) and ``own`` (only resources owned by
+  the acting principal: ``budget/<principal id>[/<more>]``, see ``policies.vocab``).
 """
 
 from __future__ import annotations
@@ -21,32 +21,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-ACTIONS: frozenset[str] = frozenset(
-    {
-        "ingest",
-        "classify",
-        "release",
-        "segment",
-        "budget.set",
-        "budget.show",
-        "erase",
-        "reveal",
-        "keys.rotate",
-        "principals.add",
-        "principals.revoke",
-        "principals.list",
-        "ledger.verify",
-        "ledger.export",
-        "ledger.prove",
-        "ledger.consistency",
-        "ledger.checkpoint",
-        "ledger.pubkey",
-        "ledger.annotate",
-        "policy.show",
-        "policy.apply",
-        "audit.report",
-    }
-)
+from policies.evaluator import EVERYONE, Decision, decide
+from policies.vocab import OPERATIONS
+
+__all__ = ["ACTIONS", "ANY_DATASET", "CATEGORIES", "EVERYONE", "HANDLINGS", "NEVER_KEEP",
+           "ColumnRule", "DatasetRules", "Decision", "Grant", "Handling", "PiiRules", "Policy",
+           "PrivacyUnit", "RevealRules", "Scope", "VaultBudget"]
+
+#: Every operation the vault asks the policy about (defined in ``policies.vocab``).
+ACTIONS: frozenset[str] = OPERATIONS
 
 CATEGORIES: tuple[str, ...] = ("direct", "special", "quasi", "free_text", "harmless", "unknown")
 
@@ -57,19 +40,11 @@ HANDLINGS: tuple[str, ...] = ("encrypt", "tokenize", "generalize", "redact", "dr
 NEVER_KEEP: frozenset[str] = frozenset({"direct", "special", "unknown"})
 
 Scope = Literal["any", "own"]
-EVERYONE = "*"
 ANY_DATASET = "*"
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
-
-
-class Decision(_Frozen):
-    """The evaluator's verdict; ``reason`` holds ids only (roles, actions, resources)."""
-
-    allowed: bool
-    reason: str
 
 
 class Grant(_Frozen):
@@ -190,8 +165,6 @@ class Policy(_Frozen):
         actor: str | None = None,
     ) -> Decision:
         """Pure verdict; ``actor`` (principal id) is needed for ``own``-scoped grants."""
-        from policies.evaluator import decide
-
         return decide(self, role, action, resource, purpose, actor=actor)
 
     def roles_for(self, action: str) -> tuple[Grant, ...]:

@@ -40,6 +40,7 @@ from ledger.entry import EntryDraft
 from policies.errors import PolicyDenied, PolicyFileError, Unauthenticated
 from policies.load import parse_policy_bytes
 from policies.model import Policy
+from vault import vocab
 from vault.home import VaultHome, read_secret_file
 from vault.principals import T_PRINCIPALS, T_REVEALS, find_by_token, is_well_formed
 
@@ -74,7 +75,7 @@ def authenticate(engine: Engine, home: VaultHome, token: str | None) -> Principa
         raise Unauthenticated("unknown token")
     if record.revoked is not None:
         _ledger_own_tx(engine, EntryDraft(
-            actor=record.name, action="auth.denied", resource=f"principal/{record.name}",
+            actor=record.name, action=vocab.AUTH_DENIED, resource=vocab.principal(record.name),
             details={"role": record.role, "reason": "revoked"}))
         raise Unauthenticated(f"principal '{record.name}' is revoked")
     return Principal(id=record.name, role=record.role)
@@ -140,13 +141,13 @@ def access(
             refusal = _count_reveal(conn, policy, principal, resource, purpose)
         if not revoked and refusal is None:
             ledger_store.append(conn, [EntryDraft(
-                actor=principal.id, action="policy.allowed", resource=resource, purpose=purpose,
+                actor=principal.id, action=vocab.POLICY_ALLOWED, resource=resource, purpose=purpose,
                 details={"op": action, "role": principal.role})])
             yield conn
             return
     if revoked:
         _ledger_own_tx(engine, EntryDraft(
-            actor=principal.id, action="auth.denied", resource=resource,
+            actor=principal.id, action=vocab.AUTH_DENIED, resource=resource,
             details={"op": action, "role": principal.role, "reason": "revoked"}))
         raise Unauthenticated(f"principal '{principal.id}' is revoked or changed role")
     assert refusal is not None
@@ -179,7 +180,7 @@ def _deny(engine: Engine, policy: Policy, principal: Principal, action: str, res
     if action == "reveal" and purpose not in policy.reveal_purposes:
         purpose = None
     _ledger_own_tx(engine, EntryDraft(
-        actor=principal.id, action="policy.denied", resource=resource, purpose=purpose,
+        actor=principal.id, action=vocab.POLICY_DENIED, resource=resource, purpose=purpose,
         details={"op": action, "role": principal.role, "reason": reason}))
     raise PolicyDenied(f"denied: {principal.id} ({principal.role}) {action} on {resource}: "
                        f"{reason}")

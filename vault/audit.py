@@ -18,8 +18,9 @@ from sqlalchemy import Engine
 
 from ledger import store as ledger_store
 from ledger.db_verify import verify_stored
-from ledger.errors import LedgerTampered, VerificationFailed
+from ledger.errors import LedgerTampered, UnknownAction, VerificationFailed
 from vault.crosscheck import verify_vault
+from vault.vocab import ledger_action
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class AuditSummary:
     releases: list[dict[str, Any]] = field(default_factory=list)
     erasures: list[dict[str, Any]] = field(default_factory=list)
     key_events: list[dict[str, Any]] = field(default_factory=list)
+    unknown_actions: Counter[str] = field(default_factory=Counter)
     recent: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -72,7 +74,7 @@ class AuditSummary:
                 "last_time": self.last_time, "by_action": dict(self.by_action),
                 "by_actor": dict(self.by_actor), "denials": self.denials,
                 "releases": self.releases, "erasures": self.erasures,
-                "key_events": self.key_events}
+                "key_events": self.key_events, "unknown_actions": dict(self.unknown_actions)}
 
 
 def summarize(entries: Iterable[bytes], *, since: str | None = None,
@@ -92,17 +94,22 @@ def summarize(entries: Iterable[bytes], *, since: str | None = None,
         out.by_actor[str(e["actor"])] += 1
         brief = {k: e.get(k) for k in ("seq", "time", "actor", "action", "resource", "purpose")}
         details = e.get("details") or {}
-        if "denied" in action:
+        try:  # the report section of each action is the vocabulary's (vault.vocab)
+            section = ledger_action(action, has_details=bool(details) or "data_hash" in e).section
+        except UnknownAction:  # shown, never skipped: verification fails on it too
+            out.unknown_actions[action] += 1
+            section = None
+        if section == "denials":
             out.denials.append({**brief, "reason": details.get("reason"),
                                 "op": details.get("op")})
-        elif action.startswith("release.") and action != "release.charge":
-            # one line per release (release.dp) or failed release; its charge entry
-            # (release.charge) is counted in by_action
+        elif section == "releases":
+            # one line per release (release.dp), export or failed release; its charge
+            # entry (release.charge) is counted in by_action
             out.releases.append({**brief, "epsilon": details.get("epsilon"),
                                  "data_hash": e.get("data_hash")})
-        elif action == "vault.erase":
+        elif section == "erasures":
             out.erasures.append({**brief, "subjects": len(details.get("subjects", []))})
-        elif action.startswith("keys."):
+        elif section == "key_events":
             out.key_events.append(brief)
         tail.append({**brief, "data_hash": e.get("data_hash")})
         if len(tail) > recent:

@@ -399,14 +399,15 @@ def set_budget(
     # always on the ledger: verification re-derives the totals from these entries
     from ledger import store as ledger_store
     from ledger.entry import EntryDraft
+    from vault import vocab
 
     ledger_store.append(
         conn,
         [
             EntryDraft(
                 actor=actor or "vault",
-                action="budget.set",
-                resource=f"budget:{analyst}/{dataset}",
+                action=vocab.BUDGET_SET,
+                resource=vocab.budget(analyst, dataset),
                 details={
                     "analyst": analyst,
                     "dataset": dataset,

@@ -1,9 +1,12 @@
 """Vault/ledger cross-check: every stored batch still hashes to what the ledger says.
 
-For each batch, the newest ledger entry that vouches for it (``vault.ingest.batch``
-or ``vault.batch.resealed``) must carry the ``data_hash`` recomputed from the
-ciphertext in the database now. A batch with no entry, or an entry with no
-batch, fails too: data can be neither edited, nor slipped in, nor hidden.
+For each batch, the newest ledger entry that vouches for it (an action of
+``vault.vocab.VOUCHING_ACTIONS``: ``vault.ingest.batch``, ``vault.batch.resealed``)
+must carry the ``data_hash`` recomputed from the ciphertext in the database now.
+A batch with no entry, or an entry with no batch, fails too: data can be neither
+edited, nor slipped in, nor hidden. An entry under an action the vocabulary does
+not define that carries details or a ``data_hash`` fails as well (``UnknownAction``):
+it might vouch for data.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from sqlalchemy import Connection, func, select
 from vault import crypto
 from vault.errors import VaultMismatch
 from vault.store import T_BATCH, T_COLUMN, T_DATASET, T_RECORD
+from vault.vocab import VOUCHING_ACTIONS, action_of_entry
 
-VOUCHING_ACTIONS = frozenset({"vault.ingest.batch", "vault.batch.resealed"})
+__all__ = ["VOUCHING_ACTIONS", "CrosscheckReport", "recompute", "verify_vault",
+           "vouched_hashes"]
 
 
 @dataclass(frozen=True)
@@ -28,13 +33,14 @@ class CrosscheckReport:
 
 
 def vouched_hashes(entries: Iterable[bytes]) -> dict[int, str]:
-    """Newest data_hash per batch id from ledger entry bytes."""
+    """Newest data_hash per batch id from ledger entry bytes.
+
+    Raises ``UnknownAction`` for an entry whose action the vocabulary does not define
+    but that carries details or a ``data_hash`` (annotations carry neither)."""
     out: dict[int, str] = {}
     for raw in entries:
-        if b'"vault.' not in raw:
-            continue
-        e = orjson.loads(raw)
-        if e.get("action") in VOUCHING_ACTIONS:
+        if action_of_entry(raw).vouches_for_stored_data:
+            e = orjson.loads(raw)
             out[int(e["details"]["batch"])] = str(e["data_hash"])
     return out
 

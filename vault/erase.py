@@ -25,7 +25,7 @@ from sqlalchemy import Connection, delete, insert, literal, select, update
 
 from ledger import store as ledger_store
 from ledger.entry import EntryDraft
-from vault import blind_index, manifest
+from vault import blind_index, manifest, vocab
 from vault.errors import BadInput
 from vault.keyring import Keyring, now
 from vault.reseal import reseal_batch
@@ -108,7 +108,7 @@ def erase(conn: Connection, keyring: Keyring, dataset: str, match: Mapping[str, 
                                            T_BLIND.c.subject_id.in_(subjects_sorted)))
         clear_live_rows(conn, positions)
     ledger_store.append(conn, [EntryDraft(
-        actor=actor, action="vault.erase", resource=f"dataset/{dataset}",
+        actor=actor, action=vocab.VAULT_ERASE, resource=vocab.dataset(dataset),
         details={"dataset": dataset, "subjects": subjects_sorted,
                  "match_columns": sorted(match), "batches": sorted(positions),
                  # what the erasure leaves behind, for the verifier (vault.manifest)

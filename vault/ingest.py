@@ -33,7 +33,7 @@ from ledger import store as ledger_store
 from ledger.entry import EntryDraft
 from policies.validate import parse_name
 from vault import access as _access
-from vault import manifest
+from vault import manifest, vocab
 from vault.errors import BadInput
 from vault.home import VaultHome
 from vault.identity import PERSON_COLUMN, IdentityPlan, dedup_column, plan_identity, resolve
@@ -59,11 +59,8 @@ PARALLEL_TEXTS = 2_000  # from this many distinct texts, redaction uses every co
 Progress = Callable[[int, int], None]  # (rows stored so far, rows in the file)
 
 # Lookup entities and how their values are normalised for blind indexes, in the
-# order that decides which one identifies a subject.
-LOOKUP_NORMALIZERS: dict[str, str] = {
-    "VOTER_ID": "id", "US_SSN": "id", "US_DRIVER_LICENSE": "id",
-    "EMAIL_ADDRESS": "email", "PHONE_NUMBER": "phone", "PERSON": "text",
-}
+# order that decides which one identifies a subject: the vocabulary's.
+LOOKUP_NORMALIZERS = vocab.LOOKUP_NORMALIZERS
 
 
 @dataclass(frozen=True)
@@ -153,7 +150,7 @@ def layout_for(classes: list[ColumnClass], declared: tuple[str, ...] = (),
         if c.name in declared:
             stored.append(StoredColumn(c.name, "direct", "id"))
         elif c.category == "direct" or c.handling == "tokenize":
-            stored.append(StoredColumn(c.name, "direct", lookup))  # type: ignore[arg-type]
+            stored.append(StoredColumn(c.name, "direct", lookup))
         elif c.handling in ("generalize", "redact"):
             # the original, sealed per subject; the generalised/redacted form for releases
             sealed_name = f"{c.name}__original"
@@ -253,7 +250,7 @@ def plan_ingest(engine: Engine, home: VaultHome, principal: _access.Principal, p
     declared, per_person, max_people = identity_for(home, dataset)
     layout, _ = layout_for(classes, declared, per_person)
     batches = max(1, -(-info.rows // batch_rows))
-    with _access.access(engine, home, principal, "ingest", f"dataset/{dataset}") as conn:
+    with _access.access(engine, home, principal, "ingest", vocab.dataset(dataset)) as conn:
         ds_row = conn.execute(select(T_DATASET.c.id, T_DATASET.c.columns_json)
                               .where(T_DATASET.c.name == dataset)).first()
         if ds_row is not None:
@@ -283,8 +280,8 @@ def plan_ingest(engine: Engine, home: VaultHome, principal: _access.Principal, p
                 created=now()).returning(T_SOURCE.c.id)).scalar_one()
             done = 0
             ledger_store.append(conn, [EntryDraft(  # the rows as verification re-derives them
-                actor=principal.id, action="vault.source.registered",
-                resource=f"dataset/{dataset}",
+                actor=principal.id, action=vocab.VAULT_SOURCE_REGISTERED,
+                resource=vocab.dataset(dataset),
                 details={"dataset": dataset, "dataset_id": ds, "source": int(src),
                          "dataset_row": manifest.dataset_row(conn, ds),
                          "source_row": manifest.source_row(conn, int(src))})])
@@ -352,7 +349,7 @@ def ingest_batch(engine: Engine, home: VaultHome, principal: _access.Principal,
     kr = keyring or Keyring(provider_for(home))
     try:
         with _access.access(engine, home, principal, "ingest",
-                            f"dataset/{plan.dataset}") as conn:
+                            vocab.dataset(plan.dataset)) as conn:
             ds = dataset_id(conn, plan.dataset)
             res = write_batch(conn, kr, ds_id=ds, dataset=plan.dataset,
                               source_id=plan.source_id, batch_index=batch_index,
@@ -388,7 +385,7 @@ def store_source(engine: Engine, home: VaultHome, principal: _access.Principal,
             select(T_BATCH.c.batch_index).where(T_BATCH.c.source_id == plan.source_id))
             .scalars()}
     first = next(i for i in range(plan.batches + 1) if i not in stored_before)
-    resource = f"dataset/{plan.dataset}"
+    resource = vocab.dataset(plan.dataset)
     rows = plan.batch_rows
     frames = ((i, prepare_batch(f, classes, originals, persons.slice(i * rows, rows), declared))
               for i, f in _plan_batches(plan, first, limits) if i not in stored_before)

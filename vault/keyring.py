@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, select, update
 
-from vault import _aead
+from vault import _aead, vocab
 from vault.errors import KeyUnavailable
 from vault.keys import KeyProvider
 from vault.schema import DataKey
@@ -46,7 +46,7 @@ def _ledger_keys(conn: Connection, action: str, ids: list[int], details: dict[st
     from vault.manifest import key_rows
 
     ledger_store.append(conn, [EntryDraft(
-        actor="vault", action=action, resource="vault/keys",
+        actor="vault", action=action, resource=vocab.DATA_KEYS,
         details={**details, "key_rows": key_rows(conn, ids)})])
 
 
@@ -95,7 +95,7 @@ class Keyring:
             ).returning(_T.c.id)
         ).scalar_one()
         self._cache[key_id] = key
-        _ledger_keys(conn, "keys.created", [*retired, int(key_id)],
+        _ledger_keys(conn, vocab.KEYS_CREATED, [*retired, int(key_id)],
                      {"key": int(key_id), "dataset": int(dataset_id), "purpose": purpose,
                       "version": int(version)})
         return ActiveKey(key_id, version, key)

@@ -35,6 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from policies.validate import parse_name
+from vault import vocab
 from vault.errors import BadInput
 
 TOKEN_PREFIX = "cvt_"  # noqa: S105 - a prefix, not a secret
@@ -107,7 +108,7 @@ def _ledger(conn: Connection, actor: str | None, action: str, name: str,
     from ledger.entry import EntryDraft
 
     ledger_store.append(conn, [EntryDraft(
-        actor=actor or name, action=action, resource=f"principal/{name}",
+        actor=actor or name, action=action, resource=vocab.principal(name),
         details={"name": name, **details})])
 
 
@@ -129,7 +130,7 @@ def add_principal(conn: Connection, name: str, role: str, *, actor: str | None =
             id=name, role=role, token_hash=digest, created=_now(), revoked=None))
     except IntegrityError:  # a concurrent add of the same name (the tx is lost anyway)
         raise BadInput(f"principal '{name}' already exists (names are never reused)") from None
-    _ledger(conn, actor, "principal.added", name, {"role": role, "token_hash": digest})
+    _ledger(conn, actor, vocab.PRINCIPAL_ADDED, name, {"role": role, "token_hash": digest})
     return token
 
 
@@ -155,7 +156,7 @@ def revoke_principal(conn: Connection, name: str, *, actor: str | None = None) -
         raise BadInput(f"principal '{name}' is already revoked")
     stamp = _now()
     conn.execute(update(T_PRINCIPALS).where(T_PRINCIPALS.c.id == name).values(revoked=stamp))
-    _ledger(conn, actor, "principal.revoked", name, {})
+    _ledger(conn, actor, vocab.PRINCIPAL_REVOKED, name, {})
     return PrincipalRecord(name=current.name, role=current.role, created=current.created,
                            revoked=stamp)
 

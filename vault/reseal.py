@@ -12,7 +12,7 @@ from sqlalchemy import Connection, delete, select, update
 
 from ledger import store as ledger_store
 from ledger.entry import EntryDraft
-from vault import crypto
+from vault import crypto, vocab
 from vault.crosscheck import recompute
 from vault.keyring import Keyring
 from vault.store import T_BATCH, T_COLUMN, bulk_insert
@@ -51,8 +51,8 @@ def reseal_batch(
     data_hash = recompute(conn, batch_id)
     conn.execute(update(T_BATCH).where(T_BATCH.c.id == batch_id).values(data_hash=data_hash))
     ledger_store.append(conn, [EntryDraft(
-        actor=actor, action="vault.batch.resealed",
-        resource=f"dataset/{dataset}/batch/{batch_id}", data_hash=data_hash,
+        actor=actor, action=vocab.VAULT_BATCH_RESEALED,
+        resource=vocab.batch(dataset, batch_id), data_hash=data_hash,
         details={"dataset": dataset, "batch": batch_id, "reason": reason,
                  "rows_blanked": len(blank_rows)})])
     return data_hash

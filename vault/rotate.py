@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, bindparam, func, select, update
 
 from ledger import store as ledger_store
 from ledger.entry import EntryDraft
-from vault import crypto, manifest
+from vault import crypto, manifest, vocab
 from vault.keyring import Keyring
 from vault.keys import KeyProvider
 from vault.reseal import reseal_batch
@@ -58,7 +58,7 @@ def rotate_keys_in(conn: Connection, provider: KeyProvider, actor: str) -> tuple
         for purpose in ROTATED_PURPOSES:
             keyring.create(conn, int(ds_id), purpose)
     ledger_store.append(conn, [EntryDraft(
-        actor=actor, action="keys.rotated", resource="vault/keys",
+        actor=actor, action=vocab.KEYS_ROTATED, resource=vocab.DATA_KEYS,
         details={"kek_version": kek_version, "data_keys_rewrapped": n,
                  "key_rows": manifest.key_rows(conn)})])
     return kek_version, n
@@ -109,7 +109,7 @@ def reencrypt(engine: Engine, provider: KeyProvider, actor: str) -> tuple[int, i
                              [{"sid": i, "w": w} for i, w in zip(ids, wrapped, strict=True)])
                 subjects += len(ids)
             ledger_store.append(conn, [EntryDraft(
-                actor=actor, action="keys.subjects.rewrapped", resource="vault/keys",
+                actor=actor, action=vocab.KEYS_SUBJECTS_REWRAPPED, resource=vocab.DATA_KEYS,
                 details={"subjects": len(rows), "subject_buckets": manifest.subject_buckets(
                     conn, manifest.buckets_of(int(r.id) for r in rows))})])
     return batches, subjects, destroy_empty_keys(engine, actor)
@@ -135,7 +135,7 @@ def destroy_empty_keys(engine: Engine, actor: str) -> int:
             conn.execute(update(T_KEY).where(T_KEY.c.id == k.id)
                          .values(state="destroyed", wrapped=b""))
             ledger_store.append(conn, [EntryDraft(
-                actor=actor, action="keys.retired", resource=f"vault/keys/{k.id}",
+                actor=actor, action=vocab.KEYS_RETIRED, resource=vocab.data_key(int(k.id)),
                 details={"key": int(k.id), "dataset": int(k.dataset_id), "purpose": k.purpose,
                          "version": int(k.version), "destroyed": True,
                          "key_rows": manifest.key_rows(conn, [int(k.id)])})])

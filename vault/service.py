@@ -48,6 +48,7 @@ from ledger.errors import BadInput
 from policies.errors import Unauthenticated
 from policies.model import Policy
 from vault import access as _access
+from vault import vocab
 from vault.access import Principal
 from vault.home import VaultHome
 
@@ -66,41 +67,7 @@ if TYPE_CHECKING:
     from vault.principals import PrincipalRecord
     from vault.transparency import Published, WitnessPolicy
 
-__all__ = ["Principal", "Vault", "names"]
-
-
-class names:  # a namespace, not a type
-    """Operations (policy actions), resource names and the ledger actions the service
-    writes itself, in one place (to be replaced by the shared vocabulary module)."""
-
-    # resources
-    LEDGER = "ledger"
-    POLICY = "policy"
-    PRINCIPALS = "principals"
-    BUDGETS = "budgets"
-    KEYS = "vault/keys"
-    LEDGER_KEY = "ledger-key"
-    WITNESSES = "witnesses"
-
-    @staticmethod
-    def dataset(name: str) -> str:
-        return f"dataset/{name}"
-
-    @staticmethod
-    def principal(name: str) -> str:
-        return f"principal/{name}"
-
-    @staticmethod
-    def budget(analyst: str, dataset: str | None = None) -> str:
-        return f"budget:{analyst}" + (f"/{dataset}" if dataset is not None else "")
-
-    @staticmethod
-    def file(name: str) -> str:
-        return f"file/{name}"
-
-    # ledger actions written by the service (others are written by the vault modules)
-    REVEALED = "vault.reveal"
-    POLICY_APPLIED = "policy.applied"
+__all__ = ["Principal", "Vault"]
 
 
 INGEST_SUFFIXES = frozenset({".csv", ".tsv", ".txt", ".parquet", ".jsonl", ".ndjson"})
@@ -295,7 +262,7 @@ class Vault:
         under the installed policy. The file is checked and classified before the decision
         (a bad file is bad input, whoever asks)."""
         info, classes = _scan_and_classify(path, sample_rows)
-        with self._access("classify", names.file(path.name)):
+        with self._access("classify", vocab.file(path.name)):
             policy = self.policy
         return _classified(info, classes, policy)
 
@@ -327,7 +294,7 @@ class Vault:
         from vault.store import T_DATASET
 
         default_delta = self.policy.delta_default(dataset)
-        with self._access("budget.set", names.budget(analyst, dataset)) as conn:
+        with self._access("budget.set", vocab.budget(analyst, dataset)) as conn:
             if get_principal(conn, analyst) is None:
                 raise BadInput(f"unknown analyst '{analyst}' (add it with "
                                "'civicvault principals add')")
@@ -348,9 +315,9 @@ class Vault:
 
         if analyst is not None:
             parse_name(analyst, "principal", what="analyst name")
-        elif not self._may("budget.show", names.BUDGETS):
+        elif not self._may("budget.show", vocab.budget()):
             analyst = self.principal.id  # e.g. an analyst: their own budgets
-        resource = names.budget(analyst) if analyst else names.BUDGETS
+        resource = vocab.budget(analyst)
         with self._access("budget.show", resource) as conn:
             return show_budgets(conn, analyst)
 
@@ -365,10 +332,10 @@ class Vault:
 
         parse_name(dataset, "dataset")  # before the name reaches the ledger as a resource
         keyring = self._keyring()
-        with self._access("erase", names.dataset(dataset), purpose=purpose) as conn:
+        with self._access("erase", vocab.dataset(dataset), purpose=purpose) as conn:
             before = ledger_store.size(conn)
             report = do_erase(conn, keyring, dataset, match, self.principal.id)
-            seq = _entry_seq(conn, before, "vault.erase")
+            seq = _entry_seq(conn, before, vocab.VAULT_ERASE)
         return report, seq
 
     def reveal(self, dataset: str, match: Mapping[str, str], purpose: str) -> Revealed:
@@ -378,13 +345,13 @@ class Vault:
         from vault.records import open_subject
 
         keyring = self._keyring()
-        with self._access("reveal", names.dataset(dataset), purpose=purpose) as conn:
+        with self._access("reveal", vocab.dataset(dataset), purpose=purpose) as conn:
             _, found = find_subjects(conn, keyring, dataset, dict(match))
             subjects = sorted(found)
             opened = [(sid, open_subject(conn, keyring, sid)) for sid in subjects]
             [entry] = ledger_store.append(conn, [EntryDraft(
-                actor=self.principal.id, action=names.REVEALED,
-                resource=names.dataset(dataset), purpose=purpose,
+                actor=self.principal.id, action=vocab.VAULT_REVEAL,
+                resource=vocab.dataset(dataset), purpose=purpose,
                 details={"dataset": dataset, "subjects": subjects,
                          "match_columns": sorted(match)})])
         return Revealed(dataset, purpose, opened, int(entry.seq))
@@ -400,7 +367,7 @@ class Vault:
         from vault.rotate import rotate_keys_in
 
         provider = provider_for(self.home)
-        with self._access("keys.rotate", names.KEYS) as conn:
+        with self._access("keys.rotate", vocab.DATA_KEYS) as conn:
             kek, rewrapped = rotate_keys_in(conn, provider, self.principal.id)
         out = {"kek_version": kek, "data_keys_rewrapped": rewrapped}
         if reencrypt:
@@ -416,7 +383,7 @@ class Vault:
         from vault.keys import provider_for
         from vault.rotate import reencrypt
 
-        with self._access("keys.rotate", names.KEYS):
+        with self._access("keys.rotate", vocab.DATA_KEYS):
             pass  # the decision; the job commits (and ledgers) batch by batch, resumably
         batches, subjects, destroyed = reencrypt(self.engine, provider_for(self.home),
                                                  self.principal.id)
@@ -427,12 +394,12 @@ class Vault:
         """New log signing key (``keys.rotate`` on the ledger key): (old vkey, new vkey,
         the transition checkpoint signed by both)."""
         from ledger.signer import parse_vkey
-        from vault.transparency import KEY_ROTATED_ACTION, log_vkeys, rotate_log_key
+        from vault.transparency import log_vkeys, rotate_log_key
 
         old = parse_vkey(log_vkeys(self.home, include_retired=False)[0])
-        with self._access("keys.rotate", names.LEDGER_KEY) as conn:
+        with self._access("keys.rotate", vocab.LEDGER_KEY) as conn:
             ledger_store.append(conn, [EntryDraft(
-                actor=self.principal.id, action=KEY_ROTATED_ACTION, resource=names.LEDGER_KEY,
+                actor=self.principal.id, action=vocab.LEDGER_KEY_ROTATED, resource=vocab.LEDGER_KEY,
                 details={"old_key_id": old.key_id.hex()})])
         return rotate_log_key(self.engine, self.home)
 
@@ -442,7 +409,7 @@ class Vault:
         """Add a principal; returns its token, shown once (``principals.add``)."""
         from vault import principals
 
-        with self._access("principals.add", names.principal(name)) as conn:
+        with self._access("principals.add", vocab.principal(name)) as conn:
             principals.validate_name(name)
             roles = self.policy.roles
             if role not in roles:
@@ -453,21 +420,21 @@ class Vault:
         """Principals, roles, revocations, never tokens (``principals.list``)."""
         from vault import principals
 
-        with self._access("principals.list", names.PRINCIPALS) as conn:
+        with self._access("principals.list", vocab.PRINCIPALS) as conn:
             return principals.list_principals(conn)
 
     def principals_revoke(self, name: str) -> PrincipalRecord:
         """Revoke a principal: its token stops working (``principals.revoke``)."""
         from vault import principals
 
-        with self._access("principals.revoke", names.principal(name)) as conn:
+        with self._access("principals.revoke", vocab.principal(name)) as conn:
             if name == self.principal.id:
                 raise BadInput("a principal cannot revoke itself (ask another admin)")
             return principals.revoke_principal(conn, name, actor=self.principal.id)
 
     def policy_show(self) -> Policy:
         """The installed policy (``policy.show``)."""
-        with self._access("policy.show", names.POLICY):
+        with self._access("policy.show", vocab.POLICY):
             return self.policy
 
     def policy_apply(self, file: Path | bytes, source: str | None = None,
@@ -479,7 +446,7 @@ class Vault:
         from vault import principals
 
         target = self.home.policy_path
-        with self._access("policy.apply", names.POLICY) as conn:
+        with self._access("policy.apply", vocab.POLICY) as conn:
             if isinstance(file, Path):
                 try:
                     data = file.read_bytes()
@@ -497,7 +464,7 @@ class Vault:
             previous = (hashlib.sha256(target.read_bytes()).hexdigest() if target.exists()
                         else None)
             ledger_store.append(conn, [EntryDraft(
-                actor=self.principal.id, action=names.POLICY_APPLIED, resource=names.POLICY,
+                actor=self.principal.id, action=vocab.POLICY_APPLIED, resource=vocab.POLICY,
                 data_hash=policy.sha256,
                 details={"previous": previous, "roles": len(policy.roles),
                          "datasets": len(policy.datasets)})])
@@ -508,14 +475,14 @@ class Vault:
         """Add a witness that cosigns checkpoints (``policy.apply`` on the witnesses)."""
         from vault.transparency import add_witness
 
-        with self._access("policy.apply", names.WITNESSES):
+        with self._access("policy.apply", vocab.WITNESSES):
             return add_witness(self.home, url, list(vkeys))
 
     def witnesses_quorum(self, count: int) -> WitnessPolicy:
         """How many witnesses must cosign each checkpoint (``policy.apply``)."""
         from vault.transparency import WitnessPolicy, save_witness_policy, witness_policy
 
-        with self._access("policy.apply", names.WITNESSES):
+        with self._access("policy.apply", vocab.WITNESSES):
             policy = WitnessPolicy(witness_policy(self.home).witnesses, count)
             save_witness_policy(self.home, policy)
         return policy
@@ -536,9 +503,10 @@ class Vault:
         if not notes:
             raise BadInput("no annotations")
         actor = self.principal.id
-        drafts = [EntryDraft(actor=actor, action=a, resource=r, purpose=p) for a, r, p in notes]
+        drafts = [EntryDraft(actor=actor, action=vocab.annotation_action(a), resource=r,
+                             purpose=p) for a, r, p in notes]
         single = len(notes) == 1 and not many
-        target = notes[0][1] if single else names.LEDGER
+        target = notes[0][1] if single else vocab.LEDGER
         purpose = notes[0][2] if single else None
         with self._access("ledger.annotate", target, purpose=purpose) as conn:
             return [int(e.seq) for e in ledger_store.append(conn, drafts)]
@@ -546,7 +514,8 @@ class Vault:
     @staticmethod
     def check_note(action: str, resource: str, purpose: str | None = None) -> None:
         """BadInput unless (action, resource, purpose) makes a valid annotation entry."""
-        EntryDraft(actor="check", action=action, resource=resource, purpose=purpose)
+        EntryDraft(actor="check", action=vocab.annotation_action(action), resource=resource,
+                   purpose=purpose)
 
     def verify(self, report: VerifyReport, *, checkpoint: Path | None = None,
                witness_keys: Sequence[CosignatureVerifier] = (),
@@ -560,8 +529,8 @@ class Vault:
         from vault.transparency import checkpoint_store, witness_policy
         from vault.verify_all import verify_everything
 
-        if not self._may("ledger.verify", names.LEDGER):
-            with self._access("ledger.verify", names.LEDGER):
+        if not self._may("ledger.verify", vocab.LEDGER):
+            with self._access("ledger.verify", vocab.LEDGER):
                 pass  # ledgers the denial and raises
         cps = checkpoint_store(self.home)
         opened = cps.open(checkpoint) if checkpoint is not None else cps.latest()
@@ -590,7 +559,7 @@ class Vault:
             after_ledger=against_checkpoint)
         # On the ledger once it passed: appending to a log that failed would fill a
         # deleted tail and destroy the evidence the next run needs.
-        with self._access("ledger.verify", names.LEDGER):
+        with self._access("ledger.verify", vocab.LEDGER):
             pass
         report.state = done.state
         report.entries_folded = done.entries_folded
@@ -612,7 +581,7 @@ class Vault:
 
         latest = checkpoint_store(self.home).latest()
         previous = latest.checkpoint if latest is not None else None
-        with self._access("ledger.verify", names.LEDGER):
+        with self._access("ledger.verify", vocab.LEDGER):
             pass  # the decision is ledgered; verification reads its own snapshot
         verdict = verify_stored(self.engine,
                                 prefix_sizes={previous.size} if previous else ())
@@ -634,18 +603,18 @@ class Vault:
     def export(self) -> Iterator[list[bytes]]:
         """Every entry's canonical bytes, in chunks (``ledger.export``); the decision is
         taken when iteration starts and the read is one snapshot."""
-        with self._access("ledger.export", names.LEDGER) as conn:
+        with self._access("ledger.export", vocab.LEDGER) as conn:
             for chunk, _ in ledger_store.iter_chunks(conn):
                 yield chunk
 
     def prove(self, index: int, size: int | None = None) -> dict[str, Any]:
         """RFC 9162 inclusion proof document (``ledger.prove``)."""
-        with self._access("ledger.prove", names.LEDGER) as conn:
+        with self._access("ledger.prove", vocab.LEDGER) as conn:
             return ledger_store.inclusion_document(conn, index, size)
 
     def consistency(self, old: int, new: int | None = None) -> dict[str, Any]:
         """RFC 9162 consistency proof document (``ledger.consistency``)."""
-        with self._access("ledger.consistency", names.LEDGER) as conn:
+        with self._access("ledger.consistency", vocab.LEDGER) as conn:
             return ledger_store.consistency_document(conn, old, new)
 
     def checkpoint(self, *, record: bool = False) -> Published:
@@ -656,7 +625,7 @@ class Vault:
         from vault.transparency import publish_checkpoint
 
         if record:
-            with self._access("ledger.checkpoint", names.LEDGER):
+            with self._access("ledger.checkpoint", vocab.LEDGER):
                 pass
         return publish_checkpoint(self.engine, self.home)
 
@@ -696,7 +665,7 @@ class Vault:
         newest saved checkpoint (the same store as ``verify``)."""
         from vault.audit import audit_vault, summarize
 
-        with self._access("audit.report", names.LEDGER):
+        with self._access("audit.report", vocab.LEDGER):
             pass  # read-only: the decision is the entry
         verdict = audit_vault(self.engine)
         with self.engine.connect() as conn:

@@ -17,7 +17,7 @@ from ledger import store as ledger_store
 from ledger.entry import EntryDraft
 from ledger.signer import Signer
 from policies.load import default_policy_text
-from vault import principals
+from vault import principals, vocab
 from vault.db import make_engine, migrate
 from vault.errors import BadInput
 from vault.home import VaultHome, write_secret_file
@@ -60,9 +60,9 @@ def init_home(home: VaultHome) -> InitReport:
             with engine.begin() as conn:
                 token = principals.add_principal(conn, "admin", "admin")
                 ledger_store.append(conn, [EntryDraft(
-                    actor="admin", action="vault.init", resource="vault",
+                    actor="admin", action=vocab.VAULT_INIT, resource=vocab.VAULT,
                     details={"origin": identity, "backend": engine.dialect.name}), EntryDraft(
-                    actor="admin", action="policy.applied", resource="policy",
+                    actor="admin", action=vocab.POLICY_APPLIED, resource=vocab.POLICY,
                     data_hash=hashlib.sha256(policy_bytes).hexdigest(),
                     details={"previous": None, "default": True})])
             write_secret_file(stage.admin_token_path, (token + "\n").encode("ascii"))

@@ -53,13 +53,14 @@ from vault.budget import ATTO, NANO, T_ACCOUNTS, T_ANALYSTS, T_DATASETS
 from vault.errors import StateMismatch, VaultMismatch
 from vault.principals import T_PRINCIPALS, T_REVEALS
 from vault.store import T_BATCH, T_DATASET, T_SOURCE, T_SUBJECT, T_SUPPRESSED
+from vault.vocab import VOUCHING_ACTIONS
 
 __all__ = ["Expected", "StateReport", "fold", "verify_database", "verify_state"]
 
 _RELEVANT = re.compile(
     rb'"action":"(?:principal\.|policy\.applied"|budget\.set"|keys\.|vault\.)'
     rb'|"epsilon_charged"|"op":"reveal"')
-_VOUCHING = frozenset({"vault.ingest.batch", "vault.batch.resealed"})
+_VOUCHING = VOUCHING_ACTIONS
 
 
 @dataclass

@@ -599,14 +599,15 @@ def _store(
         # COPY leaves the planner blind to the new rows: without fresh statistics the next
         # batch's dedup lookup is planned as if the tables were empty (seconds per chunk).
         conn.execute(text("ANALYZE vault_subjects, vault_blind_index, vault_records"))
-    from vault import manifest  # the state this batch leaves behind, for the verifier
+    # manifest: the state this batch leaves behind, for the verifier
+    from vault import manifest, vocab
 
     touched = (manifest.buckets_of_range(s.new_ids[0], s.new_ids[-1] + 1) if s.new_ids else [])
     touched += manifest.buckets_of(u["subject_id"] for u in s.blind_upserts)
     live = [[batch_id, manifest.all_live_digest(len(s.stored))],
             *manifest.live_masks(conn, old_positions)]
     [entry] = ledger_store.append(conn, [EntryDraft(
-        actor=actor, action="vault.ingest.batch", resource=f"dataset/{dataset}/batch/{batch_id}",
+        actor=actor, action=vocab.VAULT_INGEST_BATCH, resource=vocab.batch(dataset, batch_id),
         data_hash=s.data_hash,
         details={"dataset": dataset, "batch": batch_id, "source": source_id,
                  "batch_index": batch_index, "rows_in": d.n, "added": len(d.new_rows),

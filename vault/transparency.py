@@ -34,6 +34,7 @@ from ledger.errors import BadInput, VerificationFailed
 from ledger.receipt import format_receipt
 from ledger.signer import Signer, Verifier, parse_vkey
 from ledger.witness_http import WitnessEndpoint, collect_cosignatures
+from vault import vocab
 from vault.home import VaultHome
 
 __all__ = ["EXPORT_ACTION", "KEY_ROTATED_ACTION", "Published", "WitnessPolicy",
@@ -41,8 +42,8 @@ __all__ = ["EXPORT_ACTION", "KEY_ROTATED_ACTION", "Published", "WitnessPolicy",
            "receipt_for", "receipts_for", "record_export", "rotate_log_key", "save_witness_policy",
            "witness_policy"]
 
-EXPORT_ACTION = "release.export"
-KEY_ROTATED_ACTION = "ledger.key.rotated"
+EXPORT_ACTION = vocab.RELEASE_EXPORT  # kept names: the vocabulary is vault.vocab
+KEY_ROTATED_ACTION = vocab.LEDGER_KEY_ROTATED
 WITNESSES_FILE = "witnesses.json"
 RETIRED_KEYS_FILE = "ledger-retired.vkeys"
 
@@ -233,7 +234,7 @@ def record_export(engine: Engine, actor: str, dataset: str, release_seq: int | N
     meta = path.with_name(path.name + ".meta.json")
     if meta.exists():
         details["meta_sha256"] = hashlib.sha256(meta.read_bytes()).hexdigest()
-    draft = EntryDraft(actor=actor, action=EXPORT_ACTION, resource=f"dataset/{dataset}",
+    draft = EntryDraft(actor=actor, action=EXPORT_ACTION, resource=vocab.dataset(dataset),
                        data_hash=hashlib.sha256(path.read_bytes()).hexdigest(), details=details)
     with engine.begin() as conn:
         [entry] = ledger_store.append(conn, [draft])

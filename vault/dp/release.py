@@ -45,7 +45,7 @@ from ledger.entry import EntryDraft
 from ledger.errors import BadInput, CivicVaultError
 from policies.errors import BudgetExhausted, PolicyDenied
 from policies.validate import safe_name
-from vault import budget
+from vault import budget, vocab
 from vault.access import Principal, access
 from vault.dp.plan import Accuracy, Plan, Unit, build_plan, prepared_schema
 from vault.dp.request import CheckedRequest, ReleasePolicy, ReleaseRequest, validate
@@ -53,9 +53,9 @@ from vault.dp.source import DataSource, VaultSource, private_workdir
 from vault.home import VaultHome
 
 T = TypeVar("T")
-RELEASE_ACTION = "release.dp"
-CHARGE_ACTION = "release.charge"
-FAILED_ACTION = "release.failed"
+RELEASE_ACTION = vocab.RELEASE_DP  # kept names: the vocabulary is vault.vocab
+CHARGE_ACTION = vocab.RELEASE_CHARGE
+FAILED_ACTION = vocab.RELEASE_FAILED
 
 
 class ReleaseFailed(CivicVaultError):
@@ -69,7 +69,7 @@ class ReleaseFailed(CivicVaultError):
 
 
 def resource_of(dataset: str) -> str:
-    return f"dataset/{safe_name(dataset, 'dataset')}"  # never a free-form value on the ledger
+    return vocab.dataset(dataset)  # never a free-form value on the ledger
 
 
 def load_policy(home: VaultHome) -> ReleasePolicy:
@@ -158,7 +158,7 @@ def _deny(
     exc: CivicVaultError,
     details: Mapping[str, Any],
 ) -> None:
-    action = "budget.denied" if isinstance(exc, BudgetExhausted) else "policy.denied"
+    action = vocab.BUDGET_DENIED if isinstance(exc, BudgetExhausted) else vocab.POLICY_DENIED
     _ledger(
         engine,
         EntryDraft(

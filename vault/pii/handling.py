@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final, Literal
 
+from policies.load import default_lookup_entities
 from vault.errors import BadInput
 
 __all__ = [
@@ -60,10 +61,10 @@ _BY_ENTITY: Final[Mapping[str, Handling]] = {
     "US_ZIP4": "drop",  # a separate +4 column: generalising to ZIP5 removes it
 }
 
-#: Entities whose columns get a keyed blind index for exact-match lookup (dedup, erasure).
-DEFAULT_LOOKUP_ENTITIES: Final[frozenset[str]] = frozenset(
-    {"VOTER_ID", "EMAIL_ADDRESS", "US_SSN", "US_DRIVER_LICENSE"}
-)
+#: Entities whose columns get a keyed blind index for exact-match lookup (dedup, erasure)
+#: when no policy is given: the default policy's ``[pii] lookup_entities`` (defined there
+#: only; each has a normaliser in ``policies.vocab.LOOKUP_NORMALIZERS``).
+DEFAULT_LOOKUP_ENTITIES: Final[frozenset[str]] = default_lookup_entities()
 
 
 def default_handling(category: Category, entity: str) -> Handling:
