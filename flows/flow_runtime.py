@@ -25,11 +25,10 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from ledger.errors import BadInput, CivicVaultError
-from vault.access import Principal
 from vault.db import make_engine, require_schema
 from vault.errors import StorageLocked
 from vault.home import DB_URL_ENV, TOKEN_ENV, VaultHome, write_secret_file
-from vault.service import Vault
+from vault.service import Principal, Vault
 
 _ENGINES: dict[str, Engine] = {}
 _LOCK = threading.Lock()

@@ -19,8 +19,7 @@ from vault.home import VaultHome
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from vault.access import Principal
-    from vault.service import Vault
+    from vault.service import Principal, Vault
 
 
 @dataclass
