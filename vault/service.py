@@ -209,6 +209,13 @@ class Vault:
         p = self.principal
         return self.policy.decide(p.role, op, resource, None, actor=p.id).allowed
 
+    def _require(self, op: str, resource: str) -> None:
+        """Refuse (ledgered, raised) before any input is read, if the policy would deny;
+        an allowed decision is ledgered later, in the transaction of the work."""
+        if not self._may(op, resource):
+            with self._access(op, resource):
+                pass  # ledgers the denial and raises
+
     def _keyring(self) -> Any:
         from vault.keyring import Keyring
         from vault.keys import provider_for
@@ -222,6 +229,7 @@ class Vault:
         """Classify, encrypt and store a file or every file of a folder (``ingest``)."""
         from vault.ingest import ingest_path
 
+        self._require("ingest", vocab.dataset(dataset))  # no file is read for a denied caller
         totals: dict[str, Any] = {"dataset": dataset, "rows_added": 0, "rows_updated": 0,
                                   "duplicates_skipped": 0, "erased_suppressed": 0, "batches": 0,
                                   "people": 0, "columns": []}  # people: summed per file
@@ -259,10 +267,13 @@ class Vault:
 
     def classify(self, path: Path, *, sample_rows: int = 300) -> Classified:
         """Dry run: per column entity, handling, confidence (``classify``; stores nothing)
-        under the installed policy. The file is checked and classified before the decision
-        (a bad file is bad input, whoever asks)."""
+        under the installed policy. A caller the policy denies is refused before the file
+        is read; the allowed decision is ledgered once the file was read and classified
+        (a bad file is bad input, with no entry)."""
+        resource = vocab.file(path.name)
+        self._require("classify", resource)
         info, classes = _scan_and_classify(path, sample_rows)
-        with self._access("classify", vocab.file(path.name)):
+        with self._access("classify", resource):
             policy = self.policy
         return _classified(info, classes, policy)
 
@@ -529,9 +540,7 @@ class Vault:
         from vault.transparency import checkpoint_store, witness_policy
         from vault.verify_all import verify_everything
 
-        if not self._may("ledger.verify", vocab.LEDGER):
-            with self._access("ledger.verify", vocab.LEDGER):
-                pass  # ledgers the denial and raises
+        self._require("ledger.verify", vocab.LEDGER)
         cps = checkpoint_store(self.home)
         opened = cps.open(checkpoint) if checkpoint is not None else cps.latest()
         saved = opened.checkpoint if opened is not None else None
