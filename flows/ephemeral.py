@@ -39,18 +39,12 @@ from types import FrameType
 
 import httpx
 
-from ledger.errors import CivicVaultError
+from ledger.errors import PrefectServerUnavailable
 
 TIMEOUT_ENV = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
 DEFAULT_TIMEOUT = 300.0
 _PR_SET_PDEATHSIG = 1
 _PORT_IN_USE_EXIT = 3  # uvicorn's exit code when it cannot bind
-
-
-class PrefectServerUnavailable(CivicVaultError):
-    """The temporary Prefect server did not answer within the startup timeout."""
-
-    exit_code = 1
 
 
 def startup_timeout() -> float:

@@ -24,7 +24,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
-from ledger.errors import BadInput, CivicVaultError
+from ledger.errors import BadInput, CivicVaultError, FlowStepFailed, TransientStoreError
 from vault.db import make_engine, require_schema
 from vault.errors import StorageLocked
 from vault.home import DB_URL_ENV, TOKEN_ENV, VaultHome, write_secret_file
@@ -32,16 +32,6 @@ from vault.service import Principal, Vault
 
 _ENGINES: dict[str, Engine] = {}
 _LOCK = threading.Lock()
-
-
-class FlowStepFailed(CivicVaultError):
-    """A flow step failed for a reason outside civicvault's error tree (ids and type only)."""
-
-    exit_code = 1
-
-
-class TransientStoreError(FlowStepFailed):
-    """The database was busy or unreachable; the step is safe to retry."""
 
 
 def vault_home(home: str | None) -> VaultHome:

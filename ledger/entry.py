@@ -19,10 +19,11 @@ from typing import Any
 import orjson
 
 from ledger.canonical import canonical_bytes, is_plain
-from ledger.errors import BadInput
+from ledger.errors import BadInput, EntryTooLarge
 from ledger.merkle import leaf_hash
 
-__all__ = ["GENESIS_PREV", "Entry", "EntryDraft", "place_chain", "rfc3339_utc"]
+__all__ = ["GENESIS_PREV", "MAX_ENTRY_BYTES", "MAX_STATE_ENTRY_BYTES", "Entry", "EntryDraft",
+           "check_size", "place_chain", "rfc3339_utc"]
 
 GENESIS_PREV = "0" * 64
 # Stands in for ``prev`` while a draft is encoded before its predecessor's hash is
@@ -32,6 +33,13 @@ _PREV_MARK = b'"prev":"' + _PREV_STANDIN.encode()
 _ACTION = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)*")
 _HEX256 = re.compile(r"[0-9a-f]{64}")
 _MAX_TEXT = 1024
+#: Every entry's cap (its canonical bytes), enforced where entries are placed
+#: (:func:`place_chain`, the one path of every append): what a caller can shape
+#: (denials, annotations, requests) can never make the immutable log grow by more.
+MAX_ENTRY_BYTES = 4096
+#: The largest cap a draft may ask for: entries whose details are digest lists the
+#: vault computes itself (state manifests of a whole ingest batch, erasure, rotation).
+MAX_STATE_ENTRY_BYTES = 1 << 20
 
 
 def rfc3339_utc(moment: datetime | None = None) -> str:
@@ -58,6 +66,7 @@ class EntryDraft:
     purpose: str | None = None
     data_hash: str | None = None
     details: Mapping[str, Any] | None = None
+    max_bytes: int = field(default=MAX_ENTRY_BYTES, compare=False)  # not part of the entry
 
     def __post_init__(self) -> None:
         _check_text("actor", self.actor, required=True)
@@ -72,6 +81,10 @@ class EntryDraft:
             raise BadInput("ledger entry data_hash must be 64 lowercase hex digits (SHA-256)")
         if self.details is not None and not isinstance(self.details, Mapping):
             raise BadInput("ledger entry details must be a JSON object")
+        if not (isinstance(self.max_bytes, int)
+                and MAX_ENTRY_BYTES <= self.max_bytes <= MAX_STATE_ENTRY_BYTES):
+            raise BadInput(f"ledger entry max_bytes must be between {MAX_ENTRY_BYTES} and "
+                           f"{MAX_STATE_ENTRY_BYTES}")
 
     def document(self, *, seq: int, prev: str, time: str) -> dict[str, Any]:
         """The JSON object of this draft placed at ``seq`` after ``prev``."""
@@ -194,6 +207,11 @@ def _encode_around_prev(
     return heads, tails
 
 
+def check_size(draft: EntryDraft) -> None:
+    """Raise :class:`EntryTooLarge` if ``draft`` would be over its cap at any position."""
+    place_chain([draft], start=2**63 - 1, prev=bytes(32), time=rfc3339_utc())
+
+
 def place_chain(
     drafts: Sequence[EntryDraft], *, start: int, prev: bytes, time: str
 ) -> list[Entry]:
@@ -203,6 +221,10 @@ def place_chain(
     splices each predecessor's hash into place and hashes the result.
     """
     heads, tails = _encode_around_prev(drafts, start, time)
+    for draft, head, tail in zip(drafts, heads, tails, strict=True):
+        size = len(head) + 64 + len(tail)
+        if size > draft.max_bytes:  # before anything of this chunk is written
+            raise EntryTooLarge(draft.action, size, draft.max_bytes)
     sha, new = hashlib.sha256, Entry.__new__
     (set_seq, set_prev, set_time, set_actor, set_action, set_resource, set_purpose,
      set_data_hash, set_details, set_raw, set_leaf_hash) = _SLOT_SETTERS

@@ -46,7 +46,7 @@ from sqlalchemy.engine import RootTransaction
 from sqlalchemy.exc import DBAPIError
 
 from ledger import merkle
-from ledger.entry import Entry, EntryDraft, place_chain, rfc3339_utc
+from ledger.entry import Entry, EntryDraft, check_size, place_chain, rfc3339_utc
 from ledger.errors import BadInput, LedgerTampered
 from ledger.merkle import NodeKey
 from ledger.verify import bulk_mode
@@ -383,6 +383,7 @@ class GroupCommitter:
                 conn.invalidate()
 
     def append(self, draft: EntryDraft) -> Entry:
+        check_size(draft)  # an entry over its cap fails alone, not its whole group
         request = _Request(draft)
         with self._cond:
             self._waiting.append(request)

@@ -76,11 +76,6 @@ def default_policy() -> Policy:
     return parse_policy(default_policy_text(), "default.toml")
 
 
-def default_lookup_entities() -> frozenset[str]:
-    """The default policy's ``[pii] lookup_entities``: the one list, used where no policy is."""
-    return default_policy().lookup_entities
-
-
 def load_policy(path: str | Path) -> Policy:
     """Read and validate the policy file at ``path``."""
     p = Path(path)

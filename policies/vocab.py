@@ -52,15 +52,20 @@ Lookup entities
 :data:`LOOKUP_NORMALIZERS`: every entity that can be blind-indexed, with its
 normaliser (``vault.blind_index.normalize``), in the order that decides which
 one identifies a subject. Which of them *are* blind-indexed is the policy's
-``[pii] lookup_entities`` alone; a policy naming an entity without a normaliser
-is refused when it is loaded.
+``[pii] lookup_entities`` (ingest and ``classify`` always pass the installed policy's;
+:data:`CLASSIFIER_LOOKUPS` is the classifier's own default when it runs without one);
+a policy naming an entity without a normaliser is refused when it is loaded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+import re
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
+
+import orjson
 
 from ledger.errors import BadInput, UnknownAction
 from policies.validate import NameKind, fingerprint, safe_name
@@ -70,6 +75,7 @@ __all__ = [
     "AUTH_DENIED",
     "BUDGET_DENIED",
     "BUDGET_SET",
+    "CLASSIFIER_LOOKUPS",
     "DATA_KEYS",
     "KEYS_CREATED",
     "KEYS_RETIRED",
@@ -80,6 +86,7 @@ __all__ = [
     "LEDGER_KEY",
     "LEDGER_KEY_ROTATED",
     "LOOKUP_NORMALIZERS",
+    "MAX_LISTED",
     "OPERATIONS",
     "OWNED_KINDS",
     "POLICY",
@@ -115,9 +122,12 @@ __all__ = [
     "data_key",
     "dataset",
     "file",
+    "is_fingerprint",
     "ledger_action",
+    "listed",
     "principal",
     "resource_owner",
+    "shown",
 ]
 
 # -- operations (what the policy decides) ----------------------------------------------------
@@ -200,6 +210,39 @@ def resource_owner(resource: str) -> str | None:
         return None
     owner = rest.split(SEP, 1)[0]
     return owner if owner and owner != ALL else None
+
+
+# -- caller input on the ledger -----------------------------------------------------------------
+
+#: At most this many caller-given names are listed in an entry; a longer list is
+#: recorded as one fingerprint (its length and a SHA-256 prefix of its JSON).
+MAX_LISTED: Final = 32
+
+
+_FINGERPRINT = re.compile(r"<[0-9]+ (?:chars|items), sha256 [0-9a-f]{16}>")
+
+
+def is_fingerprint(text: object) -> bool:
+    """True for what :func:`fingerprint` or :func:`listed` made (safe to show again)."""
+    return isinstance(text, str) and _FINGERPRINT.fullmatch(text) is not None
+
+
+def shown(name: object, known: Collection[str]) -> str:
+    """``name`` if it is a ``known`` identifier (of the schema or policy), else its fingerprint.
+
+    Use it for every caller-given name that goes into a message or a ledger entry."""
+    if isinstance(name, str) and (name in known or is_fingerprint(name)):
+        return name
+    return fingerprint(name if isinstance(name, str) else repr(name))
+
+
+def listed(names: Sequence[object], known: Collection[str]) -> list[str] | str:
+    """Caller-given names for a ledger entry: each :func:`shown`; over :data:`MAX_LISTED`,
+    one fingerprint of the whole list (``<N items, sha256 ...>``)."""
+    if len(names) <= MAX_LISTED:
+        return [shown(n, known) for n in names]
+    blob = orjson.dumps(list(names), default=repr)
+    return f"<{len(names)} items, sha256 {hashlib.sha256(blob).hexdigest()[:16]}>"
 
 
 # -- ledger actions ---------------------------------------------------------------------------
@@ -336,3 +379,10 @@ LOOKUP_NORMALIZERS: Final[Mapping[str, Normalizer]] = {
     "VOTER_ID": "id", "US_SSN": "id", "US_DRIVER_LICENSE": "id",
     "EMAIL_ADDRESS": "email", "PHONE_NUMBER": "phone", "PERSON": "text",
 }
+
+#: The classifier's lookup entities when it runs without a policy (``classify_frame``
+#: alone; ingest and ``classify`` always pass the installed policy's). Narrower than the
+#: default policy's: phone numbers are shared within households, so the built-in
+#: default keys identity on identifiers only.
+CLASSIFIER_LOOKUPS: Final[frozenset[str]] = frozenset(
+    {"VOTER_ID", "EMAIL_ADDRESS", "US_SSN", "US_DRIVER_LICENSE"})

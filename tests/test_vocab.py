@@ -80,7 +80,7 @@ def test_no_resource_f_strings_in_the_vault() -> None:
 
 
 def test_vouching_actions_come_from_the_vocabulary() -> None:
-    assert VOUCHING_ACTIONS == {"vault.ingest.batch", "vault.batch.resealed"}
+    assert {"vault.ingest.batch", "vault.batch.resealed"} == VOUCHING_ACTIONS
     assert all(LEDGER_ACTIONS[a].vouches == "batch" for a in VOUCHING_ACTIONS)
     from vault import crosscheck
     assert crosscheck.VOUCHING_ACTIONS is VOUCHING_ACTIONS
@@ -115,13 +115,13 @@ def test_audit_summary_lists_unknown_actions() -> None:
     assert summary.unknown_actions == {"made.up": 1}
 
 
-def test_lookup_entities_are_the_policys_and_each_has_a_normaliser() -> None:
+def test_lookup_entities_are_defined_in_the_vocabulary_each_with_a_normaliser() -> None:
     from vault.ingest import LOOKUP_NORMALIZERS
     from vault.pii.handling import DEFAULT_LOOKUP_ENTITIES
 
     policy = default_policy()
-    assert DEFAULT_LOOKUP_ENTITIES == policy.lookup_entities
-    assert policy.lookup_entities <= set(LOOKUP_NORMALIZERS)
+    assert DEFAULT_LOOKUP_ENTITIES is vocab.CLASSIFIER_LOOKUPS
+    assert DEFAULT_LOOKUP_ENTITIES <= policy.lookup_entities <= set(LOOKUP_NORMALIZERS)
     assert LOOKUP_NORMALIZERS is vocab.LOOKUP_NORMALIZERS
 
 

@@ -44,14 +44,15 @@ def audit_vault(engine: Engine) -> AuditVerdict:
     except LedgerTampered as exc:
         with engine.connect() as conn:
             n = ledger_store.size(conn)
-        return AuditVerdict(False, n, "", 0, 0, exc.diagnostics(), exc.seq)
+        return AuditVerdict(False, n, "", 0, 0, exc.diagnostics().splitlines()[0], exc.seq)
     except VerificationFailed as exc:
-        return AuditVerdict(False, 0, "", 0, 0, exc.diagnostics())
+        return AuditVerdict(False, 0, "", 0, 0, exc.diagnostics().splitlines()[0])
     try:
         with engine.connect().execution_options(readonly=True) as conn, conn.begin():
             report = verify_vault(conn, ledger_store.iter_entries(conn, 0, verdict.size))
     except VerificationFailed as exc:
-        return AuditVerdict(False, verdict.size, verdict.root.hex(), 0, 0, exc.diagnostics())
+        return AuditVerdict(False, verdict.size, verdict.root.hex(), 0, 0,
+                            exc.diagnostics().splitlines()[0])
     return AuditVerdict(True, verdict.size, verdict.root.hex(), report.batches, report.records)
 
 

@@ -18,13 +18,9 @@ import orjson
 import polars as pl
 
 from vault import _aead
-from vault.errors import VerificationFailed
+from vault.errors import CiphertextRejected as CiphertextRejected  # its old home
 
 DecryptionFailed = _aead.DecryptionFailed
-
-
-class CiphertextRejected(VerificationFailed):
-    """A stored ciphertext does not open in its context (moved, swapped or tampered)."""
 
 
 def column_ad(dataset_id: int, batch_id: int, column: str, key_id: int) -> bytes:

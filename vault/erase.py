@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, delete, insert, literal, select, update
 
 from ledger import store as ledger_store
-from ledger.entry import EntryDraft
+from ledger.entry import MAX_STATE_ENTRY_BYTES, EntryDraft
 from vault import blind_index, manifest, vocab
 from vault.errors import BadInput
 from vault.keyring import Keyring, now
@@ -109,6 +109,7 @@ def erase(conn: Connection, keyring: Keyring, dataset: str, match: Mapping[str, 
         clear_live_rows(conn, positions)
     ledger_store.append(conn, [EntryDraft(
         actor=actor, action=vocab.VAULT_ERASE, resource=vocab.dataset(dataset),
+        max_bytes=MAX_STATE_ENTRY_BYTES,
         details={"dataset": dataset, "subjects": subjects_sorted,
                  "match_columns": sorted(match), "batches": sorted(positions),
                  # what the erasure leaves behind, for the verifier (vault.manifest)

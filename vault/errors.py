@@ -1,4 +1,5 @@
-"""Vault-level leaves of the error tree; see ``ledger.errors`` for the whole tree."""
+"""The vault's errors (defined with the whole tree in ``ledger.errors``) and
+:func:`storage_fault`, which maps a driver's or the OS's error to a :class:`StorageFault`."""
 
 from __future__ import annotations
 
@@ -7,87 +8,41 @@ import errno
 from ledger.errors import (
     AccessDenied,
     BadInput,
+    CiphertextRejected,
     CivicVaultError,
+    KeyUnavailable,
     LedgerTampered,
+    NotInitialised,
+    ReleaseFailed,
+    StateMismatch,
+    StorageFault,
+    StorageFull,
+    StorageLocked,
+    StorageReadOnly,
+    UnknownAction,
+    VaultMismatch,
     VerificationFailed,
 )
 
 __all__ = [
     "AccessDenied",
     "BadInput",
+    "CiphertextRejected",
     "CivicVaultError",
     "KeyUnavailable",
     "LedgerTampered",
     "NotInitialised",
+    "ReleaseFailed",
     "StateMismatch",
     "StorageFault",
     "StorageFull",
     "StorageLocked",
     "StorageReadOnly",
+    "UnknownAction",
     "VaultMismatch",
     "VerificationFailed",
+    "storage_fault",
 ]
-
-
-class NotInitialised(BadInput):
-    """No vault home or schema: run ``civicvault init`` first."""
-
-
-class KeyUnavailable(CivicVaultError):
-    """A key provider cannot produce the key asked for (missing, unsafe mode, unknown version)."""
-
-    exit_code = 2
-
-
-class VaultMismatch(VerificationFailed):
-    """A batch's stored ciphertext no longer hashes to the ``data_hash`` on the ledger."""
-
-    def __init__(self, message: str, *, batch: str | None = None) -> None:
-        self.batch = batch
-        super().__init__(message)
-
-
-class StorageFault(CivicVaultError):
-    """The database or the vault home cannot take a write right now (exit 2, one line + hint).
-
-    Raised in place of the driver's error (see :func:`storage_fault`): by the engine's
-    ``handle_error`` hook for database errors, by the CLI for file-system errors. The
-    transaction that hit it was rolled back, so nothing was written partially."""
-
-    exit_code = 2
-    cause = "storage fault"
-    hint = ""
-
-    def __init__(self, detail: str = "") -> None:
-        self.detail = detail
-        text = f"{self.cause}: {detail}" if detail else self.cause
-        super().__init__(f"{text} (hint: {self.hint})" if self.hint else text)
-
-
-class StorageFull(StorageFault):
-    """No space left for the database or the vault home (disk full, quota, size limit)."""
-
-    cause = "storage full"
-    hint = ("free space on that disk, or move the vault (CIVICVAULT_HOME / "
-            "CIVICVAULT_DB_URL); nothing was committed, rerun the command afterwards")
-
-
-class StorageReadOnly(StorageFault):
-    """The database or the vault home is read-only (read-only mount, permissions, hot standby)."""
-
-    cause = "storage read-only"
-    hint = ("remount the vault home read-write or give this user write access to it "
-            "(and its database); nothing was changed")
-
-
-class StorageLocked(StorageFault):
-    """Another writer holds the database's write lock longer than we wait for it."""
-
-    cause = "storage locked"
-    hint = ("another civicvault writer (ingest, erasure, key rotation) or another program "
-            "holds the database; rerun when it has finished, or wait longer with "
-            "CIVICVAULT_LOCK_TIMEOUT=SECONDS")
-
 
 _SQLITE_FULL, _SQLITE_READONLY, _SQLITE_CANTOPEN = 13, 8, 14
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
@@ -149,20 +104,3 @@ def _classify(exc: BaseException) -> StorageFault | None:
             return StorageLocked("a PostgreSQL lock was not granted in time")
         return None
     return None
-
-
-class StateMismatch(VerificationFailed):
-    """A vault table row differs from what the ledger vouches for (``vault.state_verify``).
-
-    ``table`` and ``row`` name the first differing row (ids only, never values);
-    ``seq`` is the ledger entry that vouched for it last, when there is one.
-    """
-
-    def __init__(self, table: str, row: str, message: str, *, seq: int | None = None) -> None:
-        self.table = table
-        self.row = row
-        self.detail = message
-        self.seq = seq
-        vouched = f" (last vouched for by ledger entry {seq})" if seq is not None else ""
-        super().__init__(f"vault state differs from the ledger at {table} {row}: "
-                         f"{message}{vouched}")

@@ -30,8 +30,9 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, select
 
+from vault.live_mask import unpack_mask
 from vault.schema import DataKey
-from vault.store import T_BATCH, T_DATASET, T_SOURCE, T_SUPPRESSED, unpack_mask
+from vault.tables import T_BATCH, T_DATASET, T_SOURCE, T_SUPPRESSED
 
 BUCKET = 1 << 14
 """Subject ids per bucket: a bucket is re-digested whenever one of its subjects changes."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Engine, bindparam, func, select, update
 
 from ledger import store as ledger_store
-from ledger.entry import EntryDraft
+from ledger.entry import MAX_STATE_ENTRY_BYTES, EntryDraft
 from vault import crypto, manifest, vocab
 from vault.keyring import Keyring
 from vault.keys import KeyProvider
@@ -59,6 +59,7 @@ def rotate_keys_in(conn: Connection, provider: KeyProvider, actor: str) -> tuple
             keyring.create(conn, int(ds_id), purpose)
     ledger_store.append(conn, [EntryDraft(
         actor=actor, action=vocab.KEYS_ROTATED, resource=vocab.DATA_KEYS,
+        max_bytes=MAX_STATE_ENTRY_BYTES,
         details={"kek_version": kek_version, "data_keys_rewrapped": n,
                  "key_rows": manifest.key_rows(conn)})])
     return kek_version, n
@@ -110,6 +111,7 @@ def reencrypt(engine: Engine, provider: KeyProvider, actor: str) -> tuple[int, i
                 subjects += len(ids)
             ledger_store.append(conn, [EntryDraft(
                 actor=actor, action=vocab.KEYS_SUBJECTS_REWRAPPED, resource=vocab.DATA_KEYS,
+                max_bytes=MAX_STATE_ENTRY_BYTES,
                 details={"subjects": len(rows), "subject_buckets": manifest.subject_buckets(
                     conn, manifest.buckets_of(int(r.id) for r in rows))})])
     return batches, subjects, destroy_empty_keys(engine, actor)

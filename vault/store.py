@@ -1,5 +1,5 @@
-"""Bulk storage: seal a whole batch column-wise, write it in one transaction with its
-ledger entry, and read attribute columns back fast for DP releases.
+"""The write path of ingest: decide, seal and store a whole batch column-wise, in one
+transaction with its ledger entry; pipelined over a source by :func:`write_batches`.
 
 Layout (see ``vault.schema``): attribute columns of a batch become one sealed
 Arrow blob each; the direct identifiers of each stored row become one record
@@ -8,343 +8,97 @@ A batch either lands whole, with its ``vault.ingest.batch`` ledger entry whose
 ``data_hash`` vouches for every stored ciphertext byte, or not at all.
 
 Writes use SQLAlchemy Core ``executemany`` on SQLite and ``COPY`` on PostgreSQL.
+
+The other concerns of storage live beside it (and are re-exported here, so
+``vault.store.X`` keeps working):
+
+=========================  ======================================================
+``vault.tables``           table handles ``T_*``, dataset ids, the vault write lock,
+                           bulk insert
+``vault.layout``           ``StoredColumn``, ``ColumnLayout`` (a dataset's column plan),
+                           ``BatchResult``
+``vault.identity_cache``   live subjects by identity digest: database lookup and
+                           the ``IdentityCache`` of an ingest
+``vault.live_mask``        which rows of a batch are current (``pack_mask`` ...)
+``vault.attributes``       ``read_attributes``: the read path of DP releases
+=========================  ======================================================
 """
 
 from __future__ import annotations
 
-import json
-import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any
 
 import numpy as np
 import polars as pl
-from sqlalchemy import Connection, Table, bindparam, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, bindparam, func, select, text, update
 
 from ledger import store as ledger_store
-from ledger.entry import EntryDraft
+from ledger.entry import MAX_STATE_ENTRY_BYTES, EntryDraft
 from vault import blind_index, bulk, crypto, pg_planning
-from vault.blind_index import Normalizer
+from vault.attributes import read_attributes
 from vault.bulk import BulkInsert, Columns
-from vault.errors import BadInput
 from vault.identity import PERSON_COLUMN, pseudonyms
+from vault.identity_cache import _LOOKUP_CHUNK, IdentityCache, KnownSubject, _existing_subjects
 from vault.keyring import ActiveKey, Keyring, now
-from vault.schema import (
-    Batch,
-    BatchColumn,
-    BlindIndex,
-    Dataset,
-    Record,
-    Source,
-    Subject,
-    Suppressed,
+from vault.layout import BatchResult, ColumnLayout, StoredColumn
+from vault.live_mask import clear_live_rows, pack_mask, unpack_mask
+from vault.tables import (
+    T_BATCH,
+    T_BLIND,
+    T_COLUMN,
+    T_DATASET,
+    T_RECORD,
+    T_SOURCE,
+    T_SUBJECT,
+    T_SUPPRESSED,
+    VAULT_WRITE_LOCK,
+    _insert_ignore,
+    _next_id,
+    _stored_batch,
+    attribute_columns,
+    bulk_insert,
+    dataset_id,
+    lock_vault,
 )
 
-T_DATASET: Table = Dataset.__table__  # type: ignore[attr-defined]
-T_SOURCE: Table = Source.__table__  # type: ignore[attr-defined]
-T_BATCH: Table = Batch.__table__  # type: ignore[attr-defined]
-T_COLUMN: Table = BatchColumn.__table__  # type: ignore[attr-defined]
-T_SUBJECT: Table = Subject.__table__  # type: ignore[attr-defined]
-T_RECORD: Table = Record.__table__  # type: ignore[attr-defined]
-T_BLIND: Table = BlindIndex.__table__  # type: ignore[attr-defined]
-T_SUPPRESSED: Table = Suppressed.__table__  # type: ignore[attr-defined]
+# The write path is this module's; the rest is re-exported from the modules it was
+# split into, so ``vault.store.X`` keeps working.
+__all__ = [
+    "ANALYZE_AFTER_ROWS",
+    "T_BATCH",
+    "T_BLIND",
+    "T_COLUMN",
+    "T_DATASET",
+    "T_RECORD",
+    "T_SOURCE",
+    "T_SUBJECT",
+    "T_SUPPRESSED",
+    "VAULT_WRITE_LOCK",
+    "BatchKeys",
+    "BatchResult",
+    "ColumnLayout",
+    "IdentityCache",
+    "KnownSubject",
+    "NextIds",
+    "StoredColumn",
+    "attribute_columns",
+    "bulk_insert",
+    "clear_live_rows",
+    "dataset_id",
+    "lock_vault",
+    "pack_mask",
+    "read_attributes",
+    "suppressed_digests",
+    "unpack_mask",
+    "write_batch",
+    "write_batches",
+]
 
-_LOOKUP_CHUNK = 2000
 ANALYZE_AFTER_ROWS = 10_000
-
-
-@dataclass(frozen=True)
-class StoredColumn:
-    """How one column of a prepared batch is stored."""
-
-    name: str
-    role: Literal["direct", "attribute"]
-    lookup: Normalizer | None = None  # blind-indexed with this normaliser
-
-
-@dataclass(frozen=True)
-class ColumnLayout:
-    columns: tuple[StoredColumn, ...]
-    identity: str | None = None  # the lookup column that says two rows are the same subject
-
-    @property
-    def direct(self) -> list[str]:
-        return [c.name for c in self.columns if c.role == "direct"]
-
-    @property
-    def attributes(self) -> list[str]:
-        return [c.name for c in self.columns if c.role == "attribute"]
-
-    @property
-    def lookups(self) -> list[StoredColumn]:
-        return [c for c in self.columns if c.lookup is not None]
-
-    def to_json(self, **extra: Any) -> str:
-        """The dataset's stored column plan (names and roles only, never values)."""
-        return json.dumps({
-            "stored": [{"name": c.name, "role": c.role, "lookup": c.lookup} for c in self.columns],
-            "identity": self.identity, **extra}, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, raw: str) -> ColumnLayout:
-        doc = json.loads(raw)
-        return cls(columns=tuple(StoredColumn(c["name"], c["role"], c.get("lookup"))
-                                 for c in doc["stored"]), identity=doc.get("identity"))
-
-
-@dataclass(frozen=True)
-class BatchResult:
-    batch_id: int | None
-    rows_in: int
-    added: int
-    updated: int
-    skipped: int
-    data_hash: str | None
-    ledger_seq: int | None
-    already_stored: bool = False
-    suppressed: int = 0  # rows of erased subjects, not added back
-
-
-def dataset_id(conn: Connection, name: str, *, create_with: tuple[str, str] | None = None) -> int:
-    """Id of dataset ``name``; with ``create_with=(schema_hash, columns_json)`` create it."""
-    row = conn.execute(select(T_DATASET.c.id).where(T_DATASET.c.name == name)).scalar()
-    if row is not None:
-        return int(row)
-    if create_with is None:
-        raise BadInput(f"unknown dataset '{name}'")
-    schema_hash, columns_json = create_with
-    return int(conn.execute(
-        T_DATASET.insert().values(name=name, created=now(), schema_hash=schema_hash,
-                                  columns_json=columns_json).returning(T_DATASET.c.id)
-    ).scalar_one())
-
-
-def attribute_columns(conn: Connection, name: str) -> list[str]:
-    """The sealed attribute columns of dataset ``name`` (its stored layout; names only)."""
-    raw = conn.execute(select(T_DATASET.c.columns_json).where(T_DATASET.c.name == name)).scalar()
-    if raw is None:
-        raise BadInput(f"unknown dataset '{name}'")
-    return ColumnLayout.from_json(str(raw)).attributes
-
-
-VAULT_WRITE_LOCK = 0x5641554C54000000  # "VAULT" in the high bytes: one key for all batch writers
-
-
-def lock_vault(conn: Connection) -> None:
-    """Serialise the transactions that change vault tables (SQLite: BEGIN IMMEDIATE
-    already does). One lock for the whole vault, not one per dataset: batch, subject
-    and record ids are vault-wide max + 1. Batch writers, erasure, rotation and
-    re-encryption take it before they touch a data-key row or append their own ledger
-    entries: an erasure that appended to the ledger and then re-sealed (a key-row
-    update) once deadlocked a batch writer that held the key row and waited for the
-    ledger."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": VAULT_WRITE_LOCK})
-
-
-def _stored_batch(conn: Connection, source_id: int, batch_index: int) -> int | None:
-    """Id of the batch already stored for (source, index), if any."""
-    done = conn.execute(select(T_BATCH.c.id).where(
-        T_BATCH.c.source_id == source_id, T_BATCH.c.batch_index == batch_index)).scalar()
-    return None if done is None else int(done)
-
-
-def bulk_insert(
-    conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
-) -> None:
-    """Insert many rows (tuples in ``columns`` order): COPY on PostgreSQL, executemany on SQLite.
-
-    Bypasses the ORM and SQLAlchemy's per-row parameter processing; the values
-    are plain ints, strings and bytes.
-    """
-    if not rows:
-        return
-    for c in columns:
-        if c not in table.c:
-            raise ValueError(f"{table.name} has no column {c}")
-    names = ", ".join(f'"{c}"' for c in columns)
-    raw: Any = conn.connection.dbapi_connection
-    if conn.dialect.name == "postgresql":
-        with raw.cursor() as cur, cur.copy(f"COPY {table.name} ({names}) FROM STDIN") as cp:
-            for r in rows:
-                cp.write_row(r)
-        return
-    sql = f'INSERT INTO {table.name} ({names}) VALUES ({", ".join("?" * len(columns))})'
-    raw.cursor().executemany(sql, rows)
-
-
-def _insert_ignore(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    ins = pg_insert(table) if conn.dialect.name == "postgresql" else sqlite_insert(table)
-    conn.execute(ins.on_conflict_do_nothing(), list(rows))
-
-
-def _next_id(conn: Connection, table: Table) -> int:
-    return int(conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one()) + 1
-
-
-def _existing_subjects(
-    conn: Connection, ds_id: int, column: str, digests: Iterable[bytes]
-) -> dict[bytes, Any]:
-    """Live subjects by identity digest (PostgreSQL: one index probe per digest, see
-    ``vault.pg_planning``, so the cost does not depend on the planner's statistics)."""
-    found: dict[bytes, Any] = {}
-    todo = list(digests)
-    postgres = conn.dialect.name == "postgresql"
-    for i in range(0, len(todo), _LOOKUP_CHUNK):
-        chunk = todo[i : i + _LOOKUP_CHUNK]
-        if postgres:
-            for r in conn.execute(pg_planning.lookup_sql(),
-                                  {"wanted": chunk, "ds": ds_id, "col": column}):
-                found[bytes(r.digest)] = r
-            continue
-        rows = conn.execute(
-            select(T_BLIND.c.digest, T_SUBJECT.c.id, T_SUBJECT.c.fingerprint,
-                   T_SUBJECT.c.wrapped_key, T_SUBJECT.c.key_id,
-                   T_SUBJECT.c.current_batch_id, T_SUBJECT.c.current_row)
-            .join(T_SUBJECT, T_SUBJECT.c.id == T_BLIND.c.subject_id)
-            .where(T_BLIND.c.dataset_id == ds_id, T_BLIND.c.column == column,
-                   T_BLIND.c.digest.in_(chunk), T_SUBJECT.c.erased_at.is_(None))
-        ).all()
-        for r in rows:
-            found[bytes(r.digest)] = r
-    return found
-
-
-class KnownSubject(NamedTuple):
-    """What dedup needs to know of a live subject (same names as the lookup query's row)."""
-
-    id: int
-    fingerprint: bytes | None
-    wrapped_key: bytes
-    key_id: int
-    current_batch_id: int
-    current_row: int
-
-
-class IdentityCache:
-    """Identity digests of the subjects this process wrote into one dataset.
-
-    Later batches of the same ingest then need no database lookups. The cache is
-    trusted only while the dataset's highest subject id is the one this process
-    wrote last; if anyone else wrote subjects meanwhile, the database is asked.
-    The last ``RECENT_BATCHES`` batches are kept whole, one Polars frame per batch
-    (no Python object per subject; a lookup is a semi-join, and a subject stored
-    twice answers with its last state). Older batches are committed by then and
-    shrink to sorted 8-byte digest prefixes, so memory stays flat on a
-    20-million-row file (8 bytes a subject): a digest whose prefix is among them
-    is *possibly known* (:meth:`possibly_known`) and must be looked up in the
-    database; every other digest is certainly new.
-    """
-
-    _COLUMNS = ("digest", *KnownSubject._fields)
-    RECENT_BATCHES = 2  # the pipelined writer may not have committed the last one
-
-    def __init__(self) -> None:
-        self.ds_id: int | None = None
-        self.watermark: int | None = None
-        self._parts: list[pl.DataFrame] = []
-        self._old: np.ndarray[Any, np.dtype[np.uint64]] = np.zeros(0, dtype=np.uint64)
-        self._old_runs: list[np.ndarray[Any, np.dtype[np.uint64]]] = []
-
-    def valid_for(self, ds_id: int, max_subject_id: int | None) -> bool:
-        return self.ds_id == ds_id and self.watermark == max_subject_id
-
-    def add(self, digests: list[bytes | None], ids: list[int], fingerprints: list[bytes],
-            wrapped: list[bytes], key_ids: list[int], batch_id: int,
-            rows: list[int]) -> None:
-        part = pl.DataFrame({
-            "digest": pl.Series(digests, dtype=pl.Binary),
-            "id": pl.Series(ids, dtype=pl.Int64),
-            "fingerprint": pl.Series(fingerprints, dtype=pl.Binary),
-            "wrapped_key": pl.Series(wrapped, dtype=pl.Binary),
-            "key_id": pl.Series(key_ids, dtype=pl.Int64),
-            "current_batch_id": pl.Series([batch_id] * len(ids), dtype=pl.Int64),
-            "current_row": pl.Series(rows, dtype=pl.Int64),
-        }).drop_nulls("digest")
-        if part.height:
-            self._parts.append(part)
-        while len(self._parts) > self.RECENT_BATCHES:
-            self._compact(self._parts.pop(0))
-
-    def _compact(self, part: pl.DataFrame) -> None:
-        self._old_runs.append(np.sort(_prefixes(part.get_column("digest").to_list())))
-        fresh = sum(len(r) for r in self._old_runs)
-        if fresh >= max(len(self._old) // 4, 1 << 16):
-            self._old = np.sort(np.concatenate([self._old, *self._old_runs]), kind="stable")
-            self._old_runs = []
-
-    def lookup(self, wanted: Iterable[bytes]) -> dict[bytes, KnownSubject]:
-        """The subjects of the recent batches among the ``wanted`` identity digests."""
-        if not self._parts:
-            return {}
-        keys = pl.DataFrame({"digest": pl.Series(list(wanted), dtype=pl.Binary)})
-        hits = pl.concat(self._parts, rechunk=False).join(keys, on="digest", how="semi")
-        if hits.height == 0:
-            return {}
-        hits = hits.unique(subset="digest", keep="last", maintain_order=True)
-        return {r[0]: KnownSubject(*r[1:]) for r in hits.iter_rows()}
-
-    def possibly_known(self, wanted: Iterable[bytes]) -> set[bytes]:
-        """Digests (not found by :meth:`lookup`) that older, compacted batches may hold."""
-        todo = list(wanted)
-        if not todo or not (len(self._old) or self._old_runs):
-            return set()
-        prefixes = _prefixes(todo)
-        hit = np.zeros(len(todo), dtype=bool)
-        for run in (self._old, *self._old_runs):
-            if len(run):
-                at = np.minimum(np.searchsorted(run, prefixes), len(run) - 1)
-                hit |= run[at] == prefixes
-        return {todo[i] for i in np.flatnonzero(hit)}
-
-    def clear(self) -> None:
-        self._parts.clear()
-        self._old = np.zeros(0, dtype=np.uint64)
-        self._old_runs = []
-        self.ds_id = self.watermark = None
-
-    def __len__(self) -> int:
-        """Distinct subjects known (recent batches exactly, compacted ones by prefix)."""
-        old = np.unique(np.concatenate([self._old, *self._old_runs]))
-        if not self._parts:
-            return len(old)
-        recent = pl.concat(self._parts, rechunk=False).get_column("digest").unique().to_list()
-        return len(old) + int(np.count_nonzero(~np.isin(_prefixes(recent), old)))
-
-
-def _prefixes(digests: Sequence[bytes]) -> np.ndarray[Any, np.dtype[np.uint64]]:
-    """The first 8 bytes of each digest as an unsigned integer."""
-    if not digests:
-        return np.zeros(0, dtype=np.uint64)
-    return np.frombuffer(b"".join(d[:8].ljust(8, b"\0") for d in digests),
-                         dtype=">u8").astype(np.uint64)
-
-
-def pack_mask(live: np.ndarray[Any, np.dtype[np.bool_]]) -> bytes:
-    return zlib.compress(np.packbits(live).tobytes(), 1)
-
-
-def unpack_mask(blob: bytes, rows: int) -> np.ndarray[Any, np.dtype[np.bool_]]:
-    bits = np.unpackbits(np.frombuffer(zlib.decompress(blob), dtype=np.uint8))[:rows]
-    return bits.astype(bool)
-
-
-def clear_live_rows(conn: Connection, positions: dict[int, list[int]]) -> None:
-    """Mark rows (batch id -> row positions) as no longer live."""
-    for batch_id, rows in positions.items():
-        b = conn.execute(select(T_BATCH.c.rows, T_BATCH.c.live_mask)
-                         .where(T_BATCH.c.id == batch_id)).one()
-        live = unpack_mask(b.live_mask, b.rows)
-        live[rows] = False
-        conn.execute(update(T_BATCH).where(T_BATCH.c.id == batch_id)
-                     .values(live_mask=pack_mask(live)))
 
 
 @dataclass(frozen=True)
@@ -608,7 +362,7 @@ def _store(
             *manifest.live_masks(conn, old_positions)]
     [entry] = ledger_store.append(conn, [EntryDraft(
         actor=actor, action=vocab.VAULT_INGEST_BATCH, resource=vocab.batch(dataset, batch_id),
-        data_hash=s.data_hash,
+        data_hash=s.data_hash, max_bytes=MAX_STATE_ENTRY_BYTES,
         details={"dataset": dataset, "batch": batch_id, "source": source_id,
                  "batch_index": batch_index, "rows_in": d.n, "added": len(d.new_rows),
                  "updated": len(d.upd_rows), "skipped": d.skipped, "suppressed": d.suppressed,
@@ -841,41 +595,3 @@ def _store_predicted(
                            batch_index=batch_index, frame=frame, layout=layout, actor=actor), True
 
 
-def read_attributes(
-    conn: Connection, keyring: Keyring, dataset: str, columns: Sequence[str]
-) -> pl.DataFrame:
-    """Decrypt the attribute ``columns`` of every live row of ``dataset`` into one frame.
-
-    Erased and superseded rows are never returned. Cost: one AES-GCM call per
-    (batch, column), not per value.
-    """
-    ds_id = dataset_id(conn, dataset)
-    batches = conn.execute(select(T_BATCH.c.id, T_BATCH.c.rows, T_BATCH.c.live_mask)
-                           .where(T_BATCH.c.dataset_id == ds_id).order_by(T_BATCH.c.id)).all()
-    # only the asked-for columns' blobs, streamed in batch order: one batch's ciphertext
-    # is held at a time, never the whole dataset's
-    blobs = iter(conn.execution_options(stream_results=True, yield_per=256).execute(
-        select(T_COLUMN.c.batch_id, T_COLUMN.c.column, T_COLUMN.c.key_id, T_COLUMN.c.sealed)
-        .join(T_BATCH, T_BATCH.c.id == T_COLUMN.c.batch_id)
-        .where(T_BATCH.c.dataset_id == ds_id, T_COLUMN.c.column.in_(list(columns)))
-        .order_by(T_COLUMN.c.batch_id)))
-    ahead = next(blobs, None)
-    frames = []
-    for b in batches:
-        cols: dict[str, Any] = {}
-        while ahead is not None and int(ahead.batch_id) <= int(b.id):
-            if int(ahead.batch_id) == int(b.id):
-                cols[ahead.column] = ahead
-            ahead = next(blobs, None)
-        missing = [c for c in columns if c not in cols]
-        if missing:
-            raise BadInput(f"dataset '{dataset}' has no attribute column '{missing[0]}'")
-        series = [crypto.open_column(keyring.by_id(conn, int(cols[c].key_id)), int(cols[c].key_id),
-                                     ds_id, int(b.id), c, bytes(cols[c].sealed))
-                  for c in columns]
-        frame = pl.DataFrame(series)
-        live = unpack_mask(bytes(b.live_mask), int(b.rows))
-        frames.append(frame.filter(pl.Series(live)) if not live.all() else frame)
-    if not frames:
-        return pl.DataFrame({c: pl.Series([], dtype=pl.Utf8) for c in columns})
-    return pl.concat(frames, how="vertical_relaxed")

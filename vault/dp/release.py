@@ -30,7 +30,7 @@ can check it against the ledger.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -43,12 +43,18 @@ from sqlalchemy import Connection, Engine
 from ledger import store as ledger_store
 from ledger.entry import EntryDraft
 from ledger.errors import BadInput, CivicVaultError
+from ledger.errors import ReleaseFailed as ReleaseFailed  # its old home
 from policies.errors import BudgetExhausted, PolicyDenied
-from policies.validate import safe_name
 from vault import budget, vocab
 from vault.access import Principal, access
 from vault.dp.plan import Accuracy, Plan, Unit, build_plan, prepared_schema
-from vault.dp.request import CheckedRequest, ReleasePolicy, ReleaseRequest, validate
+from vault.dp.request import (
+    MEASURE_KINDS,
+    CheckedRequest,
+    ReleasePolicy,
+    ReleaseRequest,
+    validate,
+)
 from vault.dp.source import DataSource, VaultSource, private_workdir
 from vault.home import VaultHome
 
@@ -56,16 +62,6 @@ T = TypeVar("T")
 RELEASE_ACTION = vocab.RELEASE_DP  # kept names: the vocabulary is vault.vocab
 CHARGE_ACTION = vocab.RELEASE_CHARGE
 FAILED_ACTION = vocab.RELEASE_FAILED
-
-
-class ReleaseFailed(CivicVaultError):
-    """A release failed after its budget was charged: the charge is kept, nothing released.
-
-    The message names the ledger entry of the charge, never the cause's text (it
-    could carry data).
-    """
-
-    exit_code = 1
 
 
 def resource_of(dataset: str) -> str:
@@ -166,23 +162,43 @@ def _deny(
             action=action,
             resource=resource_of(dataset),
             details={"op": op, "error": type(exc).__name__, "reason": str(exc)[:300],
-                     **_safe_details(details)},
+                     **details},  # made by ledger_shape: no caller text, bounded
         ),
     )
 
 
-def _safe_details(details: Mapping[str, Any]) -> dict[str, Any]:
-    """Column names in a rejected request's shape, fingerprinted where they are not valid."""
+def known_columns(policy: ReleasePolicy, dataset: str) -> frozenset[str]:
+    """The columns the policy names for ``dataset``: the identifiers a ledger may show."""
+    try:
+        return frozenset(policy.columns_for(dataset))
+    except KeyError:
+        return frozenset()
+
+
+def ledger_shape(details: Mapping[str, Any], known: Collection[str]) -> dict[str, Any]:
+    """A request's shape for the ledger: column names the policy knows (``known``) as they
+    are, any other name as its fingerprint, long lists as one fingerprint
+    (``vault.vocab.listed``). Every ``details`` given to the denial helpers below is
+    made by it."""
     out = dict(details)
     for key in ("by", "features"):
         if isinstance(out.get(key), list):
-            out[key] = [safe_name(c, "column") if isinstance(c, str) else c for c in out[key]]
+            out[key] = vocab.listed(out[key], known)
     if isinstance(out.get("measures"), list):
-        out["measures"] = [
-            m if not isinstance(m, str) or ":" not in m
-            else f"{m.partition(':')[0]}:{safe_name(m.partition(':')[2], 'column')}"
-            for m in out["measures"]]
+        ms: list[object] = out["measures"]
+        specs = [_measure_shown(m, known) for m in ms]
+        out["measures"] = vocab.listed(specs, specs)
     return out
+
+
+def _measure_shown(spec: object, known: Collection[str]) -> str:
+    if not isinstance(spec, str) or ":" not in spec:
+        return vocab.shown(spec, _MEASURE_KINDS)
+    kind, _, column = spec.partition(":")
+    return f"{vocab.shown(kind, _MEASURE_KINDS)}:{vocab.shown(column, known)}"
+
+
+_MEASURE_KINDS = MEASURE_KINDS
 
 
 _REJECTIONS = (BadInput, PolicyDenied, BudgetExhausted)
@@ -230,8 +246,9 @@ def _checked(request: ReleaseRequest, policy: ReleasePolicy) -> CheckedRequest:
     return validate(request, policy)
 
 
-def _details(request: ReleaseRequest) -> dict[str, Any]:
-    d: dict[str, Any] = {**request.shape(), "epsilon": budget.format_epsilon(request.epsilon)}
+def _details(request: ReleaseRequest, policy: ReleasePolicy) -> dict[str, Any]:
+    d: dict[str, Any] = {**ledger_shape(request.shape(), known_columns(policy, request.dataset)),
+                         "epsilon": budget.format_epsilon(request.epsilon)}
     if request.delta is not None:
         d["delta"] = repr(request.delta)
     return d
@@ -271,7 +288,7 @@ def preview_release(
     """
     policy = policy if policy is not None else load_policy(home)
     src = source if source is not None else VaultSource(home)
-    details = {**_details(request), "preview": True}
+    details = {**_details(request, policy), "preview": True}
     with ledger_denials(engine, principal, request.dataset, "release", details):
         checked = _checked(request, policy)
     with guarded_access(
@@ -452,7 +469,7 @@ def run_release(
     policy = policy if policy is not None else load_policy(home)
     src = source if source is not None else VaultSource(home)
     dataset = request.dataset
-    details = _details(request)
+    details = _details(request, policy)
     with private_workdir() as tmp:
         with ledger_denials(engine, principal, dataset, "release", details):
             checked = _checked(request, policy)

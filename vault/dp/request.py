@@ -25,14 +25,16 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Literal, Protocol
+from typing import Literal, Protocol, get_args
 
 from policies.errors import PolicyDenied
 from policies.validate import parse_name, parse_names
+from vault import vocab
 from vault.budget import to_nano
 from vault.errors import BadInput
 
 MeasureKind = Literal["count", "sum", "mean"]
+MEASURE_KINDS: tuple[str, ...] = get_args(MeasureKind)
 Mode = Literal["pure", "approx", "zcdp"]
 
 
@@ -225,7 +227,7 @@ def validate(request: ReleaseRequest, policy: ReleasePolicy) -> CheckedRequest:
         raise BadInput("a measure is repeated")
     clash = [c for c in request.by if c in labels]
     if clash:
-        raise BadInput(f"group-by column '{clash[0]}' has the name of a measure's output")
+        raise BadInput("a group-by column has the name of a measure's output")
     try:
         rules = policy.columns_for(request.dataset)
     except KeyError:
@@ -237,7 +239,8 @@ def validate(request: ReleaseRequest, policy: ReleasePolicy) -> CheckedRequest:
         rule = rules.get(col)
         if rule is None or not rule.groupable:
             raise PolicyDenied(
-                f"column '{col}' of dataset '{request.dataset}' may not be used to group releases"
+                f"column '{vocab.shown(col, rules)}' of dataset '{request.dataset}' may not be "
+                "used to group releases"
             )
         keys[col] = tuple(rule.keys) if rule.keys is not None else None
         if keys[col] == ():
@@ -251,7 +254,8 @@ def validate(request: ReleaseRequest, policy: ReleasePolicy) -> CheckedRequest:
         rule = rules.get(m.column)
         if rule is None:
             raise PolicyDenied(
-                f"column '{m.column}' of dataset '{request.dataset}' has no policy bounds: "
+                f"column '{vocab.shown(m.column, rules)}' of dataset '{request.dataset}' has no "
+                "policy bounds: "
                 "it cannot be summed or averaged"
             )
         bounds[m.column] = check_bounds(m.column, rule.lower, rule.upper)

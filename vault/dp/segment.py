@@ -30,14 +30,16 @@ from sqlalchemy import Engine
 
 from policies.errors import PolicyDenied
 from policies.validate import parse_name, parse_names
-from vault import budget
+from vault import budget, vocab
 from vault.access import Principal
 from vault.dp.plan import PERSON, Plan, build_plan, prepared_schema
 from vault.dp.release import (
     ReleaseResult,
     after_charge,
     charge_and_commit,
+    known_columns,
     ledger_denials,
+    ledger_shape,
     load_policy,
     record_release,
     unit_of,
@@ -99,7 +101,8 @@ def _validate(req: SegmentRequest, policy: ReleasePolicy) -> dict[str, Bounds]:
     for f in req.features:
         rule = rules.get(f)
         if rule is None:
-            raise PolicyDenied(f"column '{f}' of dataset '{req.dataset}' has no policy bounds")
+            raise PolicyDenied(f"column '{vocab.shown(f, rules)}' of dataset '{req.dataset}' "
+                               "has no policy bounds")
         b = check_bounds(f, rule.lower, rule.upper)
         bounds[f] = Bounds(b.lower, b.upper, real=True)
     return bounds
@@ -164,7 +167,9 @@ def run_segment(
     """Charge ``request.epsilon`` and release ``k`` DP segments (see the module docstring)."""
     policy = policy if policy is not None else load_policy(home)
     src = source if source is not None else VaultSource(home)
-    details: dict[str, Any] = {**request.shape(), "epsilon": budget.format_epsilon(request.epsilon)}
+    details: dict[str, Any] = {
+        **ledger_shape(request.shape(), known_columns(policy, request.dataset)),
+        "epsilon": budget.format_epsilon(request.epsilon)}
     with ledger_denials(engine, principal, request.dataset, "segment", details):
         bounds = _validate(request, policy)
     checked = _round_request(request, bounds)

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final, Literal
 
-from policies.load import default_lookup_entities
+from policies.vocab import CLASSIFIER_LOOKUPS
 from vault.errors import BadInput
 
 __all__ = [
@@ -62,9 +62,9 @@ _BY_ENTITY: Final[Mapping[str, Handling]] = {
 }
 
 #: Entities whose columns get a keyed blind index for exact-match lookup (dedup, erasure)
-#: when no policy is given: the default policy's ``[pii] lookup_entities`` (defined there
-#: only; each has a normaliser in ``policies.vocab.LOOKUP_NORMALIZERS``).
-DEFAULT_LOOKUP_ENTITIES: Final[frozenset[str]] = default_lookup_entities()
+#: when the classifier runs without a policy (``policies.vocab.CLASSIFIER_LOOKUPS``); a
+#: policy's ``[pii] lookup_entities`` always replaces it.
+DEFAULT_LOOKUP_ENTITIES: Final[frozenset[str]] = CLASSIFIER_LOOKUPS
 
 
 def default_handling(category: Category, entity: str) -> Handling:

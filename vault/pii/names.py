@@ -37,7 +37,7 @@ from presidio_analyzer.nlp_engine import NlpArtifacts
 from spacy.lang.en.stop_words import STOP_WORDS
 
 from vault.pii.checks import STREET_SUFFIX_RE as _STREET_SUFFIX
-from vault.pii.recognizers import TIER_KEY, GroupPatternRecognizer
+from vault.pii.group_pattern import TIER_KEY, GroupPatternRecognizer
 
 __all__ = ["given_names", "name_recognizers", "repeated_names", "surnames"]
 

@@ -33,7 +33,7 @@ from presidio_analyzer import EntityRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 
 from vault.pii.checks import STREET_SUFFIX_RE
-from vault.pii.recognizers import TIER_KEY, GroupPatternRecognizer
+from vault.pii.group_pattern import TIER_KEY, GroupPatternRecognizer
 
 __all__ = ["note_recognizers"]
 

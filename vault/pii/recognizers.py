@@ -18,11 +18,9 @@ otherwise (see :data:`ENTITIES`).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
 from faker.providers.address.en_US import Provider as _FakerAddress
-from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
-from presidio_analyzer.nlp_engine import NlpArtifacts
+from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer
 
 from vault.pii.checks import (  # noqa: F401  (re-exported: this module's public names)
     AGE,
@@ -51,6 +49,9 @@ from vault.pii.checks import (  # noqa: F401  (re-exported: this module's public
     _digits,
     value_share,
 )
+from vault.pii.group_pattern import TIER_KEY, GroupPatternRecognizer
+from vault.pii.names import name_recognizers
+from vault.pii.notes import note_recognizers
 
 __all__ = [
     "ENTITIES",
@@ -86,42 +87,6 @@ _STREET_PREFIX = (
 RECOGNIZER_TIERS: dict[str, int] = {"AddressBlockRecognizer": 0}
 
 
-#: recognition-metadata key overriding the recognizer's tier for one result
-TIER_KEY = "civicvault_tier"
-
-
-class GroupPatternRecognizer(EntityRecognizer):
-    """Regexes whose named group ``x`` is the entity and the rest its cue (a
-    variable-length look-behind, which Python's ``re`` cannot do)."""
-
-    def __init__(self, entity: str, name: str, patterns: list[str], score: float,
-                 tier: int = 2, check: Callable[[str], bool] | None = None) -> None:
-        self._regexes = [re.compile(p, re.MULTILINE) for p in patterns]
-        self._check = check
-        self._score = score
-        self._tier = tier
-        self._label = name
-        super().__init__(supported_entities=[entity], name=name)
-
-    def load(self) -> None:
-        return None
-
-    def analyze(self, text: str, entities: list[str],
-                nlp_artifacts: NlpArtifacts | None = None) -> list[RecognizerResult]:
-        entity = self.supported_entities[0]
-        out: list[RecognizerResult] = []
-        for regex in self._regexes:
-            for m in regex.finditer(text):
-                if self._check is not None and not self._check(m.group("x")):
-                    continue
-                out.append(RecognizerResult(
-                    entity, m.start("x"), m.end("x"), self._score,
-                    recognition_metadata={
-                        RecognizerResult.RECOGNIZER_NAME_KEY: self._label,
-                        TIER_KEY: self._tier,
-                    },
-                ))
-        return out
 
 
 def _luhn(digits: str) -> bool:
@@ -160,9 +125,6 @@ class CardNumberRecognizer(PatternRecognizer):
 
 def custom_recognizers() -> list[EntityRecognizer]:
     """Fresh instances of our Presidio recognizers (English)."""
-    from vault.pii.names import name_recognizers
-    from vault.pii.notes import note_recognizers
-
     street = PatternRecognizer(
         supported_entity=STREET_ADDRESS,
         name="UsStreetAddressRecognizer",
