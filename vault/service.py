@@ -25,7 +25,7 @@ re-encryption job commits one batch at a time, each with its own entries.
 The CLI (``flows.cli*``), the HTTP API (``flows.api``) and the Prefect flows
 (``flows/*.py``) parse, call one method here and render; none of them composes an
 access decision or a ledger entry. To add an operation: add a method here (and its
-action to the policy's ``ACTIONS``); to expose it over HTTP: one route in
+action to ``policies.vocab.OPERATIONS``); to expose it over HTTP: one route in
 ``flows/api.py``; on the command line: one command in the matching ``flows/cli_*.py``.
 """
 
@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, Engine
 
 from ledger import store as ledger_store
-from ledger.entry import EntryDraft
+from ledger.entry import MAX_STATE_ENTRY_BYTES, EntryDraft
 from ledger.errors import BadInput
 from policies.errors import Unauthenticated
 from policies.model import Policy
@@ -363,6 +363,7 @@ class Vault:
             [entry] = ledger_store.append(conn, [EntryDraft(
                 actor=self.principal.id, action=vocab.VAULT_REVEAL,
                 resource=vocab.dataset(dataset), purpose=purpose,
+                max_bytes=MAX_STATE_ENTRY_BYTES,  # the subject ids, like an erasure's
                 details={"dataset": dataset, "subjects": subjects,
                          "match_columns": sorted(match)})])
         return Revealed(dataset, purpose, opened, int(entry.seq))
