@@ -25,6 +25,7 @@ from fastapi.testclient import TestClient
 from flows.api import create_app
 from flows.cli import main
 from ledger import store as ledger_store
+from ledger.errors import BadInput
 from vault import vocab
 from vault.db import make_engine
 from vault.home import VaultHome
@@ -237,3 +238,47 @@ def test_cli_audit_flow_report_and_verify_use_the_newest_checkpoint(
 
     with pytest.raises(LedgerTampered):
         audit(home=str(vh.home.root))  # the audit flow refuses to sign it too
+
+
+# -- the service on both databases ------------------------------------------------------------
+
+
+def test_one_transaction_operations_on_sqlite_and_postgresql(
+        db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rotation, erasure, reveal, budgets and policy apply commit their decision with their
+    change on both backends (lock order: ledger, then vault), and the vault still verifies."""
+    from policies.load import default_policy_text
+    from vault.service import VerifyReport
+
+    monkeypatch.setenv("CIVICVAULT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CIVICVAULT_DB_URL", db_url)
+    monkeypatch.delenv("CIVICVAULT_TOKEN", raising=False)
+    assert run("init")[0] == 0
+    csv = tmp_path / "voters.csv"
+    csv.write_text("voter_reg_num,county_desc,party_cd,birth_age\n"
+                   + "".join(f"{8_200_000 + i},WAKE,DEM,{30 + i}\n" for i in range(20)),
+                   encoding="utf-8")
+    policy = tmp_path / "policy.toml"
+    policy.write_text(default_policy_text(), encoding="utf-8")
+    with Vault.open(tmp_path / "home") as admin:
+        steward = admin.acting_as(admin.principals_add("stew", "steward"))
+        admin.ingest(csv, "nc")
+        admin.budget_set("stew", "nc", Fraction(1))
+        rotated = admin.keys_rotate(reencrypt=True)
+        assert rotated["kek_version"] >= 2 and rotated["batches_resealed"] >= 1
+        done = steward.reveal("nc", {"voter_reg_num": "8200003"}, "legal-hold")
+        assert len(done.subjects) == 1
+        report, seq = steward.erase("nc", {"voter_reg_num": "8200003"})
+        assert report.subjects_erased == 1 and seq is not None
+        admin.policy_apply(policy)
+        with pytest.raises(BadInput):
+            admin.principals_revoke("admin")  # itself: rolled back with its decision
+        found = admin.verify(VerifyReport(mode="full"))
+        assert found.state.erased_subjects == 1
+        log = [json.loads(raw) for chunk in admin.export() for raw in chunk]
+    entries = [e["action"] for e in log]
+    rotation = entries.index(vocab.KEYS_ROTATED)
+    decision = max(i for i in range(rotation) if entries[i] == vocab.POLICY_ALLOWED)
+    assert log[decision]["details"]["op"] == "keys.rotate"  # the decision, then the change:
+    assert set(entries[decision + 1:rotation]) <= {vocab.KEYS_CREATED}  # one transaction
+    assert entries.count(vocab.VAULT_REVEAL) == entries.count(vocab.VAULT_ERASE) == 1
