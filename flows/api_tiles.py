@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 from ledger import store as ledger_store
 from ledger.errors import BadInput
 from ledger.tiles import bundle_bytes, parse_tile_path, read_tile
-from vault.home import VaultHome
+from vault.service import Vault
 
 PREFIX = "/log"
 CACHE_TILES = 4096
@@ -109,20 +109,19 @@ class TileApp:
                     "body": body if scope["method"] == "GET" else b""})
 
 
-def public_checkpoint(home: VaultHome, engine: Engine) -> Callable[[], str]:
-    """The newest checkpoint for anonymous readers: published (signed, cosigned, saved)
-    only when the tree has grown since the last one served, else the same note."""
-    from vault.transparency import publish_checkpoint
-
+def public_checkpoint(vault: Vault) -> Callable[[], str]:
+    """The newest checkpoint for anonymous readers: published through the one checkpoint
+    store (signed only if the tree extends the last saved checkpoint, cosigned, saved)
+    when the tree has grown since the last one served, else the same note."""
     last: dict[str, Any] = {"size": -1, "note": ""}
     lock = Lock()
 
     def checkpoint() -> str:
-        with engine.connect().execution_options(readonly=True) as conn, conn.begin():
+        with vault.engine.connect().execution_options(readonly=True) as conn, conn.begin():
             size = ledger_store.size(conn)
         with lock:
             if last["size"] != size:
-                published = publish_checkpoint(engine, home)
+                published = vault.checkpoint()
                 last.update(size=published.saved.size, note=published.note)
             return str(last["note"])
 

@@ -15,12 +15,8 @@ the ledger's own error (which names the first failing entry, never a value).
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 from flows import prefect_env
 
@@ -31,16 +27,12 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact  #
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.events import emit_event  # noqa: E402
 
-from flows.flow_runtime import engine_for, principal_for, scrubbed, vault_home  # noqa: E402
-from ledger import store as ledger_store  # noqa: E402
+from flows.flow_runtime import principal_for, scrubbed, vault_for, vault_home  # noqa: E402
 from ledger.checkpoint import Checkpoint  # noqa: E402
-from ledger.db_verify import verify_stored  # noqa: E402
 from ledger.errors import CivicVaultError  # noqa: E402
-from ledger.verify import verify_against_checkpoint  # noqa: E402
-from vault.access import Principal, access  # noqa: E402
-from vault.crosscheck import verify_vault  # noqa: E402
 from vault.home import VaultHome  # noqa: E402
-from vault.transparency import checkpoint_store, publish_checkpoint  # noqa: E402
+from vault.service import Principal  # noqa: E402
+from vault.transparency import checkpoint_store  # noqa: E402
 
 EVENT_OK = "civicvault.audit.completed"
 EVENT_FAILED = "civicvault.audit.failed"
@@ -57,41 +49,22 @@ def previous_checkpoint(home: VaultHome) -> tuple[Path, Checkpoint] | None:
     return (latest.path, latest.checkpoint) if latest is not None else None
 
 
-def _counting(entries: Iterable[bytes], counts: Counter[str]) -> Iterator[bytes]:
-    for raw in entries:
-        counts[str(orjson.loads(raw).get("action", "?"))] += 1
-        yield raw
-
-
 @task(name="verify-ledger-and-vault", cache_policy=NO_CACHE, persist_result=False)
 def verify_ledger_and_vault(home: str, principal: Principal) -> dict[str, Any]:
     """Whole-log verification, held against the last checkpoint, plus the vault cross-check."""
     vh = vault_home(home)
-    engine = engine_for(vh)
     with scrubbed("audit-verify"):
-        previous = previous_checkpoint(vh)
-        with access(engine, vh, principal, "ledger.verify", "ledger"):
-            pass  # the decision is ledgered; verification reads its own snapshot
-        verdict = verify_stored(engine, prefix_sizes={previous[1].size} if previous else ())
-        if previous is not None:
-            verify_against_checkpoint(verdict, previous[1])
-        counts: Counter[str] = Counter()
-        with engine.connect().execution_options(readonly=True) as conn, conn.begin():
-            report = verify_vault(conn, _counting(ledger_store.iter_entries(conn), counts))
-    return {"size": verdict.size, "root": verdict.root.hex(), "batches": report.batches,
-            "records": report.records, "actions": dict(sorted(counts.items())),
-            "previous_size": previous[1].size if previous else None}
+        return vault_for(vh, principal).verify_for_audit()
 
 
 @task(name="sign-checkpoint", cache_policy=NO_CACHE, persist_result=False)
 def sign_consistent_checkpoint(home: str, principal: Principal) -> dict[str, Any]:
     """Sign the current tree, after proving it extends the last saved checkpoint; save it."""
     vh = vault_home(home)
-    engine = engine_for(vh)
     with scrubbed("audit-checkpoint"):
-        with access(engine, vh, principal, "ledger.checkpoint", "ledger"):
-            pass  # the decision is ledgered; the checkpoint then covers that entry too
-        published = publish_checkpoint(engine, vh)
+        # the decision is ledgered first, so the checkpoint covers that entry too; signed
+        # only if the tree extends the last saved checkpoint (the one store's rule)
+        published = vault_for(vh, principal).checkpoint(record=True)
         path, size = published.saved.path, published.saved.size
         published.require_quorum()
     return {"checkpoint": path.name, "checkpoint_size": size}

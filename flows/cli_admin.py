@@ -1,14 +1,12 @@
 """``civicvault principals ...`` and ``civicvault policy ...``: who may act, and the rules.
 
-Every command here except ``policy check`` acts as a principal, asks the policy
-and leaves its decision on the ledger (``vault.access``). Tokens are printed
-once, by ``principals add``, and never again.
+Every command here except ``policy check`` calls one method of the vault service
+(``vault.service.Vault``), which asks the policy and leaves its decision on the
+ledger. Tokens are printed once, by ``principals add``, and never again.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -18,12 +16,8 @@ from rich.table import Table
 
 from flows.output import console, emit_json, err_console
 from flows.session import open_session
-from ledger import store as ledger_store
-from ledger.entry import EntryDraft
 from policies.load import parse_policy_bytes
 from policies.model import ACTIONS, EVERYONE, Policy
-from vault import principals as _principals
-from vault.access import installed_policy
 from vault.errors import BadInput
 
 principals_app = typer.Typer(help="Principals: who may act, holding which role.",
@@ -46,13 +40,7 @@ def principals_add(
     json_out: JsonOpt = False,
 ) -> None:
     """Add a principal and print its token once (it is stored only as a hash)."""
-    session = open_session(ctx)
-    with session.access("principals.add", f"principal/{name}") as conn:
-        _principals.validate_name(name)
-        roles = installed_policy(session.home).roles
-        if role not in roles:
-            raise BadInput(f"unknown role '{role}'; the policy defines: {', '.join(roles)}")
-        token = _principals.add_principal(conn, name, role, actor=session.principal.id)
+    token = open_session(ctx).vault.principals_add(name, role)
     if json_out:
         emit_json({"name": name, "role": role, "token": token})
         return
@@ -66,9 +54,7 @@ def principals_add(
 @principals_app.command("list")
 def principals_list(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """List principals, their roles and whether they are revoked (never tokens)."""
-    session = open_session(ctx)
-    with session.access("principals.list", "principals") as conn:
-        rows = _principals.list_principals(conn)
+    rows = open_session(ctx).vault.principals_list()
     if json_out:
         emit_json({"principals": [p.to_json() for p in rows]})
         return
@@ -85,11 +71,7 @@ def principals_revoke(
     json_out: JsonOpt = False,
 ) -> None:
     """Revoke a principal: its token stops working at once (the name is never reused)."""
-    session = open_session(ctx)
-    with session.access("principals.revoke", f"principal/{name}") as conn:
-        if name == session.principal.id:
-            raise BadInput("a principal cannot revoke itself (ask another admin)")
-        record = _principals.revoke_principal(conn, name, actor=session.principal.id)
+    record = open_session(ctx).vault.principals_revoke(name)
     if json_out:
         emit_json(record.to_json())
         return
@@ -99,11 +81,15 @@ def principals_revoke(
 # -- policy ----------------------------------------------------------------------------------
 
 
-def _read_policy_file(path: Path) -> tuple[bytes, Policy]:
+def _read_file(path: Path) -> bytes:
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise BadInput(f"cannot read {path} ({type(exc).__name__})") from None
+
+
+def _read_policy_file(path: Path) -> tuple[bytes, Policy]:
+    data = _read_file(path)
     return data, parse_policy_bytes(data, str(path))
 
 
@@ -122,9 +108,7 @@ def _matrix(policy: Policy) -> Table:
 @policy_app.command("show")
 def policy_show(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Show the installed policy: role matrix, segment rules, budgets, reveal purposes."""
-    session = open_session(ctx)
-    with session.access("policy.show", "policy"):
-        policy = installed_policy(session.home)
+    policy = open_session(ctx).vault.policy_show()
     if json_out:
         emit_json(policy.summary())
         return
@@ -158,35 +142,11 @@ def policy_check(file: FileArg, json_out: JsonOpt = False) -> None:
 @policy_app.command("apply")
 def policy_apply(ctx: typer.Context, file: FileArg, json_out: JsonOpt = False) -> None:
     """Install a policy file into the vault home (admin); ledgered with the file's SHA-256."""
-    session = open_session(ctx)
-    target = session.home.policy_path
-    with session.access("policy.apply", "policy") as conn:
-        data, policy = _read_policy_file(file)
-        stranded = sorted({p.role for p in _principals.list_principals(conn)
-                           if p.active and p.role not in policy.roles})
-        if stranded:
-            raise BadInput(f"the new policy drops role(s) still held by active principals: "
-                           f"{', '.join(stranded)} (revoke them first)")
-        previous = hashlib.sha256(target.read_bytes()).hexdigest() if target.exists() else None
-        ledger_store.append(conn, [EntryDraft(
-            actor=session.principal.id, action="policy.applied", resource="policy",
-            data_hash=policy.sha256,
-            details={"previous": previous, "roles": len(policy.roles),
-                     "datasets": len(policy.datasets)})])
-        _install(target, data)  # last: a failure here rolls the ledger entry back
+    policy, previous = open_session(ctx).vault.policy_apply(file)
     if json_out:
         emit_json({"applied": True, "sha256": policy.sha256, "previous": previous})
         return
     console.print(f"policy {policy.sha256} applied (was {previous or 'none'})", markup=False)
-
-
-def _install(target: Path, data: bytes) -> None:
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)
 
 
 # -- break-glass reveal -----------------------------------------------------------------------
@@ -207,10 +167,6 @@ def reveal(
 
     The reveal is ledgered with its purpose and the subject ids, never the values."""
     from flows.receipts import receipts, write_receipt
-    from vault.erase import find_subjects
-    from vault.keyring import Keyring
-    from vault.keys import provider_for
-    from vault.records import open_subject
 
     criteria: dict[str, str] = {}
     for item in match:
@@ -219,23 +175,15 @@ def reveal(
             raise BadInput("--match takes COL=VALUE")
         criteria[col.strip()] = value
     session = open_session(ctx)
-    with session.access("reveal", f"dataset/{dataset}", purpose=purpose) as conn:
-        keyring = Keyring(provider_for(session.home))
-        _, found = find_subjects(conn, keyring, dataset, criteria)
-        subjects = sorted(found)
-        opened = [(sid, open_subject(conn, keyring, sid)) for sid in subjects]
-        [entry] = ledger_store.append(conn, [EntryDraft(
-            actor=session.principal.id, action="vault.reveal", resource=f"dataset/{dataset}",
-            purpose=purpose,
-            details={"dataset": dataset, "subjects": subjects,
-                     "match_columns": sorted(criteria)})])
-    [receipt] = receipts(session.engine, session.home, [entry.seq])
+    done = session.vault.reveal(dataset, criteria, purpose)
+    opened = done.subjects
+    [receipt] = receipts(session.vault, [done.ledger_seq])
     if receipt_out is not None:
         write_receipt(receipt_out, receipt)
     if json_out:
         emit_json({"dataset": dataset, "purpose": purpose,
                    "subjects": [{"subject": sid, "records": recs} for sid, recs in opened],
-                   "ledger_seq": entry.seq, "receipt": receipt})
+                   "ledger_seq": done.ledger_seq, "receipt": receipt})
         return
     if not opened:
         console.print(f"no live subject of {dataset} matched (the reveal is ledgered)",

@@ -31,24 +31,14 @@ def report(
 ) -> None:
     """Verify the ledger and the vault, and write who did what, when and why."""
     from flows.report_html import render_report
-    from ledger import store as ledger_store
-    from vault.audit import audit_vault, summarize
-    from vault.transparency import checkpoint_store, log_vkeys
 
     if since is not None and not _DATE.match(since):
         raise BadInput("--since takes YYYY-MM-DD or an RFC 3339 UTC time")
     out = check_output(out, option="--out", force=force, suffixes=(".html", ".htm"))
-    session = open_session(ctx)
-    with session.access("audit.report", "ledger"):
-        pass
-    verdict = audit_vault(session.engine)
-    with session.engine.connect() as conn:
-        summary = summarize(ledger_store.iter_entries(conn), since=since)
-    latest = checkpoint_store(session.home).latest()  # the same store as `ledger verify`
-    checkpoint = latest.note if latest is not None else None
-    vkey = log_vkeys(session.home, include_retired=False)[0]
-    html = render_report(origin=session.home.identity(), vkey=vkey, verdict=verdict,
-                         summary=summary, checkpoint=checkpoint, since=since)
+    done = open_session(ctx).vault.audit(since=since)  # checkpoint: the one store's newest
+    verdict, summary = done.verdict, done.summary
+    html = render_report(origin=done.origin, vkey=done.vkey, verdict=verdict,
+                         summary=summary, checkpoint=done.checkpoint, since=since)
     publish(out, lambda p: p.write_text(html, encoding="utf-8"), force=force)
     if json_out:
         emit_json({"out": str(out), "verdict": verdict.to_json(), "summary": summary.to_json()})

@@ -32,30 +32,21 @@ def classify(
     ] = 300,
 ) -> None:
     """Dry run: per column label, confidence and handling (stores nothing)."""
-    from policies.load import default_policy_text, parse_policy
-    from vault.pii import classify_frame
-    from vault.pii.classifier import apply_policy
-    from vault.pii.limits import limits_from_env
-    from vault.pii.readers import scan_source
-
     # the same streaming pass and checks as ``ingest``: what one refuses, so does the other
-    info = scan_source(path, limits=limits_from_env())
-    classes = classify_frame(info.sample, sample_rows=sample_rows)
     home = VaultHome.from_env()
     if home.identity_path.exists():
         from flows.session import open_session
-        from vault.access import installed_policy
 
-        session = open_session(ctx)
-        with session.access("classify", f"file/{path.name}"):
-            policy = installed_policy(session.home)
+        done = open_session(ctx).vault.classify(path, sample_rows=sample_rows)
     else:
-        policy = parse_policy(default_policy_text(), "default policy")
-    classes = apply_policy(classes, policy.pii_handling, policy.lookup_entities)
+        from vault.service import classify_locally
+
+        done = classify_locally(path, sample_rows=sample_rows)
+    classes = done.classes
     if as_json:
-        emit_json({"rows": info.rows, "columns": [c.as_json() for c in classes]})
+        emit_json({"rows": done.rows, "columns": [c.as_json() for c in classes]})
         return
-    table = Table(title=f"{path.name}: {info.rows} rows, {len(info.columns)} columns")
+    table = Table(title=f"{path.name}: {done.rows} rows, {done.columns} columns")
     for header in ("column", "entity", "category", "confidence", "handling", "lookup"):
         table.add_column(header)
     for c in classes:

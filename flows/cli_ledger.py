@@ -1,8 +1,8 @@
 """``civicvault ledger ...``: annotate, verify, checkpoint, pubkey, export, prove, consistency.
 
-A thin shell: every command asks ``session.access`` (which ledgers the decision),
-then calls ``ledger.store`` (reading), ``ledger.db_verify`` / ``ledger.verify``
-(deciding) and ``ledger.checkpoint`` (signing). Errors propagate to ``flows.cli``.
+A thin shell: every command calls one method of the vault service
+(``vault.service.Vault``: it authorises, works and ledgers), or for an outsider's
+``verify --export`` the pure ``ledger.verify``. Errors propagate to ``flows.cli``.
 """
 
 from __future__ import annotations
@@ -16,15 +16,12 @@ import typer
 
 from flows.output import console, emit_json
 from flows.session import open_session
-from ledger import store
 from ledger.checkpoint import open_checkpoint
 from ledger.cosignature import CosignatureVerifier, parse_cosigner_vkey, require_quorum
-from ledger.entry import EntryDraft
 from ledger.errors import BadInput, LedgerTampered
 from ledger.signer import parse_vkey
-from ledger.verify import LogVerdict, verify_against_checkpoint
+from ledger.verify import verify_against_checkpoint
 from policies.validate import int_arg
-from policies.vocab import annotation_action
 
 app = typer.Typer(help="The verifiable audit ledger.", no_args_is_help=True)
 
@@ -36,13 +33,13 @@ _MAX_SIZE = 2**63 - 1
 # -- annotate --------------------------------------------------------------------------------
 
 
-def _drafts_from_jsonl(path: Path, actor: str) -> list[EntryDraft]:
+def _notes_from_jsonl(path: Path) -> list[tuple[str, str, str | None]]:
     """Every line a draft, or BadInput naming the first bad line (nothing is written)."""
     try:
         lines = path.read_bytes().splitlines()
     except OSError:
         raise BadInput(f"cannot read {path}") from None
-    drafts: list[EntryDraft] = []
+    notes: list[tuple[str, str, str | None]] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -53,17 +50,18 @@ def _drafts_from_jsonl(path: Path, actor: str) -> list[EntryDraft]:
         if not isinstance(obj, dict) or not set(obj) <= _JSONL_KEYS:
             raise BadInput(f"{path}:{number}: want an object with keys action, resource "
                            "and optionally purpose")
-        fields: dict[str, Any] = obj  # EntryDraft validates the types
-        try:
-            drafts.append(EntryDraft(actor=actor,
-                                     action=annotation_action(fields.get("action", "")),
-                                     resource=fields.get("resource", ""),
-                                     purpose=fields.get("purpose")))
+        fields: dict[str, Any] = obj  # the service validates the types
+        note = (fields.get("action", ""), fields.get("resource", ""), fields.get("purpose"))
+        try:  # the service's checks, here to name the line
+            from vault.service import Vault
+
+            Vault.check_note(*note)
         except BadInput as exc:
             raise BadInput(f"{path}:{number}: {exc}") from None
-    if not drafts:
+        notes.append(note)
+    if not notes:
         raise BadInput(f"{path}: no annotations")
-    return drafts
+    return notes
 
 
 @app.command()
@@ -83,19 +81,12 @@ def annotate(
     if from_jsonl is not None and (action or resource or purpose):
         raise BadInput("use either --from-jsonl or --action/--resource/--purpose")
     session = open_session(ctx)
-    actor = session.principal.id
     if from_jsonl is not None:
-        drafts = _drafts_from_jsonl(from_jsonl, actor)
-        target = "ledger"
+        seqs = session.vault.annotate(_notes_from_jsonl(from_jsonl), many=True)
     elif action is not None and resource is not None:
-        drafts = [EntryDraft(actor=actor, action=annotation_action(action), resource=resource,
-                             purpose=purpose)]
-        target = resource
+        seqs = session.vault.annotate([(action, resource, purpose)])
     else:
         raise BadInput("give --action and --resource, or --from-jsonl FILE")
-    with session.access("ledger.annotate", target, purpose=purpose) as conn:
-        entries = store.append(conn, drafts)
-    seqs = [e.seq for e in entries]
     if json_out:
         emit_json({"count": len(seqs), "first_seq": seqs[0], "last_seq": seqs[-1]})
     elif len(seqs) == 1:
@@ -208,80 +199,47 @@ def verify(
         return
     if vkey is not None:
         raise BadInput("--vkey is for --export; a vault verifies with its own keys")
-    from vault.access import installed_policy
     from vault.errors import StateMismatch, VaultMismatch
-    from vault.transparency import checkpoint_store, witness_policy
-    from vault.verify_all import verify_everything
+    from vault.service import VerifyReport
 
     session = open_session(ctx)
-    principal = session.principal
-    if not installed_policy(session.home).decide(principal.role, "ledger.verify", "ledger",
-                                                 None, actor=principal.id).allowed:
-        with session.access("ledger.verify", "ledger"):
-            pass  # ledgers the denial and raises
-    cps = checkpoint_store(session.home)
-    opened = cps.open(checkpoint) if checkpoint is not None else cps.latest()
-    saved = opened.checkpoint if opened is not None else None
-    path = opened.path if opened is not None else None
-    report: dict[str, Any] = {"verified": False, "mode": "fast" if fast else "full",
-                              "size": None, "root_hash": None, "checkpoint": None}
-    if opened is not None and saved is not None:
-        policy = witness_policy(session.home)
-        keys = policy.keys() + witness_keys(witness_vkey or [])
-        need = quorum if quorum is not None else (policy.quorum if checkpoint is not None
-                                                  else 0)
-        cosigned = require_quorum(opened.note, keys, need)
-        report["checkpoint"] = {"file": str(path), "origin": saved.origin, "size": saved.size,
-                                "root_hash": saved.root.hex(), "witnesses": sorted(cosigned),
-                                "quorum": need}
-    policy_file = session.home.policy_path
-
-    def against_checkpoint(verdict: LogVerdict) -> None:
-        report.update(size=verdict.size, root_hash=verdict.root.hex())
-        if saved is not None:
-            verify_against_checkpoint(verdict, saved)
-
+    found = VerifyReport(mode="fast" if fast else "full")
     try:
-        done = verify_everything(
-            session.engine,
-            policy_bytes=policy_file.read_bytes() if policy_file.exists() else None,
-            full=not fast, prefix_sizes={saved.size} if saved is not None else (),
-            after_ledger=against_checkpoint)
+        session.vault.verify(found, checkpoint=checkpoint,
+                             witness_keys=witness_keys(witness_vkey or []), quorum=quorum)
     except LedgerTampered as exc:
         if json_out:
-            emit_json({**report, "first_failing_seq": exc.seq, "error": str(exc)})
+            emit_json({**found.to_json(), "first_failing_seq": exc.seq, "error": str(exc)})
         raise
     except StateMismatch as exc:
         if json_out:
-            emit_json({**report, "vault_table": exc.table, "vault_row": exc.row,
+            emit_json({**found.to_json(), "vault_table": exc.table, "vault_row": exc.row,
                        "vouched_by_seq": exc.seq, "error": str(exc)})
         raise
     except VaultMismatch as exc:
         if json_out:
-            emit_json({**report, "vault_table": "vault_batches", "vault_row": exc.batch,
-                       "vault_batch": exc.batch, "error": str(exc)})
+            emit_json({**found.to_json(), "vault_table": "vault_batches",
+                       "vault_row": exc.batch, "vault_batch": exc.batch, "error": str(exc)})
         raise
-    verdict, state, folded = done.ledger, done.state, done.entries_folded
-    # The verification goes on the ledger once it passed: appending to a log that failed
-    # would fill a deleted tail and destroy the evidence the next run needs.
-    with session.access("ledger.verify", "ledger"):
-        pass
+    report: dict[str, Any] = found.to_json()
+    state, folded = found.state, found.entries_folded
+    saved_size, path = found.saved_size, (found.checkpoint or {}).get("file")
     report["vault"] = {"batches": state.batches, "records": state.records}
     report["state"] = {**state.to_json(), "entries_folded": folded,
-                       "tree_nodes_checked": done.nodes_checked}
+                       "tree_nodes_checked": found.nodes_checked}
     report["verified"] = True
     if json_out:
         emit_json(report)
         return
-    console.print(f"ledger verified: {verdict.size} entries, root {verdict.root.hex()}"
+    console.print(f"ledger verified: {found.size} entries, root {found.root_hash}"
                   + ("" if fast else ", every stored tree node re-folded"), soft_wrap=True)
     console.print(f"  vault matches the ledger: {state.principals} principals, {state.budgets} "
                   f"budgets, {state.data_keys} data keys, {state.batches} batches, "
                   f"{state.erased_subjects} erased subjects"
                   + ("" if fast else f", {state.subject_buckets} subject buckets, "
                      f"{state.records} records re-hashed"), soft_wrap=True)
-    if saved is not None:
-        console.print(f"  consistent with the signed checkpoint of size {saved.size} ({path})",
+    if saved_size is not None:
+        console.print(f"  consistent with the signed checkpoint of size {saved_size} ({path})",
                       soft_wrap=True)
 
 
@@ -293,11 +251,9 @@ def checkpoint_cmd(json_out: JsonOpt = False) -> None:
     """The newest checkpoint of the current tree (C2SP signed note, with the configured
     witnesses' cosignatures) to stdout; signed and saved in the home when the tree grew.
     Exit 1 if fewer witnesses than the quorum cosigned it."""
-    from flows.session import open_home
-    from vault.transparency import publish_checkpoint
+    from flows.session import open_public
 
-    home, engine = open_home()
-    published = publish_checkpoint(engine, home)
+    published = open_public().checkpoint()
     if json_out:
         emit_json({**published.to_json(), "note": published.note})
     else:
@@ -313,13 +269,12 @@ def pubkey(
     json_out: JsonOpt = False,
 ) -> None:
     """The checkpoint verifier key (C2SP vkey: name+keyid+base64(0x01||ed25519 key))."""
-    from flows.session import open_home
-    from vault.transparency import log_vkeys
+    from flows.session import open_public
 
-    home, _ = open_home()
-    keys = log_vkeys(home, include_retired=all_keys)
+    vault = open_public()
+    keys = vault.pubkey(include_retired=all_keys)
     if json_out:
-        emit_json({"vkey": keys[0], "origin": home.identity(), "retired": keys[1:]})
+        emit_json({"vkey": keys[0], "origin": vault.origin(), "retired": keys[1:]})
     else:
         sys.stdout.write("".join(k + "\n" for k in keys))
 
@@ -328,15 +283,7 @@ def pubkey(
 def rotate_key(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """New log signing key. The transition checkpoint is signed by the old and the new key;
     the old verifier key stays known (``pubkey --all``), so older checkpoints still verify."""
-    from vault.transparency import KEY_ROTATED_ACTION, log_vkeys, rotate_log_key
-
-    session = open_session(ctx)
-    old = parse_vkey(log_vkeys(session.home, include_retired=False)[0])
-    with session.access("keys.rotate", "ledger-key") as conn:
-        store.append(conn, [EntryDraft(actor=session.principal.id, action=KEY_ROTATED_ACTION,
-                                       resource="ledger-key",
-                                       details={"old_key_id": old.key_id.hex()})])
-    old_vkey, new_vkey, transition = rotate_log_key(session.engine, session.home)
+    old_vkey, new_vkey, transition = open_session(ctx).vault.rotate_log_key()
     if json_out:
         emit_json({"old_vkey": old_vkey, "vkey": new_vkey, "checkpoint": transition.to_json()})
         return
@@ -360,11 +307,7 @@ def witnesses_add(
     json_out: JsonOpt = False,
 ) -> None:
     """Add a witness (or new keys of a known one) by URL and cosignature vkey(s)."""
-    from vault.transparency import add_witness
-
-    session = open_session(ctx)
-    with session.access("policy.apply", "witnesses"):
-        policy = add_witness(session.home, url, read_vkeys([vkey]))
+    policy = open_session(ctx).vault.witnesses_add(url, read_vkeys([vkey]))
     if json_out:
         emit_json(policy.to_json())
     else:
@@ -379,12 +322,7 @@ def witnesses_quorum(
     json_out: JsonOpt = False,
 ) -> None:
     """How many distinct witnesses must cosign each checkpoint."""
-    from vault.transparency import WitnessPolicy, save_witness_policy, witness_policy
-
-    session = open_session(ctx)
-    with session.access("policy.apply", "witnesses"):
-        policy = WitnessPolicy(witness_policy(session.home).witnesses, count)
-        save_witness_policy(session.home, policy)
+    policy = open_session(ctx).vault.witnesses_quorum(count)
     if json_out:
         emit_json(policy.to_json())
     else:
@@ -394,11 +332,9 @@ def witnesses_quorum(
 @witnesses_app.command("list")
 def witnesses_list(json_out: JsonOpt = False) -> None:
     """The configured witnesses and quorum (public configuration)."""
-    from flows.session import open_home
-    from vault.transparency import witness_policy
+    from flows.session import open_public
 
-    home, _ = open_home()
-    policy = witness_policy(home)
+    policy = open_public().witnesses()
     if json_out:
         emit_json(policy.to_json())
         return
@@ -415,9 +351,8 @@ def export(ctx: typer.Context) -> None:
     """Every entry as JSONL: line i is entry i's canonical JSON, exactly its leaf bytes."""
     session = open_session(ctx)
     out = sys.stdout.buffer
-    with session.access("ledger.export", "ledger") as conn:
-        for chunk, _ in store.iter_chunks(conn):
-            out.write(b"\n".join(chunk) + b"\n")
+    for chunk in session.vault.export():
+        out.write(b"\n".join(chunk) + b"\n")
     out.flush()
 
 
@@ -432,9 +367,7 @@ def prove(
     json_out: JsonOpt = False,
 ) -> None:
     """RFC 9162 inclusion proof of entry INDEX in the tree of SIZE entries."""
-    session = open_session(ctx)
-    with session.access("ledger.prove", "ledger") as conn:
-        result = store.inclusion_document(conn, index, size)
+    result = open_session(ctx).vault.prove(index, size)
     if json_out:
         emit_json(result)
         return
@@ -455,9 +388,7 @@ def consistency(
     json_out: JsonOpt = False,
 ) -> None:
     """RFC 9162 consistency proof from the tree of OLD entries to the tree of NEW."""
-    session = open_session(ctx)
-    with session.access("ledger.consistency", "ledger") as conn:
-        result = store.consistency_document(conn, old, new)
+    result = open_session(ctx).vault.consistency(old, new)
     if json_out:
         emit_json(result)
         return

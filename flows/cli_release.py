@@ -16,7 +16,6 @@ from flows.outputs import check_output, publish
 from flows.purpose import PurposeOpt, checked_purpose
 from flows.release_view import (
     check_columns,
-    dataset_columns,
     means_at_bound,
     show_released,
     sig,
@@ -65,9 +64,8 @@ def _receipt(session: Session, dataset: str, seq: int | None, out: Path | None) 
     from flows.receipts import export_with_receipt, receipts
 
     if out is not None:
-        return export_with_receipt(session.engine, session.home, session.principal.id, dataset,
-                                   seq, out)[0]
-    return receipts(session.engine, session.home, [seq])[0] if seq is not None else None
+        return export_with_receipt(session.vault, dataset, seq, out)[0]
+    return receipts(session.vault, [seq])[0] if seq is not None else None
 
 
 def release(
@@ -127,7 +125,7 @@ def release(
     if where:
         raise BadInput("--where filters the joined dataset: give --join")
     from vault.budget import parse_epsilon
-    from vault.dp import ReleaseRequest, preview_release, run_release
+    from vault.dp import ReleaseRequest
     from vault.dp.export import CHART_FORMATS, OUT_FORMATS, write_chart, write_output
 
     # before anything is charged: a result that cannot be saved must cost nothing
@@ -142,8 +140,8 @@ def release(
     )
     why = checked_purpose(purpose)
     session = open_session(ctx)
-    policy_rules = _policy_rules(session, dataset)
-    check_columns(dataset_columns(session.engine, dataset), policy_rules, request.by,
+    policy_rules = session.vault.column_rules(dataset)
+    check_columns(session.vault.dataset_columns(dataset), policy_rules, request.by,
                   [m.column for m in request.measures if m.column is not None])
     from flows.ingest_runner import prefect_configured
 
@@ -165,7 +163,7 @@ def release(
             show_released(doc_flow)
         return
     if preview:
-        accuracy = preview_release(session.engine, session.home, session.principal, request)
+        accuracy = session.vault.preview(request)
         doc: dict[str, Any] = {
             "dataset": dataset,
             "epsilon": float(request.epsilon),
@@ -179,7 +177,7 @@ def release(
                 what = sig(acc["accuracy"]) if "accuracy" in acc else acc.get("derived")
                 console.print(f"{label}: +-{what} (95% confidence)", markup=False)
         return
-    result = run_release(session.engine, session.home, session.principal, request, purpose=why)
+    result = session.vault.release(request, purpose=why)
     if out is not None:
         publish(out, lambda p: write_output(result, p), force=force)
     if chart is not None:
@@ -243,7 +241,7 @@ def segment(
 ) -> None:
     """DP k-means segments over bounded numeric features (noisy sizes and centroids)."""
     from vault.budget import parse_epsilon
-    from vault.dp import SegmentRequest, run_segment
+    from vault.dp import SegmentRequest
     from vault.dp.export import CHART_FORMATS, OUT_FORMATS, write_chart, write_output
 
     if out is not None:
@@ -259,9 +257,9 @@ def segment(
     )
     why = checked_purpose(purpose)
     session = open_session(ctx)
-    check_columns(dataset_columns(session.engine, dataset), _policy_rules(session, dataset),
+    check_columns(session.vault.dataset_columns(dataset), session.vault.column_rules(dataset),
                   [], request.features)
-    result = run_segment(session.engine, session.home, session.principal, request, purpose=why)
+    result = session.vault.segment(request, purpose=why)
     if out is not None:
         publish(out, lambda p: write_output(result, p), force=force)
     if chart is not None:
@@ -294,22 +292,11 @@ def budget_set(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON value.")] = False,
 ) -> None:
     """Set an analyst's total privacy budget on a dataset (spending so far is kept)."""
-    from vault.access import installed_policy
-    from vault.budget import parse_delta, parse_epsilon, set_budget
-    from vault.principals import get_principal
+    from vault.budget import parse_delta, parse_epsilon
 
     total = parse_epsilon(epsilon)
     delta_total = parse_delta(delta) if delta is not None else None
-    session = open_session(ctx)
-    default_delta = installed_policy(session.home).delta_default(dataset)
-    with session.access("budget.set", f"budget:{analyst}/{dataset}") as conn:
-        if get_principal(conn, analyst) is None:
-            raise BadInput(f"unknown analyst '{analyst}' (add it with 'civicvault principals add')")
-        if dataset_columns(conn, dataset) is None:
-            raise BadInput(f"no dataset '{dataset}' in the vault: ingest it first "
-                           "(a budget on a misspelt name would never be used)")
-        b = set_budget(conn, analyst, dataset, total, delta_total=delta_total,
-                       default_delta=default_delta, actor=session.principal.id)
+    b = open_session(ctx).vault.budget_set(analyst, dataset, total, delta=delta_total)
     if as_json:
         emit_json({"budgets": [b.to_json()]})
     else:
@@ -330,15 +317,9 @@ def budget_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON value.")] = False,
 ) -> None:
     """Show privacy budgets: total, spent and remaining epsilon per analyst and dataset."""
-    from vault.budget import show_budgets
-
     if analyst is not None:
         parse_name(analyst, "principal", what="analyst name")
-    session = open_session(ctx)
-    if analyst is None and not _may_see_all(session):
-        analyst = session.principal.id  # e.g. an analyst: their own budgets
-    with session.access("budget.show", f"budget:{analyst}" if analyst else "budgets") as conn:
-        rows = show_budgets(conn, analyst)
+    rows = open_session(ctx).vault.budget_show(analyst)
     if as_json:
         emit_json({"budgets": [b.to_json() for b in rows]})
         return
@@ -351,26 +332,6 @@ def budget_show(
             f"delta left {float(b.delta_remaining):g} of {float(b.delta_total):g}",
             markup=False,
         )
-
-
-def _policy_rules(session: Session, dataset: str) -> dict[str, Any]:
-    """The installed policy's column rules for ``dataset`` (empty if it has none)."""
-    from vault.access import installed_policy
-
-    try:
-        return dict(installed_policy(session.home).columns_for(dataset))
-    except KeyError:
-        return {}
-
-
-def _may_see_all(session: Session) -> bool:
-    """Whether the policy lets this principal see every analyst's budgets (pure check)."""
-    from vault.access import installed_policy
-
-    p = session.principal
-    return (
-        installed_policy(session.home).decide(p.role, "budget.show", "budgets", actor=p.id).allowed
-    )
 
 
 def register(app: typer.Typer) -> None:

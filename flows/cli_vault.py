@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
-import orjson
 import typer
 from rich.progress import (
     BarColumn,
@@ -23,9 +22,6 @@ from flows.session import open_session
 from policies.validate import parse_name
 from vault.errors import BadInput
 from vault.home import VaultHome
-
-if TYPE_CHECKING:
-    from sqlalchemy import Connection
 
 keys_app = typer.Typer(help="Key management.", no_args_is_help=True)
 
@@ -118,16 +114,6 @@ def ingest(
         console.print(f"  {col['name']:<28} {col['category']:<10} {col['handling']}")
 
 
-def _entry_seq(conn: Connection, start: int, action: str) -> int | None:
-    """The seq of the first entry with ``action`` appended from ``start`` in this transaction."""
-    from ledger import store as ledger_store
-
-    for offset, raw in enumerate(ledger_store.iter_entries(conn, start)):
-        if orjson.loads(raw).get("action") == action:
-            return start + offset
-    return None
-
-
 def erase(
     ctx: typer.Context,
     dataset: Annotated[str, typer.Option("--dataset", help="Dataset name.")],
@@ -140,10 +126,6 @@ def erase(
 ) -> None:
     """Erase every subject matching the lookup values (crypto-shredding)."""
     from flows.receipts import receipts, write_receipt
-    from ledger import store as ledger_store
-    from vault.erase import erase as do_erase
-    from vault.keyring import Keyring
-    from vault.keys import provider_for
 
     parse_name(dataset, "dataset")  # before the name reaches the ledger as a resource
     why = checked_purpose(purpose)
@@ -153,12 +135,8 @@ def erase(
 
         receipt_out = check_output(receipt_out, option="--receipt", force=False)
     session = open_session(ctx)
-    with session.access("erase", f"dataset/{dataset}", purpose=why) as conn:
-        before = ledger_store.size(conn)
-        report = do_erase(conn, Keyring(provider_for(session.home)), dataset, criteria,
-                          session.principal.id)
-        seq = _entry_seq(conn, before, "vault.erase")
-    receipt = receipts(session.engine, session.home, [seq])[0] if seq is not None else None
+    report, seq = session.vault.erase(dataset, criteria, purpose=why)
+    receipt = receipts(session.vault, [seq])[0] if seq is not None else None
     if receipt_out is not None and receipt is not None:
         write_receipt(receipt_out, receipt)
     if json_out:
@@ -178,17 +156,10 @@ def keys_rotate(
         "--reencrypt/--no-reencrypt", help="Also move data off retired keys now.")] = True,
 ) -> None:
     """New KEK version, rewrap every data key, then re-encrypt data under retired keys."""
-    from vault.keys import provider_for
-    from vault.rotate import reencrypt, rotate_keys
-
-    session = open_session(ctx)
-    provider = provider_for(session.home)
-    with session.access("keys.rotate", "vault/keys"):
-        pass
-    kek, rewrapped = rotate_keys(session.engine, provider, session.principal.id)
-    batches = subjects = destroyed = 0
-    if reencrypt_data:
-        batches, subjects, destroyed = reencrypt(session.engine, provider, session.principal.id)
+    done = open_session(ctx).vault.keys_rotate(reencrypt=reencrypt_data)
+    kek, rewrapped = done["kek_version"], done["data_keys_rewrapped"]
+    batches, subjects, destroyed = (done.get(k, 0) for k in (
+        "batches_resealed", "subject_keys_rewrapped", "keys_destroyed"))
     out = {"kek_version": kek, "data_keys_rewrapped": rewrapped, "batches_resealed": batches,
            "subject_keys_rewrapped": subjects, "keys_destroyed": destroyed}
     if json_out:

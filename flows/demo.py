@@ -165,22 +165,13 @@ def run_demo(rows: int, home: Path, *, seed: int | None = None,
 
 def _create_analyst(vh: VaultHome, token_file: Path) -> str:
     """Add the demo analyst (token into a 0600 file) and give it a budget on the dataset."""
-    from vault import access as _access
-    from vault import principals
-    from vault.budget import set_budget
-    from vault.db import make_engine
+    from vault.service import Vault
 
-    engine = make_engine(vh.db_url)
-    try:
-        admin = _access.authenticate(engine, vh, None)
-        with _access.access(engine, vh, admin, "principals.add", f"principals/{ANALYST}") as conn:
-            token = principals.add_principal(conn, ANALYST, "analyst", actor=admin.id)
+    with Vault.open(vh) as admin:  # the home's admin token
+        token = admin.principals_add(ANALYST, "analyst")
         fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="ascii") as fh:
             fh.write(token + "\n")
-        analyst = _access.authenticate(engine, vh, token)
-        with _access.access(engine, vh, admin, "budget.set", f"budgets/{analyst.id}") as conn:
-            set_budget(conn, analyst.id, DATASET, ANALYST_EPSILON, actor=admin.id)
+        analyst = admin.acting_as(token).principal
+        admin.budget_set(analyst.id, DATASET, ANALYST_EPSILON)
         return analyst.id
-    finally:
-        engine.dispose()

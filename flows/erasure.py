@@ -6,7 +6,7 @@ The requests file is JSON Lines, one request a line::
 
 Its values identify people, so they never become Prefect parameters, results or
 log lines: the flow receives the file's *path*, each task receives the line
-number, reads its own line and calls ``vault.erase.erase`` (crypto-shredding,
+number, reads its own line and calls ``Vault.erase`` (crypto-shredding,
 ledgered). Results and logs carry the line number, the request id (when it is a
 plain ticket id) and counts. Erasing is idempotent: a request already done finds
 nobody and erases 0 subjects.
@@ -27,13 +27,10 @@ from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.tasks import exponential_backoff  # noqa: E402
 
-from flows.flow_runtime import engine_for, principal_for, scrubbed, vault_home  # noqa: E402
+from flows.flow_runtime import principal_for, scrubbed, vault_for, vault_home  # noqa: E402
 from flows.ingest import retry_if_transient  # noqa: E402
-from vault.access import Principal, access  # noqa: E402
-from vault.erase import erase  # noqa: E402
 from vault.errors import BadInput  # noqa: E402
-from vault.keyring import Keyring  # noqa: E402
-from vault.keys import provider_for  # noqa: E402
+from vault.service import Principal  # noqa: E402
 
 TICKET_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
@@ -73,10 +70,7 @@ def erase_request(home: str, principal: Principal, requests_file: str,
     vh = vault_home(home)
     ticket, dataset, match = read_request(Path(requests_file), line_no)
     with scrubbed("erase", line=line_no):
-        engine = engine_for(vh)
-        keyring = Keyring(provider_for(vh))
-        with access(engine, vh, principal, "erase", f"dataset/{dataset}") as conn:
-            report = erase(conn, keyring, dataset, match, principal.id)
+        report, _ = vault_for(vh, principal).erase(dataset, match)
     return {"line": line_no, "id": ticket, "dataset": dataset,
             "subjects_erased": report.subjects_erased,
             "batches_resealed": report.batches_resealed}

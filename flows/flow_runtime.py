@@ -25,10 +25,10 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from ledger.errors import BadInput, CivicVaultError, FlowStepFailed, TransientStoreError
-from vault import access as _access
 from vault.db import make_engine, require_schema
 from vault.errors import StorageLocked
 from vault.home import DB_URL_ENV, TOKEN_ENV, VaultHome, write_secret_file
+from vault.service import Principal, Vault
 
 _ENGINES: dict[str, Engine] = {}
 _LOCK = threading.Lock()
@@ -62,7 +62,13 @@ def dispose_engines() -> None:
         _ENGINES.clear()
 
 
-def principal_for(home: VaultHome, token_file: str | None = None) -> _access.Principal:
+def vault_for(home: VaultHome, principal: Principal | None = None) -> Vault:
+    """The vault service on this process's engine, acting as ``principal`` (tasks receive
+    the principal the flow authenticated, never its token)."""
+    return Vault(home, engine_for(home), principal)
+
+
+def principal_for(home: VaultHome, token_file: str | None = None) -> Principal:
     """Authenticate the token in ``token_file`` (a path), else ``CIVICVAULT_TOKEN``, else the
     home's admin token: the token itself never is a flow parameter."""
     token = None
@@ -75,7 +81,7 @@ def principal_for(home: VaultHome, token_file: str | None = None) -> _access.Pri
         token = os.environ[TOKEN_ENV].strip()
         if not token:  # set but empty is a mistake, never "use the admin token"
             raise BadInput(f"{TOKEN_ENV} is empty: give a principal's token or unset it")
-    return _access.authenticate(engine_for(home), home, token)
+    return vault_for(home).acting_as(token).principal
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -34,21 +34,15 @@ from prefect.futures import PrefectFuture  # noqa: E402
 from prefect.tasks import Task, exponential_backoff  # noqa: E402
 
 from flows.flow_runtime import (  # noqa: E402
-    engine_for,
     is_transient,
     principal_for,
     scrubbed,
+    vault_for,
     vault_home,
 )
-from vault.access import Principal  # noqa: E402
 from vault.errors import BadInput  # noqa: E402
-from vault.ingest import (  # noqa: E402
-    BATCH_ROWS,
-    IngestPlan,
-    ingest_batch,
-    plan_ingest,
-    store_source,
-)
+from vault.ingest import BATCH_ROWS, IngestPlan  # noqa: E402
+from vault.service import Principal  # noqa: E402
 
 DATA_SUFFIXES = frozenset({".csv", ".tsv", ".txt", ".parquet", ".json", ".jsonl", ".ndjson"})
 RETRIES = 4
@@ -82,8 +76,7 @@ def plan_source(home: str, principal: Principal, path: str, dataset: str,
     """Register the source by content hash and classify it once (touches plaintext)."""
     vh = vault_home(home)
     with scrubbed("plan", dataset=dataset):
-        return plan_ingest(engine_for(vh), vh, principal, Path(path), dataset,
-                           batch_rows=batch_rows)
+        return vault_for(vh, principal).ingest_plan(Path(path), dataset, batch_rows=batch_rows)
 
 
 @task(name="store-batch", cache_policy=NO_CACHE, persist_result=False, retries=RETRIES,
@@ -95,7 +88,7 @@ def store_batch(home: str, principal: Principal, plan: IngestPlan,
     """Seal and store one batch with its ledger entry (touches plaintext; idempotent)."""
     vh = vault_home(home)
     with scrubbed("store-batch", source=plan.source_id, batch=batch_index):
-        return ingest_batch(engine_for(vh), vh, principal, plan, batch_index)
+        return vault_for(vh, principal).ingest_batch(plan, batch_index)
 
 
 @task(name="store-source", cache_policy=NO_CACHE, persist_result=False, retries=RETRIES,
@@ -105,7 +98,7 @@ def store_batches(home: str, principal: Principal, plan: IngestPlan) -> dict[str
     """Seal and store every batch of a source, pipelined (touches plaintext; idempotent)."""
     vh = vault_home(home)
     with scrubbed("store-source", source=plan.source_id):
-        r = store_source(engine_for(vh), vh, principal, plan)
+        r = vault_for(vh, principal).ingest_planned(plan)
     return {"rows_added": r.rows_added, "rows_updated": r.rows_updated,
             "duplicates_skipped": r.duplicates_skipped,
             "erased_suppressed": r.erased_suppressed, "batches": r.batches,

@@ -14,12 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flows.session import Session
-from vault.errors import BadInput
 
 if TYPE_CHECKING:  # vault.ingest loads Presidio: only when a file is really ingested
     from vault.ingest import Progress
-
-SUFFIXES = {".csv", ".tsv", ".txt", ".parquet", ".jsonl", ".ndjson"}
 
 
 def prefect_configured() -> bool:
@@ -27,37 +24,17 @@ def prefect_configured() -> bool:
 
 
 def source_files(path: Path) -> list[Path]:
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
-        if not files:
-            raise BadInput(f"no ingestible files in folder {path}")
-        return files
-    if not path.exists():
-        raise BadInput(f"no such file: {path}")
-    return [path]
+    from vault.service import source_files as files_of
+
+    return files_of(path)
 
 
 def run_ingest(session: Session, path: Path, dataset: str, progress: Progress | None, *,
                via_prefect: bool | None = None, token: str | None = None) -> dict[str, Any]:
-    files = source_files(path)
+    source_files(path)
     if via_prefect if via_prefect is not None else prefect_configured():
         return _run_flow(session, path, dataset, token)
-    from vault.ingest import ingest_path
-
-    totals: dict[str, Any] = {"dataset": dataset, "rows_added": 0, "rows_updated": 0,
-                              "duplicates_skipped": 0, "erased_suppressed": 0, "batches": 0,
-                              "people": 0, "columns": []}  # people: summed per source file
-    for f in files:
-        r = ingest_path(session.engine, session.home, session.principal, f, dataset,
-                        progress=progress)
-        totals["rows_added"] += r.rows_added
-        totals["rows_updated"] += r.rows_updated
-        totals["duplicates_skipped"] += r.duplicates_skipped
-        totals["erased_suppressed"] += r.erased_suppressed
-        totals["batches"] += r.batches
-        totals["people"] += r.people or 0
-        totals["columns"] = r.columns
-    return totals
+    return session.vault.ingest(path, dataset, progress=progress)
 
 
 def _run_flow(session: Session, path: Path, dataset: str, token: str | None) -> dict[str, Any]:

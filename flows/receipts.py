@@ -3,24 +3,23 @@
 Used by the shells after an operation has committed (release, segment, erase,
 reveal): they pass the seq of the entry that records it (and, for ``--out``, the
 exported file, whose exact bytes get their own ``release.export`` entry). The
-work is ``vault.transparency``'s; this only places the receipts in the output.
+work is the vault service's; this only places the receipts in the output.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-
-from sqlalchemy import Engine
+from typing import TYPE_CHECKING
 
 from flows.output import err_console
-from vault.home import VaultHome
+
+if TYPE_CHECKING:
+    from vault.service import Vault
 
 
-def receipts(engine: Engine, home: VaultHome, seqs: list[int]) -> list[str]:
+def receipts(vault: Vault, seqs: list[int]) -> list[str]:
     """A receipt per entry, all against one freshly published (cosigned) checkpoint."""
-    from vault.transparency import receipts_for
-
-    texts, published = receipts_for(engine, home, seqs)
+    texts, published = vault.receipts(seqs)
     if not published.quorum_met:
         err_console.print(f"warning: the checkpoint was cosigned by {len(published.witnesses)} "
                           f"of the {published.quorum} witnesses the quorum needs; the "
@@ -34,14 +33,13 @@ def write_receipt(path: Path, text: str) -> Path:
     return path
 
 
-def export_with_receipt(engine: Engine, home: VaultHome, actor: str, dataset: str,
-                        release_seq: int | None, out: Path) -> tuple[str | None, Path]:
+def export_with_receipt(vault: Vault, dataset: str, release_seq: int | None,
+                        out: Path) -> tuple[str | None, Path]:
     """Ledger ``out``'s bytes, then write ``out.tlog-proof`` and return the release's receipt."""
     from ledger.receipt import SUFFIX
-    from vault.transparency import record_export
 
-    export_seq = record_export(engine, actor, dataset, release_seq, out)
+    export_seq = vault.record_export(dataset, release_seq, out)
     seqs = ([release_seq] if release_seq is not None else []) + [export_seq]
-    texts = receipts(engine, home, seqs)
+    texts = receipts(vault, seqs)
     sidecar = write_receipt(out.with_name(out.name + SUFFIX), texts[-1])
     return (texts[0] if release_seq is not None else None), sidecar

@@ -1,4 +1,4 @@
-"""Flow ``release``: an analyst's DP release request, run by ``vault.dp.release.run_release``.
+"""Flow ``release``: an analyst's DP release request, run by ``Vault.release``.
 
 Parameters are the request's shape (dataset, group-by column names, measure specs,
 epsilon as a decimal string), the vault home's path and optionally the path of a
@@ -21,12 +21,11 @@ prefect_env.configure()
 from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
-from flows.flow_runtime import engine_for, principal_for, scrubbed, vault_home  # noqa: E402
+from flows.flow_runtime import principal_for, scrubbed, vault_for, vault_home  # noqa: E402
 from flows.outputs import check_output, publish  # noqa: E402
-from vault.access import Principal  # noqa: E402
 from vault.budget import parse_epsilon  # noqa: E402
-from vault.dp.release import run_release  # noqa: E402
 from vault.dp.request import ReleaseRequest  # noqa: E402
+from vault.service import Principal  # noqa: E402
 
 
 @task(name="dp-release", cache_policy=NO_CACHE, persist_result=False, retries=0)
@@ -36,7 +35,7 @@ def release_aggregates(home: str, principal: Principal, dataset: str, by: list[s
     vh = vault_home(home)
     request = ReleaseRequest.build(dataset, by, measures, parse_epsilon(epsilon))
     with scrubbed("release", dataset=dataset):
-        result = run_release(engine_for(vh), vh, principal, request)
+        result = vault_for(vh, principal).release(request)
         document: dict[str, Any] = result.to_json()
     return document
 

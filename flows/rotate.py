@@ -19,24 +19,16 @@ from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.tasks import exponential_backoff  # noqa: E402
 
-from flows.flow_runtime import engine_for, principal_for, scrubbed, vault_home  # noqa: E402
+from flows.flow_runtime import principal_for, scrubbed, vault_for, vault_home  # noqa: E402
 from flows.ingest import retry_if_transient  # noqa: E402
-from vault.access import Principal, access  # noqa: E402
-from vault.keys import provider_for  # noqa: E402
-from vault.rotate import reencrypt, rotate_keys  # noqa: E402
-
-RESOURCE = "vault/keys"
+from vault.service import Principal  # noqa: E402
 
 
 @task(name="rotate-kek", cache_policy=NO_CACHE, persist_result=False, retries=0)
 def rotate_kek(home: str, principal: Principal) -> dict[str, int]:
     vh = vault_home(home)
     with scrubbed("rotate"):
-        engine = engine_for(vh)
-        with access(engine, vh, principal, "keys.rotate", RESOURCE):
-            pass  # the decision is ledgered; rotation takes its own transaction
-        kek_version, rewrapped = rotate_keys(engine, provider_for(vh), principal.id)
-    return {"kek_version": kek_version, "data_keys_rewrapped": rewrapped}
+        return vault_for(vh, principal).keys_rotate()  # decision and rewrap: one transaction
 
 
 @task(name="reencrypt", cache_policy=NO_CACHE, persist_result=False, retries=4,
@@ -46,9 +38,7 @@ def reencrypt_retired(home: str, principal: Principal) -> dict[str, int]:
     """Reseal data under retired keys (touches plaintext in memory; resumable)."""
     vh = vault_home(home)
     with scrubbed("reencrypt"):
-        batches, subjects, destroyed = reencrypt(engine_for(vh), provider_for(vh), principal.id)
-    return {"batches_resealed": batches, "subject_keys_rewrapped": subjects,
-            "keys_destroyed": destroyed}
+        return vault_for(vh, principal).keys_reencrypt()
 
 
 @flow(name="rotate", persist_result=False, log_prints=False)

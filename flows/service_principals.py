@@ -18,9 +18,9 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from policies.errors import Unauthenticated
-from vault import access as _access
 from vault.errors import BadInput
 from vault.home import VaultHome, write_secret_file
+from vault.service import Principal, Vault
 
 SERVICE_DIR = "service-tokens"
 INGESTOR = ("svc-ingestor", "ingestor")
@@ -34,25 +34,21 @@ def token_path(home: VaultHome, name: str) -> Path:
 def _working(engine: Engine, home: VaultHome, path: Path, role: str) -> bool:
     try:
         token = path.read_text(encoding="ascii").strip()
-        return _access.authenticate(engine, home, token).role == role
+        return Vault(home, engine, None).acting_as(token).principal.role == role
     except (OSError, UnicodeDecodeError, BadInput, Unauthenticated):
         return False
 
 
-def ensure_service_principal(engine: Engine, home: VaultHome, admin: _access.Principal,
+def ensure_service_principal(engine: Engine, home: VaultHome, admin: Principal,
                              name: str, role: str) -> Path:
     """The token file of a working ``role`` principal named ``name`` (or ``name-N``)."""
-    from vault.principals import add_principal, get_principal
-
     path = token_path(home, name)
     if path.exists() and _working(engine, home, path, role):
         return path
-    with engine.connect() as conn:
-        taken = {n for n in [name, *(f"{name}-{i}" for i in range(2, 100))]
-                 if get_principal(conn, n) is not None}
+    vault = Vault(home, engine, admin)
+    taken = {p.name for p in vault.principals_list()}
     fresh = next(n for n in [name, *(f"{name}-{i}" for i in range(2, 100))] if n not in taken)
-    with _access.access(engine, home, admin, "principals.add", f"principals/{fresh}") as conn:
-        token = add_principal(conn, fresh, role)
+    token = vault.principals_add(fresh, role)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(path.parent, 0o700)
     path.unlink(missing_ok=True)

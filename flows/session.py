@@ -1,13 +1,13 @@
-"""From CLI context to an authenticated session: vault home, engine, principal.
+"""From CLI context to an opened vault service: vault home, engine, principal.
 
-SQLAlchemy, the policy models and the access layer are imported when a session is
+SQLAlchemy, the policy models and the service are imported when a session is
 opened, not when the CLI starts (``civicvault --help`` and argument errors stay fast).
+Commands call the session's ``vault`` (``vault.service.Vault``): it authorises, works
+and ledgers; the commands only parse and print.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -17,48 +17,46 @@ from vault.errors import BadInput
 from vault.home import VaultHome
 
 if TYPE_CHECKING:
-    from sqlalchemy import Connection, Engine
+    from sqlalchemy import Engine
 
-    from vault.access import Principal
+    from vault.service import Principal, Vault
 
 
 @dataclass
 class Session:
-    home: VaultHome
-    engine: Engine
-    principal: Principal
+    vault: Vault
 
-    @contextmanager
-    def access(
-        self, action: str, resource: str, *, purpose: str | None = None
-    ) -> Iterator[Connection]:
-        """Ask the policy, ledger the decision, and yield the operation's transaction."""
-        from vault import access as _access
+    @property
+    def home(self) -> VaultHome:
+        return self.vault.home
 
-        with _access.access(
-            self.engine, self.home, self.principal, action, resource, purpose=purpose
-        ) as conn:
-            yield conn
+    @property
+    def engine(self) -> Engine:
+        return self.vault.engine
+
+    @property
+    def principal(self) -> Principal:
+        return self.vault.principal
+
+
+def open_public() -> Vault:
+    """The vault for public material (checkpoint, verifier key, witnesses): no token."""
+    from vault.service import Vault
+
+    return Vault.open(VaultHome.from_env(), anonymous=True)
 
 
 def open_home() -> tuple[VaultHome, Engine]:
-    from vault.db import make_engine, require_schema
-
-    home = VaultHome.from_env()
-    home.require_initialised()
-    engine = make_engine(home.db_url)
-    require_schema(engine)
-    return home, engine
+    vault = open_public()
+    return vault.home, vault.engine
 
 
 def open_session(ctx: typer.Context) -> Session:
     """Authenticate the token from ``--token`` / ``CIVICVAULT_TOKEN`` / admin.token."""
-    from vault import access as _access
+    from vault.service import Vault
 
     root: Any = ctx.find_root().obj or {}
     if root.get("token_empty"):
         raise BadInput("CIVICVAULT_TOKEN / --token is empty: give a principal's token, or "
                        "unset it to use the vault's admin.token")
-    home, engine = open_home()
-    principal = _access.authenticate(engine, home, root.get("token"))
-    return Session(home=home, engine=engine, principal=principal)
+    return Session(vault=Vault.open(VaultHome.from_env(), token=root.get("token")))

@@ -181,8 +181,9 @@ def test_transient_database_error_is_retried_with_backoff(
     from sqlalchemy.exc import OperationalError
 
     import flows.ingest as flow_module
+    from vault.service import Vault
 
-    real = flow_module.store_source
+    real = Vault.ingest_planned
     failures: list[str] = []
 
     def flaky(*args: Any, **kwargs: Any) -> Any:
@@ -193,7 +194,7 @@ def test_transient_database_error_is_retried_with_backoff(
             )
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(flow_module, "store_source", flaky)
+    monkeypatch.setattr(Vault, "ingest_planned", flaky)  # the service's store step
     report = flow_module.ingest(
         path=str(voters_csv), dataset=DATASET, home=str(home.root), batch_rows=200
     )

@@ -1,5 +1,6 @@
 """The vault: storage, envelope encryption, PII detection, DP release, erasure, key
-rotation. Every public operation takes a principal, asks the policy and writes the ledger.
+rotation. Every public operation takes a principal, asks the policy and writes the ledger:
+``vault.Vault`` (``vault.service``) is the one object the shells call, one method each.
 
 Public names load their module on first use, so ``import vault`` imports no heavy
 package (Presidio, spaCy, OpenDP, Polars, SQLAlchemy are loaded by the operations
@@ -27,6 +28,7 @@ if TYPE_CHECKING:  # the real names for type checkers; at run time they load laz
     )
     from vault.home import VaultHome
     from vault.ingest import IngestReport, ingest_path, plan_ingest, store_source
+    from vault.service import Vault
     from vault.setup import init_home
     from vault.transparency import checkpoint_store, publish_checkpoint
     from vault.verify_all import verify_everything
@@ -40,6 +42,7 @@ __all__ = [
     "Principal",
     "ReleaseRequest",
     "SegmentRequest",
+    "Vault",
     "VaultHome",
     "VerificationFailed",
     "audit_vault",
@@ -71,6 +74,7 @@ _WHERE: dict[str, str] = {
     "Principal": "vault.access",
     "ReleaseRequest": "vault.dp",
     "SegmentRequest": "vault.dp",
+    "Vault": "vault.service",
     "VaultHome": "vault.home",
     "VerificationFailed": "vault.errors",
     "audit_vault": "vault.audit",

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, bindparam, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, select, update
 
 from ledger import store as ledger_store
 from ledger.entry import MAX_STATE_ENTRY_BYTES, EntryDraft
@@ -43,20 +43,25 @@ class RotationReport:
 
 def rotate_keys(engine: Engine, provider: KeyProvider, actor: str) -> tuple[int, int]:
     """New KEK version, every data key rewrapped, new active data keys. Returns (kek, n)."""
-    keyring = Keyring(provider)
     with engine.begin() as conn:
-        lock_vault(conn)
-        keyring.unwrap_live(conn)  # first: a key that does not unwrap adds no KEK version
-        kek_version = provider.new_version()
-        n = keyring.rewrap_all(conn, kek_version)
-        for (ds_id,) in conn.execute(select(T_DATASET.c.id)).all():
-            for purpose in ROTATED_PURPOSES:
-                keyring.create(conn, int(ds_id), purpose)
-        ledger_store.append(conn, [EntryDraft(
-            actor=actor, action=vocab.KEYS_ROTATED, resource=vocab.DATA_KEYS,
-            max_bytes=MAX_STATE_ENTRY_BYTES,
-            details={"kek_version": kek_version, "data_keys_rewrapped": n,
-                     "key_rows": manifest.key_rows(conn)})])
+        return rotate_keys_in(conn, provider, actor)
+
+
+def rotate_keys_in(conn: Connection, provider: KeyProvider, actor: str) -> tuple[int, int]:
+    """``rotate_keys`` inside the caller's transaction (e.g. the one of its access decision)."""
+    keyring = Keyring(provider)
+    lock_vault(conn)
+    keyring.unwrap_live(conn)  # first: a key that does not unwrap adds no KEK version
+    kek_version = provider.new_version()
+    n = keyring.rewrap_all(conn, kek_version)
+    for (ds_id,) in conn.execute(select(T_DATASET.c.id)).all():
+        for purpose in ROTATED_PURPOSES:
+            keyring.create(conn, int(ds_id), purpose)
+    ledger_store.append(conn, [EntryDraft(
+        actor=actor, action=vocab.KEYS_ROTATED, resource=vocab.DATA_KEYS,
+        max_bytes=MAX_STATE_ENTRY_BYTES,
+        details={"kek_version": kek_version, "data_keys_rewrapped": n,
+                 "key_rows": manifest.key_rows(conn)})])
     return kek_version, n
 
 

@@ -1,0 +1,750 @@
+"""The vault service: one object, one method per operation of the public contract.
+
+::
+
+    vault = Vault.open(home, token=token)        # None: the home's admin.token
+    report = vault.ingest(Path("voters.csv"), "nc_voters")
+    result = vault.release(request, purpose="turnout")
+    vault.erase("nc_voters", {"voter_reg_num": "..."})
+
+Every method that acts as a principal
+
+1. authorises through the installed policy (``vault.access``): a denial is ledgered
+   (``policy.denied``) in its own transaction and raised as ``PolicyDenied``;
+2. does the work by calling the ``vault`` function that owns it (ingest, dp, erase,
+   rotate, principals, budget, transparency, ...), never re-implementing it;
+3. appends its ledger entries in the *same* transaction as the change they vouch for
+   (the ``policy.allowed`` decision included), so a failure rolls back both.
+
+Read-only operations (verify, audit, proofs, export) have no change to vouch for: the
+decision is their ledger entry (``verify`` writes it only once the ledger verified, so
+a failed check never appends to the log it found broken). The checkpoint and the
+verifier key are public material: no principal, no ledger entry. The resumable
+re-encryption job commits one batch at a time, each with its own entries.
+
+The CLI (``flows.cli*``), the HTTP API (``flows.api``) and the Prefect flows
+(``flows/*.py``) parse, call one method here and render; none of them composes an
+access decision or a ledger entry. To add an operation: add a method here (and its
+action to ``policies.vocab.OPERATIONS``); to expose it over HTTP: one route in
+``flows/api.py``; on the command line: one command in the matching ``flows/cli_*.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Engine
+
+from ledger import store as ledger_store
+from ledger.entry import MAX_STATE_ENTRY_BYTES, EntryDraft
+from ledger.errors import BadInput
+from policies.errors import Unauthenticated
+from policies.model import Policy
+from vault import access as _access
+from vault import vocab
+from vault.access import Principal
+from vault.home import VaultHome
+
+if TYPE_CHECKING:
+    from ledger.cosignature import CosignatureVerifier
+    from ledger.verify import LogVerdict
+    from vault.audit import AuditSummary, AuditVerdict
+    from vault.budget import Budget
+    from vault.dp.plan import Accuracy
+    from vault.dp.release import ReleaseResult
+    from vault.dp.request import ReleaseRequest
+    from vault.dp.segment import SegmentRequest
+    from vault.erase import EraseReport
+    from vault.ingest import IngestPlan, IngestReport, Progress
+    from vault.pii.classifier import ColumnClass
+    from vault.principals import PrincipalRecord
+    from vault.transparency import Published, WitnessPolicy
+
+__all__ = ["Principal", "Vault"]
+
+
+INGEST_SUFFIXES = frozenset({".csv", ".tsv", ".txt", ".parquet", ".jsonl", ".ndjson"})
+
+
+def source_files(path: Path) -> list[Path]:
+    """A file, or the ingestible files of a folder (sorted)."""
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir()
+                       if p.is_file() and p.suffix.lower() in INGEST_SUFFIXES)
+        if not files:
+            raise BadInput(f"no ingestible files in folder {path}")
+        return files
+    if not path.exists():
+        raise BadInput(f"no such file: {path}")
+    return [path]
+
+
+@dataclass(frozen=True)
+class Revealed:
+    dataset: str
+    purpose: str
+    subjects: list[tuple[int, list[dict[str, str | None]]]]
+    ledger_seq: int
+
+
+@dataclass(frozen=True)
+class Classified:
+    rows: int
+    columns: int
+    classes: list[ColumnClass]
+
+
+@dataclass(frozen=True)
+class AuditOutcome:
+    verdict: AuditVerdict
+    summary: AuditSummary
+    origin: str
+    vkey: str
+    checkpoint: str | None  # the newest saved checkpoint (the one store's)
+
+
+@dataclass
+class VerifyReport:
+    """What ``verify`` found; filled as it goes, so a failure still reports what it had."""
+
+    mode: str
+    size: int | None = None
+    root_hash: str | None = None
+    checkpoint: dict[str, Any] | None = None
+    saved_size: int | None = None
+    state: Any = None
+    entries_folded: int = 0
+    nodes_checked: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"verified": False, "mode": self.mode, "size": self.size,
+                "root_hash": self.root_hash, "checkpoint": self.checkpoint}
+
+
+class Vault:
+    """A vault home (or database URL) opened as one principal. See the module docstring."""
+
+    def __init__(self, home: VaultHome, engine: Engine, principal: Principal | None, *,
+                 owns_engine: bool = False) -> None:
+        self.home = home
+        self.engine = engine
+        self._principal = principal
+        self._owns_engine = owns_engine
+
+    # -- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, home: VaultHome | str | Path | None = None, *, token: str | None = None,
+             db_url: str | None = None, engine: Engine | None = None,
+             anonymous: bool = False) -> Vault:
+        """Open an initialised home (default: ``CIVICVAULT_HOME``) and authenticate ``token``
+        (None: the home's admin token). ``anonymous``: public material only."""
+        from vault.db import make_engine, require_schema
+
+        if not isinstance(home, VaultHome):
+            home = (VaultHome.from_env() if home is None
+                    else VaultHome(root=Path(home).expanduser().absolute(),
+                                   db_url_override=os.environ.get("CIVICVAULT_DB_URL") or None))
+        if db_url is not None:
+            home = VaultHome(root=home.root, db_url_override=db_url)
+        home.require_initialised()
+        owns = engine is None
+        if engine is None:
+            engine = make_engine(home.db_url)
+        try:
+            require_schema(engine)
+            principal = None if anonymous else _access.authenticate(engine, home, token)
+        except BaseException:
+            if owns:
+                engine.dispose()
+            raise
+        return cls(home, engine, principal, owns_engine=owns)
+
+    def acting_as(self, token: str | None) -> Vault:
+        """The same vault (engine shared) as the principal holding ``token``."""
+        return Vault(self.home, self.engine, _access.authenticate(self.engine, self.home, token))
+
+    def as_principal(self, principal: Principal) -> Vault:
+        """The same vault as an already authenticated principal (flows pass these)."""
+        return Vault(self.home, self.engine, principal)
+
+    def close(self) -> None:
+        if self._owns_engine:
+            self.engine.dispose()
+
+    def __enter__(self) -> Vault:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    @property
+    def principal(self) -> Principal:
+        if self._principal is None:
+            raise Unauthenticated("this operation needs a principal's token")
+        return self._principal
+
+    @property
+    def policy(self) -> Policy:
+        """The installed policy (public to the service's callers for rendering only)."""
+        return _access.installed_policy(self.home)
+
+    @contextmanager
+    def _access(self, op: str, resource: str, *,
+                purpose: str | None = None) -> Iterator[Connection]:
+        with _access.access(self.engine, self.home, self.principal, op, resource,
+                            purpose=purpose) as conn:
+            yield conn
+
+    def _may(self, op: str, resource: str) -> bool:
+        """Whether the policy would allow ``op`` on ``resource`` (pure: nothing ledgered)."""
+        p = self.principal
+        return self.policy.decide(p.role, op, resource, None, actor=p.id).allowed
+
+    def _require(self, op: str, resource: str) -> None:
+        """Refuse (ledgered, raised) before any input is read, if the policy would deny;
+        an allowed decision is ledgered later, in the transaction of the work."""
+        if not self._may(op, resource):
+            with self._access(op, resource):
+                pass  # ledgers the denial and raises
+
+    def _keyring(self) -> Any:
+        from vault.keyring import Keyring
+        from vault.keys import provider_for
+
+        return Keyring(provider_for(self.home))
+
+    # -- ingest and classification ------------------------------------------------------------
+
+    def ingest(self, path: Path, dataset: str, *,
+               progress: Progress | None = None) -> dict[str, Any]:
+        """Classify, encrypt and store a file or every file of a folder (``ingest``)."""
+        from vault.ingest import ingest_path
+
+        self._require("ingest", vocab.dataset(dataset))  # no file is read for a denied caller
+        totals: dict[str, Any] = {"dataset": dataset, "rows_added": 0, "rows_updated": 0,
+                                  "duplicates_skipped": 0, "erased_suppressed": 0, "batches": 0,
+                                  "people": 0, "columns": []}  # people: summed per file
+        for f in source_files(path):
+            r = ingest_path(self.engine, self.home, self.principal, f, dataset,
+                            progress=progress)
+            totals["rows_added"] += r.rows_added
+            totals["rows_updated"] += r.rows_updated
+            totals["duplicates_skipped"] += r.duplicates_skipped
+            totals["erased_suppressed"] += r.erased_suppressed
+            totals["batches"] += r.batches
+            totals["people"] += r.people or 0
+            totals["columns"] = r.columns
+        return totals
+
+    def ingest_plan(self, path: Path, dataset: str, *, batch_rows: int | None = None,
+                    ) -> IngestPlan:
+        """Step 1 of a distributed ingest: read, register and classify one source."""
+        from vault.ingest import BATCH_ROWS, plan_ingest
+
+        return plan_ingest(self.engine, self.home, self.principal, path, dataset,
+                           batch_rows=batch_rows or BATCH_ROWS)
+
+    def ingest_batch(self, plan: IngestPlan, batch_index: int) -> dict[str, int]:
+        """Step 2 (per batch, idempotent) of a distributed ingest."""
+        from vault.ingest import ingest_batch
+
+        return ingest_batch(self.engine, self.home, self.principal, plan, batch_index)
+
+    def ingest_planned(self, plan: IngestPlan) -> IngestReport:
+        """Step 2 in this process: every batch of a planned source, pipelined."""
+        from vault.ingest import store_source
+
+        return store_source(self.engine, self.home, self.principal, plan)
+
+    def classify(self, path: Path, *, sample_rows: int = 300) -> Classified:
+        """Dry run: per column entity, handling, confidence (``classify``; stores nothing)
+        under the installed policy. A caller the policy denies is refused before the file
+        is read; the allowed decision is ledgered once the file was read and classified
+        (a bad file is bad input, with no entry)."""
+        resource = vocab.file(path.name)
+        self._require("classify", resource)
+        info, classes = _scan_and_classify(path, sample_rows)
+        with self._access("classify", resource):
+            policy = self.policy
+        return _classified(info, classes, policy)
+
+    # -- releases and budgets -----------------------------------------------------------------
+
+    def preview(self, request: ReleaseRequest) -> Accuracy:
+        """The accuracy of a release: no data read, no budget spent (``release``)."""
+        from vault.dp import preview_release
+
+        return preview_release(self.engine, self.home, self.principal, request)
+
+    def release(self, request: ReleaseRequest, *, purpose: str | None = None) -> ReleaseResult:
+        """A DP release, charged to the principal's budget before any noise (``release``)."""
+        from vault.dp import run_release
+
+        return run_release(self.engine, self.home, self.principal, request, purpose=purpose)
+
+    def segment(self, request: SegmentRequest, *, purpose: str | None = None) -> ReleaseResult:
+        """DP k-means segments (``segment``)."""
+        from vault.dp import run_segment
+
+        return run_segment(self.engine, self.home, self.principal, request, purpose=purpose)
+
+    def budget_set(self, analyst: str, dataset: str, epsilon: Fraction, *,
+                   delta: Fraction | None = None) -> Budget:
+        """Set an analyst's totals on a dataset; spending is kept (``budget.set``)."""
+        from vault.budget import set_budget
+        from vault.principals import get_principal
+        from vault.store import T_DATASET
+
+        default_delta = self.policy.delta_default(dataset)
+        with self._access("budget.set", vocab.budget(analyst, dataset)) as conn:
+            if get_principal(conn, analyst) is None:
+                raise BadInput(f"unknown analyst '{analyst}' (add it with "
+                               "'civicvault principals add')")
+            from sqlalchemy import select
+
+            if conn.execute(select(T_DATASET.c.id).where(T_DATASET.c.name == dataset)
+                            ).first() is None:
+                raise BadInput(f"no dataset '{dataset}' in the vault: ingest it first "
+                               "(a budget on a misspelt name would never be used)")
+            return set_budget(conn, analyst, dataset, epsilon, delta_total=delta,
+                              default_delta=default_delta, actor=self.principal.id)
+
+    def budget_show(self, analyst: str | None = None) -> list[Budget]:
+        """Budgets: total, spent, remaining (``budget.show``). Without ``analyst``: every
+        analyst's if the policy lets this principal see them all, else its own."""
+        from policies.validate import parse_name
+        from vault.budget import show_budgets
+
+        if analyst is not None:
+            parse_name(analyst, "principal", what="analyst name")
+        elif not self._may("budget.show", vocab.budget()):
+            analyst = self.principal.id  # e.g. an analyst: their own budgets
+        resource = vocab.budget(analyst)
+        with self._access("budget.show", resource) as conn:
+            return show_budgets(conn, analyst)
+
+    # -- subjects: erasure and break-glass reveal -----------------------------------------------
+
+    def erase(self, dataset: str, match: Mapping[str, str], *,
+              purpose: str | None = None) -> tuple[EraseReport, int | None]:
+        """Crypto-shred every subject matching ``match`` (``erase``); returns the report and
+        the seq of its ``vault.erase`` entry."""
+        from policies.validate import parse_name
+        from vault.erase import erase as do_erase
+
+        parse_name(dataset, "dataset")  # before the name reaches the ledger as a resource
+        keyring = self._keyring()
+        with self._access("erase", vocab.dataset(dataset), purpose=purpose) as conn:
+            before = ledger_store.size(conn)
+            report = do_erase(conn, keyring, dataset, match, self.principal.id)
+            seq = _entry_seq(conn, before, vocab.VAULT_ERASE)
+        return report, seq
+
+    def reveal(self, dataset: str, match: Mapping[str, str], purpose: str) -> Revealed:
+        """Break glass: open the matching subjects' records (``reveal``; purpose required,
+        rate-limited); ledgered with the subject ids, never the values."""
+        from vault.erase import find_subjects
+        from vault.records import open_subject
+
+        keyring = self._keyring()
+        with self._access("reveal", vocab.dataset(dataset), purpose=purpose) as conn:
+            _, found = find_subjects(conn, keyring, dataset, dict(match))
+            subjects = sorted(found)
+            opened = [(sid, open_subject(conn, keyring, sid)) for sid in subjects]
+            [entry] = ledger_store.append(conn, [EntryDraft(
+                actor=self.principal.id, action=vocab.VAULT_REVEAL,
+                resource=vocab.dataset(dataset), purpose=purpose,
+                max_bytes=MAX_STATE_ENTRY_BYTES,  # the subject ids, like an erasure's
+                details={"dataset": dataset, "subjects": subjects,
+                         "match_columns": sorted(match)})])
+        return Revealed(dataset, purpose, opened, int(entry.seq))
+
+    # -- keys -----------------------------------------------------------------------------------
+
+    def keys_rotate(self, *, reencrypt: bool = False) -> dict[str, int]:
+        """New KEK version and every data key rewrapped, in the decision's transaction
+        (``keys.rotate``); with ``reencrypt``, then the re-encryption job (see
+        ``keys_reencrypt``) under the same decision."""
+        from vault.keys import provider_for
+        from vault.rotate import reencrypt as reencrypt_job
+        from vault.rotate import rotate_keys_in
+
+        provider = provider_for(self.home)
+        with self._access("keys.rotate", vocab.DATA_KEYS) as conn:
+            kek, rewrapped = rotate_keys_in(conn, provider, self.principal.id)
+        out = {"kek_version": kek, "data_keys_rewrapped": rewrapped}
+        if reencrypt:
+            batches, subjects, destroyed = reencrypt_job(self.engine, provider,
+                                                         self.principal.id)
+            out.update(batches_resealed=batches, subject_keys_rewrapped=subjects,
+                       keys_destroyed=destroyed)
+        return out
+
+    def keys_reencrypt(self) -> dict[str, int]:
+        """Move data off retired keys (``keys.rotate``): resumable, one batch per
+        transaction, each committed with its own entries (a job, not one change)."""
+        from vault.keys import provider_for
+        from vault.rotate import reencrypt
+
+        with self._access("keys.rotate", vocab.DATA_KEYS):
+            pass  # the decision; the job commits (and ledgers) batch by batch, resumably
+        batches, subjects, destroyed = reencrypt(self.engine, provider_for(self.home),
+                                                 self.principal.id)
+        return {"batches_resealed": batches, "subject_keys_rewrapped": subjects,
+                "keys_destroyed": destroyed}
+
+    def rotate_log_key(self) -> tuple[str, str, Published]:
+        """New log signing key (``keys.rotate`` on the ledger key): (old vkey, new vkey,
+        the transition checkpoint signed by both)."""
+        from ledger.signer import parse_vkey
+        from vault.transparency import log_vkeys, rotate_log_key
+
+        old = parse_vkey(log_vkeys(self.home, include_retired=False)[0])
+        with self._access("keys.rotate", vocab.LEDGER_KEY) as conn:
+            ledger_store.append(conn, [EntryDraft(
+                actor=self.principal.id, action=vocab.LEDGER_KEY_ROTATED, resource=vocab.LEDGER_KEY,
+                details={"old_key_id": old.key_id.hex()})])
+        return rotate_log_key(self.engine, self.home)
+
+    # -- principals and policy --------------------------------------------------------------------
+
+    def principals_add(self, name: str, role: str) -> str:
+        """Add a principal; returns its token, shown once (``principals.add``)."""
+        from vault import principals
+
+        with self._access("principals.add", vocab.principal(name)) as conn:
+            principals.validate_name(name)
+            roles = self.policy.roles
+            if role not in roles:
+                raise BadInput(f"unknown role '{role}'; the policy defines: {', '.join(roles)}")
+            return principals.add_principal(conn, name, role, actor=self.principal.id)
+
+    def principals_list(self) -> list[PrincipalRecord]:
+        """Principals, roles, revocations, never tokens (``principals.list``)."""
+        from vault import principals
+
+        with self._access("principals.list", vocab.PRINCIPALS) as conn:
+            return principals.list_principals(conn)
+
+    def principals_revoke(self, name: str) -> PrincipalRecord:
+        """Revoke a principal: its token stops working (``principals.revoke``)."""
+        from vault import principals
+
+        with self._access("principals.revoke", vocab.principal(name)) as conn:
+            if name == self.principal.id:
+                raise BadInput("a principal cannot revoke itself (ask another admin)")
+            return principals.revoke_principal(conn, name, actor=self.principal.id)
+
+    def policy_show(self) -> Policy:
+        """The installed policy (``policy.show``)."""
+        with self._access("policy.show", vocab.POLICY):
+            return self.policy
+
+    def policy_apply(self, file: Path | bytes, source: str | None = None,
+                     ) -> tuple[Policy, str | None]:
+        """Install a policy file (``policy.apply``): (the policy, the previous file's SHA-256).
+        ``file``: a path (read once authorised) or the file's bytes. The ``policy.applied``
+        entry commits only if the file is in place."""
+        from policies.load import parse_policy_bytes
+        from vault import principals
+
+        target = self.home.policy_path
+        with self._access("policy.apply", vocab.POLICY) as conn:
+            if isinstance(file, Path):
+                try:
+                    data = file.read_bytes()
+                except OSError as exc:
+                    raise BadInput(f"cannot read {file} ({type(exc).__name__})") from None
+                source = source or str(file)
+            else:
+                data = file
+            policy = parse_policy_bytes(data, source or "policy")
+            stranded = sorted({p.role for p in principals.list_principals(conn)
+                               if p.active and p.role not in policy.roles})
+            if stranded:
+                raise BadInput(f"the new policy drops role(s) still held by active principals: "
+                               f"{', '.join(stranded)} (revoke them first)")
+            previous = (hashlib.sha256(target.read_bytes()).hexdigest() if target.exists()
+                        else None)
+            ledger_store.append(conn, [EntryDraft(
+                actor=self.principal.id, action=vocab.POLICY_APPLIED, resource=vocab.POLICY,
+                data_hash=policy.sha256,
+                details={"previous": previous, "roles": len(policy.roles),
+                         "datasets": len(policy.datasets)})])
+            _install(target, data)  # last: a failure here rolls the ledger entry back
+        return policy, previous
+
+    def witnesses_add(self, url: str, vkeys: Sequence[str]) -> WitnessPolicy:
+        """Add a witness that cosigns checkpoints (``policy.apply`` on the witnesses)."""
+        from vault.transparency import add_witness
+
+        with self._access("policy.apply", vocab.WITNESSES):
+            return add_witness(self.home, url, list(vkeys))
+
+    def witnesses_quorum(self, count: int) -> WitnessPolicy:
+        """How many witnesses must cosign each checkpoint (``policy.apply``)."""
+        from vault.transparency import WitnessPolicy, save_witness_policy, witness_policy
+
+        with self._access("policy.apply", vocab.WITNESSES):
+            policy = WitnessPolicy(witness_policy(self.home).witnesses, count)
+            save_witness_policy(self.home, policy)
+        return policy
+
+    def witnesses(self) -> WitnessPolicy:
+        """The configured witnesses and quorum (public configuration)."""
+        from vault.transparency import witness_policy
+
+        return witness_policy(self.home)
+
+    # -- the ledger -----------------------------------------------------------------------------
+
+    def annotate(self, notes: Sequence[tuple[str, str, str | None]], *,
+                 many: bool = False) -> list[int]:
+        """Append annotation entries (action, resource, purpose), all or none
+        (``ledger.annotate``); one note is authorised on its resource, a batch on the
+        ledger. Returns their seqs."""
+        if not notes:
+            raise BadInput("no annotations")
+        actor = self.principal.id
+        drafts = [EntryDraft(actor=actor, action=vocab.annotation_action(a), resource=r,
+                             purpose=p) for a, r, p in notes]
+        single = len(notes) == 1 and not many
+        target = notes[0][1] if single else vocab.LEDGER
+        purpose = notes[0][2] if single else None
+        with self._access("ledger.annotate", target, purpose=purpose) as conn:
+            return [int(e.seq) for e in ledger_store.append(conn, drafts)]
+
+    @staticmethod
+    def check_note(action: str, resource: str, purpose: str | None = None) -> None:
+        """BadInput unless (action, resource, purpose) makes a valid annotation entry."""
+        EntryDraft(actor="check", action=vocab.annotation_action(action), resource=resource,
+                   purpose=purpose)
+
+    def verify(self, report: VerifyReport, *, checkpoint: Path | None = None,
+               witness_keys: Sequence[CosignatureVerifier] = (),
+               quorum: int | None = None) -> VerifyReport:
+        """Verify every entry and that the vault's tables are what the ledger vouches for,
+        held against ``checkpoint`` (default: the newest saved one) (``ledger.verify``).
+        The decision is ledgered once verification passed; ``report`` is filled as it
+        goes, so a caller can show what was found when it raises."""
+        from ledger.cosignature import require_quorum
+        from ledger.verify import verify_against_checkpoint
+        from vault.transparency import checkpoint_store, witness_policy
+        from vault.verify_all import verify_everything
+
+        self._require("ledger.verify", vocab.LEDGER)
+        cps = checkpoint_store(self.home)
+        opened = cps.open(checkpoint) if checkpoint is not None else cps.latest()
+        saved = opened.checkpoint if opened is not None else None
+        if opened is not None and saved is not None:
+            wp = witness_policy(self.home)
+            keys = wp.keys() + list(witness_keys)
+            need = quorum if quorum is not None else (wp.quorum if checkpoint is not None
+                                                      else 0)
+            cosigned = require_quorum(opened.note, keys, need)
+            report.saved_size = saved.size
+            report.checkpoint = {"file": str(opened.path), "origin": saved.origin,
+                                 "size": saved.size, "root_hash": saved.root.hex(),
+                                 "witnesses": sorted(cosigned), "quorum": need}
+
+        def against_checkpoint(verdict: LogVerdict) -> None:
+            report.size, report.root_hash = verdict.size, verdict.root.hex()
+            if saved is not None:
+                verify_against_checkpoint(verdict, saved)
+
+        policy_file = self.home.policy_path
+        done = verify_everything(
+            self.engine,
+            policy_bytes=policy_file.read_bytes() if policy_file.exists() else None,
+            full=report.mode == "full", prefix_sizes={saved.size} if saved is not None else (),
+            after_ledger=against_checkpoint)
+        # On the ledger once it passed: appending to a log that failed would fill a
+        # deleted tail and destroy the evidence the next run needs.
+        with self._access("ledger.verify", vocab.LEDGER):
+            pass
+        report.state = done.state
+        report.entries_folded = done.entries_folded
+        report.nodes_checked = done.nodes_checked
+        return report
+
+    def verify_for_audit(self) -> dict[str, Any]:
+        """The audit flow's check (``ledger.verify``): whole log held against the newest saved
+        checkpoint, then every stored batch against its ledger ``data_hash``; per-action
+        counts of the entries."""
+        from collections import Counter
+
+        import orjson
+
+        from ledger.db_verify import verify_stored
+        from ledger.verify import verify_against_checkpoint
+        from vault.crosscheck import verify_vault
+        from vault.transparency import checkpoint_store
+
+        latest = checkpoint_store(self.home).latest()
+        previous = latest.checkpoint if latest is not None else None
+        with self._access("ledger.verify", vocab.LEDGER):
+            pass  # the decision is ledgered; verification reads its own snapshot
+        verdict = verify_stored(self.engine,
+                                prefix_sizes={previous.size} if previous else ())
+        if previous is not None:
+            verify_against_checkpoint(verdict, previous)
+        counts: Counter[str] = Counter()
+
+        def counting(entries: Iterator[bytes]) -> Iterator[bytes]:
+            for raw in entries:
+                counts[str(orjson.loads(raw).get("action", "?"))] += 1
+                yield raw
+
+        with self.engine.connect().execution_options(readonly=True) as conn, conn.begin():
+            report = verify_vault(conn, counting(ledger_store.iter_entries(conn)))
+        return {"size": verdict.size, "root": verdict.root.hex(), "batches": report.batches,
+                "records": report.records, "actions": dict(sorted(counts.items())),
+                "previous_size": previous.size if previous else None}
+
+    def export(self) -> Iterator[list[bytes]]:
+        """Every entry's canonical bytes, in chunks (``ledger.export``); the decision is
+        taken when iteration starts and the read is one snapshot."""
+        with self._access("ledger.export", vocab.LEDGER) as conn:
+            for chunk, _ in ledger_store.iter_chunks(conn):
+                yield chunk
+
+    def prove(self, index: int, size: int | None = None) -> dict[str, Any]:
+        """RFC 9162 inclusion proof document (``ledger.prove``)."""
+        with self._access("ledger.prove", vocab.LEDGER) as conn:
+            return ledger_store.inclusion_document(conn, index, size)
+
+    def consistency(self, old: int, new: int | None = None) -> dict[str, Any]:
+        """RFC 9162 consistency proof document (``ledger.consistency``)."""
+        with self._access("ledger.consistency", vocab.LEDGER) as conn:
+            return ledger_store.consistency_document(conn, old, new)
+
+    def checkpoint(self, *, record: bool = False) -> Published:
+        """The newest checkpoint of the current tree: signed only if it extends the newest
+        saved one, cosigned, saved in the one store (``vault.transparency``). Public: no
+        principal, no entry; ``record`` (the audit flow) ledgers a ``ledger.checkpoint``
+        decision first, so the checkpoint covers it."""
+        from vault.transparency import publish_checkpoint
+
+        if record:
+            with self._access("ledger.checkpoint", vocab.LEDGER):
+                pass
+        return publish_checkpoint(self.engine, self.home)
+
+    def saved_checkpoint(self) -> str | None:
+        """The newest saved checkpoint note (public), without signing anything."""
+        from vault.transparency import checkpoint_store
+
+        latest = checkpoint_store(self.home).latest()
+        return latest.note if latest is not None else None
+
+    def pubkey(self, *, include_retired: bool = False) -> list[str]:
+        """The log's verifier key first, then (``include_retired``) retired ones. Public."""
+        from vault.transparency import log_vkeys
+
+        return log_vkeys(self.home, include_retired=include_retired)
+
+    def origin(self) -> str:
+        return self.home.identity()
+
+    def receipts(self, seqs: list[int]) -> tuple[list[str], Published]:
+        """tlog-proof receipts of committed entries against one published checkpoint."""
+        from vault.transparency import receipts_for
+
+        return receipts_for(self.engine, self.home, seqs)
+
+    def record_export(self, dataset: str, release_seq: int | None, path: Path) -> int:
+        """Ledger the exact bytes of a released result written to ``path`` (the release's
+        own export, by its analyst: no new access)."""
+        from vault.transparency import record_export
+
+        return record_export(self.engine, self.principal.id, dataset, release_seq, path)
+
+    # -- audit ---------------------------------------------------------------------------------
+
+    def audit(self, *, since: str | None = None) -> AuditOutcome:
+        """Verify ledger and vault and summarise who did what (``audit.report``), with the
+        newest saved checkpoint (the same store as ``verify``)."""
+        from vault.audit import audit_vault, summarize
+
+        with self._access("audit.report", vocab.LEDGER):
+            pass  # read-only: the decision is the entry
+        verdict = audit_vault(self.engine)
+        with self.engine.connect() as conn:
+            summary = summarize(ledger_store.iter_entries(conn), since=since)
+        return AuditOutcome(verdict, summary, self.origin(), self.pubkey()[0],
+                            self.saved_checkpoint())
+
+    # -- helpers for shells ----------------------------------------------------------------------
+
+    def dataset_columns(self, dataset: str) -> list[str] | None:
+        """Column names stored for ``dataset`` (headers only); None if unknown."""
+        from sqlalchemy import select
+
+        from vault.store import T_DATASET, ColumnLayout
+
+        with self.engine.connect() as conn:
+            conn.execution_options(readonly=True)
+            raw = conn.execute(select(T_DATASET.c.columns_json)
+                               .where(T_DATASET.c.name == dataset)).scalar()
+        return None if raw is None else [c.name for c in ColumnLayout.from_json(str(raw)).columns]
+
+    def column_rules(self, dataset: str) -> dict[str, Any]:
+        """The installed policy's column rules for ``dataset`` (empty if none)."""
+        try:
+            return dict(self.policy.columns_for(dataset))
+        except KeyError:
+            return {}
+
+
+def classify_locally(path: Path, *, sample_rows: int = 300) -> Classified:
+    """``classify`` with no vault: a local dry run under the default policy (no access)."""
+    from policies.load import default_policy_text, parse_policy
+
+    info, classes = _scan_and_classify(path, sample_rows)
+    return _classified(info, classes, parse_policy(default_policy_text(), "default policy"))
+
+
+def _scan_and_classify(path: Path, sample_rows: int) -> tuple[Any, list[ColumnClass]]:
+    from vault.pii import classify_frame
+    from vault.pii.limits import limits_from_env
+    from vault.pii.readers import scan_source
+
+    info = scan_source(path, limits=limits_from_env())
+    return info, classify_frame(info.sample, sample_rows=sample_rows)
+
+
+def _classified(info: Any, classes: list[ColumnClass], policy: Policy) -> Classified:
+    from vault.pii.classifier import apply_policy
+
+    return Classified(int(info.rows), len(info.columns),
+                      apply_policy(classes, policy.pii_handling, policy.lookup_entities))
+
+
+def _entry_seq(conn: Connection, start: int, action: str) -> int | None:
+    """The seq of the first entry with ``action`` appended from ``start`` in this transaction."""
+    import orjson
+
+    for offset, raw in enumerate(ledger_store.iter_entries(conn, start)):
+        if orjson.loads(raw).get("action") == action:
+            return start + offset
+    return None
+
+
+def _install(target: Path, data: bytes) -> None:
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
+
+
