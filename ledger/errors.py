@@ -54,6 +54,7 @@ __all__ = [
     "FlowStepFailed",
     "KeyUnavailable",
     "LedgerTampered",
+    "LinkOutOfDate",
     "MalformedNote",
     "NotInitialised",
     "PolicyDenied",
@@ -262,6 +263,14 @@ class ReleaseFailed(CivicVaultError):
     exit_code = 1
     advice = ("The budget charge stays spent (the ledger entry named records it); retry the "
               "release, and report the failure if it repeats.")
+
+
+class LinkOutOfDate(CivicVaultError):
+    """A side of a dataset link took new data since the link was last built (exit 1)."""
+
+    exit_code = 1
+    advice = ("Rebuild the link with 'civicvault link build NAME' (a steward or admin), then "
+              "run the linked release again; nothing was charged.")
 
 
 class FlowStepFailed(CivicVaultError):

@@ -44,7 +44,7 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
 from ledger import store as ledger_store
 from ledger.entry import EntryDraft
-from ledger.errors import CivicVaultError
+from ledger.errors import LinkOutOfDate
 from policies.errors import PolicyDenied
 from policies.model import LinkRule
 from vault import _aead, blind_index, crypto, vocab
@@ -100,12 +100,6 @@ T_CUT = sa.Table(
     sa.Column("digest", sa.LargeBinary, primary_key=True),
     sa.Column("cut_at", sa.String),
 )
-
-
-class LinkOutOfDate(CivicVaultError):
-    """A side of the link took new data since the link was last built (exit 1)."""
-
-    exit_code = 1
 
 
 def resource_of(name: str) -> str:

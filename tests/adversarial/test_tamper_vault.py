@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import secrets
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -39,13 +40,23 @@ def original(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         yield Original(root / "home", None, None)
         return
     server: str = request.getfixturevalue("pg_server")
-    admin = server.rsplit("/", 1)[0] + "/postgres"
-    build(root / "home", server, root / "work")
-    orig = Original(root / "home", server, admin)
+    base, _ = server.rsplit("/", 1)
+    admin = base + "/postgres"
+    # a database of its own: every module that uses this fixture builds its own vault
+    name = f"cv_adv_{secrets.token_hex(6)}"
+    boss = create_engine(admin, isolation_level="AUTOCOMMIT")
+    with boss.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = f"{base}/{name}"
+    build(root / "home", url, root / "work")
+    orig = Original(root / "home", url, admin)
     try:
         yield orig
     finally:
         orig.drop_copies()
+        with boss.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        boss.dispose()
 
 
 @pytest.fixture
