@@ -71,6 +71,16 @@ class SegmentBody(BaseModel):
     purpose: str | None = None
 
 
+class LinkBuildBody(BaseModel):
+    purpose: str | None = None
+
+
+class LinkReportBody(BaseModel):
+    epsilon: str = Field(description="Decimal text, e.g. '0.2', charged on both datasets.")
+    by: str | None = Field(default=None, description="A public segment column (policy keys).")
+    purpose: str | None = None
+
+
 class SourceBody(BaseModel):
     path: str = Field(description="A file on the server's file system (as the watch folder).")
     dataset: str | None = None
@@ -242,6 +252,23 @@ def create_app(home: VaultHome, engine: Engine) -> FastAPI:
         req = SegmentRequest(body.dataset, tuple(body.features), body.k,
                              parse_epsilon(body.epsilon), iterations=body.iterations)
         result = vault.segment(req, purpose=body.purpose)
+        doc = result.to_json()
+        if result.ledger_seq is not None:
+            doc["receipt"] = vault.receipts([result.ledger_seq])[0][0]
+        return doc
+
+    @app.post("/api/links/{name}/build")
+    def link_build(vault: As, name: str, body: LinkBuildBody) -> Any:
+        """Build or refresh a link between two datasets (idempotent; counts, no list)."""
+        return vault.link_build(name, purpose=body.purpose).to_json()
+
+    @app.post("/api/links/{name}/report")
+    def link_report(vault: As, name: str, body: LinkReportBody) -> Any:
+        """DP counts of a link's matched, unmatched and ambiguous records (costs budget)."""
+        from vault.budget import parse_epsilon
+
+        result = vault.link_report(name, body.by, parse_epsilon(body.epsilon),
+                                   purpose=body.purpose)
         doc = result.to_json()
         if result.ledger_seq is not None:
             doc["receipt"] = vault.receipts([result.ledger_seq])[0][0]

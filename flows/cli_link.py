@@ -7,7 +7,7 @@ caller is echoed: unknown links, datasets and columns are named by their role on
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -20,15 +20,6 @@ app = typer.Typer(help="Links between datasets, computed inside the vault (no pl
                   "identifier is compared or stored).", no_args_is_help=True)
 
 
-def _rule(session: Any, name: str) -> Any:
-    from vault.access import installed_policy
-
-    rule = installed_policy(session.home).links.get(name)
-    if rule is None:
-        raise BadInput("no such link in the policy ([links] in 'civicvault policy show')")
-    return rule
-
-
 @app.command("build")
 def build(
     ctx: typer.Context,
@@ -38,19 +29,10 @@ def build(
 ) -> None:
     """Build or refresh a link (idempotent): digest new rows of both datasets under the
     link's own key, pair equal digests, ledger the counts and the pairs' hash."""
-    from vault import linkage
-    from vault.keyring import Keyring
-    from vault.keys import provider_for
-
     why = checked_purpose(purpose)
     session = open_session(ctx)
-    rule = _rule(session, name)
-    linkage.check_purpose(session.engine, session.principal, rule, why)
-    with session.access(linkage.LINK_PERMISSION, linkage.resource_of(name),
-                        purpose=why) as conn:
-        stats = linkage.build_link(conn, Keyring(provider_for(session.home)), rule,
-                                   session.principal.id, why)
-    doc = stats.to_json()
+    rule = session.vault.link_rule(name)
+    doc = session.vault.link_build(name, purpose=why).to_json()
     if as_json:
         emit_json(doc)
         return
@@ -76,13 +58,11 @@ def report(
     link's right dataset by segment (costs budget on both datasets; never a list)."""
     from flows.release_view import show_released
     from vault.budget import parse_epsilon
-    from vault.dp.linked import run_link_report
 
     eps = parse_epsilon(epsilon)
     why = checked_purpose(purpose)
     session = open_session(ctx)
-    result = run_link_report(session.engine, session.home, session.principal, name,
-                             by.strip() if by else None, eps, purpose=why)
+    result = session.vault.link_report(name, by.strip() if by else None, eps, purpose=why)
     doc = result.to_json()
     if as_json:
         emit_json(doc)
@@ -110,15 +90,14 @@ def linked_release(ctx: typer.Context, dataset: str, join: str, by: list[str],
     """``release --dataset LEFT --join RIGHT``: called by the ``release`` command."""
     from flows.release_view import show_released, sig
     from vault.budget import parse_epsilon
-    from vault.dp.linked import LinkedRequest, run_linked_release
+    from vault.dp.linked import LinkedRequest
 
     request = LinkedRequest(left=dataset, right=join, by=tuple(by), measures=tuple(measures),
                             epsilon=parse_epsilon(epsilon), delta=delta,
                             where=parse_where(where))
     why = checked_purpose(purpose)
     session = open_session(ctx)
-    result = run_linked_release(session.engine, session.home, session.principal, request,
-                                purpose=why)
+    result = session.vault.release_linked(request, purpose=why)
     doc = result.to_json()
     if as_json:
         emit_json(doc)

@@ -97,6 +97,17 @@ OPS: tuple[Op, ...] = (
         "--epsilon", "0.01", "--json"),
        ("POST", "/api/segments", {"json": {"dataset": "seed", "features": ["birth_age"],
                                            "k": 2, "epsilon": "0.01"}})),
+    Op("link.build", frozenset({"admin", "steward"}),
+       lambda v, c: v.link_build("nc_voter_history", purpose="match-quality"),
+       ("link", "build", "nc_voter_history", "--purpose", "match-quality", "--json"),
+       ("POST", "/api/links/nc_voter_history/build", {"json": {"purpose": "match-quality"}})),
+    Op("link.report", frozenset({"analyst"}),
+       lambda v, c: v.link_report("nc_voter_history", None, Fraction("0.01"),
+                                  purpose="match-quality"),
+       ("link", "report", "nc_voter_history", "--epsilon", "0.01", "--purpose",
+        "match-quality", "--json"),
+       ("POST", "/api/links/nc_voter_history/report",
+        {"json": {"epsilon": "0.01", "purpose": "match-quality"}})),
     Op("budget.set", frozenset({"admin", "steward"}),
        lambda v, c: v.budget_set("analyst-1", "seed", Fraction(1)),
        ("budget", "set", "--analyst", "analyst-1", "--dataset", "seed", "--epsilon", "1"),
@@ -219,6 +230,19 @@ def _voters_csv(path: Path) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def _linked_csvs(tmp: Path) -> None:
+    voters = ["ncid,first_name,last_name,county_desc,party_cd,birth_age"]
+    history = ["ncid,election_desc,voting_method"]
+    for i in range(30):
+        ncid = f"BN{700_000 + i}"
+        voters.append(f"{ncid},Qwilla,Zyxquor{i:03d},WAKE,{['DEM', 'REP', 'UNA'][i % 3]},"
+                      f"{20 + (i * 7) % 70}")
+        for year in range(i % 3):
+            history.append(f"{ncid},11/0{year + 1}/2018 GENERAL,ABSENTEE")
+    (tmp / "nc_voters.csv").write_text("\n".join(voters) + "\n", encoding="utf-8")
+    (tmp / "nc_history.csv").write_text("\n".join(history) + "\n", encoding="utf-8")
+
+
 @pytest.fixture(scope="module")
 def fx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fixture]:
     tmp = tmp_path_factory.mktemp("svcmatrix")
@@ -237,6 +261,10 @@ def fx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fixture]:
         _voters_csv(tmp / "voters.csv")
         (tmp / "policy.toml").write_text(default_policy_text(), encoding="utf-8")
         admin.ingest(tmp / "voters.csv", "seed")
+        _linked_csvs(tmp)  # the default policy's link nc_voters <-> nc_history
+        admin.ingest(tmp / "nc_voters.csv", "nc_voters")
+        admin.ingest(tmp / "nc_history.csv", "nc_history")
+        admin.link_build("nc_voter_history", purpose="match-quality")
         admin.close()
         engine = make_engine(home.db_url)
         client = TestClient(create_app(home, engine))

@@ -297,6 +297,40 @@ class Vault:
 
         return run_segment(self.engine, self.home, self.principal, request, purpose=purpose)
 
+    # -- links between datasets (vault.linkage, vault.dp.linked) ------------------------------
+
+    def link_rule(self, name: str) -> Any:
+        """The policy's ``[links.NAME]`` rule; BadInput (the name never echoed) if none."""
+        rule = self.policy.links.get(name)
+        if rule is None:
+            raise BadInput("no such link in the policy ([links] in 'civicvault policy show')")
+        return rule
+
+    def link_build(self, name: str, *, purpose: str | None = None) -> Any:
+        """Build or refresh a link (idempotent), ledgered with its counts (``link.build``)."""
+        from vault import linkage
+
+        rule = self.link_rule(name)
+        linkage.check_purpose(self.engine, self.principal, rule, purpose)
+        with self._access(linkage.LINK_PERMISSION, linkage.resource_of(name),
+                          purpose=purpose) as conn:
+            return linkage.build_link(conn, self._keyring(), rule, self.principal.id, purpose)
+
+    def link_report(self, name: str, by: str | None, epsilon: Fraction, *,
+                    purpose: str | None = None) -> ReleaseResult:
+        """DP counts of a link's matched, unmatched and ambiguous records (``link.report``)."""
+        from vault.dp.linked import run_link_report
+
+        return run_link_report(self.engine, self.home, self.principal, name, by, epsilon,
+                               purpose=purpose)
+
+    def release_linked(self, request: Any, *, purpose: str | None = None) -> ReleaseResult:
+        """A DP release across two linked datasets, charged on both (``release --join``)."""
+        from vault.dp.linked import run_linked_release
+
+        return run_linked_release(self.engine, self.home, self.principal, request,
+                                  purpose=purpose)
+
     def budget_set(self, analyst: str, dataset: str, epsilon: Fraction, *,
                    delta: Fraction | None = None) -> Budget:
         """Set an analyst's totals on a dataset; spending is kept (``budget.set``)."""
