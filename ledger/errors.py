@@ -27,6 +27,7 @@ their old import paths. The CLI maps the tree to exit codes in one place
     │   ├── PolicyDenied                 the policy says no
     │   └── BudgetExhausted              the privacy budget does not cover the request
     ├── ReleaseFailed                    exit 1: a charged release failed (charge kept)
+    ├── LinkOutOfDate                    exit 1: a dataset link is older than its data
     ├── FlowStepFailed                   exit 1: a Prefect flow step failed (ids and type only)
     │   └── TransientStoreError          the database was busy or unreachable: retried
     ├── PrefectServerUnavailable         exit 1: the temporary Prefect server did not start
