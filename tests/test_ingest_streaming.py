@@ -204,10 +204,6 @@ def _wide_voters(path: Path, rows: int) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="issue 17 (open): person identity (issue 11) is resolved "
-                   "across the whole file from its identifier columns, held in memory; "
-                   "measured 494 -> 746 MiB for 200k -> 800k rows. Needs a spill-to-disk or "
-                   "digest-only identity pass")
 def test_peak_rss_stays_flat_when_the_file_grows_4x(tmp_path: Path) -> None:
     """Memory is set by the read chunk (4 MiB here) and the batch (20,000 rows), not by the
     file: 10 batches or 40, the peak is the same. (With 2 batches of 100,000 rows, the

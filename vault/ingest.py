@@ -36,7 +36,15 @@ from vault import access as _access
 from vault import manifest
 from vault.errors import BadInput
 from vault.home import VaultHome
-from vault.identity import PERSON_COLUMN, IdentityPlan, dedup_column, plan_identity, resolve
+from vault.identity import (
+    PERSON_COLUMN,
+    DigestResolver,
+    IdentityPlan,
+    PersonDigests,
+    dedup_column,
+    plan_identity,
+    resolve,
+)
 from vault.keyring import Keyring, now
 from vault.keys import provider_for
 from vault.pii.classifier import ColumnClass, apply_policy, classify_frame
@@ -46,6 +54,7 @@ from vault.store import (
     T_BATCH,
     T_DATASET,
     T_SOURCE,
+    BatchKeys,
     ColumnLayout,
     IdentityCache,
     StoredColumn,
@@ -188,8 +197,9 @@ def prepare_batch(frame: pl.DataFrame, classes: list[ColumnClass],
                   declared: tuple[str, ...] = ()) -> pl.DataFrame:
     """Apply each column's handling, vectorised; free text is redacted in batches.
 
-    ``persons``: the rows' person keys (``person_keys``), sealed as ``__person`` after
-    keyed hashing (``vault.store``); without them each row is a person of its own.
+    ``persons``: the rows' person keys (``person_keys``, plaintext) or pseudonyms
+    (``resolve_people``), sealed as ``__person`` (``vault.store`` hashes plaintext keys
+    first); without them each row is a person of its own.
     """
     from vault.pii.freetext import redact_texts
     from vault.pii.generalize import generalize_frame
@@ -291,6 +301,8 @@ def plan_ingest(engine: Engine, home: VaultHome, principal: _access.Principal, p
         else:
             done = len(conn.execute(select(T_BATCH.c.batch_index).distinct()
                                     .where(T_BATCH.c.source_id == src)).all())
+        # the dataset's keys exist before its people are resolved under the person key
+        BatchKeys.active(conn, Keyring(provider_for(home)), ds)
     return IngestPlan(source_id=int(src), source_hash=digest, dataset=dataset, path=str(path),
                       rows=info.rows, batch_rows=batch_rows, batches=batches,
                       already_ingested=done >= batches and src is not None and done > 0,
@@ -298,10 +310,11 @@ def plan_ingest(engine: Engine, home: VaultHome, principal: _access.Principal, p
                       batch_starts=info.batch_starts)
 
 
-def _plan_batches(plan: IngestPlan, start_index: int = 0,
-                  limits: ReaderLimits | None = None) -> Iterator[tuple[int, pl.DataFrame]]:
+def _plan_batches(plan: IngestPlan, start_index: int = 0, limits: ReaderLimits | None = None,
+                  columns: list[str] | None = None) -> Iterator[tuple[int, pl.DataFrame]]:
     """(index, frame) of the plan's batches from ``start_index`` on, read streaming; each
-    frame must have the planned columns (a file changed since planning is refused)."""
+    frame must have the planned columns (a file changed since planning is refused), and
+    is cut to ``columns`` when given."""
     if start_index >= plan.batches:
         return
     names = [c["name"] for c in plan.columns]
@@ -313,21 +326,32 @@ def _plan_batches(plan: IngestPlan, start_index: int = 0,
         if frame.columns != names or index >= plan.batches:
             raise BadInput(f"{label}: batch {index} does not match the planned file "
                            "(changed since it was planned?)")
-        yield index, frame
+        yield index, (frame if columns is None else frame.select(columns))
         index += 1
     if index < plan.batches:
         raise BadInput(f"{label}: fewer rows than planned (changed since it was planned?)")
 
 
-def _identity_frame(plan: IngestPlan, classes: list[ColumnClass], declared: tuple[str, ...],
-                    limits: ReaderLimits | None = None) -> pl.DataFrame:
-    """The whole source's identifier columns only (memory: those columns, not the file),
-    read streaming; what ``person_keys`` needs to resolve people across batches."""
-    wanted = sorted({c for _, cols in plan_identity(classes, declared).levels for c in cols})
-    parts = [f.select(wanted) for _, f in _plan_batches(plan, 0, limits)]
-    if not parts:
-        return pl.DataFrame({c: [] for c in wanted})
-    return pl.concat(parts, how="vertical_relaxed", rechunk=False)
+def resolve_people(engine: Engine, home: VaultHome, plan: IngestPlan,
+                   classes: list[ColumnClass], declared: tuple[str, ...],
+                   limits: ReaderLimits | None = None) -> tuple[PersonDigests, dict[str, Any]]:
+    """Every row's person pseudonym, resolved across the whole source (not one batch) in
+    one streaming pass over its identifier columns; only keyed digests are kept
+    (``vault.identity.DigestResolver``: 17 bytes a row), never the identifiers."""
+    identity = plan_identity(classes, declared)
+    wanted = sorted({c for _, cols in identity.levels for c in cols})
+    with engine.begin() as conn:  # created by plan_ingest; read here
+        key = Keyring(provider_for(home)).active(conn, dataset_id(conn, plan.dataset),
+                                                 "person").key
+    with DigestResolver(key, identity) as resolver:
+        if wanted:
+            for _, frame in _plan_batches(plan, 0, limits, columns=wanted):
+                resolver.add(frame)
+                del frame
+        else:  # no identifier: each row a person of its own, the file need not be read
+            resolver.add(pl.DataFrame(), rows=plan.rows)
+        people, report = resolver.resolve()
+    return people, {**report.to_json(), "order": identity.to_json()}
 
 
 def ingest_batch(engine: Engine, home: VaultHome, principal: _access.Principal,
@@ -345,10 +369,10 @@ def ingest_batch(engine: Engine, home: VaultHome, principal: _access.Principal,
     classes = plan.classes()
     declared, per_person, _ = identity_for(home, plan.dataset)
     layout, originals = layout_for(classes, declared, per_person)
-    persons, _ = person_keys(_identity_frame(plan, classes, declared), classes, declared)
-    rows = plan.batch_rows
+    people, _ = resolve_people(engine, home, plan, classes, declared)
     prepared = prepare_batch(part, classes, originals,
-                             persons.slice(batch_index * rows, rows), declared)
+                             people.batch(batch_index * plan.batch_rows, plan.batch_rows),
+                             declared)
     kr = keyring or Keyring(provider_for(home))
     try:
         with _access.access(engine, home, principal, "ingest",
@@ -380,8 +404,7 @@ def store_source(engine: Engine, home: VaultHome, principal: _access.Principal,
     classes = plan.classes()
     declared, per_person, _ = identity_for(home, plan.dataset)
     layout, originals = layout_for(classes, declared, per_person)
-    persons, identity = person_keys(_identity_frame(plan, classes, declared, limits),
-                                    classes, declared)
+    people, identity = resolve_people(engine, home, plan, classes, declared, limits)
     with engine.connect() as conn:
         ds = dataset_id(conn, plan.dataset)
         stored_before = {int(i) for i in conn.execute(
@@ -390,7 +413,7 @@ def store_source(engine: Engine, home: VaultHome, principal: _access.Principal,
     first = next(i for i in range(plan.batches + 1) if i not in stored_before)
     resource = f"dataset/{plan.dataset}"
     rows = plan.batch_rows
-    frames = ((i, prepare_batch(f, classes, originals, persons.slice(i * rows, rows), declared))
+    frames = ((i, prepare_batch(f, classes, originals, people.batch(i * rows, rows), declared))
               for i, f in _plan_batches(plan, first, limits) if i not in stored_before)
     added = updated = skipped = suppressed = stored = 0
     results = write_batches(lambda: _access.access(engine, home, principal, "ingest", resource),
