@@ -401,36 +401,75 @@ def store_source(engine: Engine, home: VaultHome, principal: _access.Principal,
     resumes at the first batch not stored. The report's ``batches`` counts the
     batches stored by this call.
     """
-    classes = plan.classes()
-    declared, per_person, _ = identity_for(home, plan.dataset)
-    layout, originals = layout_for(classes, declared, per_person)
-    people, identity = resolve_people(engine, home, plan, classes, declared, limits)
-    with engine.connect() as conn:
-        ds = dataset_id(conn, plan.dataset)
-        stored_before = {int(i) for i in conn.execute(
-            select(T_BATCH.c.batch_index).where(T_BATCH.c.source_id == plan.source_id))
-            .scalars()}
-    first = next(i for i in range(plan.batches + 1) if i not in stored_before)
-    resource = f"dataset/{plan.dataset}"
+    job = StoreJob.start(engine, home, plan, limits)
+    first = job.first_missing()
     rows = plan.batch_rows
-    frames = ((i, prepare_batch(f, classes, originals, people.batch(i * rows, rows), declared))
-              for i, f in _plan_batches(plan, first, limits) if i not in stored_before)
-    added = updated = skipped = suppressed = stored = 0
-    results = write_batches(lambda: _access.access(engine, home, principal, "ingest", resource),
-                            Keyring(provider_for(home)), ds_id=ds, dataset=plan.dataset,
-                            source_id=plan.source_id, batches=frames, layout=layout,
-                            actor=principal.id, cache=IdentityCache())
-    rows_done = min(plan.rows, first * plan.batch_rows)
-    for r in results:
-        added, updated, skipped = added + r.added, updated + r.updated, skipped + r.skipped
-        suppressed += r.suppressed
-        stored += 0 if r.already_stored else 1
-        rows_done += r.rows_in
-        if progress is not None:
-            progress(rows_done, plan.rows)
-    return IngestReport(plan.dataset, added, updated, skipped, stored, plan.columns,
-                        erased_suppressed=suppressed, people=int(identity["people"]),
-                        identity=identity)
+    frames = ((i, prepare_batch(f, job.classes, job.originals, job.people.batch(i * rows, rows),
+                                job.declared))
+              for i, f in _plan_batches(plan, first, limits) if i not in job.stored_before)
+    return job.write(engine, home, principal, frames, progress)
+
+
+@dataclass
+class StoreJob:
+    """What storing a planned source needs besides its rows: column handling, the
+    storage layout, every row's person pseudonym (resolved once, across the file) and
+    the batches a previous run stored already. Digests and names only."""
+
+    plan: IngestPlan
+    classes: list[ColumnClass]
+    declared: tuple[str, ...]
+    layout: ColumnLayout
+    originals: dict[str, str]
+    people: PersonDigests
+    identity: dict[str, Any]
+    ds_id: int
+    stored_before: set[int]
+
+    @classmethod
+    def start(cls, engine: Engine, home: VaultHome, plan: IngestPlan,
+              limits: ReaderLimits | None = None) -> StoreJob:
+        classes = plan.classes()
+        declared, per_person, _ = identity_for(home, plan.dataset)
+        layout, originals = layout_for(classes, declared, per_person)
+        people, identity = resolve_people(engine, home, plan, classes, declared, limits)
+        with engine.connect() as conn:
+            ds = dataset_id(conn, plan.dataset)
+            stored = {int(i) for i in conn.execute(
+                select(T_BATCH.c.batch_index).where(T_BATCH.c.source_id == plan.source_id))
+                .scalars()}
+        return cls(plan, classes, declared, layout, originals, people, identity, ds, stored)
+
+    def first_missing(self) -> int:
+        return next(i for i in range(self.plan.batches + 1) if i not in self.stored_before)
+
+    def missing(self) -> list[int]:
+        return [i for i in range(self.plan.batches) if i not in self.stored_before]
+
+    def write(self, engine: Engine, home: VaultHome, principal: _access.Principal,
+              frames: Iterator[tuple[int, pl.DataFrame]],
+              progress: Progress | None = None) -> IngestReport:
+        """Seal and store prepared batches, given in batch order, with one writer:
+        batch k+1 is sealed while batch k is written (``vault.store.write_batches``)."""
+        plan = self.plan
+        resource = f"dataset/{plan.dataset}"
+        added = updated = skipped = suppressed = stored = 0
+        results = write_batches(
+            lambda: _access.access(engine, home, principal, "ingest", resource),
+            Keyring(provider_for(home)), ds_id=self.ds_id, dataset=plan.dataset,
+            source_id=plan.source_id, batches=frames, layout=self.layout,
+            actor=principal.id, cache=IdentityCache())
+        rows_done = min(plan.rows, self.first_missing() * plan.batch_rows)
+        for r in results:
+            added, updated, skipped = added + r.added, updated + r.updated, skipped + r.skipped
+            suppressed += r.suppressed
+            stored += 0 if r.already_stored else 1
+            rows_done += r.rows_in
+            if progress is not None:
+                progress(rows_done, plan.rows)
+        return IngestReport(plan.dataset, added, updated, skipped, stored, plan.columns,
+                            erased_suppressed=suppressed, people=int(self.identity["people"]),
+                            identity=self.identity)
 
 
 def ingest_path(engine: Engine, home: VaultHome, principal: _access.Principal, path: Path,
