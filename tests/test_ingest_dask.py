@@ -74,3 +74,36 @@ def test_a_file_changed_under_the_workers_is_refused_without_its_values(
         store_source_on(client, engine, home, who, plan)
     assert "Quixley" not in str(info.value)
     engine.dispose()
+
+
+def test_cli_ingest_on_the_cluster_at_civicvault_dask_address(
+        tmp_path: Path, client: object, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from flows.cli import main
+
+    def transitions() -> int:
+        return int(client.run_on_scheduler(  # type: ignore[attr-defined]
+            lambda dask_scheduler: dask_scheduler.transition_counter))
+
+    src = _voter_csv(tmp_path / "voters.csv")
+    before = transitions()
+    for name in ("default", "dask"):
+        monkeypatch.setenv("CIVICVAULT_HOME", str(tmp_path / name))
+        monkeypatch.delenv("CIVICVAULT_DB_URL", raising=False)
+        monkeypatch.delenv("CIVICVAULT_TOKEN", raising=False)
+        monkeypatch.delenv("PREFECT_API_URL", raising=False)
+        if name == "dask":
+            monkeypatch.setenv("CIVICVAULT_DASK_ADDRESS", client.scheduler.address)  # type: ignore[attr-defined]
+        else:
+            monkeypatch.delenv("CIVICVAULT_DASK_ADDRESS", raising=False)
+        assert main(["init"]) == 0
+        capsys.readouterr()
+        assert main(["ingest", str(src), "--dataset", "nc", "--json"]) == 0
+        got = json.loads(capsys.readouterr().out)
+        assert got["rows_added"] > 0
+        if name == "default":
+            want = got
+    assert got == want
+    assert transitions() > before  # the batches really went through the cluster
