@@ -361,7 +361,9 @@ def ingest_batch(engine: Engine, home: VaultHome, principal: _access.Principal,
     """Store batch ``batch_index`` of the plan's source (idempotent); reads only that
     batch's rows (from its planned byte offset) unless ``frame`` (the batch) is given.
     The person keys come from one streaming pass over the source's identifier columns
-    (a person is resolved across the whole file, not one batch)."""
+    (a person is resolved across the whole file, not one batch), so each call reads
+    those columns of the whole file: for many batches use ``store_source`` or
+    ``vault.ingest_parallel.store_source_on``, which resolve people once."""
     if frame is not None:
         part = frame
     else:
