@@ -139,7 +139,7 @@ def child_ingest_dask(home_dir: str, path: str, batch_rows: int, workers: int) -
     engine = make_engine(home.db_url)
     who = authenticate(engine, home, None)
     cluster = distributed.LocalCluster(  # type: ignore[no-untyped-call]
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
     with cluster, distributed.Client(cluster) as client:  # type: ignore[no-untyped-call]
         t0 = time.perf_counter()
         plan = plan_ingest(engine, home, who, Path(path), "statewide", batch_rows=batch_rows)

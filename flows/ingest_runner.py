@@ -57,7 +57,7 @@ def dask_client(address: str) -> Iterator[Any]:
             raise BadInput(f"{DASK_ADDRESS_ENV}: 'local' or 'local:N' (N worker processes)")
         cluster = distributed.LocalCluster(  # type: ignore[no-untyped-call]
             n_workers=int(count or 2), threads_per_worker=1, processes=True,
-            dashboard_address=None)
+            dashboard_address=":0")
         with cluster, distributed.Client(cluster) as client:  # type: ignore[no-untyped-call]
             yield client
         return
