@@ -5,12 +5,18 @@ then a DP release (count + mean by county x party x age band) over every row.
 Each step runs in its own process so its **peak RSS** (``ru_maxrss``) is its own:
 
     python bench/scale.py [--rows 20000000] [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test]
-                          [--chunk-mb 32] [--batch-rows 100000] [--keep-going]
+                          [--chunk-mb 32] [--batch-rows 100000] [--dask-workers 2] [--tmp DIR]
 
-Prints one JSON line per step (wall seconds, rows/s, peak RSS MiB) and a Markdown
-table. Nothing it generates is real data: names, streets and ids are counters and
-small fixed pools. Goals (issue 17): peak RSS <= 4 GiB whatever the size; the
-release <= 20 s and <= 4 GiB.
+Steps: generate; ingest SQLite (default runner); release on it; ingest SQLite with the
+batches prepared on a local Dask cluster of ``--dask-workers`` worker processes
+(``vault.ingest_parallel``; 0 skips it); ingest PostgreSQL; release on it. Each vault
+home is removed once its steps are done, so the disk holds the file and one or two
+vaults at a time. Prints one JSON line per step (wall seconds, rows/s, peak RSS MiB;
+for Dask also the workers' peaks) and a Markdown table, with the load average before
+and after each step (the machine may be shared). Nothing it generates is real data:
+names, streets and ids are counters and small fixed pools. Goals (issue 17): peak RSS
+<= 4 GiB whatever the size; the release <= 20 s and <= 4 GiB. ``--steps`` picks some of
+``sqlite,dask,pg`` (all by default).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import json
 import os
 import resource
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -117,6 +124,35 @@ def child_ingest(home_dir: str, db_url: str, path: str, batch_rows: int) -> dict
             "peak_rss_mib": round(_peak_mib())}
 
 
+def child_ingest_dask(home_dir: str, path: str, batch_rows: int, workers: int) -> dict[str, Any]:
+    import distributed
+
+    from vault.access import authenticate
+    from vault.db import make_engine
+    from vault.home import VaultHome
+    from vault.ingest import plan_ingest
+    from vault.ingest_parallel import store_source_on
+    from vault.setup import init_home
+
+    home = VaultHome(root=Path(home_dir), db_url_override=None)
+    init_home(home)
+    engine = make_engine(home.db_url)
+    who = authenticate(engine, home, None)
+    cluster = distributed.LocalCluster(  # type: ignore[no-untyped-call]
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
+    with cluster, distributed.Client(cluster) as client:  # type: ignore[no-untyped-call]
+        t0 = time.perf_counter()
+        plan = plan_ingest(engine, home, who, Path(path), "statewide", batch_rows=batch_rows)
+        report = store_source_on(client, engine, home, who, plan)
+        seconds = time.perf_counter() - t0
+        worker_peaks = client.run(_peak_mib)
+    engine.dispose()
+    return {"seconds": round(seconds, 2), "rows": report.rows_added,
+            "rows_per_second": round(report.rows_added / seconds), "batches": report.batches,
+            "peak_rss_mib": round(_peak_mib()),
+            "worker_peak_rss_mib": sorted(round(v) for v in worker_peaks.values())}
+
+
 def child_release(home_dir: str, db_url: str) -> dict[str, Any]:
     from vault import access as _access
     from vault import principals
@@ -186,12 +222,20 @@ def main() -> None:
     ap.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
                     help="PostgreSQL admin URL ('' to skip)")
     ap.add_argument("--tmp", default=None, help="folder for the file and the vault homes")
+    ap.add_argument("--steps", default="sqlite,dask,pg",
+                    help="which of sqlite (default runner + release), dask, pg to run")
+    ap.add_argument("--dask-workers", type=int, default=2,
+                    help="worker processes of the local Dask cluster (0: skip that step)")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         kind, *rest = args.child
-        result = (child_ingest(rest[0], rest[1], rest[2], int(rest[3])) if kind == "ingest"
-                  else child_release(rest[0], rest[1]))
+        if kind == "ingest":
+            result = child_ingest(rest[0], rest[1], rest[2], int(rest[3]))
+        elif kind == "ingest-dask":
+            result = child_ingest_dask(rest[0], rest[1], int(rest[2]), int(rest[3]))
+        else:
+            result = child_release(rest[0], rest[1])
         print(json.dumps(result))
         return
     if args.chunk_mb:
@@ -205,31 +249,44 @@ def main() -> None:
         print(json.dumps({"step": "generate", "rows": args.rows, "seconds": round(gen_s, 1),
                           "file_mib": round(size_mib)}), flush=True)
         sqlite_home = tmp / "home-sqlite"
-        r = _run_child("ingest", str(sqlite_home), "", str(path), str(args.batch_rows))
-        results.append(("ingest, SQLite", r))
-        print(json.dumps({"step": "ingest sqlite", **r}), flush=True)
-        r = _run_child("release", str(sqlite_home), "")
-        results.append(("release count + mean by county x party x age band, SQLite", r))
-        print(json.dumps({"step": "release sqlite", **r}), flush=True)
-        if args.pg:
+        def step(name: str, *child: str) -> None:
+            before = os.getloadavg()
+            r = _run_child(*child)
+            r["load_before_after"] = [round(before[0], 2), round(os.getloadavg()[0], 2)]
+            results.append((name, r))
+            print(json.dumps({"step": name, **r}), flush=True)
+
+        steps = set(args.steps.split(","))
+        if "sqlite" in steps:
+            step("ingest, SQLite", "ingest", str(sqlite_home), "", str(path),
+                 str(args.batch_rows))
+            step("release count + mean by county x party x age band, SQLite",
+                 "release", str(sqlite_home), "")
+            shutil.rmtree(sqlite_home)
+        if args.dask_workers > 0 and "dask" in steps:
+            dask_home = tmp / "home-dask"
+            step(f"ingest, SQLite, {args.dask_workers} local Dask workers",
+                 "ingest-dask", str(dask_home), str(path), str(args.batch_rows),
+                 str(args.dask_workers))
+            shutil.rmtree(dask_home)
+        if args.pg and "pg" in steps:
             url = _fresh_pg(args.pg)
             try:
-                r = _run_child("ingest", str(tmp / "home-pg"), url, str(path),
-                               str(args.batch_rows))
-                results.append(("ingest, PostgreSQL", r))
-                print(json.dumps({"step": "ingest postgres", **r}), flush=True)
-                r = _run_child("release", str(tmp / "home-pg"), url)
-                results.append(("release count + mean by county x party x age band, PostgreSQL",
-                                r))
-                print(json.dumps({"step": "release postgres", **r}), flush=True)
+                step("ingest, PostgreSQL", "ingest", str(tmp / "home-pg"), url, str(path),
+                     str(args.batch_rows))
+                step("release count + mean by county x party x age band, PostgreSQL",
+                     "release", str(tmp / "home-pg"), url)
             finally:
                 _drop_pg(args.pg, url)
         path.unlink()
     print(f"\nrows={args.rows:,} columns=70 file={size_mib:,.0f} MiB cores={os.cpu_count()}")
-    print("| step | seconds | rows/s | peak RSS MiB |\n|---|---:|---:|---:|")
+    print("| step | seconds | rows/s | peak RSS MiB | load 1-min before/after |\n"
+          "|---|---:|---:|---:|---|")
     for name, r in results:
-        print(f"| {name} | {r['seconds']} | {r.get('rows_per_second', '')} | "
-              f"{r['peak_rss_mib']} |")
+        workers = r.get("worker_peak_rss_mib")
+        peak = f"{r['peak_rss_mib']}" + (f" (+ workers {workers})" if workers else "")
+        print(f"| {name} | {r['seconds']} | {r.get('rows_per_second', '')} | {peak} | "
+              f"{r['load_before_after'][0]} / {r['load_before_after'][1]} |")
 
 
 if __name__ == "__main__":

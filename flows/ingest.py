@@ -2,12 +2,12 @@
 
 Reads like what it does: for every file (a file, or the data files of a folder),
 register the source by content hash and classify its columns once
-(``vault.ingest.plan_ingest``), then store its batches: in one task that seals
-batch k+1 while batch k is written (``vault.ingest.store_source``, 3-4x faster on
-a 1M-row file than a task per batch), or, when the flow runs on Dask, one task per
-batch (``vault.ingest.ingest_batch``) so the cluster's workers share them. Both
-steps are idempotent, so a rerun adds nothing and a run killed half-way is
-finished by the next one, each row once.
+(``vault.ingest.plan_ingest``), then store its batches in one task that seals
+batch k+1 while batch k is written (``vault.ingest.store_source``); when the flow
+runs on Dask, that task hands the preparation of each batch to the cluster's
+workers and stays the one ordered writer (``vault.ingest_parallel``). Both steps
+are idempotent, so a rerun adds nothing and a run killed half-way is finished by
+the next one, each row once.
 
 Nothing with plaintext crosses Prefect: parameters are a path, a dataset name and
 the vault home's path; tasks return ids and counts; caching and result persistence
@@ -30,7 +30,6 @@ from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.client.schemas.objects import State, TaskRun  # noqa: E402
 from prefect.flows import Flow  # noqa: E402
-from prefect.futures import PrefectFuture  # noqa: E402
 from prefect.tasks import Task, exponential_backoff  # noqa: E402
 
 from flows.flow_runtime import (  # noqa: E402
@@ -79,44 +78,44 @@ def plan_source(home: str, principal: Principal, path: str, dataset: str,
         return vault_for(vh, principal).ingest_plan(Path(path), dataset, batch_rows=batch_rows)
 
 
-@task(name="store-batch", cache_policy=NO_CACHE, persist_result=False, retries=RETRIES,
-      retry_delay_seconds=exponential_backoff(backoff_factor=0.5), retry_jitter_factor=0.5,
-      retry_condition_fn=retry_if_transient,
-      task_run_name="store-batch-{plan.source_id}-{batch_index}")
-def store_batch(home: str, principal: Principal, plan: IngestPlan,
-                batch_index: int) -> dict[str, int]:
-    """Seal and store one batch with its ledger entry (touches plaintext; idempotent)."""
-    vh = vault_home(home)
-    with scrubbed("store-batch", source=plan.source_id, batch=batch_index):
-        return vault_for(vh, principal).ingest_batch(plan, batch_index)
-
-
 @task(name="store-source", cache_policy=NO_CACHE, persist_result=False, retries=RETRIES,
       retry_delay_seconds=exponential_backoff(backoff_factor=0.5), retry_jitter_factor=0.5,
       retry_condition_fn=retry_if_transient, task_run_name="store-source-{plan.source_id}")
-def store_batches(home: str, principal: Principal, plan: IngestPlan) -> dict[str, int]:
-    """Seal and store every batch of a source, pipelined (touches plaintext; idempotent)."""
+def store_batches(home: str, principal: Principal, plan: IngestPlan,
+                  dask_address: str | None = None) -> dict[str, int]:
+    """Seal and store every batch of a source, pipelined (touches plaintext; idempotent);
+    on Dask (``dask_address``) the workers prepare the batches, this task writes them."""
     vh = vault_home(home)
     with scrubbed("store-source", source=plan.source_id):
-        r = vault_for(vh, principal).ingest_planned(plan)
+        if dask_address is None:
+            r = vault_for(vh, principal).ingest_planned(plan)
+        else:
+            from flows.ingest_runner import dask_client
+
+            with dask_client(dask_address) as client:
+                r = vault_for(vh, principal).ingest_planned(plan, client=client)
     return {"rows_added": r.rows_added, "rows_updated": r.rows_updated,
             "duplicates_skipped": r.duplicates_skipped,
             "erased_suppressed": r.erased_suppressed, "batches": r.batches,
             "people": r.people or 0}
 
 
-def _distributed() -> bool:
-    """Does this flow run hand tasks to other workers (Dask)?"""
+def _dask_address() -> str | None:
+    """The Dask scheduler this flow runs on, if any (its tasks then run on workers)."""
     from prefect.context import FlowRunContext
 
     ctx = FlowRunContext.get()
-    return ctx is not None and "Dask" in type(ctx.task_runner).__name__
+    runner = ctx.task_runner if ctx is not None else None
+    if runner is None or "Dask" not in type(runner).__name__:
+        return None
+    return str(getattr(runner, "address", None) or os.environ.get(prefect_env.DASK_ADDRESS_ENV)
+               or "local")
 
 
 def ingest_source(home: str, principal: Principal, source: Path, dataset: str,
                   batch_rows: int) -> tuple[dict[str, int], list[dict[str, Any]]]:
-    """Plan one file, then store its batches: one pipelined task, or on Dask one task
-    per batch (call inside a flow)."""
+    """Plan one file, then store its batches in one pipelined task (on Dask, with the
+    batches prepared by the workers); call inside a flow."""
     logger = get_run_logger()
     counts = {"rows_added": 0, "rows_updated": 0, "duplicates_skipped": 0,
               "erased_suppressed": 0, "batches": 0, "people": 0}
@@ -125,19 +124,10 @@ def ingest_source(home: str, principal: Principal, source: Path, dataset: str,
         logger.info("source %s already ingested: nothing to add", plan.source_id)
         counts["duplicates_skipped"] = plan.rows
         return counts, plan.columns
-    if not _distributed():
-        counts = store_batches(home, principal, plan)
-        logger.info("source %s: %d batches stored", plan.source_id, counts["batches"])
-        return counts, plan.columns
-    futures: list[PrefectFuture[dict[str, int]]] = [
-        store_batch.submit(home, principal, plan, i) for i in range(plan.batches)]
-    for result in (f.result() for f in futures):
-        counts["rows_added"] += result["added"]
-        counts["rows_updated"] += result["updated"]
-        counts["duplicates_skipped"] += result["skipped"]
-        counts["erased_suppressed"] += result.get("suppressed", 0)
-        counts["batches"] += 0 if result["already_stored"] else 1
-    logger.info("source %s: %d batches stored", plan.source_id, counts["batches"])
+    address = _dask_address()
+    counts = store_batches(home, principal, plan, address)
+    logger.info("source %s: %d batches stored%s", plan.source_id, counts["batches"],
+                " (prepared on Dask)" if address else "")
     return counts, plan.columns
 
 

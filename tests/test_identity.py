@@ -7,14 +7,24 @@ export (many contributions per donor, no id column) and a VAN contact export
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine
 
-from vault.identity import NAME_ADDRESS, plan_identity, resolve
+from vault.identity import (
+    NAME_ADDRESS,
+    DigestResolver,
+    IdentityPlan,
+    plan_identity,
+    pseudonyms,
+    resolve,
+)
 
 
 @dataclass(frozen=True)
@@ -176,3 +186,53 @@ def test_release_on_ingested_contacts_is_person_level(
     # 80 voters, at most 3 rows each kept: the count is of rows, bounded per person
     assert abs(res.rows[0]["count"] - frame.height) < 60
     engine.dispose()
+
+
+def _by_digests(frame: pl.DataFrame, plan: IdentityPlan, key: bytes,
+                cuts: list[int]) -> tuple[list[str], dict[str, object]]:
+    with DigestResolver(key, plan) as resolver:
+        bounds = [0, *sorted(c % (frame.height + 1) for c in cuts), frame.height]
+        for a, b in itertools.pairwise(bounds):
+            resolver.add(frame.slice(a, b - a))
+        people, report = resolver.resolve()
+    got = pseudonyms(key, people.batch(0, frame.height)).to_list()
+    return got, report.to_json()
+
+
+_POOL = st.sampled_from([None, "", "1", "2", "3", "a@x.org", "A@x.org ", "b@x.org",
+                         "(919) 555-0101", "919.555.0101", "919 555 0102"])
+
+
+@given(st.lists(st.tuples(_POOL, _POOL, _POOL, _POOL), min_size=0, max_size=40),
+       st.lists(st.integers(min_value=0, max_value=40), max_size=4))
+@settings(max_examples=150, deadline=None)
+def test_digest_resolution_is_the_in_memory_rule(rows: list[tuple[str | None, ...]],
+                                                 cuts: list[int]) -> None:
+    """Bounded-memory resolution over keyed digests, fed in any batch split, gives each
+    row exactly the pseudonym of its in-memory person key, and the same counts."""
+    frame = pl.DataFrame(rows, schema={"vanid": pl.String, "ssn": pl.String,
+                                       "email": pl.String, "phone": pl.String}, orient="row")
+    plan = plan_identity([C("vanid", "VOTER_ID"), C("ssn", "US_SSN"),
+                          C("email", "EMAIL_ADDRESS"), C("phone", "PHONE_NUMBER")])
+    key = b"k" * 32
+    keys, report = resolve(frame, plan)
+    want = pseudonyms(key, keys).to_list()
+    got, got_report = _by_digests(frame, plan, key, cuts)
+    anonymous = [k.startswith("ROW:") for k in keys.to_list()]
+    assert [g for g, a in zip(got, anonymous, strict=True) if not a] == \
+        [w for w, a in zip(want, anonymous, strict=True) if not a]
+    anon = [g for g, a in zip(got, anonymous, strict=True) if a]
+    identified = {g for g, a in zip(got, anonymous, strict=True) if not a}
+    assert len(set(anon)) == len(anon) and not set(anon) & identified  # each its own person
+    assert got_report == report.to_json()
+
+
+def test_digest_resolution_of_names_and_addresses() -> None:
+    frame = _fec(n_donors=12, per_donor=3)
+    plan = plan_identity([C("contributor_name", "PERSON"),
+                          C("contributor_street_1", "US_STREET_ADDRESS"),
+                          C("contributor_zip", "US_ZIP_CODE")])
+    keys, report = resolve(frame, plan)
+    got, got_report = _by_digests(frame, plan, b"q" * 32, [5, 17])
+    assert got == pseudonyms(b"q" * 32, keys).to_list()
+    assert got_report == report.to_json() and report.people == 12

@@ -32,10 +32,13 @@ shared in households and never decide that two rows are the same record.
 from __future__ import annotations
 
 import secrets
+import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from vault import _aead
@@ -56,6 +59,8 @@ _PERSON_ENTITY = "PERSON"
 _ADDRESS_ENTITY = "US_STREET_ADDRESS"
 _ZIP_ENTITY = "US_ZIP_CODE"
 PSEUDONYM_BYTES = 16
+#: Marks a person column that holds pseudonyms already (never a ``KIND:`` person key).
+PSEUDONYM_PREFIX = "pseudonym:"
 
 
 @dataclass(frozen=True)
@@ -219,7 +224,17 @@ def resolve(frame: pl.DataFrame, plan: IdentityPlan) -> tuple[pl.Series, Identit
 
 
 def pseudonyms(key: bytes, people: pl.Series) -> pl.Series:
-    """Keyed HMAC-SHA256 (truncated, hex) of each person key: the stored ``__person``."""
+    """Keyed HMAC-SHA256 (truncated, hex) of each person key: the stored ``__person``.
+
+    ``people``: plaintext person keys (``resolve``: ``KIND:value``), or pseudonyms
+    already computed under ``key`` (``PersonDigests.batch``: ``pseudonym:<hex>``), which
+    only lose their prefix. One series holds one or the other.
+    """
+    done = people.str.starts_with(PSEUDONYM_PREFIX)
+    if done.any():
+        if not done.all():
+            raise ValueError("person keys and pseudonyms mixed in one batch")
+        return people.str.strip_prefix(PSEUDONYM_PREFIX).alias(PERSON_COLUMN)
     values = people.cast(pl.Binary).to_list()
     prefix = _aead.associated_data("person", "v1")
     macs = _aead.hmac_many(key, (v for v in values if v is not None), prefix)
@@ -227,3 +242,170 @@ def pseudonyms(key: bytes, people: pl.Series) -> pl.Series:
     return pl.Series(PERSON_COLUMN,
                      [next(it)[:PSEUDONYM_BYTES].hex() if v is not None else None for v in values],
                      dtype=pl.String)
+
+
+# -- Resolution on keyed digests, in bounded memory ------------------------------------
+#
+# ``resolve`` needs every row's plaintext identifiers at once. For files of millions of
+# rows, ``DigestResolver`` applies the same rule to keyed digests instead: each batch's
+# identifier of each kind becomes the pseudonym it would get as a person key,
+# HMAC(person key, "KIND:normalised")[:16], held as two unsigned 64-bit integers. The
+# strongest one of each row is its provisional person; the weaker kinds (needed only
+# for linking) go to a private temporary folder, digests only, read back one kind at a
+# time and one sixteenth of them (by the digest's top bits) at a time. Memory grows by
+# 17 bytes a row (strongest kind: 1 byte; person: 16 bytes); the linking and counting
+# passes hold one part, about 1/16 of the rows, at a time (24-40 bytes each). The
+# digests are the stored pseudonyms, so a row's ``__person`` is exactly
+# ``pseudonyms(key, resolve(...))`` of the in-memory rule.
+
+_NONE = np.uint8(255)  # level of a row without any identifier
+_PART_BITS = 4  # linking and counting run over 16 parts of the digests, one at a time
+
+
+def _digest_pairs(key: bytes, keys: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(present mask, hi, lo) of HMAC(key, "person" AD || key)[:16] of each non-null key."""
+    present = keys.is_not_null().to_numpy()
+    values = keys.drop_nulls().cast(pl.Binary).to_list()
+    macs = _aead.hmac_many(key, values, _aead.associated_data("person", "v1"))
+    raw = b"".join(m[:PSEUDONYM_BYTES] for m in macs)
+    pairs = np.frombuffer(raw, dtype=">u8").astype(np.uint64).reshape(-1, 2)
+    return present, pairs[:, 0], pairs[:, 1]
+
+
+@dataclass(frozen=True)
+class PersonDigests:
+    """Every row's person pseudonym (16 bytes, as two u64 halves), in file order."""
+
+    hi: np.ndarray
+    lo: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.hi.shape[0])
+
+    def part(self, start: int, rows: int) -> PersonDigests:
+        """Rows ``[start, start + rows)`` on their own (a copy: 16 bytes a row)."""
+        return PersonDigests(self.hi[start:start + rows].copy(),
+                             self.lo[start:start + rows].copy())
+
+    def batch(self, start: int, rows: int) -> pl.Series:
+        """Rows ``[start, start + rows)`` as ``pseudonym:<hex>`` (see ``pseudonyms``)."""
+        pair = np.empty((max(0, min(rows, len(self) - start)), 2), dtype=">u8")
+        pair[:, 0] = self.hi[start:start + rows]
+        pair[:, 1] = self.lo[start:start + rows]
+        text = pair.tobytes().hex()
+        size = 2 * PSEUDONYM_BYTES
+        return pl.Series(PERSON_COLUMN, [PSEUDONYM_PREFIX + text[i:i + size]
+                                         for i in range(0, len(text), size)], dtype=pl.String)
+
+
+class DigestResolver:
+    """``resolve``'s rule over a file fed batch by batch (see above); use as a context
+    manager so the temporary digests are removed whatever happens."""
+
+    def __init__(self, key: bytes, plan: IdentityPlan) -> None:
+        self.key, self.plan = key, plan
+        self._tmp = tempfile.TemporaryDirectory(prefix="civicvault-identity-")
+        self._rows = 0
+        self._levels: list[np.ndarray] = []
+        self._hi: list[np.ndarray] = []
+        self._lo: list[np.ndarray] = []
+
+    def __enter__(self) -> DigestResolver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._tmp.cleanup()
+
+    def _spill(self, j: int, part: int) -> Path:
+        return Path(self._tmp.name) / f"kind{j}.part{part}.bin"
+
+    def add(self, frame: pl.DataFrame, rows: int | None = None) -> None:
+        """The next rows of the file (``rows`` of them when the plan has no identifier
+        kinds and ``frame`` holds no column)."""
+        n = frame.height if rows is None else rows
+        level = np.full(n, _NONE, dtype=np.uint8)
+        hi = np.zeros(n, dtype=np.uint64)
+        lo = np.zeros(n, dtype=np.uint64)
+        for j, (kind, cols) in enumerate(self.plan.levels):
+            keys = frame.select((pl.lit(f"{kind}:") + _key_expr(kind, cols, frame, self.plan))
+                                .alias("k")).get_column("k")
+            present, dh, dl = _digest_pairs(self.key, keys)
+            at = np.flatnonzero(present)
+            strongest = level[at] == _NONE  # the row's first kind present
+            first = at[strongest]
+            level[first] = j
+            hi[first], lo[first] = dh[strongest], dl[strongest]
+            if j > 0 and at.size:  # (row, digest) by digest's top bits: equal digests
+                rec = np.empty((at.size, 3), dtype=np.uint64)  # share a part
+                rec[:, 0], rec[:, 1], rec[:, 2] = at + self._rows, dh, dl
+                part = (dh >> np.uint64(64 - _PART_BITS)).astype(np.uint8)
+                for p in np.unique(part):
+                    with self._spill(j, int(p)).open("ab") as fh:
+                        fh.write(rec[part == p].tobytes())
+        self._levels.append(level)
+        self._hi.append(hi)
+        self._lo.append(lo)
+        self._rows += n
+
+    def resolve(self) -> tuple[PersonDigests, IdentityReport]:
+        """Link weaker ids to their one stronger person; every row's pseudonym + counts."""
+        report = IdentityReport(rows=self._rows, by_kind={})
+        if self._rows == 0:
+            return PersonDigests(np.zeros(0, np.uint64), np.zeros(0, np.uint64)), report
+        level = np.concatenate(self._levels) if self._levels else np.zeros(0, np.uint8)
+        hi = np.concatenate(self._hi) if self._hi else np.zeros(0, np.uint64)
+        lo = np.concatenate(self._lo) if self._lo else np.zeros(0, np.uint64)
+        self._levels, self._hi, self._lo = [], [], []
+        for j in range(1, len(self.plan.levels)):
+            for part in range(1 << _PART_BITS):
+                path = self._spill(j, part)
+                if path.exists():
+                    rec = np.fromfile(path, dtype=np.uint64).reshape(-1, 3)
+                    path.unlink()
+                    _link(rec, j, level, hi, lo, report)
+        counts = np.bincount(level, minlength=256)
+        assert report.by_kind is not None
+        for i, (kind, _) in enumerate(self.plan.levels):
+            report.by_kind[kind] = int(counts[i])
+        missing = np.flatnonzero(level == _NONE)
+        report.without_identifier = int(missing.size)
+        if missing.size:  # a person of its own: a random pseudonym nobody can match
+            rnd = np.frombuffer(secrets.token_bytes(16 * missing.size), dtype=np.uint64)
+            hi[missing], lo[missing] = rnd[0::2], rnd[1::2]
+        del level
+        top = (hi >> np.uint64(64 - _PART_BITS)).astype(np.uint8)
+        for part in range(1 << _PART_BITS):  # distinct people, a part at a time
+            rows = np.flatnonzero(top == part)
+            if rows.size:
+                report.people += int(pl.DataFrame({"h": hi[rows], "l": lo[rows]}).n_unique())
+        return PersonDigests(hi, lo), report
+
+
+def _link(rec: np.ndarray, j: int, level: np.ndarray, hi: np.ndarray, lo: np.ndarray,
+          report: IdentityReport) -> None:
+    """One part of kind ``j``'s linking pass: ``rec`` holds (row, digest) of the rows that
+    have kind ``j``; rows whose strongest kind is ``j`` take the one person of stronger
+    rows with the same digest (``hi``/``lo`` updated in place), as in ``resolve``."""
+    own = level[rec[:, 0]]
+    strong = rec[own < j]
+    if strong.shape[0] == 0:
+        return
+    owners = (pl.DataFrame({"h": strong[:, 1], "l": strong[:, 2],
+                            "ph": hi[strong[:, 0]], "pl": lo[strong[:, 0]]})
+              .group_by("h", "l")
+              .agg(((pl.col("ph").min() != pl.col("ph").max())
+                    | (pl.col("pl").min() != pl.col("pl").max())).alias("many"),
+                   pl.col("ph").first(), pl.col("pl").first()))
+    report.shared_not_merged += int(owners.get_column("many").sum())
+    weak_rec = rec[own == j]
+    weak = (pl.DataFrame({"row": weak_rec[:, 0], "h": weak_rec[:, 1], "l": weak_rec[:, 2]})
+            .join(owners, on=["h", "l"], how="inner"))
+    report.ambiguous += int(weak.get_column("many").sum())
+    linked = weak.filter(~pl.col("many"))
+    report.linked += linked.height
+    rows = linked.get_column("row").to_numpy()
+    hi[rows] = linked.get_column("ph").to_numpy()
+    lo[rows] = linked.get_column("pl").to_numpy()

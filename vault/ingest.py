@@ -36,7 +36,15 @@ from vault import access as _access
 from vault import manifest, vocab
 from vault.errors import BadInput
 from vault.home import VaultHome
-from vault.identity import PERSON_COLUMN, IdentityPlan, dedup_column, plan_identity, resolve
+from vault.identity import (
+    PERSON_COLUMN,
+    DigestResolver,
+    IdentityPlan,
+    PersonDigests,
+    dedup_column,
+    plan_identity,
+    resolve,
+)
 from vault.keyring import Keyring, now
 from vault.keys import provider_for
 from vault.pii.classifier import ColumnClass, apply_policy, classify_frame
@@ -46,6 +54,7 @@ from vault.store import (
     T_BATCH,
     T_DATASET,
     T_SOURCE,
+    BatchKeys,
     ColumnLayout,
     IdentityCache,
     StoredColumn,
@@ -185,8 +194,9 @@ def prepare_batch(frame: pl.DataFrame, classes: list[ColumnClass],
                   declared: tuple[str, ...] = ()) -> pl.DataFrame:
     """Apply each column's handling, vectorised; free text is redacted in batches.
 
-    ``persons``: the rows' person keys (``person_keys``), sealed as ``__person`` after
-    keyed hashing (``vault.store``); without them each row is a person of its own.
+    ``persons``: the rows' person keys (``person_keys``, plaintext) or pseudonyms
+    (``resolve_people``), sealed as ``__person`` (``vault.store`` hashes plaintext keys
+    first); without them each row is a person of its own.
     """
     from vault.pii.freetext import redact_texts
     from vault.pii.generalize import generalize_frame
@@ -288,6 +298,8 @@ def plan_ingest(engine: Engine, home: VaultHome, principal: _access.Principal, p
         else:
             done = len(conn.execute(select(T_BATCH.c.batch_index).distinct()
                                     .where(T_BATCH.c.source_id == src)).all())
+        # the dataset's keys exist before its people are resolved under the person key
+        BatchKeys.active(conn, Keyring(provider_for(home)), ds)
     return IngestPlan(source_id=int(src), source_hash=digest, dataset=dataset, path=str(path),
                       rows=info.rows, batch_rows=batch_rows, batches=batches,
                       already_ingested=done >= batches and src is not None and done > 0,
@@ -295,10 +307,11 @@ def plan_ingest(engine: Engine, home: VaultHome, principal: _access.Principal, p
                       batch_starts=info.batch_starts)
 
 
-def _plan_batches(plan: IngestPlan, start_index: int = 0,
-                  limits: ReaderLimits | None = None) -> Iterator[tuple[int, pl.DataFrame]]:
+def _plan_batches(plan: IngestPlan, start_index: int = 0, limits: ReaderLimits | None = None,
+                  columns: list[str] | None = None) -> Iterator[tuple[int, pl.DataFrame]]:
     """(index, frame) of the plan's batches from ``start_index`` on, read streaming; each
-    frame must have the planned columns (a file changed since planning is refused)."""
+    frame must have the planned columns (a file changed since planning is refused), and
+    is cut to ``columns`` when given."""
     if start_index >= plan.batches:
         return
     names = [c["name"] for c in plan.columns]
@@ -310,21 +323,32 @@ def _plan_batches(plan: IngestPlan, start_index: int = 0,
         if frame.columns != names or index >= plan.batches:
             raise BadInput(f"{label}: batch {index} does not match the planned file "
                            "(changed since it was planned?)")
-        yield index, frame
+        yield index, (frame if columns is None else frame.select(columns))
         index += 1
     if index < plan.batches:
         raise BadInput(f"{label}: fewer rows than planned (changed since it was planned?)")
 
 
-def _identity_frame(plan: IngestPlan, classes: list[ColumnClass], declared: tuple[str, ...],
-                    limits: ReaderLimits | None = None) -> pl.DataFrame:
-    """The whole source's identifier columns only (memory: those columns, not the file),
-    read streaming; what ``person_keys`` needs to resolve people across batches."""
-    wanted = sorted({c for _, cols in plan_identity(classes, declared).levels for c in cols})
-    parts = [f.select(wanted) for _, f in _plan_batches(plan, 0, limits)]
-    if not parts:
-        return pl.DataFrame({c: [] for c in wanted})
-    return pl.concat(parts, how="vertical_relaxed", rechunk=False)
+def resolve_people(engine: Engine, home: VaultHome, plan: IngestPlan,
+                   classes: list[ColumnClass], declared: tuple[str, ...],
+                   limits: ReaderLimits | None = None) -> tuple[PersonDigests, dict[str, Any]]:
+    """Every row's person pseudonym, resolved across the whole source (not one batch) in
+    one streaming pass over its identifier columns; only keyed digests are kept
+    (``vault.identity.DigestResolver``: 17 bytes a row), never the identifiers."""
+    identity = plan_identity(classes, declared)
+    wanted = sorted({c for _, cols in identity.levels for c in cols})
+    with engine.begin() as conn:  # created by plan_ingest; read here
+        key = Keyring(provider_for(home)).active(conn, dataset_id(conn, plan.dataset),
+                                                 "person").key
+    with DigestResolver(key, identity) as resolver:
+        if wanted:
+            for _, frame in _plan_batches(plan, 0, limits, columns=wanted):
+                resolver.add(frame)
+                del frame
+        else:  # no identifier: each row a person of its own, the file need not be read
+            resolver.add(pl.DataFrame(), rows=plan.rows)
+        people, report = resolver.resolve()
+    return people, {**report.to_json(), "order": identity.to_json()}
 
 
 def ingest_batch(engine: Engine, home: VaultHome, principal: _access.Principal,
@@ -334,7 +358,9 @@ def ingest_batch(engine: Engine, home: VaultHome, principal: _access.Principal,
     """Store batch ``batch_index`` of the plan's source (idempotent); reads only that
     batch's rows (from its planned byte offset) unless ``frame`` (the batch) is given.
     The person keys come from one streaming pass over the source's identifier columns
-    (a person is resolved across the whole file, not one batch)."""
+    (a person is resolved across the whole file, not one batch), so each call reads
+    those columns of the whole file: for many batches use ``store_source`` or
+    ``vault.ingest_parallel.store_source_on``, which resolve people once."""
     if frame is not None:
         part = frame
     else:
@@ -342,10 +368,10 @@ def ingest_batch(engine: Engine, home: VaultHome, principal: _access.Principal,
     classes = plan.classes()
     declared, per_person, _ = identity_for(home, plan.dataset)
     layout, originals = layout_for(classes, declared, per_person)
-    persons, _ = person_keys(_identity_frame(plan, classes, declared), classes, declared)
-    rows = plan.batch_rows
+    people, _ = resolve_people(engine, home, plan, classes, declared)
     prepared = prepare_batch(part, classes, originals,
-                             persons.slice(batch_index * rows, rows), declared)
+                             people.batch(batch_index * plan.batch_rows, plan.batch_rows),
+                             declared)
     kr = keyring or Keyring(provider_for(home))
     try:
         with _access.access(engine, home, principal, "ingest",
@@ -374,37 +400,75 @@ def store_source(engine: Engine, home: VaultHome, principal: _access.Principal,
     resumes at the first batch not stored. The report's ``batches`` counts the
     batches stored by this call.
     """
-    classes = plan.classes()
-    declared, per_person, _ = identity_for(home, plan.dataset)
-    layout, originals = layout_for(classes, declared, per_person)
-    persons, identity = person_keys(_identity_frame(plan, classes, declared, limits),
-                                    classes, declared)
-    with engine.connect() as conn:
-        ds = dataset_id(conn, plan.dataset)
-        stored_before = {int(i) for i in conn.execute(
-            select(T_BATCH.c.batch_index).where(T_BATCH.c.source_id == plan.source_id))
-            .scalars()}
-    first = next(i for i in range(plan.batches + 1) if i not in stored_before)
-    resource = vocab.dataset(plan.dataset)
+    job = StoreJob.start(engine, home, plan, limits)
+    first = job.first_missing()
     rows = plan.batch_rows
-    frames = ((i, prepare_batch(f, classes, originals, persons.slice(i * rows, rows), declared))
-              for i, f in _plan_batches(plan, first, limits) if i not in stored_before)
-    added = updated = skipped = suppressed = stored = 0
-    results = write_batches(lambda: _access.access(engine, home, principal, "ingest", resource),
-                            Keyring(provider_for(home)), ds_id=ds, dataset=plan.dataset,
-                            source_id=plan.source_id, batches=frames, layout=layout,
-                            actor=principal.id, cache=IdentityCache())
-    rows_done = min(plan.rows, first * plan.batch_rows)
-    for r in results:
-        added, updated, skipped = added + r.added, updated + r.updated, skipped + r.skipped
-        suppressed += r.suppressed
-        stored += 0 if r.already_stored else 1
-        rows_done += r.rows_in
-        if progress is not None:
-            progress(rows_done, plan.rows)
-    return IngestReport(plan.dataset, added, updated, skipped, stored, plan.columns,
-                        erased_suppressed=suppressed, people=int(identity["people"]),
-                        identity=identity)
+    frames = ((i, prepare_batch(f, job.classes, job.originals, job.people.batch(i * rows, rows),
+                                job.declared))
+              for i, f in _plan_batches(plan, first, limits) if i not in job.stored_before)
+    return job.write(engine, home, principal, frames, progress)
+
+
+@dataclass
+class StoreJob:
+    """What storing a planned source needs besides its rows: column handling, the
+    storage layout, every row's person pseudonym (resolved once, across the file) and
+    the batches a previous run stored already. Digests and names only."""
+
+    plan: IngestPlan
+    classes: list[ColumnClass]
+    declared: tuple[str, ...]
+    layout: ColumnLayout
+    originals: dict[str, str]
+    people: PersonDigests
+    identity: dict[str, Any]
+    ds_id: int
+    stored_before: set[int]
+
+    @classmethod
+    def start(cls, engine: Engine, home: VaultHome, plan: IngestPlan,
+              limits: ReaderLimits | None = None) -> StoreJob:
+        classes = plan.classes()
+        declared, per_person, _ = identity_for(home, plan.dataset)
+        layout, originals = layout_for(classes, declared, per_person)
+        people, identity = resolve_people(engine, home, plan, classes, declared, limits)
+        with engine.connect() as conn:
+            ds = dataset_id(conn, plan.dataset)
+            stored = {int(i) for i in conn.execute(
+                select(T_BATCH.c.batch_index).where(T_BATCH.c.source_id == plan.source_id))
+                .scalars()}
+        return cls(plan, classes, declared, layout, originals, people, identity, ds, stored)
+
+    def first_missing(self) -> int:
+        return next(i for i in range(self.plan.batches + 1) if i not in self.stored_before)
+
+    def missing(self) -> list[int]:
+        return [i for i in range(self.plan.batches) if i not in self.stored_before]
+
+    def write(self, engine: Engine, home: VaultHome, principal: _access.Principal,
+              frames: Iterator[tuple[int, pl.DataFrame]],
+              progress: Progress | None = None) -> IngestReport:
+        """Seal and store prepared batches, given in batch order, with one writer:
+        batch k+1 is sealed while batch k is written (``vault.store.write_batches``)."""
+        plan = self.plan
+        resource = vocab.dataset(plan.dataset)
+        added = updated = skipped = suppressed = stored = 0
+        results = write_batches(
+            lambda: _access.access(engine, home, principal, "ingest", resource),
+            Keyring(provider_for(home)), ds_id=self.ds_id, dataset=plan.dataset,
+            source_id=plan.source_id, batches=frames, layout=self.layout,
+            actor=principal.id, cache=IdentityCache())
+        rows_done = min(plan.rows, self.first_missing() * plan.batch_rows)
+        for r in results:
+            added, updated, skipped = added + r.added, updated + r.updated, skipped + r.skipped
+            suppressed += r.suppressed
+            stored += 0 if r.already_stored else 1
+            rows_done += r.rows_in
+            if progress is not None:
+                progress(rows_done, plan.rows)
+        return IngestReport(plan.dataset, added, updated, skipped, stored, plan.columns,
+                            erased_suppressed=suppressed, people=int(self.identity["people"]),
+                            identity=self.identity)
 
 
 def ingest_path(engine: Engine, home: VaultHome, principal: _access.Principal, path: Path,

@@ -224,9 +224,10 @@ class Vault:
 
     # -- ingest and classification ------------------------------------------------------------
 
-    def ingest(self, path: Path, dataset: str, *,
-               progress: Progress | None = None) -> dict[str, Any]:
-        """Classify, encrypt and store a file or every file of a folder (``ingest``)."""
+    def ingest(self, path: Path, dataset: str, *, progress: Progress | None = None,
+               client: Any = None) -> dict[str, Any]:
+        """Classify, encrypt and store a file or every file of a folder (``ingest``); with a
+        Dask ``client``, its workers prepare the batches and this process writes them."""
         from vault.ingest import ingest_path
 
         self._require("ingest", vocab.dataset(dataset))  # no file is read for a denied caller
@@ -234,8 +235,12 @@ class Vault:
                                   "duplicates_skipped": 0, "erased_suppressed": 0, "batches": 0,
                                   "people": 0, "columns": []}  # people: summed per file
         for f in source_files(path):
-            r = ingest_path(self.engine, self.home, self.principal, f, dataset,
-                            progress=progress)
+            if client is None:
+                r = ingest_path(self.engine, self.home, self.principal, f, dataset,
+                                progress=progress)
+            else:
+                plan = self.ingest_plan(f, dataset)
+                r = self.ingest_planned(plan, client=client, progress=progress)
             totals["rows_added"] += r.rows_added
             totals["rows_updated"] += r.rows_updated
             totals["duplicates_skipped"] += r.duplicates_skipped
@@ -259,11 +264,22 @@ class Vault:
 
         return ingest_batch(self.engine, self.home, self.principal, plan, batch_index)
 
-    def ingest_planned(self, plan: IngestPlan) -> IngestReport:
-        """Step 2 in this process: every batch of a planned source, pipelined."""
-        from vault.ingest import store_source
+    def ingest_planned(self, plan: IngestPlan, *, client: Any = None,
+                       progress: Progress | None = None) -> IngestReport:
+        """Step 2: every batch of a planned source, pipelined, in this process; with a Dask
+        ``client`` the workers prepare the batches (sealed in transit) and this process is
+        the one ordered writer."""
+        from vault.ingest import IngestReport, store_source
 
-        return store_source(self.engine, self.home, self.principal, plan)
+        if plan.already_ingested:
+            return IngestReport(plan.dataset, 0, 0, plan.rows, 0, plan.columns,
+                                already_ingested=True)
+        if client is None:
+            return store_source(self.engine, self.home, self.principal, plan, progress=progress)
+        from vault.ingest_parallel import store_source_on
+
+        return store_source_on(client, self.engine, self.home, self.principal, plan,
+                               progress=progress)
 
     def classify(self, path: Path, *, sample_rows: int = 300) -> Classified:
         """Dry run: per column entity, handling, confidence (``classify``; stores nothing)
