@@ -52,6 +52,32 @@ def _pg_reachable() -> str | None:
         return f"PostgreSQL not reachable at {PG_ADMIN_URL}: {type(exc).__name__}"
 
 
+def _drop_stale_log_handlers() -> None:
+    """Prefect configures logging once per process, attaching a console handler that keeps
+    the ``sys.stderr`` of that moment; under pytest that is a test's capture stream, closed
+    when the test ends. A later test that logs a warning (OpenDP's "epsilon should be
+    <= 5", say) would then print "--- Logging error ---" with a traceback into its own
+    captured stderr. Handlers writing to a closed stream are dropped before each test."""
+    import logging
+
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)]
+    for lg in loggers:
+        for handler in list(lg.handlers):
+            stream = getattr(handler, "stream", None)
+            console = getattr(handler, "console", None)
+            if stream is None and console is not None:
+                stream = getattr(console, "file", None)
+            if stream is not None and getattr(stream, "closed", False):
+                lg.removeHandler(handler)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_log_streams() -> Iterator[None]:
+    _drop_stale_log_handlers()
+    yield
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[str]:
     """A fresh, empty PostgreSQL database for this test session; yields its URL."""

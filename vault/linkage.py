@@ -32,14 +32,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 import polars as pl
-import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
 from ledger import store as ledger_store
@@ -50,6 +47,15 @@ from policies.model import LinkRule
 from vault import _aead, blind_index, crypto, vocab
 from vault.errors import BadInput
 from vault.keyring import Keyring, now
+from vault.link_tables import (
+    LEFT,
+    RIGHT,
+    T_CUT,
+    T_LINK,
+    T_MEMBER,
+    has_link_tables,
+    hash_pairs,
+)
 from vault.store import (
     T_BATCH,
     T_BLIND,
@@ -68,39 +74,8 @@ LINK_REPORT_ACTION = vocab.LINK_REPORT
 #: Policy actions.
 LINK_PERMISSION = "link.build"
 LINK_REPORT_PERMISSION = "link.report"
-#: Sides of a link.
-LEFT, RIGHT = 0, 1
 DIGEST_BYTES = 16
 _CHUNK = 20_000
-
-_MD = sa.MetaData()
-T_LINK = sa.Table(
-    "vault_links", _MD,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("name", sa.String(128)),
-    sa.Column("left_dataset_id", sa.Integer),
-    sa.Column("right_dataset_id", sa.Integer),
-    sa.Column("key_id", sa.Integer),
-    sa.Column("spec_hash", sa.String(64)),
-    sa.Column("left_batch", sa.BigInteger),
-    sa.Column("right_batch", sa.BigInteger),
-    sa.Column("pairs_hash", sa.String(64)),
-    sa.Column("built_at", sa.String),
-)
-T_MEMBER = sa.Table(
-    "vault_link_members", _MD,
-    sa.Column("link_id", sa.Integer, primary_key=True),
-    sa.Column("side", sa.SmallInteger, primary_key=True),
-    sa.Column("subject_id", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("digest", sa.LargeBinary),
-)
-T_CUT = sa.Table(
-    "vault_link_cut", _MD,
-    sa.Column("link_id", sa.Integer, primary_key=True),
-    sa.Column("digest", sa.LargeBinary, primary_key=True),
-    sa.Column("cut_at", sa.String),
-)
-
 
 def resource_of(name: str) -> str:
     return f"link/{name}"
@@ -344,11 +319,6 @@ def _cut(conn: Connection, link_id: int, side: int, subjects: Sequence[int]) -> 
     return n
 
 
-def has_link_tables(conn: Connection) -> bool:
-    """False in a vault created before migration 0009 (it has no links to keep)."""
-    return bool(sa.inspect(conn).has_table("vault_links"))
-
-
 def cut_erased(conn: Connection, ds_id: int, subjects: Sequence[int], actor: str) -> None:
     """Called by erasure, in its transaction: cut ``subjects`` of dataset ``ds_id`` from
     every link, and ledger ``link.cut`` (counts only) for each link that had them."""
@@ -486,32 +456,7 @@ def link_pairs(conn: Connection, link_id: int) -> tuple[pl.DataFrame, pl.DataFra
 
 def pairs_hash(pairs: pl.DataFrame) -> str:
     """SHA-256 over the sorted pair list (domain-tagged, big-endian int64 pairs)."""
-    return _hash_pairs(pairs.get_column("left").to_numpy(), pairs.get_column("right").to_numpy())
-
-
-def _hash_pairs(left: Any, right: Any) -> str:
-    h = hashlib.sha256(b"civicvault/link-pairs/v1")
-    h.update(struct.pack(">Q", len(left)))
-    if len(left):
-        h.update(np.column_stack([np.asarray(left, dtype=">i8"),
-                                  np.asarray(right, dtype=">i8")]).tobytes())
-    return h.hexdigest()
-
-
-def _pairs_sql(conn: Connection, link_id: int) -> str:
-    """``pairs_hash`` of the link computed by the database alone (no Polars: the state
-    verification runs in a forked process, where Polars' thread pool may not be used)."""
-    m, l2 = T_MEMBER.alias("r"), T_MEMBER.alias("l")
-    unique = (select(T_MEMBER.c.digest).where(T_MEMBER.c.link_id == link_id,
-                                               T_MEMBER.c.side == LEFT)
-              .group_by(T_MEMBER.c.digest).having(func.count() == 1))
-    rows = conn.execute(
-        select(l2.c.subject_id, m.c.subject_id)
-        .join(l2, (l2.c.link_id == m.c.link_id) & (l2.c.side == LEFT)
-              & (l2.c.digest == m.c.digest))
-        .where(m.c.link_id == link_id, m.c.side == RIGHT, l2.c.digest.in_(unique))
-        .order_by(l2.c.subject_id, m.c.subject_id)).all()
-    return _hash_pairs([int(r[0]) for r in rows], [int(r[1]) for r in rows])
+    return hash_pairs(pairs.get_column("left").to_numpy(), pairs.get_column("right").to_numpy())
 
 
 def stats(conn: Connection, rule: LinkRule, link_id: int) -> LinkStats:
@@ -618,25 +563,3 @@ def find_rule(links: Mapping[str, LinkRule], left: str, right: str) -> LinkRule 
     return None
 
 
-def verify_links(conn: Connection, expected: Mapping[str, tuple[str, int]]) -> int:
-    """``ledger verify``: each link's pairs, re-derived from ``vault_link_members``, against
-    the hash of its last ``link.build`` / ``link.cut`` entry (``expected``: name -> (hash,
-    seq)). A pair added, removed or moved in the table is found. Returns links checked."""
-    from vault.errors import StateMismatch
-
-    if not has_link_tables(conn):
-        if expected:
-            name, (_, seq) = sorted(expected.items())[0]
-            raise StateMismatch("vault_links", name, "the ledger vouches for a link but the "
-                                "database has no link tables", seq=seq)
-        return 0
-    rows = {str(r.name): int(r.id) for r in conn.execute(select(T_LINK.c.name, T_LINK.c.id))}
-    for name in sorted(set(rows) | set(expected)):
-        want = expected.get(name)
-        if name not in rows or want is None:
-            raise StateMismatch("vault_links", name, "a link without its ledger entry, or an "
-                                "entry without its link", seq=want[1] if want else None)
-        if _pairs_sql(conn, rows[name]) != want[0]:
-            raise StateMismatch("vault_link_members", name, "the link's pairs differ from "
-                                "the hash the ledger vouches for", seq=want[1])
-    return len(rows)

@@ -509,7 +509,7 @@ def verify_state(
     erased = _erased(conn, exp)
     _suppressed(conn, exp)
     _reveals(conn, exp)
-    from vault.linkage import verify_links
+    from vault.link_tables import verify_links
 
     verify_links(conn, exp.links)
     buckets = records = 0

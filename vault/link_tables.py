@@ -1,0 +1,114 @@
+"""The link tables and their verification, light enough for ``ledger verify``.
+
+``vault.linkage`` builds links (it needs Polars and NumPy); verification only re-derives
+each link's pairs in SQL and hashes them, so it lives here, with the tables, and
+``vault.state_verify`` imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Mapping, Sequence
+from itertools import chain
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection, func, select
+
+__all__ = ["LEFT", "RIGHT", "T_CUT", "T_LINK", "T_MEMBER", "has_link_tables", "hash_pairs",
+           "pairs_sql", "verify_links"]
+
+#: Sides of a link.
+LEFT, RIGHT = 0, 1
+
+_MD = sa.MetaData()
+T_LINK = sa.Table(
+    "vault_links", _MD,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(128)),
+    sa.Column("left_dataset_id", sa.Integer),
+    sa.Column("right_dataset_id", sa.Integer),
+    sa.Column("key_id", sa.Integer),
+    sa.Column("spec_hash", sa.String(64)),
+    sa.Column("left_batch", sa.BigInteger),
+    sa.Column("right_batch", sa.BigInteger),
+    sa.Column("pairs_hash", sa.String(64)),
+    sa.Column("built_at", sa.String),
+)
+T_MEMBER = sa.Table(
+    "vault_link_members", _MD,
+    sa.Column("link_id", sa.Integer, primary_key=True),
+    sa.Column("side", sa.SmallInteger, primary_key=True),
+    sa.Column("subject_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("digest", sa.LargeBinary),
+)
+T_CUT = sa.Table(
+    "vault_link_cut", _MD,
+    sa.Column("link_id", sa.Integer, primary_key=True),
+    sa.Column("digest", sa.LargeBinary, primary_key=True),
+    sa.Column("cut_at", sa.String),
+)
+
+
+
+def has_link_tables(conn: Connection) -> bool:
+    """False in a vault created before migration 0009 (it has no links to keep)."""
+    return bool(sa.inspect(conn).has_table("vault_links"))
+
+
+def hash_pairs(left: Sequence[int] | Any, right: Sequence[int] | Any) -> str:
+    """``pairs_hash``: SHA-256 over a domain tag, the pair count (u64) and each pair
+    (left subject, right subject) as two big-endian i64, in the order given."""
+    h = hashlib.sha256(b"civicvault/link-pairs/v1")
+    h.update(struct.pack(">Q", len(left)))
+    if len(left):
+        if hasattr(left, "dtype"):  # NumPy arrays from the builder: no Python loop
+            import numpy as np
+
+            h.update(np.column_stack([np.asarray(left, dtype=">i8"),
+                                      np.asarray(right, dtype=">i8")]).tobytes())
+        else:
+            flat = list(chain.from_iterable(zip(left, right, strict=True)))
+            h.update(struct.pack(f">{len(flat)}q", *flat))
+    return h.hexdigest()
+
+
+def pairs_sql(conn: Connection, link_id: int) -> str:
+    """``pairs_hash`` of the link computed by the database alone (no Polars: the state
+    verification runs in a forked process, where Polars' thread pool may not be used)."""
+    m, l2 = T_MEMBER.alias("r"), T_MEMBER.alias("l")
+    unique = (select(T_MEMBER.c.digest).where(T_MEMBER.c.link_id == link_id,
+                                               T_MEMBER.c.side == LEFT)
+              .group_by(T_MEMBER.c.digest).having(func.count() == 1))
+    rows = conn.execute(
+        select(l2.c.subject_id, m.c.subject_id)
+        .join(l2, (l2.c.link_id == m.c.link_id) & (l2.c.side == LEFT)
+              & (l2.c.digest == m.c.digest))
+        .where(m.c.link_id == link_id, m.c.side == RIGHT, l2.c.digest.in_(unique))
+        .order_by(l2.c.subject_id, m.c.subject_id)).all()
+    return hash_pairs([int(r[0]) for r in rows], [int(r[1]) for r in rows])
+
+
+def verify_links(conn: Connection, expected: Mapping[str, tuple[str, int]]) -> int:
+    """``ledger verify``: each link's pairs, re-derived from ``vault_link_members``, against
+    the hash of its last ``link.build`` / ``link.cut`` entry (``expected``: name -> (hash,
+    seq)). A pair added, removed or moved in the table is found. Returns links checked."""
+    from vault.errors import StateMismatch
+
+    if not has_link_tables(conn):
+        if expected:
+            name, (_, seq) = sorted(expected.items())[0]
+            raise StateMismatch("vault_links", name, "the ledger vouches for a link but the "
+                                "database has no link tables", seq=seq)
+        return 0
+    rows = {str(r.name): int(r.id) for r in conn.execute(select(T_LINK.c.name, T_LINK.c.id))}
+    for name in sorted(set(rows) | set(expected)):
+        want = expected.get(name)
+        if name not in rows or want is None:
+            raise StateMismatch("vault_links", name, "a link without its ledger entry, or an "
+                                "entry without its link", seq=want[1] if want else None)
+        if pairs_sql(conn, rows[name]) != want[0]:
+            raise StateMismatch("vault_link_members", name, "the link's pairs differ from "
+                                "the hash the ledger vouches for", seq=want[1])
+    return len(rows)
