@@ -518,3 +518,15 @@ def test_policy_links_are_validated() -> None:
 
 def test_installed_policy_has_the_test_links(vault: Vault) -> None:
     assert set(installed_policy(vault.home).links) == {LINK, "voter_donors"}
+
+
+def test_pairs_hash_is_the_same_from_lists_and_from_arrays() -> None:
+    """The builder hashes NumPy arrays, verification hashes rows from SQL: one hash."""
+    import numpy as np
+
+    from vault.link_tables import hash_pairs
+
+    left, right = [1, 2, 3, 2**40], [10, 20, 30, 7]
+    assert hash_pairs(left, right) == hash_pairs(np.array(left), np.array(right))
+    assert hash_pairs(left, right) != hash_pairs(right, left)
+    assert hash_pairs([], []) == hash_pairs(np.array([], dtype=np.int64), np.array([]))

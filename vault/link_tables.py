@@ -59,18 +59,18 @@ def has_link_tables(conn: Connection) -> bool:
 
 def hash_pairs(left: Sequence[int] | Any, right: Sequence[int] | Any) -> str:
     """``pairs_hash``: SHA-256 over a domain tag, the pair count (u64) and each pair
-    (left subject, right subject) as two big-endian i64, in the order given."""
+    (left subject, right subject) as two little-endian i64, in the order given."""
     h = hashlib.sha256(b"civicvault/link-pairs/v1")
     h.update(struct.pack(">Q", len(left)))
     if len(left):
         if hasattr(left, "dtype"):  # NumPy arrays from the builder: no Python loop
             import numpy as np
 
-            h.update(np.column_stack([np.asarray(left, dtype=">i8"),
-                                      np.asarray(right, dtype=">i8")]).tobytes())
+            h.update(np.column_stack([np.asarray(left), np.asarray(right)])
+                     .astype("<i8").tobytes())
         else:
             flat = list(chain.from_iterable(zip(left, right, strict=True)))
-            h.update(struct.pack(f">{len(flat)}q", *flat))
+            h.update(struct.pack(f"<{len(flat)}q", *flat))
     return h.hexdigest()
 
 
