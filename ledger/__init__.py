@@ -18,8 +18,9 @@ no database driver or SQL toolkit.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ledger.lazy import lazy_names
 
 if TYPE_CHECKING:  # the real names for type checkers; at run time they load lazily
     from ledger.canonical import canonical_bytes
@@ -118,19 +119,4 @@ _WHERE: dict[str, str] = {
     "verify_stored": "ledger.db_verify",
 }
 
-
-
-def __getattr__(name: str) -> Any:
-    """Import a public name's module on first use (``import %s`` stays light)."""
-    module = _WHERE.get(name)
-    if module is None:
-        if name in __all__:  # a submodule offered by name
-            return importlib.import_module(f"{__name__}.{name}")
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_names(__name__, _WHERE, __all__)

@@ -12,8 +12,9 @@ Public names load their module on first use (``import policies`` stays light).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ledger.lazy import lazy_names
 
 if TYPE_CHECKING:  # the real names for type checkers; at run time they load lazily
     from policies import vocab
@@ -62,19 +63,4 @@ _WHERE: dict[str, str] = {
     "safe_name": "policies.validate",
 }
 
-
-
-def __getattr__(name: str) -> Any:
-    """Import a public name's module on first use (``import %s`` stays light)."""
-    module = _WHERE.get(name)
-    if module is None:
-        if name in __all__:  # a submodule offered by name
-            return importlib.import_module(f"{__name__}.{name}")
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_names(__name__, _WHERE, __all__)

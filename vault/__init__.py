@@ -9,8 +9,9 @@ that need them). See docs/ARCHITECTURE.md for which module does what.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ledger.lazy import lazy_names
 
 if TYPE_CHECKING:  # the real names for type checkers; at run time they load lazily
     from vault import vocab
@@ -96,19 +97,4 @@ _WHERE: dict[str, str] = {
     "verify_everything": "vault.verify_all",
 }
 
-
-
-def __getattr__(name: str) -> Any:
-    """Import a public name's module on first use (``import %s`` stays light)."""
-    module = _WHERE.get(name)
-    if module is None:
-        if name in __all__:  # a submodule offered by name
-            return importlib.import_module(f"{__name__}.{name}")
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_names(__name__, _WHERE, __all__)
