@@ -7,6 +7,7 @@ ledger. Tokens are printed once, by ``principals add``, and never again.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -162,10 +163,18 @@ def reveal(
     json_out: JsonOpt = False,
     receipt_out: Annotated[Path | None, typer.Option(
         "--receipt", help="Write the reveal's receipt (C2SP tlog-proof) to FILE.")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Write the opened records to FILE as JSON (mode 0600). Without --out "
+        "or --json the terminal shows which subjects and fields were opened, never the "
+        "values.")] = None,
 ) -> None:
     """Break glass: open the records of the matching subject(s) (steward; purpose; rate-limited).
 
-    The reveal is ledgered with its purpose and the subject ids, never the values."""
+    The reveal is ledgered with its purpose and the subject ids, never the values. The
+    values go only where asked: a 0600 file (``--out``) or a JSON document (``--json``)
+    for a program; the plain terminal output (scrollback, screen shares, CI logs) never
+    carries them."""
+    from flows.outputs import check_output
     from flows.receipts import receipts, write_receipt
 
     criteria: dict[str, str] = {}
@@ -175,24 +184,44 @@ def reveal(
             raise BadInput("--match takes COL=VALUE")
         criteria[col.strip()] = value
     session = open_session(ctx)
+    target = None if out is None else check_output(out, option="--out", force=False,
+                                                   home=session.home)  # before breaking glass
     done = session.vault.reveal(dataset, criteria, purpose)
     opened = done.subjects
     [receipt] = receipts(session.vault, [done.ledger_seq])
     if receipt_out is not None:
         write_receipt(receipt_out, receipt)
+    doc = {"dataset": dataset, "purpose": purpose,
+           "subjects": [{"subject": sid, "records": recs} for sid, recs in opened],
+           "ledger_seq": done.ledger_seq, "receipt": receipt}
+    if target is not None:
+        _write_private(target, doc)
     if json_out:
-        emit_json({"dataset": dataset, "purpose": purpose,
-                   "subjects": [{"subject": sid, "records": recs} for sid, recs in opened],
-                   "ledger_seq": done.ledger_seq, "receipt": receipt})
+        emit_json(doc)
         return
     if not opened:
         console.print(f"no live subject of {dataset} matched (the reveal is ledgered)",
                       markup=False)
     for sid, records in opened:
-        console.print(f"subject {sid}:", markup=False)
-        for record in records:
-            for name, shown in record.items():
-                console.print(f"  {name}: {shown}", markup=False)
+        fields = sorted({name for record in records for name in record})
+        console.print(f"subject {sid}: {len(records)} record(s) opened; fields: "
+                      f"{', '.join(fields)}", markup=False)
+    if opened:
+        where = f"written to {target} (mode 0600)" if target is not None else \
+            "not shown here: rerun with --out FILE (written 0600) or --json"
+        console.print(f"values {where}; ledger entry {done.ledger_seq}", markup=False)
+
+
+def _write_private(target: Path, doc: dict[str, object]) -> None:
+    """The opened records as JSON in a new file only the owner can read (never clobbers)."""
+    import json
+
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(doc, fh, ensure_ascii=False)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def register(app: typer.Typer) -> None:

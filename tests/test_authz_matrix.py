@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -259,3 +260,32 @@ def test_reveal_with_a_made_up_purpose_is_denied(vault: Vault) -> None:
         ["reveal", "--dataset", "seed", "--match", f"voter_reg_num={SECRET_IDS[7]}",
          "--purpose", "curious", "--json"], vault.tokens["steward"])
     assert code == 1 and out == "" and "purpose" in err
+
+
+def test_reveal_never_prints_values_to_the_terminal_and_writes_them_0600_with_out(
+    vault: Vault, tmp_path: Path
+) -> None:
+    """Plain output names the subject and the fields opened, never a value; ``--out``
+    writes the records to a new file only the owner can read (checked before the reveal:
+    a bad path costs no reveal)."""
+    code, out, err = vault.run(
+        ["reveal", "--dataset", "seed", "--match", f"voter_reg_num={SECRET_IDS[9]}",
+         "--purpose", "subject-access-request"], vault.tokens["steward"])
+    assert code == 0, err
+    assert "record(s) opened" in out and "--out FILE" in out
+    assert SECRET_NAMES[9] not in out + err and SECRET_IDS[9] not in out + err
+    target = tmp_path / "opened.json"
+    before = len(vault.entries())
+    code, out, err = vault.run(
+        ["reveal", "--dataset", "seed", "--match", f"voter_reg_num={SECRET_IDS[9]}",
+         "--purpose", "subject-access-request", "--out", str(tmp_path / "no" / "x.json")],
+        vault.tokens["steward"])
+    assert code == 2 and len(vault.entries()) == before  # bad path: nothing opened
+    code, out, err = vault.run(
+        ["reveal", "--dataset", "seed", "--match", f"voter_reg_num={SECRET_IDS[9]}",
+         "--purpose", "subject-access-request", "--out", str(target)], vault.tokens["steward"])
+    assert code == 0, err
+    assert SECRET_NAMES[9] not in out and str(target) in out
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    [subject] = json.loads(target.read_text())["subjects"]
+    assert SECRET_NAMES[9] in json.dumps(subject["records"])
