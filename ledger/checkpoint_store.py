@@ -14,11 +14,10 @@ are created exclusively (never overwritten: a signed checkpoint may be evidence)
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Literal
 
 from ledger.checkpoint import Checkpoint, open_checkpoint
 from ledger.errors import BadInput, LedgerTampered, VerificationFailed
+from ledger.filelock import folder_lock
 from ledger.signer import Verifier
 from ledger.verify import verify_checkpoint_consistency
 
@@ -92,17 +92,9 @@ class CheckpointStore:
 
     # -- writing ------------------------------------------------------------------------
 
-    @contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self) -> AbstractContextManager[None]:
         """Exclusive across processes: hold it from reading the newest to saving."""
-        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+        return folder_lock(self.folder)
 
     def check_extends(self, checkpoint: Checkpoint, proof: Sequence[bytes],
                       previous: SavedCheckpoint | Literal["read"] | None = "read") -> None:

@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import fcntl
 import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from ledger import merkle
 from ledger.checkpoint import Checkpoint, parse_body
 from ledger.cosignature import Cosigner
 from ledger.errors import BadInput, LedgerTampered, VerificationFailed
+from ledger.filelock import folder_lock
 from ledger.note import verify_note
 from ledger.signer import Verifier
 
@@ -95,17 +95,9 @@ class WitnessState:
         except (OSError, ValueError, KeyError, TypeError):
             raise BadInput(f"witness state file {path} is unreadable") from None
 
-    @contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self) -> AbstractContextManager[None]:
         """Exclusive across processes sharing the folder (the check-then-write step)."""
-        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+        return folder_lock(self.folder)
 
     def save(self, new: Recorded) -> None:
         """Persist ``new`` (call under ``locked``); refuses a smaller size or a changed root."""
