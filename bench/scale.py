@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import resource
-import secrets
 import shutil
 import subprocess
 import sys
@@ -36,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.pgdb import drop_pg, fresh_pg
 
 COUNTIES = ("ALAMANCE", "BUNCOMBE", "CHATHAM", "DURHAM", "FORSYTH", "GUILFORD", "MECKLENBURG",
             "ORANGE", "PITT", "WAKE", "WAYNE", "WILSON")
@@ -193,26 +194,6 @@ def _run_child(*args: str) -> dict[str, Any]:
     return result
 
 
-def _fresh_pg(admin_url: str) -> str:
-    from sqlalchemy import create_engine, text
-
-    name = f"cv_scale_{secrets.token_hex(4)}"
-    eng = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with eng.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    eng.dispose()
-    return admin_url.rsplit("/", 1)[0] + "/" + name
-
-
-def _drop_pg(admin_url: str, url: str) -> None:
-    from sqlalchemy import create_engine, text
-
-    eng = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with eng.connect() as c:
-        c.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
-    eng.dispose()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=20_000_000)
@@ -270,14 +251,14 @@ def main() -> None:
                  str(args.dask_workers))
             shutil.rmtree(dask_home)
         if args.pg and "pg" in steps:
-            url = _fresh_pg(args.pg)
+            url = fresh_pg(args.pg, "cv_scale")
             try:
                 step("ingest, PostgreSQL", "ingest", str(tmp / "home-pg"), url, str(path),
                      str(args.batch_rows))
                 step("release count + mean by county x party x age band, PostgreSQL",
                      "release", str(tmp / "home-pg"), url)
             finally:
-                _drop_pg(args.pg, url)
+                drop_pg(args.pg, url)
         path.unlink()
     print(f"\nrows={args.rows:,} columns=70 file={size_mib:,.0f} MiB cores={os.cpu_count()}")
     print("| step | seconds | rows/s | peak RSS MiB | load 1-min before/after |\n"

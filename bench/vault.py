@@ -33,6 +33,7 @@ from sqlalchemy import Engine, create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.pgdb import drop_pg, fresh_pg
 from bench.timing import median_time
 from vault.db import make_engine, migrate
 from vault.keyring import Keyring, now
@@ -171,22 +172,6 @@ def civicvault_store(parquet: Path, url: str, kek: Path,
 def fresh_sqlite(tmp: Path) -> str:
     db = tmp / f"v{secrets.token_hex(3)}.db"
     return f"sqlite:///{db}"
-
-
-def fresh_pg(admin_url: str) -> str:
-    name = f"cv_bench_{secrets.token_hex(4)}"
-    eng = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with eng.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    eng.dispose()
-    return admin_url.rsplit("/", 1)[0] + "/" + name
-
-
-def drop_pg(admin_url: str, url: str) -> None:
-    eng = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with eng.connect() as c:
-        c.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
-    eng.dispose()
 
 
 def main() -> None:
