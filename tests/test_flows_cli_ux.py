@@ -42,7 +42,7 @@ def test_fast_paths_load_no_heavy_library(argv: list[str], tmp_path: Path) -> No
 
 
 def test_lazy_command_summaries_match_their_docstrings() -> None:
-    from flows.lazy_commands import load
+    from flows.cli.lazy_commands import load
 
     for spec in LAZY_COMMANDS:
         cmd = load(spec)

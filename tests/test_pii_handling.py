@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from flows import cli_classify
+from flows.cli import classify as cli_classify
 from vault.errors import BadInput
 from vault.pii.classifier import ColumnClass, apply_policy, classify_frame
 from vault.pii.generalize import age_band, birth_year, generalize_frame, zip5

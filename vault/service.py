@@ -26,7 +26,7 @@ The CLI (``flows.cli*``), the HTTP API (``flows.api``) and the Prefect flows
 (``flows/*.py``) parse, call one method here and render; none of them composes an
 access decision or a ledger entry. To add an operation: add a method here (and its
 action to ``policies.vocab.OPERATIONS``); to expose it over HTTP: one route in
-``flows/api.py``; on the command line: one command in the matching ``flows/cli_*.py``.
+``flows/api.py``; on the command line: one command in the matching ``flows/cli/*.py``.
 """
 
 from __future__ import annotations

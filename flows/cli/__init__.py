@@ -18,18 +18,18 @@ import typer
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-from flows import (
-    cli_audit,
-    cli_classify,
-    cli_flows,
-    cli_link,
-    cli_receipt,
-    cli_release,
-    cli_serve,
-    cli_vault,
-    cli_witness,
+from flows.cli import (
+    audit,
+    classify,
+    flows,
+    link,
+    receipt,
+    release,
+    serve,
+    vault,
+    witness,
 )
-from flows.lazy_commands import LazyCommand, lazy_click_app
+from flows.cli.lazy_commands import LazyCommand, lazy_click_app
 from flows.output import err_console
 
 try:  # Typer >= 0.29 vendors Click
@@ -67,24 +67,24 @@ def _root(
     ctx.obj = {"token": None if empty else token, "token_empty": empty}
 
 
-cli_classify.register(app)
-cli_release.register(app)
-cli_flows.register(app)
-cli_vault.register(app)
-cli_serve.register(app)
-cli_link.register(app)
-app.add_typer(cli_audit.app, name="audit")
+classify.register(app)
+release.register(app)
+flows.register(app)
+vault.register(app)
+serve.register(app)
+link.register(app)
+app.add_typer(audit.app, name="audit")
 # imported only when used (their modules load SQLAlchemy, pydantic and cryptography):
 LAZY_COMMANDS = (
-    LazyCommand("principals", "flows.cli_admin", "Principals: who may act, holding which role."),
-    LazyCommand("policy", "flows.cli_admin", "The access, PII, segment and budget policy."),
-    LazyCommand("reveal", "flows.cli_admin",
+    LazyCommand("principals", "flows.cli.admin", "Principals: who may act, holding which role."),
+    LazyCommand("policy", "flows.cli.admin", "The access, PII, segment and budget policy."),
+    LazyCommand("reveal", "flows.cli.admin",
                 "Break glass: open the records of the matching subject(s) (steward; "
                 "purpose; rate-limited)."),
-    LazyCommand("ledger", "flows.cli_ledger", "The verifiable audit ledger."),
+    LazyCommand("ledger", "flows.cli.ledger", "The verifiable audit ledger."),
 )
-app.add_typer(cli_receipt.app, name="receipt")
-app.add_typer(cli_witness.app, name="witness")
+app.add_typer(receipt.app, name="receipt")
+app.add_typer(witness.app, name="witness")
 
 
 def _fail(message: str, code: int) -> int:
@@ -132,7 +132,3 @@ def main(argv: list[str] | None = None) -> int:
 
 def run() -> None:
     sys.exit(main())
-
-
-if __name__ == "__main__":
-    run()

@@ -73,7 +73,7 @@ def verify(
 ) -> None:
     """Verify a receipt offline: the entry is in the log's signed, witnessed checkpoint and
     vouches for exactly this file."""
-    from flows.cli_ledger import read_vkeys, witness_keys
+    from flows.cli.ledger import read_vkeys, witness_keys
     from ledger.receipt import check_document, check_file, verify_receipt
     from ledger.signer import parse_vkey
 

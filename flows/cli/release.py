@@ -114,7 +114,7 @@ def release(
 ) -> None:
     """Release differentially private aggregates by segment, charged to your budget."""
     if join is not None:
-        from flows.cli_link import linked_release
+        from flows.cli.link import linked_release
 
         if out is not None or chart is not None or plot or preview or zcdp:
             raise BadInput("--join releases take --json (no --out/--chart/--plot/--preview/"

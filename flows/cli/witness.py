@@ -55,7 +55,7 @@ def trust(
     json_out: JsonOpt = False,
 ) -> None:
     """Trust a log: cosign its checkpoints when signed by one of these keys."""
-    from flows.cli_ledger import read_vkeys
+    from flows.cli.ledger import read_vkeys
     from ledger.witness import trust_log
 
     logs = trust_log(_home(home), read_vkeys([vkey]), origin)

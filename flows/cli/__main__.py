@@ -1,0 +1,5 @@
+"""``python -m flows.cli``: the ``civicvault`` command."""
+
+from flows.cli import run
+
+run()
