@@ -12,7 +12,11 @@ One separator, ``/``: ``<kind>/<id>[/<sub-kind>/<id>]``. One constructor per kin
 never build a resource with an f-string elsewhere. A constructor takes only
 identifiers that were validated already (``policies.validate.parse_name``); what
 is not a valid identifier is recorded by its fingerprint (length + SHA-256
-prefix), never verbatim: resources go into the immutable ledger.
+prefix), never verbatim: resources go into the immutable ledger. A dataset name a
+caller gave is a known identifier only once the vault holds that dataset: the
+service and the release paths build its resource with
+``vault.tables.dataset_resource`` (``known=False`` here: the fingerprint), so a
+refused or not-found request never writes what was typed.
 
 =====================  =====================================  ============================
 constructor            resource                               used by
@@ -166,9 +170,10 @@ def _id(text: str, kind: NameKind) -> str:
     return safe_name(text, kind)
 
 
-def dataset(name: str) -> str:
-    """``dataset/<name>``."""
-    return f"dataset{SEP}{_id(name, 'dataset')}"
+def dataset(name: str, *, known: bool = True) -> str:
+    """``dataset/<name>``; ``known=False`` (a caller-given name the vault does not hold:
+    ``vault.tables.dataset_resource``) records the name by its fingerprint."""
+    return f"dataset{SEP}{_id(name, 'dataset') if known else fingerprint(name)}"
 
 
 def batch(dataset_name: str, batch_id: int) -> str:
@@ -181,12 +186,17 @@ def principal(name: str) -> str:
     return f"principal{SEP}{_id(name, 'principal')}"
 
 
-def budget(analyst: str | None = None, dataset_name: str | None = None) -> str:
-    """``budget/<analyst>[/<dataset>]``, owned by ``analyst``; ``budget/*``: every analyst's."""
+def budget(analyst: str | None = None, dataset_name: str | None = None, *,
+           known: bool = True) -> str:
+    """``budget/<analyst>[/<dataset>]``, owned by ``analyst``; ``budget/*``: every analyst's.
+    ``known=False``: the dataset is a caller-given name the vault does not hold (its
+    fingerprint is recorded)."""
     if analyst is None:
         return f"budget{SEP}{ALL}"
     text = f"budget{SEP}{_id(analyst, 'principal')}"
-    return text if dataset_name is None else f"{text}{SEP}{_id(dataset_name, 'dataset')}"
+    if dataset_name is None:
+        return text
+    return f"{text}{SEP}{_id(dataset_name, 'dataset') if known else fingerprint(dataset_name)}"
 
 
 def data_key(key_id: int) -> str:

@@ -216,6 +216,19 @@ class Vault:
             with self._access(op, resource):
                 pass  # ledgers the denial and raises
 
+    def _dataset(self, name: str, *, analyst: str | None = None) -> str:
+        """The resource of a caller-given dataset name (``budget/<analyst>/<name>`` with
+        ``analyst``): verbatim only if the vault holds the dataset, else its fingerprint
+        (``vault.tables.dataset_resource``), so a refusal or a not-found never ledgers
+        what was typed."""
+        from vault.tables import holds_dataset
+
+        with self.engine.connect().execution_options(readonly=True) as conn, conn.begin():
+            known = holds_dataset(conn, name)
+        if analyst is not None:
+            return vocab.budget(analyst, name, known=known)
+        return vocab.dataset(name, known=known)
+
     def _keyring(self) -> Any:
         from vault.keyring import Keyring
         from vault.keys import provider_for
@@ -230,7 +243,7 @@ class Vault:
         Dask ``client``, its workers prepare the batches and this process writes them."""
         from vault.ingest import ingest_path
 
-        self._require("ingest", vocab.dataset(dataset))  # no file is read for a denied caller
+        self._require("ingest", self._dataset(dataset))  # no file is read for a denied caller
         totals: dict[str, Any] = {"dataset": dataset, "rows_added": 0, "rows_updated": 0,
                                   "duplicates_skipped": 0, "erased_suppressed": 0, "batches": 0,
                                   "people": 0, "columns": []}  # people: summed per file
@@ -255,6 +268,7 @@ class Vault:
         """Step 1 of a distributed ingest: read, register and classify one source."""
         from vault.ingest import BATCH_ROWS, plan_ingest
 
+        self._require("ingest", self._dataset(dataset))  # an allowed ingest creates the name
         return plan_ingest(self.engine, self.home, self.principal, path, dataset,
                            batch_rows=batch_rows or BATCH_ROWS)
 
@@ -355,7 +369,7 @@ class Vault:
         from vault.store import T_DATASET
 
         default_delta = self.policy.delta_default(dataset)
-        with self._access("budget.set", vocab.budget(analyst, dataset)) as conn:
+        with self._access("budget.set", self._dataset(dataset, analyst=analyst)) as conn:
             if get_principal(conn, analyst) is None:
                 raise BadInput(f"unknown analyst '{analyst}' (add it with "
                                "'civicvault principals add')")
@@ -393,7 +407,7 @@ class Vault:
 
         parse_name(dataset, "dataset")  # before the name reaches the ledger as a resource
         keyring = self._keyring()
-        with self._access("erase", vocab.dataset(dataset), purpose=purpose) as conn:
+        with self._access("erase", self._dataset(dataset), purpose=purpose) as conn:
             before = ledger_store.size(conn)
             report = do_erase(conn, keyring, dataset, match, self.principal.id)
             seq = _entry_seq(conn, before, vocab.VAULT_ERASE)
@@ -406,7 +420,7 @@ class Vault:
         from vault.records import open_subject
 
         keyring = self._keyring()
-        with self._access("reveal", vocab.dataset(dataset), purpose=purpose) as conn:
+        with self._access("reveal", self._dataset(dataset), purpose=purpose) as conn:
             _, found = find_subjects(conn, keyring, dataset, dict(match))
             subjects = sorted(found)
             opened = [(sid, open_subject(conn, keyring, sid)) for sid in subjects]

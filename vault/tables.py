@@ -15,6 +15,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ledger.entry import rfc3339_utc as now
+from vault import vocab
 from vault.errors import BadInput
 from vault.layout import ColumnLayout
 from vault.schema import (
@@ -30,7 +31,7 @@ from vault.schema import (
 
 __all__ = ["T_BATCH", "T_BLIND", "T_COLUMN", "T_DATASET", "T_RECORD", "T_SOURCE", "T_SUBJECT",
            "T_SUPPRESSED", "VAULT_WRITE_LOCK", "attribute_columns", "bulk_insert", "dataset_id",
-           "lock_vault"]
+           "dataset_resource", "holds_dataset", "lock_vault"]
 
 T_DATASET: Table = Dataset.__table__  # type: ignore[attr-defined]
 T_SOURCE: Table = Source.__table__  # type: ignore[attr-defined]
@@ -53,6 +54,18 @@ def dataset_id(conn: Connection, name: str, *, create_with: tuple[str, str] | No
         T_DATASET.insert().values(name=name, created=now(), schema_hash=schema_hash,
                                   columns_json=columns_json).returning(T_DATASET.c.id)
     ).scalar_one())
+
+
+def holds_dataset(conn: Connection, name: str) -> bool:
+    """Whether the vault holds a dataset named ``name``."""
+    return conn.execute(select(T_DATASET.c.id).where(T_DATASET.c.name == name)).first() is not None
+
+
+def dataset_resource(conn: Connection, name: str) -> str:
+    """The resource of a caller-given dataset name: ``dataset/<name>`` when the vault holds
+    the dataset, else ``dataset/<fingerprint>``: a name typed for a dataset that does not
+    exist (a refusal, a not-found) never reaches the immutable ledger verbatim."""
+    return vocab.dataset(name, known=holds_dataset(conn, name))
 
 
 def attribute_columns(conn: Connection, name: str) -> list[str]:

@@ -57,6 +57,7 @@ from vault.dp.request import (
 )
 from vault.dp.source import DataSource, VaultSource, private_workdir
 from vault.home import VaultHome
+from vault.tables import dataset_resource
 
 T = TypeVar("T")
 RELEASE_ACTION = vocab.RELEASE_DP  # kept names: the vocabulary is vault.vocab
@@ -66,6 +67,17 @@ FAILED_ACTION = vocab.RELEASE_FAILED
 
 def resource_of(dataset: str) -> str:
     return vocab.dataset(dataset)  # never a free-form value on the ledger
+
+
+def _unheld_named(conn: Connection, dataset: str, reason: str) -> tuple[str, str]:
+    """The resource of a refusal on ``dataset`` and its ``reason`` with the name quoted in
+    it: both name a dataset the vault does not hold by its fingerprint (what a caller
+    typed never reaches the ledger)."""
+    resource = dataset_resource(conn, dataset)
+    shown = resource.partition(vocab.SEP)[2]
+    if shown != dataset:
+        reason = reason.replace(f"'{dataset}'", f"'{shown}'")
+    return resource, reason
 
 
 def load_policy(home: VaultHome) -> ReleasePolicy:
@@ -141,11 +153,6 @@ def canonical(value: Any) -> bytes:
     return rfc8785.dumps(value)
 
 
-def _ledger(engine: Engine, draft: EntryDraft) -> None:
-    with engine.begin() as conn:
-        ledger_store.append(conn, [draft])
-
-
 def _deny(
     engine: Engine,
     principal: Principal,
@@ -155,16 +162,15 @@ def _deny(
     details: Mapping[str, Any],
 ) -> None:
     action = vocab.BUDGET_DENIED if isinstance(exc, BudgetExhausted) else vocab.POLICY_DENIED
-    _ledger(
-        engine,
-        EntryDraft(
+    with engine.begin() as conn:
+        resource, reason = _unheld_named(conn, dataset, str(exc))
+        ledger_store.append(conn, [EntryDraft(
             actor=principal.id,
             action=action,
-            resource=resource_of(dataset),
-            details={"op": op, "error": type(exc).__name__, "reason": str(exc)[:300],
+            resource=resource,
+            details={"op": op, "error": type(exc).__name__, "reason": reason[:300],
                      **details},  # made by ledger_shape: no caller text, bounded
-        ),
-    )
+        )])
 
 
 def known_columns(policy: ReleasePolicy, dataset: str) -> frozenset[str]:
@@ -232,8 +238,10 @@ def guarded_access(
 ) -> Iterator[Connection]:
     """``access`` whose body's rejections are ledgered after the rollback (not access's own)."""
     entered = False
+    with engine.connect().execution_options(readonly=True) as read, read.begin():
+        resource = dataset_resource(read, dataset)  # a refusal names no unheld dataset
     try:
-        with access(engine, home, principal, op, resource_of(dataset), purpose=purpose) as conn:
+        with access(engine, home, principal, op, resource, purpose=purpose) as conn:
             entered = True
             yield conn
     except _REJECTIONS as exc:
