@@ -90,7 +90,7 @@ def store_batches(home: str, principal: Principal, plan: IngestPlan,
         if dask_address is None:
             r = vault_for(vh, principal).ingest_planned(plan)
         else:
-            from flows.ingest_runner import dask_client
+            from flows.dask_cluster import dask_client
 
             with dask_client(dask_address) as client:
                 r = vault_for(vh, principal).ingest_planned(plan, client=client)

@@ -11,8 +11,8 @@ import numpy as np
 import polars as pl
 
 from vault.errors import BadInput
+from vault.pii.chunks import Chunk, check_field_bytes, check_header
 from vault.pii.limits import ReaderLimits
-from vault.pii.readers import Chunk, check_field_bytes, check_header
 
 
 def parquet_chunks(fh: IO[bytes], label: str, limits: ReaderLimits,

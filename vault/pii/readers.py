@@ -29,17 +29,16 @@ The format comes from the extension (``.csv .tsv .tab .txt .psv .parquet .pq
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO
 
-import numpy as np
 import polars as pl
 
 from vault.errors import BadInput
+from vault.pii.chunks import Chunk, Head, Kind
 from vault.pii.limits import DEFAULT_LIMITS, ReaderLimits
 
 __all__ = [
@@ -56,24 +55,10 @@ __all__ = [
 _DELIMITED = {".csv", ".tsv", ".tab", ".txt", ".psv", ".dat"}
 _PARQUET = {".parquet", ".pq"}
 _JSONL = {".jsonl", ".ndjson", ".json"}
-_CANDIDATE_DELIMITERS = ",\t;|"
 _SNIFF_BYTES = 64 * 1024
 SAMPLE_ROWS = 10_000  # rows kept for classification, evenly spaced over the whole file
 
-Kind = Literal["delimited", "jsonl", "parquet"]
 Source = str | Path | bytes
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """Consecutive rows of a file: ``frame`` row 0 is global row ``first_row`` (0-based,
-    header and blank lines excluded). ``offsets``/``lines``: byte offset and 1-based
-    line of each row's start (text formats; for Parquet both are the row index)."""
-
-    frame: pl.DataFrame
-    first_row: int
-    offsets: np.ndarray[Any, np.dtype[np.int64]]
-    lines: np.ndarray[Any, np.dtype[np.int64]]
 
 
 @dataclass(frozen=True)
@@ -87,16 +72,6 @@ class SourceInfo:
     rows: int
     sample: pl.DataFrame  # at most SAMPLE_ROWS rows, evenly spaced: for the classifier only
     batch_starts: list[tuple[int, int]]  # (byte offset, line) of each batch's first row
-
-
-@dataclass(frozen=True)
-class _Head:
-    kind: Kind
-    label: str
-    delimiter: str = ","
-    names: tuple[str, ...] = ()
-    data_offset: int = 0  # where the first data row starts (after BOM and header)
-    encoding: str = "utf-8"
 
 
 # --- public entry points ------------------------------------------------------------------
@@ -143,7 +118,7 @@ def scan_source(path: Source, *, batch_rows: int = 100_000,
     sampler = _Sampler(SAMPLE_ROWS)
     starts: list[tuple[int, int]] = []
     rows = 0
-    head: _Head | None = None
+    head: Head | None = None
     for chunk_head, chunk in _chunks(path, limits, None, label, kind, None, on_bytes,
                                      switch_encoding):
         head = chunk_head
@@ -235,7 +210,7 @@ def _kind_of(fh: IO[bytes], suffix: str) -> Kind:
 def _chunks(path: Source, limits: ReaderLimits, encoding: str | None, label: str | None,
             kind: Kind | None, start: tuple[int, int, int] | None,
             on_bytes: Callable[[bytes], None] | None,
-            on_latin1: Callable[[], None] | None) -> Iterator[tuple[_Head, Chunk]]:
+            on_latin1: Callable[[], None] | None) -> Iterator[tuple[Head, Chunk]]:
     """(head, chunk) pairs; the head alone (with an empty chunk) for a file without rows."""
     fh, name, suffix = _open(path, label)
     with fh:
@@ -248,7 +223,7 @@ def _chunks(path: Source, limits: ReaderLimits, encoding: str | None, label: str
                     on_bytes(block)
                 fh.seek(0)
             for names, chunk in parquet_chunks(fh, name, limits, start):
-                yield _Head("parquet", name, names=names), chunk
+                yield Head("parquet", name, names=names), chunk
             return
         from vault.pii.textchunks import text_chunks
 
@@ -289,57 +264,3 @@ class _Sampler:
         if not self.parts:
             return pl.DataFrame({n: pl.Series([], dtype=pl.String) for n in names})
         return pl.concat([p for _, p in self.parts], how="vertical")
-
-
-# --- shared checks -------------------------------------------------------------------------
-
-
-def check_header(names: list[str], label: str, limits: ReaderLimits) -> list[str]:
-    """Stripped column names; refuses empty, duplicate, too many or too long names."""
-    limits.check_names(names, label)
-    stripped = [n.strip() for n in names]
-    for i, name in enumerate(stripped, start=1):
-        if not name:
-            raise BadInput(f"{label}: column {i} has an empty name (a header row is required)")
-    seen: dict[str, int] = {}
-    for i, name in enumerate(stripped, start=1):
-        if name in seen:
-            raise BadInput(f"{label}: columns {seen[name]} and {i} have the same name")
-        seen[name] = i
-    return stripped
-
-
-def looks_binary(text: str) -> bool:
-    if not text:
-        return False
-    controls = sum(1 for ch in text if ord(ch) < 32 and ch not in "\t\r\n\f")
-    return controls / len(text) > 0.01
-
-
-def sniff_delimiter(head: str) -> str:
-    lines = [line for line in head.splitlines()[:50] if line.strip()]
-    sample = "\n".join(lines)
-    try:
-        return csv.Sniffer().sniff(sample, delimiters=_CANDIDATE_DELIMITERS).delimiter
-    except csv.Error:
-        pass
-    first = lines[0] if lines else ""
-    counts = {d: first.count(d) for d in _CANDIDATE_DELIMITERS}
-    best = max(counts, key=lambda d: counts[d])
-    return best if counts[best] else ","
-
-
-def check_field_bytes(frame: pl.DataFrame, label: str, limits: ReaderLimits,
-                      where: str) -> None:
-    """Refuse a string/binary cell longer than ``limits.max_field_bytes``."""
-    for i, (name, dtype) in enumerate(frame.schema.items(), start=1):
-        col = frame.get_column(name)
-        if dtype == pl.String:
-            longest = col.str.len_bytes().max()
-        elif dtype == pl.Binary:
-            longest = col.bin.size().max()
-        else:
-            continue
-        if longest is not None and int(longest) > limits.max_field_bytes:  # type: ignore[arg-type]
-            raise BadInput(f"{label}: {where}: column {i} has a field over the limit of "
-                           f"{limits.max_field_bytes:,} bytes per field")

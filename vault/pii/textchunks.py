@@ -23,16 +23,16 @@ import orjson
 import polars as pl
 
 from vault.errors import BadInput
-from vault.pii.limits import ReaderLimits
-from vault.pii.readers import (
+from vault.pii.chunks import (
     Chunk,
+    Head,
     Kind,
-    _Head,
     check_field_bytes,
     check_header,
     looks_binary,
     sniff_delimiter,
 )
+from vault.pii.limits import ReaderLimits
 
 _BOM = b"\xef\xbb\xbf"
 _SNIFF_BYTES = 64 * 1024
@@ -65,7 +65,7 @@ class _Decoder:
 def text_chunks(fh: IO[bytes], kind: Kind, label: str, limits: ReaderLimits,
                 encoding: str | None, start: tuple[int, int, int] | None,
                 on_bytes: Callable[[bytes], None] | None,
-                on_latin1: Callable[[], None] | None) -> Iterator[tuple[_Head, Chunk]]:
+                on_latin1: Callable[[], None] | None) -> Iterator[tuple[Head, Chunk]]:
     decoder = _Decoder(encoding, on_latin1)
     first = fh.read(max(limits.max_header_bytes, _SNIFF_BYTES) + 1)
     if on_bytes is not None and start is None:
@@ -85,7 +85,7 @@ def text_chunks(fh: IO[bytes], kind: Kind, label: str, limits: ReaderLimits,
         data_offset = bom + header_end
         line = 1 + body[:header_end].count(b"\n")
     else:
-        head = _Head("jsonl", label)
+        head = Head("jsonl", label)
         data_offset, line = bom, 1
         _check_first_object(body, eof, label, limits)
     row = 0
@@ -114,11 +114,11 @@ def _what(kind: Kind) -> str:
     return "delimited text" if kind == "delimited" else "JSON Lines"
 
 
-def _head_of(head: _Head, scanner: _DelimitedParser | _JsonParser) -> _Head:
+def _head_of(head: Head, scanner: _DelimitedParser | _JsonParser) -> Head:
     if isinstance(scanner, _JsonParser):
-        return _Head("jsonl", head.label, names=tuple(scanner.names or ()),
+        return Head("jsonl", head.label, names=tuple(scanner.names or ()),
                      encoding=scanner.decoder.encoding)
-    return _Head(head.kind, head.label, head.delimiter, head.names, head.data_offset,
+    return Head(head.kind, head.label, head.delimiter, head.names, head.data_offset,
                  scanner.decoder.encoding)
 
 
@@ -133,7 +133,7 @@ def _outside_quotes(arr: np.ndarray[Any, np.dtype[np.uint8]]) -> np.ndarray[Any,
 
 
 def _delimited_head(body: bytes, eof: bool, label: str, limits: ReaderLimits,
-                    head_text: str, decoder: _Decoder) -> tuple[_Head, int]:
+                    head_text: str, decoder: _Decoder) -> tuple[Head, int]:
     """The header (names, delimiter) and where the data starts in ``body``."""
     delimiter = sniff_delimiter(head_text)
     arr = np.frombuffer(body, dtype=np.uint8)
@@ -164,7 +164,7 @@ def _delimited_head(body: bytes, eof: bool, label: str, limits: ReaderLimits,
     except (csv.Error, StopIteration):
         raise BadInput(f"{label}: line 1: malformed header") from None
     names = check_header(names, label, limits)
-    return _Head("delimited", label, delimiter, tuple(names), header_end), header_end
+    return Head("delimited", label, delimiter, tuple(names), header_end), header_end
 
 
 def _check_first_object(body: bytes, eof: bool, label: str, limits: ReaderLimits) -> None:
@@ -283,7 +283,7 @@ class _Records:
 
 
 class _DelimitedParser:
-    def __init__(self, head: _Head, limits: ReaderLimits, decoder: _Decoder) -> None:
+    def __init__(self, head: Head, limits: ReaderLimits, decoder: _Decoder) -> None:
         self.head = head
         self.limits = limits
         self.decoder = decoder
