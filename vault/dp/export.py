@@ -90,19 +90,8 @@ def write_chart(result: ReleaseResult, path: Path) -> Path:
         by = list(result.request.by)
         labels = [" / ".join(str(r[c]) for c in by) or "all" for r in rows]
         values = [float(r[label]) for r in rows]
-        acc = measures.get(label, {})
-        if "accuracy" in acc:
-            errors = [float(acc["accuracy"])] * len(values)
-        else:  # a mean: propagate the sum and count accuracies at each group's count
-            num, den = acc["from"]
-            a_num = float(measures[num]["accuracy"])
-            a_den = float(measures[den]["accuracy"])
-            errors = [
-                (a_num + abs(v) * a_den) / max(1.0, float(r.get("count") or 1.0))
-                if "count" in r
-                else a_num
-                for r, v in zip(rows, values, strict=True)
-            ]
+        bar = result.request.measures[0].definition.error_bar  # vault.dp.measures
+        errors = [bar(measures, label, r, v) for r, v in zip(rows, values, strict=True)]
         shown = f" (top {MAX_BARS} of {len(doc['rows'])})" if len(doc["rows"]) > MAX_BARS else ""
         title = f"{doc['dataset']}: {label} by {', '.join(by) or 'all'}{shown}"
         ylabel = label

@@ -325,9 +325,9 @@ def build_plan(checked: CheckedRequest, schema: pl.Schema, unit: Unit, workdir: 
     metric, d_in = dp.unit_of(contributions=1, identifier=pl.col(PERSON))
     measure, _d_out, target = _loss(dp, checked)
 
-    kinds = {m.kind for m in req.measures}
-    with_len = "count" in kinds or "mean" in kinds or thresholded
-    sum_columns = checked.measure_columns
+    with_len = any(m.definition.needs_count for m in req.measures) or thresholded
+    sum_columns = tuple(dict.fromkeys(m.column for m in req.measures
+                                      if m.column is not None and m.definition.needs_sum))
     aggs: list[pl.Expr] = []
     if with_len:
         aggs.append(dp.len(signed=True).alias("__count"))
@@ -396,7 +396,8 @@ def _accuracy(
                 accuracy=float(row["accuracy"]),
             )
         )
-    derived = {
-        m.label: (f"sum_{m.column}", "count") for m in checked.request.measures if m.kind == "mean"
+    derived = {  # a derived measure (a mean): from its column's sum and the count
+        m.label: (f"sum_{m.column}", "count") for m in checked.request.measures
+        if m.definition.derived
     }
     return Accuracy(ALPHA, checked.request.mode, tuple(cols), threshold, derived, unit)

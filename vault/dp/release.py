@@ -440,18 +440,11 @@ def rows_of(plan: Plan, out: pl.DataFrame) -> list[dict[str, Any]]:
         row: dict[str, Any] = {c: rec[c] for c in by}
         count = max(0, int(rec["__count"] or 0)) if plan.with_len else None
         for m in checked.request.measures:
-            if m.kind == "count":
-                row["count"] = count
-                continue
-            assert m.column is not None
-            raw = rec[f"__sum_{m.column}"]
+            kind = m.definition  # vault.dp.measures: the kind's value from the aggregates
+            raw = rec[f"__sum_{m.column}"] if kind.needs_sum else None
             total: float | int = 0 if raw is None else raw
-            if m.kind == "sum":
-                row[m.label] = total
-            else:
-                b = checked.bounds[m.column]
-                mean = float(total) / max(1, count or 0)
-                row[m.label] = min(max(mean, b.lower), b.upper)
+            bounds = checked.bounds.get(m.column) if m.column is not None else None
+            row[m.label] = kind.value(count, total, bounds)
         rows.append(row)
     return rows
 

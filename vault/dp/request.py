@@ -25,16 +25,18 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Literal, Protocol, get_args
+from typing import Literal, Protocol
 
 from policies.errors import PolicyDenied
 from policies.validate import parse_name, parse_names
 from vault import vocab
 from vault.budget import to_nano
+from vault.dp.measures import KINDS, MEASURE_KINDS, MeasureKind, MeasureName, usage
 from vault.errors import BadInput
 
-MeasureKind = Literal["count", "sum", "mean"]
-MEASURE_KINDS: tuple[str, ...] = get_args(MeasureKind)
+__all__ = ["MEASURE_KINDS", "Bounds", "CheckedRequest", "Measure", "MeasureKind", "MeasureName",
+           "Mode", "ReleasePolicy", "ReleaseRequest", "validate"]
+
 Mode = Literal["pure", "approx", "zcdp"]
 
 
@@ -77,26 +79,33 @@ class ReleasePolicy(Protocol):
 
 @dataclass(frozen=True)
 class Measure:
-    kind: MeasureKind
+    """One measure of a request: a kind of :mod:`vault.dp.measures` and its column."""
+
+    kind: MeasureName
     column: str | None = None
 
     @property
+    def definition(self) -> MeasureKind:
+        return KINDS[self.kind]
+
+    @property
     def label(self) -> str:
-        return "count" if self.column is None else f"{self.kind}_{self.column}"
+        return self.definition.label(self.column)
 
     @property
     def spec(self) -> str:
-        return "count" if self.column is None else f"{self.kind}:{self.column}"
+        return self.definition.spec(self.column)
 
     @classmethod
     def parse(cls, text: str) -> Measure:
         spec = text.strip()
-        if spec == "count":
-            return cls("count")
-        kind, sep, column = spec.partition(":")
-        if not sep or kind not in ("sum", "mean") or not column.strip():
-            raise BadInput(f"bad measure '{spec}': use count, sum:COLUMN or mean:COLUMN")
-        return cls("sum" if kind == "sum" else "mean", column.strip())
+        name, sep, column = spec.partition(":")
+        kind = KINDS.get(name)
+        if kind is not None and not kind.takes_column and not sep:
+            return cls(kind.name)
+        if kind is None or not kind.takes_column or not sep or not column.strip():
+            raise BadInput(f"bad measure '{spec}': use {usage()}")
+        return cls(kind.name, column.strip())
 
 
 @dataclass(frozen=True)
