@@ -130,3 +130,11 @@ def test_the_graph_sees_deferred_imports() -> None:
 def test_no_import_cycles_among_our_modules() -> None:
     found = cycles(import_graph())
     assert found == [], "import cycles: " + "; ".join(" <-> ".join(c) for c in found)
+
+
+def test_layers_import_downwards_only() -> None:
+    """``flows`` -> ``vault`` -> ``policies`` -> ``ledger``: never upwards."""
+    rank = {package: i for i, package in enumerate(("ledger", "policies", "vault", "flows"))}
+    upwards = sorted((a, b) for a, targets in import_graph().items() for b in targets
+                     if rank[b.partition(".")[0]] > rank[a.partition(".")[0]])
+    assert upwards == []
