@@ -179,3 +179,31 @@ def test_the_cli_ledgers_no_unheld_dataset_name(vh: Home, argv: tuple[str, ...])
     assert len(new) == 1
     assert TYPED.encode() not in new[0] and b"Jane" not in new[0]
     assert json.loads(new[0])["action"] == vocab.POLICY_DENIED
+
+
+# -- the HTTP API (the same service) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/api/erasures", {"dataset": TYPED, "match": {"voter_reg_num": "8200001"}}),
+    ("/api/releases", {"dataset": TYPED, "by": ["party_cd"], "measures": ["count"],
+                       "epsilon": "0.01"}),
+], ids=["erase", "release"])
+def test_the_api_ledgers_no_unheld_dataset_name(vh: Home, path: str,
+                                                body: dict[str, Any]) -> None:
+    from fastapi.testclient import TestClient
+
+    from flows.api import create_app
+
+    engine = make_engine(vh.home.db_url)
+    try:
+        client = TestClient(create_app(vh.home, engine))
+        before = len(vh.raws())
+        answer = client.post(path, json=body,
+                             headers={"Authorization": f"Bearer {vh.tokens['ana']}"})
+        assert answer.status_code in (400, 403)
+        new = vh.raws()[before:]
+        assert len(new) == 1 and TYPED.encode() not in new[0] and b"Jane" not in new[0]
+        assert json.loads(new[0])["resource"] == UNHELD
+    finally:
+        engine.dispose()
