@@ -310,7 +310,7 @@ def create_app(home: VaultHome, engine: Engine, *, max_body_bytes: int = MAX_BOD
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def dashboard() -> str:
-        return (Path(__file__).with_name("templates") / "dashboard.html").read_text("utf-8")
+        return (Path(__file__).parent.parent / "templates" / "dashboard.html").read_text("utf-8")
 
     problems.declare_responses(
         app, lambda route: any(d.call is vault_of for d in route.dependant.dependencies))

@@ -178,10 +178,10 @@ async def on_error(request: Request, exc: Exception) -> Response:
 
 async def on_validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    sent = caller_strings(request)
+    names = _schema_names(request.app)
     where = []
     for err in list(exc.errors())[:8]:
-        loc = ".".join("?" if isinstance(p, str) and p.lower() in sent else str(p)
+        loc = ".".join(str(p) if isinstance(p, int) or p in names else "?"
                        for p in err.get("loc", ()))
         where.append(f"{loc} ({err.get('type', 'invalid')})")
     return problem(422, "invalid-request",
@@ -199,6 +199,31 @@ async def on_http(request: Request, exc: Exception) -> Response:
         headers["WWW-Authenticate"] = _bearer_challenge(request)
     return problem(exc.status_code, _kebab(phrase.replace(" ", "")), detail, headers=headers,
                    title=phrase)
+
+
+def _schema_names(app: FastAPI) -> frozenset[str]:
+    """The names the OpenAPI document defines (fields, parameters, models): a validation
+    error's location is shown only through these, so a caller's own key never is."""
+    cached: frozenset[str] | None = getattr(app.state, "schema_names", None)
+    if cached is not None:
+        return cached
+    names = {"body", "query", "path", "header", "cookie"}
+
+    def walk(doc: Any) -> None:
+        if isinstance(doc, dict):
+            for key, value in doc.items():
+                if key in ("properties", "schemas") and isinstance(value, dict):
+                    names.update(value)
+                if key == "parameters" and isinstance(value, list):
+                    names.update(p.get("name", "") for p in value if isinstance(p, dict))
+                walk(value)
+        elif isinstance(doc, list):
+            for value in doc:
+                walk(value)
+
+    walk(app.openapi())
+    app.state.schema_names = frozenset(names)
+    return app.state.schema_names  # type: ignore[no-any-return]
 
 
 def install(app: FastAPI) -> None:
