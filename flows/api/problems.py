@@ -286,7 +286,7 @@ def declare_responses(app: FastAPI, is_authenticated: Any) -> None:
             if not isinstance(route, APIRoute) or not route.include_in_schema:
                 continue
             codes = _codes(route, is_authenticated(route))
-            for method in route.methods:
+            for method in route.methods or ():
                 op = schema["paths"][route.path_format].get(method.lower())
                 if op is None:
                     continue
