@@ -404,3 +404,16 @@ def test_serve_speaks_https_with_the_given_certificate(api: Api, tmp_path: Path)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_the_cached_checkpoint_follows_every_append(api: Api) -> None:
+    """The checkpoint is cached by tree size, and the size is read on every request: an
+    entry appended by anyone (here: another process's way in, the service) shows at once."""
+    first = api.client.get("/api/ledger/checkpoint").text
+    assert api.client.get("/api/ledger/checkpoint").text == first  # cached: same note
+    with Vault.open(api.home) as admin:
+        admin.annotate([("review.note", "ledger", None)])
+    size = len(api.entries())
+    note = api.client.get("/api/ledger/checkpoint").text
+    assert int(note.splitlines()[1]) == size and note != first
+    assert api.client.get("/log/checkpoint").text == note
