@@ -417,3 +417,16 @@ def test_the_cached_checkpoint_follows_every_append(api: Api) -> None:
     note = api.client.get("/api/ledger/checkpoint").text
     assert int(note.splitlines()[1]) == size and note != first
     assert api.client.get("/log/checkpoint").text == note
+
+
+def test_an_unexpected_error_is_a_500_problem_without_its_text(api: Api) -> None:
+    app = api.client.app
+
+    @app.get("/boom-for-test")  # type: ignore[attr-defined, untyped-decorator]
+    def boom() -> None:
+        raise RuntimeError(SECRET)
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        r = client.get("/boom-for-test")
+    _is_problem(r, 500)
+    assert SECRET.lower() not in r.text.lower() and "Traceback" not in r.text

@@ -226,7 +226,15 @@ def _schema_names(app: FastAPI) -> frozenset[str]:
     return app.state.schema_names  # type: ignore[no-any-return]
 
 
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    """A bug: a 500 problem with a fixed detail (the exception's text could hold data);
+    the server still logs it (Starlette re-raises after answering)."""
+    return problem(500, "internal-error", "an unexpected error: nothing of it is shown here; "
+                   "the server's log has it")
+
+
 def install(app: FastAPI) -> None:
+    app.add_exception_handler(Exception, on_unexpected)
     app.add_exception_handler(CivicVaultError, on_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(HTTPException, on_http)
