@@ -237,10 +237,17 @@ class AccessDenied(CivicVaultError):
 
 
 class Unauthenticated(AccessDenied):
-    """Unknown, revoked or malformed token."""
+    """Unknown, revoked or malformed token.
+
+    ``revoked`` names the principal (id, role) when the token was a revoked principal's:
+    that refusal is on the ledger (``auth.denied``), an unknown token's is not."""
 
     advice = ("Give a valid token with --token or CIVICVAULT_TOKEN (an admin creates one with "
               "'civicvault principals add NAME --role ROLE').")
+
+    def __init__(self, message: str = "", *, revoked: tuple[str, str] | None = None) -> None:
+        self.revoked = revoked
+        super().__init__(message)
 
 
 class PolicyDenied(AccessDenied):

@@ -430,3 +430,26 @@ def test_an_unexpected_error_is_a_500_problem_without_its_text(api: Api) -> None
         r = client.get("/boom-for-test")
     _is_problem(r, 500)
     assert SECRET.lower() not in r.text.lower() and "Traceback" not in r.text
+
+
+def test_a_revoked_token_repeating_itself_is_counted_not_ledgered_each_time(api: Api) -> None:
+    with Vault.open(api.home) as admin:
+        gone = admin.principals_add("gone", "analyst")
+        admin.principals_revoke("gone")
+    h = {"Authorization": f"Bearer {gone}"}
+    start = len(api.entries())
+    first = api.client.get("/api/budgets", headers=h)
+    _is_problem(first, 401)
+    assert 'error="invalid_token"' in first.headers["www-authenticate"]
+    assert _actions(api, start) == [("auth.denied", "gone")]
+    for _ in range(3):
+        _is_problem(api.client.get("/api/budgets", headers=h), 429)
+    assert len(api.entries()) == start + 1
+    unknown = {"Authorization": "Bearer cvt_" + "C" * 43}
+    for _ in range(3):  # an unknown token writes nothing and is never limited
+        _is_problem(api.client.get("/api/budgets", headers=unknown), 401)
+    api.clock.now += 31
+    assert api.client.get("/api/budgets", headers=api.auth("analyst")).status_code == 200
+    tail = [e for e in api.entries()[start:] if e["action"] == "policy.denied.repeated"]
+    assert [(e["actor"], e["details"]["count"], e["details"]["error"]) for e in tail] == [
+        ("gone", 3, "Unauthenticated")]

@@ -84,18 +84,23 @@ def create_app(home: VaultHome, engine: Engine, *, max_body_bytes: int = MAX_BOD
     ) -> Vault:
         if creds is None or creds.scheme.lower() != "bearer":
             raise Unauthenticated("missing bearer token")
-        vault = public.acting_as(creds.credentials)
-        ledger_repeats()
-        principal = vault.principal
         route = request.scope.get("route")
         where = f"{request.method} {route.path if isinstance(route, APIRoute) else '?'}"
-        key = limiter.fingerprint(principal.id, request.method, where,
+        # the request as the limiter knows it: the token (one principal's) and every byte
+        key = limiter.fingerprint(creds.credentials, request.method, where,
                                   request.scope.get("query_string", b""),
                                   request.scope.get(problems.BODY_KEY, b""))
         wait = limiter.retry_after(key)
         if wait is not None:
             raise RepeatedDenial(wait)
-        request.scope[_DENIAL] = (key, principal, where)
+        try:
+            vault = public.acting_as(creds.credentials)
+        except Unauthenticated as exc:  # a revoked principal's refusal is ledgered: limit it
+            if exc.revoked is not None:
+                limiter.denied(key, Principal(*exc.revoked), where, type(exc).__name__)
+            raise
+        ledger_repeats()
+        request.scope[_DENIAL] = (key, vault.principal, where)
         return vault
 
     As = Annotated[Vault, Depends(vault_of)]

@@ -7,18 +7,20 @@ chunk (chunked or streamed bodies too) and refused as soon as the count passes t
 cap. Only then does the request reach routing, authentication and parsing, with the
 buffered body replayed (and kept in the scope, so error details can refuse to echo it).
 
-**Repeated denials** (:class:`DenialLimiter`): a denial (403) is ledgered by the vault
-as always. The API then remembers, for a window (``window_seconds``, default 30), the
-exact request that was denied: the principal, method, route, query and a SHA-256 of
-the body. The same request from the same principal inside the window is answered 429
-(``Retry-After``: seconds until the window closes) **without** asking the policy or
-writing the ledger; it is counted. When the window has closed, the count of repeats is
-ledgered as one ``policy.denied.repeated`` entry (details: ``count``, ``window_seconds``,
-``route``, ``request`` fingerprint, ``error``), at the next authenticated request the
-API serves or when the server stops. A repeat after the window is decided (and
-ledgered) afresh, opening a new window if denied again. A request that differs in any
-byte is decided as usual. Memory is bounded (``max_windows``: the oldest window is
-closed early, its count ledgered like the others).
+**Repeated denials** (:class:`DenialLimiter`): a denial (403, or the 401 of a revoked
+principal's token, ledgered as ``auth.denied``) is ledgered by the vault as always. The
+API then remembers, for a window (``window_seconds``, default 30), the exact request
+that was denied: the token (one principal's), method, route, query and body, as one
+SHA-256 fingerprint. The same request from the same principal inside the window is
+answered 429 (``Retry-After``: seconds until the window closes) **without**
+authenticating, asking the policy or writing the ledger; it is counted. An unknown
+token's 401 writes nothing and is never limited. When the window has closed, the count
+of repeats is ledgered as one ``policy.denied.repeated`` entry (details: ``count``,
+``window_seconds``, ``route``, ``request`` fingerprint, ``error``), at the next
+authenticated request the API serves or when the server stops. A repeat after the
+window is decided (and ledgered) afresh, opening a new window if denied again. A request
+that differs in any byte is decided as usual. Memory is bounded (``max_windows``: the
+oldest window is closed early, its count ledgered like the others).
 """
 
 from __future__ import annotations
@@ -126,11 +128,12 @@ class DenialLimiter:
         self._lock = threading.Lock()
 
     @staticmethod
-    def fingerprint(principal: str, method: str, route: str, query: bytes,
-                    body: bytes) -> str:
+    def fingerprint(token: str, method: str, route: str, query: bytes, body: bytes) -> str:
+        """The identity of a request: the bearer token (one principal's), method, route,
+        query and body, hashed (the token and the body are never kept)."""
         h = hashlib.sha256(b"civicvault/denial-window/v1\0")
-        for part in (principal.encode(), method.encode(), route.encode(), query,
-                     hashlib.sha256(body).digest()):
+        for part in (hashlib.sha256(token.encode()).digest(), method.encode(), route.encode(),
+                     query, hashlib.sha256(body).digest()):
             h.update(len(part).to_bytes(8, "big") + part)
         return h.hexdigest()[:32]
 
