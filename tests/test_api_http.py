@@ -453,3 +453,19 @@ def test_a_revoked_token_repeating_itself_is_counted_not_ledgered_each_time(api:
     tail = [e for e in api.entries()[start:] if e["action"] == "policy.denied.repeated"]
     assert [(e["actor"], e["details"]["count"], e["details"]["error"]) for e in tail] == [
         ("gone", 3, "Unauthenticated")]
+
+
+def test_the_tree_size_reader_agrees_with_the_store(engine: Any) -> None:
+    """The checkpoint's cheap size query (one DB-API cursor) on SQLite and PostgreSQL."""
+    from flows.api.tiles import tree_size_reader
+    from ledger.entry import EntryDraft
+
+    size = tree_size_reader(engine)
+    assert size() == 0
+    for n in (1, 3):
+        with engine.begin() as conn:
+            ledger_store.append(conn, [EntryDraft(actor="t", action="bench.note",
+                                                  resource=f"r/{i}") for i in range(n)])
+        with engine.connect() as conn:
+            assert size() == ledger_store.size(conn)
+    assert size() == 4
