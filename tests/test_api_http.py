@@ -469,3 +469,28 @@ def test_the_tree_size_reader_agrees_with_the_store(engine: Any) -> None:
         with engine.connect() as conn:
             assert size() == ledger_store.size(conn)
     assert size() == 4
+
+
+def test_the_denial_limiter_counts_bounds_and_keeps_what_it_could_not_ledger() -> None:
+    from vault.access import Principal
+
+    clock = Clock()
+    limiter = DenialLimiter(10, clock=clock, max_windows=2)
+    ana = Principal("ana", "analyst")
+    keys = [limiter.fingerprint("cvt_x", "GET", "GET /api/x", f"q={i}".encode(), b"")
+            for i in range(3)]
+    assert len(set(keys)) == 3 and limiter.retry_after(keys[0]) is None
+    limiter.denied(keys[0], ana, "GET /api/x", "PolicyDenied")
+    clock.now += 4
+    assert limiter.retry_after(keys[0]) == 6 and limiter.retry_after(keys[0]) == 6
+    limiter.denied(keys[1], ana, "GET /api/x", "PolicyDenied")
+    limiter.denied(keys[2], ana, "GET /api/x", "PolicyDenied")  # over the bound: 0 closes
+    assert limiter.retry_after(keys[0]) is None
+    [closed] = limiter.due()
+    assert closed.count == 2 and limiter.due() == []
+    limiter.keep([closed])  # e.g. the database was busy: offered again
+    assert limiter.due() == [closed]
+    assert limiter.retry_after(keys[1]) is not None
+    clock.now += 10
+    assert [w.count for w in limiter.due()] == [1]  # keys[1]'s window closed with 1 repeat
+    assert limiter.due(everything=True) == []  # keys[2]: no repeat, nothing to ledger

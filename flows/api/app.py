@@ -44,7 +44,13 @@ from flows.api.bodies import (
     SourceBody,
 )
 from flows.api.limits import MAX_BODY_BYTES, BodyLimit, DenialLimiter
-from ledger.errors import AccessDenied, BadInput, RepeatedDenial, Unauthenticated
+from ledger.errors import (
+    AccessDenied,
+    BadInput,
+    CivicVaultError,
+    RepeatedDenial,
+    Unauthenticated,
+)
 from vault.access import Principal
 from vault.home import VaultHome
 from vault.service import Vault
@@ -61,10 +67,17 @@ def create_app(home: VaultHome, engine: Engine, *, max_body_bytes: int = MAX_BOD
     limiter = denials if denials is not None else DenialLimiter()
 
     def ledger_repeats(*, everything: bool = False) -> None:
-        for w in limiter.due(everything=everything):
-            public.as_principal(w.principal).denials_repeated(
-                w.count, route=w.route, request=w.request, error=w.error,
-                window_seconds=limiter.window_seconds)
+        """Ledger the counts of closed windows; one that cannot be written now (storage
+        busy, full) is kept for the next time, and the request that flushes goes on."""
+        due = limiter.due(everything=everything)
+        for i, w in enumerate(due):
+            try:
+                public.as_principal(w.principal).denials_repeated(
+                    w.count, route=w.route, request=w.request, error=w.error,
+                    window_seconds=limiter.window_seconds)
+            except CivicVaultError:
+                limiter.keep(due[i:])
+                return
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

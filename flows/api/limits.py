@@ -166,6 +166,11 @@ class DenialLimiter:
         if w.count:
             self._closed.append(w)
 
+    def keep(self, windows: list[Window]) -> None:
+        """Closed windows whose counts could not be ledgered yet: offered again by ``due``."""
+        with self._lock:
+            self._closed[:0] = windows
+
     def due(self, *, everything: bool = False) -> list[Window]:
         """Closed windows with repeats, to ledger now (``everything``: close all first)."""
         now = self.clock()
