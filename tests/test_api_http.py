@@ -10,6 +10,7 @@ import ipaddress
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import ssl
@@ -494,3 +495,36 @@ def test_the_denial_limiter_counts_bounds_and_keeps_what_it_could_not_ledger() -
     clock.now += 10
     assert [w.count for w in limiter.due()] == [1]  # keys[1]'s window closed with 1 repeat
     assert limiter.due(everything=True) == []  # keys[2]: no repeat, nothing to ledger
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium not installed")
+def test_docs_render_in_chromium_with_every_other_host_unreachable(api: Api) -> None:
+    """Swagger UI and ReDoc draw the operations in a real browser that can reach nothing
+    but our server (every other host name resolves to nothing)."""
+    port = _free_port()
+    env = {**os.environ, "CIVICVAULT_HOME": str(api.home.root)}
+    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "serve", "--port", str(port)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.2)
+        for page, drawn in (("/docs", 'data-path="/api/ledger/checkpoint"'),
+                            ("/redoc", "/api/ledger/proof/inclusion")):
+            dom = subprocess.run(
+                ["chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                 "--disable-background-networking", "--no-first-run",
+                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+                 "--virtual-time-budget=8000", "--dump-dom",
+                 f"http://127.0.0.1:{port}{page}"],
+                capture_output=True, text=True, timeout=120).stdout
+            assert drawn in dom, page
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
