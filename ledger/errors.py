@@ -6,7 +6,7 @@ stays usable on its own: the vault's leaves are plain classes that need nothing 
 the vault). ``policies.errors`` and ``vault.errors`` re-export their leaves under
 their old import paths. The CLI maps the tree to exit codes in one place
 (``flows.cli``) by ``exit_code``; the HTTP API maps it to status codes
-(``flows.api``)::
+(``flows.api.problems``: RFC 9457 problem details)::
 
     CivicVaultError                      exit 1 unless a subclass says otherwise
     ├── BadInput                         exit 2: malformed files, bad arguments, unknown names
@@ -25,7 +25,9 @@ their old import paths. The CLI maps the tree to exit codes in one place
     ├── AccessDenied                     exit 1
     │   ├── Unauthenticated              unknown, revoked or forged token
     │   ├── PolicyDenied                 the policy says no
-    │   └── BudgetExhausted              the privacy budget does not cover the request
+    │   ├── BudgetExhausted              the privacy budget does not cover the request
+    │   └── RepeatedDenial(retry_after)  the same request, denied moments ago, repeated (HTTP
+    │                                    429: counted, not ledgered one by one)
     ├── ReleaseFailed                    exit 1: a charged release failed (charge kept)
     ├── LinkOutOfDate                    exit 1: a dataset link is older than its data
     ├── FlowStepFailed                   exit 1: a Prefect flow step failed (ids and type only)
@@ -62,6 +64,7 @@ __all__ = [
     "PolicyFileError",
     "PrefectServerUnavailable",
     "ReleaseFailed",
+    "RepeatedDenial",
     "StateMismatch",
     "StorageFault",
     "StorageFull",
@@ -234,10 +237,17 @@ class AccessDenied(CivicVaultError):
 
 
 class Unauthenticated(AccessDenied):
-    """Unknown, revoked or malformed token."""
+    """Unknown, revoked or malformed token.
+
+    ``revoked`` names the principal (id, role) when the token was a revoked principal's:
+    that refusal is on the ledger (``auth.denied``), an unknown token's is not."""
 
     advice = ("Give a valid token with --token or CIVICVAULT_TOKEN (an admin creates one with "
               "'civicvault principals add NAME --role ROLE').")
+
+    def __init__(self, message: str = "", *, revoked: tuple[str, str] | None = None) -> None:
+        self.revoked = revoked
+        super().__init__(message)
 
 
 class PolicyDenied(AccessDenied):
@@ -249,6 +259,23 @@ class BudgetExhausted(AccessDenied):
 
     advice = ("See what is left with 'civicvault budget show'; ask with a smaller --epsilon, "
               "or ask a steward for more budget ('budget set').")
+
+
+class RepeatedDenial(AccessDenied):
+    """The same request from the same principal was denied less than a window ago.
+
+    Raised by the HTTP API's denial limiter (``flows.api.limits``) instead of asking the
+    policy again: the first denial is on the ledger, its repeats in the window are
+    counted and ledgered as one ``policy.denied.repeated`` entry when the window closes.
+    ``retry_after`` is whole seconds until then."""
+
+    advice = ("The first denial of this request is on the ledger; repeating it changes "
+              "nothing. Wait for the time given, or ask an admin for access.")
+
+    def __init__(self, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(f"the same request was denied moments ago: retry after "
+                         f"{retry_after} s")
 
 
 # -- other failures -----------------------------------------------------------------------------

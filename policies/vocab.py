@@ -100,6 +100,7 @@ __all__ = [
     "POLICY_ALLOWED",
     "POLICY_APPLIED",
     "POLICY_DENIED",
+    "POLICY_DENIED_REPEATED",
     "PRINCIPALS",
     "PRINCIPAL_ADDED",
     "PRINCIPAL_REVOKED",
@@ -286,6 +287,7 @@ class LedgerAction:
 AUTH_DENIED: Final = "auth.denied"
 POLICY_ALLOWED: Final = "policy.allowed"
 POLICY_DENIED: Final = "policy.denied"
+POLICY_DENIED_REPEATED: Final = "policy.denied.repeated"
 BUDGET_DENIED: Final = "budget.denied"
 POLICY_APPLIED: Final = "policy.applied"
 VAULT_INIT: Final = "vault.init"
@@ -317,6 +319,8 @@ LEDGER_ACTIONS: Final[Mapping[str, LedgerAction]] = {a.name: a for a in (
     _A(POLICY_ALLOWED, None, None, "the policy allowed op (details.op) on the resource"),
     _A(POLICY_DENIED, None, "denials", "the policy, or the request's shape, refused op"),
     _A(BUDGET_DENIED, None, "denials", "the privacy budget does not cover a release"),
+    _A(POLICY_DENIED_REPEATED, None, "denials",
+       "repeats of one denied HTTP request in a window (details.count; not ledgered singly)"),
     _A(POLICY_APPLIED, "policy", None, "a policy file installed (data_hash: its bytes)"),
     _A(VAULT_INIT, None, None, "the vault home was created"),
     _A(VAULT_SOURCE_REGISTERED, None, None, "a source file registered for ingest"),

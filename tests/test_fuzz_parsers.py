@@ -223,7 +223,7 @@ def test_api_uses_the_same_parser(home: Path) -> None:
     h = {"Authorization": f"Bearer {vh.admin_token_path.read_text().strip()}"}
     for params in ({"index": "1_0"}, {"index": " 0"}, {"index": "\uff10"}):
         r = client.get("/api/ledger/proof/inclusion", params=params, headers=h)
-        assert r.status_code == 400 and r.json()["error"] == "BadInput", r.text
+        assert r.status_code == 400 and r.json()["type"].endswith("/bad-input"), r.text
     assert client.get("/api/ledger/proof/inclusion", params={"index": "0"},
                       headers=h).status_code == 200
     body = {"dataset": "nc", "by": ["county"], "measures": ["count"], "epsilon": "1_000"}

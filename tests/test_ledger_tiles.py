@@ -40,7 +40,7 @@ def serving(home: VaultHome) -> Iterator[tuple[str, int]]:
     import uvicorn
 
     from flows.api import create_app
-    from flows.api_tiles import TilesFirst
+    from flows.api.tiles import TilesFirst
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

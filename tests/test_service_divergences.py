@@ -180,7 +180,7 @@ def test_api_signs_and_saves_through_the_one_store_and_refuses_a_rollback(vh: Ho
     _grow(1)
     response = vh.client().get("/api/ledger/checkpoint")
     assert response.status_code != 200 and "Traceback" not in response.text
-    assert response.json()["error"] == "LedgerTampered"
+    assert response.json()["type"].endswith("/ledger-tampered")
     assert set(vh.home.checkpoints_dir.iterdir()) == files  # nothing signed, nothing saved
     assert run("ledger", "checkpoint")[0] == 1
     assert forged.exists()

@@ -308,7 +308,8 @@ def _outcome_api(fx: Fixture, op: Op, ctx: Ctx) -> str:
     if response.status_code == 200:
         return "allowed"
     if response.status_code == 403:
-        assert response.json()["error"] in ("PolicyDenied", "BudgetExhausted"), response.text
+        kind = response.json()["type"].rsplit("/", 1)[-1]
+        assert kind in ("policy-denied", "budget-exhausted"), response.text
         return "denied"
     return f"HTTP {response.status_code}: {response.text}"
 

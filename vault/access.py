@@ -77,7 +77,8 @@ def authenticate(engine: Engine, home: VaultHome, token: str | None) -> Principa
         _ledger_own_tx(engine, EntryDraft(
             actor=record.name, action=vocab.AUTH_DENIED, resource=vocab.principal(record.name),
             details={"role": record.role, "reason": "revoked"}))
-        raise Unauthenticated(f"principal '{record.name}' is revoked")
+        raise Unauthenticated(f"principal '{record.name}' is revoked",
+                              revoked=(record.name, record.role))
     return Principal(id=record.name, role=record.role)
 
 
@@ -149,7 +150,8 @@ def access(
         _ledger_own_tx(engine, EntryDraft(
             actor=principal.id, action=vocab.AUTH_DENIED, resource=resource,
             details={"op": action, "role": principal.role, "reason": "revoked"}))
-        raise Unauthenticated(f"principal '{principal.id}' is revoked or changed role")
+        raise Unauthenticated(f"principal '{principal.id}' is revoked or changed role",
+                              revoked=(principal.id, principal.role))
     assert refusal is not None
     _deny(engine, policy, principal, action, resource, purpose, refusal)
 

@@ -26,7 +26,7 @@ The CLI (``flows.cli*``), the HTTP API (``flows.api``) and the Prefect flows
 (``flows/*.py``) parse, call one method here and render; none of them composes an
 access decision or a ledger entry. To add an operation: add a method here (and its
 action to ``policies.vocab.OPERATIONS``); to expose it over HTTP: one route in
-``flows/api.py``; on the command line: one command in the matching ``flows/cli/*.py``.
+``flows/api/app.py``; on the command line: one command in the matching ``flows/cli/*.py``.
 """
 
 from __future__ import annotations
@@ -709,6 +709,24 @@ class Vault:
 
         latest = checkpoint_store(self.home).latest()
         return latest.note if latest is not None else None
+
+    def denials_repeated(self, count: int, *, route: str, request: str, error: str,
+                         window_seconds: int) -> int:
+        """Ledger, as one entry, ``count`` repeats of a request this principal was denied
+        (``policy.denied.repeated``): the HTTP API answered them 429 instead of deciding
+        and ledgering each (``flows.api.limits``). ``route`` is the API's route template,
+        ``request`` a fingerprint of the exact request (never the request itself). No
+        authorisation: like a denial, it is a record about the principal, not an act."""
+        if count < 1:
+            raise BadInput("a count of repeated denials is at least 1")
+        with self.engine.begin() as conn:
+            [entry] = ledger_store.append(conn, [EntryDraft(
+                actor=self.principal.id, action=vocab.POLICY_DENIED_REPEATED,
+                resource=vocab.principal(self.principal.id),
+                details={"count": count, "window_seconds": window_seconds, "route": route,
+                         "request": request, "error": error, "role": self.principal.role,
+                         "reason": f"{count} identical repeats answered 429, not decided"})])
+        return int(entry.seq)
 
     def pubkey(self, *, include_retired: bool = False) -> list[str]:
         """The log's verifier key first, then (``include_retired``) retired ones. Public."""

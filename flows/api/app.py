@@ -1,141 +1,131 @@
-"""HTTP API and dashboard: a thin shell over the vault service, like the CLI.
+"""The HTTP API app: a thin shell over the vault service, like the CLI.
 
 Bearer tokens are principal tokens; every request is authenticated and calls one
 method of ``vault.service.Vault`` (which authorises, works and ledgers: the same
-path as the CLI, so both agree on every decision). OpenAPI at ``/openapi.json``.
-Errors map like the CLI's exit codes: bad input 400, unauthenticated 401,
-denied or over budget 403; their bodies carry ids only. The checkpoint, the
-verifier key and the tiles are public: no token, no ledger entry. (FastAPI reads
-the annotations at run time, so this module does not postpone them.)
+path as the CLI, so both agree on every decision). OpenAPI at ``/openapi.json``,
+Swagger UI at ``/docs`` and ReDoc at ``/redoc`` (offline: ``flows.api.docs``).
+Errors are RFC 9457 problem details mapped from the one error tree
+(``flows.api.problems``): bad input 400, unauthenticated 401 (``WWW-Authenticate:
+Bearer``), denied or over budget 403, a repeat of a request just denied 429
+(``flows.api.limits``), body over the cap 413 (refused before authentication and
+parsing). The checkpoint, the verifier key and the tiles are public: no token, no
+ledger entry. (FastAPI reads the annotations at run time, so this module does not
+postpone them.)
 
 Adding an endpoint for an existing operation touches this file only: one route
-that parses, calls the ``Vault`` method and returns its JSON.
+that parses, calls the ``Vault`` method and returns its JSON (its body model, if
+new, in ``flows/api/bodies.py``).
 """
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import (
-    HTMLResponse,
-    JSONResponse,
-    PlainTextResponse,
-    Response,
-    StreamingResponse,
-)
+from fastapi import Body, Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, BeforeValidator, Field
 from sqlalchemy import Engine
 
-from flows import api_tiles as tiles
-from ledger.errors import AccessDenied, BadInput, CivicVaultError
-from policies.errors import Unauthenticated
-from policies.validate import int_arg, number_value
-from vault.errors import StorageFault
+from flows.api import docs, problems, tiles
+from flows.api.bodies import (
+    BudgetBody,
+    Index,
+    LinkBuildBody,
+    LinkReportBody,
+    MatchBody,
+    NoteBody,
+    NotesBody,
+    PrincipalBody,
+    ReleaseBody,
+    SegmentBody,
+    Size,
+    SourceBody,
+)
+from flows.api.limits import MAX_BODY_BYTES, BodyLimit, DenialLimiter
+from ledger.errors import (
+    AccessDenied,
+    BadInput,
+    CivicVaultError,
+    RepeatedDenial,
+    Unauthenticated,
+)
+from vault.access import Principal
 from vault.home import VaultHome
 from vault.service import Vault
 
 _bearer = HTTPBearer(auto_error=False)
-_MAX_SIZE = 2**63 - 1
+_DENIAL = "civicvault.denial"  # scope key: (fingerprint, principal, route) of this request
 
 
-def _delta(value: object) -> float | None:
-    """JSON number or decimal text, through the one strict number parser (BadInput -> 400)."""
-    return None if value is None else float(number_value(value, what="delta", above=0,
-                                                         maximum=1))
-
-
-Index = Annotated[int, BeforeValidator(int_arg("index", minimum=0, maximum=_MAX_SIZE)),
-                  Query(ge=0)]
-Size = Annotated[int, BeforeValidator(int_arg("size", minimum=1, maximum=_MAX_SIZE)),
-                 Query(ge=1)]
-
-
-class ReleaseBody(BaseModel):
-    dataset: str
-    by: list[str] = Field(min_length=1)
-    measures: list[str] = Field(default_factory=lambda: ["count"])
-    epsilon: str = Field(description="Decimal text, e.g. '0.1' (kept exact).")
-    delta: Annotated[float | None, BeforeValidator(_delta)] = None
-    preview: bool = False
-    purpose: str | None = None
-
-
-class SegmentBody(BaseModel):
-    dataset: str
-    features: list[str] = Field(min_length=1)
-    k: int = Field(ge=1, le=1_000)
-    epsilon: str = Field(description="Decimal text, e.g. '0.1' (kept exact).")
-    iterations: int = Field(default=5, ge=1, le=1_000)
-    purpose: str | None = None
-
-
-class LinkBuildBody(BaseModel):
-    purpose: str | None = None
-
-
-class LinkReportBody(BaseModel):
-    epsilon: str = Field(description="Decimal text, e.g. '0.2', charged on both datasets.")
-    by: str | None = Field(default=None, description="A public segment column (policy keys).")
-    purpose: str | None = None
-
-
-class SourceBody(BaseModel):
-    path: str = Field(description="A file on the server's file system (as the watch folder).")
-    dataset: str | None = None
-
-
-class BudgetBody(BaseModel):
-    analyst: str
-    dataset: str
-    epsilon: str
-    delta: str | None = None
-
-
-class MatchBody(BaseModel):
-    dataset: str
-    match: dict[str, str] = Field(min_length=1)
-    purpose: str | None = None
-
-
-class PrincipalBody(BaseModel):
-    name: str
-    role: str
-
-
-class NoteBody(BaseModel):
-    action: str
-    resource: str
-    purpose: str | None = None
-
-
-class NotesBody(BaseModel):
-    notes: list[NoteBody] = Field(min_length=1)
-
-
-def create_app(home: VaultHome, engine: Engine) -> FastAPI:
-    app = FastAPI(title="civicvault", version="0.1.0",
-                  description="Privacy-first civic data vault: DP releases and a verifiable "
-                              "audit ledger. Authenticate with 'Authorization: Bearer <token>'.")
+def create_app(home: VaultHome, engine: Engine, *, max_body_bytes: int = MAX_BODY_BYTES,
+               denials: DenialLimiter | None = None) -> FastAPI:
+    """The API over the vault at ``home``/``engine``. ``max_body_bytes``: the body cap;
+    ``denials``: the repeated-denial limiter (a fresh 30 s one by default)."""
     public = Vault(home, engine, None)  # public material only; requests act as a principal
+    limiter = denials if denials is not None else DenialLimiter()
+
+    def ledger_repeats(*, everything: bool = False) -> None:
+        """Ledger the counts of closed windows; one that cannot be written now (storage
+        busy, full) is kept for the next time, and the request that flushes goes on."""
+        due = limiter.due(everything=everything)
+        for i, w in enumerate(due):
+            try:
+                public.as_principal(w.principal).denials_repeated(
+                    w.count, route=w.route, request=w.request, error=w.error,
+                    window_seconds=limiter.window_seconds)
+            except CivicVaultError:
+                limiter.keep(due[i:])
+                return
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        ledger_repeats(everything=True)  # the server stops: no count is lost
+
+    app = FastAPI(title="civicvault", version="0.1.0", lifespan=lifespan,
+                  docs_url=None, redoc_url=None,
+                  description="Privacy-first civic data vault: DP releases and a verifiable "
+                              "audit ledger. Authenticate with 'Authorization: Bearer <token>'. "
+                              "Errors are RFC 9457 problem details.")
+    app.state.denials = limiter
 
     def vault_of(
+        request: Request,
         creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Vault:
         if creds is None or creds.scheme.lower() != "bearer":
             raise Unauthenticated("missing bearer token")
-        return public.acting_as(creds.credentials)
+        route = request.scope.get("route")
+        where = f"{request.method} {route.path if isinstance(route, APIRoute) else '?'}"
+        # the request as the limiter knows it: the token (one principal's) and every byte
+        key = limiter.fingerprint(creds.credentials, request.method, where,
+                                  request.scope.get("query_string", b""),
+                                  request.scope.get(problems.BODY_KEY, b""))
+        wait = limiter.retry_after(key)
+        if wait is not None:
+            raise RepeatedDenial(wait)
+        try:
+            vault = public.acting_as(creds.credentials)
+        except Unauthenticated as exc:  # a revoked principal's refusal is ledgered: limit it
+            if exc.revoked is not None:
+                limiter.denied(key, Principal(*exc.revoked), where, type(exc).__name__)
+            raise
+        ledger_repeats()
+        request.scope[_DENIAL] = (key, vault.principal, where)
+        return vault
 
     As = Annotated[Vault, Depends(vault_of)]
 
-    @app.exception_handler(CivicVaultError)
-    async def _errors(_: Request, exc: CivicVaultError) -> JSONResponse:
-        status = 401 if isinstance(exc, Unauthenticated) else 403 if isinstance(
-            exc, AccessDenied) else 400 if isinstance(exc, BadInput) else 503 if isinstance(
-            exc, StorageFault) else 409
-        line = exc.diagnostics().splitlines()[0] if str(exc) else type(exc).__name__
-        return JSONResponse({"error": type(exc).__name__, "detail": line}, status_code=status)
+    problems.install(app)
+
+    @app.exception_handler(AccessDenied)
+    async def _denied(request: Request, exc: Exception) -> Response:
+        mark: tuple[str, Principal, str] | None = request.scope.get(_DENIAL)
+        if (mark is not None and not isinstance(exc, (Unauthenticated, RepeatedDenial))):
+            limiter.denied(mark[0], mark[1], mark[2], type(exc).__name__)
+        return await problems.on_error(request, exc)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
@@ -157,6 +147,7 @@ def create_app(home: VaultHome, engine: Engine) -> FastAPI:
 
     public_checkpoint = tiles.public_checkpoint(public)
     tiles.mount(app, engine, public_checkpoint)
+    docs.mount(app)
 
     @app.get("/api/ledger/witnesses")
     def witnesses() -> dict[str, Any]:
@@ -173,7 +164,8 @@ def create_app(home: VaultHome, engine: Engine) -> FastAPI:
     def consistency(vault: As, old: Size, new: Size | None = None) -> dict[str, Any]:
         return vault.consistency(old, new)
 
-    @app.get("/api/ledger/export")
+    @app.get("/api/ledger/export", response_class=StreamingResponse,
+             responses={200: {"content": {"application/jsonl": {"schema": {"type": "string"}}}}})
     def export(vault: As) -> StreamingResponse:
         """Every entry as JSONL: line i is entry i's canonical JSON (its leaf bytes)."""
         chunks = vault.export()
@@ -336,10 +328,9 @@ def create_app(home: VaultHome, engine: Engine) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def dashboard() -> str:
-        return (Path(__file__).with_name("templates") / "dashboard.html").read_text("utf-8")
+        return (Path(__file__).parent.parent / "templates" / "dashboard.html").read_text("utf-8")
 
-    @app.exception_handler(HTTPException)
-    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": "http", "detail": exc.detail}, status_code=exc.status_code)
-
+    problems.declare_responses(
+        app, lambda route: any(d.call is vault_of for d in route.dependant.dependencies))
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # outermost: before auth, parsing
     return app
