@@ -10,7 +10,10 @@ A source gives two things:
   OpenDP serialises its input plan: an in-memory frame of 10M rows costs
   seconds to hand over, a Parquet scan costs nothing. The vault source decrypts
   into a private temporary directory (mode 0700, file 0600) and deletes it
-  when the release is done.
+  when the release is done;
+* ``batches`` (optional, :class:`BatchSource`): the same rows as frames of bounded
+  size, decrypted in memory one stored batch at a time, for the streaming release
+  (``vault.dp.stream``): nothing is written anywhere.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import polars as pl
 from sqlalchemy import Connection
@@ -30,6 +33,16 @@ from vault.errors import BadInput
 from vault.home import VaultHome
 
 PERSON = "__person"
+
+
+@runtime_checkable
+class BatchSource(Protocol):
+    def batches(
+        self, conn: Connection, dataset: str, columns: Sequence[str]
+    ) -> Iterator[pl.DataFrame]:
+        """The live rows' ``columns`` (and ``__person`` where the dataset has it), a
+        bounded frame at a time (BadInput for a missing column)."""
+        ...
 
 
 class DataSource(Protocol):
@@ -62,9 +75,11 @@ def _write_private(frame: pl.DataFrame, path: Path) -> None:
 class FrameSource:
     """Plaintext frames per dataset (tests, benchmarks, the bench's OpenDP baseline)."""
 
-    def __init__(self, frames: dict[str, pl.DataFrame], *, spill: bool = True) -> None:
+    def __init__(self, frames: dict[str, pl.DataFrame], *, spill: bool = True,
+                 batch_rows: int = 100_000) -> None:
         self.frames = frames
         self.spill = spill
+        self.batch_rows = batch_rows
 
     def _frame(self, dataset: str) -> pl.DataFrame:
         try:
@@ -91,6 +106,16 @@ class FrameSource:
             path = tmp / "rows.parquet"
             _write_private(frame, path)
             yield pl.scan_parquet(path)
+
+    def batches(
+        self, conn: Connection, dataset: str, columns: Sequence[str]
+    ) -> Iterator[pl.DataFrame]:
+        frame = self._frame(dataset)
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise BadInput(f"dataset '{dataset}' has no column '{missing[0]}'")
+        frame = frame.select([*columns, *([PERSON] if PERSON in frame.columns else [])])
+        yield from frame.iter_slices(self.batch_rows)
 
 
 class VaultSource:
@@ -128,3 +153,13 @@ class VaultSource:
             _write_private(frame, path)
             del frame
             yield pl.scan_parquet(path)
+
+    def batches(
+        self, conn: Connection, dataset: str, columns: Sequence[str]
+    ) -> Iterator[pl.DataFrame]:
+        from vault import store
+
+        wanted = list(columns)
+        if PERSON in store.attribute_columns(conn, dataset):
+            wanted.append(PERSON)
+        yield from store.iter_attributes(conn, self._keyring(), dataset, wanted)  # type: ignore[arg-type]
