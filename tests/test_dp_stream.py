@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -180,6 +181,7 @@ def test_noise_is_added_to_every_key(tmp_path: Path) -> None:
 _RSS_SCRIPT = r"""
 import json, sys
 from fractions import Fraction
+from collections.abc import Iterator
 from pathlib import Path
 from vault import access as _access, principals
 from vault.access import authenticate
@@ -281,3 +283,38 @@ def test_release_peak_rss_stays_flat_when_the_rows_grow_4x(tmp_path: Path) -> No
     old_l = float(got[120_000, "materialise"]["peak_mib"]) - float(  # type: ignore[arg-type]
         got[120_000, "materialise"]["before_mib"])  # type: ignore[arg-type]
     assert old_l > 1.25 * old_s + 16, (old_s, old_l)
+
+
+def test_read_ahead_yields_every_batch_in_order_and_reraises_a_failure() -> None:
+    from vault.dp.stream import read_ahead
+
+    frames = [pl.DataFrame({"x": [i]}) for i in range(20)]
+    assert [f.item() for f in read_ahead(iter(frames))] == list(range(20))
+
+    closed: list[bool] = []
+
+    def failing() -> Iterator[pl.DataFrame]:
+        try:
+            yield frames[0]
+            raise ValueError("batch 2 does not open")
+        finally:
+            closed.append(True)
+
+    got = []
+    with pytest.raises(ValueError, match="does not open"):
+        for f in read_ahead(failing()):
+            got.append(f.item())
+    assert got == [0] and closed == [True]
+    # a consumer that stops early stops the reader, which closes its source
+    closed.clear()
+
+    def endless() -> Iterator[pl.DataFrame]:
+        try:
+            while True:
+                yield frames[1]
+        finally:
+            closed.append(True)
+
+    for _ in read_ahead(endless()):
+        break
+    assert closed == [True]

@@ -56,7 +56,7 @@ from vault.dp.request import (
     validate,
 )
 from vault.dp.source import BatchSource, DataSource, VaultSource, private_workdir
-from vault.dp.stream import stream_plan
+from vault.dp.stream import read_ahead, stream_plan
 from vault.home import VaultHome
 
 T = TypeVar("T")
@@ -526,7 +526,8 @@ def run_release(
             ):
                 if streamed is not None:
                     assert isinstance(src, BatchSource)
-                    out = streamed.run(src.batches(conn, dataset, list(checked.columns)))
+                    out = streamed.run(read_ahead(src.batches(conn, dataset,
+                                                              list(checked.columns))))
                 else:
                     with src.scan(conn, dataset, list(checked.columns)) as lf:
                         out = plan.run(lf)
