@@ -173,8 +173,9 @@ def child_release(home_dir: str, db_url: str, data_rows: int = 0) -> dict[str, A
     home = VaultHome(root=Path(home_dir), db_url_override=db_url or None)
     engine = make_engine(home.db_url)
     admin = authenticate(engine, home, None)
-    with _access.access(engine, home, admin, "principals.add", "principals/scale-analyst") as conn:
-        token = principals.add_principal(conn, "scale-analyst", "analyst")
+    name = f"scale-analyst-{os.getpid()}"  # a kept vault (--keep-sqlite) gets one per run
+    with _access.access(engine, home, admin, "principals.add", f"principals/{name}") as conn:
+        token = principals.add_principal(conn, name, "analyst")
     who = authenticate(engine, home, token)
     with _access.access(engine, home, admin, "budget.set", f"budgets/{who.id}") as conn:
         set_budget(conn, who.id, "statewide", Fraction(1), actor=admin.id)

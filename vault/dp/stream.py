@@ -61,6 +61,7 @@ import polars as pl
 from vault.dp.plan import PERSON, Plan, keys_frame, opendp, prepare
 
 _NUDGE_STEPS = 64
+_STREAMED_KINDS = frozenset({"count", "sum", "mean"})  # released from __count / __sum_*
 _FOLD_PARTIALS = 64  # per-batch group statistics folded once this many are held
 
 
@@ -321,6 +322,8 @@ def stream_plan(plan: Plan) -> StreamPlan | None:
     checked = plan.checked
     if not checked.public_keys or plan.accuracy.threshold is not None:
         return None
+    if any(m.kind not in _STREAMED_KINDS for m in checked.request.measures):
+        return None  # a kind this module does not know: OpenDP end to end
     if any(plan.schema[c] != pl.Int64 for c in plan.sum_columns):
         return None
     k = int(plan.accuracy.unit.rows_per_person)
