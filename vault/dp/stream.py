@@ -36,9 +36,10 @@ they give the same statistics whenever no person has more than ``k`` live rows (
 deduplicated voter file, ``rows_per_person = 1``).
 
 Memory: a batch or two of ciphertext and plaintext (one read ahead), the per-group
-statistics, a fixed 16 MiB bitmap and 12 bytes per distinct person (digest + count):
-240 MB at 20M people. Digest collisions (2^-64 per pair) could only make two people
-share a budget of k rows: fewer rows kept, never more.
+statistics, a fixed 16 MiB bitmap and 8 bytes per distinct person (56-bit digest +
+count): 160 MB at 20M people, with a transient copy while the two largest runs merge.
+Digest collisions (2^-56 per pair) could only make two people share a budget of k
+rows: fewer rows kept, never more.
 
 Not streamed (the materialising path, unchanged): group-by columns without public
 key sets (OpenDP's DP key release thresholds the noisy counts of groups present),
@@ -65,24 +66,34 @@ _STREAMED_KINDS = frozenset({"count", "sum", "mean"})  # released from __count /
 _FOLD_PARTIALS = 64  # per-batch group statistics folded once this many are held
 
 
+MAX_ROWS_PER_PERSON = 255  # a kept-row count fits the low byte of a packed entry
+_LOW = np.uint64(0xFF)
+_HIGH = np.uint64(0xFFFF_FFFF_FFFF_FF00)
+_EIGHT = np.uint64(8)
+
+
 class KeptPerPerson:
     """How many rows of each person (64-bit digest) were kept so far.
 
-    Sorted runs of (digest, count) whose sizes shrink geometrically (merged like a
-    binary counter), so a lookup is a few binary searches and an insert is amortised
-    O(log n) moves; 12 bytes per person, no Python object per person. In front of the
-    runs, a fixed 16 MiB bitmap of the digests' top 27 bits: a person whose bit is not
-    set was never seen, so only the few others (about 14% at 20M people) are looked up.
+    Sorted runs of packed ``uint64`` entries, the digest's high 56 bits and the
+    person's count in the low byte (8 bytes per person, no Python object per person).
+    Run sizes shrink geometrically (merged like a binary counter: two runs of a size
+    become one by an in-place stable sort, a linear merge), so a lookup is a few
+    binary searches and an insert is amortised O(log n) moves. In front of the runs, a
+    fixed 16 MiB bitmap of the digests' top 27 bits: a person whose bit is not set was
+    never seen, so only the few others (about 14% at 20M people) are looked up. Two
+    people whose digests share 56 bits (about 0.3% odds somewhere among 20M) share one
+    budget of k rows: fewer rows kept, never more.
     """
 
     _BITS = 27
 
     def __init__(self) -> None:
-        self._runs: list[tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]] = []
+        self._runs: list[np.ndarray[Any, Any]] = []
         self._bits = np.zeros(1 << (self._BITS - 3), dtype=np.uint8)
 
     def __len__(self) -> int:
-        return sum(len(k) for k, _ in self._runs)
+        return sum(len(r) for r in self._runs)
 
     def _slots(self, keys: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any],
                                                           np.ndarray[Any, Any]]:
@@ -97,42 +108,45 @@ class KeptPerPerson:
         maybe = np.flatnonzero(self._bits[byte] & bit)
         if len(maybe) == 0:
             return total
-        wanted = keys[maybe]
-        for run_keys, run_counts in self._runs:
-            at = np.searchsorted(run_keys, wanted)
-            inside = at < len(run_keys)
-            hit = np.zeros(len(wanted), dtype=bool)
-            hit[inside] = run_keys[at[inside]] == wanted[inside]
-            total[maybe[hit]] += run_counts[at[hit]]
+        wanted = keys[maybe] & _HIGH
+        for run in self._runs:
+            at = np.searchsorted(run, wanted)  # the first entry >= (person, count 0)
+            inside = at < len(run)
+            found = run[at[inside]]
+            hit = (found & _HIGH) == wanted[inside]
+            total[maybe[np.flatnonzero(inside)[hit]]] += (found[hit] & _LOW).astype(np.int64)
         return total
 
     def add(self, keys: np.ndarray[Any, Any], counts: np.ndarray[Any, Any]) -> None:
-        """Add ``counts`` rows to the persons ``keys`` (sorted, distinct)."""
+        """Add ``counts`` (each <= ``MAX_ROWS_PER_PERSON``) rows to the persons ``keys``."""
         if len(keys) == 0:
             return
         byte, bit = self._slots(keys)
         np.bitwise_or.at(self._bits, byte, bit)
-        self._runs.append((keys, counts.astype(np.uint32)))
-        while len(self._runs) >= 2 and len(self._runs[-2][0]) <= len(self._runs[-1][0]):
-            (k2, c2), (k1, c1) = self._runs.pop(), self._runs.pop()
-            # a linear merge of two sorted runs: k2's places among k1's, then the rest
-            at = np.searchsorted(k1, k2) + np.arange(len(k2))
-            from_k2 = np.zeros(len(k1) + len(k2), dtype=bool)
-            from_k2[at] = True
-            merged_keys = np.empty(len(from_k2), dtype=k1.dtype)
-            merged_counts = np.empty(len(from_k2), dtype=np.uint32)
-            merged_keys[at], merged_counts[at] = k2, c2
-            merged_keys[~from_k2], merged_counts[~from_k2] = k1, c1
-            del from_k2, at
-            same = merged_keys[1:] == merged_keys[:-1]  # a person in both runs
-            if not same.any():
-                self._runs.append((merged_keys, merged_counts))
-                continue
-            first = np.ones(len(merged_keys), dtype=bool)
-            first[1:] = ~same
-            starts = np.flatnonzero(first)
-            self._runs.append((merged_keys[first],
-                               np.add.reduceat(merged_counts, starts).astype(np.uint32)))
+        run = (keys & _HIGH) | counts.astype(np.uint64)
+        run.sort(kind="stable")
+        self._runs.append(_combined(run))
+        while len(self._runs) >= 2 and len(self._runs[-2]) <= len(self._runs[-1]):
+            newer, older = self._runs.pop(), self._runs.pop()
+            merged = np.concatenate([older, newer])
+            del older, newer
+            merged.sort(kind="stable")  # two sorted runs: timsort merges them linearly
+            self._runs.append(_combined(merged))
+
+
+def _combined(run: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """``run`` (sorted) with the entries of one person summed into one (rare: a person
+    added in two batches)."""
+    person = run >> _EIGHT
+    same = person[1:] == person[:-1]
+    if not same.any():
+        return run
+    first = np.ones(len(run), dtype=bool)
+    first[1:] = ~same
+    starts = np.flatnonzero(first)
+    counts = np.minimum(np.add.reduceat((run & _LOW).astype(np.int64), starts),
+                        MAX_ROWS_PER_PERSON).astype(np.uint64)
+    return (run[first] & _HIGH) | counts
 
 
 def truncate(batch: pl.DataFrame, seen: KeptPerPerson, k: int) -> pl.DataFrame:
@@ -327,6 +341,8 @@ def stream_plan(plan: Plan) -> StreamPlan | None:
     if any(plan.schema[c] != pl.Int64 for c in plan.sum_columns):
         return None
     k = int(plan.accuracy.unit.rows_per_person)
+    if not 1 <= k <= MAX_ROWS_PER_PERSON:
+        return None
     scales = {c.label: c.scale for c in plan.accuracy.columns}
     wanted: list[tuple[str, str, int]] = []  # (output column, accuracy label, distance)
     if plan.with_len:
