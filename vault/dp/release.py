@@ -512,12 +512,12 @@ def run_release(
         with ledger_denials(engine, principal, dataset, "release", details):
             checked = _checked(request, policy)
             plan = build_plan(checked, prepared_schema(checked), unit_of(policy, dataset), tmp)
+            # no data either: whether this release can stream, its noise checked by OpenDP
+            streamed = stream_plan(plan) if isinstance(src, BatchSource) else None
         charged = charge_and_commit(engine, home, principal, "release", dataset,
                                     request.epsilon, request.delta, policy, src, details,
                                     purpose=purpose)
         plan = with_identity(plan, charged.per_person)
-
-        streamed = stream_plan(plan) if isinstance(src, BatchSource) else None
 
         def work() -> tuple[ReleaseResult, int | None]:
             with (
