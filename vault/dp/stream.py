@@ -118,13 +118,18 @@ class KeptPerPerson:
         return total
 
     def add(self, keys: np.ndarray[Any, Any], counts: np.ndarray[Any, Any]) -> None:
-        """Add ``counts`` (each <= ``MAX_ROWS_PER_PERSON``) rows to the persons ``keys``."""
+        """Add ``counts`` (each <= ``MAX_ROWS_PER_PERSON``) rows to the persons ``keys``
+        (sorted, distinct)."""
         if len(keys) == 0:
             return
-        byte, bit = self._slots(keys)
-        np.bitwise_or.at(self._bits, byte, bit)
+        byte, bit = self._slots(keys)  # sorted keys: equal bytes are neighbours
+        fresh = np.ones(len(byte), dtype=bool)
+        fresh[1:] = byte[1:] != byte[:-1]
+        starts = np.flatnonzero(fresh)
+        self._bits[byte[starts]] |= np.bitwise_or.reduceat(bit, starts)
         run = (keys & _HIGH) | counts.astype(np.uint64)
-        run.sort(kind="stable")
+        if not (run[1:] >= run[:-1]).all():  # two digests sharing 56 bits
+            run.sort(kind="stable")
         self._runs.append(_combined(run))
         while len(self._runs) >= 2 and len(self._runs[-2]) <= len(self._runs[-1]):
             newer, older = self._runs.pop(), self._runs.pop()
@@ -155,10 +160,14 @@ def truncate(batch: pl.DataFrame, seen: KeptPerPerson, k: int) -> pl.DataFrame:
     if batch.height == 0:
         return batch
     digests = batch.get_column(PERSON).cast(pl.String).hash(seed=0x5EED).to_numpy()
-    order = np.argsort(digests, kind="stable")  # storage order within a person
+    order = np.argsort(digests)  # unstable but fast: right while no person repeats
     ordered = digests[order]
     first = np.ones(len(ordered), dtype=bool)
     first[1:] = ordered[1:] != ordered[:-1]
+    if not first.all():  # a person twice in this batch: keep their rows' storage order
+        order = np.argsort(digests, kind="stable")
+        ordered = digests[order]
+        first[1:] = ordered[1:] != ordered[:-1]
     starts = np.flatnonzero(first)
     sizes = np.diff(np.append(starts, len(ordered)))
     people = ordered[first]
