@@ -8,9 +8,10 @@ A source gives two things:
   the pseudonymous person column ``__person`` where the dataset has one (a frame
   without it is one person per row).
   OpenDP serialises its input plan: an in-memory frame of 10M rows costs
-  seconds to hand over, a Parquet scan costs nothing. The vault source decrypts
-  into a private temporary directory (mode 0700, file 0600) and deletes it
-  when the release is done;
+  seconds to hand over, a Parquet scan costs nothing. Test and bench frames
+  (``FrameSource``, synthetic) are spilled to a private temporary directory
+  (mode 0700, file 0600, deleted afterwards); the vault source never writes
+  decrypted rows anywhere, it hands OpenDP the frame in memory;
 * ``batches`` (optional, :class:`BatchSource`): the same rows as frames of bounded
   size, decrypted in memory one stored batch at a time, for the streaming release
   (``vault.dp.stream``): nothing is written anywhere.
@@ -148,11 +149,10 @@ class VaultSource:
         if PERSON in store.attribute_columns(conn, dataset):
             wanted.append(PERSON)
         frame = store.read_attributes(conn, self._keyring(), dataset, wanted)  # type: ignore[arg-type]
-        with private_workdir() as tmp:
-            path = tmp / "rows.parquet"
-            _write_private(frame, path)
-            del frame
-            yield pl.scan_parquet(path)
+        # in memory only: decrypted rows are never written to disk, not even to a private
+        # temporary file (OpenDP then serialises the frame with its plan: seconds at 10M
+        # rows; releases that can stream, vault.dp.stream, do not come here)
+        yield frame.lazy()
 
     def batches(
         self, conn: Connection, dataset: str, columns: Sequence[str]
