@@ -16,7 +16,10 @@ for Dask also the workers' peaks) and a Markdown table, with the load average be
 and after each step (the machine may be shared). Nothing it generates is real data:
 names, streets and ids are counters and small fixed pools. Goals (issue 17): peak RSS
 <= 4 GiB whatever the size; the release <= 20 s and <= 4 GiB. ``--steps`` picks some of
-``sqlite,dask,pg`` (all by default).
+``sqlite,dask,pg`` (all by default). The release steps also print whether the release
+streamed (``vault.dp.stream``) and the peak RSS the release's own ``--json`` reports.
+``--keep-sqlite DIR`` keeps the SQLite vault as a fixture and, on the next run, reruns
+only its release (the 20M-row ingest takes the better part of an hour).
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -102,7 +104,11 @@ def write_file(path: Path, rows: int) -> float:
 
 
 def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's own peak RSS (VmHWM; ``ru_maxrss`` would also count the parent's
+    memory at the fork that started it: the generator's blocks)."""
+    from vault.dp.release import peak_rss_kib
+
+    return peak_rss_kib() / 1024
 
 
 def child_ingest(home_dir: str, db_url: str, path: str, batch_rows: int) -> dict[str, Any]:
@@ -154,7 +160,7 @@ def child_ingest_dask(home_dir: str, path: str, batch_rows: int, workers: int) -
             "worker_peak_rss_mib": sorted(round(v) for v in worker_peaks.values())}
 
 
-def child_release(home_dir: str, db_url: str) -> dict[str, Any]:
+def child_release(home_dir: str, db_url: str, data_rows: int = 0) -> dict[str, Any]:
     from vault import access as _access
     from vault import principals
     from vault.access import authenticate
@@ -167,8 +173,9 @@ def child_release(home_dir: str, db_url: str) -> dict[str, Any]:
     home = VaultHome(root=Path(home_dir), db_url_override=db_url or None)
     engine = make_engine(home.db_url)
     admin = authenticate(engine, home, None)
-    with _access.access(engine, home, admin, "principals.add", "principals/scale-analyst") as conn:
-        token = principals.add_principal(conn, "scale-analyst", "analyst")
+    name = f"scale-analyst-{os.getpid()}"  # a kept vault (--keep-sqlite) gets one per run
+    with _access.access(engine, home, admin, "principals.add", f"principals/{name}") as conn:
+        token = principals.add_principal(conn, name, "analyst")
     who = authenticate(engine, home, token)
     with _access.access(engine, home, admin, "budget.set", f"budgets/{who.id}") as conn:
         set_budget(conn, who.id, "statewide", Fraction(1), actor=admin.id)
@@ -179,8 +186,15 @@ def child_release(home_dir: str, db_url: str) -> dict[str, Any]:
     seconds = time.perf_counter() - t0
     engine.dispose()
     rows = getattr(result, "rows", None)
-    return {"seconds": round(seconds, 2), "groups": len(rows) if rows is not None else None,
-            "peak_rss_mib": round(_peak_mib())}
+    resources = result.to_json().get("resources", {})
+    out: dict[str, Any] = {"seconds": round(seconds, 2),
+                           "groups": len(rows) if rows is not None else None,
+                           "streamed": resources.get("streamed"),
+                           "release_json_peak_rss_mib": resources.get("process_peak_rss_mib"),
+                           "peak_rss_mib": round(_peak_mib())}
+    if data_rows:
+        out["rows_per_second"] = round(data_rows / seconds)
+    return out
 
 
 def _run_child(*args: str) -> dict[str, Any]:
@@ -207,6 +221,10 @@ def main() -> None:
                     help="which of sqlite (default runner + release), dask, pg to run")
     ap.add_argument("--dask-workers", type=int, default=2,
                     help="worker processes of the local Dask cluster (0: skip that step)")
+    ap.add_argument("--keep-sqlite", default=None, metavar="DIR",
+                    help="keep the SQLite vault as DIR/sqlite-<rows> (a cacheable fixture); "
+                    "when it is already there, skip generating and ingesting and rerun "
+                    "only its release (e.g. --steps sqlite --keep-sqlite /var/tmp/bench/scale)")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -216,20 +234,28 @@ def main() -> None:
         elif kind == "ingest-dask":
             result = child_ingest_dask(rest[0], rest[1], int(rest[2]), int(rest[3]))
         else:
-            result = child_release(rest[0], rest[1])
+            result = child_release(rest[0], rest[1], int(rest[2]) if len(rest) > 2 else 0)
         print(json.dumps(result))
         return
     if args.chunk_mb:
         os.environ["CIVICVAULT_READ_CHUNK_MB"] = str(args.chunk_mb)
     results: list[tuple[str, dict[str, Any]]] = []
+    steps = set(args.steps.split(","))
+    kept = Path(args.keep_sqlite) / f"sqlite-{args.rows}" if args.keep_sqlite else None
+    reuse = kept is not None and (kept / ".complete").exists()
+    need_file = ("sqlite" in steps and not reuse) or (args.dask_workers > 0 and "dask" in steps) \
+        or bool(args.pg and "pg" in steps)
+    size_mib = 0.0
     with tempfile.TemporaryDirectory(prefix="cvscale-", dir=args.tmp) as t:
         tmp = Path(t)
         path = tmp / "statewide.csv"
-        gen_s = write_file(path, args.rows)
-        size_mib = path.stat().st_size / (1 << 20)
-        print(json.dumps({"step": "generate", "rows": args.rows, "seconds": round(gen_s, 1),
-                          "file_mib": round(size_mib)}), flush=True)
-        sqlite_home = tmp / "home-sqlite"
+        if need_file:
+            gen_s = write_file(path, args.rows)
+            size_mib = path.stat().st_size / (1 << 20)
+            print(json.dumps({"step": "generate", "rows": args.rows, "seconds": round(gen_s, 1),
+                              "file_mib": round(size_mib)}), flush=True)
+        sqlite_home = kept if kept is not None else tmp / "home-sqlite"
+
         def step(name: str, *child: str) -> None:
             before = os.getloadavg()
             r = _run_child(*child)
@@ -237,13 +263,18 @@ def main() -> None:
             results.append((name, r))
             print(json.dumps({"step": name, **r}), flush=True)
 
-        steps = set(args.steps.split(","))
         if "sqlite" in steps:
-            step("ingest, SQLite", "ingest", str(sqlite_home), "", str(path),
-                 str(args.batch_rows))
+            if not reuse:
+                if kept is not None and kept.exists():
+                    shutil.rmtree(kept)  # an unfinished fixture
+                step("ingest, SQLite", "ingest", str(sqlite_home), "", str(path),
+                     str(args.batch_rows))
+                if kept is not None:
+                    (kept / ".complete").touch()
             step("release count + mean by county x party x age band, SQLite",
-                 "release", str(sqlite_home), "")
-            shutil.rmtree(sqlite_home)
+                 "release", str(sqlite_home), "", str(args.rows))
+            if kept is None:
+                shutil.rmtree(sqlite_home)
         if args.dask_workers > 0 and "dask" in steps:
             dask_home = tmp / "home-dask"
             step(f"ingest, SQLite, {args.dask_workers} local Dask workers",
@@ -256,10 +287,10 @@ def main() -> None:
                 step("ingest, PostgreSQL", "ingest", str(tmp / "home-pg"), url, str(path),
                      str(args.batch_rows))
                 step("release count + mean by county x party x age band, PostgreSQL",
-                     "release", str(tmp / "home-pg"), url)
+                     "release", str(tmp / "home-pg"), url, str(args.rows))
             finally:
                 drop_pg(args.pg, url)
-        path.unlink()
+        path.unlink(missing_ok=True)
     print(f"\nrows={args.rows:,} columns=70 file={size_mib:,.0f} MiB cores={os.cpu_count()}")
     print("| step | seconds | rows/s | peak RSS MiB | load 1-min before/after |\n"
           "|---|---:|---:|---:|---|")

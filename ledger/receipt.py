@@ -140,7 +140,7 @@ def file_sha256(data: bytes) -> str:
 
 # -- what the receipt vouches for ---------------------------------------------------------------
 
-NOT_RELEASED = frozenset({"data_hash", "budget", "ledger_seq", "receipt"})
+NOT_RELEASED = frozenset({"data_hash", "budget", "ledger_seq", "receipt", "resources"})
 
 
 def check_file(verdict: ReceiptVerdict, data: bytes, meta: bytes | None = None) -> None:

@@ -96,6 +96,11 @@ class _Exploding(FrameSource):
         raise RuntimeError("row 17 has age 1e30 and 12345 people")
         yield pl.LazyFrame()
 
+    def batches(self, conn: Connection, dataset: str, columns: Sequence[str]
+                ) -> Iterator[pl.DataFrame]:  # the streaming release's read (vault.dp.stream)
+        raise RuntimeError("row 17 has age 1e30 and 12345 people")
+        yield pl.DataFrame()
+
 
 def test_release_failing_after_the_charge_stays_charged_and_ledgered(
     engine: Engine, tmp_path: Path

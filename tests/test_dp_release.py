@@ -93,6 +93,12 @@ def test_preview_reads_no_data_and_spends_nothing(sqlite_engine: Engine, tmp_pat
             raise AssertionError("preview must not read rows")
             yield pl.LazyFrame()
 
+        def batches(
+            self, conn: Connection, dataset: str, columns: Sequence[str]
+        ) -> Iterator[pl.DataFrame]:
+            raise AssertionError("preview must not read rows")
+            yield pl.DataFrame()
+
     acc = preview_release(
         sqlite_engine,
         vault_home(sqlite_engine, tmp_path),

@@ -39,7 +39,7 @@ from sqlalchemy import Connection, bindparam, func, select, text, update
 from ledger import store as ledger_store
 from ledger.entry import MAX_STATE_ENTRY_BYTES, EntryDraft
 from vault import blind_index, bulk, crypto, pg_planning
-from vault.attributes import read_attributes
+from vault.attributes import iter_attributes, read_attributes
 from vault.bulk import BulkInsert, Columns
 from vault.identity import PERSON_COLUMN, pseudonyms
 from vault.identity_cache import _LOOKUP_CHUNK, IdentityCache, KnownSubject, _existing_subjects
@@ -89,6 +89,7 @@ __all__ = [
     "bulk_insert",
     "clear_live_rows",
     "dataset_id",
+    "iter_attributes",
     "lock_vault",
     "pack_mask",
     "read_attributes",

@@ -26,8 +26,15 @@ CHART_FORMATS = (".png", ".svg")
 MAX_BARS = 40
 
 
-def _meta(result: ReleaseResult) -> dict[str, Any]:
+def _published(result: ReleaseResult) -> dict[str, Any]:
+    """``to_json()`` without how this process ran it (``resources``: not for a file)."""
     doc = result.to_json()
+    doc.pop("resources", None)
+    return doc
+
+
+def _meta(result: ReleaseResult) -> dict[str, Any]:
+    doc = _published(result)
     doc.pop("rows", None)
     return doc
 
@@ -54,7 +61,7 @@ def write_output(result: ReleaseResult, path: Path) -> Path:
         raise BadInput(f"--out must end in one of {', '.join(OUT_FORMATS)}")
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".json":
-        path.write_text(json.dumps(result.to_json(), indent=1) + "\n", encoding="utf-8")
+        path.write_text(json.dumps(_published(result), indent=1) + "\n", encoding="utf-8")
     elif suffix == ".csv":
         _rows_frame(result).write_csv(path)
         sidecar = path.with_name(path.name + ".meta.json")

@@ -55,7 +55,8 @@ from vault.dp.request import (
     ReleaseRequest,
     validate,
 )
-from vault.dp.source import DataSource, VaultSource, private_workdir
+from vault.dp.source import BatchSource, DataSource, VaultSource, private_workdir
+from vault.dp.stream import read_ahead, stream_plan
 from vault.home import VaultHome
 from vault.tables import dataset_resource
 
@@ -88,6 +89,40 @@ def load_policy(home: VaultHome) -> ReleasePolicy:
     return policy
 
 
+def peak_rss_kib() -> int:
+    """This process's peak resident memory so far, in KiB: ``VmHWM`` (Linux: the peak of
+    this program's own memory, from its exec on), else ``ru_maxrss`` (which on Linux
+    also counts the parent's memory at the fork that started this process)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
+
+
+def peak_rss_mib() -> int:
+    """:func:`peak_rss_kib` in MiB, rounded up to a multiple of 64: a coarse figure (with
+    the streaming release it does not follow the data's size anyway)."""
+    return -(-peak_rss_kib() // (64 * 1024)) * 64
+
+
+@dataclass(frozen=True)
+class Resources:
+    """How a release ran (not part of the released bytes): streamed batch by batch or
+    materialised, and the process's peak RSS when it was done."""
+
+    streamed: bool
+    peak_rss_mib: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"streamed": self.streamed, "process_peak_rss_mib": self.peak_rss_mib}
+
+
 @dataclass(frozen=True)
 class ReleaseResult:
     dataset: str
@@ -100,6 +135,7 @@ class ReleaseResult:
     ledger_seq: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     kind: str = "aggregate"
+    resources: Resources | None = None
 
     def document(self) -> dict[str, Any]:
         """The released output (what ``data_hash`` covers): aggregates and their accuracy."""
@@ -146,6 +182,8 @@ class ReleaseResult:
             }
         if self.ledger_seq is not None:
             doc["ledger_seq"] = self.ledger_seq
+        if self.resources is not None:
+            doc["resources"] = self.resources.to_json()
         return doc
 
 
@@ -475,6 +513,8 @@ def run_release(
         with ledger_denials(engine, principal, dataset, "release", details):
             checked = _checked(request, policy)
             plan = build_plan(checked, prepared_schema(checked), unit_of(policy, dataset), tmp)
+            # no data either: whether this release can stream, its noise checked by OpenDP
+            streamed = stream_plan(plan) if isinstance(src, BatchSource) else None
         charged = charge_and_commit(engine, home, principal, "release", dataset,
                                     request.epsilon, request.delta, policy, src, details,
                                     purpose=purpose)
@@ -484,9 +524,14 @@ def run_release(
             with (
                 engine.connect().execution_options(readonly=True) as conn,
                 conn.begin(),
-                src.scan(conn, dataset, list(checked.columns)) as lf,
             ):
-                out = plan.run(lf)
+                if streamed is not None:
+                    assert isinstance(src, BatchSource)
+                    out = streamed.run(read_ahead(src.batches(conn, dataset,
+                                                              list(checked.columns))))
+                else:
+                    with src.scan(conn, dataset, list(checked.columns)) as lf:
+                        out = plan.run(lf)
             result = ReleaseResult(
                 dataset=dataset,
                 epsilon=request.epsilon,
@@ -495,6 +540,7 @@ def run_release(
                 rows=rows_of(plan, out),
                 accuracy=plan.accuracy,
                 budget=charged.charge.budget,
+                resources=Resources(streamed=streamed is not None, peak_rss_mib=peak_rss_mib()),
             )
             with engine.begin() as conn:
                 return result, record_release(conn, principal, result, charged, details,

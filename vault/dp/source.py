@@ -8,9 +8,13 @@ A source gives two things:
   the pseudonymous person column ``__person`` where the dataset has one (a frame
   without it is one person per row).
   OpenDP serialises its input plan: an in-memory frame of 10M rows costs
-  seconds to hand over, a Parquet scan costs nothing. The vault source decrypts
-  into a private temporary directory (mode 0700, file 0600) and deletes it
-  when the release is done.
+  seconds to hand over, a Parquet scan costs nothing. Test and bench frames
+  (``FrameSource``, synthetic) are spilled to a private temporary directory
+  (mode 0700, file 0600, deleted afterwards); the vault source never writes
+  decrypted rows anywhere, it hands OpenDP the frame in memory;
+* ``batches`` (optional, :class:`BatchSource`): the same rows as frames of bounded
+  size, decrypted in memory one stored batch at a time, for the streaming release
+  (``vault.dp.stream``): nothing is written anywhere.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import polars as pl
 from sqlalchemy import Connection
@@ -30,6 +34,16 @@ from vault.errors import BadInput
 from vault.home import VaultHome
 
 PERSON = "__person"
+
+
+@runtime_checkable
+class BatchSource(Protocol):
+    def batches(
+        self, conn: Connection, dataset: str, columns: Sequence[str]
+    ) -> Iterator[pl.DataFrame]:
+        """The live rows' ``columns`` (and ``__person`` where the dataset has it), a
+        bounded frame at a time (BadInput for a missing column)."""
+        ...
 
 
 class DataSource(Protocol):
@@ -62,9 +76,11 @@ def _write_private(frame: pl.DataFrame, path: Path) -> None:
 class FrameSource:
     """Plaintext frames per dataset (tests, benchmarks, the bench's OpenDP baseline)."""
 
-    def __init__(self, frames: dict[str, pl.DataFrame], *, spill: bool = True) -> None:
+    def __init__(self, frames: dict[str, pl.DataFrame], *, spill: bool = True,
+                 batch_rows: int = 100_000) -> None:
         self.frames = frames
         self.spill = spill
+        self.batch_rows = batch_rows
 
     def _frame(self, dataset: str) -> pl.DataFrame:
         try:
@@ -91,6 +107,16 @@ class FrameSource:
             path = tmp / "rows.parquet"
             _write_private(frame, path)
             yield pl.scan_parquet(path)
+
+    def batches(
+        self, conn: Connection, dataset: str, columns: Sequence[str]
+    ) -> Iterator[pl.DataFrame]:
+        frame = self._frame(dataset)
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise BadInput(f"dataset '{dataset}' has no column '{missing[0]}'")
+        frame = frame.select([*columns, *([PERSON] if PERSON in frame.columns else [])])
+        yield from frame.iter_slices(self.batch_rows)
 
 
 class VaultSource:
@@ -123,8 +149,17 @@ class VaultSource:
         if PERSON in store.attribute_columns(conn, dataset):
             wanted.append(PERSON)
         frame = store.read_attributes(conn, self._keyring(), dataset, wanted)  # type: ignore[arg-type]
-        with private_workdir() as tmp:
-            path = tmp / "rows.parquet"
-            _write_private(frame, path)
-            del frame
-            yield pl.scan_parquet(path)
+        # in memory only: decrypted rows are never written to disk, not even to a private
+        # temporary file (OpenDP then serialises the frame with its plan: seconds at 10M
+        # rows; releases that can stream, vault.dp.stream, do not come here)
+        yield frame.lazy()
+
+    def batches(
+        self, conn: Connection, dataset: str, columns: Sequence[str]
+    ) -> Iterator[pl.DataFrame]:
+        from vault import store
+
+        wanted = list(columns)
+        if PERSON in store.attribute_columns(conn, dataset):
+            wanted.append(PERSON)
+        yield from store.iter_attributes(conn, self._keyring(), dataset, wanted)  # type: ignore[arg-type]
