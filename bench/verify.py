@@ -24,7 +24,8 @@ machine can be judged by CPU):
 - ``fast``: the same with ``--fast``;
 - ``ledger only``: ``verify_stored()`` (chain, stored leaf hashes, root);
 - ``parts``: each part alone on one process (CPU seconds), with the baseline every
-  verifier pays (read every entry and hash it with hashlib);
+  verifier pays (read every entry and hash it with hashlib); the subject buckets with the
+  digest writers commit now (v2, column-wise) and with the older v1 (row texts);
 - ``cli``: ``civicvault ledger verify --json`` wall time, interpreter start included.
 
 Also: the load average before and after, the CPU count.
@@ -180,6 +181,10 @@ def parts(engine: Any, policy: bytes) -> dict[str, Any]:
             if task[0] == state_verify.BUCKET:
                 state_verify.run_task(conn, task)
         out["subject buckets"] = clock() - t0
+        t0 = clock()
+        for b in range(manifest.bucket_count(conn)):
+            manifest.bucket_digest(conn, b, 1)
+        out["subject buckets, v1 digest (entries written before v2)"] = clock() - t0
         t0 = clock()
         for task in tasks:
             if task[0] == state_verify.BATCH:

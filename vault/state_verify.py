@@ -24,7 +24,8 @@ vault_batches          ``vault.ingest.batch`` (dataset, source, index, rows),
                        ``data_hash`` of the newest ingest/reseal entry,
                        ``live_masks`` digests (ingest, erase)
 vault_subjects         erased = exactly the ``vault.erase`` subjects; full mode: the
-vault_blind_index      ``subject_buckets`` digests (ingest, erase, key rotation)
+vault_blind_index      ``subject_buckets`` digests (ingest, erase, key rotation), of the
+                       digest version each entry names (v2 column-wise; v1 before)
 vault_suppressed       ``suppressed`` digest of the last erasure per dataset
 principal_reveals      one row per ``policy.allowed`` reveal, per principal
 vault_batch_columns,   full mode: every batch's ciphertext re-hashed against its
@@ -102,7 +103,8 @@ class Expected:
     batches: dict[int, dict[str, Any]] = field(default_factory=dict)
     data_hash: dict[int, tuple[str, int]] = field(default_factory=dict)
     live: dict[int, tuple[str, int]] = field(default_factory=dict)
-    buckets: dict[int, tuple[str, str, int, str | None]] = field(default_factory=dict)
+    buckets: dict[int, tuple[str, str, int, str | None, int]] = field(default_factory=dict)
+    """bucket -> (subjects digest, blind-index digest, seq, locator, digest version)"""
     erased: dict[int, int] = field(default_factory=dict)
     suppressed: dict[int, tuple[str, int]] = field(default_factory=dict)
     reveals: Counter[str] = field(default_factory=Counter)
@@ -181,9 +183,10 @@ def _apply(exp: Expected, e: dict[str, Any]) -> None:
         exp.keys[int(key_id)] = (str(digest), seq)
     for batch_id, digest in d.get("live_masks", []):
         exp.live[int(batch_id)] = (str(digest), seq)
-    for item in d.get("subject_buckets", []):  # [bucket, subjects, blind(, locator)]
+    for item in d.get("subject_buckets", []):  # [bucket, subjects, blind(, locator(, v))]
         exp.buckets[int(item[0])] = (str(item[1]), str(item[2]), seq,
-                                     str(item[3]) if len(item) > 3 else None)
+                                     str(item[3]) if len(item) > 3 else None,
+                                     int(item[4]) if len(item) > 4 else 1)
 
 
 def relevant(chunk: list[bytes]) -> list[bytes]:
@@ -446,7 +449,8 @@ def _reveals(conn: Connection, exp: Expected) -> None:
 def _buckets(
     conn: Connection, exp: Expected, actual: Mapping[int, tuple[str, str]] | None = None
 ) -> int:
-    """Every subject bucket's digests (``actual``: those already computed) against the ledger."""
+    """Every subject bucket's digests (``actual``: version-2 digests already computed)
+    against the ledger; a bucket last vouched for with version 1 is digested again so."""
     n = manifest.bucket_count(conn)
     for b in sorted(set(range(n)) | set(exp.buckets)):
         want = exp.buckets.get(b)
@@ -454,8 +458,12 @@ def _buckets(
         if want is None:
             raise StateMismatch("vault_subjects", f"{lo}..{hi}", "no ledger entry vouches for "
                                 "these subjects")
-        got = actual.get(b) if actual is not None else None
-        subjects, blind = got if got is not None else manifest.bucket_digest(conn, b)
+        version = want[4]
+        if version not in manifest.BUCKET_DIGEST_VERSIONS:
+            raise StateMismatch("vault_subjects", f"{lo}..{hi}", "the ledger vouches for "
+                                "these subjects with an unknown digest version", seq=want[2])
+        got = actual.get(b) if actual is not None and version == 2 else None
+        subjects, blind = got if got is not None else manifest.bucket_digest(conn, b, version)
         if subjects != want[0]:
             _name_the_row(conn, b, 0, want)
         if blind != want[1]:
@@ -464,7 +472,7 @@ def _buckets(
 
 
 def _name_the_row(conn: Connection, bucket: int, part: int,
-                  want: tuple[str, str, int, str | None]) -> None:
+                  want: tuple[str, str, int, str | None, int]) -> None:
     """A bucket digest differs: raise naming the subject whose rows differ (its locator),
     or the bucket when that cannot be told (several subjects, or an entry without one)."""
     lo, hi = bucket * manifest.BUCKET, (bucket + 1) * manifest.BUCKET - 1
