@@ -137,3 +137,20 @@ def test_verification_imports_no_orm_polars_or_numpy() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[2], check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_quick_bucket_digests_are_the_ordered_ones_on_a_real_vault(vault_copy: Copy) -> None:
+    """On a vault's own schema the index scan yields the digest's order: the quick digests
+    the tasks compute are the ones the writers committed (no second, ordered pass)."""
+    home = VaultHome(root=vault_copy.home)
+    engine = make_engine(vault_copy.db_url or home.db_url)
+    try:
+        with engine.connect() as conn:
+            n = manifest.bucket_count(conn)
+            assert n > 0
+            for b in range(n):
+                assert (manifest.bucket_digest(conn, b, quick=True)
+                        == manifest.bucket_digest(conn, b)
+                        == tuple(manifest.subject_buckets(conn, [b])[0][1:3]))
+    finally:
+        engine.dispose()
