@@ -73,8 +73,8 @@ from vault.manifest import (
 from vault.principals import T_PRINCIPALS, T_REVEALS
 from vault.vocab import VOUCHING_ACTIONS
 
-__all__ = ["Expected", "StateReport", "Task", "apply_entries", "batch_rehash", "fold",
-           "relevant", "run_task", "state_tasks", "verify_database", "verify_state"]
+__all__ = ["Expected", "StateReport", "Task", "apply_entries", "batch_rehash", "bucket_versions",
+           "fold", "relevant", "run_task", "state_tasks", "verify_database", "verify_state"]
 
 _RELEVANT = re.compile(
     rb'"action":"(?:principal\.|policy\.applied"|budget\.set"|keys\.|vault\.'
@@ -447,11 +447,11 @@ def _reveals(conn: Connection, exp: Expected) -> None:
 
 
 def _buckets(
-    conn: Connection, exp: Expected, actual: Mapping[int, tuple[str, str]] | None = None
+    conn: Connection, exp: Expected, actual: Mapping[int, tuple[str, str, int]] | None = None
 ) -> int:
-    """Every subject bucket's digests (``actual``: quick version-2 digests already
-    computed) against the ledger; a bucket last vouched for with version 1 is digested
-    again so, and a quick digest that differs is computed again in order."""
+    """Every subject bucket's digests (``actual``: (subjects, blind, version) already
+    computed, quick) against the ledger; a bucket whose last entry names another version
+    is digested again in that one, and a quick digest that differs again in order."""
     n = manifest.bucket_count(conn)
     for b in sorted(set(range(n)) | set(exp.buckets)):
         want = exp.buckets.get(b)
@@ -463,9 +463,9 @@ def _buckets(
         if version not in manifest.BUCKET_DIGEST_VERSIONS:
             raise StateMismatch("vault_subjects", f"{lo}..{hi}", "the ledger vouches for "
                                 "these subjects with an unknown digest version", seq=want[2])
-        got = actual.get(b) if actual is not None and version == 2 else None
-        if got is None:
-            got = manifest.bucket_digest(conn, b, version, quick=True)
+        done = actual.get(b) if actual is not None else None
+        got = (done[0], done[1]) if done is not None and done[2] == version else \
+            manifest.bucket_digest(conn, b, version, quick=True)
         if got != want[:2] and version == 2:  # a quick digest that differs: again, in order
             got = manifest.bucket_digest(conn, b, version)
         subjects, blind = got
@@ -559,11 +559,29 @@ def state_tasks(conn: Connection) -> list[Task]:
             + [(BUCKET, b) for b in range(manifest.bucket_count(conn))])
 
 
-def run_task(conn: Connection, task: Task) -> Any:
+def run_task(conn: Connection, task: Task, version: int = manifest.BUCKET_DIGEST_VERSION
+             ) -> Any:
+    """A batch's re-hash, or a bucket's quick digests of ``version`` as
+    ``(subjects, blind, version)`` (the version its last entry names, when known)."""
     kind, key = task
     if kind == BUCKET:
-        return manifest.bucket_digest(conn, key, quick=True)
+        return (*manifest.bucket_digest(conn, key, version, quick=True), version)
     return batch_rehash(conn, key)
+
+
+def bucket_versions(entries: Iterable[bytes]) -> dict[int, int]:
+    """Per bucket, the digest version the last of ``entries`` (in log order) names: a hint
+    for the tasks of another process; the fold decides (``_buckets``)."""
+    out: dict[int, int] = {}
+    for raw in entries:
+        if b'"subject_buckets"' not in raw:
+            continue
+        try:
+            for item in orjson.loads(raw)["details"]["subject_buckets"]:
+                out[int(item[0])] = int(item[4]) if len(item) > 4 else 1
+        except (ValueError, TypeError, KeyError, IndexError):
+            continue
+    return out
 
 
 _BATCH_TAG = b"civicvault/batch-data/v1"

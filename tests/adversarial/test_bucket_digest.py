@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator
 
+import orjson
 import pytest
 from sqlalchemy import (
     BigInteger,
@@ -173,14 +174,16 @@ def test_entries_of_either_version_verify_and_name_the_row(sqlite_engine: Engine
         # the tasks' quick digests take the rows in index order: here (no subject index on
         # the blind-index table) that is not the digest's order, so they differ and are
         # computed again in order before they count
-        quick = {b: manifest.bucket_digest(conn, b, 2, quick=True) for b in (0, 1)}
-        ordered = {b: manifest.bucket_digest(conn, b, 2) for b in (0, 1)}
+        quick = {b: (*manifest.bucket_digest(conn, b, 2, quick=True), 2) for b in (0, 1)}
+        ordered = {b: (*manifest.bucket_digest(conn, b, 2), 2) for b in (0, 1)}
         assert quick[0][0] == ordered[0][0] and quick[0][1] != ordered[0][1]
+        old = {b: state_verify.run_task(conn, (state_verify.BUCKET, b), 1) for b in (0, 1)}
+        assert [v[2] for v in old.values()] == [1, 1]
         for items in (v1, v2, mixed):
             exp = _expected(items)
             assert state_verify._buckets(conn, exp) == 2
-            assert state_verify._buckets(conn, exp, quick) == 2
-            assert state_verify._buckets(conn, exp, ordered) == 2
+            for done in (quick, ordered, old):  # a task's version differing: digested again
+                assert state_verify._buckets(conn, exp, done) == 2
     with sqlite_engine.begin() as conn:
         conn.execute(update(SUBJECTS).where(SUBJECTS.c.id == 21).values(key_id=9))
     with sqlite_engine.connect() as conn:
@@ -191,3 +194,19 @@ def test_entries_of_either_version_verify_and_name_the_row(sqlite_engine: Engine
         unknown = [[*v2[0][:4], 3], v2[1]]
         with pytest.raises(StateMismatch, match="unknown digest version"):
             state_verify._buckets(conn, _expected(unknown))
+
+
+def test_tasks_take_each_buckets_version_from_the_latest_part_of_the_log() -> None:
+    import multiprocessing
+
+    from vault.verify_all import _Hints
+
+    def entry(items: list[list[object]]) -> bytes:
+        return orjson.dumps({"action": "vault.erase", "details": {"subject_buckets": items}})
+
+    hints = _Hints(multiprocessing.get_context("fork"), 3)
+    assert hints.version((state_verify.BUCKET, 0)) == manifest.BUCKET_DIGEST_VERSION
+    hints.publish(0, [entry([[0, "a", "b", "l"], [1, "a", "b", "l"]])])  # [0, k): v1
+    hints.publish(1, [entry([[1, "a", "b", "l", 2]])])  # [k, n): bucket 1 again, v2
+    assert [hints.version((state_verify.BUCKET, b)) for b in range(3)] == [1, 2, 2]
+    assert hints.version((state_verify.BATCH, 0)) == manifest.BUCKET_DIGEST_VERSION
