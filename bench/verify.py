@@ -8,7 +8,9 @@ The fixture vault is built with the bulk paths: ``init``, one ``ingest_path`` of
 ``--rows`` synthetic voter rows (bench/pii.py's generator: 12 columns, 3 of them
 blind-indexed), one erasure, then ``ledger.store.append`` of annotation entries in
 transactions of 50,000 until the ledger holds ``--entries`` entries. Nothing here is
-real data.
+real data. What the fixture's ledger commits depends on the code that built it: a fixture
+built before the v2 subject-bucket digest still verifies, with the older, slower v1
+digest; rebuild it (a new ``--home``, ``--build-only``) to measure the current writers'.
 
 Timed (each run in a fresh process, so peak RSS is that run's; medians of ``--runs``;
 wall seconds and CPU seconds, user+sys of every process the run used, so a loaded
