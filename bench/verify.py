@@ -8,7 +8,9 @@ The fixture vault is built with the bulk paths: ``init``, one ``ingest_path`` of
 ``--rows`` synthetic voter rows (bench/pii.py's generator: 12 columns, 3 of them
 blind-indexed), one erasure, then ``ledger.store.append`` of annotation entries in
 transactions of 50,000 until the ledger holds ``--entries`` entries. Nothing here is
-real data.
+real data. What the fixture's ledger commits depends on the code that built it: a fixture
+built before the v2 subject-bucket digest still verifies, with the older, slower v1
+digest; rebuild it (a new ``--home``, ``--build-only``) to measure the current writers'.
 
 Timed (each run in a fresh process, so peak RSS is that run's; medians of ``--runs``;
 wall seconds and CPU seconds, user+sys of every process the run used, so a loaded
@@ -24,7 +26,8 @@ machine can be judged by CPU):
 - ``fast``: the same with ``--fast``;
 - ``ledger only``: ``verify_stored()`` (chain, stored leaf hashes, root);
 - ``parts``: each part alone on one process (CPU seconds), with the baseline every
-  verifier pays (read every entry and hash it with hashlib);
+  verifier pays (read every entry and hash it with hashlib); the subject buckets with the
+  digest writers commit now (v2, column-wise) and with the older v1 (row texts);
 - ``cli``: ``civicvault ledger verify --json`` wall time, interpreter start included.
 
 Also: the load average before and after, the CPU count.
@@ -180,6 +183,10 @@ def parts(engine: Any, policy: bytes) -> dict[str, Any]:
             if task[0] == state_verify.BUCKET:
                 state_verify.run_task(conn, task)
         out["subject buckets"] = clock() - t0
+        t0 = clock()
+        for b in range(manifest.bucket_count(conn)):
+            manifest.bucket_digest(conn, b, 1)
+        out["subject buckets, v1 digest (entries written before v2)"] = clock() - t0
         t0 = clock()
         for task in tasks:
             if task[0] == state_verify.BATCH:

@@ -24,7 +24,8 @@ vault_batches          ``vault.ingest.batch`` (dataset, source, index, rows),
                        ``data_hash`` of the newest ingest/reseal entry,
                        ``live_masks`` digests (ingest, erase)
 vault_subjects         erased = exactly the ``vault.erase`` subjects; full mode: the
-vault_blind_index      ``subject_buckets`` digests (ingest, erase, key rotation)
+vault_blind_index      ``subject_buckets`` digests (ingest, erase, key rotation), of the
+                       digest version each entry names (v2 column-wise; v1 before)
 vault_suppressed       ``suppressed`` digest of the last erasure per dataset
 principal_reveals      one row per ``policy.allowed`` reveal, per principal
 vault_batch_columns,   full mode: every batch's ciphertext re-hashed against its
@@ -72,8 +73,8 @@ from vault.manifest import (
 from vault.principals import T_PRINCIPALS, T_REVEALS
 from vault.vocab import VOUCHING_ACTIONS
 
-__all__ = ["Expected", "StateReport", "Task", "apply_entries", "batch_rehash", "fold",
-           "relevant", "run_task", "state_tasks", "verify_database", "verify_state"]
+__all__ = ["Expected", "StateReport", "Task", "apply_entries", "batch_rehash", "bucket_versions",
+           "fold", "relevant", "run_task", "state_tasks", "verify_database", "verify_state"]
 
 _RELEVANT = re.compile(
     rb'"action":"(?:principal\.|policy\.applied"|budget\.set"|keys\.|vault\.'
@@ -102,7 +103,8 @@ class Expected:
     batches: dict[int, dict[str, Any]] = field(default_factory=dict)
     data_hash: dict[int, tuple[str, int]] = field(default_factory=dict)
     live: dict[int, tuple[str, int]] = field(default_factory=dict)
-    buckets: dict[int, tuple[str, str, int, str | None]] = field(default_factory=dict)
+    buckets: dict[int, tuple[str, str, int, str | None, int]] = field(default_factory=dict)
+    """bucket -> (subjects digest, blind-index digest, seq, locator, digest version)"""
     erased: dict[int, int] = field(default_factory=dict)
     suppressed: dict[int, tuple[str, int]] = field(default_factory=dict)
     reveals: Counter[str] = field(default_factory=Counter)
@@ -181,9 +183,10 @@ def _apply(exp: Expected, e: dict[str, Any]) -> None:
         exp.keys[int(key_id)] = (str(digest), seq)
     for batch_id, digest in d.get("live_masks", []):
         exp.live[int(batch_id)] = (str(digest), seq)
-    for item in d.get("subject_buckets", []):  # [bucket, subjects, blind(, locator)]
+    for item in d.get("subject_buckets", []):  # [bucket, subjects, blind(, locator(, v))]
         exp.buckets[int(item[0])] = (str(item[1]), str(item[2]), seq,
-                                     str(item[3]) if len(item) > 3 else None)
+                                     str(item[3]) if len(item) > 3 else None,
+                                     int(item[4]) if len(item) > 4 else 1)
 
 
 def relevant(chunk: list[bytes]) -> list[bytes]:
@@ -444,9 +447,11 @@ def _reveals(conn: Connection, exp: Expected) -> None:
 
 
 def _buckets(
-    conn: Connection, exp: Expected, actual: Mapping[int, tuple[str, str]] | None = None
+    conn: Connection, exp: Expected, actual: Mapping[int, tuple[str, str, int]] | None = None
 ) -> int:
-    """Every subject bucket's digests (``actual``: those already computed) against the ledger."""
+    """Every subject bucket's digests (``actual``: (subjects, blind, version) already
+    computed, quick) against the ledger; a bucket whose last entry names another version
+    is digested again in that one, and a quick digest that differs again in order."""
     n = manifest.bucket_count(conn)
     for b in sorted(set(range(n)) | set(exp.buckets)):
         want = exp.buckets.get(b)
@@ -454,8 +459,16 @@ def _buckets(
         if want is None:
             raise StateMismatch("vault_subjects", f"{lo}..{hi}", "no ledger entry vouches for "
                                 "these subjects")
-        got = actual.get(b) if actual is not None else None
-        subjects, blind = got if got is not None else manifest.bucket_digest(conn, b)
+        version = want[4]
+        if version not in manifest.BUCKET_DIGEST_VERSIONS:
+            raise StateMismatch("vault_subjects", f"{lo}..{hi}", "the ledger vouches for "
+                                "these subjects with an unknown digest version", seq=want[2])
+        done = actual.get(b) if actual is not None else None
+        got = (done[0], done[1]) if done is not None and done[2] == version else \
+            manifest.bucket_digest(conn, b, version, quick=True)
+        if got != want[:2] and version == 2:  # a quick digest that differs: again, in order
+            got = manifest.bucket_digest(conn, b, version)
+        subjects, blind = got
         if subjects != want[0]:
             _name_the_row(conn, b, 0, want)
         if blind != want[1]:
@@ -464,7 +477,7 @@ def _buckets(
 
 
 def _name_the_row(conn: Connection, bucket: int, part: int,
-                  want: tuple[str, str, int, str | None]) -> None:
+                  want: tuple[str, str, int, str | None, int]) -> None:
     """A bucket digest differs: raise naming the subject whose rows differ (its locator),
     or the bucket when that cannot be told (several subjects, or an entry without one)."""
     lo, hi = bucket * manifest.BUCKET, (bucket + 1) * manifest.BUCKET - 1
@@ -546,9 +559,29 @@ def state_tasks(conn: Connection) -> list[Task]:
             + [(BUCKET, b) for b in range(manifest.bucket_count(conn))])
 
 
-def run_task(conn: Connection, task: Task) -> Any:
+def run_task(conn: Connection, task: Task, version: int = manifest.BUCKET_DIGEST_VERSION
+             ) -> Any:
+    """A batch's re-hash, or a bucket's quick digests of ``version`` as
+    ``(subjects, blind, version)`` (the version its last entry names, when known)."""
     kind, key = task
-    return manifest.bucket_digest(conn, key) if kind == BUCKET else batch_rehash(conn, key)
+    if kind == BUCKET:
+        return (*manifest.bucket_digest(conn, key, version, quick=True), version)
+    return batch_rehash(conn, key)
+
+
+def bucket_versions(entries: Iterable[bytes]) -> dict[int, int]:
+    """Per bucket, the digest version the last of ``entries`` (in log order) names: a hint
+    for the tasks of another process; the fold decides (``_buckets``)."""
+    out: dict[int, int] = {}
+    for raw in entries:
+        if b'"subject_buckets"' not in raw:
+            continue
+        try:
+            for item in orjson.loads(raw)["details"]["subject_buckets"]:
+                out[int(item[0])] = int(item[4]) if len(item) > 4 else 1
+        except (ValueError, TypeError, KeyError, IndexError):
+            continue
+    return out
 
 
 _BATCH_TAG = b"civicvault/batch-data/v1"

@@ -42,11 +42,14 @@ from ledger.db_verify import (
 from ledger.errors import LedgerTampered
 from ledger.node_check import StoredNodes
 from ledger.verify import GENESIS_PREV_HASH, LogVerdict, split_point
+from vault.manifest import BUCKET_DIGEST_VERSION
 from vault.state_verify import (
+    BUCKET,
     Expected,
     StateReport,
     Task,
     apply_entries,
+    bucket_versions,
     relevant,
     run_task,
     state_tasks,
@@ -85,7 +88,32 @@ def _snapshot(engine: Engine) -> Connection:
     return conn.execution_options(readonly=True)
 
 
-def _take_tasks(conn: Connection, tasks: list[Task], counter: Any) -> dict[Task, Any]:
+class _Hints:
+    """Which digest version each subject bucket's last entry names, as each process found
+    it in its own part of the log (slot 0: ``[0, k)``, slot 1: ``[k, n)``, the later one
+    wins), shared so the tasks digest old vaults' buckets in their own version (v1). A hint
+    only: results carry their version and the fold decides (``state_verify._buckets``)."""
+
+    def __init__(self, ctx: Any, buckets: int) -> None:
+        self.n = buckets
+        self.slots = ctx.Array("b", 2 * buckets) if buckets else None
+
+    def publish(self, slot: int, entries: list[bytes]) -> None:
+        if self.slots is None:
+            return
+        for b, version in bucket_versions(entries).items():
+            if 0 <= b < self.n and 0 < version < 128:
+                self.slots[slot * self.n + b] = version
+
+    def version(self, task: Task) -> int:
+        kind, b = task
+        if kind != BUCKET or self.slots is None or not 0 <= b < self.n:
+            return BUCKET_DIGEST_VERSION
+        return int(self.slots[self.n + b] or self.slots[b] or BUCKET_DIGEST_VERSION)
+
+
+def _take_tasks(conn: Connection, tasks: list[Task], counter: Any, hints: _Hints | None
+                ) -> dict[Task, Any]:
     out: dict[Task, Any] = {}
     while tasks:
         with counter.get_lock():
@@ -93,7 +121,8 @@ def _take_tasks(conn: Connection, tasks: list[Task], counter: Any) -> dict[Task,
             counter.value = i + 1
         if i >= len(tasks):
             break
-        out[tasks[i]] = run_task(conn, tasks[i])
+        out[tasks[i]] = run_task(conn, tasks[i], hints.version(tasks[i]) if hints else
+                                 BUCKET_DIGEST_VERSION)
     return out
 
 
@@ -109,7 +138,7 @@ class _Part:
 
 def _work(
     conn: Connection, span: tuple[int, int] | None, prefix_sizes: Collection[int],
-    stored: StoredNodes | None, tasks: list[Task], counter: Any,
+    stored: StoredNodes | None, tasks: list[Task], counter: Any, hints: _Hints | None = None,
 ) -> _Part:
     segment = None
     collect = _Collector()
@@ -117,12 +146,14 @@ def _work(
         start, stop = span
         segment = check_segment(conn, start, stop, GENESIS_PREV_HASH if start == 0 else None,
                                 prefix_sizes, stored=stored, sink=collect)
-    return _Part(segment, collect.entries, _take_tasks(conn, tasks, counter))
+        if hints is not None and tasks:
+            hints.publish(0 if start == 0 else 1, collect.entries)
+    return _Part(segment, collect.entries, _take_tasks(conn, tasks, counter, hints))
 
 
 def _child(
     engine: Engine, n: int, span: tuple[int, int] | None, prefix_sizes: Collection[int],
-    stored: StoredNodes | None, tasks: list[Task], counter: Any, out: Pipe,
+    stored: StoredNodes | None, tasks: list[Task], counter: Any, hints: _Hints, out: Pipe,
 ) -> None:
     engine.dispose(close=False)  # never share the parent's pooled connections
     try:
@@ -130,7 +161,7 @@ def _child(
             if store.size(conn) != n:  # appended in between: the parent redoes this part
                 out.send(("moved",))
                 return
-            out.send(("ok", _work(conn, span, prefix_sizes, stored, tasks, counter)))
+            out.send(("ok", _work(conn, span, prefix_sizes, stored, tasks, counter, hints)))
     except LedgerTampered as exc:
         out.send(("tampered", str(exc).removeprefix("ledger verification failed at ")
                   .split(": ", 1)[-1] if exc.seq is not None else
@@ -176,16 +207,17 @@ def verify_everything(
             mine, theirs, spanning = split_nodes(stored, k)
         ctx = multiprocessing.get_context("fork")
         counter = ctx.Value("q", 0)
+        hints = _Hints(ctx, sum(1 for kind, _ in tasks if kind == BUCKET))
         child = receiver = None
         if fork:
             receiver, sender = ctx.Pipe(duplex=False)
             child = ctx.Process(target=_child, args=(
                 engine, n, (k, n) if split else None, prefix_sizes, theirs, tasks, counter,
-                sender), daemon=True)
+                hints, sender), daemon=True)
             child.start()
             sender.close()
         try:
-            parts = [_work(conn, (0, k), prefix_sizes, mine, tasks, counter)]
+            parts = [_work(conn, (0, k), prefix_sizes, mine, tasks, counter, hints)]
             if child is not None and receiver is not None:
                 parts.append(_from_child(receiver, conn, (k, n) if split else None,
                                          prefix_sizes, theirs))
