@@ -27,6 +27,7 @@ from multiprocessing import get_context
 
 import polars as pl
 from presidio_analyzer import RecognizerResult
+from spacy.lang.en.stop_words import STOP_WORDS as _STOP_WORDS
 
 from vault.pii.engine import LANGUAGE, get_analyzer
 from vault.pii.names import repeated_names
@@ -111,7 +112,8 @@ def _resolve(spans: Iterable[tuple[Span, int]], text: str | None = None) -> list
             joins = cut and (tier == _TIER_NER or (text is not None and (
                 not any(ch.isalnum() for ch in text[a:b])
                 or (tier == _TIER_BLOCK and not _starts_line(text, a, span.start)))))
-            bounds = (span.start, span.end) if tier == _TIER_NER else (0, 1 << 62)
+            blank = text is not None and not any(ch.isalnum() for ch in text[a:b])
+            bounds = (span.start, span.end) if tier == _TIER_NER and not blank else (0, 1 << 62)
             pieces.append((Span(a, b, span.entity, span.score), order, joins, bounds))
         claimed = _union([*claimed, (span.start, span.end)])
     ordered = sorted(pieces, key=lambda p: p[0].start)
@@ -138,6 +140,22 @@ def _resolve(spans: Iterable[tuple[Span, int]], text: str | None = None) -> list
             out[-1] = Span(last.start, piece.end, last.entity, max(last.score, score))
         else:
             out.append(Span(piece.start, piece.end, entity, score))
+    return out if text is None else _trimmed(text, out)
+
+
+def _trimmed(text: str, spans: list[Span]) -> list[Span]:
+    """Spans without the blanks at their edges; a span without a letter or a digit (a
+    line break, a dash, a full stop left between two detections) is dropped: it
+    discloses nothing, and a reader would see a marker where nothing was found."""
+    out: list[Span] = []
+    for span in spans:
+        value = text[span.start : span.end]
+        if not any(ch.isalnum() for ch in value):
+            continue
+        start = span.start + len(value) - len(value.lstrip())
+        end = span.end - (len(value) - len(value.rstrip()))
+        out.append(span if (start, end) == (span.start, span.end)
+                   else Span(start, end, span.entity, span.score))
     return out
 
 
@@ -243,6 +261,148 @@ def _address_lines(text: str, found: list[tuple[Span, int]]) -> list[tuple[Span,
 _NOT_IN_ADDRESS_LINES = frozenset({"PERSON", "ORGANIZATION", "NRP"})
 
 
+def _ner_lines(text: str, found: list[tuple[Span, int]]) -> list[tuple[Span, int]]:
+    """The NER's spans cut at line breaks: a name, a company or a place does not run
+    from one line of an address or a signature into the next ("Elm St\\n Apt",
+    "Keller-Brandt\\nOakview"); each line's part keeps the label (an address block is
+    ours, tier 0, and is not cut)."""
+    out: list[tuple[Span, int]] = []
+    for span, tier in found:
+        value = text[span.start : span.end]
+        if tier != _TIER_NER or "\n" not in value:
+            out.append((span, tier))
+            continue
+        pos = span.start
+        for part in value.split("\n"):
+            a = pos + len(part) - len(part.lstrip())
+            b = pos + len(part.rstrip())
+            if b > a:
+                out.append((Span(a, b, span.entity, span.score), tier))
+            pos += len(part) + 1
+    return out
+
+
+#: recognizers of one street line ("12 Elm Street", "Rua Nova 25", "412 oak st apt 4b")
+_STREET_LINE_RECOGNIZERS = frozenset({"UsStreetAddressRecognizer", "NoteStreetRecognizer"})
+
+
+def _not_inside_streets(found: list[tuple[Span, int]],
+                        results: list[RecognizerResult]) -> list[tuple[Span, int]]:
+    """People and organisations found strictly inside a street line are the street's
+    name ("Rua Nova" of "31 Rua Nova 25", "Lily" of "12 Lily Way"): they
+    are left to the street."""
+    streets = [(r.start, r.end) for r in results
+               if (r.recognition_metadata or {}).get(RecognizerResult.RECOGNIZER_NAME_KEY)
+               in _STREET_LINE_RECOGNIZERS]
+    if not streets:
+        return found
+    return [(span, tier) for span, tier in found
+            if span.entity not in _NAMES_IN_STREETS
+            or not any(a <= span.start and span.end <= b and (a, b) != (span.start, span.end)
+                       for a, b in streets)]
+
+
+_NAMES_IN_STREETS = frozenset({"PERSON", "ORGANIZATION"})
+
+# a line of a signature or letter head: at most six words, no digit, no field label,
+# e-mail or sentence ending; a leading bullet or "???" is not part of it
+_RE_LINE = re.compile(r"[^\n]*")
+_RE_LINE_LEAD = re.compile(r"[^\w\n]*")
+_RE_SHORT_LINE = re.compile(r"[^\W\d_][^\d\n:@/!?;]{1,58}[^\W\d_.]\.?")
+_TITLE_GLUE = frozenset({"and", "of", "&"})
+
+
+def _lines(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each line's content, without a leading bullet and the blanks at
+    its edges (empty lines have start == end)."""
+    out: list[tuple[int, int]] = []
+    for m in _RE_LINE.finditer(text):
+        if m.start() > 0 and text[m.start() - 1] != "\n":
+            continue  # finditer's empty match at the end of a line
+        a = _RE_LINE_LEAD.match(text, m.start(), m.end())
+        start = a.end() if a else m.start()
+        end = start + len(text[start : m.end()].rstrip())
+        out.append((start, max(start, end)))
+    return out
+
+
+def _short_line(text: str, start: int, end: int) -> bool:
+    value = text[start:end]
+    if not _RE_SHORT_LINE.fullmatch(value):
+        return False
+    words = value.replace(",", " ").split()
+    return len(words) <= 6 and not any(
+        w.lower() in _STOP_WORDS and w.lower() not in _TITLE_GLUE for w in words)
+
+
+def _signature_lines(text: str, found: list[tuple[Span, int]]) -> list[tuple[Span, int]]:
+    """A signature or letter head: a line that is a person's name, then one or two short
+    lines nobody claimed, then the address (or the end of the block). Two lines are the
+    person's title and company ("Senior loan officer", "Keller-Brandt"); one line is the
+    company when the address follows at once, the title otherwise. A short line right
+    above a line that is a country is the town ("TROMSDAL" above "Norway")."""
+    if "\n" not in text:
+        return []
+    lines = _lines(text)
+    covered = [(s.start, s.end, s.entity) for s, _ in found]
+
+    def fully(start: int, end: int, entities: frozenset[str] | None = None) -> bool:
+        return end > start and any(a <= start and end <= b and (entities is None or e in entities)
+                                   for a, b, e in covered)
+
+    def touched(start: int, end: int) -> bool:
+        return any(a < end and start < b for a, b, _ in covered)
+
+    def starts_address(start: int, end: int) -> bool:
+        return end > start and any(a == start and e in _ADDRESS_ENTITIES for a, b, e in covered)
+
+    out: list[tuple[Span, int]] = []
+    towns: set[int] = set()
+    for i, (start, end) in enumerate(lines):
+        # a town line above a country line
+        if (i + 1 < len(lines) and _short_line(text, start, end) and not touched(start, end)
+                and fully(*lines[i + 1], frozenset({"LOCATION"}))
+                and len(text[start:end].split()) <= 4):
+            out.append((Span(start, end, "LOCATION", 0.5), 2))
+            towns.add(i)
+        if not fully(start, end, frozenset({"PERSON"})):
+            continue
+        picked: list[tuple[int, int]] = []
+        j, blanks = i + 1, 0
+        while j < len(lines) and len(picked) < 2:
+            a, b = lines[j]
+            if a == b:
+                blanks += 1
+                if blanks > 1:
+                    break
+                j += 1
+                continue
+            if j in towns or not _short_line(text, a, b) or fully(a, b, _NOT_SIGNATURE):
+                break
+            if any(e == "PERSON" and x < b and a < y for x, y, e in covered):
+                break  # another person's name: a list of names, not a signature
+            picked.append((a, b))
+            blanks = 0
+            j += 1
+        if not picked:
+            continue
+        nxt = next(((a, b) for a, b in lines[j:] if a != b), None)
+        address = nxt is not None and starts_address(*nxt)
+        if len(picked) == 2:
+            labels = ["TITLE", "ORGANIZATION"]
+        else:
+            labels = ["ORGANIZATION" if address else "TITLE"]
+        for (a, b), label in zip(picked, labels, strict=True):
+            out.append((Span(a, b, label, 0.5), 2))
+    return out
+
+
+_ADDRESS_ENTITIES = frozenset({"US_STREET_ADDRESS"})
+# lines that are not a title or a company: a phone, an e-mail, a place
+_NOT_SIGNATURE = frozenset({"PHONE_NUMBER", "EMAIL_ADDRESS", "LOCATION", "US_STREET_ADDRESS",
+                            "DATE_TIME", "URL"})
+
+
 def _spans_local(
     texts: Sequence[str | None], batch_size: int, model: str | None, threshold: float
 ) -> list[list[Span]]:
@@ -260,7 +420,10 @@ def _spans_local(
         )
         found = [(Span(r.start, r.end, _entity(text, r), r.score), _tier(r)) for r in results
                  if not _not_personal(text, r)]
+        found = _ner_lines(text, found)
+        found = _not_inside_streets(found, results)
         found = _address_lines(text, found)
+        found += _signature_lines(text, found)
         people = [(s.start, s.end) for s, _ in found if s.entity == "PERSON"]
         found += [(Span(a, b, "PERSON", _REPEAT_SCORE), 2) for a, b in repeated_names(text, people)]
         out[i] = _resolve(found, text)
