@@ -30,7 +30,7 @@ from presidio_analyzer import RecognizerResult
 from spacy.lang.en.stop_words import STOP_WORDS as _STOP_WORDS
 
 from vault.pii.engine import LANGUAGE, get_analyzer
-from vault.pii.names import repeated_names
+from vault.pii.names import _ORG_SUFFIX, person_shaped, repeated_names
 from vault.pii.recognizers import RECOGNIZER_TIERS, TIER_KEY
 
 __all__ = ["DEFAULT_THRESHOLD", "Span", "find_spans", "redact_texts", "shutdown_pools"]
@@ -219,6 +219,12 @@ _RE_YEAR = re.compile(r"1\d{3}|20\d\d")
 _RE_PLACE_POSTCODE = re.compile(r"[^\W\d_][^\d]*\s(\d{4,5})(?:-\d{3,4})?")
 
 
+# "... in X": a place ("two years at Brightwater in Tromsdal"), unless X has a company word
+_RE_IN_BEFORE = re.compile(r"(?<![\w-])in[ \t]+\Z")
+_RE_ORG_WORD = re.compile(rf"\b(?:{_ORG_SUFFIX}|(?i:university|school|office|department|agency|"
+                          r"council|committee|board|party|team|club|church|hospital))\b")
+
+
 def _entity(text: str, result: RecognizerResult) -> str:
     """The entity of a result, with two corrections of the NER's labels for numbers:
 
@@ -227,11 +233,18 @@ def _entity(text: str, result: RecognizerResult) -> str:
       commonest such number in text that names people and places;
     * words ending in such a number ("Aalborg NO 9100", "Acquapendente 1021"), which
       the NER calls a date or an organisation, are a place and its postcode: neither
-      dates nor organisations end in a 4-5 digit number that is not a year.
+      dates nor organisations end in a 4-5 digit number that is not a year;
+    * an organisation shaped like a person's name (:func:`vault.pii.names.person_shaped`)
+      is a person; one right after "in" without a company word is a place.
     """
     if _tier(result) != _TIER_NER or result.entity_type not in ("DATE_TIME", "ORGANIZATION"):
         return result.entity_type
     value = text[result.start : result.end]
+    if result.entity_type == "ORGANIZATION" and "\n" not in value:
+        if person_shaped(value):
+            return "PERSON"
+        if _RE_IN_BEFORE.search(text, 0, result.start) and not _RE_ORG_WORD.search(value):
+            return "LOCATION"
     if result.entity_type == "DATE_TIME" and _RE_BARE_NUMBER.fullmatch(value):
         return result.entity_type if _RE_YEAR.fullmatch(value) else "US_ZIP_CODE"
     place = _RE_PLACE_POSTCODE.fullmatch(value)

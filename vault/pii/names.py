@@ -39,7 +39,7 @@ from spacy.lang.en.stop_words import STOP_WORDS
 from vault.pii.checks import STREET_SUFFIX_RE as _STREET_SUFFIX
 from vault.pii.group_pattern import TIER_KEY, GroupPatternRecognizer
 
-__all__ = ["given_names", "name_recognizers", "repeated_names", "surnames"]
+__all__ = ["given_names", "name_recognizers", "person_shaped", "repeated_names", "surnames"]
 
 # Upper-case letters of Latin-1, Latin Extended-A/B, Greek and Cyrillic.
 _UP = "A-Z" + "".join(
@@ -62,7 +62,7 @@ _ORG_SUFFIX = (
     r"Software|Labs|Bank|University|College|Institute|Foundation|Markets|Insurance|"
     r"Industries|Services|Consulting|Capital|Ventures|Networks|Analytics|Enterprises|"
     r"International|Investments|Research|Elementary|Hospital|Hardware|Pharmacy|Clinic|"
-    r"Church|Academy|Diner|Cafe|Bakery|Motors|Dental"
+    r"Church|Academy|Diner|Cafe|Bakery|Motors|Dental|(?:and|&)[ \t]+Sons|Sons|Brothers|Bros"
 )
 # a word that makes a run of capitalised words a company or a street, not a person
 _RE_NOT_PERSON_WORD = re.compile(rf"(?:{_ORG_SUFFIX}|(?i:{_STREET_SUFFIX}|union|fort|mall|"
@@ -174,7 +174,10 @@ class GivenNameRecognizer(EntityRecognizer):
                 if _possessor(words[known[-1]]) != words[known[-1]]:
                     stop -= 2
                 out.append(self._result(start, stop, self.STRONG, 2))
-            elif same_span and (label in _NER_ORG or (label in _NER_PLACE and len(words) > 1)):
+            # (a lone given name the NER took for a place is a person, unless a
+            # preposition of place stands before it: "moved to Florence")
+            elif same_span and (label in _NER_ORG or (label in _NER_PLACE and (
+                    len(words) > 1 or _RE_PLACE_BEFORE.search(text, 0, start) is None))):
                 # the NER found this very name but called it an organisation (or, for a
                 # given name + surname, a place): its type is what we correct
                 out.append(self._result(start, end, self.STRONG, 2))
@@ -191,6 +194,40 @@ class GivenNameRecognizer(EntityRecognizer):
 _RE_LEAD_STOP_WORD = re.compile(
     r"(?:" + "|".join(sorted((w.capitalize() for w in STOP_WORDS if w.isalpha()), key=len,
                              reverse=True)) + r")[ \t]+(?=\S)")
+
+
+_RE_INITIAL_NAME = re.compile(rf"{_WORD}[ \t]+[{_UP}]\.?[ \t]+{_WORD}")
+_RE_PAIR = re.compile(rf"({_WORD})[ \t]+(?:and|&)[ \t]+({_WORD})")
+
+
+def person_shaped(value: str) -> bool:
+    """Whether words the NER took for an organisation are a person's name: a given
+    name, an initial and a surname ("Olga P. Brandt"), one to three words that are
+    all listed given names or surnames ("Maria Keller", "Keller"), or two such
+    words joined by "and" ("Keller and Brandt"). Not a firm's shapes: hyphenated
+    partners ("Keller-Brandt"), lists with commas, or any company or street word."""
+    value = _possessor(value.strip())
+    words = _RE_SPLIT.split(value)
+    if any(_RE_NOT_PERSON_WORD.fullmatch(w) for w in words):
+        return False
+    if _RE_INITIAL_NAME.fullmatch(value):
+        return True
+    given, family = _faker_names()
+    pair = _RE_PAIR.fullmatch(value)
+    if pair is not None:
+        words = [pair.group(1), pair.group(2)]
+    elif "and" in words or "&" in words:
+        return False
+    return (1 <= len(words) <= 3 and all(_RE_WORD.fullmatch(w) for w in words)
+            and all(w in given or w in family for w in words))
+
+
+_RE_WORD = re.compile(_WORD)
+
+
+_RE_PLACE_BEFORE = re.compile(
+    r"\b(?i:in|at|to|from|of|near|into|via|through|across|around|outside|visit(?:ed|ing)?|"
+    r"towards?)[ \t]+\Z")
 
 
 def _possessor(word: str) -> str:
@@ -286,4 +323,12 @@ def name_recognizers() -> list[EntityRecognizer]:
          rf"joined|interned?[ \t]+at)[ \t]+(?P<x>{_NAME})"],
         0.5,
     )
-    return [honorific, introduced, GivenNameRecognizer(), place, organisation, employer]
+    # "Ondina lives on Via X": whoever lives somewhere is a person
+    resident = GroupPatternRecognizer(
+        "PERSON", "ResidentNameRecognizer",
+        [rf"(?<![\w'’\-])(?P<x>{_WORD}(?:[ \t]+{_WORD})?)[ \t]+(?:lives|lived|resides|resided)"
+         r"[ \t]+(?:at|on|in)\b"],
+        0.6, check=lambda v: v.split()[0].lower() not in STOP_WORDS,
+    )
+    return [honorific, introduced, GivenNameRecognizer(), place, organisation, employer,
+            resident]

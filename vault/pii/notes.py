@@ -207,14 +207,22 @@ def _after_name(before: str, given: frozenset[str], family: frozenset[str]) -> b
 _NAME_VERBS = frozenset({"said", "says", "asked", "asks", "wants", "answered", "called",
                          "requested", "works", "lives", "moved", "prefers", "volunteers",
                          "refused", "agreed", "promised", "hung", "was", "is"})
+_RE_FIRM_BEFORE = re.compile(r"\b(?:[Tt]he|at|from|for|joined)[ \t]+\Z")
+_RE_FIRM_AFTER = re.compile(r"(?:[ \t]+[A-Z][a-z][\w'’\-]*){1,2}")
+
+
 class NameListRecognizer(EntityRecognizer):
     """Each word of a list of three or more capitalised single words ("Eklund, Michael
-    and Hodge") is a PERSON when at least two of them are listed names."""
+    and Hodge") is a PERSON when at least two of them are listed names; the whole list
+    is one ORGANIZATION after "the", "at", "from", "for", "joined", or before a
+    capitalised word ("The Keller, Brandt and Ruiz Quartet")."""
 
     SCORE = 0.55
+    FIRM_SCORE = 0.75
 
     def __init__(self) -> None:
-        super().__init__(supported_entities=["PERSON"], name="NameListRecognizer")
+        super().__init__(supported_entities=["PERSON", "ORGANIZATION"],
+                         name="NameListRecognizer")
 
     def load(self) -> None:
         return None
@@ -230,6 +238,16 @@ class NameListRecognizer(EntityRecognizer):
                      re.finditer(r"[A-Z][\w'’\-]+", m.group())]
             words = [m.group()[a:b] for a, b in items]
             if sum(w in known for w in words) < 2:
+                continue
+            after = _RE_FIRM_AFTER.match(text, m.end())
+            if _RE_FIRM_BEFORE.search(text, 0, m.start()) or after:
+                # "The Keller, Brandt and Ruiz Quartet", "a year at Keller, Brandt
+                # and Ruiz": partners' names, one firm (above a given-name guess)
+                end = after.end() if after else m.end()
+                out.append(RecognizerResult("ORGANIZATION", m.start(), end, self.FIRM_SCORE,
+                                            recognition_metadata={
+                    RecognizerResult.RECOGNIZER_NAME_KEY: "NameListRecognizer", TIER_KEY: 2,
+                }))
                 continue
             for a, b in items:
                 out.append(RecognizerResult("PERSON", m.start() + a, m.start() + b, self.SCORE,
