@@ -225,7 +225,7 @@ _RE_ORG_WORD = re.compile(rf"\b(?:{_ORG_SUFFIX}|(?i:university|school|office|dep
                           r"council|committee|board|party|team|club|church|hospital))\b")
 
 
-def _entity(text: str, result: RecognizerResult) -> str:
+def _entity(text: str, result: RecognizerResult, start: int, end: int) -> str:
     """The entity of a result, with two corrections of the NER's labels for numbers:
 
     * a bare 4-5 digit number (or ZIP+4) that is not a year is not a date: it is
@@ -239,11 +239,11 @@ def _entity(text: str, result: RecognizerResult) -> str:
     """
     if _tier(result) != _TIER_NER or result.entity_type not in ("DATE_TIME", "ORGANIZATION"):
         return result.entity_type
-    value = text[result.start : result.end]
-    if result.entity_type == "ORGANIZATION" and "\n" not in value:
+    value = text[start:end]
+    if result.entity_type == "ORGANIZATION":
         if person_shaped(value):
             return "PERSON"
-        if _RE_IN_BEFORE.search(text, 0, result.start) and not _RE_ORG_WORD.search(value):
+        if _RE_IN_BEFORE.search(text, 0, start) and not _RE_ORG_WORD.search(value):
             return "LOCATION"
     if result.entity_type == "DATE_TIME" and _RE_BARE_NUMBER.fullmatch(value):
         return result.entity_type if _RE_YEAR.fullmatch(value) else "US_ZIP_CODE"
@@ -274,24 +274,22 @@ def _address_lines(text: str, found: list[tuple[Span, int]]) -> list[tuple[Span,
 _NOT_IN_ADDRESS_LINES = frozenset({"PERSON", "ORGANIZATION", "NRP"})
 
 
-def _ner_lines(text: str, found: list[tuple[Span, int]]) -> list[tuple[Span, int]]:
+def _ner_lines(text: str, start: int, end: int, tier: int) -> list[tuple[int, int]]:
     """The NER's spans cut at line breaks: a name, a company or a place does not run
     from one line of an address or a signature into the next ("Elm St\\n Apt",
     "Keller-Brandt\\nOakview"); each line's part keeps the label (an address block is
     ours, tier 0, and is not cut)."""
-    out: list[tuple[Span, int]] = []
-    for span, tier in found:
-        value = text[span.start : span.end]
-        if tier != _TIER_NER or "\n" not in value:
-            out.append((span, tier))
-            continue
-        pos = span.start
-        for part in value.split("\n"):
-            a = pos + len(part) - len(part.lstrip())
-            b = pos + len(part.rstrip())
-            if b > a:
-                out.append((Span(a, b, span.entity, span.score), tier))
-            pos += len(part) + 1
+    value = text[start:end]
+    if tier != _TIER_NER or "\n" not in value:
+        return [(start, end)]
+    out: list[tuple[int, int]] = []
+    pos = start
+    for part in value.split("\n"):
+        a = pos + len(part) - len(part.lstrip())
+        b = pos + len(part.rstrip())
+        if b > a:
+            out.append((a, b))
+        pos += len(part) + 1
     return out
 
 
@@ -358,13 +356,14 @@ def _signature_lines(text: str, found: list[tuple[Span, int]]) -> list[tuple[Spa
         return []
     lines = _lines(text)
     covered = [(s.start, s.end, s.entity) for s, _ in found]
+    patterns = [(s.start, s.end) for s, tier in found if tier > _TIER_NER]
 
     def fully(start: int, end: int, entities: frozenset[str] | None = None) -> bool:
         return end > start and any(a <= start and end <= b and (entities is None or e in entities)
                                    for a, b, e in covered)
 
-    def touched(start: int, end: int) -> bool:
-        return any(a < end and start < b for a, b, _ in covered)
+    def touched(start: int, end: int) -> bool:  # by a pattern (the NER may be wrong)
+        return any(a < end and start < b for a, b in patterns)
 
     def starts_address(start: int, end: int) -> bool:
         return end > start and any(a == start and e in _ADDRESS_ENTITIES for a, b, e in covered)
@@ -378,6 +377,7 @@ def _signature_lines(text: str, found: list[tuple[Span, int]]) -> list[tuple[Spa
                 and len(text[start:end].split()) <= 4):
             out.append((Span(start, end, "LOCATION", 0.5), 2))
             towns.add(i)
+    for i, (start, end) in enumerate(lines):
         if not fully(start, end, frozenset({"PERSON"})):
             continue
         picked: list[tuple[int, int]] = []
@@ -431,9 +431,9 @@ def _spans_local(
         results = analyzer.analyze(
             text, LANGUAGE, nlp_artifacts=artifacts, score_threshold=threshold
         )
-        found = [(Span(r.start, r.end, _entity(text, r), r.score), _tier(r)) for r in results
-                 if not _not_personal(text, r)]
-        found = _ner_lines(text, found)
+        found = [(Span(a, b, _entity(text, r, a, b), r.score), tier) for r in results
+                 if not _not_personal(text, r)
+                 for tier in (_tier(r),) for a, b in _ner_lines(text, r.start, r.end, tier)]
         found = _not_inside_streets(found, results)
         found = _address_lines(text, found)
         found += _signature_lines(text, found)

@@ -32,6 +32,7 @@ import pkgutil
 import re
 
 import faker.providers.person as _faker_person
+from faker.providers.address.en_US import Provider as _FakerAddress
 from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 from spacy.lang.en.stop_words import STOP_WORDS
@@ -177,7 +178,8 @@ class GivenNameRecognizer(EntityRecognizer):
             # (a lone given name the NER took for a place is a person, unless a
             # preposition of place stands before it: "moved to Florence")
             elif same_span and (label in _NER_ORG or (label in _NER_PLACE and (
-                    len(words) > 1 or _RE_PLACE_BEFORE.search(text, 0, start) is None))):
+                    len(words) > 1 or (_RE_PLACE_BEFORE.search(text, 0, start) is None
+                                       and run not in _COUNTRIES)))):
                 # the NER found this very name but called it an organisation (or, for a
                 # given name + surname, a place): its type is what we correct
                 out.append(self._result(start, end, self.STRONG, 2))
@@ -225,6 +227,8 @@ def person_shaped(value: str) -> bool:
 _RE_WORD = re.compile(_WORD)
 
 
+# country names that are also given names somewhere ("France", "Chad", "Jordan")
+_COUNTRIES = frozenset(_FakerAddress.countries)
 _RE_PLACE_BEFORE = re.compile(
     r"\b(?i:in|at|to|from|of|near|into|via|through|across|around|outside|visit(?:ed|ing)?|"
     r"towards?)[ \t]+\Z")
@@ -323,6 +327,14 @@ def name_recognizers() -> list[EntityRecognizer]:
          rf"joined|interned?[ \t]+at)[ \t]+(?P<x>{_NAME})"],
         0.5,
     )
+    # a given name, a middle initial and a surname ("Tarik J Oduya"): only fills gaps
+    initial = GroupPatternRecognizer(
+        "PERSON", "MiddleInitialNameRecognizer",
+        [rf"(?<![\w'’\-])(?P<x>{_WORD}[ \t]+(?:[B-HJ-Z]\.?|[AI]\.)[ \t]+{_WORD})(?![\w'’\-])"],
+        0.5, tier=1,
+        check=lambda v: v.split()[0].lower() not in STOP_WORDS
+        and not any(_RE_NOT_PERSON_WORD.fullmatch(w) for w in v.split()),
+    )
     # "Ondina lives on Via X": whoever lives somewhere is a person
     resident = GroupPatternRecognizer(
         "PERSON", "ResidentNameRecognizer",
@@ -331,4 +343,4 @@ def name_recognizers() -> list[EntityRecognizer]:
         0.6, check=lambda v: v.split()[0].lower() not in STOP_WORDS,
     )
     return [honorific, introduced, GivenNameRecognizer(), place, organisation, employer,
-            resident]
+            resident, initial]
