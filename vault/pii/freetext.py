@@ -193,6 +193,11 @@ _RE_DURATION = re.compile(
     r"(?i:(?:about|almost|nearly|over|under|for|the[ \t]+(?:last|past|next)|last|past|next)"
     r"[ \t]+)?\d{1,3}\+?[ \t-]*(?i:years?|yrs?|months?|weeks?|days?|hours?|hrs?|minutes?"
     r"|mins?)")
+# "the last Sunday", "next Tuesday", "this weekend": relative to a day nobody wrote down
+_RE_RELATIVE_DAY = re.compile(
+    r"(?i:(?:the[ \t]+)?(?:last|next|this|past|coming|following|previous)[ \t]+"
+    r"(?:(?:mon|tues|wednes|thurs|fri|satur|sun)day|weekend|week|night|morning|evening|"
+    r"afternoon))")
 # names of identifiers and form fields that the NER takes for organisations ("my SSN:",
 # "the ATM", "IBAN"): they name a kind of number, not a body anyone belongs to
 _NOT_ORGS = frozenset({"SSN", "ITIN", "TIN", "EIN", "DOB", "ZIP", "ID", "PIN", "ATM", "IBAN",
@@ -210,6 +215,7 @@ def _not_personal(text: str, result: RecognizerResult) -> bool:
         return text[result.start : result.end] in _NOT_ORGS
     return result.entity_type == "DATE_TIME" and (
         _RE_DATE_ANCHOR.search(text, result.start, result.end) is None
+        or _RE_RELATIVE_DAY.fullmatch(text, result.start, result.end) is not None
         or _RE_DURATION.fullmatch(text, result.start, result.end) is not None)
 
 
@@ -290,6 +296,31 @@ def _ner_lines(text: str, start: int, end: int, tier: int) -> list[tuple[int, in
         if b > a:
             out.append((a, b))
         pos += len(part) + 1
+    return out
+
+
+_RE_TOWN_GAP = re.compile(r"[ \t]+|,[ \t]*")
+_RE_TOWN_END = re.compile(r"[ \t]*(?:[,.;\n]|\d|\Z)")
+_TOWN_LABELS = frozenset({"PERSON", "ORGANIZATION", "NRP"})
+
+
+def _towns_after_streets(text: str, found: list[tuple[Span, int]]) -> list[tuple[Span, int]]:
+    """The NER's person or organisation right after a street line or unit, on its line,
+    is the town ("Suite 12 Tromsdal", "Birkevej 15, Tromsdal V"): after a comma
+    only when the line, a postcode or another field follows."""
+    ends = {s.end for s, tier in found if s.entity == "US_STREET_ADDRESS" and tier > _TIER_NER}
+    if not ends:
+        return found
+    out: list[tuple[Span, int]] = []
+    for span, tier in found:
+        if tier == _TIER_NER and span.entity in _TOWN_LABELS:
+            for e in ends:
+                gap = _RE_TOWN_GAP.fullmatch(text, e, span.start) if e < span.start else None
+                if gap is not None and ("," not in gap.group()
+                                        or _RE_TOWN_END.match(text, span.end)):
+                    span = Span(span.start, span.end, "LOCATION", span.score)
+                    break
+        out.append((span, tier))
     return out
 
 
@@ -439,7 +470,10 @@ def _spans_local(
         found += _signature_lines(text, found)
         people = [(s.start, s.end) for s, _ in found if s.entity == "PERSON"]
         found += [(Span(a, b, "PERSON", _REPEAT_SCORE), 2) for a, b in repeated_names(text, people)]
-        out[i] = _resolve(found, text)
+        found = _towns_after_streets(text, found)
+        # a date's leftover without a digit, a month or a weekday ("12345 | last night")
+        out[i] = [s for s in _resolve(found, text) if s.entity != "DATE_TIME"
+                  or _RE_DATE_ANCHOR.search(text, s.start, s.end) is not None]
     return out
 
 

@@ -304,11 +304,13 @@ def name_recognizers() -> list[EntityRecognizer]:
             r"(?:to|from|in|at|into)[ \t]+"
             rf"(?P<x>{_PLACE})",
             rf"\b(?:home[ \t]+(?:city|town)|[Ww]here:|City:|Town:)[ \t]+(?P<x>{_PLACE})",
-            # "12 Some Street, Town" / "Some Street 4, Town": the town after a street
-            rf"(?:\d[a-z]?|\b(?i:{_STREET_SUFFIX}))\.?,[ \t]+(?P<x>{_PLACE})"
+            # "12 Some Street, Town" / "Some Street 4, Town V": the town (and its postal
+            # district or region letters) after a street
+            rf"(?:\d[a-z]?|\b(?i:{_STREET_SUFFIX}))\.?,[ \t]+"
+            rf"(?P<x>{_PLACE}(?:[ \t]+[{_UP}]{{1,3}})?)"
             r"(?=[ \t]*(?:[,.;?!\n]|$))",
         ],
-        0.6,
+        0.72,  # a frame says more than a name list: "returned to Marisol"
     )
     organisation = PatternRecognizer(
         supported_entity="ORGANIZATION",
