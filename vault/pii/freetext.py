@@ -231,7 +231,8 @@ _RE_ORG_WORD = re.compile(rf"\b(?:{_ORG_SUFFIX}|(?i:university|school|office|dep
                           r"council|committee|board|party|team|club|church|hospital))\b")
 
 
-def _entity(text: str, result: RecognizerResult, start: int, end: int) -> str:
+def _entity(text: str, result: RecognizerResult, start: int | None = None,
+            end: int | None = None) -> str:
     """The entity of a result, with two corrections of the NER's labels for numbers:
 
     * a bare 4-5 digit number (or ZIP+4) that is not a year is not a date: it is
@@ -245,6 +246,8 @@ def _entity(text: str, result: RecognizerResult, start: int, end: int) -> str:
     """
     if _tier(result) != _TIER_NER or result.entity_type not in ("DATE_TIME", "ORGANIZATION"):
         return result.entity_type
+    start = result.start if start is None else start
+    end = result.end if end is None else end
     value = text[start:end]
     if result.entity_type == "ORGANIZATION":
         if person_shaped(value):
