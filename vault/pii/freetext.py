@@ -30,7 +30,14 @@ from presidio_analyzer import RecognizerResult
 from spacy.lang.en.stop_words import STOP_WORDS as _STOP_WORDS
 
 from vault.pii.engine import LANGUAGE, get_analyzer
-from vault.pii.names import _ORG_SUFFIX, person_shaped, repeated_names
+from vault.pii.names import (
+    _ORG_SUFFIX,
+    NOT_NAMES,
+    given_names,
+    person_shaped,
+    repeated_names,
+    surnames,
+)
 from vault.pii.recognizers import RECOGNIZER_TIERS, TIER_KEY
 
 __all__ = ["DEFAULT_THRESHOLD", "Span", "find_spans", "redact_texts", "shutdown_pools"]
@@ -204,19 +211,43 @@ _NOT_ORGS = frozenset({"SSN", "ITIN", "TIN", "EIN", "DOB", "ZIP", "ID", "PIN", "
                        "SWIFT", "BIC", "CVV", "VIN", "DL", "PO"})
 
 
-def _not_personal(text: str, result: RecognizerResult) -> bool:
+def _not_personal(text: str, result: RecognizerResult,
+                  nouns: frozenset[str] = frozenset()) -> bool:
     """A date the NER found with neither a digit, a month nor a weekday ("next week",
     "this month", "nights"), or a duration ("8+ years", "the last 3 months"): it places
     nobody in time, so it is not redacted. Also the NER's organisations that are names of
-    identifiers (:data:`_NOT_ORGS`)."""
+    identifiers (:data:`_NOT_ORGS`), and a lone capitalised word the NER calls a person
+    that is an English common noun (``nouns``, the model's own lemma index) and in no
+    list of given names or surnames ("Bookkeeper", "Gratitude", "Lanterns")."""
     if _tier(result) != _TIER_NER:
         return False
     if result.entity_type == "ORGANIZATION":
         return text[result.start : result.end] in _NOT_ORGS
+    if result.entity_type == "PERSON" and nouns:
+        return _common_noun(text[result.start : result.end], nouns)
     return result.entity_type == "DATE_TIME" and (
         _RE_DATE_ANCHOR.search(text, result.start, result.end) is None
         or _RE_RELATIVE_DAY.fullmatch(text, result.start, result.end) is not None
         or _RE_DURATION.fullmatch(text, result.start, result.end) is not None)
+
+
+def _common_noun(value: str, nouns: frozenset[str]) -> bool:
+    if not value.isalpha() or not value[:1].isupper():
+        return False
+    if value in given_names() or value in surnames() or value in NOT_NAMES:
+        return False  # a listed name, even one that is also a word ("Frank", "Dale")
+    low = value.lower()
+    return low in nouns or (low.endswith("s") and low[:-1] in nouns)
+
+
+def common_nouns(nlp: object) -> frozenset[str]:
+    """English common nouns of a spaCy pipeline's lemmatizer index (WordNet's nouns in
+    the English models), lower case; empty when the pipeline has none."""
+    try:
+        table = nlp.get_pipe("lemmatizer").lookups.get_table("lemma_index")  # type: ignore[attr-defined]
+        return frozenset(w for w in table["noun"] if w.isalpha())
+    except (KeyError, AttributeError, ValueError):
+        return frozenset()
 
 
 _RE_BARE_NUMBER = re.compile(r"\d{4,5}(?:-\d{4})?")
@@ -454,6 +485,7 @@ def _spans_local(
     texts: Sequence[str | None], batch_size: int, model: str | None, threshold: float
 ) -> list[list[Span]]:
     analyzer = get_analyzer(model)
+    nouns = _nouns(model)
     out: list[list[Span]] = [[] for _ in texts]
     todo = [(i, t) for i, t in enumerate(texts) if t is not None and t.strip()]
     if not todo:
@@ -466,7 +498,7 @@ def _spans_local(
             text, LANGUAGE, nlp_artifacts=artifacts, score_threshold=threshold
         )
         found = [(Span(a, b, _entity(text, r, a, b), r.score), tier) for r in results
-                 if not _not_personal(text, r)
+                 if not _not_personal(text, r, nouns)
                  for tier in (_tier(r),) for a, b in _ner_lines(text, r.start, r.end, tier)]
         found = _not_inside_streets(found, results)
         found = _address_lines(text, found)
@@ -478,6 +510,17 @@ def _spans_local(
         out[i] = [s for s in _resolve(found, text) if s.entity != "DATE_TIME"
                   or _RE_DATE_ANCHOR.search(text, s.start, s.end) is not None]
     return out
+
+
+_NOUNS: dict[str | None, frozenset[str]] = {}
+
+
+def _nouns(model: str | None) -> frozenset[str]:
+    got = _NOUNS.get(model)
+    if got is None:
+        nlp = get_analyzer(model).nlp_engine.nlp[LANGUAGE]  # type: ignore[attr-defined]
+        got = _NOUNS[model] = common_nouns(nlp)
+    return got
 
 
 def _worker_chunk(args: tuple[list[str | None], int, str | None, float]) -> list[list[Span]]:

@@ -40,7 +40,8 @@ from spacy.lang.en.stop_words import STOP_WORDS
 from vault.pii.checks import STREET_SUFFIX_RE as _STREET_SUFFIX
 from vault.pii.group_pattern import TIER_KEY, GroupPatternRecognizer
 
-__all__ = ["given_names", "name_recognizers", "person_shaped", "repeated_names", "surnames"]
+__all__ = ["NOT_NAMES", "given_names", "name_recognizers", "person_shaped", "repeated_names",
+           "surnames"]
 
 # Upper-case letters of Latin-1, Latin Extended-A/B, Greek and Cyrillic.
 _UP = "A-Z" + "".join(
@@ -90,6 +91,7 @@ _NOT_NAMES_TEXT = """
     Brown Green Black White Gray Grey Cook Baker Carter Cooper Sterling Price Sun
 """
 _NOT_NAMES = frozenset(_NOT_NAMES_TEXT.split())
+NOT_NAMES = _NOT_NAMES  # names that are also words: listed, but no evidence alone
 
 
 @functools.cache
