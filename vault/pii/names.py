@@ -275,6 +275,70 @@ def repeated_names(text: str, names: list[tuple[int, int]]) -> list[tuple[int, i
     ]
 
 
+# Nationalities, religious and political groups (NRP), a general English lexicon: the
+# NER knows most capitalised ones, not lower-case or plural ones ("proud peruvians").
+_NRP_TEXT = """
+    afghan albanian algerian american andorran angolan argentine argentinian armenian
+    australian austrian azerbaijani bahamian bahraini bangladeshi barbadian belarusian
+    belgian belizean beninese bhutanese bolivian bosnian botswanan brazilian british
+    bruneian bulgarian burkinabe burmese burundian cambodian cameroonian canadian
+    chadian chilean chinese colombian congolese costa rican croatian cuban cypriot czech
+    danish djiboutian dominican dutch ecuadorian egyptian emirati english eritrean
+    estonian ethiopian fijian filipino finnish french gabonese gambian georgian german
+    ghanaian greek greenlandic grenadian guatemalan guinean guyanese haitian honduran
+    hungarian icelandic indian indonesian iranian iraqi irish israeli italian ivorian
+    jamaican japanese jordanian kazakh kenyan korean kosovar kuwaiti kyrgyz lao laotian
+    latvian lebanese liberian libyan lithuanian luxembourgish macedonian malagasy
+    malawian malaysian maldivian malian maltese mauritanian mauritian mexican moldovan
+    monegasque mongolian montenegrin moroccan mozambican namibian nepalese nepali
+    nicaraguan nigerian nigerien norwegian omani pakistani palestinian panamanian
+    paraguayan persian peruvian polish portuguese qatari romanian russian rwandan saudi
+    scottish senegalese serbian sierra leonean singaporean slovak slovakian slovenian
+    somali south african spanish sri lankan sudanese surinamese swazi swedish swiss
+    syrian taiwanese tajik tanzanian thai togolese tongan trinidadian tunisian turkish
+    turkmen ugandan ukrainian uruguayan uzbek venezuelan vietnamese welsh yemeni zambian
+    zimbabwean latino latina latinx hispanic arab asian african european caucasian
+    kurdish basque catalan tamil punjabi bengali gujarati sikh hindu muslim christian
+    catholic protestant jewish jew buddhist mormon baptist methodist lutheran evangelical
+    orthodox shia shiite sunni atheist agnostic quaker amish democrat republican
+    libertarian socialist communist
+"""
+_NRP = frozenset(_NRP_TEXT.split())
+_RE_NRP_WORD = re.compile(r"(?<![\w'’\-])[A-Za-z]+(?![\w'’\-])")
+
+
+class GroupWordRecognizer(EntityRecognizer):
+    """NRP for a nationality, a religious or a political group in lower case or in the
+    plural ("peruvians", "Maltese", "sikhs"); a capitalised singular is left to the
+    NER ("English" the language, "American" of a company's name). Tier 1: it fills gaps
+    the NER left."""
+
+    SCORE = 0.5
+
+    def __init__(self) -> None:
+        super().__init__(supported_entities=["NRP"], name="GroupWordRecognizer")
+
+    def load(self) -> None:
+        return None
+
+    def analyze(self, text: str, entities: list[str],
+                nlp_artifacts: NlpArtifacts | None = None) -> list[RecognizerResult]:
+        out: list[RecognizerResult] = []
+        for m in _RE_NRP_WORD.finditer(text):
+            word = m.group().lower()
+            if m.group()[0].isupper() and not word.endswith("s"):
+                continue  # "English", "American Freight Lines": the NER's call
+            if not (word in _NRP or (word.endswith("s") and (
+                    word[:-1] in _NRP or (word.endswith("es") and word[:-2] in _NRP)
+                    or (word.endswith("is") and word[:-2] in _NRP)))):
+                continue
+            out.append(RecognizerResult("NRP", m.start(), m.end(), self.SCORE,
+                                        recognition_metadata={
+                RecognizerResult.RECOGNIZER_NAME_KEY: "GroupWordRecognizer", TIER_KEY: 1,
+            }))
+        return out
+
+
 def name_recognizers() -> list[EntityRecognizer]:
     """Fresh instances of the recognizers described in the module docstring."""
     honorific = PatternRecognizer(
@@ -347,4 +411,4 @@ def name_recognizers() -> list[EntityRecognizer]:
         0.6, check=lambda v: v.split()[0].lower() not in STOP_WORDS,
     )
     return [honorific, introduced, GivenNameRecognizer(), place, organisation, employer,
-            resident, initial]
+            resident, initial, GroupWordRecognizer()]
