@@ -475,6 +475,28 @@ def _signature_lines(text: str, found: list[tuple[Span, int]]) -> list[tuple[Spa
     return out
 
 
+# "Ana Li, the technical writer, said": a job title in apposition to a person
+_RE_APPOSITIVE = re.compile(
+    r",[ \t]+(?:the|our|their|his|her|its|a|an)[ \t]+"
+    r"(?P<x>[^\W\d_][\w'’\-]*(?:[ \t]+[^\W\d_][\w'’\-]*){0,3}),[ \t]")
+
+
+def _appositive_titles(text: str, found: list[tuple[Span, int]]) -> list[tuple[Span, int]]:
+    """A person's title in apposition ("Ana Li, the technical writer, said ..."): TITLE."""
+    out: list[tuple[Span, int]] = []
+    for span, _ in found:
+        if span.entity != "PERSON":
+            continue
+        m = _RE_APPOSITIVE.match(text, span.end)
+        if m is None:
+            continue
+        words = m.group("x").split()
+        if all(w.lower() in _STOP_WORDS for w in words):
+            continue
+        out.append((Span(m.start("x"), m.end("x"), "TITLE", 0.5), 2))
+    return out
+
+
 _ADDRESS_ENTITIES = frozenset({"US_STREET_ADDRESS"})
 # lines that are not a title or a company: a phone, an e-mail, a place
 _NOT_SIGNATURE = frozenset({"PHONE_NUMBER", "EMAIL_ADDRESS", "LOCATION", "US_STREET_ADDRESS",
@@ -503,6 +525,7 @@ def _spans_local(
         found = _not_inside_streets(found, results)
         found = _address_lines(text, found)
         found += _signature_lines(text, found)
+        found += _appositive_titles(text, found)
         people = [(s.start, s.end) for s, _ in found if s.entity == "PERSON"]
         found += [(Span(a, b, "PERSON", _REPEAT_SCORE), 2) for a, b in repeated_names(text, people)]
         found = _towns_after_streets(text, found)
