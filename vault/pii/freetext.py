@@ -208,7 +208,10 @@ _RE_RELATIVE_DAY = re.compile(
 # names of identifiers and form fields that the NER takes for organisations ("my SSN:",
 # "the ATM", "IBAN"): they name a kind of number, not a body anyone belongs to
 _NOT_ORGS = frozenset({"SSN", "ITIN", "TIN", "EIN", "DOB", "ZIP", "ID", "PIN", "ATM", "IBAN",
-                       "SWIFT", "BIC", "CVV", "VIN", "DL", "PO"})
+                       "SWIFT", "BIC", "CVV", "VIN", "DL", "PO",
+                       # field labels of a signature ("Mobile: ...", "Desk: ...")
+                       "Mobile", "Desk", "Phone", "Fax", "Tel", "Cell", "Email", "E-mail",
+                       "Office", "Home", "Work", "Address"})
 
 
 def _not_personal(text: str, result: RecognizerResult,
@@ -222,7 +225,7 @@ def _not_personal(text: str, result: RecognizerResult,
     if _tier(result) != _TIER_NER:
         return False
     if result.entity_type == "ORGANIZATION":
-        return text[result.start : result.end] in _NOT_ORGS
+        return text[result.start : result.end].rstrip(":") in _NOT_ORGS
     if result.entity_type == "PERSON" and nouns:
         return _common_noun(text[result.start : result.end], nouns)
     return result.entity_type == "DATE_TIME" and (
