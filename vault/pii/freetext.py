@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 
 import polars as pl
+from faker.providers.address.en_US import Provider as _FakerAddress
 from presidio_analyzer import RecognizerResult
 from spacy.lang.en.stop_words import STOP_WORDS as _STOP_WORDS
 
@@ -235,20 +236,33 @@ def _not_personal(text: str, result: RecognizerResult,
 
 
 def _common_noun(value: str, nouns: frozenset[str]) -> bool:
-    if not value.isalpha() or not value[:1].isupper():
+    """Whether ``value`` is a capitalised common noun ("Bookkeeper") or a phrase of
+    common words ("Quiet Evenings"): every word an English noun or adjective (or a
+    stop word), none a listed name or a country."""
+    words = _RE_PHRASE_SPLIT.split(value.strip())
+    content = [w for w in words if w.lower() not in _STOP_WORDS]
+    if not content or not value[:1].isupper():
         return False
-    if value in given_names() or value in surnames() or value in NOT_NAMES:
-        return False  # a listed name, even one that is also a word ("Frank", "Dale")
-    low = value.lower()
-    return low in nouns or (low.endswith("s") and low[:-1] in nouns)
+    for word in content:
+        if not word.isalpha() or word in given_names() or word in surnames() or (
+                word in NOT_NAMES or word in _COUNTRY_WORDS):
+            return False  # a listed name, even one that is also a word ("Frank", "Dale")
+        low = word.lower()
+        if not (low in nouns or (low.endswith("s") and low[:-1] in nouns)):
+            return False
+    return True
+
+
+_RE_PHRASE_SPLIT = re.compile(r"[ \t,&]+")
+_COUNTRY_WORDS = frozenset(w for c in _FakerAddress.countries for w in c.split())
 
 
 def common_nouns(nlp: object) -> frozenset[str]:
-    """English common nouns of a spaCy pipeline's lemmatizer index (WordNet's nouns in
-    the English models), lower case; empty when the pipeline has none."""
+    """English common nouns and adjectives of a spaCy pipeline's lemmatizer index
+    (WordNet's, in the English models), lower case; empty when the pipeline has none."""
     try:
         table = nlp.get_pipe("lemmatizer").lookups.get_table("lemma_index")  # type: ignore[attr-defined]
-        return frozenset(w for w in table["noun"] if w.isalpha())
+        return frozenset(w for pos in ("noun", "adj") for w in table[pos] if w.isalpha())
     except (KeyError, AttributeError, ValueError):
         return frozenset()
 
