@@ -457,3 +457,21 @@ def test_relative_days_are_not_dates() -> None:
     assert not [g for g in _spans_of("and on the last Sunday we returned home")
                 if g[1] == "DATE_TIME"]
     assert [g for g in _spans_of("see you Sunday, March 3 at noon") if g[1] == "DATE_TIME"]
+
+
+def test_common_words_the_ner_calls_people_are_not_people() -> None:
+    nouns = freetext._nouns(None)
+    assert nouns  # the model ships its lemma index
+    assert freetext._common_noun("Bookkeeper", nouns)
+    assert freetext._common_noun("Quiet Evenings", nouns)
+    # listed names (even ones that are words), countries and unknown words stay
+    for value in ("Frank", "Rebecca", "Smith", "France", "Oduya", "Ana Li"):
+        assert not freetext._common_noun(value, nouns), value
+
+    def ner_person(text: str) -> bool:
+        result = RecognizerResult("PERSON", 0, len(text), 0.85, recognition_metadata={
+            RecognizerResult.RECOGNIZER_NAME_KEY: "SpacyRecognizer"})
+        return freetext._not_personal(text, result, nouns)
+
+    assert ner_person("Gratitude")
+    assert not ner_person("Dale")
