@@ -417,7 +417,7 @@ def test_spans_are_trimmed_and_blank_spans_dropped() -> None:
 
 def test_ner_spans_are_cut_at_line_breaks() -> None:
     text = "Elm St\n Apt 9"
-    assert freetext._ner_lines(text, 0, len(text), 1) == [(0, 7), (9, 14)]
+    assert freetext._ner_lines(text, 0, len(text), 1) == [(0, 6), (8, 13)]
     assert freetext._ner_lines(text, 0, len(text), 0) == [(0, len(text))]  # a block
 
 
