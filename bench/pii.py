@@ -633,6 +633,9 @@ def main() -> None:
     ap.add_argument("--heldout", type=Path, metavar="SYNTH_JSON_GZ", nargs="?", const=Path("-"),
                     help="only print recall/precision on the dev and held-out splits of this "
                          "dataset and on the generated canvass notes")
+    ap.add_argument("--cpu-notes", type=int, metavar="N",
+                    help="only print the CPU seconds of redact_texts on N synthetic canvass "
+                         "notes (one process, median of --runs)")
     ap.add_argument("--dev-errors", type=Path, metavar="SYNTH_JSON_GZ",
                     help="print misses and false positives of the presidio DEV split only "
                          "(terminal only; never commit the output)")
@@ -659,6 +662,18 @@ def main() -> None:
         print(json.dumps({"model": model_name(), "load_avg_start": round(os.getloadavg()[0], 1),
                           "freetext": bench_freetext(args.texts, args.scale_texts),
                           "load_avg_end": round(os.getloadavg()[0], 1)}, indent=2))
+        return
+    if args.cpu_notes is not None:
+        notes = canvass_notes(args.cpu_notes)
+        redact_texts(notes[:50])  # model and recognizers loaded
+        cpu: list[float] = []
+        for _ in range(args.runs):
+            t0 = time.process_time()
+            redact_texts(notes, n_process=1)
+            cpu.append(time.process_time() - t0)
+        print(json.dumps({"texts": args.cpu_notes, "cpu_s": [round(c, 2) for c in cpu],
+                          "median_cpu_s": round(statistics.median(cpu), 2),
+                          "load_avg": round(os.getloadavg()[0], 1)}))
         return
     if args.dev_errors is not None:
         print(dev_errors(args.dev_errors))
