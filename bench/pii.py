@@ -425,12 +425,15 @@ def bench_cli_classify(rows: int, runs: int) -> dict[str, Any]:
     return out
 
 
-def heldout_report(dataset: Path | None, labels: bool = False) -> dict[str, Any]:
+def heldout_report(dataset: Path | None, labels: bool = False,
+                   dev_only: bool = False) -> dict[str, Any]:
     """Recall and precision on each set; per-label counts only for the dev sets (rules
     are tuned on those; held-out failures are never looked at span by span)."""
     out: dict[str, Any] = {"model": model_name(),
                            "load_avg_start": round(os.getloadavg()[0], 1), "sets": {}}
     for name, records in evaluation_sets(dataset).items():
+        if dev_only and "held-out" in name:
+            continue
         score, elapsed = _score(records)
         entry: dict[str, Any] = {
             "texts": len(records), "gold_spans": score.total,
@@ -448,6 +451,72 @@ def heldout_report(dataset: Path | None, labels: bool = False) -> dict[str, Any]
         out["sets"][name] = entry
     out["load_avg_end"] = round(os.getloadavg()[0], 1)
     return out
+
+
+def dev_errors(dataset: Path, limit: int = 40) -> str:
+    """Per-label misses and per-entity false positives on the presidio **dev** split only
+    (the held-out split is never read here): what to tune on. Prints dev text to the
+    terminal; never commit its output."""
+    import gzip
+    from collections import Counter, defaultdict
+
+    from vault.pii.evaluation import LABEL_MAP, split_of
+    from vault.pii.freetext import find_spans
+
+    with gzip.open(dataset, "rt", encoding="utf-8") as fh:
+        records = [r for r in json.load(fh) if split_of(r["template_id"]) == "dev"]
+    predicted = find_spans([r["full_text"] for r in records])
+    missed: dict[str, list[str]] = defaultdict(list)
+    mistyped: dict[str, Counter[str]] = defaultdict(Counter)
+    mistyped_ex: dict[str, list[str]] = defaultdict(list)
+    false_pos: dict[str, list[str]] = defaultdict(list)
+    wrong_type: dict[str, Counter[str]] = defaultdict(Counter)
+    wrong_type_ex: dict[str, list[str]] = defaultdict(list)
+    for r, pred in zip(records, predicted, strict=True):
+        text = r["full_text"]
+        gold = [(s["start_position"], s["end_position"], s["entity_type"]) for s in r["spans"]]
+        for start, end, label in gold:
+            need = 0.5 * (end - start)
+            covered = sum(max(0, min(end, p.end) - max(start, p.start)) for p in pred)
+            typed = sum(max(0, min(end, p.end) - max(start, p.start)) for p in pred
+                        if p.entity in LABEL_MAP.get(label, frozenset()))
+            ctx = f"{text[max(0, start - 30):start]}[[{text[start:end]}]]{text[end:end + 30]}"
+            ctx = ctx.replace("\n", "\\n")
+            if covered < need:
+                missed[label].append(ctx)
+            elif typed < need:
+                got = "+".join(sorted({p.entity for p in pred
+                                       if min(end, p.end) > max(start, p.start)}))
+                mistyped[label][got] += 1
+                mistyped_ex[f"{label}<-{got}"].append(ctx)
+        for p in pred:
+            touching = [g for s, e, g in gold if min(p.end, e) > max(p.start, s)]
+            ctx = f"{text[max(0, p.start - 30):p.start]}[[{text[p.start:p.end]}]]" \
+                  f"{text[p.end:p.end + 30]}".replace("\n", "\\n")
+            if not touching:
+                false_pos[p.entity].append(ctx)
+            elif not any(p.entity in LABEL_MAP.get(g, frozenset()) for g in touching):
+                key = "+".join(sorted(set(touching)))
+                wrong_type[p.entity][key] += 1
+                wrong_type_ex[f"{p.entity}->{key}"].append(ctx)
+    lines = [f"presidio DEV split: {len(records)} texts"]
+    lines.append("\n== missed (not redacted), by gold label ==")
+    for label, xs in sorted(missed.items(), key=lambda kv: -len(kv[1])):
+        lines.append(f"-- {label}: {len(xs)}")
+        lines += [f"   {x}" for x in xs[:limit]]
+    lines.append("\n== redacted but mistyped, gold label <- predicted ==")
+    for key, xs in sorted(mistyped_ex.items(), key=lambda kv: -len(kv[1])):
+        lines.append(f"-- {key}: {len(xs)}")
+        lines += [f"   {x}" for x in xs[:limit]]
+    lines.append("\n== predicted spans touching no gold span, by predicted entity ==")
+    for ent, xs in sorted(false_pos.items(), key=lambda kv: -len(kv[1])):
+        lines.append(f"-- {ent}: {len(xs)}")
+        lines += [f"   {x}" for x in xs[:limit]]
+    lines.append("\n== predicted spans touching only gold of another type, predicted -> gold ==")
+    for key, xs in sorted(wrong_type_ex.items(), key=lambda kv: -len(kv[1])):
+        lines.append(f"-- {key}: {len(xs)}")
+        lines += [f"   {x}" for x in xs[:limit]]
+    return "\n".join(lines)
 
 
 # --- report -------------------------------------------------------------------------
@@ -564,6 +633,15 @@ def main() -> None:
     ap.add_argument("--heldout", type=Path, metavar="SYNTH_JSON_GZ", nargs="?", const=Path("-"),
                     help="only print recall/precision on the dev and held-out splits of this "
                          "dataset and on the generated canvass notes")
+    ap.add_argument("--cpu-notes", type=int, metavar="N",
+                    help="only print the CPU seconds of redact_texts on N synthetic canvass "
+                         "notes (one process, median of --runs)")
+    ap.add_argument("--dev-errors", type=Path, metavar="SYNTH_JSON_GZ",
+                    help="print misses and false positives of the presidio DEV split only "
+                         "(terminal only; never commit the output)")
+    ap.add_argument("--dev-only", action="store_true",
+                    help="with --heldout: score the development sets only (no held-out set "
+                         "is scored)")
     ap.add_argument("--labels", action="store_true",
                     help="with --heldout: per-label figures of the dev sets")
     ap.add_argument("--freetext-only", action="store_true",
@@ -585,9 +663,24 @@ def main() -> None:
                           "freetext": bench_freetext(args.texts, args.scale_texts),
                           "load_avg_end": round(os.getloadavg()[0], 1)}, indent=2))
         return
+    if args.cpu_notes is not None:
+        notes = canvass_notes(args.cpu_notes)
+        redact_texts(notes[:50])  # model and recognizers loaded
+        cpu: list[float] = []
+        for _ in range(args.runs):
+            t0 = time.process_time()
+            redact_texts(notes, n_process=1)
+            cpu.append(time.process_time() - t0)
+        print(json.dumps({"texts": args.cpu_notes, "cpu_s": [round(c, 2) for c in cpu],
+                          "median_cpu_s": round(statistics.median(cpu), 2),
+                          "load_avg": round(os.getloadavg()[0], 1)}))
+        return
+    if args.dev_errors is not None:
+        print(dev_errors(args.dev_errors))
+        return
     if args.heldout is not None:
         data = None if str(args.heldout) == "-" else args.heldout
-        print(json.dumps(heldout_report(data, args.labels), indent=2))
+        print(json.dumps(heldout_report(data, args.labels, args.dev_only), indent=2))
         return
     if args.recall is not None:
         print(recall_table(args.recall))

@@ -223,8 +223,8 @@ def test_address_block_labels_only_whole_lines_nobody_claimed() -> None:
     out = freetext._resolve([(block, 0), (street, 2), (zip_code, 2)], text)
     got = [(text[s.start : s.end], s.entity) for s in out]
     # the line break joins the street, the town line keeps the block's label, the
-    # rest of the postcode's line joins the postcode; nothing is uncovered
-    assert got == [("12 Elm Street\n   Springfield\n", "US_STREET_ADDRESS"),
+    # rest of the postcode's line joins the postcode; only blanks at the edges are left
+    assert got == [("12 Elm Street\n   Springfield", "US_STREET_ADDRESS"),
                    ("NY 10001 after the concert.", "US_ZIP_CODE")]
 
 
@@ -382,3 +382,96 @@ def test_phone_with_a_label_after_it() -> None:
 def test_town_after_a_street() -> None:
     text = "She lives at 12 Elm Street, Dunmore."
     assert _entity_at(text, "Dunmore") == {"LOCATION"}
+
+
+def _spans_of(text: str) -> list[tuple[str, str]]:
+    (spans,) = find_spans([text])
+    return [(text[s.start : s.end], s.entity) for s in spans]
+
+
+def test_signature_lines_title_company_and_town() -> None:
+    text = ("Maria Keller\nSenior loan officer\nBrightwater Freight\n41 Harbor Road\n"
+            "Springvale\n")
+    got = _spans_of(text)
+    assert ("Maria Keller", "PERSON") in got
+    assert ("Senior loan officer", "TITLE") in got
+    assert ("Brightwater Freight", "ORGANIZATION") in got
+    # one line between the name and the address is the company; none is a title
+    got = _spans_of("Maria Keller\nBrightwater Freight\n41 Harbor Road\n")
+    assert ("Brightwater Freight", "ORGANIZATION") in got
+    # a short line above a line that is a country is the town
+    assert ("TROMSDAL", "LOCATION") in _spans_of("Maria Keller\n\nTROMSDAL\nNorway")
+    # a sentence under a name is not a title
+    got = _spans_of("Maria Keller\nThanks for the help with the forms.\n")
+    assert not [g for g in got if g[1] in ("TITLE", "ORGANIZATION")]
+
+
+def test_spans_are_trimmed_and_blank_spans_dropped() -> None:
+    text = "12 Elm St\n Apt 4"
+    spans = [freetext.Span(0, 9, "US_STREET_ADDRESS", 0.6),
+             freetext.Span(9, 11, "PERSON", 0.85), freetext.Span(11, 16, "ORGANIZATION", 0.8)]
+    out = freetext._trimmed(text, spans)
+    assert [(text[s.start : s.end], s.entity) for s in out] == [
+        ("12 Elm St", "US_STREET_ADDRESS"), ("Apt 4", "ORGANIZATION")]
+
+
+def test_ner_spans_are_cut_at_line_breaks() -> None:
+    text = "Elm St\n Apt 9"
+    assert freetext._ner_lines(text, 0, len(text), 1) == [(0, 6), (8, 13)]
+    assert freetext._ner_lines(text, 0, len(text), 0) == [(0, len(text))]  # a block
+
+
+def test_organisations_shaped_like_names_and_places_after_in() -> None:
+    from vault.pii.names import person_shaped
+
+    assert person_shaped("Olga P. Brandt")
+    assert person_shaped("Maria Keller's")
+    assert not person_shaped("Keller-Brandt")
+    assert not person_shaped("Keller, Brandt and Ruiz")
+    assert not person_shaped("Keller Labs")
+
+    def ner(text: str, start: int, end: int) -> str:
+        result = RecognizerResult("ORGANIZATION", start, end, 0.85, recognition_metadata={
+            RecognizerResult.RECOGNIZER_NAME_KEY: "SpacyRecognizer"})
+        return freetext._entity(text, result)
+
+    text = "two years at Brightwater in TROMSDAL, then"
+    assert ner(text, text.index("TROMSDAL"), text.index(",")) == "LOCATION"
+    text = "a year in Acme Labs"
+    assert ner(text, text.index("Acme"), len(text)) == "ORGANIZATION"
+
+
+def test_town_right_after_a_street_line() -> None:
+    text = "at 12 Elm Street Suite 4 Springvale nan"
+    street = (freetext.Span(3, 24, "US_STREET_ADDRESS", 0.6), 2)
+    town = (freetext.Span(25, 35, "PERSON", 0.85), 1)
+    out = freetext._towns_after_streets(text, [street, town])
+    assert out[1][0].entity == "LOCATION"
+    text = "at 12 Elm Street, Maria said hello"
+    street = (freetext.Span(3, 16, "US_STREET_ADDRESS", 0.6), 2)
+    person = (freetext.Span(18, 23, "PERSON", 0.85), 1)
+    assert freetext._towns_after_streets(text, [street, person])[1][0].entity == "PERSON"
+
+
+def test_relative_days_are_not_dates() -> None:
+    assert not [g for g in _spans_of("and on the last Sunday we returned home")
+                if g[1] == "DATE_TIME"]
+    assert [g for g in _spans_of("see you Sunday, March 3 at noon") if g[1] == "DATE_TIME"]
+
+
+def test_common_words_the_ner_calls_people_are_not_people() -> None:
+    nouns = freetext._nouns(None)
+    assert nouns  # the model ships its lemma index
+    assert freetext._common_noun("Bookkeeper", nouns)
+    assert freetext._common_noun("Quiet Evenings", nouns)
+    # listed names (even ones that are words), countries and unknown words stay
+    for value in ("Frank", "Rebecca", "Smith", "France", "Oduya", "Ana Li"):
+        assert not freetext._common_noun(value, nouns), value
+
+    def ner_person(text: str) -> bool:
+        result = RecognizerResult("PERSON", 0, len(text), 0.85, recognition_metadata={
+            RecognizerResult.RECOGNIZER_NAME_KEY: "SpacyRecognizer"})
+        return freetext._not_personal(text, result, nouns)
+
+    assert ner_person("Gratitude")
+    assert not ner_person("Dale")

@@ -80,3 +80,21 @@ def test_people_listed_together() -> None:
 def test_military_post_addresses_in_any_case() -> None:
     assert _has("send it to uscgc aslakhanov\nfpo ae 44941 please", "uscgc", "US_STREET_ADDRESS")
     assert _has("PSC 5420, Box 2708\nAPO AA 33879", "PSC 5420", "US_STREET_ADDRESS")
+
+
+def test_lower_case_names_introduced_with_an_initial_or_listed() -> None:
+    assert _has("hi, my name is talita and I vote here", "talita", "PERSON")
+    assert _has("everyone calls me bruno", "bruno", "PERSON")
+    assert _has("follow up with daniel k brenner next month", "daniel k brenner", "PERSON")
+    text = "their kids: marta, jonas, elif and tomas"
+    assert all(_has(text, w, "PERSON") for w in ("marta", "jonas", "elif", "tomas"))
+    for text in ("please call me back later", "they play rock and roll all night",
+                 "my friend lives near the school", "we need eggs, milk, bread and butter"):
+        assert not [g for g in _found(text) if g[1] == "PERSON"], text
+
+
+def test_partners_listed_after_the_or_at_are_one_firm() -> None:
+    text = "She spent a year at Keller, Brandt and Ruiz as a clerk."
+    assert _has(text, "Keller, Brandt and Ruiz", "ORGANIZATION")
+    assert _has("The Oduya, Brandt and Ruiz Quartet played.", "Oduya, Brandt and Ruiz Quartet",
+                "ORGANIZATION")

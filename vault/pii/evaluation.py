@@ -42,6 +42,7 @@ __all__ = [
 #: entity name we (or Presidio) emit -> type of our taxonomy
 ENTITY_TYPE: Mapping[str, str] = {
     "PERSON": "PERSON",
+    "TITLE": "PERSON",  # a job title under a name in a signature: describes the person
     "LOCATION": "LOCATION",
     "US_STREET_ADDRESS": "LOCATION",
     "US_ZIP_CODE": "LOCATION",

@@ -26,10 +26,19 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 
 import polars as pl
+from faker.providers.address.en_US import Provider as _FakerAddress
 from presidio_analyzer import RecognizerResult
+from spacy.lang.en.stop_words import STOP_WORDS as _STOP_WORDS
 
 from vault.pii.engine import LANGUAGE, get_analyzer
-from vault.pii.names import repeated_names
+from vault.pii.names import (
+    _ORG_SUFFIX,
+    NOT_NAMES,
+    given_names,
+    person_shaped,
+    repeated_names,
+    surnames,
+)
 from vault.pii.recognizers import RECOGNIZER_TIERS, TIER_KEY
 
 __all__ = ["DEFAULT_THRESHOLD", "Span", "find_spans", "redact_texts", "shutdown_pools"]
@@ -111,7 +120,8 @@ def _resolve(spans: Iterable[tuple[Span, int]], text: str | None = None) -> list
             joins = cut and (tier == _TIER_NER or (text is not None and (
                 not any(ch.isalnum() for ch in text[a:b])
                 or (tier == _TIER_BLOCK and not _starts_line(text, a, span.start)))))
-            bounds = (span.start, span.end) if tier == _TIER_NER else (0, 1 << 62)
+            blank = text is not None and not any(ch.isalnum() for ch in text[a:b])
+            bounds = (span.start, span.end) if tier == _TIER_NER and not blank else (0, 1 << 62)
             pieces.append((Span(a, b, span.entity, span.score), order, joins, bounds))
         claimed = _union([*claimed, (span.start, span.end)])
     ordered = sorted(pieces, key=lambda p: p[0].start)
@@ -138,6 +148,22 @@ def _resolve(spans: Iterable[tuple[Span, int]], text: str | None = None) -> list
             out[-1] = Span(last.start, piece.end, last.entity, max(last.score, score))
         else:
             out.append(Span(piece.start, piece.end, entity, score))
+    return out if text is None else _trimmed(text, out)
+
+
+def _trimmed(text: str, spans: list[Span]) -> list[Span]:
+    """Spans without the blanks at their edges; a span without a letter or a digit (a
+    line break, a dash, a full stop left between two detections) is dropped: it
+    discloses nothing, and a reader would see a marker where nothing was found."""
+    out: list[Span] = []
+    for span in spans:
+        value = text[span.start : span.end]
+        if not any(ch.isalnum() for ch in value):
+            continue
+        start = span.start + len(value) - len(value.lstrip())
+        end = span.end - (len(value) - len(value.rstrip()))
+        out.append(span if (start, end) == (span.start, span.end)
+                   else Span(start, end, span.entity, span.score))
     return out
 
 
@@ -175,24 +201,70 @@ _RE_DURATION = re.compile(
     r"(?i:(?:about|almost|nearly|over|under|for|the[ \t]+(?:last|past|next)|last|past|next)"
     r"[ \t]+)?\d{1,3}\+?[ \t-]*(?i:years?|yrs?|months?|weeks?|days?|hours?|hrs?|minutes?"
     r"|mins?)")
+# "the last Sunday", "next Tuesday", "this weekend": relative to a day nobody wrote down
+_RE_RELATIVE_DAY = re.compile(
+    r"(?i:(?:the[ \t]+)?(?:last|next|this|past|coming|following|previous)[ \t]+"
+    r"(?:(?:mon|tues|wednes|thurs|fri|satur|sun)day|weekend|week|night|morning|evening|"
+    r"afternoon))")
 # names of identifiers and form fields that the NER takes for organisations ("my SSN:",
 # "the ATM", "IBAN"): they name a kind of number, not a body anyone belongs to
 _NOT_ORGS = frozenset({"SSN", "ITIN", "TIN", "EIN", "DOB", "ZIP", "ID", "PIN", "ATM", "IBAN",
-                       "SWIFT", "BIC", "CVV", "VIN", "DL", "PO"})
+                       "SWIFT", "BIC", "CVV", "VIN", "DL", "PO",
+                       # field labels of a signature ("Mobile: ...", "Desk: ...")
+                       "Mobile", "Desk", "Phone", "Fax", "Tel", "Cell", "Email", "E-mail",
+                       "Office", "Home", "Work", "Address"})
 
 
-def _not_personal(text: str, result: RecognizerResult) -> bool:
+def _not_personal(text: str, result: RecognizerResult,
+                  nouns: frozenset[str] = frozenset()) -> bool:
     """A date the NER found with neither a digit, a month nor a weekday ("next week",
     "this month", "nights"), or a duration ("8+ years", "the last 3 months"): it places
     nobody in time, so it is not redacted. Also the NER's organisations that are names of
-    identifiers (:data:`_NOT_ORGS`)."""
+    identifiers (:data:`_NOT_ORGS`), and a lone capitalised word the NER calls a person
+    that is an English common noun (``nouns``, the model's own lemma index) and in no
+    list of given names or surnames ("Bookkeeper", "Gratitude", "Lanterns")."""
     if _tier(result) != _TIER_NER:
         return False
     if result.entity_type == "ORGANIZATION":
-        return text[result.start : result.end] in _NOT_ORGS
+        return text[result.start : result.end].rstrip(":") in _NOT_ORGS
+    if result.entity_type == "PERSON" and nouns:
+        return _common_noun(text[result.start : result.end], nouns)
     return result.entity_type == "DATE_TIME" and (
         _RE_DATE_ANCHOR.search(text, result.start, result.end) is None
+        or _RE_RELATIVE_DAY.fullmatch(text, result.start, result.end) is not None
         or _RE_DURATION.fullmatch(text, result.start, result.end) is not None)
+
+
+def _common_noun(value: str, nouns: frozenset[str]) -> bool:
+    """Whether ``value`` is a capitalised common noun ("Bookkeeper") or a phrase of
+    common words ("Quiet Evenings"): every word an English noun or adjective (or a
+    stop word), none a listed name or a country."""
+    words = _RE_PHRASE_SPLIT.split(value.strip())
+    content = [w for w in words if w.lower() not in _STOP_WORDS]
+    if not content or not value[:1].isupper():
+        return False
+    for word in content:
+        if not word.isalpha() or word in given_names() or word in surnames() or (
+                word in NOT_NAMES or word in _COUNTRY_WORDS):
+            return False  # a listed name, even one that is also a word ("Frank", "Dale")
+        low = word.lower()
+        if not (low in nouns or (low.endswith("s") and low[:-1] in nouns)):
+            return False
+    return True
+
+
+_RE_PHRASE_SPLIT = re.compile(r"[ \t,&]+")
+_COUNTRY_WORDS = frozenset(w for c in _FakerAddress.countries for w in c.split())
+
+
+def common_nouns(nlp: object) -> frozenset[str]:
+    """English common nouns and adjectives of a spaCy pipeline's lemmatizer index
+    (WordNet's, in the English models), lower case; empty when the pipeline has none."""
+    try:
+        table = nlp.get_pipe("lemmatizer").lookups.get_table("lemma_index")  # type: ignore[attr-defined]
+        return frozenset(w for pos in ("noun", "adj") for w in table[pos] if w.isalpha())
+    except (KeyError, AttributeError, ValueError):
+        return frozenset()
 
 
 _RE_BARE_NUMBER = re.compile(r"\d{4,5}(?:-\d{4})?")
@@ -201,7 +273,14 @@ _RE_YEAR = re.compile(r"1\d{3}|20\d\d")
 _RE_PLACE_POSTCODE = re.compile(r"[^\W\d_][^\d]*\s(\d{4,5})(?:-\d{3,4})?")
 
 
-def _entity(text: str, result: RecognizerResult) -> str:
+# "... in X": a place ("two years at Brightwater in Tromsdal"), unless X has a company word
+_RE_IN_BEFORE = re.compile(r"(?<![\w-])in[ \t]+\Z")
+_RE_ORG_WORD = re.compile(rf"\b(?:{_ORG_SUFFIX}|(?i:university|school|office|department|agency|"
+                          r"council|committee|board|party|team|club|church|hospital))\b")
+
+
+def _entity(text: str, result: RecognizerResult, start: int | None = None,
+            end: int | None = None) -> str:
     """The entity of a result, with two corrections of the NER's labels for numbers:
 
     * a bare 4-5 digit number (or ZIP+4) that is not a year is not a date: it is
@@ -209,11 +288,20 @@ def _entity(text: str, result: RecognizerResult) -> str:
       commonest such number in text that names people and places;
     * words ending in such a number ("Aalborg NO 9100", "Acquapendente 1021"), which
       the NER calls a date or an organisation, are a place and its postcode: neither
-      dates nor organisations end in a 4-5 digit number that is not a year.
+      dates nor organisations end in a 4-5 digit number that is not a year;
+    * an organisation shaped like a person's name (:func:`vault.pii.names.person_shaped`)
+      is a person; one right after "in" without a company word is a place.
     """
     if _tier(result) != _TIER_NER or result.entity_type not in ("DATE_TIME", "ORGANIZATION"):
         return result.entity_type
-    value = text[result.start : result.end]
+    start = result.start if start is None else start
+    end = result.end if end is None else end
+    value = text[start:end]
+    if result.entity_type == "ORGANIZATION":
+        if person_shaped(value):
+            return "PERSON"
+        if _RE_IN_BEFORE.search(text, 0, start) and not _RE_ORG_WORD.search(value):
+            return "LOCATION"
     if result.entity_type == "DATE_TIME" and _RE_BARE_NUMBER.fullmatch(value):
         return result.entity_type if _RE_YEAR.fullmatch(value) else "US_ZIP_CODE"
     place = _RE_PLACE_POSTCODE.fullmatch(value)
@@ -243,10 +331,200 @@ def _address_lines(text: str, found: list[tuple[Span, int]]) -> list[tuple[Span,
 _NOT_IN_ADDRESS_LINES = frozenset({"PERSON", "ORGANIZATION", "NRP"})
 
 
+def _ner_lines(text: str, start: int, end: int, tier: int) -> list[tuple[int, int]]:
+    """The NER's spans cut at line breaks: a name, a company or a place does not run
+    from one line of an address or a signature into the next ("Elm St\\n Apt",
+    "Keller-Brandt\\nOakview"); each line's part keeps the label (an address block is
+    ours, tier 0, and is not cut)."""
+    value = text[start:end]
+    if tier != _TIER_NER or "\n" not in value:
+        return [(start, end)]
+    out: list[tuple[int, int]] = []
+    pos = start
+    for part in value.split("\n"):
+        a = pos + len(part) - len(part.lstrip())
+        b = pos + len(part.rstrip())
+        if b > a:
+            out.append((a, b))
+        pos += len(part) + 1
+    return out
+
+
+_RE_TOWN_GAP = re.compile(r"[ \t]+|,[ \t]*")
+_RE_TOWN_END = re.compile(r"[ \t]*(?:[,.;\n]|\d|\Z)")
+_TOWN_LABELS = frozenset({"PERSON", "ORGANIZATION", "NRP"})
+
+
+def _towns_after_streets(text: str, found: list[tuple[Span, int]]) -> list[tuple[Span, int]]:
+    """The NER's person or organisation right after a street line or unit, on its line,
+    is the town ("Suite 12 Tromsdal", "Birkevej 15, Tromsdal V"): after a comma
+    only when the line, a postcode or another field follows."""
+    ends = {s.end for s, tier in found if s.entity == "US_STREET_ADDRESS" and tier > _TIER_NER}
+    if not ends:
+        return found
+    out: list[tuple[Span, int]] = []
+    for span, tier in found:
+        if tier == _TIER_NER and span.entity in _TOWN_LABELS:
+            for e in ends:
+                gap = _RE_TOWN_GAP.fullmatch(text, e, span.start) if e < span.start else None
+                if gap is not None and ("," not in gap.group()
+                                        or _RE_TOWN_END.match(text, span.end)):
+                    span = Span(span.start, span.end, "LOCATION", span.score)
+                    break
+        out.append((span, tier))
+    return out
+
+
+#: recognizers of one street line ("12 Elm Street", "Rua Nova 25", "412 oak st apt 4b")
+_STREET_LINE_RECOGNIZERS = frozenset({"UsStreetAddressRecognizer", "NoteStreetRecognizer"})
+
+
+def _not_inside_streets(found: list[tuple[Span, int]],
+                        results: list[RecognizerResult]) -> list[tuple[Span, int]]:
+    """People and organisations found strictly inside a street line are the street's
+    name ("Rua Nova" of "31 Rua Nova 25", "Lily" of "12 Lily Way"): they
+    are left to the street."""
+    streets = [(r.start, r.end) for r in results
+               if (r.recognition_metadata or {}).get(RecognizerResult.RECOGNIZER_NAME_KEY)
+               in _STREET_LINE_RECOGNIZERS]
+    if not streets:
+        return found
+    return [(span, tier) for span, tier in found
+            if span.entity not in _NAMES_IN_STREETS
+            or not any(a <= span.start and span.end <= b and (a, b) != (span.start, span.end)
+                       for a, b in streets)]
+
+
+_NAMES_IN_STREETS = frozenset({"PERSON", "ORGANIZATION"})
+
+# a line of a signature or letter head: at most six words, no digit, no field label,
+# e-mail or sentence ending; a leading bullet or "???" is not part of it
+_RE_LINE = re.compile(r"[^\n]*")
+_RE_LINE_LEAD = re.compile(r"[^\w\n]*")
+_RE_SHORT_LINE = re.compile(r"[^\W\d_][^\d\n:@/!?;]{1,58}[^\W\d_.]\.?")
+_TITLE_GLUE = frozenset({"and", "of", "&"})
+
+
+def _lines(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each line's content, without a leading bullet and the blanks at
+    its edges (empty lines have start == end)."""
+    out: list[tuple[int, int]] = []
+    for m in _RE_LINE.finditer(text):
+        if m.start() > 0 and text[m.start() - 1] != "\n":
+            continue  # finditer's empty match at the end of a line
+        a = _RE_LINE_LEAD.match(text, m.start(), m.end())
+        start = a.end() if a else m.start()
+        end = start + len(text[start : m.end()].rstrip())
+        out.append((start, max(start, end)))
+    return out
+
+
+def _short_line(text: str, start: int, end: int) -> bool:
+    value = text[start:end]
+    if not _RE_SHORT_LINE.fullmatch(value):
+        return False
+    words = value.replace(",", " ").split()
+    return len(words) <= 6 and not any(
+        w.lower() in _STOP_WORDS and w.lower() not in _TITLE_GLUE for w in words)
+
+
+def _signature_lines(text: str, found: list[tuple[Span, int]]) -> list[tuple[Span, int]]:
+    """A signature or letter head: a line that is a person's name, then one or two short
+    lines nobody claimed, then the address (or the end of the block). Two lines are the
+    person's title and company ("Senior loan officer", "Keller-Brandt"); one line is the
+    company when the address follows at once, the title otherwise. A short line right
+    above a line that is a country is the town ("TROMSDAL" above "Norway")."""
+    if "\n" not in text:
+        return []
+    lines = _lines(text)
+    covered = [(s.start, s.end, s.entity) for s, _ in found]
+    patterns = [(s.start, s.end) for s, tier in found if tier > _TIER_NER]
+
+    def fully(start: int, end: int, entities: frozenset[str] | None = None) -> bool:
+        return end > start and any(a <= start and end <= b and (entities is None or e in entities)
+                                   for a, b, e in covered)
+
+    def touched(start: int, end: int) -> bool:  # by a pattern (the NER may be wrong)
+        return any(a < end and start < b for a, b in patterns)
+
+    def starts_address(start: int, end: int) -> bool:
+        return end > start and any(a == start and e in _ADDRESS_ENTITIES for a, b, e in covered)
+
+    out: list[tuple[Span, int]] = []
+    towns: set[int] = set()
+    for i, (start, end) in enumerate(lines):
+        # a town line above a country line
+        if (i + 1 < len(lines) and _short_line(text, start, end) and not touched(start, end)
+                and fully(*lines[i + 1], frozenset({"LOCATION"}))
+                and len(text[start:end].split()) <= 4):
+            out.append((Span(start, end, "LOCATION", 0.5), 2))
+            towns.add(i)
+    for i, (start, end) in enumerate(lines):
+        if not fully(start, end, frozenset({"PERSON"})):
+            continue
+        picked: list[tuple[int, int]] = []
+        j, blanks = i + 1, 0
+        while j < len(lines) and len(picked) < 2:
+            a, b = lines[j]
+            if a == b:
+                blanks += 1
+                if blanks > 1:
+                    break
+                j += 1
+                continue
+            if j in towns or not _short_line(text, a, b) or fully(a, b, _NOT_SIGNATURE):
+                break
+            if any(e == "PERSON" and x < b and a < y for x, y, e in covered):
+                break  # another person's name: a list of names, not a signature
+            picked.append((a, b))
+            blanks = 0
+            j += 1
+        if not picked:
+            continue
+        nxt = next(((a, b) for a, b in lines[j:] if a != b), None)
+        address = nxt is not None and starts_address(*nxt)
+        if len(picked) == 2:
+            labels = ["TITLE", "ORGANIZATION"]
+        else:
+            labels = ["ORGANIZATION" if address else "TITLE"]
+        for (a, b), label in zip(picked, labels, strict=True):
+            out.append((Span(a, b, label, 0.5), 2))
+    return out
+
+
+# "Ana Li, the technical writer, said": a job title in apposition to a person
+_RE_APPOSITIVE = re.compile(
+    r",[ \t]+(?:the|our|their|his|her|its|a|an)[ \t]+"
+    r"(?P<x>[^\W\d_][\w'’\-]*(?:[ \t]+[^\W\d_][\w'’\-]*){0,3}),[ \t]")
+
+
+def _appositive_titles(text: str, found: list[tuple[Span, int]]) -> list[tuple[Span, int]]:
+    """A person's title in apposition ("Ana Li, the technical writer, said ..."): TITLE."""
+    out: list[tuple[Span, int]] = []
+    for span, _ in found:
+        if span.entity != "PERSON":
+            continue
+        m = _RE_APPOSITIVE.match(text, span.end)
+        if m is None:
+            continue
+        words = m.group("x").split()
+        if all(w.lower() in _STOP_WORDS for w in words):
+            continue
+        out.append((Span(m.start("x"), m.end("x"), "TITLE", 0.5), 2))
+    return out
+
+
+_ADDRESS_ENTITIES = frozenset({"US_STREET_ADDRESS"})
+# lines that are not a title or a company: a phone, an e-mail, a place
+_NOT_SIGNATURE = frozenset({"PHONE_NUMBER", "EMAIL_ADDRESS", "LOCATION", "US_STREET_ADDRESS",
+                            "DATE_TIME", "URL"})
+
+
 def _spans_local(
     texts: Sequence[str | None], batch_size: int, model: str | None, threshold: float
 ) -> list[list[Span]]:
     analyzer = get_analyzer(model)
+    nouns = _nouns(model)
     out: list[list[Span]] = [[] for _ in texts]
     todo = [(i, t) for i, t in enumerate(texts) if t is not None and t.strip()]
     if not todo:
@@ -258,13 +536,31 @@ def _spans_local(
         results = analyzer.analyze(
             text, LANGUAGE, nlp_artifacts=artifacts, score_threshold=threshold
         )
-        found = [(Span(r.start, r.end, _entity(text, r), r.score), _tier(r)) for r in results
-                 if not _not_personal(text, r)]
+        found = [(Span(a, b, _entity(text, r, a, b), r.score), tier) for r in results
+                 if not _not_personal(text, r, nouns)
+                 for tier in (_tier(r),) for a, b in _ner_lines(text, r.start, r.end, tier)]
+        found = _not_inside_streets(found, results)
         found = _address_lines(text, found)
+        found += _signature_lines(text, found)
+        found += _appositive_titles(text, found)
         people = [(s.start, s.end) for s, _ in found if s.entity == "PERSON"]
         found += [(Span(a, b, "PERSON", _REPEAT_SCORE), 2) for a, b in repeated_names(text, people)]
-        out[i] = _resolve(found, text)
+        found = _towns_after_streets(text, found)
+        # a date's leftover without a digit, a month or a weekday ("12345 | last night")
+        out[i] = [s for s in _resolve(found, text) if s.entity != "DATE_TIME"
+                  or _RE_DATE_ANCHOR.search(text, s.start, s.end) is not None]
     return out
+
+
+_NOUNS: dict[str | None, frozenset[str]] = {}
+
+
+def _nouns(model: str | None) -> frozenset[str]:
+    got = _NOUNS.get(model)
+    if got is None:
+        nlp = get_analyzer(model).nlp_engine.nlp[LANGUAGE]  # type: ignore[attr-defined]
+        got = _NOUNS[model] = common_nouns(nlp)
+    return got
 
 
 def _worker_chunk(args: tuple[list[str | None], int, str | None, float]) -> list[list[Span]]:

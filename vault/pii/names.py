@@ -32,6 +32,7 @@ import pkgutil
 import re
 
 import faker.providers.person as _faker_person
+from faker.providers.address.en_US import Provider as _FakerAddress
 from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 from spacy.lang.en.stop_words import STOP_WORDS
@@ -39,7 +40,8 @@ from spacy.lang.en.stop_words import STOP_WORDS
 from vault.pii.checks import STREET_SUFFIX_RE as _STREET_SUFFIX
 from vault.pii.group_pattern import TIER_KEY, GroupPatternRecognizer
 
-__all__ = ["given_names", "name_recognizers", "repeated_names", "surnames"]
+__all__ = ["NOT_NAMES", "given_names", "name_recognizers", "person_shaped", "repeated_names",
+           "surnames"]
 
 # Upper-case letters of Latin-1, Latin Extended-A/B, Greek and Cyrillic.
 _UP = "A-Z" + "".join(
@@ -62,7 +64,7 @@ _ORG_SUFFIX = (
     r"Software|Labs|Bank|University|College|Institute|Foundation|Markets|Insurance|"
     r"Industries|Services|Consulting|Capital|Ventures|Networks|Analytics|Enterprises|"
     r"International|Investments|Research|Elementary|Hospital|Hardware|Pharmacy|Clinic|"
-    r"Church|Academy|Diner|Cafe|Bakery|Motors|Dental"
+    r"Church|Academy|Diner|Cafe|Bakery|Motors|Dental|(?:and|&)[ \t]+Sons|Sons|Brothers|Bros"
 )
 # a word that makes a run of capitalised words a company or a street, not a person
 _RE_NOT_PERSON_WORD = re.compile(rf"(?:{_ORG_SUFFIX}|(?i:{_STREET_SUFFIX}|union|fort|mall|"
@@ -89,6 +91,7 @@ _NOT_NAMES_TEXT = """
     Brown Green Black White Gray Grey Cook Baker Carter Cooper Sterling Price Sun
 """
 _NOT_NAMES = frozenset(_NOT_NAMES_TEXT.split())
+NOT_NAMES = _NOT_NAMES  # names that are also words: listed, but no evidence alone
 
 
 @functools.cache
@@ -174,7 +177,11 @@ class GivenNameRecognizer(EntityRecognizer):
                 if _possessor(words[known[-1]]) != words[known[-1]]:
                     stop -= 2
                 out.append(self._result(start, stop, self.STRONG, 2))
-            elif same_span and (label in _NER_ORG or (label in _NER_PLACE and len(words) > 1)):
+            # (a lone given name the NER took for a place is a person, unless a
+            # preposition of place stands before it: "moved to Florence")
+            elif same_span and (label in _NER_ORG or (label in _NER_PLACE and (
+                    len(words) > 1 or (_RE_PLACE_BEFORE.search(text, 0, start) is None
+                                       and run not in _COUNTRIES)))):
                 # the NER found this very name but called it an organisation (or, for a
                 # given name + surname, a place): its type is what we correct
                 out.append(self._result(start, end, self.STRONG, 2))
@@ -191,6 +198,42 @@ class GivenNameRecognizer(EntityRecognizer):
 _RE_LEAD_STOP_WORD = re.compile(
     r"(?:" + "|".join(sorted((w.capitalize() for w in STOP_WORDS if w.isalpha()), key=len,
                              reverse=True)) + r")[ \t]+(?=\S)")
+
+
+_RE_INITIAL_NAME = re.compile(rf"{_WORD}[ \t]+[{_UP}]\.?[ \t]+{_WORD}")
+_RE_PAIR = re.compile(rf"({_WORD})[ \t]+(?:and|&)[ \t]+({_WORD})")
+
+
+def person_shaped(value: str) -> bool:
+    """Whether words the NER took for an organisation are a person's name: a given
+    name, an initial and a surname ("Olga P. Brandt"), one to three words that are
+    all listed given names or surnames ("Maria Keller", "Keller"), or two such
+    words joined by "and" ("Keller and Brandt"). Not a firm's shapes: hyphenated
+    partners ("Keller-Brandt"), lists with commas, or any company or street word."""
+    value = _possessor(value.strip())
+    words = _RE_SPLIT.split(value)
+    if any(_RE_NOT_PERSON_WORD.fullmatch(w) for w in words):
+        return False
+    if _RE_INITIAL_NAME.fullmatch(value):
+        return True
+    given, family = _faker_names()
+    pair = _RE_PAIR.fullmatch(value)
+    if pair is not None:
+        words = [pair.group(1), pair.group(2)]
+    elif "and" in words or "&" in words:
+        return False
+    return (1 <= len(words) <= 3 and all(_RE_WORD.fullmatch(w) for w in words)
+            and all(w in given or w in family for w in words))
+
+
+_RE_WORD = re.compile(_WORD)
+
+
+# country names that are also given names somewhere ("France", "Chad", "Jordan")
+_COUNTRIES = frozenset(_FakerAddress.countries)
+_RE_PLACE_BEFORE = re.compile(
+    r"\b(?i:in|at|to|from|of|near|into|via|through|across|around|outside|visit(?:ed|ing)?|"
+    r"towards?)[ \t]+\Z")
 
 
 def _possessor(word: str) -> str:
@@ -232,6 +275,70 @@ def repeated_names(text: str, names: list[tuple[int, int]]) -> list[tuple[int, i
     ]
 
 
+# Nationalities, religious and political groups (NRP), a general English lexicon: the
+# NER knows most capitalised ones, not lower-case or plural ones ("proud peruvians").
+_NRP_TEXT = """
+    afghan albanian algerian american andorran angolan argentine argentinian armenian
+    australian austrian azerbaijani bahamian bahraini bangladeshi barbadian belarusian
+    belgian belizean beninese bhutanese bolivian bosnian botswanan brazilian british
+    bruneian bulgarian burkinabe burmese burundian cambodian cameroonian canadian
+    chadian chilean chinese colombian congolese costa rican croatian cuban cypriot czech
+    danish djiboutian dominican dutch ecuadorian egyptian emirati english eritrean
+    estonian ethiopian fijian filipino finnish french gabonese gambian georgian german
+    ghanaian greek greenlandic grenadian guatemalan guinean guyanese haitian honduran
+    hungarian icelandic indian indonesian iranian iraqi irish israeli italian ivorian
+    jamaican japanese jordanian kazakh kenyan korean kosovar kuwaiti kyrgyz lao laotian
+    latvian lebanese liberian libyan lithuanian luxembourgish macedonian malagasy
+    malawian malaysian maldivian malian maltese mauritanian mauritian mexican moldovan
+    monegasque mongolian montenegrin moroccan mozambican namibian nepalese nepali
+    nicaraguan nigerian nigerien norwegian omani pakistani palestinian panamanian
+    paraguayan persian peruvian polish portuguese qatari romanian russian rwandan saudi
+    scottish senegalese serbian sierra leonean singaporean slovak slovakian slovenian
+    somali south african spanish sri lankan sudanese surinamese swazi swedish swiss
+    syrian taiwanese tajik tanzanian thai togolese tongan trinidadian tunisian turkish
+    turkmen ugandan ukrainian uruguayan uzbek venezuelan vietnamese welsh yemeni zambian
+    zimbabwean latino latina latinx hispanic arab asian african european caucasian
+    kurdish basque catalan tamil punjabi bengali gujarati sikh hindu muslim christian
+    catholic protestant jewish jew buddhist mormon baptist methodist lutheran evangelical
+    orthodox shia shiite sunni atheist agnostic quaker amish democrat republican
+    libertarian socialist communist
+"""
+_NRP = frozenset(_NRP_TEXT.split())
+_RE_NRP_WORD = re.compile(r"(?<![\w'’\-])[A-Za-z]+(?![\w'’\-])")
+
+
+class GroupWordRecognizer(EntityRecognizer):
+    """NRP for a nationality, a religious or a political group in lower case or in the
+    plural ("peruvians", "Maltese", "sikhs"); a capitalised singular is left to the
+    NER ("English" the language, "American" of a company's name). Tier 1: it fills gaps
+    the NER left."""
+
+    SCORE = 0.5
+
+    def __init__(self) -> None:
+        super().__init__(supported_entities=["NRP"], name="GroupWordRecognizer")
+
+    def load(self) -> None:
+        return None
+
+    def analyze(self, text: str, entities: list[str],
+                nlp_artifacts: NlpArtifacts | None = None) -> list[RecognizerResult]:
+        out: list[RecognizerResult] = []
+        for m in _RE_NRP_WORD.finditer(text):
+            word = m.group().lower()
+            if m.group()[0].isupper() and not word.endswith("s"):
+                continue  # "English", "American Freight Lines": the NER's call
+            if not (word in _NRP or (word.endswith("s") and (
+                    word[:-1] in _NRP or (word.endswith("es") and word[:-2] in _NRP)
+                    or (word.endswith("is") and word[:-2] in _NRP)))):
+                continue
+            out.append(RecognizerResult("NRP", m.start(), m.end(), self.SCORE,
+                                        recognition_metadata={
+                RecognizerResult.RECOGNIZER_NAME_KEY: "GroupWordRecognizer", TIER_KEY: 1,
+            }))
+        return out
+
+
 def name_recognizers() -> list[EntityRecognizer]:
     """Fresh instances of the recognizers described in the module docstring."""
     honorific = PatternRecognizer(
@@ -263,11 +370,13 @@ def name_recognizers() -> list[EntityRecognizer]:
             r"(?:to|from|in|at|into)[ \t]+"
             rf"(?P<x>{_PLACE})",
             rf"\b(?:home[ \t]+(?:city|town)|[Ww]here:|City:|Town:)[ \t]+(?P<x>{_PLACE})",
-            # "12 Some Street, Town" / "Some Street 4, Town": the town after a street
-            rf"(?:\d[a-z]?|\b(?i:{_STREET_SUFFIX}))\.?,[ \t]+(?P<x>{_PLACE})"
+            # "12 Some Street, Town" / "Some Street 4, Town V": the town (and its postal
+            # district or region letters) after a street
+            rf"(?:\d[a-z]?|\b(?i:{_STREET_SUFFIX}))\.?,[ \t]+"
+            rf"(?P<x>{_PLACE}(?:[ \t]+[{_UP}]{{1,3}})?)"
             r"(?=[ \t]*(?:[,.;?!\n]|$))",
         ],
-        0.6,
+        0.72,  # a frame says more than a name list: "returned to Marisol"
     )
     organisation = PatternRecognizer(
         supported_entity="ORGANIZATION",
@@ -286,4 +395,20 @@ def name_recognizers() -> list[EntityRecognizer]:
          rf"joined|interned?[ \t]+at)[ \t]+(?P<x>{_NAME})"],
         0.5,
     )
-    return [honorific, introduced, GivenNameRecognizer(), place, organisation, employer]
+    # a given name, a middle initial and a surname ("Tarik J Oduya"): only fills gaps
+    initial = GroupPatternRecognizer(
+        "PERSON", "MiddleInitialNameRecognizer",
+        [rf"(?<![\w'’\-])(?P<x>{_WORD}[ \t]+(?:[B-HJ-Z]\.?|[AI]\.)[ \t]+{_WORD})(?![\w'’\-])"],
+        0.5, tier=1,
+        check=lambda v: v.split()[0].lower() not in STOP_WORDS
+        and not any(_RE_NOT_PERSON_WORD.fullmatch(w) for w in v.split()),
+    )
+    # "Ondina lives on Via X": whoever lives somewhere is a person
+    resident = GroupPatternRecognizer(
+        "PERSON", "ResidentNameRecognizer",
+        [rf"(?<![\w'’\-])(?P<x>{_WORD}(?:[ \t]+{_WORD})?)[ \t]+(?:lives|lived|resides|resided)"
+         r"[ \t]+(?:at|on|in)\b"],
+        0.6, check=lambda v: v.split()[0].lower() not in STOP_WORDS,
+    )
+    return [honorific, introduced, GivenNameRecognizer(), place, organisation, employer,
+            resident, initial, GroupWordRecognizer()]

@@ -31,6 +31,7 @@ import re
 
 from presidio_analyzer import EntityRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
+from spacy.lang.en.stop_words import STOP_WORDS
 
 from vault.pii.checks import STREET_SUFFIX_RE
 from vault.pii.group_pattern import TIER_KEY, GroupPatternRecognizer
@@ -119,6 +120,27 @@ class LowerCaseNameRecognizer(EntityRecognizer):
         given, family = _lower_lists(given_names(), surnames())
         words = [(m.start(), m.end(), m.group()) for m in _LOWER_WORD.finditer(text)]
         out: list[RecognizerResult] = []
+        # a given name, an initial and a surname ("daniel k brenner", "ana t. ruiz")
+        for m in _RE_LOWER_INITIAL.finditer(text):
+            if m.group(1) in given and m.group(2) in family:
+                out.append(self._result(m.start(), m.end()))
+        # a name introduced as one, in any case ("my name is talita", "call me bruno")
+        for m in _RE_INTRODUCED.finditer(text):
+            first, second = m.group(1), m.group(2)
+            if first.lower() in _NOT_A_NAME:
+                continue
+            stop = m.end(1)
+            if second is not None and second.lower() not in _NOT_A_NAME:
+                stop = m.end(2)
+            out.append(self._result(m.start(1), stop))
+        # people listed together in lower case ("marta, jonas, elif and tomas"):
+        # each word, when most of them are listed names
+        for m in _RE_LOWER_LIST.finditer(text):
+            items = list(_RE_LIST_WORD.finditer(m.group()))
+            names = [i for i in items if i.group() in given or i.group() in family]
+            if len(items) >= 3 and 3 * len(names) >= 2 * len(items):
+                out += [self._result(m.start() + i.start(), m.start() + i.end()) for i in items
+                        if i.group() not in _NOT_A_NAME]
         # a capitalised given name + a lower-case surname ("Anne ortiz")
         for m in _CAP_THEN_LOWER.finditer(text):
             if m.group(1) in given_names() and m.group(2) in family:
@@ -133,8 +155,14 @@ class LowerCaseNameRecognizer(EntityRecognizer):
                 i += 2
                 continue
             before = text[max(0, start - 30):start]
-            cued = self._cue.search(before) is not None
-            verb = (word in given and adjacent and nxt is not None and nxt[2] in _NAME_VERBS)
+            cue = self._cue.search(before)
+            cued = cue is not None and (
+                # "and" joins a name to a name ("Ana Li and tomasz"), not "rock and roll"
+                cue.group().strip().lower() not in ("and", "&")
+                or _after_name(text[:cue.start()], given, family))
+            verb = (word in given and adjacent and nxt is not None and nxt[2] in _NAME_VERBS
+                    # "my friend lives", "the guard said": a noun, not a name
+                    and _RE_DETERMINER_BEFORE.search(before) is None)
             if (word in given or word in family) and (cued or verb):
                 stop = end
                 if adjacent and nxt is not None and (nxt[2] in family or nxt[2] in given):
@@ -150,18 +178,51 @@ class LowerCaseNameRecognizer(EntityRecognizer):
         })
 
 
+_LC = "a-zà-öø-ÿā-ž"
+_RE_LOWER_INITIAL = re.compile(rf"(?<![\w@.'’\-])([{_LC}][{_LC}'’\-]+)"
+                               rf"[ \t]+[a-z]\.?[ \t]+([{_LC}][{_LC}'’\-]+)(?![\w@\-])")
+_RE_INTRODUCED = re.compile(
+    rf"\b(?i:my[ \t]+name[ \t]+is|(?:people|everyone|everybody|they|friends)[ \t]+calls?[ \t]+me"
+    rf"|call[ \t]+me|i[ \t]+am[ \t]+called|i'?m[ \t]+called)[ \t]+"
+    rf"([{_LC}][{_LC}'’\-]+)(?:[ \t]+([{_LC}][{_LC}'’\-]+))?(?![\w@\-])")
+_RE_LOWER_LIST = re.compile(
+    rf"(?<![\w'’\-])[{_LC}][{_LC}'’\-]+(?:,[ \t]+[{_LC}][{_LC}'’\-]+)+,?[ \t]+(?:and|&)[ \t]+"
+    rf"[{_LC}][{_LC}'’\-]+(?![\w\-])")
+_RE_LIST_WORD = re.compile(rf"(?<![\w'’\-])(?!(?:and)\b)[{_LC}][{_LC}'’\-]+")
+_RE_DETERMINER_BEFORE = re.compile(
+    r"\b(?i:my|your|his|her|our|their|the|a|an|this|that|its)[ \t]+$")
+_RE_LAST_WORD = re.compile(r"([^\W\d_][\w'’\-]*)[ \t,]*$")
+
+
+def _after_name(before: str, given: frozenset[str], family: frozenset[str]) -> bool:
+    """Whether the word before a cue ("... X and") is a name: capitalised, or listed."""
+    m = _RE_LAST_WORD.search(before)
+    if m is None:
+        return False
+    word = m.group(1)
+    return word[0].isupper() or word in given or word in family
+
+
 # verbs that follow a person's name in a note ("juhani said ...")
 _NAME_VERBS = frozenset({"said", "says", "asked", "asks", "wants", "answered", "called",
                          "requested", "works", "lives", "moved", "prefers", "volunteers",
                          "refused", "agreed", "promised", "hung", "was", "is"})
+_RE_FIRM_BEFORE = re.compile(r"\b(?:[Tt]he|at|from|for|joined)[ \t]+\Z")
+_RE_FIRM_AFTER = re.compile(r"(?:[ \t]+[A-Z][a-z][\w'’\-]*){1,2}")
+
+
 class NameListRecognizer(EntityRecognizer):
     """Each word of a list of three or more capitalised single words ("Eklund, Michael
-    and Hodge") is a PERSON when at least two of them are listed names."""
+    and Hodge") is a PERSON when at least two of them are listed names; the whole list
+    is one ORGANIZATION after "the", "at", "from", "for", "joined", or before a
+    capitalised word ("The Keller, Brandt and Ruiz Quartet")."""
 
     SCORE = 0.55
+    FIRM_SCORE = 0.75
 
     def __init__(self) -> None:
-        super().__init__(supported_entities=["PERSON"], name="NameListRecognizer")
+        super().__init__(supported_entities=["PERSON", "ORGANIZATION"],
+                         name="NameListRecognizer")
 
     def load(self) -> None:
         return None
@@ -177,6 +238,16 @@ class NameListRecognizer(EntityRecognizer):
                      re.finditer(r"[A-Z][\w'’\-]+", m.group())]
             words = [m.group()[a:b] for a, b in items]
             if sum(w in known for w in words) < 2:
+                continue
+            after = _RE_FIRM_AFTER.match(text, m.end())
+            if _RE_FIRM_BEFORE.search(text, 0, m.start()) or after:
+                # "The Keller, Brandt and Ruiz Quartet", "a year at Keller, Brandt
+                # and Ruiz": partners' names, one firm (above a given-name guess)
+                end = after.end() if after else m.end()
+                out.append(RecognizerResult("ORGANIZATION", m.start(), end, self.FIRM_SCORE,
+                                            recognition_metadata={
+                    RecognizerResult.RECOGNIZER_NAME_KEY: "NameListRecognizer", TIER_KEY: 2,
+                }))
                 continue
             for a, b in items:
                 out.append(RecognizerResult("PERSON", m.start() + a, m.start() + b, self.SCORE,
@@ -206,6 +277,9 @@ _ORDINARY_TEXT = """
     little rice lee law love
 """
 _ORDINARY = frozenset(_ORDINARY_TEXT.split())
+# words after "my name is" / "call me" that are not the name ("call me back")
+_NOT_A_NAME = _ORDINARY | frozenset(STOP_WORDS) | frozenset(
+    {"back", "later", "asap", "soon", "tonight", "anytime", "please", "maybe", "anyway"})
 
 
 def _lower_lists(given: frozenset[str], family: frozenset[str]) -> tuple[frozenset[str],

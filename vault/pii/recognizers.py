@@ -158,6 +158,10 @@ def custom_recognizers() -> list[EntityRecognizer]:
                 r"[ \t]+(?!\d{1,3}0s\b)\d{1,4}[a-z]?\b(?![/:\-]\d)\.?",  # not "the 70s", "6/24"
                 0.5,
             ),
+            Pattern("street type first, then the number",  # "Rua Nova 50", "Via dei X 1"
+                    rf"\b{_STREET_PREFIX}(?:[ \t]+[^\W\d_][\w'’\-]*){{1,4}}[ \t]+\d{{1,4}}[a-z]?\b"
+                    r"(?![/:.\-]\d)",
+                    0.6),
             Pattern("street number (european)",
                     r"\b[A-ZÀ-ÖØ-Þ][\w'’\-]+(?:[ \t]+[A-ZÀ-ÖØ-Þ][\w'’\-]+)?[ \t]+"
                     r"(?!\d{1,3}0s\b)\d{1,4}[a-z]?\b(?![/:.\-]\d)",  # not a date: "It's 6/24"
