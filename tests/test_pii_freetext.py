@@ -197,7 +197,7 @@ def test_touching_pieces_of_one_entity_are_joined() -> None:
 
 
 def test_ner_leftover_joins_the_better_detection_inside_it() -> None:
-    # "Southern Tunisia": the NER's organisation, a country pattern inside it
+    # "Northern Norway": the NER's organisation, a country pattern inside it
     out = freetext._resolve([
         (freetext.Span(0, 16, "ORGANIZATION", 0.85), 1), (freetext.Span(9, 16, "LOCATION", 0.5), 2),
     ])
@@ -234,31 +234,31 @@ def test_numbers_the_ner_calls_dates_or_organisations() -> None:
             RecognizerResult.RECOGNIZER_NAME_KEY: "SpacyRecognizer"})
         return freetext._entity(text, result)
 
-    assert ner("51971", "DATE_TIME") == "US_ZIP_CODE"
+    assert ner("48213", "DATE_TIME") == "US_ZIP_CODE"
     assert ner("1977", "DATE_TIME") == "DATE_TIME"  # a year is a date
-    assert ner("Aalborg NO 9100", "ORGANIZATION") == "LOCATION"
-    assert ner("Bjert 6091", "DATE_TIME") == "LOCATION"
+    assert ner("Vellby NO 4410", "ORGANIZATION") == "LOCATION"
+    assert ner("Holmvik 6093", "DATE_TIME") == "LOCATION"
     assert ner("Windows 2000", "ORGANIZATION") == "ORGANIZATION"  # a year
     assert ner("Acme 12", "ORGANIZATION") == "ORGANIZATION"
 
 
 def test_durations_and_identifier_names_are_not_redacted_as_dates_or_organisations() -> None:
-    assert _entity_at("A salesperson with 8+ years of experience.", "8+ years") == set()
-    assert "ORGANIZATION" not in _entity_at("Here's my SSN: 460-89-9847", "SSN")
+    assert _entity_at("A mechanic with 8+ years on the job.", "8+ years") == set()
+    assert "ORGANIZATION" not in _entity_at("Writing down my SSN: 512-34-7781", "SSN")
     assert _entity_at("She moved here on March 3, 2019.", "March 3, 2019") == {"DATE_TIME"}
 
 
 def test_person_names_after_an_address_blocks_street_line_are_places() -> None:
-    text = "Please write to 72134 Coronilla 3599\nPorto Alegre\nBrazil 95828"
-    assert "PERSON" not in _entity_at(text, "Porto Alegre")
-    assert "ORGANIZATION" not in _entity_at(text, "Porto Alegre")
+    text = "Please write to 48120 Verbena 2211\nCampo Sereno\nBrazil 91530"
+    assert "PERSON" not in _entity_at(text, "Campo Sereno")
+    assert "ORGANIZATION" not in _entity_at(text, "Campo Sereno")
 
 
 def test_given_name_run_without_its_article_or_possessive() -> None:
-    assert _labels("The Steffen Mauer version was a hit.").get("Steffen Mauer") == "PERSON"
-    text = "the verses from Emmie Ström's Cautionary Tales"
-    assert _entity_at(text, "Emmie Ström") == {"PERSON"}
-    assert "PERSON" not in _entity_at("The Princess Royal arrived.", "Royal")
+    assert _labels("The Konrad Albers version was a hit.").get("Konrad Albers") == "PERSON"
+    text = "the poems in Hedda Lindqvist's Winter Almanac"
+    assert _entity_at(text, "Hedda Lindqvist") == {"PERSON"}
+    assert "PERSON" not in _entity_at("The Earl Noble arrived.", "Noble")
 
 
 # --- recognizers (made-up text) ---------------------------------------------------------
@@ -299,8 +299,8 @@ def test_phone_formats_and_the_call_cue() -> None:
 
 
 def test_age_phrases() -> None:
-    assert _entity_at("He retired at the age of 61.", "61") == {"AGE"}
-    assert _entity_at("Next week I'll turn 40.", "40") == {"AGE"}
+    assert _entity_at("He left the force at the age of 58.", "58") == {"AGE"}
+    assert _entity_at("Next week I'll turn 37.", "37") == {"AGE"}
     assert _entity_at("When she was 34, she left.", "34") == {"AGE"}
     assert "AGE" not in _entity_at("Then you will turn 23 degrees left.", "23")
     assert "AGE" not in _entity_at("The bill was 45.", "45")
@@ -424,7 +424,7 @@ def test_ner_spans_are_cut_at_line_breaks() -> None:
 def test_organisations_shaped_like_names_and_places_after_in() -> None:
     from vault.pii.names import person_shaped
 
-    assert person_shaped("Olga P. Brandt")
+    assert person_shaped("Irina P. Brandt")
     assert person_shaped("Maria Keller's")
     assert not person_shaped("Keller-Brandt")
     assert not person_shaped("Keller, Brandt and Ruiz")
@@ -454,7 +454,7 @@ def test_town_right_after_a_street_line() -> None:
 
 
 def test_relative_days_are_not_dates() -> None:
-    assert not [g for g in _spans_of("and on the last Sunday we returned home")
+    assert not [g for g in _spans_of("and on the last Friday they drove back")
                 if g[1] == "DATE_TIME"]
     assert [g for g in _spans_of("see you Sunday, March 3 at noon") if g[1] == "DATE_TIME"]
 

@@ -54,7 +54,7 @@ def test_durations_are_not_streets() -> None:
 def test_lower_case_names() -> None:
     assert _has("talked to maria gonzalez about roads", "maria gonzalez", "PERSON")
     assert _has("husband tomasz is undecided", "tomasz", "PERSON")
-    assert _has("juhani said come back later", "juhani", "PERSON")
+    assert _has("ilkka said come back later", "ilkka", "PERSON")
     assert _has("mrs okafor wants a sign", "mrs okafor", "PERSON")
     assert not [g for g in _found("left lit at the door, strong support, will call")
                 if g[1] == "PERSON"]
@@ -71,15 +71,15 @@ def test_town_between_street_and_zip() -> None:
 
 
 def test_people_listed_together() -> None:
-    text = "Our three founders: Eklund, Michael and Hodge started it."
-    assert all(_has(text, w, "PERSON") for w in ("Eklund", "Michael", "Hodge"))
+    text = "Our three founders: Lindgren, Michael and Whitaker started it."
+    assert all(_has(text, w, "PERSON") for w in ("Lindgren", "Michael", "Whitaker"))
     assert not [g for g in _found("We sell Apples, Pears and Plums at the market.")
                 if g[1] == "PERSON"]
 
 
 def test_military_post_addresses_in_any_case() -> None:
-    assert _has("send it to uscgc aslakhanov\nfpo ae 44941 please", "uscgc", "US_STREET_ADDRESS")
-    assert _has("PSC 5420, Box 2708\nAPO AA 33879", "PSC 5420", "US_STREET_ADDRESS")
+    assert _has("send it to uscgc harlow\nfpo ae 09467 please", "uscgc", "US_STREET_ADDRESS")
+    assert _has("PSC 3117, Box 4402\nAPO AA 34021", "PSC 3117", "US_STREET_ADDRESS")
 
 
 def test_lower_case_names_introduced_with_an_initial_or_listed() -> None:

@@ -85,7 +85,7 @@ def _resolve(spans: Iterable[tuple[Span, int]], text: str | None = None) -> list
 
     * a leftover of the NER's tier (spaCy and the weak name guesses) joins a better
       detection it touches that lies *inside* the NER's span: the NER's boundaries
-      took in modifiers ("Southern" of "Southern Tunisia", "year old" of "79 year
+      took in modifiers ("Northern" of "Northern Norway", "year old" of "83 year
       old"), and its label for the whole was outranked. When the better detection
       crosses the NER's boundary ("maria lopez 412" | "412 oak st"), the NER ran into
       a neighbour, and its leftover keeps its own label;
@@ -93,7 +93,7 @@ def _resolve(spans: Iterable[tuple[Span, int]], text: str | None = None) -> list
       lines of an address block; needs ``text``) joins the better detection it touches:
       it discloses nothing of its own;
     * a leftover of an address block (tier 0) that starts inside a line, after a better
-      detection ("18237 after the concert.", "555-0134-Fax"), joins it: the block only
+      detection ("40512 before noon.", "555-0134-Fax"), joins it: the block only
       labels whole lines nobody else claimed;
     * any other leftover (an address line no other recognizer claimed) keeps its label.
     """
@@ -201,7 +201,7 @@ _RE_DURATION = re.compile(
     r"(?i:(?:about|almost|nearly|over|under|for|the[ \t]+(?:last|past|next)|last|past|next)"
     r"[ \t]+)?\d{1,3}\+?[ \t-]*(?i:years?|yrs?|months?|weeks?|days?|hours?|hrs?|minutes?"
     r"|mins?)")
-# "the last Sunday", "next Tuesday", "this weekend": relative to a day nobody wrote down
+# "the last Friday", "next Tuesday", "this weekend": relative to a day nobody wrote down
 _RE_RELATIVE_DAY = re.compile(
     r"(?i:(?:the[ \t]+)?(?:last|next|this|past|coming|following|previous)[ \t]+"
     r"(?:(?:mon|tues|wednes|thurs|fri|satur|sun)day|weekend|week|night|morning|evening|"
@@ -269,7 +269,7 @@ def common_nouns(nlp: object) -> frozenset[str]:
 
 _RE_BARE_NUMBER = re.compile(r"\d{4,5}(?:-\d{4})?")
 _RE_YEAR = re.compile(r"1\d{3}|20\d\d")
-# words, then a postcode: "Aalborg NO 9100", "Quinta de São Tiago 3610-114"
+# words, then a postcode: "Vellby NO 4410", "Quinta do Vale Fresco 4470-201"
 _RE_PLACE_POSTCODE = re.compile(r"[^\W\d_][^\d]*\s(\d{4,5})(?:-\d{3,4})?")
 
 
@@ -286,7 +286,7 @@ def _entity(text: str, result: RecognizerResult, start: int | None = None,
     * a bare 4-5 digit number (or ZIP+4) that is not a year is not a date: it is
       labelled a postcode (a ZIP in US text, a postcode after a town elsewhere), the
       commonest such number in text that names people and places;
-    * words ending in such a number ("Aalborg NO 9100", "Acquapendente 1021"), which
+    * words ending in such a number ("Vellby NO 4410", "Monteverde Alto 2044"), which
       the NER calls a date or an organisation, are a place and its postcode: neither
       dates nor organisations end in a 4-5 digit number that is not a year;
     * an organisation shaped like a person's name (:func:`vault.pii.names.person_shaped`)
@@ -313,7 +313,7 @@ def _entity(text: str, result: RecognizerResult, start: int | None = None,
 def _address_lines(text: str, found: list[tuple[Span, int]]) -> list[tuple[Span, int]]:
     """The NER's people and organisations on the lines *after* the street line of an
     address block are places: those lines hold the unit, town, region, country and
-    postcode ("Porto Alegre", "MOSS", "Kishiev Squares"); the addressee's name and
+    postcode ("Campo Sereno", "HOLT", "Varga Squares"); the addressee's name and
     company stand before the street line, outside the block."""
     blocks = [(s.start, s.end) for s, tier in found if tier == _TIER_BLOCK]
     if not blocks:
@@ -492,14 +492,14 @@ def _signature_lines(text: str, found: list[tuple[Span, int]]) -> list[tuple[Spa
     return out
 
 
-# "Ana Li, the technical writer, said": a job title in apposition to a person
+# "Ana Li, the site foreman, said": a job title in apposition to a person
 _RE_APPOSITIVE = re.compile(
     r",[ \t]+(?:the|our|their|his|her|its|a|an)[ \t]+"
     r"(?P<x>[^\W\d_][\w'’\-]*(?:[ \t]+[^\W\d_][\w'’\-]*){0,3}),[ \t]")
 
 
 def _appositive_titles(text: str, found: list[tuple[Span, int]]) -> list[tuple[Span, int]]:
-    """A person's title in apposition ("Ana Li, the technical writer, said ..."): TITLE."""
+    """A person's title in apposition ("Ana Li, the site foreman, said ..."): TITLE."""
     out: list[tuple[Span, int]] = []
     for span, _ in found:
         if span.entity != "PERSON":

@@ -178,7 +178,7 @@ class GivenNameRecognizer(EntityRecognizer):
                     stop -= 2
                 out.append(self._result(start, stop, self.STRONG, 2))
             # (a lone given name the NER took for a place is a person, unless a
-            # preposition of place stands before it: "moved to Florence")
+            # preposition of place stands before it: "moved to Talbridge")
             elif same_span and (label in _NER_ORG or (label in _NER_PLACE and (
                     len(words) > 1 or (_RE_PLACE_BEFORE.search(text, 0, start) is None
                                        and run not in _COUNTRIES)))):
@@ -206,7 +206,7 @@ _RE_PAIR = re.compile(rf"({_WORD})[ \t]+(?:and|&)[ \t]+({_WORD})")
 
 def person_shaped(value: str) -> bool:
     """Whether words the NER took for an organisation are a person's name: a given
-    name, an initial and a surname ("Olga P. Brandt"), one to three words that are
+    name, an initial and a surname ("Irina P. Brandt"), one to three words that are
     all listed given names or surnames ("Maria Keller", "Keller"), or two such
     words joined by "and" ("Keller and Brandt"). Not a firm's shapes: hyphenated
     partners ("Keller-Brandt"), lists with commas, or any company or street word."""
@@ -385,7 +385,7 @@ def name_recognizers() -> list[EntityRecognizer]:
             "name + legal or sector suffix",
             rf"\b(?!The\b){_WORD}(?:[ \t]+(?:&[ \t]+|and[ \t]+)?{_WORD}){{0,3}}[ \t]+"
             rf"(?:{_ORG_SUFFIX})\b\.?",
-            0.75,  # above a given-name guess ("Morgan Stanley Bank")
+            0.75,  # above a given-name guess ("Morgan Hale Bank")
         )],
         global_regex_flags=re.MULTILINE,
     )

@@ -316,7 +316,7 @@ def note_recognizers() -> list[EntityRecognizer]:
         # a ship or unit address of the US military post, any case, over two lines
         GroupPatternRecognizer("US_STREET_ADDRESS", "MilitaryAddressRecognizer",
                                [_MILITARY], 0.65),
-        # people listed together: "founders: Eklund, Michael and Hodge"
+        # people listed together: "founders: Lindgren, Michael and Whitaker"
         NameListRecognizer(),
         LowerCaseNameRecognizer(),
     ]

@@ -164,7 +164,7 @@ def custom_recognizers() -> list[EntityRecognizer]:
                     0.6),
             Pattern("street number (european)",
                     r"\b[A-ZÀ-ÖØ-Þ][\w'’\-]+(?:[ \t]+[A-ZÀ-ÖØ-Þ][\w'’\-]+)?[ \t]+"
-                    r"(?!\d{1,3}0s\b)\d{1,4}[a-z]?\b(?![/:.\-]\d)",  # not a date: "It's 6/24"
+                    r"(?!\d{1,3}0s\b)\d{1,4}[a-z]?\b(?![/:.\-]\d)",  # not a date: "It's 3/17"
                     0.3),
         ],
         context=["address", "live", "lives", "located", "street", "residence", "mail", "send",
