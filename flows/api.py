@@ -119,6 +119,9 @@ def create_app(home: VaultHome, engine: Engine) -> FastAPI:
                   description="Privacy-first civic data vault: DP releases and a verifiable "
                               "audit ledger. Authenticate with 'Authorization: Bearer <token>'.")
     public = Vault(home, engine, None)  # public material only; requests act as a principal
+    from flows import web  # the workbench: pages, headers, /api/web (before "/" below)
+
+    web.install(app, public)
 
     def vault_of(
         creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
