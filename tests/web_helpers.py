@@ -46,4 +46,5 @@ def build(tmp: Path, mp: pytest.MonkeyPatch) -> WebVault:
         tokens["admin"] = home.admin_token_path.read_text().strip()
         admin.ingest(synthetic_csv(tmp / "voters.csv"), "voters")
         admin.budget_set("analyst-1", "voters", Fraction(2))
+        admin.checkpoint()  # a saved, signed checkpoint for the health view
     return WebVault(tmp, home, tokens)

@@ -91,7 +91,7 @@ const CV = (() => {
     if (nav) {
       nav.replaceChildren(
         el('span', { cls: 'who', text: found.principal + ' (' + found.role + ')' }),
-        (PAGES[found.role] || []).map((p) => el('a', { href: '/web/' + p, text: p })),
+        ...(PAGES[found.role] || []).map((p) => el('a', { href: '/web/' + p, text: p })),
         el('button', { type: 'button', onclick: () => { forget(); location.assign('/'); }, text: 'Sign out' }));
     }
     return found;
