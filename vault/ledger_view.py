@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -48,12 +49,17 @@ CREATE INDEX IF NOT EXISTS facets_op ON facets(op, seq);
 CREATE INDEX IF NOT EXISTS facets_section ON facets(section, seq);
 CREATE INDEX IF NOT EXISTS facets_dataset ON facets(dataset, seq);
 CREATE INDEX IF NOT EXISTS facets_t ON facets(t);
+CREATE TABLE IF NOT EXISTS daily (
+  day TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, n INTEGER NOT NULL,
+  PRIMARY KEY (day, kind, key));
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 """
+_VERSION = "2"  # of the layout above: another one is rebuilt from the ledger
 _TIME = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?Z?)?")
 _VALUE = re.compile(r"[A-Za-z0-9_.:/*@+-]{1,200}")
 SECTIONS = ("denials", "releases", "erasures", "key_events", "reveals")
 MAX_PAGE = 500
+COUNT_CAP = 10_000
 _CHUNK = 20_000
 
 
@@ -159,11 +165,12 @@ def catch_up(engine: Engine, home_root: Path) -> int:
         size = ledger_store.size(conn)
         meta = dict(idx.execute("SELECT k, v FROM meta").fetchall())
         done = int(meta.get("size", 0))
-        if done and (done > size or ledger_store.leaf_hashes(conn, done - 1, done)[0].hex()
-                     != meta.get("last_leaf")):
+        if meta.get("version", "1" if done else _VERSION) != _VERSION or (done and (
+                done > size or ledger_store.leaf_hashes(conn, done - 1, done)[0].hex()
+                != meta.get("last_leaf"))):
             idx.execute("BEGIN IMMEDIATE")
-            idx.execute("DELETE FROM facets")
-            idx.execute("DELETE FROM meta")
+            for table in ("facets", "daily", "meta"):
+                idx.execute(f"DELETE FROM {table}")
             idx.execute("COMMIT")
             done = 0
         if done >= size:
@@ -173,13 +180,22 @@ def catch_up(engine: Engine, home_root: Path) -> int:
             done = int(dict(idx.execute("SELECT k, v FROM meta").fetchall()).get("size", done))
             pos = done
             for chunk, _ in ledger_store.iter_chunks(conn, done, size):
-                idx.executemany("INSERT OR REPLACE INTO facets VALUES (?,?,?,?,?,?,?,?)",
-                                [_facet(raw) for raw in chunk])
+                rows = [_facet(raw) for raw in chunk]
+                idx.executemany("INSERT OR REPLACE INTO facets VALUES (?,?,?,?,?,?,?,?)", rows)
+                per_day: Counter[tuple[str, str, str]] = Counter()
+                for r in rows:
+                    per_day[(r[1][:10], "actor", r[2])] += 1
+                    per_day[(r[1][:10], "action", r[3])] += 1
+                idx.executemany(
+                    "INSERT INTO daily VALUES (?, ?, ?, ?) ON CONFLICT (day, kind, key) "
+                    "DO UPDATE SET n = n + excluded.n",
+                    [(*k, n) for k, n in per_day.items()])
                 pos += len(chunk)
             if pos > done:
                 last = ledger_store.leaf_hashes(conn, pos - 1, pos)[0].hex()
                 idx.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                                [("size", str(pos)), ("last_leaf", last)])
+                                [("size", str(pos)), ("last_leaf", last),
+                                 ("version", _VERSION)])
             idx.execute("COMMIT")
         except BaseException:
             idx.execute("ROLLBACK")
@@ -189,14 +205,19 @@ def catch_up(engine: Engine, home_root: Path) -> int:
 
 def page(home_root: Path, flt: EntryFilter, *, before: int | None, limit: int,
          ) -> tuple[list[int], int, int | None]:
-    """(seqs newest first, how many entries match in all, the cursor of the next page)."""
+    """(seqs newest first, how many entries match in all, the cursor of the next page).
+    With a filter the count stops at ``COUNT_CAP`` + 1 (bounded work per page view: a
+    caller shows "more than COUNT_CAP"); without one it is the number indexed."""
     if not 1 <= limit <= MAX_PAGE:
         raise BadInput(f"limit must be 1..{MAX_PAGE}")
     with _open(home_root) as idx:
         clauses, params = flt.where(idx)
         where = " AND ".join(clauses) or "1"
-        total = int(idx.execute(f"SELECT count(*) FROM facets WHERE {where}",
-                                params).fetchone()[0])
+        if clauses:
+            total = int(idx.execute(f"SELECT count(*) FROM (SELECT 1 FROM facets WHERE {where}"
+                                    " LIMIT ?)", [*params, COUNT_CAP + 1]).fetchone()[0])
+        else:
+            total = int(dict(idx.execute("SELECT k, v FROM meta").fetchall()).get("size", 0))
         if before is not None:
             clauses, params = [*clauses, "seq < ?"], [*params, before]
         where = " AND ".join(clauses) or "1"
@@ -234,6 +255,14 @@ def timeline(home_root: Path, flt: EntryFilter, *, by: str) -> list[dict[str, An
     column = {"actor": "actor", "action": "action"}.get(by)
     if column is None:
         raise BadInput("timeline by actor or action")
+    whole_days = all(v is None or "T" not in v for v in (flt.since, flt.until))
+    if whole_days and not (flt.principal or flt.action or flt.dataset or flt.section):
+        # per-day counts kept by catch_up: no scan of the entries
+        with _open(home_root) as idx:
+            rows = idx.execute(
+                "SELECT day, key, n FROM daily WHERE kind = ? AND day >= ? AND day <= ? "
+                "ORDER BY day", (by, flt.since or "", flt.until or "9999")).fetchall()
+        return [{"day": d, by: k, "entries": int(n)} for d, k, n in rows]
     with _open(home_root) as idx:
         clauses, params = flt.where(idx)
         where = " AND ".join(clauses) or "1"

@@ -730,7 +730,10 @@ class Vault:
 
         with self._access("audit.report", vocab.LEDGER):
             pass  # read-only: the decision is the entry
-        verdict = audit_vault(self.engine)
+        from vault.transparency import checkpoint_store
+
+        latest = checkpoint_store(self.home).latest()
+        verdict = audit_vault(self.engine, latest.checkpoint if latest is not None else None)
         with self.engine.connect() as conn:
             summary = summarize(ledger_store.iter_entries(conn), since=since)
         return AuditOutcome(verdict, summary, self.origin(), self.pubkey()[0],
@@ -785,7 +788,8 @@ class Vault:
             pass  # read-only: the decision is the entry
         size = ledger_view.catch_up(self.engine, self.home.root)
         seqs, total, nxt = ledger_view.page(self.home.root, flt, before=before, limit=limit)
-        return {"size": size, "total": total, "next_before": nxt, "filter": flt.to_json(),
+        return {"size": size, "total": total, "total_capped": total > ledger_view.COUNT_CAP,
+                "next_before": nxt, "filter": flt.to_json(),
                 "entries": [orjson.loads(r) for r in ledger_view.read_entries(self.engine, seqs)]}
 
     def ledger_export_filtered(self, flt: EntryFilter, *,

@@ -62,7 +62,8 @@
     q.set('limit', '50');
     try {
       const p = await call('/api/web/ledger/entries?' + q);
-      $('page-info').textContent = p.total.toLocaleString('en-US') + ' matching entries of ' + p.size.toLocaleString('en-US') +
+      $('page-info').textContent = (p.total_capped ? 'more than ' + (p.total - 1).toLocaleString('en-US') : p.total.toLocaleString('en-US')) +
+        ' matching entries of ' + p.size.toLocaleString('en-US') +
         ' · page ' + cursors.length;
       show('entries', table([['seq', (e) => e.seq, 'num'], ['time', (e) => e.time], ['principal', (e) => e.actor],
         ['action', (e) => e.action], ['resource', (e) => e.resource], ['purpose', (e) => e.purpose || ''],
