@@ -3,7 +3,7 @@ Selenium) against the real app served by uvicorn on a loopback port, over a real
 vault of synthetic data. One browser per module; explicit waits with generous timeouts.
 
 Screenshots go to ``tests/artifacts/`` (git-ignored); with
-``CIVICVAULT_UPDATE_SCREENSHOTS=1`` the two README images in ``docs/img/`` are rewritten.
+``UPDATE_README_SCREENSHOTS=1`` the two README images in ``docs/img/`` are rewritten.
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ def _shot(site: Site, name: str, element: Any = None, *, readme: bool = False) -
         site.driver.save_screenshot(str(target))
     else:
         element.screenshot(str(target))
-    if readme and os.environ.get("CIVICVAULT_UPDATE_SCREENSHOTS") == "1":
+    if readme and os.environ.get("UPDATE_README_SCREENSHOTS") == "1":
         README_IMG.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(target, README_IMG / f"{name}.png")
 

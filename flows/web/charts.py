@@ -177,7 +177,9 @@ def spend_chart(rows: Sequence[Mapping[str, Any]]) -> str:
         "title": "budget spend over time (cumulative epsilon)", "data": {"values": values},
         "width": 560, "height": 200,
         "mark": {"type": "line", "point": True, "interpolate": "step-after"},
-        "encoding": {"x": {"field": "time", "type": "temporal", "title": None},
+        "encoding": {"x": {"field": "time", "type": "temporal", "title": None,
+                           "axis": {"format": "%Y-%m-%d %H:%M", "labelAngle": -30,
+                                    "tickCount": 6}},
                      "y": {"field": "epsilon", "type": "quantitative"},
                      "color": {"field": "series", "type": "nominal",
                                "title": "analyst / dataset"}}})
