@@ -187,3 +187,17 @@ def test_policy_view_diffs_against_the_replaced_policy(wv: tuple[WebVault, TestC
     p = client.get("/api/web/policy", headers=_h(wv, "steward")).json()
     assert p["previous_sha256"] == r.json()["previous"]
     assert "-limit = 5" in p["diff"] and "+limit = 4" in p["diff"]
+
+
+def test_csv_export_does_not_hand_a_spreadsheet_a_formula(
+        wv: tuple[WebVault, TestClient]) -> None:
+    client, h = wv[1], _h(wv, "compliance")
+    note = {"action": "note.review", "resource": "ledger", "purpose": "=HYPERLINK(1)"}
+    assert client.post("/api/ledger/annotations", json=note, headers=h).status_code == 200
+    params = {"format": "csv", "action": "note.review"}
+    frame = pl.read_csv(io.BytesIO(client.get("/api/web/ledger/export", params=params,
+                                              headers=h).content))
+    assert frame["purpose"].to_list() == ["'=HYPERLINK(1)"]
+    lines = client.get("/api/web/ledger/export", params={**params, "format": "jsonl"},
+                       headers=h).text.splitlines()
+    assert json.loads(lines[0])["entry"]["purpose"] == "=HYPERLINK(1)"  # exact in JSONL

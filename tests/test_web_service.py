@@ -139,3 +139,27 @@ def test_bad_filters_are_refused_without_echo() -> None:
         with pytest.raises(Exception) as info:
             EntryFilter(**kwargs)
         assert next(iter(kwargs.values())) not in str(info.value)
+
+
+@pytest.mark.postgres
+def test_paging_and_export_with_proofs_on_postgresql(
+        pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The same views on a PostgreSQL vault (the index stays a SQLite file of the home)."""
+    from ledger import merkle
+
+    with pytest.MonkeyPatch.context() as mp:
+        pg = build(tmp_path_factory.mktemp("webpg"), mp, pg_url)
+        with Vault.open(pg.home, token=pg.tokens["compliance"]) as vault:
+            first = vault.ledger_page(NONE, limit=10)
+            assert first["total"] == first["size"] and len(first["entries"]) == 10
+            nxt = vault.ledger_page(NONE, before=first["next_before"], limit=10)
+            assert nxt["entries"][0]["seq"] == first["entries"][-1]["seq"] - 1
+            exported = list(vault.ledger_export_filtered(EntryFilter(action="ingest")))
+            assert exported
+            for raw, proof in exported:
+                assert merkle.leaf_hash(raw).hex() == proof["leaf_hash"]
+                root = merkle.root_from_inclusion_proof(
+                    proof["leaf_index"], proof["tree_size"], merkle.leaf_hash(raw),
+                    [bytes.fromhex(h) for h in proof["inclusion_path"]])
+                assert root.hex() == proof["root_hash"]
+            assert vault.ledger_health()["verification"]["ok"] is True

@@ -34,10 +34,12 @@ def synthetic_csv(path: Path, rows: int = 400) -> Path:
     return path
 
 
-def build(tmp: Path, mp: pytest.MonkeyPatch) -> WebVault:
+def build(tmp: Path, mp: pytest.MonkeyPatch, db_url: str | None = None) -> WebVault:
     mp.setenv("CIVICVAULT_HOME", str(tmp / "home"))
     for var in ("CIVICVAULT_DB_URL", "CIVICVAULT_TOKEN", "CIVICVAULT_KEK", "PREFECT_API_URL"):
         mp.delenv(var, raising=False)
+    if db_url is not None:
+        mp.setenv("CIVICVAULT_DB_URL", db_url)
     home = VaultHome.from_env()
     assert main(["init"]) == 0
     with Vault.open(home) as admin:

@@ -87,6 +87,13 @@ def _filter(principal: str | None, action: str | None, dataset: str | None,
 Text = Annotated[str | None, Query(max_length=200)]
 
 
+def _cell(value: object) -> str:
+    """Free text for a CSV cell a spreadsheet will not run as a formula (a leading ``'``
+    before = + - @ tab CR; JSONL keeps the entry's exact bytes)."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def csv_bytes(doc: dict[str, Any]) -> bytes:
     """The rows, each measure followed by its +- at the stated confidence."""
     rows = doc.get("rows") or []
@@ -254,8 +261,9 @@ def build_router(public: Vault) -> APIRouter:
                 e = orjson.loads(raw)
                 out = io.StringIO()
                 csv.writer(out, lineterminator="\n").writerow([
-                    e.get("seq"), e.get("time"), e.get("actor"), e.get("action"),
-                    e.get("resource"), e.get("purpose") or "", e.get("data_hash") or "",
+                    e.get("seq"), e.get("time"), _cell(e.get("actor")), e.get("action"),
+                    _cell(e.get("resource")), _cell(e.get("purpose")),
+                    e.get("data_hash") or "",
                     json.dumps(e.get("details"), sort_keys=True) if e.get("details") else "",
                     proof["tree_size"], proof["leaf_hash"], proof["root_hash"],
                     " ".join(proof["inclusion_path"])])
