@@ -20,6 +20,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Query
+from fastapi import Path as PathParam
 from fastapi.responses import Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
@@ -111,8 +112,17 @@ def csv_bytes(doc: dict[str, Any]) -> bytes:
     return out.getvalue().encode("utf-8")
 
 
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Bad input (one line, no data values)."},
+    401: {"description": "Missing or unknown bearer token."},
+    403: {"description": "Denied by the policy, or over budget (ledgered)."},
+    409: {"description": "The vault refused the operation in its current state."},
+    503: {"description": "Storage fault (disk full, database locked, ...)."},
+}
+
+
 def build_router(public: Vault) -> APIRouter:
-    router = APIRouter(prefix="/api/web", tags=["workbench"])
+    router = APIRouter(prefix="/api/web", tags=["workbench"], responses=ERRORS)
     results = _Results()
 
     def vault_of(
@@ -166,7 +176,8 @@ def build_router(public: Vault) -> APIRouter:
         return {"releases": vault.my_releases()}
 
     @router.get("/releases/{seq}/download")
-    def download(vault: As, seq: int, format: str = "csv") -> Response:
+    def download(vault: As, seq: Annotated[int, PathParam(ge=0, le=2**63 - 1)],
+                 format: str = "csv") -> Response:
         """A released result as CSV (each value with its +-), Parquet (the accuracy in the
         file's key-value metadata) or JSON (the whole document); ledgered as an export."""
         from vault.dp.export import write_output
@@ -213,7 +224,7 @@ def build_router(public: Vault) -> APIRouter:
     @router.get("/ledger/entries")
     def entries(vault: As, principal: Text = None, action: Text = None, dataset: Text = None,
                 section: Text = None, since: Text = None, until: Text = None,
-                before: Annotated[int | None, Query(ge=0)] = None,
+                before: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
                 limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
         """A page of entries, newest first; ``next_before`` is the next page's cursor."""
         flt = _filter(principal, action, dataset, section, since, until)
