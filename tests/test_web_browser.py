@@ -92,7 +92,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         options.binary_location = CHROMIUM
         for flag in FLAGS:
             options.add_argument(flag)
-        options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+        options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
         options.add_experimental_option("prefs", {
             "download.default_directory": str(downloads), "download.prompt_for_download": False})
         driver = webdriver.Chrome(service=Service(DRIVER), options=options)
@@ -275,6 +275,7 @@ def _blocked_patterns(origin: str) -> list[str]:
 def test_no_request_leaves_the_server(site: Site) -> None:
     d = site.driver
     d.get_log("performance")  # drain what earlier tests logged
+    d.get_log("browser")
     d.execute_cdp_cmd("Network.enable", {})
     d.execute_cdp_cmd("Network.setBlockedURLs", {"urls": _blocked_patterns(site.base)})
     try:
@@ -294,6 +295,10 @@ def test_no_request_leaves_the_server(site: Site) -> None:
             elif msg["method"] == "Network.loadingFailed" and msg["params"].get("blockedReason"):
                 blocked.append(msg["params"]["requestId"])
         assert urls, "the performance log saw no request"
+        # and the pages broke no rule of their Content-Security-Policy (inline script or
+        # style, foreign source): Chromium reports each violation on the console
+        console = [m["message"] for m in d.get_log("browser")]
+        assert not [m for m in console if "Content Security Policy" in m], console
         outside = [u for u in urls if not u.startswith((site.base + "/", "data:", "blob:"))]
         assert outside == [] and blocked == []
     finally:

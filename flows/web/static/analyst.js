@@ -89,7 +89,7 @@
       show('segment-msg', el('p', { id: 'segment-done', text: (out.result.segments || []).length + ' segments released at epsilon ' + out.result.epsilon + '.' }));
       svgInto($('centroids'), out.charts.centroids);
       svgInto($('sizes'), out.charts.sizes);
-      await budgets();
+      await Promise.all([budgets(), history()]);
     } catch (e) { fail('segment-msg', e); }
   }
 
