@@ -6,6 +6,7 @@
                 ['key_events', 'Key rotations'], ['reveals', 'Reveals']];
   let section = '';
   let cursors = [];  // the "before" of each page shown so far (null: the newest)
+  let shown = 0;  // the latest request: an older answer arriving late is dropped
 
   function filters() {
     const q = new URLSearchParams();
@@ -60,8 +61,10 @@
     const q = filters();
     if (before !== null && before !== undefined) q.set('before', before);
     q.set('limit', '50');
+    const mine = ++shown;
     try {
       const p = await call('/api/web/ledger/entries?' + q);
+      if (mine !== shown) return;
       $('page-info').textContent = (p.total_capped ? 'more than ' + (p.total - 1).toLocaleString('en-US') : p.total.toLocaleString('en-US')) +
         ' matching entries of ' + p.size.toLocaleString('en-US') +
         ' · page ' + cursors.length;
@@ -71,12 +74,15 @@
       $('older').disabled = p.next_before === null;
       $('older').dataset.next = p.next_before ?? '';
       $('newer').disabled = cursors.length <= 1;
-    } catch (e) { fail('entries', e); }
+    } catch (e) { if (mine === shown) fail('entries', e); }
   }
 
+  let drawn = 0;
   async function charts() {
+    const mine = ++drawn;
     try {
       const c = await call('/api/web/ledger/charts?' + filters());
+      if (mine !== drawn) return;
       svgInto($('timeline-actor'), c.timeline_actor_svg);
       svgInto($('timeline-action'), c.timeline_action_svg);
       svgInto($('spend'), c.spend.length ? c.spend_svg : null);
