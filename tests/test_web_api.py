@@ -134,6 +134,10 @@ def test_compliance_pages_filter_and_export_with_proofs(
                                                        "action": "release.dp"},
                     headers=h).json()
     assert by["total"] >= 1 and {e["actor"] for e in by["entries"]} == {"analyst-1"}
+    # a release says who, dataset, group-by, measures, epsilon and its accuracy
+    d = by["entries"][0]["details"]
+    assert d["by"] == ["party_cd"] and d["measures"] == ["count"] and d["epsilon"] == "0.5"
+    assert float(d["accuracy"]["count"]) > 0 and d["confidence"] == "0.95"
     future = client.get("/api/web/ledger/entries", params={"since": "2999-01-01"},
                         headers=h).json()
     assert future["total"] == 0 and future["entries"] == []

@@ -239,6 +239,7 @@ def test_compliance_sees_health_and_filters_the_ledger(site: Site) -> None:
         return len(cells) if ok else 0
 
     assert _wait(site, filtered, "filtered to the analyst's releases") >= 1
+    assert "accuracy: count ±" in _text(site, "#entries-table")
     assert "matching entries" in _text(site, "#page-info")
     d.find_element(By.ID, "clear").click()
     d.find_element(By.ID, "tab-denials").click()

@@ -49,9 +49,10 @@
   function detailText(e) {
     const d = e.details || {};
     const parts = [];
-    for (const k of ['op', 'reason', 'role', 'by', 'measures', 'epsilon', 'epsilon_charged', 'analyst', 'dataset', 'groups', 'subjects', 'kek_version']) {
-      if (d[k] === undefined) continue;
-      const v = Array.isArray(d[k]) ? (k === 'subjects' ? d[k].length + ' subject(s)' : d[k].join(', ')) : d[k];
+    for (const k of ['op', 'reason', 'role', 'by', 'measures', 'epsilon', 'epsilon_charged', 'accuracy', 'confidence', 'analyst', 'dataset', 'groups', 'subjects', 'kek_version']) {
+      if (d[k] === undefined || d[k] === null) continue;
+      const v = Array.isArray(d[k]) ? (k === 'subjects' ? d[k].length + ' subject(s)' : d[k].join(', '))
+        : typeof d[k] === 'object' ? Object.entries(d[k]).map(([m, a]) => m + ' ±' + a).join(', ') : d[k];
       parts.push(k + ': ' + v);
     }
     return parts.join(' · ');
