@@ -129,7 +129,10 @@ class EntryFilter:
 def _open(home_root: Path) -> Iterator[sqlite3.Connection]:
     path = index_path(home_root)
     path.parent.mkdir(mode=0o700, exist_ok=True)
+    fresh = not path.exists()
     with closing(sqlite3.connect(path, timeout=60, isolation_level=None)) as conn:
+        if fresh:
+            path.chmod(0o600)  # like the rest of the home: the owner's only
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.executescript(_SCHEMA)
