@@ -260,6 +260,17 @@ def test_steward_sees_policy_erasures_and_rotations(site: Site) -> None:
     assert len(_text(site, "#policy-sha")) == 64
     # the steward may not list principals: the page says so instead of failing
     assert "403" in _text(site, "#principals")
+    # an erasure request, through the form: ledgered, listed, the value never shown
+    d = site.driver
+    d.find_element(By.ID, "e-dataset").send_keys("voters")
+    d.find_element(By.ID, "e-column").send_keys("voter_reg_num")
+    d.find_element(By.ID, "e-value").send_keys("8100005")
+    d.find_element(By.CSS_SELECTOR, "#erase button[type=submit]").click()
+    _wait(site, lambda d: "Erased; ledger entry" in _text(site, "#e-msg"), "erased")
+    _wait(site, lambda d: d.find_elements(By.CSS_SELECTOR, "#erasures-table tbody tr"),
+          "erasure listed")
+    assert "vault.erase" in _text(site, "#erasures-table")
+    assert "8100005" not in d.find_element(By.TAG_NAME, "body").text
     _shot(site, "steward")
 
 
