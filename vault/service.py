@@ -811,23 +811,18 @@ class Vault:
                 for seq, raw in zip(part, raws, strict=True):
                     yield raw, ledger_store.inclusion_document(conn, seq, size)
 
-    def ledger_timeline(self, flt: EntryFilter, *, by: str) -> list[dict[str, Any]]:
-        """Entries per day by principal or action (``audit.report``)."""
+    def ledger_activity(self, flt: EntryFilter) -> dict[str, list[dict[str, Any]]]:
+        """Entries per day by principal and by action, and epsilon charged over time by
+        analyst and dataset, of the filtered entries (``audit.report``: one decision)."""
         from vault import ledger_view
 
         with self._access("audit.report", vocab.LEDGER):
             pass
         ledger_view.catch_up(self.engine, self.home.root)
-        return ledger_view.timeline(self.home.root, flt, by=by)
-
-    def budget_spend(self, flt: EntryFilter) -> list[dict[str, Any]]:
-        """Epsilon charged over time by analyst and dataset (``audit.report``)."""
-        from vault import ledger_view
-
-        with self._access("audit.report", vocab.LEDGER):
-            pass
-        ledger_view.catch_up(self.engine, self.home.root)
-        return ledger_view.spend(self.home.root, flt)
+        root = self.home.root
+        return {"by_action": ledger_view.timeline(root, flt, by="action"),
+                "by_actor": ledger_view.timeline(root, flt, by="actor"),
+                "spend": ledger_view.spend(root, flt)}
 
     def my_releases(self, *, limit: int = 100) -> list[dict[str, Any]]:
         """The principal's own releases, newest first, from the ledger (``budget.show`` on

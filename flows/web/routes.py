@@ -236,12 +236,10 @@ def build_router(public: Vault) -> APIRouter:
                       until: Text = None) -> dict[str, Any]:
         """Access timeline by principal and by action; budget spend over time."""
         flt = _filter(principal, action, dataset, section, since, until)
-        by_action = vault.ledger_timeline(flt, by="action")
-        by_actor = vault.ledger_timeline(flt, by="actor")
-        spend = vault.budget_spend(flt)
-        return {"timeline_action_svg": charts.timeline_chart(by_action, "action"),
-                "timeline_actor_svg": charts.timeline_chart(by_actor, "actor"),
-                "spend_svg": charts.spend_chart(spend), "spend": spend}
+        found = vault.ledger_activity(flt)
+        return {"timeline_action_svg": charts.timeline_chart(found["by_action"], "action"),
+                "timeline_actor_svg": charts.timeline_chart(found["by_actor"], "actor"),
+                "spend_svg": charts.spend_chart(found["spend"]), "spend": found["spend"]}
 
     @router.get("/ledger/export")
     def export(vault: As, format: str = "jsonl", principal: Text = None,
