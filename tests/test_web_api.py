@@ -205,3 +205,26 @@ def test_csv_export_does_not_hand_a_spreadsheet_a_formula(
     lines = client.get("/api/web/ledger/export", params={**params, "format": "jsonl"},
                        headers=h).text.splitlines()
     assert json.loads(lines[0])["entry"]["purpose"] == "=HYPERLINK(1)"  # exact in JSONL
+
+
+def test_two_measures_are_charted_in_two_panels(wv: tuple[WebVault, TestClient]) -> None:
+    body = {"dataset": "voters", "by": ["party_cd"], "measures": ["count", "mean:birth_age"],
+            "epsilon": "0.2"}
+    r = wv[1].post("/api/web/releases", json=body, headers=_h(wv, "analyst"))
+    assert r.status_code == 200, r.text
+    out = r.json()
+    measures = {row["measure"] for row in out["table"]}
+    assert measures == {"count", "mean_birth_age"}
+    for row in out["table"]:  # every released value, of both measures, is drawn
+        assert row["text"] in out["chart_svg"] and row["error"] > 0
+
+
+def test_a_hundred_groups_chart_the_top_forty_and_say_so(
+        wv: tuple[WebVault, TestClient]) -> None:
+    body = {"dataset": "voters", "by": ["county_desc"], "measures": ["count"],
+            "epsilon": "0.1"}
+    out = wv[1].post("/api/web/releases", json=body, headers=_h(wv, "analyst")).json()
+    assert len(out["table"]) == 100  # the policy's public county keys: all in the table
+    assert "(top 40 by count)" in out["chart_svg"]
+    top = sorted(out["table"], key=lambda r: -r["value"])[0]
+    assert top["group"] in out["chart_svg"]

@@ -77,34 +77,42 @@ def _labels(doc: Mapping[str, Any]) -> list[str]:
 
 
 def release_chart(doc: Mapping[str, Any]) -> str:
-    """Bars of the first measure per group with error bars and the value printed."""
+    """Bars per group with error bars and the value printed: one panel per measure (each
+    with its own scale), groups ordered by the first measure, the top ``MAX_BARS``."""
     rows = release_rows(doc)
     if not rows:
         return svg({"title": "nothing released", "mark": "text", "data": {"values": [{}]}})
-    first = rows[0]["measure"]
-    shown = sorted((r for r in rows if r["measure"] == first), key=lambda r: -r["value"])
-    more = len(shown) > MAX_BARS
-    shown = shown[:MAX_BARS]
+    measures = list(dict.fromkeys(r["measure"] for r in rows))
+    first = sorted((r for r in rows if r["measure"] == measures[0]),
+                   key=lambda r: -r["value"])
+    order = [r["group"] for r in first][:MAX_BARS]
+    more = len(first) > MAX_BARS
+    keep = set(order)
+    shown = [r for r in rows if r["group"] in keep]
     conf = doc.get("accuracy", {}).get("confidence", 0.95)
-    x = {"field": "group", "type": "nominal", "sort": None, "title": ", ".join(doc.get("by", []))}
-    return svg({
-        "title": {"text": f"{doc.get('dataset')}: {first} by {', '.join(doc.get('by', []))}"
-                          + (f" (top {MAX_BARS})" if more else ""),
-                  "subtitle": f"epsilon {doc.get('epsilon')}; error bars: +- accuracy at "
-                              f"{100 * float(conf):.0f}% confidence"},
-        "data": {"values": shown}, "width": max(240, 28 * len(shown)), "height": 260,
-        "layer": [
-            {"mark": {"type": "bar", "color": "#4c72b0"},
-             "encoding": {"x": x, "y": {"field": "value", "type": "quantitative",
-                                        "title": first}}},
-            {"mark": {"type": "rule", "color": "#222"},
-             "encoding": {"x": x, "y": {"field": "low", "type": "quantitative"},
-                          "y2": {"field": "high"}}},
-            {"mark": {"type": "text", "dy": -8, "fontSize": 9, "color": "#222"},
-             "encoding": {"x": x, "y": {"field": "high", "type": "quantitative"},
-                          "text": {"field": "text"}}},
-        ],
-    })
+    by = ", ".join(doc.get("by", []))
+    x = {"field": "group", "type": "nominal", "sort": order, "title": by}
+    layer = [
+        {"mark": {"type": "bar", "color": "#4c72b0"},
+         "encoding": {"x": x, "y": {"field": "value", "type": "quantitative", "title": None}}},
+        {"mark": {"type": "rule", "color": "#222"},
+         "encoding": {"x": x, "y": {"field": "low", "type": "quantitative"},
+                      "y2": {"field": "high"}}},
+        {"mark": {"type": "text", "dy": -8, "fontSize": 9, "color": "#222"},
+         "encoding": {"x": x, "y": {"field": "high", "type": "quantitative"},
+                      "text": {"field": "text"}}},
+    ]
+    title = {"text": f"{doc.get('dataset')}: {', '.join(measures)} by {by}"
+                     + (f" (top {MAX_BARS} by {measures[0]})" if more else ""),
+             "subtitle": f"epsilon {doc.get('epsilon')}; error bars: +- accuracy at "
+                         f"{100 * float(conf):.0f}% confidence"}
+    inner = {"width": max(240, 28 * len(order)), "height": 220, "layer": layer}
+    if len(measures) == 1:
+        return svg({"title": title, "data": {"values": shown}, **inner})
+    return svg({"title": title, "data": {"values": shown},
+                "facet": {"row": {"field": "measure", "type": "nominal", "title": None,
+                                  "sort": measures}},
+                "spec": inner, "resolve": {"scale": {"y": "independent"}}})
 
 
 def budget_chart(budgets: Sequence[Mapping[str, Any]]) -> str:
