@@ -174,6 +174,7 @@ def test_analyst_composes_previews_releases_charts_and_downloads(site: Site) -> 
     d.find_element(By.ID, "preview").click()
     _wait(site, lambda d: d.find_elements(By.ID, "cost"), "preview shown")
     assert _text(site, "#cost") == "0.5"
+    assert "after this release 1.50" in _text(site, "#budget-after")  # 2 - 0.5
     assert "count" in _text(site, "#preview-table")
     d.find_element(By.ID, "release").click()
     _wait(site, lambda d: d.find_elements(By.ID, "release-done"), "release done")

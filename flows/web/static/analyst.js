@@ -2,6 +2,7 @@
 (() => {
   const { call, el, svgInto, table, show, fail, download, fmt } = CV;
   let catalog = [];
+  let myBudgets = [];
   const $ = (id) => document.getElementById(id);
 
   function current() { return catalog.find((d) => d.dataset === $('dataset').value); }
@@ -33,9 +34,14 @@
     try {
       const p = await call('/api/web/preview', { method: 'POST', body: request() });
       const rows = Object.entries(p.accuracy.measures).map(([k, v]) => ({ k, ...v }));
+      const mine = myBudgets.find((b) => b.dataset === p.cost.dataset);
+      const left = mine ? Number(mine.epsilon_remaining) : null;
+      const after = left === null ? null : left - Number(p.cost.epsilon);
       show('preview-out', el('div', { cls: 'panel' },
         el('p', {}, 'Cost if released: epsilon ', el('strong', { id: 'cost', text: p.cost.epsilon }), ' on ' + p.cost.dataset +
           '. Each value will be within ± accuracy of the true value with ' + Math.round(100 * p.accuracy.confidence) + '% confidence.'),
+        left === null ? null : el('p', { id: 'budget-after', cls: after < 0 ? 'bad' : null,
+          text: 'Budget left now ' + fmt(left) + '; after this release ' + fmt(Math.max(after, 0)) + (after < 0 ? ' (not enough: the release would be refused)' : '') + '.' }),
         table([['measure', (r) => r.k], ['± accuracy', (r) => r.accuracy !== undefined ? fmt(r.accuracy) : r.derived, 'num'],
                ['noise', (r) => r.distribution || ''], ['scale', (r) => fmt(r.scale), 'num']], rows, { id: 'preview-table' })));
     } catch (e) { fail('preview-out', e); }
@@ -62,6 +68,7 @@
   async function budgets() {
     try {
       const b = await call('/api/web/budgets');
+      myBudgets = b.budgets;
       svgInto($('budget-chart'), b.chart_svg);
       show('budget-table', table([['dataset', (r) => r.dataset], ['total', (r) => r.epsilon_total, 'num'],
         ['spent', (r) => r.epsilon_spent, 'num'], ['left', (r) => r.epsilon_remaining, 'num']], b.budgets));
