@@ -57,7 +57,7 @@ const CV = (() => {
 
   function table(cols, rows, attrs) {
     return el('div', { cls: 'scroll' }, el('table', attrs || {},
-      el('thead', {}, el('tr', {}, cols.map((c) => el('th', { text: c[0] })))),
+      el('thead', {}, el('tr', {}, cols.map((c) => el('th', { text: c[0], cls: c[2] || null })))),
       el('tbody', {}, rows.map((r) => el('tr', {}, cols.map((c) => {
         const v = c[1](r);
         return el('td', { cls: c[2] || null }, v instanceof Node ? v : (v ?? ''));
