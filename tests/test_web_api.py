@@ -120,6 +120,7 @@ def test_compliance_pages_filter_and_export_with_proofs(
     assert client.get("/api/web/ledger/entries", headers=_h(wv, "analyst")).status_code == 403
     first = client.get("/api/web/ledger/entries", params={"limit": 5}, headers=h).json()
     assert len(first["entries"]) == 5 and first["total"] == first["size"]
+    assert first["total_capped"] is False  # no filter: the exact number indexed
     seqs = [e["seq"] for e in first["entries"]]
     assert seqs == sorted(seqs, reverse=True)
     second = client.get("/api/web/ledger/entries",

@@ -161,3 +161,14 @@ def test_paging_and_export_with_proofs_on_postgresql(
                     [bytes.fromhex(h) for h in proof["inclusion_path"]])
                 assert root.hex() == proof["root_hash"]
             assert vault.ledger_health()["verification"]["ok"] is True
+
+
+def test_filtered_counts_stop_at_the_cap(wv: WebVault, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bounded work per page view: a filtered count stops at COUNT_CAP + 1 and says so."""
+    monkeypatch.setattr(ledger_view, "COUNT_CAP", 3)
+    with Vault.open(wv.home, token=wv.tokens["compliance"]) as vault:
+        many = vault.ledger_page(EntryFilter(action="policy.allowed"), limit=2)
+        assert many["total"] == 4 and many["total_capped"] is True
+        assert len(many["entries"]) == 2 and many["next_before"] is not None
+        whole = vault.ledger_page(NONE, limit=2)
+        assert whole["total"] == whole["size"] > 4 and whole["total_capped"] is False

@@ -41,7 +41,7 @@
                  : ': ' + v.problem),
           v.ok ? root('verified root', v.root_hex, v.root_base64) : null,
           el('p', { cls: 'muted', text: 'checked at ' + v.checked_at + ' in ' + v.seconds + ' s' +
-            (v.ok && v.verified_size !== h.size ? '; ' + (h.size - v.verified_size) + ' entries appended since (verify again to cover them)' : '') +
+            (v.ok && v.verified_size !== h.size ? '; ' + (h.size - v.verified_size).toLocaleString('en-US') + ' entr' + (h.size - v.verified_size === 1 ? 'y' : 'ies') + ' appended since (verify again to cover them)' : '') +
             (cp && v.checkpoint_size !== cp.size ? '; a newer checkpoint (size ' + cp.size + ') was saved since this verification' : '') }))));
     } catch (e) { fail('health', e); }
   }
