@@ -15,6 +15,7 @@ the ledger's own error (which names the first failing entry, never a value).
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -70,14 +71,31 @@ def sign_consistent_checkpoint(home: str, principal: Principal) -> dict[str, Any
     return {"checkpoint": path.name, "checkpoint_size": size}
 
 
+_LABELS = (
+    ("size", "verified tree size (this run's verification)"),
+    ("root", "verified root (hex)"),
+    ("batches", "stored batches checked"),
+    ("records", "records checked"),
+    ("previous_size", "held against the saved signed checkpoint of size"),
+    ("checkpoint", "checkpoint signed by this run (file)"),
+    ("checkpoint_size", "checkpoint signed by this run: size"),
+)
+
+
 def publish(verdict: str, summary: dict[str, Any], failure: str | None) -> None:
     """Markdown verdict, table of per-action counts, and the Prefect event."""
     actions: dict[str, int] = summary.get("actions", {})
     lines = [f"# Ledger audit: **{verdict}**", ""]
-    for key in ("size", "root", "batches", "records", "previous_size", "checkpoint",
-                "checkpoint_size"):
-        if key in summary:
-            lines.append(f"- {key.replace('_', ' ')}: `{summary[key]}`")
+    # each size and root says whose it is: this run's verification, the saved checkpoint
+    # it was held against, or the checkpoint this run signed
+    for key, label in _LABELS:
+        if summary.get(key) is not None:
+            lines.append(f"- {label}: `{summary[key]}`")
+        if key == "root" and summary.get("root"):
+            root_b64 = base64.b64encode(bytes.fromhex(str(summary["root"]))).decode()
+            lines.append(f"- verified root (base64): `{root_b64}`")
+    if "previous_size" in summary and summary["previous_size"] is None:
+        lines.append("- held against: no saved checkpoint yet (first audit)")
     if failure:
         lines.append(f"- failure: {failure}")
     create_markdown_artifact("\n".join(lines), key="civicvault-audit-verdict",

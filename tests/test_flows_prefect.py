@@ -334,6 +334,11 @@ def test_audit_checkpoints_and_checks_consistency_with_the_previous_one(
     assert saved[-1].read_text().startswith(home.identity() + "\n")
     verdicts = _artifact("civicvault-audit-verdict")
     assert any("OK" in (a.data or "") for a in verdicts)
+    # sizes and roots say whose they are: this run's verification, the checkpoint it was
+    # held against, the checkpoint it signed
+    assert any(f"held against the saved signed checkpoint of size: `{first['checkpoint_size']}`"
+               in (a.data or "") for a in verdicts)
+    assert any("verified root (base64)" in (a.data or "") for a in verdicts)
     assert _artifact("civicvault-audit-actions")
     events = _events("civicvault.audit.completed")
     assert events and events[0].resource.id == "civicvault.ledger"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import Engine
@@ -21,6 +21,9 @@ from ledger.db_verify import verify_stored
 from ledger.errors import LedgerTampered, UnknownAction, VerificationFailed
 from vault.crosscheck import verify_vault
 from vault.vocab import ledger_action
+
+if TYPE_CHECKING:
+    from ledger.checkpoint import Checkpoint
 
 
 @dataclass(frozen=True)
@@ -32,28 +35,38 @@ class AuditVerdict:
     records_checked: int
     problem: str | None = None
     failing_seq: int | None = None
+    checkpoint_size: int | None = None  # the saved checkpoint the ledger was held against
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
-def audit_vault(engine: Engine) -> AuditVerdict:
-    """Verify the ledger, then the vault against it; failures come back as the verdict."""
+def audit_vault(engine: Engine, checkpoint: Checkpoint | None = None) -> AuditVerdict:
+    """Verify the ledger (held against ``checkpoint``, the newest saved one, if given), then
+    the vault against it; failures come back as the verdict."""
+    from ledger.verify import verify_against_checkpoint
+
+    held = checkpoint.size if checkpoint is not None else None
     try:
-        verdict = verify_stored(engine)
+        verdict = verify_stored(engine, prefix_sizes={held} if held is not None else ())
+        if checkpoint is not None:
+            verify_against_checkpoint(verdict, checkpoint)
     except LedgerTampered as exc:
         with engine.connect() as conn:
             n = ledger_store.size(conn)
-        return AuditVerdict(False, n, "", 0, 0, exc.diagnostics().splitlines()[0], exc.seq)
+        return AuditVerdict(False, n, "", 0, 0, exc.diagnostics().splitlines()[0], exc.seq,
+                            held)
     except VerificationFailed as exc:
-        return AuditVerdict(False, 0, "", 0, 0, exc.diagnostics().splitlines()[0])
+        return AuditVerdict(False, 0, "", 0, 0, exc.diagnostics().splitlines()[0],
+                            checkpoint_size=held)
     try:
         with engine.connect().execution_options(readonly=True) as conn, conn.begin():
             report = verify_vault(conn, ledger_store.iter_entries(conn, 0, verdict.size))
     except VerificationFailed as exc:
         return AuditVerdict(False, verdict.size, verdict.root.hex(), 0, 0,
-                            exc.diagnostics().splitlines()[0])
-    return AuditVerdict(True, verdict.size, verdict.root.hex(), report.batches, report.records)
+                            exc.diagnostics().splitlines()[0], checkpoint_size=held)
+    return AuditVerdict(True, verdict.size, verdict.root.hex(), report.batches, report.records,
+                        checkpoint_size=held)
 
 
 @dataclass

@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from vault.dp.segment import SegmentRequest
     from vault.erase import EraseReport
     from vault.ingest import IngestPlan, IngestReport, Progress
+    from vault.ledger_view import EntryFilter
     from vault.pii.classifier import ColumnClass
     from vault.principals import PrincipalRecord
     from vault.transparency import Published, WitnessPolicy
@@ -544,6 +545,8 @@ class Vault:
                 data_hash=policy.sha256,
                 details={"previous": previous, "roles": len(policy.roles),
                          "datasets": len(policy.datasets)})])
+            if previous is not None:  # kept for the policy view's diff (policy_diff)
+                _keep_policy(self.home, previous, target.read_bytes())
             _install(target, data)  # last: a failure here rolls the ledger entry back
         return policy, previous
 
@@ -759,11 +762,184 @@ class Vault:
 
         with self._access("audit.report", vocab.LEDGER):
             pass  # read-only: the decision is the entry
-        verdict = audit_vault(self.engine)
+        from vault.transparency import checkpoint_store
+
+        latest = checkpoint_store(self.home).latest()
+        verdict = audit_vault(self.engine, latest.checkpoint if latest is not None else None)
         with self.engine.connect() as conn:
             summary = summarize(ledger_store.iter_entries(conn), since=since)
         return AuditOutcome(verdict, summary, self.origin(), self.pubkey()[0],
                             self.saved_checkpoint())
+
+    # -- views of the web workbench (flows/web): one decision each, like the CLI's ------------
+
+    def whoami(self) -> dict[str, Any]:
+        """The principal and the operations its role is granted (pure: nothing ledgered)."""
+        p = self.principal
+        granted = sorted(op for op in vocab.OPERATIONS
+                         if any(g.role in (p.role, "*") for g in self.policy.roles_for(op)))
+        return {"principal": p.id, "role": p.role, "operations": granted}
+
+    def catalog(self) -> list[dict[str, Any]]:
+        """The vault's datasets with what the policy lets analysts do on each: group-by
+        columns (public keys, or DP key release), measures and their bounds (``policy.show``)."""
+        from sqlalchemy import select
+
+        from vault.store import ColumnLayout
+        from vault.tables import T_DATASET
+
+        with self._access("policy.show", vocab.POLICY) as conn:
+            found = sorted((str(n), str(c)) for n, c in conn.execute(
+                select(T_DATASET.c.name, T_DATASET.c.columns_json)))
+        policy = self.policy
+        out = []
+        for name, layout in found:
+            stored = {c.name for c in ColumnLayout.from_json(layout).columns}
+            rules = {c: r for c, r in policy.columns_for(name).items() if c in stored}
+            out.append({
+                "dataset": name,
+                "group_by": [{"column": c, "keys": None if r.keys is None else list(r.keys)}
+                             for c, r in sorted(rules.items()) if r.groupable],
+                "measures": ["count"] + [f"{kind}:{c}" for c, r in sorted(rules.items())
+                                         if r.measurable for kind in ("sum", "mean")],
+                "bounds": {c: [r.lower, r.upper] for c, r in sorted(rules.items())
+                           if r.measurable},
+                "budget_per_analyst": str(policy.budget_default(name)),
+            })
+        return out
+
+    def ledger_page(self, flt: EntryFilter, *, before: int | None = None,
+                    limit: int = 50) -> dict[str, Any]:
+        """One page of entries, newest first, filtered (``ledger.export``): keyset paging
+        over the derived index (``vault.ledger_view``); the entries are the ledger's bytes."""
+        import orjson
+
+        from vault import ledger_view
+
+        with self._access("ledger.export", vocab.LEDGER):
+            pass  # read-only: the decision is the entry
+        size = ledger_view.catch_up(self.engine, self.home.root)
+        seqs, total, nxt = ledger_view.page(self.home.root, flt, before=before, limit=limit)
+        return {"size": size, "total": total, "total_capped": bool(flt.to_json()) and total > ledger_view.COUNT_CAP,
+                "next_before": nxt, "filter": flt.to_json(),
+                "entries": [orjson.loads(r) for r in ledger_view.read_entries(self.engine, seqs)]}
+
+    def ledger_export_filtered(self, flt: EntryFilter, *,
+                               limit: int = 10_000) -> Iterator[tuple[bytes, dict[str, Any]]]:
+        """The filtered entries, oldest first, each with its inclusion proof against one
+        tree size (``ledger.export``); at most ``limit``. The decision is taken when
+        iteration starts; proofs come from one snapshot."""
+        from vault import ledger_view
+
+        with self._access("ledger.export", vocab.LEDGER):
+            pass
+        ledger_view.catch_up(self.engine, self.home.root)
+        seqs = ledger_view.all_seqs(self.home.root, flt, limit=limit)
+        with self.engine.connect().execution_options(readonly=True) as conn, conn.begin():
+            size = ledger_store.size(conn)
+            for start in range(0, len(seqs), 500):
+                part = seqs[start:start + 500]
+                raws = ledger_view.read_entries(self.engine, part)
+                for seq, raw in zip(part, raws, strict=True):
+                    yield raw, ledger_store.inclusion_document(conn, seq, size)
+
+    def ledger_activity(self, flt: EntryFilter) -> dict[str, list[dict[str, Any]]]:
+        """Entries per day by principal and by action, and epsilon charged over time by
+        analyst and dataset, of the filtered entries (``audit.report``: one decision)."""
+        from vault import ledger_view
+
+        with self._access("audit.report", vocab.LEDGER):
+            pass
+        ledger_view.catch_up(self.engine, self.home.root)
+        root = self.home.root
+        return {"by_action": ledger_view.timeline(root, flt, by="action"),
+                "by_actor": ledger_view.timeline(root, flt, by="actor"),
+                "spend": ledger_view.spend(root, flt)}
+
+    def my_releases(self, *, limit: int = 100) -> list[dict[str, Any]]:
+        """The principal's own releases, newest first, from the ledger (``budget.show`` on
+        its own budgets: what it spent, where)."""
+        import orjson
+
+        from vault import ledger_view
+
+        with self._access("budget.show", vocab.budget(self.principal.id)):
+            pass
+        ledger_view.catch_up(self.engine, self.home.root)
+        flt = ledger_view.EntryFilter(principal=self.principal.id, section="releases")
+        seqs, _, _ = ledger_view.page(self.home.root, flt, before=None, limit=limit)
+        return [orjson.loads(r) for r in ledger_view.read_entries(self.engine, seqs)]
+
+    def ledger_health(self, *, refresh: bool = False) -> dict[str, Any]:
+        """Ledger size, the latest signed checkpoint and the verdict of a verification of
+        the stored log held against it (``ledger.verify``). The verdict is kept per vault
+        and re-run on ``refresh`` (or when there is none): a page view never re-verifies
+        a million entries; the verdict names the checkpoint size it was held against and
+        the size it verified, so a newer checkpoint or a longer log shows. A failed check
+        appends nothing (see ``verify``)."""
+        import base64
+        import time
+
+        from ledger.db_verify import verify_stored
+        from ledger.errors import VerificationFailed
+        from ledger.verify import verify_against_checkpoint
+        from vault.transparency import checkpoint_store
+
+        self._require("ledger.verify", vocab.LEDGER)
+        latest = checkpoint_store(self.home).latest()
+        saved = latest.checkpoint if latest is not None else None
+        key = (str(self.home.root), self.home.db_url)
+        found = _VERDICTS.get(key)
+        if refresh or found is None:
+            t0 = time.perf_counter()
+            found = {"name": "verification of the stored ledger against the latest signed "
+                             "checkpoint", "checkpoint_size": saved.size if saved else None}
+            try:
+                verdict = verify_stored(self.engine,
+                                        prefix_sizes={saved.size} if saved else ())
+                if saved is not None:
+                    verify_against_checkpoint(verdict, saved)
+                found.update(ok=True, problem=None, verified_size=verdict.size,
+                             root_hex=verdict.root.hex(),
+                             root_base64=base64.b64encode(verdict.root).decode())
+            except VerificationFailed as exc:
+                found.update(ok=False, problem=exc.diagnostics().splitlines()[0],
+                             verified_size=None, root_hex=None, root_base64=None)
+            found.update(seconds=round(time.perf_counter() - t0, 3),
+                         checked_at=_now_text())
+            _VERDICTS[key] = found
+        if found["ok"]:
+            with self._access("ledger.verify", vocab.LEDGER):
+                pass  # never appended to a log found broken
+        with self.engine.connect() as conn:
+            size = ledger_store.size(conn)
+        checkpoint = None if saved is None or latest is None else {
+            "name": "latest signed checkpoint", "origin": saved.origin, "size": saved.size,
+            "root_hex": saved.root.hex(), "root_base64": base64.b64encode(saved.root).decode(),
+            "note": latest.note}
+        return {"size": size, "checkpoint": checkpoint, "verification": found}
+
+    def policy_diff(self) -> dict[str, Any]:
+        """The installed policy file, its SHA-256, and a unified diff against the policy it
+        replaced (kept by ``policy_apply`` under ``policy_history/``) (``policy.show``)."""
+        import difflib
+
+        with self._access("policy.show", vocab.POLICY):
+            pass
+        target = self.home.policy_path
+        text = target.read_text("utf-8") if target.exists() else ""
+        sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        kept = sorted(_policy_history(self.home).glob("*.toml"),
+                      key=lambda p: p.stat().st_mtime)
+        previous = next((p for p in reversed(kept) if p.stem != sha), None)
+        old = previous.read_text("utf-8") if previous is not None else None
+        diff = None if old is None else "".join(difflib.unified_diff(
+            old.splitlines(keepends=True), text.splitlines(keepends=True),
+            fromfile=f"previous {previous.stem[:12] if previous else ''}",
+            tofile=f"applied {sha[:12]}"))
+        return {"sha256": sha, "text": text,
+                "previous_sha256": previous.stem if previous is not None else None,
+                "diff": diff, "summary": self.policy.summary()}
 
     # -- helpers for shells ----------------------------------------------------------------------
 
@@ -819,6 +995,27 @@ def _entry_seq(conn: Connection, start: int, action: str) -> int | None:
         if orjson.loads(raw).get("action") == action:
             return start + offset
     return None
+
+
+_VERDICTS: dict[tuple[str, str], dict[str, Any]] = {}  # ledger_health's, per vault
+
+
+def _now_text() -> str:
+    from ledger.entry import rfc3339_utc
+
+    return rfc3339_utc()
+
+
+def _policy_history(home: VaultHome) -> Path:
+    return home.root / "policy_history"
+
+
+def _keep_policy(home: VaultHome, sha: str, data: bytes) -> None:
+    folder = _policy_history(home)
+    folder.mkdir(mode=0o700, exist_ok=True)
+    path = folder / f"{sha}.toml"
+    if not path.exists():
+        _install(path, data)
 
 
 def _install(target: Path, data: bytes) -> None:

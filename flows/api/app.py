@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Request
-from fastapi.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
@@ -90,6 +90,10 @@ def create_app(home: VaultHome, engine: Engine, *, max_body_bytes: int = MAX_BOD
                               "audit ledger. Authenticate with 'Authorization: Bearer <token>'. "
                               "Errors are RFC 9457 problem details.")
     app.state.denials = limiter
+
+    from flows import web  # the workbench: pages, headers, /api/web (before "/" below)
+
+    web.install(app, public)
 
     def vault_of(
         request: Request,
@@ -326,11 +330,8 @@ def create_app(home: VaultHome, engine: Engine, *, max_body_bytes: int = MAX_BOD
         policy, previous = vault.policy_apply(text.encode("utf-8"), "policy (HTTP)")
         return {"applied": True, "sha256": policy.sha256, "previous": previous}
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def dashboard() -> str:
-        return (Path(__file__).parent.parent / "templates" / "dashboard.html").read_text("utf-8")
-
     problems.declare_responses(
         app, lambda route: any(d.call is vault_of for d in route.dependant.dependencies))
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # outermost: before auth, parsing
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # before auth, parsing
+    app.add_middleware(web.SecurityHeaders)  # outermost: every answer, a 413 too, gets them
     return app

@@ -591,6 +591,11 @@ def record_release(
                     "privacy_unit": result.accuracy.unit.identity,
                     "rows_per_person": result.accuracy.unit.rows_per_person,
                     "groups": len(result.rows),
+                    # what an auditor asks next: each measure's +- at the confidence
+                    # (public: from the policy's bounds and epsilon, never the data)
+                    "accuracy": {c.label: f"{c.accuracy:.6g}"
+                                 for c in result.accuracy.columns},
+                    "confidence": f"{1.0 - result.accuracy.alpha:g}",
                 },
             )
         ],
