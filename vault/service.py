@@ -820,7 +820,8 @@ class Vault:
             pass  # read-only: the decision is the entry
         size = ledger_view.catch_up(self.engine, self.home.root)
         seqs, total, nxt = ledger_view.page(self.home.root, flt, before=before, limit=limit)
-        return {"size": size, "total": total, "total_capped": bool(flt.to_json()) and total > ledger_view.COUNT_CAP,
+        capped = bool(flt.to_json()) and total > ledger_view.COUNT_CAP
+        return {"size": size, "total": total, "total_capped": capped,
                 "next_before": nxt, "filter": flt.to_json(),
                 "entries": [orjson.loads(r) for r in ledger_view.read_entries(self.engine, seqs)]}
 

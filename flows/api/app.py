@@ -330,8 +330,7 @@ def create_app(home: VaultHome, engine: Engine, *, max_body_bytes: int = MAX_BOD
         policy, previous = vault.policy_apply(text.encode("utf-8"), "policy (HTTP)")
         return {"applied": True, "sha256": policy.sha256, "previous": previous}
 
-    problems.declare_responses(
-        app, lambda route: any(d.call is vault_of for d in route.dependant.dependencies))
+    problems.declare_responses(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # before auth, parsing
     app.add_middleware(web.SecurityHeaders)  # outermost: every answer, a 413 too, gets them
     return app

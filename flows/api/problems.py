@@ -31,7 +31,6 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
@@ -263,21 +262,23 @@ _WHY = {
 }
 
 
-def _codes(route: APIRoute, authenticated: bool) -> set[int]:
+def _codes(path: str, op: dict[str, Any]) -> set[int]:
+    """The statuses an operation of the OpenAPI document can answer, read off the document
+    itself (so routes of included routers count the same as the app's own): 422 when it
+    takes parameters or a body; 401/403/429 when it asks for a bearer token."""
     codes = {413, 503}
-    d = route.dependant
-    if d.query_params or d.path_params or d.body_params or d.header_params:
+    if op.get("parameters") or op.get("requestBody"):
         codes.add(422)
-    if authenticated:
+    if op.get("security"):
         codes |= {400, 401, 403, 409, 429}
     else:
         codes |= {400, 409}
-    if route.path in ("/api/releases", "/api/segments", "/api/links/{name}/report"):
+    if path in ("/api/releases", "/api/segments", "/api/links/{name}/report"):
         codes.add(500)
     return codes
 
 
-def declare_responses(app: FastAPI, is_authenticated: Any) -> None:
+def declare_responses(app: FastAPI) -> None:
     """Make ``app.openapi()`` list, for every operation, each status it can answer (with
     the :class:`Problem` schema under ``application/problem+json``)."""
     make = app.openapi
@@ -290,17 +291,13 @@ def declare_responses(app: FastAPI, is_authenticated: Any) -> None:
         schemas["Problem"] = Problem.model_json_schema()
         for name in ("HTTPValidationError", "ValidationError"):
             schemas.pop(name, None)
-        for route in app.routes:
-            if not isinstance(route, APIRoute) or not route.include_in_schema:
-                continue
-            codes = _codes(route, is_authenticated(route))
-            for method in route.methods or ():
-                op = schema["paths"][route.path_format].get(method.lower())
-                if op is None:
+        for path, ops in schema.get("paths", {}).items():
+            for op in ops.values():
+                if not isinstance(op, dict) or "responses" not in op:
                     continue
-                responses = op.setdefault("responses", {})
+                responses = op["responses"]
                 responses.pop("422", None)
-                for code in sorted(codes):
+                for code in sorted(_codes(path, op)):
                     answer: dict[str, Any] = {"description": _WHY[code],
                                               "content": {PROBLEM_JSON: {"schema": _REF}}}
                     if code in _HEADERS:

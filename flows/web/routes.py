@@ -175,7 +175,8 @@ def build_router(public: Vault) -> APIRouter:
         """The caller's own releases (from the ledger), newest first."""
         return {"releases": vault.my_releases()}
 
-    @router.get("/releases/{seq}/download")
+    @router.get("/releases/{seq}/download", response_class=Response, responses={200: {
+        "content": {m.split(";")[0]: {"schema": {"type": "string"}} for m in _FORMATS.values()}}})
     def download(vault: As, seq: Annotated[int, PathParam(ge=0, le=2**63 - 1)],
                  format: str = "csv") -> Response:
         """A released result as CSV (each value with its +-), Parquet (the accuracy in the
@@ -241,7 +242,9 @@ def build_router(public: Vault) -> APIRouter:
                 "timeline_actor_svg": charts.timeline_chart(found["by_actor"], "actor"),
                 "spend_svg": charts.spend_chart(found["spend"]), "spend": found["spend"]}
 
-    @router.get("/ledger/export")
+    @router.get("/ledger/export", response_class=StreamingResponse, responses={200: {
+        "content": {"application/jsonl": {"schema": {"type": "string"}},
+                    "text/csv": {"schema": {"type": "string"}}}}})
     def export(vault: As, format: str = "jsonl", principal: Text = None,
                action: Text = None, dataset: Text = None, section: Text = None,
                since: Text = None, until: Text = None) -> StreamingResponse:

@@ -22,8 +22,10 @@ const CV = (() => {
         const d = await r.json();
         msg = r.status + ': ' + (d.detail || d.title || d.error || '');
       }
-      const err = new Error(msg);
-      err.status = r.status;
+      // a repeated denial (429 within the limiter's window) is still a denial: say so
+      const repeated = r.status === 429 && msg.includes('denied');
+      const err = new Error(repeated ? '403 (asked again too soon): ' + msg.replace(/^429: /, '') : msg);
+      err.status = repeated ? 403 : r.status;
       throw err;
     }
     if (opts.raw) return r;
