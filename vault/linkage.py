@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import polars as pl
+import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
 from ledger import store as ledger_store
@@ -64,6 +65,7 @@ from vault.store import (
     T_RECORD,
     T_SUBJECT,
     ColumnLayout,
+    bulk_insert,
     lock_vault,
 )
 
@@ -142,15 +144,45 @@ def dataset_ids(conn: Connection, names: Sequence[str]) -> dict[str, int]:
     return {n: int(rows[n]) for n in names if n in rows}
 
 
+def read_frame(conn: Connection, stmt: Any, schema: Mapping[str, Any]) -> pl.DataFrame:
+    """Run ``stmt`` and return its rows as one columnar frame (no Row object per row).
+
+    PostgreSQL: ``COPY (query) TO STDOUT`` as CSV, parsed by Polars (``bytea`` comes as
+    hex); SQLite: the driver's ``fetchall`` straight into Polars. ``stmt`` may only bind
+    ints and strings (it is rendered with literal values: ids and names, never data).
+    """
+    sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    names = list(schema)
+    raw: Any = conn.connection.dbapi_connection
+    if conn.dialect.name == "postgresql":
+        buf = bytearray()
+        with raw.cursor() as cur, cur.copy(f"COPY ({sql}) TO STDOUT (FORMAT csv)") as cp:
+            for data in cp:
+                buf += data
+        if not buf:
+            return pl.DataFrame(schema=dict(schema))
+        text_schema = {c: (pl.String if t == pl.Binary else t) for c, t in schema.items()}
+        frame = pl.read_csv(bytes(buf), has_header=False, new_columns=names,
+                            schema=text_schema)
+        return frame.with_columns([pl.col(c).str.slice(2).str.decode("hex")
+                                   for c, t in schema.items() if t == pl.Binary])
+    cur = raw.cursor()
+    try:
+        cur.execute(sql)
+        rows = cur.fetchall()
+    finally:
+        cur.close()
+    return pl.DataFrame(rows, schema=dict(schema), orient="row")
+
+
 def live_subjects(conn: Connection, ds_id: int, after_batch: int = 0) -> pl.DataFrame:
     """subject, batch, row of every live (not erased) subject whose current row is in a
-    batch newer than ``after_batch``."""
-    rows = conn.execute(select(T_SUBJECT.c.id, T_SUBJECT.c.current_batch_id,
-                               T_SUBJECT.c.current_row)
-                        .where(T_SUBJECT.c.dataset_id == ds_id, T_SUBJECT.c.erased_at.is_(None),
-                               T_SUBJECT.c.current_batch_id > after_batch)).all()
-    return pl.DataFrame(rows, schema={"subject": pl.Int64, "batch": pl.Int64, "row": pl.Int64},
-                        orient="row")
+    batch newer than ``after_batch`` (columnar read)."""
+    return read_frame(conn, select(T_SUBJECT.c.id, T_SUBJECT.c.current_batch_id,
+                                   T_SUBJECT.c.current_row)
+                      .where(T_SUBJECT.c.dataset_id == ds_id, T_SUBJECT.c.erased_at.is_(None),
+                             T_SUBJECT.c.current_batch_id > after_batch),
+                      {"subject": pl.Int64, "batch": pl.Int64, "row": pl.Int64})
 
 
 def attribute_values(conn: Connection, keyring: Keyring, ds_id: int, columns: Sequence[str],
@@ -351,75 +383,115 @@ def _max_batch(conn: Connection, ds_id: int) -> int:
                             .where(T_BATCH.c.dataset_id == ds_id)).scalar_one())
 
 
-def _digest_side(conn: Connection, keyring: Keyring, rule: LinkRule, link_id: int,
-                 key: bytes, side: int, ds_id: int, after_batch: int) -> int:
-    """Digest the subjects of ``side`` whose current row is newer than ``after_batch``."""
-    subjects = live_subjects(conn, ds_id, after_batch)
-    if subjects.height == 0:
-        return 0
-    cols = rule.left_key if side == LEFT else rule.right_key
-    cut = {bytes(d) for d in conn.execute(select(T_CUT.c.digest)
-                                          .where(T_CUT.c.link_id == link_id)).scalars()}
-    shared = _shared_ids(conn, ds_id, cols, rule.match, subjects)
-    written = 0
-    for start in range(0, subjects.height, 100_000):
-        part = subjects.slice(start, 100_000)
-        ids = part.get_column("subject").to_list()
-        if shared is not None:
-            ds = _digests_by_blind(conn, keyring, key, rule, ds_id, cols, shared, part)
-        else:
-            frame = key_frame(conn, keyring, ds_id, cols, part)
-            keys = normalise(frame, cols, rule.match)
-            del frame
-            ds = digests(key, rule.name, rule.match, keys)
-        rows = [{"link_id": link_id, "side": side, "subject_id": s, "digest": d}
-                for s, d in zip(ids, ds, strict=True) if d is not None and d not in cut]
-        conn.execute(delete(T_MEMBER).where(T_MEMBER.c.link_id == link_id,
-                                            T_MEMBER.c.side == side,
-                                            T_MEMBER.c.subject_id.in_(ids)))
-        if rows:
-            conn.execute(insert(T_MEMBER), rows)
-        written += len(rows)
-    return written
+_MAP = sa.Table("cv_link_map", sa.MetaData(), sa.Column("blind", sa.LargeBinary),
+                sa.Column("digest", sa.LargeBinary), prefixes=["TEMPORARY"])
 
 
-def _shared_ids(conn: Connection, ds_id: int, cols: Sequence[str], match: str,
-                subjects: pl.DataFrame) -> pl.DataFrame | None:
-    """For an ``id`` link on one blind-indexed ``id`` column: each subject's blind-index
-    digest (``subject``, ``blind``). Subjects with equal blind digests have equal
-    normalised ids (same normaliser, same key), so one record per distinct id is opened
-    instead of one per subject (a vote history has ~10 rows per voter). None otherwise."""
+def _blind_column(conn: Connection, ds_id: int, cols: Sequence[str], match: str) -> str | None:
+    """For an ``id`` link on one blind-indexed ``id`` column: that column. Subjects with
+    equal blind digests have equal normalised ids (same normaliser, same key), so one
+    record per distinct id is opened instead of one per subject (a vote history has ~10
+    rows per voter), and the members follow from the blind index in SQL. None otherwise."""
     if match != "id" or len(cols) != 1:
         return None
     lookups = {c.name: c.lookup for c in _layout(conn, ds_id).lookups}
-    if lookups.get(cols[0]) != "id":
-        return None
-    first = int(subjects.select(pl.col("subject").min()).item())
-    rows = conn.execute(select(T_BLIND.c.subject_id, T_BLIND.c.digest).where(
-        T_BLIND.c.dataset_id == ds_id, T_BLIND.c.column == cols[0],
-        T_BLIND.c.subject_id >= first)).all()
-    blind = pl.DataFrame([(int(a), bytes(b)) for a, b in rows],
-                         schema={"subject": pl.Int64, "blind": pl.Binary}, orient="row")
-    return subjects.select("subject", "batch", "row").join(blind, on="subject", how="inner")
+    return cols[0] if lookups.get(cols[0]) == "id" else None
 
 
-def _digests_by_blind(conn: Connection, keyring: Keyring, key: bytes, rule: LinkRule,
-                      ds_id: int, cols: Sequence[str], shared: pl.DataFrame,
-                      part: pl.DataFrame) -> list[bytes | None]:
-    """Link digests of ``part``: one record opened per distinct blind digest."""
-    mine = part.select("subject").join(shared.select("subject", "blind"), on="subject",
-                                       how="left", maintain_order="left")
-    reps = (shared.filter(pl.col("blind").is_in(mine.get_column("blind").drop_nulls()
-                                                 .implode()))
-            .group_by("blind").agg(pl.col("subject").first(), pl.col("batch").first(),
-                                   pl.col("row").first()))
-    frame = key_frame(conn, keyring, ds_id, cols, reps.select("subject", "batch", "row"))
-    keys = normalise(frame, cols, rule.match)
+def _cut_digests(conn: Connection, link_id: int) -> pl.Series:
+    return pl.Series("digest", [bytes(d) for d in conn.execute(
+        select(T_CUT.c.digest).where(T_CUT.c.link_id == link_id)).scalars()], dtype=pl.Binary)
+
+
+def _digest_side(conn: Connection, keyring: Keyring, rule: LinkRule, link_id: int,
+                 key: bytes, side: int, ds_id: int, after_batch: int) -> int:
+    """Digest the subjects of ``side`` whose current row is newer than ``after_batch``:
+    set-based (one ``INSERT ... SELECT`` over the blind index where it can), never a
+    Python object per subject."""
+    cols = rule.left_key if side == LEFT else rule.right_key
+    had = conn.execute(select(T_MEMBER.c.subject_id).where(
+        T_MEMBER.c.link_id == link_id, T_MEMBER.c.side == side).limit(1)).first() is not None
+    if had:  # re-stored subjects are digested again (a first build skips this)
+        conn.execute(delete(T_MEMBER).where(
+            T_MEMBER.c.link_id == link_id, T_MEMBER.c.side == side,
+            T_MEMBER.c.subject_id.in_(select(T_SUBJECT.c.id).where(
+                T_SUBJECT.c.dataset_id == ds_id, T_SUBJECT.c.current_batch_id > after_batch))))
+    cut = _cut_digests(conn, link_id)
+    blind_col = _blind_column(conn, ds_id, cols, rule.match)
+    if blind_col is not None:
+        return _digest_by_blind(conn, keyring, key, rule, link_id, side, ds_id, blind_col,
+                                after_batch, cut)
+    subjects = live_subjects(conn, ds_id, after_batch)
+    written = 0
+    for start in range(0, subjects.height, 100_000):
+        part = subjects.slice(start, 100_000)
+        frame = key_frame(conn, keyring, ds_id, cols, part)
+        keys = normalise(frame, cols, rule.match)
+        out = (frame.select("subject")
+               .with_columns(pl.Series("digest", digests(key, rule.name, rule.match, keys),
+                                       dtype=pl.Binary))
+               .filter(pl.col("digest").is_not_null() & ~pl.col("digest").is_in(cut.implode())))
+        del frame
+        bulk_insert(conn, T_MEMBER, ["link_id", "side", "subject_id", "digest"],
+                    [(link_id, side, int(s), bytes(d)) for s, d in out.iter_rows()])
+        written += out.height
+    return written
+
+
+def _digest_by_blind(conn: Connection, keyring: Keyring, key: bytes, rule: LinkRule,
+                     link_id: int, side: int, ds_id: int, col: str, after_batch: int,
+                     cut: pl.Series) -> int:
+    """Open one record per distinct blind digest (its lowest subject), HMAC it under the
+    link key, load (blind digest -> link digest) into a temporary table, then write every
+    subject's member row with one ``INSERT ... SELECT`` joined on the blind index."""
+    newer = (T_SUBJECT.c.dataset_id == ds_id) & (T_SUBJECT.c.erased_at.is_(None)) & (
+        T_SUBJECT.c.current_batch_id > after_batch)
+    reps_q = (select(T_BLIND.c.digest.label("blind"),
+                     func.min(T_BLIND.c.subject_id).label("subject"))
+              .where(T_BLIND.c.dataset_id == ds_id, T_BLIND.c.column == col))
+    if after_batch > 0:  # a first build takes every blind row (erasure deletes them)
+        reps_q = reps_q.join(T_SUBJECT, T_SUBJECT.c.id == T_BLIND.c.subject_id).where(newer)
+    reps_sub = reps_q.group_by(T_BLIND.c.digest).subquery()
+    reps = read_frame(conn, select(reps_sub.c.blind, T_SUBJECT.c.id, T_SUBJECT.c.current_batch_id,
+                                   T_SUBJECT.c.current_row)
+                      .join(T_SUBJECT, T_SUBJECT.c.id == reps_sub.c.subject)
+                      .order_by(T_SUBJECT.c.id),
+                      {"blind": pl.Binary, "subject": pl.Int64, "batch": pl.Int64,
+                       "row": pl.Int64})
+    if reps.height == 0:
+        return 0
+    frame = key_frame(conn, keyring, ds_id, [col], reps.select("subject", "batch", "row"))
+    keys = normalise(frame, [col], rule.match)
     found = frame.select("subject").with_columns(
-        pl.Series("link", digests(key, rule.name, rule.match, keys), dtype=pl.Binary))
-    by_blind = reps.select("subject", "blind").join(found, on="subject").select("blind", "link")
-    out = mine.join(by_blind, on="blind", how="left", maintain_order="left")
-    return [bytes(d) if d is not None else None for d in out.get_column("link").to_list()]
+        pl.Series("digest", digests(key, rule.name, rule.match, keys), dtype=pl.Binary))
+    del frame, keys
+    mapping = (reps.select("subject", "blind").join(found, on="subject")
+               .filter(pl.col("digest").is_not_null()
+                       & ~pl.col("digest").is_in(cut.implode()))
+               .select("blind", "digest").sort("blind"))
+    pg = conn.dialect.name == "postgresql"
+    conn.execute(sa.text("DROP TABLE IF EXISTS cv_link_map"))
+    _MAP.create(conn)
+    bulk_insert(conn, _MAP, ["blind", "digest"], list(mapping.iter_rows()))
+    del mapping, found, reps
+    conn.execute(sa.text("CREATE INDEX cv_link_map_blind ON cv_link_map (blind)"))
+    if pg:
+        conn.execute(sa.text("ANALYZE cv_link_map"))
+    subject_join = ("" if after_batch == 0 else
+                    "JOIN vault_subjects s ON s.id = b.subject_id AND s.erased_at IS NULL "
+                    "AND s.current_batch_id > :after ")
+    verb, tail = (("INSERT", " ON CONFLICT DO NOTHING") if pg else ("INSERT OR IGNORE", ""))
+    n = conn.execute(sa.text(
+        f"{verb} INTO vault_link_members (link_id, side, subject_id, digest) "
+        "SELECT :link, :side, b.subject_id, m.digest FROM vault_blind_index b "
+        f"JOIN cv_link_map m ON m.blind = b.digest {subject_join}"
+        "WHERE b.dataset_id = :ds AND b.\"column\" = :col"
+        # SQLite: append to the members' primary key in order, not at random
+        + ("" if pg else " ORDER BY b.subject_id") + tail),
+        {"link": link_id, "side": side, "ds": ds_id, "col": col,
+         **({"after": after_batch} if after_batch else {})}).rowcount
+    conn.execute(sa.text("DROP TABLE cv_link_map"))
+    return int(n)
 
 
 def _drop_erased(conn: Connection, link_id: int, side: int, ds_id: int) -> int:
@@ -431,24 +503,36 @@ def _drop_erased(conn: Connection, link_id: int, side: int, ds_id: int) -> int:
 
 
 def members(conn: Connection, link_id: int, side: int) -> pl.DataFrame:
-    rows = conn.execute(select(T_MEMBER.c.subject_id, T_MEMBER.c.digest)
-                        .where(T_MEMBER.c.link_id == link_id, T_MEMBER.c.side == side)).all()
-    return pl.DataFrame([(int(s), bytes(d)) for s, d in rows],
-                        schema={"subject": pl.Int64, "digest": pl.Binary}, orient="row")
+    return read_frame(conn, select(T_MEMBER.c.subject_id, T_MEMBER.c.digest)
+                      .where(T_MEMBER.c.link_id == link_id, T_MEMBER.c.side == side),
+                      {"subject": pl.Int64, "digest": pl.Binary})
+
+
+_STATUS = ("matched", "ambiguous", "unmatched")
+
+
+def _owners(link_id: int) -> Any:
+    """Left digests with their number of owners ``n`` and lowest owner ``l`` (subquery)."""
+    return (select(T_MEMBER.c.digest, func.count().label("n"),
+                   func.min(T_MEMBER.c.subject_id).label("l"))
+            .where(T_MEMBER.c.link_id == link_id, T_MEMBER.c.side == LEFT)
+            .group_by(T_MEMBER.c.digest).subquery("owners"))
 
 
 def link_pairs(conn: Connection, link_id: int) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(pairs ``left``/``right`` subject ids, right members with their ``status``:
-    matched | ambiguous | unmatched). Columnar: a join of the two member sets on digest."""
-    left = members(conn, link_id, LEFT)
-    right = members(conn, link_id, RIGHT)
-    owners = left.group_by("digest").agg(pl.len().alias("owners"),
-                                         pl.col("subject").first().alias("left"))
-    status = right.join(owners, on="digest", how="left", maintain_order="left").select(
-        pl.col("subject").alias("right"), "left",
-        pl.when(pl.col("owners").is_null()).then(pl.lit("unmatched"))
-        .when(pl.col("owners") == 1).then(pl.lit("matched"))
-        .otherwise(pl.lit("ambiguous")).alias("status"))
+    """(pairs ``left``/``right`` subject ids sorted, right members with their ``status``:
+    matched | ambiguous | unmatched). The join on digest runs in the database; only
+    integers come back, as columns."""
+    owners = _owners(link_id)
+    r = T_MEMBER.alias("r")
+    status = read_frame(conn, select(
+        r.c.subject_id, sa.case((owners.c.n == 1, owners.c.l), else_=None),
+        sa.case((owners.c.n.is_(None), 2), (owners.c.n == 1, 0), else_=1))
+        .select_from(r.outerjoin(owners, owners.c.digest == r.c.digest))
+        .where(r.c.link_id == link_id, r.c.side == RIGHT),
+        {"right": pl.Int64, "left": pl.Int64, "code": pl.Int8})
+    status = status.select("right", "left", pl.col("code").replace_strict(
+        [0, 1, 2], list(_STATUS), return_dtype=pl.String).alias("status"))
     pairs = (status.filter(pl.col("status") == "matched").select("left", "right")
              .sort("left", "right"))
     return pairs, status
@@ -481,9 +565,10 @@ def stats(conn: Connection, rule: LinkRule, link_id: int) -> LinkStats:
 
 
 def build_link(conn: Connection, keyring: Keyring, rule: LinkRule, actor: str,
-               purpose: str | None = None) -> LinkStats:
+               purpose: str | None = None, *, trigger: str = "command") -> LinkStats:
     """Build or refresh ``rule``'s link in the caller's transaction (idempotent) and
-    ledger ``link.build`` with its counts and pairs hash."""
+    ledger ``link.build`` with its counts and pairs hash (``trigger``: ``command`` or
+    ``ingest``, the automatic refresh after an ingest into one of its sides)."""
     lock_vault(conn)
     ids = dataset_ids(conn, [rule.left, rule.right])
     if len(ids) != 2:
@@ -525,7 +610,7 @@ def build_link(conn: Connection, keyring: Keyring, rule: LinkRule, actor: str,
         purpose=purpose, data_hash=result.pairs_hash,
         details={**{k: v for k, v in result.to_json().items() if k != "pairs_hash"},
                  "match": rule.match, "digested_left": new_left, "digested_right": new_right,
-                 "cut_now": cut, "changed": changed})])
+                 "cut_now": cut, "changed": changed, "trigger": trigger})])
     return result
 
 
@@ -542,17 +627,35 @@ def check_purpose(engine: Engine, principal: Any, rule: LinkRule, purpose: str |
                        f"policy declares: {', '.join(sorted(rule.purposes))} (--purpose)")
 
 
+def is_built(conn: Connection, rule: LinkRule) -> bool:
+    """Whether ``rule``'s link has been built under its current declaration."""
+    if not has_link_tables(conn):
+        return False
+    row = conn.execute(select(T_LINK.c.spec_hash).where(T_LINK.c.name == rule.name)).first()
+    return row is not None and row.spec_hash == spec_hash(rule)
+
+
+def is_current(conn: Connection, rule: LinkRule) -> bool:
+    """Whether ``rule``'s link is built and neither side has newer batches (cheap: two
+    max() over the batch table)."""
+    try:
+        current_link(conn, rule)
+    except LinkOutOfDate:
+        return False
+    return True
+
+
 def current_link(conn: Connection, rule: LinkRule) -> int:
     """The id of ``rule``'s built link; LinkOutOfDate if never built or a side has newer
     batches than it digested (a steward runs ``civicvault link build``)."""
     row = conn.execute(select(T_LINK).where(T_LINK.c.name == rule.name)).first()
-    hint = f"ask a steward to run 'civicvault link build {rule.name}'"
+    hint = f"run `civicvault link build {rule.name}` (a steward)"
     if row is None or row.spec_hash != spec_hash(rule):
         raise LinkOutOfDate(f"link '{rule.name}' has not been built: {hint}")
     if (_max_batch(conn, int(row.left_dataset_id)) > int(row.left_batch)
             or _max_batch(conn, int(row.right_dataset_id)) > int(row.right_batch)):
-        raise LinkOutOfDate(f"link '{rule.name}' is out of date (new data since it was "
-                            f"built): {hint}")
+        raise LinkOutOfDate(f"link out of date: '{rule.name}' has new data since it was "
+                            f"built: {hint}")
     return int(row.id)
 
 
