@@ -618,3 +618,25 @@ def test_set_based_build_agrees_with_a_reference_join_outside_the_vault(
     assert list(pairs.iter_rows()) == want
     assert doc["pairs"] == len(want) and doc["pairs_hash"] == linkage.pairs_hash(pairs)
     assert set(status.get_column("status")) == {"matched"}
+
+
+def test_history_before_its_voter_links_when_the_voter_arrives(
+    vault: Vault, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A first build opens the voter file only (the history's members come from its blind
+    index), so a history row whose voter is not on file yet has no member row; a later
+    voter file brings the voter, and the rebuild finds that row among all of them."""
+    voters = voter_file(30)
+    put(vault.engine, vault.keyring, voters.head(20), "nc_voters", VOTER_LAYOUT)
+    ids = voters.get_column("ncid").to_list()
+    put(vault.engine, vault.keyring, history(ids[:25], [2] * 25), "nc_history",
+        HISTORY_LAYOUT)
+    first = _build(capsys, vault)
+    assert first["pairs"] == 40 and first["right_unmatched"] == 10
+    assert first["right_subjects"] == 50
+    put(vault.engine, vault.keyring, voters.slice(20, 10), "nc_voters", VOTER_LAYOUT)
+    again = _build(capsys, vault)
+    assert again["pairs"] == 50 and again["left_linked"] == 25 and again["right_unmatched"] == 0
+    assert _entries(vault, "link.build")[-1]["details"]["digested_right"] == 10
+    code, _, err = _run(capsys, vault, "admin", "ledger", "verify")
+    assert code == 0, err

@@ -223,12 +223,15 @@ def attribute_values(conn: Connection, keyring: Keyring, ds_id: int, columns: Se
 def direct_values(conn: Connection, keyring: Keyring, ds_id: int, columns: Sequence[str],
                   subjects: pl.DataFrame) -> pl.DataFrame:
     """``subject`` + the direct identifier ``columns`` of each subject's current record,
-    opened in memory under the subject's own key (erased subjects have none)."""
-    result: dict[str, list[Any]] = {"subject": [], **{c: [] for c in columns}}
-    wanted = set(subjects.get_column("subject").to_list())
-    if not columns or not wanted:
-        return pl.DataFrame(result, schema={"subject": pl.Int64, **{c: pl.String
-                                                                    for c in columns}})
+    opened in memory under the subject's own key (erased subjects have none).
+
+    Columnar: the sealed records come back as columns (``read_frame``), keys are
+    unwrapped per wrapping key, records opened in one loop without a dict per row, and
+    the JSON payloads parsed by Polars."""
+    schema = {"subject": pl.Int64, **{c: pl.String for c in columns}}
+    wanted = subjects.select("subject").unique()
+    if not columns or wanted.height == 0:
+        return pl.DataFrame(schema=schema)
     first_batch = int(subjects.select(pl.col("batch").min()).item() or 0)
     query = (select(T_SUBJECT.c.id, T_SUBJECT.c.key_id, T_SUBJECT.c.wrapped_key,
                     T_RECORD.c.id.label("rid"), T_RECORD.c.fields, T_RECORD.c.sealed)
@@ -238,38 +241,45 @@ def direct_values(conn: Connection, keyring: Keyring, ds_id: int, columns: Seque
              .where(T_SUBJECT.c.dataset_id == ds_id, T_SUBJECT.c.erased_at.is_(None),
                     T_SUBJECT.c.wrapped_key.is_not(None),
                     T_SUBJECT.c.current_batch_id >= first_batch))
-    # options on the statement, not the connection (which would keep them for the
-    # caller's later statements)
-    ordered = sorted(wanted)
+    rschema = {"subject": pl.Int64, "key_id": pl.Int64, "wrapped": pl.Binary,
+               "rid": pl.Int64, "fields": pl.String, "sealed": pl.Binary}
     total = int(conn.execute(select(func.count()).select_from(T_SUBJECT).where(
         T_SUBJECT.c.dataset_id == ds_id, T_SUBJECT.c.erased_at.is_(None),
         T_SUBJECT.c.current_batch_id >= first_batch)).scalar_one())
+    ordered = wanted.get_column("subject").sort()
 
     def chunks() -> Any:
-        if len(ordered) * 4 >= total * 3:  # most of them: one streamed scan
-            yield from conn.execute(query.execution_options(
-                stream_results=True, yield_per=_CHUNK)).partitions(_CHUNK)
+        if ordered.len() * 4 >= total * 3:  # most of them: scans by id range
+            lo, hi = int(ordered[0]), int(ordered[-1])
+            step = 200_000
+            for start in range(lo, hi + 1, step):
+                yield read_frame(conn, query.where(T_SUBJECT.c.id >= start,
+                                                   T_SUBJECT.c.id < start + step), rschema)
             return
-        for start in range(0, len(ordered), 10_000):  # a few (one per distinct id): by id
-            yield conn.execute(query.where(
-                T_SUBJECT.c.id.in_(ordered[start:start + 10_000]))).all()
+        for start in range(0, ordered.len(), 10_000):  # a few (one per distinct id): by id
+            part = [int(x) for x in ordered.slice(start, 10_000)]
+            yield read_frame(conn, query.where(T_SUBJECT.c.id.in_(part)), rschema)
 
+    struct = pl.Struct({c: pl.String for c in columns})
+    frames: list[pl.DataFrame] = []
     for chunk in chunks():
-        by_key: dict[int, list[Any]] = {}
-        for r in chunk:
-            if int(r.id) in wanted:
-                by_key.setdefault(int(r.key_id), []).append(r)
-        for wid, rows in by_key.items():
-            keys = crypto.unwrap_subject_keys(keyring.by_id(conn, wid), wid, ds_id,
-                                              [int(r.id) for r in rows],
-                                              [bytes(r.wrapped_key) for r in rows])
-            for r, k in zip(rows, keys, strict=True):
-                opened = crypto.open_record(k, ds_id, int(r.rid), int(r.id), r.fields,
-                                            bytes(r.sealed))
-                result["subject"].append(int(r.id))
-                for c in columns:
-                    result[c].append(opened.get(c))
-    return pl.DataFrame(result, schema={"subject": pl.Int64, **{c: pl.String for c in columns}})
+        chunk = chunk.join(wanted, on="subject", how="semi")
+        for (wid,), rows in chunk.group_by("key_id"):
+            ids = rows.get_column("subject").to_list()
+            keys = crypto.unwrap_subject_keys(keyring.by_id(conn, int(wid)), int(wid), ds_id,
+                                              ids, rows.get_column("wrapped").to_list())
+            payloads = crypto.open_records(keys, ds_id, rows.get_column("rid").to_list(), ids,
+                                           rows.get_column("fields").to_list(),
+                                           rows.get_column("sealed").to_list())
+            del keys
+            opened = (pl.Series("p", payloads, dtype=pl.Binary).cast(pl.String)
+                      .str.json_decode(struct))
+            del payloads
+            frames.append(pl.DataFrame({"subject": ids}, schema={"subject": pl.Int64})
+                          .with_columns(opened.struct.unnest()))
+    if not frames:
+        return pl.DataFrame(schema=schema)
+    return pl.concat(frames).select(*schema)
 
 
 def key_frame(conn: Connection, keyring: Keyring, ds_id: int, columns: Sequence[str],
@@ -383,6 +393,8 @@ def _max_batch(conn: Connection, ds_id: int) -> int:
                             .where(T_BATCH.c.dataset_id == ds_id)).scalar_one())
 
 
+_DIGEST_INDEX = "ix_vault_link_members_digest"  # migration 0009's
+_LINK_FK = "vault_link_members_link_id_fkey"  # PostgreSQL's name for migration 0009's
 _MAP = sa.Table("cv_link_map", sa.MetaData(), sa.Column("blind", sa.LargeBinary),
                 sa.Column("digest", sa.LargeBinary), prefixes=["TEMPORARY"])
 
@@ -404,10 +416,13 @@ def _cut_digests(conn: Connection, link_id: int) -> pl.Series:
 
 
 def _digest_side(conn: Connection, keyring: Keyring, rule: LinkRule, link_id: int,
-                 key: bytes, side: int, ds_id: int, after_batch: int) -> int:
+                 key: bytes, side: int, ds_id: int, after_batch: int,
+                 keep_keys: bool = False) -> tuple[int, pl.DataFrame | None]:
     """Digest the subjects of ``side`` whose current row is newer than ``after_batch``:
     set-based (one ``INSERT ... SELECT`` over the blind index where it can), never a
-    Python object per subject."""
+    Python object per subject. With ``keep_keys`` (blind path only) also return the
+    distinct plaintext keys opened (``key``) with their link ``digest``, in memory, for
+    :func:`_digest_by_other_side`."""
     cols = rule.left_key if side == LEFT else rule.right_key
     had = conn.execute(select(T_MEMBER.c.subject_id).where(
         T_MEMBER.c.link_id == link_id, T_MEMBER.c.side == side).limit(1)).first() is not None
@@ -420,7 +435,7 @@ def _digest_side(conn: Connection, keyring: Keyring, rule: LinkRule, link_id: in
     blind_col = _blind_column(conn, ds_id, cols, rule.match)
     if blind_col is not None:
         return _digest_by_blind(conn, keyring, key, rule, link_id, side, ds_id, blind_col,
-                                after_batch, cut)
+                                after_batch, cut, keep_keys)
     subjects = live_subjects(conn, ds_id, after_batch)
     written = 0
     for start in range(0, subjects.height, 100_000):
@@ -435,15 +450,15 @@ def _digest_side(conn: Connection, keyring: Keyring, rule: LinkRule, link_id: in
         bulk_insert(conn, T_MEMBER, ["link_id", "side", "subject_id", "digest"],
                     [(link_id, side, int(s), bytes(d)) for s, d in out.iter_rows()])
         written += out.height
-    return written
+    return written, None
 
 
 def _digest_by_blind(conn: Connection, keyring: Keyring, key: bytes, rule: LinkRule,
                      link_id: int, side: int, ds_id: int, col: str, after_batch: int,
-                     cut: pl.Series) -> int:
+                     cut: pl.Series, keep_keys: bool) -> tuple[int, pl.DataFrame | None]:
     """Open one record per distinct blind digest (its lowest subject), HMAC it under the
-    link key, load (blind digest -> link digest) into a temporary table, then write every
-    subject's member row with one ``INSERT ... SELECT`` joined on the blind index."""
+    link key, then write every subject's member row from the blind index
+    (:func:`_members_from_map`)."""
     newer = (T_SUBJECT.c.dataset_id == ds_id) & (T_SUBJECT.c.erased_at.is_(None)) & (
         T_SUBJECT.c.current_batch_id > after_batch)
     reps_q = (select(T_BLIND.c.digest.label("blind"),
@@ -459,35 +474,79 @@ def _digest_by_blind(conn: Connection, keyring: Keyring, key: bytes, rule: LinkR
                       {"blind": pl.Binary, "subject": pl.Int64, "batch": pl.Int64,
                        "row": pl.Int64})
     if reps.height == 0:
-        return 0
+        return 0, (pl.DataFrame(schema={"key": pl.String, "digest": pl.Binary})
+                   if keep_keys else None)
     frame = key_frame(conn, keyring, ds_id, [col], reps.select("subject", "batch", "row"))
     keys = normalise(frame, [col], rule.match)
-    found = frame.select("subject").with_columns(
+    found = frame.select("subject", pl.col(col).alias("key")).with_columns(
         pl.Series("digest", digests(key, rule.name, rule.match, keys), dtype=pl.Binary))
     del frame, keys
-    mapping = (reps.select("subject", "blind").join(found, on="subject")
+    kept = found.select("key", "digest").filter(pl.col("digest").is_not_null()) \
+        if keep_keys else None
+    mapping = (reps.select("subject", "blind").join(found.drop("key"), on="subject")
                .filter(pl.col("digest").is_not_null()
                        & ~pl.col("digest").is_in(cut.implode()))
-               .select("blind", "digest").sort("blind"))
+               .select("blind", "digest"))
+    del found, reps
+    return _members_from_map(conn, link_id, side, ds_id, col, after_batch, mapping), kept
+
+
+def _digest_by_other_side(conn: Connection, keyring: Keyring, link_id: int, side: int,
+                          ds_id: int, col: str, other: pl.DataFrame) -> int:
+    """Members of ``side`` without opening any of its records: the other side's distinct
+    plaintext keys (``other``: ``key``, link ``digest``) are blind-indexed under *this*
+    dataset's blind key(s), the way a lookup by value is, and joined with its blind
+    index in SQL. Equal normalised ids give equal digests under both keys, so a subject
+    of this side gets a member row exactly when its id is among the other side's; the
+    rest are unmatched (counted, never listed)."""
+    lookup = {c.name: c.lookup for c in _layout(conn, ds_id).lookups}[col]
+    assert lookup is not None
+    key_ids = sorted(int(k) for k in conn.execute(
+        select(T_BLIND.c.key_id).where(T_BLIND.c.dataset_id == ds_id, T_BLIND.c.column == col)
+        .distinct()).scalars())
+    cut = _cut_digests(conn, link_id)
+    other = other.filter(~pl.col("digest").is_in(cut.implode()))
+    frames = [other.select(pl.Series("blind", blind_index.digests(
+        keyring.by_id(conn, kid), col, other.get_column("key"), lookup), dtype=pl.Binary),
+        "digest") for kid in key_ids]  # one per blind-key version still in the index
+    if not frames:
+        return 0
+    mapping = pl.concat(frames).filter(pl.col("blind").is_not_null()).unique("blind")
+    return _members_from_map(conn, link_id, side, ds_id, col, 0, mapping)
+
+
+def _members_from_map(conn: Connection, link_id: int, side: int, ds_id: int, col: str,
+                      after_batch: int, mapping: pl.DataFrame) -> int:
+    """Load ``mapping`` (blind digest -> link digest) into a temporary table (COPY on
+    PostgreSQL; indexed after the load), then write the member row of every subject of
+    ``ds_id`` (newer than ``after_batch``) with one ``INSERT ... SELECT`` over the blind
+    index. The temporary table is dropped before the transaction ends."""
     pg = conn.dialect.name == "postgresql"
     conn.execute(sa.text("DROP TABLE IF EXISTS cv_link_map"))
     _MAP.create(conn)
-    bulk_insert(conn, _MAP, ["blind", "digest"], list(mapping.iter_rows()))
-    del mapping, found, reps
+    bulk_insert(conn, _MAP, ["blind", "digest"], list(mapping.sort("blind").iter_rows()))
     conn.execute(sa.text("CREATE INDEX cv_link_map_blind ON cv_link_map (blind)"))
     if pg:
         conn.execute(sa.text("ANALYZE cv_link_map"))
     subject_join = ("" if after_batch == 0 else
                     "JOIN vault_subjects s ON s.id = b.subject_id AND s.erased_at IS NULL "
                     "AND s.current_batch_id > :after ")
-    verb, tail = (("INSERT", " ON CONFLICT DO NOTHING") if pg else ("INSERT OR IGNORE", ""))
+    empty = conn.execute(select(T_MEMBER.c.subject_id).where(
+        T_MEMBER.c.link_id == link_id, T_MEMBER.c.side == side).limit(1)).first() is None
+    # in subject order (the primary key is appended to, not written at random); a subject
+    # with two blind digests (a changed id) is written once. PostgreSQL: DISTINCT ON after
+    # the sort instead of ON CONFLICT's speculative insertion, when the side is empty
+    if not pg:
+        verb, pick, tail = "INSERT OR IGNORE", "", ""
+    elif empty:
+        verb, pick, tail = "INSERT", "DISTINCT ON (b.subject_id) ", ""
+    else:
+        verb, pick, tail = "INSERT", "", " ON CONFLICT DO NOTHING"
     n = conn.execute(sa.text(
         f"{verb} INTO vault_link_members (link_id, side, subject_id, digest) "
-        "SELECT :link, :side, b.subject_id, m.digest FROM vault_blind_index b "
+        f"SELECT {pick}:link, :side, b.subject_id, m.digest FROM vault_blind_index b "
         f"JOIN cv_link_map m ON m.blind = b.digest {subject_join}"
-        "WHERE b.dataset_id = :ds AND b.\"column\" = :col"
-        # SQLite: append to the members' primary key in order, not at random
-        + ("" if pg else " ORDER BY b.subject_id") + tail),
+        "WHERE b.dataset_id = :ds AND b.\"column\" = :col ORDER BY b.subject_id" + tail),
         {"link": link_id, "side": side, "ds": ds_id, "col": col,
          **({"after": after_batch} if after_batch else {})}).rowcount
     conn.execute(sa.text("DROP TABLE cv_link_map"))
@@ -555,9 +614,16 @@ def stats(conn: Connection, rule: LinkRule, link_id: int) -> LinkStats:
         T_MEMBER.c.link_id == link_id, T_MEMBER.c.side == LEFT)).scalar_one())
     matched = int(counts.get("matched", 0))
     ambiguous = int(counts.get("ambiguous", 0))
+    right_col = _blind_column(conn, int(right_ids[0]), rule.right_key, rule.match)
+    if right_col is not None:  # members may hold matched/ambiguous subjects only: count keys
+        right_n = int(conn.execute(select(func.count(sa.distinct(T_BLIND.c.subject_id))).where(
+            T_BLIND.c.dataset_id == int(right_ids[0]), T_BLIND.c.column == right_col)
+        ).scalar_one())
+    else:
+        right_n = status.height
     return LinkStats(
         link=rule.name, left=rule.left, right=rule.right, left_subjects=left_n,
-        right_subjects=status.height, pairs=pairs.height,
+        right_subjects=right_n, pairs=pairs.height,
         left_linked=int(pairs.get_column("left").n_unique()) if pairs.height else 0,
         right_matched=matched, right_ambiguous=ambiguous,
         right_unmatched=max(0, right_live - matched - ambiguous),
@@ -596,10 +662,37 @@ def build_link(conn: Connection, keyring: Keyring, rule: LinkRule, actor: str,
     link_key = keyring.by_id(conn, int(row.key_id))
     cut = _drop_erased(conn, link_id, LEFT, left_id) + _drop_erased(conn, link_id, RIGHT,
                                                                     right_id)
-    new_left = _digest_side(conn, keyring, rule, link_id, link_key, LEFT, left_id,
-                            int(row.left_batch))
-    new_right = _digest_side(conn, keyring, rule, link_id, link_key, RIGHT, right_id,
-                             int(row.right_batch))
+    # a build from scratch of an id link with blind indexes on both sides opens the left
+    # side's records only (one per distinct id) and finds the right side's members by
+    # blind-indexing those ids under the right dataset's key (_digest_by_other_side)
+    # (a right subject unmatched then has no member row; so a later build that brings
+    # new left ids also looks for their right subjects among all of them)
+    right_col = _blind_column(conn, right_id, rule.right_key, rule.match)
+    fresh = int(row.left_batch) == 0 and int(row.right_batch) == 0
+    pg = conn.dialect.name == "postgresql"
+    if fresh:  # a bulk load: the digest index is built once after it, not row by row, and
+        # PostgreSQL checks the foreign key once (ADD CONSTRAINT), not by a trigger per row
+        conn.execute(sa.text(f"DROP INDEX IF EXISTS {_DIGEST_INDEX}"))
+        if pg:
+            conn.execute(sa.text(f"ALTER TABLE vault_link_members DROP CONSTRAINT IF EXISTS "
+                                 f"{_LINK_FK}"))
+    new_left, left_keys = _digest_side(conn, keyring, rule, link_id, link_key, LEFT, left_id,
+                                       int(row.left_batch), keep_keys=bool(right_col))
+    new_right = 0
+    if not fresh or left_keys is None:
+        new_right, _ = _digest_side(conn, keyring, rule, link_id, link_key, RIGHT, right_id,
+                                    int(row.right_batch))
+    if left_keys is not None and right_col is not None and left_keys.height:
+        new_right += _digest_by_other_side(conn, keyring, link_id, RIGHT, right_id, right_col,
+                                           left_keys)
+    del left_keys
+    if fresh:
+        conn.execute(sa.text(f"CREATE INDEX {_DIGEST_INDEX} ON vault_link_members "
+                             "(link_id, digest)"))
+        if pg:
+            conn.execute(sa.text(f"ALTER TABLE vault_link_members ADD CONSTRAINT {_LINK_FK} "
+                                 "FOREIGN KEY (link_id) REFERENCES vault_links (id)"))
+            conn.execute(sa.text("ANALYZE vault_link_members"))
     result = stats(conn, rule, link_id)
     changed = result.pairs_hash != row.pairs_hash
     conn.execute(update(T_LINK).where(T_LINK.c.id == link_id).values(
