@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 BASE = Path("/var/tmp/bench/link")
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 POLICY = """
 [datasets.nc_history]
 columns = ["election_desc", "voting_method"]
@@ -71,7 +71,8 @@ def pg_url(args: argparse.Namespace) -> str:
 def _home(args: argparse.Namespace) -> Any:
     from vault.home import VaultHome
 
-    url = pg_url(args) if args.db == "postgresql" else None
+    url = (pg_url(args).replace("postgresql+psycopg://", "postgresql://")
+           if args.db == "postgresql" else None)
     return VaultHome(fixture_dir(args) / "home", db_url_override=url)
 
 
