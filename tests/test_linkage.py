@@ -640,3 +640,27 @@ def test_history_before_its_voter_links_when_the_voter_arrives(
     assert _entries(vault, "link.build")[-1]["details"]["digested_right"] == 10
     code, _, err = _run(capsys, vault, "admin", "ledger", "verify")
     assert code == 0, err
+
+
+def test_open_records_is_open_record_without_a_dict_per_row() -> None:
+    """The link builder's batch opener gives the bytes open_record parses, and rejects a
+    record moved to another subject, like open_record."""
+    import orjson
+
+    from vault import crypto
+    from vault.errors import CiphertextRejected
+
+    keys = crypto.new_subject_keys(3)
+    payloads = [orjson.dumps({"ncid": f"AA{i}", "name": None}) for i in range(3)]
+    sealed = crypto.seal_records(keys, 7, [11, 12, 13], [21, 22, 23], "ncid,name", payloads)
+    assert crypto.open_records(keys, 7, [11, 12, 13], [21, 22, 23], ["ncid,name"] * 3,
+                               sealed) == payloads
+    assert crypto.open_record(keys[1], 7, 12, 22, "ncid,name", sealed[1]) == {
+        "ncid": "AA1", "name": None}
+    with pytest.raises(CiphertextRejected):
+        crypto.open_records(keys, 7, [11, 12, 13], [21, 23, 22], ["ncid,name"] * 3, sealed)
+    wrap = crypto.new_subject_keys(1)[0]
+    wrapped = crypto.wrap_subject_keys(wrap, 5, 7, [21, 22, 23], keys)
+    assert crypto.unwrap_subject_keys(wrap, 5, 7, [21, 22, 23], wrapped) == keys
+    with pytest.raises(CiphertextRejected):
+        crypto.unwrap_subject_keys(wrap, 6, 7, [21, 22, 23], wrapped)
