@@ -78,6 +78,7 @@ LINK_PERMISSION = "link.build"
 LINK_REPORT_PERMISSION = "link.report"
 DIGEST_BYTES = 16
 _CHUNK = 20_000
+_FETCH_ROWS = 250_000
 
 def resource_of(name: str) -> str:
     return f"link/{name}"
@@ -167,12 +168,15 @@ def read_frame(conn: Connection, stmt: Any, schema: Mapping[str, Any]) -> pl.Dat
         return frame.with_columns([pl.col(c).str.slice(2).str.decode("hex")
                                    for c, t in schema.items() if t == pl.Binary])
     cur = raw.cursor()
+    frames = []
     try:
         cur.execute(sql)
-        rows = cur.fetchall()
+        while rows := cur.fetchmany(_FETCH_ROWS):  # tuples of one chunk at a time
+            frames.append(pl.DataFrame(rows, schema=dict(schema), orient="row"))
+            del rows
     finally:
         cur.close()
-    return pl.DataFrame(rows, schema=dict(schema), orient="row")
+    return pl.concat(frames, rechunk=True) if frames else pl.DataFrame(schema=dict(schema))
 
 
 def live_subjects(conn: Connection, ds_id: int, after_batch: int = 0) -> pl.DataFrame:
