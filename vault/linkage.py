@@ -620,7 +620,8 @@ def stats(conn: Connection, rule: LinkRule, link_id: int) -> LinkStats:
     ambiguous = int(counts.get("ambiguous", 0))
     right_col = _blind_column(conn, int(right_ids[0]), rule.right_key, rule.match)
     if right_col is not None:  # members may hold matched/ambiguous subjects only: count keys
-        right_n = int(conn.execute(select(func.count(sa.distinct(T_BLIND.c.subject_id))).where(
+        # (one blind row per live subject and column; count(DISTINCT) cost 17 s at 10M)
+        right_n = int(conn.execute(select(func.count()).select_from(T_BLIND).where(
             T_BLIND.c.dataset_id == int(right_ids[0]), T_BLIND.c.column == right_col)
         ).scalar_one())
     else:
