@@ -148,25 +148,27 @@ def dataset_ids(conn: Connection, names: Sequence[str]) -> dict[str, int]:
 def read_frame(conn: Connection, stmt: Any, schema: Mapping[str, Any]) -> pl.DataFrame:
     """Run ``stmt`` and return its rows as one columnar frame (no Row object per row).
 
-    PostgreSQL: ``COPY (query) TO STDOUT`` as CSV, parsed by Polars (``bytea`` comes as
-    hex); SQLite: the driver's ``fetchall`` straight into Polars. ``stmt`` may only bind
-    ints and strings (it is rendered with literal values: ids and names, never data).
+    PostgreSQL: the server renders the rows as one tab-separated text (``string_agg``;
+    COPY sends a message per row, which cost 3.5 us a row to receive), parsed by Polars
+    (``bytea`` comes as hex); SQLite: the driver's rows, a chunk at a time, into Polars.
+    ``stmt`` may only bind ints and strings (it is rendered with literal values: ids and
+    names, never data).
     """
-    sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
     names = list(schema)
-    raw: Any = conn.connection.dbapi_connection
     if conn.dialect.name == "postgresql":
-        buf = bytearray()
-        with raw.cursor() as cur, cur.copy(f"COPY ({sql}) TO STDOUT (FORMAT csv)") as cp:
-            for data in cp:
-                buf += data
-        if not buf:
+        q = stmt.subquery("q")
+        line = func.concat_ws("\t", *[func.coalesce(sa.cast(c, sa.Text), "") for c in q.c])
+        text: str | None = conn.execute(select(func.string_agg(line, "\n"))).scalar()
+        if not text:
             return pl.DataFrame(schema=dict(schema))
         text_schema = {c: (pl.String if t == pl.Binary else t) for c, t in schema.items()}
-        frame = pl.read_csv(bytes(buf), has_header=False, new_columns=names,
-                            schema=text_schema)
+        frame = pl.read_csv(text.encode(), has_header=False, new_columns=names,
+                            schema=text_schema, separator="\t", quote_char=None)
+        del text
         return frame.with_columns([pl.col(c).str.slice(2).str.decode("hex")
                                    for c, t in schema.items() if t == pl.Binary])
+    sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    raw: Any = conn.connection.dbapi_connection
     cur = raw.cursor()
     frames = []
     try:
