@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -179,6 +180,21 @@ def read_frame(conn: Connection, stmt: Any, schema: Mapping[str, Any]) -> pl.Dat
     finally:
         cur.close()
     return pl.concat(frames, rechunk=True) if frames else pl.DataFrame(schema=dict(schema))
+
+
+@contextmanager
+def bulk_joins(conn: Connection) -> Iterator[None]:
+    """PostgreSQL: plan the enclosed whole-link joins as hash joins with room in memory.
+    The planner guesses that few left digests have one owner (``count(*) = 1``: it
+    estimated 940 of 1M) and picked 10M index lookups (17 s of a 30 s query)."""
+    if conn.dialect.name != "postgresql":
+        yield
+        return
+    conn.execute(sa.text("SET LOCAL enable_nestloop = off"))
+    conn.execute(sa.text("SET LOCAL work_mem = '256MB'"))
+    yield  # (after an error the transaction is rolled back, and the settings with it)
+    conn.execute(sa.text("SET LOCAL enable_nestloop TO DEFAULT"))
+    conn.execute(sa.text("SET LOCAL work_mem TO DEFAULT"))
 
 
 def live_subjects(conn: Connection, ds_id: int, after_batch: int = 0) -> pl.DataFrame:
@@ -590,12 +606,13 @@ def link_pairs(conn: Connection, link_id: int) -> tuple[pl.DataFrame, pl.DataFra
     integers come back, as columns."""
     owners = _owners(link_id)
     r = T_MEMBER.alias("r")
-    status = read_frame(conn, select(
-        r.c.subject_id, sa.case((owners.c.n == 1, owners.c.l), else_=None),
-        sa.case((owners.c.n.is_(None), 2), (owners.c.n == 1, 0), else_=1))
-        .select_from(r.outerjoin(owners, owners.c.digest == r.c.digest))
-        .where(r.c.link_id == link_id, r.c.side == RIGHT),
-        {"right": pl.Int64, "left": pl.Int64, "code": pl.Int8})
+    with bulk_joins(conn):
+        status = read_frame(conn, select(
+            r.c.subject_id, sa.case((owners.c.n == 1, owners.c.l), else_=None),
+            sa.case((owners.c.n.is_(None), 2), (owners.c.n == 1, 0), else_=1))
+            .select_from(r.outerjoin(owners, owners.c.digest == r.c.digest))
+            .where(r.c.link_id == link_id, r.c.side == RIGHT),
+            {"right": pl.Int64, "left": pl.Int64, "code": pl.Int8})
     status = status.select("right", "left", pl.col("code").replace_strict(
         [0, 1, 2], list(_STATUS), return_dtype=pl.String).alias("status"))
     pairs = (status.filter(pl.col("status") == "matched").select("left", "right")

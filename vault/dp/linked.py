@@ -282,13 +282,14 @@ def _linked_rows(conn: Connection, link_id: int) -> pl.DataFrame:
 
     owners = linkage._owners(link_id)
     r = T_MEMBER.alias("r")
-    return linkage.read_frame(conn, select(owners.c.l, T_SUBJECT.c.current_batch_id,
-                                           T_SUBJECT.c.current_row)
-                              .select_from(r.join(owners, owners.c.digest == r.c.digest)
-                                           .join(T_SUBJECT, T_SUBJECT.c.id == r.c.subject_id))
-                              .where(r.c.link_id == link_id, r.c.side == RIGHT,
-                                     owners.c.n == 1, T_SUBJECT.c.erased_at.is_(None)),
-                              {"left": pl.Int64, "batch": pl.Int64, "row": pl.Int64})
+    with linkage.bulk_joins(conn):
+        return linkage.read_frame(conn, select(owners.c.l, T_SUBJECT.c.current_batch_id,
+                                               T_SUBJECT.c.current_row)
+                                  .select_from(r.join(owners, owners.c.digest == r.c.digest)
+                                               .join(T_SUBJECT, T_SUBJECT.c.id == r.c.subject_id))
+                                  .where(r.c.link_id == link_id, r.c.side == RIGHT,
+                                         owners.c.n == 1, T_SUBJECT.c.erased_at.is_(None)),
+                                  {"left": pl.Int64, "batch": pl.Int64, "row": pl.Int64})
 
 
 def _joined(conn: Connection, keyring: Keyring, plan: LinkedPlan, request: LinkedRequest,
