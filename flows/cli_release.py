@@ -118,6 +118,9 @@ def release(
     if join is not None and (plot or preview or zcdp):
         raise BadInput("--join releases take --json, --out and --chart (no --plot/--preview/"
                        "--zcdp yet)")
+    if join is not None and prefect:
+        raise BadInput("--join releases run in this process (no Prefect flow for them yet): "
+                       "drop --prefect")
     from vault.budget import parse_epsilon
     from vault.dp import ReleaseRequest
     from vault.dp.export import CHART_FORMATS, OUT_FORMATS, write_chart, write_output

@@ -588,6 +588,11 @@ def test_release_join_writes_out_and_chart_files(
                         "nc_history", "--by", "party_cd", "--measure", "people",
                         "--epsilon", "0.1", "--out", str(out))
     assert code == 2 and err.count("\n") == 1
+    # no Prefect flow for linked releases yet: said, not silently run in-process
+    code, _, err = _run(capsys, vault, "alice", "release", "--dataset", "nc_voters", "--join",
+                        "nc_history", "--by", "party_cd", "--measure", "people",
+                        "--epsilon", "0.1", "--prefect")
+    assert code == 2 and "--prefect" in err and err.count("\n") == 1
     assert len(_entries(vault, "release.charge")) == before
 
 
