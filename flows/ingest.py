@@ -94,6 +94,7 @@ def store_batches(home: str, principal: Principal, plan: IngestPlan,
 
             with dask_client(dask_address) as client:
                 r = vault_for(vh, principal).ingest_planned(plan, client=client)
+        vault_for(vh, principal).refresh_links(plan.dataset)  # declared links see the rows
     return {"rows_added": r.rows_added, "rows_updated": r.rows_updated,
             "duplicates_skipped": r.duplicates_skipped,
             "erased_suppressed": r.erased_suppressed, "batches": r.batches,

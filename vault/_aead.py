@@ -125,6 +125,21 @@ def open_many_one_key(key: bytes, sealed: Sequence[bytes], ads: Sequence[bytes])
     return out
 
 
+def open_each_own_key(
+    keys: Sequence[bytes], sealed: Sequence[bytes], ads: Sequence[bytes]
+) -> list[bytes]:
+    """Open message i under key i (per-subject keys)."""
+    aes = AESGCM
+    out: list[bytes] = []
+    append = out.append
+    try:
+        for k, blob, ad in zip(keys, sealed, ads, strict=True):
+            append(aes(k).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], ad))
+    except (InvalidTag, ValueError):
+        raise DecryptionFailed() from None
+    return out
+
+
 def hmac_sha256(key: bytes, message: bytes) -> bytes:
     return hmac.digest(key, message, "sha256")
 

@@ -32,11 +32,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import polars as pl
+import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
 from ledger import store as ledger_store
@@ -64,6 +66,7 @@ from vault.store import (
     T_RECORD,
     T_SUBJECT,
     ColumnLayout,
+    bulk_insert,
     lock_vault,
 )
 
@@ -76,6 +79,7 @@ LINK_PERMISSION = "link.build"
 LINK_REPORT_PERMISSION = "link.report"
 DIGEST_BYTES = 16
 _CHUNK = 20_000
+_FETCH_ROWS = 250_000
 
 def resource_of(name: str) -> str:
     return f"link/{name}"
@@ -142,15 +146,65 @@ def dataset_ids(conn: Connection, names: Sequence[str]) -> dict[str, int]:
     return {n: int(rows[n]) for n in names if n in rows}
 
 
+def read_frame(conn: Connection, stmt: Any, schema: Mapping[str, Any]) -> pl.DataFrame:
+    """Run ``stmt`` and return its rows as one columnar frame (no Row object per row).
+
+    PostgreSQL: the server renders the rows as one tab-separated text (``string_agg``;
+    COPY sends a message per row, which cost 3.5 us a row to receive), parsed by Polars
+    (``bytea`` comes as hex); SQLite: the driver's rows, a chunk at a time, into Polars.
+    ``stmt`` may only bind ints and strings (it is rendered with literal values: ids and
+    names, never data).
+    """
+    names = list(schema)
+    if conn.dialect.name == "postgresql":
+        q = stmt.subquery("q")
+        line = func.concat_ws("\t", *[func.coalesce(sa.cast(c, sa.Text), "") for c in q.c])
+        text: str | None = conn.execute(select(func.string_agg(line, "\n"))).scalar()
+        if not text:
+            return pl.DataFrame(schema=dict(schema))
+        text_schema = {c: (pl.String if t == pl.Binary else t) for c, t in schema.items()}
+        frame = pl.read_csv(text.encode(), has_header=False, new_columns=names,
+                            schema=text_schema, separator="\t", quote_char=None)
+        del text
+        return frame.with_columns([pl.col(c).str.slice(2).str.decode("hex")
+                                   for c, t in schema.items() if t == pl.Binary])
+    sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    raw: Any = conn.connection.dbapi_connection
+    cur = raw.cursor()
+    frames = []
+    try:
+        cur.execute(sql)
+        while rows := cur.fetchmany(_FETCH_ROWS):  # tuples of one chunk at a time
+            frames.append(pl.DataFrame(rows, schema=dict(schema), orient="row"))
+            del rows
+    finally:
+        cur.close()
+    return pl.concat(frames, rechunk=True) if frames else pl.DataFrame(schema=dict(schema))
+
+
+@contextmanager
+def bulk_joins(conn: Connection) -> Iterator[None]:
+    """PostgreSQL: plan the enclosed whole-link joins as hash joins with room in memory.
+    The planner guesses that few left digests have one owner (``count(*) = 1``: it
+    estimated 940 of 1M) and picked 10M index lookups (17 s of a 30 s query)."""
+    if conn.dialect.name != "postgresql":
+        yield
+        return
+    conn.execute(sa.text("SET LOCAL enable_nestloop = off"))
+    conn.execute(sa.text("SET LOCAL work_mem = '256MB'"))
+    yield  # (after an error the transaction is rolled back, and the settings with it)
+    conn.execute(sa.text("SET LOCAL enable_nestloop TO DEFAULT"))
+    conn.execute(sa.text("SET LOCAL work_mem TO DEFAULT"))
+
+
 def live_subjects(conn: Connection, ds_id: int, after_batch: int = 0) -> pl.DataFrame:
     """subject, batch, row of every live (not erased) subject whose current row is in a
-    batch newer than ``after_batch``."""
-    rows = conn.execute(select(T_SUBJECT.c.id, T_SUBJECT.c.current_batch_id,
-                               T_SUBJECT.c.current_row)
-                        .where(T_SUBJECT.c.dataset_id == ds_id, T_SUBJECT.c.erased_at.is_(None),
-                               T_SUBJECT.c.current_batch_id > after_batch)).all()
-    return pl.DataFrame(rows, schema={"subject": pl.Int64, "batch": pl.Int64, "row": pl.Int64},
-                        orient="row")
+    batch newer than ``after_batch`` (columnar read)."""
+    return read_frame(conn, select(T_SUBJECT.c.id, T_SUBJECT.c.current_batch_id,
+                                   T_SUBJECT.c.current_row)
+                      .where(T_SUBJECT.c.dataset_id == ds_id, T_SUBJECT.c.erased_at.is_(None),
+                             T_SUBJECT.c.current_batch_id > after_batch),
+                      {"subject": pl.Int64, "batch": pl.Int64, "row": pl.Int64})
 
 
 def attribute_values(conn: Connection, keyring: Keyring, ds_id: int, columns: Sequence[str],
@@ -191,12 +245,15 @@ def attribute_values(conn: Connection, keyring: Keyring, ds_id: int, columns: Se
 def direct_values(conn: Connection, keyring: Keyring, ds_id: int, columns: Sequence[str],
                   subjects: pl.DataFrame) -> pl.DataFrame:
     """``subject`` + the direct identifier ``columns`` of each subject's current record,
-    opened in memory under the subject's own key (erased subjects have none)."""
-    result: dict[str, list[Any]] = {"subject": [], **{c: [] for c in columns}}
-    wanted = set(subjects.get_column("subject").to_list())
-    if not columns or not wanted:
-        return pl.DataFrame(result, schema={"subject": pl.Int64, **{c: pl.String
-                                                                    for c in columns}})
+    opened in memory under the subject's own key (erased subjects have none).
+
+    Columnar: the sealed records come back as columns (``read_frame``), keys are
+    unwrapped per wrapping key, records opened in one loop without a dict per row, and
+    the JSON payloads parsed by Polars."""
+    schema = {"subject": pl.Int64, **{c: pl.String for c in columns}}
+    wanted = subjects.select("subject").unique()
+    if not columns or wanted.height == 0:
+        return pl.DataFrame(schema=schema)
     first_batch = int(subjects.select(pl.col("batch").min()).item() or 0)
     query = (select(T_SUBJECT.c.id, T_SUBJECT.c.key_id, T_SUBJECT.c.wrapped_key,
                     T_RECORD.c.id.label("rid"), T_RECORD.c.fields, T_RECORD.c.sealed)
@@ -206,38 +263,45 @@ def direct_values(conn: Connection, keyring: Keyring, ds_id: int, columns: Seque
              .where(T_SUBJECT.c.dataset_id == ds_id, T_SUBJECT.c.erased_at.is_(None),
                     T_SUBJECT.c.wrapped_key.is_not(None),
                     T_SUBJECT.c.current_batch_id >= first_batch))
-    # options on the statement, not the connection (which would keep them for the
-    # caller's later statements)
-    ordered = sorted(wanted)
+    rschema = {"subject": pl.Int64, "key_id": pl.Int64, "wrapped": pl.Binary,
+               "rid": pl.Int64, "fields": pl.String, "sealed": pl.Binary}
     total = int(conn.execute(select(func.count()).select_from(T_SUBJECT).where(
         T_SUBJECT.c.dataset_id == ds_id, T_SUBJECT.c.erased_at.is_(None),
         T_SUBJECT.c.current_batch_id >= first_batch)).scalar_one())
+    ordered = wanted.get_column("subject").sort()
 
     def chunks() -> Any:
-        if len(ordered) * 4 >= total * 3:  # most of them: one streamed scan
-            yield from conn.execute(query.execution_options(
-                stream_results=True, yield_per=_CHUNK)).partitions(_CHUNK)
+        if ordered.len() * 4 >= total * 3:  # most of them: scans by id range
+            lo, hi = int(ordered[0]), int(ordered[-1])
+            step = 200_000
+            for start in range(lo, hi + 1, step):
+                yield read_frame(conn, query.where(T_SUBJECT.c.id >= start,
+                                                   T_SUBJECT.c.id < start + step), rschema)
             return
-        for start in range(0, len(ordered), 10_000):  # a few (one per distinct id): by id
-            yield conn.execute(query.where(
-                T_SUBJECT.c.id.in_(ordered[start:start + 10_000]))).all()
+        for start in range(0, ordered.len(), 10_000):  # a few (one per distinct id): by id
+            part = [int(x) for x in ordered.slice(start, 10_000)]
+            yield read_frame(conn, query.where(T_SUBJECT.c.id.in_(part)), rschema)
 
+    struct = pl.Struct({c: pl.String for c in columns})
+    frames: list[pl.DataFrame] = []
     for chunk in chunks():
-        by_key: dict[int, list[Any]] = {}
-        for r in chunk:
-            if int(r.id) in wanted:
-                by_key.setdefault(int(r.key_id), []).append(r)
-        for wid, rows in by_key.items():
-            keys = crypto.unwrap_subject_keys(keyring.by_id(conn, wid), wid, ds_id,
-                                              [int(r.id) for r in rows],
-                                              [bytes(r.wrapped_key) for r in rows])
-            for r, k in zip(rows, keys, strict=True):
-                opened = crypto.open_record(k, ds_id, int(r.rid), int(r.id), r.fields,
-                                            bytes(r.sealed))
-                result["subject"].append(int(r.id))
-                for c in columns:
-                    result[c].append(opened.get(c))
-    return pl.DataFrame(result, schema={"subject": pl.Int64, **{c: pl.String for c in columns}})
+        chunk = chunk.join(wanted, on="subject", how="semi")
+        for (wid,), rows in chunk.group_by("key_id"):
+            ids = rows.get_column("subject").to_list()
+            keys = crypto.unwrap_subject_keys(keyring.by_id(conn, int(wid)), int(wid), ds_id,
+                                              ids, rows.get_column("wrapped").to_list())
+            payloads = crypto.open_records(keys, ds_id, rows.get_column("rid").to_list(), ids,
+                                           rows.get_column("fields").to_list(),
+                                           rows.get_column("sealed").to_list())
+            del keys
+            opened = (pl.Series("p", payloads, dtype=pl.Binary).cast(pl.String)
+                      .str.json_decode(struct))
+            del payloads
+            frames.append(pl.DataFrame({"subject": ids}, schema={"subject": pl.Int64})
+                          .with_columns(opened.struct.unnest()))
+    if not frames:
+        return pl.DataFrame(schema=schema)
+    return pl.concat(frames).select(*schema)
 
 
 def key_frame(conn: Connection, keyring: Keyring, ds_id: int, columns: Sequence[str],
@@ -351,75 +415,164 @@ def _max_batch(conn: Connection, ds_id: int) -> int:
                             .where(T_BATCH.c.dataset_id == ds_id)).scalar_one())
 
 
-def _digest_side(conn: Connection, keyring: Keyring, rule: LinkRule, link_id: int,
-                 key: bytes, side: int, ds_id: int, after_batch: int) -> int:
-    """Digest the subjects of ``side`` whose current row is newer than ``after_batch``."""
-    subjects = live_subjects(conn, ds_id, after_batch)
-    if subjects.height == 0:
-        return 0
-    cols = rule.left_key if side == LEFT else rule.right_key
-    cut = {bytes(d) for d in conn.execute(select(T_CUT.c.digest)
-                                          .where(T_CUT.c.link_id == link_id)).scalars()}
-    shared = _shared_ids(conn, ds_id, cols, rule.match, subjects)
-    written = 0
-    for start in range(0, subjects.height, 100_000):
-        part = subjects.slice(start, 100_000)
-        ids = part.get_column("subject").to_list()
-        if shared is not None:
-            ds = _digests_by_blind(conn, keyring, key, rule, ds_id, cols, shared, part)
-        else:
-            frame = key_frame(conn, keyring, ds_id, cols, part)
-            keys = normalise(frame, cols, rule.match)
-            del frame
-            ds = digests(key, rule.name, rule.match, keys)
-        rows = [{"link_id": link_id, "side": side, "subject_id": s, "digest": d}
-                for s, d in zip(ids, ds, strict=True) if d is not None and d not in cut]
-        conn.execute(delete(T_MEMBER).where(T_MEMBER.c.link_id == link_id,
-                                            T_MEMBER.c.side == side,
-                                            T_MEMBER.c.subject_id.in_(ids)))
-        if rows:
-            conn.execute(insert(T_MEMBER), rows)
-        written += len(rows)
-    return written
+_DIGEST_INDEX = "ix_vault_link_members_digest"  # migration 0009's
+_LINK_FK = "vault_link_members_link_id_fkey"  # PostgreSQL's name for migration 0009's
+_MAP = sa.Table("cv_link_map", sa.MetaData(), sa.Column("blind", sa.LargeBinary),
+                sa.Column("digest", sa.LargeBinary), prefixes=["TEMPORARY"])
 
 
-def _shared_ids(conn: Connection, ds_id: int, cols: Sequence[str], match: str,
-                subjects: pl.DataFrame) -> pl.DataFrame | None:
-    """For an ``id`` link on one blind-indexed ``id`` column: each subject's blind-index
-    digest (``subject``, ``blind``). Subjects with equal blind digests have equal
-    normalised ids (same normaliser, same key), so one record per distinct id is opened
-    instead of one per subject (a vote history has ~10 rows per voter). None otherwise."""
+def _blind_column(conn: Connection, ds_id: int, cols: Sequence[str], match: str) -> str | None:
+    """For an ``id`` link on one blind-indexed ``id`` column: that column. Subjects with
+    equal blind digests have equal normalised ids (same normaliser, same key), so one
+    record per distinct id is opened instead of one per subject (a vote history has ~10
+    rows per voter), and the members follow from the blind index in SQL. None otherwise."""
     if match != "id" or len(cols) != 1:
         return None
     lookups = {c.name: c.lookup for c in _layout(conn, ds_id).lookups}
-    if lookups.get(cols[0]) != "id":
-        return None
-    first = int(subjects.select(pl.col("subject").min()).item())
-    rows = conn.execute(select(T_BLIND.c.subject_id, T_BLIND.c.digest).where(
-        T_BLIND.c.dataset_id == ds_id, T_BLIND.c.column == cols[0],
-        T_BLIND.c.subject_id >= first)).all()
-    blind = pl.DataFrame([(int(a), bytes(b)) for a, b in rows],
-                         schema={"subject": pl.Int64, "blind": pl.Binary}, orient="row")
-    return subjects.select("subject", "batch", "row").join(blind, on="subject", how="inner")
+    return cols[0] if lookups.get(cols[0]) == "id" else None
 
 
-def _digests_by_blind(conn: Connection, keyring: Keyring, key: bytes, rule: LinkRule,
-                      ds_id: int, cols: Sequence[str], shared: pl.DataFrame,
-                      part: pl.DataFrame) -> list[bytes | None]:
-    """Link digests of ``part``: one record opened per distinct blind digest."""
-    mine = part.select("subject").join(shared.select("subject", "blind"), on="subject",
-                                       how="left", maintain_order="left")
-    reps = (shared.filter(pl.col("blind").is_in(mine.get_column("blind").drop_nulls()
-                                                 .implode()))
-            .group_by("blind").agg(pl.col("subject").first(), pl.col("batch").first(),
-                                   pl.col("row").first()))
-    frame = key_frame(conn, keyring, ds_id, cols, reps.select("subject", "batch", "row"))
-    keys = normalise(frame, cols, rule.match)
-    found = frame.select("subject").with_columns(
-        pl.Series("link", digests(key, rule.name, rule.match, keys), dtype=pl.Binary))
-    by_blind = reps.select("subject", "blind").join(found, on="subject").select("blind", "link")
-    out = mine.join(by_blind, on="blind", how="left", maintain_order="left")
-    return [bytes(d) if d is not None else None for d in out.get_column("link").to_list()]
+def _cut_digests(conn: Connection, link_id: int) -> pl.Series:
+    return pl.Series("digest", [bytes(d) for d in conn.execute(
+        select(T_CUT.c.digest).where(T_CUT.c.link_id == link_id)).scalars()], dtype=pl.Binary)
+
+
+def _digest_side(conn: Connection, keyring: Keyring, rule: LinkRule, link_id: int,
+                 key: bytes, side: int, ds_id: int, after_batch: int,
+                 keep_keys: bool = False) -> tuple[int, pl.DataFrame | None]:
+    """Digest the subjects of ``side`` whose current row is newer than ``after_batch``:
+    set-based (one ``INSERT ... SELECT`` over the blind index where it can), never a
+    Python object per subject. With ``keep_keys`` (blind path only) also return the
+    distinct plaintext keys opened (``key``) with their link ``digest``, in memory, for
+    :func:`_digest_by_other_side`."""
+    cols = rule.left_key if side == LEFT else rule.right_key
+    had = conn.execute(select(T_MEMBER.c.subject_id).where(
+        T_MEMBER.c.link_id == link_id, T_MEMBER.c.side == side).limit(1)).first() is not None
+    if had:  # re-stored subjects are digested again (a first build skips this)
+        conn.execute(delete(T_MEMBER).where(
+            T_MEMBER.c.link_id == link_id, T_MEMBER.c.side == side,
+            T_MEMBER.c.subject_id.in_(select(T_SUBJECT.c.id).where(
+                T_SUBJECT.c.dataset_id == ds_id, T_SUBJECT.c.current_batch_id > after_batch))))
+    cut = _cut_digests(conn, link_id)
+    blind_col = _blind_column(conn, ds_id, cols, rule.match)
+    if blind_col is not None:
+        return _digest_by_blind(conn, keyring, key, rule, link_id, side, ds_id, blind_col,
+                                after_batch, cut, keep_keys)
+    subjects = live_subjects(conn, ds_id, after_batch)
+    written = 0
+    for start in range(0, subjects.height, 100_000):
+        part = subjects.slice(start, 100_000)
+        frame = key_frame(conn, keyring, ds_id, cols, part)
+        keys = normalise(frame, cols, rule.match)
+        out = (frame.select("subject")
+               .with_columns(pl.Series("digest", digests(key, rule.name, rule.match, keys),
+                                       dtype=pl.Binary))
+               .filter(pl.col("digest").is_not_null() & ~pl.col("digest").is_in(cut.implode())))
+        del frame
+        bulk_insert(conn, T_MEMBER, ["link_id", "side", "subject_id", "digest"],
+                    [(link_id, side, int(s), bytes(d)) for s, d in out.iter_rows()])
+        written += out.height
+    return written, None
+
+
+def _digest_by_blind(conn: Connection, keyring: Keyring, key: bytes, rule: LinkRule,
+                     link_id: int, side: int, ds_id: int, col: str, after_batch: int,
+                     cut: pl.Series, keep_keys: bool) -> tuple[int, pl.DataFrame | None]:
+    """Open one record per distinct blind digest (its lowest subject), HMAC it under the
+    link key, then write every subject's member row from the blind index
+    (:func:`_members_from_map`)."""
+    newer = (T_SUBJECT.c.dataset_id == ds_id) & (T_SUBJECT.c.erased_at.is_(None)) & (
+        T_SUBJECT.c.current_batch_id > after_batch)
+    reps_q = (select(T_BLIND.c.digest.label("blind"),
+                     func.min(T_BLIND.c.subject_id).label("subject"))
+              .where(T_BLIND.c.dataset_id == ds_id, T_BLIND.c.column == col))
+    if after_batch > 0:  # a first build takes every blind row (erasure deletes them)
+        reps_q = reps_q.join(T_SUBJECT, T_SUBJECT.c.id == T_BLIND.c.subject_id).where(newer)
+    reps_sub = reps_q.group_by(T_BLIND.c.digest).subquery()
+    reps = read_frame(conn, select(reps_sub.c.blind, T_SUBJECT.c.id, T_SUBJECT.c.current_batch_id,
+                                   T_SUBJECT.c.current_row)
+                      .join(T_SUBJECT, T_SUBJECT.c.id == reps_sub.c.subject)
+                      .order_by(T_SUBJECT.c.id),
+                      {"blind": pl.Binary, "subject": pl.Int64, "batch": pl.Int64,
+                       "row": pl.Int64})
+    if reps.height == 0:
+        return 0, (pl.DataFrame(schema={"key": pl.String, "digest": pl.Binary})
+                   if keep_keys else None)
+    frame = key_frame(conn, keyring, ds_id, [col], reps.select("subject", "batch", "row"))
+    keys = normalise(frame, [col], rule.match)
+    found = frame.select("subject", pl.col(col).alias("key")).with_columns(
+        pl.Series("digest", digests(key, rule.name, rule.match, keys), dtype=pl.Binary))
+    del frame, keys
+    kept = found.select("key", "digest").filter(pl.col("digest").is_not_null()) \
+        if keep_keys else None
+    mapping = (reps.select("subject", "blind").join(found.drop("key"), on="subject")
+               .filter(pl.col("digest").is_not_null()
+                       & ~pl.col("digest").is_in(cut.implode()))
+               .select("blind", "digest"))
+    del found, reps
+    return _members_from_map(conn, link_id, side, ds_id, col, after_batch, mapping), kept
+
+
+def _digest_by_other_side(conn: Connection, keyring: Keyring, link_id: int, side: int,
+                          ds_id: int, col: str, other: pl.DataFrame) -> int:
+    """Members of ``side`` without opening any of its records: the other side's distinct
+    plaintext keys (``other``: ``key``, link ``digest``) are blind-indexed under *this*
+    dataset's blind key(s), the way a lookup by value is, and joined with its blind
+    index in SQL. Equal normalised ids give equal digests under both keys, so a subject
+    of this side gets a member row exactly when its id is among the other side's; the
+    rest are unmatched (counted, never listed)."""
+    lookup = {c.name: c.lookup for c in _layout(conn, ds_id).lookups}[col]
+    assert lookup is not None
+    key_ids = sorted(int(k) for k in conn.execute(
+        select(T_BLIND.c.key_id).where(T_BLIND.c.dataset_id == ds_id, T_BLIND.c.column == col)
+        .distinct()).scalars())
+    cut = _cut_digests(conn, link_id)
+    other = other.filter(~pl.col("digest").is_in(cut.implode()))
+    frames = [other.select(pl.Series("blind", blind_index.digests(
+        keyring.by_id(conn, kid), col, other.get_column("key"), lookup), dtype=pl.Binary),
+        "digest") for kid in key_ids]  # one per blind-key version still in the index
+    if not frames:
+        return 0
+    mapping = pl.concat(frames).filter(pl.col("blind").is_not_null()).unique("blind")
+    return _members_from_map(conn, link_id, side, ds_id, col, 0, mapping)
+
+
+def _members_from_map(conn: Connection, link_id: int, side: int, ds_id: int, col: str,
+                      after_batch: int, mapping: pl.DataFrame) -> int:
+    """Load ``mapping`` (blind digest -> link digest) into a temporary table (COPY on
+    PostgreSQL; indexed after the load), then write the member row of every subject of
+    ``ds_id`` (newer than ``after_batch``) with one ``INSERT ... SELECT`` over the blind
+    index. The temporary table is dropped before the transaction ends."""
+    pg = conn.dialect.name == "postgresql"
+    conn.execute(sa.text("DROP TABLE IF EXISTS cv_link_map"))
+    _MAP.create(conn)
+    bulk_insert(conn, _MAP, ["blind", "digest"], list(mapping.sort("blind").iter_rows()))
+    conn.execute(sa.text("CREATE INDEX cv_link_map_blind ON cv_link_map (blind)"))
+    if pg:
+        conn.execute(sa.text("ANALYZE cv_link_map"))
+    subject_join = ("" if after_batch == 0 else
+                    "JOIN vault_subjects s ON s.id = b.subject_id AND s.erased_at IS NULL "
+                    "AND s.current_batch_id > :after ")
+    empty = conn.execute(select(T_MEMBER.c.subject_id).where(
+        T_MEMBER.c.link_id == link_id, T_MEMBER.c.side == side).limit(1)).first() is None
+    # in subject order (the primary key is appended to, not written at random); a subject
+    # with two blind digests (a changed id) is written once. PostgreSQL: DISTINCT ON after
+    # the sort instead of ON CONFLICT's speculative insertion, when the side is empty
+    if not pg:
+        verb, pick, tail = "INSERT OR IGNORE", "", ""
+    elif empty:
+        verb, pick, tail = "INSERT", "DISTINCT ON (b.subject_id) ", ""
+    else:
+        verb, pick, tail = "INSERT", "", " ON CONFLICT DO NOTHING"
+    n = conn.execute(sa.text(
+        f"{verb} INTO vault_link_members (link_id, side, subject_id, digest) "
+        f"SELECT {pick}:link, :side, b.subject_id, m.digest FROM vault_blind_index b "
+        f"JOIN cv_link_map m ON m.blind = b.digest {subject_join}"
+        "WHERE b.dataset_id = :ds AND b.\"column\" = :col ORDER BY b.subject_id" + tail),
+        {"link": link_id, "side": side, "ds": ds_id, "col": col,
+         **({"after": after_batch} if after_batch else {})}).rowcount
+    conn.execute(sa.text("DROP TABLE cv_link_map"))
+    return int(n)
 
 
 def _drop_erased(conn: Connection, link_id: int, side: int, ds_id: int) -> int:
@@ -431,24 +584,37 @@ def _drop_erased(conn: Connection, link_id: int, side: int, ds_id: int) -> int:
 
 
 def members(conn: Connection, link_id: int, side: int) -> pl.DataFrame:
-    rows = conn.execute(select(T_MEMBER.c.subject_id, T_MEMBER.c.digest)
-                        .where(T_MEMBER.c.link_id == link_id, T_MEMBER.c.side == side)).all()
-    return pl.DataFrame([(int(s), bytes(d)) for s, d in rows],
-                        schema={"subject": pl.Int64, "digest": pl.Binary}, orient="row")
+    return read_frame(conn, select(T_MEMBER.c.subject_id, T_MEMBER.c.digest)
+                      .where(T_MEMBER.c.link_id == link_id, T_MEMBER.c.side == side),
+                      {"subject": pl.Int64, "digest": pl.Binary})
+
+
+_STATUS = ("matched", "ambiguous", "unmatched")
+
+
+def _owners(link_id: int) -> Any:
+    """Left digests with their number of owners ``n`` and lowest owner ``l`` (subquery)."""
+    return (select(T_MEMBER.c.digest, func.count().label("n"),
+                   func.min(T_MEMBER.c.subject_id).label("l"))
+            .where(T_MEMBER.c.link_id == link_id, T_MEMBER.c.side == LEFT)
+            .group_by(T_MEMBER.c.digest).subquery("owners"))
 
 
 def link_pairs(conn: Connection, link_id: int) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(pairs ``left``/``right`` subject ids, right members with their ``status``:
-    matched | ambiguous | unmatched). Columnar: a join of the two member sets on digest."""
-    left = members(conn, link_id, LEFT)
-    right = members(conn, link_id, RIGHT)
-    owners = left.group_by("digest").agg(pl.len().alias("owners"),
-                                         pl.col("subject").first().alias("left"))
-    status = right.join(owners, on="digest", how="left", maintain_order="left").select(
-        pl.col("subject").alias("right"), "left",
-        pl.when(pl.col("owners").is_null()).then(pl.lit("unmatched"))
-        .when(pl.col("owners") == 1).then(pl.lit("matched"))
-        .otherwise(pl.lit("ambiguous")).alias("status"))
+    """(pairs ``left``/``right`` subject ids sorted, right members with their ``status``:
+    matched | ambiguous | unmatched). The join on digest runs in the database; only
+    integers come back, as columns."""
+    owners = _owners(link_id)
+    r = T_MEMBER.alias("r")
+    with bulk_joins(conn):
+        status = read_frame(conn, select(
+            r.c.subject_id, sa.case((owners.c.n == 1, owners.c.l), else_=None),
+            sa.case((owners.c.n.is_(None), 2), (owners.c.n == 1, 0), else_=1))
+            .select_from(r.outerjoin(owners, owners.c.digest == r.c.digest))
+            .where(r.c.link_id == link_id, r.c.side == RIGHT),
+            {"right": pl.Int64, "left": pl.Int64, "code": pl.Int8})
+    status = status.select("right", "left", pl.col("code").replace_strict(
+        [0, 1, 2], list(_STATUS), return_dtype=pl.String).alias("status"))
     pairs = (status.filter(pl.col("status") == "matched").select("left", "right")
              .sort("left", "right"))
     return pairs, status
@@ -471,9 +637,17 @@ def stats(conn: Connection, rule: LinkRule, link_id: int) -> LinkStats:
         T_MEMBER.c.link_id == link_id, T_MEMBER.c.side == LEFT)).scalar_one())
     matched = int(counts.get("matched", 0))
     ambiguous = int(counts.get("ambiguous", 0))
+    right_col = _blind_column(conn, int(right_ids[0]), rule.right_key, rule.match)
+    if right_col is not None:  # members may hold matched/ambiguous subjects only: count keys
+        # (one blind row per live subject and column; count(DISTINCT) cost 17 s at 10M)
+        right_n = int(conn.execute(select(func.count()).select_from(T_BLIND).where(
+            T_BLIND.c.dataset_id == int(right_ids[0]), T_BLIND.c.column == right_col)
+        ).scalar_one())
+    else:
+        right_n = status.height
     return LinkStats(
         link=rule.name, left=rule.left, right=rule.right, left_subjects=left_n,
-        right_subjects=status.height, pairs=pairs.height,
+        right_subjects=right_n, pairs=pairs.height,
         left_linked=int(pairs.get_column("left").n_unique()) if pairs.height else 0,
         right_matched=matched, right_ambiguous=ambiguous,
         right_unmatched=max(0, right_live - matched - ambiguous),
@@ -481,9 +655,10 @@ def stats(conn: Connection, rule: LinkRule, link_id: int) -> LinkStats:
 
 
 def build_link(conn: Connection, keyring: Keyring, rule: LinkRule, actor: str,
-               purpose: str | None = None) -> LinkStats:
+               purpose: str | None = None, *, trigger: str = "command") -> LinkStats:
     """Build or refresh ``rule``'s link in the caller's transaction (idempotent) and
-    ledger ``link.build`` with its counts and pairs hash."""
+    ledger ``link.build`` with its counts and pairs hash (``trigger``: ``command`` or
+    ``ingest``, the automatic refresh after an ingest into one of its sides)."""
     lock_vault(conn)
     ids = dataset_ids(conn, [rule.left, rule.right])
     if len(ids) != 2:
@@ -511,10 +686,37 @@ def build_link(conn: Connection, keyring: Keyring, rule: LinkRule, actor: str,
     link_key = keyring.by_id(conn, int(row.key_id))
     cut = _drop_erased(conn, link_id, LEFT, left_id) + _drop_erased(conn, link_id, RIGHT,
                                                                     right_id)
-    new_left = _digest_side(conn, keyring, rule, link_id, link_key, LEFT, left_id,
-                            int(row.left_batch))
-    new_right = _digest_side(conn, keyring, rule, link_id, link_key, RIGHT, right_id,
-                             int(row.right_batch))
+    # a build from scratch of an id link with blind indexes on both sides opens the left
+    # side's records only (one per distinct id) and finds the right side's members by
+    # blind-indexing those ids under the right dataset's key (_digest_by_other_side)
+    # (a right subject unmatched then has no member row; so a later build that brings
+    # new left ids also looks for their right subjects among all of them)
+    right_col = _blind_column(conn, right_id, rule.right_key, rule.match)
+    fresh = int(row.left_batch) == 0 and int(row.right_batch) == 0
+    pg = conn.dialect.name == "postgresql"
+    if fresh:  # a bulk load: the digest index is built once after it, not row by row, and
+        # PostgreSQL checks the foreign key once (ADD CONSTRAINT), not by a trigger per row
+        conn.execute(sa.text(f"DROP INDEX IF EXISTS {_DIGEST_INDEX}"))
+        if pg:
+            conn.execute(sa.text(f"ALTER TABLE vault_link_members DROP CONSTRAINT IF EXISTS "
+                                 f"{_LINK_FK}"))
+    new_left, left_keys = _digest_side(conn, keyring, rule, link_id, link_key, LEFT, left_id,
+                                       int(row.left_batch), keep_keys=bool(right_col))
+    new_right = 0
+    if not fresh or left_keys is None:
+        new_right, _ = _digest_side(conn, keyring, rule, link_id, link_key, RIGHT, right_id,
+                                    int(row.right_batch))
+    if left_keys is not None and right_col is not None and left_keys.height:
+        new_right += _digest_by_other_side(conn, keyring, link_id, RIGHT, right_id, right_col,
+                                           left_keys)
+    del left_keys
+    if fresh:
+        conn.execute(sa.text(f"CREATE INDEX {_DIGEST_INDEX} ON vault_link_members "
+                             "(link_id, digest)"))
+        if pg:
+            conn.execute(sa.text(f"ALTER TABLE vault_link_members ADD CONSTRAINT {_LINK_FK} "
+                                 "FOREIGN KEY (link_id) REFERENCES vault_links (id)"))
+            conn.execute(sa.text("ANALYZE vault_link_members"))
     result = stats(conn, rule, link_id)
     changed = result.pairs_hash != row.pairs_hash
     conn.execute(update(T_LINK).where(T_LINK.c.id == link_id).values(
@@ -525,7 +727,7 @@ def build_link(conn: Connection, keyring: Keyring, rule: LinkRule, actor: str,
         purpose=purpose, data_hash=result.pairs_hash,
         details={**{k: v for k, v in result.to_json().items() if k != "pairs_hash"},
                  "match": rule.match, "digested_left": new_left, "digested_right": new_right,
-                 "cut_now": cut, "changed": changed})])
+                 "cut_now": cut, "changed": changed, "trigger": trigger})])
     return result
 
 
@@ -542,17 +744,35 @@ def check_purpose(engine: Engine, principal: Any, rule: LinkRule, purpose: str |
                        f"policy declares: {', '.join(sorted(rule.purposes))} (--purpose)")
 
 
+def is_built(conn: Connection, rule: LinkRule) -> bool:
+    """Whether ``rule``'s link has been built under its current declaration."""
+    if not has_link_tables(conn):
+        return False
+    row = conn.execute(select(T_LINK.c.spec_hash).where(T_LINK.c.name == rule.name)).first()
+    return row is not None and row.spec_hash == spec_hash(rule)
+
+
+def is_current(conn: Connection, rule: LinkRule) -> bool:
+    """Whether ``rule``'s link is built and neither side has newer batches (cheap: two
+    max() over the batch table)."""
+    try:
+        current_link(conn, rule)
+    except LinkOutOfDate:
+        return False
+    return True
+
+
 def current_link(conn: Connection, rule: LinkRule) -> int:
     """The id of ``rule``'s built link; LinkOutOfDate if never built or a side has newer
     batches than it digested (a steward runs ``civicvault link build``)."""
     row = conn.execute(select(T_LINK).where(T_LINK.c.name == rule.name)).first()
-    hint = f"ask a steward to run 'civicvault link build {rule.name}'"
+    hint = f"run `civicvault link build {rule.name}` (a steward)"
     if row is None or row.spec_hash != spec_hash(rule):
         raise LinkOutOfDate(f"link '{rule.name}' has not been built: {hint}")
     if (_max_batch(conn, int(row.left_dataset_id)) > int(row.left_batch)
             or _max_batch(conn, int(row.right_dataset_id)) > int(row.right_batch)):
-        raise LinkOutOfDate(f"link '{rule.name}' is out of date (new data since it was "
-                            f"built): {hint}")
+        raise LinkOutOfDate(f"link out of date: '{rule.name}' has new data since it was "
+                            f"built: {hint}")
     return int(row.id)
 
 

@@ -262,6 +262,7 @@ class Vault:
             totals["batches"] += r.batches
             totals["people"] += r.people or 0
             totals["columns"] = r.columns
+        self.refresh_links(dataset)  # declared links see the new rows (vault.linkage)
         return totals
 
     def ingest_plan(self, path: Path, dataset: str, *, batch_rows: int | None = None,
@@ -346,6 +347,31 @@ class Vault:
         with self._access(linkage.LINK_PERMISSION, linkage.resource_of(name),
                           purpose=purpose) as conn:
             return linkage.build_link(conn, self._keyring(), rule, self.principal.id, purpose)
+
+    def refresh_links(self, dataset: str) -> list[str]:
+        """After an ingest into ``dataset``: rebuild every declared link it is a side of
+        that has been built before (idempotent; ledgered ``link.build`` with ``trigger:
+        ingest``), so linked releases see the new rows. Only when this principal may build
+        links; otherwise (or for a link never built: its first build names a purpose) the
+        link stays out of date and linked releases refuse until ``civicvault link build``.
+        Returns the names of the links rebuilt."""
+        from vault import linkage
+
+        done: list[str] = []
+        for rule in sorted(self.policy.links.values(), key=lambda r: r.name):
+            if dataset not in (rule.left, rule.right):
+                continue
+            resource = linkage.resource_of(rule.name)
+            with self.engine.connect() as conn:
+                if not linkage.is_built(conn, rule) or linkage.is_current(conn, rule):
+                    continue
+            if not self._may(linkage.LINK_PERMISSION, resource):
+                continue
+            with self._access(linkage.LINK_PERMISSION, resource) as conn:
+                linkage.build_link(conn, self._keyring(), rule, self.principal.id,
+                                   trigger="ingest")
+            done.append(rule.name)
+        return done
 
     def link_report(self, name: str, by: str | None, epsilon: Fraction, *,
                     purpose: str | None = None) -> ReleaseResult:

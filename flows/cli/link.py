@@ -7,6 +7,7 @@ caller is echoed: unknown links, datasets and columns are named by their role on
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -86,10 +87,16 @@ def parse_where(values: list[str]) -> tuple[tuple[str, tuple[str, ...]], ...]:
 
 def linked_release(ctx: typer.Context, dataset: str, join: str, by: list[str],
                    measures: list[str], epsilon: str, delta: float | None,
-                   where: list[str], purpose: str | None, as_json: bool) -> None:
-    """``release --dataset LEFT --join RIGHT``: called by the ``release`` command."""
+                   where: list[str], purpose: str | None, as_json: bool, *,
+                   out: Path | None = None, chart: Path | None = None,
+                   force: bool = False) -> None:
+    """``release --dataset LEFT --join RIGHT``: called by the ``release`` command, which
+    has checked ``out`` and ``chart`` (before anything is charged)."""
+    from flows.outputs import publish
+    from flows.receipts import export_with_receipt
     from flows.release_view import show_released, sig
     from vault.budget import parse_epsilon
+    from vault.dp.export import write_chart, write_output
     from vault.dp.linked import LinkedRequest
 
     request = LinkedRequest(left=dataset, right=join, by=tuple(by), measures=tuple(measures),
@@ -98,7 +105,13 @@ def linked_release(ctx: typer.Context, dataset: str, join: str, by: list[str],
     why = checked_purpose(purpose)
     session = open_session(ctx)
     result = session.vault.release_linked(request, purpose=why)
+    if out is not None:
+        publish(out, lambda p: write_output(result, p), force=force)
+    if chart is not None:
+        publish(chart, lambda p: write_chart(result, p), force=force)
     doc = result.to_json()
+    if out is not None:  # the export is ledgered; its receipt goes beside the file
+        doc["receipt"] = export_with_receipt(session.vault, dataset, result.ledger_seq, out)[0]
     if as_json:
         emit_json(doc)
         return
@@ -110,6 +123,10 @@ def linked_release(ctx: typer.Context, dataset: str, join: str, by: list[str],
         what = sig(acc["accuracy"]) if "accuracy" in acc else acc.get("derived")
         console.print(f"  {label}: +-{what} (95%)", markup=False)
     show_released(doc)
+    if out is not None:
+        console.print(f"wrote {out} (receipt: {out.name}.tlog-proof)", markup=False)
+    if chart is not None:
+        console.print(f"drew {chart}", markup=False)
 
 
 def register(main: typer.Typer) -> None:

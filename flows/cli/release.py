@@ -113,17 +113,14 @@ def release(
         "one of V1|V2 (e.g. election_desc='11/06/2018 GENERAL'); repeatable.")] = None,
 ) -> None:
     """Release differentially private aggregates by segment, charged to your budget."""
-    if join is not None:
-        from flows.cli.link import linked_release
-
-        if out is not None or chart is not None or plot or preview or zcdp:
-            raise BadInput("--join releases take --json (no --out/--chart/--plot/--preview/"
-                           "--zcdp yet)")
-        linked_release(ctx, dataset, join, _split(by), measure, epsilon, _delta(delta),
-                       where or [], purpose, as_json)
-        return
-    if where:
+    if join is None and where:
         raise BadInput("--where filters the joined dataset: give --join")
+    if join is not None and (plot or preview or zcdp):
+        raise BadInput("--join releases take --json, --out and --chart (no --plot/--preview/"
+                       "--zcdp yet)")
+    if join is not None and prefect:
+        raise BadInput("--join releases run in this process (no Prefect flow for them yet): "
+                       "drop --prefect")
     from vault.budget import parse_epsilon
     from vault.dp import ReleaseRequest
     from vault.dp.export import CHART_FORMATS, OUT_FORMATS, write_chart, write_output
@@ -135,6 +132,12 @@ def release(
         chart = check_output(chart, option="--chart", force=force, suffixes=CHART_FORMATS)
     if out is not None and out == chart:
         raise BadInput("--out and --chart name the same file")
+    if join is not None:
+        from flows.cli.link import linked_release
+
+        linked_release(ctx, dataset, join, _split(by), measure, epsilon, _delta(delta),
+                       where or [], purpose, as_json, out=out, chart=chart, force=force)
+        return
     request = ReleaseRequest.build(
         dataset, _split(by), measure, parse_epsilon(epsilon), delta=_delta(delta), zcdp=zcdp
     )
