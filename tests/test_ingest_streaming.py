@@ -233,17 +233,22 @@ def test_peak_rss_stays_flat_when_the_file_grows_4x(tmp_path: Path) -> None:
     # property of the program, not of the scheduler (docs/FLOWS.md suggests it for big
     # ingests too).
     env["MALLOC_ARENA_MAX"] = "2"
-    peaks = {}
+    # On a busy machine one run in a few peaked ~25% high for either size (the writer
+    # thread scheduled late holds a sealed batch more): each size is measured twice and
+    # the lower peak kept; a file-size-driven growth shows in both runs.
+    peaks: dict[int, list[int]] = {}
     for rows in (200_000, 800_000):
         src = _wide_voters(tmp_path / f"v{rows}.csv", rows)
-        out = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, str(tmp_path / f"h{rows}"),
-                              str(src)], capture_output=True, text=True, env=env, check=True)
-        got = json.loads(out.stdout.strip().splitlines()[-1])
-        assert got["rows"] == rows
-        peaks[rows] = got["peak_mib"]
+        for attempt in range(2):
+            out = subprocess.run([sys.executable, "-c", _RSS_SCRIPT,
+                                  str(tmp_path / f"h{rows}-{attempt}"), str(src)],
+                                 capture_output=True, text=True, env=env, check=True)
+            got = json.loads(out.stdout.strip().splitlines()[-1])
+            assert got["rows"] == rows
+            peaks.setdefault(rows, []).append(got["peak_mib"])
         src.unlink()
-    print("ingest peak RSS MiB by rows:", peaks)
-    assert peaks[800_000] <= 1.2 * peaks[200_000], peaks
+    print("ingest peak RSS MiB by rows (two runs each):", peaks)
+    assert min(peaks[800_000]) <= 1.2 * min(peaks[200_000]), peaks
 
 
 def test_batches_stored_out_of_order_read_only_their_rows(tmp_path: Path) -> None:
