@@ -59,6 +59,14 @@ _bearer = HTTPBearer(auto_error=False)
 _DENIAL = "civicvault.denial"  # scope key: (fingerprint, principal, route) of this request
 
 
+def _with_receipt(vault: Vault, result: Any) -> dict[str, Any]:
+    """A charged result's JSON with the tlog-proof receipt of its ledger entry."""
+    doc: dict[str, Any] = result.to_json()
+    if result.ledger_seq is not None:
+        doc["receipt"] = vault.receipts([result.ledger_seq])[0][0]
+    return doc
+
+
 def create_app(home: VaultHome, engine: Engine, *, max_body_bytes: int = MAX_BODY_BYTES,
                denials: DenialLimiter | None = None) -> FastAPI:
     """The API over the vault at ``home``/``engine``. ``max_body_bytes``: the body cap;
@@ -235,10 +243,7 @@ def create_app(home: VaultHome, engine: Engine, *, max_body_bytes: int = MAX_BOD
         if body.preview:
             return vault.preview(req).to_json()
         result = vault.release(req, purpose=body.purpose)
-        doc = result.to_json()
-        if result.ledger_seq is not None:
-            doc["receipt"] = vault.receipts([result.ledger_seq])[0][0]
-        return doc
+        return _with_receipt(vault, result)
 
     @app.post("/api/segments")
     def segment(vault: As, body: SegmentBody) -> Any:
@@ -248,10 +253,7 @@ def create_app(home: VaultHome, engine: Engine, *, max_body_bytes: int = MAX_BOD
         req = SegmentRequest(body.dataset, tuple(body.features), body.k,
                              parse_epsilon(body.epsilon), iterations=body.iterations)
         result = vault.segment(req, purpose=body.purpose)
-        doc = result.to_json()
-        if result.ledger_seq is not None:
-            doc["receipt"] = vault.receipts([result.ledger_seq])[0][0]
-        return doc
+        return _with_receipt(vault, result)
 
     @app.post("/api/links/{name}/build")
     def link_build(vault: As, name: str, body: LinkBuildBody) -> Any:
@@ -265,10 +267,7 @@ def create_app(home: VaultHome, engine: Engine, *, max_body_bytes: int = MAX_BOD
 
         result = vault.link_report(name, body.by, parse_epsilon(body.epsilon),
                                    purpose=body.purpose)
-        doc = result.to_json()
-        if result.ledger_seq is not None:
-            doc["receipt"] = vault.receipts([result.ledger_seq])[0][0]
-        return doc
+        return _with_receipt(vault, result)
 
     # -- data in and out of the vault ---------------------------------------------------------
 

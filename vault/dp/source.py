@@ -88,6 +88,14 @@ class FrameSource:
         except KeyError:
             raise BadInput(f"unknown dataset '{dataset}'") from None
 
+    def _selected(self, dataset: str, columns: Sequence[str]) -> pl.DataFrame:
+        """The asked-for columns (and the person id, when the frame has one)."""
+        frame = self._frame(dataset)
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise BadInput(f"dataset '{dataset}' has no column '{missing[0]}'")
+        return frame.select([*columns, *([PERSON] if PERSON in frame.columns else [])])
+
     def check(self, conn: Connection, dataset: str) -> bool:
         return PERSON in self._frame(dataset).columns
 
@@ -95,11 +103,7 @@ class FrameSource:
     def scan(
         self, conn: Connection, dataset: str, columns: Sequence[str]
     ) -> Iterator[pl.LazyFrame]:
-        frame = self._frame(dataset)
-        missing = [c for c in columns if c not in frame.columns]
-        if missing:
-            raise BadInput(f"dataset '{dataset}' has no column '{missing[0]}'")
-        frame = frame.select([*columns, *([PERSON] if PERSON in frame.columns else [])])
+        frame = self._selected(dataset, columns)
         if not self.spill:
             yield frame.lazy()
             return
@@ -111,11 +115,7 @@ class FrameSource:
     def batches(
         self, conn: Connection, dataset: str, columns: Sequence[str]
     ) -> Iterator[pl.DataFrame]:
-        frame = self._frame(dataset)
-        missing = [c for c in columns if c not in frame.columns]
-        if missing:
-            raise BadInput(f"dataset '{dataset}' has no column '{missing[0]}'")
-        frame = frame.select([*columns, *([PERSON] if PERSON in frame.columns else [])])
+        frame = self._selected(dataset, columns)
         yield from frame.iter_slices(self.batch_rows)
 
 
