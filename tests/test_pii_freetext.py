@@ -347,6 +347,25 @@ def test_organisation_suffix_and_employer_frame() -> None:
     assert _entity_at("I work for Zentrovia these days.", "Zentrovia") == {"ORGANIZATION"}
 
 
+@pytest.mark.parametrize(("text", "org"), [
+    ("Prices are listed on the Brennolt Tavix website.", "Brennolt Tavix"),
+    ("The Quorvane office is on the third floor.", "Quorvane"),
+    ("She is the CEO of Vellacor and rarely calls.", "Vellacor"),
+    ("Ivo spent two years at Drassel-Okun as the night manager.", "Drassel-Okun"),
+    ("He was at Tessmark as a junior analyst.", "Tessmark"),
+    ("Ombrelio is a Danish multinational with a plant nearby.", "Ombrelio"),
+])
+def test_organisation_frames(text: str, org: str) -> None:
+    assert _entity_at(text, org) == {"ORGANIZATION"}
+
+
+def test_organisation_frames_need_the_frame() -> None:
+    # an adjective "firm", a place one spends a summer at, a person at home
+    assert "ORGANIZATION" not in _entity_at("Ana Okafor is a firm believer.", "Ana Okafor")
+    assert "ORGANIZATION" not in _entity_at("We spent a summer at Lake Orvan.", "Orvan")
+    assert "ORGANIZATION" not in _entity_at("Marta was at home as a child.", "Marta")
+
+
 def test_street_shapes() -> None:
     text = "Meet me at the corner of Elm Street and Birch Lane."
     assert _entity_at(text, "the corner of Elm Street and Birch Lane") == {"US_STREET_ADDRESS"}

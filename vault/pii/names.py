@@ -18,7 +18,8 @@ test data:
 * **place frames** ("flew to X", "grew up in X", "originally from X", "based in
   X", "12 Some Street, X", "Where: X"): LOCATION;
 * **organisation suffixes** ("X Inc", "X Ltd.", "X Technologies", "X Bank") and
-  frames ("work for X", "employed by X"): ORGANIZATION.
+  frames ("work for X", "employed by X", "the X website", "CEO of X", "spent a year
+  at X", "at X as the assistant", "X is a German multinational"): ORGANIZATION.
 
 Weak results carry ``tier`` 1 in their metadata (the NER's tier, see
 :mod:`vault.pii.freetext`); the others the pattern tier, 2.
@@ -395,6 +396,23 @@ def name_recognizers() -> list[EntityRecognizer]:
          rf"joined|interned?[ \t]+at)[ \t]+(?P<x>{_NAME})"],
         0.5,
     )
+    # what only an organisation has: a website, an office, a chief executive; a stint
+    # "at X as the assistant"; "X is a German multinational"
+    org_frame = GroupPatternRecognizer(
+        "ORGANIZATION", "OrganisationFrameRecognizer",
+        [rf"\b(?:[Tt]he|[Aa]t|[Ff]rom)[ \t]+(?P<x>{_NAME})[ \t]+(?:website|web[ \t]+site|"
+         r"homepage|headquarters|HQ|offices?|boardroom|board[ \t]+of[ \t]+directors|"
+         r"shareholders|stock|CEO|CFO|CTO)\b",
+         rf"\b(?:CEO|CFO|CTO|[Cc]o-?founder|[Ff]ounder|[Cc]hairman|[Cc]hairwoman|"
+         rf"[Ss]pokes(?:man|woman|person)|[Ee]mployees?)[ \t]+(?:of|at)[ \t]+(?P<x>{_NAME})",
+         rf"\b(?:spent|worked)[ \t]+(?:a|one|two|three|several|\d+)[ \t]+"
+         rf"(?:years?|months?)[ \t]+at[ \t]+(?P<x>{_NAME})",
+         rf"\bat[ \t]+(?P<x>{_NAME})[ \t]+as[ \t]+(?:an?|the|its)[ \t]+[a-z]",
+         rf"(?<![\w'’\-])(?P<x>{_NAME})[ \t]+(?:is|was)[ \t]+an?[ \t]+(?:[A-Za-z-]+[ \t]+)?"
+         r"(?:company|start-?up|multinational|corporation|conglomerate|retailer|"
+         r"manufacturer|non-?profit)\b"],
+        0.5,
+    )
     # a given name, a middle initial and a surname ("Tarik J Oduya"): only fills gaps
     initial = GroupPatternRecognizer(
         "PERSON", "MiddleInitialNameRecognizer",
@@ -411,4 +429,4 @@ def name_recognizers() -> list[EntityRecognizer]:
         0.6, check=lambda v: v.split()[0].lower() not in STOP_WORDS,
     )
     return [honorific, introduced, GivenNameRecognizer(), place, organisation, employer,
-            resident, initial, GroupWordRecognizer()]
+            org_frame, resident, initial, GroupWordRecognizer()]
