@@ -38,7 +38,7 @@ from sqlalchemy import Connection, bindparam, func, select, text, update
 
 from ledger import store as ledger_store
 from ledger.entry import MAX_STATE_ENTRY_BYTES, EntryDraft
-from vault import blind_index, bulk, crypto, pg_planning
+from vault import blind_index, bucket_rows, bulk, crypto, manifest, pg_planning
 from vault.attributes import iter_attributes, read_attributes
 from vault.bulk import BulkInsert, Columns
 from vault.identity import PERSON_COLUMN, pseudonyms
@@ -195,6 +195,7 @@ class _Sealed:
     inserts: list[BulkInsert]  # records, new subjects, their digests: one statement each
     subject_updates: list[dict[str, Any]]
     blind_upserts: list[dict[str, Any]]
+    bucket_parts: dict[int, manifest.BucketParts]  # the new subjects' rows, per bucket
 
 
 def _decide(
@@ -292,10 +293,11 @@ def _seal(
     # New subjects' digests cannot clash with stored ones: bulk path, sorted by digest
     # (B-tree friendly). Updated subjects may re-deliver digests: insert-or-ignore.
     blind_upserts: list[dict[str, Any]] = []
+    new_digests = {col: [digs[i] for i in d.new_rows] for col, digs in d.lookup_digests.items()}
     for col, digs in sorted(d.lookup_digests.items()):
         if new_ids:
             fresh = pl.DataFrame({
-                "digest": pl.Series([digs[i] for i in d.new_rows], dtype=pl.Binary),
+                "digest": pl.Series(new_digests[col], dtype=pl.Binary),
                 "subject_id": pl.Series(new_ids, dtype=pl.Int64),
             }).drop_nulls("digest").sort("digest")
             inserts.append(bulk.prepare(dialect, T_BLIND, Columns(
@@ -312,9 +314,13 @@ def _seal(
         attrs = attrs.with_columns(pseudonyms(keys.person.key, attrs.get_column(PERSON_COLUMN)))
     column_blobs = crypto.seal_batch(keys.attr.key, keys.attr.id, ds_id, batch_id,
                                      attrs) if attr_cols else {}
+    # the digests of the buckets the new subjects fill, from the rows above (vault.bucket_rows)
+    parts = bucket_rows.new_subject_parts(
+        ids.subject, ds_id, keys.subject_wrap.id, wrapped, keys.blind.id,
+        sorted(new_digests.items()), manifest.writer_version_for(dialect)) if new_ids else {}
     return _Sealed(batch_id, stored, pos, subject_of, new_ids, wrapped, column_blobs,
                    crypto.batch_digest(column_blobs, record_blobs), inserts, subject_updates,
-                   blind_upserts)
+                   blind_upserts, parts)
 
 
 def _store(
@@ -355,10 +361,8 @@ def _store(
         # batch's dedup lookup is planned as if the tables were empty (seconds per chunk).
         conn.execute(text("ANALYZE vault_subjects, vault_blind_index, vault_records"))
     # manifest: the state this batch leaves behind, for the verifier
-    from vault import manifest, vocab
+    from vault import vocab
 
-    touched = (manifest.buckets_of_range(s.new_ids[0], s.new_ids[-1] + 1) if s.new_ids else [])
-    touched += manifest.buckets_of(u["subject_id"] for u in s.blind_upserts)
     live = [[batch_id, manifest.all_live_digest(len(s.stored))],
             *manifest.live_masks(conn, old_positions)]
     [entry] = ledger_store.append(conn, [EntryDraft(
@@ -367,11 +371,28 @@ def _store(
         details={"dataset": dataset, "batch": batch_id, "source": source_id,
                  "batch_index": batch_index, "rows_in": d.n, "added": len(d.new_rows),
                  "updated": len(d.upd_rows), "skipped": d.skipped, "suppressed": d.suppressed,
-                 "subject_buckets": manifest.subject_buckets(conn, touched),
+                 "subject_buckets": _bucket_digests(conn, s),
                  "live_masks": sorted(live)},
     )])
     return BatchResult(batch_id, d.n, len(d.new_rows), len(d.upd_rows), d.skipped, s.data_hash,
                        entry.seq, suppressed=d.suppressed)
+
+
+def _bucket_digests(conn: Connection, s: _Sealed) -> list[list[Any]]:
+    """The ``subject_buckets`` of the buckets a batch changed: those its new subjects fill
+    from the sealed rows (plus the older rows of a bucket shared with earlier subjects,
+    read back), those where it added blind-index rows to stored subjects from the database."""
+    version = manifest.writer_version(conn)
+    from_db = set(manifest.buckets_of(u["subject_id"] for u in s.blind_upserts))
+    items = manifest.subject_buckets(conn, from_db, version)
+    for b, parts in s.bucket_parts.items():
+        if b in from_db:
+            continue
+        lo, first = b * manifest.BUCKET, s.new_ids[0]
+        if lo < first:  # the bucket's older subjects: only their rows are read back
+            parts = manifest.range_parts(conn, lo, first, version).then(parts)
+        items.append(manifest.bucket_item(b, parts, version))
+    return sorted(items, key=lambda item: int(item[0]))
 
 
 def _remember(cache: IdentityCache, ds_id: int, watermark: int | None, keys: BatchKeys,
