@@ -60,10 +60,17 @@ def _write_all(engine: Engine, kr: Keyring, frames: list[pl.DataFrame], *,
 
 
 def _verified(engine: Engine) -> None:
-    """The ledger verifies and every batch matches its ledger entry (raises otherwise)."""
+    """The ledger verifies, every batch matches its ledger entry, and every subject bucket
+    its last digests on the ledger, which the writers laid out from the rows they held and
+    the older rows of a shared bucket (raises otherwise)."""
+    from vault import state_verify
+
     verify_stored(engine, parallel=False)
     with engine.connect() as conn:
         verify_vault(conn, ledger_store.iter_entries(conn))
+        n = ledger_store.size(conn)
+        exp = state_verify.fold(chunk for chunk, _ in ledger_store.iter_chunks(conn, 0, n))
+        state_verify._buckets(conn, exp)
 
 
 def _count(engine: Engine, table, **where: int) -> int:  # type: ignore[no-untyped-def]
@@ -404,4 +411,31 @@ def test_erasure_during_a_pipelined_ingest_is_honoured(engine: Engine, tmp_path:
     with engine.connect() as conn:
         parties = read_attributes(conn, kr, "voters", ["party"]).get_column("party")
     assert parties.len() == 309 and (parties == "REP").sum() == 0
+    _verified(engine)
+
+
+def test_erasure_in_another_dataset_between_batches_is_in_the_next_buckets_digest(
+        engine: Engine, tmp_path: Path) -> None:
+    """The writer keeps the bucket its last batch left partly filled, so the next batch
+    need not read it back; an erasure in another dataset whose subjects share that bucket
+    leaves this ingest's predictions standing, but it is another ledger entry: the next
+    batch reads the bucket's older rows back, and its digests hold the erasure."""
+    from vault.erase import erase
+
+    kr = file_keyring(tmp_path)
+    store(engine, kr, voters(25, start=5000), dataset="other")  # subjects 1..25, bucket 0
+    ds, src = _source(engine)
+
+    def frames() -> Iterator[tuple[int, pl.DataFrame]]:
+        for k in range(4):
+            if k == 2:
+                with engine.begin() as conn:
+                    assert erase(conn, kr, "other", {"voter_id": "NC00005003"},
+                                 actor="dpo").subjects_erased == 1
+            yield k, voters(100, start=k * 100)
+
+    results = list(write_batches(engine.begin, kr, ds_id=ds, dataset="voters", source_id=src,
+                                 batches=frames(), layout=LAYOUT, actor="t",
+                                 cache=IdentityCache()))
+    assert [r.added for r in results] == [100] * 4
     _verified(engine)

@@ -323,15 +323,28 @@ def _seal(
                    blind_upserts, parts)
 
 
+@dataclass
+class _Tail:
+    """The bucket an ingest's last batch left partly filled, as it committed it: the next
+    batch, whose first subjects continue it, takes its older rows from here instead of
+    reading them back, if no other ledger entry (so no other change) came in between."""
+
+    bucket: int = -1
+    end: int = -1  # the subject id after its last
+    seq: int = -1  # the ledger entry that committed it
+    parts: manifest.BucketParts | None = None
+
+
 def _store(
     conn: Connection, keyring: Keyring, keys: BatchKeys, *, ds_id: int, dataset: str,
     source_id: int, batch_index: int, d: _Decision, s: _Sealed, actor: str,
-    analyze: bool = True,
+    analyze: bool = True, tail: _Tail | None = None,
 ) -> BatchResult:
     """Write a sealed batch and its ledger entry in ``conn``'s transaction.
 
     ``analyze``: refresh PostgreSQL's statistics after a large batch (a pipelined
     ingest asks its cache, not the database, and analyses once at the end).
+    ``tail``: the ingest's last partly filled bucket (read, then updated).
     """
     batch_id = s.batch_id
     conn.execute(T_BATCH.insert().values(
@@ -363,6 +376,7 @@ def _store(
     # manifest: the state this batch leaves behind, for the verifier
     from vault import vocab
 
+    buckets = _bucket_digests(conn, s, tail)
     live = [[batch_id, manifest.all_live_digest(len(s.stored))],
             *manifest.live_masks(conn, old_positions)]
     [entry] = ledger_store.append(conn, [EntryDraft(
@@ -371,27 +385,41 @@ def _store(
         details={"dataset": dataset, "batch": batch_id, "source": source_id,
                  "batch_index": batch_index, "rows_in": d.n, "added": len(d.new_rows),
                  "updated": len(d.upd_rows), "skipped": d.skipped, "suppressed": d.suppressed,
-                 "subject_buckets": _bucket_digests(conn, s),
+                 "subject_buckets": buckets,
                  "live_masks": sorted(live)},
     )])
+    if tail is not None:
+        tail.seq = entry.seq
     return BatchResult(batch_id, d.n, len(d.new_rows), len(d.upd_rows), d.skipped, s.data_hash,
                        entry.seq, suppressed=d.suppressed)
 
 
-def _bucket_digests(conn: Connection, s: _Sealed) -> list[list[Any]]:
+def _bucket_digests(conn: Connection, s: _Sealed, tail: _Tail | None) -> list[list[Any]]:
     """The ``subject_buckets`` of the buckets a batch changed: those its new subjects fill
-    from the sealed rows (plus the older rows of a bucket shared with earlier subjects,
-    read back), those where it added blind-index rows to stored subjects from the database."""
+    from the sealed rows (plus the older rows of a bucket shared with earlier subjects:
+    the ``tail`` the ingest's last batch left, or read back), those where it added
+    blind-index rows to stored subjects from the database."""
     version = manifest.writer_version(conn)
     from_db = set(manifest.buckets_of(u["subject_id"] for u in s.blind_upserts))
     items = manifest.subject_buckets(conn, from_db, version)
-    for b, parts in s.bucket_parts.items():
+    last: tuple[int, manifest.BucketParts] | None = None
+    for b, parts in sorted(s.bucket_parts.items()):
         if b in from_db:
             continue
         lo, first = b * manifest.BUCKET, s.new_ids[0]
-        if lo < first:  # the bucket's older subjects: only their rows are read back
-            parts = manifest.range_parts(conn, lo, first, version).then(parts)
+        if lo < first:  # the bucket's older subjects
+            if (tail is not None and tail.parts is not None
+                    and (tail.bucket, tail.end) == (b, first)
+                    and ledger_store.size(conn) == tail.seq + 1):
+                parts = tail.parts.then(parts)
+            else:
+                parts = manifest.range_parts(conn, lo, first, version).then(parts)
         items.append(manifest.bucket_item(b, parts, version))
+        last = b, parts
+    if tail is not None:
+        tail.parts = None
+        if last is not None and last[0] == s.new_ids[-1] // manifest.BUCKET:
+            tail.bucket, tail.end, tail.parts = last[0], s.new_ids[-1] + 1, last[1]
     return sorted(items, key=lambda item: int(item[0]))
 
 
@@ -529,6 +557,7 @@ def write_batches(
     if predicted[1].watermark is None and cache.ds_id is None:
         cache.ds_id = ds_id  # a dataset without subjects: this ingest will know every one
     stored_ahead = 0  # rows written by the pipelined path (not analysed yet)
+    tail = _Tail()  # the writer thread's alone
 
     def erased_among(wanted: set[bytes]) -> set[bytes]:
         return wanted & erased
@@ -558,7 +587,8 @@ def write_batches(
                                            ids.suppressed))
                 pending = writer.submit(_store_predicted, begin, keyring, keys, ids, ds_id=ds_id,
                                         dataset=dataset, source_id=source_id, batch_index=index,
-                                        frame=frame, layout=layout, d=d, s=sealed, actor=actor)
+                                        frame=frame, layout=layout, d=d, s=sealed, actor=actor,
+                                        tail=tail)
                 continue
             with begin() as conn:
                 result = write_batch(conn, keyring, ds_id=ds_id, dataset=dataset,
@@ -602,6 +632,7 @@ def _store_predicted(
     begin: Callable[[], AbstractContextManager[Connection]], keyring: Keyring, keys: BatchKeys,
     ids: NextIds, *, ds_id: int, dataset: str, source_id: int, batch_index: int,
     frame: pl.DataFrame, layout: ColumnLayout, d: _Decision, s: _Sealed, actor: str,
+    tail: _Tail | None = None,
 ) -> tuple[BatchResult, bool]:
     """Store a batch sealed ahead if its predictions hold; else write it afresh.
 
@@ -612,7 +643,8 @@ def _store_predicted(
         if (_stored_batch(conn, source_id, batch_index) is None and NextIds.read(conn, ds_id) == ids
                 and BatchKeys.active(conn, keyring, ds_id).ids == keys.ids):
             return _store(conn, keyring, keys, ds_id=ds_id, dataset=dataset, source_id=source_id,
-                          batch_index=batch_index, d=d, s=s, actor=actor, analyze=False), False
+                          batch_index=batch_index, d=d, s=s, actor=actor, analyze=False,
+                          tail=tail), False
         return write_batch(conn, keyring, ds_id=ds_id, dataset=dataset, source_id=source_id,
                            batch_index=batch_index, frame=frame, layout=layout, actor=actor), True
 
