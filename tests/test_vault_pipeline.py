@@ -439,3 +439,77 @@ def test_erasure_in_another_dataset_between_batches_is_in_the_next_buckets_diges
                                  cache=IdentityCache()))
     assert [r.added for r in results] == [100] * 4
     _verified(engine)
+
+
+def test_batches_continue_the_last_bucket_without_reading_it_back(
+        engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each transaction of a real ingest first ledgers its access decision; that entry
+    changes no row, so each later batch still continues the bucket its predecessor left
+    partly filled from memory (no read-back), and the digests verify."""
+    from contextlib import contextmanager
+
+    from ledger.entry import EntryDraft
+    from vault import manifest, vocab
+
+    reads: list[tuple[int, int]] = []
+    real = manifest.range_parts
+
+    def range_parts(conn: Connection, lo: int, hi: int, version: int) -> manifest.BucketParts:
+        reads.append((lo, hi))
+        return real(conn, lo, hi, version)
+
+    monkeypatch.setattr(manifest, "range_parts", range_parts)
+
+    @contextmanager
+    def begin() -> Iterator[Connection]:
+        with engine.begin() as conn:
+            ledger_store.append(conn, [EntryDraft(actor="t", action=vocab.POLICY_ALLOWED,
+                                                  resource="dataset:voters")])
+            yield conn
+
+    kr = file_keyring(tmp_path)
+    assert _write_all(engine, kr, [voters(150, start=k * 150) for k in range(4)],
+                      begin=begin) == [(150, 0, 0)] * 4
+    assert reads == [(0, 1)]  # only the first batch reads what precedes it (id 0: none)
+    _verified(engine)
+
+
+def test_first_load_builds_the_subject_index_at_the_end_and_a_killed_one_is_rebuilt(
+        engine: Engine, tmp_path: Path) -> None:
+    """An ingest into an empty blind index builds its by-subject index once at the end
+    (not row by row); one that fails builds it on the way out; and should a process die
+    before, the next ingest builds it before writing."""
+    from sqlalchemy import inspect
+
+    from vault.store import SUBJECT_INDEX
+
+    def indexed() -> bool:
+        return SUBJECT_INDEX in {i["name"] for i in inspect(engine).get_indexes(
+            "vault_blind_index")}
+
+    kr = file_keyring(tmp_path)
+    assert indexed()
+    seen: list[bool] = []
+
+    def frames(n: int, fail_at: int | None = None) -> Iterator[tuple[int, pl.DataFrame]]:
+        for k in range(n):
+            if k == fail_at:
+                raise RuntimeError("the source broke")
+            seen.append(indexed())
+            yield k, voters(100, start=len(seen) * 100)
+
+    def run(batches: Iterator[tuple[int, pl.DataFrame]], dataset: str = "voters") -> None:
+        ds, src = _source(engine, dataset)
+        for _ in write_batches(engine.begin, kr, ds_id=ds, dataset=dataset, source_id=src,
+                               batches=batches, layout=LAYOUT, actor="t",
+                               cache=IdentityCache()):
+            pass
+
+    with pytest.raises(RuntimeError, match="the source broke"):
+        run(frames(3, fail_at=2))
+    assert seen == [False, False] and indexed()
+    with engine.begin() as conn:  # as if the process had died before building it
+        conn.exec_driver_sql(f"DROP INDEX {SUBJECT_INDEX}")
+    run(frames(2), "other")
+    assert seen[2:] == [True, True] and indexed()
+    _verified(engine)

@@ -33,12 +33,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 import polars as pl
 from sqlalchemy import Connection, bindparam, func, select, text, update
 
 from ledger import store as ledger_store
 from ledger.entry import MAX_STATE_ENTRY_BYTES, EntryDraft
-from vault import blind_index, bucket_rows, bulk, crypto, manifest, pg_planning
+from vault import blind_index, bucket_rows, bulk, crypto, manifest, pg_planning, vocab
 from vault.attributes import iter_attributes, read_attributes
 from vault.bulk import BulkInsert, Columns
 from vault.identity import PERSON_COLUMN, pseudonyms
@@ -374,8 +375,6 @@ def _store(
         # batch's dedup lookup is planned as if the tables were empty (seconds per chunk).
         conn.execute(text("ANALYZE vault_subjects, vault_blind_index, vault_records"))
     # manifest: the state this batch leaves behind, for the verifier
-    from vault import vocab
-
     buckets = _bucket_digests(conn, s, tail)
     live = [[batch_id, manifest.all_live_digest(len(s.stored))],
             *manifest.live_masks(conn, old_positions)]
@@ -409,8 +408,7 @@ def _bucket_digests(conn: Connection, s: _Sealed, tail: _Tail | None) -> list[li
         lo, first = b * manifest.BUCKET, s.new_ids[0]
         if lo < first:  # the bucket's older subjects
             if (tail is not None and tail.parts is not None
-                    and (tail.bucket, tail.end) == (b, first)
-                    and ledger_store.size(conn) == tail.seq + 1):
+                    and (tail.bucket, tail.end) == (b, first) and _nothing_since(conn, tail.seq)):
                 parts = tail.parts.then(parts)
             else:
                 parts = manifest.range_parts(conn, lo, first, version).then(parts)
@@ -421,6 +419,16 @@ def _bucket_digests(conn: Connection, s: _Sealed, tail: _Tail | None) -> list[li
         if last is not None and last[0] == s.new_ids[-1] // manifest.BUCKET:
             tail.bucket, tail.end, tail.parts = last[0], s.new_ids[-1] + 1, last[1]
     return sorted(items, key=lambda item: int(item[0]))
+
+
+def _nothing_since(conn: Connection, seq: int) -> bool:
+    """Whether the ledger entries after ``seq`` are only access decisions (this transaction's
+    own, typically): every change of a subject or blind-index row has an entry of its own."""
+    size = ledger_store.size(conn)
+    if not seq + 1 <= size <= seq + 4:
+        return False
+    return all(orjson.loads(raw).get("action") == vocab.POLICY_ALLOWED
+               for raw in ledger_store.iter_entries(conn, seq + 1, size))
 
 
 def _remember(cache: IdentityCache, ds_id: int, watermark: int | None, keys: BatchKeys,
@@ -546,6 +554,7 @@ def write_batches(
     pending: Future[tuple[BatchResult, bool]] | None = None
     predicted: tuple[BatchKeys, NextIds] | None
     with begin() as conn:  # the dataset's keys exist before anything is sealed under them
+        deferred = _defer_subject_index(conn)
         predicted = (BatchKeys.active(conn, keyring, ds_id), NextIds.read(conn, ds_id))
         dialect = conn.dialect.name
         if dialect == "postgresql" and predicted[1].watermark is not None:
@@ -602,6 +611,10 @@ def write_batches(
             result, _ = pending.result()
             pending = None
             yield result
+        if deferred:
+            deferred = False
+            with begin() as conn:
+                _build_subject_index(conn)
         if dialect == "postgresql" and stored_ahead >= ANALYZE_AFTER_ROWS:
             # what COPY added is invisible to the planner until analysed (see _store)
             with begin() as conn:
@@ -611,6 +624,34 @@ def write_batches(
         raise
     finally:
         writer.shutdown(wait=True)
+        if deferred:  # a failed first load: what it committed is indexed (the next ingest
+            with begin() as conn:  # would also build the index, were this process killed)
+                _build_subject_index(conn)
+
+
+# The blind index by subject (migration 0008): what state verification and erasure read a
+# subject range by. Kept up to date row by row, it cost a first load as much as the primary
+# key (rows arrive in digest order: random subject positions); built once at the end it
+# is one sort. So an ingest into an empty blind index drops it and builds it when done,
+# and every other ingest builds it first if it is missing (a first load killed midway).
+SUBJECT_INDEX = "ix_vault_blind_subject"
+_SUBJECT_INDEX_SQL = (f'CREATE INDEX IF NOT EXISTS {SUBJECT_INDEX} ON vault_blind_index '
+                      '(subject_id, "column", digest, key_id)')
+
+
+def _defer_subject_index(conn: Connection) -> bool:
+    """Drop the subject index if the blind index is empty (True), else make sure it exists."""
+    lock_vault(conn)
+    if conn.exec_driver_sql("SELECT 1 FROM vault_blind_index LIMIT 1").first() is None:
+        conn.exec_driver_sql(f"DROP INDEX IF EXISTS {SUBJECT_INDEX}")
+        return True
+    _build_subject_index(conn)
+    return False
+
+
+def _build_subject_index(conn: Connection) -> None:
+    lock_vault(conn)
+    conn.exec_driver_sql(_SUBJECT_INDEX_SQL)
 
 
 def _decide_cached(frame: pl.DataFrame, layout: ColumnLayout, keys: BatchKeys,
