@@ -14,7 +14,9 @@ differs from the last digest the ledger holds for it.
   database (``group_concat`` / ``string_agg``): no Python object per row. Version 2
   (written since issue 19's benchmark work) aggregates column by column; version 1
   (entries without a version) hashed one text per row; both verify. Each comes with
-  a *locator* (``locator``), so that a later difference names its subject;
+  a *locator* (``locator``), so that a later difference names its subject. Ingest
+  writers lay out the same bytes from the rows they insert (``vault.bucket_rows``,
+  ``BucketParts``) instead of reading them back; ``bucket_item`` hashes either;
 - live masks: one digest per batch of its live/erased row bits;
 - dataset and source rows, and a dataset's suppression list.
 
