@@ -26,6 +26,7 @@ The other concerns of storage live beside it (and are re-exported here, so
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
@@ -196,7 +197,9 @@ class _Sealed:
     inserts: list[BulkInsert]  # records, new subjects, their digests: one statement each
     subject_updates: list[dict[str, Any]]
     blind_upserts: list[dict[str, Any]]
-    bucket_parts: dict[int, manifest.BucketParts]  # the new subjects' rows, per bucket
+    # the new subjects' rows per bucket (vault.bucket_rows): laid out by the writer thread,
+    # which has time to spare while the next batch is sealed
+    bucket_parts: Callable[[], dict[int, manifest.BucketParts]]
 
 
 def _decide(
@@ -315,10 +318,9 @@ def _seal(
         attrs = attrs.with_columns(pseudonyms(keys.person.key, attrs.get_column(PERSON_COLUMN)))
     column_blobs = crypto.seal_batch(keys.attr.key, keys.attr.id, ds_id, batch_id,
                                      attrs) if attr_cols else {}
-    # the digests of the buckets the new subjects fill, from the rows above (vault.bucket_rows)
-    parts = bucket_rows.new_subject_parts(
-        ids.subject, ds_id, keys.subject_wrap.id, wrapped, keys.blind.id,
-        sorted(new_digests.items()), manifest.writer_version_for(dialect)) if new_ids else {}
+    parts = functools.partial(
+        bucket_rows.new_subject_parts, ids.subject, ds_id, keys.subject_wrap.id, wrapped,
+        keys.blind.id, sorted(new_digests.items()), manifest.writer_version_for(dialect))
     return _Sealed(batch_id, stored, pos, subject_of, new_ids, wrapped, column_blobs,
                    crypto.batch_digest(column_blobs, record_blobs), inserts, subject_updates,
                    blind_upserts, parts)
@@ -402,7 +404,7 @@ def _bucket_digests(conn: Connection, s: _Sealed, tail: _Tail | None) -> list[li
     from_db = set(manifest.buckets_of(u["subject_id"] for u in s.blind_upserts))
     items = manifest.subject_buckets(conn, from_db, version)
     last: tuple[int, manifest.BucketParts] | None = None
-    for b, parts in sorted(s.bucket_parts.items()):
+    for b, parts in sorted(s.bucket_parts().items()):
         if b in from_db:
             continue
         lo, first = b * manifest.BUCKET, s.new_ids[0]
