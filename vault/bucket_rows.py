@@ -105,7 +105,10 @@ def new_subject_parts(
     id_array = ids.to_numpy()
     if version != 1:
         v2 = (_Joined(ids), _Joined(w.bin.size()), _Blobs(w),
-              _Joined(blind.get_column("sid")), _Joined(col), _Joined(dg.bin.size()), _Blobs(dg))
+              _Joined(blind.get_column("sid")), _Joined(dg.bin.size()), _Blobs(dg))
+        # the column names' hex by row, joined here: Polars 1.36 panics joining a column
+        # whose values are repeats of one long string (shared views)
+        codes, hex_list = blind.get_column("k").to_numpy(), hex_names.to_list()
     out: dict[int, BucketParts] = {}
     for b in buckets_of_range(first, first + n):
         lo, hi = max(b * BUCKET, first), min((b + 1) * BUCKET, first + n)
@@ -116,13 +119,14 @@ def new_subject_parts(
         if version == 1:
             out[b] = BucketParts(*moments, subject_rows.rows(i, j), blind_rows.rows(a, z))
             continue
-        s_ids, s_len, s_blob, b_ids, b_col, b_len, b_blob = v2
+        s_ids, s_len, s_blob, b_ids, b_len, b_blob = v2
+        b_col = ",".join(map(hex_list.__getitem__, codes[a:z].tolist())).encode("ascii")
         out[b] = BucketParts(
             *moments,
             subjects_columns=(s_ids.rows(i, j), _repeated(ds_id, j - i),
                               _repeated(wrap_key_id, j - i), b"0" * (j - i),
                               s_len.rows(i, j), s_blob.rows(i, j)),
-            blind_columns=(b_ids.rows(a, z), _repeated(ds_id, z - a), b_col.rows(a, z),
+            blind_columns=(b_ids.rows(a, z), _repeated(ds_id, z - a), b_col,
                            _repeated(blind_key_id, z - a), b_len.rows(a, z),
                            b_blob.rows(a, z)))
     return out
