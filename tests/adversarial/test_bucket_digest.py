@@ -235,11 +235,13 @@ def test_writers_lay_out_the_bytes_the_database_aggregates(db_url: str, columns:
         with engine.begin() as conn:
             conn.execute(delete(SUBJECTS).where(SUBJECTS.c.id >= first))
             conn.execute(delete(BLIND).where(BLIND.c.subject_id >= first))
-            conn.execute(insert(SUBJECTS), [{"id": i, "dataset_id": 4, "key_id": 8,
-                                             "wrapped_key": w} for i, w in zip(ids, wrapped)])
+            conn.execute(insert(SUBJECTS), [
+                {"id": i, "dataset_id": 4, "key_id": 8, "wrapped_key": w}
+                for i, w in zip(ids, wrapped, strict=True)])
             conn.execute(insert(BLIND), [
                 {"dataset_id": 4, "column": col, "digest": d, "subject_id": i, "key_id": 9}
-                for col, digests in lookups for i, d in zip(ids, digests) if d is not None])
+                for col, digests in lookups for i, d in zip(ids, digests, strict=True)
+                if d is not None])
         with engine.connect() as conn:
             for version in (1, 2):
                 parts = bucket_rows.new_subject_parts(first, 4, 8, wrapped, 9, lookups, version)
