@@ -226,7 +226,8 @@ def test_writers_lay_out_the_bytes_the_database_aggregates(db_url: str, columns:
     n = manifest.BUCKET - first + 7
     ids = list(range(first, first + n))
     wrapped = [_h("w", i) + _h("w2", i)[: 28 + i % 3] for i in ids]
-    lookups = [("näme", [None if i % 5 == 0 else _h("n", i) for i in ids]),
+    lookups: list[tuple[str, list[bytes | None]]] = [
+               ("näme", [None if i % 5 == 0 else _h("n", i) for i in ids]),
                ("voter_reg_num", [_h("v", i) for i in ids]),
                ("email", [None if i % 2 else _h("e", i)[:20] for i in ids])]
     if columns == "one":
