@@ -227,9 +227,9 @@ def test_writers_lay_out_the_bytes_the_database_aggregates(db_url: str, columns:
     ids = list(range(first, first + n))
     wrapped = [_h("w", i) + _h("w2", i)[: 28 + i % 3] for i in ids]
     lookups: list[tuple[str, list[bytes | None]]] = [
-               ("näme", [None if i % 5 == 0 else _h("n", i) for i in ids]),
-               ("voter_reg_num", [_h("v", i) for i in ids]),
-               ("email", [None if i % 2 else _h("e", i)[:20] for i in ids])]
+        ("näme", [None if i % 5 == 0 else _h("n", i) for i in ids]),
+        ("voter_reg_num", [_h("v", i) for i in ids]),
+        ("email", [None if i % 2 else _h("e", i)[:20] for i in ids])]
     if columns == "one":
         lookups = lookups[1:2]
     try:
