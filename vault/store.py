@@ -652,8 +652,16 @@ def _defer_subject_index(conn: Connection) -> bool:
 
 
 def _build_subject_index(conn: Connection) -> None:
+    """Build the subject index if it is missing (asking the catalogue first: on PostgreSQL
+    even ``CREATE INDEX IF NOT EXISTS`` locks the table)."""
     lock_vault(conn)
-    conn.exec_driver_sql(_SUBJECT_INDEX_SQL)
+    if conn.dialect.name == "postgresql":
+        found = conn.exec_driver_sql(f"SELECT to_regclass('{SUBJECT_INDEX}')").scalar()
+    else:
+        found = conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'index' "
+                                     f"AND name = '{SUBJECT_INDEX}'").scalar()
+    if found is None:
+        conn.exec_driver_sql(_SUBJECT_INDEX_SQL)
 
 
 def _decide_cached(frame: pl.DataFrame, layout: ColumnLayout, keys: BatchKeys,
