@@ -14,7 +14,9 @@ differs from the last digest the ledger holds for it.
   database (``group_concat`` / ``string_agg``): no Python object per row. Version 2
   (written since issue 19's benchmark work) aggregates column by column; version 1
   (entries without a version) hashed one text per row; both verify. Each comes with
-  a *locator* (``locator``), so that a later difference names its subject;
+  a *locator* (``locator``), so that a later difference names its subject. Ingest
+  writers lay out the same bytes from the rows they insert (``vault.bucket_rows``,
+  ``BucketParts``) instead of reading them back; ``bucket_item`` hashes either;
 - live masks: one digest per batch of its live/erased row bits;
 - dataset and source rows, and a dataset's suppression list.
 
@@ -31,6 +33,7 @@ import json
 import struct
 import zlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, column, select, table
@@ -110,10 +113,6 @@ SELECT encode(sha256(convert_to(%(tag)s || 'subjects' || E'\\n'
   'UTF8')), 'hex')
 """
 _BUCKET_TAG = "civicvault/subject-bucket/v1/"
-
-
-def _part(kind: str, text: str) -> str:
-    return hashlib.sha256(f"{_BUCKET_TAG}{kind}\n{text}".encode()).hexdigest()
 
 
 def bucket_digest(conn: Connection, bucket: int, version: int = 2, *, quick: bool = False
@@ -225,7 +224,12 @@ def bucket_columns(conn: Connection, bucket: int, *, quick: bool = False
                    ) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
     """The column bytes a bucket's v2 digests hash: (subjects' columns, blind-index columns);
     ``quick``: see ``bucket_digest``."""
-    lo, hi = bucket * BUCKET, (bucket + 1) * BUCKET
+    return range_columns(conn, bucket * BUCKET, (bucket + 1) * BUCKET, quick=quick)
+
+
+def range_columns(conn: Connection, lo: int, hi: int, *, quick: bool = False
+                  ) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+    """``bucket_columns`` of the subject ids ``[lo, hi)`` (a part of one bucket)."""
     if conn.dialect.name == "postgresql":
         raw: Any = conn.connection.driver_connection
         out: list[tuple[bytes, ...]] = []
@@ -262,7 +266,11 @@ SELECT coalesce((SELECT string_agg(id::text || ':' || dataset_id::text || ':' ||
 def bucket_texts(conn: Connection, bucket: int) -> tuple[str, str]:
     """The texts a bucket's digests hash: one ``id:...`` item per row, comma-separated
     (subjects by id; blind-index rows by subject, column, digest). Digests and ids only."""
-    lo, hi = bucket * BUCKET, (bucket + 1) * BUCKET
+    return range_texts(conn, bucket * BUCKET, (bucket + 1) * BUCKET)
+
+
+def range_texts(conn: Connection, lo: int, hi: int) -> tuple[str, str]:
+    """``bucket_texts`` of the subject ids ``[lo, hi)`` (a part of one bucket)."""
     if conn.dialect.name == "postgresql":
         raw: Any = conn.connection.driver_connection
         with raw.cursor() as cursor:
@@ -292,14 +300,15 @@ def bucket_texts(conn: Connection, bucket: int) -> tuple[str, str]:
 # the digest already hashes every row's text.
 
 LOCATOR_PRIME = (1 << 31) - 1
+Moments = tuple[int, int, int]
 
 
-def _moments(text: str) -> tuple[int, int, int]:
+def _moments(text: str | bytes) -> Moments:
     import numpy as np  # writers have it loaded; verification only on a mismatch
 
     if not text:
         return 0, 0, 0
-    raw = text.encode("ascii")
+    raw = text.encode("ascii") if isinstance(text, str) else text
     rows = raw.split(b",")
     p = LOCATOR_PRIME
     f = np.fromiter(map(zlib.crc32, rows), dtype=np.int64, count=len(rows)) % p
@@ -318,12 +327,20 @@ def _moments(text: str) -> tuple[int, int, int]:
         if np.any(more & ((digit < 0) | (digit > 9))):
             raise ValueError("a row without a subject id")
         w = np.where(more, w * 10 + digit, w)
-    w = (w + 1) % p
+    return row_moments(f, w)
+
+
+def row_moments(crcs: Any, subject_ids: Any) -> Moments:
+    """The locator moments of rows from their CRC-32s and subject ids (NumPy int64 arrays
+    of the same length): what ``_moments`` of their texts is."""
+    p = LOCATOR_PRIME
+    f = crcs % p
+    w = (subject_ids + 1) % p
     wf = w * f % p
     return int(f.sum() % p), int(wf.sum() % p), int((w * wf % p).sum() % p)
 
 
-def locator(subjects_text: str, blind_text: str) -> str:
+def locator(subjects_text: str | bytes, blind_text: str | bytes) -> str:
     """``A.B.C/A.B.C`` (hex) of the subjects' and the blind-index rows' moments."""
     return "/".join(".".join(f"{m:x}" for m in _moments(t)) for t in (subjects_text, blind_text))
 
@@ -363,7 +380,86 @@ def writer_version(conn: Connection) -> int:
     """The bucket digest version writers commit on this database: 2 on SQLite; 1 on
     PostgreSQL, where the column-wise aggregates sort once per column and cost writers more
     than they save verification (1M-row ingest 31 -> 45 s with version 2, 2026-12-02)."""
-    return 1 if conn.dialect.name == "postgresql" else BUCKET_DIGEST_VERSION
+    return writer_version_for(conn.dialect.name)
+
+
+def writer_version_for(dialect: str) -> int:
+    """``writer_version`` of a database by its SQLAlchemy dialect name."""
+    return 1 if dialect == "postgresql" else BUCKET_DIGEST_VERSION
+
+
+@dataclass(frozen=True)
+class BucketParts:
+    """What a subject bucket's digests and locator hash, for a run of consecutive subject
+    ids: the locator moments of its subject rows and of its blind-index rows (``locator``),
+    and the bytes of its digest version: the row texts (``bucket_texts``, ASCII; version 1)
+    or the column bytes (``bucket_columns``; version 2). Read from the database
+    (``range_parts``) or laid out by a writer from the rows it holds (``vault.bucket_rows``);
+    parts of consecutive id ranges join (``then``) into the bucket's, since every order the
+    digests use starts with the subject id, and moments add up."""
+
+    subjects_moments: Moments
+    blind_moments: Moments
+    subjects_text: bytes | None = None
+    blind_text: bytes | None = None
+    subjects_columns: tuple[bytes, ...] | None = None
+    blind_columns: tuple[bytes, ...] | None = None
+
+    def then(self, later: BucketParts) -> BucketParts:
+        """These rows followed by ``later``'s (whose subject ids are all higher)."""
+        def text(a: bytes | None, b: bytes | None) -> bytes | None:
+            return None if a is None or b is None else _glue(a, b, True)
+
+        def cols(a: tuple[bytes, ...] | None, b: tuple[bytes, ...] | None,
+                 glued: tuple[bool, ...]) -> tuple[bytes, ...] | None:
+            if a is None or b is None:
+                return None
+            return tuple(_glue(x, y, g) for x, y, g in zip(a, b, glued, strict=True))
+
+        return BucketParts(add_moments(self.subjects_moments, later.subjects_moments),
+                           add_moments(self.blind_moments, later.blind_moments),
+                           text(self.subjects_text, later.subjects_text),
+                           text(self.blind_text, later.blind_text),
+                           cols(self.subjects_columns, later.subjects_columns, _SUBJECT_GLUED),
+                           cols(self.blind_columns, later.blind_columns, _BLIND_GLUED))
+
+
+# which v2 columns are comma-separated lists (the others are concatenated as they are)
+_SUBJECT_GLUED = (True, True, True, False, True, False)
+_BLIND_GLUED = (True, True, True, True, True, False)
+
+
+def _glue(a: bytes, b: bytes, comma: bool) -> bytes:
+    return a + b"," + b if comma and a and b else a + b
+
+
+def add_moments(a: Moments, b: Moments) -> Moments:
+    p = LOCATOR_PRIME
+    return (a[0] + b[0]) % p, (a[1] + b[1]) % p, (a[2] + b[2]) % p
+
+
+def range_parts(conn: Connection, lo: int, hi: int, version: int) -> BucketParts:
+    """``BucketParts`` of the stored rows of subject ids ``[lo, hi)`` (one bucket or part)."""
+    subjects, blind = (t.encode("ascii") for t in range_texts(conn, lo, hi))
+    moments = _moments(subjects), _moments(blind)
+    if version == 1:
+        return BucketParts(*moments, subjects, blind)
+    scols, bcols = range_columns(conn, lo, hi)
+    return BucketParts(*moments, subjects_columns=scols, blind_columns=bcols)
+
+
+def bucket_item(bucket: int, parts: BucketParts, version: int) -> list[Any]:
+    """A ``subject_buckets`` item from a whole bucket's parts: ``[bucket, subjects digest,
+    blind-index digest, locator]`` (version 1), and the version after the locator (2)."""
+    where = "/".join(".".join(f"{m:x}" for m in ms)
+                     for ms in (parts.subjects_moments, parts.blind_moments))
+    if version == 1 and parts.subjects_text is not None and parts.blind_text is not None:
+        return [bucket, _part_bytes(b"subjects", parts.subjects_text),
+                _part_bytes(b"blind", parts.blind_text), where]
+    if version == 2 and parts.subjects_columns is not None and parts.blind_columns is not None:
+        return [bucket, _columns_digest(b"subjects", parts.subjects_columns),
+                _columns_digest(b"blind", parts.blind_columns), where, version]
+    raise ValueError(f"no version {version} digest of these parts")
 
 
 def subject_buckets(conn: Connection, buckets: Iterable[int],
@@ -373,16 +469,10 @@ def subject_buckets(conn: Connection, buckets: Iterable[int],
     locator (over the row texts) names the row when a digest later differs."""
     if version is None:
         version = writer_version(conn)
-    out: Pairs = []
-    for b in sorted(set(buckets)):
-        texts = bucket_texts(conn, b)
-        if version == 1:
-            out.append([b, _part("subjects", texts[0]), _part("blind", texts[1]),
-                        locator(*texts)])
-            continue
-        subjects, blind = bucket_digest(conn, b, version)
-        out.append([b, subjects, blind, locator(*texts), version])
-    return out
+    if version not in BUCKET_DIGEST_VERSIONS:
+        raise ValueError(f"unknown subject-bucket digest version {version}")
+    return [bucket_item(b, range_parts(conn, b * BUCKET, (b + 1) * BUCKET, version), version)
+            for b in sorted(set(buckets))]
 
 
 def bucket_count(conn: Connection) -> int:

@@ -26,6 +26,7 @@ The other concerns of storage live beside it (and are re-exported here, so
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
@@ -33,12 +34,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 import polars as pl
 from sqlalchemy import Connection, bindparam, func, select, text, update
 
 from ledger import store as ledger_store
 from ledger.entry import MAX_STATE_ENTRY_BYTES, EntryDraft
-from vault import blind_index, bulk, crypto, pg_planning
+from vault import blind_index, bucket_rows, bulk, crypto, manifest, pg_planning, vocab
 from vault.attributes import iter_attributes, read_attributes
 from vault.bulk import BulkInsert, Columns
 from vault.identity import PERSON_COLUMN, pseudonyms
@@ -195,6 +197,9 @@ class _Sealed:
     inserts: list[BulkInsert]  # records, new subjects, their digests: one statement each
     subject_updates: list[dict[str, Any]]
     blind_upserts: list[dict[str, Any]]
+    # the new subjects' rows per bucket (vault.bucket_rows): laid out by the writer thread,
+    # which has time to spare while the next batch is sealed
+    bucket_parts: Callable[[], dict[int, manifest.BucketParts]]
 
 
 def _decide(
@@ -292,10 +297,11 @@ def _seal(
     # New subjects' digests cannot clash with stored ones: bulk path, sorted by digest
     # (B-tree friendly). Updated subjects may re-deliver digests: insert-or-ignore.
     blind_upserts: list[dict[str, Any]] = []
+    new_digests = {col: [digs[i] for i in d.new_rows] for col, digs in d.lookup_digests.items()}
     for col, digs in sorted(d.lookup_digests.items()):
         if new_ids:
             fresh = pl.DataFrame({
-                "digest": pl.Series([digs[i] for i in d.new_rows], dtype=pl.Binary),
+                "digest": pl.Series(new_digests[col], dtype=pl.Binary),
                 "subject_id": pl.Series(new_ids, dtype=pl.Int64),
             }).drop_nulls("digest").sort("digest")
             inserts.append(bulk.prepare(dialect, T_BLIND, Columns(
@@ -312,20 +318,36 @@ def _seal(
         attrs = attrs.with_columns(pseudonyms(keys.person.key, attrs.get_column(PERSON_COLUMN)))
     column_blobs = crypto.seal_batch(keys.attr.key, keys.attr.id, ds_id, batch_id,
                                      attrs) if attr_cols else {}
+    parts = functools.partial(
+        bucket_rows.new_subject_parts, ids.subject, ds_id, keys.subject_wrap.id, wrapped,
+        keys.blind.id, sorted(new_digests.items()), manifest.writer_version_for(dialect))
     return _Sealed(batch_id, stored, pos, subject_of, new_ids, wrapped, column_blobs,
                    crypto.batch_digest(column_blobs, record_blobs), inserts, subject_updates,
-                   blind_upserts)
+                   blind_upserts, parts)
+
+
+@dataclass
+class _Tail:
+    """The bucket an ingest's last batch left partly filled, as it committed it: the next
+    batch, whose first subjects continue it, takes its older rows from here instead of
+    reading them back, if no other ledger entry (so no other change) came in between."""
+
+    bucket: int = -1
+    end: int = -1  # the subject id after its last
+    seq: int = -1  # the ledger entry that committed it
+    parts: manifest.BucketParts | None = None
 
 
 def _store(
     conn: Connection, keyring: Keyring, keys: BatchKeys, *, ds_id: int, dataset: str,
     source_id: int, batch_index: int, d: _Decision, s: _Sealed, actor: str,
-    analyze: bool = True,
+    analyze: bool = True, tail: _Tail | None = None,
 ) -> BatchResult:
     """Write a sealed batch and its ledger entry in ``conn``'s transaction.
 
     ``analyze``: refresh PostgreSQL's statistics after a large batch (a pipelined
     ingest asks its cache, not the database, and analyses once at the end).
+    ``tail``: the ingest's last partly filled bucket (read, then updated).
     """
     batch_id = s.batch_id
     conn.execute(T_BATCH.insert().values(
@@ -355,10 +377,7 @@ def _store(
         # batch's dedup lookup is planned as if the tables were empty (seconds per chunk).
         conn.execute(text("ANALYZE vault_subjects, vault_blind_index, vault_records"))
     # manifest: the state this batch leaves behind, for the verifier
-    from vault import manifest, vocab
-
-    touched = (manifest.buckets_of_range(s.new_ids[0], s.new_ids[-1] + 1) if s.new_ids else [])
-    touched += manifest.buckets_of(u["subject_id"] for u in s.blind_upserts)
+    buckets = _bucket_digests(conn, s, tail)
     live = [[batch_id, manifest.all_live_digest(len(s.stored))],
             *manifest.live_masks(conn, old_positions)]
     [entry] = ledger_store.append(conn, [EntryDraft(
@@ -367,11 +386,51 @@ def _store(
         details={"dataset": dataset, "batch": batch_id, "source": source_id,
                  "batch_index": batch_index, "rows_in": d.n, "added": len(d.new_rows),
                  "updated": len(d.upd_rows), "skipped": d.skipped, "suppressed": d.suppressed,
-                 "subject_buckets": manifest.subject_buckets(conn, touched),
+                 "subject_buckets": buckets,
                  "live_masks": sorted(live)},
     )])
+    if tail is not None:
+        tail.seq = entry.seq
     return BatchResult(batch_id, d.n, len(d.new_rows), len(d.upd_rows), d.skipped, s.data_hash,
                        entry.seq, suppressed=d.suppressed)
+
+
+def _bucket_digests(conn: Connection, s: _Sealed, tail: _Tail | None) -> list[list[Any]]:
+    """The ``subject_buckets`` of the buckets a batch changed: those its new subjects fill
+    from the sealed rows (plus the older rows of a bucket shared with earlier subjects:
+    the ``tail`` the ingest's last batch left, or read back), those where it added
+    blind-index rows to stored subjects from the database."""
+    version = manifest.writer_version(conn)
+    from_db = set(manifest.buckets_of(u["subject_id"] for u in s.blind_upserts))
+    items = manifest.subject_buckets(conn, from_db, version)
+    last: tuple[int, manifest.BucketParts] | None = None
+    for b, parts in sorted(s.bucket_parts().items()):
+        if b in from_db:
+            continue
+        lo, first = b * manifest.BUCKET, s.new_ids[0]
+        if lo < first:  # the bucket's older subjects
+            if (tail is not None and tail.parts is not None
+                    and (tail.bucket, tail.end) == (b, first) and _nothing_since(conn, tail.seq)):
+                parts = tail.parts.then(parts)
+            else:
+                parts = manifest.range_parts(conn, lo, first, version).then(parts)
+        items.append(manifest.bucket_item(b, parts, version))
+        last = b, parts
+    if tail is not None:
+        tail.parts = None
+        if last is not None and last[0] == s.new_ids[-1] // manifest.BUCKET:
+            tail.bucket, tail.end, tail.parts = last[0], s.new_ids[-1] + 1, last[1]
+    return sorted(items, key=lambda item: int(item[0]))
+
+
+def _nothing_since(conn: Connection, seq: int) -> bool:
+    """Whether the ledger entries after ``seq`` are only access decisions (this transaction's
+    own, typically): every change of a subject or blind-index row has an entry of its own."""
+    size = ledger_store.size(conn)
+    if not seq + 1 <= size <= seq + 4:
+        return False
+    return all(orjson.loads(raw).get("action") == vocab.POLICY_ALLOWED
+               for raw in ledger_store.iter_entries(conn, seq + 1, size))
 
 
 def _remember(cache: IdentityCache, ds_id: int, watermark: int | None, keys: BatchKeys,
@@ -497,6 +556,7 @@ def write_batches(
     pending: Future[tuple[BatchResult, bool]] | None = None
     predicted: tuple[BatchKeys, NextIds] | None
     with begin() as conn:  # the dataset's keys exist before anything is sealed under them
+        deferred = _defer_subject_index(conn)
         predicted = (BatchKeys.active(conn, keyring, ds_id), NextIds.read(conn, ds_id))
         dialect = conn.dialect.name
         if dialect == "postgresql" and predicted[1].watermark is not None:
@@ -508,6 +568,7 @@ def write_batches(
     if predicted[1].watermark is None and cache.ds_id is None:
         cache.ds_id = ds_id  # a dataset without subjects: this ingest will know every one
     stored_ahead = 0  # rows written by the pipelined path (not analysed yet)
+    tail = _Tail()  # the writer thread's alone
 
     def erased_among(wanted: set[bytes]) -> set[bytes]:
         return wanted & erased
@@ -537,7 +598,8 @@ def write_batches(
                                            ids.suppressed))
                 pending = writer.submit(_store_predicted, begin, keyring, keys, ids, ds_id=ds_id,
                                         dataset=dataset, source_id=source_id, batch_index=index,
-                                        frame=frame, layout=layout, d=d, s=sealed, actor=actor)
+                                        frame=frame, layout=layout, d=d, s=sealed, actor=actor,
+                                        tail=tail)
                 continue
             with begin() as conn:
                 result = write_batch(conn, keyring, ds_id=ds_id, dataset=dataset,
@@ -551,6 +613,10 @@ def write_batches(
             result, _ = pending.result()
             pending = None
             yield result
+        if deferred:
+            deferred = False
+            with begin() as conn:
+                _build_subject_index(conn)
         if dialect == "postgresql" and stored_ahead >= ANALYZE_AFTER_ROWS:
             # what COPY added is invisible to the planner until analysed (see _store)
             with begin() as conn:
@@ -560,6 +626,42 @@ def write_batches(
         raise
     finally:
         writer.shutdown(wait=True)
+        if deferred:  # a failed first load: what it committed is indexed (the next ingest
+            with begin() as conn:  # would also build the index, were this process killed)
+                _build_subject_index(conn)
+
+
+# The blind index by subject (migration 0008): what state verification and erasure read a
+# subject range by. Kept up to date row by row, it cost a first load as much as the primary
+# key (rows arrive in digest order: random subject positions); built once at the end it
+# is one sort. So an ingest into an empty blind index drops it and builds it when done,
+# and every other ingest builds it first if it is missing (a first load killed midway).
+SUBJECT_INDEX = "ix_vault_blind_subject"
+_SUBJECT_INDEX_SQL = (f'CREATE INDEX IF NOT EXISTS {SUBJECT_INDEX} ON vault_blind_index '
+                      '(subject_id, "column", digest, key_id)')
+
+
+def _defer_subject_index(conn: Connection) -> bool:
+    """Drop the subject index if the blind index is empty (True), else make sure it exists."""
+    lock_vault(conn)
+    if conn.exec_driver_sql("SELECT 1 FROM vault_blind_index LIMIT 1").first() is None:
+        conn.exec_driver_sql(f"DROP INDEX IF EXISTS {SUBJECT_INDEX}")
+        return True
+    _build_subject_index(conn)
+    return False
+
+
+def _build_subject_index(conn: Connection) -> None:
+    """Build the subject index if it is missing (asking the catalogue first: on PostgreSQL
+    even ``CREATE INDEX IF NOT EXISTS`` locks the table)."""
+    lock_vault(conn)
+    if conn.dialect.name == "postgresql":
+        found = conn.exec_driver_sql(f"SELECT to_regclass('{SUBJECT_INDEX}')").scalar()
+    else:
+        found = conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'index' "
+                                     f"AND name = '{SUBJECT_INDEX}'").scalar()
+    if found is None:
+        conn.exec_driver_sql(_SUBJECT_INDEX_SQL)
 
 
 def _decide_cached(frame: pl.DataFrame, layout: ColumnLayout, keys: BatchKeys,
@@ -581,6 +683,7 @@ def _store_predicted(
     begin: Callable[[], AbstractContextManager[Connection]], keyring: Keyring, keys: BatchKeys,
     ids: NextIds, *, ds_id: int, dataset: str, source_id: int, batch_index: int,
     frame: pl.DataFrame, layout: ColumnLayout, d: _Decision, s: _Sealed, actor: str,
+    tail: _Tail | None = None,
 ) -> tuple[BatchResult, bool]:
     """Store a batch sealed ahead if its predictions hold; else write it afresh.
 
@@ -591,7 +694,8 @@ def _store_predicted(
         if (_stored_batch(conn, source_id, batch_index) is None and NextIds.read(conn, ds_id) == ids
                 and BatchKeys.active(conn, keyring, ds_id).ids == keys.ids):
             return _store(conn, keyring, keys, ds_id=ds_id, dataset=dataset, source_id=source_id,
-                          batch_index=batch_index, d=d, s=s, actor=actor, analyze=False), False
+                          batch_index=batch_index, d=d, s=s, actor=actor, analyze=False,
+                          tail=tail), False
         return write_batch(conn, keyring, ds_id=ds_id, dataset=dataset, source_id=source_id,
                            batch_index=batch_index, frame=frame, layout=layout, actor=actor), True
 

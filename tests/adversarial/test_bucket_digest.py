@@ -210,3 +210,46 @@ def test_tasks_take_each_buckets_version_from_the_latest_part_of_the_log() -> No
     hints.publish(1, [entry([[1, "a", "b", "l", 2]])])  # [k, n): bucket 1 again, v2
     assert [hints.version((state_verify.BUCKET, b)) for b in range(3)] == [1, 2, 2]
     assert hints.version((state_verify.BATCH, 0)) == manifest.BUCKET_DIGEST_VERSION
+
+
+@pytest.mark.parametrize("columns", ["three", "one"])
+def test_writers_lay_out_the_bytes_the_database_aggregates(db_url: str, columns: str) -> None:
+    """An ingest's writer digests the buckets its new subjects fill from the rows it
+    holds (``vault.bucket_rows``), reading back only a shared bucket's older rows: the
+    items it commits are the ones computed from the database, of either version, on
+    either backend (blank lookups, a non-ASCII column name, an erased older subject; one
+    lookup column with a long name, whose repeats once made Polars panic)."""
+    from vault import bucket_rows
+
+    engine = _load(db_url)
+    first = 40  # bucket 0 holds subjects 0..39 already; the batch fills it and starts bucket 1
+    n = manifest.BUCKET - first + 7
+    ids = list(range(first, first + n))
+    wrapped = [_h("w", i) + _h("w2", i)[: 28 + i % 3] for i in ids]
+    lookups: list[tuple[str, list[bytes | None]]] = [
+        ("näme", [None if i % 5 == 0 else _h("n", i) for i in ids]),
+        ("voter_reg_num", [_h("v", i) for i in ids]),
+        ("email", [None if i % 2 else _h("e", i)[:20] for i in ids])]
+    if columns == "one":
+        lookups = lookups[1:2]
+    try:
+        with engine.begin() as conn:
+            conn.execute(delete(SUBJECTS).where(SUBJECTS.c.id >= first))
+            conn.execute(delete(BLIND).where(BLIND.c.subject_id >= first))
+            conn.execute(insert(SUBJECTS), [
+                {"id": i, "dataset_id": 4, "key_id": 8, "wrapped_key": w}
+                for i, w in zip(ids, wrapped, strict=True)])
+            conn.execute(insert(BLIND), [
+                {"dataset_id": 4, "column": col, "digest": d, "subject_id": i, "key_id": 9}
+                for col, digests in lookups for i, d in zip(ids, digests, strict=True)
+                if d is not None])
+        with engine.connect() as conn:
+            for version in (1, 2):
+                parts = bucket_rows.new_subject_parts(first, 4, 8, wrapped, 9, lookups, version)
+                assert sorted(parts) == [0, 1]
+                older = manifest.range_parts(conn, 0, first, version)
+                mine = [manifest.bucket_item(0, older.then(parts[0]), version),
+                        manifest.bucket_item(1, parts[1], version)]
+                assert mine == manifest.subject_buckets(conn, [0, 1], version)
+    finally:
+        engine.dispose()
