@@ -277,19 +277,52 @@ def _linked_rows(conn: Connection, link_id: int) -> pl.DataFrame:
     the link digest runs in the database; only integers come back, as columns."""
     from sqlalchemy import select
 
-    from vault.link_tables import RIGHT, T_MEMBER
     from vault.store import T_SUBJECT
 
     owners = linkage._owners(link_id)
-    r = T_MEMBER.alias("r")
+    right_id, blind_col = linkage.right_keying(conn, link_id)
+    src, (subject, digest, where) = linkage.right_members(link_id, right_id, blind_col)
     with linkage.bulk_joins(conn):
         return linkage.read_frame(conn, select(owners.c.l, T_SUBJECT.c.current_batch_id,
                                                T_SUBJECT.c.current_row)
-                                  .select_from(r.join(owners, owners.c.digest == r.c.digest)
-                                               .join(T_SUBJECT, T_SUBJECT.c.id == r.c.subject_id))
-                                  .where(r.c.link_id == link_id, r.c.side == RIGHT,
-                                         owners.c.n == 1, T_SUBJECT.c.erased_at.is_(None)),
+                                  .select_from(src.join(owners, owners.c.digest == digest)
+                                               .join(T_SUBJECT, T_SUBJECT.c.id == subject))
+                                  .where(where, owners.c.n == 1,
+                                         T_SUBJECT.c.erased_at.is_(None)),
                                   {"left": pl.Int64, "batch": pl.Int64, "row": pl.Int64})
+
+
+def _right_side(conn: Connection, keyring: Keyring, plan: LinkedPlan, request: LinkedRequest,
+                ds_id: int, link_id: int) -> pl.DataFrame:
+    """The linked right rows that pass the ``--where`` filters: ``subject`` (the left
+    subject) + the asked-for right columns. One batch at a time: a batch's columns are
+    decrypted, filtered and joined with that batch's linked rows before the next batch
+    is opened, so the decrypted history is never held whole; for turnout only the
+    distinct left subjects of a batch are kept."""
+    linked = _linked_rows(conn, link_id)
+    cols = [c for c in plan.by + plan.measures if c.side == "right"]
+    need = list(dict.fromkeys([c for c, _ in request.where] + [c.column for c in cols]))
+    if not need:
+        return linked.select(pl.col("left").alias("subject"))
+    by_batch = linked.partition_by("batch", as_dict=True, include_key=False)
+    del linked
+    parts: list[pl.DataFrame] = []
+    for batch, frame in linkage.batch_columns(conn, keyring, ds_id,
+                                              sorted(int(k[0]) for k in by_batch), need):
+        for col, vals in request.where:
+            frame = frame.filter(pl.col(col).str.strip_chars()
+                                 .is_in([v.strip() for v in vals]))
+        rows = by_batch.pop((batch,))
+        part = rows.join(frame.select("row", *[pl.col(c.column).alias(c.label) for c in cols]),
+                         on="row").select(pl.col("left").alias("subject"),
+                                          *[c.label for c in cols])
+        if plan.kind == TURNOUT:
+            part = part.select("subject").unique()
+        parts.append(part)
+        del frame, rows
+    if not parts:
+        return pl.DataFrame(schema={"subject": pl.Int64, **{c.label: pl.String for c in cols}})
+    return pl.concat(parts)
 
 
 def _joined(conn: Connection, keyring: Keyring, plan: LinkedPlan, request: LinkedRequest,
@@ -298,32 +331,22 @@ def _joined(conn: Connection, keyring: Keyring, plan: LinkedPlan, request: Linke
 
     Columnar end to end: the linked right rows come from one SQL join (integers only),
     only the asked-for columns are decrypted (one AES-GCM call per batch and column) and
-    the right side's filters apply before its rows meet the left side."""
+    the right side's filters apply batch by batch before its rows meet the left side."""
     ids = linkage.dataset_ids(conn, [request.left, request.right])
     left_attrs = linkage._layout(conn, ids[request.left]).attributes
-    cols = {"left": [c for c in plan.by + plan.measures if c.side == "left"],
-            "right": [c for c in plan.by + plan.measures if c.side == "right"]}
-    where_cols = [c for c, _ in request.where]
-
-    def values(side: str, extra: Sequence[str], rows: pl.DataFrame) -> pl.DataFrame:
-        ds = ids[request.left if side == "left" else request.right]
-        stored = list(dict.fromkeys([c.column for c in cols[side]] + list(extra)))
-        got = linkage.attribute_values(conn, keyring, ds, stored, rows)
-        return got.select("subject", *[pl.col(c.column).alias(c.label) for c in cols[side]],
-                          *[pl.col(c).alias(f"__where_{c}") for c in extra if c in where_cols],
-                          *([PERSON] if PERSON in extra else []))
-
+    left_cols = [c for c in plan.by + plan.measures if c.side == "left"]
     person_in_left = PERSON in left_attrs
-    left = values("left", [PERSON] if person_in_left else [],
-                  linkage.live_subjects(conn, ids[request.left]))
+    stored = list(dict.fromkeys([c.column for c in left_cols]
+                                + ([PERSON] if person_in_left else [])))
+    got = linkage.attribute_values(conn, keyring, ids[request.left], stored,
+                                   linkage.live_subjects(conn, ids[request.left]))
+    left = got.select("subject", *[pl.col(c.column).alias(c.label) for c in left_cols],
+                      *([PERSON] if person_in_left else []))
+    del got
     if not person_in_left:  # one person per subject
         left = left.with_columns(pl.col("subject").cast(pl.String).alias(PERSON))
     # right rows carry their left subject as ``subject``
-    right = values("right", where_cols,
-                   _linked_rows(conn, link_id).rename({"left": "subject"}))
-    for col, vals in request.where:
-        right = right.filter(pl.col(f"__where_{col}").str.strip_chars()
-                             .is_in([v.strip() for v in vals]))
+    right = _right_side(conn, keyring, plan, request, ids[request.right], link_id)
     labels = [c.label for c in plan.by] + [c.label for c in plan.measures]
     if plan.kind == TURNOUT:
         linked = right.get_column("subject").unique()
