@@ -29,7 +29,7 @@ from fractions import Fraction
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, select
 
 from ledger import store as ledger_store
 from ledger.entry import EntryDraft
@@ -275,7 +275,6 @@ def _linked_rows(conn: Connection, link_id: int) -> pl.DataFrame:
     """One row per live right subject linked to exactly one left subject: ``left`` (its
     left subject), ``batch``, ``row`` (where its current row is stored). The join on
     the link digest runs in the database; only integers come back, as columns."""
-    from sqlalchemy import select
 
     from vault.store import T_SUBJECT
 
@@ -299,16 +298,21 @@ def _linked_rows_sqlite(conn: Connection, link_id: int, right_id: int,
     """:func:`_linked_rows` on SQLite for a right side kept by blind digest. SQLite joins
     by nested lookups only, and the blind index is in digest order: joining its 10M rows
     to the subjects table row by row read that table at random (3x the old member-table
-    join). Instead two sequential reads, joined by Polars: the blind index grouped by
-    digest (in its own order) with one key/owner lookup per *id*, the linked subject ids
-    of each left subject as one text; and, on a second connection in a second thread
-    (SQLite releases the GIL while it steps: the two reads use both cores), the right
-    dataset's live subjects' (batch, row) in id order (a range scan of the table, not
-    of its dataset index). Both come back as one text each (``group_concat``), parsed
-    by Polars: integers only. (Each read is its own snapshot: a subject erased between
-    them is in at most one and drops out of the join.)"""
+    join), and grouping them in SQL materialised 1M groups. Instead sequential reads,
+    each one text (``group_concat``) parsed by Polars, integers only, joined in memory:
+
+    * the right blind index in its own (digest, subject) order twice: its subject ids,
+      and each digest's count with its left owner (key row, then the left members'
+      digest index: one lookup per id), so the ids split into runs of one owner;
+    * on a second connection in a second thread (SQLite releases the GIL while it
+      steps: the two reads use both cores), the right dataset's live subjects' (batch,
+      row) in id order (a range scan of the table, not of its dataset index).
+
+    (Each connection reads its own snapshot: a subject erased between them is in at most
+    one and drops out of the join.)"""
     from concurrent.futures import ThreadPoolExecutor
 
+    import numpy as np
     from sqlalchemy import text
 
     def live_rows() -> str | None:  # on its own connection, on the other core
@@ -322,38 +326,64 @@ def _linked_rows_sqlite(conn: Connection, link_id: int, right_id: int,
                 {"lo": lo, "hi": hi, "ds": right_id}).scalar()
             return found
 
+    schema = {"left": pl.Int64, "batch": pl.Int64, "row": pl.Int64}
     pool = ThreadPoolExecutor(1)
     pending = pool.submit(live_rows)
-    q = text(
-        "SELECT group_concat(o.l || ',' || g.ids, char(10)) FROM "
-        "(SELECT digest, group_concat(subject_id, ' ') ids FROM vault_blind_index "
-        " WHERE dataset_id = :ds AND \"column\" = :col GROUP BY digest) g "
-        "JOIN vault_link_keys k ON k.link_id = :link AND k.blind = g.digest "
-        "JOIN (SELECT digest, count(*) n, min(subject_id) l FROM vault_link_members "
-        " WHERE link_id = :link AND side = 0 GROUP BY digest) o ON o.digest = k.digest "
-        "WHERE o.n = 1")
     try:
-        groups: str | None = conn.execute(q, {"ds": right_id, "col": blind_col,
-                                              "link": link_id}).scalar()
+        args = {"ds": right_id, "col": blind_col}
+        ids_text: str | None = conn.execute(text(
+            "SELECT group_concat(subject_id) FROM (SELECT subject_id FROM vault_blind_index "
+            "WHERE dataset_id = :ds AND \"column\" = :col ORDER BY digest, subject_id)"),
+            args).scalar()
+        # per digest of the index, in the same order: its left owner (-1: none, or
+        # several) and its number of subjects; one key lookup per id, in key order, and
+        # one owner lookup per id in the members' digest index
+        runs_text: str | None = conn.execute(text(
+            "SELECT group_concat(ifnull((SELECT CASE WHEN count(*) = 1 THEN "
+            "min(m.subject_id) END FROM vault_link_members m WHERE m.link_id = :link "
+            "AND m.side = 0 AND m.digest = k.digest), -1) || ',' || g.n, char(10)) "
+            "FROM (SELECT digest, count(*) n FROM vault_blind_index WHERE dataset_id = :ds "
+            "AND \"column\" = :col GROUP BY digest ORDER BY digest) g "
+            "LEFT JOIN vault_link_keys k ON k.link_id = :link AND k.blind = g.digest"),
+            {**args, "link": link_id}).scalar()
         subjects = pending.result()
     finally:
         pool.shutdown(wait=True)
-    schema = {"left": pl.Int64, "batch": pl.Int64, "row": pl.Int64}
-    if not groups or not subjects:
+    if not ids_text or not runs_text or not subjects:
         return pl.DataFrame(schema=schema)
-    linked = (pl.read_csv(groups.encode(), has_header=False, new_columns=["left", "ids"],
-                          schema={"left": pl.Int64, "ids": pl.String}, quote_char=None)
-              .with_columns(pl.col("ids").str.split(" ")).explode("ids")
-              .select("left", pl.col("ids").cast(pl.Int64).alias("subject")))
-    del groups
-    if not subjects:
-        return pl.DataFrame(schema=schema)
+    ids = np.fromstring(ids_text, dtype=np.int64, sep=",")
+    del ids_text
+    runs = np.fromstring(runs_text.replace("\n", ","), dtype=np.int64, sep=",")
+    del runs_text
+    lefts = np.repeat(runs[0::2], runs[1::2])
+    if lefts.shape[0] != ids.shape[0]:
+        raise RuntimeError("the blind index changed between two reads of one snapshot")
+    keep = lefts >= 0
+    ids, lefts = ids[keep], lefts[keep]
     where = pl.read_csv(subjects.encode(), has_header=False,
                         new_columns=["subject", "batch", "row"],
                         schema={"subject": pl.Int64, "batch": pl.Int64, "row": pl.Int64},
                         quote_char=None)
     del subjects
-    return linked.join(where, on="subject").select("left", "batch", "row")
+    sub = where.get_column("subject").to_numpy()  # in id order
+    lo = int(sub[0]) if sub.shape[0] else 0
+    span = int(sub[-1]) - lo + 1 if sub.shape[0] else 0
+    if span <= 4 * sub.shape[0] + 1024:  # dense ids (one dataset's range): index by id
+        slot = np.full(span, -1, dtype=np.int64)
+        slot[sub - lo] = np.arange(sub.shape[0])
+        inside = (ids >= lo) & (ids < lo + span)
+        pos = np.full(ids.shape[0], -1, dtype=np.int64)
+        pos[inside] = slot[ids[inside] - lo]
+        found = pos >= 0
+    else:
+        pos = np.searchsorted(sub, ids)
+        pos[pos >= sub.shape[0]] = 0
+        found = sub[pos] == ids
+    # live subjects only (an erased one has no (batch, row) here)
+    return pl.DataFrame({
+        "left": lefts[found],
+        "batch": where.get_column("batch").to_numpy()[pos[found]],
+        "row": where.get_column("row").to_numpy()[pos[found]]}, schema=schema)
 
 
 def _right_side(conn: Connection, keyring: Keyring, plan: LinkedPlan, request: LinkedRequest,
