@@ -636,7 +636,8 @@ def _digest_by_blind(conn: Connection, keyring: Keyring, key: bytes, rule: LinkR
 
 
 def _digest_by_other_side(conn: Connection, keyring: Keyring, link_id: int, side: int,
-                          ds_id: int, col: str, other: pl.DataFrame) -> int:
+                          ds_id: int, col: str, other: pl.DataFrame,
+                          present: pl.DataFrame | None = None) -> int:
     """Members of ``side`` without opening any of its records: the other side's distinct
     plaintext keys (``other``: ``key``, link ``digest``) are blind-indexed under *this*
     dataset's blind key(s), the way a lookup by value is, and joined with its blind
@@ -656,6 +657,12 @@ def _digest_by_other_side(conn: Connection, keyring: Keyring, link_id: int, side
     if not frames:
         return 0
     mapping = pl.concat(frames).filter(pl.col("blind").is_not_null()).unique("blind")
+    if side == RIGHT and present is not None:  # a first build: no key row yet; the
+        # dataset's digests (``present``, its GROUP BY) filter the map in memory
+        rows = mapping.join(present.select("blind"), on="blind", how="semi").sort("blind")
+        bulk_insert(conn, T_KEYS, ["link_id", "blind", "digest"],
+                    [(link_id, b, d) for b, d in rows.iter_rows()])
+        return rows.height
     if side == RIGHT:
         return _keys_from_map(conn, link_id, ds_id, col, mapping)
     return _members_from_map(conn, link_id, side, ds_id, col, 0, mapping)
@@ -811,13 +818,22 @@ class _Counts:
     right_keyed: int | None  # right subjects with a blind digest (blind-keyed sides)
 
 
-def _counts_by_key(conn: Connection, link_id: int, right_id: int, col: str) -> _Counts:
-    """Layout 2: the counts from one ``GROUP BY`` of the right blind index (one row per
-    distinct id, in the index's order), the key rows and the left members (one row per
-    voter each), joined in memory: no per-pair row is read."""
-    counts = read_frame(conn, select(T_BLIND.c.digest, func.count())
-                        .where(T_BLIND.c.dataset_id == right_id, T_BLIND.c.column == col)
-                        .group_by(T_BLIND.c.digest), {"blind": pl.Binary, "n": pl.Int64})
+def _right_counts(conn: Connection, right_id: int, col: str) -> pl.DataFrame:
+    """``blind``, ``n``: one ``GROUP BY`` of the right blind index (one row per distinct
+    id, in the index's order)."""
+    return read_frame(conn, select(T_BLIND.c.digest, func.count())
+                      .where(T_BLIND.c.dataset_id == right_id, T_BLIND.c.column == col)
+                      .group_by(T_BLIND.c.digest), {"blind": pl.Binary, "n": pl.Int64})
+
+
+def _counts_by_key(conn: Connection, link_id: int, right_id: int, col: str,
+                   counts: pl.DataFrame | None = None) -> _Counts:
+    """Layout 2: the counts from the right blind index's ``GROUP BY`` (``counts``, read
+    here when not given: a build reads it once, before it writes the keys; the blind
+    index does not change in the build's transaction), the key rows and the left members
+    (one row per voter each), joined in memory: no per-pair row is read."""
+    if counts is None:
+        counts = _right_counts(conn, right_id, col)
     keys = read_frame(conn, select(T_KEYS.c.blind, T_KEYS.c.digest)
                       .where(T_KEYS.c.link_id == link_id),
                       {"blind": pl.Binary, "digest": pl.Binary})
@@ -850,10 +866,10 @@ def stats(conn: Connection, rule: LinkRule, link_id: int, layout: int = LAYOUT) 
     return _stats(conn, rule, link_id, layout)[0]
 
 
-def _stats(conn: Connection, rule: LinkRule, link_id: int,
-           layout: int) -> tuple[LinkStats, _Counts]:
+def _stats(conn: Connection, rule: LinkRule, link_id: int, layout: int,
+           counts: pl.DataFrame | None = None) -> tuple[LinkStats, _Counts]:
     right_id, blind_col = right_keying(conn, link_id)
-    c = (_counts_by_key(conn, link_id, right_id, blind_col) if blind_col is not None
+    c = (_counts_by_key(conn, link_id, right_id, blind_col, counts) if blind_col is not None
          else _counts_by_member(conn, link_id))
     right_live = int(conn.execute(select(func.count()).select_from(T_SUBJECT).where(
         T_SUBJECT.c.dataset_id == right_id, T_SUBJECT.c.erased_at.is_(None))).scalar_one())
@@ -948,9 +964,10 @@ def build_link(conn: Connection, keyring: Keyring, rule: LinkRule, actor: str,
     if not fresh or left_keys is None:
         new_right, _ = _digest_side(conn, keyring, rule, link_id, link_key, RIGHT, right_id,
                                     int(row.right_batch))
+    counts = _right_counts(conn, right_id, right_col) if fresh and right_col else None
     if left_keys is not None and right_col is not None and left_keys.height:
         new_right += _digest_by_other_side(conn, keyring, link_id, RIGHT, right_id, right_col,
-                                           left_keys)
+                                           left_keys, present=counts)
     del left_keys
     if fresh:
         conn.execute(sa.text(f"CREATE INDEX {_DIGEST_INDEX} ON vault_link_members "
@@ -960,9 +977,9 @@ def build_link(conn: Connection, keyring: Keyring, rule: LinkRule, actor: str,
                                  "FOREIGN KEY (link_id) REFERENCES vault_links (id)"))
             conn.execute(sa.text("ANALYZE vault_link_members"))
             conn.execute(sa.text("ANALYZE vault_link_keys"))
-    result, counts = _stats(conn, rule, link_id, LAYOUT)
+    result, tally = _stats(conn, rule, link_id, LAYOUT, counts)
     if right_col is not None:  # right subjects newly keyed (the key rows are per id)
-        new_right = counts.covered - covered_before
+        new_right = tally.covered - covered_before
     changed = result.pairs_hash != row.pairs_hash
     conn.execute(update(T_LINK).where(T_LINK.c.id == link_id).values(
         left_batch=_max_batch(conn, left_id), right_batch=_max_batch(conn, right_id),
