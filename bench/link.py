@@ -180,7 +180,7 @@ def one_step(args: argparse.Namespace) -> None:
     from vault.dp.linked import LinkedRequest, run_linked_release
     from vault.keyring import Keyring
     from vault.keys import provider_for
-    from vault.link_tables import T_LINK, T_MEMBER
+    from vault.link_tables import T_CUT, T_KEYS, T_LINK, T_MEMBER
     from vault.linkage import build_link, dataset_ids
 
     home = _home(args)
@@ -207,6 +207,8 @@ def one_step(args: argparse.Namespace) -> None:
             if row is not None:  # the bench vault has this one link: empty the table
                 # whole (SQLite's truncate path; a WHERE deletes 11M rows one by one)
                 conn.execute(delete(T_MEMBER))
+                conn.execute(delete(T_KEYS))
+                conn.execute(delete(T_CUT))
                 conn.execute(delete(T_LINK).where(T_LINK.c.id == int(row.id)))
         t0 = time.perf_counter()
         with engine.begin() as conn:
@@ -268,8 +270,15 @@ def main() -> None:
     ap.add_argument("--analysts", type=int, default=4)
     ap.add_argument("--step", default="link")
     ap.add_argument("--run-index", type=int, default=0)
+    ap.add_argument("--profile", default="", help="step only: write cProfile stats here")
     args = ap.parse_args()
     args.steps = args.steps.split(",")
+    if args.what == "step" and args.profile:  # where the time goes (cProfile, to a file)
+        import cProfile
+
+        cProfile.runctx("one_step(args)", globals(), {"args": args, "one_step": one_step},
+                        args.profile)
+        return
     if args.what == "fixture":
         build_fixture(args)
     elif args.what == "run":

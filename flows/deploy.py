@@ -9,7 +9,7 @@ Schedules (cron, UTC, all overridable):
   seconds at any time (``watch-folder-ingest`` is also served, unscheduled, for a
   manual run);
 - ``monthly-key-rotation``: the ``rotate`` flow at 03:30 on the 1st of each month;
-- ``ingest``, ``release``, ``erasure``: unscheduled, run on demand
+- ``ingest``, ``release``, ``linked-release``, ``erasure``: unscheduled, run on demand
   (``prefect deployment run 'ingest/ingest' -p path=... -p dataset=...``).
 
 Scheduled flows act as service principals that ``civicvault deploy`` creates
@@ -40,6 +40,7 @@ from prefect.deployments.runner import RunnerDeployment  # noqa: E402
 from flows.audit import audit  # noqa: E402
 from flows.erasure import erasure  # noqa: E402
 from flows.ingest import ingest_flow  # noqa: E402
+from flows.linked_release import linked_release  # noqa: E402
 from flows.release import release  # noqa: E402
 from flows.rotate import rotate  # noqa: E402
 from flows.watch import watch_folder  # noqa: E402
@@ -97,6 +98,9 @@ def build_deployments(config: DeployConfig) -> list[RunnerDeployment]:
             description="Ingest a file or folder on demand (path, dataset)."),
         release.to_deployment(name="release", tags=tags, parameters=_home(config),
                               description="An analyst's DP release on demand."),
+        linked_release.to_deployment(
+            name="linked-release", tags=tags, parameters=_home(config),
+            description="An analyst's DP release across two linked datasets on demand."),
         erasure.to_deployment(name="erasure", tags=tags, parameters=_home(config),
                               description="A file of erasure requests on demand."),
     ]

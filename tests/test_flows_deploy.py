@@ -64,6 +64,7 @@ def test_prefect_yaml_entrypoints_are_our_flows_with_cron_schedules() -> None:
         "monthly-key-rotation": "rotate",
         "ingest": "ingest",
         "release": "release",
+        "linked-release": "linked-release",
         "erasure": "erasure",
     }
     assert set(deployments) == set(expected)

@@ -397,6 +397,53 @@ def test_release_flow_spends_the_analysts_budget(
     assert _ledger_actions(home).get("release.dp", 0) == 1
 
 
+def test_linked_release_flow_charges_both_datasets_of_the_link(
+    harness: dict[str, str], home: VaultHome, tmp_path: Path
+) -> None:
+    """``linked-release``: turnout by party across the voter file and its vote history,
+    person-level, charged on both datasets; one release entry."""
+    import json
+
+    from link_helpers import (
+        GENERAL,
+        HISTORY_LAYOUT,
+        LINK_POLICY,
+        VOTER_LAYOUT,
+        history,
+        put,
+        voter_file,
+    )
+
+    from flows.linked_release import linked_release
+    from vault.access import installed_policy
+    from vault.keyring import Keyring
+    from vault.keys import provider_for
+    from vault.linkage import build_link
+
+    home.policy_path.write_text(home.policy_path.read_text() + LINK_POLICY, encoding="utf-8")
+    engine, keyring = _engine(home), Keyring(provider_for(home))
+    voters = voter_file(40)
+    put(engine, keyring, voters, "nc_voters", VOTER_LAYOUT)
+    ids = voters.get_column("ncid").to_list()
+    put(engine, keyring, history(ids[:30], [2] * 30), "nc_history", HISTORY_LAYOUT)
+    with engine.begin() as conn:
+        build_link(conn, keyring, installed_policy(home).links["nc_voter_history"], "admin")
+    from vault.service import Vault
+
+    token_file = tmp_path / "analyst.token"
+    with Vault.open(home) as admin:  # an analyst (the default budget holds one release)
+        token_file.write_text(admin.principals_add("ana", "analyst") + "\n")
+    token_file.chmod(0o600)
+    out = tmp_path / "linked.json"
+    doc = linked_release(dataset="nc_voters", join="nc_history", by=["party_cd"],
+                         measures=["turnout"], epsilon="0.5", where=[f"election_desc={GENERAL}"],
+                         home=str(home.root), token_file=str(token_file), out=str(out))
+    assert doc["rows"] and doc["accuracy"]["privacy_unit"]["unit"] == "person"
+    assert json.loads(out.read_text())["rows"] == doc["rows"]
+    assert _ledger_actions(home).get("release.charge", 0) == 2
+    assert _ledger_actions(home).get("release.dp", 0) == 1
+
+
 def test_cli_release_runs_the_release_flow(
     harness: dict[str, str], home: VaultHome, voters_csv: Path, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],

@@ -356,12 +356,28 @@ def test_ledger_verify_rederives_the_link_table(
         erase(conn, vault.keyring, "nc_voters", {"ncid": ids[1]}, "admin")
     code, _out, err = _run(capsys, vault, "admin", "ledger", "verify", "--json")
     assert code == 0, err
-    # an operator quietly re-links a pair (moves a history row to another voter)
+    # an operator quietly re-links a voter's history rows to another voter (the right
+    # side is kept by blind digest: one key row per voter id)
+    keys = linkage.T_KEYS
+    with vault.engine.connect() as conn:
+        first, second = conn.execute(select(keys.c.blind, keys.c.digest)
+                                     .order_by(keys.c.blind).limit(2)).all()
+    with vault.engine.begin() as conn:
+        conn.execute(keys.update().where(keys.c.blind == first.blind)
+                     .values(digest=second.digest))
+    code, _, err = _run(capsys, vault, "admin", "ledger", "verify")
+    assert code == 1 and "vault_link_keys" in err
+    with vault.engine.begin() as conn:
+        conn.execute(keys.update().where(keys.c.blind == first.blind)
+                     .values(digest=first.digest))
+    code, _, err = _run(capsys, vault, "admin", "ledger", "verify")
+    assert code == 0, err
+    # ... or moves a voter's member row to another key
     with vault.engine.begin() as conn:
         conn.execute(linkage.T_MEMBER.update().where(
-            linkage.T_MEMBER.c.side == 1,
+            linkage.T_MEMBER.c.side == 0,
             linkage.T_MEMBER.c.subject_id == select(linkage.T_MEMBER.c.subject_id).where(
-                linkage.T_MEMBER.c.side == 1).order_by(linkage.T_MEMBER.c.subject_id)
+                linkage.T_MEMBER.c.side == 0).order_by(linkage.T_MEMBER.c.subject_id)
             .limit(1).scalar_subquery()).values(digest=b"\x00" * 16))
     code, _, err = _run(capsys, vault, "admin", "ledger", "verify")
     assert code == 1 and "vault_link_members" in err
@@ -621,7 +637,9 @@ def test_set_based_build_agrees_with_a_reference_join_outside_the_vault(
     want = sorted((by_id[h.strip().upper()], hs[k])
                   for k, h in enumerate(hist.get_column("ncid").to_list()))
     assert list(pairs.iter_rows()) == want
-    assert doc["pairs"] == len(want) and doc["pairs_hash"] == linkage.pairs_hash(pairs)
+    assert doc["pairs"] == len(want)
+    with vault.engine.connect() as conn:  # the ledgered hash: the link's stored state's
+        assert doc["pairs_hash"] == linkage.state_hash(conn, link_id)
     assert set(status.get_column("status")) == {"matched"}
 
 
@@ -669,3 +687,49 @@ def test_open_records_is_open_record_without_a_dict_per_row() -> None:
     assert crypto.unwrap_subject_keys(wrap, 5, 7, [21, 22, 23], wrapped) == keys
     with pytest.raises(CiphertextRejected):
         crypto.unwrap_subject_keys(wrap, 6, 7, [21, 22, 23], wrapped)
+
+
+def test_erased_history_rows_cut_their_key_and_a_later_file_does_not_relink(
+    vault: Vault, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The history side is kept by blind digest (one key row per voter id): erasing a
+    voter's history records cuts that key, so the voter's rows stop counting and a later
+    history file with the same id is not linked; ``ledger verify`` still agrees."""
+    ids, rows = _standard(vault)
+    first = _build(capsys, vault)
+    with vault.engine.begin() as conn:
+        erase(conn, vault.keyring, "nc_history", {"ncid": ids[2]}, "admin")
+    [cut] = _entries(vault, "link.cut")
+    assert cut["details"]["side"] == "right" and cut["details"]["members_cut"] == 1
+    assert cut["details"]["layout"] == 2
+    code, _, err = _run(capsys, vault, "admin", "ledger", "verify")
+    assert code == 0, err
+    after = _build(capsys, vault)
+    assert after["pairs"] == first["pairs"] - rows[2] and after["cut"] == 1
+    assert after["left_linked"] == first["left_linked"] - 1
+    put(vault.engine, vault.keyring, history([ids[2]], [2], [PRIMARY]), "nc_history",
+        HISTORY_LAYOUT)
+    again = _build(capsys, vault)
+    assert again["pairs"] == after["pairs"] and again["right_unmatched"] == \
+        after["right_unmatched"] + 2
+    code, _, err = _run(capsys, vault, "admin", "ledger", "verify")
+    assert code == 0, err
+
+
+def test_a_link_of_the_older_layout_is_rebuilt_from_scratch(
+    vault: Vault, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A link row of layout 1 (one member row per right subject, before migration 0010)
+    is digested again by the next build, into layout 2, with the same counts."""
+    _standard(vault)
+    doc = _build(capsys, vault)
+    with vault.engine.begin() as conn:
+        conn.execute(linkage.T_LINK.update().values(layout=1, right_blind=None))
+    again = _build(capsys, vault)
+    assert {k: v for k, v in again.items() if k != "pairs_hash"} == \
+        {k: v for k, v in doc.items() if k != "pairs_hash"}
+    assert _entries(vault, "link.build")[-1]["details"]["layout"] == 2
+    with vault.engine.connect() as conn:
+        assert conn.execute(select(linkage.T_LINK.c.layout)).scalar_one() == 2
+    code, _, err = _run(capsys, vault, "admin", "ledger", "verify")
+    assert code == 0, err

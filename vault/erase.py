@@ -85,6 +85,7 @@ def erase(conn: Connection, keyring: Keyring, dataset: str, match: Mapping[str, 
     ds_id, subjects = find_subjects(conn, keyring, dataset, match)
     subjects_sorted = sorted(subjects)
     positions: dict[int, list[int]] = {}
+    held = linkage.held_keys(conn, ds_id, subjects_sorted)  # before the blind rows go
     if subjects_sorted:
         for r in conn.execute(select(T_RECORD.c.batch_id, T_RECORD.c.row)
                               .where(T_RECORD.c.subject_id.in_(subjects_sorted))):
@@ -117,7 +118,7 @@ def erase(conn: Connection, keyring: Keyring, dataset: str, match: Mapping[str, 
                      conn, manifest.buckets_of(subjects_sorted)),
                  "live_masks": manifest.live_masks(conn, positions),
                  "dataset_id": ds_id, "suppressed": manifest.suppressed_digest(conn, ds_id)})])
-    linkage.cut_erased(conn, ds_id, subjects_sorted, actor)  # links never bring them back
+    linkage.cut_erased(conn, ds_id, subjects_sorted, actor, held)  # never linked again
     for batch_id, rows in sorted(positions.items()):
         reseal_batch(conn, keyring, ds_id=ds_id, dataset=dataset, batch_id=batch_id,
                      actor=actor, reason="erasure", blank_rows=rows)

@@ -11,14 +11,19 @@ each side, how to normalise them, purposes, a contribution bound). Building it:
    its sealed record, attributes from the batch blobs), normalised, and replaced at
    once by ``HMAC-SHA256(link key, context || normalised key)`` truncated to 128 bits;
    the plaintext is dropped, only the digests are compared;
-3. ``vault_link_members`` keeps (link, side, subject, digest); two subjects are
+3. ``vault_link_members`` keeps (link, side, subject, digest) for the left side; a right
+   side whose key is a blind-indexed id (a vote history) keeps one ``vault_link_keys``
+   row per distinct id instead, (link, blind digest, digest), and its subjects follow
+   from the blind index (layout 2, ``vault.link_tables.LAYOUT``). Two subjects are
    linked when their digests are equal and the digest belongs to exactly one left
    subject (several: *ambiguous*, not linked). ``link_pairs`` derives the pairs;
-4. ``link.build`` goes on the ledger with counts and the SHA-256 of the sorted pair
-   list (``data_hash``); a rebuild digests only batches newer than its watermarks
-   (idempotent: an unchanged vault gives the same hash and adds nothing);
-5. erasing a subject (``vault.erase``) *cuts* it: its member rows are deleted and
-   their digests kept in ``vault_link_cut``, so no later file links that key again.
+4. ``link.build`` goes on the ledger with counts and the hash of the link's stored
+   state (``vault.link_tables.state_hash``; ``data_hash``); a rebuild digests only
+   batches newer than its watermarks (idempotent: an unchanged vault gives the same
+   hash and adds nothing);
+5. erasing a subject (``vault.erase``) *cuts* it: its member rows (or, on a right side
+   kept by blind digest, its id's key rows) are deleted and their digests kept in
+   ``vault_link_cut``, so no later file links that key again.
 
 What an operator holding the database learns: which subject ids of the two
 datasets are the same person (the pairs), and how many subjects share a key;
@@ -50,13 +55,17 @@ from vault import _aead, blind_index, crypto, vocab
 from vault.errors import BadInput
 from vault.keyring import Keyring, now
 from vault.link_tables import (
+    LAYOUT,
     LEFT,
     RIGHT,
     T_CUT,
+    T_KEYS,
     T_LINK,
     T_MEMBER,
+    has_key_table,
     has_link_tables,
     hash_pairs,
+    state_hash,
 )
 from vault.store import (
     T_BATCH,
@@ -168,6 +177,9 @@ def read_frame(conn: Connection, stmt: Any, schema: Mapping[str, Any]) -> pl.Dat
         del text
         return frame.with_columns([pl.col(c).str.slice(2).str.decode("hex")
                                    for c, t in schema.items() if t == pl.Binary])
+    text_frame = _sqlite_text_frame(conn, stmt, schema)
+    if text_frame is not None:
+        return text_frame
     sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
     raw: Any = conn.connection.dbapi_connection
     cur = raw.cursor()
@@ -180,6 +192,39 @@ def read_frame(conn: Connection, stmt: Any, schema: Mapping[str, Any]) -> pl.Dat
     finally:
         cur.close()
     return pl.concat(frames, rechunk=True) if frames else pl.DataFrame(schema=dict(schema))
+
+
+def _sqlite_text_frame(conn: Connection, stmt: Any,
+                       schema: Mapping[str, Any]) -> pl.DataFrame | None:
+    """SQLite: the rows rendered by the database as one comma-separated text
+    (``group_concat``, blobs and strings as hex), parsed by Polars: the driver's tuple per row cost
+    ~1.7x as much at 1M rows. None when the text would pass SQLite's length limit (the
+    caller falls back to chunked driver reads)."""
+    import sqlite3
+
+    q = stmt.subquery("q")
+    texts = {c for c, t in schema.items() if t in (pl.Binary, pl.String)}  # hex: no commas
+    parts: list[Any] = [sa.func.ifnull(sa.func.hex(c) if t in (pl.Binary, pl.String)
+                                       else sa.cast(c, sa.Text), "")
+                        for c, t in zip(q.c, schema.values(), strict=True)]
+    line: Any = parts[0]
+    for part in parts[1:]:
+        line = line.concat(",").concat(part)
+    try:
+        text: str | None = conn.execute(select(func.group_concat(line, "\n"))).scalar()
+    except sa.exc.DBAPIError as exc:
+        if isinstance(exc.orig, sqlite3.DataError) or "too big" in str(exc.orig):
+            return None
+        raise
+    if not text:
+        return pl.DataFrame(schema=dict(schema))
+    data = text.encode()
+    del text
+    text_schema = {c: (pl.String if c in texts else t) for c, t in schema.items()}
+    frame = pl.read_csv(data, has_header=False, new_columns=list(schema), schema=text_schema,
+                        separator=",", quote_char=None)
+    del data
+    return frame.with_columns([pl.col(c).str.decode("hex").cast(schema[c]) for c in texts])
 
 
 @contextmanager
@@ -207,6 +252,35 @@ def live_subjects(conn: Connection, ds_id: int, after_batch: int = 0) -> pl.Data
                       {"subject": pl.Int64, "batch": pl.Int64, "row": pl.Int64})
 
 
+def batch_columns(conn: Connection, keyring: Keyring, ds_id: int, batches: Sequence[int],
+                  columns: Sequence[str]) -> Iterator[tuple[int, pl.DataFrame]]:
+    """(batch, ``row`` + the decrypted attribute ``columns`` of every row of the batch),
+    one batch at a time in the order given (one AES-GCM call per batch and column), so a
+    caller can filter a batch before the next one is opened."""
+    for start in range(0, len(batches), 200):
+        part = [int(b) for b in batches[start:start + 200]]
+        blobs = conn.execute(select(T_COLUMN.c.batch_id, T_COLUMN.c.column, T_COLUMN.c.key_id,
+                                    T_COLUMN.c.sealed)
+                             .where(T_COLUMN.c.batch_id.in_(part),
+                                    T_COLUMN.c.column.in_(list(columns)))).all()
+        by_batch: dict[int, dict[str, Any]] = {}
+        for b in blobs:
+            by_batch.setdefault(int(b.batch_id), {})[str(b.column)] = b
+        del blobs
+        for batch in part:
+            cols = by_batch.pop(batch, {})
+            missing = [c for c in columns if c not in cols]
+            if missing:
+                raise BadInput("a requested column is not an attribute column of the dataset")
+            series = [crypto.open_column(keyring.by_id(conn, int(cols[c].key_id)),
+                                         int(cols[c].key_id), ds_id, batch, c,
+                                         bytes(cols[c].sealed)).cast(pl.String).alias(c)
+                      for c in columns]
+            del cols
+            yield batch, pl.DataFrame(series).with_row_index("row").with_columns(
+                pl.col("row").cast(pl.Int64))
+
+
 def attribute_values(conn: Connection, keyring: Keyring, ds_id: int, columns: Sequence[str],
                      subjects: pl.DataFrame) -> pl.DataFrame:
     """``subject`` + the decrypted attribute ``columns`` of each subject's current row
@@ -215,28 +289,8 @@ def attribute_values(conn: Connection, keyring: Keyring, ds_id: int, columns: Se
     if not columns or subjects.height == 0:
         return out.with_columns([pl.lit(None, dtype=pl.String).alias(c) for c in columns])
     batches = sorted(set(subjects.get_column("batch").to_list()))
-    frames: list[pl.DataFrame] = []
-    for start in range(0, len(batches), 200):
-        part = batches[start:start + 200]
-        blobs = conn.execute(select(T_COLUMN.c.batch_id, T_COLUMN.c.column, T_COLUMN.c.key_id,
-                                    T_COLUMN.c.sealed)
-                             .where(T_COLUMN.c.batch_id.in_(part),
-                                    T_COLUMN.c.column.in_(list(columns)))).all()
-        by_batch: dict[int, dict[str, Any]] = {}
-        for b in blobs:
-            by_batch.setdefault(int(b.batch_id), {})[str(b.column)] = b
-        for batch in part:
-            cols = by_batch.get(batch, {})
-            missing = [c for c in columns if c not in cols]
-            if missing:
-                raise BadInput("a requested column is not an attribute column of the dataset")
-            series = [crypto.open_column(keyring.by_id(conn, int(cols[c].key_id)),
-                                         int(cols[c].key_id), ds_id, batch, c,
-                                         bytes(cols[c].sealed)).cast(pl.String).alias(c)
-                      for c in columns]
-            frame = pl.DataFrame(series).with_row_index("row").with_columns(
-                pl.col("row").cast(pl.Int64), pl.lit(batch, dtype=pl.Int64).alias("batch"))
-            frames.append(frame)
+    frames = [frame.with_columns(pl.lit(batch, dtype=pl.Int64).alias("batch"))
+              for batch, frame in batch_columns(conn, keyring, ds_id, batches, columns)]
     values = pl.concat(frames, how="vertical_relaxed")
     return subjects.join(values, on=["batch", "row"], how="left",
                          maintain_order="left").select("subject", *columns)
@@ -369,13 +423,7 @@ def _cut(conn: Connection, link_id: int, side: int, subjects: Sequence[int]) -> 
                                             T_MEMBER.c.subject_id.in_(part))).scalars()]
         if not found:
             continue
-        known = {bytes(d) for d in conn.execute(
-            select(T_CUT.c.digest).where(T_CUT.c.link_id == link_id,
-                                         T_CUT.c.digest.in_(found))).scalars()}
-        fresh = sorted(set(found) - known)
-        if fresh:
-            conn.execute(insert(T_CUT), [{"link_id": link_id, "digest": d, "cut_at": now()}
-                                         for d in fresh])
+        _add_cut(conn, link_id, found)
         conn.execute(delete(T_MEMBER).where(T_MEMBER.c.link_id == link_id,
                                             T_MEMBER.c.side == side,
                                             T_MEMBER.c.subject_id.in_(part)))
@@ -383,26 +431,94 @@ def _cut(conn: Connection, link_id: int, side: int, subjects: Sequence[int]) -> 
     return n
 
 
-def cut_erased(conn: Connection, ds_id: int, subjects: Sequence[int], actor: str) -> None:
+def _add_cut(conn: Connection, link_id: int, found: Sequence[bytes]) -> None:
+    known = {bytes(d) for d in conn.execute(
+        select(T_CUT.c.digest).where(T_CUT.c.link_id == link_id,
+                                     T_CUT.c.digest.in_(list(found)))).scalars()}
+    fresh = sorted(set(found) - known)
+    if fresh:
+        conn.execute(insert(T_CUT), [{"link_id": link_id, "digest": d, "cut_at": now()}
+                                     for d in fresh])
+
+
+def _cut_keys(conn: Connection, link_id: int, blinds: Sequence[bytes]) -> int:
+    """Layout 2, a right side kept by blind digest: the erased subjects' blind digests
+    (``blinds``, read before erasure deleted them) lose their key rows and their link
+    digests are kept as cut, so no record carrying that key links again (a key is one
+    person's: the erased record's siblings with the same id stop counting too)."""
+    n = 0
+    for start in range(0, len(blinds), _CHUNK):
+        part = list(blinds[start:start + _CHUNK])
+        found = sorted({bytes(d) for d in conn.execute(
+            select(T_KEYS.c.digest).where(T_KEYS.c.link_id == link_id,
+                                          T_KEYS.c.blind.in_(part))).scalars()})
+        if not found:
+            continue
+        _add_cut(conn, link_id, found)
+        n += int(conn.execute(delete(T_KEYS).where(T_KEYS.c.link_id == link_id,
+                                                   T_KEYS.c.digest.in_(found))).rowcount)
+    return n
+
+
+def held_keys(conn: Connection, ds_id: int, subjects: Sequence[int]) -> dict[str, list[bytes]]:
+    """Called by erasure *before* it deletes the subjects' blind-index rows: the blind
+    digests of ``subjects`` in each column that keys a link's right side (layout 2), for
+    :func:`cut_erased`. Empty when no link keeps ``ds_id`` that way."""
+    if not subjects or not has_link_tables(conn) or not has_key_table(conn):
+        return {}
+    cols = sorted({str(c) for c in conn.execute(
+        select(T_LINK.c.right_blind).where(T_LINK.c.right_dataset_id == ds_id,
+                                           T_LINK.c.right_blind.is_not(None))).scalars()})
+    out: dict[str, list[bytes]] = {}
+    ids = sorted(subjects)
+    for col in cols:
+        found: set[bytes] = set()
+        for start in range(0, len(ids), _CHUNK):
+            found.update(bytes(d) for d in conn.execute(
+                select(T_BLIND.c.digest).where(
+                    T_BLIND.c.dataset_id == ds_id, T_BLIND.c.column == col,
+                    T_BLIND.c.subject_id.in_(ids[start:start + _CHUNK]))).scalars())
+        out[col] = sorted(found)
+    return out
+
+
+def link_hash(conn: Connection, link_id: int, layout: int) -> str:
+    """The hash the ledger vouches for: layout 2 the stored state's
+    (:func:`vault.link_tables.state_hash`), layout 1 the pair list's."""
+    if layout >= 2:
+        return state_hash(conn, link_id)
+    return pairs_hash(link_pairs(conn, link_id)[0])
+
+
+def cut_erased(conn: Connection, ds_id: int, subjects: Sequence[int], actor: str,
+               held: Mapping[str, Sequence[bytes]] | None = None) -> None:
     """Called by erasure, in its transaction: cut ``subjects`` of dataset ``ds_id`` from
-    every link, and ledger ``link.cut`` (counts only) for each link that had them."""
+    every link, and ledger ``link.cut`` (counts only) for each link that had them
+    (``held``: :func:`held_keys`, taken before the blind-index rows were deleted)."""
     if not subjects or not has_link_tables(conn):
         return
-    links = conn.execute(select(T_LINK.c.id, T_LINK.c.name, T_LINK.c.left_dataset_id,
-                                T_LINK.c.right_dataset_id)
-                         .where((T_LINK.c.left_dataset_id == ds_id)
-                                | (T_LINK.c.right_dataset_id == ds_id))).all()
+    keyed = has_key_table(conn)
+    cols = [T_LINK.c.id, T_LINK.c.name, T_LINK.c.left_dataset_id, T_LINK.c.right_dataset_id,
+            *([T_LINK.c.layout, T_LINK.c.right_blind] if keyed else [])]
+    links = conn.execute(select(*cols).where((T_LINK.c.left_dataset_id == ds_id)
+                                             | (T_LINK.c.right_dataset_id == ds_id))).all()
     for link in links:
         side = LEFT if int(link.left_dataset_id) == ds_id else RIGHT
-        n = _cut(conn, int(link.id), side, subjects)
-        after = pairs_hash(link_pairs(conn, int(link.id))[0])
+        layout = int(link.layout or 1) if keyed else 1
+        blind_col = link.right_blind if keyed else None
+        if side == RIGHT and blind_col is not None:
+            n = _cut_keys(conn, int(link.id), list((held or {}).get(str(blind_col), [])))
+        else:
+            n = _cut(conn, int(link.id), side, subjects)
+        after = link_hash(conn, int(link.id), layout)
         conn.execute(update(T_LINK).where(T_LINK.c.id == int(link.id)).values(pairs_hash=after))
         ledger_store.append(conn, [EntryDraft(
             actor=actor, action=LINK_CUT_ACTION, resource=resource_of(str(link.name)),
             data_hash=after,
             details={"link": str(link.name), "side": "left" if side == LEFT else "right",
                      "subjects_erased": len(subjects), "members_cut": n,
-                     "cut_total": _count_cut(conn, int(link.id))})])
+                     "cut_total": _count_cut(conn, int(link.id)),
+                     **({"layout": layout} if layout >= 2 else {})})])
 
 
 def _count_cut(conn: Connection, link_id: int) -> int:
@@ -488,13 +604,17 @@ def _digest_by_blind(conn: Connection, keyring: Keyring, key: bytes, rule: LinkR
               .where(T_BLIND.c.dataset_id == ds_id, T_BLIND.c.column == col))
     if after_batch > 0:  # a first build takes every blind row (erasure deletes them)
         reps_q = reps_q.join(T_SUBJECT, T_SUBJECT.c.id == T_BLIND.c.subject_id).where(newer)
+    if side == RIGHT:  # kept by blind digest: only digests without their key row yet
+        reps_q = reps_q.where(~sa.exists().where(T_KEYS.c.link_id == link_id,
+                                                 T_KEYS.c.blind == T_BLIND.c.digest))
     reps_sub = reps_q.group_by(T_BLIND.c.digest).subquery()
-    reps = read_frame(conn, select(reps_sub.c.blind, T_SUBJECT.c.id, T_SUBJECT.c.current_batch_id,
-                                   T_SUBJECT.c.current_row)
-                      .join(T_SUBJECT, T_SUBJECT.c.id == reps_sub.c.subject)
-                      .order_by(T_SUBJECT.c.id),
-                      {"blind": pl.Binary, "subject": pl.Int64, "batch": pl.Int64,
-                       "row": pl.Int64})
+    # (blind, lowest subject) in the index's order, then joined in memory with the live
+    # subjects' (batch, row): a join in SQLite looked the subjects up in digest order,
+    # at random (8 s of a 1M-voter build)
+    reps = (read_frame(conn, select(reps_sub.c.blind, reps_sub.c.subject),
+                       {"blind": pl.Binary, "subject": pl.Int64})
+            .join(live_subjects(conn, ds_id, after_batch), on="subject")
+            .select("blind", "subject", "batch", "row").sort("subject"))
     if reps.height == 0:
         return 0, (pl.DataFrame(schema={"key": pl.String, "digest": pl.Binary})
                    if keep_keys else None)
@@ -510,11 +630,14 @@ def _digest_by_blind(conn: Connection, keyring: Keyring, key: bytes, rule: LinkR
                        & ~pl.col("digest").is_in(cut.implode()))
                .select("blind", "digest"))
     del found, reps
+    if side == RIGHT:
+        return _keys_from_map(conn, link_id, ds_id, col, mapping), kept
     return _members_from_map(conn, link_id, side, ds_id, col, after_batch, mapping), kept
 
 
 def _digest_by_other_side(conn: Connection, keyring: Keyring, link_id: int, side: int,
-                          ds_id: int, col: str, other: pl.DataFrame) -> int:
+                          ds_id: int, col: str, other: pl.DataFrame,
+                          present: pl.DataFrame | None = None) -> int:
     """Members of ``side`` without opening any of its records: the other side's distinct
     plaintext keys (``other``: ``key``, link ``digest``) are blind-indexed under *this*
     dataset's blind key(s), the way a lookup by value is, and joined with its blind
@@ -534,22 +657,56 @@ def _digest_by_other_side(conn: Connection, keyring: Keyring, link_id: int, side
     if not frames:
         return 0
     mapping = pl.concat(frames).filter(pl.col("blind").is_not_null()).unique("blind")
+    if side == RIGHT and present is not None:  # a first build: no key row yet; the
+        # dataset's digests (``present``, its GROUP BY) filter the map in memory
+        rows = mapping.join(present.select("blind"), on="blind", how="semi").sort("blind")
+        bulk_insert(conn, T_KEYS, ["link_id", "blind", "digest"],
+                    [(link_id, b, d) for b, d in rows.iter_rows()])
+        return rows.height
+    if side == RIGHT:
+        return _keys_from_map(conn, link_id, ds_id, col, mapping)
     return _members_from_map(conn, link_id, side, ds_id, col, 0, mapping)
 
 
-def _members_from_map(conn: Connection, link_id: int, side: int, ds_id: int, col: str,
-                      after_batch: int, mapping: pl.DataFrame) -> int:
-    """Load ``mapping`` (blind digest -> link digest) into a temporary table (COPY on
-    PostgreSQL; indexed after the load), then write the member row of every subject of
-    ``ds_id`` (newer than ``after_batch``) with one ``INSERT ... SELECT`` over the blind
-    index. The temporary table is dropped before the transaction ends."""
-    pg = conn.dialect.name == "postgresql"
+def _load_map(conn: Connection, mapping: pl.DataFrame) -> None:
+    """``mapping`` (blind digest -> link digest) into the temporary table ``cv_link_map``
+    (COPY on PostgreSQL; indexed after the load)."""
     conn.execute(sa.text("DROP TABLE IF EXISTS cv_link_map"))
     _MAP.create(conn)
     bulk_insert(conn, _MAP, ["blind", "digest"], list(mapping.sort("blind").iter_rows()))
     conn.execute(sa.text("CREATE INDEX cv_link_map_blind ON cv_link_map (blind)"))
-    if pg:
+    if conn.dialect.name == "postgresql":
         conn.execute(sa.text("ANALYZE cv_link_map"))
+
+
+def _keys_from_map(conn: Connection, link_id: int, ds_id: int, col: str,
+                   mapping: pl.DataFrame) -> int:
+    """Layout 2's right side: one ``vault_link_keys`` row per blind digest of ``mapping``
+    that the dataset's blind index holds and the link has no row for yet (one row per
+    distinct id, not per subject: the subjects follow from the blind index)."""
+    if mapping.height == 0:
+        return 0
+    _load_map(conn, mapping)
+    n = conn.execute(sa.text(
+        "INSERT INTO vault_link_keys (link_id, blind, digest) "
+        "SELECT :link, m.blind, m.digest FROM cv_link_map m "
+        "WHERE EXISTS (SELECT 1 FROM vault_blind_index b WHERE b.dataset_id = :ds "
+        "AND b.\"column\" = :col AND b.digest = m.blind) "
+        "AND NOT EXISTS (SELECT 1 FROM vault_link_keys k WHERE k.link_id = :link "
+        "AND k.blind = m.blind) ORDER BY m.blind"),
+        {"link": link_id, "ds": ds_id, "col": col}).rowcount
+    conn.execute(sa.text("DROP TABLE cv_link_map"))
+    return int(n)
+
+
+def _members_from_map(conn: Connection, link_id: int, side: int, ds_id: int, col: str,
+                      after_batch: int, mapping: pl.DataFrame) -> int:
+    """Load ``mapping`` (blind digest -> link digest, :func:`_load_map`), then write the
+    member row of every subject of ``ds_id`` (newer than ``after_batch``) with one
+    ``INSERT ... SELECT`` over the blind index. The temporary table is dropped before the
+    transaction ends."""
+    pg = conn.dialect.name == "postgresql"
+    _load_map(conn, mapping)
     subject_join = ("" if after_batch == 0 else
                     "JOIN vault_subjects s ON s.id = b.subject_id AND s.erased_at IS NULL "
                     "AND s.current_batch_id > :after ")
@@ -600,21 +757,46 @@ def _owners(link_id: int) -> Any:
             .group_by(T_MEMBER.c.digest).subquery("owners"))
 
 
+def right_keying(conn: Connection, link_id: int) -> tuple[int, str | None]:
+    """(right dataset id, the blind-indexed column its members are keyed by in layout 2,
+    or None: one member row per right subject)."""
+    if not has_key_table(conn):
+        return int(conn.execute(select(T_LINK.c.right_dataset_id).where(
+            T_LINK.c.id == link_id)).scalar_one()), None
+    row = conn.execute(select(T_LINK.c.right_dataset_id, T_LINK.c.right_blind)
+                       .where(T_LINK.c.id == link_id)).one()
+    return int(row.right_dataset_id), (str(row.right_blind) if row.right_blind else None)
+
+
+def right_members(link_id: int, right_id: int, blind_col: str | None) -> tuple[Any, Any]:
+    """(the right side's member rows as a FROM clause, its ``subject``/``digest``
+    columns): ``vault_link_members`` rows, or (layout 2) the right dataset's blind index
+    joined with the link's key rows."""
+    if blind_col is None:
+        r = T_MEMBER.alias("r")
+        return (r, (r.c.subject_id, r.c.digest, (r.c.link_id == link_id) & (r.c.side == RIGHT)))
+    b, k = T_BLIND.alias("b"), T_KEYS.alias("k")
+    src = b.join(k, (k.c.link_id == link_id) & (k.c.blind == b.c.digest))
+    return (src, (b.c.subject_id, k.c.digest,
+                  (b.c.dataset_id == right_id) & (b.c.column == blind_col)))
+
+
 def link_pairs(conn: Connection, link_id: int) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(pairs ``left``/``right`` subject ids sorted, right members with their ``status``:
     matched | ambiguous | unmatched). The join on digest runs in the database; only
     integers come back, as columns."""
     owners = _owners(link_id)
-    r = T_MEMBER.alias("r")
+    right_id, blind_col = right_keying(conn, link_id)
+    src, (subject, digest, where) = right_members(link_id, right_id, blind_col)
     with bulk_joins(conn):
         status = read_frame(conn, select(
-            r.c.subject_id, sa.case((owners.c.n == 1, owners.c.l), else_=None),
+            subject, sa.case((owners.c.n == 1, owners.c.l), else_=None),
             sa.case((owners.c.n.is_(None), 2), (owners.c.n == 1, 0), else_=1))
-            .select_from(r.outerjoin(owners, owners.c.digest == r.c.digest))
-            .where(r.c.link_id == link_id, r.c.side == RIGHT),
+            .select_from(src.outerjoin(owners, owners.c.digest == digest)).where(where),
             {"right": pl.Int64, "left": pl.Int64, "code": pl.Int8})
-    status = status.select("right", "left", pl.col("code").replace_strict(
-        [0, 1, 2], list(_STATUS), return_dtype=pl.String).alias("status"))
+    status = status.unique("right", keep="first").select(
+        "right", "left", pl.col("code").replace_strict(
+            [0, 1, 2], list(_STATUS), return_dtype=pl.String).alias("status"))
     pairs = (status.filter(pl.col("status") == "matched").select("left", "right")
              .sort("left", "right"))
     return pairs, status
@@ -625,75 +807,151 @@ def pairs_hash(pairs: pl.DataFrame) -> str:
     return hash_pairs(pairs.get_column("left").to_numpy(), pairs.get_column("right").to_numpy())
 
 
-def stats(conn: Connection, rule: LinkRule, link_id: int) -> LinkStats:
+@dataclass(frozen=True)
+class _Counts:
+    pairs: int
+    left_subjects: int
+    left_linked: int
+    matched: int
+    ambiguous: int
+    covered: int  # right subjects with a member (or key) row
+    right_keyed: int | None  # right subjects with a blind digest (blind-keyed sides)
+
+
+def _right_counts(conn: Connection, right_id: int, col: str) -> pl.DataFrame:
+    """``blind``, ``n``: one ``GROUP BY`` of the right blind index (one row per distinct
+    id, in the index's order)."""
+    return read_frame(conn, select(T_BLIND.c.digest, func.count())
+                      .where(T_BLIND.c.dataset_id == right_id, T_BLIND.c.column == col)
+                      .group_by(T_BLIND.c.digest), {"blind": pl.Binary, "n": pl.Int64})
+
+
+def _counts_by_key(conn: Connection, link_id: int, right_id: int, col: str,
+                   counts: pl.DataFrame | None = None) -> _Counts:
+    """Layout 2: the counts from the right blind index's ``GROUP BY`` (``counts``, read
+    here when not given: a build reads it once, before it writes the keys; the blind
+    index does not change in the build's transaction), the key rows and the left members
+    (one row per voter each), joined in memory: no per-pair row is read."""
+    if counts is None:
+        counts = _right_counts(conn, right_id, col)
+    keys = read_frame(conn, select(T_KEYS.c.blind, T_KEYS.c.digest)
+                      .where(T_KEYS.c.link_id == link_id),
+                      {"blind": pl.Binary, "digest": pl.Binary})
+    left = members(conn, link_id, LEFT)
+    owners = left.group_by("digest").agg(pl.len().alias("owners"),
+                                         pl.col("subject").min().alias("left"))
+    g = counts.join(keys, on="blind").join(owners, on="digest", how="left")
+    matched = g.filter(pl.col("owners") == 1)
+    return _Counts(
+        pairs=int(matched.get_column("n").sum()), left_subjects=left.height,
+        left_linked=int(matched.get_column("left").n_unique()) if matched.height else 0,
+        matched=int(matched.get_column("n").sum()),
+        ambiguous=int(g.filter(pl.col("owners") > 1).get_column("n").sum()),
+        covered=int(g.get_column("n").sum()), right_keyed=int(counts.get_column("n").sum()))
+
+
+def _counts_by_member(conn: Connection, link_id: int) -> _Counts:
     pairs, status = link_pairs(conn, link_id)
     counts = dict(status.group_by("status").len().iter_rows())
-    right_ids = conn.execute(select(T_LINK.c.right_dataset_id, T_LINK.c.left_dataset_id)
-                             .where(T_LINK.c.id == link_id)).one()
-    right_live = int(conn.execute(select(func.count()).select_from(T_SUBJECT).where(
-        T_SUBJECT.c.dataset_id == int(right_ids[0]), T_SUBJECT.c.erased_at.is_(None))
-    ).scalar_one())
     left_n = int(conn.execute(select(func.count()).select_from(T_MEMBER).where(
         T_MEMBER.c.link_id == link_id, T_MEMBER.c.side == LEFT)).scalar_one())
-    matched = int(counts.get("matched", 0))
-    ambiguous = int(counts.get("ambiguous", 0))
-    right_col = _blind_column(conn, int(right_ids[0]), rule.right_key, rule.match)
-    if right_col is not None:  # members may hold matched/ambiguous subjects only: count keys
+    return _Counts(
+        pairs=pairs.height, left_subjects=left_n,
+        left_linked=int(pairs.get_column("left").n_unique()) if pairs.height else 0,
+        matched=int(counts.get("matched", 0)), ambiguous=int(counts.get("ambiguous", 0)),
+        covered=status.height, right_keyed=None)
+
+
+def stats(conn: Connection, rule: LinkRule, link_id: int, layout: int = LAYOUT) -> LinkStats:
+    return _stats(conn, rule, link_id, layout)[0]
+
+
+def _stats(conn: Connection, rule: LinkRule, link_id: int, layout: int,
+           counts: pl.DataFrame | None = None) -> tuple[LinkStats, _Counts]:
+    right_id, blind_col = right_keying(conn, link_id)
+    c = (_counts_by_key(conn, link_id, right_id, blind_col, counts) if blind_col is not None
+         else _counts_by_member(conn, link_id))
+    right_live = int(conn.execute(select(func.count()).select_from(T_SUBJECT).where(
+        T_SUBJECT.c.dataset_id == right_id, T_SUBJECT.c.erased_at.is_(None))).scalar_one())
+    right_col = _blind_column(conn, right_id, rule.right_key, rule.match)
+    if c.right_keyed is not None:
+        right_n = c.right_keyed
+    elif right_col is not None:  # members may hold matched/ambiguous subjects only: count keys
         # (one blind row per live subject and column; count(DISTINCT) cost 17 s at 10M)
         right_n = int(conn.execute(select(func.count()).select_from(T_BLIND).where(
-            T_BLIND.c.dataset_id == int(right_ids[0]), T_BLIND.c.column == right_col)
-        ).scalar_one())
+            T_BLIND.c.dataset_id == right_id, T_BLIND.c.column == right_col)).scalar_one())
     else:
-        right_n = status.height
-    return LinkStats(
-        link=rule.name, left=rule.left, right=rule.right, left_subjects=left_n,
-        right_subjects=right_n, pairs=pairs.height,
-        left_linked=int(pairs.get_column("left").n_unique()) if pairs.height else 0,
-        right_matched=matched, right_ambiguous=ambiguous,
-        right_unmatched=max(0, right_live - matched - ambiguous),
-        cut=_count_cut(conn, link_id), pairs_hash=pairs_hash(pairs))
+        right_n = c.covered
+    result = LinkStats(
+        link=rule.name, left=rule.left, right=rule.right, left_subjects=c.left_subjects,
+        right_subjects=right_n, pairs=c.pairs, left_linked=c.left_linked,
+        right_matched=c.matched, right_ambiguous=c.ambiguous,
+        right_unmatched=max(0, right_live - c.matched - c.ambiguous),
+        cut=_count_cut(conn, link_id), pairs_hash=link_hash(conn, link_id, layout))
+    return result, c
+
+
+def _covered(conn: Connection, link_id: int, right_id: int, col: str) -> int:
+    """Right subjects a layout-2 link keys (before an incremental build: its new ones are
+    the difference after it)."""
+    b = T_BLIND
+    return int(conn.execute(select(func.count()).select_from(
+        b.join(T_KEYS, (T_KEYS.c.link_id == link_id) & (T_KEYS.c.blind == b.c.digest)))
+        .where(b.c.dataset_id == right_id, b.c.column == col)).scalar_one())
 
 
 def build_link(conn: Connection, keyring: Keyring, rule: LinkRule, actor: str,
                purpose: str | None = None, *, trigger: str = "command") -> LinkStats:
     """Build or refresh ``rule``'s link in the caller's transaction (idempotent) and
-    ledger ``link.build`` with its counts and pairs hash (``trigger``: ``command`` or
+    ledger ``link.build`` with its counts and hash (``trigger``: ``command`` or
     ``ingest``, the automatic refresh after an ingest into one of its sides)."""
     lock_vault(conn)
+    if not has_key_table(conn):
+        raise BadInput("the vault's schema predates link layout 2: run `civicvault init` "
+                       "to migrate it")
     ids = dataset_ids(conn, [rule.left, rule.right])
     if len(ids) != 2:
         raise BadInput(f"link '{rule.name}': a dataset it names is not in the vault yet "
                        "(ingest both first)")
     left_id, right_id = ids[rule.left], ids[rule.right]
     spec = spec_hash(rule)
+    # an id link whose right side has a blind-indexed id keeps that side by blind digest
+    right_col = _blind_column(conn, right_id, rule.right_key, rule.match)
     row = conn.execute(select(T_LINK).where(T_LINK.c.name == rule.name)).first()
     key = keyring.active(conn, left_id, f"link:{rule.name}")
     if row is not None and (row.spec_hash != spec or int(row.left_dataset_id) != left_id
-                            or int(row.right_dataset_id) != right_id):
-        # a changed declaration: digest everything again (the cut list stays)
+                            or int(row.right_dataset_id) != right_id
+                            or int(row.layout or 1) != LAYOUT or row.right_blind != right_col):
+        # a changed declaration or an older layout: digest everything again (the cut
+        # list stays)
         conn.execute(delete(T_MEMBER).where(T_MEMBER.c.link_id == int(row.id)))
+        conn.execute(delete(T_KEYS).where(T_KEYS.c.link_id == int(row.id)))
         conn.execute(update(T_LINK).where(T_LINK.c.id == int(row.id)).values(
             left_dataset_id=left_id, right_dataset_id=right_id, spec_hash=spec, left_batch=0,
-            right_batch=0, key_id=key.id))
+            right_batch=0, key_id=key.id, layout=LAYOUT, right_blind=right_col))
         row = conn.execute(select(T_LINK).where(T_LINK.c.name == rule.name)).first()
     if row is None:
         conn.execute(insert(T_LINK).values(
             name=rule.name, left_dataset_id=left_id, right_dataset_id=right_id, key_id=key.id,
-            spec_hash=spec, left_batch=0, right_batch=0, pairs_hash="", built_at=now()))
+            spec_hash=spec, left_batch=0, right_batch=0, pairs_hash="", built_at=now(),
+            layout=LAYOUT, right_blind=right_col))
         row = conn.execute(select(T_LINK).where(T_LINK.c.name == rule.name)).first()
     assert row is not None
     link_id = int(row.id)
     link_key = keyring.by_id(conn, int(row.key_id))
-    cut = _drop_erased(conn, link_id, LEFT, left_id) + _drop_erased(conn, link_id, RIGHT,
-                                                                    right_id)
+    # (a right side kept by blind digest was cut at erasure: its erased subjects have no
+    # blind-index rows left)
+    cut = _drop_erased(conn, link_id, LEFT, left_id) + (
+        0 if right_col else _drop_erased(conn, link_id, RIGHT, right_id))
     # a build from scratch of an id link with blind indexes on both sides opens the left
-    # side's records only (one per distinct id) and finds the right side's members by
+    # side's records only (one per distinct id) and finds the right side's keys by
     # blind-indexing those ids under the right dataset's key (_digest_by_other_side)
-    # (a right subject unmatched then has no member row; so a later build that brings
-    # new left ids also looks for their right subjects among all of them)
-    right_col = _blind_column(conn, right_id, rule.right_key, rule.match)
+    # (a right id unmatched then has no key row; so a later build that brings new left
+    # ids also looks for their right subjects among all of them)
     fresh = int(row.left_batch) == 0 and int(row.right_batch) == 0
     pg = conn.dialect.name == "postgresql"
+    covered_before = 0 if fresh or right_col is None else _covered(conn, link_id, right_id,
+                                                                    right_col)
     if fresh:  # a bulk load: the digest index is built once after it, not row by row, and
         # PostgreSQL checks the foreign key once (ADD CONSTRAINT), not by a trigger per row
         conn.execute(sa.text(f"DROP INDEX IF EXISTS {_DIGEST_INDEX}"))
@@ -706,9 +964,10 @@ def build_link(conn: Connection, keyring: Keyring, rule: LinkRule, actor: str,
     if not fresh or left_keys is None:
         new_right, _ = _digest_side(conn, keyring, rule, link_id, link_key, RIGHT, right_id,
                                     int(row.right_batch))
+    counts = _right_counts(conn, right_id, right_col) if fresh and right_col else None
     if left_keys is not None and right_col is not None and left_keys.height:
         new_right += _digest_by_other_side(conn, keyring, link_id, RIGHT, right_id, right_col,
-                                           left_keys)
+                                           left_keys, present=counts)
     del left_keys
     if fresh:
         conn.execute(sa.text(f"CREATE INDEX {_DIGEST_INDEX} ON vault_link_members "
@@ -717,7 +976,10 @@ def build_link(conn: Connection, keyring: Keyring, rule: LinkRule, actor: str,
             conn.execute(sa.text(f"ALTER TABLE vault_link_members ADD CONSTRAINT {_LINK_FK} "
                                  "FOREIGN KEY (link_id) REFERENCES vault_links (id)"))
             conn.execute(sa.text("ANALYZE vault_link_members"))
-    result = stats(conn, rule, link_id)
+            conn.execute(sa.text("ANALYZE vault_link_keys"))
+    result, tally = _stats(conn, rule, link_id, LAYOUT, counts)
+    if right_col is not None:  # right subjects newly keyed (the key rows are per id)
+        new_right = tally.covered - covered_before
     changed = result.pairs_hash != row.pairs_hash
     conn.execute(update(T_LINK).where(T_LINK.c.id == link_id).values(
         left_batch=_max_batch(conn, left_id), right_batch=_max_batch(conn, right_id),
@@ -727,7 +989,7 @@ def build_link(conn: Connection, keyring: Keyring, rule: LinkRule, actor: str,
         purpose=purpose, data_hash=result.pairs_hash,
         details={**{k: v for k, v in result.to_json().items() if k != "pairs_hash"},
                  "match": rule.match, "digested_left": new_left, "digested_right": new_right,
-                 "cut_now": cut, "changed": changed, "trigger": trigger})])
+                 "cut_now": cut, "changed": changed, "trigger": trigger, "layout": LAYOUT})])
     return result
 
 
@@ -765,7 +1027,9 @@ def is_current(conn: Connection, rule: LinkRule) -> bool:
 def current_link(conn: Connection, rule: LinkRule) -> int:
     """The id of ``rule``'s built link; LinkOutOfDate if never built or a side has newer
     batches than it digested (a steward runs ``civicvault link build``)."""
-    row = conn.execute(select(T_LINK).where(T_LINK.c.name == rule.name)).first()
+    row = conn.execute(select(T_LINK.c.id, T_LINK.c.spec_hash, T_LINK.c.left_dataset_id,
+                              T_LINK.c.right_dataset_id, T_LINK.c.left_batch,
+                              T_LINK.c.right_batch).where(T_LINK.c.name == rule.name)).first()
     hint = f"run `civicvault link build {rule.name}` (a steward)"
     if row is None or row.spec_hash != spec_hash(rule):
         raise LinkOutOfDate(f"link '{rule.name}' has not been built: {hint}")

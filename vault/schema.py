@@ -12,7 +12,8 @@ Nothing here holds plaintext PII:
 - ``vault_data_keys``: data keys wrapped by a KEK version, with a seal counter.
 - ``vault_suppressed``: identity digests of erased subjects (ingest skips them).
 - links (``vault.linkage``): ``vault_links``, ``vault_link_members``, ``vault_link_cut``
-  (migration 0009; Core tables in ``vault.linkage``).
+  (migration 0009), ``vault_link_keys`` (migration 0010, layout 2; Core tables in
+  ``vault.link_tables``).
 """
 
 from __future__ import annotations

@@ -108,7 +108,8 @@ class Expected:
     erased: dict[int, int] = field(default_factory=dict)
     suppressed: dict[int, tuple[str, int]] = field(default_factory=dict)
     reveals: Counter[str] = field(default_factory=Counter)
-    links: dict[str, tuple[str, int]] = field(default_factory=dict)  # name -> pairs hash
+    links: dict[str, tuple[str, int]] = field(default_factory=dict)  # name -> link hash
+    link_layouts: dict[str, int] = field(default_factory=dict)  # name -> layout it names
     entries: int = 0
 
 
@@ -172,6 +173,7 @@ def _apply(exp: Expected, e: dict[str, Any]) -> None:
             exp.suppressed[int(d["dataset_id"])] = (str(d["suppressed"]), seq)
     if action in ("link.build", "link.cut") and e.get("data_hash"):  # vault.linkage
         exp.links[str(d["link"])] = (str(e["data_hash"]), seq)
+        exp.link_layouts[str(d["link"])] = int(d.get("layout", 1))
     if action in _VOUCHING and e.get("data_hash"):
         exp.data_hash[int(d["batch"])] = (str(e["data_hash"]), seq)
         if action == "vault.ingest.batch":
@@ -524,7 +526,7 @@ def verify_state(
     _reveals(conn, exp)
     from vault.link_tables import verify_links
 
-    verify_links(conn, exp.links)
+    verify_links(conn, exp.links, exp.link_layouts)
     buckets = records = 0
     if full:
         done = done or {}

@@ -29,7 +29,7 @@ from fractions import Fraction
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, select
 
 from ledger import store as ledger_store
 from ledger.entry import EntryDraft
@@ -275,21 +275,148 @@ def _linked_rows(conn: Connection, link_id: int) -> pl.DataFrame:
     """One row per live right subject linked to exactly one left subject: ``left`` (its
     left subject), ``batch``, ``row`` (where its current row is stored). The join on
     the link digest runs in the database; only integers come back, as columns."""
-    from sqlalchemy import select
 
-    from vault.link_tables import RIGHT, T_MEMBER
     from vault.store import T_SUBJECT
 
     owners = linkage._owners(link_id)
-    r = T_MEMBER.alias("r")
+    right_id, blind_col = linkage.right_keying(conn, link_id)
+    if blind_col is not None and conn.dialect.name == "sqlite":
+        return _linked_rows_sqlite(conn, link_id, right_id, blind_col)
+    src, (subject, digest, where) = linkage.right_members(link_id, right_id, blind_col)
     with linkage.bulk_joins(conn):
         return linkage.read_frame(conn, select(owners.c.l, T_SUBJECT.c.current_batch_id,
                                                T_SUBJECT.c.current_row)
-                                  .select_from(r.join(owners, owners.c.digest == r.c.digest)
-                                               .join(T_SUBJECT, T_SUBJECT.c.id == r.c.subject_id))
-                                  .where(r.c.link_id == link_id, r.c.side == RIGHT,
-                                         owners.c.n == 1, T_SUBJECT.c.erased_at.is_(None)),
+                                  .select_from(src.join(owners, owners.c.digest == digest)
+                                               .join(T_SUBJECT, T_SUBJECT.c.id == subject))
+                                  .where(where, owners.c.n == 1,
+                                         T_SUBJECT.c.erased_at.is_(None)),
                                   {"left": pl.Int64, "batch": pl.Int64, "row": pl.Int64})
+
+
+def _linked_rows_sqlite(conn: Connection, link_id: int, right_id: int,
+                        blind_col: str) -> pl.DataFrame:
+    """:func:`_linked_rows` on SQLite for a right side kept by blind digest. SQLite joins
+    by nested lookups only, and the blind index is in digest order: joining its 10M rows
+    to the subjects table row by row read that table at random (3x the old member-table
+    join), and grouping them in SQL materialised 1M groups. Instead sequential reads,
+    each one text (``group_concat``) parsed by Polars, integers only, joined in memory:
+
+    * the right blind index in its own (digest, subject) order twice: its subject ids,
+      and each digest's count with its left owner (key row, then the left members'
+      digest index: one lookup per id), so the ids split into runs of one owner;
+    * on a second connection in a second thread (SQLite releases the GIL while it
+      steps: the two reads use both cores), the right dataset's live subjects' (batch,
+      row) in id order (a range scan of the table, not of its dataset index).
+
+    (Each connection reads its own snapshot: a subject erased between them is in at most
+    one and drops out of the join.)"""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+    from sqlalchemy import text
+
+    def live_rows() -> str | None:  # on its own connection, on the other core
+        with conn.engine.connect().execution_options(readonly=True) as other:
+            lo, hi = other.execute(text("SELECT min(id), max(id) FROM vault_subjects "
+                                        "WHERE dataset_id = :ds"), {"ds": right_id}).one()
+            found: str | None = other.execute(text(
+                "SELECT group_concat(id || ',' || current_batch_id || ',' || current_row, "
+                "char(10)) FROM vault_subjects NOT INDEXED WHERE id BETWEEN :lo AND :hi "
+                "AND dataset_id = :ds AND erased_at IS NULL"),
+                {"lo": lo, "hi": hi, "ds": right_id}).scalar()
+            return found
+
+    schema = {"left": pl.Int64, "batch": pl.Int64, "row": pl.Int64}
+    pool = ThreadPoolExecutor(1)
+    pending = pool.submit(live_rows)
+    try:
+        args = {"ds": right_id, "col": blind_col}
+        ids_text: str | None = conn.execute(text(
+            "SELECT group_concat(subject_id) FROM (SELECT subject_id FROM vault_blind_index "
+            "WHERE dataset_id = :ds AND \"column\" = :col ORDER BY digest, subject_id)"),
+            args).scalar()
+        # per digest of the index, in the same order: its left owner (-1: none, or
+        # several) and its number of subjects; one key lookup per id, in key order, and
+        # one owner lookup per id in the members' digest index
+        runs_text: str | None = conn.execute(text(
+            "SELECT group_concat(ifnull((SELECT CASE WHEN count(*) = 1 THEN "
+            "min(m.subject_id) END FROM vault_link_members m WHERE m.link_id = :link "
+            "AND m.side = 0 AND m.digest = k.digest), -1) || ',' || g.n, char(10)) "
+            "FROM (SELECT digest, count(*) n FROM vault_blind_index WHERE dataset_id = :ds "
+            "AND \"column\" = :col GROUP BY digest ORDER BY digest) g "
+            "LEFT JOIN vault_link_keys k ON k.link_id = :link AND k.blind = g.digest"),
+            {**args, "link": link_id}).scalar()
+        subjects = pending.result()
+    finally:
+        pool.shutdown(wait=True)
+    if not ids_text or not runs_text or not subjects:
+        return pl.DataFrame(schema=schema)
+    ids = np.fromstring(ids_text, dtype=np.int64, sep=",")
+    del ids_text
+    runs = np.fromstring(runs_text.replace("\n", ","), dtype=np.int64, sep=",")
+    del runs_text
+    lefts = np.repeat(runs[0::2], runs[1::2])
+    if lefts.shape[0] != ids.shape[0]:
+        raise RuntimeError("the blind index changed between two reads of one snapshot")
+    keep = lefts >= 0
+    ids, lefts = ids[keep], lefts[keep]
+    where = pl.read_csv(subjects.encode(), has_header=False,
+                        new_columns=["subject", "batch", "row"],
+                        schema={"subject": pl.Int64, "batch": pl.Int64, "row": pl.Int64},
+                        quote_char=None)
+    del subjects
+    sub = where.get_column("subject").to_numpy()  # in id order
+    lo = int(sub[0]) if sub.shape[0] else 0
+    span = int(sub[-1]) - lo + 1 if sub.shape[0] else 0
+    if span <= 4 * sub.shape[0] + 1024:  # dense ids (one dataset's range): index by id
+        slot = np.full(span, -1, dtype=np.int64)
+        slot[sub - lo] = np.arange(sub.shape[0])
+        inside = (ids >= lo) & (ids < lo + span)
+        pos = np.full(ids.shape[0], -1, dtype=np.int64)
+        pos[inside] = slot[ids[inside] - lo]
+        found = pos >= 0
+    else:
+        pos = np.searchsorted(sub, ids)
+        pos[pos >= sub.shape[0]] = 0
+        found = sub[pos] == ids
+    # live subjects only (an erased one has no (batch, row) here)
+    return pl.DataFrame({
+        "left": lefts[found],
+        "batch": where.get_column("batch").to_numpy()[pos[found]],
+        "row": where.get_column("row").to_numpy()[pos[found]]}, schema=schema)
+
+
+def _right_side(conn: Connection, keyring: Keyring, plan: LinkedPlan, request: LinkedRequest,
+                ds_id: int, link_id: int) -> pl.DataFrame:
+    """The linked right rows that pass the ``--where`` filters: ``subject`` (the left
+    subject) + the asked-for right columns. One batch at a time: a batch's columns are
+    decrypted, filtered and joined with that batch's linked rows before the next batch
+    is opened, so the decrypted history is never held whole; for turnout only the
+    distinct left subjects of a batch are kept."""
+    linked = _linked_rows(conn, link_id)
+    cols = [c for c in plan.by + plan.measures if c.side == "right"]
+    need = list(dict.fromkeys([c for c, _ in request.where] + [c.column for c in cols]))
+    if not need:
+        return linked.select(pl.col("left").alias("subject"))
+    by_batch = linked.partition_by("batch", as_dict=True, include_key=False)
+    del linked
+    parts: list[pl.DataFrame] = []
+    for batch, frame in linkage.batch_columns(conn, keyring, ds_id,
+                                              sorted(int(k[0]) for k in by_batch), need):
+        for col, vals in request.where:
+            frame = frame.filter(pl.col(col).str.strip_chars()
+                                 .is_in([v.strip() for v in vals]))
+        rows = by_batch.pop((batch,))
+        part = rows.join(frame.select("row", *[pl.col(c.column).alias(c.label) for c in cols]),
+                         on="row").select(pl.col("left").alias("subject"),
+                                          *[c.label for c in cols])
+        if plan.kind == TURNOUT:
+            part = part.select("subject").unique()
+        parts.append(part)
+        del frame, rows
+    if not parts:
+        return pl.DataFrame(schema={"subject": pl.Int64, **{c.label: pl.String for c in cols}})
+    return pl.concat(parts)
 
 
 def _joined(conn: Connection, keyring: Keyring, plan: LinkedPlan, request: LinkedRequest,
@@ -298,32 +425,22 @@ def _joined(conn: Connection, keyring: Keyring, plan: LinkedPlan, request: Linke
 
     Columnar end to end: the linked right rows come from one SQL join (integers only),
     only the asked-for columns are decrypted (one AES-GCM call per batch and column) and
-    the right side's filters apply before its rows meet the left side."""
+    the right side's filters apply batch by batch before its rows meet the left side."""
     ids = linkage.dataset_ids(conn, [request.left, request.right])
     left_attrs = linkage._layout(conn, ids[request.left]).attributes
-    cols = {"left": [c for c in plan.by + plan.measures if c.side == "left"],
-            "right": [c for c in plan.by + plan.measures if c.side == "right"]}
-    where_cols = [c for c, _ in request.where]
-
-    def values(side: str, extra: Sequence[str], rows: pl.DataFrame) -> pl.DataFrame:
-        ds = ids[request.left if side == "left" else request.right]
-        stored = list(dict.fromkeys([c.column for c in cols[side]] + list(extra)))
-        got = linkage.attribute_values(conn, keyring, ds, stored, rows)
-        return got.select("subject", *[pl.col(c.column).alias(c.label) for c in cols[side]],
-                          *[pl.col(c).alias(f"__where_{c}") for c in extra if c in where_cols],
-                          *([PERSON] if PERSON in extra else []))
-
+    left_cols = [c for c in plan.by + plan.measures if c.side == "left"]
     person_in_left = PERSON in left_attrs
-    left = values("left", [PERSON] if person_in_left else [],
-                  linkage.live_subjects(conn, ids[request.left]))
+    stored = list(dict.fromkeys([c.column for c in left_cols]
+                                + ([PERSON] if person_in_left else [])))
+    got = linkage.attribute_values(conn, keyring, ids[request.left], stored,
+                                   linkage.live_subjects(conn, ids[request.left]))
+    left = got.select("subject", *[pl.col(c.column).alias(c.label) for c in left_cols],
+                      *([PERSON] if person_in_left else []))
+    del got
     if not person_in_left:  # one person per subject
         left = left.with_columns(pl.col("subject").cast(pl.String).alias(PERSON))
     # right rows carry their left subject as ``subject``
-    right = values("right", where_cols,
-                   _linked_rows(conn, link_id).rename({"left": "subject"}))
-    for col, vals in request.where:
-        right = right.filter(pl.col(f"__where_{col}").str.strip_chars()
-                             .is_in([v.strip() for v in vals]))
+    right = _right_side(conn, keyring, plan, request, ids[request.right], link_id)
     labels = [c.label for c in plan.by] + [c.label for c in plan.measures]
     if plan.kind == TURNOUT:
         linked = right.get_column("subject").unique()
