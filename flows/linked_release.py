@@ -13,7 +13,6 @@ retries (a release must never be charged twice); with ``out``, the released docu
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 from flows.cli.link import parse_where  # noqa: E402
 from flows.flow_runtime import principal_for, scrubbed, vault_for, vault_home  # noqa: E402
-from flows.outputs import check_output, publish  # noqa: E402
+from flows.outputs import check_output, publish_json  # noqa: E402
 from flows.purpose import checked_purpose  # noqa: E402
 from vault.budget import parse_epsilon  # noqa: E402
 from vault.dp.linked import LinkedRequest  # noqa: E402
@@ -68,8 +67,7 @@ def linked_release(dataset: str, join: str, by: list[str], measures: list[str],
                                          measures, list(where or []), epsilon, delta,
                                          checked_purpose(purpose))
     if target is not None:
-        publish(target, lambda p: p.write_text(json.dumps(document, indent=1) + "\n",
-                                                encoding="utf-8"), force=force)
+        publish_json(target, document, force=force)
     get_run_logger().info("linked release of %s joined with %s: %d groups, epsilon %s, "
                           "ledger seq %s", dataset, join, len(document.get("rows", [])),
                           epsilon, document.get("ledger_seq"))

@@ -17,6 +17,7 @@ Every command that writes a file the caller named goes through here, in two step
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -111,3 +112,9 @@ def publish(target: Path, write: Callable[[Path], object], *, force: bool) -> Pa
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return target
+
+
+def publish_json(target: Path, document: object, *, force: bool) -> Path:
+    """Write ``document`` as indented JSON to ``target`` through :func:`publish`."""
+    return publish(target, lambda p: p.write_text(json.dumps(document, indent=1) + "\n",
+                                                   encoding="utf-8"), force=force)

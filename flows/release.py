@@ -10,7 +10,6 @@ it as one task (no retries: a release must never be charged twice) and, when
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 from flows.flow_runtime import principal_for, scrubbed, vault_for, vault_home  # noqa: E402
-from flows.outputs import check_output, publish  # noqa: E402
+from flows.outputs import check_output, publish_json  # noqa: E402
 from vault.budget import parse_epsilon  # noqa: E402
 from vault.dp.request import ReleaseRequest  # noqa: E402
 from vault.service import Principal  # noqa: E402
@@ -54,8 +53,7 @@ def release(dataset: str, by: list[str], measures: list[str], epsilon: str,
     principal = principal_for(vh, token_file)
     document = release_aggregates(str(vh.root), principal, dataset, by, measures, epsilon)
     if target is not None:
-        publish(target, lambda p: p.write_text(json.dumps(document, indent=1) + "\n",
-                                                encoding="utf-8"), force=force)
+        publish_json(target, document, force=force)
     get_run_logger().info("release of dataset %s: %d groups, epsilon %s, ledger seq %s",
                           dataset, len(document.get("rows", [])), epsilon,
                           document.get("ledger_seq"))
