@@ -238,17 +238,23 @@ def test_revoked_token_refused_and_ledgered(vault: Vault) -> None:
     assert all("token" not in p for p in listed)
 
 
-def test_steward_reveal_opens_one_subject_and_ledgers_ids_only(vault: Vault) -> None:
+def test_steward_reveal_opens_one_subject_and_ledgers_ids_only(vault: Vault,
+                                                               tmp_path: Path) -> None:
     before = len(vault.entries())
+    opened = tmp_path / "opened.json"
     code, out, err = vault.run(
         ["reveal", "--dataset", "seed", "--match", f"voter_reg_num={SECRET_IDS[7]}",
-         "--purpose", "subject-access-request", "--json"], vault.tokens["steward"])
+         "--purpose", "subject-access-request", "--json", "--out", str(opened)],
+        vault.tokens["steward"])
     assert code == 0, err
     doc = json.loads(out)
     assert doc["purpose"] == "subject-access-request"
     [subject] = doc["subjects"]
-    assert SECRET_NAMES[7] in json.dumps(subject["records"])
-    assert SECRET_NAMES[8] not in out
+    assert subject["records"] >= 1 and subject["fields"]
+    assert SECRET_NAMES[7] not in out and SECRET_IDS[7] not in out  # --json: no value
+    [written] = json.loads(opened.read_text())["subjects"]
+    assert SECRET_NAMES[7] in json.dumps(written["records"])
+    assert SECRET_NAMES[8] not in opened.read_text()
     new = vault.entries()[before:]
     assert [e["action"] for e in new] == ["policy.allowed", "vault.reveal"]
     assert all(e["purpose"] == "subject-access-request" for e in new)

@@ -164,16 +164,15 @@ def reveal(
     receipt_out: Annotated[Path | None, typer.Option(
         "--receipt", help="Write the reveal's receipt (C2SP tlog-proof) to FILE.")] = None,
     out: Annotated[Path | None, typer.Option(
-        "--out", help="Write the opened records to FILE as JSON (mode 0600). Without --out "
-        "or --json the terminal shows which subjects and fields were opened, never the "
-        "values.")] = None,
+        "--out", help="Write the opened records to FILE as JSON (mode 0600): the only place "
+        "the values go. The terminal (and --json) shows which subjects and fields were "
+        "opened, never the values.")] = None,
 ) -> None:
     """Break glass: open the records of the matching subject(s) (steward; purpose; rate-limited).
 
     The reveal is ledgered with its purpose and the subject ids, never the values. The
-    values go only where asked: a 0600 file (``--out``) or a JSON document (``--json``)
-    for a program; the plain terminal output (scrollback, screen shares, CI logs) never
-    carries them."""
+    values go only to a new 0600 file (``--out``); standard output, plain or ``--json``
+    (scrollback, screen shares, CI logs, a caller's log capture), never carries them."""
     from flows.outputs import check_output
     from flows.receipts import receipts, write_receipt
 
@@ -196,8 +195,11 @@ def reveal(
            "ledger_seq": done.ledger_seq, "receipt": receipt}
     if target is not None:
         _write_private(target, doc)
-    if json_out:
-        emit_json(doc)
+    if json_out:  # standard output is not a private place: which fields, never a value
+        emit_json({**doc, "out": None if target is None else str(target), "subjects": [
+            {"subject": sid, "records": len(recs),
+             "fields": sorted({name for record in recs for name in record})}
+            for sid, recs in opened]})
         return
     if not opened:
         console.print(f"no live subject of {dataset} matched (the reveal is ledgered)",
