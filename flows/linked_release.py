@@ -13,7 +13,6 @@ retries (a release must never be charged twice); with ``out``, the released docu
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from flows import prefect_env
@@ -24,9 +23,10 @@ from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 from flows.cli.link import parse_where  # noqa: E402
-from flows.flow_runtime import principal_for, scrubbed, vault_for, vault_home  # noqa: E402
-from flows.outputs import check_output, publish_json  # noqa: E402
+from flows.flow_runtime import scrubbed, vault_for, vault_home  # noqa: E402
+from flows.outputs import publish_json  # noqa: E402
 from flows.purpose import checked_purpose  # noqa: E402
+from flows.release import release_setup  # noqa: E402
 from vault.budget import parse_epsilon  # noqa: E402
 from vault.dp.linked import LinkedRequest  # noqa: E402
 from vault.service import Principal  # noqa: E402
@@ -59,10 +59,7 @@ def linked_release(dataset: str, join: str, by: list[str], measures: list[str],
 
     ``out`` (a ``.json`` file) is checked before the budget is charged: it must not
     exist (unless ``force``) nor point into the vault home."""
-    vh = vault_home(home)
-    target = check_output(Path(out), option="out", force=force, home=vh,
-                          suffixes=(".json",)) if out else None
-    principal = principal_for(vh, token_file)
+    vh, target, principal = release_setup(home, token_file, out, force)
     document = release_linked_aggregates(str(vh.root), principal, dataset, join, by,
                                          measures, list(where or []), epsilon, delta,
                                          checked_purpose(purpose))

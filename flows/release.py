@@ -24,6 +24,7 @@ from flows.flow_runtime import principal_for, scrubbed, vault_for, vault_home  #
 from flows.outputs import check_output, publish_json  # noqa: E402
 from vault.budget import parse_epsilon  # noqa: E402
 from vault.dp.request import ReleaseRequest  # noqa: E402
+from vault.home import VaultHome  # noqa: E402
 from vault.service import Principal  # noqa: E402
 
 
@@ -39,6 +40,16 @@ def release_aggregates(home: str, principal: Principal, dataset: str, by: list[s
     return document
 
 
+def release_setup(home: str | None, token_file: str | None, out: str | None,
+                  force: bool) -> tuple[VaultHome, Path | None, Principal]:
+    """A release flow's vault home, its checked ``--out`` target (before any budget is
+    charged: a new ``.json`` file outside the vault home unless ``force``) and analyst."""
+    vh = vault_home(home)
+    target = check_output(Path(out), option="out", force=force, home=vh,
+                          suffixes=(".json",)) if out else None
+    return vh, target, principal_for(vh, token_file)
+
+
 @flow(name="release", persist_result=False, log_prints=False)
 def release(dataset: str, by: list[str], measures: list[str], epsilon: str,
             home: str | None = None, token_file: str | None = None,
@@ -47,10 +58,7 @@ def release(dataset: str, by: list[str], measures: list[str], epsilon: str,
 
     ``out`` (a ``.json`` file) is checked before the budget is charged: it must not
     exist (unless ``force``) nor point into the vault home."""
-    vh = vault_home(home)
-    target = check_output(Path(out), option="out", force=force, home=vh,
-                          suffixes=(".json",)) if out else None
-    principal = principal_for(vh, token_file)
+    vh, target, principal = release_setup(home, token_file, out, force)
     document = release_aggregates(str(vh.root), principal, dataset, by, measures, epsilon)
     if target is not None:
         publish_json(target, document, force=force)
