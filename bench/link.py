@@ -4,9 +4,10 @@ Two steps, so the expensive vault is built once and timed many times:
 
 ``fixture``: synthetic data only (nothing real): ``--voters`` voters (ncid, party,
 age band, person id) and ``--rows-per-voter`` history rows each on average (ncid,
-election, method), sealed into a vault under ``/var/tmp/bench/link/`` through the
-pipelined bulk write path (``vault.store.write_batches``: COPY on PostgreSQL). Reused
-when it exists (``READY.json`` marks a finished fixture).
+election, method), sealed into a vault under ``/var/tmp/bench/link/`` (or
+``$CV_BENCH_LINK_DIR``) through the pipelined bulk write path
+(``vault.store.write_batches``: COPY on PostgreSQL). Reused when it exists
+(``READY.json`` marks a finished fixture).
 
 ``run``: on a copy-free reuse of that vault, each repeat (medians printed):
 
@@ -49,7 +50,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-BASE = Path("/var/tmp/bench/link")
+BASE = Path(os.environ.get("CV_BENCH_LINK_DIR", "/var/tmp/bench/link"))
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 POLICY = """
 [datasets.nc_history]

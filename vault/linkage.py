@@ -51,7 +51,7 @@ from ledger.entry import EntryDraft
 from ledger.errors import LinkOutOfDate
 from policies.errors import PolicyDenied
 from policies.model import LinkRule
-from vault import _aead, blind_index, crypto, vocab
+from vault import _aead, blind_index, crypto, manifest, vocab
 from vault.errors import BadInput
 from vault.keyring import Keyring, now
 from vault.link_tables import (
@@ -67,6 +67,7 @@ from vault.link_tables import (
     hash_pairs,
     state_hash,
 )
+from vault.live_mask import unpack_mask, unpack_subjects
 from vault.store import (
     T_BATCH,
     T_BLIND,
@@ -279,6 +280,47 @@ def batch_columns(conn: Connection, keyring: Keyring, ds_id: int, batches: Seque
             del cols
             yield batch, pl.DataFrame(series).with_row_index("row").with_columns(
                 pl.col("row").cast(pl.Int64))
+
+
+def row_subject_batches(conn: Connection, ds_id: int) -> list[Any] | None:
+    """(``id``, ``rows``, ``live_mask``, ``row_subjects``) of the dataset's batches in id
+    order, or None when a batch has no row -> subject column (stored before migration
+    0011, or the schema predates it): the caller then maps rows through
+    ``vault_subjects``."""
+    if not manifest.has_row_subjects(conn):
+        return None
+    rows = conn.execute(select(T_BATCH.c.id, T_BATCH.c.rows, T_BATCH.c.live_mask,
+                               T_BATCH.c.row_subjects)
+                        .where(T_BATCH.c.dataset_id == ds_id).order_by(T_BATCH.c.id)).all()
+    if any(r.row_subjects is None for r in rows):
+        return None
+    return list(rows)
+
+
+def live_row_values(conn: Connection, keyring: Keyring, ds_id: int, columns: Sequence[str],
+                    batches: Sequence[Any]) -> Iterator[pl.DataFrame]:
+    """Per batch of ``batches`` (:func:`row_subject_batches`): ``subject`` + the decrypted
+    attribute ``columns`` of its live rows (current, not erased: the live mask), the
+    subject from the batch's row -> subject column. No ``vault_subjects`` read; one
+    AES-GCM call per batch and column; one batch's plaintext at a time."""
+
+    def subjects(b: Any) -> tuple[Any, Any]:
+        return (unpack_subjects(bytes(b.row_subjects), int(b.rows)),
+                unpack_mask(bytes(b.live_mask), int(b.rows)))
+
+    if not columns:
+        for b in batches:
+            ids, live = subjects(b)
+            yield pl.DataFrame({"subject": ids[live]}, schema={"subject": pl.Int64})
+        return
+    by_id = {int(b.id): b for b in batches}
+    for batch, frame in batch_columns(conn, keyring, ds_id, list(by_id), columns):
+        ids, live = subjects(by_id.pop(batch))
+        if frame.height != ids.shape[0]:
+            raise BadInput("a stored batch's columns and its row -> subject column differ "
+                           "in length: run `civicvault ledger verify`")
+        yield (frame.drop("row").with_columns(pl.Series("subject", ids, dtype=pl.Int64))
+               .filter(pl.Series(live)).select("subject", *columns))
 
 
 def attribute_values(conn: Connection, keyring: Keyring, ds_id: int, columns: Sequence[str],

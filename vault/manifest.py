@@ -18,10 +18,13 @@ differs from the last digest the ledger holds for it.
   writers lay out the same bytes from the rows they insert (``vault.bucket_rows``,
   ``BucketParts``) instead of reading them back; ``bucket_item`` hashes either;
 - live masks: one digest per batch of its live/erased row bits;
+- a batch's row -> subject column (``row_subjects``, migration 0011): one digest per
+  batch, written once at ingest (never changed: erasure clears live bits, not ids);
 - dataset and source rows, and a dataset's suppression list.
 
 Details keys written to ledger entries: ``key_rows``, ``subject_buckets``,
-``live_masks`` (lists of ``[id, hex digest]``; a subject bucket item is
+``live_masks`` (lists of ``[id, hex digest]``; ``row_subjects``, one hex digest in an
+ingest entry; a subject bucket item is
 ``[bucket, subjects digest, blind-index digest, locator, version]``), ``dataset_row``,
 ``source_row``, ``suppressed``. Digests are hex SHA-256 of domain-tagged bytes; they hold no values.
 """
@@ -49,7 +52,8 @@ BUCKET_DIGEST_VERSIONS = (1, 2)
 T_KEY = table("vault_data_keys", *map(column, (
     "id", "dataset_id", "purpose", "version", "kek_version", "state", "wrapped")))
 T_BATCH = table("vault_batches", *map(column, (
-    "id", "dataset_id", "source_id", "batch_index", "rows", "data_hash", "live_mask")))
+    "id", "dataset_id", "source_id", "batch_index", "rows", "data_hash", "live_mask",
+    "row_subjects")))  # row_subjects: migration 0011 (see has_row_subjects)
 T_DATASET = table("vault_datasets", *map(column, ("id", "name", "schema_hash", "columns_json")))
 T_SOURCE = table("vault_sources", *map(column, (
     "id", "dataset_id", "content_hash", "rows", "batches")))
@@ -509,6 +513,24 @@ def all_live_digest(rows: int) -> str:
     full, rest = divmod(int(rows), 8)
     bits = b"\xff" * full + (bytes([(0xFF << (8 - rest)) & 0xFF]) if rest else b"")
     return _tagged("civicvault/live-mask/v1", int(rows), hashlib.sha256(bits).hexdigest())
+
+
+def has_row_subjects(conn: Connection) -> bool:
+    """Whether ``vault_batches`` has migration 0011's ``row_subjects`` column."""
+    from sqlalchemy import inspect
+
+    return any(c["name"] == "row_subjects" for c in inspect(conn).get_columns("vault_batches"))
+
+
+def row_subjects_digest(rows: int, blob: bytes) -> str:
+    """Digest of a batch's row -> subject column: its row count and the SHA-256 of the
+    unpacked little-endian int64 deltas (``vault.live_mask.pack_subjects``; the zlib
+    packing is free)."""
+    try:
+        raw = zlib.decompress(blob)
+    except zlib.error:  # not what a writer stores: a digest no writer commits
+        return _tagged("civicvault/row-subjects/unreadable", int(rows))
+    return _tagged("civicvault/row-subjects/v1", int(rows), hashlib.sha256(raw).hexdigest())
 
 
 def live_masks(conn: Connection, batch_ids: Iterable[int]) -> Pairs:

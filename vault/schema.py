@@ -72,6 +72,10 @@ class Batch(SQLModel, table=True):
     rows: int
     data_hash: str
     live_mask: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # live rows, bits
+    # each stored row's subject id, packed (vault.live_mask.pack_subjects; migration 0011;
+    # NULL in batches stored before it)
+    row_subjects: bytes | None = Field(default=None,
+                                       sa_column=Column(LargeBinary, nullable=True))
     created: str
 
 

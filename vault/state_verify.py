@@ -22,7 +22,8 @@ vault_datasets,        ``vault.source.registered`` (``dataset_row``, ``source_ro
 vault_sources
 vault_batches          ``vault.ingest.batch`` (dataset, source, index, rows),
                        ``data_hash`` of the newest ingest/reseal entry,
-                       ``live_masks`` digests (ingest, erase)
+                       ``live_masks`` digests (ingest, erase), ``row_subjects``
+                       digest (ingest; migration 0011)
 vault_subjects         erased = exactly the ``vault.erase`` subjects; full mode: the
 vault_blind_index      ``subject_buckets`` digests (ingest, erase, key rotation), of the
                        digest version each entry names (v2 column-wise; v1 before)
@@ -180,7 +181,8 @@ def _apply(exp: Expected, e: dict[str, Any]) -> None:
             exp.batches[int(d["batch"])] = {
                 "dataset": d.get("dataset"), "source": d.get("source"),
                 "batch_index": d.get("batch_index"),
-                "rows": int(d.get("added", 0)) + int(d.get("updated", 0)), "seq": seq}
+                "rows": int(d.get("added", 0)) + int(d.get("updated", 0)), "seq": seq,
+                "row_subjects": d.get("row_subjects")}
     for key_id, digest in d.get("key_rows", []):
         exp.keys[int(key_id)] = (str(digest), seq)
     for batch_id, digest in d.get("live_masks", []):
@@ -378,9 +380,12 @@ def _datasets_and_sources(conn: Connection, exp: Expected) -> None:
 def _batches(conn: Connection, exp: Expected) -> int:
     names = {int(r.id): str(r.name) for r in conn.execute(select(T_DATASET.c.id,
                                                                  T_DATASET.c.name))}
+    with_subjects = manifest.has_row_subjects(conn)  # migration 0011
     rows = conn.execute(select(T_BATCH.c.id, T_BATCH.c.dataset_id, T_BATCH.c.source_id,
                                T_BATCH.c.batch_index, T_BATCH.c.rows, T_BATCH.c.data_hash,
-                               T_BATCH.c.live_mask).order_by(T_BATCH.c.id)).all()
+                               T_BATCH.c.live_mask,
+                               *([T_BATCH.c.row_subjects] if with_subjects else []))
+                        .order_by(T_BATCH.c.id)).all()
     seen = set()
     for r in rows:
         bid = int(r.id)
@@ -401,6 +406,14 @@ def _batches(conn: Connection, exp: Expected) -> int:
         if live is None or manifest.live_digest(int(r.rows), bytes(r.live_mask)) != live[0]:
             raise StateMismatch("vault_batches", str(bid), "live/erased row bits (live_mask) "
                                 "differ from the ledger", seq=_seq(live))
+        # the row -> subject column: absent (NULL) exactly where the ingest entry names no
+        # digest (batches stored before migration 0011), else equal to that digest
+        want = meta.get("row_subjects")
+        got = r.row_subjects if with_subjects else None
+        if (want is None) != (got is None) or (got is not None and manifest.row_subjects_digest(
+                int(r.rows), bytes(got)) != want):
+            raise StateMismatch("vault_batches", str(bid), "row -> subject column "
+                                "(row_subjects) differs from the ledger", seq=seq)
     for bid in sorted(set(exp.batches) - seen):
         raise StateMismatch("vault_batches", str(bid), "on the ledger but missing from the "
                             "table", seq=int(exp.batches[bid]["seq"]))

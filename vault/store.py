@@ -47,7 +47,7 @@ from vault.identity import PERSON_COLUMN, pseudonyms
 from vault.identity_cache import _LOOKUP_CHUNK, IdentityCache, KnownSubject, _existing_subjects
 from vault.keyring import ActiveKey, Keyring, now
 from vault.layout import BatchResult, ColumnLayout, StoredColumn
-from vault.live_mask import clear_live_rows, pack_mask, unpack_mask
+from vault.live_mask import clear_live_rows, pack_mask, pack_subjects, unpack_mask
 from vault.tables import (
     T_BATCH,
     T_BLIND,
@@ -193,6 +193,7 @@ class _Sealed:
     new_ids: list[int]
     wrapped: list[bytes]
     column_blobs: dict[str, bytes]
+    row_subjects: bytes  # each stored row's subject id (vault.live_mask.pack_subjects)
     data_hash: str
     inserts: list[BulkInsert]  # records, new subjects, their digests: one statement each
     subject_updates: list[dict[str, Any]]
@@ -322,6 +323,7 @@ def _seal(
         bucket_rows.new_subject_parts, ids.subject, ds_id, keys.subject_wrap.id, wrapped,
         keys.blind.id, sorted(new_digests.items()), manifest.writer_version_for(dialect))
     return _Sealed(batch_id, stored, pos, subject_of, new_ids, wrapped, column_blobs,
+                   pack_subjects(stored_subjects),
                    crypto.batch_digest(column_blobs, record_blobs), inserts, subject_updates,
                    blind_upserts, parts)
 
@@ -353,7 +355,8 @@ def _store(
     conn.execute(T_BATCH.insert().values(
         id=batch_id, dataset_id=ds_id, source_id=source_id, batch_index=batch_index,
         rows=len(s.stored), data_hash=s.data_hash,
-        live_mask=pack_mask(np.ones(len(s.stored), dtype=bool)), created=now()))
+        live_mask=pack_mask(np.ones(len(s.stored), dtype=bool)),
+        row_subjects=s.row_subjects, created=now()))
     bulk_insert(conn, T_COLUMN, ("batch_id", "column", "key_id", "sealed"),
                 [(batch_id, c, keys.attr.id, b) for c, b in s.column_blobs.items()])
     keyring.count_sealed(conn, keys.attr.id, len(s.column_blobs))
@@ -387,7 +390,8 @@ def _store(
                  "batch_index": batch_index, "rows_in": d.n, "added": len(d.new_rows),
                  "updated": len(d.upd_rows), "skipped": d.skipped, "suppressed": d.suppressed,
                  "subject_buckets": buckets,
-                 "live_masks": sorted(live)},
+                 "live_masks": sorted(live),
+                 "row_subjects": manifest.row_subjects_digest(len(s.stored), s.row_subjects)},
     )])
     if tail is not None:
         tail.seq = entry.seq

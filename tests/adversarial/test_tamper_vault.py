@@ -200,7 +200,26 @@ def _relive_erased(conn: Connection) -> None:
     toggle_live_bit(conn, int(batch), int(row))
 
 
+def _row_subjects_swapped(conn: Connection) -> None:
+    """Two rows of the first batch attributed to each other's subject (a linked release
+    would count one voter's history for another), the packing kept valid."""
+    batch = int(_first_batch(conn))
+    rows, blob = conn.execute(text("SELECT rows, row_subjects FROM vault_batches WHERE id = :b"),
+                              {"b": batch}).one()
+    ids = np.cumsum(np.frombuffer(zlib.decompress(bytes(blob)), dtype="<i8"))
+    assert rows >= 2 and ids[0] != ids[1]
+    ids[[0, 1]] = ids[[1, 0]]
+    set_blob(conn, "vault_batches", "row_subjects", "id = :b",
+             zlib.compress(np.diff(ids, prepend=0).astype("<i8").tobytes(), 1), b=batch)
+
+
 CASES = [
+    # issue 15: the row -> subject column a linked release reads (migration 0011)
+    Case("row_subjects_swapped", _row_subjects_swapped, "vault_batches", _first_batch),
+    Case("row_subjects_removed",
+         lambda c: c.execute(text("UPDATE vault_batches SET row_subjects = NULL WHERE id = "
+                                  "(SELECT min(id) FROM vault_batches)")),
+         "vault_batches", _first_batch),
     # issue 19, undetected state edits
     Case("principal_role_set_to_admin",
          lambda c: c.execute(text("UPDATE principals SET role = 'admin' WHERE id = 'alice'")),

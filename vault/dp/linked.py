@@ -24,6 +24,7 @@ erased on either side is not in the join (erasure cuts the link).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any
@@ -293,20 +294,55 @@ def _linked_rows(conn: Connection, link_id: int) -> pl.DataFrame:
                                   {"left": pl.Int64, "batch": pl.Int64, "row": pl.Int64})
 
 
+def _blind_owners_sqlite(conn: Connection, link_id: int, right_id: int,
+                         blind_col: str) -> tuple[Any, Any]:
+    """SQLite, a right side kept by blind digest: (right subject ids, their left owner),
+    two NumPy arrays, for the ids whose key has exactly one left owner. The right blind
+    index in its own (digest, subject) order twice: its subject ids, and each digest's
+    count with its left owner (key row, then the left members' digest index: one lookup
+    per id), so the ids split into runs of one owner. SQLite joins by nested lookups
+    only: joining the 10M index rows to anything row by row read it at random; these
+    are sequential reads, each one text (``group_concat``) parsed by NumPy."""
+    import numpy as np
+    from sqlalchemy import text
+
+    args = {"ds": right_id, "col": blind_col}
+    ids_text: str | None = conn.execute(text(
+        "SELECT group_concat(subject_id) FROM (SELECT subject_id FROM vault_blind_index "
+        "WHERE dataset_id = :ds AND \"column\" = :col ORDER BY digest, subject_id)"),
+        args).scalar()
+    # per digest of the index, in the same order: its left owner (-1: none, or
+    # several) and its number of subjects; one key lookup per id, in key order, and
+    # one owner lookup per id in the members' digest index
+    runs_text: str | None = conn.execute(text(
+        "SELECT group_concat(ifnull((SELECT CASE WHEN count(*) = 1 THEN "
+        "min(m.subject_id) END FROM vault_link_members m WHERE m.link_id = :link "
+        "AND m.side = 0 AND m.digest = k.digest), -1) || ',' || g.n, char(10)) "
+        "FROM (SELECT digest, count(*) n FROM vault_blind_index WHERE dataset_id = :ds "
+        "AND \"column\" = :col GROUP BY digest ORDER BY digest) g "
+        "LEFT JOIN vault_link_keys k ON k.link_id = :link AND k.blind = g.digest"),
+        {**args, "link": link_id}).scalar()
+    if not ids_text or not runs_text:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    ids = np.fromstring(ids_text, dtype=np.int64, sep=",")
+    del ids_text
+    runs = np.fromstring(runs_text.replace("\n", ","), dtype=np.int64, sep=",")
+    del runs_text
+    lefts = np.repeat(runs[0::2], runs[1::2])
+    if lefts.shape[0] != ids.shape[0]:
+        raise RuntimeError("the blind index changed between two reads of one snapshot")
+    keep = lefts >= 0
+    return ids[keep], lefts[keep]
+
+
 def _linked_rows_sqlite(conn: Connection, link_id: int, right_id: int,
                         blind_col: str) -> pl.DataFrame:
-    """:func:`_linked_rows` on SQLite for a right side kept by blind digest. SQLite joins
-    by nested lookups only, and the blind index is in digest order: joining its 10M rows
-    to the subjects table row by row read that table at random (3x the old member-table
-    join), and grouping them in SQL materialised 1M groups. Instead sequential reads,
-    each one text (``group_concat``) parsed by Polars, integers only, joined in memory:
-
-    * the right blind index in its own (digest, subject) order twice: its subject ids,
-      and each digest's count with its left owner (key row, then the left members'
-      digest index: one lookup per id), so the ids split into runs of one owner;
-    * on a second connection in a second thread (SQLite releases the GIL while it
-      steps: the two reads use both cores), the right dataset's live subjects' (batch,
-      row) in id order (a range scan of the table, not of its dataset index).
+    """:func:`_linked_rows` on SQLite for a right side kept by blind digest (batches
+    stored before migration 0011, without a row -> subject column): the owners of
+    :func:`_blind_owners_sqlite` and, on a second connection in a second thread (SQLite
+    releases the GIL while it steps: the two reads use both cores), the right dataset's
+    live subjects' (batch, row) in id order (a range scan of the table, not of its
+    dataset index), gathered by a dense id index in NumPy.
 
     (Each connection reads its own snapshot: a subject erased between them is in at most
     one and drops out of the join.)"""
@@ -330,60 +366,83 @@ def _linked_rows_sqlite(conn: Connection, link_id: int, right_id: int,
     pool = ThreadPoolExecutor(1)
     pending = pool.submit(live_rows)
     try:
-        args = {"ds": right_id, "col": blind_col}
-        ids_text: str | None = conn.execute(text(
-            "SELECT group_concat(subject_id) FROM (SELECT subject_id FROM vault_blind_index "
-            "WHERE dataset_id = :ds AND \"column\" = :col ORDER BY digest, subject_id)"),
-            args).scalar()
-        # per digest of the index, in the same order: its left owner (-1: none, or
-        # several) and its number of subjects; one key lookup per id, in key order, and
-        # one owner lookup per id in the members' digest index
-        runs_text: str | None = conn.execute(text(
-            "SELECT group_concat(ifnull((SELECT CASE WHEN count(*) = 1 THEN "
-            "min(m.subject_id) END FROM vault_link_members m WHERE m.link_id = :link "
-            "AND m.side = 0 AND m.digest = k.digest), -1) || ',' || g.n, char(10)) "
-            "FROM (SELECT digest, count(*) n FROM vault_blind_index WHERE dataset_id = :ds "
-            "AND \"column\" = :col GROUP BY digest ORDER BY digest) g "
-            "LEFT JOIN vault_link_keys k ON k.link_id = :link AND k.blind = g.digest"),
-            {**args, "link": link_id}).scalar()
+        ids, lefts = _blind_owners_sqlite(conn, link_id, right_id, blind_col)
         subjects = pending.result()
     finally:
         pool.shutdown(wait=True)
-    if not ids_text or not runs_text or not subjects:
+    if not ids.shape[0] or not subjects:
         return pl.DataFrame(schema=schema)
-    ids = np.fromstring(ids_text, dtype=np.int64, sep=",")
-    del ids_text
-    runs = np.fromstring(runs_text.replace("\n", ","), dtype=np.int64, sep=",")
-    del runs_text
-    lefts = np.repeat(runs[0::2], runs[1::2])
-    if lefts.shape[0] != ids.shape[0]:
-        raise RuntimeError("the blind index changed between two reads of one snapshot")
-    keep = lefts >= 0
-    ids, lefts = ids[keep], lefts[keep]
     where = pl.read_csv(subjects.encode(), has_header=False,
                         new_columns=["subject", "batch", "row"],
                         schema={"subject": pl.Int64, "batch": pl.Int64, "row": pl.Int64},
                         quote_char=None)
     del subjects
-    sub = where.get_column("subject").to_numpy()  # in id order
-    lo = int(sub[0]) if sub.shape[0] else 0
-    span = int(sub[-1]) - lo + 1 if sub.shape[0] else 0
-    if span <= 4 * sub.shape[0] + 1024:  # dense ids (one dataset's range): index by id
-        slot = np.full(span, -1, dtype=np.int64)
-        slot[sub - lo] = np.arange(sub.shape[0])
-        inside = (ids >= lo) & (ids < lo + span)
-        pos = np.full(ids.shape[0], -1, dtype=np.int64)
-        pos[inside] = slot[ids[inside] - lo]
-        found = pos >= 0
-    else:
-        pos = np.searchsorted(sub, ids)
-        pos[pos >= sub.shape[0]] = 0
-        found = sub[pos] == ids
+    owners = _Owners(where.get_column("subject").to_numpy(),
+                     np.arange(where.height, dtype=np.int64))
+    pos = owners.of(ids)  # each linked id's position among the live subjects (-1: none)
+    found = pos >= 0
     # live subjects only (an erased one has no (batch, row) here)
     return pl.DataFrame({
         "left": lefts[found],
         "batch": where.get_column("batch").to_numpy()[pos[found]],
         "row": where.get_column("row").to_numpy()[pos[found]]}, schema=schema)
+
+
+class _Owners:
+    """A map of int64 keys (right subject ids) to int64 values (their left owner), as
+    arrays: dense (indexed by id) when the ids are one dataset's range, else sorted."""
+
+    def __init__(self, keys: Any, values: Any) -> None:
+        import numpy as np
+
+        keys = np.asarray(keys, dtype=np.int64)
+        values = np.asarray(values, dtype=np.int64)
+        self.lo = int(keys.min()) if keys.shape[0] else 0
+        span = int(keys.max()) - self.lo + 1 if keys.shape[0] else 0
+        self.dense = span <= 4 * keys.shape[0] + 1024
+        if self.dense:
+            self.slot = np.full(span, -1, dtype=np.int64)
+            self.slot[keys - self.lo] = values
+        else:
+            order = np.argsort(keys, kind="stable")
+            self.keys, self.values = keys[order], values[order]
+
+    def of(self, wanted: Any) -> Any:
+        """The value of each of ``wanted`` (-1: not a key)."""
+        import numpy as np
+
+        wanted = np.asarray(wanted, dtype=np.int64)
+        out = np.full(wanted.shape[0], -1, dtype=np.int64)
+        if self.dense:
+            inside = (wanted >= self.lo) & (wanted < self.lo + self.slot.shape[0])
+            out[inside] = self.slot[wanted[inside] - self.lo]
+            return out
+        if not self.keys.shape[0]:
+            return out
+        pos = np.searchsorted(self.keys, wanted)
+        pos[pos >= self.keys.shape[0]] = 0
+        hit = self.keys[pos] == wanted
+        out[hit] = self.values[pos[hit]]
+        return out
+
+
+def _subject_owners(engine: Engine, link_id: int) -> _Owners:
+    """Each linked right subject's left owner (its key has exactly one live left owner),
+    on a connection of its own (the caller runs it in a second thread while it decrypts:
+    SQLite and psycopg release the GIL while the database works). Integers only. An
+    erased right subject has no blind-index or member row left, so it is not here."""
+    with engine.connect().execution_options(readonly=True) as conn, conn.begin():
+        right_id, blind_col = linkage.right_keying(conn, link_id)
+        if blind_col is not None and conn.dialect.name == "sqlite":
+            return _Owners(*_blind_owners_sqlite(conn, link_id, right_id, blind_col))
+        owners = linkage._owners(link_id)
+        src, (subject, digest, where) = linkage.right_members(link_id, right_id, blind_col)
+        with linkage.bulk_joins(conn):
+            got = linkage.read_frame(conn, select(subject, owners.c.l)
+                                     .select_from(src.join(owners, owners.c.digest == digest))
+                                     .where(where, owners.c.n == 1),
+                                     {"right": pl.Int64, "left": pl.Int64})
+    return _Owners(got.get_column("right").to_numpy(), got.get_column("left").to_numpy())
 
 
 def _right_side(conn: Connection, keyring: Keyring, plan: LinkedPlan, request: LinkedRequest,
@@ -419,28 +478,87 @@ def _right_side(conn: Connection, keyring: Keyring, plan: LinkedPlan, request: L
     return pl.concat(parts)
 
 
+def _right_by_rows(conn: Connection, keyring: Keyring, plan: LinkedPlan,
+                   request: LinkedRequest, ds_id: int, batches: Sequence[Any],
+                   owners: Future[_Owners]) -> pl.DataFrame:
+    """:func:`_right_side` for a right dataset whose batches all have a row -> subject
+    column (migration 0011): each batch's asked-for columns are decrypted, filtered
+    (``--where``) and cut to its live rows, the subject of each row read from the batch's
+    own column (no ``vault_subjects`` read); the rows left keep their right subject id
+    only. Then (``owners``: :func:`_subject_owners`, read meanwhile in a second thread)
+    each right subject becomes its left subject; unlinked rows drop out."""
+    cols = [c for c in plan.by + plan.measures if c.side == "right"]
+    need = list(dict.fromkeys([c for c, _ in request.where] + [c.column for c in cols]))
+    parts: list[pl.DataFrame] = []
+    for frame in linkage.live_row_values(conn, keyring, ds_id, need, batches):
+        for col, vals in request.where:
+            frame = frame.filter(pl.col(col).str.strip_chars()
+                                 .is_in([v.strip() for v in vals]))
+        parts.append(frame.select("subject", *[pl.col(c.column).alias(c.label) for c in cols]))
+        del frame
+    schema = {"subject": pl.Int64, **{c.label: pl.String for c in cols}}
+    right = pl.concat(parts) if parts else pl.DataFrame(schema=schema)
+    del parts
+    lefts = owners.result().of(right.get_column("subject").to_numpy())
+    right = right.with_columns(pl.Series("subject", lefts, dtype=pl.Int64)).filter(
+        pl.col("subject") >= 0)
+    return right.select("subject").unique() if plan.kind == TURNOUT else right
+
+
+def _left_values(conn: Connection, keyring: Keyring, ds_id: int,
+                 stored: Sequence[str]) -> pl.DataFrame:
+    """``subject`` + the decrypted ``stored`` columns of the left dataset's live subjects:
+    from each batch's row -> subject column and live mask when every batch has one
+    (migration 0011), else through ``vault_subjects``."""
+    batches = linkage.row_subject_batches(conn, ds_id)
+    if batches is None:
+        return linkage.attribute_values(conn, keyring, ds_id, stored,
+                                        linkage.live_subjects(conn, ds_id))
+    frames = list(linkage.live_row_values(conn, keyring, ds_id, stored, batches))
+    if not frames:
+        return pl.DataFrame(schema={"subject": pl.Int64, **{c: pl.String for c in stored}})
+    return pl.concat(frames, how="vertical_relaxed")
+
+
 def _joined(conn: Connection, keyring: Keyring, plan: LinkedPlan, request: LinkedRequest,
             link_id: int) -> pl.DataFrame:
     """The private frame OpenDP sees: one row per linked row / person, ``__person`` first.
 
-    Columnar end to end: the linked right rows come from one SQL join (integers only),
-    only the asked-for columns are decrypted (one AES-GCM call per batch and column) and
-    the right side's filters apply batch by batch before its rows meet the left side."""
+    Columnar end to end: only the asked-for columns are decrypted (one AES-GCM call per
+    batch and column), the right side's filters apply batch by batch before its rows
+    meet the left side, and the link maps right subjects to left ones as integer
+    arrays. When the right dataset's batches carry their row -> subject column
+    (migration 0011) the link's owners are read in a second thread (its own
+    connection) while this one decrypts both sides; else (older batches) the linked
+    rows' (batch, row) come from the database first (:func:`_right_side`)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     ids = linkage.dataset_ids(conn, [request.left, request.right])
-    left_attrs = linkage._layout(conn, ids[request.left]).attributes
-    left_cols = [c for c in plan.by + plan.measures if c.side == "left"]
-    person_in_left = PERSON in left_attrs
-    stored = list(dict.fromkeys([c.column for c in left_cols]
-                                + ([PERSON] if person_in_left else [])))
-    got = linkage.attribute_values(conn, keyring, ids[request.left], stored,
-                                   linkage.live_subjects(conn, ids[request.left]))
-    left = got.select("subject", *[pl.col(c.column).alias(c.label) for c in left_cols],
-                      *([PERSON] if person_in_left else []))
-    del got
-    if not person_in_left:  # one person per subject
-        left = left.with_columns(pl.col("subject").cast(pl.String).alias(PERSON))
-    # right rows carry their left subject as ``subject``
-    right = _right_side(conn, keyring, plan, request, ids[request.right], link_id)
+    right_batches = linkage.row_subject_batches(conn, ids[request.right])
+    pool = ThreadPoolExecutor(1) if right_batches is not None else None
+    try:
+        pending = (pool.submit(_subject_owners, conn.engine, link_id)
+                   if pool is not None else None)
+        left_attrs = linkage._layout(conn, ids[request.left]).attributes
+        left_cols = [c for c in plan.by + plan.measures if c.side == "left"]
+        person_in_left = PERSON in left_attrs
+        stored = list(dict.fromkeys([c.column for c in left_cols]
+                                    + ([PERSON] if person_in_left else [])))
+        got = _left_values(conn, keyring, ids[request.left], stored)
+        left = got.select("subject", *[pl.col(c.column).alias(c.label) for c in left_cols],
+                          *([PERSON] if person_in_left else []))
+        del got
+        if not person_in_left:  # one person per subject
+            left = left.with_columns(pl.col("subject").cast(pl.String).alias(PERSON))
+        # right rows carry their left subject as ``subject``
+        if right_batches is not None and pending is not None:
+            right = _right_by_rows(conn, keyring, plan, request, ids[request.right],
+                                   right_batches, pending)
+        else:
+            right = _right_side(conn, keyring, plan, request, ids[request.right], link_id)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
     labels = [c.label for c in plan.by] + [c.label for c in plan.measures]
     if plan.kind == TURNOUT:
         linked = right.get_column("subject").unique()
