@@ -733,3 +733,69 @@ def test_a_link_of_the_older_layout_is_rebuilt_from_scratch(
         assert conn.execute(select(linkage.T_LINK.c.layout)).scalar_one() == 2
     code, _, err = _run(capsys, vault, "admin", "ledger", "verify")
     assert code == 0, err
+
+
+def test_the_row_subject_column_joins_what_the_subjects_table_joins(
+    vault: Vault, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A linked release reads each batch's row -> subject column (migration 0011) and the
+    link's owners; a vault whose batches have none (stored before it) maps rows through
+    ``vault_subjects``. Both give the same private frame, with superseded voter rows,
+    an erased voter and an erased history id; and the frame is the known truth."""
+    from vault.dp import linked
+    from vault.dp.release import load_policy
+
+    ids, rows = _standard(vault)
+    changed = voter_file(60).with_columns(  # 5 voters move party: their old rows retire
+        pl.when(pl.int_range(pl.len()) < 5).then(pl.lit("LIB")).otherwise(pl.col("party_cd"))
+        .alias("party_cd"))
+    put(vault.engine, vault.keyring, changed, "nc_voters", VOTER_LAYOUT)
+    with vault.engine.begin() as conn:
+        erase(conn, vault.keyring, "nc_voters", {"ncid": ids[7]}, "admin")
+        erase(conn, vault.keyring, "nc_history", {"ncid": ids[8]}, "admin")
+    _build(capsys, vault)
+    policy = load_policy(vault.home)
+    requests = [
+        linked.LinkedRequest("nc_voters", "nc_history", ("party_cd",), ("turnout",),
+                             Fraction(1), where=(("election_desc", (GENERAL,)),)),
+        linked.LinkedRequest("nc_voters", "nc_history", ("party_cd", "election_desc"),
+                             ("count",), Fraction(1)),
+        linked.LinkedRequest("nc_voters", "nc_history", ("age_band",), ("people",),
+                             Fraction(1), where=(("election_desc", (PRIMARY,)),)),
+    ]
+
+    def frames() -> list[pl.DataFrame]:
+        out = []
+        for request in requests:
+            plan = linked.plan_linked(request, policy, dict(policy.links))
+            with vault.engine.connect() as conn, conn.begin():
+                link_id = linkage.current_link(conn, plan.rule)
+                frame = linked._joined(conn, vault.keyring, plan, request, link_id)
+            out.append(frame.sort(frame.columns))
+        return out
+
+    with vault.engine.connect() as conn:
+        from vault.store import T_BATCH
+
+        assert conn.execute(select(T_BATCH.c.row_subjects).where(
+            T_BATCH.c.row_subjects.is_(None))).first() is None
+    new = frames()
+    # the truth, outside the vault: live voters (59), linked when among the first 40
+    # and not the erased history id; voters 0..4 now LIB
+    live = [i for i in range(60) if i != 7]
+    voted = {i for i in range(40) if i not in (7, 8)}
+    turnout = new[0]
+    assert turnout.height == len(live)
+    assert int(turnout.get_column("turnout").sum()) == sum(
+        1 for i in voted if any(j % 2 == 0 for j in range(rows[i])))  # GENERAL rows
+    assert set(turnout.filter(pl.col("party_cd") == "LIB").get_column("turnout").to_list()
+               ) <= {0, 1}
+    assert turnout.filter(pl.col("party_cd") == "LIB").height == 5
+    assert new[1].height == sum(rows[i] for i in voted)  # one row per linked history row
+    with vault.engine.begin() as conn:  # as if stored before migration 0011
+        from vault.store import T_BATCH
+
+        conn.execute(T_BATCH.update().values(row_subjects=None))
+    old = frames()
+    for a, b in zip(new, old, strict=True):
+        assert a.equals(b), (a, b)

@@ -11,6 +11,8 @@ Nothing here holds plaintext PII:
 - ``vault_blind_index``: HMAC-SHA256 digests of normalised lookup values.
 - ``vault_data_keys``: data keys wrapped by a KEK version, with a seal counter.
 - ``vault_suppressed``: identity digests of erased subjects (ingest skips them).
+- ``vault_batches.row_subjects`` (migration 0011): each stored row's subject id, packed
+  (surrogate ids only; the same mapping as ``vault_records``' (subject, batch, row)).
 - links (``vault.linkage``): ``vault_links``, ``vault_link_members``, ``vault_link_cut``
   (migration 0009), ``vault_link_keys`` (migration 0010, layout 2; Core tables in
   ``vault.link_tables``).
