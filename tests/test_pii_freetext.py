@@ -494,3 +494,35 @@ def test_common_words_the_ner_calls_people_are_not_people() -> None:
 
     assert ner_person("Gratitude")
     assert not ner_person("Dale")
+
+
+def test_unknown_proper_noun_nobody_claimed_is_redacted_as_a_person() -> None:
+    # "what we cannot classify is sensitive": a capitalised proper noun that is no
+    # English word and that no recognizer claimed is someone's (or somewhere's) name
+    assert ("Zelvarine", "PERSON") in _spans_of("Zelvarine brought soup for everyone.")
+
+
+def test_english_words_tagged_as_proper_nouns_stay_in_the_clear() -> None:
+    # an inflected verb ("Met"), plurals and abstract nouns are words, not names
+    assert _spans_of("Met the volunteers outside the library.") == []
+    got = _spans_of("Kindness and Patience matter most, said the Volunteers.")
+    assert not any(entity == "PERSON" for _, entity in got)
+
+
+def test_unknown_proper_noun_takes_the_label_of_the_address_it_touches() -> None:
+    text = "Kelvan Tesh said: parcels go to 12 Orchard Lane Suite 4 Vardenby now."
+    assert ("Vardenby", "US_STREET_ADDRESS") in _spans_of(text)  # the town, not a person
+
+
+def test_bare_number_the_ner_calls_a_date_next_to_an_address_is_part_of_it() -> None:
+    text = "lives at Tornevej 18, Holmby; rent due 18 days later"
+    street = freetext.Span(9, 17, "US_STREET_ADDRESS", 0.6)
+    house = freetext.Span(18, 20, "DATE_TIME", 0.85)
+    days = freetext.Span(39, 41, "DATE_TIME", 0.85)
+    got = freetext._numbers_in_addresses(text, [(street, 2), (house, 1), (days, 1)])
+    assert [(text[s.start : s.end], s.entity) for s, _ in got] == [
+        ("Tornevej", "US_STREET_ADDRESS"), ("18", "LOCATION"), ("18", "DATE_TIME")]
+    year = freetext.Span(18, 22, "DATE_TIME", 0.85)  # "1984" after a street is a year
+    text2 = "lives at Tornevej 1984, Holmby"
+    assert freetext._numbers_in_addresses(text2, [(street, 2), (year, 1)])[1][0].entity == (
+        "DATE_TIME")

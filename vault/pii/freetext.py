@@ -525,6 +525,7 @@ def _spans_local(
 ) -> list[list[Span]]:
     analyzer = get_analyzer(model)
     nouns = _nouns(model)
+    words = _words(model)
     out: list[list[Span]] = [[] for _ in texts]
     todo = [(i, t) for i, t in enumerate(texts) if t is not None and t.strip()]
     if not todo:
@@ -546,6 +547,8 @@ def _spans_local(
         people = [(s.start, s.end) for s, _ in found if s.entity == "PERSON"]
         found += [(Span(a, b, "PERSON", _REPEAT_SCORE), 2) for a, b in repeated_names(text, people)]
         found = _towns_after_streets(text, found)
+        found = _numbers_in_addresses(text, found)
+        found += _unknown_proper_nouns(text, artifacts.tokens, found, words)
         # a date's leftover without a digit, a month or a weekday ("12345 | last night")
         out[i] = [s for s in _resolve(found, text) if s.entity != "DATE_TIME"
                   or _RE_DATE_ANCHOR.search(text, s.start, s.end) is not None]
@@ -561,6 +564,101 @@ def _nouns(model: str | None) -> frozenset[str]:
         nlp = get_analyzer(model).nlp_engine.nlp[LANGUAGE]  # type: ignore[attr-defined]
         got = _NOUNS[model] = common_nouns(nlp)
     return got
+
+
+_RE_BARE_NUMBERS = re.compile(r"\d{1,5}(?:[ \t]+\d{1,5})*")
+_RE_ADDRESS_GAP = re.compile(r"[ \t]*,?[ \t]*")
+_PLACE_ENTITIES = frozenset({"LOCATION", "US_STREET_ADDRESS", "US_ZIP_CODE"})
+
+
+def _numbers_in_addresses(text: str, found: list[tuple[Span, int]]) -> list[tuple[Span, int]]:
+    """A bare number (or numbers) that the NER calls a date, right before or after a
+    street, a town or a postcode on its line, is a house, unit or postcode number of that
+    address ("Birkevej 18", "36 rue X"): a date is no bare number next to a place,
+    unless it is a year (1000-2099)."""
+    places = [(s.start, s.end) for s, _ in found if s.entity in _PLACE_ENTITIES]
+    if not places:
+        return found
+    out: list[tuple[Span, int]] = []
+    for span, tier in found:
+        if (tier == _TIER_NER and span.entity == "DATE_TIME"
+                and _RE_BARE_NUMBERS.fullmatch(text, span.start, span.end)
+                and not _RE_YEAR.fullmatch(text, span.start, span.end)
+                and any((e <= span.start and _RE_ADDRESS_GAP.fullmatch(text, e, span.start))
+                        or (span.end <= s and _RE_ADDRESS_GAP.fullmatch(text, span.end, s))
+                        for s, e in places)):
+            span = Span(span.start, span.end, "LOCATION", span.score)
+        out.append((span, tier))
+    return out
+
+
+_WORDS: dict[str | None, frozenset[str]] = {}
+
+
+def _words(model: str | None) -> frozenset[str]:
+    got = _WORDS.get(model)
+    if got is None:
+        nlp = get_analyzer(model).nlp_engine.nlp[LANGUAGE]  # type: ignore[attr-defined]
+        got = _WORDS[model] = english_words(nlp)
+    return got
+
+
+def english_words(nlp: object) -> frozenset[str]:
+    """Every word of a spaCy pipeline's lemmatizer index (nouns, verbs, adjectives,
+    adverbs; WordNet's in the English models) and its irregular forms ("met", "geese"),
+    lower case; empty when it has none."""
+    try:
+        lookups = nlp.get_pipe("lemmatizer").lookups  # type: ignore[attr-defined]
+        index, irregular = lookups.get_table("lemma_index"), lookups.get_table("lemma_exc")
+        pos = ("noun", "verb", "adj", "adv")
+        return frozenset(w for p in pos for table in (index, irregular) for w in table[p]
+                         if w.isalpha())
+    except (KeyError, AttributeError, ValueError):
+        return frozenset()
+
+
+def _unknown_proper_nouns(text: str, doc: object, found: list[tuple[Span, int]],
+                          words: frozenset[str]) -> list[tuple[Span, int]]:
+    """Capitalised proper nouns (the tagger's ``PROPN``) that no recognizer claimed and
+    that are no English word: a name of someone or somewhere nobody listed ("Ostrova
+    said", "Suite 4 Vardenby"). What cannot be classified is sensitive: a run of them is
+    redacted, labelled as the detection it touches on its line (a town after a street
+    takes the address's label), else as a person (weak tier: it only fills gaps)."""
+    if not words:
+        return []
+    claimed = [(s.start, s.end, s.entity) for s, _ in found]
+    runs: list[list[int]] = []
+    for tok in doc:  # type: ignore[attr-defined]
+        value = tok.text
+        if (tok.pos_ != "PROPN" or not value.isalpha() or len(value) < 3
+                or not value[0].isupper() or _unknown_word_known(value, words)
+                or tok.lemma_.lower() in words):
+            continue
+        a, b = tok.idx, tok.idx + len(value)
+        if any(s < b and a < e for s, e, _ in claimed):
+            continue
+        if runs and text[runs[-1][1] : a] == " ":
+            runs[-1][1] = b
+        else:
+            runs.append([a, b])
+    out: list[tuple[Span, int]] = []
+    for a, b in runs:
+        entity = "LOCATION" if _RE_IN_BEFORE.search(text, 0, a) else "PERSON"
+        for s, e, ent in claimed:
+            gap = text[e:a] if e <= a else text[b:s] if b <= s else None
+            if gap is not None and len(gap) <= 2 and not gap.strip(" ,"):
+                entity = ent
+                break
+        out.append((Span(a, b, entity, 0.4), _TIER_NER))
+    return out
+
+
+def _unknown_word_known(value: str, words: frozenset[str]) -> bool:
+    low = value.lower()
+    return (low in words or low in _STOP_WORDS or value in _NOT_ORGS
+            or (low.endswith("s") and low[:-1] in words)
+            or (low.endswith("es") and low[:-2] in words)
+            or (low.endswith("ies") and low[:-3] + "y" in words))
 
 
 def _worker_chunk(args: tuple[list[str | None], int, str | None, float]) -> list[list[Span]]:
