@@ -526,3 +526,40 @@ def test_bare_number_the_ner_calls_a_date_next_to_an_address_is_part_of_it() -> 
     text2 = "lives at Tornevej 1984, Holmby"
     assert freetext._numbers_in_addresses(text2, [(street, 2), (year, 1)])[1][0].entity == (
         "DATE_TIME")
+
+
+def test_two_unlisted_non_english_words_called_an_organisation_are_a_person() -> None:
+    words = freetext._words(None)
+    assert freetext._unknown_person("Yesterday Ilvar Ostrenko phoned.", 10, "Ilvar Ostrenko",
+                                    words)
+    assert freetext._unknown_person("Ostrenko and Hale wrote it.", 0, "Ostrenko and Hale", words)
+    # a company word, English words, or a workplace cue: not a person
+    assert not freetext._unknown_person("x", 0, "Ostrenko Labs", words)
+    assert not freetext._unknown_person("x", 0, "Quiet Harbor", words)
+    assert not freetext._unknown_person("She works at Ilvar Ostrenko.", 13, "Ilvar Ostrenko",
+                                        words)
+
+
+def test_unknown_proper_noun_alone_is_labelled_by_its_context() -> None:
+    words = freetext._words(None)
+    label = freetext._unknown_label
+    assert label("He grew up in Vardenby.", 14, 22, words) == "LOCATION"
+    assert label("She now works at Brightwater.", 17, 28, words) == "ORGANIZATION"
+    assert label("Cloudharbor is hiring.", 0, 11, words) == "ORGANIZATION"  # two words in one
+    assert label("Zelvarine is hiring.", 0, 9, words) == "PERSON"
+
+
+def test_common_words_the_ner_calls_an_organisation_name_no_body() -> None:
+    words = freetext._words(None)
+
+    def common(text: str, value: str) -> bool:
+        start = text.index(value)
+        return freetext._common_org(text, start, start + len(value), words)
+
+    assert common("Thanks to the Gardeners for the tulips.", "Gardeners")
+    assert common("spoke w neighbor about the fence", "spoke w")
+    # a named body, a listed name, a company word or a workplace cue keeps it
+    assert not common("She joined Brightwater last May.", "Brightwater")
+    assert not common("he works at home depot on weekends", "home depot")
+    assert not common("Thanks to Quiet Harbor Labs.", "Quiet Harbor Labs")
+    assert not common("spoke w martin about the fence", "martin")
