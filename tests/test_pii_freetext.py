@@ -494,3 +494,72 @@ def test_common_words_the_ner_calls_people_are_not_people() -> None:
 
     assert ner_person("Gratitude")
     assert not ner_person("Dale")
+
+
+def test_unknown_proper_noun_nobody_claimed_is_redacted_as_a_person() -> None:
+    # "what we cannot classify is sensitive": a capitalised proper noun that is no
+    # English word and that no recognizer claimed is someone's (or somewhere's) name
+    assert ("Zelvarine", "PERSON") in _spans_of("Zelvarine brought soup for everyone.")
+
+
+def test_english_words_tagged_as_proper_nouns_stay_in_the_clear() -> None:
+    # an inflected verb ("Met"), plurals and abstract nouns are words, not names
+    assert _spans_of("Met the volunteers outside the library.") == []
+    got = _spans_of("Kindness and Patience matter most, said the Volunteers.")
+    assert not any(entity == "PERSON" for _, entity in got)
+
+
+def test_unknown_proper_noun_takes_the_label_of_the_address_it_touches() -> None:
+    text = "Kelvan Tesh said: parcels go to 12 Orchard Lane Suite 4 Vardenby now."
+    assert ("Vardenby", "US_STREET_ADDRESS") in _spans_of(text)  # the town, not a person
+
+
+def test_bare_number_the_ner_calls_a_date_next_to_an_address_is_part_of_it() -> None:
+    text = "lives at Tornevej 18, Holmby; rent due 18 days later"
+    street = freetext.Span(9, 17, "US_STREET_ADDRESS", 0.6)
+    house = freetext.Span(18, 20, "DATE_TIME", 0.85)
+    days = freetext.Span(39, 41, "DATE_TIME", 0.85)
+    got = freetext._numbers_in_addresses(text, [(street, 2), (house, 1), (days, 1)])
+    assert [(text[s.start : s.end], s.entity) for s, _ in got] == [
+        ("Tornevej", "US_STREET_ADDRESS"), ("18", "LOCATION"), ("18", "DATE_TIME")]
+    year = freetext.Span(18, 22, "DATE_TIME", 0.85)  # "1984" after a street is a year
+    text2 = "lives at Tornevej 1984, Holmby"
+    assert freetext._numbers_in_addresses(text2, [(street, 2), (year, 1)])[1][0].entity == (
+        "DATE_TIME")
+
+
+def test_two_unlisted_non_english_words_called_an_organisation_are_a_person() -> None:
+    words = freetext._words(None)
+    assert freetext._unknown_person("Yesterday Ilvar Ostrenko phoned.", 10, "Ilvar Ostrenko",
+                                    words)
+    assert freetext._unknown_person("Ostrenko and Hale wrote it.", 0, "Ostrenko and Hale", words)
+    # a company word, English words, or a workplace cue: not a person
+    assert not freetext._unknown_person("x", 0, "Ostrenko Labs", words)
+    assert not freetext._unknown_person("x", 0, "Quiet Harbor", words)
+    assert not freetext._unknown_person("She works at Ilvar Ostrenko.", 13, "Ilvar Ostrenko",
+                                        words)
+
+
+def test_unknown_proper_noun_alone_is_labelled_by_its_context() -> None:
+    words = freetext._words(None)
+    label = freetext._unknown_label
+    assert label("He grew up in Vardenby.", 14, 22, words) == "LOCATION"
+    assert label("She now works at Brightwater.", 17, 28, words) == "ORGANIZATION"
+    assert label("Cloudharbor is hiring.", 0, 11, words) == "ORGANIZATION"  # two words in one
+    assert label("Zelvarine is hiring.", 0, 9, words) == "PERSON"
+
+
+def test_common_words_the_ner_calls_an_organisation_name_no_body() -> None:
+    words = freetext._words(None)
+
+    def common(text: str, value: str) -> bool:
+        start = text.index(value)
+        return freetext._common_org(text, start, start + len(value), words)
+
+    assert common("Thanks to the Gardeners for the tulips.", "Gardeners")
+    assert common("spoke w neighbor about the fence", "spoke w")
+    # a named body, a listed name, a company word or a workplace cue keeps it
+    assert not common("She joined Brightwater last May.", "Brightwater")
+    assert not common("he works at home depot on weekends", "home depot")
+    assert not common("Thanks to Quiet Harbor Labs.", "Quiet Harbor Labs")
+    assert not common("spoke w martin about the fence", "martin")

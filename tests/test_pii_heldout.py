@@ -5,11 +5,11 @@
   redacted recall >= 0.95, typed precision >= 0.85, are reached and asserted (both
   seeds).
 * The held-out part of presidio-research's synthetic set (templates split by id,
-  ``vault.pii.evaluation.split_of``): typed recall >= 0.85 is reached and asserted.
-  Redacted recall (0.938) and typed precision (0.828) are below the issue's goals
-  (0.95, 0.85): the goals are asserted in a strict expected failure, which turns
-  into a failure the day they are reached (then drop the marker), and the figures
-  reached are asserted as floors, so that a regression fails.
+  ``vault.pii.evaluation.split_of``): typed recall >= 0.85 and redacted recall >= 0.95
+  are reached and asserted. Typed precision (0.822) is below the issue's goal (0.85):
+  that goal is asserted in a strict expected failure, which turns into a failure the
+  day it is reached (then drop the marker), and the figures reached are asserted as
+  floors, so that a regression fails.
 
 The split and the generator are deterministic (fixed seeds, a hash of the template
 id), so the figures are exact, not sampled.
@@ -64,9 +64,9 @@ def test_template_split_is_stable_and_about_thirty_percent() -> None:
 def test_canvass_heldout_reaches_the_issue_goals(seed: int) -> None:
     score = _score(generate_notes(TEMPLATES, 400, seed=seed))
     assert score.total == 1120
-    assert score.typed_recall >= 0.85  # reached: 0.940 (seed 12: 0.944)
-    assert score.redacted_recall >= 0.95  # reached: 0.963 (seed 12: 0.956)
-    assert score.typed_precision >= 0.85  # reached: 0.916 (seed 12: 0.920)
+    assert score.typed_recall >= 0.85  # reached: 0.941 (seed 12: 0.947)
+    assert score.redacted_recall >= 0.95  # reached: 0.962 (seed 12: 0.960)
+    assert score.typed_precision >= 0.85  # reached: 0.925 (seed 12: 0.929)
 
 
 @pytest.fixture(scope="module")
@@ -86,15 +86,16 @@ def presidio_heldout_score() -> EntityRecall:
 def test_presidio_heldout_split(presidio_heldout_score: EntityRecall) -> None:
     score = presidio_heldout_score
     assert score.total == 910
-    assert score.typed_recall >= 0.87  # the issue's goal (0.85), reached: 0.874
-    assert score.redacted_recall >= 0.935  # reached 0.938 (floor; the goal is below)
-    assert score.typed_precision >= 0.825  # reached 0.828 (0.771, 0.819 before; floor)
+    assert score.typed_recall >= 0.885  # the issue's goal (0.85), reached: 0.888
+    assert score.redacted_recall >= 0.95  # the issue's goal, reached: 0.958
+    assert score.redacted_recall >= 0.955  # floor
+    # floor; 0.828 before the unknown-proper-noun rule (docs/PII.md: redacted recall
+    # +0.020 for typed precision -0.006), 0.771 and 0.819 before that
+    assert score.typed_precision >= 0.82
 
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="not reached on the presidio held-out split: "
-                   "redacted recall 0.938 < 0.95, typed precision 0.828 < 0.85 (docs/PII.md)")
-def test_presidio_heldout_meets_the_issue_goals(presidio_heldout_score: EntityRecall) -> None:
-    score = presidio_heldout_score
-    assert score.redacted_recall >= 0.95
-    assert score.typed_precision >= 0.85
+                   "typed precision 0.822 < 0.85 (docs/PII.md)")
+def test_presidio_heldout_meets_the_precision_goal(presidio_heldout_score: EntityRecall) -> None:
+    assert presidio_heldout_score.typed_precision >= 0.85

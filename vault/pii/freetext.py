@@ -216,23 +216,44 @@ _NOT_ORGS = frozenset({"SSN", "ITIN", "TIN", "EIN", "DOB", "ZIP", "ID", "PIN", "
 
 
 def _not_personal(text: str, result: RecognizerResult,
-                  nouns: frozenset[str] = frozenset()) -> bool:
+                  nouns: frozenset[str] = frozenset(), words: frozenset[str] = frozenset()
+                  ) -> bool:
     """A date the NER found with neither a digit, a month nor a weekday ("next week",
     "this month", "nights"), or a duration ("8+ years", "the last 3 months"): it places
     nobody in time, so it is not redacted. Also the NER's organisations that are names of
     identifiers (:data:`_NOT_ORGS`), and a lone capitalised word the NER calls a person
     that is an English common noun (``nouns``, the model's own lemma index) and in no
-    list of given names or surnames ("Bookkeeper", "Gratitude", "Lanterns")."""
+    list of given names or surnames ("Bookkeeper", "Gratitude", "Lanterns"). And an
+    organisation that is English words in lower case ("spoke w", "neighbor") or one
+    plural common noun ("Gardeners"), with no listed name, no company word and no
+    workplace cue before it ("at", "for", ...; ``words``, :func:`_common_org`)."""
     if _tier(result) != _TIER_NER:
         return False
     if result.entity_type == "ORGANIZATION":
-        return text[result.start : result.end].rstrip(":") in _NOT_ORGS
+        return (text[result.start : result.end].rstrip(":") in _NOT_ORGS
+                or _common_org(text, result.start, result.end, words))
     if result.entity_type == "PERSON" and nouns:
         return _common_noun(text[result.start : result.end], nouns)
     return result.entity_type == "DATE_TIME" and (
         _RE_DATE_ANCHOR.search(text, result.start, result.end) is None
         or _RE_RELATIVE_DAY.fullmatch(text, result.start, result.end) is not None
         or _RE_DURATION.fullmatch(text, result.start, result.end) is not None)
+
+
+def _common_org(text: str, start: int, end: int, words: frozenset[str]) -> bool:
+    """Whether the NER's organisation is English words, none a listed name, in lower
+    case or one plural noun, without a company word or a workplace cue before it: a
+    body has a name ("Gardeners" and "spoke w" are not one; "works at home depot" and
+    "Brightwater Labs" keep theirs)."""
+    value = text[start:end]
+    parts = [w for w in _RE_PHRASE_SPLIT.split(value) if w]
+    if (not words or not parts or _RE_ORG_WORD.search(value)
+            or _RE_ORG_BEFORE.search(text, 0, start)
+            or not (value.islower() or (len(parts) == 1 and value.endswith("s")))):
+        return False
+    return all(w.isalpha() and _unknown_word_known(w, words)
+               and not any(n in given_names() or n in surnames() for n in (w, w.capitalize()))
+               for w in parts)
 
 
 def _common_noun(value: str, nouns: frozenset[str]) -> bool:
@@ -280,7 +301,7 @@ _RE_ORG_WORD = re.compile(rf"\b(?:{_ORG_SUFFIX}|(?i:university|school|office|dep
 
 
 def _entity(text: str, result: RecognizerResult, start: int | None = None,
-            end: int | None = None) -> str:
+            end: int | None = None, words: frozenset[str] = frozenset()) -> str:
     """The entity of a result, with two corrections of the NER's labels for numbers:
 
     * a bare 4-5 digit number (or ZIP+4) that is not a year is not a date: it is
@@ -289,8 +310,10 @@ def _entity(text: str, result: RecognizerResult, start: int | None = None,
     * words ending in such a number ("Vellby NO 4410", "Monteverde Alto 2044"), which
       the NER calls a date or an organisation, are a place and its postcode: neither
       dates nor organisations end in a 4-5 digit number that is not a year;
-    * an organisation shaped like a person's name (:func:`vault.pii.names.person_shaped`)
-      is a person; one right after "in" without a company word is a place.
+    * an organisation shaped like a person's name (:func:`vault.pii.names.person_shaped`),
+      or two words that are listed names or no English word (:func:`_unknown_person`,
+      given ``words``), is a person; one right after "in" without a company word is a
+      place.
     """
     if _tier(result) != _TIER_NER or result.entity_type not in ("DATE_TIME", "ORGANIZATION"):
         return result.entity_type
@@ -298,7 +321,7 @@ def _entity(text: str, result: RecognizerResult, start: int | None = None,
     end = result.end if end is None else end
     value = text[start:end]
     if result.entity_type == "ORGANIZATION":
-        if person_shaped(value):
+        if person_shaped(value) or _unknown_person(text, start, value, words):
             return "PERSON"
         if _RE_IN_BEFORE.search(text, 0, start) and not _RE_ORG_WORD.search(value):
             return "LOCATION"
@@ -308,6 +331,31 @@ def _entity(text: str, result: RecognizerResult, start: int | None = None,
     if place is not None and not _RE_YEAR.fullmatch(place.group(1)):
         return "LOCATION"
     return result.entity_type
+
+
+def _unknown_person(text: str, start: int, value: str, words: frozenset[str]) -> bool:
+    """Whether words the NER took for an organisation are a person's name, or two joined
+    by "and", that nobody listed: two words (or "X and Y") each a listed given name or
+    surname or a capitalised word that is no English word and no two English words run
+    together ("Ilvar Ostrenko", "Ostrenko and Hale"), no company word, and not after
+    "at/from/for/joined/with" (where one works)."""
+    parts = _RE_SPACES.split(_possessive(value.strip()))
+    if len(parts) == 3 and parts[1] == "and":
+        parts = [parts[0], parts[2]]
+    if (len(parts) != 2 or not words or _RE_ORG_WORD.search(value)
+            or _RE_ORG_BEFORE.search(text, 0, start)):
+        return False
+    return all(w in given_names() or w in surnames() or (
+        w.isalpha() and w[:1].isupper() and not w.isupper()
+        and not _unknown_word_known(w, words) and not _compound(w.lower(), words))
+        for w in parts)
+
+
+def _possessive(value: str) -> str:
+    return value[:-2] if value.endswith(("'s", "\u2019s")) else value
+
+
+_RE_SPACES = re.compile(r"\s+")
 
 
 def _address_lines(text: str, found: list[tuple[Span, int]]) -> list[tuple[Span, int]]:
@@ -525,6 +573,7 @@ def _spans_local(
 ) -> list[list[Span]]:
     analyzer = get_analyzer(model)
     nouns = _nouns(model)
+    words = _words(model)
     out: list[list[Span]] = [[] for _ in texts]
     todo = [(i, t) for i, t in enumerate(texts) if t is not None and t.strip()]
     if not todo:
@@ -536,8 +585,8 @@ def _spans_local(
         results = analyzer.analyze(
             text, LANGUAGE, nlp_artifacts=artifacts, score_threshold=threshold
         )
-        found = [(Span(a, b, _entity(text, r, a, b), r.score), tier) for r in results
-                 if not _not_personal(text, r, nouns)
+        found = [(Span(a, b, _entity(text, r, a, b, words), r.score), tier) for r in results
+                 if not _not_personal(text, r, nouns, words)
                  for tier in (_tier(r),) for a, b in _ner_lines(text, r.start, r.end, tier)]
         found = _not_inside_streets(found, results)
         found = _address_lines(text, found)
@@ -546,6 +595,8 @@ def _spans_local(
         people = [(s.start, s.end) for s, _ in found if s.entity == "PERSON"]
         found += [(Span(a, b, "PERSON", _REPEAT_SCORE), 2) for a, b in repeated_names(text, people)]
         found = _towns_after_streets(text, found)
+        found = _numbers_in_addresses(text, found)
+        found += _unknown_proper_nouns(text, artifacts.tokens, found, words)
         # a date's leftover without a digit, a month or a weekday ("12345 | last night")
         out[i] = [s for s in _resolve(found, text) if s.entity != "DATE_TIME"
                   or _RE_DATE_ANCHOR.search(text, s.start, s.end) is not None]
@@ -561,6 +612,126 @@ def _nouns(model: str | None) -> frozenset[str]:
         nlp = get_analyzer(model).nlp_engine.nlp[LANGUAGE]  # type: ignore[attr-defined]
         got = _NOUNS[model] = common_nouns(nlp)
     return got
+
+
+_RE_BARE_NUMBERS = re.compile(r"\d{1,5}(?:[ \t]+\d{1,5})*")
+_RE_ADDRESS_GAP = re.compile(r"[ \t]*,?[ \t]*")
+_PLACE_ENTITIES = frozenset({"LOCATION", "US_STREET_ADDRESS", "US_ZIP_CODE"})
+
+
+def _numbers_in_addresses(text: str, found: list[tuple[Span, int]]) -> list[tuple[Span, int]]:
+    """A bare number (or numbers) that the NER calls a date, right before or after a
+    street, a town or a postcode on its line, is a house, unit or postcode number of that
+    address ("Birkevej 18", "36 rue X"): a date is no bare number next to a place,
+    unless it is a year (1000-2099)."""
+    places = [(s.start, s.end) for s, _ in found if s.entity in _PLACE_ENTITIES]
+    if not places:
+        return found
+    out: list[tuple[Span, int]] = []
+    for span, tier in found:
+        if (tier == _TIER_NER and span.entity == "DATE_TIME"
+                and _RE_BARE_NUMBERS.fullmatch(text, span.start, span.end)
+                and not _RE_YEAR.fullmatch(text, span.start, span.end)
+                and any((e <= span.start and _RE_ADDRESS_GAP.fullmatch(text, e, span.start))
+                        or (span.end <= s and _RE_ADDRESS_GAP.fullmatch(text, span.end, s))
+                        for s, e in places)):
+            span = Span(span.start, span.end, "LOCATION", span.score)
+        out.append((span, tier))
+    return out
+
+
+_WORDS: dict[str | None, frozenset[str]] = {}
+
+
+def _words(model: str | None) -> frozenset[str]:
+    got = _WORDS.get(model)
+    if got is None:
+        nlp = get_analyzer(model).nlp_engine.nlp[LANGUAGE]  # type: ignore[attr-defined]
+        got = _WORDS[model] = english_words(nlp)
+    return got
+
+
+def english_words(nlp: object) -> frozenset[str]:
+    """Every word of a spaCy pipeline's lemmatizer index (nouns, verbs, adjectives,
+    adverbs; WordNet's in the English models) and its irregular forms ("met", "geese"),
+    lower case; empty when it has none."""
+    try:
+        lookups = nlp.get_pipe("lemmatizer").lookups  # type: ignore[attr-defined]
+        index, irregular = lookups.get_table("lemma_index"), lookups.get_table("lemma_exc")
+        pos = ("noun", "verb", "adj", "adv")
+        return frozenset(w for p in pos for table in (index, irregular) for w in table[p]
+                         if w.isalpha())
+    except (KeyError, AttributeError, ValueError):
+        return frozenset()
+
+
+def _unknown_proper_nouns(text: str, doc: object, found: list[tuple[Span, int]],
+                          words: frozenset[str]) -> list[tuple[Span, int]]:
+    """Capitalised proper nouns (the tagger's ``PROPN``) that no recognizer claimed and
+    that are no English word: a name of someone or somewhere nobody listed ("Ostrova
+    said", "Suite 4 Vardenby"). What cannot be classified is sensitive: a run of them is
+    redacted, labelled as the detection it touches on its line (a town after a street
+    takes the address's label), else as a person (weak tier: it only fills gaps)."""
+    if not words:
+        return []
+    claimed = [(s.start, s.end, s.entity) for s, _ in found]
+    runs: list[list[int]] = []
+    for tok in doc:  # type: ignore[attr-defined]
+        value = tok.text
+        if (tok.pos_ != "PROPN" or not value.isalpha() or len(value) < 3
+                or not value[0].isupper() or _unknown_word_known(value, words)
+                or tok.lemma_.lower() in words):
+            continue
+        a, b = tok.idx, tok.idx + len(value)
+        if any(s < b and a < e for s, e, _ in claimed):
+            continue
+        if runs and text[runs[-1][1] : a] == " ":
+            runs[-1][1] = b
+        else:
+            runs.append([a, b])
+    out: list[tuple[Span, int]] = []
+    for a, b in runs:
+        entity = _unknown_label(text, a, b, words)
+        for s, e, ent in claimed:
+            gap = text[e:a] if e <= a else text[b:s] if b <= s else None
+            if gap is not None and len(gap) <= 2 and not gap.strip(" ,"):
+                entity = ent
+                break
+        out.append((Span(a, b, entity, 0.4), _TIER_NER))
+    return out
+
+
+# "at X", "from X", "for X", "joined X": where one works or what one comes from
+_RE_ORG_BEFORE = re.compile(r"(?<![\w-])(?:at|from|for|joined|with)[ \t]+\Z", re.IGNORECASE)
+
+
+def _unknown_label(text: str, start: int, end: int, words: frozenset[str]) -> str:
+    """The label of an unknown proper noun alone: a place after "in"; a person when a
+    word of it is a listed name; an organisation after "at/from/for/joined/with" or when
+    it is two English words run together ("Brightwater", "Cloudnest"); else a person."""
+    value = text[start:end]
+    if _RE_IN_BEFORE.search(text, 0, start):
+        return "LOCATION"
+    if any(w in given_names() or w in surnames() for w in value.split()):
+        return "PERSON"
+    if _RE_ORG_BEFORE.search(text, 0, start) or any(
+            _compound(w.lower(), words) for w in value.split()):
+        return "ORGANIZATION"
+    return "PERSON"
+
+
+def _compound(word: str, words: frozenset[str]) -> bool:
+    """Whether ``word`` is two English words of four letters or more run together."""
+    return any(word[:i] in words and _unknown_word_known(word[i:], words)
+               for i in range(4, len(word) - 3))
+
+
+def _unknown_word_known(value: str, words: frozenset[str]) -> bool:
+    low = value.lower()
+    return (low in words or low in _STOP_WORDS or value in _NOT_ORGS
+            or (low.endswith("s") and low[:-1] in words)
+            or (low.endswith("es") and low[:-2] in words)
+            or (low.endswith("ies") and low[:-3] + "y" in words))
 
 
 def _worker_chunk(args: tuple[list[str | None], int, str | None, float]) -> list[list[Span]]:
