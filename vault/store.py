@@ -261,23 +261,28 @@ def _seal(
     n_stored = len(stored)
     batch_id = ids.batch
     pos = {src: p for p, src in enumerate(stored)}
-    part = frame[stored]
+    part = frame if n_stored == frame.height else frame[stored]
     new_ids = list(range(ids.subject, ids.subject + len(d.new_rows)))
     new_keys = crypto.new_subject_keys(len(d.new_rows))
     subject_of = dict(zip(d.new_rows, new_ids, strict=True))
-    key_of = dict(zip(d.new_rows, new_keys, strict=True))
-    for i, (sid, k) in old_keys.items():
-        subject_of[i], key_of[i] = sid, k
     record_ids = np.arange(ids.record, ids.record + n_stored, dtype=np.int64)
-    stored_subjects = np.fromiter((subject_of[i] for i in stored), dtype=np.int64,
-                                  count=n_stored)
+    if old_keys:
+        key_of = dict(zip(d.new_rows, new_keys, strict=True))
+        for i, (sid, k) in old_keys.items():
+            subject_of[i], key_of[i] = sid, k
+        stored_keys = [key_of[i] for i in stored]
+        stored_subjects = np.fromiter((subject_of[i] for i in stored), dtype=np.int64,
+                                      count=n_stored)
+    else:  # only new subjects: stored in row order, ids and keys in that order too
+        stored_keys = new_keys
+        stored_subjects = np.arange(ids.subject, ids.subject + n_stored, dtype=np.int64)
     direct_cols, attr_cols = layout.direct, layout.attributes
     fields = ",".join(direct_cols)
     record_blobs: list[bytes] = []
     inserts: list[BulkInsert] = []
     if direct_cols:
         record_blobs = crypto.seal_records(
-            [key_of[i] for i in stored], ds_id, record_ids.tolist(), stored_subjects.tolist(),
+            stored_keys, ds_id, record_ids.tolist(), stored_subjects.tolist(),
             fields, crypto.pack_rows(part.select(direct_cols)))
         inserts.append(bulk.prepare(dialect, T_RECORD, Columns(
             n_stored,
