@@ -70,7 +70,7 @@ def wanted(batch_rows: int) -> bool:
     m = mode()
     if m == "off":
         return False
-    if os.name != "posix":  # pragma: no cover - the child takes its socket by descriptor
+    if os.name != "posix" or not sys.executable:  # pragma: no cover - no child to start
         return False
     return m == "on" or (_cores() >= 2 and batch_rows >= MIN_ROWS)
 

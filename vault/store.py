@@ -646,6 +646,11 @@ def write_batches(
                             worker.seal(queued[1], predicted[0], _next_ids(ahead[1], ahead[3]))
                         except (OSError, ValueError):
                             stop_worker()  # this batch stands; the next one, in-process
+                    # this thread is idle until the writer is done: lay out the batch's
+                    # bucket rows here rather than in the writer (Polars and NumPy, mostly
+                    # without the GIL)
+                    parts = ahead[3].bucket_parts()
+                    ahead[3].bucket_parts = functools.partial(dict, parts)
             elif predicted is not None and cache.ds_id == ds_id:
                 keys, ids = predicted
                 d, needs_db = _decide_cached(frame, layout, keys, cache, erased_among)
