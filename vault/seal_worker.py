@@ -16,15 +16,19 @@ back, without the per-row maps the writer does not read. The child writes nothin
 anywhere, so a crash of either process leaves what the writer committed, whole
 batches only, as before; the child exits when the parent's end of the pipe closes.
 
-Setting ``CIVICVAULT_SEAL_PROCESS``: ``auto`` (default: a child process when this
-process may use two or more cores and batches have at least :data:`MIN_ROWS` rows),
-``on`` (always, whatever the cores and batch size), ``off`` (seal in the ingest's own
-thread, as before). The child starts when the second batch of an ingest has been
-sealed (its start-up overlaps the in-process sealing of the third) and takes over from
-the fourth; a batch it declines (it updates stored subjects, or names one only the
-database can tell apart), a child that fails, or predictions that fail end its use
-for the rest of the ingest, which continues the in-process way. Contents, ids and
-ledger entries are those of the in-process path (tests hold them equal).
+Setting ``CIVICVAULT_SEAL_PROCESS``: ``off`` (default: seal in the ingest's own thread)
+or ``on`` (a child process, when this process may use two or more cores; on one core
+the setting changes nothing). Off by default because on the 2-core machine of
+docs/BENCHMARKS.md ("Sealing in a second process") it did not make a 1M-row ingest
+faster: with the pipeline the writer thread is already busy about as long as the sealer,
+and the child adds its pickling and start-up (~2 CPU s per 1M rows). The child starts
+once the second batch of an ingest has been sealed (its start-up overlaps the
+in-process sealing of the third) and takes over from the fourth, so ingests of three
+batches or fewer pay its start-up for nothing; a batch it declines (it updates stored
+subjects, or names one only the database can tell apart), a child that fails, or
+predictions that fail end its use for the rest of the ingest, which continues the
+in-process way. Contents, ids and ledger entries are those of the in-process path
+(tests hold them equal).
 """
 
 from __future__ import annotations
@@ -46,33 +50,32 @@ if TYPE_CHECKING:
     from vault.layout import ColumnLayout
 
 SETTING = "CIVICVAULT_SEAL_PROCESS"
-MODES = ("auto", "on", "off")
-MIN_ROWS = 10_000  # smaller batches seal in milliseconds: not worth a process
+MODES = ("off", "on")
 
 
 def mode() -> str:
-    """The ``CIVICVAULT_SEAL_PROCESS`` setting (``auto`` when unset)."""
-    raw = os.environ.get(SETTING, "").strip().lower() or "auto"
+    """The ``CIVICVAULT_SEAL_PROCESS`` setting (``off`` when unset)."""
+    raw = os.environ.get(SETTING, "").strip().lower() or "off"
     if raw not in MODES:
         raise BadInput(f"{SETTING} must be one of {', '.join(MODES)}")
     return raw
 
 
-def _cores() -> int:
+def cores() -> int:
+    """The cores this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # pragma: no cover - platforms without affinity
         return os.cpu_count() or 1
 
 
-def wanted(batch_rows: int) -> bool:
-    """Whether an ingest whose batches have ``batch_rows`` rows should seal in a child."""
-    m = mode()
-    if m == "off":
+def wanted() -> bool:
+    """Whether an ingest should seal in a child process (the setting, and two cores)."""
+    if mode() == "off":
         return False
     if os.name != "posix" or not sys.executable:  # pragma: no cover - no child to start
         return False
-    return m == "on" or (_cores() >= 2 and batch_rows >= MIN_ROWS)
+    return cores() >= 2
 
 
 class SealWorker:

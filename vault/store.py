@@ -675,7 +675,7 @@ def write_batches(
                                         dataset=dataset, source_id=source_id, batch_index=index,
                                         frame=frame, layout=layout, d=d, s=sealed, actor=actor,
                                         tail=tail)
-                if worker is None and seen == 1 and seal_worker.wanted(frame.height):
+                if worker is None and seen == 1 and seal_worker.wanted():
                     worker = seal_worker.SealWorker()  # starts while this process goes on
                 elif worker is not None and not in_child:
                     try:
