@@ -583,6 +583,10 @@ def write_batches(
     of the ingest goes batch by batch. Batches that update stored subjects are
     always written the ordinary way. Results are yielded in order; the first
     failure is raised and the cache is dropped.
+
+    With ``CIVICVAULT_SEAL_PROCESS=on`` the deciding and sealing move to a child
+    process from the fourth batch on (``vault.seal_worker``; the same functions, the
+    same predictions), and this thread only feeds it and lays out bucket rows.
     """
     seal_worker.mode()  # a bad setting is refused before anything is written
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="civicvault-writer")
