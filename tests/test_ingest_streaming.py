@@ -275,3 +275,83 @@ def test_batches_stored_out_of_order_read_only_their_rows(tmp_path: Path) -> Non
                        for i in range(ROWS)})
     assert stored_ids == expected
     engine.dispose()
+
+
+def test_sealing_in_a_child_process_stores_what_in_process_sealing_stores(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``CIVICVAULT_SEAL_PROCESS=on`` (vault.seal_worker) vs ``off``: the same file gives the
+    same subjects, records, attributes, batches and ledger entries (ids, counts, decisions,
+    every state digest re-derived by verification), only the nonces and keys differ."""
+    from vault import seal_worker
+
+    if seal_worker.cores() < 2:
+        pytest.skip("the sealing child needs two cores")
+    taken: list[int] = []
+    real_result = seal_worker.SealWorker.result
+
+    def result(self: seal_worker.SealWorker) -> Any:
+        got = real_result(self)
+        taken.append(got is not None)
+        return got
+
+    monkeypatch.setattr(seal_worker.SealWorker, "result", result)
+    src = _voter_csv(tmp_path / "voters.csv")
+    results = {}
+    for mode in ("off", "on"):
+        monkeypatch.setenv(seal_worker.SETTING, mode)
+        home, engine, who = _home(tmp_path / mode)
+        report = ingest_path(engine, home, who, src, "nc", batch_rows=BATCH)
+        results[mode] = (report.to_json(), _contents(home, engine, "nc"))
+        engine.dispose()
+        if mode == "off":
+            assert taken == []  # no child
+    # the child started with the second batch and sealed the fourth to the last
+    assert taken == [True] * (ROWS // BATCH - 3)
+    assert results["off"] == results["on"]
+    assert results["on"][0]["duplicates_skipped"] > 0  # duplicates across batches, too
+
+
+def test_a_child_sealer_that_dies_leaves_the_ingest_to_this_process(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The child killed mid-ingest: the batch it held is sealed here, nothing is lost or
+    doubled, and the vault verifies."""
+    import signal
+
+    from vault import seal_worker
+
+    if seal_worker.cores() < 2:
+        pytest.skip("the sealing child needs two cores")
+    real_seal = seal_worker.SealWorker.seal
+    calls = {"n": 0}
+
+    def seal(self: seal_worker.SealWorker, *args: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            os.kill(self._proc.pid, signal.SIGKILL)
+            self._proc.wait()
+        real_seal(self, *args)
+
+    monkeypatch.setattr(seal_worker.SealWorker, "seal", seal)
+    monkeypatch.setenv(seal_worker.SETTING, "on")
+    src = _voter_csv(tmp_path / "voters.csv")
+    home, engine, who = _home(tmp_path / "home")
+    report = ingest_path(engine, home, who, src, "nc", batch_rows=BATCH)
+    assert calls["n"] == 2  # the child sealed one batch, then it was gone
+    assert report.batches == ROWS // BATCH
+    contents = _contents(home, engine, "nc")  # verifies the whole vault first
+    assert contents["counts"]["vault_subjects"] == report.rows_added == len(contents["attrs"])
+    engine.dispose()
+
+
+def test_a_bad_seal_process_setting_is_refused_before_anything_is_stored(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vault import seal_worker
+
+    monkeypatch.setenv(seal_worker.SETTING, "sometimes")
+    src = _voter_csv(tmp_path / "voters.csv", rows=600)
+    home, engine, who = _home(tmp_path / "home")
+    with pytest.raises(BadInput, match=seal_worker.SETTING):
+        ingest_path(engine, home, who, src, "nc", batch_rows=BATCH)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(T_BATCH)).scalar_one() == 0
+    engine.dispose()

@@ -71,13 +71,15 @@ def _hex(blobs: pl.Expr) -> pl.Expr:
 
 
 def new_subject_parts(
-    first: int, ds_id: int, wrap_key_id: int, wrapped: Sequence[bytes], blind_key_id: int,
-    lookups: Sequence[tuple[str, Sequence[bytes | None]]], version: int,
+    first: int, ds_id: int, wrap_key_id: int, wrapped: Sequence[bytes] | pl.Series,
+    blind_key_id: int, lookups: Sequence[tuple[str, Sequence[bytes | None] | pl.Series]],
+    version: int,
 ) -> dict[int, BucketParts]:
     """Per bucket, the ``BucketParts`` of the new subjects ``first, first + 1, ...`` (one per
     wrapped key, not erased) and of their blind-index rows (``lookups``: per column, one
-    digest or None per new subject, in id order). A bucket that also holds older ids has
-    only the new rows' parts here: ``range_parts`` of the older ones ``.then`` these."""
+    digest or None per new subject, in id order; lists or Binary Series). A bucket that
+    also holds older ids has only the new rows' parts here: ``range_parts`` of the older
+    ones ``.then`` these."""
     n = len(wrapped)
     if n == 0:
         return {}
@@ -90,7 +92,7 @@ def new_subject_parts(
     by_name = dict(lookups)
     blind = pl.concat([
         pl.DataFrame({"sid": ids, "k": pl.Series([k] * n, dtype=pl.UInt32),
-                      "dg": pl.Series(list(by_name[name]), dtype=pl.Binary)}).drop_nulls("dg")
+                      "dg": pl.Series(by_name[name], dtype=pl.Binary)}).drop_nulls("dg")
         for k, name in enumerate(names)
     ]) if names else pl.DataFrame(schema={"sid": pl.Int64, "k": pl.UInt32, "dg": pl.Binary})
     blind = blind.sort(["sid", "k"])  # one row per subject and column

@@ -26,8 +26,10 @@ The other concerns of storage live beside it (and are re-exported here, so
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Callable, Iterable, Iterator
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -40,7 +42,7 @@ from sqlalchemy import Connection, bindparam, func, select, text, update
 
 from ledger import store as ledger_store
 from ledger.entry import MAX_STATE_ENTRY_BYTES, EntryDraft
-from vault import blind_index, bucket_rows, bulk, crypto, manifest, pg_planning, vocab
+from vault import blind_index, bucket_rows, bulk, crypto, manifest, pg_planning, seal_worker, vocab
 from vault.attributes import iter_attributes, read_attributes
 from vault.bulk import BulkInsert, Columns
 from vault.identity import PERSON_COLUMN, pseudonyms
@@ -190,7 +192,7 @@ class _Sealed:
     stored: list[int]
     pos: dict[int, int]  # source row -> stored row position
     subject_of: dict[int, int]
-    new_ids: list[int]
+    new_ids: Sequence[int]  # consecutive ids (a range once it crossed a process boundary)
     wrapped: list[bytes]
     column_blobs: dict[str, bytes]
     row_subjects: bytes  # each stored row's subject id (vault.live_mask.pack_subjects)
@@ -260,23 +262,28 @@ def _seal(
     n_stored = len(stored)
     batch_id = ids.batch
     pos = {src: p for p, src in enumerate(stored)}
-    part = frame[stored]
+    part = frame if n_stored == frame.height else frame[stored]
     new_ids = list(range(ids.subject, ids.subject + len(d.new_rows)))
     new_keys = crypto.new_subject_keys(len(d.new_rows))
     subject_of = dict(zip(d.new_rows, new_ids, strict=True))
-    key_of = dict(zip(d.new_rows, new_keys, strict=True))
-    for i, (sid, k) in old_keys.items():
-        subject_of[i], key_of[i] = sid, k
     record_ids = np.arange(ids.record, ids.record + n_stored, dtype=np.int64)
-    stored_subjects = np.fromiter((subject_of[i] for i in stored), dtype=np.int64,
-                                  count=n_stored)
+    if old_keys:
+        key_of = dict(zip(d.new_rows, new_keys, strict=True))
+        for i, (sid, k) in old_keys.items():
+            subject_of[i], key_of[i] = sid, k
+        stored_keys = [key_of[i] for i in stored]
+        stored_subjects = np.fromiter((subject_of[i] for i in stored), dtype=np.int64,
+                                      count=n_stored)
+    else:  # only new subjects: stored in row order, ids and keys in that order too
+        stored_keys = new_keys
+        stored_subjects = np.arange(ids.subject, ids.subject + n_stored, dtype=np.int64)
     direct_cols, attr_cols = layout.direct, layout.attributes
     fields = ",".join(direct_cols)
     record_blobs: list[bytes] = []
     inserts: list[BulkInsert] = []
     if direct_cols:
         record_blobs = crypto.seal_records(
-            [key_of[i] for i in stored], ds_id, record_ids.tolist(), stored_subjects.tolist(),
+            stored_keys, ds_id, record_ids.tolist(), stored_subjects.tolist(),
             fields, crypto.pack_rows(part.select(direct_cols)))
         inserts.append(bulk.prepare(dialect, T_RECORD, Columns(
             n_stored,
@@ -326,6 +333,30 @@ def _seal(
                    pack_subjects(stored_subjects),
                    crypto.batch_digest(column_blobs, record_blobs), inserts, subject_updates,
                    blind_upserts, parts)
+
+
+def _portable(d: _Decision, s: _Sealed) -> tuple[_Decision, _Sealed]:
+    """A batch sealed ahead as the writer needs it (``_store``): without the per-row maps
+    and digests only the sealing side reads, so it crosses a process boundary cheaply."""
+    new_ids = range(s.new_ids[0], s.new_ids[-1] + 1) if s.new_ids else range(0)
+    # the bucket layout's inputs as Binary columns: pickled as Arrow buffers, not as
+    # one Python object per wrapped key and digest
+    p = s.bucket_parts
+    assert isinstance(p, functools.partial)
+    first, ds, wrap_id, wrapped, blind_id, lookups, version = p.args
+    parts = functools.partial(p.func, first, ds, wrap_id, pl.Series(wrapped, dtype=pl.Binary),
+                              blind_id, [(c, pl.Series(v, dtype=pl.Binary)) for c, v in lookups],
+                              version)
+    return (dataclasses.replace(d, row_fps=[], lookup_digests={}, identity=None),
+            dataclasses.replace(s, pos={}, subject_of={}, new_ids=new_ids, wrapped=[],
+                                bucket_parts=parts))
+
+
+def _next_ids(ids: NextIds, s: _Sealed) -> NextIds:
+    """The ids the next batch will take once batch ``s``, sealed on ``ids``, is stored."""
+    watermark = s.new_ids[-1] if s.new_ids else ids.watermark
+    return NextIds(ids.batch + 1, ids.subject + len(s.new_ids), ids.record + len(s.stored),
+                   watermark, ids.suppressed)
 
 
 @dataclass
@@ -447,8 +478,9 @@ def _remember(cache: IdentityCache, ds_id: int, watermark: int | None, keys: Bat
     if cache.ds_id != ds_id:
         return
     ident, fps, pos = d.identity, d.row_fps, s.pos
-    cache.add([ident[i] for i in d.new_rows], s.new_ids, [fps[i] for i in d.new_rows], s.wrapped,
-              [keys.subject_wrap.id] * len(s.new_ids), s.batch_id, [pos[i] for i in d.new_rows])
+    new = d.new_rows
+    cache.add([ident[i] for i in new], list(s.new_ids), [fps[i] for i in new], s.wrapped,
+              [keys.subject_wrap.id] * len(s.new_ids), s.batch_id, [pos[i] for i in new])
     if d.upd_rows:  # matched by identity: keeps its key and wrapping
         upd = d.upd_rows
         cache.add([ident[i] for i, _ in upd], [int(m.id) for _, m in upd],
@@ -555,7 +587,12 @@ def write_batches(
     of the ingest goes batch by batch. Batches that update stored subjects are
     always written the ordinary way. Results are yielded in order; the first
     failure is raised and the cache is dropped.
+
+    With ``CIVICVAULT_SEAL_PROCESS=on`` the deciding and sealing move to a child
+    process from the fourth batch on (``vault.seal_worker``; the same functions, the
+    same predictions), and this thread only feeds it and lays out bucket rows.
     """
+    seal_worker.mode()  # a bad setting is refused before anything is written
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="civicvault-writer")
     pending: Future[tuple[BatchResult, bool]] | None = None
     predicted: tuple[BatchKeys, NextIds] | None
@@ -573,14 +610,56 @@ def write_batches(
         cache.ds_id = ds_id  # a dataset without subjects: this ingest will know every one
     stored_ahead = 0  # rows written by the pipelined path (not analysed yet)
     tail = _Tail()  # the writer thread's alone
+    # a child process that decides and seals ahead (vault.seal_worker): started once the
+    # second batch is sealed, given the cache and the work from the fourth batch on
+    worker: seal_worker.SealWorker | None = None
+    in_child = False  # the child holds the ingest's cache; this process's is cleared
 
     def erased_among(wanted: set[bytes]) -> set[bytes]:
         return wanted & erased
 
+    def stop_worker() -> None:
+        nonlocal worker, in_child
+        if worker is not None:
+            worker.close()
+        worker, in_child = None, False
+
     try:
-        for index, frame in batches:
+        batches_in = iter(batches)
+        queued: tuple[int, pl.DataFrame] | None = None  # taken early, sent to the child
+        for seen in itertools.count():
+            if queued is not None:
+                (index, frame), queued = queued, None
+            elif (item := next(batches_in, None)) is not None:
+                index, frame = item
+            else:
+                break
             ahead: tuple[BatchKeys, NextIds, _Decision, _Sealed] | None = None
-            if predicted is not None and cache.ds_id == ds_id:
+            if predicted is not None and in_child and worker is not None:
+                try:
+                    if not worker.asked:
+                        worker.seal(frame, *predicted)
+                    got = worker.result()
+                except (OSError, ValueError):  # the child is gone: go on in this process
+                    got = None
+                if got is None:  # declined or failed: this batch and the rest, in-process
+                    stop_worker()
+                else:
+                    ahead = (*predicted, *got)
+                    # the next batch goes to the child now, on the ids this one leaves
+                    # behind: it is sealed while this process waits for the writer
+                    queued = next(batches_in, None)
+                    if queued is not None:
+                        try:
+                            worker.seal(queued[1], predicted[0], _next_ids(ahead[1], ahead[3]))
+                        except (OSError, ValueError):
+                            stop_worker()  # this batch stands; the next one, in-process
+                    # this thread is idle until the writer is done: lay out the batch's
+                    # bucket rows here rather than in the writer (Polars and NumPy, mostly
+                    # without the GIL)
+                    parts = ahead[3].bucket_parts()
+                    ahead[3].bucket_parts = functools.partial(dict, parts)
+            elif predicted is not None and cache.ds_id == ds_id:
                 keys, ids = predicted
                 d, needs_db = _decide_cached(frame, layout, keys, cache, erased_among)
                 if not d.upd_rows and d.new_rows and not needs_db:
@@ -593,18 +672,32 @@ def write_batches(
                 if diverged:
                     _forget(cache)
                     ahead = predicted = None
+                    stop_worker()
             if ahead is not None:
                 keys, ids, d, sealed = ahead
-                _remember(cache, ds_id, ids.watermark, keys, d, sealed)
+                if not in_child:
+                    _remember(cache, ds_id, ids.watermark, keys, d, sealed)
                 stored_ahead += len(sealed.stored)
-                predicted = (keys, NextIds(ids.batch + 1, ids.subject + len(sealed.new_ids),
-                                           ids.record + len(sealed.stored), cache.watermark,
-                                           ids.suppressed))
+                predicted = (keys, _next_ids(ids, sealed))
                 pending = writer.submit(_store_predicted, begin, keyring, keys, ids, ds_id=ds_id,
                                         dataset=dataset, source_id=source_id, batch_index=index,
                                         frame=frame, layout=layout, d=d, s=sealed, actor=actor,
                                         tail=tail)
+                if worker is None and seen == 1 and seal_worker.wanted():
+                    worker = seal_worker.SealWorker()  # starts while this process goes on
+                elif worker is not None and not in_child:
+                    try:
+                        worker.setup(layout, ds_id, dialect, erased, cache)
+                    except (OSError, ValueError):  # the child is gone: go on in this process
+                        stop_worker()
+                    else:
+                        cache.clear()  # the child's from now on; forgotten here if it stops
+                        in_child = True
                 continue
+            if worker is not None:  # a batch the child did not take: in-process from now on
+                if in_child:  # and the cache it held is lost with it
+                    _forget(cache)
+                stop_worker()
             with begin() as conn:
                 result = write_batch(conn, keyring, ds_id=ds_id, dataset=dataset,
                                      source_id=source_id, batch_index=index, frame=frame,
@@ -629,6 +722,7 @@ def write_batches(
         _forget(cache)  # what it learnt may not have been committed
         raise
     finally:
+        stop_worker()
         writer.shutdown(wait=True)
         if deferred:  # a failed first load: what it committed is indexed (the next ingest
             with begin() as conn:  # would also build the index, were this process killed)
