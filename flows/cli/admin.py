@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -195,22 +195,23 @@ def reveal(
            "ledger_seq": done.ledger_seq, "receipt": receipt}
     if target is not None:
         _write_private(target, doc)
-    if json_out:  # standard output is not a private place: which fields, never a value
-        emit_json({**doc, "out": None if target is None else str(target), "subjects": [
-            {"subject": sid, "records": len(recs),
-             "fields": sorted({name for record in recs for name in record})}
-            for sid, recs in opened]})
+    # standard output is not a private place: from here on only which subjects and
+    # fields were opened, never a value (the opened records stop at _write_private)
+    summary: list[dict[str, Any]] = [{"subject": sid, "records": len(recs),
+                "fields": sorted({name for record in recs for name in record})}
+               for sid, recs in opened]
+    if json_out:
+        emit_json({**doc, "out": None if target is None else str(target), "subjects": summary})
         return
-    if not opened:
+    if not summary:
         console.print(f"no live subject of {dataset} matched (the reveal is ledgered)",
                       markup=False)
-    for sid, records in opened:
-        fields = sorted({name for record in records for name in record})
-        console.print(f"subject {sid}: {len(records)} record(s) opened; fields: "
-                      f"{', '.join(fields)}", markup=False)
-    if opened:
+    for seen in summary:
+        console.print(f"subject {seen['subject']}: {seen['records']} record(s) opened; "
+                      f"fields: {', '.join(seen['fields'])}", markup=False)
+    if summary:
         where = f"written to {target} (mode 0600)" if target is not None else \
-            "not shown here: rerun with --out FILE (written 0600) or --json"
+            "not shown here: rerun with --out FILE (written 0600)"
         console.print(f"values {where}; ledger entry {done.ledger_seq}", markup=False)
 
 
