@@ -25,8 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import vault.seal_worker as seal_worker
 import vault.store as store
 from bench.pgdb import drop_pg, fresh_pg
-from bench.vault import civicvault_store, synthetic
-from vault.keys import FileKeyProvider
+from bench.vault import civicvault_store, write_fixture
 
 LOG: list[tuple[str, float, float, float]] = []
 T0 = time.perf_counter()
@@ -54,10 +53,7 @@ def main() -> None:
         "child result", seal_worker.SealWorker.result)
     with tempfile.TemporaryDirectory(prefix="cvtimeline-") as t:
         tmp = Path(t)
-        parquet = tmp / "voters.parquet"
-        synthetic(args.rows).write_parquet(parquet)
-        kek = tmp / "kek.json"
-        FileKeyProvider.create(kek)
+        parquet, kek = write_fixture(tmp, args.rows)
         url = fresh_pg(args.pg) if args.pg else f"sqlite:///{tmp / 'v.db'}"
         try:
             T0 = time.perf_counter()

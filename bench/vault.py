@@ -174,6 +174,15 @@ def fresh_sqlite(tmp: Path) -> str:
     return f"sqlite:///{db}"
 
 
+def write_fixture(tmp: Path, rows: int) -> tuple[Path, Path]:
+    """The synthetic voter file as Parquet and a fresh file KEK, both under tmp."""
+    parquet = tmp / "voters.parquet"
+    synthetic(rows).write_parquet(parquet)
+    kek = tmp / "kek.json"
+    FileKeyProvider.create(kek)
+    return parquet, kek
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
@@ -185,10 +194,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="cvbench-") as t:
         tmp = Path(t)
-        parquet = tmp / "voters.parquet"
-        synthetic(args.rows).write_parquet(parquet)
-        kek = tmp / "kek.json"
-        FileKeyProvider.create(kek)
+        parquet, kek = write_fixture(tmp, args.rows)
         results: list[tuple[str, float]] = []
         base = median_time(lambda: baseline(parquet, tmp / "base.db"), args.runs)
         results.append(("baseline: polars + AES-GCM/row + HMAC/row + sqlite3 executemany", base))

@@ -479,7 +479,7 @@ def test_relative_days_are_not_dates() -> None:
 
 
 def test_common_words_the_ner_calls_people_are_not_people() -> None:
-    nouns = freetext._nouns(None)
+    nouns = freetext._vocab(freetext.common_nouns, None)
     assert nouns  # the model ships its lemma index
     assert freetext._common_noun("Bookkeeper", nouns)
     assert freetext._common_noun("Quiet Evenings", nouns)
@@ -529,7 +529,7 @@ def test_bare_number_the_ner_calls_a_date_next_to_an_address_is_part_of_it() -> 
 
 
 def test_two_unlisted_non_english_words_called_an_organisation_are_a_person() -> None:
-    words = freetext._words(None)
+    words = freetext._vocab(freetext.english_words, None)
     assert freetext._unknown_person("Yesterday Ilvar Ostrenko phoned.", 10, "Ilvar Ostrenko",
                                     words)
     assert freetext._unknown_person("Ostrenko and Hale wrote it.", 0, "Ostrenko and Hale", words)
@@ -541,7 +541,7 @@ def test_two_unlisted_non_english_words_called_an_organisation_are_a_person() ->
 
 
 def test_unknown_proper_noun_alone_is_labelled_by_its_context() -> None:
-    words = freetext._words(None)
+    words = freetext._vocab(freetext.english_words, None)
     label = freetext._unknown_label
     assert label("He grew up in Vardenby.", 14, 22, words) == "LOCATION"
     assert label("She now works at Brightwater.", 17, 28, words) == "ORGANIZATION"
@@ -550,7 +550,7 @@ def test_unknown_proper_noun_alone_is_labelled_by_its_context() -> None:
 
 
 def test_common_words_the_ner_calls_an_organisation_name_no_body() -> None:
-    words = freetext._words(None)
+    words = freetext._vocab(freetext.english_words, None)
 
     def common(text: str, value: str) -> bool:
         start = text.index(value)

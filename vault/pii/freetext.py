@@ -20,7 +20,7 @@ import atexit
 import os
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -572,8 +572,8 @@ def _spans_local(
     texts: Sequence[str | None], batch_size: int, model: str | None, threshold: float
 ) -> list[list[Span]]:
     analyzer = get_analyzer(model)
-    nouns = _nouns(model)
-    words = _words(model)
+    nouns = _vocab(common_nouns, model)
+    words = _vocab(english_words, model)
     out: list[list[Span]] = [[] for _ in texts]
     todo = [(i, t) for i, t in enumerate(texts) if t is not None and t.strip()]
     if not todo:
@@ -603,14 +603,16 @@ def _spans_local(
     return out
 
 
-_NOUNS: dict[str | None, frozenset[str]] = {}
+_VOCAB: dict[tuple[str, str | None], frozenset[str]] = {}
 
 
-def _nouns(model: str | None) -> frozenset[str]:
-    got = _NOUNS.get(model)
+def _vocab(build: Callable[[object], frozenset[str]], model: str | None) -> frozenset[str]:
+    """A word list derived once per model from its spaCy pipeline (nouns, all words)."""
+    key = (build.__name__, model)
+    got = _VOCAB.get(key)
     if got is None:
         nlp = get_analyzer(model).nlp_engine.nlp[LANGUAGE]  # type: ignore[attr-defined]
-        got = _NOUNS[model] = common_nouns(nlp)
+        got = _VOCAB[key] = build(nlp)
     return got
 
 
@@ -638,17 +640,6 @@ def _numbers_in_addresses(text: str, found: list[tuple[Span, int]]) -> list[tupl
             span = Span(span.start, span.end, "LOCATION", span.score)
         out.append((span, tier))
     return out
-
-
-_WORDS: dict[str | None, frozenset[str]] = {}
-
-
-def _words(model: str | None) -> frozenset[str]:
-    got = _WORDS.get(model)
-    if got is None:
-        nlp = get_analyzer(model).nlp_engine.nlp[LANGUAGE]  # type: ignore[attr-defined]
-        got = _WORDS[model] = english_words(nlp)
-    return got
 
 
 def english_words(nlp: object) -> frozenset[str]:
