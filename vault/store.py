@@ -200,8 +200,9 @@ class _Sealed:
     inserts: list[BulkInsert]  # records, new subjects, their digests: one statement each
     subject_updates: list[dict[str, Any]]
     blind_upserts: list[dict[str, Any]]
-    # the new subjects' rows per bucket (vault.bucket_rows): laid out by the writer thread,
-    # which has time to spare while the next batch is sealed
+    # the new subjects' rows per bucket (vault.bucket_rows): laid out by the sealing thread
+    # once it has sealed a batch the writer is still behind on (``_lay_out_now``), else by
+    # the writer
     bucket_parts: Callable[[], dict[int, manifest.BucketParts]]
 
 
@@ -352,6 +353,12 @@ def _portable(d: _Decision, s: _Sealed) -> tuple[_Decision, _Sealed]:
                                 bucket_parts=parts))
 
 
+def _lay_out_now(s: _Sealed) -> None:
+    """Lay out a sealed batch's bucket rows in this thread rather than the writer's."""
+    parts = s.bucket_parts()
+    s.bucket_parts = functools.partial(dict, parts)
+
+
 def _next_ids(ids: NextIds, s: _Sealed) -> NextIds:
     """The ids the next batch will take once batch ``s``, sealed on ``ids``, is stored."""
     watermark = s.new_ids[-1] if s.new_ids else ids.watermark
@@ -405,6 +412,8 @@ def _store(
                 fingerprint=bindparam("fp"), current_batch_id=bindparam("cb"),
                 current_row=bindparam("cr")),
             s.subject_updates)
+    if s.blind_upserts:  # insert-or-ignore needs the key a first load may have dropped
+        _build_blind_key(conn)
     _insert_ignore(conn, T_BLIND, s.blind_upserts)
     if analyze and conn.dialect.name == "postgresql" and len(s.stored) >= ANALYZE_AFTER_ROWS:
         # COPY leaves the planner blind to the new rows: without fresh statistics the next
@@ -657,14 +666,18 @@ def write_batches(
                     # this thread is idle until the writer is done: lay out the batch's
                     # bucket rows here rather than in the writer (Polars and NumPy, mostly
                     # without the GIL)
-                    parts = ahead[3].bucket_parts()
-                    ahead[3].bucket_parts = functools.partial(dict, parts)
+                    _lay_out_now(ahead[3])
             elif predicted is not None and cache.ds_id == ds_id:
                 keys, ids = predicted
                 d, needs_db = _decide_cached(frame, layout, keys, cache, erased_among)
                 if not d.upd_rows and d.new_rows and not needs_db:
                     ahead = (keys, ids, d,
                              _seal(frame, layout, keys, ds_id, d, ids, {}, dialect))
+                    if pending is not None:
+                        # the writer sets the pace (issue 17: ~1.3 s a batch on SQLite
+                        # against ~0.85 s of sealing): lay out the bucket rows here, while
+                        # it still writes the batch before
+                        _lay_out_now(ahead[3])
             if pending is not None:
                 result, diverged = pending.result()
                 pending = None
@@ -699,6 +712,9 @@ def write_batches(
                     _forget(cache)
                 stop_worker()
             with begin() as conn:
+                if deferred:  # the ordinary path asks the database: give it its indexes
+                    deferred = False
+                    _build_subject_index(conn)
                 result = write_batch(conn, keyring, ds_id=ds_id, dataset=dataset,
                                      source_id=source_id, batch_index=index, frame=frame,
                                      layout=layout, actor=actor, cache=cache)
@@ -737,22 +753,47 @@ def write_batches(
 SUBJECT_INDEX = "ix_vault_blind_subject"
 _SUBJECT_INDEX_SQL = (f'CREATE INDEX IF NOT EXISTS {SUBJECT_INDEX} ON vault_blind_index '
                       '(subject_id, "column", digest, key_id)')
+# On PostgreSQL the blind index is a heap table with a primary-key index, and COPY into
+# that index in digest order (random places in a B-tree larger than shared_buffers) was
+# most of the server's time in an ingest (issue 17). A first load drops it with the
+# subject index and builds it at the end (one sort): no reader's answer changes (the
+# rows are the same, found by a scan meanwhile), and no duplicate can slip in, because
+# the rows such a load adds are its new subjects' (new subject ids), and every write that
+# could repeat a row (``_insert_ignore`` of updated subjects) builds the key first. On
+# SQLite the table is its primary key (WITHOUT ROWID): nothing to drop.
+BLIND_KEY = "vault_blind_index_pkey"
+_BLIND_KEY_SQL = (f"ALTER TABLE vault_blind_index ADD CONSTRAINT {BLIND_KEY} "
+                  'PRIMARY KEY (dataset_id, "column", digest, subject_id)')
 
 
 def _defer_subject_index(conn: Connection) -> bool:
-    """Drop the subject index if the blind index is empty (True), else make sure it exists."""
+    """Drop the subject index (and, on PostgreSQL, the primary key) if the blind index is
+    empty (True), else make sure they exist."""
     lock_vault(conn)
     if conn.exec_driver_sql("SELECT 1 FROM vault_blind_index LIMIT 1").first() is None:
         conn.exec_driver_sql(f"DROP INDEX IF EXISTS {SUBJECT_INDEX}")
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"ALTER TABLE vault_blind_index DROP CONSTRAINT IF EXISTS "
+                                 f"{BLIND_KEY}")
         return True
     _build_subject_index(conn)
     return False
 
 
-def _build_subject_index(conn: Connection) -> None:
-    """Build the subject index if it is missing (asking the catalogue first: on PostgreSQL
-    even ``CREATE INDEX IF NOT EXISTS`` locks the table)."""
+def _build_blind_key(conn: Connection) -> None:
+    """Put the blind index's primary key back if a first load dropped it (PostgreSQL)."""
+    if conn.dialect.name != "postgresql":
+        return
     lock_vault(conn)
+    if conn.exec_driver_sql(f"SELECT to_regclass('{BLIND_KEY}')").scalar() is None:
+        conn.exec_driver_sql(_BLIND_KEY_SQL)
+
+
+def _build_subject_index(conn: Connection) -> None:
+    """Build the subject index (and the primary key) if missing (asking the catalogue
+    first: on PostgreSQL even ``CREATE INDEX IF NOT EXISTS`` locks the table)."""
+    lock_vault(conn)
+    _build_blind_key(conn)
     if conn.dialect.name == "postgresql":
         found = conn.exec_driver_sql(f"SELECT to_regclass('{SUBJECT_INDEX}')").scalar()
     else:
@@ -794,6 +835,7 @@ def _store_predicted(
             return _store(conn, keyring, keys, ds_id=ds_id, dataset=dataset, source_id=source_id,
                           batch_index=batch_index, d=d, s=s, actor=actor, analyze=False,
                           tail=tail), False
+        _build_subject_index(conn)  # another writer came in between: it asks the database
         return write_batch(conn, keyring, ds_id=ds_id, dataset=dataset, source_id=source_id,
                            batch_index=batch_index, frame=frame, layout=layout, actor=actor), True
 
