@@ -15,6 +15,10 @@ up), written on the development sets (docs/PII.md, fifth follow-up):
   listed name plus a town ending ("Jenniferbury", "Ostrenkoport") or a compass or
   "New/Port/Lake" word before a listed name ("West Paul", "New Williamshire"),
   labelled a person or organisation by the NER, is a place;
+* **companies**: a span inside capitalised words that end in a legal form ("Holm
+  Lindqvist AB", "Bellini, Iacovelli e Doglio s.r.l.", "Velbrun Sp. z o.o.") is the
+  company; two surnames alone joined by "&" or a hyphen, no given name and no
+  honorific before ("Ortiz & Yi", "Walters-White"), are a firm;
 * **dates**: what a street pattern took that is a day and a month name, with or
   without a year ("16 July 1998"), is a date.
 """
@@ -119,8 +123,49 @@ def _town_shaped(value: str) -> bool:
     return False
 
 
+# legal forms written after a company's name (Faker's locales write them so)
+_LEGAL_FORM = (
+    r"(?:Sp\.[ \t]z[ \t]o\.o\.(?:[ \t]Sp\.k\.)?|Sp\.j\.|Sp\.k\.|s\.c\.|k\.s\.|v\.o\.s\.|"
+    r"s\.r\.o\.|a\.s\.|o\.s\.|AB|HB|KB|Oy|Oyj|Ky|Osk|As[ \t]Oy|AS|ASA|A/S|ApS|I/S|AG|KG|KGaA|"
+    r"GmbH|mbH|OHG|e\.V\.|GbR|S\.A\.|SA|SARL|S\.A\.R\.L\.|SAS|S\.A\.S\.|SNC|SpA|S\.p\.A\.|"
+    r"s\.r\.l\.|S\.r\.l\.|Srl|S\.L\.(?:N\.E)?|S\.L\.L\.|S\.C\.P|S\.Coop\.|S\.Com\.|S/A|Ltda\.?|"
+    r"BV|B\.V\.|NV|N\.V\.|VOF|e[ \t]figli|et[ \t]Fils|og[ \t]Sønner|og[ \t]Søn|y[ \t]Asociados|"
+    r"&[ \t]Asociados|i[ \t]syn|und[ \t]Söhne|&[ \t]Co\.?|Inc\.?|LLC|Ltd\.?|PLC|plc|Corp\.?|"
+    r"Group|Gruppe|Groupe)(?!\w)"
+)
+_CAP_WORD = r"[^\W\d_a-z][\w'’.]*(?:-[\w'’.]+)*"
+_JOIN = r"[ \t]+(?:&|and|e|y|og|i|und|et|en)[ \t]+"
+# "Holm Lindqvist AB", "Kovář & Dvořák k.s.", "Bellini, Iacovelli e Doglio s.r.l."
+_RE_COMPANY = re.compile(
+    rf"(?:(?:{_CAP_WORD}(?:{_JOIN}|[ \t]+))*?"
+    rf"|{_CAP_WORD}(?:[ \t]*,[ \t]*{_CAP_WORD})*,?{_JOIN})"
+    rf"{_CAP_WORD}[ \t,]*{_LEGAL_FORM}")
+_W = r"[^\W\d_a-z][^\W\d_]+"
+# two surnames joined by "&" or a hyphen, alone: a firm ("Ortiz & Yi", "Walters-White")
+_RE_PARTNERS = re.compile(rf"({_W})[ \t]*&[ \t]*({_W})|({_W})-({_W})")
+_RE_HONORIFIC_BEFORE = re.compile(r"(?:Mr|Mrs|Ms|Mx|Dr|Prof)\.?[ \t]+\Z")
+
+
+def _in_company(text: str, start: int, end: int) -> bool:
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", end)
+    line_end = len(text) if line_end < 0 else line_end
+    return any(m.start() <= start and end <= m.end()
+               for m in _RE_COMPANY.finditer(text, line_start, line_end))
+
+
+def _partners(text: str, start: int, end: int) -> bool:
+    m = _RE_PARTNERS.fullmatch(text, start, end)
+    return (m is not None and not any(w in given_names() for w in m.groups() if w)
+            and not _RE_HONORIFIC_BEFORE.search(text, max(0, start - 6), start))
+
+
 def _new_label(text: str, start: int, end: int, entity: str) -> str:
     value = text[start:end]
+    if entity in (*_NAME_LABELS, "LOCATION", _STREET) and _in_company(text, start, end):
+        return "ORGANIZATION"
+    if entity == "PERSON" and _partners(text, start, end):
+        return "ORGANIZATION"
     if entity in _NAME_LABELS and _street_name(text, start, end):
         return _STREET
     if entity in ("PERSON", "ORGANIZATION") and _town_shaped(value):
