@@ -40,7 +40,7 @@ from vault.pii.names import (
     surnames,
 )
 from vault.pii.recognizers import RECOGNIZER_TIERS, TIER_KEY
-from vault.pii.relabel import line_label
+from vault.pii.relabel import line_label, town_labels
 
 __all__ = ["DEFAULT_THRESHOLD", "Span", "find_spans", "redact_texts", "shutdown_pools"]
 
@@ -611,7 +611,10 @@ def _relabelled(text: str, spans: list[Span]) -> list[Span]:
         entity = line_label(text, s.start, s.end, s.entity)
         if entity is not None:
             out.append(s if entity == s.entity else Span(s.start, s.end, entity, s.score))
-    return out
+    out.sort(key=lambda s: s.start)
+    towns = town_labels(text, [(s.start, s.end, s.entity) for s in out])
+    return [s if e == s.entity else Span(s.start, s.end, e, s.score)
+            for s, e in zip(out, towns, strict=True)]
 
 
 _VOCAB: dict[tuple[str, str | None], frozenset[str]] = {}

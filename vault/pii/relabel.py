@@ -33,7 +33,7 @@ from faker.providers.address.en_US import Provider as _UsAddress
 
 from vault.pii.names import given_names, surnames
 
-__all__ = ["line_label"]
+__all__ = ["line_label", "town_labels"]
 
 _NAME_LABELS = frozenset({"PERSON", "ORGANIZATION", "NRP"})
 _STREET = "US_STREET_ADDRESS"
@@ -200,3 +200,35 @@ def line_label(text: str, start: int, end: int, entity: str) -> str | None:
     if entity in _NAME_LABELS and _field_name(text, start, end):
         return None
     return _new_label(text, start, end, entity)
+
+
+# a postcode right after a town on its line: "Velbruna 2684", "Ostrava E9E 8N8"
+_RE_POSTCODE_AFTER = re.compile(
+    r"[ \t]+(?:\d{4,5}(?:-\d{3,4})?|[A-Z]\d[A-Z][ \t]?\d[A-Z]\d|[A-Z]{1,2}\d[A-Z\d]?[ \t]\d[A-Z]{2}"
+    r"|\d{2}-\d{3}|\d{3}[ \t]\d{2})(?=[ \t]*(?:[,.\n]|\Z))")
+_RE_TOWN_PARTICLE = re.compile(r"-(?:sur|sous|la|le|les|en|de|du|lès|am|an|im|bei|nad|pod)-")
+_RE_STREET_GAP = re.compile(r"[ \t]*,[ \t]*")
+
+
+def town_labels(text: str, spans: list[tuple[int, int, str]]) -> list[str]:
+    """Second pass, with the neighbours' labels: a person, organisation or group span is a
+    town when a street ends right before it on its line ("12 Elm Road, Velbruna"), when a
+    postcode follows it ("Velbruna 2684"), or when it is part of a hyphenated place name
+    ("Dupont-sur-Loire", "Amsterdam-Velbrun" after a place). ``spans`` are sorted."""
+    out = [e for _, _, e in spans]
+    for i, (a, b, e) in enumerate(spans):
+        if e not in _NAME_LABELS:
+            continue
+        prev = spans[i - 1] if i else None
+        if prev is not None and prev[2] == _STREET and _RE_STREET_GAP.fullmatch(text, prev[1], a):
+            out[i] = "LOCATION"
+            continue
+        post = _RE_POSTCODE_AFTER.match(text, b)
+        if post is not None and not _RE_YEAR.fullmatch(post.group().strip()):
+            out[i] = "LOCATION"
+            continue
+        wa, wb = _whole_word(text, a, b)
+        if (wa, wb) != (a, b) and (_RE_TOWN_PARTICLE.search(text, wa, wb) or any(
+                s < wb and wa < t and ent == "LOCATION" for s, t, ent in spans)):
+            out[i] = "LOCATION"
+    return out
