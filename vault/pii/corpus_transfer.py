@@ -17,6 +17,8 @@ Templates, in :func:`vault.pii.corpus.fill` syntax:
   One was removed after the first measurement, as a wrong gold label, not a rule
   ("My accounts are N and N": the numbers were not gold, our bank-number recognizer
   rightly redacts them, and no gold label of the set's taxonomy is a bank account);
+  and two weekdays written as literals became a gold ``DATE_TIME`` slot, as the
+  presidio set labels weekdays (18 weekday-only gold spans on its dev split);
 * 24 written for this set (2026-12-03), before any rule was tuned on it, on the
   pitfalls the presidio set is known for: company names that look like people or
   invented words, places and people in the same sentence, job titles and
@@ -107,6 +109,7 @@ TRANSFER_SLOTS: Slots = {
     "nationality": ("NRP", lambda f, r: r.choice(_NATIONALITIES)),
     "religion": ("NRP", lambda f, r: r.choice(_RELIGIONS)),
     "when": ("DATE_TIME", _date_time),
+    "weekday": ("DATE_TIME", lambda f, r: str(f.day_of_week())),
     "birthday": ("DATE_TIME", lambda f, r: f.date_of_birth().strftime(
         r.choice(["%B %d, %Y", "%d.%m.%Y", "%m/%d/%Y"]))),
     "intl_phone": ("PHONE_NUMBER", lambda f, r: str(_local(r).phone_number())),
@@ -146,7 +149,7 @@ _WRITTEN: tuple[str, ...] = (
     "{person} ({age}) is a {nationality} citizen living in {town}, {country}.",
     "Our Summer Picnic is at Riverside Park this year; RSVP to {email} by {when}.",
     "The Annual Report of {company} lists {person} as Chief Financial Officer.",
-    "Hi {first}, the Wi-Fi password at the {town} office changed on Monday.",
+    "Hi {first}, the Wi-Fi password at the {town} office changed on {weekday}.",
     "Shipping label:\n{person}\n{address}\n{town} {postcode}\n{country}",
     "{company} and {company} signed the Memorandum in {town} on {when}.",
     "I met {prefix} {person} at the Jazz Festival in {town}.",
@@ -160,7 +163,7 @@ _WRITTEN: tuple[str, ...] = (
     "Please cancel the Premium Plan for card {card}; my name is {person}.",
     "{first} {last}, {job}, {company}, {address}, {town}",
     "Visit {url} or call {intl_phone} for the Spring Sale.",
-    "Our Wednesday Book Club meets at {company} on {address}.",
+    "Our {weekday} Book Club meets at {company} on {address}.",
     "The patient, {person}, born {birthday}, SSN {ssn}, was seen at {town} General.",
     "Congratulations to {person} of {company} for the Innovation Award!",
     "Can {prefix} {last} confirm the Kickoff Meeting with {company} in {town}?",
