@@ -208,13 +208,16 @@ _RE_POSTCODE_AFTER = re.compile(
     r"|\d{2}-\d{3}|\d{3}[ \t]\d{2})(?=[ \t]*(?:[,.\n]|\Z))")
 _RE_TOWN_PARTICLE = re.compile(r"-(?:sur|sous|la|le|les|en|de|du|lès|am|an|im|bei|nad|pod)-")
 _RE_STREET_GAP = re.compile(r"[ \t]*,[ \t]*")
+_RE_AND_GAP = re.compile(r"[ \t]+(?:and|&)[ \t]+")
 
 
 def town_labels(text: str, spans: list[tuple[int, int, str]]) -> list[str]:
     """Second pass, with the neighbours' labels: a person, organisation or group span is a
     town when a street ends right before it on its line ("12 Elm Road, Velbruna"), when a
     postcode follows it ("Velbruna 2684"), or when it is part of a hyphenated place name
-    ("Dupont-sur-Loire", "Amsterdam-Velbrun" after a place). ``spans`` are sorted."""
+    ("Dupont-sur-Loire", "Amsterdam-Velbrun" after a place); one word joined by "and" to
+    the street that follows is a corner ("Ostrova and Tornevej 15"). ``spans`` are
+    sorted."""
     out = [e for _, _, e in spans]
     for i, (a, b, e) in enumerate(spans):
         if e not in _NAME_LABELS:
@@ -226,6 +229,11 @@ def town_labels(text: str, spans: list[tuple[int, int, str]]) -> list[str]:
         post = _RE_POSTCODE_AFTER.match(text, b)
         if post is not None and not _RE_YEAR.fullmatch(post.group().strip()):
             out[i] = "LOCATION"
+            continue
+        nxt = spans[i + 1] if i + 1 < len(spans) else None
+        if (nxt is not None and nxt[2] == _STREET and len(text[a:b].split()) == 1
+                and _RE_AND_GAP.fullmatch(text, b, nxt[0])):
+            out[i] = _STREET
             continue
         wa, wb = _whole_word(text, a, b)
         if (wa, wb) != (a, b) and (_RE_TOWN_PARTICLE.search(text, wa, wb) or any(
