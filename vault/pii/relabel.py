@@ -38,12 +38,15 @@ __all__ = ["line_label", "town_labels"]
 _NAME_LABELS = frozenset({"PERSON", "ORGANIZATION", "NRP"})
 _STREET = "US_STREET_ADDRESS"
 
-# street-type words written before the name (any case), then optional particles
-_RE_STREET_BEFORE = re.compile(
-    r"(?<![\w.])(?i:rue|rua|rúa|via|viale|vial|calle|carrer|cuesta|avenida|avda\.|av\.|"
+# street-type words written before the name (any case, but "Via", "Al.", "C." only
+# capitalised: "reached via Ana"), then optional particles
+_STREET_WORD = (
+    r"(?:Via|Al\.|C\.|(?i:rue|rua|rúa|viale|vial|calle|carrer|cuesta|avenida|avda\.|av\.|"
     r"avenue|boulevard|bd\.|chemin|allée|impasse|quai|piazza|largo|travessa|estrada|"
-    r"praça|plaza|paseo|ul\.|ulica|str\.|strada|stretto|aleja|al\.|plac|pl\.|c\.)"
-    r"(?:[ \t]+(?:de|del|della|da|das|do|dos|di|du|des|la|le|las|los))*[ \t]+\Z")
+    r"praça|plaza|paseo|ul\.|ulica|str\.|strada|stretto|aleja|plac|pl\.))"
+    r"(?:[ \t]+(?:de|del|della|da|das|do|dos|di|du|des|la|le|las|los))*[ \t]+")
+_RE_STREET_BEFORE = re.compile(rf"(?<![\w.]){_STREET_WORD}\Z")
+_RE_STREET_FIRST = re.compile(_STREET_WORD)
 # a house number right before ("35 Ilvara Harbor", "Flat 84 69 Brown Circlet")
 _RE_NUMBER_BEFORE = re.compile(
     r"(?:^|(?<=[\s,>]))(\d{1,5})[A-Za-z]?(?:/\d{1,4})?,?[ \t]+\Z", re.MULTILINE)
@@ -88,7 +91,8 @@ def _whole_word(text: str, start: int, end: int) -> tuple[int, int]:
 
 def _street_name(text: str, start: int, end: int) -> bool:
     line_start = text.rfind("\n", 0, start) + 1
-    if _RE_STREET_BEFORE.search(text, line_start, start):
+    if _RE_STREET_BEFORE.search(text, line_start, start) or (
+            _RE_STREET_FIRST.match(text, start, end) and not text[start].islower()):
         return True
     num = _RE_NUMBER_BEFORE.search(text, line_start, start)
     if num is not None:
