@@ -107,3 +107,8 @@ def test_end_to_end_a_foreign_street_line_is_not_a_person() -> None:
 def test_via_as_a_preposition_is_no_street() -> None:
     assert _label("We reached them via Maria Lopez", "Maria Lopez") == "PERSON"
     assert _label("Ufficio in Via Ostravel 12", "Ostravel") == "US_STREET_ADDRESS"
+
+
+def test_after_in_a_possessive_or_a_given_name_stays_a_person() -> None:
+    assert _label("the poems in Hedda Okonkwo's book", "Hedda Okonkwo's") == "PERSON"
+    assert _label("a part in Maria Velbrunska", "Maria Velbrunska") == "PERSON"
