@@ -33,6 +33,7 @@ companies, jobs) and from a few lists below; gold labels are presidio's (``PERSO
 from __future__ import annotations
 
 import random
+from datetime import date, datetime
 
 from faker import Faker
 
@@ -74,16 +75,24 @@ def _street_line(fake: Faker, rnd: random.Random) -> str:
     return _local(rnd).street_address().replace("\n", " ")
 
 
+# it_IT draws its towns from a set: their order changes with PYTHONHASHSEED
+_TOWN_LOCALES = tuple(loc for loc in _LOCALES if loc != "it_IT")
+
+
 def _city(fake: Faker, rnd: random.Random) -> str:
-    return _local(rnd).city()
+    return str(_faker(rnd.choice(_TOWN_LOCALES), rnd.randrange(1 << 30)).city())
 
 
 def _country(fake: Faker, rnd: random.Random) -> str:
     return str(fake.country())
 
 
+_FIRST, _LAST = datetime(1996, 1, 1), datetime(2027, 12, 31)
+_BORN_FIRST, _BORN_LAST = date(1930, 1, 1), date(2008, 12, 31)
+
+
 def _date_time(fake: Faker, rnd: random.Random) -> str:
-    d = fake.date_time_between("-30y", "+1y")
+    d = fake.date_time_between(_FIRST, _LAST)  # fixed bounds: the set must not age
     return d.strftime(rnd.choice(["%B %d, %Y", "%d/%m/%Y", "%Y-%m-%d", "%d %B %Y",
                                   "%A, %B %d", "%I:%M %p", "%B %Y", "%m/%d/%Y %H:%M"]))
 
@@ -110,7 +119,7 @@ TRANSFER_SLOTS: Slots = {
     "religion": ("NRP", lambda f, r: r.choice(_RELIGIONS)),
     "when": ("DATE_TIME", _date_time),
     "weekday": ("DATE_TIME", lambda f, r: str(f.day_of_week())),
-    "birthday": ("DATE_TIME", lambda f, r: f.date_of_birth().strftime(
+    "birthday": ("DATE_TIME", lambda f, r: f.date_between(_BORN_FIRST, _BORN_LAST).strftime(
         r.choice(["%B %d, %Y", "%d.%m.%Y", "%m/%d/%Y"]))),
     "intl_phone": ("PHONE_NUMBER", lambda f, r: str(_local(r).phone_number())),
     "card": ("CREDIT_CARD", lambda f, r: str(f.credit_card_number())),
