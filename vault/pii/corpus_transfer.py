@@ -8,17 +8,21 @@ judged on the other, whose wording it was not written on.
 Templates, in :func:`vault.pii.corpus.fill` syntax:
 
 * the templates that presidio-research's repository (github.com/microsoft/presidio-research,
-  ``presidio_evaluator/data_generator/raw_data/templates.txt`` and
-  ``tests/data/templates.txt`` over their history) holds and that its
+  ``presidio_evaluator/data_generator/raw_data/templates.txt``,
+  ``.../raw_data/faker_templates.txt`` and ``tests/data/templates.txt`` over their
+  history) holds and that its
   ``synth_dataset_v2`` does not use: every repository template whose normalised text
   matched a template of the data set exactly, or shared half its words with one
   (Jaccard >= 0.5), was left out, by comparing hashes and word sets, without printing
-  the data set's templates; 16 distinct ones were left, rewritten in our slot names.
+  the data set's templates; 16 distinct ones were left (15 after the correction
+  below), rewritten in our slot names.
   One was removed after the first measurement, as a wrong gold label, not a rule
   ("My accounts are N and N": the numbers were not gold, our bank-number recognizer
   rightly redacts them, and no gold label of the set's taxonomy is a bank account);
   and two weekdays written as literals became a gold ``DATE_TIME`` slot, as the
-  presidio set labels weekdays (18 weekday-only gold spans on its dev split);
+  presidio set labels weekdays (18 weekday-only gold spans on its dev split); dates
+  got fixed bounds and Italian towns were dropped so that the set no longer changes
+  between runs;
 * 24 written for this set (2026-12-03), before any rule was tuned on it, on the
   pitfalls the presidio set is known for: company names that look like people or
   invented words, places and people in the same sentence, job titles and
