@@ -358,6 +358,18 @@ NOTE_SEEDS = (11, 12)  # the held-out canvass corpus: 2 seeds x NOTES_PER_SEED n
 NOTES_PER_SEED = 400
 
 
+TRANSFER_SEEDS = (301, 302)  # the dev-transfer set: 2 seeds x 400 texts
+
+
+def transfer_records() -> list[dict[str, Any]]:
+    """The presidio-style dev-transfer set (``vault.pii.corpus_transfer``)."""
+    from vault.pii.corpus import generate_notes
+    from vault.pii.corpus_transfer import TRANSFER_SLOTS, TRANSFER_TEMPLATES
+
+    return [r for seed in TRANSFER_SEEDS
+            for r in generate_notes(TRANSFER_TEMPLATES, 400, seed, TRANSFER_SLOTS)]
+
+
 def evaluation_sets(dataset: Path | None) -> dict[str, list[dict[str, Any]]]:
     """The development and held-out text sets, by name (see docs/PII.md)."""
     import gzip
@@ -375,6 +387,7 @@ def evaluation_sets(dataset: Path | None) -> dict[str, list[dict[str, Any]]]:
                                      if split_of(r["template_id"]) == "heldout"]
     sets["canvass dev"] = [r for seed in NOTE_SEEDS
                            for r in generate_notes(DEV_TEMPLATES, NOTES_PER_SEED, seed + 100)]
+    sets["dev-transfer"] = transfer_records()
     sets["canvass dev 2"] = [r for seed in (201, 202)
                              for r in generate_notes(DEV_TEMPLATES_2, 200, seed)]
     for seed in NOTE_SEEDS:
@@ -455,18 +468,21 @@ def heldout_report(dataset: Path | None, labels: bool = False,
     return out
 
 
-def dev_errors(dataset: Path, limit: int = 40) -> str:
+def dev_errors(dataset: Path | None, limit: int = 40) -> str:
     """Per-label misses and per-entity false positives on the presidio **dev** split only
-    (the held-out split is never read here): what to tune on. Prints dev text to the
-    terminal; never commit its output."""
+    (the held-out split is never read here), or on the dev-transfer set when ``dataset``
+    is None: what to tune on. Prints dev text to the terminal; never commit its output."""
     import gzip
     from collections import Counter, defaultdict
 
     from vault.pii.evaluation import LABEL_MAP, split_of
     from vault.pii.freetext import find_spans
 
-    with gzip.open(dataset, "rt", encoding="utf-8") as fh:
-        records = [r for r in json.load(fh) if split_of(r["template_id"]) == "dev"]
+    if dataset is None:
+        records = transfer_records()
+    else:
+        with gzip.open(dataset, "rt", encoding="utf-8") as fh:
+            records = [r for r in json.load(fh) if split_of(r["template_id"]) == "dev"]
     predicted = find_spans([r["full_text"] for r in records])
     missed: dict[str, list[str]] = defaultdict(list)
     mistyped: dict[str, Counter[str]] = defaultdict(Counter)
@@ -501,7 +517,8 @@ def dev_errors(dataset: Path, limit: int = 40) -> str:
                 key = "+".join(sorted(set(touching)))
                 wrong_type[p.entity][key] += 1
                 wrong_type_ex[f"{p.entity}->{key}"].append(ctx)
-    lines = [f"presidio DEV split: {len(records)} texts"]
+    what = "dev-transfer set" if dataset is None else "presidio DEV split"
+    lines = [f"{what}: {len(records)} texts"]
     lines.append("\n== missed (not redacted), by gold label ==")
     for label, xs in sorted(missed.items(), key=lambda kv: -len(kv[1])):
         lines.append(f"-- {label}: {len(xs)}")
@@ -641,6 +658,8 @@ def main() -> None:
     ap.add_argument("--dev-errors", type=Path, metavar="SYNTH_JSON_GZ",
                     help="print misses and false positives of the presidio DEV split only "
                          "(terminal only; never commit the output)")
+    ap.add_argument("--transfer-errors", action="store_true",
+                    help="like --dev-errors, on the dev-transfer set (vault.pii.corpus_transfer)")
     ap.add_argument("--dev-only", action="store_true",
                     help="with --heldout: score the development sets only (no held-out set "
                          "is scored)")
@@ -676,6 +695,9 @@ def main() -> None:
         print(json.dumps({"texts": args.cpu_notes, "cpu_s": [round(c, 2) for c in cpu],
                           "median_cpu_s": round(statistics.median(cpu), 2),
                           "load_avg": round(os.getloadavg()[0], 1)}))
+        return
+    if args.transfer_errors:
+        print(dev_errors(None))
         return
     if args.dev_errors is not None:
         print(dev_errors(args.dev_errors))

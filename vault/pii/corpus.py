@@ -37,7 +37,7 @@ from typing import Any
 
 from faker import Faker
 
-__all__ = ["DEV_TEMPLATES", "DEV_TEMPLATES_2", "SLOTS", "generate_notes"]
+__all__ = ["DEV_TEMPLATES", "DEV_TEMPLATES_2", "SLOTS", "Slots", "fill", "generate_notes"]
 
 Gen = Callable[[Faker, random.Random], str]
 
@@ -222,8 +222,13 @@ SLOTS: dict[str, tuple[str | None, Gen]] = {
 _SLOT_RE = re.compile(r"\{(\w+)\}")
 
 
-def fill(template: str, fake: Faker, rnd: random.Random) -> tuple[str, list[dict[str, Any]]]:
-    """One note from ``template`` and its gold spans."""
+Slots = dict[str, tuple[str | None, Gen]]
+
+
+def fill(template: str, fake: Faker, rnd: random.Random,
+         slots: Slots | None = None) -> tuple[str, list[dict[str, Any]]]:
+    """One note from ``template`` and its gold spans (slots: :data:`SLOTS` by default)."""
+    table = SLOTS if slots is None else slots
     out: list[str] = []
     spans: list[dict[str, Any]] = []
     pos = 0
@@ -232,7 +237,7 @@ def fill(template: str, fake: Faker, rnd: random.Random) -> tuple[str, list[dict
         literal = template[pos : m.start()]
         out.append(literal)
         length += len(literal)
-        label, gen = SLOTS[m.group(1)]
+        label, gen = table[m.group(1)]
         value = gen(fake, rnd)
         if label is not None:
             spans.append({"entity_type": label, "entity_value": value,
@@ -244,7 +249,8 @@ def fill(template: str, fake: Faker, rnd: random.Random) -> tuple[str, list[dict
     return "".join(out), spans
 
 
-def generate_notes(templates: tuple[str, ...], n: int, seed: int) -> list[dict[str, Any]]:
+def generate_notes(templates: tuple[str, ...], n: int, seed: int,
+                   slots: Slots | None = None) -> list[dict[str, Any]]:
     """``n`` notes, templates taken in turn from a seeded shuffle (each used ~equally)."""
     fake = Faker("en_US")
     fake.seed_instance(seed)
@@ -257,7 +263,7 @@ def generate_notes(templates: tuple[str, ...], n: int, seed: int) -> list[dict[s
         for tid in order:
             if len(records) == n:
                 break
-            text, spans = fill(templates[tid], fake, rnd)
+            text, spans = fill(templates[tid], fake, rnd, slots)
             records.append({"full_text": text, "spans": spans, "template_id": tid})
     return records
 

@@ -1,0 +1,114 @@
+"""Labels from the shape of a span's line (``vault.pii.relabel``), on made-up text.
+
+Each rule has a negative: the same words where the shape says a person stays a person.
+"""
+
+from __future__ import annotations
+
+from vault.pii.freetext import find_spans
+from vault.pii.relabel import line_label, town_labels
+
+
+def _label(text: str, value: str, entity: str = "PERSON") -> str | None:
+    start = text.index(value)
+    return line_label(text, start, start + len(value), entity)
+
+
+def test_name_after_a_street_word_or_house_number_is_the_street() -> None:
+    assert _label("Please send it to 14, rue Ostravel", "Ostravel") == "US_STREET_ADDRESS"
+    assert _label("I live on ulica Velbrunska 12", "Velbrunska") == "US_STREET_ADDRESS"
+    assert _label("Deliver to 35 Ilvara Harbor", "Ilvara Harbor") == "US_STREET_ADDRESS"
+    assert _label("Flat 2 88 Ostrova Views\nApt. 4", "Ostrova Views") == "US_STREET_ADDRESS"
+
+
+def test_year_before_a_name_is_no_house_number() -> None:
+    assert _label("In 2019 Maria Lopez joined the board", "Maria Lopez") == "PERSON"
+    assert _label("Maria Lopez, 34, joined the board", "Maria Lopez") == "PERSON"
+
+
+def test_word_with_a_street_suffix_before_a_number_is_a_street() -> None:
+    assert _label("The shop is on Tornevej 18, north side", "Tornevej") == "US_STREET_ADDRESS"
+    assert _label("Halmi-Platz 12", "Halmi") == "US_STREET_ADDRESS"
+    assert _label("Ask Tornevej about it", "Tornevej") == "PERSON"  # no house number
+
+
+def test_faker_shaped_town_names_are_places() -> None:
+    assert _label("The team moved to Jenniferbury.", "Jenniferbury") == "LOCATION"
+    assert _label("Offices in West Paul and beyond", "West Paul",
+                  "ORGANIZATION") == "LOCATION"
+    assert _label("We met Paul West yesterday", "Paul West") == "PERSON"
+    assert _label("We met Jennifer yesterday", "Jennifer") == "PERSON"
+
+
+def test_after_in_a_person_label_is_a_place_unless_a_full_listed_name() -> None:
+    assert _label("The memorandum was signed in Velbruna.", "Velbruna") == "LOCATION"
+    assert _label("She confides in Maria Lopez.", "Maria Lopez") == "PERSON"
+
+
+def test_day_and_month_taken_for_a_street_is_a_date() -> None:
+    text = "Login at 16 July 1998 from the lab"
+    assert _label(text, "16 July 1998", "US_STREET_ADDRESS") == "DATE_TIME"
+    assert _label("at 16 July Street", "16 July Street", "US_STREET_ADDRESS") \
+        == "US_STREET_ADDRESS"
+
+
+def test_form_field_names_are_not_redacted_but_names_in_a_chat_are() -> None:
+    assert _label("Name: Ana Ruiz\nPhone: 555 0134", "Phone") is None
+    assert _label("> Address: 12 Elm Street", "Address", "ORGANIZATION") is None
+    assert _label("Rose: see you at noon", "Rose") == "PERSON"
+
+
+def test_words_before_a_legal_form_are_the_company() -> None:
+    assert _label("Reports to Holm Lindqvist AB in the fall", "Holm Lindqvist") \
+        == "ORGANIZATION"
+    assert _label("From Bellini, Iacovelli e Doglio s.r.l. today", "Iacovelli",
+                  "LOCATION") == "ORGANIZATION"
+    text = "Eduardo Pham, Administrator, Holm AB"
+    assert _label(text, "Eduardo Pham") == "PERSON"
+
+
+def test_two_surnames_joined_are_a_firm_but_not_given_names_or_after_an_honorific() -> None:
+    assert _label("She is from Ortiz & Okonkwo", "Ortiz & Okonkwo") == "ORGANIZATION"
+    assert _label("Sent by Walters-Okonkwo", "Walters-Okonkwo") == "ORGANIZATION"
+    assert _label("Ana & Maria came", "Ana & Maria") == "PERSON"
+    assert _label("Dr. Walters-Okonkwo came", "Walters-Okonkwo") == "PERSON"
+
+
+def _towns(text: str, spans: list[tuple[str, str]]) -> list[str]:
+    located = [(text.index(v), text.index(v) + len(v), e) for v, e in spans]
+    return town_labels(text, sorted(located))
+
+
+def test_name_after_a_street_or_before_a_postcode_is_a_town() -> None:
+    text = "12 Elm Road, Velbruna"
+    assert _towns(text, [("12 Elm Road", "US_STREET_ADDRESS"), ("Velbruna", "PERSON")]) \
+        == ["US_STREET_ADDRESS", "LOCATION"]
+    assert _towns("Ship to Velbruna 2684.", [("Velbruna", "PERSON")]) == ["LOCATION"]
+    assert _towns("Ship to Velbruna 1998.", [("Velbruna", "PERSON")]) == ["PERSON"]
+    assert _towns("Dupont-sur-Loire", [("Dupont", "PERSON")]) == ["LOCATION"]
+
+
+def test_one_word_and_a_street_is_a_corner() -> None:
+    text = "Return it to Ostrova and Tornevej 15 please"
+    assert _towns(text, [("Ostrova", "PERSON"), ("Tornevej 15", "US_STREET_ADDRESS")]) \
+        == ["US_STREET_ADDRESS", "US_STREET_ADDRESS"]
+    text = "Maria Lopez and 12 Elm Road"
+    assert _towns(text, [("Maria Lopez", "PERSON"), ("12 Elm Road", "US_STREET_ADDRESS")]) \
+        == ["PERSON", "US_STREET_ADDRESS"]
+
+
+def test_end_to_end_a_foreign_street_line_is_not_a_person() -> None:
+    text = "Please send the parcel to Travessa Ilvara Moutinho, 23 before Friday."
+    (spans,) = find_spans([text])
+    labels = {s.entity for s in spans if "Ilvara" in text[s.start : s.end]}
+    assert labels and "PERSON" not in labels
+
+
+def test_via_as_a_preposition_is_no_street() -> None:
+    assert _label("We reached them via Maria Lopez", "Maria Lopez") == "PERSON"
+    assert _label("Ufficio in Via Ostravel 12", "Ostravel") == "US_STREET_ADDRESS"
+
+
+def test_after_in_a_possessive_or_a_given_name_stays_a_person() -> None:
+    assert _label("the poems in Hedda Okonkwo's book", "Hedda Okonkwo's") == "PERSON"
+    assert _label("a part in Maria Velbrunska", "Maria Velbrunska") == "PERSON"

@@ -1,0 +1,247 @@
+"""Labels of resolved free-text spans from the shape of their line (after overlaps).
+
+These rules change *labels* only, never which characters are redacted, except that
+a form's field name ("Phone:", "Address:") is no longer redacted: it names a field,
+not a value. Each rule is a general shape of postal or form text (examples are made
+up), written on the development sets (docs/PII.md, fifth follow-up):
+
+* **street names**: a person, organisation or group span on a street line is the
+  street's name: after a street-type word written first ("rue", "ulica", "Travessa",
+  "plac"), after a house number ("35 Ilvara Harbor"), or a word ending in a street
+  suffix of Faker's Nordic, Dutch, German or Finnish lists and followed by a house
+  number ("Tornevej 18", "Ostrenkogatan 4", "Halmi-Platz 12");
+* **towns**: a person span right after "in" with no listed given name and no
+  possessive ("signed in Velbruna", not "in Hedda Lindqvist's poems"), and a word
+  shaped like Faker's US town names, a listed name plus a town ending
+  ("Jenniferbury", "Ostrenkoport") or a compass or "New/Port/Lake" word before a
+  listed name ("West Paul", "New Williamshire"), labelled a person or organisation
+  by the NER, is a place;
+* **companies**: a span inside capitalised words that end in a legal form ("Holm
+  Lindqvist AB", "Bellini, Iacovelli e Doglio s.r.l.", "Velbrun Sp. z o.o.") is the
+  company; two surnames alone joined by "&" or a hyphen, no given name and no
+  honorific before ("Ortiz & Yi", "Walters-White"), are a firm;
+* **dates**: what a street pattern took that is a day and a month name, with or
+  without a year ("16 July 1998"), is a date.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from functools import cache
+
+from faker.providers.address.en_US import Provider as _UsAddress
+
+from vault.pii.names import given_names, surnames
+
+__all__ = ["line_label", "town_labels"]
+
+_NAME_LABELS = frozenset({"PERSON", "ORGANIZATION", "NRP"})
+_STREET = "US_STREET_ADDRESS"
+
+# street-type words written before the name (any case, but "Via", "Al.", "C." only
+# capitalised: "reached via Ana"), then optional particles
+_STREET_WORD = (
+    r"(?:Via|Al\.|C\.|(?i:rue|rua|rúa|viale|vial|calle|carrer|cuesta|avenida|avda\.|av\.|"
+    r"avenue|boulevard|bd\.|chemin|allée|impasse|quai|piazza|largo|travessa|estrada|"
+    r"praça|plaza|paseo|ul\.|ulica|str\.|strada|stretto|aleja|plac|pl\.))"
+    r"(?:[ \t]+(?:de|del|della|da|das|do|dos|di|du|des|la|le|las|los))*[ \t]+")
+_RE_STREET_BEFORE = re.compile(rf"(?<![\w.]){_STREET_WORD}\Z")
+_RE_STREET_FIRST = re.compile(_STREET_WORD)
+# a house number right before ("35 Ilvara Harbor", "Flat 84 69 Brown Circlet")
+_RE_NUMBER_BEFORE = re.compile(
+    r"(?:^|(?<=[\s,>]))(\d{1,5})[A-Za-z]?(?:/\d{1,4})?,?[ \t]+\Z", re.MULTILINE)
+_RE_NUMBER_AFTER = re.compile(r"[ \t]*,?[ \t]*\d{1,5}[A-Za-z]?(?:[-/]\d{1,4})?(?![\w.:/-])")
+_RE_YEAR = re.compile(r"1[89]\d\d|20\d\d")
+_RE_IN_BEFORE = re.compile(r"(?<![\w-])in[ \t]+\Z")
+_RE_WORD_EXTEND_LEFT = re.compile(r"[^\W\d_][\w'’-]*-\Z")
+_RE_WORD_EXTEND_RIGHT = re.compile(r"-[\w'’-]*")
+
+_MONTHS = ("January|February|March|April|May|June|July|August|September|October|"
+           "November|December|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec")
+_RE_DAY_MONTH = re.compile(rf"\d{{1,2}}(?:st|nd|rd|th)?[ \t]+(?:{_MONTHS})\.?(?:[ \t]+\d{{4}})?\.?")
+
+_COMPASS = frozenset({"North", "South", "East", "West", "New", "Port", "Lake", "Fort",
+                      "Saint", "St.", "Mount"})
+_TOWN_ENDINGS = tuple(sorted(set(_UsAddress.city_suffixes), key=len, reverse=True))
+
+
+@cache
+def _street_suffixes() -> tuple[str, ...]:
+    """Street endings written as one word with the name: Faker's lists for Danish,
+    Swedish, Norwegian, Finnish and Dutch, and German ones Faker writes as words."""
+    out = {"straße", "strasse", "str.", "platz", "allee", "gasse", "ring", "weg", "damm",
+           "ufer", "steig", "pfad"}
+    for loc in ("da_DK", "sv_SE", "no_NO", "fi_FI", "nl_NL", "de_CH"):
+        provider = importlib.import_module(f"faker.providers.address.{loc}").Provider
+        out.update(s.strip().lower() for s in getattr(provider, "street_suffixes", ())
+                   if s.strip() and s.strip().lower() != "street")
+    return tuple(sorted(out, key=len, reverse=True))
+
+
+def _listed(word: str) -> bool:
+    return word in given_names() or word in surnames()
+
+
+def _whole_word(text: str, start: int, end: int) -> tuple[int, int]:
+    """The span widened over hyphens to the whole written word ("Halmi-Platz")."""
+    left = _RE_WORD_EXTEND_LEFT.search(text, max(0, start - 40), start)
+    right = _RE_WORD_EXTEND_RIGHT.match(text, end)
+    return (left.start() if left else start), (right.end() if right else end)
+
+
+def _street_name(text: str, start: int, end: int) -> bool:
+    line_start = text.rfind("\n", 0, start) + 1
+    if _RE_STREET_BEFORE.search(text, line_start, start) or (
+            _RE_STREET_FIRST.match(text, start, end) and not text[start].islower()):
+        return True
+    num = _RE_NUMBER_BEFORE.search(text, line_start, start)
+    if num is not None:
+        # "in 2019 Ana Li": a year is a house number only at a line's start or after a comma
+        lead = text[line_start : num.start()].rstrip(" \t>")
+        if not _RE_YEAR.fullmatch(num.group(1)) or not lead or lead.endswith(","):
+            return True
+    a, b = _whole_word(text, start, end)
+    last = text[a:b].split()[-1].lower() if text[a:b].split() else ""
+    return (_RE_NUMBER_AFTER.match(text, b) is not None
+            and any(last.endswith(s) and len(last) > len(s) + 2 for s in _street_suffixes()))
+
+
+def _town_shaped(value: str) -> bool:
+    words = value.split()
+    if len(words) == 2 and words[0] in _COMPASS:
+        head = words[1]
+        if _listed(head):
+            return True
+    elif len(words) == 1:
+        head = words[0]
+        if _listed(head):
+            return False
+    else:
+        return False
+    if not head.isalpha() or not head[:1].isupper():
+        return False
+    for ending in _TOWN_ENDINGS:
+        stem = head[: -len(ending)]
+        if head.endswith(ending) and len(stem) >= 3 and _listed(stem):
+            return True
+    return False
+
+
+# legal forms written after a company's name (Faker's locales write them so)
+_LEGAL_FORM = (
+    r"(?:Sp\.[ \t]z[ \t]o\.o\.(?:[ \t]Sp\.k\.)?|Sp\.j\.|Sp\.k\.|s\.c\.|k\.s\.|v\.o\.s\.|"
+    r"s\.r\.o\.|a\.s\.|o\.s\.|AB|HB|KB|Oy|Oyj|Ky|Osk|As[ \t]Oy|AS|ASA|A/S|ApS|I/S|AG|KG|KGaA|"
+    r"GmbH|mbH|OHG|e\.V\.|GbR|S\.A\.|SA|SARL|S\.A\.R\.L\.|SAS|S\.A\.S\.|SNC|SpA|S\.p\.A\.|"
+    r"s\.r\.l\.|S\.r\.l\.|Srl|S\.L\.(?:N\.E)?|S\.L\.L\.|S\.C\.P|S\.Coop\.|S\.Com\.|S/A|Ltda\.?|"
+    r"BV|B\.V\.|NV|N\.V\.|VOF|e[ \t]figli|et[ \t]Fils|og[ \t]Sønner|og[ \t]Søn|y[ \t]Asociados|"
+    r"&[ \t]Asociados|i[ \t]syn|und[ \t]Söhne|&[ \t]Co\.?|Inc\.?|LLC|Ltd\.?|PLC|plc|Corp\.?|"
+    r"Group|Gruppe|Groupe)(?!\w)"
+)
+_CAP_WORD = r"[^\W\d_a-z][\w'’.]*(?:-[\w'’.]+)*"
+_JOIN = r"[ \t]+(?:&|and|e|y|og|i|und|et|en)[ \t]+"
+# "Holm Lindqvist AB", "Kovář & Dvořák k.s.", "Bellini, Iacovelli e Doglio s.r.l."
+_RE_COMPANY = re.compile(
+    rf"(?:(?:{_CAP_WORD}(?:{_JOIN}|[ \t]+))*?"
+    rf"|{_CAP_WORD}(?:[ \t]*,[ \t]*{_CAP_WORD})*,?{_JOIN})"
+    rf"{_CAP_WORD}[ \t,]*{_LEGAL_FORM}")
+_W = r"[^\W\d_a-z][^\W\d_]+"
+# two surnames joined by "&" or a hyphen, alone: a firm ("Ortiz & Yi", "Walters-White")
+_RE_PARTNERS = re.compile(rf"({_W})[ \t]*&[ \t]*({_W})|({_W})-({_W})")
+_RE_HONORIFIC_BEFORE = re.compile(r"(?:Mr|Mrs|Ms|Mx|Dr|Prof)\.?[ \t]+\Z")
+
+
+def _in_company(text: str, start: int, end: int) -> bool:
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", end)
+    line_end = len(text) if line_end < 0 else line_end
+    return any(m.start() <= start and end <= m.end()
+               for m in _RE_COMPANY.finditer(text, line_start, line_end))
+
+
+def _partners(text: str, start: int, end: int) -> bool:
+    m = _RE_PARTNERS.fullmatch(text, start, end)
+    return (m is not None and not any(w in given_names() for w in m.groups() if w)
+            and not _RE_HONORIFIC_BEFORE.search(text, max(0, start - 6), start))
+
+
+def _new_label(text: str, start: int, end: int, entity: str) -> str:
+    value = text[start:end]
+    if entity in (*_NAME_LABELS, "LOCATION", _STREET) and _in_company(text, start, end):
+        return "ORGANIZATION"
+    if entity == "PERSON" and _partners(text, start, end):
+        return "ORGANIZATION"
+    if entity in _NAME_LABELS and _street_name(text, start, end):
+        return _STREET
+    if entity in ("PERSON", "ORGANIZATION") and _town_shaped(value):
+        return "LOCATION"
+    if (entity == "PERSON" and _RE_IN_BEFORE.search(text, max(0, start - 8), start)
+            and not value.endswith(("'s", "’s"))
+            and not any(w in given_names() for w in value.split())):
+        return "LOCATION"
+    if entity == _STREET and _RE_DAY_MONTH.fullmatch(value):
+        return "DATE_TIME"
+    return entity
+
+
+# a form's field name at the start of a line: "Phone:", "E-mail:", "Address:"
+_FIELD_NAMES = frozenset({
+    "phone", "telephone", "tel", "mobile", "cell", "desk", "fax", "home", "work", "office",
+    "address", "email", "e-mail", "website", "web", "name", "date", "contact", "subject",
+    "company", "title", "position", "city", "country", "zip", "postcode", "birthday",
+})
+_RE_FIELD = re.compile(r"(?:^|(?<=\n))[ \t>]*([A-Za-z][\w-]*)[ \t]*:")
+
+
+def _field_name(text: str, start: int, end: int) -> bool:
+    m = _RE_FIELD.match(text, text.rfind("\n", 0, start) + 1)
+    return (m is not None and m.group(1).lower() in _FIELD_NAMES
+            and m.start(1) <= start and end <= m.end() and end > m.start(1))
+
+
+def line_label(text: str, start: int, end: int, entity: str) -> str | None:
+    """The label of a resolved span from its line's shape, or None when it is a form's
+    field name (not redacted)."""
+    if entity in _NAME_LABELS and _field_name(text, start, end):
+        return None
+    return _new_label(text, start, end, entity)
+
+
+# a postcode right after a town on its line: "Velbruna 2684", "Ostrava E9E 8N8"
+_RE_POSTCODE_AFTER = re.compile(
+    r"[ \t]+(?:\d{4,5}(?:-\d{3,4})?|[A-Z]\d[A-Z][ \t]?\d[A-Z]\d|[A-Z]{1,2}\d[A-Z\d]?[ \t]\d[A-Z]{2}"
+    r"|\d{2}-\d{3}|\d{3}[ \t]\d{2})(?=[ \t]*(?:[,.\n]|\Z))")
+_RE_TOWN_PARTICLE = re.compile(r"-(?:sur|sous|la|le|les|en|de|du|lès|am|an|im|bei|nad|pod)-")
+_RE_STREET_GAP = re.compile(r"[ \t]*,[ \t]*")
+_RE_AND_GAP = re.compile(r"[ \t]+(?:and|&)[ \t]+")
+
+
+def town_labels(text: str, spans: list[tuple[int, int, str]]) -> list[str]:
+    """Second pass, with the neighbours' labels: a person, organisation or group span is a
+    town when a street ends right before it on its line ("12 Elm Road, Velbruna"), when a
+    postcode follows it ("Velbruna 2684"), or when it is part of a hyphenated place name
+    ("Dupont-sur-Loire", "Amsterdam-Velbrun" after a place); one word joined by "and" to
+    the street that follows is a corner ("Ostrova and Tornevej 15"). ``spans`` are
+    sorted."""
+    out = [e for _, _, e in spans]
+    for i, (a, b, e) in enumerate(spans):
+        if e not in _NAME_LABELS:
+            continue
+        prev = spans[i - 1] if i else None
+        if prev is not None and prev[2] == _STREET and _RE_STREET_GAP.fullmatch(text, prev[1], a):
+            out[i] = "LOCATION"
+            continue
+        post = _RE_POSTCODE_AFTER.match(text, b)
+        if post is not None and not _RE_YEAR.fullmatch(post.group().strip()):
+            out[i] = "LOCATION"
+            continue
+        nxt = spans[i + 1] if i + 1 < len(spans) else None
+        if (nxt is not None and nxt[2] == _STREET and len(text[a:b].split()) == 1
+                and _RE_AND_GAP.fullmatch(text, b, nxt[0])):
+            out[i] = _STREET
+            continue
+        wa, wb = _whole_word(text, a, b)
+        if (wa, wb) != (a, b) and (_RE_TOWN_PARTICLE.search(text, wa, wb) or any(
+                s < wb and wa < t and ent == "LOCATION" for s, t, ent in spans)):
+            out[i] = "LOCATION"
+    return out
