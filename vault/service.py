@@ -88,11 +88,27 @@ def source_files(path: Path) -> list[Path]:
 
 
 @dataclass(frozen=True)
+class OpenedSubject:
+    """What a reveal opened for one subject, without a value: safe for any output."""
+    subject: int
+    records: int
+    fields: tuple[str, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"subject": self.subject, "records": self.records, "fields": list(self.fields)}
+
+
+@dataclass(frozen=True)
 class Revealed:
     dataset: str
     purpose: str
-    subjects: list[tuple[int, list[dict[str, str | None]]]]
+    subjects: list[tuple[int, list[dict[str, str | None]]]]  # the values: private file only
     ledger_seq: int
+
+    def opened(self) -> list[OpenedSubject]:
+        """Which subjects, how many records and which fields were opened (no value)."""
+        return [OpenedSubject(sid, len(recs), tuple(sorted({f for r in recs for f in r})))
+                for sid, recs in self.subjects]
 
 
 @dataclass(frozen=True)

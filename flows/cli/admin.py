@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -186,33 +186,32 @@ def reveal(
     target = None if out is None else check_output(out, option="--out", force=False,
                                                    home=session.home)  # before breaking glass
     done = session.vault.reveal(dataset, criteria, purpose)
-    opened = done.subjects
     [receipt] = receipts(session.vault, [done.ledger_seq])
     if receipt_out is not None:
         write_receipt(receipt_out, receipt)
-    doc = {"dataset": dataset, "purpose": purpose,
-           "subjects": [{"subject": sid, "records": recs} for sid, recs in opened],
-           "ledger_seq": done.ledger_seq, "receipt": receipt}
-    if target is not None:
-        _write_private(target, doc)
-    # standard output is not a private place: from here on only which subjects and
-    # fields were opened, never a value (the opened records stop at _write_private)
-    summary: list[dict[str, Any]] = [{"subject": sid, "records": len(recs),
-                "fields": sorted({name for record in recs for name in record})}
-               for sid, recs in opened]
+    doc = {"dataset": dataset, "purpose": purpose, "ledger_seq": done.ledger_seq,
+           "receipt": receipt}
+    if target is not None:  # the one place the opened records go
+        _write_private(target, {**doc, "subjects": [{"subject": sid, "records": recs}
+                                                   for sid, recs in done.subjects]})
+    # standard output is not a private place: only Revealed.opened() (ids, counts, field
+    # names) from here on
+    opened = done.opened()
     if json_out:
-        emit_json({**doc, "out": None if target is None else str(target), "subjects": summary})
+        emit_json({**doc, "out": None if target is None else str(target),
+                   "subjects": [o.as_json() for o in opened]})
         return
-    if not summary:
+    if not opened:
         console.print(f"no live subject of {dataset} matched (the reveal is ledgered)",
                       markup=False)
-    for seen in summary:
-        console.print(f"subject {seen['subject']}: {seen['records']} record(s) opened; "
-                      f"fields: {', '.join(seen['fields'])}", markup=False)
-    if summary:
+    for o in opened:
+        console.print(f"subject {o.subject}: {o.records} record(s) opened; "
+                      f"fields: {', '.join(o.fields)}", markup=False)
+    if opened:
         where = f"written to {target} (mode 0600)" if target is not None else \
             "not shown here: rerun with --out FILE (written 0600)"
-        console.print(f"values {where}; ledger entry {done.ledger_seq}", markup=False)
+        console.print(f"the opened records are {where}; ledger entry {done.ledger_seq}",
+                      markup=False)
 
 
 def _write_private(target: Path, doc: dict[str, object]) -> None:
