@@ -113,6 +113,7 @@ def run_demo(rows: int, home: Path, *, seed: int | None = None,
 
     from flows import demo_data
     from flows.ephemeral import EphemeralServer, owned_server, serving
+    from flows.prefect_console import cli_console
 
     with owned_server(EphemeralServer()) as server, \
             tempfile.TemporaryDirectory(prefix="civicvault-demo-") as tmp:
@@ -124,7 +125,7 @@ def run_demo(rows: int, home: Path, *, seed: int | None = None,
         t = lap("generate", t)
 
         say(f"waiting for the temporary Prefect server (up to {server.timeout:g} s)")
-        with serving(server):
+        with serving(server), cli_console():
             t = lap("prefect_server_wait", t)
             from flows.ingest import ingest_flow
 

@@ -230,13 +230,16 @@ def configured_api_url() -> str | None:
 @contextmanager
 def prefect_api() -> Iterator[str | None]:
     """The configured Prefect API, else a temporary server owned by this block."""
+    from flows.prefect_console import cli_console
+
     configured = configured_api_url()
     if configured:
-        yield configured
+        with cli_console():
+            yield configured
         return
     with terminate_as_interrupt(), owned_server(EphemeralServer()) as server:
         server.launch()
-        with serving(server) as url:
+        with serving(server) as url, cli_console():
             yield url
 
 

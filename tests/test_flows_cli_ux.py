@@ -218,3 +218,27 @@ def test_numbers_print_with_three_significant_digits_and_no_exponent(
     value: float, text: str
 ) -> None:
     assert sig(value) == text
+
+
+def test_an_interrupt_that_prefect_rewraps_is_still_interrupted(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Ctrl-C landing while Prefect sets up a task run surfaces as Prefect's own
+    ``ValueError("Task run is not set")``, raised while handling the interrupt."""
+    import flows.cli as cli
+
+    def command(**_: object) -> None:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise ValueError("Task run is not set")  # noqa: B904 (as Prefect does)
+
+    def broken(**_: object) -> None:
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(cli, "lazy_click_app", lambda *_: command)
+    capsys.readouterr()
+    assert main(["demo"]) == 2
+    assert capsys.readouterr().err == "error: interrupted\n"
+    monkeypatch.setattr(cli, "lazy_click_app", lambda *_: broken)  # no interrupt: a bug
+    assert main(["demo"]) == 1
+    assert capsys.readouterr().err.startswith("error: internal error (ValueError)")

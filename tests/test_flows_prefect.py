@@ -471,6 +471,47 @@ def test_cli_release_runs_the_release_flow(
     assert not list(home.root.glob(".flow-token-*"))  # the token file is gone
 
 
+def _cli_with(harness: dict[str, str], home: VaultHome, tmp_path: Path,
+              *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The CLI in a child process against the harness's Prefect API, clean environment."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CIVICVAULT_"))}
+    clean.update({"PREFECT_API_URL": harness["api_url"], "CIVICVAULT_HOME": str(home.root),
+                  "PREFECT_HOME": str(tmp_path / "prefect-home"), "DO_NOT_TRACK": "1", **env})
+    return subprocess.run([sys.executable, "-c", "from flows.cli import run; run()", *args],
+                          capture_output=True, text=True, env=clean, timeout=300, check=False)
+
+
+def _one_failure_line(run: subprocess.CompletedProcess[str]) -> str:
+    """The failure is the command's one ``error:`` line: no traceback, no Prefect ERROR."""
+    assert "Traceback" not in run.stderr and "| ERROR" not in run.stderr, run.stderr[-3000:]
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, run.stderr[-3000:]
+    return errors[0]
+
+
+def test_a_failing_flow_run_from_the_cli_is_one_line_without_a_traceback(
+    harness: dict[str, str], home: VaultHome, voters_csv: Path, tmp_path: Path,
+) -> None:
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("first_name,age\nZelphina,31\nQuorvath,44,extra\n", encoding="utf-8")
+    bad = _cli_with(harness, home, tmp_path, "ingest", str(ragged), "--dataset", DATASET,
+                    "--prefect")
+    assert bad.returncode == 2
+    line = _one_failure_line(bad)
+    assert "row 2" in line and "Quorvath" not in bad.stderr + bad.stdout
+    assert "Flow run" in bad.stderr  # Prefect's progress lines still show
+
+    from flows.ingest import ingest
+
+    ingest(path=str(voters_csv), dataset=DATASET, home=str(home.root))
+    token = _analyst_token(home, tmp_path).read_text().strip()
+    over = _cli_with(harness, home, tmp_path, "release", "--dataset", DATASET,
+                     "--by", "county_desc", "--measure", "count", "--epsilon", "5",
+                     "--prefect", CIVICVAULT_TOKEN=token)
+    assert over.returncode == 1  # a denial: the analyst's budget is smaller
+    assert "budget" in _one_failure_line(over)
+
+
 def test_erasure_flow_shreds_each_requested_subject_once(
     harness: dict[str, str], home: VaultHome, voters_csv: Path, tmp_path: Path
 ) -> None:

@@ -92,6 +92,20 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+def _interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised while handling a ``KeyboardInterrupt`` (Ctrl-C, or
+    SIGTERM turned into one): Prefect's engine, interrupted while it sets up a task
+    run, raises its own error from inside that handling."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code (also used by tests in-process)."""
     try:
@@ -118,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
         from vault.errors import storage_fault
 
         fault = storage_fault(exc)
-        if fault is not None:
+        if _interrupted(exc):  # Prefect may replace a Ctrl-C that lands in its engine
+            code = _fail("interrupted", 2)
+        elif fault is not None:
             code = _fail(fault.diagnostics(), fault.exit_code)
         else:
             code = _fail(f"internal error ({type(exc).__name__}); run with CIVICVAULT_DEBUG=1 "

@@ -1,0 +1,65 @@
+"""What Prefect may print on the terminal while a CLI command runs a flow.
+
+Prefect's console handler prints a flow's failure twice over: an ``ERROR`` line per
+failed task and flow run, and the whole traceback (``logger.exception("Encountered
+exception during execution")``). A CLI command that runs a flow already reports its
+failure as one ``error:`` line with the right exit code (bad input 2, a denial 1), so
+while :func:`cli_console` is active, Prefect's console handler
+
+- drops Prefect's own ``ERROR`` and ``CRITICAL`` records (the command's one line says
+  what failed; the records still reach Prefect's API, where the run's page shows them);
+- and never prints a traceback or a stack: any other record that carries one is
+  printed as its message line only.
+
+Progress (``INFO``) and warnings stay on the terminal as Prefect prints them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class WithoutTraceback(logging.Formatter):
+    """Formats a record as ``inner`` does, minus any traceback or stack."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info or record.exc_text or record.stack_info:
+            record = logging.makeLogRecord(
+                {**record.__dict__, "exc_info": None, "exc_text": None, "stack_info": None})
+        return self.inner.format(record)
+
+
+class FailuresToTheCommand(logging.Filter):
+    """Drops Prefect's ``ERROR``+ records: the command prints the failure as one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        prefect_record = record.name == "prefect" or record.name.startswith("prefect.")
+        return not (prefect_record and record.levelno >= logging.ERROR)
+
+
+@contextmanager
+def cli_console() -> Iterator[None]:
+    """Inside the block, Prefect's console handlers print no failure and no traceback."""
+    from flows import prefect_env  # noqa: F401, I001  (Prefect reads its settings at import)
+    from prefect.logging.configuration import ensure_logging_setup
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    ensure_logging_setup()  # what ``import prefect`` does; later calls only adjust levels
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, PrefectConsoleHandler)]
+    quiet = FailuresToTheCommand()
+    saved = [(h, h.formatter) for h in handlers]
+    for handler, formatter in saved:
+        handler.setFormatter(WithoutTraceback(formatter))
+        handler.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for handler, formatter in saved:
+            handler.removeFilter(quiet)
+            handler.setFormatter(formatter)
