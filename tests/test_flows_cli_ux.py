@@ -220,10 +220,12 @@ def test_numbers_print_with_three_significant_digits_and_no_exponent(
     assert sig(value) == text
 
 
-def test_an_interrupt_that_prefect_rewraps_is_still_interrupted(
+def test_ctrl_c_is_one_line_and_exit_130_however_it_surfaces(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """Ctrl-C landing while Prefect sets up a task run surfaces as Prefect's own
     ``ValueError("Task run is not set")``, raised while handling the interrupt."""
+    import typer
+
     import flows.cli as cli
 
     def command(**_: object) -> None:
@@ -235,10 +237,19 @@ def test_an_interrupt_that_prefect_rewraps_is_still_interrupted(
     def broken(**_: object) -> None:
         raise ValueError("a bug")
 
-    monkeypatch.setattr(cli, "lazy_click_app", lambda *_: command)
+    typer_app = typer.Typer()
+
+    @typer_app.command()
+    def sleeper() -> None:  # Ctrl-C in a command: typer's main returns 130
+        raise KeyboardInterrupt
+
+    ctrl_c = typer.main.get_command(typer_app).main
+
     capsys.readouterr()
-    assert main(["demo"]) == 2
-    assert capsys.readouterr().err == "error: interrupted\n"
+    for raising in (command, ctrl_c):
+        monkeypatch.setattr(cli, "lazy_click_app", lambda *_, r=raising: r)
+        assert main([]) == 130
+        assert capsys.readouterr().err == "error: interrupted\n"
     monkeypatch.setattr(cli, "lazy_click_app", lambda *_: broken)  # no interrupt: a bug
     assert main(["demo"]) == 1
     assert capsys.readouterr().err.startswith("error: internal error (ValueError)")

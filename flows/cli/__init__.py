@@ -92,6 +92,9 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+
+
 def _interrupted(exc: BaseException) -> bool:
     """Whether ``exc`` was raised while handling a ``KeyboardInterrupt`` (Ctrl-C, or
     SIGTERM turned into one): Prefect's engine, interrupted while it sets up a task
@@ -127,13 +130,13 @@ def main(argv: list[str] | None = None) -> int:
     except click_exc.ClickException as exc:
         code = _fail(exc.format_message().splitlines()[0], 2)
     except KeyboardInterrupt:
-        code = _fail("interrupted", 2)
+        code = _fail("interrupted", INTERRUPTED)
     except Exception as exc:  # a storage fault, or a bug: never print its message
         from vault.errors import storage_fault
 
         fault = storage_fault(exc)
         if _interrupted(exc):  # Prefect may replace a Ctrl-C that lands in its engine
-            code = _fail("interrupted", 2)
+            code = _fail("interrupted", INTERRUPTED)
         elif fault is not None:
             code = _fail(fault.diagnostics(), fault.exit_code)
         else:
@@ -143,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
     else:
         code = result if isinstance(result, int) else 0
+        if code == INTERRUPTED:  # typer returns 130 for a Ctrl-C (or SIGTERM, see ephemeral)
+            _fail("interrupted", code)
     return code
 
 
