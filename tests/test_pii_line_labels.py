@@ -112,3 +112,17 @@ def test_via_as_a_preposition_is_no_street() -> None:
 def test_after_in_a_possessive_or_a_given_name_stays_a_person() -> None:
     assert _label("the poems in Hedda Okonkwo's book", "Hedda Okonkwo's") == "PERSON"
     assert _label("a part in Maria Velbrunska", "Maria Velbrunska") == "PERSON"
+
+
+def test_three_surnames_in_a_list_are_a_firm() -> None:
+    text = "After the audit, Nowak, Ostrova and Holmqvist moved their offices."
+    for name in ("Nowak", "Ostrova", "Holmqvist"):
+        assert _label(text, name) == "ORGANIZATION"
+    assert _label("Yours,\nkowalski, nowak and lindqvist\n12 Elm Street", "nowak") \
+        == "ORGANIZATION"
+    # negatives: a list a colon introduces, a name that runs on, mixed case
+    assert _label("Our founders: Kowalski, Nowak and Lindqvist", "Nowak") == "PERSON"
+    assert _label("I met Kowalski, Nowak and Maria Lindqvist", "Nowak") == "PERSON"
+    assert _label("I met kowalski, Nowak and Lindqvist", "Nowak") == "PERSON"
+    assert _label("After the audit, Ostrova, Velbrun and Zelvarin left", "Velbrun") \
+        == "PERSON"  # fewer than two listed surnames

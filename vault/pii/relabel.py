@@ -151,6 +151,30 @@ _RE_PARTNERS = re.compile(rf"({_W})[ \t]*&[ \t]*({_W})|({_W})-({_W})")
 _RE_HONORIFIC_BEFORE = re.compile(r"(?:Mr|Mrs|Ms|Mx|Dr|Prof)\.?[ \t]+\Z")
 
 
+# three surnames in a list, alone: a firm ("Ostrova, Velbrun and Holm"; any case, one
+# case throughout); not a list a colon introduces, not one whose last word runs on into
+# another capitalised word ("..., Ana and Jose Li")
+_WA = r"[^\W\d_][^\W\d_'’]+"
+_RE_THREE_NAMES = re.compile(
+    rf"(?<![\w'’&-])({_WA}),[ \t]+({_WA}),?[ \t]+(?:and|&)[ \t]+({_WA})"
+    rf"(?![\w'’-]|[ \t]+[^\W\d_a-z])")
+
+
+def _three_names(text: str, start: int, end: int) -> bool:
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", end)
+    line_end = len(text) if line_end < 0 else line_end
+    for m in _RE_THREE_NAMES.finditer(text, line_start, line_end):
+        if not (m.start() <= start and end <= m.end()):
+            continue
+        words = m.groups()
+        same_case = (all(w[0].isupper() and w[1:].islower() for w in words)
+                     or all(w.islower() for w in words))
+        return (same_case and ":" not in text[line_start : m.start()]
+                and sum(w.capitalize() in surnames() for w in words) >= 2)
+    return False
+
+
 def _in_company(text: str, start: int, end: int) -> bool:
     line_start = text.rfind("\n", 0, start) + 1
     line_end = text.find("\n", end)
@@ -170,6 +194,8 @@ def _new_label(text: str, start: int, end: int, entity: str) -> str:
     if entity in (*_NAME_LABELS, "LOCATION", _STREET) and _in_company(text, start, end):
         return "ORGANIZATION"
     if entity == "PERSON" and _partners(text, start, end):
+        return "ORGANIZATION"
+    if entity in ("PERSON", "LOCATION", "NRP") and _three_names(text, start, end):
         return "ORGANIZATION"
     if entity in _NAME_LABELS and _street_name(text, start, end):
         return _STREET
