@@ -126,3 +126,27 @@ def test_three_surnames_in_a_list_are_a_firm() -> None:
     assert _label("I met kowalski, Nowak and Lindqvist", "Nowak") == "PERSON"
     assert _label("After the audit, Ostrova, Velbrun and Zelvarin left", "Velbrun") \
         == "PERSON"  # fewer than two listed surnames
+
+
+def _labels(text: str, spans: list[tuple[str, str]]) -> list[str]:
+    found = sorted((text.index(v), text.index(v) + len(v), e) for v, e in spans)
+    return town_labels(text, found)
+
+
+def test_a_name_line_between_a_person_and_the_address_is_the_company() -> None:
+    text = "Regards,\n> Ana Okafor\n> Velbrunix\n> 14 Elm Street\n> Dunmore"
+    got = _labels(text, [("Ana Okafor", "PERSON"), ("Velbrunix", "PERSON"),
+                         ("14 Elm Street", "US_STREET_ADDRESS")])
+    assert got[1] == "ORGANIZATION"
+    text = "Ana Okafor\nHolm-Ostrova\n\n88 Birch Lane"
+    assert _labels(text, [("Ana Okafor", "PERSON"), ("Holm-Ostrova", "PERSON")])[1] \
+        == "ORGANIZATION"
+    # negatives: two addressees (a listed given name), no address after, no name before
+    text = "Ana Okafor\nMaria Lindqvist\n14 Elm Street"
+    assert _labels(text, [("Ana Okafor", "PERSON"), ("Maria Lindqvist", "PERSON"),
+                          ("14 Elm Street", "US_STREET_ADDRESS")])[1] == "PERSON"
+    text = "Ana Okafor\nVelbrunix\nsee you soon"
+    assert _labels(text, [("Ana Okafor", "PERSON"), ("Velbrunix", "PERSON")])[1] == "PERSON"
+    text = "Thanks!\nVelbrunix\n14 Elm Street"
+    assert _labels(text, [("Velbrunix", "PERSON"),
+                          ("14 Elm Street", "US_STREET_ADDRESS")])[0] == "PERSON"

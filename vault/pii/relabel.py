@@ -242,6 +242,59 @@ _RE_STREET_GAP = re.compile(r"[ \t]*,[ \t]*")
 _RE_AND_GAP = re.compile(r"[ \t]+(?:and|&)[ \t]+")
 
 
+_RE_QUOTE_LEAD = re.compile(r"[ \t>]*")
+_ADDRESS = frozenset({_STREET, "LOCATION", "US_ZIP_CODE"})
+
+
+def _line_of(text: str, pos: int) -> tuple[int, int]:
+    """(start, end) of the content of the line holding ``pos``, without a quote mark
+    ("> ") and the blanks at its edges."""
+    a = text.rfind("\n", 0, pos) + 1
+    b = text.find("\n", pos)
+    b = len(text) if b < 0 else b
+    a = _RE_QUOTE_LEAD.match(text, a, b).end()  # type: ignore[union-attr]
+    return a, a + len(text[a:b].rstrip())
+
+
+def _next_line(text: str, pos: int, step: int) -> tuple[int, int] | None:
+    """The nearest non-blank line before (``step`` -1) or after (+1) the line of ``pos``."""
+    if step < 0:
+        cut = text.rfind("\n", 0, pos)
+        while cut >= 0:
+            start = text.rfind("\n", 0, cut) + 1
+            line = _line_of(text, start)
+            if line[1] > line[0]:
+                return line
+            cut = start - 1
+        return None
+    cut = text.find("\n", pos)
+    while cut >= 0:
+        line = _line_of(text, cut + 1)
+        if line[1] > line[0]:
+            return line
+        cut = text.find("\n", cut + 1)
+    return None
+
+
+def _company_line(text: str, spans: list[tuple[int, int, str]], i: int) -> bool:
+    """A person span that is a whole line between a line that is a person's name and the
+    address: the company of a letter head or signature ("Ana Li / Velbrun-Holm / 12 Elm
+    Street"), when it is one word, partners ("&"), or names no listed given name."""
+    a, b, _ = spans[i]
+    if _line_of(text, a) != (a, b):
+        return False
+    prev, nxt = _next_line(text, a, -1), _next_line(text, b, +1)
+    if prev is None or nxt is None:
+        return False
+    if not any(s <= prev[0] and prev[1] <= t and e == "PERSON" for s, t, e in spans):
+        return False
+    if not (text[nxt[0]].isdigit()
+            or any(s == nxt[0] and e in _ADDRESS for s, t, e in spans)):
+        return False
+    words = text[a:b].split()
+    return len(words) == 1 or "&" in words or not any(w in given_names() for w in words)
+
+
 def town_labels(text: str, spans: list[tuple[int, int, str]]) -> list[str]:
     """Second pass, with the neighbours' labels: a person, organisation or group span is a
     town when a street ends right before it on its line ("12 Elm Road, Velbruna"), when a
@@ -252,6 +305,9 @@ def town_labels(text: str, spans: list[tuple[int, int, str]]) -> list[str]:
     out = [e for _, _, e in spans]
     for i, (a, b, e) in enumerate(spans):
         if e not in _NAME_LABELS:
+            continue
+        if e == "PERSON" and _company_line(text, spans, i):
+            out[i] = "ORGANIZATION"
             continue
         prev = spans[i - 1] if i else None
         if prev is not None and prev[2] == _STREET and _RE_STREET_GAP.fullmatch(text, prev[1], a):
