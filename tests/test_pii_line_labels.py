@@ -150,3 +150,36 @@ def test_a_name_line_between_a_person_and_the_address_is_the_company() -> None:
     text = "Thanks!\nVelbrunix\n14 Elm Street"
     assert _labels(text, [("Velbrunix", "PERSON"),
                           ("14 Elm Street", "US_STREET_ADDRESS")])[0] == "PERSON"
+
+
+_WORDS = frozenset({"senior", "loan", "officer", "herpetologist", "radio", "producer",
+                    "software", "engineer"})
+
+
+def test_a_company_shaped_title_line_is_the_company() -> None:
+    text = "Ana Okafor\nVelbrunix\nMaria Lindqvist"
+    found = [(0, 10, "PERSON"), (11, 20, "TITLE"), (21, 36, "PERSON")]
+    assert town_labels(text, found, _WORDS)[1] == "ORGANIZATION"
+    text = "Ana Okafor\nHolm & Ostrova\nMaria Lindqvist"
+    found = [(0, 10, "PERSON"), (11, 25, "TITLE"), (26, 41, "PERSON")]
+    assert town_labels(text, found, _WORDS)[1] == "ORGANIZATION"
+    # negatives: English words are a job title; an all-caps acronym stays a title
+    for title in ("Herpetologist", "Senior loan officer", "CEO"):
+        text = f"Ana Okafor\n{title}\nMaria Lindqvist"
+        found = [(0, 10, "PERSON"), (11, 11 + len(title), "TITLE"),
+                 (12 + len(title), 27 + len(title), "PERSON")]
+        assert town_labels(text, found, _WORDS)[1] == "TITLE"
+
+
+def test_a_capitalised_word_before_a_job_noun_starts_a_title() -> None:
+    text = "Ana Okafor works as a Radio producer in town."
+    assert _labels(text, [("Ana Okafor", "PERSON"), ("Radio", "ORGANIZATION")])[1] == "TITLE"
+    text = "Ana Okafor, Software engineer at Velbrunix."
+    assert _labels(text, [("Ana Okafor", "PERSON"), ("Software", "ORGANIZATION")])[1] \
+        == "TITLE"
+    # negatives: no job noun after, or no "as a" / person before
+    text = "Ana Okafor works at Velbrunix today."
+    assert _labels(text, [("Ana Okafor", "PERSON"), ("Velbrunix", "ORGANIZATION")])[1] \
+        == "ORGANIZATION"
+    text = "The Velbrunix engineer came by."
+    assert _labels(text, [("Velbrunix", "ORGANIZATION")])[0] == "ORGANIZATION"

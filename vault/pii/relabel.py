@@ -295,7 +295,59 @@ def _company_line(text: str, spans: list[tuple[int, int, str]], i: int) -> bool:
     return len(words) == 1 or "&" in words or not any(w in given_names() for w in words)
 
 
-def town_labels(text: str, spans: list[tuple[int, int, str]]) -> list[str]:
+def _company_shaped_title(text: str, a: int, b: int, words: frozenset[str]) -> bool:
+    """A line the signature rule took for a job title that reads as a company: partners
+    ("Holm & Li"), or capitalised words (hyphenated or not) of which one is no English
+    word ("Velbrunix", "Ostrova-Holm"); job titles are English words ("Herpetologist",
+    "Senior loan officer")."""
+    value = text[a:b]
+    if _line_of(text, a) != (a, b) or not words:
+        return False
+    if re.search(r"(?<!\S)&(?!\S)", value):
+        return True
+    parts = [w for w in re.split(r"[ \t-]+", value) if w]
+    return (0 < len(parts) <= 3
+            and all(w.isalpha() and w[0].isupper() and not w.isupper() and len(w) >= 3
+                    for w in parts)
+            and any(w.lower() not in words for w in parts))
+
+
+# head nouns of job titles, written in lower case after a capitalised first word
+# ("a Radio producer", "Software engineer at")
+_JOB_NOUNS = frozenset({
+    "engineer", "producer", "planner", "analyst", "nurse", "officer", "administrator",
+    "assistant", "controller", "manager", "researcher", "designer", "technician",
+    "consultant", "director", "teacher", "scientist", "developer", "editor", "therapist",
+    "operator", "inspector", "specialist", "coordinator", "advisor", "adviser", "clerk",
+    "agent", "worker", "surveyor", "architect", "accountant", "lawyer", "journalist",
+    "librarian", "pharmacist", "physician", "psychologist", "secretary", "supervisor",
+    "trainer", "writer", "executive", "broadcaster", "buyer", "chemist", "curator",
+    "economist", "educator", "geologist", "instructor", "lecturer", "physicist",
+    "programmer", "radiographer", "representative", "salesman", "statistician",
+    "surgeon", "translator", "tutor", "underwriter", "volunteer", "conservator",
+})
+_RE_AS_A_BEFORE = re.compile(r"(?<![\w-])as[ \t]+an?[ \t]+\Z", re.IGNORECASE)
+_RE_JOB_AFTER = re.compile(r"[ \t]+([a-z]+)\b")
+_RE_COMMA_GAP = re.compile(r"[ \t]*,[ \t]*")
+
+
+def _job_title(text: str, spans: list[tuple[int, int, str]], i: int) -> bool:
+    """An organisation or place span that starts a job title: right before a lower-case
+    head noun of a job ("Radio producer"), after "as a" or right after a person and a
+    comma ("Ana Li, Software engineer at ...")."""
+    a, b, _ = spans[i]
+    m = _RE_JOB_AFTER.match(text, b)
+    if m is None or m.group(1) not in _JOB_NOUNS:
+        return False
+    if _RE_AS_A_BEFORE.search(text, max(0, a - 8), a):
+        return True
+    prev = spans[i - 1] if i else None
+    return (prev is not None and prev[2] == "PERSON"
+            and _RE_COMMA_GAP.fullmatch(text, prev[1], a) is not None)
+
+
+def town_labels(text: str, spans: list[tuple[int, int, str]],
+                words: frozenset[str] = frozenset()) -> list[str]:
     """Second pass, with the neighbours' labels: a person, organisation or group span is a
     town when a street ends right before it on its line ("12 Elm Road, Velbruna"), when a
     postcode follows it ("Velbruna 2684"), or when it is part of a hyphenated place name
@@ -304,6 +356,12 @@ def town_labels(text: str, spans: list[tuple[int, int, str]]) -> list[str]:
     sorted."""
     out = [e for _, _, e in spans]
     for i, (a, b, e) in enumerate(spans):
+        if e == "TITLE" and _company_shaped_title(text, a, b, words):
+            out[i] = "ORGANIZATION"
+            continue
+        if e in ("ORGANIZATION", "LOCATION") and _job_title(text, spans, i):
+            out[i] = "TITLE"
+            continue
         if e not in _NAME_LABELS:
             continue
         if e == "PERSON" and _company_line(text, spans, i):
