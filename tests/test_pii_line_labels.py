@@ -183,3 +183,17 @@ def test_a_capitalised_word_before_a_job_noun_starts_a_title() -> None:
         == "ORGANIZATION"
     text = "The Velbrunix engineer came by."
     assert _labels(text, [("Velbrunix", "ORGANIZATION")])[0] == "ORGANIZATION"
+
+
+def test_a_name_before_a_house_number_and_the_end_of_the_address_is_the_street() -> None:
+    assert _label("Please drive me to Velbrunska 775", "Velbrunska") == "US_STREET_ADDRESS"
+    assert _label("Send it to Quadra Ostrova, 41, Dunmore", "Quadra Ostrova") \
+        == "US_STREET_ADDRESS"
+    assert _label("We meet on Holmvika 12.", "Holmvika 12", "ORGANIZATION") \
+        == "US_STREET_ADDRESS"
+    assert _label("Ostrovagatan 9 Apt. 4", "Ostrovagatan") == "US_STREET_ADDRESS"
+    # negatives: an age in apposition, a listed given name first, a year, no number
+    assert _label("Okafor, 34, joined the board", "Okafor") == "PERSON"
+    assert _label("Please call Maria Lindqvist 12", "Maria Lindqvist") == "PERSON"
+    assert _label("It was Velbrunska 1998.", "Velbrunska") == "PERSON"
+    assert _label("Please drive me to Velbrunska now", "Velbrunska") == "PERSON"

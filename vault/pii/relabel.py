@@ -107,6 +107,34 @@ def _street_name(text: str, start: int, end: int) -> bool:
             and any(last.endswith(s) and len(last) > len(s) + 2 for s in _street_suffixes()))
 
 
+# a house number right after a name, then the end of the line or sentence, a comma and a
+# capitalised word (the town), or a unit ("Velbrunska 775", "Campo Ostrova, 41, Dunmore",
+# "Ostrova 12 Apt. 4"); not "Okafor, 34, joined" (an age) nor a year
+_RE_HOUSE_NUMBER_AFTER = re.compile(
+    r"(?:,[ \t]*|[ \t]+)(\d{1,4}[A-Za-z]?(?:[-/]\d{1,4})?)"
+    r"(?=[ \t]*(?:\n|\Z|[.;](?:\s|\Z)|,[ \t]*[^\W\d_a-z]|[ \t]+(?:Apt|Suite|Unit|Flat|Piano|"
+    r"Puerta|Floor|Fl)\b))")
+_RE_HOUSE_NUMBER_END = re.compile(r"[ \t]+\d{1,4}[A-Za-z]?(?:[-/]\d{1,4})?\Z")
+
+
+def _name_and_house_number(text: str, start: int, end: int) -> bool:
+    """A name (its first word no listed given name) followed by a house number and the end
+    of the address: a street written name first ("Velbrunska 775"); also when the span
+    took the number in."""
+    value = text[start:end]
+    inner = _RE_HOUSE_NUMBER_END.search(value)
+    if inner is not None:
+        value, end = value[: inner.start()], start + inner.start()
+        after = _RE_HOUSE_NUMBER_AFTER.match(text, end)
+    else:
+        after = _RE_HOUSE_NUMBER_AFTER.match(text, end)
+    words = value.split()
+    if after is None or not words or not 1 <= len(words) <= 4:
+        return False
+    return (not _RE_YEAR.fullmatch(after.group(1)) and words[0] not in given_names()
+            and words[0][:1].isupper())
+
+
 def _town_shaped(value: str) -> bool:
     words = value.split()
     if len(words) == 2 and words[0] in _COMPASS:
@@ -197,7 +225,8 @@ def _new_label(text: str, start: int, end: int, entity: str) -> str:
         return "ORGANIZATION"
     if entity in ("PERSON", "LOCATION", "NRP") and _three_names(text, start, end):
         return "ORGANIZATION"
-    if entity in _NAME_LABELS and _street_name(text, start, end):
+    if entity in _NAME_LABELS and (_street_name(text, start, end)
+                                   or _name_and_house_number(text, start, end)):
         return _STREET
     if entity in ("PERSON", "ORGANIZATION") and _town_shaped(value):
         return "LOCATION"
