@@ -197,3 +197,52 @@ def test_a_name_before_a_house_number_and_the_end_of_the_address_is_the_street()
     assert _label("Please call Maria Lindqvist 12", "Maria Lindqvist") == "PERSON"
     assert _label("It was Velbrunska 1998.", "Velbrunska") == "PERSON"
     assert _label("Please drive me to Velbrunska now", "Velbrunska") == "PERSON"
+
+
+def test_a_capitalised_job_noun_after_as_a_or_a_person_is_a_title() -> None:
+    text = "Ana Okafor works as a Surveyor and cycles to work."
+    assert _labels(text, [("Ana Okafor", "PERSON"), ("Surveyor", "ORGANIZATION")])[1] \
+        == "TITLE"
+    text = "Ana Okafor, Geologist, Velbrunix Ltd"
+    assert _labels(text, [("Ana Okafor", "PERSON"), ("Geologist", "ORGANIZATION")])[1] \
+        == "TITLE"
+    # negative: an employer is no job noun
+    text = "Ana Okafor, Velbrunix, 12 Elm Street"
+    assert _labels(text, [("Ana Okafor", "PERSON"), ("Velbrunix", "ORGANIZATION")])[1] \
+        == "ORGANIZATION"
+
+
+def test_after_a_job_title_and_at_is_the_employer() -> None:
+    text = "Kai Holm, Retail manager at Ostrovaks."
+    assert _labels(text, [("Kai Holm", "PERSON"), ("Ostrovaks", "PERSON")])[1] \
+        == "ORGANIZATION"
+    text = "Kai Holm, Herpetologist at Velbrun Holm."
+    assert _labels(text, [("Kai Holm", "PERSON"), ("Velbrun Holm", "LOCATION")])[1] \
+        == "ORGANIZATION"
+    # negatives: no job before "at"
+    text = "Kai Holm, waiting at Ostrovaks."
+    assert _labels(text, [("Kai Holm", "PERSON"), ("Ostrovaks", "PERSON")])[1] == "PERSON"
+
+
+def test_a_name_line_between_address_lines_is_the_town() -> None:
+    text = "Ana Okafor\n14 Elm Street\nApt. 4\nVelbruna\nNorway 0150"
+    spans = [("Ana Okafor", "PERSON"), ("14 Elm Street", "US_STREET_ADDRESS"),
+             ("Apt. 4", "US_STREET_ADDRESS"), ("Velbruna", "PERSON"), ("Norway", "LOCATION")]
+    assert _labels(text, spans)[3] == "LOCATION"
+    # negative: the addressee above the street is no town
+    assert _labels(text, spans)[0] == "PERSON"
+
+
+def test_a_number_taken_for_a_date_next_to_a_street_is_the_house_number() -> None:
+    text = "Deliver to Ostrovagatan 46-65, Velbruna"
+    assert _labels(text, [("Ostrovagatan", "US_STREET_ADDRESS"), ("46-65", "DATE_TIME")])[1] \
+        == "US_STREET_ADDRESS"
+    text = "Ana Okafor, 94, rue Velbrun, Dunmore"
+    assert _labels(text, [("Ana Okafor", "PERSON"), ("94", "DATE_TIME")])[1] \
+        == "US_STREET_ADDRESS"
+    # negatives: a year after a street, a date elsewhere
+    text = "Ostrovagatan, 1998"
+    assert _labels(text, [("Ostrovagatan", "US_STREET_ADDRESS"), ("1998", "DATE_TIME")])[1] \
+        == "DATE_TIME"
+    text = "We met on 5/4 at noon"
+    assert _labels(text, [("5/4", "DATE_TIME")])[0] == "DATE_TIME"

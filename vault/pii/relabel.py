@@ -324,6 +324,40 @@ def _company_line(text: str, spans: list[tuple[int, int, str]], i: int) -> bool:
     return len(words) == 1 or "&" in words or not any(w in given_names() for w in words)
 
 
+def _town_line(text: str, spans: list[tuple[int, int, str]], i: int) -> bool:
+    """A span that is a whole line between an address line (a street, unit or postcode
+    ends the line above) and a line that starts with a place or postcode (the country):
+    the town ("12 Elm Street / Apt. 4 / Velbruna / Norway 0150")."""
+    a, b, _ = spans[i]
+    if _line_of(text, a) != (a, b):
+        return False
+    prev, nxt = _next_line(text, a, -1), _next_line(text, b, +1)
+    if prev is None or nxt is None:
+        return False
+    return (any(t == prev[1] and e in _ADDRESS for s, t, e in spans)
+            and any(s == nxt[0] and e in _ADDRESS for s, t, e in spans))
+
+
+_RE_HOUSE_NUMBER = re.compile(r"\d{1,4}[A-Za-z]?(?:[-/]\d{1,4})?")
+_RE_STREET_WORD_AFTER = re.compile(rf"[ \t]*,?[ \t]*{_STREET_WORD}")
+
+
+def _house_number(text: str, spans: list[tuple[int, int, str]], i: int) -> bool:
+    """A number taken for a date that is a house number: right after a street on its line
+    ("Ostrovagatan 46-65", "Quadra Ostrova, 41") or right before a street word ("94, rue
+    Velbrun"); never a year."""
+    a, b, _ = spans[i]
+    if not _RE_HOUSE_NUMBER.fullmatch(text, a, b) or _RE_YEAR.fullmatch(text, a, b):
+        return False
+    prev = spans[i - 1] if i else None
+    return ((prev is not None and prev[2] == _STREET
+             and _RE_ADDRESS_GAP.fullmatch(text, prev[1], a) is not None)
+            or _RE_STREET_WORD_AFTER.match(text, b) is not None)
+
+
+_RE_ADDRESS_GAP = re.compile(r"[ \t]*,?[ \t]*")
+
+
 def _company_shaped_title(text: str, a: int, b: int, words: frozenset[str]) -> bool:
     """A line the signature rule took for a job title that reads as a company: partners
     ("Holm & Li"), or capitalised words (hyphenated or not) of which one is no English
@@ -360,19 +394,45 @@ _RE_JOB_AFTER = re.compile(r"[ \t]+([a-z]+)\b")
 _RE_COMMA_GAP = re.compile(r"[ \t]*,[ \t]*")
 
 
+def _job_noun(word: str) -> bool:
+    word = word.lower()
+    return word in _JOB_NOUNS or (word.endswith("ist") and len(word) > 6)
+
+
 def _job_title(text: str, spans: list[tuple[int, int, str]], i: int) -> bool:
-    """An organisation or place span that starts a job title: right before a lower-case
-    head noun of a job ("Radio producer"), after "as a" or right after a person and a
-    comma ("Ana Li, Software engineer at ...")."""
+    """An organisation or place span that is or starts a job title, after "as a" or right
+    after a person and a comma: before a lower-case head noun of a job ("as a Radio
+    producer", "Ana Li, Software engineer at ..."), or itself one capitalised job noun
+    ("as a Engineer", "Ana Li, Designer, Velbrunix")."""
     a, b, _ = spans[i]
-    m = _RE_JOB_AFTER.match(text, b)
-    if m is None or m.group(1) not in _JOB_NOUNS:
-        return False
-    if _RE_AS_A_BEFORE.search(text, max(0, a - 8), a):
-        return True
     prev = spans[i - 1] if i else None
-    return (prev is not None and prev[2] == "PERSON"
-            and _RE_COMMA_GAP.fullmatch(text, prev[1], a) is not None)
+    placed = (_RE_AS_A_BEFORE.search(text, max(0, a - 8), a) is not None
+              or (prev is not None and prev[2] == "PERSON"
+                  and _RE_COMMA_GAP.fullmatch(text, prev[1], a) is not None))
+    if not placed:
+        return False
+    m = _RE_JOB_AFTER.match(text, b)
+    if m is not None and m.group(1) in _JOB_NOUNS:
+        return True
+    value = text[a:b].rstrip(",")
+    return (len(value.split()) == 1 and value[:1].isupper() and _job_noun(value)
+            and _RE_JOB_END.match(text, a + len(value)) is not None)
+
+
+_RE_JOB_END = re.compile(r"[ \t]*(?:,|\Z|\n|[ \t]+(?:and|at)\b)")
+# a job title, then "at" the employer: "Retail manager at Velbrunix"
+_RE_JOB_AT_BEFORE = re.compile(r"([^\W\d_]+)[ \t]+at[ \t]+\Z")
+
+
+def _employer(text: str, spans: list[tuple[int, int, str]], i: int) -> bool:
+    """A person or place span right after a job title and "at" is the employer."""
+    a = spans[i][0]
+    m = _RE_JOB_AT_BEFORE.search(text, max(0, a - 40), a)
+    if m is None:
+        return False
+    prev = spans[i - 1] if i else None
+    return _job_noun(m.group(1)) or (prev is not None and prev[2] == "TITLE"
+                                     and prev[1] >= m.start(1))
 
 
 def town_labels(text: str, spans: list[tuple[int, int, str]],
@@ -391,7 +451,16 @@ def town_labels(text: str, spans: list[tuple[int, int, str]],
         if e in ("ORGANIZATION", "LOCATION") and _job_title(text, spans, i):
             out[i] = "TITLE"
             continue
+        if e == "DATE_TIME" and _house_number(text, spans, i):
+            out[i] = _STREET
+            continue
+        if e in ("PERSON", "LOCATION") and _employer(text, spans, i):
+            out[i] = "ORGANIZATION"
+            continue
         if e not in _NAME_LABELS:
+            continue
+        if _town_line(text, spans, i):
+            out[i] = "LOCATION"
             continue
         if e == "PERSON" and _company_line(text, spans, i):
             out[i] = "ORGANIZATION"
