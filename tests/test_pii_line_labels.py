@@ -246,3 +246,13 @@ def test_a_number_taken_for_a_date_next_to_a_street_is_the_house_number() -> Non
         == "DATE_TIME"
     text = "We met on 5/4 at noon"
     assert _labels(text, [("5/4", "DATE_TIME")])[0] == "DATE_TIME"
+
+
+def test_after_a_verb_of_moving_and_to_is_a_place() -> None:
+    text = "In spring the firm moved its archive to Velbruna."
+    assert _label(text, "Velbruna", "ORGANIZATION") == "LOCATION"
+    assert _label("They relocated to Ostrava last year", "Ostrava") == "LOCATION"
+    # negatives: a listed given name, no verb of moving, another clause
+    assert _label("She moved the box to Maria Lindqvist.", "Maria Lindqvist") == "PERSON"
+    assert _label("I wrote to Velbruna yesterday.", "Velbruna") == "PERSON"
+    assert _label("We moved on. Then I talked to Velbruna.", "Velbruna") == "PERSON"

@@ -217,6 +217,14 @@ def _partners(text: str, start: int, end: int) -> bool:
             and not _RE_HONORIFIC_BEFORE.search(text, max(0, start - 6), start))
 
 
+# a verb of moving earlier in the clause, then "to" right before the span: "moved its
+# team to Velbruna", "relocated the office to Ostrava"
+_RE_MOVED_TO_BEFORE = re.compile(
+    r"\b(?:moved|moving|moves|relocated|relocating|relocates|transferred|travelled|"
+    r"traveled|flew|drove|returned|went|shipped)\b[^.;:!?\n]{0,40}?[ \t]to[ \t]+\Z",
+    re.IGNORECASE)
+
+
 def _new_label(text: str, start: int, end: int, entity: str) -> str:
     value = text[start:end]
     if entity in (*_NAME_LABELS, "LOCATION", _STREET) and _in_company(text, start, end):
@@ -232,6 +240,10 @@ def _new_label(text: str, start: int, end: int, entity: str) -> str:
         return "LOCATION"
     if (entity == "PERSON" and _RE_IN_BEFORE.search(text, max(0, start - 8), start)
             and not value.endswith(("'s", "’s"))
+            and not any(w in given_names() for w in value.split())):
+        return "LOCATION"
+    if (entity in ("PERSON", "ORGANIZATION")
+            and _RE_MOVED_TO_BEFORE.search(text, max(0, start - 60), start)
             and not any(w in given_names() for w in value.split())):
         return "LOCATION"
     if entity == _STREET and _RE_DAY_MONTH.fullmatch(value):
