@@ -22,6 +22,18 @@ up), written on the development sets (docs/PII.md, fifth follow-up):
   honorific before ("Ortiz & Yi", "Walters-White"), are a firm;
 * **dates**: what a street pattern took that is a day and a month name, with or
   without a year ("16 July 1998"), is a date.
+
+Sixth follow-up (docs/PII.md), with the neighbouring spans where needed:
+
+* **firms**: three surnames listed alone ("Nowak, Ostrova and Holm"); in a signature, a
+  name line between the person's line and the address, or a "title" line shaped like a
+  company ("Velbrunix", "Holm & Li");
+* **streets**: a name (first word no listed given name) before a house number that ends
+  the address ("Velbrunska 775"); a number taken for a date next to a street;
+* **towns**: a name line between address lines; a name after a verb of moving and "to";
+* **titles and employers**: a capitalised job noun, or a word before a lower-case one,
+  after "as a" or a person and a comma ("as a Radio producer"); after a job title and
+  "at", the employer.
 """
 
 from __future__ import annotations
