@@ -5,11 +5,10 @@
   redacted recall >= 0.95, typed precision >= 0.85, are reached and asserted (both
   seeds).
 * The held-out part of presidio-research's synthetic set (templates split by id,
-  ``vault.pii.evaluation.split_of``): typed recall >= 0.85 and redacted recall >= 0.95
-  are reached and asserted. Typed precision (0.834) is below the issue's goal (0.85):
-  that goal is asserted in a strict expected failure, which turns into a failure the
-  day it is reached (then drop the marker), and the figures reached are asserted as
-  floors, so that a regression fails.
+  ``vault.pii.evaluation.split_of``): typed recall >= 0.85, redacted recall >= 0.95 and
+  typed precision >= 0.85 (0.864 since the sixth follow-up; 0.834 before) are reached
+  and asserted, and the figures reached are asserted as floors, so that a regression
+  fails.
 
 The split and the generator are deterministic (fixed seeds, a hash of the template
 id), so the figures are exact, not sampled.
@@ -96,16 +95,16 @@ def presidio_heldout_score() -> EntityRecall:
 def test_presidio_heldout_split(presidio_heldout_score: EntityRecall) -> None:
     score = presidio_heldout_score
     assert score.total == 910
-    assert score.typed_recall >= 0.885  # the goal (0.85), reached: 0.891
+    assert score.typed_recall >= 0.85  # the goal
+    assert score.typed_recall >= 0.90  # floor; reached 0.905 (0.891 before the sixth follow-up)
     assert score.redacted_recall >= 0.95  # the goal, reached: 0.958
     assert score.redacted_recall >= 0.955  # floor
-    # floor; reached 0.834 with the line labels (docs/PII.md, fifth follow-up), 0.822
-    # before them, 0.828 before the unknown-proper-noun rule, 0.771 and 0.819 before that
-    assert score.typed_precision >= 0.83
+    # floor; reached 0.864 with the sixth follow-up's labels (docs/PII.md), 0.834 with the
+    # fifth's, 0.822 before them, 0.828 before the unknown-proper-noun rule, 0.771 and
+    # 0.819 before that
+    assert score.typed_precision >= 0.86
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="not reached on the presidio held-out split: "
-                   "typed precision 0.834 < 0.85 (docs/PII.md)")
 def test_presidio_heldout_meets_the_precision_goal(presidio_heldout_score: EntityRecall) -> None:
-    assert presidio_heldout_score.typed_precision >= 0.85
+    assert presidio_heldout_score.typed_precision >= 0.85  # the goal, reached: 0.864

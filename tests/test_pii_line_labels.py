@@ -112,3 +112,147 @@ def test_via_as_a_preposition_is_no_street() -> None:
 def test_after_in_a_possessive_or_a_given_name_stays_a_person() -> None:
     assert _label("the poems in Hedda Okonkwo's book", "Hedda Okonkwo's") == "PERSON"
     assert _label("a part in Maria Velbrunska", "Maria Velbrunska") == "PERSON"
+
+
+def test_three_surnames_in_a_list_are_a_firm() -> None:
+    text = "After the audit, Nowak, Ostrova and Holmqvist moved their offices."
+    for name in ("Nowak", "Ostrova", "Holmqvist"):
+        assert _label(text, name) == "ORGANIZATION"
+    assert _label("Yours,\nkowalski, nowak and lindqvist\n12 Elm Street", "nowak") \
+        == "ORGANIZATION"
+    # negatives: a list a colon introduces, a name that runs on, mixed case
+    assert _label("Our founders: Kowalski, Nowak and Lindqvist", "Nowak") == "PERSON"
+    assert _label("I met Kowalski, Nowak and Maria Lindqvist", "Nowak") == "PERSON"
+    assert _label("I met kowalski, Nowak and Lindqvist", "Nowak") == "PERSON"
+    assert _label("After the audit, Ostrova, Velbrun and Zelvarin left", "Velbrun") \
+        == "PERSON"  # fewer than two listed surnames
+
+
+def _labels(text: str, spans: list[tuple[str, str]]) -> list[str]:
+    found = sorted((text.index(v), text.index(v) + len(v), e) for v, e in spans)
+    return town_labels(text, found)
+
+
+def test_a_name_line_between_a_person_and_the_address_is_the_company() -> None:
+    text = "Regards,\n> Ana Okafor\n> Velbrunix\n> 14 Elm Street\n> Dunmore"
+    got = _labels(text, [("Ana Okafor", "PERSON"), ("Velbrunix", "PERSON"),
+                         ("14 Elm Street", "US_STREET_ADDRESS")])
+    assert got[1] == "ORGANIZATION"
+    text = "Ana Okafor\nHolm-Ostrova\n\n88 Birch Lane"
+    assert _labels(text, [("Ana Okafor", "PERSON"), ("Holm-Ostrova", "PERSON")])[1] \
+        == "ORGANIZATION"
+    # negatives: two addressees (a listed given name), no address after, no name before
+    text = "Ana Okafor\nMaria Lindqvist\n14 Elm Street"
+    assert _labels(text, [("Ana Okafor", "PERSON"), ("Maria Lindqvist", "PERSON"),
+                          ("14 Elm Street", "US_STREET_ADDRESS")])[1] == "PERSON"
+    text = "Ana Okafor\nVelbrunix\nsee you soon"
+    assert _labels(text, [("Ana Okafor", "PERSON"), ("Velbrunix", "PERSON")])[1] == "PERSON"
+    text = "Thanks!\nVelbrunix\n14 Elm Street"
+    assert _labels(text, [("Velbrunix", "PERSON"),
+                          ("14 Elm Street", "US_STREET_ADDRESS")])[0] == "PERSON"
+
+
+_WORDS = frozenset({"senior", "loan", "officer", "herpetologist", "radio", "producer",
+                    "software", "engineer"})
+
+
+def test_a_company_shaped_title_line_is_the_company() -> None:
+    text = "Ana Okafor\nVelbrunix\nMaria Lindqvist"
+    found = [(0, 10, "PERSON"), (11, 20, "TITLE"), (21, 36, "PERSON")]
+    assert town_labels(text, found, _WORDS)[1] == "ORGANIZATION"
+    text = "Ana Okafor\nHolm & Ostrova\nMaria Lindqvist"
+    found = [(0, 10, "PERSON"), (11, 25, "TITLE"), (26, 41, "PERSON")]
+    assert town_labels(text, found, _WORDS)[1] == "ORGANIZATION"
+    # negatives: English words are a job title; an all-caps acronym stays a title
+    for title in ("Herpetologist", "Senior loan officer", "CEO"):
+        text = f"Ana Okafor\n{title}\nMaria Lindqvist"
+        found = [(0, 10, "PERSON"), (11, 11 + len(title), "TITLE"),
+                 (12 + len(title), 27 + len(title), "PERSON")]
+        assert town_labels(text, found, _WORDS)[1] == "TITLE"
+
+
+def test_a_capitalised_word_before_a_job_noun_starts_a_title() -> None:
+    text = "Ana Okafor works as a Radio producer in town."
+    assert _labels(text, [("Ana Okafor", "PERSON"), ("Radio", "ORGANIZATION")])[1] == "TITLE"
+    text = "Ana Okafor, Software engineer at Velbrunix."
+    assert _labels(text, [("Ana Okafor", "PERSON"), ("Software", "ORGANIZATION")])[1] \
+        == "TITLE"
+    # negatives: no job noun after, or no "as a" / person before
+    text = "Ana Okafor works at Velbrunix today."
+    assert _labels(text, [("Ana Okafor", "PERSON"), ("Velbrunix", "ORGANIZATION")])[1] \
+        == "ORGANIZATION"
+    text = "The Velbrunix engineer came by."
+    assert _labels(text, [("Velbrunix", "ORGANIZATION")])[0] == "ORGANIZATION"
+
+
+def test_a_name_before_a_house_number_and_the_end_of_the_address_is_the_street() -> None:
+    assert _label("Please drive me to Velbrunska 775", "Velbrunska") == "US_STREET_ADDRESS"
+    assert _label("Send it to Quadra Ostrova, 41, Dunmore", "Quadra Ostrova") \
+        == "US_STREET_ADDRESS"
+    assert _label("We meet on Holmvika 12.", "Holmvika 12", "ORGANIZATION") \
+        == "US_STREET_ADDRESS"
+    assert _label("Ostrovagatan 9 Apt. 4", "Ostrovagatan") == "US_STREET_ADDRESS"
+    # negatives: an age in apposition, a listed given name first, a year, no number
+    assert _label("Okafor, 34, joined the board", "Okafor") == "PERSON"
+    assert _label("Please call Maria Lindqvist 12", "Maria Lindqvist") == "PERSON"
+    assert _label("It was Velbrunska 1998.", "Velbrunska") == "PERSON"
+    assert _label("Please drive me to Velbrunska now", "Velbrunska") == "PERSON"
+
+
+def test_a_capitalised_job_noun_after_as_a_or_a_person_is_a_title() -> None:
+    text = "Ana Okafor works as a Surveyor and cycles to work."
+    assert _labels(text, [("Ana Okafor", "PERSON"), ("Surveyor", "ORGANIZATION")])[1] \
+        == "TITLE"
+    text = "Ana Okafor, Geologist, Velbrunix Ltd"
+    assert _labels(text, [("Ana Okafor", "PERSON"), ("Geologist", "ORGANIZATION")])[1] \
+        == "TITLE"
+    # negative: an employer is no job noun
+    text = "Ana Okafor, Velbrunix, 12 Elm Street"
+    assert _labels(text, [("Ana Okafor", "PERSON"), ("Velbrunix", "ORGANIZATION")])[1] \
+        == "ORGANIZATION"
+
+
+def test_after_a_job_title_and_at_is_the_employer() -> None:
+    text = "Kai Holm, Retail manager at Ostrovaks."
+    assert _labels(text, [("Kai Holm", "PERSON"), ("Ostrovaks", "PERSON")])[1] \
+        == "ORGANIZATION"
+    text = "Kai Holm, Herpetologist at Velbrun Holm."
+    assert _labels(text, [("Kai Holm", "PERSON"), ("Velbrun Holm", "LOCATION")])[1] \
+        == "ORGANIZATION"
+    # negatives: no job before "at"
+    text = "Kai Holm, waiting at Ostrovaks."
+    assert _labels(text, [("Kai Holm", "PERSON"), ("Ostrovaks", "PERSON")])[1] == "PERSON"
+
+
+def test_a_name_line_between_address_lines_is_the_town() -> None:
+    text = "Ana Okafor\n14 Elm Street\nApt. 4\nVelbruna\nNorway 0150"
+    spans = [("Ana Okafor", "PERSON"), ("14 Elm Street", "US_STREET_ADDRESS"),
+             ("Apt. 4", "US_STREET_ADDRESS"), ("Velbruna", "PERSON"), ("Norway", "LOCATION")]
+    assert _labels(text, spans)[3] == "LOCATION"
+    # negative: the addressee above the street is no town
+    assert _labels(text, spans)[0] == "PERSON"
+
+
+def test_a_number_taken_for_a_date_next_to_a_street_is_the_house_number() -> None:
+    text = "Deliver to Ostrovagatan 46-65, Velbruna"
+    assert _labels(text, [("Ostrovagatan", "US_STREET_ADDRESS"), ("46-65", "DATE_TIME")])[1] \
+        == "US_STREET_ADDRESS"
+    text = "Ana Okafor, 94, rue Velbrun, Dunmore"
+    assert _labels(text, [("Ana Okafor", "PERSON"), ("94", "DATE_TIME")])[1] \
+        == "US_STREET_ADDRESS"
+    # negatives: a year after a street, a date elsewhere
+    text = "Ostrovagatan, 1998"
+    assert _labels(text, [("Ostrovagatan", "US_STREET_ADDRESS"), ("1998", "DATE_TIME")])[1] \
+        == "DATE_TIME"
+    text = "We met on 5/4 at noon"
+    assert _labels(text, [("5/4", "DATE_TIME")])[0] == "DATE_TIME"
+
+
+def test_after_a_verb_of_moving_and_to_is_a_place() -> None:
+    text = "In spring the firm moved its archive to Velbruna."
+    assert _label(text, "Velbruna", "ORGANIZATION") == "LOCATION"
+    assert _label("They relocated to Ostrava last year", "Ostrava") == "LOCATION"
+    # negatives: a listed given name, no verb of moving, another clause
+    assert _label("She moved the box to Maria Lindqvist.", "Maria Lindqvist") == "PERSON"
+    assert _label("I wrote to Velbruna yesterday.", "Velbruna") == "PERSON"
+    assert _label("We moved on. Then I talked to Velbruna.", "Velbruna") == "PERSON"

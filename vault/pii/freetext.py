@@ -599,12 +599,13 @@ def _spans_local(
         found = _numbers_in_addresses(text, found)
         found += _unknown_proper_nouns(text, artifacts.tokens, found, words)
         # a date's leftover without a digit, a month or a weekday ("12345 | last night")
-        out[i] = [s for s in _relabelled(text, _resolve(found, text)) if s.entity != "DATE_TIME"
+        out[i] = [s for s in _relabelled(text, _resolve(found, text), words)
+                  if s.entity != "DATE_TIME"
                   or _RE_DATE_ANCHOR.search(text, s.start, s.end) is not None]
     return out
 
 
-def _relabelled(text: str, spans: list[Span]) -> list[Span]:
+def _relabelled(text: str, spans: list[Span], words: frozenset[str]) -> list[Span]:
     """Labels from the shape of each span's line (:func:`vault.pii.relabel.line_label`)."""
     out: list[Span] = []
     for s in spans:
@@ -612,7 +613,7 @@ def _relabelled(text: str, spans: list[Span]) -> list[Span]:
         if entity is not None:
             out.append(s if entity == s.entity else Span(s.start, s.end, entity, s.score))
     out.sort(key=lambda s: s.start)
-    towns = town_labels(text, [(s.start, s.end, s.entity) for s in out])
+    towns = town_labels(text, [(s.start, s.end, s.entity) for s in out], words)
     return [s if e == s.entity else Span(s.start, s.end, e, s.score)
             for s, e in zip(out, towns, strict=True)]
 

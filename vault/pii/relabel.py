@@ -22,6 +22,18 @@ up), written on the development sets (docs/PII.md, fifth follow-up):
   honorific before ("Ortiz & Yi", "Walters-White"), are a firm;
 * **dates**: what a street pattern took that is a day and a month name, with or
   without a year ("16 July 1998"), is a date.
+
+Sixth follow-up (docs/PII.md), with the neighbouring spans where needed:
+
+* **firms**: three surnames listed alone ("Nowak, Ostrova and Holm"); in a signature, a
+  name line between the person's line and the address, or a "title" line shaped like a
+  company ("Velbrunix", "Holm & Li");
+* **streets**: a name (first word no listed given name) before a house number that ends
+  the address ("Velbrunska 775"); a number taken for a date next to a street;
+* **towns**: a name line between address lines; a name after a verb of moving and "to";
+* **titles and employers**: a capitalised job noun, or a word before a lower-case one,
+  after "as a" or a person and a comma ("as a Radio producer"); after a job title and
+  "at", the employer.
 """
 
 from __future__ import annotations
@@ -107,6 +119,34 @@ def _street_name(text: str, start: int, end: int) -> bool:
             and any(last.endswith(s) and len(last) > len(s) + 2 for s in _street_suffixes()))
 
 
+# a house number right after a name, then the end of the line or sentence, a comma and a
+# capitalised word (the town), or a unit ("Velbrunska 775", "Campo Ostrova, 41, Dunmore",
+# "Ostrova 12 Apt. 4"); not "Okafor, 34, joined" (an age) nor a year
+_RE_HOUSE_NUMBER_AFTER = re.compile(
+    r"(?:,[ \t]*|[ \t]+)(\d{1,4}[A-Za-z]?(?:[-/]\d{1,4})?)"
+    r"(?=[ \t]*(?:\n|\Z|[.;](?:\s|\Z)|,[ \t]*[^\W\d_a-z]|[ \t]+(?:Apt|Suite|Unit|Flat|Piano|"
+    r"Puerta|Floor|Fl)\b))")
+_RE_HOUSE_NUMBER_END = re.compile(r"[ \t]+\d{1,4}[A-Za-z]?(?:[-/]\d{1,4})?\Z")
+
+
+def _name_and_house_number(text: str, start: int, end: int) -> bool:
+    """A name (its first word no listed given name) followed by a house number and the end
+    of the address: a street written name first ("Velbrunska 775"); also when the span
+    took the number in."""
+    value = text[start:end]
+    inner = _RE_HOUSE_NUMBER_END.search(value)
+    if inner is not None:
+        value, end = value[: inner.start()], start + inner.start()
+        after = _RE_HOUSE_NUMBER_AFTER.match(text, end)
+    else:
+        after = _RE_HOUSE_NUMBER_AFTER.match(text, end)
+    words = value.split()
+    if after is None or not words or not 1 <= len(words) <= 4:
+        return False
+    return (not _RE_YEAR.fullmatch(after.group(1)) and words[0] not in given_names()
+            and words[0][:1].isupper())
+
+
 def _town_shaped(value: str) -> bool:
     words = value.split()
     if len(words) == 2 and words[0] in _COMPASS:
@@ -151,6 +191,30 @@ _RE_PARTNERS = re.compile(rf"({_W})[ \t]*&[ \t]*({_W})|({_W})-({_W})")
 _RE_HONORIFIC_BEFORE = re.compile(r"(?:Mr|Mrs|Ms|Mx|Dr|Prof)\.?[ \t]+\Z")
 
 
+# three surnames in a list, alone: a firm ("Ostrova, Velbrun and Holm"; any case, one
+# case throughout); not a list a colon introduces, not one whose last word runs on into
+# another capitalised word ("..., Ana and Jose Li")
+_WA = r"[^\W\d_][^\W\d_'’]+"
+_RE_THREE_NAMES = re.compile(
+    rf"(?<![\w'’&-])({_WA}),[ \t]+({_WA}),?[ \t]+(?:and|&)[ \t]+({_WA})"
+    rf"(?![\w'’-]|[ \t]+[^\W\d_a-z])")
+
+
+def _three_names(text: str, start: int, end: int) -> bool:
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", end)
+    line_end = len(text) if line_end < 0 else line_end
+    for m in _RE_THREE_NAMES.finditer(text, line_start, line_end):
+        if not (m.start() <= start and end <= m.end()):
+            continue
+        words = m.groups()
+        same_case = (all(w[0].isupper() and w[1:].islower() for w in words)
+                     or all(w.islower() for w in words))
+        return (same_case and ":" not in text[line_start : m.start()]
+                and sum(w.capitalize() in surnames() for w in words) >= 2)
+    return False
+
+
 def _in_company(text: str, start: int, end: int) -> bool:
     line_start = text.rfind("\n", 0, start) + 1
     line_end = text.find("\n", end)
@@ -165,18 +229,33 @@ def _partners(text: str, start: int, end: int) -> bool:
             and not _RE_HONORIFIC_BEFORE.search(text, max(0, start - 6), start))
 
 
+# a verb of moving earlier in the clause, then "to" right before the span: "moved its
+# team to Velbruna", "relocated the office to Ostrava"
+_RE_MOVED_TO_BEFORE = re.compile(
+    r"\b(?:moved|moving|moves|relocated|relocating|relocates|transferred|travelled|"
+    r"traveled|flew|drove|returned|went|shipped)\b[^.;:!?\n]{0,40}?[ \t]to[ \t]+\Z",
+    re.IGNORECASE)
+
+
 def _new_label(text: str, start: int, end: int, entity: str) -> str:
     value = text[start:end]
     if entity in (*_NAME_LABELS, "LOCATION", _STREET) and _in_company(text, start, end):
         return "ORGANIZATION"
     if entity == "PERSON" and _partners(text, start, end):
         return "ORGANIZATION"
-    if entity in _NAME_LABELS and _street_name(text, start, end):
+    if entity in ("PERSON", "LOCATION", "NRP") and _three_names(text, start, end):
+        return "ORGANIZATION"
+    if entity in _NAME_LABELS and (_street_name(text, start, end)
+                                   or _name_and_house_number(text, start, end)):
         return _STREET
     if entity in ("PERSON", "ORGANIZATION") and _town_shaped(value):
         return "LOCATION"
     if (entity == "PERSON" and _RE_IN_BEFORE.search(text, max(0, start - 8), start)
             and not value.endswith(("'s", "’s"))
+            and not any(w in given_names() for w in value.split())):
+        return "LOCATION"
+    if (entity in ("PERSON", "ORGANIZATION")
+            and _RE_MOVED_TO_BEFORE.search(text, max(0, start - 60), start)
             and not any(w in given_names() for w in value.split())):
         return "LOCATION"
     if entity == _STREET and _RE_DAY_MONTH.fullmatch(value):
@@ -216,7 +295,172 @@ _RE_STREET_GAP = re.compile(r"[ \t]*,[ \t]*")
 _RE_AND_GAP = re.compile(r"[ \t]+(?:and|&)[ \t]+")
 
 
-def town_labels(text: str, spans: list[tuple[int, int, str]]) -> list[str]:
+_RE_QUOTE_LEAD = re.compile(r"[ \t>]*")
+_ADDRESS = frozenset({_STREET, "LOCATION", "US_ZIP_CODE"})
+
+
+def _line_of(text: str, pos: int) -> tuple[int, int]:
+    """(start, end) of the content of the line holding ``pos``, without a quote mark
+    ("> ") and the blanks at its edges."""
+    a = text.rfind("\n", 0, pos) + 1
+    b = text.find("\n", pos)
+    b = len(text) if b < 0 else b
+    a = _RE_QUOTE_LEAD.match(text, a, b).end()  # type: ignore[union-attr]
+    return a, a + len(text[a:b].rstrip())
+
+
+def _next_line(text: str, pos: int, step: int) -> tuple[int, int] | None:
+    """The nearest non-blank line before (``step`` -1) or after (+1) the line of ``pos``."""
+    if step < 0:
+        cut = text.rfind("\n", 0, pos)
+        while cut >= 0:
+            start = text.rfind("\n", 0, cut) + 1
+            line = _line_of(text, start)
+            if line[1] > line[0]:
+                return line
+            cut = start - 1
+        return None
+    cut = text.find("\n", pos)
+    while cut >= 0:
+        line = _line_of(text, cut + 1)
+        if line[1] > line[0]:
+            return line
+        cut = text.find("\n", cut + 1)
+    return None
+
+
+def _company_line(text: str, spans: list[tuple[int, int, str]], i: int) -> bool:
+    """A person span that is a whole line between a line that is a person's name and the
+    address: the company of a letter head or signature ("Ana Li / Velbrun-Holm / 12 Elm
+    Street"), when it is one word, partners ("&"), or names no listed given name."""
+    a, b, _ = spans[i]
+    if _line_of(text, a) != (a, b):
+        return False
+    prev, nxt = _next_line(text, a, -1), _next_line(text, b, +1)
+    if prev is None or nxt is None:
+        return False
+    if not any(s <= prev[0] and prev[1] <= t and e == "PERSON" for s, t, e in spans):
+        return False
+    if not (text[nxt[0]].isdigit()
+            or any(s == nxt[0] and e in _ADDRESS for s, t, e in spans)):
+        return False
+    words = text[a:b].split()
+    return len(words) == 1 or "&" in words or not any(w in given_names() for w in words)
+
+
+def _town_line(text: str, spans: list[tuple[int, int, str]], i: int) -> bool:
+    """A span that is a whole line between an address line (a street, unit or postcode
+    ends the line above) and a line that starts with a place or postcode (the country):
+    the town ("12 Elm Street / Apt. 4 / Velbruna / Norway 0150")."""
+    a, b, _ = spans[i]
+    if _line_of(text, a) != (a, b):
+        return False
+    prev, nxt = _next_line(text, a, -1), _next_line(text, b, +1)
+    if prev is None or nxt is None:
+        return False
+    return (any(t == prev[1] and e in _ADDRESS for s, t, e in spans)
+            and any(s == nxt[0] and e in _ADDRESS for s, t, e in spans))
+
+
+_RE_HOUSE_NUMBER = re.compile(r"\d{1,4}[A-Za-z]?(?:[-/]\d{1,4})?")
+_RE_STREET_WORD_AFTER = re.compile(rf"[ \t]*,?[ \t]*{_STREET_WORD}")
+
+
+def _house_number(text: str, spans: list[tuple[int, int, str]], i: int) -> bool:
+    """A number taken for a date that is a house number: right after a street on its line
+    ("Ostrovagatan 46-65", "Quadra Ostrova, 41") or right before a street word ("94, rue
+    Velbrun"); never a year."""
+    a, b, _ = spans[i]
+    if not _RE_HOUSE_NUMBER.fullmatch(text, a, b) or _RE_YEAR.fullmatch(text, a, b):
+        return False
+    prev = spans[i - 1] if i else None
+    return ((prev is not None and prev[2] == _STREET
+             and _RE_ADDRESS_GAP.fullmatch(text, prev[1], a) is not None)
+            or _RE_STREET_WORD_AFTER.match(text, b) is not None)
+
+
+_RE_ADDRESS_GAP = re.compile(r"[ \t]*,?[ \t]*")
+
+
+def _company_shaped_title(text: str, a: int, b: int, words: frozenset[str]) -> bool:
+    """A line the signature rule took for a job title that reads as a company: partners
+    ("Holm & Li"), or capitalised words (hyphenated or not) of which one is no English
+    word ("Velbrunix", "Ostrova-Holm"); job titles are English words ("Herpetologist",
+    "Senior loan officer")."""
+    value = text[a:b]
+    if _line_of(text, a) != (a, b) or not words:
+        return False
+    if re.search(r"(?<!\S)&(?!\S)", value):
+        return True
+    parts = [w for w in re.split(r"[ \t-]+", value) if w]
+    return (0 < len(parts) <= 3
+            and all(w.isalpha() and w[0].isupper() and not w.isupper() and len(w) >= 3
+                    for w in parts)
+            and any(w.lower() not in words for w in parts))
+
+
+# head nouns of job titles, written in lower case after a capitalised first word
+# ("a Radio producer", "Software engineer at")
+_JOB_NOUNS = frozenset({
+    "engineer", "producer", "planner", "analyst", "nurse", "officer", "administrator",
+    "assistant", "controller", "manager", "researcher", "designer", "technician",
+    "consultant", "director", "teacher", "scientist", "developer", "editor", "therapist",
+    "operator", "inspector", "specialist", "coordinator", "advisor", "adviser", "clerk",
+    "agent", "worker", "surveyor", "architect", "accountant", "lawyer", "journalist",
+    "librarian", "pharmacist", "physician", "psychologist", "secretary", "supervisor",
+    "trainer", "writer", "executive", "broadcaster", "buyer", "chemist", "curator",
+    "economist", "educator", "geologist", "instructor", "lecturer", "physicist",
+    "programmer", "radiographer", "representative", "salesman", "statistician",
+    "surgeon", "translator", "tutor", "underwriter", "volunteer", "conservator",
+})
+_RE_AS_A_BEFORE = re.compile(r"(?<![\w-])as[ \t]+an?[ \t]+\Z", re.IGNORECASE)
+_RE_JOB_AFTER = re.compile(r"[ \t]+([a-z]+)\b")
+_RE_COMMA_GAP = re.compile(r"[ \t]*,[ \t]*")
+
+
+def _job_noun(word: str) -> bool:
+    word = word.lower()
+    return word in _JOB_NOUNS or (word.endswith("ist") and len(word) > 6)
+
+
+def _job_title(text: str, spans: list[tuple[int, int, str]], i: int) -> bool:
+    """An organisation or place span that is or starts a job title, after "as a" or right
+    after a person and a comma: before a lower-case head noun of a job ("as a Radio
+    producer", "Ana Li, Software engineer at ..."), or itself one capitalised job noun
+    ("as a Engineer", "Ana Li, Designer, Velbrunix")."""
+    a, b, _ = spans[i]
+    prev = spans[i - 1] if i else None
+    placed = (_RE_AS_A_BEFORE.search(text, max(0, a - 8), a) is not None
+              or (prev is not None and prev[2] == "PERSON"
+                  and _RE_COMMA_GAP.fullmatch(text, prev[1], a) is not None))
+    if not placed:
+        return False
+    m = _RE_JOB_AFTER.match(text, b)
+    if m is not None and m.group(1) in _JOB_NOUNS:
+        return True
+    value = text[a:b].rstrip(",")
+    return (len(value.split()) == 1 and value[:1].isupper() and _job_noun(value)
+            and _RE_JOB_END.match(text, a + len(value)) is not None)
+
+
+_RE_JOB_END = re.compile(r"[ \t]*(?:,|\Z|\n|[ \t]+(?:and|at)\b)")
+# a job title, then "at" the employer: "Retail manager at Velbrunix"
+_RE_JOB_AT_BEFORE = re.compile(r"([^\W\d_]+)[ \t]+at[ \t]+\Z")
+
+
+def _employer(text: str, spans: list[tuple[int, int, str]], i: int) -> bool:
+    """A person or place span right after a job title and "at" is the employer."""
+    a = spans[i][0]
+    m = _RE_JOB_AT_BEFORE.search(text, max(0, a - 40), a)
+    if m is None:
+        return False
+    prev = spans[i - 1] if i else None
+    return _job_noun(m.group(1)) or (prev is not None and prev[2] == "TITLE"
+                                     and prev[1] >= m.start(1))
+
+
+def town_labels(text: str, spans: list[tuple[int, int, str]],
+                words: frozenset[str] = frozenset()) -> list[str]:
     """Second pass, with the neighbours' labels: a person, organisation or group span is a
     town when a street ends right before it on its line ("12 Elm Road, Velbruna"), when a
     postcode follows it ("Velbruna 2684"), or when it is part of a hyphenated place name
@@ -225,7 +469,25 @@ def town_labels(text: str, spans: list[tuple[int, int, str]]) -> list[str]:
     sorted."""
     out = [e for _, _, e in spans]
     for i, (a, b, e) in enumerate(spans):
+        if e == "TITLE" and _company_shaped_title(text, a, b, words):
+            out[i] = "ORGANIZATION"
+            continue
+        if e in ("ORGANIZATION", "LOCATION") and _job_title(text, spans, i):
+            out[i] = "TITLE"
+            continue
+        if e == "DATE_TIME" and _house_number(text, spans, i):
+            out[i] = _STREET
+            continue
+        if e in ("PERSON", "LOCATION") and _employer(text, spans, i):
+            out[i] = "ORGANIZATION"
+            continue
         if e not in _NAME_LABELS:
+            continue
+        if _town_line(text, spans, i):
+            out[i] = "LOCATION"
+            continue
+        if e == "PERSON" and _company_line(text, spans, i):
+            out[i] = "ORGANIZATION"
             continue
         prev = spans[i - 1] if i else None
         if prev is not None and prev[2] == _STREET and _RE_STREET_GAP.fullmatch(text, prev[1], a):
