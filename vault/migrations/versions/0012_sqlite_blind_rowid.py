@@ -23,6 +23,8 @@ Revises: 0011
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -38,7 +40,7 @@ KEY = ["dataset_id", "column", "digest", "subject_id"]
 COLUMNS = '"dataset_id", "column", "digest", "subject_id", "key_id"'
 
 
-def _columns() -> list[sa.Column[object]]:
+def _columns() -> list[sa.Column[Any]]:
     return [
         sa.Column("dataset_id", sa.Integer, sa.ForeignKey("vault_datasets.id"), nullable=False),
         sa.Column("column", sa.String(256), nullable=False),
