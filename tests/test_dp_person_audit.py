@@ -151,6 +151,16 @@ def test_person_with_ten_rows_is_hidden_and_broken_variants_are_caught(
     assert b_lower > epsilon * 1.3, f"the audit has no power: {b_lower:.3f}"
 
 
+STREAM_BATCH = 150  # rows per batch of the streamed audit
+
+
+def _spread(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with every person's i-th row after every person's (i-1)-th (stable)."""
+    rank = pl.int_range(pl.len()).over(PERSON)
+    return frame.with_columns(rank.alias("__rank")).sort("__rank", maintain_order=True
+                                                        ).drop("__rank")
+
+
 STREAM_CASES: list[tuple[str, tuple[Measure, ...], str, str, float | None, bool]] = [
     ("streamed count, pure", (Measure("count"),), "__count", "0.5", None, False),
     ("streamed integer sum, pure", (Measure("sum", "age"),), "__sum_age", "0.5", None, False),
@@ -164,9 +174,15 @@ def test_streamed_release_hides_a_person_with_ten_rows_spread_over_batches(
     name: str, measures: tuple[Measure, ...], column: str, eps: str, delta: float | None,
     zcdp: bool, tmp_path: Path,
 ) -> None:
-    """The same audit on ``vault.dp.stream`` (integral bounds, so it streams), with the
-    data cut into 7-row batches: each target person's 10 rows span two or three batches,
-    so the bound must hold across batches. Broken variant: the person ids dropped."""
+    """The same audit on ``vault.dp.stream`` (integral bounds, so it streams), with each
+    target person's 10 rows spread over the stored order: rows sorted by their rank
+    within their person (every one-row person and each target's first row, then each
+    target's second row, ...), cut into 150-row batches. A target's 10 rows then land in
+    7 different batches, two of them in one batch from the second row on (rows 3 to 10
+    are dropped by what earlier batches kept, or by a row before them in the same batch),
+    so the bound must hold across batches and within one. Broken variant: the person ids
+    dropped. (Before, 7-row batches of the file in group order: each target in 2 or 3
+    batches, ~400 batches a release; 20 a release here, the same samples.)"""
     from vault.dp.stream import stream_plan
 
     epsilon = float(eps)
@@ -180,11 +196,18 @@ def test_streamed_release_hides_a_person_with_ten_rows_spread_over_batches(
     def samples(frame: pl.DataFrame) -> np.ndarray[Any, np.dtype[np.float64]]:
         values: list[float] = []
         for _ in range(RUNS):
-            out = streamed.run(frame.iter_slices(7))
+            out = streamed.run(frame.iter_slices(STREAM_BATCH))
             values += [float(v) for v in out.get_column(column).to_list()]
         return np.asarray(values, dtype=np.float64)
 
-    d0, d1 = _frame(False), _frame(True)
+    d0, d1 = _spread(_frame(False)), _spread(_frame(True))
+    targets = d1.with_row_index("__at").filter(pl.col(PERSON).str.starts_with("t"))
+    per_target = targets.group_by(PERSON).agg(
+        (pl.col("__at") // STREAM_BATCH).n_unique().alias("batches"),
+        (pl.col("__at") // STREAM_BATCH).unique_counts().max().alias("most_in_one"))
+    assert per_target.height == G
+    assert set(per_target.get_column("batches").to_list()) == {7}
+    assert set(per_target.get_column("most_in_one").to_list()) == {2}
     point, lower = estimate(samples(d1), samples(d0))
     b_point, b_lower = estimate(samples(d1.drop(PERSON)), samples(d0.drop(PERSON)))
     print(f"\n[{name}] claimed epsilon {epsilon}: measured {point:.3f} "

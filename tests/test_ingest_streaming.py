@@ -234,21 +234,30 @@ def test_peak_rss_stays_flat_when_the_file_grows_4x(tmp_path: Path) -> None:
     # ingests too).
     env["MALLOC_ARENA_MAX"] = "2"
     # On a busy machine one run in a few peaked ~25% high for either size (the writer
-    # thread scheduled late holds a sealed batch more): each size is measured twice and
-    # the lower peak kept; a file-size-driven growth shows in both runs.
-    peaks: dict[int, list[int]] = {}
-    for rows in (200_000, 800_000):
-        src = _wide_voters(tmp_path / f"v{rows}.csv", rows)
-        for attempt in range(2):
-            out = subprocess.run([sys.executable, "-c", _RSS_SCRIPT,
-                                  str(tmp_path / f"h{rows}-{attempt}"), str(src)],
-                                 capture_output=True, text=True, env=env, check=True)
-            got = json.loads(out.stdout.strip().splitlines()[-1])
-            assert got["rows"] == rows
-            peaks.setdefault(rows, []).append(got["peak_mib"])
-        src.unlink()
-    print("ingest peak RSS MiB by rows (two runs each):", peaks)
-    assert min(peaks[800_000]) <= 1.2 * min(peaks[200_000]), peaks
+    # thread scheduled late holds a sealed batch more): each size counts with the lower of
+    # two peaks; a file-size-driven growth shows in both runs. A second 800k-row run can
+    # only lower its size's peak, so it is made only when the first one fails the check:
+    # the verdict is exactly the one of always measuring it twice, and a passing run
+    # ingests 1.2M rows instead of 2M.
+    def peak(rows: int, src: Path, attempt: int) -> float:
+        out = subprocess.run([sys.executable, "-c", _RSS_SCRIPT,
+                              str(tmp_path / f"h{rows}-{attempt}"), str(src)],
+                             capture_output=True, text=True, env=env, check=True)
+        got = json.loads(out.stdout.strip().splitlines()[-1])
+        assert got["rows"] == rows
+        return float(got["peak_mib"])
+
+    src = _wide_voters(tmp_path / "v200000.csv", 200_000)
+    small = [peak(200_000, src, attempt) for attempt in range(2)]
+    src.unlink()
+    src = _wide_voters(tmp_path / "v800000.csv", 800_000)
+    large = [peak(800_000, src, 0)]
+    if min(large) > 1.2 * min(small):
+        large.append(peak(800_000, src, 1))
+    src.unlink()
+    peaks = {200_000: small, 800_000: large}
+    print("ingest peak RSS MiB by rows:", peaks)
+    assert min(large) <= 1.2 * min(small), peaks
 
 
 def test_batches_stored_out_of_order_read_only_their_rows(tmp_path: Path) -> None:
