@@ -14,6 +14,7 @@ import os
 import secrets
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ per_analyst = 1.0
 dataset_cap = 5.0
 """
 
+DROP_CONNECTIONS = 8  # copies dropped at once (see Original.drop_copies)
 ENV_KEYS = ("CIVICVAULT_HOME", "CIVICVAULT_DB_URL", "CIVICVAULT_TOKEN")
 
 
@@ -177,13 +179,23 @@ class Original:
         return Copy(target, self.db_url.rsplit("/", 1)[0] + "/" + name)
 
     def drop_copies(self) -> None:
-        if self.admin_url is None:
+        """Drop every copy made. PostgreSQL (15 here) ends each ``DROP DATABASE`` with a
+        forced checkpoint it waits for (0.5-1 s with fsync on, even for an empty database),
+        so the ~70 copies of a module, dropped one after another, took 27-30 s. Drops issued
+        together, one connection each, share checkpoints: one that starts after several
+        requests satisfies them all."""
+        if self.admin_url is None or not self.copies:
             return
-        admin = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
-        try:
+        admin = create_engine(self.admin_url, isolation_level="AUTOCOMMIT",
+                              pool_size=DROP_CONNECTIONS, max_overflow=0)
+
+        def drop(name: str) -> None:
             with admin.connect() as conn:
-                for name in self.copies:
-                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+        try:
+            with ThreadPoolExecutor(DROP_CONNECTIONS) as pool:
+                list(pool.map(drop, self.copies))  # re-raises the first failure
         finally:
             admin.dispose()
         self.copies.clear()
