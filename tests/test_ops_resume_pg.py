@@ -21,25 +21,13 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from flows import demo_data
+from tests.vault_helpers import INGEST_CHILD
 from vault import pg_planning
 from vault.home import VaultHome
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 ROWS, BATCH = 12_000, 3_000
-_INGEST = """
-import sys
-from pathlib import Path
-from vault.access import authenticate
-from vault.db import make_engine
-from vault.home import VaultHome
-from vault.ingest import ingest_path
-home = VaultHome.from_env()
-engine = make_engine(home.db_url)
-report = ingest_path(engine, home, authenticate(engine, home, None), Path(sys.argv[1]),
-                     "voters", batch_rows=int(sys.argv[2]))
-print(report.rows_added, report.batches)
-"""
 
 
 def _env(home: Path, url: str) -> dict[str, str]:
@@ -55,7 +43,7 @@ def test_kill_9_after_first_batch_then_resume(pg_url: str, tmp_path: Path) -> No
     env = _env(home, pg_url)
     cli = [sys.executable, "-c", "from flows.cli import run; run()"]
     subprocess.run([*cli, "init"], env=env, check=True, capture_output=True, timeout=300)
-    proc = subprocess.Popen([sys.executable, "-c", _INGEST, str(source), str(BATCH)], env=env,
+    proc = subprocess.Popen([sys.executable, "-c", INGEST_CHILD, str(source), str(BATCH)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     probe = create_engine(pg_url)
@@ -80,7 +68,7 @@ def test_kill_9_after_first_batch_then_resume(pg_url: str, tmp_path: Path) -> No
         assert "vault_blind_index" in stale  # what the kill left: rows the planner never saw
         assert not keyed_at_kill
 
-        rerun = subprocess.run([sys.executable, "-c", _INGEST, str(source), str(BATCH)],
+        rerun = subprocess.run([sys.executable, "-c", INGEST_CHILD, str(source), str(BATCH)],
                                env=env, capture_output=True, text=True, timeout=600, check=False)
         assert rerun.returncode == 0, rerun.stderr[-2000:]
         added, batches = map(int, rerun.stdout.split())

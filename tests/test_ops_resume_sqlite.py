@@ -21,24 +21,12 @@ from pathlib import Path
 import pytest
 
 from flows import demo_data
+from tests.vault_helpers import INGEST_CHILD
 from vault.home import VaultHome
 
 pytestmark = pytest.mark.slow
 
 ROWS, BATCH = 40_000, 2_000
-_INGEST = """
-import sys
-from pathlib import Path
-from vault.access import authenticate
-from vault.db import make_engine
-from vault.home import VaultHome
-from vault.ingest import ingest_path
-home = VaultHome.from_env()
-engine = make_engine(home.db_url)
-report = ingest_path(engine, home, authenticate(engine, home, None), Path(sys.argv[1]),
-                     "voters", batch_rows=int(sys.argv[2]))
-print(report.rows_added, report.batches)
-"""
 KEY, BY_SUBJECT = "ux_vault_blind_key", "ix_vault_blind_subject"
 
 
@@ -71,7 +59,7 @@ def test_kill_9_mid_first_load_then_the_rerun_keys_the_blind_index(tmp_path: Pat
     subprocess.run([*cli, "init"], env=env, check=True, capture_output=True, timeout=300)
     db = VaultHome(home).db_path
     assert {KEY, BY_SUBJECT} <= _indexes(db)  # a fresh vault has both
-    proc = subprocess.Popen([sys.executable, "-c", _INGEST, str(source), str(BATCH)], env=env,
+    proc = subprocess.Popen([sys.executable, "-c", INGEST_CHILD, str(source), str(BATCH)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
@@ -90,7 +78,7 @@ def test_kill_9_mid_first_load_then_the_rerun_keys_the_blind_index(tmp_path: Pat
         assert _one(db, "SELECT count(*) FROM vault_blind_index") > 0
         assert not {KEY, BY_SUBJECT} & _indexes(db)
 
-        rerun = subprocess.run([sys.executable, "-c", _INGEST, str(source), str(BATCH)],
+        rerun = subprocess.run([sys.executable, "-c", INGEST_CHILD, str(source), str(BATCH)],
                                env=env, capture_output=True, text=True, timeout=600, check=False)
         assert rerun.returncode == 0, rerun.stderr[-2000:]
         added, batches = map(int, rerun.stdout.split())
@@ -100,7 +88,7 @@ def test_kill_9_mid_first_load_then_the_rerun_keys_the_blind_index(tmp_path: Pat
         assert _one(db, 'SELECT count(*) FROM (SELECT 1 FROM vault_blind_index GROUP BY '
                         'dataset_id, "column", digest, subject_id HAVING count(*) > 1)') == 0
         # the same file again: every row a duplicate (found through the key), nothing added
-        again = subprocess.run([sys.executable, "-c", _INGEST, str(source), str(BATCH)],
+        again = subprocess.run([sys.executable, "-c", INGEST_CHILD, str(source), str(BATCH)],
                                env=env, capture_output=True, text=True, timeout=600, check=False)
         assert again.returncode == 0, again.stderr[-2000:]
         assert again.stdout.split()[0] == "0"

@@ -118,3 +118,20 @@ def blind_keyed(engine: Engine) -> bool:
         return found.get_pk_constraint("vault_blind_index")["name"] == BLIND_KEY["postgresql"]
     return any(i["name"] == BLIND_KEY["sqlite"] and i["unique"]
                for i in found.get_indexes("vault_blind_index"))
+
+
+# A child process that ingests argv[1] into dataset "voters" in batches of argv[2] rows, as
+# the CLI does (the vault home and database from the environment): the kill -9 tests' victim.
+INGEST_CHILD = """
+import sys
+from pathlib import Path
+from vault.access import authenticate
+from vault.db import make_engine
+from vault.home import VaultHome
+from vault.ingest import ingest_path
+home = VaultHome.from_env()
+engine = make_engine(home.db_url)
+report = ingest_path(engine, home, authenticate(engine, home, None), Path(sys.argv[1]),
+                     "voters", batch_rows=int(sys.argv[2]))
+print(report.rows_added, report.batches)
+"""

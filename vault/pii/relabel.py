@@ -329,16 +329,23 @@ def _next_line(text: str, pos: int, step: int) -> tuple[int, int] | None:
     return None
 
 
+def _lines_around(text: str, a: int, b: int) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """The non-blank lines before and after span ``a:b`` when it is a whole line, else None."""
+    if _line_of(text, a) != (a, b):
+        return None
+    prev, nxt = _next_line(text, a, -1), _next_line(text, b, +1)
+    return None if prev is None or nxt is None else (prev, nxt)
+
+
 def _company_line(text: str, spans: list[tuple[int, int, str]], i: int) -> bool:
     """A person span that is a whole line between a line that is a person's name and the
     address: the company of a letter head or signature ("Ana Li / Velbrun-Holm / 12 Elm
     Street"), when it is one word, partners ("&"), or names no listed given name."""
     a, b, _ = spans[i]
-    if _line_of(text, a) != (a, b):
+    around = _lines_around(text, a, b)
+    if around is None:
         return False
-    prev, nxt = _next_line(text, a, -1), _next_line(text, b, +1)
-    if prev is None or nxt is None:
-        return False
+    prev, nxt = around
     if not any(s <= prev[0] and prev[1] <= t and e == "PERSON" for s, t, e in spans):
         return False
     if not (text[nxt[0]].isdigit()
@@ -353,11 +360,10 @@ def _town_line(text: str, spans: list[tuple[int, int, str]], i: int) -> bool:
     ends the line above) and a line that starts with a place or postcode (the country):
     the town ("12 Elm Street / Apt. 4 / Velbruna / Norway 0150")."""
     a, b, _ = spans[i]
-    if _line_of(text, a) != (a, b):
+    around = _lines_around(text, a, b)
+    if around is None:
         return False
-    prev, nxt = _next_line(text, a, -1), _next_line(text, b, +1)
-    if prev is None or nxt is None:
-        return False
+    prev, nxt = around
     return (any(t == prev[1] and e in _ADDRESS for s, t, e in spans)
             and any(s == nxt[0] and e in _ADDRESS for s, t, e in spans))
 
