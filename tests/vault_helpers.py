@@ -106,20 +106,6 @@ def store(engine: Engine, keyring: Keyring, frame: pl.DataFrame, *, dataset: str
         return result
 
 
-def blind_keyed(engine: Engine) -> bool:
-    """Whether the blind index has its key (dropped by a first load until its end): the
-    primary key on PostgreSQL, the unique index ``ux_vault_blind_key`` on SQLite."""
-    from sqlalchemy import inspect
-
-    from vault.store import BLIND_KEY
-
-    found = inspect(engine)
-    if engine.dialect.name == "postgresql":
-        return found.get_pk_constraint("vault_blind_index")["name"] == BLIND_KEY["postgresql"]
-    return any(i["name"] == BLIND_KEY["sqlite"] and i["unique"]
-               for i in found.get_indexes("vault_blind_index"))
-
-
 # A child process that ingests argv[1] into dataset "voters" in batches of argv[2] rows, as
 # the CLI does (the vault home and database from the environment): the kill -9 tests' victim.
 INGEST_CHILD = """

@@ -20,15 +20,7 @@ Nothing here holds plaintext PII:
 
 from __future__ import annotations
 
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    Index,
-    Integer,
-    LargeBinary,
-    PrimaryKeyConstraint,
-    UniqueConstraint,
-)
+from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 BIGID = BigInteger().with_variant(Integer(), "sqlite")
@@ -124,23 +116,8 @@ class Record(SQLModel, table=True):
 
 
 class BlindIndex(SQLModel, table=True):
-    """Its key is (dataset, column, digest, subject): the primary key on PostgreSQL; on
-    SQLite (migration 0012) a rowid table with that key as the unique index
-    ``ux_vault_blind_key``, which a first load drops and builds at its end
-    (``vault.store``). The by-subject index ``ix_vault_blind_subject`` (0008, and 0012 on
-    SQLite) is dropped and built with them."""
-
     __tablename__ = "vault_blind_index"
-    __table_args__ = (
-        PrimaryKeyConstraint("dataset_id", "column", "digest", "subject_id",
-                             name="vault_blind_index_pkey").ddl_if(dialect="postgresql"),
-        Index("ux_vault_blind_key", "dataset_id", "column", "digest", "subject_id",
-              unique=True).ddl_if(dialect="sqlite"),
-        Index("ix_vault_blind_subject", "subject_id", "column", "digest", "key_id"
-              ).ddl_if(dialect="postgresql"),
-        Index("ix_vault_blind_subject", "subject_id", "column", "digest", "key_id",
-              "dataset_id").ddl_if(dialect="sqlite"),
-    )
+    __table_args__ = ({"sqlite_with_rowid": False},)
 
     dataset_id: int = Field(foreign_key="vault_datasets.id", primary_key=True)
     column: str = Field(primary_key=True, max_length=256)

@@ -525,9 +525,6 @@ def write_batch(
     done = _stored_batch(conn, source_id, batch_index)
     if done is not None:
         return BatchResult(done, frame.height, 0, 0, frame.height, None, None, True)
-    # it asks the database (and may re-deliver digests): a first load killed before its
-    # end left the blind index without its key and subject index, built here first
-    _build_subject_index(conn)
     keys = BatchKeys.active(conn, keyring, ds_id)
     ids = NextIds.read(conn, ds_id)
 
@@ -715,7 +712,9 @@ def write_batches(
                     _forget(cache)
                 stop_worker()
             with begin() as conn:
-                deferred = False  # the ordinary path builds the deferred indexes first
+                if deferred:  # the ordinary path asks the database: give it its indexes
+                    deferred = False
+                    _build_subject_index(conn)
                 result = write_batch(conn, keyring, ds_id=ds_id, dataset=dataset,
                                      source_id=source_id, batch_index=index, frame=frame,
                                      layout=layout, actor=actor, cache=cache)
@@ -747,76 +746,61 @@ def write_batches(
 
 
 # The blind index by subject (migration 0008): what state verification and erasure read a
-# subject range by. Kept up to date row by row, it cost a first load as much as the key
-# (rows arrive in digest order: random subject positions); built once at the end it is
-# one sort. So an ingest into an empty blind index drops it and builds it when done, and
-# every other ingest builds it first if it is missing (a first load killed midway). On
-# SQLite it also carries ``dataset_id`` (migration 0012): the table has a rowid, so the
-# index is covering only with all five columns.
+# subject range by. Kept up to date row by row, it cost a first load as much as the primary
+# key (rows arrive in digest order: random subject positions); built once at the end it
+# is one sort. So an ingest into an empty blind index drops it and builds it when done,
+# and every other ingest builds it first if it is missing (a first load killed midway).
 SUBJECT_INDEX = "ix_vault_blind_subject"
-_SUBJECT_INDEX_SQL = {
-    "postgresql": (f'CREATE INDEX IF NOT EXISTS {SUBJECT_INDEX} ON vault_blind_index '
-                   '(subject_id, "column", digest, key_id)'),
-    "sqlite": (f'CREATE INDEX IF NOT EXISTS {SUBJECT_INDEX} ON vault_blind_index '
-               '(subject_id, "column", digest, key_id, dataset_id)'),
-}
-# The blind index's key, (dataset, column, digest, subject): kept up to date row by row,
-# rows arriving in digest order land at random places of a B-tree larger than the cache,
-# and that was most of an ingest's database time (issue 17). A first load drops it with
-# the subject index and builds it at the end (one sort): no reader's answer changes (the
+_SUBJECT_INDEX_SQL = (f'CREATE INDEX IF NOT EXISTS {SUBJECT_INDEX} ON vault_blind_index '
+                      '(subject_id, "column", digest, key_id)')
+# On PostgreSQL the blind index is a heap table with a primary-key index, and COPY into
+# that index in digest order (random places in a B-tree larger than shared_buffers) was
+# most of the server's time in an ingest (issue 17). A first load drops it with the
+# subject index and builds it at the end (one sort): no reader's answer changes (the
 # rows are the same, found by a scan meanwhile), and no duplicate can slip in, because
 # the rows such a load adds are its new subjects' (new subject ids), and every write that
-# could repeat a row (``_insert_ignore`` of updated subjects, any batch written the
-# ordinary way, the next ingest) builds the key first.
-# PostgreSQL: the primary key of a heap table. SQLite: the unique index of a rowid table
-# (migration 0012; it was a WITHOUT ROWID table, the key B-tree itself).
-BLIND_KEY = {"postgresql": "vault_blind_index_pkey", "sqlite": "ux_vault_blind_key"}
-_BLIND_KEY_SQL = {
-    "postgresql": (f"ALTER TABLE vault_blind_index ADD CONSTRAINT {BLIND_KEY['postgresql']} "
-                   'PRIMARY KEY (dataset_id, "column", digest, subject_id)'),
-    "sqlite": (f"CREATE UNIQUE INDEX IF NOT EXISTS {BLIND_KEY['sqlite']} ON vault_blind_index "
-               '(dataset_id, "column", digest, subject_id)'),
-}
+# could repeat a row (``_insert_ignore`` of updated subjects) builds the key first. On
+# SQLite the table is its primary key (WITHOUT ROWID): nothing to drop.
+BLIND_KEY = "vault_blind_index_pkey"
+_BLIND_KEY_SQL = (f"ALTER TABLE vault_blind_index ADD CONSTRAINT {BLIND_KEY} "
+                  'PRIMARY KEY (dataset_id, "column", digest, subject_id)')
 
 
 def _defer_subject_index(conn: Connection) -> bool:
-    """Drop the blind index's key and subject index if the blind index is empty (True),
-    else make sure they exist."""
+    """Drop the subject index (and, on PostgreSQL, the primary key) if the blind index is
+    empty (True), else make sure they exist."""
     lock_vault(conn)
     if conn.exec_driver_sql("SELECT 1 FROM vault_blind_index LIMIT 1").first() is None:
         conn.exec_driver_sql(f"DROP INDEX IF EXISTS {SUBJECT_INDEX}")
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql(f"ALTER TABLE vault_blind_index DROP CONSTRAINT IF EXISTS "
-                                 f"{BLIND_KEY['postgresql']}")
-        else:
-            conn.exec_driver_sql(f"DROP INDEX IF EXISTS {BLIND_KEY['sqlite']}")
+                                 f"{BLIND_KEY}")
         return True
     _build_subject_index(conn)
     return False
 
 
-def _has_index(conn: Connection, name: str) -> bool:
-    """Whether index ``name`` exists (asking the catalogue: on PostgreSQL even ``CREATE
-    INDEX IF NOT EXISTS`` locks the table)."""
-    if conn.dialect.name == "postgresql":
-        return conn.exec_driver_sql(f"SELECT to_regclass('{name}')").scalar() is not None
-    return conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE type = 'index' "
-                                f"AND name = '{name}'").first() is not None
-
-
 def _build_blind_key(conn: Connection) -> None:
-    """Put the blind index's key back if a first load dropped it."""
+    """Put the blind index's primary key back if a first load dropped it (PostgreSQL)."""
+    if conn.dialect.name != "postgresql":
+        return
     lock_vault(conn)
-    if not _has_index(conn, BLIND_KEY[conn.dialect.name]):
-        conn.exec_driver_sql(_BLIND_KEY_SQL[conn.dialect.name])
+    if conn.exec_driver_sql(f"SELECT to_regclass('{BLIND_KEY}')").scalar() is None:
+        conn.exec_driver_sql(_BLIND_KEY_SQL)
 
 
 def _build_subject_index(conn: Connection) -> None:
-    """Build the blind index's key and subject index if missing."""
+    """Build the subject index (and the primary key) if missing (asking the catalogue
+    first: on PostgreSQL even ``CREATE INDEX IF NOT EXISTS`` locks the table)."""
     lock_vault(conn)
     _build_blind_key(conn)
-    if not _has_index(conn, SUBJECT_INDEX):
-        conn.exec_driver_sql(_SUBJECT_INDEX_SQL[conn.dialect.name])
+    if conn.dialect.name == "postgresql":
+        found = conn.exec_driver_sql(f"SELECT to_regclass('{SUBJECT_INDEX}')").scalar()
+    else:
+        found = conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'index' "
+                                     f"AND name = '{SUBJECT_INDEX}'").scalar()
+    if found is None:
+        conn.exec_driver_sql(_SUBJECT_INDEX_SQL)
 
 
 def _decide_cached(frame: pl.DataFrame, layout: ColumnLayout, keys: BatchKeys,
@@ -851,8 +835,7 @@ def _store_predicted(
             return _store(conn, keyring, keys, ds_id=ds_id, dataset=dataset, source_id=source_id,
                           batch_index=batch_index, d=d, s=s, actor=actor, analyze=False,
                           tail=tail), False
-        # another writer came in between: written the ordinary way (which builds the
-        # blind index's key and subject index first, should this load have dropped them)
+        _build_subject_index(conn)  # another writer came in between: it asks the database
         return write_batch(conn, keyring, ds_id=ds_id, dataset=dataset, source_id=source_id,
                            batch_index=batch_index, frame=frame, layout=layout, actor=actor), True
 
