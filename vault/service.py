@@ -89,13 +89,15 @@ def source_files(path: Path) -> list[Path]:
 
 @dataclass(frozen=True)
 class OpenedSubject:
-    """What a reveal opened for one subject, without a value: safe for any output."""
+    """What a reveal opened for one subject, as counts and column names only (no value):
+    what a terminal, a JSON answer or a log may show."""
     subject: int
-    records: int
-    fields: tuple[str, ...]
+    record_count: int
+    field_names: tuple[str, ...]
 
     def as_json(self) -> dict[str, Any]:
-        return {"subject": self.subject, "records": self.records, "fields": list(self.fields)}
+        return {"subject": self.subject, "records": self.record_count,
+                "fields": list(self.field_names)}
 
 
 @dataclass(frozen=True)
@@ -106,8 +108,8 @@ class Revealed:
     ledger_seq: int
 
     def opened(self) -> list[OpenedSubject]:
-        """Which subjects, how many records and which fields were opened (no value)."""
-        return [OpenedSubject(sid, len(recs), tuple(sorted({f for r in recs for f in r})))
+        """Which subjects, how many records and which columns were opened (no value)."""
+        return [OpenedSubject(sid, len(recs), tuple(sorted({name for r in recs for name in r})))
                 for sid, recs in self.subjects]
 
 

@@ -55,12 +55,12 @@ def principals_add(
 @principals_app.command("list")
 def principals_list(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """List principals, their roles and whether they are revoked (never tokens)."""
-    rows = open_session(ctx).vault.principals_list()
+    principals = open_session(ctx).vault.principals_list()
     if json_out:
-        emit_json({"principals": [p.to_json() for p in rows]})
+        emit_json({"principals": [p.to_json() for p in principals]})
         return
     table = Table("name", "role", "created", "revoked")
-    for p in rows:
+    for p in principals:
         table.add_row(p.name, p.role, p.created, p.revoked or "")
     console.print(table)
 
@@ -204,14 +204,13 @@ def reveal(
     if not opened:
         console.print(f"no live subject of {dataset} matched (the reveal is ledgered)",
                       markup=False)
-    for o in opened:
-        console.print(f"subject {o.subject}: {o.records} record(s) opened; "
-                      f"fields: {', '.join(o.fields)}", markup=False)
+    for o in opened:  # an id, a count and column names
+        console.print(f"subject {o.subject}: {o.record_count} record(s) opened; "
+                      f"fields: {', '.join(o.field_names)}", markup=False)
     if opened:
         where = f"written to {target} (mode 0600)" if target is not None else \
             "not shown here: rerun with --out FILE (written 0600)"
-        console.print(f"the opened records are {where}; ledger entry {done.ledger_seq}",
-                      markup=False)
+        console.print(f"contents {where}; ledger entry {done.ledger_seq}", markup=False)
 
 
 def _write_private(target: Path, doc: dict[str, object]) -> None:
