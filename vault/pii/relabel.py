@@ -137,9 +137,7 @@ def _name_and_house_number(text: str, start: int, end: int) -> bool:
     inner = _RE_HOUSE_NUMBER_END.search(value)
     if inner is not None:
         value, end = value[: inner.start()], start + inner.start()
-        after = _RE_HOUSE_NUMBER_AFTER.match(text, end)
-    else:
-        after = _RE_HOUSE_NUMBER_AFTER.match(text, end)
+    after = _RE_HOUSE_NUMBER_AFTER.match(text, end)
     words = value.split()
     if after is None or not words or not 1 <= len(words) <= 4:
         return False
@@ -291,7 +289,7 @@ _RE_POSTCODE_AFTER = re.compile(
     r"[ \t]+(?:\d{4,5}(?:-\d{3,4})?|[A-Z]\d[A-Z][ \t]?\d[A-Z]\d|[A-Z]{1,2}\d[A-Z\d]?[ \t]\d[A-Z]{2}"
     r"|\d{2}-\d{3}|\d{3}[ \t]\d{2})(?=[ \t]*(?:[,.\n]|\Z))")
 _RE_TOWN_PARTICLE = re.compile(r"-(?:sur|sous|la|le|les|en|de|du|lès|am|an|im|bei|nad|pod)-")
-_RE_STREET_GAP = re.compile(r"[ \t]*,[ \t]*")
+_RE_COMMA_GAP = re.compile(r"[ \t]*,[ \t]*")
 _RE_AND_GAP = re.compile(r"[ \t]+(?:and|&)[ \t]+")
 
 
@@ -368,6 +366,7 @@ def _town_line(text: str, spans: list[tuple[int, int, str]], i: int) -> bool:
             and any(s == nxt[0] and e in _ADDRESS for s, t, e in spans))
 
 
+_RE_ADDRESS_GAP = re.compile(r"[ \t]*,?[ \t]*")
 _RE_HOUSE_NUMBER = re.compile(r"\d{1,4}[A-Za-z]?(?:[-/]\d{1,4})?")
 _RE_STREET_WORD_AFTER = re.compile(rf"[ \t]*,?[ \t]*{_STREET_WORD}")
 
@@ -383,9 +382,6 @@ def _house_number(text: str, spans: list[tuple[int, int, str]], i: int) -> bool:
     return ((prev is not None and prev[2] == _STREET
              and _RE_ADDRESS_GAP.fullmatch(text, prev[1], a) is not None)
             or _RE_STREET_WORD_AFTER.match(text, b) is not None)
-
-
-_RE_ADDRESS_GAP = re.compile(r"[ \t]*,?[ \t]*")
 
 
 def _company_shaped_title(text: str, a: int, b: int, words: frozenset[str]) -> bool:
@@ -421,7 +417,6 @@ _JOB_NOUNS = frozenset({
 })
 _RE_AS_A_BEFORE = re.compile(r"(?<![\w-])as[ \t]+an?[ \t]+\Z", re.IGNORECASE)
 _RE_JOB_AFTER = re.compile(r"[ \t]+([a-z]+)\b")
-_RE_COMMA_GAP = re.compile(r"[ \t]*,[ \t]*")
 
 
 def _job_noun(word: str) -> bool:
@@ -496,7 +491,7 @@ def town_labels(text: str, spans: list[tuple[int, int, str]],
             out[i] = "ORGANIZATION"
             continue
         prev = spans[i - 1] if i else None
-        if prev is not None and prev[2] == _STREET and _RE_STREET_GAP.fullmatch(text, prev[1], a):
+        if prev is not None and prev[2] == _STREET and _RE_COMMA_GAP.fullmatch(text, prev[1], a):
             out[i] = "LOCATION"
             continue
         post = _RE_POSTCODE_AFTER.match(text, b)
