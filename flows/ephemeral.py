@@ -36,6 +36,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import httpx
 
@@ -246,7 +247,8 @@ def prefect_api() -> Iterator[str | None]:
 @contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
     """Inside the block ``SIGTERM`` (and ``SIGHUP``) raise ``KeyboardInterrupt`` like
-    ``Ctrl-C`` does, so every ``finally`` (server stop, temp folder removal) runs."""
+    ``Ctrl-C`` does, so every ``finally`` (server stop, temp folder removal) runs; and an
+    interrupt Python would ignore (raised inside a finaliser) is delivered again."""
     import threading
 
     if threading.current_thread() is not threading.main_thread():
@@ -256,9 +258,22 @@ def terminate_as_interrupt() -> Iterator[None]:
     def interrupt(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
+    previous_hook = sys.unraisablehook
+
+    def deliver_again(unraisable: Any) -> None:
+        # an interrupt that lands in a finaliser (a weakref callback, a __del__) is
+        # "ignored" by Python: printed with a traceback and lost, and the command runs on;
+        # send it again once this hook has returned (raised in here it is ignored too)
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            threading.Timer(0.05, signal.raise_signal, (signal.SIGINT,)).start()
+            return
+        previous_hook(unraisable)
+
     previous = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+    sys.unraisablehook = deliver_again
     try:
         yield
     finally:
+        sys.unraisablehook = previous_hook
         for s, handler in previous.items():
             signal.signal(s, handler)

@@ -136,3 +136,17 @@ def test_demo_killed_mid_run_leaves_no_server_and_no_temp_folder(
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1] == "error: interrupted"
     _assert_nothing_left(tmp_path, marker)
+
+
+def test_an_interrupt_landing_in_a_finaliser_is_not_lost() -> None:
+    """SIGINT raised while Python runs a finaliser (seen: a weakref callback, mid-demo)
+    is "ignored": printed with a traceback, and the command ran on to its end."""
+    from flows.ephemeral import terminate_as_interrupt
+
+    class Finalised:
+        def __del__(self) -> None:
+            raise KeyboardInterrupt  # what a Ctrl-C does when it lands here
+
+    with pytest.raises(KeyboardInterrupt), terminate_as_interrupt():
+        Finalised()  # collected at once: __del__ raises where Python ignores it
+        time.sleep(3)  # the interrupt, delivered again, lands in the block
