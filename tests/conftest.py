@@ -41,6 +41,20 @@ PG_ADMIN_URL = os.environ.get(
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+MAX_WORKERS = 4  # beyond this the longest test files, not the cores, set the suite's time
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` (pyproject's addopts): one worker per core this process may run on, at
+    most ``MAX_WORKERS``. Each worker is its own process with its own Prefect home and its
+    own PostgreSQL database, so workers share nothing but the machine."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_WORKERS))
+
+
 def _pg_reachable() -> str | None:
     try:
         eng = create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": 3})

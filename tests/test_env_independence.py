@@ -51,7 +51,8 @@ def test_a_slice_of_the_suite_passes_whatever_the_callers_environment(
         (tmp_path / "tmpdir").mkdir()
         env = {**base, **_stray(tmp_path)}
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", *SLICE],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "-x",
+         *SLICE],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert re.search(r"\b5 passed", proc.stdout) and "failed" not in proc.stdout  # 4 + 1 param
