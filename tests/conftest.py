@@ -55,6 +55,15 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return max(1, min(cores, MAX_WORKERS))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files holding a ``slow`` or ``prefect`` test first, each file's tests in their own
+    order: with one file per worker (``--dist loadfile``), a long file dealt out last would
+    keep one worker busy while the others sit idle."""
+    slow_files = {item.path for item in items
+                  if item.get_closest_marker("slow") or item.get_closest_marker("prefect")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: order kept within
+
+
 def _pg_reachable() -> str | None:
     try:
         eng = create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": 3})
