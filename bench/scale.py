@@ -9,8 +9,9 @@ Each step runs in its own process so its **peak RSS** (``ru_maxrss``) is its own
 
 Steps: generate; ingest SQLite (default runner); release on it; ingest SQLite with the
 batches prepared on a local Dask cluster of ``--dask-workers`` worker processes
-(``vault.ingest_parallel``; 0 skips it); ingest PostgreSQL; release on it. Each vault
-home is removed once its steps are done, so the disk holds the file and one or two
+(``vault.ingest_parallel``; 0 skips it); ingest PostgreSQL; release on it; and, with
+``--steps ...,dask-pg``, ingest PostgreSQL from the Dask cluster (not in the default set).
+Each vault home is removed once its steps are done, so the disk holds the file and one or two
 vaults at a time. Prints one JSON line per step (wall seconds, rows/s, peak RSS MiB;
 for Dask also the workers' peaks) and a Markdown table, with the load average before
 and after each step (the machine may be shared). Nothing it generates is real data:
@@ -131,7 +132,8 @@ def child_ingest(home_dir: str, db_url: str, path: str, batch_rows: int) -> dict
             "peak_rss_mib": round(_peak_mib())}
 
 
-def child_ingest_dask(home_dir: str, path: str, batch_rows: int, workers: int) -> dict[str, Any]:
+def child_ingest_dask(home_dir: str, db_url: str, path: str, batch_rows: int,
+                      workers: int) -> dict[str, Any]:
     import distributed
 
     from vault.access import authenticate
@@ -141,7 +143,7 @@ def child_ingest_dask(home_dir: str, path: str, batch_rows: int, workers: int) -
     from vault.ingest_parallel import store_source_on
     from vault.setup import init_home
 
-    home = VaultHome(root=Path(home_dir), db_url_override=None)
+    home = VaultHome(root=Path(home_dir), db_url_override=db_url or None)
     init_home(home)
     engine = make_engine(home.db_url)
     who = authenticate(engine, home, None)
@@ -218,7 +220,8 @@ def main() -> None:
                     help="PostgreSQL admin URL ('' to skip)")
     ap.add_argument("--tmp", default=None, help="folder for the file and the vault homes")
     ap.add_argument("--steps", default="sqlite,dask,pg",
-                    help="which of sqlite (default runner + release), dask, pg to run")
+                    help="which of sqlite (default runner + release), dask, pg, dask-pg "
+                    "(PostgreSQL from a local Dask cluster) to run")
     ap.add_argument("--dask-workers", type=int, default=2,
                     help="worker processes of the local Dask cluster (0: skip that step)")
     ap.add_argument("--keep-sqlite", default=None, metavar="DIR",
@@ -232,7 +235,7 @@ def main() -> None:
         if kind == "ingest":
             result = child_ingest(rest[0], rest[1], rest[2], int(rest[3]))
         elif kind == "ingest-dask":
-            result = child_ingest_dask(rest[0], rest[1], int(rest[2]), int(rest[3]))
+            result = child_ingest_dask(rest[0], rest[1], rest[2], int(rest[3]), int(rest[4]))
         else:
             result = child_release(rest[0], rest[1], int(rest[2]) if len(rest) > 2 else 0)
         print(json.dumps(result))
@@ -244,7 +247,7 @@ def main() -> None:
     kept = Path(args.keep_sqlite) / f"sqlite-{args.rows}" if args.keep_sqlite else None
     reuse = kept is not None and (kept / ".complete").exists()
     need_file = ("sqlite" in steps and not reuse) or (args.dask_workers > 0 and "dask" in steps) \
-        or bool(args.pg and "pg" in steps)
+        or bool(args.pg and steps & {"pg", "dask-pg"})
     size_mib = 0.0
     with tempfile.TemporaryDirectory(prefix="cvscale-", dir=args.tmp) as t:
         tmp = Path(t)
@@ -278,7 +281,7 @@ def main() -> None:
         if args.dask_workers > 0 and "dask" in steps:
             dask_home = tmp / "home-dask"
             step(f"ingest, SQLite, {args.dask_workers} local Dask workers",
-                 "ingest-dask", str(dask_home), str(path), str(args.batch_rows),
+                 "ingest-dask", str(dask_home), "", str(path), str(args.batch_rows),
                  str(args.dask_workers))
             shutil.rmtree(dask_home)
         if args.pg and "pg" in steps:
@@ -288,6 +291,14 @@ def main() -> None:
                      str(args.batch_rows))
                 step("release count + mean by county x party x age band, PostgreSQL",
                      "release", str(tmp / "home-pg"), url, str(args.rows))
+            finally:
+                drop_pg(args.pg, url)
+        if args.pg and args.dask_workers > 0 and "dask-pg" in steps:
+            url = fresh_pg(args.pg, "cv_scale")
+            try:
+                step(f"ingest, PostgreSQL, {args.dask_workers} local Dask workers",
+                     "ingest-dask", str(tmp / "home-dask-pg"), url, str(path),
+                     str(args.batch_rows), str(args.dask_workers))
             finally:
                 drop_pg(args.pg, url)
         path.unlink(missing_ok=True)

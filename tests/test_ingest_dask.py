@@ -47,6 +47,32 @@ def test_two_dask_workers_store_exactly_what_the_default_runner_stores(
     engine.dispose()
 
 
+@pytest.mark.postgres
+def test_two_dask_workers_store_into_postgresql_what_the_default_runner_stores_in_sqlite(
+        tmp_path: Path, client: object, pg_url: str) -> None:
+    """The production shape: workers prepare, one ordered writer stores into PostgreSQL
+    (its deferred blind-index key and all), and the vault holds what a default run on an
+    embedded vault holds, row for row, with the ledger's non-random fields equal."""
+    src = _voter_csv(tmp_path / "voters.csv")
+    home, engine, who = _home(tmp_path / "default")
+    default = ingest_path(engine, home, who, src, "nc", batch_rows=BATCH)
+    want = (default.to_json(), _contents(home, engine, "nc"))
+    engine.dispose()
+    home, engine, who = _home(tmp_path / "dask", pg_url)
+    assert engine.dialect.name == "postgresql"
+    plan = plan_ingest(engine, home, who, src, "nc", batch_rows=BATCH)
+    dasked = store_source_on(client, engine, home, who, plan, window=3)
+    got = _contents(home, engine, "nc")
+    # the one ledger field that names the store: vault.init's backend
+    [init] = [e for e in got["ledger"] if e["action"] == "vault.init"]
+    assert init["details"] == {"backend": "postgresql"}
+    init["details"] = {"backend": "sqlite"}
+    assert (dasked.to_json(), got) == want
+    again = store_source_on(client, engine, home, who, plan)  # idempotent per batch
+    assert again.batches == 0 and again.rows_added == 0
+    engine.dispose()
+
+
 def test_a_resumed_dask_ingest_stores_only_the_missing_batches(
         tmp_path: Path, client: object) -> None:
     from vault.ingest import ingest_batch

@@ -57,8 +57,8 @@ def _voter_csv(path: Path, rows: int = ROWS, bad_row: int | None = None) -> Path
     return path
 
 
-def _home(root: Path) -> tuple[VaultHome, Engine, Principal]:
-    home = VaultHome(root=root, db_url_override=None)
+def _home(root: Path, db_url: str | None = None) -> tuple[VaultHome, Engine, Principal]:
+    home = VaultHome(root=root, db_url_override=db_url)
     init_home(home)
     engine = make_engine(home.db_url)
     return home, engine, authenticate(engine, home, None)
