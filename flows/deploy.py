@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,6 +157,12 @@ class WatchKeeper:
 def serve_forever(config: DeployConfig, *, limit: int | None = None) -> None:
     """Serve every deployment until interrupted (runs flows in subprocesses); with a
     watch folder, keep one watch run going beside them."""
+    from flows.prefect_console import served_console
+
+    served_console()  # before the watcher and the runner log anything
+    # Prefect's runner, stopped by SIGTERM, drops its own stop coroutine unawaited; the
+    # warning (and its hint to enable tracemalloc) would be the log's last lines
+    warnings.filterwarnings("ignore", message="coroutine 'Runner.astop' was never awaited")
     keeper = WatchKeeper(config) if config.watch_folder else None
     if keeper is not None:
         keeper.start()

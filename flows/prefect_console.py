@@ -12,11 +12,16 @@ while :func:`cli_console` is active, Prefect's console handler
   printed as its message line only.
 
 Progress (``INFO``) and warnings stay on the terminal as Prefect prints them.
+
+``civicvault deploy`` serves flows for hours: its log is an operator's, so a failed run
+keeps its ``ERROR`` lines there, but no traceback either (:func:`served_console`, in the
+serving process and in each flow-run process it spawns).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -46,12 +51,7 @@ class FailuresToTheCommand(logging.Filter):
 @contextmanager
 def cli_console() -> Iterator[None]:
     """Inside the block, Prefect's console handlers print no failure and no traceback."""
-    from flows import prefect_env  # noqa: F401, I001  (Prefect reads its settings at import)
-    from prefect.logging.configuration import ensure_logging_setup
-    from prefect.logging.handlers import PrefectConsoleHandler
-
-    ensure_logging_setup()  # what ``import prefect`` does; later calls only adjust levels
-    handlers = [h for h in logging.getLogger().handlers if isinstance(h, PrefectConsoleHandler)]
+    handlers = _console_handlers()
     quiet = FailuresToTheCommand()
     saved = [(h, h.formatter) for h in handlers]
     for handler, formatter in saved:
@@ -63,3 +63,36 @@ def cli_console() -> Iterator[None]:
         for handler, formatter in saved:
             handler.removeFilter(quiet)
             handler.setFormatter(formatter)
+
+
+SERVED_ENV = "CIVICVAULT_SERVED"  # set by ``civicvault deploy``; its flow-run processes inherit it
+
+
+def _console_handlers() -> list[logging.Handler]:
+    """Prefect's console handlers on the root logger, Prefect's logging set up first."""
+    from flows import prefect_env  # noqa: F401, I001  (Prefect reads its settings at import)
+    from prefect.logging.configuration import ensure_logging_setup
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    ensure_logging_setup()  # what ``import prefect`` does; later calls only adjust levels
+    return [h for h in logging.getLogger().handlers if isinstance(h, PrefectConsoleHandler)]
+
+
+def served_console() -> None:
+    """For the rest of this process, Prefect's console handlers print records without their
+    traceback (``ERROR`` lines stay: a service's log says what failed, and the whole
+    record, traceback included, still reaches Prefect's API). Marks the environment so the
+    flow-run processes ``prefect.serve`` spawns do the same (:func:`served_run_console`)."""
+    os.environ[SERVED_ENV] = "1"
+    for handler in _console_handlers():
+        if not isinstance(handler.formatter, WithoutTraceback):
+            handler.setFormatter(WithoutTraceback(handler.formatter))
+
+
+def served_run_console() -> None:
+    """In a flow-run process of ``civicvault deploy`` (a spawned child that has imported
+    Prefect before it imports our flows), the same console as its parent's."""
+    import sys
+
+    if os.environ.get(SERVED_ENV) == "1" and "prefect" in sys.modules:
+        served_console()

@@ -72,3 +72,8 @@ def _scratch_home() -> Path:
 
 
 configure()
+
+if os.environ.get("CIVICVAULT_SERVED") == "1":  # a flow-run process of ``civicvault deploy``
+    from flows.prefect_console import served_run_console
+
+    served_run_console()

@@ -322,3 +322,62 @@ def test_served_watch_folder_ingests_every_file_dropped_at_random_within_5_s(
     assert max(s for _, s in measured) <= 5.0, measured
     assert set(actors.values()) == {"svc-ingestor"}  # never admin
     assert leftovers == []  # no plaintext source file under the watch folder
+
+
+@pytest.mark.slow
+def test_a_served_run_that_fails_is_logged_without_a_traceback_or_the_value(
+    prefect_server: str, tmp_path: Path
+) -> None:
+    """``civicvault deploy``'s log is an operator's: a served ingest run given a ragged file
+    fails, and the log says so (Prefect's ERROR lines stay) without any traceback, in the
+    serving process or in the flow-run process it spawned, and without the cell typed."""
+    from vault.home import VaultHome
+    from vault.setup import init_home
+
+    home = VaultHome(root=tmp_path / "vault")
+    init_home(home)
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("voter_id,last_name\nA1,Quixleyson\nA2,Quixleyson,Zarbrook\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CIVICVAULT_")}
+    env.update({"PREFECT_API_URL": prefect_server, "CIVICVAULT_HOME": str(home.root),
+                "PREFECT_HOME": str(tmp_path / "runner-home"), "DO_NOT_TRACK": "1",
+                "PREFECT_RUNNER_POLL_FREQUENCY": "1"})
+    cli = str(Path(sys.executable).with_name("civicvault"))
+    log = tmp_path / "deploy.log"
+    with log.open("wb") as out:
+        deployer = subprocess.Popen([cli, "deploy"], cwd=tmp_path, env=env, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+    state = None
+    try:
+        deadline = time.monotonic() + 180
+        run_id = None
+        while state not in ("FAILED", "CRASHED", "COMPLETED") and time.monotonic() < deadline:
+            assert deployer.poll() is None, "civicvault deploy exited: " + log.read_text()[-2000:]
+            if run_id is None:
+                dep = httpx.get(f"{prefect_server}/deployments/name/ingest/ingest", timeout=5)
+                if dep.status_code == 200:
+                    run = httpx.post(
+                        f"{prefect_server}/deployments/{dep.json()['id']}/create_flow_run",
+                        json={"parameters": {"path": str(ragged), "dataset": "nc"}}, timeout=5)
+                    if run.status_code < 500:  # a busy server answers 503: ask again
+                        run.raise_for_status()
+                        run_id = run.json()["id"]
+            else:
+                got = httpx.get(f"{prefect_server}/flow_runs/{run_id}", timeout=5)
+                if got.status_code == 200:
+                    state = (got.json().get("state") or {}).get("type")
+            time.sleep(0.5)
+        time.sleep(2)  # the run's last lines reach the log
+    finally:
+        os.killpg(deployer.pid, signal.SIGTERM)
+        try:
+            deployer.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(deployer.pid, signal.SIGKILL)
+            deployer.wait(timeout=10)
+    text = log.read_text()
+    assert state == "FAILED", (state, text[-2000:])
+    assert "Finished in state Failed" in text  # the failure is in the service's log
+    assert "Traceback" not in text and 'File "' not in text, text
+    assert "never awaited" not in text  # nor Prefect's warning when SIGTERM stops it
+    assert "Quixleyson" not in text and "Zarbrook" not in text
