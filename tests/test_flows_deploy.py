@@ -86,6 +86,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a process started in its own session, and its group; SIGKILL after 30 s."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
 @pytest.fixture(scope="module")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real ``prefect server start`` on loopback with a fast scheduler; yields the API URL.
@@ -126,12 +136,7 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             pytest.fail("prefect server did not come up in 120 s")
         yield api
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        _stop_group(proc)
 
 
 @pytest.mark.slow
@@ -178,12 +183,7 @@ def test_served_deployment_runs_on_its_interval_on_a_real_server(
         assert completed, "no scheduled run of the served deployment completed in 180 s"
         assert list(home.checkpoints_dir.glob("*.checkpoint")), "the audit wrote no checkpoint"
     finally:
-        os.killpg(runner.pid, signal.SIGTERM)
-        try:
-            runner.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(runner.pid, signal.SIGKILL)
-            runner.wait(timeout=10)
+        _stop_group(runner)
 
 
 def _ingested_sources(db: Path, since_seq: int) -> dict[int, str]:
@@ -310,12 +310,7 @@ def test_served_watch_folder_ingests_every_file_dropped_at_random_within_5_s(
                 time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
-        os.killpg(deployer.pid, signal.SIGTERM)
-        try:
-            deployer.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(deployer.pid, signal.SIGKILL)
-            deployer.wait(timeout=10)
+        _stop_group(deployer)
     measured = sorted((i, round(s, 2)) for i, s in latencies.items() if i > 0)
     print("watch-folder latencies (file, s):", measured)
     assert len(measured) == len(contents) - 1, f"not all files were ingested: {measured}"
@@ -369,12 +364,7 @@ def test_a_served_run_that_fails_is_logged_without_a_traceback_or_the_value(
             time.sleep(0.5)
         time.sleep(2)  # the run's last lines reach the log
     finally:
-        os.killpg(deployer.pid, signal.SIGTERM)
-        try:
-            deployer.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(deployer.pid, signal.SIGKILL)
-            deployer.wait(timeout=10)
+        _stop_group(deployer)
     text = log.read_text()
     assert state == "FAILED", (state, text[-2000:])
     assert "Finished in state Failed" in text  # the failure is in the service's log
