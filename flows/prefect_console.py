@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -69,8 +70,13 @@ SERVED_ENV = "CIVICVAULT_SERVED"  # set by ``civicvault deploy``; its flow-run p
 
 
 def _console_handlers() -> list[logging.Handler]:
-    """Prefect's console handlers on the root logger, Prefect's logging set up first."""
-    from flows import prefect_env  # noqa: F401, I001  (Prefect reads its settings at import)
+    """Prefect's console handlers on the root logger, Prefect's logging set up first.
+
+    Callers have imported ``flows.prefect_env`` (every ``flows`` module that uses Prefect
+    does so first: Prefect reads its settings at import); this module does not import it,
+    since ``prefect_env`` calls :func:`served_run_console` in a served flow-run process."""
+    if "flows.prefect_env" not in sys.modules:
+        raise RuntimeError("flows.prefect_env must be imported before Prefect's console")
     from prefect.logging.configuration import ensure_logging_setup
     from prefect.logging.handlers import PrefectConsoleHandler
 
@@ -92,7 +98,5 @@ def served_console() -> None:
 def served_run_console() -> None:
     """In a flow-run process of ``civicvault deploy`` (a spawned child that has imported
     Prefect before it imports our flows), the same console as its parent's."""
-    import sys
-
     if os.environ.get(SERVED_ENV) == "1" and "prefect" in sys.modules:
         served_console()
