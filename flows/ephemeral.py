@@ -231,6 +231,7 @@ def configured_api_url() -> str | None:
 @contextmanager
 def prefect_api() -> Iterator[str | None]:
     """The configured Prefect API, else a temporary server owned by this block."""
+    from flows import prefect_env  # noqa: F401  (Prefect reads its settings at import)
     from flows.prefect_console import cli_console
 
     configured = configured_api_url()
