@@ -147,6 +147,12 @@ def test_an_interrupt_landing_in_a_finaliser_is_not_lost() -> None:
         def __del__(self) -> None:
             raise KeyboardInterrupt  # what a Ctrl-C does when it lands here
 
-    with pytest.raises(KeyboardInterrupt), terminate_as_interrupt():
-        Finalised()  # collected at once: __del__ raises where Python ignores it
-        time.sleep(3)  # the interrupt, delivered again, lands in the block
+    # a command's process has Python's own SIGINT handler; a test before this one in the
+    # same worker process (pytest-xdist) may have left another one in place
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt), terminate_as_interrupt():
+            Finalised()  # collected at once: __del__ raises where Python ignores it
+            time.sleep(3)  # the interrupt, delivered again, lands in the block
+    finally:
+        signal.signal(signal.SIGINT, before)
