@@ -107,6 +107,10 @@ class Revealed:
     subjects: list[tuple[int, list[dict[str, str | None]]]]  # the values: private file only
     ledger_seq: int
 
+    def opened_counts(self) -> tuple[int, int]:
+        """How many subjects and how many of their records were opened: two numbers."""
+        return len(self.subjects), sum(len(recs) for _, recs in self.subjects)
+
     def opened(self) -> list[OpenedSubject]:
         """Which subjects, how many records and which columns were opened (no value)."""
         return [OpenedSubject(sid, len(recs), tuple(sorted({name for r in recs for name in r})))

@@ -194,23 +194,19 @@ def reveal(
     if target is not None:  # the one place the opened records go
         _write_private(target, {**doc, "subjects": [{"subject": sid, "records": recs}
                                                    for sid, recs in done.subjects]})
-    # standard output is not a private place: only Revealed.opened() (ids, counts, field
-    # names) from here on
-    opened = done.opened()
+    # standard output is not a private place: ids, counts and column names from here on
     if json_out:
         emit_json({**doc, "out": None if target is None else str(target),
-                   "subjects": [o.as_json() for o in opened]})
+                   "subjects": [o.as_json() for o in done.opened()]})
         return
-    if not opened:
-        console.print(f"no live subject of {dataset} matched (the reveal is ledgered)",
-                      markup=False)
-    for o in opened:  # an id, a count and column names
-        console.print(f"subject {o.subject}: {o.record_count} record(s) opened; "
-                      f"fields: {', '.join(o.field_names)}", markup=False)
-    if opened:
-        where = f"written to {target} (mode 0600)" if target is not None else \
-            "not shown here: rerun with --out FILE (written 0600)"
-        console.print(f"contents {where}; ledger entry {done.ledger_seq}", markup=False)
+    n_subjects, n_opened = done.opened_counts()  # two numbers; --json lists them per subject
+    if not n_subjects:
+        console.print("no live subject matched (the reveal is ledgered)", markup=False)
+        return
+    where = f"written to {target} (mode 0600)" if target is not None else \
+        "not shown here: rerun with --out FILE (written 0600)"
+    console.print(f"{n_subjects} subject(s), {n_opened} record(s) opened; contents {where}; "
+                  f"ledger entry {done.ledger_seq}", markup=False)
 
 
 def _write_private(target: Path, doc: dict[str, object]) -> None:
