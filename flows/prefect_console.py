@@ -97,6 +97,7 @@ def served_console() -> None:
 
 def served_run_console() -> None:
     """In a flow-run process of ``civicvault deploy`` (a spawned child that has imported
-    Prefect before it imports our flows), the same console as its parent's."""
-    if os.environ.get(SERVED_ENV) == "1" and "prefect" in sys.modules:
+    Prefect before it imports our flows), the same console as its parent's;
+    ``flows.prefect_env`` calls it when ``SERVED_ENV`` is set."""
+    if "prefect" in sys.modules:
         served_console()
