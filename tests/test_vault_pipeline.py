@@ -124,6 +124,39 @@ def test_insert_columns_writes_what_executemany_writes(engine: Engine, tmp_path:
     assert [bytes(r.sealed) for r in fast] == blobs
 
 
+def test_bulk_counter_grows_and_survives_a_rollback(engine: Engine, tmp_path: Path) -> None:
+    """SQLite's statements count rows off a temporary table of the connection: grown as a
+    statement needs, and made again after a rollback took its creation or growth back."""
+    from vault.bulk import COUNTER
+
+    batch = store(engine, file_keyring(tmp_path), voters(1)).batch_id
+    assert batch is not None
+
+    def insert(conn: Connection, first: int, n: int) -> None:
+        ids = np.arange(first, first + n, dtype=np.int64)
+        insert_columns(conn, T_RECORD, Columns(
+            n, ints={"id": ids, "subject_id": ids, "row": ids - first},
+            blobs={"sealed": [int(i).to_bytes(8, "big") for i in ids]},
+            consts={"batch_id": batch, "fields": "f"}))
+
+    with engine.connect() as conn:  # one pooled connection: its temporary table persists
+        with conn.begin() as tx:
+            insert(conn, 10_000, 1_500)
+            tx.rollback()
+        for first, n in ((20_000, 3_000), (30_000, 700), (40_000, 5_000)):
+            with conn.begin():
+                insert(conn, first, n)
+        got = conn.execute(select(T_RECORD.c.id, T_RECORD.c.row, T_RECORD.c.sealed)
+                           .where(T_RECORD.c.id >= 10_000).order_by(T_RECORD.c.id)).all()
+        if conn.dialect.name == "sqlite":
+            assert conn.exec_driver_sql(f"SELECT count(*) FROM temp.{COUNTER}").scalar() == 6_000
+    want = [i for first, n in ((20_000, 3_000), (30_000, 700), (40_000, 5_000))
+            for i in range(first, first + n)]
+    assert [r.id for r in got] == want
+    assert all(bytes(r.sealed) == r.id.to_bytes(8, "big") and r.row == r.id % 10_000
+               for r in got)
+
+
 def test_insert_columns_rejects_unknown_and_ragged_columns(engine: Engine) -> None:
     with pytest.raises(ValueError, match="2 values for 3 rows"):
         Columns(3, ints={"id": np.arange(2, dtype=np.int64)})

@@ -44,12 +44,7 @@ def normalize(values: pl.Series, kind: Normalizer) -> pl.Series:
 def digests(key: bytes, column: str, values: pl.Series, kind: Normalizer) -> list[bytes | None]:
     """One digest per value (None where the value is blank)."""
     norm: list[bytes | None] = normalize(values, kind).cast(pl.Binary).to_list()
-    prefix = _aead.associated_data("blind", column, kind)
-    macs = _aead.hmac_many(key, (v for v in norm if v is not None), prefix)
-    if len(macs) == len(norm):
-        return [m[:DIGEST_BYTES] for m in macs]
-    found = iter(macs)
-    return [next(found)[:DIGEST_BYTES] if v is not None else None for v in norm]
+    return _aead.hmac_each(key, norm, _aead.associated_data("blind", column, kind), DIGEST_BYTES)
 
 
 def digest_one(key: bytes, column: str, value: str, kind: Normalizer) -> bytes | None:

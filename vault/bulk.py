@@ -8,11 +8,15 @@ columns as NumPy arrays, blob columns as lists of ``bytes``, and constants.
 - SQLite has no COPY. Each column travels as *one* bound blob: blob values
   concatenated (fixed width, or with offsets and lengths), integers as
   fixed-width ASCII digits (NumPy writes them; SQLite 3.40 has no ``unhex``). One
-  ``INSERT ... SELECT`` over a recursive counter cuts row i out of each blob with
+  ``INSERT ... SELECT`` over a counter cuts row i out of each blob with
   ``substr`` (O(1) on blobs) and ``CAST``. Binding is O(columns), not O(rows x
   columns), and the statement runs in one ``sqlite3_step`` with the GIL released,
   so Python work overlaps it. (A ``json_each`` array of the integers cost 2.4x as
-  much per row inside SQLite.)
+  much per row inside SQLite.) The counter is a temporary table of the connection,
+  ``temp.civicvault_bulk_n`` (0, 1, 2, ...; grown when a statement needs more rows):
+  a rowid range scan, ~20% less per row than a recursive ``WITH`` counter, which
+  pushes each number through a queue table (issue 17: 3M blind-index rows 3.7 ->
+  3.0 s, 1M records 0.93 -> 0.73 s).
 
 Both write exactly the rows ``executemany`` would (tests compare the two).
 """
@@ -90,7 +94,24 @@ def execute(conn: Connection, stmt: BulkInsert) -> None:
         with raw.cursor() as cur, cur.copy(stmt.sql) as cp:
             cp.write(stmt.copy_data)
     else:
-        raw.cursor().execute(stmt.sql, stmt.params)
+        cur = raw.cursor()
+        _sqlite_counter(cur, stmt.rows)
+        cur.execute(stmt.sql, stmt.params)
+
+
+COUNTER = "civicvault_bulk_n"
+
+
+def _sqlite_counter(cur: Any, n: int) -> None:
+    """Make the connection's counter table hold at least 0 .. n - 1 (in the open
+    transaction: a rollback takes a growth back with it, and the next call redoes it)."""
+    cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {COUNTER} (i INTEGER PRIMARY KEY)")
+    have = int(cur.execute(f"SELECT coalesce(max(i), -1) + 1 FROM temp.{COUNTER}").fetchone()[0])
+    if have >= n:
+        return
+    want = max(n, 2 * have, 1024)
+    cur.execute(f"INSERT INTO temp.{COUNTER} (i) WITH RECURSIVE s(i) AS (SELECT ?1 UNION ALL "
+                "SELECT i + 1 FROM s WHERE i + 1 < ?2) SELECT i FROM s", (have, want))
 
 
 def insert_columns(conn: Connection, table: Table, rows: Columns) -> None:
@@ -150,5 +171,4 @@ def _insert_sqlite(table: Table, rows: Columns) -> BulkInsert:
     return BulkInsert(
         "sqlite", table.name, rows.n,
         f"INSERT INTO {table.name} ({names}) "
-        "WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i < ?1) "
-        f"SELECT {', '.join(exprs)} FROM s", params)
+        f"SELECT {', '.join(exprs)} FROM temp.{COUNTER} WHERE i <= ?1", params)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 
+import numpy as np
 import orjson
 import polars as pl
 
@@ -79,16 +80,15 @@ def pack_rows(frame: pl.DataFrame) -> list[bytes]:
 def seal_records(
     subject_keys: Sequence[bytes],
     dataset_id: int,
-    record_ids: Sequence[int],
-    subject_ids: Sequence[int],
+    record_ids: Sequence[int] | _aead.IntArray,
+    subject_ids: Sequence[int] | _aead.IntArray,
     fields: str,
     payloads: Sequence[bytes],
 ) -> list[bytes]:
     """Seal row i's direct identifiers under subject i's own key."""
-    head, tail = _aead.ad_prefix("record", dataset_id), _aead.ad_part(fields)
-    ads = [head + r + s + tail for r, s in zip(_aead.ad_int_parts(record_ids),
-                                               _aead.ad_int_parts(subject_ids), strict=True)]
-    return _aead.seal_each_own_key(subject_keys, payloads, ads)
+    return _aead.seal_int_ads(subject_keys, payloads, _aead.ad_prefix("record", dataset_id),
+                              [np.asarray(record_ids, dtype=np.int64),
+                               np.asarray(subject_ids, dtype=np.int64)], _aead.ad_part(fields))
 
 
 def open_record(
@@ -127,9 +127,9 @@ def wrap_subject_keys(
     wrap_key: bytes, wrap_key_id: int, dataset_id: int, subject_ids: Sequence[int],
     keys: Sequence[bytes],
 ) -> list[bytes]:
-    head, tail = _aead.ad_prefix("subject-key", dataset_id), _aead.ad_part(wrap_key_id)
-    ads = [head + s + tail for s in _aead.ad_int_parts(subject_ids)]
-    return _aead.seal_many_one_key(wrap_key, keys, ads)
+    return _aead.seal_int_ads(wrap_key, keys, _aead.ad_prefix("subject-key", dataset_id),
+                              [np.asarray(subject_ids, dtype=np.int64)],
+                              _aead.ad_part(wrap_key_id))
 
 
 def unwrap_subject_keys(

@@ -137,9 +137,7 @@ def normalise(frame: pl.DataFrame, columns: Sequence[str], match: str) -> pl.Ser
 def digests(key: bytes, link: str, match: str, keys: pl.Series) -> list[bytes | None]:
     """Keyed HMAC-SHA256 (128 bits) of each normalised key under the link's own key."""
     values: list[bytes | None] = keys.cast(pl.Binary).to_list()
-    macs = iter(_aead.hmac_many(key, (v for v in values if v is not None),
-                                _aead.associated_data("link", link, match)))
-    return [next(macs)[:DIGEST_BYTES] if v is not None else None for v in values]
+    return _aead.hmac_each(key, values, _aead.associated_data("link", link, match), DIGEST_BYTES)
 
 
 # -- reading subjects (plaintext in memory only) ------------------------------------------------

@@ -1,0 +1,345 @@
+/* Batched HMAC-SHA256 and AES-256-GCM sealing over OpenSSL's libcrypto: the inner loops
+ * of vault._aead without a Python call per message, and without the GIL while they run.
+ *
+ * Private to vault._aead, which falls back to its pure-Python loops (the same bytes: the
+ * tests compare the two, and check both against published test vectors and against
+ * pyca/cryptography) when this module was not built. Nothing here chooses a key, a
+ * nonce or a format: keys and nonces come from the caller (os.urandom), associated
+ * data is vault._aead's length-prefixed encoding, built here only for the one shape the
+ * recipes use (a fixed head, decimal integer parts, a fixed tail).
+ *
+ * Inputs are pinned before the GIL is released: every message is a bytes object whose
+ * reference this module holds, and outputs are fresh bytes objects nobody else sees
+ * until the function returns.
+ */
+#define PY_SSIZE_T_CLEAN
+/* The low-level SHA-256 calls are deprecated in OpenSSL 3 but remain its fastest HMAC
+ * path for many short messages: a keyed state is a plain struct, copied per message. */
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include <Python.h>
+
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+
+#define KEY_BYTES 32
+#define NONCE_BYTES 12
+#define TAG_BYTES 16
+#define SHA_BLOCK 64
+
+/* The messages of a sequence, pinned: items[i] is a new reference (or NULL for None). */
+typedef struct {
+    Py_ssize_t n;
+    PyObject **items;
+    const unsigned char **data;
+    Py_ssize_t *len;
+} pinned;
+
+static void unpin(pinned *p) {
+    if (p->items != NULL) {
+        for (Py_ssize_t i = 0; i < p->n; i++) Py_XDECREF(p->items[i]);
+    }
+    PyMem_Free(p->items);
+    PyMem_Free((void *)p->data);
+    PyMem_Free(p->len);
+    p->items = NULL;
+    p->data = NULL;
+    p->len = NULL;
+}
+
+static int pin(PyObject *seq, pinned *p, int allow_none) {
+    PyObject *fast = PySequence_Fast(seq, "expected a sequence of bytes");
+    if (fast == NULL) return -1;
+    p->n = PySequence_Fast_GET_SIZE(fast);
+    p->items = PyMem_Calloc(p->n ? p->n : 1, sizeof(PyObject *));
+    p->data = PyMem_Calloc(p->n ? p->n : 1, sizeof(unsigned char *));
+    p->len = PyMem_Calloc(p->n ? p->n : 1, sizeof(Py_ssize_t));
+    if (p->items == NULL || p->data == NULL || p->len == NULL) {
+        Py_DECREF(fast);
+        unpin(p);
+        PyErr_NoMemory();
+        return -1;
+    }
+    PyObject **src = PySequence_Fast_ITEMS(fast);
+    for (Py_ssize_t i = 0; i < p->n; i++) {
+        PyObject *item = src[i];
+        if (item == Py_None && allow_none) continue;
+        if (!PyBytes_Check(item)) {
+            Py_DECREF(fast);
+            unpin(p);
+            PyErr_SetString(PyExc_TypeError, "expected bytes");
+            return -1;
+        }
+        Py_INCREF(item);
+        p->items[i] = item;
+        p->data[i] = (const unsigned char *)PyBytes_AS_STRING(item);
+        p->len[i] = PyBytes_GET_SIZE(item);
+    }
+    Py_DECREF(fast);
+    return 0;
+}
+
+/* A list of n fresh bytes objects of the given sizes (NULL size -1: None). */
+static PyObject *fresh_list(Py_ssize_t n, const Py_ssize_t *sizes, unsigned char **out) {
+    PyObject *list = PyList_New(n);
+    if (list == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *b;
+        if (sizes[i] < 0) {
+            b = Py_NewRef(Py_None);
+            out[i] = NULL;
+        } else {
+            b = PyBytes_FromStringAndSize(NULL, sizes[i]);
+            if (b == NULL) {
+                Py_DECREF(list);
+                return NULL;
+            }
+            out[i] = (unsigned char *)PyBytes_AS_STRING(b);
+        }
+        PyList_SET_ITEM(list, i, b);
+    }
+    return list;
+}
+
+/* hmac_sha256(key, prefix, messages, out_len) -> list[bytes | None]
+ * HMAC-SHA256(key, prefix || m)[:out_len] of each message; None stays None. */
+static PyObject *hmac_sha256(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer key, prefix;
+    PyObject *messages;
+    Py_ssize_t out_len;
+    if (!PyArg_ParseTuple(args, "y*y*On", &key, &prefix, &messages, &out_len)) return NULL;
+    PyObject *result = NULL;
+    pinned p = {0};
+    Py_ssize_t *sizes = NULL;
+    unsigned char **out = NULL;
+    if (out_len < 1 || out_len > SHA256_DIGEST_LENGTH) {
+        PyErr_SetString(PyExc_ValueError, "out_len must be 1..32");
+        goto done;
+    }
+    if (pin(messages, &p, 1) < 0) goto done;
+    sizes = PyMem_Malloc((p.n ? p.n : 1) * sizeof(Py_ssize_t));
+    out = PyMem_Malloc((p.n ? p.n : 1) * sizeof(unsigned char *));
+    if (sizes == NULL || out == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < p.n; i++) sizes[i] = p.items[i] == NULL ? -1 : out_len;
+    result = fresh_list(p.n, sizes, out);
+    if (result == NULL) goto done;
+
+    /* RFC 2104: K0 is the key (hashed if longer than a block), zero-padded to a block. */
+    unsigned char k0[SHA_BLOCK] = {0}, pad[SHA_BLOCK];
+    if (key.len > SHA_BLOCK) {
+        SHA256((const unsigned char *)key.buf, (size_t)key.len, k0);
+    } else {
+        memcpy(k0, key.buf, (size_t)key.len);
+    }
+    SHA256_CTX inner0, outer0;
+    for (int j = 0; j < SHA_BLOCK; j++) pad[j] = k0[j] ^ 0x36;
+    SHA256_Init(&inner0);
+    SHA256_Update(&inner0, pad, SHA_BLOCK);
+    SHA256_Update(&inner0, prefix.buf, (size_t)prefix.len);
+    for (int j = 0; j < SHA_BLOCK; j++) pad[j] = k0[j] ^ 0x5c;
+    SHA256_Init(&outer0);
+    SHA256_Update(&outer0, pad, SHA_BLOCK);
+
+    Py_BEGIN_ALLOW_THREADS
+    unsigned char mac[SHA256_DIGEST_LENGTH];
+    SHA256_CTX ctx;
+    for (Py_ssize_t i = 0; i < p.n; i++) {
+        if (out[i] == NULL) continue;
+        ctx = inner0;
+        SHA256_Update(&ctx, p.data[i], (size_t)p.len[i]);
+        SHA256_Final(mac, &ctx);
+        ctx = outer0;
+        SHA256_Update(&ctx, mac, SHA256_DIGEST_LENGTH);
+        SHA256_Final(mac, &ctx);
+        memcpy(out[i], mac, (size_t)out_len);
+    }
+    OPENSSL_cleanse(mac, sizeof mac);
+    OPENSSL_cleanse(&ctx, sizeof ctx);
+    Py_END_ALLOW_THREADS
+
+    OPENSSL_cleanse(k0, sizeof k0);
+    OPENSSL_cleanse(pad, sizeof pad);
+    OPENSSL_cleanse(&inner0, sizeof inner0);
+    OPENSSL_cleanse(&outer0, sizeof outer0);
+done:
+    unpin(&p);
+    PyMem_Free(sizes);
+    PyMem_Free(out);
+    PyBuffer_Release(&key);
+    PyBuffer_Release(&prefix);
+    return result;
+}
+
+/* The integer columns of the associated data: each a buffer of int64. */
+typedef struct {
+    Py_ssize_t count;
+    Py_buffer views[4];
+} int_parts;
+
+static void release_ints(int_parts *ints) {
+    for (Py_ssize_t j = 0; j < ints->count; j++) PyBuffer_Release(&ints->views[j]);
+    ints->count = 0;
+}
+
+static int get_ints(PyObject *seq, Py_ssize_t n, int_parts *ints) {
+    ints->count = 0;
+    PyObject *fast = PySequence_Fast(seq, "ad_ints must be a sequence of int64 arrays");
+    if (fast == NULL) return -1;
+    Py_ssize_t k = PySequence_Fast_GET_SIZE(fast);
+    if (k > 4) {
+        Py_DECREF(fast);
+        PyErr_SetString(PyExc_ValueError, "at most 4 integer parts");
+        return -1;
+    }
+    for (Py_ssize_t j = 0; j < k; j++) {
+        Py_buffer *v = &ints->views[j];
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(fast, j), v,
+                               PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+            Py_DECREF(fast);
+            release_ints(ints);
+            return -1;
+        }
+        ints->count = j + 1;
+        if (v->itemsize != 8 || v->format == NULL || strchr("qlL", v->format[0]) == NULL ||
+            v->len != n * 8) {
+            Py_DECREF(fast);
+            release_ints(ints);
+            PyErr_SetString(PyExc_ValueError, "each integer part: one int64 per message");
+            return -1;
+        }
+    }
+    Py_DECREF(fast);
+    return 0;
+}
+
+/* head || (be32(len(str(v))) || str(v) for each integer part) || tail, into buf. */
+static size_t build_ad(unsigned char *buf, const Py_buffer *head, const int_parts *ints,
+                       Py_ssize_t i, const Py_buffer *tail) {
+    size_t at = (size_t)head->len;
+    memcpy(buf, head->buf, at);
+    for (Py_ssize_t j = 0; j < ints->count; j++) {
+        char digits[24];
+        int d = snprintf(digits, sizeof digits, "%lld",
+                         (long long)((const int64_t *)ints->views[j].buf)[i]);
+        buf[at] = 0;
+        buf[at + 1] = 0;
+        buf[at + 2] = 0;
+        buf[at + 3] = (unsigned char)d;
+        memcpy(buf + at + 4, digits, (size_t)d);
+        at += 4 + (size_t)d;
+    }
+    memcpy(buf + at, tail->buf, (size_t)tail->len);
+    return at + (size_t)tail->len;
+}
+
+/* gcm_seal(keys, nonces, plaintexts, ad_head, ad_ints, ad_tail) -> list[bytes]
+ * AES-256-GCM of message i under keys[i] (or the one key, if keys is 32 bytes) with
+ * nonces[i]: nonce || ciphertext || tag, as vault._aead.seal. */
+static PyObject *gcm_seal(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer keys, nonces, head, tail;
+    PyObject *plaintexts, *ad_ints;
+    if (!PyArg_ParseTuple(args, "y*y*Oy*Oy*", &keys, &nonces, &plaintexts, &head, &ad_ints,
+                          &tail))
+        return NULL;
+    PyObject *result = NULL;
+    pinned p = {0};
+    int_parts ints = {0};
+    Py_ssize_t *sizes = NULL;
+    unsigned char **out = NULL, *ad = NULL;
+    EVP_CIPHER *cipher = NULL;
+    EVP_CIPHER_CTX *ctx = NULL;
+    int failed = 0;
+    if (pin(plaintexts, &p, 0) < 0) goto done;
+    int one_key = keys.len == KEY_BYTES;
+    if (!one_key && keys.len != p.n * KEY_BYTES) {
+        PyErr_SetString(PyExc_ValueError, "keys: one 32-byte key, or one per message");
+        goto done;
+    }
+    if (nonces.len != p.n * NONCE_BYTES) {
+        PyErr_SetString(PyExc_ValueError, "nonces: one 12-byte nonce per message");
+        goto done;
+    }
+    if (get_ints(ad_ints, p.n, &ints) < 0) goto done;
+    ad = PyMem_Malloc((size_t)(head.len + tail.len) + 24 * (size_t)ints.count + 1);
+    sizes = PyMem_Malloc((p.n ? p.n : 1) * sizeof(Py_ssize_t));
+    out = PyMem_Malloc((p.n ? p.n : 1) * sizeof(unsigned char *));
+    if (ad == NULL || sizes == NULL || out == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < p.n; i++) {
+        if (p.len[i] > INT32_MAX - NONCE_BYTES - TAG_BYTES) {
+            PyErr_SetString(PyExc_ValueError, "message too long");
+            goto done;
+        }
+        sizes[i] = NONCE_BYTES + p.len[i] + TAG_BYTES;
+    }
+    result = fresh_list(p.n, sizes, out);
+    if (result == NULL) goto done;
+    cipher = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+    ctx = EVP_CIPHER_CTX_new();
+    if (cipher == NULL || ctx == NULL || !EVP_EncryptInit_ex(ctx, cipher, NULL, NULL, NULL)) {
+        failed = 1;
+        goto done;
+    }
+    const unsigned char *k = (const unsigned char *)keys.buf;
+    const unsigned char *nv = (const unsigned char *)nonces.buf;
+    Py_BEGIN_ALLOW_THREADS
+    if (one_key && !EVP_EncryptInit_ex(ctx, NULL, NULL, k, NULL)) failed = 1;
+    for (Py_ssize_t i = 0; i < p.n && !failed; i++) {
+        const unsigned char *nonce = nv + i * NONCE_BYTES;
+        unsigned char *o = out[i];
+        int outl = 0, finl = 0;
+        size_t adl = build_ad(ad, &head, &ints, i, &tail);
+        memcpy(o, nonce, NONCE_BYTES);
+        if (!EVP_EncryptInit_ex(ctx, NULL, NULL, one_key ? NULL : k + i * KEY_BYTES, nonce) ||
+            !EVP_EncryptUpdate(ctx, NULL, &outl, ad, (int)adl) ||
+            !EVP_EncryptUpdate(ctx, o + NONCE_BYTES, &outl, p.data[i], (int)p.len[i]) ||
+            !EVP_EncryptFinal_ex(ctx, o + NONCE_BYTES + outl, &finl) ||
+            outl + finl != p.len[i] ||
+            !EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, TAG_BYTES,
+                                 o + NONCE_BYTES + p.len[i]))
+            failed = 1;
+    }
+    Py_END_ALLOW_THREADS
+done:
+    if (failed && !PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "AES-GCM failed");
+    if (PyErr_Occurred()) Py_CLEAR(result);
+    EVP_CIPHER_CTX_free(ctx); /* cleanses the key schedule */
+    EVP_CIPHER_free(cipher);
+    unpin(&p);
+    release_ints(&ints);
+    PyMem_Free(ad);
+    PyMem_Free(sizes);
+    PyMem_Free(out);
+    PyBuffer_Release(&keys);
+    PyBuffer_Release(&nonces);
+    PyBuffer_Release(&head);
+    PyBuffer_Release(&tail);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"hmac_sha256", hmac_sha256, METH_VARARGS,
+     "HMAC-SHA256(key, prefix || m)[:out_len] of each message (None stays None)."},
+    {"gcm_seal", gcm_seal, METH_VARARGS,
+     "AES-256-GCM seal of each message: nonce || ciphertext || tag."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_sealc",
+    "Batched HMAC-SHA256 and AES-256-GCM over libcrypto (private to vault._aead).", -1,
+    methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__sealc(void) { return PyModule_Create(&module); }

@@ -1,0 +1,12 @@
+"""Types of vault/_sealc.c (private to vault._aead)."""
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+def hmac_sha256(key: bytes, prefix: bytes, messages: Sequence[bytes | None],
+                out_len: int) -> list[bytes | None]: ...
+def gcm_seal(keys: bytes, nonces: bytes, plaintexts: Sequence[bytes], ad_head: bytes,
+             ad_ints: Sequence[np.ndarray[Any, np.dtype[np.int64]]],
+             ad_tail: bytes) -> list[bytes]: ...
