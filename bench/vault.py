@@ -7,7 +7,10 @@ the same rows into PostgreSQL with one COPY, so each database is also compared
 with a baseline on itself.
 
     python bench/vault.py [--rows 1000000] [--runs 3] [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test]
-                          [--pg-foreign-keys]
+                          [--pg-foreign-keys] [--python-loops]
+
+``--python-loops``: the vault's own Python loops for the batch cryptography instead of
+``vault/_sealc.c`` (what an install without a C compiler runs; the figures say which).
 
 Prints a table of medians; nothing it generates is real data.
 """
@@ -191,7 +194,13 @@ def main() -> None:
                     help="also time PostgreSQL with the bulk tables' foreign keys put back")
     ap.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
                     help="PostgreSQL admin URL ('' to skip)")
+    ap.add_argument("--python-loops", action="store_true",
+                    help="seal with the Python loops, not vault/_sealc.c")
     args = ap.parse_args()
+    from vault import _aead
+
+    if args.python_loops:
+        _aead.NATIVE = False
     with tempfile.TemporaryDirectory(prefix="cvbench-") as t:
         tmp = Path(t)
         parquet, kek = write_fixture(tmp, args.rows)
@@ -250,7 +259,9 @@ def main() -> None:
                 drop_pg(args.pg, u)
         engine.dispose()
 
-    print(f"\nrows={args.rows:,}  runs={args.runs} (medians)  cores={os.cpu_count()}")
+    loops = "vault/_sealc.c" if _aead.NATIVE else "Python"
+    print(f"\nrows={args.rows:,}  runs={args.runs} (medians)  cores={os.cpu_count()}  "
+          f"batch cryptography: {loops}  load at end: {os.getloadavg()[0]:.2f}")
     print(f"{'measurement':<66} {'seconds':>8} {'x baseline':>10} {'x same-DB baseline':>18}")
     for name, secs in results:
         ratio = f"{secs / base:.2f}" if "seal+store" in name or "foreign keys" in name else ""
