@@ -124,6 +124,48 @@ def test_insert_columns_writes_what_executemany_writes(engine: Engine, tmp_path:
     assert [bytes(r.sealed) for r in fast] == blobs
 
 
+def test_binary_copy_takes_the_shapes_it_can_and_leaves_the_rest_to_csv() -> None:
+    from vault.bulk import prepare
+    from vault.tables import T_BLIND
+
+    fixed = Columns(2, ints={"subject_id": np.array([1, 2], dtype=np.int64)},
+                    blobs={"digest": [b"a" * 16, b"b" * 16]},
+                    consts={"dataset_id": 1, "column": "phone", "key_id": 3})
+    assert prepare("postgresql", T_BLIND, fixed).sql.endswith("(FORMAT binary)")
+    two_varying = Columns(2, blobs={"sealed": [b"a", b"bb"], "fields": [b"x", b"yy"]})
+    from vault.bulk import _copy_pg_binary
+
+    assert _copy_pg_binary(T_RECORD, two_varying) is None
+    with pytest.raises(ValueError, match="does not fit an integer column"):
+        prepare("postgresql", T_RECORD, Columns(
+            1, ints={"id": np.array([1], dtype=np.int64), "subject_id": np.array([1]),
+                     "row": np.array([2**31], dtype=np.int64)},
+            blobs={"sealed": [b"x"]}, consts={"batch_id": 1, "fields": "f"}))
+
+
+@pytest.mark.postgres
+def test_binary_copy_writes_extremes_as_they_are(pg_url: str, tmp_path: Path) -> None:
+    """int4 and int8 at their limits, text past ASCII, empty and varying blobs."""
+    from vault.db import make_engine, migrate
+
+    engine = make_engine(pg_url)
+    migrate(engine)
+    batch = store(engine, file_keyring(tmp_path), voters(1)).batch_id
+    blobs = [b"", b"\x00", b"\xff" * 300, b"\\N", b',"\n']
+    ids = np.array([2**62, 2**62 + 1, 2**62 + 2, 2**62 + 3, 2**62 + 4], dtype=np.int64)
+    with engine.begin() as conn:
+        insert_columns(conn, T_RECORD, Columns(
+            5, ints={"id": ids, "subject_id": ids - 2**61,
+                     "row": np.array([0, 1, 2**31 - 1, 7, 8], dtype=np.int64)},
+            blobs={"sealed": blobs}, consts={"batch_id": batch, "fields": "naïve,名前"}))
+        got = conn.execute(select(T_RECORD).where(T_RECORD.c.id >= 2**62)
+                           .order_by(T_RECORD.c.id)).all()
+    engine.dispose()
+    assert [(r.id, r.subject_id, r.row, r.fields, bytes(r.sealed)) for r in got] == [
+        (int(i), int(i) - 2**61, row, "naïve,名前", b)
+        for i, row, b in zip(ids, [0, 1, 2**31 - 1, 7, 8], blobs, strict=True)]
+
+
 def test_bulk_counter_grows_and_survives_a_rollback(engine: Engine, tmp_path: Path) -> None:
     """SQLite's statements count rows off a temporary table of the connection: grown as a
     statement needs, and made again after a rollback took its creation or growth back."""

@@ -3,8 +3,11 @@
 A :class:`Columns` value holds one table's new rows column by column: integer
 columns as NumPy arrays, blob columns as lists of ``bytes``, and constants.
 
-- PostgreSQL: one ``COPY ... FROM STDIN (FORMAT csv)`` fed a single buffer that
-  Polars formats (bytea as ``\\x`` hex), instead of ``write_row`` per row.
+- PostgreSQL: one ``COPY ... FROM STDIN (FORMAT binary)`` fed a single buffer that
+  NumPy lays out (fixed-width fields as arrays, at most one varying blob per row), so
+  the server copies bytes instead of parsing decimal text and hex; rows of another
+  shape (two varying blobs, a NULL) go as CSV that Polars formats (bytea as ``\\x``
+  hex). Never ``write_row`` per row.
 - SQLite has no COPY. Each column travels as *one* bound blob: blob values
   concatenated (fixed width, or with offsets and lengths), integers as
   fixed-width ASCII digits (NumPy writes them; SQLite 3.40 has no ``unhex``). One
@@ -29,7 +32,8 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from sqlalchemy import Connection, Table
+from sqlalchemy import BigInteger, Connection, Integer, LargeBinary, String, Table
+from sqlalchemy.types import TypeDecorator
 
 IntArray = np.ndarray[Any, np.dtype[np.int64]]
 
@@ -119,7 +123,99 @@ def insert_columns(conn: Connection, table: Table, rows: Columns) -> None:
     execute(conn, prepare(conn.dialect.name, table, rows))
 
 
+_PGCOPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, no extension
+_PGCOPY_TRAILER = b"\xff\xff"
+
+
+def _pg_int_width(table: Table, name: str) -> int | None:
+    """8 for a bigint column, 4 for an integer one, None for text and bytea (raw bytes)."""
+    t = table.c[name].type
+    if isinstance(t, TypeDecorator):  # SQLModel's AutoString: a String underneath
+        t = t.impl_instance
+    if isinstance(t, BigInteger):
+        return 8
+    if isinstance(t, Integer):
+        return 4
+    if isinstance(t, String | LargeBinary):
+        return None
+    raise ValueError(f"{table.name}.{name}: no binary COPY encoding for {t}")
+
+
+def _same(n: int, raw: bytes) -> np.ndarray[Any, np.dtype[np.uint8]]:
+    """The same bytes in each of ``n`` rows."""
+    return np.broadcast_to(np.frombuffer(raw, dtype=np.uint8), (n, len(raw)))
+
+
+def _field(n: int, value: bytes) -> np.ndarray[Any, np.dtype[np.uint8]]:
+    """One field with its length, the same in each of ``n`` rows."""
+    return _same(n, len(value).to_bytes(4, "big") + value)
+
+
+def _copy_pg_binary(table: Table, rows: Columns) -> BulkInsert | None:
+    """COPY's binary format, laid out by NumPy: each row a fixed-width run of its integer
+    and fixed-width blob fields, then (at most) one blob of varying length. None if the
+    rows have another shape (the CSV path takes them).
+
+    PostgreSQL then copies the bytes instead of parsing decimal text and hex (issue 17:
+    ~60% less server time per sealed record in a COPY without indexes)."""
+    n = rows.n
+    varying = [k for k, v in rows.blobs.items() if len(set(map(len, v))) > 1]
+    if n == 0 or len(varying) > 1 or any(None in v for v in rows.blobs.values()):
+        return None
+    cols: list[str] = []
+    parts = [_same(n, len(rows.names).to_bytes(2, "big"))]  # the row's field count
+    for k, v in rows.ints.items():
+        width = _pg_int_width(table, k)
+        if width is None:
+            raise ValueError(f"{table.name}.{k} is not an integer column")
+        if width == 4 and v.size and (int(v.min()) < -2**31 or int(v.max()) >= 2**31):
+            raise ValueError(f"{table.name}.{k}: a value does not fit an integer column")
+        values = np.ascontiguousarray(v, dtype=f">i{width}").view(np.uint8).reshape(n, width)
+        parts += [_same(n, width.to_bytes(4, "big")), values]
+        cols.append(k)
+    for k, b in rows.blobs.items():
+        if k in varying:
+            continue
+        w = len(b[0])
+        parts += [_same(n, w.to_bytes(4, "big")),
+                  np.frombuffer(b"".join(b), dtype=np.uint8).reshape(n, w)]
+        cols.append(k)
+    for k, c in rows.consts.items():
+        width = _pg_int_width(table, k)
+        if isinstance(c, str):
+            if width is not None:
+                raise ValueError(f"{table.name}.{k} is an integer column")
+            parts.append(_field(n, c.encode("utf-8")))
+        else:
+            if width is None or not -(2 ** (8 * width - 1)) <= c < 2 ** (8 * width - 1):
+                raise ValueError(f"{table.name}.{k}: not an integer of its column's width")
+            parts.append(_field(n, c.to_bytes(width, "big", signed=True)))
+        cols.append(k)
+    if varying:
+        [k] = varying
+        blobs = rows.blobs[k]
+        lengths = np.fromiter(map(len, blobs), dtype=np.int64, count=n)
+        parts.append(lengths.astype(">i4").view(np.uint8).reshape(n, 4))
+        cols.append(k)
+    prefix = np.concatenate(parts, axis=1)
+    if varying:  # each row's fixed run, then its blob
+        pre, width = prefix.tobytes(), prefix.shape[1]
+        chunks: list[bytes] = [b""] * (2 * n)
+        chunks[0::2] = [pre[i:i + width] for i in range(0, n * width, width)]
+        chunks[1::2] = blobs
+        body = b"".join(chunks)
+    else:
+        body = prefix.tobytes()
+    names = ", ".join(f'"{c}"' for c in cols)
+    return BulkInsert("postgresql", table.name, n,
+                      f"COPY {table.name} ({names}) FROM STDIN (FORMAT binary)",
+                      copy_data=_PGCOPY_HEADER + body + _PGCOPY_TRAILER)
+
+
 def _copy_pg(table: Table, rows: Columns) -> BulkInsert:
+    binary = _copy_pg_binary(table, rows)
+    if binary is not None:
+        return binary
     data: dict[str, pl.Series] = {k: pl.Series(k, v, dtype=pl.Int64) for k, v in rows.ints.items()}
     for k, v in rows.blobs.items():
         data[k] = ("\\x" + pl.Series(k, v, dtype=pl.Binary).bin.encode("hex")).alias(k)
