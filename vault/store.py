@@ -807,14 +807,14 @@ def _build_subject_index(conn: Connection) -> None:
             # several threads and hold less memory (3M rows on 2 cores: 3.8 s single-
             # threaded, 3.1 s with threads and 64 MiB runs, 2.2-2.3 s with 16 MiB runs).
             # At the end of a first load the other cores are idle.
-            cache = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+            cache = int(conn.exec_driver_sql("PRAGMA cache_size").scalar_one())
             conn.exec_driver_sql(f"PRAGMA threads={_SORT_THREADS}")
             conn.exec_driver_sql(f"PRAGMA cache_size={_SORT_CACHE}")
             try:
                 conn.exec_driver_sql(_SUBJECT_INDEX_SQL)
             finally:
                 conn.exec_driver_sql("PRAGMA threads=0")
-                conn.exec_driver_sql(f"PRAGMA cache_size={int(cache)}")
+                conn.exec_driver_sql(f"PRAGMA cache_size={cache}")
         else:
             conn.exec_driver_sql(_SUBJECT_INDEX_SQL)
 
