@@ -271,9 +271,9 @@ def test_reveal_with_a_made_up_purpose_is_denied(vault: Vault) -> None:
 def test_reveal_never_prints_values_to_the_terminal_and_writes_them_0600_with_out(
     vault: Vault, tmp_path: Path
 ) -> None:
-    """Plain output names the subject and the fields opened, never a value; ``--out``
-    writes the records to a new file only the owner can read (checked before the reveal:
-    a bad path costs no reveal)."""
+    """Plain output gives two counts and the ledger entry, never a value nor anything
+    typed; ``--out`` writes the records to a new file only the owner can read (checked
+    before the reveal: a bad path costs no reveal)."""
     code, out, err = vault.run(
         ["reveal", "--dataset", "seed", "--match", f"voter_reg_num={SECRET_IDS[9]}",
          "--purpose", "subject-access-request"], vault.tokens["steward"])
@@ -291,7 +291,8 @@ def test_reveal_never_prints_values_to_the_terminal_and_writes_them_0600_with_ou
         ["reveal", "--dataset", "seed", "--match", f"voter_reg_num={SECRET_IDS[9]}",
          "--purpose", "subject-access-request", "--out", str(target)], vault.tokens["steward"])
     assert code == 0, err
-    assert SECRET_NAMES[9] not in out and str(target) in out
+    # nothing typed is echoed, the --out path included (it may name the person)
+    assert SECRET_NAMES[9] not in out and str(target) not in out and "--out file" in out
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     [subject] = json.loads(target.read_text())["subjects"]
     assert SECRET_NAMES[9] in json.dumps(subject["records"])

@@ -203,7 +203,8 @@ def reveal(
     if not n_subjects:
         console.print("no live subject matched (the reveal is ledgered)", markup=False)
         return
-    where = f"written to {target} (mode 0600)" if target is not None else \
+    # the path is the caller's own typing (it may name a person): not echoed
+    where = "written to the --out file (mode 0600)" if target is not None else \
         "not shown here: rerun with --out FILE (written 0600)"
     console.print(f"{n_subjects} subject(s), {n_opened} record(s) opened; contents {where}; "
                   f"ledger entry {done.ledger_seq}", markup=False)
