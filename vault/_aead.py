@@ -197,7 +197,7 @@ IntArray = np.ndarray[Any, np.dtype[np.int64]]
 
 
 def seal_int_ads(keys: bytes | Sequence[bytes], plaintexts: Sequence[bytes], ad_head: bytes,
-                 ad_ints: Sequence[IntArray], ad_tail: bytes) -> list[bytes]:
+                 ad_ints: Sequence[Sequence[int] | IntArray], ad_tail: bytes) -> list[bytes]:
     """Seal message i with associated data ``ad_head || ad_part(ints[0][i]) || ... ||
     ad_tail`` under ``keys[i]``, or under ``keys`` if it is one key (bytes); one nonce
     draw for all. With ``ad_head`` from :func:`ad_prefix` and ``ad_tail`` from

@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 
-import numpy as np
 import orjson
 import polars as pl
 
@@ -87,8 +86,7 @@ def seal_records(
 ) -> list[bytes]:
     """Seal row i's direct identifiers under subject i's own key."""
     return _aead.seal_int_ads(subject_keys, payloads, _aead.ad_prefix("record", dataset_id),
-                              [np.asarray(record_ids, dtype=np.int64),
-                               np.asarray(subject_ids, dtype=np.int64)], _aead.ad_part(fields))
+                              [record_ids, subject_ids], _aead.ad_part(fields))
 
 
 def open_record(
@@ -128,8 +126,7 @@ def wrap_subject_keys(
     keys: Sequence[bytes],
 ) -> list[bytes]:
     return _aead.seal_int_ads(wrap_key, keys, _aead.ad_prefix("subject-key", dataset_id),
-                              [np.asarray(subject_ids, dtype=np.int64)],
-                              _aead.ad_part(wrap_key_id))
+                              [subject_ids], _aead.ad_part(wrap_key_id))
 
 
 def unwrap_subject_keys(

@@ -29,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
@@ -820,8 +819,7 @@ def _build_subject_index(conn: Connection) -> None:
 
 
 _SORT_CACHE = -16384  # KiB
-_SORT_THREADS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                    else os.cpu_count() or 1)
+_SORT_THREADS = min(4, seal_worker.cores())
 
 
 def _decide_cached(frame: pl.DataFrame, layout: ColumnLayout, keys: BatchKeys,
