@@ -73,7 +73,7 @@ def _scratch_home() -> Path:
 
 configure()
 
-if os.environ.get("CIVICVAULT_SERVED") == "1":  # a flow-run process of ``civicvault deploy``
-    from flows.prefect_console import served_run_console
+from flows.prefect_console import SERVED_ENV, served_run_console  # noqa: E402 (stdlib only)
 
+if os.environ.get(SERVED_ENV) == "1":  # a flow-run process of ``civicvault deploy``
     served_run_console()
