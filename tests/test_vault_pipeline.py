@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -25,6 +26,8 @@ from ledger.db_verify import verify_stored
 from tests.vault_helpers import LAYOUT, file_keyring, store, voters
 from vault.bulk import Columns, insert_columns
 from vault.crosscheck import verify_vault, vouched_hashes
+from vault.db import make_engine, migrate
+from vault.identity_cache import _existing_subjects
 from vault.keyring import Keyring, now
 from vault.records import open_subject
 from vault.store import (
@@ -555,6 +558,10 @@ def test_batches_continue_the_last_bucket_without_reading_it_back(
     _verified(engine)
 
 
+BLIND_KEY_COLUMNS = {"postgresql": ["digest", "column", "dataset_id", "subject_id"],
+                     "sqlite": ["dataset_id", "column", "digest", "subject_id"]}
+
+
 def test_first_load_builds_the_subject_index_at_the_end_and_a_killed_one_is_rebuilt(
         engine: Engine, tmp_path: Path) -> None:
     """An ingest into an empty blind index builds its by-subject index once at the end
@@ -563,7 +570,10 @@ def test_first_load_builds_the_subject_index_at_the_end_and_a_killed_one_is_rebu
     from vault.store import SUBJECT_INDEX
 
     def indexed() -> bool:  # and, on PostgreSQL, its primary key (dropped with it)
-        keyed = bool(inspect(engine).get_pk_constraint("vault_blind_index")["constrained_columns"])
+        key = inspect(engine).get_pk_constraint("vault_blind_index")["constrained_columns"]
+        keyed = bool(key)
+        if keyed:  # rebuilt in the order of migration 0012 (digest first on PostgreSQL)
+            assert key == BLIND_KEY_COLUMNS[engine.dialect.name]
         by_subject = SUBJECT_INDEX in {i["name"] for i in inspect(engine).get_indexes(
             "vault_blind_index")}
         if engine.dialect.name == "postgresql":
@@ -599,3 +609,53 @@ def test_first_load_builds_the_subject_index_at_the_end_and_a_killed_one_is_rebu
     run(frames(2), "other")
     assert seen[2:] == [True, True] and indexed()
     _verified(engine)
+
+
+def test_migration_0012_rekeys_a_stored_blind_index_and_it_still_verifies(
+        db_url: str, tmp_path: Path) -> None:
+    """Migration 0012 on a vault written before it: on PostgreSQL the blind index's key
+    leads with the digest, on SQLite it stays; its rows, their lookups and the ledger's
+    state digests are unchanged (the manifest orders rows itself), both ways."""
+    from alembic import command
+
+    from vault.db import _alembic_config
+
+    engine = make_engine(db_url)
+    try:
+        command.upgrade(_alembic_config(engine), "0011")
+        kr = file_keyring(tmp_path)
+        ds, src = _source(engine, "voters", batches=2)
+        for _ in write_batches(engine.begin, kr, ds_id=ds, dataset="voters", source_id=src,
+                               batches=[(0, voters(300)), (1, voters(300, start=300))],
+                               layout=LAYOUT, actor="t", cache=IdentityCache()):
+            pass
+        if engine.dialect.name == "postgresql":  # the key as 0011 left it (this first load
+            with engine.begin() as conn:  # rebuilt it in today's order at its end)
+                conn.exec_driver_sql("ALTER TABLE vault_blind_index DROP CONSTRAINT "
+                                     "vault_blind_index_pkey")
+                conn.exec_driver_sql("ALTER TABLE vault_blind_index ADD CONSTRAINT "
+                                     "vault_blind_index_pkey PRIMARY KEY "
+                                     '(dataset_id, "column", digest, subject_id)')
+
+        def key() -> list[str]:
+            return list(inspect(engine).get_pk_constraint("vault_blind_index")
+                        ["constrained_columns"])
+
+        def rows() -> list[tuple[Any, ...]]:
+            with engine.connect() as conn:
+                return sorted(tuple(r) for r in conn.exec_driver_sql(
+                    'SELECT dataset_id, "column", digest, subject_id, key_id '
+                    "FROM vault_blind_index"))
+
+        before = rows()
+        assert key() == BLIND_KEY_COLUMNS["sqlite"] and len({r[3] for r in before}) == 600
+        migrate(engine)
+        assert key() == BLIND_KEY_COLUMNS[engine.dialect.name] and rows() == before
+        with engine.connect() as conn:  # found by its digest as before
+            found = _existing_subjects(conn, ds, "voter_id", {before[-1][2]})
+        assert [m.id for m in found.values()] == [before[-1][3]]
+        _verified(engine)
+        command.downgrade(_alembic_config(engine), "0011")
+        assert key() == BLIND_KEY_COLUMNS["sqlite"] and rows() == before
+    finally:
+        engine.dispose()

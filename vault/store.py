@@ -759,11 +759,13 @@ _SUBJECT_INDEX_SQL = (f'CREATE INDEX IF NOT EXISTS {SUBJECT_INDEX} ON vault_blin
 # subject index and builds it at the end (one sort): no reader's answer changes (the
 # rows are the same, found by a scan meanwhile), and no duplicate can slip in, because
 # the rows such a load adds are its new subjects' (new subject ids), and every write that
-# could repeat a row (``_insert_ignore`` of updated subjects) builds the key first. On
-# SQLite the table is its primary key (WITHOUT ROWID): nothing to drop.
+# could repeat a row (``_insert_ignore`` of updated subjects) builds the key first. The
+# key leads with the digest (migration 0012): that sort then decides almost every
+# comparison on its first column (3M rows: 4.45 -> 1.90 s). On SQLite the table is its
+# primary key (WITHOUT ROWID): nothing to drop.
 BLIND_KEY = "vault_blind_index_pkey"
 _BLIND_KEY_SQL = (f"ALTER TABLE vault_blind_index ADD CONSTRAINT {BLIND_KEY} "
-                  'PRIMARY KEY (dataset_id, "column", digest, subject_id)')
+                  'PRIMARY KEY (digest, "column", dataset_id, subject_id)')
 
 
 def _defer_subject_index(conn: Connection) -> bool:
