@@ -96,7 +96,20 @@ def test_gcm_matches_the_specifications_test_case_16() -> None:
     assert AESGCM(v["key"]).encrypt(v["iv"], v["pt"], v["aad"]) == v["ct"] + v["tag"]
 
 
-ids = st.integers(min_value=0, max_value=2**63 - 1)
+ids = st.integers(min_value=-2**63, max_value=2**63 - 1)  # the C writes their decimals itself
+
+
+@pytest.mark.skipif(not _aead.NATIVE, reason="vault/_sealc.c not built")
+def test_the_decimal_ids_of_the_associated_data_at_every_width_and_sign() -> None:
+    """The ids in a record's associated data are Python's ``str`` of them, at each number of
+    digits, at the int64 limits (no overflow at -2**63) and at powers of ten."""
+    edge = [0, 9, 10, 99, 100, -1, -9, -10, 2**63 - 1, -2**63, -2**63 + 1,
+            *(10**k for k in range(19)), *(10**k - 1 for k in range(1, 19)),
+            *(-(10**k) for k in range(19))]
+    keys = crypto.new_subject_keys(len(edge))
+    sealed = crypto.seal_records(keys, 3, edge, edge[::-1], "a,b", [b"x"] * len(edge))
+    for k, blob, r, s in zip(keys, sealed, edge, edge[::-1], strict=True):
+        assert AESGCM(k).decrypt(blob[:12], blob[12:], crypto.record_ad(3, r, s, "a,b")) == b"x"
 
 
 @settings(max_examples=40, deadline=None)
