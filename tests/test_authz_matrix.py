@@ -252,6 +252,7 @@ def test_steward_reveal_opens_one_subject_and_ledgers_ids_only(vault: Vault,
     [subject] = doc["subjects"]
     assert subject["records"] >= 1 and subject["fields"]
     assert SECRET_NAMES[7] not in out and SECRET_IDS[7] not in out  # --json: no value
+    assert doc["out"] is True and str(opened) not in out  # nor the path typed for --out
     [written] = json.loads(opened.read_text())["subjects"]
     assert SECRET_NAMES[7] in json.dumps(written["records"])
     assert SECRET_NAMES[8] not in opened.read_text()

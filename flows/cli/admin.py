@@ -166,7 +166,7 @@ def reveal(
     out: Annotated[Path | None, typer.Option(
         "--out", help="Write the opened records to FILE as JSON (mode 0600): the only place "
         "the values go. The terminal (and --json) shows which subjects and fields were "
-        "opened, never the values.")] = None,
+        "opened, never the values nor this path (--json: out is true).")] = None,
 ) -> None:
     """Break glass: open the records of the matching subject(s) (steward; purpose; rate-limited).
 
@@ -196,7 +196,8 @@ def reveal(
                                                    for sid, recs in done.subjects]})
     # standard output is not a private place: ids, counts and column names from here on
     if json_out:
-        emit_json({**doc, "out": None if target is None else str(target),
+        # "out": whether the records went to the --out file; its path is not echoed (below)
+        emit_json({**doc, "out": target is not None,
                    "subjects": [o.as_json() for o in done.opened()]})
         return
     n_subjects, n_opened = done.opened_counts()  # two numbers; --json lists them per subject
