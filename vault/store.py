@@ -809,7 +809,7 @@ def _build_subject_index(conn: Connection) -> None:
             # threaded, 3.1 s with threads and 64 MiB runs, 2.2-2.3 s with 16 MiB runs).
             # At the end of a first load the other cores are idle.
             cache = int(conn.exec_driver_sql("PRAGMA cache_size").scalar_one())
-            conn.exec_driver_sql(f"PRAGMA threads={_SORT_THREADS}")
+            conn.exec_driver_sql(f"PRAGMA threads={min(4, seal_worker.cores())}")
             conn.exec_driver_sql(f"PRAGMA cache_size={_SORT_CACHE}")
             try:
                 conn.exec_driver_sql(_SUBJECT_INDEX_SQL)
@@ -821,7 +821,6 @@ def _build_subject_index(conn: Connection) -> None:
 
 
 _SORT_CACHE = -16384  # KiB
-_SORT_THREADS = min(4, seal_worker.cores())
 
 
 def _decide_cached(frame: pl.DataFrame, layout: ColumnLayout, keys: BatchKeys,
