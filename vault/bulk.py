@@ -1,7 +1,8 @@
 """Column-wise bulk inserts: the whole batch in one statement, no per-row Python.
 
 A :class:`Columns` value holds one table's new rows column by column: integer
-columns as NumPy arrays, blob columns as lists of ``bytes``, and constants.
+columns as NumPy arrays, blob columns as lists of ``bytes``, text columns of a few
+distinct values as codes into their labels, and constants.
 
 - PostgreSQL: one ``COPY ... FROM STDIN (FORMAT binary)`` fed a single buffer that
   NumPy lays out (fixed-width fields as arrays, at most one varying blob per row), so
@@ -46,6 +47,9 @@ class Columns:
     ints: dict[str, IntArray] = field(default_factory=dict)
     blobs: dict[str, list[bytes]] = field(default_factory=dict)
     consts: dict[str, int | str] = field(default_factory=dict)
+    # text of a few distinct values: row i holds ``labels[codes[i]]`` (a blind-index
+    # column name per row, say)
+    labels: dict[str, tuple[IntArray, tuple[str, ...]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name, a in self.ints.items():
@@ -54,10 +58,15 @@ class Columns:
         for name, b in self.blobs.items():
             if len(b) != self.n:
                 raise ValueError(f"column {name}: {len(b)} values for {self.n} rows")
+        for name, (codes, labels) in self.labels.items():
+            if len(codes) != self.n:
+                raise ValueError(f"column {name}: {len(codes)} values for {self.n} rows")
+            if codes.size and not 0 <= int(codes.min()) <= int(codes.max()) < len(labels):
+                raise ValueError(f"column {name}: a code without a label")
 
     @property
     def names(self) -> list[str]:
-        return [*self.ints, *self.blobs, *self.consts]
+        return [*self.ints, *self.blobs, *self.consts, *self.labels]
 
 
 
@@ -159,7 +168,7 @@ def _copy_pg_binary(table: Table, rows: Columns) -> BulkInsert | None:
     PostgreSQL then copies the bytes instead of parsing decimal text and hex (issue 17:
     ~60% less server time per sealed record in a COPY without indexes)."""
     n = rows.n
-    if n == 0 or any(None in v for v in rows.blobs.values()):
+    if n == 0 or rows.labels or any(None in v for v in rows.blobs.values()):
         return None
     lengths = {k: np.fromiter(map(len, v), dtype=np.int64, count=n) for k, v in rows.blobs.items()}
     varying = [k for k, ln in lengths.items() if int(ln.min()) != int(ln.max())]
@@ -223,6 +232,8 @@ def _copy_pg(table: Table, rows: Columns) -> BulkInsert:
         data[k] = ("\\x" + pl.Series(k, v, dtype=pl.Binary).bin.encode("hex")).alias(k)
     for k, c in rows.consts.items():
         data[k] = pl.Series(k, [c]).extend_constant(c, rows.n - 1)
+    for k, (codes, labels) in rows.labels.items():
+        data[k] = pl.Series(k, labels, dtype=pl.String).gather(codes)
     buf = io.BytesIO()
     if rows.n:
         pl.DataFrame(list(data.values())).write_csv(buf, include_header=False)
@@ -265,6 +276,9 @@ def _insert_sqlite(table: Table, rows: Columns) -> BulkInsert:
         np.cumsum(lengths[:-1], out=starts[1:])
         exprs.append(f"substr({data}, {integer(starts + 1)}, {integer(lengths)})")
     exprs += [bind(c) for c in rows.consts.values()]
+    for codes, labels in rows.labels.values():
+        cases = " ".join(f"WHEN {k} THEN {bind(v)}" for k, v in enumerate(labels))
+        exprs.append(f"CASE {integer(codes)} {cases} END")
     names = ", ".join(f'"{c}"' for c in rows.names)
     return BulkInsert(
         "sqlite", table.name, rows.n,
