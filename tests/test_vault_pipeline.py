@@ -127,6 +127,48 @@ def test_insert_columns_writes_what_executemany_writes(engine: Engine, tmp_path:
     assert [bytes(r.sealed) for r in fast] == blobs
 
 
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(labels=st.lists(st.text(st.characters(blacklist_categories=("Cs",),
+                                              blacklist_characters="\x00"),
+                               min_size=1, max_size=12),
+                       min_size=1, max_size=12, unique=True),
+       data=st.data())
+def test_labelled_text_columns_write_their_labels(engine: Engine, tmp_path: Path,
+                                                  labels: list[str],
+                                                  data: st.DataObject) -> None:
+    """A text column given as codes into labels (SQLite: a CASE over the codes; PostgreSQL:
+    CSV) stores each row's label as text, equal to the same text bound row by row."""
+    codes = data.draw(st.lists(st.integers(0, len(labels) - 1), min_size=1, max_size=40))
+    n = len(codes)
+    with engine.connect() as conn:
+        ds = conn.execute(select(func.max(T_BATCH.c.dataset_id))).scalar()
+    if ds is None:  # a real dataset and key for the foreign keys
+        store(engine, file_keyring(tmp_path), voters(1))
+    with engine.begin() as conn:
+        ds, key = conn.execute(select(T_BATCH.c.dataset_id, T_BLIND.c.key_id)
+                               .join(T_BLIND, T_BLIND.c.dataset_id == T_BATCH.c.dataset_id)
+                               .limit(1)).one()
+        first = 10**9 + int(conn.execute(select(func.count()).select_from(T_BLIND)).scalar_one())
+        subjects = np.arange(first, first + n, dtype=np.int64)
+        insert_columns(conn, T_BLIND, Columns(
+            n, ints={"subject_id": subjects}, blobs={"digest": [b"d"] * n},
+            consts={"dataset_id": ds, "key_id": key},
+            labels={"column": (np.asarray(codes, dtype=np.int64), tuple(labels))}))
+        got = conn.execute(select(T_BLIND.c.subject_id, T_BLIND.c.column)
+                           .where(T_BLIND.c.subject_id >= first)
+                           .order_by(T_BLIND.c.subject_id)).all()
+        typed = conn.execute(select(func.count()).select_from(T_BLIND).where(
+            T_BLIND.c.subject_id >= first,
+            T_BLIND.c.column.in_([labels[c] for c in codes]))).scalar_one()
+    assert [(int(s), c) for s, c in got] == [(int(s), labels[c]) for s, c in zip(
+        subjects, codes, strict=True)]
+    assert typed == n  # stored as text: equal to text parameters (not blobs)
+    with pytest.raises(ValueError, match="a code without a label"):
+        Columns(1, labels={"column": (np.array([len(labels)], dtype=np.int64),
+                                      tuple(labels))})
+
+
 def test_binary_copy_takes_the_shapes_it_can_and_leaves_the_rest_to_csv() -> None:
     from vault.bulk import prepare
     from vault.tables import T_BLIND
@@ -559,26 +601,35 @@ def test_batches_continue_the_last_bucket_without_reading_it_back(
 
 
 BLIND_KEY_COLUMNS = {"postgresql": ["digest", "column", "dataset_id", "subject_id"],
-                     "sqlite": ["dataset_id", "column", "digest", "subject_id"]}
+                     "sqlite": ["subject_id", "column", "digest", "dataset_id"]}
+BLIND_KEY_0011 = ["dataset_id", "column", "digest", "subject_id"]
 
 
-def test_first_load_builds_the_subject_index_at_the_end_and_a_killed_one_is_rebuilt(
+def test_first_load_builds_the_second_index_at_the_end_and_a_killed_one_is_rebuilt(
         engine: Engine, tmp_path: Path) -> None:
-    """An ingest into an empty blind index builds its by-subject index once at the end
-    (not row by row); one that fails builds it on the way out; and should a process die
-    before, the next ingest builds it before writing."""
-    from vault.store import SUBJECT_INDEX
+    """An ingest into an empty blind index builds its second index (by subject on
+    PostgreSQL, by dataset, column and digest on SQLite) once at the end (not row by
+    row); one that fails builds it on the way out; and should a process die before, the
+    next ingest builds it before writing."""
+    from vault.store import deferred_index
+
+    index = deferred_index(engine.dialect.name)
+    want = {"postgresql": ["subject_id", "column", "digest", "key_id"],
+            "sqlite": ["dataset_id", "column", "digest", "subject_id", "key_id"]}
 
     def indexed() -> bool:  # and, on PostgreSQL, its primary key (dropped with it)
         key = inspect(engine).get_pk_constraint("vault_blind_index")["constrained_columns"]
         keyed = bool(key)
-        if keyed:  # rebuilt in the order of migration 0012 (digest first on PostgreSQL)
+        if keyed:  # in the order of migrations 0012 and 0013
             assert key == BLIND_KEY_COLUMNS[engine.dialect.name]
-        by_subject = SUBJECT_INDEX in {i["name"] for i in inspect(engine).get_indexes(
+        found = {i["name"]: i["column_names"] for i in inspect(engine).get_indexes(
             "vault_blind_index")}
         if engine.dialect.name == "postgresql":
-            assert keyed == by_subject
-        return by_subject
+            assert keyed == (index in found)
+        else:
+            assert keyed
+        assert found.get(index, want[engine.dialect.name]) == want[engine.dialect.name]
+        return index in found
 
     kr = file_keyring(tmp_path)
     assert indexed()
@@ -602,7 +653,7 @@ def test_first_load_builds_the_subject_index_at_the_end_and_a_killed_one_is_rebu
         run(frames(3, fail_at=2))
     assert seen == [False, False] and indexed()
     with engine.begin() as conn:  # as if the process had died before building it
-        conn.exec_driver_sql(f"DROP INDEX {SUBJECT_INDEX}")
+        conn.exec_driver_sql(f"DROP INDEX {index}")
         if engine.dialect.name == "postgresql":
             conn.exec_driver_sql("ALTER TABLE vault_blind_index DROP CONSTRAINT "
                                  "vault_blind_index_pkey")
@@ -611,16 +662,19 @@ def test_first_load_builds_the_subject_index_at_the_end_and_a_killed_one_is_rebu
     _verified(engine)
 
 
-def test_migration_0012_rekeys_a_stored_blind_index_and_it_still_verifies(
+def test_migrations_0012_and_0013_rekey_a_stored_blind_index_and_it_still_verifies(
         db_url: str, tmp_path: Path) -> None:
-    """Migration 0012 on a vault written before it: on PostgreSQL the blind index's key
-    leads with the digest, on SQLite it stays; its rows, their lookups and the ledger's
-    state digests are unchanged (the manifest orders rows itself), both ways."""
+    """Migrations 0012 and 0013 on a vault written before them: the blind index's key
+    leads with the digest on PostgreSQL, with the subject on SQLite (whose by-subject
+    index gives way to one by dataset, column and digest); its rows, their lookups and
+    the ledger's state digests are unchanged (the manifest orders rows itself), both
+    ways."""
     from alembic import command
 
     from vault.db import _alembic_config
 
     engine = make_engine(db_url)
+    sqlite = engine.dialect.name == "sqlite"
     try:
         command.upgrade(_alembic_config(engine), "0011")
         kr = file_keyring(tmp_path)
@@ -629,8 +683,10 @@ def test_migration_0012_rekeys_a_stored_blind_index_and_it_still_verifies(
                                batches=[(0, voters(300)), (1, voters(300, start=300))],
                                layout=LAYOUT, actor="t", cache=IdentityCache()):
             pass
-        if engine.dialect.name == "postgresql":  # the key as 0011 left it (this first load
-            with engine.begin() as conn:  # rebuilt it in today's order at its end)
+        with engine.begin() as conn:  # the indexes as 0011 left them (this first load
+            if sqlite:  # built today's at its end)
+                conn.exec_driver_sql("DROP INDEX ix_vault_blind_lookup")
+            else:
                 conn.exec_driver_sql("ALTER TABLE vault_blind_index DROP CONSTRAINT "
                                      "vault_blind_index_pkey")
                 conn.exec_driver_sql("ALTER TABLE vault_blind_index ADD CONSTRAINT "
@@ -641,6 +697,9 @@ def test_migration_0012_rekeys_a_stored_blind_index_and_it_still_verifies(
             return list(inspect(engine).get_pk_constraint("vault_blind_index")
                         ["constrained_columns"])
 
+        def indexes() -> set[str]:
+            return {i["name"] for i in inspect(engine).get_indexes("vault_blind_index")}
+
         def rows() -> list[tuple[Any, ...]]:
             with engine.connect() as conn:
                 return sorted(tuple(r) for r in conn.exec_driver_sql(
@@ -648,14 +707,17 @@ def test_migration_0012_rekeys_a_stored_blind_index_and_it_still_verifies(
                     "FROM vault_blind_index"))
 
         before = rows()
-        assert key() == BLIND_KEY_COLUMNS["sqlite"] and len({r[3] for r in before}) == 600
+        assert key() == BLIND_KEY_0011 and len({r[3] for r in before}) == 600
+        assert indexes() == {"ix_vault_blind_subject"}
         migrate(engine)
         assert key() == BLIND_KEY_COLUMNS[engine.dialect.name] and rows() == before
+        assert indexes() == {"ix_vault_blind_lookup" if sqlite else "ix_vault_blind_subject"}
         with engine.connect() as conn:  # found by its digest as before
             found = _existing_subjects(conn, ds, "voter_id", {before[-1][2]})
         assert [m.id for m in found.values()] == [before[-1][3]]
         _verified(engine)
         command.downgrade(_alembic_config(engine), "0011")
-        assert key() == BLIND_KEY_COLUMNS["sqlite"] and rows() == before
+        assert key() == BLIND_KEY_0011 and rows() == before
+        assert indexes() == {"ix_vault_blind_subject"}
     finally:
         engine.dispose()

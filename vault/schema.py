@@ -116,8 +116,9 @@ class Record(SQLModel, table=True):
 
 
 class BlindIndex(SQLModel, table=True):
-    # The key's columns; their order on PostgreSQL is digest first (migration 0012), here
-    # and on SQLite as declared. Migrations, not this model, create the tables.
+    # The key's columns; their order is the database's: digest first on PostgreSQL
+    # (migration 0012), subject first on SQLite (migration 0013, with a lookup index in
+    # the order declared here). Migrations, not this model, create the tables.
     __tablename__ = "vault_blind_index"
     __table_args__ = ({"sqlite_with_rowid": False},)
 

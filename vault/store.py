@@ -303,20 +303,14 @@ def _seal(
             blobs={"wrapped_key": wrapped, "fingerprint": [d.row_fps[i] for i in d.new_rows]},
             consts={"dataset_id": ds_id, "key_id": keys.subject_wrap.id,
                     "current_batch_id": batch_id})))
-    # New subjects' digests cannot clash with stored ones: bulk path, sorted by digest
-    # (B-tree friendly). Updated subjects may re-deliver digests: insert-or-ignore.
+    # New subjects' digests cannot clash with stored ones: the bulk path, in the order of
+    # the blind index's primary key (B-tree appends, see _blind_rows). Updated subjects
+    # may re-deliver digests: insert-or-ignore.
     blind_upserts: list[dict[str, Any]] = []
     new_digests = {col: [digs[i] for i in d.new_rows] for col, digs in d.lookup_digests.items()}
+    if new_ids:
+        inserts += _blind_rows(dialect, ds_id, keys.blind.id, new_ids, new_digests)
     for col, digs in sorted(d.lookup_digests.items()):
-        if new_ids:
-            fresh = pl.DataFrame({
-                "digest": pl.Series(new_digests[col], dtype=pl.Binary),
-                "subject_id": pl.Series(new_ids, dtype=pl.Int64),
-            }).drop_nulls("digest").sort("digest")
-            inserts.append(bulk.prepare(dialect, T_BLIND, Columns(
-                fresh.height, ints={"subject_id": fresh.get_column("subject_id").to_numpy()},
-                blobs={"digest": fresh.get_column("digest").to_list()},
-                consts={"dataset_id": ds_id, "column": col, "key_id": keys.blind.id})))
         blind_upserts.extend({"dataset_id": ds_id, "column": col, "digest": dg,
                               "subject_id": subject_of[i], "key_id": keys.blind.id}
                              for i, _ in d.upd_rows if (dg := digs[i]) is not None)
@@ -334,6 +328,40 @@ def _seal(
                    pack_subjects(stored_subjects),
                    crypto.batch_digest(column_blobs, record_blobs), inserts, subject_updates,
                    blind_upserts, parts)
+
+
+def _blind_rows(dialect: str, ds_id: int, key_id: int, subjects: list[int],
+                digests: dict[str, list[bytes | None]]) -> list[BulkInsert]:
+    """New subjects' blind-index rows (``digests``: per column, one per subject, None for
+    an empty value) as bulk statements in the order of the table's primary key.
+
+    - SQLite: the key leads with the subject (migration 0013) and new subjects have the
+      highest ids, so one statement in (subject, column) order appends to the B-tree's
+      right edge (issue 17: 3M rows' inserts 10.3-11.4 -> 4.1-4.4 s of a 1M-row load).
+    - PostgreSQL: one COPY per column, in digest order (the key leads with the digest,
+      migration 0012; a first load builds it at the end).
+    """
+    names = tuple(sorted(digests))  # code order = the key's "column" order (bytes of UTF-8)
+    frame = pl.concat([pl.DataFrame({
+        "subject_id": pl.Series(subjects, dtype=pl.Int64),
+        "column": pl.Series([k] * len(subjects), dtype=pl.Int64),
+        "digest": pl.Series(digests[c], dtype=pl.Binary),
+    }) for k, c in enumerate(names)]).drop_nulls("digest")
+    if dialect == "sqlite":
+        frame = frame.sort("subject_id", "column")
+        return [bulk.prepare(dialect, T_BLIND, Columns(
+            frame.height, ints={"subject_id": frame.get_column("subject_id").to_numpy()},
+            blobs={"digest": frame.get_column("digest").to_list()},
+            consts={"dataset_id": ds_id, "key_id": key_id},
+            labels={"column": (frame.get_column("column").to_numpy(), names)}))]
+    out = []
+    for k, c in enumerate(names):
+        part = frame.filter(pl.col("column") == k).sort("digest")
+        out.append(bulk.prepare(dialect, T_BLIND, Columns(
+            part.height, ints={"subject_id": part.get_column("subject_id").to_numpy()},
+            blobs={"digest": part.get_column("digest").to_list()},
+            consts={"dataset_id": ds_id, "column": c, "key_id": key_id})))
+    return out
 
 
 def _portable(d: _Decision, s: _Sealed) -> tuple[_Decision, _Sealed]:
@@ -745,35 +773,49 @@ def write_batches(
                 _build_subject_index(conn)
 
 
-# The blind index by subject (migration 0008): what state verification and erasure read a
-# subject range by. Kept up to date row by row, it cost a first load as much as the primary
-# key (rows arrive in digest order: random subject positions); built once at the end it
-# is one sort. So an ingest into an empty blind index drops it and builds it when done,
-# and every other ingest builds it first if it is missing (a first load killed midway).
+# The blind index's second index, kept up to date row by row, cost a first load as much as
+# the primary key: rows arrive in the primary key's order, so the second index's places are
+# random. Built once at the end it is one sort. So an ingest into an empty blind index
+# drops it and builds it when done, and every other ingest builds it first if it is
+# missing (a first load killed midway). Which index that is depends on the database:
+#
+# - PostgreSQL: the primary key leads with the digest (migration 0012) and the subject
+#   index (migration 0008) serves state verification and erasure, which read a subject
+#   range. The table is a heap, and COPY into its primary key in digest order (random
+#   places in a B-tree larger than shared_buffers) was most of the server's time in an
+#   ingest (issue 17), so a first load drops the key too and builds it at the end (one
+#   sort; the digest first decides almost every comparison at once: 3M rows 4.45 ->
+#   1.90 s). No reader's answer changes (the rows are the same, found by a scan
+#   meanwhile), and no duplicate can slip in: the rows such a load adds are its new
+#   subjects' (new subject ids), and every write that could repeat a row
+#   (``_insert_ignore`` of updated subjects) builds the key first.
+# - SQLite: the table is its primary key (WITHOUT ROWID), which leads with the subject
+#   (migration 0013): new subjects, the highest ids, are appended to it. The lookup
+#   index by dataset, column and digest (the old key's order, so every lookup and
+#   linkage scan reads as before) is the one deferred.
 SUBJECT_INDEX = "ix_vault_blind_subject"
 _SUBJECT_INDEX_SQL = (f'CREATE INDEX IF NOT EXISTS {SUBJECT_INDEX} ON vault_blind_index '
                       '(subject_id, "column", digest, key_id)')
-# On PostgreSQL the blind index is a heap table with a primary-key index, and COPY into
-# that index in digest order (random places in a B-tree larger than shared_buffers) was
-# most of the server's time in an ingest (issue 17). A first load drops it with the
-# subject index and builds it at the end (one sort): no reader's answer changes (the
-# rows are the same, found by a scan meanwhile), and no duplicate can slip in, because
-# the rows such a load adds are its new subjects' (new subject ids), and every write that
-# could repeat a row (``_insert_ignore`` of updated subjects) builds the key first. The
-# key leads with the digest (migration 0012): that sort then decides almost every
-# comparison on its first column (3M rows: 4.45 -> 1.90 s). On SQLite the table is its
-# primary key (WITHOUT ROWID): nothing to drop.
+LOOKUP_INDEX = "ix_vault_blind_lookup"
+_LOOKUP_INDEX_SQL = (f'CREATE INDEX IF NOT EXISTS {LOOKUP_INDEX} ON vault_blind_index '
+                     '(dataset_id, "column", digest, subject_id, key_id)')
 BLIND_KEY = "vault_blind_index_pkey"
 _BLIND_KEY_SQL = (f"ALTER TABLE vault_blind_index ADD CONSTRAINT {BLIND_KEY} "
                   'PRIMARY KEY (digest, "column", dataset_id, subject_id)')
 
 
+def deferred_index(dialect: str) -> str:
+    """The blind-index index a first load builds at its end (and, on PostgreSQL, with
+    the primary key)."""
+    return SUBJECT_INDEX if dialect == "postgresql" else LOOKUP_INDEX
+
+
 def _defer_subject_index(conn: Connection) -> bool:
-    """Drop the subject index (and, on PostgreSQL, the primary key) if the blind index is
-    empty (True), else make sure they exist."""
+    """Drop the deferred index (and, on PostgreSQL, the primary key) if the blind index
+    is empty (True), else make sure they exist."""
     lock_vault(conn)
     if conn.exec_driver_sql("SELECT 1 FROM vault_blind_index LIMIT 1").first() is None:
-        conn.exec_driver_sql(f"DROP INDEX IF EXISTS {SUBJECT_INDEX}")
+        conn.exec_driver_sql(f"DROP INDEX IF EXISTS {deferred_index(conn.dialect.name)}")
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql(f"ALTER TABLE vault_blind_index DROP CONSTRAINT IF EXISTS "
                                  f"{BLIND_KEY}")
@@ -792,32 +834,30 @@ def _build_blind_key(conn: Connection) -> None:
 
 
 def _build_subject_index(conn: Connection) -> None:
-    """Build the subject index (and the primary key) if missing (asking the catalogue
+    """Build the deferred index (and the primary key) if missing (asking the catalogue
     first: on PostgreSQL even ``CREATE INDEX IF NOT EXISTS`` locks the table)."""
     lock_vault(conn)
     _build_blind_key(conn)
     if conn.dialect.name == "postgresql":
-        found = conn.exec_driver_sql(f"SELECT to_regclass('{SUBJECT_INDEX}')").scalar()
-    else:
-        found = conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'index' "
-                                     f"AND name = '{SUBJECT_INDEX}'").scalar()
-    if found is None:
-        if conn.dialect.name == "sqlite":
-            # SQLite sorts for CREATE INDEX on helper threads when allowed to, and its
-            # sorted runs are as large as the page cache: smaller runs sort faster on
-            # several threads and hold less memory (3M rows on 2 cores: 3.8 s single-
-            # threaded, 3.1 s with threads and 64 MiB runs, 2.2-2.3 s with 16 MiB runs).
-            # At the end of a first load the other cores are idle.
-            cache = int(conn.exec_driver_sql("PRAGMA cache_size").scalar_one())
-            conn.exec_driver_sql(f"PRAGMA threads={min(4, seal_worker.cores())}")
-            conn.exec_driver_sql(f"PRAGMA cache_size={_SORT_CACHE}")
-            try:
-                conn.exec_driver_sql(_SUBJECT_INDEX_SQL)
-            finally:
-                conn.exec_driver_sql("PRAGMA threads=0")
-                conn.exec_driver_sql(f"PRAGMA cache_size={cache}")
-        else:
+        if conn.exec_driver_sql(f"SELECT to_regclass('{SUBJECT_INDEX}')").scalar() is None:
             conn.exec_driver_sql(_SUBJECT_INDEX_SQL)
+        return
+    found = conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'index' "
+                                 f"AND name = '{LOOKUP_INDEX}'").scalar()
+    if found is None:
+        # SQLite sorts for CREATE INDEX on helper threads when allowed to, and its
+        # sorted runs are as large as the page cache: smaller runs sort faster on
+        # several threads and hold less memory (3M rows on 2 cores: 3.8 s single-
+        # threaded, 3.1 s with threads and 64 MiB runs, 2.2-2.3 s with 16 MiB runs).
+        # At the end of a first load the other cores are idle.
+        cache = int(conn.exec_driver_sql("PRAGMA cache_size").scalar_one())
+        conn.exec_driver_sql(f"PRAGMA threads={min(4, seal_worker.cores())}")
+        conn.exec_driver_sql(f"PRAGMA cache_size={_SORT_CACHE}")
+        try:
+            conn.exec_driver_sql(_LOOKUP_INDEX_SQL)
+        finally:
+            conn.exec_driver_sql("PRAGMA threads=0")
+            conn.exec_driver_sql(f"PRAGMA cache_size={cache}")
 
 
 _SORT_CACHE = -16384  # KiB
