@@ -77,6 +77,38 @@ def test_erasure_blanks_attributes_in_stored_blobs(engine: Engine, tmp_path: Pat
     assert col.to_list().count(None) == 1 and col.to_list().count("GRE") == 2
 
 
+def test_erasure_reads_the_sqlite_blind_index_by_subject(tmp_path: Path) -> None:
+    """On SQLite erasure finds its subjects' blind-index rows by the key, which leads with
+    the subject (migration 0013), not by reading the dataset's whole column in the lookup
+    index: every statement of it that names subjects of the blind index is planned on
+    the key (checked with EXPLAIN QUERY PLAN on the statement as it ran)."""
+    from sqlalchemy import event
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'v.db'}")
+    migrate(engine)
+    kr = file_keyring(tmp_path)
+    store(engine, kr, voters(200))
+    ran: list[tuple[str, object]] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _seen(_c: object, _cur: object, sql: str, params: object, *_a: object) -> None:
+        if "vault_blind_index" in sql and "subject_id IN" in sql:
+            ran.append((sql, params))
+
+    with engine.begin() as conn:
+        erase(conn, kr, "voters", {"voter_id": "NC00000007"}, actor="steward")
+    event.remove(engine, "before_cursor_execute", _seen)
+    assert {s.split()[0] for s, _ in ran} >= {"INSERT", "DELETE"}
+    with engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        for sql, params in ran:
+            plan = [r[3] for r in raw.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+            on_blind = [p for p in plan if "vault_blind_index" in p]
+            assert on_blind and all("PRIMARY KEY (subject_id=?" in p for p in on_blind), plan
+    engine.dispose()
+
+
 def test_erase_on_non_lookup_column_is_bad_input(engine: Engine, tmp_path: Path) -> None:
     kr = file_keyring(tmp_path)
     store(engine, kr, voters(3))

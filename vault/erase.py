@@ -101,12 +101,14 @@ def erase(conn: Connection, keyring: Keyring, dataset: str, match: Mapping[str, 
                 ["dataset_id", "column", "digest", "key_id", "erased_at"],
                 select(T_BLIND.c.dataset_id, T_BLIND.c.column, T_BLIND.c.digest,
                        T_BLIND.c.key_id, literal(now()))
-                .where(T_BLIND.c.dataset_id == ds_id, T_BLIND.c.column == identity,
-                       T_BLIND.c.subject_id.in_(subjects_sorted),
-                       T_BLIND.c.digest.not_in(listed))
+                .where(T_BLIND.c.subject_id.in_(subjects_sorted),
+                       T_BLIND.c.column == identity, T_BLIND.c.digest.not_in(listed))
                 .distinct()))
-        conn.execute(delete(T_BLIND).where(T_BLIND.c.dataset_id == ds_id,
-                                           T_BLIND.c.subject_id.in_(subjects_sorted)))
+        # by subject alone (the subjects are this dataset's: found above by its lookups):
+        # the blind index's key leads with the subject on SQLite (migration 0013), and
+        # naming the dataset too let SQLite's planner read the dataset's whole column
+        # by the lookup index instead
+        conn.execute(delete(T_BLIND).where(T_BLIND.c.subject_id.in_(subjects_sorted)))
         clear_live_rows(conn, positions)
     ledger_store.append(conn, [EntryDraft(
         actor=actor, action=vocab.VAULT_ERASE, resource=vocab.dataset(dataset),
