@@ -7,7 +7,8 @@ Every command that writes a file the caller named goes through here, in two step
    point (through ``..`` or symlinks) into the vault home or at the SQLite database,
    and must not name an existing file unless ``--force`` is given. A bad path is
    ``BadInput`` (exit 2, one line), so nothing is spent on a result that could not
-   be saved.
+   be saved. Its messages name the option, never the path: what a caller types for an
+   output (``--out jane-doe.json``) may name a person, and errors end up in logs.
 2. :func:`publish`: the writer fills a private temporary folder next to the target
    (so sidecars such as ``FILE.csv.meta.json`` come along), then each file is moved
    into place: without ``--force`` by ``link`` (fails if a file appeared meanwhile:
@@ -59,29 +60,30 @@ def check_output(path: Path, *, option: str, force: bool, home: VaultHome | None
     try:
         resolved = target.resolve()
     except (OSError, RuntimeError):
-        raise BadInput(f"{option} {path}: the path cannot be resolved (symlink loop?)") from None
+        raise BadInput(f"{option}: the path cannot be resolved (symlink loop?)") from None
     folders, files = _protected(home)
     targets = [resolved] + [resolved.with_name(resolved.name + s)
                             for s in SIDECAR_SUFFIXES.get(resolved.suffix.lower(), ())]
     for t in targets:
         if any(t == f or t.is_relative_to(f) for f in folders) or t in files:
-            raise BadInput(f"{option} {path} is inside the vault home ({home.root}); "
-                           "write outputs somewhere else")
+            raise BadInput(f"{option} is inside the vault home; write outputs somewhere "
+                           "else")
     parent = resolved.parent
     if not parent.is_dir():
-        raise BadInput(f"{option} {path}: folder {target.parent} does not exist")
+        raise BadInput(f"{option}: its folder does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise BadInput(f"{option} {path}: folder {target.parent} is not writable "
-                       "(read-only file system or permissions)")
+        raise BadInput(f"{option}: its folder is not writable (read-only file system or "
+                       "permissions)")
     for t in targets:
         if t.is_dir():
-            raise BadInput(f"{option} {path} is a folder; name a file")
+            raise BadInput(f"{option} names a folder; name a file")
         if t.exists() or t.is_symlink():
             if not force:
-                raise BadInput(f"{option} {t.name} already exists in {target.parent}; "
-                               "use --force to overwrite it")
+                which = "the file" if t == resolved else f"its {t.name[len(resolved.name):]} file"
+                raise BadInput(f"{option}: {which} already exists; use --force to overwrite it")
             if not t.is_file():
-                raise BadInput(f"{option} {path} is not a regular file; refusing to overwrite")
+                raise BadInput(f"{option} names something other than a regular file; "
+                               "refusing to overwrite it")
     return resolved
 
 
@@ -91,7 +93,7 @@ def publish(target: Path, write: Callable[[Path], object], *, force: bool) -> Pa
     try:
         work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
     except OSError as exc:
-        raise BadInput(f"cannot write to folder {parent} ({exc.strerror or 'OS error'})") \
+        raise BadInput(f"cannot write to the output's folder ({exc.strerror or 'OS error'})") \
             from None
     try:
         write(work / target.name)
@@ -104,7 +106,7 @@ def publish(target: Path, write: Callable[[Path], object], *, force: bool) -> Pa
             try:
                 os.link(f, final)
             except FileExistsError:
-                raise BadInput(f"{final.name} appeared in {parent} while it was being "
+                raise BadInput("an output file of that name appeared while it was being "
                                "written; use --force to overwrite it") from None
             except OSError:  # a file system without hard links: exclusive create + copy
                 with open(f, "rb") as src, open(final, "xb") as dst:

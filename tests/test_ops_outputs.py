@@ -73,6 +73,8 @@ def _refused(capsys: pytest.CaptureFixture[str], code: int, *words: str) -> None
     err = capsys.readouterr().err.strip()
     assert code == 2, err
     assert len(err.splitlines()) == 1 and "Traceback" not in err
+    # no path: what a caller types for an output may name a person (and ends up in logs)
+    assert "/" not in err and "r.json" not in err and "c.svg" not in err, err
     for w in words:
         assert w in err, err
 
@@ -112,7 +114,8 @@ def test_existing_out_needs_force_and_bad_paths_cost_nothing(
     _refused(capsys, _release(token, "--out", str(tmp_path / "r.txt")), "must end in")
     sidecar = tmp_path / "t.csv.meta.json"  # a CSV's sidecar is an output too
     sidecar.write_text("keep me")
-    _refused(capsys, _release(token, "--out", str(tmp_path / "t.csv")), "already exists")
+    _refused(capsys, _release(token, "--out", str(tmp_path / "t.csv")), "its .meta.json file",
+             "already exists")
     assert not (tmp_path / "t.csv").exists() and sidecar.read_text() == "keep me"
     chart = tmp_path / "c.svg"
     chart.write_text("keep me")
