@@ -312,6 +312,28 @@ def test_pipelined_duplicates_across_batches_update_once(engine: Engine, tmp_pat
     assert parties.value_counts().sort("party").rows() == [("DEM", 160), ("REP", 50)]
 
 
+def test_a_layout_without_lookup_columns_is_stored_without_blind_rows(
+        engine: Engine, tmp_path: Path) -> None:
+    """No lookup column, no identity: every row a new subject, no blind-index row, and the
+    pipelined batches verify."""
+    from vault.store import ColumnLayout, StoredColumn
+
+    layout = ColumnLayout(columns=(StoredColumn("name", "direct"),
+                                   StoredColumn("county", "attribute")), identity=None)
+    with engine.begin() as conn:
+        ds = dataset_id(conn, "notes", create_with=("test", layout.to_json()))
+        src = int(conn.execute(T_SOURCE.insert().values(
+            dataset_id=ds, content_hash=secrets.token_hex(16), rows=1, batches=3,
+            created=now()).returning(T_SOURCE.c.id)).scalar_one())
+    frames = [voters(50, start=50 * k).select("name", "county") for k in range(3)]
+    results = list(write_batches(engine.begin, file_keyring(tmp_path), ds_id=ds,
+                                 dataset="notes", source_id=src, batches=enumerate(frames),
+                                 layout=layout, actor="t", cache=IdentityCache()))
+    assert [(r.added, r.updated, r.skipped) for r in results] == [(50, 0, 0)] * 3
+    assert _count(engine, T_SUBJECT) == 150 and _count(engine, T_BLIND) == 0
+    _verified(engine)
+
+
 def test_duplicates_of_compacted_batches_are_found_in_the_database(engine: Engine,
                                                                   tmp_path: Path) -> None:
     """Batches older than the cache's recent ones shrink to digest prefixes; a subject of
