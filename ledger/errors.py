@@ -38,7 +38,10 @@ their old import paths. The CLI maps the tree to exit codes in one place
         └── StorageFull, StorageReadOnly, StorageLocked
 
 Messages carry identifiers and counts, never data values: they end up in logs, in
-Prefect's result storage and on terminals. :meth:`CivicVaultError.diagnostics` is
+Prefect's result storage and on terminals. Nor do they echo a path the caller typed
+(a file name can name a person): they name the option or argument instead, and say
+why a file could not be read with :func:`unreadable` (never ``str()`` of an
+``OSError``, which carries the file name). :meth:`CivicVaultError.diagnostics` is
 the message on its first line (what the CLI prints), then the class's advice: what
 a person can do about it.
 """
@@ -75,6 +78,7 @@ __all__ = [
     "UnknownAction",
     "VaultMismatch",
     "VerificationFailed",
+    "unreadable",
 ]
 
 
@@ -89,6 +93,15 @@ class CivicVaultError(Exception):
         """The message (ids and counts only) on the first line, then the advice, if any."""
         text = str(self) or type(self).__name__
         return f"{text}\n{self.advice}" if self.advice else text
+
+
+def unreadable(exc: OSError | UnicodeDecodeError) -> str:
+    """Why a file could not be read, without its name: ``"permission denied"``, ``"no such
+    file or directory"``, ``"is a directory"``, ``"not UTF-8 text"`` (``str(exc)`` of an
+    ``OSError`` ends with the file name, which may name a person)."""
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8 text"
+    return (exc.strerror or type(exc).__name__).lower()
 
 
 # -- bad input (exit 2) -------------------------------------------------------------------------
