@@ -64,7 +64,7 @@ def source_files(path: Path) -> list[Path]:
         return sorted(p for p in path.iterdir()
                       if p.is_file() and not p.name.startswith(".")
                       and p.suffix.lower() in DATA_SUFFIXES)
-    raise BadInput(f"no such file or folder: {path}")
+    raise BadInput("the file or folder given to ingest does not exist")  # never the path
 
 
 @task(name="plan-source", cache_policy=NO_CACHE, persist_result=False, retries=RETRIES,

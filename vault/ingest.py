@@ -252,7 +252,7 @@ def plan_ingest(engine: Engine, home: VaultHome, principal: _access.Principal, p
     """Read the file once (checks, hash, sample), register the source (by content hash)
     and the dataset; classify once, from the sample."""
     if not path.is_file():
-        raise BadInput(f"no such file: {path}")
+        raise BadInput("the file given to ingest does not exist")  # never its path
     parse_name(dataset, "dataset")
     info, digest = scan_file(path, batch_rows, limits)
     df = info.sample
@@ -478,7 +478,7 @@ def ingest_path(engine: Engine, home: VaultHome, principal: _access.Principal, p
     """A file in this process: checked, hashed and sampled in one streaming pass,
     classified once, then stored batch by batch in a second streaming pass."""
     if not path.is_file():
-        raise BadInput(f"no such file: {path}")
+        raise BadInput("the file given to ingest does not exist")  # never its path
     limits = limits or limits_from_env()
     plan = plan_ingest(engine, home, principal, path, dataset, batch_rows=batch_rows,
                        limits=limits)

@@ -75,15 +75,17 @@ INGEST_SUFFIXES = frozenset({".csv", ".tsv", ".txt", ".parquet", ".jsonl", ".ndj
 
 
 def source_files(path: Path) -> list[Path]:
-    """A file, or the ingestible files of a folder (sorted)."""
+    """A file, or the ingestible files of a folder (sorted). Errors never echo the path:
+    the caller typed it, and a file name may name a person."""
     if path.is_dir():
         files = sorted(p for p in path.iterdir()
                        if p.is_file() and p.suffix.lower() in INGEST_SUFFIXES)
         if not files:
-            raise BadInput(f"no ingestible files in folder {path}")
+            raise BadInput("the folder given to ingest holds no ingestible file ("
+                           + " ".join(sorted(INGEST_SUFFIXES)) + ")")
         return files
     if not path.exists():
-        raise BadInput(f"no such file: {path}")
+        raise BadInput("the file or folder given to ingest does not exist")
     return [path]
 
 

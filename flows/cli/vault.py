@@ -64,8 +64,9 @@ def ingest(
         "PREFECT_API_URL is set).")] = None,
 ) -> None:
     """Classify, encrypt and store a file or folder; every batch lands on the ledger."""
-    if not path.exists():  # before the vault, Presidio or Prefect are loaded
-        raise BadInput(f"no such file or folder: {path}")
+    if not path.exists():  # before the vault, Presidio or Prefect are loaded; the path
+        # is the caller's typing (a file name may name a person): never echoed
+        raise BadInput("the file or folder given to ingest does not exist")
     if path.suffix.lower() in SPREADSHEETS:
         raise BadInput(f"{path.suffix} spreadsheets are not read: save the sheet as CSV "
                        "(UTF-8) or Parquet and ingest that file")
