@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 from ledger.checkpoint import Checkpoint, open_checkpoint
-from ledger.errors import BadInput, LedgerTampered, VerificationFailed
+from ledger.errors import BadInput, LedgerTampered, VerificationFailed, unreadable
 from ledger.filelock import folder_lock
 from ledger.signer import Verifier
 from ledger.verify import verify_checkpoint_consistency
@@ -72,23 +72,23 @@ class CheckpointStore:
                  if (size := self.size_of(p)) is not None]
         return [p for _, _, p in sorted(found)]  # names sort by write time within a size
 
-    def open(self, path: Path) -> SavedCheckpoint:
-        """Read and verify one checkpoint file (any path) against this log's keys and origin."""
+    def open(self, path: Path, what: str = "the checkpoint file") -> SavedCheckpoint:
+        """Read and verify one checkpoint file (any path) against this log's keys and origin.
+        Errors name it as ``what``, never by its path (a caller may have typed it)."""
         try:
             with path.open("rb") as fh:
                 raw = fh.read(MAX_CHECKPOINT_BYTES + 1)
             if len(raw) > MAX_CHECKPOINT_BYTES:
-                raise BadInput(f"checkpoint file {path} is larger than "
-                               f"{MAX_CHECKPOINT_BYTES} bytes")
+                raise BadInput(f"{what} is larger than {MAX_CHECKPOINT_BYTES} bytes")
             note = raw.decode("utf-8")
-        except (OSError, UnicodeDecodeError):
-            raise BadInput(f"cannot read checkpoint file {path}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BadInput(f"cannot read {what} ({unreadable(exc)})") from None
         return SavedCheckpoint(path, note, open_checkpoint(note, self.keys, origin=self.origin))
 
     def latest(self) -> SavedCheckpoint | None:
         """The newest saved checkpoint, verified; a bad newest file is an error, not skipped."""
         files = self.files()
-        return self.open(files[-1]) if files else None
+        return self.open(files[-1], f"saved checkpoint {files[-1].name}") if files else None
 
     # -- writing ------------------------------------------------------------------------
 

@@ -86,7 +86,8 @@ def test_annotate_from_jsonl_is_all_or_nothing(home: Path, tmp_path: Path,
                    '{"action": "note.ok", "resource": "r", "ssn": "123-45-6789"}\n')
     code, _, err = run(capsys, "ledger", "annotate", "--from-jsonl", str(bad))
     assert code == 2
-    assert "bad.jsonl:3:" in err and "123-45" not in err
+    assert "--from-jsonl line 3:" in err and "123-45" not in err
+    assert "bad.jsonl" not in err  # the option, not the path typed for it
     after = export_lines(capsys)
     assert not any(b'"note.ok"' in line for line in after)
     assert after[: len(before)] == before

@@ -132,17 +132,20 @@ def _flip(data: bytes, i: int) -> bytes:
 def test_release_receipt_verifies_offline_and_any_changed_byte_fails(
     vault: Vault, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    out = tmp_path / "turnout.csv"
+    out = tmp_path / "turnout-jane-doe-4417.csv"  # a typed path may name a person
     doc = _release(vault, out)
-    sidecar = tmp_path / "turnout.csv.tlog-proof"
+    sidecar = tmp_path / "turnout-jane-doe-4417.csv.tlog-proof"
     assert doc["receipt"].startswith("c2sp.org/tlog-proof@v1\n") and sidecar.exists()
     for w in vault.witnesses:
         assert f"\u2014 {w.name} " in sidecar.read_text()
     monkeypatch.setenv("CIVICVAULT_HOME", str(tmp_path / "nowhere"))  # offline, no vault
-    assert run("receipt", "verify", str(out), *vault.verify_args())[0] == 0
-    code, text, _ = run("receipt", "verify", str(out), *vault.verify_args(), "--json")
+    code, text, err = run("receipt", "verify", str(out), *vault.verify_args())
+    assert code == 0 and "the file matches its data_hash" in text
+    assert "jane-doe-4417" not in text + err  # the path typed for FILE is not echoed
+    code, text, err = run("receipt", "verify", str(out), *vault.verify_args(), "--json")
     report = json.loads(text)
     assert code == 0 and report["action"] == "release.export"
+    assert report["file"] is True and "jane-doe-4417" not in text + err
     assert report["witnesses"] == sorted(w.name for w in vault.witnesses)
     # the release entry's own receipt (from --json) verifies against the same document
     saved = tmp_path / "release.json"

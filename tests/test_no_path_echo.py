@@ -8,6 +8,7 @@ and the vault home do not carry it (tmp_path is named after the test)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,107 @@ def test_service_and_flow_source_files_never_name_the_path(typed: Path) -> None:
     with pytest.raises(BadInput) as info:
         service_files(typed)
     assert TOKEN not in str(info.value)
+
+
+# -- ledger: annotations, key, checkpoint and export files ---------------------------------------
+
+
+@pytest.mark.parametrize(("content", "says"), [
+    (None, "--from-jsonl: cannot read the file (no such file or directory)"),
+    ("folder", "--from-jsonl: cannot read the file (is a directory)"),
+    ('{"action": "note.x", "resource": "r"}\nnot json\n', "--from-jsonl line 2: not a JSON object"),
+    ('{"action": "note.x", "resource": "r", "ssn": "1"}\n',
+     "--from-jsonl line 1: want an object with keys action, resource"),
+    ('{"action": "note.x", "resource": ""}\n', "--from-jsonl line 1: ledger entry field"),
+    ("\n\n", "--from-jsonl: the file holds no annotation"),
+], ids=["missing", "folder", "not_json", "extra_key", "bad_note", "empty"])
+def test_annotations_file_errors_name_the_option_and_line_not_the_path(
+    home: Path, typed: Path, capsys: pytest.CaptureFixture[str], content: str | None, says: str
+) -> None:
+    notes = typed / f"{TOKEN}.jsonl"
+    if content == "folder":
+        notes.mkdir()
+    elif content is not None:
+        notes.write_text(content, encoding="utf-8")
+    refused(capsys, "ledger", "annotate", "--from-jsonl", str(notes), says=says)
+
+
+@pytest.mark.parametrize("missing", ["--vkey", "--checkpoint", "--export", "--witness-vkey"])
+def test_outsider_verify_names_the_option_of_an_unreadable_file(
+    typed: Path, vkey: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], missing: str
+) -> None:
+    from ledger.checkpoint import sign_checkpoint
+
+    monkeypatch.setenv("CIVICVAULT_HOME", str(tmp_path / "nowhere"))
+    signer = Signer.generate("log.example/test")
+    vkey.write_text(signer.vkey() + "\n", encoding="utf-8")
+    checkpoint = tmp_path / "log.checkpoint"
+    checkpoint.write_text(sign_checkpoint([signer], "log.example/test", 0, bytes(32)),
+                          encoding="utf-8")
+    export = tmp_path / "log.jsonl"
+    export.write_bytes(b"")
+    files = {"--vkey": vkey, "--checkpoint": checkpoint, "--export": export}
+    args = ["ledger", "verify"]
+    for option, path in files.items():
+        args += [option, str(typed / f"{TOKEN}.txt") if option == missing else str(path)]
+    if missing == "--witness-vkey":
+        args += ["--witness-vkey", str(typed / f"{TOKEN}.vkey")]
+    refused(capsys, *args, "--json",
+            says=f"{missing}: cannot read the {'key ' if 'vkey' in missing else ''}file "
+                 "(no such file or directory)")
+    if missing == "--vkey":  # and a key file with no key in it
+        (typed / f"{TOKEN}.txt").write_text("\n", encoding="utf-8")
+        refused(capsys, *args, says="--vkey: no verifier key in the file")
+
+
+def test_verify_against_a_typed_checkpoint_does_not_echo_its_path(
+    home: Path, typed: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    refused(capsys, "ledger", "verify", "--checkpoint", str(typed / f"{TOKEN}.checkpoint"),
+            says="cannot read the checkpoint file given to verify (no such file or directory)")
+    assert run(capsys, "ledger", "checkpoint")[0] == 0
+    saved = sorted((home / "checkpoints").glob("*.checkpoint"))[-1]
+    mine = typed / f"{TOKEN}.checkpoint"
+    mine.write_bytes(saved.read_bytes())
+    code, out, err = run(capsys, "ledger", "verify", "--checkpoint", str(mine), "--json")
+    assert code == 0, err
+    assert TOKEN not in out + err
+    assert json.loads(out)["checkpoint"]["file"] is None  # the vault's own would be named
+    code, out, err = run(capsys, "ledger", "verify", "--checkpoint", str(mine))
+    assert code == 0 and TOKEN not in out + err and "(the --checkpoint file)" in out
+    code, out, _ = run(capsys, "ledger", "verify", "--json")  # the vault's own saved one
+    assert code == 0 and json.loads(out)["checkpoint"]["file"] == str(saved)
+
+
+def test_witnesses_add_names_the_vkey_option(
+    home: Path, typed: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    refused(capsys, "ledger", "witnesses", "add", "--url", "http://127.0.0.1:1",
+            "--vkey", str(typed / f"{TOKEN}.vkey"),
+            says="--vkey: cannot read the key file (no such file or directory)")
+
+
+# -- receipt verify ------------------------------------------------------------------------------
+
+
+def test_receipt_verify_names_the_argument_or_option_not_the_path(
+    typed: Path, vkey: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CIVICVAULT_HOME", str(tmp_path / "nowhere"))
+    result = typed / f"turnout-{TOKEN}.csv"
+    result.write_text("county,count\nWAKE,12\n", encoding="utf-8")
+    refused(capsys, "receipt", "verify", str(result), "--vkey", str(typed / f"{TOKEN}.vkey"),
+            says="--vkey: cannot read the key file (no such file or directory)")
+    refused(capsys, "receipt", "verify", str(result), "--vkey", str(vkey),
+            says="no receipt: FILE has no .tlog-proof sidecar and no embedded receipt")
+    refused(capsys, "receipt", "verify", str(result), "--vkey", str(vkey),
+            "--receipt", str(typed / f"{TOKEN}.tlog-proof"),
+            says="--receipt: cannot read the file (no such file or directory)")
+    refused(capsys, "receipt", "verify", str(typed / f"{TOKEN}.txt"), "--vkey", str(vkey),
+            says="FILE: cannot read the file (no such file or directory)")
+    proof = typed / f"{TOKEN}.csv.tlog-proof"
+    proof.mkdir()
+    refused(capsys, "receipt", "verify", str(proof), "--vkey", str(vkey),
+            says="FILE: cannot read the file (is a directory)")

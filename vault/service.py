@@ -660,7 +660,8 @@ class Vault:
 
         self._require("ledger.verify", vocab.LEDGER)
         cps = checkpoint_store(self.home)
-        opened = cps.open(checkpoint) if checkpoint is not None else cps.latest()
+        opened = (cps.open(checkpoint, "the checkpoint file given to verify")
+                  if checkpoint is not None else cps.latest())
         saved = opened.checkpoint if opened is not None else None
         if opened is not None and saved is not None:
             wp = witness_policy(self.home)
@@ -669,7 +670,9 @@ class Vault:
                                                       else 0)
             cosigned = require_quorum(opened.note, keys, need)
             report.saved_size = saved.size
-            report.checkpoint = {"file": str(opened.path), "origin": saved.origin,
+            # "file": the saved one in the vault home, never a path the caller typed
+            report.checkpoint = {"file": None if checkpoint is not None else str(opened.path),
+                                 "origin": saved.origin,
                                  "size": saved.size, "root_hash": saved.root.hex(),
                                  "witnesses": sorted(cosigned), "quorum": need}
 

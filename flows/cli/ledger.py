@@ -18,7 +18,7 @@ from flows.output import console, emit_json
 from flows.session import open_session
 from ledger.checkpoint import open_checkpoint
 from ledger.cosignature import CosignatureVerifier, parse_cosigner_vkey, require_quorum
-from ledger.errors import BadInput, LedgerTampered
+from ledger.errors import BadInput, LedgerTampered, unreadable
 from ledger.signer import parse_vkey
 from ledger.verify import verify_against_checkpoint
 from policies.validate import int_arg
@@ -34,11 +34,13 @@ _MAX_SIZE = 2**63 - 1
 
 
 def _notes_from_jsonl(path: Path) -> list[tuple[str, str, str | None]]:
-    """Every line a draft, or BadInput naming the first bad line (nothing is written)."""
+    """Every line a draft, or BadInput naming the first bad line (nothing is written).
+    Errors name the option and a line number, never the path typed for it nor the line."""
+    where = "--from-jsonl"
     try:
         lines = path.read_bytes().splitlines()
-    except OSError:
-        raise BadInput(f"cannot read {path}") from None
+    except OSError as exc:
+        raise BadInput(f"{where}: cannot read the file ({unreadable(exc)})") from None
     notes: list[tuple[str, str, str | None]] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -46,10 +48,10 @@ def _notes_from_jsonl(path: Path) -> list[tuple[str, str, str | None]]:
         try:
             obj = orjson.loads(line)
         except orjson.JSONDecodeError:
-            raise BadInput(f"{path}:{number}: not a JSON object") from None
+            raise BadInput(f"{where} line {number}: not a JSON object") from None
         if not isinstance(obj, dict) or not set(obj) <= _JSONL_KEYS:
-            raise BadInput(f"{path}:{number}: want an object with keys action, resource "
-                           "and optionally purpose")
+            raise BadInput(f"{where} line {number}: want an object with keys action, "
+                           "resource and optionally purpose")
         fields: dict[str, Any] = obj  # the service validates the types
         note = (fields.get("action", ""), fields.get("resource", ""), fields.get("purpose"))
         try:  # the service's checks, here to name the line
@@ -57,10 +59,10 @@ def _notes_from_jsonl(path: Path) -> list[tuple[str, str, str | None]]:
 
             Vault.check_note(*note)
         except BadInput as exc:
-            raise BadInput(f"{path}:{number}: {exc}") from None
+            raise BadInput(f"{where} line {number}: {exc}") from None
         notes.append(note)
     if not notes:
-        raise BadInput(f"{path}: no annotations")
+        raise BadInput(f"{where}: the file holds no annotation")
     return notes
 
 
@@ -99,27 +101,28 @@ def annotate(
 # -- verify ----------------------------------------------------------------------------------
 
 
-def read_vkeys(paths: list[Path]) -> list[str]:
-    """Verifier keys from files (one or more vkeys a file, one a line)."""
+def read_vkeys(paths: list[Path], option: str) -> list[str]:
+    """Verifier keys from the files given to ``option`` (one or more vkeys a file, one a
+    line); an error names the option, not the path typed for it."""
     keys: list[str] = []
     for path in paths:
         try:
             keys += [line.strip() for line in path.read_text("utf-8").splitlines()
                      if line.strip()]
-        except (OSError, UnicodeDecodeError):
-            raise BadInput(f"cannot read key file {path}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BadInput(f"{option}: cannot read the key file ({unreadable(exc)})") from None
     return keys
 
 
 def witness_keys(paths: list[Path]) -> list[CosignatureVerifier]:
-    return [parse_cosigner_vkey(v) for v in read_vkeys(paths)]
+    return [parse_cosigner_vkey(v) for v in read_vkeys(paths, "--witness-vkey")]
 
 
-def _read_text(path: Path, what: str) -> str:
+def _read_text(path: Path, option: str) -> str:
     try:
         return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        raise BadInput(f"cannot read {what} {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{option}: cannot read the file ({unreadable(exc)})") from None
 
 
 def _verify_export(export: Path, checkpoint: Path, vkey: Path, wkeys: list[Path],
@@ -127,24 +130,25 @@ def _verify_export(export: Path, checkpoint: Path, vkey: Path, wkeys: list[Path]
     """An outsider's check: export file + checkpoint + verifier key(s), no vault home."""
     from ledger.verify import verify_log
 
-    keys = [parse_vkey(v) for v in read_vkeys([vkey])]
+    keys = [parse_vkey(v) for v in read_vkeys([vkey], "--vkey")]
     if not keys:
-        raise BadInput(f"no verifier key in {vkey}")
+        raise BadInput("--vkey: no verifier key in the file")
     witnesses = witness_keys(wkeys)
     need = quorum if quorum is not None else len({k.name for k in witnesses})
-    note = _read_text(checkpoint, "checkpoint file")
+    note = _read_text(checkpoint, "--checkpoint")
     saved = open_checkpoint(note, keys)
     cosigned = require_quorum(note, witnesses, need)
     try:
         data = export.read_bytes()
-    except OSError:
-        raise BadInput(f"cannot read export file {export}") from None
+    except OSError as exc:
+        raise BadInput(f"--export: cannot read the file ({unreadable(exc)})") from None
     lines = data.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
     report: dict[str, Any] = {
         "verified": False, "size": None, "root_hash": None,
-        "checkpoint": {"file": str(checkpoint), "origin": saved.origin, "size": saved.size,
+        # the --checkpoint file is the caller's: its path is not echoed (it may name a person)
+        "checkpoint": {"origin": saved.origin, "size": saved.size,
                        "root_hash": saved.root.hex()},
         "witnesses": sorted(cosigned), "quorum": need}
     try:
@@ -238,9 +242,9 @@ def verify(
                   f"{state.erased_subjects} erased subjects"
                   + ("" if fast else f", {state.subject_buckets} subject buckets, "
                      f"{state.records} records re-hashed"), soft_wrap=True)
-    if saved_size is not None:
-        console.print(f"  consistent with the signed checkpoint of size {saved_size} ({path})",
-                      soft_wrap=True)
+    if saved_size is not None:  # the vault's own saved file, or the --checkpoint file (no path)
+        console.print(f"  consistent with the signed checkpoint of size {saved_size} "
+                      f"({path or 'the --checkpoint file'})", soft_wrap=True, markup=False)
 
 
 # -- checkpoint, pubkey: public material, no token and no ledger entry -------------------------
@@ -307,7 +311,7 @@ def witnesses_add(
     json_out: JsonOpt = False,
 ) -> None:
     """Add a witness (or new keys of a known one) by URL and cosignature vkey(s)."""
-    policy = open_session(ctx).vault.witnesses_add(url, read_vkeys([vkey]))
+    policy = open_session(ctx).vault.witnesses_add(url, read_vkeys([vkey], "--vkey"))
     if json_out:
         emit_json(policy.to_json())
     else:

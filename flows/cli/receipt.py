@@ -21,17 +21,19 @@ from typing import Annotated, Any
 import typer
 
 from flows.output import console, emit_json
-from ledger.errors import BadInput, VerificationFailed
+from ledger.errors import BadInput, VerificationFailed, unreadable
 
 app = typer.Typer(help="Offline receipts for releases, segments, erasures and reveals.",
                   no_args_is_help=True)
 
 
-def _read(path: Path) -> bytes:
+def _read(path: Path, what: str) -> bytes:
+    """The file's bytes; an error names ``what`` it is (FILE, --receipt...), never its path
+    (a file name typed by the caller may name a person)."""
     try:
         return path.read_bytes()
-    except OSError:
-        raise BadInput(f"cannot read {path}") from None
+    except OSError as exc:
+        raise BadInput(f"{what}: cannot read the file ({unreadable(exc)})") from None
 
 
 def _receipt_and_subject(file: Path, receipt: Path | None) -> tuple[str, Path | None, Any]:
@@ -39,22 +41,22 @@ def _receipt_and_subject(file: Path, receipt: Path | None) -> tuple[str, Path | 
     from ledger.receipt import SUFFIX
 
     if receipt is not None:
-        return _read(receipt).decode("utf-8", "replace"), file, None
+        return _read(receipt, "--receipt").decode("utf-8", "replace"), file, None
     if file.name.endswith(SUFFIX):
         subject = file.with_name(file.name[: -len(SUFFIX)])
-        return (_read(file).decode("utf-8", "replace"),
+        return (_read(file, "FILE").decode("utf-8", "replace"),
                 subject if subject.exists() else None, None)
     sidecar = file.with_name(file.name + SUFFIX)
     if sidecar.exists():
-        return _read(sidecar).decode("utf-8", "replace"), file, None
-    data = _read(file)
+        return _read(sidecar, f"FILE{SUFFIX}").decode("utf-8", "replace"), file, None
+    data = _read(file, "FILE")
     try:
         doc = json.loads(data)
     except (UnicodeDecodeError, ValueError):
         doc = None
     if isinstance(doc, dict) and isinstance(doc.get("receipt"), str):
         return doc["receipt"], None, doc
-    raise BadInput(f"no receipt: {file} has no {SUFFIX} sidecar and no embedded receipt")
+    raise BadInput(f"no receipt: FILE has no {SUFFIX} sidecar and no embedded receipt")
 
 
 @app.command("verify")
@@ -77,9 +79,9 @@ def verify(
     from ledger.receipt import check_document, check_file, verify_receipt
     from ledger.signer import parse_vkey
 
-    keys = [parse_vkey(v) for v in read_vkeys([vkey])]
+    keys = [parse_vkey(v) for v in read_vkeys([vkey], "--vkey")]
     if not keys:
-        raise BadInput(f"no verifier key in {vkey}")
+        raise BadInput("--vkey: no verifier key in the file")
     witnesses = witness_keys(witness_vkey or [])
     need = quorum if quorum is not None else len({k.name for k in witnesses})
     text, subject, doc = _receipt_and_subject(file, receipt)
@@ -87,15 +89,18 @@ def verify(
         verdict = verify_receipt(text, keys, witness_keys=witnesses, quorum=need)
         if subject is not None:
             meta = subject.with_name(subject.name + ".meta.json")
-            check_file(verdict, _read(subject), _read(meta) if meta.exists() else None)
+            what = "FILE" if subject == file else "the result file beside FILE"
+            check_file(verdict, _read(subject, what),
+                       _read(meta, f"the .meta.json sidecar of {what}") if meta.exists()
+                       else None)
         elif doc is not None:
             check_document(verdict, doc)
     except VerificationFailed as exc:
         if json_out:
             emit_json({"verified": False, "error": str(exc)})
         raise
-    report = {**verdict.to_json(), "quorum": need,
-              "file": str(subject) if subject is not None else None}
+    # "file": whether a file's bytes were checked; its path (the caller's typing) is not echoed
+    report = {**verdict.to_json(), "quorum": need, "file": subject is not None}
     if json_out:
         emit_json(report)
         return
@@ -104,5 +109,5 @@ def verify(
                   f"'{verdict.checkpoint.origin}'"
                   + (f", cosigned by {', '.join(report['witnesses'])}"
                      if report["witnesses"] else "")
-                  + (f"; {subject.name} matches its data_hash" if subject is not None else ""),
+                  + ("; the file matches its data_hash" if subject is not None else ""),
                   markup=False, soft_wrap=True)

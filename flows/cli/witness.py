@@ -58,7 +58,7 @@ def trust(
     from flows.cli.ledger import read_vkeys
     from ledger.witness import trust_log
 
-    logs = trust_log(_home(home), read_vkeys([vkey]), origin)
+    logs = trust_log(_home(home), read_vkeys([vkey], "--vkey"), origin)
     if json_out:
         emit_json({"logs": logs})
     else:
