@@ -201,3 +201,43 @@ def test_receipt_verify_names_the_argument_or_option_not_the_path(
     proof.mkdir()
     refused(capsys, "receipt", "verify", str(proof), "--vkey", str(vkey),
             says="FILE: cannot read the file (is a directory)")
+
+
+# -- policy check / apply ------------------------------------------------------------------------
+
+
+def test_policy_check_names_the_argument_not_the_path(
+    typed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    from policies.load import default_policy_text
+
+    monkeypatch.setenv("CIVICVAULT_HOME", str(tmp_path / "nowhere"))
+    policy = typed / f"{TOKEN}.toml"
+    refused(capsys, "policy", "check", str(policy),
+            says="FILE: cannot read the file (no such file or directory)")
+    policy.mkdir()  # Click's own dir_okay check would echo the path
+    refused(capsys, "policy", "check", str(policy),
+            says="FILE: cannot read the file (is a directory)")
+    policy.rmdir()
+    policy.write_text(default_policy_text().replace("dataset_cap = 10.0", "dataset_cap = -1"),
+                      encoding="utf-8")
+    refused(capsys, "policy", "check", str(policy), says="negative budget")
+    policy.write_text(default_policy_text(), encoding="utf-8")
+    for args in ([], ["--json"]):
+        code, out, err = run(capsys, "policy", "check", str(policy), *args)
+        assert code == 0 and TOKEN not in out + err, out + err
+    assert "path" not in json.loads(out)
+
+
+def test_policy_apply_names_the_argument_not_the_path(
+    home: Path, typed: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from policies.load import default_policy_text
+
+    policy = typed / f"{TOKEN}.toml"
+    refused(capsys, "policy", "apply", str(policy),
+            says="FILE: cannot read the file (no such file or directory)")
+    policy.write_text(default_policy_text().replace("dataset_cap = 10.0", "dataset_cap = -1"),
+                      encoding="utf-8")
+    refused(capsys, "policy", "apply", str(policy), says="FILE:")

@@ -44,7 +44,7 @@ from sqlalchemy import Connection, Engine
 
 from ledger import store as ledger_store
 from ledger.entry import MAX_STATE_ENTRY_BYTES, EntryDraft
-from ledger.errors import BadInput
+from ledger.errors import BadInput, unreadable
 from policies.errors import Unauthenticated
 from policies.model import Policy
 from vault import access as _access
@@ -567,19 +567,21 @@ class Vault:
     def policy_apply(self, file: Path | bytes, source: str | None = None,
                      ) -> tuple[Policy, str | None]:
         """Install a policy file (``policy.apply``): (the policy, the previous file's SHA-256).
-        ``file``: a path (read once authorised) or the file's bytes. The ``policy.applied``
-        entry commits only if the file is in place."""
+        ``file``: a path (read once authorised) or the file's bytes; ``source`` names it in
+        errors (default "policy file": never the path, which the caller typed). The
+        ``policy.applied`` entry commits only if the file is in place."""
         from policies.load import parse_policy_bytes
         from vault import principals
 
         target = self.home.policy_path
         with self._access("policy.apply", vocab.POLICY) as conn:
             if isinstance(file, Path):
+                source = source or "policy file"
                 try:
                     data = file.read_bytes()
                 except OSError as exc:
-                    raise BadInput(f"cannot read {file} ({type(exc).__name__})") from None
-                source = source or str(file)
+                    raise BadInput(f"{source}: cannot read the file ({unreadable(exc)})") \
+                        from None
             else:
                 data = file
             policy = parse_policy_bytes(data, source or "policy")

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from flows.output import console, emit_json, err_console
 from flows.session import open_session
+from ledger.errors import unreadable
 from policies.load import parse_policy_bytes
 from policies.model import ACTIONS, EVERYONE, Policy
 from vault.errors import BadInput
@@ -27,7 +28,8 @@ policy_app = typer.Typer(help="The access, PII, segment and budget policy.",
                          no_args_is_help=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON value.")]
-FileArg = Annotated[Path, typer.Argument(help="A policy file (TOML).", dir_okay=False)]
+# no dir_okay=False: Click's refusal would echo the path; a folder is "cannot read the file"
+FileArg = Annotated[Path, typer.Argument(help="A policy file (TOML).")]
 
 
 # -- principals ------------------------------------------------------------------------------
@@ -82,16 +84,14 @@ def principals_revoke(
 # -- policy ----------------------------------------------------------------------------------
 
 
-def _read_file(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise BadInput(f"cannot read {path} ({type(exc).__name__})") from None
-
-
 def _read_policy_file(path: Path) -> tuple[bytes, Policy]:
-    data = _read_file(path)
-    return data, parse_policy_bytes(data, str(path))
+    """The file's bytes and policy; errors say ``FILE`` (and a line), never the path typed
+    for it (a file name may name a person)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BadInput(f"FILE: cannot read the file ({unreadable(exc)})") from None
+    return data, parse_policy_bytes(data, "FILE")
 
 
 def _matrix(policy: Policy) -> Table:
@@ -132,10 +132,10 @@ def policy_check(file: FileArg, json_out: JsonOpt = False) -> None:
     """Validate a policy file (no token needed); errors name the line, exit 2."""
     _, policy = _read_policy_file(file)
     if json_out:
-        emit_json({"ok": True, "path": str(file), "sha256": policy.sha256,
+        emit_json({"ok": True, "sha256": policy.sha256,
                    "roles": list(policy.roles), "datasets": list(policy.datasets)})
         return
-    console.print(f"ok: {file} is a valid policy ({len(policy.roles)} roles, "
+    console.print(f"ok: FILE is a valid policy ({len(policy.roles)} roles, "
                   f"{len(policy.datasets)} dataset sections, sha256 {policy.sha256})",
                   markup=False)
 
@@ -143,7 +143,7 @@ def policy_check(file: FileArg, json_out: JsonOpt = False) -> None:
 @policy_app.command("apply")
 def policy_apply(ctx: typer.Context, file: FileArg, json_out: JsonOpt = False) -> None:
     """Install a policy file into the vault home (admin); ledgered with the file's SHA-256."""
-    policy, previous = open_session(ctx).vault.policy_apply(file)
+    policy, previous = open_session(ctx).vault.policy_apply(file, source="FILE")
     if json_out:
         emit_json({"applied": True, "sha256": policy.sha256, "previous": previous})
         return
