@@ -241,3 +241,20 @@ def test_policy_apply_names_the_argument_not_the_path(
     policy.write_text(default_policy_text().replace("dataset_cap = 10.0", "dataset_cap = -1"),
                       encoding="utf-8")
     refused(capsys, "policy", "apply", str(policy), says="FILE:")
+
+
+# -- serve ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("missing", ["--tls-cert", "--tls-key"])
+def test_serve_names_the_missing_tls_option_not_its_path(
+    typed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], missing: str
+) -> None:
+    monkeypatch.setenv("CIVICVAULT_HOME", str(tmp_path / "nowhere"))
+    present = tmp_path / "tls.pem"
+    present.write_text("not a certificate\n", encoding="utf-8")
+    args = ["serve", "--port", "8999"]
+    for option in ("--tls-cert", "--tls-key"):
+        args += [option, str(typed / f"{TOKEN}.pem") if option == missing else str(present)]
+    refused(capsys, *args, says=f"{missing}: no such file")

@@ -20,8 +20,8 @@ def _tls_files(cert: Path | None, key: Path | None) -> tuple[str, str] | None:
     import ssl
 
     for option, path in (("--tls-cert", cert), ("--tls-key", key)):
-        if not path.is_file():
-            raise BadInput(f"{option}: no such file: {path}")
+        if not path.is_file():  # the option, not the path typed for it (it may name a person)
+            raise BadInput(f"{option}: no such file")
     try:
         ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
     except (ssl.SSLError, OSError, ValueError):
