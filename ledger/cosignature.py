@@ -117,6 +117,7 @@ class Cosigner(PrivateKey):
     ALG = ALG_COSIGNATURE_V1
     WHAT = "witness key"
     INIT_HINT = "civicvault witness init"
+    WHERE = "the witness home's keys/ folder (--home)"
 
     def verifier(self) -> CosignatureVerifier:
         return CosignatureVerifier(self.name, self.key_id, self.public_key)

@@ -95,6 +95,9 @@ class PrivateKey:
     ALG: ClassVar[int] = ALG_ED25519
     WHAT: ClassVar[str] = "signing key"
     INIT_HINT: ClassVar[str] = "civicvault init"
+    #: Where the key files live, for messages: they name a key file by this and its own
+    #: base name (which the code chose), never by a full path (a home may name a person).
+    WHERE: ClassVar[str] = "the vault home (CIVICVAULT_HOME)"
 
     def __init__(self, name: str, private_key: Ed25519PrivateKey) -> None:
         _check_name(name)
@@ -126,7 +129,8 @@ class PrivateKey:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
-            raise BadInput(f"refusing to overwrite the {self.WHAT} at {path}") from None
+            raise BadInput(f"refusing to overwrite the {self.WHAT} file {path.name} in "
+                           f"{self.WHERE}") from None
         try:
             os.write(fd, (self._skey() + "\n").encode("ascii"))
             os.fsync(fd)
@@ -137,28 +141,28 @@ class PrivateKey:
     def load(cls, path: Path | str) -> Self:
         """Read a key file; refuses one readable by group or others."""
         path = Path(path)
+        where = f"{cls.WHAT} file {path.name} in {cls.WHERE}"
         try:
             mode = path.stat().st_mode
         except FileNotFoundError:
-            raise BadInput(f"no {cls.WHAT} at {path} (run '{cls.INIT_HINT}')") from None
+            raise BadInput(f"no {where}: run '{cls.INIT_HINT}'") from None
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise BadInput(f"{cls.WHAT} {path} is accessible to group or others "
+            raise BadInput(f"{where} is accessible to group or others "
                            f"(mode {oct(mode & 0o777)}); chmod 600 it")
         text = path.read_text(encoding="ascii").strip()
         parts = text.removeprefix(_SKEY_PREFIX).split("+", 2)
         if not text.startswith(_SKEY_PREFIX) or len(parts) != 3:
-            raise BadInput(f"{cls.WHAT} file {path} is malformed")
+            raise BadInput(f"{where} is malformed")
         name, hex_id, b64 = parts
         try:
             blob = base64.b64decode(b64, validate=True)
         except ValueError:
-            raise BadInput(f"{cls.WHAT} file {path} is malformed") from None
+            raise BadInput(f"{where} is malformed") from None
         if len(blob) != 33 or blob[0] != cls.ALG:
-            raise BadInput(f"{cls.WHAT} file {path} is not an Ed25519 key of type "
-                           f"0x{cls.ALG:02x}")
+            raise BadInput(f"{where} is not an Ed25519 key of type 0x{cls.ALG:02x}")
         key = cls(name, Ed25519PrivateKey.from_private_bytes(blob[1:]))
         if key.key_id.hex() != hex_id:
-            raise BadInput(f"{cls.WHAT} file {path} has a wrong key ID")
+            raise BadInput(f"{where} has a wrong key ID")
         return key
 
 

@@ -93,7 +93,8 @@ class WitnessState:
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError):
-            raise BadInput(f"witness state file {path} is unreadable") from None
+            raise BadInput(f"witness state file {path.name} in the witness home's state/ "
+                           "folder is unreadable") from None
 
     def locked(self) -> AbstractContextManager[None]:
         """Exclusive across processes sharing the folder (the check-then-write step)."""
@@ -254,7 +255,7 @@ def _logs_path(folder: Path) -> Path:
 def init_witness_home(folder: Path, name: str) -> Cosigner:
     """Create a witness home with one cosigning key named ``name``."""
     if _keys_dir(folder).exists() and any(_keys_dir(folder).glob("*.key")):
-        raise BadInput(f"{folder} already holds a witness")
+        raise BadInput("the witness home (--home) already holds a witness")
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     cosigner = Cosigner.generate(name)
     cosigner.save(_keys_dir(folder) / f"{cosigner.key_id.hex()}.key")
@@ -266,7 +267,8 @@ def init_witness_home(folder: Path, name: str) -> Cosigner:
 def witness_cosigners(folder: Path) -> list[Cosigner]:
     keys = sorted(_keys_dir(folder).glob("*.key")) if _keys_dir(folder).is_dir() else []
     if not keys:
-        raise BadInput(f"no witness key in {folder} (run 'civicvault witness init')")
+        raise BadInput("no witness key in the witness home (--home): run "
+                       "'civicvault witness init'")
     return [Cosigner.load(p) for p in keys]
 
 
@@ -279,7 +281,8 @@ def trusted_logs(folder: Path) -> dict[str, list[Verifier]]:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError, AttributeError, TypeError):
-        raise BadInput(f"witness log list {_logs_path(folder)} is malformed") from None
+        raise BadInput("the witness log list (logs.json in the witness home) is malformed") \
+            from None
 
 
 def trust_log(folder: Path, vkeys: Sequence[str], origin: str | None = None) -> dict[str, int]:

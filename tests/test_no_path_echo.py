@@ -9,6 +9,7 @@ and the vault home do not carry it (tmp_path is named after the test)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -258,3 +259,26 @@ def test_serve_names_the_missing_tls_option_not_its_path(
     for option in ("--tls-cert", "--tls-key"):
         args += [option, str(typed / f"{TOKEN}.pem") if option == missing else str(present)]
     refused(capsys, *args, says=f"{missing}: no such file")
+
+
+# -- witness (its home is typed with --home) -----------------------------------------------------
+
+
+def test_witness_home_is_named_by_its_option_not_its_path(
+    typed: Path, vkey: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    whome = typed / "witness"
+    refused(capsys, "witness", "pubkey", "--home", str(whome),
+            says="no witness key in the witness home (--home)")
+    code, out, err = run(capsys, "witness", "init", "--name", "w.example/w1", "--home",
+                         str(whome), "--json")
+    assert code == 0 and TOKEN not in out + err and "home" not in json.loads(out)
+    refused(capsys, "witness", "init", "--name", "w.example/w1", "--home", str(whome),
+            says="the witness home (--home) already holds a witness")
+    refused(capsys, "witness", "trust", "--vkey", str(typed / f"{TOKEN}.vkey"),
+            "--home", str(whome), says="--vkey: cannot read the key file")
+    [key] = (whome / "keys").glob("*.key")
+    os.chmod(key, 0o644)
+    refused(capsys, "witness", "pubkey", "--home", str(whome),
+            says=f"witness key file {key.name} in the witness home's keys/ folder (--home) is "
+                 "accessible to group or others")

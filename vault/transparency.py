@@ -35,7 +35,7 @@ from ledger.receipt import format_receipt
 from ledger.signer import Signer, Verifier, parse_vkey
 from ledger.witness_http import WitnessEndpoint, collect_cosignatures
 from vault import vocab
-from vault.home import VaultHome
+from vault.home import HOME_ENV, VaultHome
 
 __all__ = ["EXPORT_ACTION", "KEY_ROTATED_ACTION", "Published", "WitnessPolicy",
            "add_witness", "checkpoint_store", "log_vkeys", "publish_checkpoint",
@@ -102,7 +102,8 @@ def witness_policy(home: VaultHome) -> WitnessPolicy:
             for w in doc["witnesses"])
         quorum = int(doc["quorum"])
     except (OSError, ValueError, KeyError, TypeError):
-        raise BadInput(f"witness configuration {path} is malformed") from None
+        raise BadInput(f"the witness configuration ({HOME_ENV}/{WITNESSES_FILE}) is "
+                       "malformed") from None
     return WitnessPolicy(witnesses, quorum)
 
 

@@ -41,7 +41,8 @@ def init(
 
     cosigner = init_witness_home(_home(home), name)
     if json_out:
-        emit_json({"name": name, "vkey": cosigner.vkey(), "home": str(_home(home))})
+        # not the witness home's path: the caller typed it (--home), and it may name a person
+        emit_json({"name": name, "vkey": cosigner.vkey()})
     else:
         sys.stdout.write(cosigner.vkey() + "\n")
 
