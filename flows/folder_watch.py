@@ -199,10 +199,10 @@ class FolderWatcher:
         if self.after_ingest not in AFTER_INGEST:
             raise BadInput(f"after_ingest must be one of {', '.join(AFTER_INGEST)}")
         if not self.folder.is_dir():
-            raise BadInput(f"watch folder does not exist: {self.folder}")
+            raise BadInput("the watch folder does not exist")  # its path: not echoed
         if self.after_ingest == "keep":
-            self.warn(f"after_ingest=keep: ingested files stay in plaintext in "
-                      f"{self.folder / KEPT_DIR}; the default 'delete' shreds them")
+            self.warn(f"after_ingest=keep: ingested files stay in plaintext in the watch "
+                      f"folder's {KEPT_DIR}/ subfolder; the default 'delete' shreds them")
 
     def poll(self) -> int:
         """One pass: handle every settled file; return how many were handled."""

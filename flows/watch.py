@@ -64,7 +64,7 @@ def watch_folder(folder: str, dataset: str, home: str | None = None,
         quarantine_max_files=quarantine_max_files, settle_seconds=settle_seconds,
         info=logger.info, warn=logger.warning)
     warm_up()
-    logger.info("watching %s as %s", folder, principal.id)
+    logger.info("watching the folder as %s", principal.id)  # its path: not logged
     deadline = None if window_seconds is None else time.monotonic() + window_seconds
     while True:
         watcher.poll()

@@ -157,6 +157,18 @@ def test_release_prints_its_table_and_ledgers_the_purpose(
     assert allowed[-1]["purpose"] == "gotv-planning"
 
 
+def test_release_to_an_out_file_named_after_a_person_does_not_echo_its_path(
+    vault: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "turnout-jane-doe-4417.csv"  # a typed path may name a person
+    code = main(["--token", vault["alice"], "release", "--dataset", "voters", "--by", "county",
+                 "--measure", "count", "--epsilon", "0.5", "--out", str(out)])
+    shown = capsys.readouterr()
+    assert code == 0, shown.err
+    assert out.exists() and "wrote the --out file" in shown.out
+    assert "jane-doe-4417" not in shown.out + shown.err
+
+
 @pytest.mark.parametrize(
     ("args", "listed"),
     [(["--by", "countyy", "--measure", "count"], "group-by columns: county"),

@@ -282,3 +282,17 @@ def test_witness_home_is_named_by_its_option_not_its_path(
     refused(capsys, "witness", "pubkey", "--home", str(whome),
             says=f"witness key file {key.name} in the witness home's keys/ folder (--home) is "
                  "accessible to group or others")
+
+
+# -- outputs of commands that succeeded ----------------------------------------------------------
+
+
+def test_audit_report_does_not_echo_its_out_path(
+    home: Path, typed: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "audit", "report", "--out", str(typed / f"{TOKEN}.html"),
+                         "--json")
+    assert code == 0, err
+    assert TOKEN not in out + err and json.loads(out)["out"] is True
+    code, out, err = run(capsys, "audit", "report", "--out", str(typed / f"{TOKEN}-2.html"))
+    assert code == 0 and TOKEN not in out + err and "wrote the --out file" in out

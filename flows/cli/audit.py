@@ -41,9 +41,11 @@ def report(
                          summary=summary, checkpoint=done.checkpoint, since=since)
     publish(out, lambda p: p.write_text(html, encoding="utf-8"), force=force)
     if json_out:
-        emit_json({"out": str(out), "verdict": verdict.to_json(), "summary": summary.to_json()})
+        # "out": the report went to the --out file; its path (the caller's typing) is not echoed
+        emit_json({"out": True, "verdict": verdict.to_json(), "summary": summary.to_json()})
     else:
         state = "verified" if verdict.ok else f"VERIFICATION FAILED: {verdict.problem}"
-        console.print(f"wrote {out}: {summary.entries} entries, ledger {state}")
+        console.print(f"wrote the --out file: {summary.entries} entries, ledger {state}",
+                      markup=False)
     if not verdict.ok:
         raise typer.Exit(1)

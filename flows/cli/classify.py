@@ -46,7 +46,8 @@ def classify(
     if as_json:
         emit_json({"rows": done.rows, "columns": [c.as_json() for c in classes]})
         return
-    table = Table(title=f"{path.name}: {done.rows} rows, {done.columns} columns")
+    # the file's name is the caller's typing (it may name a person): not echoed
+    table = Table(title=f"the file: {done.rows} rows, {done.columns} columns")
     for header in ("column", "entity", "category", "confidence", "handling", "lookup"):
         table.add_column(header)
     for c in classes:

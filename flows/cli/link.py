@@ -124,9 +124,11 @@ def linked_release(ctx: typer.Context, dataset: str, join: str, by: list[str],
         console.print(f"  {label}: +-{what} (95%)", markup=False)
     show_released(doc)
     if out is not None:
-        console.print(f"wrote {out} (receipt: {out.name}.tlog-proof)", markup=False)
+        # the paths are the caller's typing (a file name may name a person): not echoed
+        console.print("wrote the --out file, and its receipt beside it (the same name + "
+                      ".tlog-proof)", markup=False)
     if chart is not None:
-        console.print(f"drew {chart}", markup=False)
+        console.print("drew the --chart file", markup=False)
 
 
 def register(main: typer.Typer) -> None:

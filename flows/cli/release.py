@@ -213,7 +213,9 @@ def release(
                           "group(s): too few people there for a meaningful mean at this "
                           "epsilon (merge groups or spend more epsilon)", markup=False)
     if out is not None:
-        console.print(f"wrote {out} (receipt: {out.name}.tlog-proof)", markup=False)
+        # the paths are the caller's typing (a file name may name a person): not echoed
+        console.print("wrote the --out file, and its receipt beside it (the same name + "
+                      ".tlog-proof)", markup=False)
 
 
 def segment(
