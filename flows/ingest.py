@@ -40,7 +40,7 @@ from flows.flow_runtime import (  # noqa: E402
     vault_home,
 )
 from vault.errors import BadInput  # noqa: E402
-from vault.ingest import BATCH_ROWS, IngestPlan  # noqa: E402
+from vault.ingest import BATCH_ROWS, IngestPlan, source_label  # noqa: E402
 from vault.service import Principal  # noqa: E402
 
 DATA_SUFFIXES = frozenset({".csv", ".tsv", ".txt", ".parquet", ".json", ".jsonl", ".ndjson"})
@@ -71,11 +71,13 @@ def source_files(path: Path) -> list[Path]:
       retry_delay_seconds=exponential_backoff(backoff_factor=0.5), retry_jitter_factor=0.5,
       retry_condition_fn=retry_if_transient)
 def plan_source(home: str, principal: Principal, path: str, dataset: str,
-                batch_rows: int) -> IngestPlan:
-    """Register the source by content hash and classify it once (touches plaintext)."""
+                batch_rows: int, label: str | None = None) -> IngestPlan:
+    """Register the source by content hash and classify it once (touches plaintext);
+    errors name it as ``label`` (its place in the folder), never by its path."""
     vh = vault_home(home)
     with scrubbed("plan", dataset=dataset):
-        return vault_for(vh, principal).ingest_plan(Path(path), dataset, batch_rows=batch_rows)
+        return vault_for(vh, principal).ingest_plan(Path(path), dataset, batch_rows=batch_rows,
+                                                    label=label)
 
 
 @task(name="store-source", cache_policy=NO_CACHE, persist_result=False, retries=RETRIES,
@@ -114,13 +116,15 @@ def _dask_address() -> str | None:
 
 
 def ingest_source(home: str, principal: Principal, source: Path, dataset: str,
-                  batch_rows: int) -> tuple[dict[str, int], list[dict[str, Any]]]:
+                  batch_rows: int, label: str | None = None,
+                  ) -> tuple[dict[str, int], list[dict[str, Any]]]:
     """Plan one file, then store its batches in one pipelined task (on Dask, with the
-    batches prepared by the workers); call inside a flow."""
+    batches prepared by the workers); call inside a flow. ``label``: how errors name
+    the file (``vault.ingest.source_label``)."""
     logger = get_run_logger()
     counts = {"rows_added": 0, "rows_updated": 0, "duplicates_skipped": 0,
               "erased_suppressed": 0, "batches": 0, "people": 0}
-    plan = plan_source(home, principal, str(source), dataset, batch_rows)
+    plan = plan_source(home, principal, str(source), dataset, batch_rows, label)
     if plan.already_ingested:
         logger.info("source %s already ingested: nothing to add", plan.source_id)
         counts["duplicates_skipped"] = plan.rows
@@ -142,8 +146,10 @@ def ingest(path: str, dataset: str, home: str | None = None, token_file: str | N
               "erased_suppressed": 0, "batches": 0, "people": 0}  # people: summed per source
     columns: list[dict[str, Any]] = []
     files = source_files(Path(path))
-    for source in files:
-        counts, cols = ingest_source(str(vh.root), principal, source, dataset, batch_rows)
+    for i, source in enumerate(files, start=1):
+        label = source_label(i, len(files), folder=Path(path).is_dir())
+        counts, cols = ingest_source(str(vh.root), principal, source, dataset, batch_rows,
+                                     label)
         columns = columns or cols
         for key, value in counts.items():
             totals[key] += value

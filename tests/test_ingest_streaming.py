@@ -142,7 +142,7 @@ def test_bad_row_deep_in_the_file_stores_nothing_of_it(tmp_path: Path) -> None:
             ingest_path(engine, home, who, src, "nc", batch_rows=BATCH, limits=limits)
         # header is line 1; notes with a line break (every 97th row before it) add lines
         breaks = len(range(0, 2_600, 97))
-        assert str(info.value) == (f"voters.csv: line {2_602 + breaks} (row 2,601): "
+        assert str(info.value) == (f"the file: line {2_602 + breaks} (row 2,601): "
                                    "8 fields, header has 7")
         assert "Extra" not in str(info.value)
     with engine.connect() as conn:
@@ -258,6 +258,24 @@ def test_peak_rss_stays_flat_when_the_file_grows_4x(tmp_path: Path) -> None:
     peaks = {200_000: small, 800_000: large}
     print("ingest peak RSS MiB by rows:", peaks)
     assert min(large) <= 1.2 * min(small), peaks
+
+
+def test_a_file_changed_after_planning_is_named_by_its_label_not_its_path(
+        tmp_path: Path) -> None:
+    """A batch that no longer matches the plan is refused naming the plan's label ("the
+    file", or its place in a folder), never the file's name (it may name a person)."""
+    from vault.ingest import plan_ingest, source_label, store_source
+
+    src = _voter_csv(tmp_path / "canvass-jane-doe-4417.csv")
+    home, engine, who = _home(tmp_path / "home")
+    label = source_label(2, 3, folder=True)
+    plan = plan_ingest(engine, home, who, src, "nc", batch_rows=BATCH, label=label)
+    lines = src.read_bytes().splitlines(keepends=True)
+    src.write_bytes(b"".join(lines[: len(lines) // 2]))  # half of it is gone
+    with pytest.raises(BadInput) as info:
+        store_source(engine, home, who, plan)
+    assert str(info.value).startswith(f"{label}: ") and "jane-doe-4417" not in str(info.value)
+    engine.dispose()
 
 
 def test_batches_stored_out_of_order_read_only_their_rows(tmp_path: Path) -> None:

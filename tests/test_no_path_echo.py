@@ -100,6 +100,27 @@ def test_service_and_flow_source_files_never_name_the_path(typed: Path) -> None:
     assert TOKEN not in str(info.value)
 
 
+@pytest.mark.parametrize("command", ["ingest", "classify"])
+def test_a_ragged_file_named_after_a_person_is_named_the_file(
+    home: Path, typed: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    """The readers' errors (line and row numbers, never values) name no file either."""
+    ragged = typed / f"{TOKEN}.csv"
+    ragged.write_text("a,b\n1,2\n3,4,5\n", encoding="utf-8")
+    args = ["--dataset", "x"] if command == "ingest" else []
+    refused(capsys, command, str(ragged), *args,
+            says="the file: line 3 (row 2): 3 fields, header has 2")
+
+
+def test_a_bad_file_in_a_folder_is_named_by_its_place(
+    home: Path, typed: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (typed / f"a-{TOKEN}.csv").write_text("a,b\n1,2\n3,4,5\n", encoding="utf-8")
+    (typed / "b.csv").write_text("a,b\n1,2\n", encoding="utf-8")
+    refused(capsys, "ingest", str(typed), "--dataset", "x",
+            says="file 1 of 2 in the folder (by name): line 3 (row 2): 3 fields")
+
+
 # -- ledger: annotations, key, checkpoint and export files ---------------------------------------
 
 

@@ -49,7 +49,7 @@ from vault.keyring import Keyring, now
 from vault.keys import provider_for
 from vault.pii.classifier import ColumnClass, apply_policy, classify_frame
 from vault.pii.limits import ReaderLimits, limits_from_env
-from vault.pii.readers import SourceInfo, iter_batches, scan_source
+from vault.pii.readers import DEFAULT_LABEL, SourceInfo, iter_batches, scan_source
 from vault.store import (
     T_BATCH,
     T_DATASET,
@@ -87,6 +87,7 @@ class IngestPlan:
     columns: list[dict[str, Any]] = field(default_factory=list)
     encoding: str = "utf-8"
     batch_starts: list[tuple[int, int]] = field(default_factory=list)  # (byte offset, line)
+    label: str = DEFAULT_LABEL  # how errors name the file (source_label): never its path
 
     def start_of(self, batch_index: int) -> tuple[int, int, int] | None:
         """Where batch ``batch_index`` starts in the file: (byte offset, line, row)."""
@@ -132,12 +133,20 @@ def file_digest(path: Path) -> str:
     return str(h.hexdigest())
 
 
+def source_label(index: int, count: int, *, folder: bool) -> str:
+    """How errors name the ``index``-th (1-based) of ``count`` files given to ingest: by
+    its place in the folder, never by its path or name (the caller typed them, and a
+    file name may name a person)."""
+    return f"file {index} of {count} in the folder (by name)" if folder else DEFAULT_LABEL
+
+
 def scan_file(path: Path, batch_rows: int = BATCH_ROWS,
-              limits: ReaderLimits | None = None) -> tuple[SourceInfo, str]:
+              limits: ReaderLimits | None = None,
+              label: str = DEFAULT_LABEL) -> tuple[SourceInfo, str]:
     """One streaming pass: every check of the readers, the sample, and the content hash."""
     h = source_hasher()
     info = scan_source(path, batch_rows=batch_rows, limits=limits or limits_from_env(),
-                       on_bytes=h.update)
+                       label=label, on_bytes=h.update)
     return info, str(h.hexdigest())
 
 
@@ -248,13 +257,13 @@ def _columns_report(classes: list[ColumnClass]) -> list[dict[str, Any]]:
 
 def plan_ingest(engine: Engine, home: VaultHome, principal: _access.Principal, path: Path,
                 dataset: str, *, batch_rows: int = BATCH_ROWS,
-                limits: ReaderLimits | None = None) -> IngestPlan:
+                limits: ReaderLimits | None = None, label: str = DEFAULT_LABEL) -> IngestPlan:
     """Read the file once (checks, hash, sample), register the source (by content hash)
-    and the dataset; classify once, from the sample."""
+    and the dataset; classify once, from the sample. Errors name the file as ``label``."""
     if not path.is_file():
         raise BadInput("the file given to ingest does not exist")  # never its path
     parse_name(dataset, "dataset")
-    info, digest = scan_file(path, batch_rows, limits)
+    info, digest = scan_file(path, batch_rows, limits, label)
     df = info.sample
     classes = classify_for(home, df)
     declared, per_person, max_people = identity_for(home, dataset)
@@ -270,14 +279,14 @@ def plan_ingest(engine: Engine, home: VaultHome, principal: _access.Principal, p
                 want = {c.name for c in known.columns}
                 missing, extra = sorted(want - have), sorted(have - want)
                 raise BadInput(  # header names only, never values
-                    f"{path.name} does not have the columns of dataset '{dataset}'"
+                    f"{label} does not have the columns of dataset '{dataset}'"
                     + (f"; missing: {', '.join(missing)}" if missing else "")
                     + (f"; not in the dataset: {', '.join(extra)}" if extra else ""))
         stored_rows = 0 if ds_row is None else int(conn.execute(
             select(func.coalesce(func.sum(T_BATCH.c.rows), 0))
             .where(T_BATCH.c.dataset_id == ds_row.id)).scalar_one())
         if stored_rows + info.rows > max_people * per_person:
-            raise BadInput(f"{path.name} would take dataset '{dataset}' past the policy's public "
+            raise BadInput(f"{label} would take dataset '{dataset}' past the policy's public "
                            "bound (privacy_unit max_people x rows_per_person rows)")
         ds = dataset_id(conn, dataset, create_with=(
             hashlib.sha256(",".join(df.columns).encode()).hexdigest(),
@@ -304,7 +313,7 @@ def plan_ingest(engine: Engine, home: VaultHome, principal: _access.Principal, p
                       rows=info.rows, batch_rows=batch_rows, batches=batches,
                       already_ingested=done >= batches and src is not None and done > 0,
                       columns=_columns_report(classes), encoding=info.encoding,
-                      batch_starts=info.batch_starts)
+                      batch_starts=info.batch_starts, label=label)
 
 
 def _plan_batches(plan: IngestPlan, start_index: int = 0, limits: ReaderLimits | None = None,
@@ -315,9 +324,9 @@ def _plan_batches(plan: IngestPlan, start_index: int = 0, limits: ReaderLimits |
     if start_index >= plan.batches:
         return
     names = [c["name"] for c in plan.columns]
-    label = Path(plan.path).name
+    label = plan.label
     frames = iter_batches(plan.path, plan.batch_rows, limits=limits or limits_from_env(),
-                          encoding=plan.encoding, start=plan.start_of(start_index))
+                          encoding=plan.encoding, label=label, start=plan.start_of(start_index))
     index = start_index
     for index, frame in enumerate(frames, start=start_index):
         if frame.columns != names or index >= plan.batches:
@@ -474,14 +483,16 @@ class StoreJob:
 def ingest_path(engine: Engine, home: VaultHome, principal: _access.Principal, path: Path,
                 dataset: str, *, progress: Progress | None = None,
                 batch_rows: int = BATCH_ROWS,
-                limits: ReaderLimits | None = None) -> IngestReport:
+                limits: ReaderLimits | None = None,
+                label: str = DEFAULT_LABEL) -> IngestReport:
     """A file in this process: checked, hashed and sampled in one streaming pass,
-    classified once, then stored batch by batch in a second streaming pass."""
+    classified once, then stored batch by batch in a second streaming pass. Errors name
+    the file as ``label`` (:func:`source_label`)."""
     if not path.is_file():
         raise BadInput("the file given to ingest does not exist")  # never its path
     limits = limits or limits_from_env()
     plan = plan_ingest(engine, home, principal, path, dataset, batch_rows=batch_rows,
-                       limits=limits)
+                       limits=limits, label=label)
     if plan.already_ingested:
         return IngestReport(dataset, 0, 0, plan.rows, 0, plan.columns, already_ingested=True)
     return store_source(engine, home, principal, plan, progress=progress, limits=limits)

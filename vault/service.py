@@ -266,18 +266,20 @@ class Vault:
                client: Any = None) -> dict[str, Any]:
         """Classify, encrypt and store a file or every file of a folder (``ingest``); with a
         Dask ``client``, its workers prepare the batches and this process writes them."""
-        from vault.ingest import ingest_path
+        from vault.ingest import ingest_path, source_label
 
         self._require("ingest", self._dataset(dataset))  # no file is read for a denied caller
         totals: dict[str, Any] = {"dataset": dataset, "rows_added": 0, "rows_updated": 0,
                                   "duplicates_skipped": 0, "erased_suppressed": 0, "batches": 0,
                                   "people": 0, "columns": []}  # people: summed per file
-        for f in source_files(path):
+        files = source_files(path)
+        for i, f in enumerate(files, start=1):
+            label = source_label(i, len(files), folder=path.is_dir())  # errors: never a name
             if client is None:
                 r = ingest_path(self.engine, self.home, self.principal, f, dataset,
-                                progress=progress)
+                                progress=progress, label=label)
             else:
-                plan = self.ingest_plan(f, dataset)
+                plan = self.ingest_plan(f, dataset, label=label)
                 r = self.ingest_planned(plan, client=client, progress=progress)
             totals["rows_added"] += r.rows_added
             totals["rows_updated"] += r.rows_updated
@@ -290,13 +292,15 @@ class Vault:
         return totals
 
     def ingest_plan(self, path: Path, dataset: str, *, batch_rows: int | None = None,
-                    ) -> IngestPlan:
-        """Step 1 of a distributed ingest: read, register and classify one source."""
-        from vault.ingest import BATCH_ROWS, plan_ingest
+                    label: str | None = None) -> IngestPlan:
+        """Step 1 of a distributed ingest: read, register and classify one source; errors
+        name it as ``label`` (``vault.ingest.source_label``; default "the file")."""
+        from vault.ingest import BATCH_ROWS, plan_ingest, source_label
 
         self._require("ingest", self._dataset(dataset))  # an allowed ingest creates the name
         return plan_ingest(self.engine, self.home, self.principal, path, dataset,
-                           batch_rows=batch_rows or BATCH_ROWS)
+                           batch_rows=batch_rows or BATCH_ROWS,
+                           label=label or source_label(1, 1, folder=False))
 
     def ingest_batch(self, plan: IngestPlan, batch_index: int) -> dict[str, int]:
         """Step 2 (per batch, idempotent) of a distributed ingest."""

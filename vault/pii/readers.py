@@ -12,11 +12,13 @@ Parquet, JSON Lines.
 * Limits (:mod:`vault.pii.limits`) are checked before any expensive work: the
   header's length and column count from the first bytes read, then field and row
   lengths per chunk, with vectorised byte scans, before a chunk is parsed.
-* Every problem is a one-line :class:`~vault.errors.BadInput` naming the file
-  (its base name), a line, row or column *number* and what is wrong, never a cell
-  value: missing file, empty file, binary junk, NUL bytes, ragged rows, unclosed
-  quotes, empty, duplicate or over-long column names, limits, unreadable Parquet /
-  JSON Lines, a JSON Lines schema that drifts from the first chunk's.
+* Every problem is a one-line :class:`~vault.errors.BadInput` naming the file by
+  the ``label`` its caller gives (default "the file": never its path nor its name,
+  which a caller typed and which may name a person), a line, row or column
+  *number* and what is wrong, never a cell value: missing file, empty file, binary
+  junk, NUL bytes, ragged rows, unclosed quotes, empty, duplicate or over-long
+  column names, limits, unreadable Parquet / JSON Lines, a JSON Lines schema that
+  drifts from the first chunk's.
 * :func:`scan_source` reads a whole file once (validating everything, so nothing
   of a bad file is stored) and returns its row count, encoding, where each batch
   starts, and an evenly spaced sample of at most ``SAMPLE_ROWS`` rows for the
@@ -57,6 +59,7 @@ _PARQUET = {".parquet", ".pq"}
 _JSONL = {".jsonl", ".ndjson", ".json"}
 _SNIFF_BYTES = 64 * 1024
 SAMPLE_ROWS = 10_000  # rows kept for classification, evenly spaced over the whole file
+DEFAULT_LABEL = "the file"  # how errors name a file read by path when no label is given
 
 Source = str | Path | bytes
 
@@ -187,7 +190,7 @@ def _open(path: Source, label: str | None) -> tuple[IO[bytes], str, str]:
     if isinstance(path, bytes):
         return io.BytesIO(path), label or "input", ""
     p = Path(path)
-    name = label or p.name
+    name = label or DEFAULT_LABEL  # never p.name: the caller typed it
     if not p.is_file():
         raise BadInput(f"{name}: no such file")
     return p.open("rb"), name, p.suffix.lower()
