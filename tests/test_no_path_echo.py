@@ -282,6 +282,15 @@ def test_serve_names_the_missing_tls_option_not_its_path(
     refused(capsys, *args, says=f"{missing}: no such file")
 
 
+def test_deploy_names_a_missing_watch_folder_by_its_option(
+    typed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CIVICVAULT_HOME", str(tmp_path / "nowhere"))
+    refused(capsys, "deploy", "--watch-folder", str(typed / f"drop-{TOKEN}"), "--dry-run",
+            says="--watch-folder: no such folder")
+
+
 # -- witness (its home is typed with --home) -----------------------------------------------------
 
 

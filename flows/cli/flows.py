@@ -104,7 +104,7 @@ def deploy(
     """Serve the flows (audit nightly, monthly rotation, on-demand ingest/release/erasure)
     and, with --watch-folder, keep one watch-folder ingest running."""
     if watch is not None and not watch.is_dir():
-        raise BadInput(f"watch folder does not exist: {watch}")
+        raise BadInput("--watch-folder: no such folder")  # the option, not the typed path
     if after_ingest not in ("delete", "keep"):
         raise BadInput("--after-ingest must be 'delete' or 'keep'")
     if not dry_run and not os.environ.get("PREFECT_API_URL"):
