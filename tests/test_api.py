@@ -70,3 +70,23 @@ def test_proofs_match_the_cli_shape_and_bad_ranges_are_400(client: TestClient,
     assert cons["old_size"] == 1 and cons["new_size"] >= 2 and cons["consistency_path"]
     bad = client.get("/api/ledger/proof/inclusion", params={"index": 99, "size": 2}, headers=h)
     assert bad.status_code == 400 and "detail" in bad.json()
+
+
+def test_a_path_naming_a_person_is_not_echoed_in_problem_details(
+    client: TestClient, tmp_path: Path
+) -> None:
+    """POST /api/ingest and /api/classify take a server path: a refusal names what was
+    wrong, never that path. (problems.safe_detail already replaces a detail that echoes
+    the request with fixed advice; now the detail says what to fix and passes it.)"""
+    h = _admin(tmp_path)
+    missing = tmp_path / "canvass-jane-doe-4417.csv"
+    r = client.post("/api/ingest", json={"path": str(missing), "dataset": "turnout"}, headers=h)
+    assert 400 <= r.status_code < 500 and "given to ingest" in r.text
+    assert "jane-doe-4417" not in r.text
+    ragged = tmp_path / "jane-doe-4417.csv"
+    ragged.write_text("a,b\n1,2\n3,4,5\n", encoding="utf-8")
+    for route, body in (("/api/ingest", {"path": str(ragged), "dataset": "turnout"}),
+                        ("/api/classify", {"path": str(ragged)})):
+        r = client.post(route, json=body, headers=h)
+        assert 400 <= r.status_code < 500 and "the file: line 3" in r.text, r.text
+        assert "jane-doe-4417" not in r.text
