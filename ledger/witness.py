@@ -321,14 +321,22 @@ def rotate_witness_key(folder: Path) -> Cosigner:
     return cosigner
 
 
-def retire_witness_key(folder: Path, key_id: str) -> None:
-    """Stop cosigning with one key (its verifier key keeps verifying old cosignatures)."""
-    path = _keys_dir(folder) / f"{key_id.lower()}.key"
+def retire_witness_key(folder: Path, key_id: str) -> str:
+    """Stop cosigning with one key (its verifier key keeps verifying old cosignatures).
+    Returns the key ID as retired (lower-case hex).
+
+    ``key_id`` must be a key ID (8 hex digits): it names a file under the keys folder, so
+    anything else (``../x``) would reach outside it."""
+    if len(key_id) != 8 or any(c not in "0123456789abcdefABCDEF" for c in key_id):
+        raise BadInput("KEY_ID must be a witness key ID: 8 hex digits (the vkey's middle part)")
+    key_id = key_id.lower()
+    path = _keys_dir(folder) / f"{key_id}.key"
     if not path.exists() or len(witness_cosigners(folder)) < 2:
         raise BadInput("no such active key, or it is the witness's last one")
     retired = folder / "retired"
     retired.mkdir(mode=0o700, exist_ok=True)
     os.replace(path, retired / path.name)
+    return key_id
 
 
 def load_witness(folder: Path) -> Witness:

@@ -181,6 +181,31 @@ def test_witness_key_rotation_keeps_old_cosignatures_verifiable(tmp_path: Path) 
         witnesses_of(forged, both)
 
 
+def test_retire_key_takes_a_key_id_only(tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """`witness retire-key` names a file under the keys folder by the ID it is given: a
+    path (``../x``) or anything but 8 hex digits is refused (exit 2, nothing moved); a
+    real ID of a rotated witness is retired."""
+    from flows.cli import main
+
+    home = tmp_path / "w"
+    assert main(["witness", "init", "--name", "w.test/ret", "--home", str(home)]) == 0
+    assert main(["witness", "rotate-key", "--home", str(home)]) == 0
+    capsys.readouterr()
+    outside = tmp_path / "outside.key"
+    outside.write_text("not a witness key")
+    keys = sorted(p.name for p in (home / "keys").iterdir())
+    for bad in ("../../outside", "../keys/" + keys[0][:-4], keys[0][:-4] + "0", "zzzzzzzz", ""):
+        assert main(["witness", "retire-key", bad, "--home", str(home)]) == 2
+        err = capsys.readouterr().err
+        assert "KEY_ID must be a witness key ID" in err and err.count("\n") == 1, err
+    assert outside.exists() and sorted(p.name for p in (home / "keys").iterdir()) == keys
+    assert not (home / "retired").exists()
+    assert main(["witness", "retire-key", keys[0][:-4].upper(), "--home", str(home)]) == 0
+    assert f"retired witness key {keys[0][:-4]}" in capsys.readouterr().out
+    assert [p.name for p in (home / "retired").iterdir()] == [keys[0]]
+
+
 @pytest.mark.slow
 def test_witness_serve_command_cosigns_over_http(tmp_path: Path) -> None:
     """`civicvault witness init | trust | serve --port 0` as a separate process."""

@@ -88,8 +88,8 @@ def retire_key(key_id: Annotated[str, typer.Argument(help="Hex key ID to stop us
     """Stop cosigning with one key (its vkey still verifies what it cosigned)."""
     from ledger.witness import retire_witness_key
 
-    retire_witness_key(_home(home), key_id)
-    console.print(f"retired witness key {key_id}", markup=False)
+    retired = retire_witness_key(_home(home), key_id)  # checked: 8 hex digits
+    console.print(f"retired witness key {retired}", markup=False)
 
 
 @app.command("serve")
