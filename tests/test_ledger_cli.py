@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from flows.cli import main
 from ledger.checkpoint import sign_checkpoint
 from ledger.signer import Signer
 from tests import ledger_independent as ind
+from tests.cli_helpers import initialised_home, run
 
 COMMANDS = ["annotate", "verify", "checkpoint", "pubkey", "export", "prove", "consistency"]
 
@@ -22,19 +22,7 @@ COMMANDS = ["annotate", "verify", "checkpoint", "pubkey", "export", "prove", "co
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
          ) -> Path:
-    root = tmp_path / "vault"
-    monkeypatch.setenv("CIVICVAULT_HOME", str(root))
-    monkeypatch.delenv("CIVICVAULT_DB_URL", raising=False)
-    monkeypatch.delenv("CIVICVAULT_TOKEN", raising=False)
-    assert main(["init"]) == 0
-    capsys.readouterr()
-    return root
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
+    return initialised_home(tmp_path, monkeypatch, capsys)
 
 
 def export_lines(capsys: pytest.CaptureFixture[str]) -> list[bytes]:

@@ -14,16 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import main
 from ledger.signer import Signer
+from tests.cli_helpers import initialised_home, run
 
 TOKEN = "jane-doe-4417"
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def refused(capsys: pytest.CaptureFixture[str], *args: str, says: str) -> str:
@@ -40,13 +34,7 @@ def refused(capsys: pytest.CaptureFixture[str], *args: str, says: str) -> str:
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
          capsys: pytest.CaptureFixture[str]) -> Path:
-    root = tmp_path / "vault"
-    monkeypatch.setenv("CIVICVAULT_HOME", str(root))
-    monkeypatch.delenv("CIVICVAULT_DB_URL", raising=False)
-    monkeypatch.delenv("CIVICVAULT_TOKEN", raising=False)
-    assert main(["init"]) == 0
-    capsys.readouterr()
-    return root
+    return initialised_home(tmp_path, monkeypatch, capsys)
 
 
 @pytest.fixture
