@@ -1,7 +1,9 @@
 """What every flow and task needs from the vault, and how their failures are worded.
 
 Flows receive paths and ids only; they never receive a token or a database URL
-(both are secrets and Prefect stores flow parameters). A flow opens the vault
+(both are secrets and Prefect stores flow parameters), and from the CLI a path the
+caller typed arrives as a reference to a file holding it (:func:`path_ref_for`: a file
+name may name a person). A flow opens the vault
 home named by its ``home`` parameter (or ``CIVICVAULT_HOME``), takes the database
 URL from ``CIVICVAULT_DB_URL`` and the principal's token from ``CIVICVAULT_TOKEN``
 or the home's ``admin.token``, exactly as the CLI does.
@@ -15,6 +17,7 @@ civicvault's own tree already carry ids only and pass through unchanged.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import threading
 from collections.abc import Iterator
@@ -24,7 +27,13 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
-from ledger.errors import BadInput, CivicVaultError, FlowStepFailed, TransientStoreError
+from ledger.errors import (
+    BadInput,
+    CivicVaultError,
+    FlowStepFailed,
+    TransientStoreError,
+    unreadable,
+)
 from vault.db import make_engine, require_schema
 from vault.errors import StorageLocked
 from vault.home import DB_URL_ENV, TOKEN_ENV, VaultHome, write_secret_file
@@ -106,6 +115,43 @@ def scrubbed(step: str, **ids: object) -> Iterator[None]:
         if isinstance(exc, OperationalError):
             raise TransientStoreError(f"{detail}: transient database error") from None
         raise FlowStepFailed(detail) from None
+
+
+# A path the caller typed travels to a flow as a reference, not as itself: Prefect stores
+# flow parameters and shows them in its UI, and a file name may name a person
+# (``canvass-jane-doe.csv``). The reference names a 0600 file in the vault home that
+# holds the path, removed when the run is over.
+PATH_REF = "path-file:"
+_PATH_REF_NAME = re.compile(r"\.flow-path-[0-9a-f]{16}")
+
+
+@contextmanager
+def path_ref_for(home: VaultHome, path: Path | None) -> Iterator[str | None]:
+    """``path`` as a flow parameter that does not show it (:func:`typed_path` reads it)."""
+    if path is None:
+        yield None
+        return
+    name = f".flow-path-{secrets.token_hex(8)}"
+    write_secret_file(home.root / name, os.fsencode(path.expanduser().absolute()))
+    try:
+        yield PATH_REF + name
+    finally:
+        (home.root / name).unlink(missing_ok=True)
+
+
+def typed_path(home: VaultHome, value: str) -> Path:
+    """A flow's path parameter: a :func:`path_ref_for` reference, or (deployments and
+    Python callers) the path itself."""
+    if not value.startswith(PATH_REF):
+        return Path(value)
+    name = value[len(PATH_REF):]
+    if not _PATH_REF_NAME.fullmatch(name):
+        raise BadInput("a path reference names a .flow-path- file of the vault home")
+    try:
+        return Path(os.fsdecode((home.root / name).read_bytes()))
+    except OSError as exc:
+        raise BadInput(f"the path reference's file cannot be read ({unreadable(exc)})") \
+            from None
 
 
 @contextmanager

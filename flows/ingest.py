@@ -36,6 +36,7 @@ from flows.flow_runtime import (  # noqa: E402
     is_transient,
     principal_for,
     scrubbed,
+    typed_path,
     vault_for,
     vault_home,
 )
@@ -139,15 +140,19 @@ def ingest_source(home: str, principal: Principal, source: Path, dataset: str,
 @flow(name="ingest", persist_result=False, log_prints=False, validate_parameters=True)
 def ingest(path: str, dataset: str, home: str | None = None, token_file: str | None = None,
            batch_rows: int = BATCH_ROWS) -> dict[str, Any]:
-    """Ingest a file or a folder of files into ``dataset``; returns counts and column classes."""
+    """Ingest a file or a folder of files into ``dataset``; returns counts and column classes.
+
+    ``path``: the file or folder, or (from the CLI) a reference to it
+    (``flow_runtime.path_ref_for``), so that Prefect's stored parameters hold no path."""
     vh = vault_home(home)
+    source_path = typed_path(vh, path)
     principal = principal_for(vh, token_file)
     totals = {"rows_added": 0, "rows_updated": 0, "duplicates_skipped": 0,
               "erased_suppressed": 0, "batches": 0, "people": 0}  # people: summed per source
     columns: list[dict[str, Any]] = []
-    files = source_files(Path(path))
+    files = source_files(source_path)
     for i, source in enumerate(files, start=1):
-        label = source_label(i, len(files), folder=Path(path).is_dir())
+        label = source_label(i, len(files), folder=source_path.is_dir())
         counts, cols = ingest_source(str(vh.root), principal, source, dataset, batch_rows,
                                      label)
         columns = columns or cols

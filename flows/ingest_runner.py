@@ -48,15 +48,17 @@ def run_ingest(session: Session, path: Path, dataset: str, progress: Progress | 
 
 
 def _run_flow(session: Session, path: Path, dataset: str, token: str | None) -> dict[str, Any]:
-    """The ``ingest`` flow; the token travels as a 0600 file path, never as a parameter."""
+    """The ``ingest`` flow; the token travels as a 0600 file path, never as a parameter,
+    and the file's path as a reference (Prefect stores and shows parameters)."""
     from flows.ephemeral import prefect_api
-    from flows.flow_runtime import token_file_for
+    from flows.flow_runtime import path_ref_for, token_file_for
 
-    with prefect_api(), token_file_for(session.home, token) as token_file:
+    with prefect_api(), token_file_for(session.home, token) as token_file, \
+            path_ref_for(session.home, path) as ref:
         from flows.ingest import ingest_flow
 
-        result = ingest_flow()(path=str(path.absolute()), dataset=dataset,
-                               home=str(session.home.root), token_file=token_file)
+        result = ingest_flow()(path=ref, dataset=dataset, home=str(session.home.root),
+                               token_file=token_file)
     return {k: result.get(k, 0) for k in ("dataset", "rows_added", "rows_updated",
                                           "duplicates_skipped", "erased_suppressed", "batches",
                                           "people", "columns")}

@@ -20,7 +20,13 @@ prefect_env.configure()
 from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
-from flows.flow_runtime import principal_for, scrubbed, vault_for, vault_home  # noqa: E402
+from flows.flow_runtime import (  # noqa: E402
+    principal_for,
+    scrubbed,
+    typed_path,
+    vault_for,
+    vault_home,
+)
 from flows.outputs import check_output, publish_json  # noqa: E402
 from vault.budget import parse_epsilon  # noqa: E402
 from vault.dp.request import ReleaseRequest  # noqa: E402
@@ -45,7 +51,7 @@ def release_setup(home: str | None, token_file: str | None, out: str | None,
     """A release flow's vault home, its checked ``--out`` target (before any budget is
     charged: a new ``.json`` file outside the vault home unless ``force``) and analyst."""
     vh = vault_home(home)
-    target = check_output(Path(out), option="out", force=force, home=vh,
+    target = check_output(typed_path(vh, out), option="out", force=force, home=vh,
                           suffixes=(".json",)) if out else None
     return vh, target, principal_for(vh, token_file)
 

@@ -71,6 +71,23 @@ def voters_csv(tmp_path: Path) -> Path:
     return demo_data.write_csv(tmp_path / "in" / "voters.csv", 600, seed=11)
 
 
+TYPED = "jane-doe-4417"  # in a typed path: must not reach Prefect's stored parameters
+
+
+def _flow_runs() -> list[tuple[str, dict[str, Any]]]:
+    """(flow name, parameters) of every run the Prefect API holds."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    async def read() -> list[tuple[str, dict[str, Any]]]:
+        async with get_client() as client:
+            names = {f.id: f.name for f in await client.read_flows()}
+            return [(names[r.flow_id], dict(r.parameters)) for r in await client.read_flow_runs()]
+
+    return asyncio.run(read())
+
+
 def _engine(vh: VaultHome) -> Engine:
     return engine_for(vh)
 
@@ -136,26 +153,21 @@ def test_cli_ingest_runs_the_ingest_flow(
 ) -> None:
     import json
 
-    from prefect.client.orchestration import get_client
-
     from flows.cli import main
 
     monkeypatch.setenv("CIVICVAULT_HOME", str(home.root))
     monkeypatch.delenv("CIVICVAULT_DB_URL", raising=False)
+    typed = voters_csv.with_name(f"canvass-{TYPED}.csv")  # a file name naming a person
+    voters_csv.rename(typed)
     capsys.readouterr()
-    assert main(["ingest", str(voters_csv), "--dataset", DATASET, "--prefect", "--json"]) == 0
+    assert main(["ingest", str(typed), "--dataset", DATASET, "--prefect", "--json"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["rows_added"] == 600
-
-    async def flow_names() -> list[str]:
-        async with get_client() as client:
-            runs = await client.read_flow_runs()
-            flows_ = {f.id: f.name for f in await client.read_flows()}
-            return [flows_[r.flow_id] for r in runs]
-
-    import asyncio
-
-    assert "ingest" in asyncio.run(flow_names())
+    # Prefect stores and shows a run's parameters: the path went as a reference to a
+    # 0600 file in the vault home, removed once the run was over
+    stored = json.dumps(_flow_runs())
+    assert '"path": "path-file:.flow-path-' in stored and TYPED not in stored
+    assert not list(home.root.glob(".flow-path-*"))
 
 
 def test_ingest_flow_takes_a_folder_of_files(
@@ -463,12 +475,17 @@ def test_cli_release_runs_the_release_flow(
             "--prefect", "--json"]
     for m in measures:
         args += ["--measure", m]
+    out = tmp_path / f"turnout-{TYPED}.json"  # a typed --out path: a reference to the flow
     capsys.readouterr()
-    assert main(args) == 0
+    assert main([*args, "--out", str(out)]) == 0
     doc = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert doc["rows"] and doc["budget"]["epsilon_spent"] == pytest.approx(float(epsilon))
     assert _ledger_actions(home).get("release.dp", 0) == 1
+    assert json.loads(out.read_text())["rows"] == doc["rows"]
+    stored = json.dumps(_flow_runs())
+    assert '"out": "path-file:.flow-path-' in stored and TYPED not in stored
     assert not list(home.root.glob(".flow-token-*"))  # the token file is gone
+    assert not list(home.root.glob(".flow-path-*"))  # and the path's
 
 
 def _cli_with(harness: dict[str, str], home: VaultHome, tmp_path: Path,

@@ -314,3 +314,29 @@ def test_audit_report_does_not_echo_its_out_path(
     assert TOKEN not in out + err and json.loads(out)["out"] is True
     code, out, err = run(capsys, "audit", "report", "--out", str(typed / f"{TOKEN}-2.html"))
     assert code == 0 and TOKEN not in out + err and "wrote the --out file" in out
+
+
+def test_a_flow_path_reference_holds_the_path_and_only_names_a_vault_home_file(
+    typed: Path, tmp_path: Path
+) -> None:
+    """``path_ref_for`` hands a flow ``path-file:.flow-path-<hex>`` (a 0600 file in the vault
+    home holding the path, removed afterwards); ``typed_path`` reads it back, passes a plain
+    path through, and refuses a reference to anything else."""
+    from flows.flow_runtime import PATH_REF, path_ref_for, typed_path
+    from vault.errors import BadInput
+    from vault.home import VaultHome
+
+    vh = VaultHome(tmp_path / "home")
+    vh.root.mkdir()
+    source = typed / f"{TOKEN}.csv"
+    with path_ref_for(vh, source) as ref:
+        assert ref is not None and ref.startswith(PATH_REF) and TOKEN not in ref
+        [held] = vh.root.glob(".flow-path-*")
+        assert held.stat().st_mode & 0o077 == 0
+        assert typed_path(vh, ref) == source
+    assert not list(vh.root.glob(".flow-path-*"))
+    assert typed_path(vh, str(source)) == source
+    for bad in (ref, f"{PATH_REF}../{TOKEN}", f"{PATH_REF}.flow-path-{TOKEN}"):
+        with pytest.raises(BadInput) as err:
+            typed_path(vh, bad)
+        assert TOKEN not in str(err.value)

@@ -44,18 +44,19 @@ def _delta(text: str | None) -> float | None:
 def _release_flow(session: Any, ctx: typer.Context, dataset: str, by: list[str],
                   measures: list[str], epsilon: str, out: Path | None,
                   force: bool) -> dict[str, Any]:
-    """The Prefect ``release`` flow; the token travels as a 0600 file path, never a parameter."""
+    """The Prefect ``release`` flow; the token travels as a 0600 file path, never a
+    parameter, and ``out`` as a reference (Prefect stores and shows parameters)."""
     from flows.ephemeral import prefect_api
-    from flows.flow_runtime import token_file_for
+    from flows.flow_runtime import path_ref_for, token_file_for
 
     with prefect_api(), \
-            token_file_for(session.home, (ctx.find_root().obj or {}).get("token")) as token_file:
+            token_file_for(session.home, (ctx.find_root().obj or {}).get("token")) as token_file, \
+            path_ref_for(session.home, out) as out_ref:
         from flows.release import release as release_flow
 
         document: dict[str, Any] = release_flow(
             dataset=dataset, by=by, measures=measures, epsilon=epsilon,
-            home=str(session.home.root), token_file=token_file,
-            out=str(out) if out is not None else None, force=force)
+            home=str(session.home.root), token_file=token_file, out=out_ref, force=force)
     return document
 
 
