@@ -157,6 +157,60 @@ def test_hmac_paths_agree_with_the_standard_library(values: list[bytes | None], 
         _aead.NATIVE = saved
 
 
+@settings(max_examples=40, deadline=None)
+@given(head=st.binary(max_size=100), tag=st.binary(max_size=3),
+       blobs=st.lists(st.binary(max_size=300), max_size=40))
+def test_framed_sha256_paths_agree_with_the_standard_library(head: bytes, tag: bytes,
+                                                             blobs: list[bytes]) -> None:
+    h = hashlib.sha256(head)
+    for b in blobs:
+        h.update(tag + len(b).to_bytes(8, "big") + b)
+    saved = _aead.NATIVE
+    try:
+        for native in ([True, False] if saved else [False]):
+            _aead.NATIVE = native
+            assert _aead.sha256_framed(head, tag, blobs) == h.digest()
+    finally:
+        _aead.NATIVE = saved
+
+
+@settings(max_examples=60, deadline=None)
+@given(pieces=st.lists(st.binary(max_size=90).map(lambda b: b.replace(b",", b"")), min_size=1,
+                       max_size=30))
+def test_crc32_of_pieces_agrees_with_zlib_on_both_paths(pieces: list[bytes]) -> None:
+    """The bucket layout's row checksums (every length, so every tail of the eight-byte
+    steps), as ``zlib.crc32`` gives them, on both paths."""
+    import zlib
+
+    text = b",".join(pieces)
+    saved = _aead.NATIVE
+    try:
+        for native in ([True, False] if saved else [False]):
+            _aead.NATIVE = native
+            got = _aead.crc32_pieces(text, b",", len(pieces))
+            assert got.dtype == np.int64
+            assert got.tolist() == [zlib.crc32(p) for p in pieces]
+            with pytest.raises(ValueError, match="pieces"):
+                _aead.crc32_pieces(text, b",", len(pieces) + 1)
+    finally:
+        _aead.NATIVE = saved
+
+
+def test_a_batch_digest_is_its_documented_framing() -> None:
+    """crypto.batch_digest, written out: the domain tag, each column blob by name, then
+    each record blob, length-prefixed (what ledger entries and verifiers hold)."""
+    cols = {"party": os.urandom(50), "county": os.urandom(70)}
+    recs = [os.urandom(n) for n in (0, 5, 5, 300)]
+    h = hashlib.sha256(b"civicvault/batch-data/v1")
+    for name in ("county", "party"):
+        h.update(b"C" + len(name).to_bytes(4, "big") + name.encode())
+        h.update(len(cols[name]).to_bytes(8, "big") + cols[name])
+    for r in recs:
+        h.update(b"R" + len(r).to_bytes(8, "big") + r)
+    assert crypto.batch_digest(cols, recs) == h.hexdigest()
+    assert crypto.batch_digest({}, []) == hashlib.sha256(b"civicvault/batch-data/v1").hexdigest()
+
+
 def test_blind_digests_are_the_same_on_both_paths(monkeypatch: pytest.MonkeyPatch) -> None:
     import polars as pl
 
@@ -186,6 +240,8 @@ def test_bad_arguments_are_refused_not_misread() -> None:
         _sealc.hmac_sha256(k, b"", [b"x"], 33)
     with pytest.raises(TypeError, match="expected bytes"):
         _sealc.hmac_sha256(k, b"", [None, 3], 16)
+    with pytest.raises(TypeError, match="expected bytes"):
+        _sealc.sha256_framed(b"", b"R", [b"x", None])
     assert _sealc.gcm_seal(k, b"", [], b"", [], b"") == []
     with pytest.raises(ValueError, match="differ in length"):
         _aead.seal_int_ads([k, k], [b"x"], b"", [], b"")

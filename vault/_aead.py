@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import os
 import struct
+import zlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -239,3 +240,36 @@ def keyed_fingerprints(key: bytes, messages: Sequence[bytes]) -> list[bytes]:
 
 def sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
+
+
+_LEN64 = struct.Struct(">Q").pack
+
+
+def sha256_framed(head: bytes, tag: bytes, blobs: Sequence[bytes]) -> bytes:
+    """SHA-256 of ``head`` then, for each blob, ``tag || be64(len(blob)) || blob``."""
+    if NATIVE:
+        assert _sealc is not None
+        return _sealc.sha256_framed(head, tag, blobs)
+    h = hashlib.sha256(head)
+    frames: dict[int, bytes] = {}  # the few distinct lengths' frames, built once each
+    parts: list[bytes] = []
+    for blob in blobs:
+        frame = frames.get(len(blob))
+        if frame is None:
+            frame = frames[len(blob)] = tag + _LEN64(len(blob))
+        parts += (frame, blob)
+    h.update(b"".join(parts))
+    return h.digest()
+
+
+def crc32_pieces(text: bytes, sep: bytes, n: int) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """``zlib.crc32`` of each of the ``n`` pieces of ``text.split(sep)`` (``sep``: one
+    byte; ``n``: how many pieces there are)."""
+    if NATIVE:
+        assert _sealc is not None
+        crcs = np.frombuffer(_sealc.crc32_pieces(text, sep[0]), dtype="<u4")
+    else:
+        crcs = np.fromiter(map(zlib.crc32, text.split(sep)), dtype=np.uint32)
+    if len(crcs) != n:
+        raise ValueError(f"{len(crcs)} pieces, not {n}")
+    return crcs.astype(np.int64)

@@ -15,13 +15,13 @@ database, and tests hold both layouts equal on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+from vault import _aead
 from vault.manifest import BUCKET, BucketParts, buckets_of_range, row_moments
 
 
@@ -63,7 +63,7 @@ def _crcs(text: _Joined, n: int) -> Any:
     """CRC-32 of each of the ``n`` row texts (the locator's row function)."""
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    return np.fromiter(map(zlib.crc32, text.text.split(b",")), dtype=np.int64, count=n)
+    return _aead.crc32_pieces(text.text, b",", n)
 
 
 def _hex(blobs: pl.Expr) -> pl.Expr:

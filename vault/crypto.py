@@ -152,14 +152,11 @@ def batch_digest(column_blobs: dict[str, bytes], record_blobs: Sequence[bytes]) 
     Order: column blobs by column name, then record blobs by record id; every
     item is length-prefixed under a domain tag.
     """
-    import hashlib
     import struct
 
-    h = hashlib.sha256(b"civicvault/batch-data/v1")
+    head = [b"civicvault/batch-data/v1"]
     for name in sorted(column_blobs):
         raw = name.encode()
-        h.update(b"C" + struct.pack(">I", len(raw)) + raw)
-        h.update(struct.pack(">Q", len(column_blobs[name])) + column_blobs[name])
-    for blob in record_blobs:
-        h.update(b"R" + struct.pack(">Q", len(blob)) + blob)
-    return h.hexdigest()
+        head += (b"C" + struct.pack(">I", len(raw)) + raw,
+                 struct.pack(">Q", len(column_blobs[name])), column_blobs[name])
+    return _aead.sha256_framed(b"".join(head), b"R", record_blobs).hex()
