@@ -45,8 +45,15 @@ def request_lines(path: Path) -> list[int]:
 
 
 def read_request(path: Path, line_no: int) -> tuple[str | None, str, dict[str, str]]:
-    """(ticket id or None, dataset, match) of one line; errors name the line only."""
-    line = path.read_text(encoding="utf-8").splitlines()[line_no - 1]
+    """(ticket id or None, dataset, match) of one line; errors name the line only (an
+    ``OSError``'s text would carry the file's path, and a task's error is stored)."""
+    try:
+        line = path.read_text(encoding="utf-8").splitlines()[line_no - 1]
+    except (OSError, UnicodeDecodeError):
+        raise BadInput("the erasure requests file cannot be read") from None
+    except IndexError:
+        raise BadInput(f"erasure request on line {line_no} is gone (the requests file "
+                       "changed during the run)") from None
     try:
         doc = json.loads(line)
         dataset = doc["dataset"]

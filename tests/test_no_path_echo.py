@@ -340,3 +340,23 @@ def test_a_flow_path_reference_holds_the_path_and_only_names_a_vault_home_file(
         with pytest.raises(BadInput) as err:
             typed_path(vh, bad)
         assert TOKEN not in str(err.value)
+
+
+def test_an_erasure_request_that_cannot_be_read_is_named_by_its_line_not_the_path(
+    typed: Path,
+) -> None:
+    """An ``erase-request`` task reads its own line; its error is stored by Prefect, so a
+    requests file gone (or cut short) since the flow listed it is named, not echoed (an
+    ``OSError``'s text carries the path)."""
+    from flows.erasure import read_request
+    from vault.errors import BadInput
+
+    requests = typed / f"{TOKEN}.jsonl"
+    with pytest.raises(BadInput) as gone:
+        read_request(requests, 1)
+    assert str(gone.value) == "the erasure requests file cannot be read"
+    requests.write_text('{"dataset": "voters", "match": {"ncid": "A1"}}\n', encoding="utf-8")
+    assert read_request(requests, 1) == (None, "voters", {"ncid": "A1"})
+    with pytest.raises(BadInput) as cut:
+        read_request(requests, 2)
+    assert TOKEN not in str(cut.value) and "line 2" in str(cut.value)
