@@ -5,11 +5,12 @@ The requests file is JSON Lines, one request a line::
     {"id": "REQ-2026-0042", "dataset": "voters", "match": {"voter_id": "NC000123456"}}
 
 Its values identify people, so they never become Prefect parameters, results or
-log lines: the flow receives the file's *path*, each task receives the line
-number, reads its own line and calls ``Vault.erase`` (crypto-shredding,
-ledgered). Results and logs carry the line number, the request id (when it is a
-plain ticket id) and counts. Erasing is idempotent: a request already done finds
-nobody and erases 0 subjects.
+log lines: the flow receives the file's *path*, or a reference to it
+(``flow_runtime.path_ref_for``: a file name may name a person, and Prefect stores and
+shows parameters); each task receives that same value and the line number, reads its
+own line and calls ``Vault.erase`` (crypto-shredding, ledgered). Results and logs
+carry the line number, the request id (when it is a plain ticket id) and counts.
+Erasing is idempotent: a request already done finds nobody and erases 0 subjects.
 """
 
 from __future__ import annotations
@@ -27,7 +28,13 @@ from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.tasks import exponential_backoff  # noqa: E402
 
-from flows.flow_runtime import principal_for, scrubbed, vault_for, vault_home  # noqa: E402
+from flows.flow_runtime import (  # noqa: E402
+    principal_for,
+    scrubbed,
+    typed_path,
+    vault_for,
+    vault_home,
+)
 from flows.ingest import retry_if_transient  # noqa: E402
 from vault.errors import BadInput  # noqa: E402
 from vault.service import Principal  # noqa: E402
@@ -73,9 +80,10 @@ def read_request(path: Path, line_no: int) -> tuple[str | None, str, dict[str, s
       retry_condition_fn=retry_if_transient, task_run_name="erase-line-{line_no}")
 def erase_request(home: str, principal: Principal, requests_file: str,
                   line_no: int) -> dict[str, Any]:
-    """Crypto-shred the subjects one request matches (reads the values itself)."""
+    """Crypto-shred the subjects one request matches (reads the values itself);
+    ``requests_file`` is the flow's own parameter, a reference or a path."""
     vh = vault_home(home)
-    ticket, dataset, match = read_request(Path(requests_file), line_no)
+    ticket, dataset, match = read_request(typed_path(vh, requests_file), line_no)
     with scrubbed("erase", line=line_no):
         report, _ = vault_for(vh, principal).erase(dataset, match)
     return {"line": line_no, "id": ticket, "dataset": dataset,
@@ -86,10 +94,14 @@ def erase_request(home: str, principal: Principal, requests_file: str,
 @flow(name="erasure", persist_result=False, log_prints=False)
 def erasure(requests_file: str, home: str | None = None,
             token_file: str | None = None) -> dict[str, Any]:
-    """Carry out every erasure request in ``requests_file`` (JSON Lines)."""
+    """Carry out every erasure request in ``requests_file`` (JSON Lines).
+
+    ``requests_file``: the file, or a reference to it (``flow_runtime.path_ref_for``, kept
+    for the whole run), so that Prefect's stored parameters hold no path. The tasks get
+    the same value, never a path the flow resolved."""
     vh = vault_home(home)
     principal = principal_for(vh, token_file)
-    lines = request_lines(Path(requests_file))
+    lines = request_lines(typed_path(vh, requests_file))
     futures = [erase_request.submit(str(vh.root), principal, requests_file, n) for n in lines]
     done = [f.result() for f in futures]
     erased = sum(int(d["subjects_erased"]) for d in done)

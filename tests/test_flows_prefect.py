@@ -88,6 +88,42 @@ def _flow_runs() -> list[tuple[str, dict[str, Any]]]:
     return asyncio.run(read())
 
 
+def _stored_runs(flow_name: str) -> list[dict[str, Any]]:
+    """Every run of ``flow_name`` as the Prefect API holds it, as JSON: the flow run (with
+    its parameters), its task runs (names, inputs, states) and its log lines. (Prefect 3.8
+    keeps a task run's inputs by name, ``{"requests_file": []}``, not their values; one
+    that kept them would show them here.)"""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+    from prefect.logging.handlers import APILogHandler
+
+    async def read() -> list[dict[str, Any]]:
+        await APILogHandler.aflush()  # log lines reach the API in batches
+        async with get_client() as client:
+            out = []
+            for run in await client.read_flow_runs(
+                    flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name]))):
+                tasks = await client.read_task_runs(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+                logs = await client.read_logs(
+                    LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
+                out.append({"flow_run": run.model_dump(mode="json"),
+                            "task_runs": [t.model_dump(mode="json") for t in tasks],
+                            "logs": [line.model_dump(mode="json") for line in logs]})
+            return out
+
+    return asyncio.run(read())
+
+
 def _engine(vh: VaultHome) -> Engine:
     return engine_for(vh)
 
@@ -551,6 +587,39 @@ def test_erasure_flow_shreds_each_requested_subject_once(
     again = erasure(requests_file=str(requests), home=str(home.root))
     assert again["subjects_erased"] == 0
     assert _count(home, "vault_subjects", "WHERE erased_at IS NOT NULL") == 2
+
+
+def test_erasure_flow_given_a_path_reference_stores_no_path_in_flow_or_task_runs(
+    harness: dict[str, str], home: VaultHome, voters_csv: Path, tmp_path: Path
+) -> None:
+    """A requests file named after a person reaches the ``erasure`` flow as a reference
+    (``path_ref_for``, held for the whole run), which the flow and each ``erase-request``
+    task resolve: the requests are carried out, and Prefect's flow run, task runs and log
+    lines hold no trace of the name."""
+    import json
+
+    from flows.erasure import erasure
+    from flows.flow_runtime import PATH_REF, path_ref_for
+    from flows.ingest import ingest
+
+    ingest(path=str(voters_csv), dataset=DATASET, home=str(home.root))
+    ids = pl.read_csv(voters_csv)["ncid"].to_list()[:3]
+    requests = tmp_path / f"erasures-{TYPED}.jsonl"
+    requests.write_text("".join(
+        json.dumps({"id": f"REQ-{i}", "dataset": DATASET, "match": {"ncid": v}}) + "\n"
+        for i, v in enumerate(ids)))
+    with path_ref_for(home, requests) as ref:
+        assert ref is not None
+        report = erasure(requests_file=ref, home=str(home.root))
+    assert report["requests"] == 3 and report["subjects_erased"] == 3
+    assert _count(home, "vault_subjects", "WHERE erased_at IS NOT NULL") == 3
+    runs = _stored_runs("erasure")  # the module's server: other tests' runs are there too
+    [run] = [r for r in runs if r["flow_run"]["parameters"]["requests_file"] == ref]
+    assert sorted(t["name"] for t in run["task_runs"]) == [
+        "erase-line-1", "erase-line-2", "erase-line-3"]
+    assert all("requests_file" in t["task_inputs"] for t in run["task_runs"])
+    assert ref.startswith(PATH_REF) and TYPED not in json.dumps(runs)
+    assert not list(home.root.glob(".flow-path-*"))
 
 
 def test_rotate_flow_rewraps_and_reencrypts_and_data_stays_readable(
