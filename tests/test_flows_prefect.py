@@ -449,7 +449,9 @@ def test_linked_release_flow_charges_both_datasets_of_the_link(
     harness: dict[str, str], home: VaultHome, tmp_path: Path
 ) -> None:
     """``linked-release``: turnout by party across the voter file and its vote history,
-    person-level, charged on both datasets; one release entry."""
+    person-level, charged on both datasets; one release entry. ``out``, named after a
+    person, goes as a path reference (as ``release``'s does from the CLI): it is written,
+    and Prefect's runs hold no trace of its name."""
     import json
 
     from link_helpers import (
@@ -462,6 +464,7 @@ def test_linked_release_flow_charges_both_datasets_of_the_link(
         voter_file,
     )
 
+    from flows.flow_runtime import path_ref_for
     from flows.linked_release import linked_release
     from vault.access import installed_policy
     from vault.keyring import Keyring
@@ -482,12 +485,17 @@ def test_linked_release_flow_charges_both_datasets_of_the_link(
     with Vault.open(home) as admin:  # an analyst (the default budget holds one release)
         token_file.write_text(admin.principals_add("ana", "analyst") + "\n")
     token_file.chmod(0o600)
-    out = tmp_path / "linked.json"
-    doc = linked_release(dataset="nc_voters", join="nc_history", by=["party_cd"],
-                         measures=["turnout"], epsilon="0.5", where=[f"election_desc={GENERAL}"],
-                         home=str(home.root), token_file=str(token_file), out=str(out))
+    out = tmp_path / f"linked-{TYPED}.json"
+    with path_ref_for(home, out) as out_ref:
+        doc = linked_release(dataset="nc_voters", join="nc_history", by=["party_cd"],
+                             measures=["turnout"], epsilon="0.5",
+                             where=[f"election_desc={GENERAL}"], home=str(home.root),
+                             token_file=str(token_file), out=out_ref)
     assert doc["rows"] and doc["accuracy"]["privacy_unit"]["unit"] == "person"
     assert json.loads(out.read_text())["rows"] == doc["rows"]
+    runs = _stored_runs("linked-release")
+    assert [r["flow_run"]["parameters"]["out"] for r in runs] == [out_ref]
+    assert TYPED not in json.dumps(runs)
     assert _ledger_actions(home).get("release.charge", 0) == 2
     assert _ledger_actions(home).get("release.dp", 0) == 1
 
