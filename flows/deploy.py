@@ -53,6 +53,10 @@ TIMEZONE = "UTC"
 
 @dataclass(frozen=True)
 class DeployConfig:
+    """What ``civicvault deploy`` serves. ``watch_folder`` goes into the watch deployment's
+    parameters, which Prefect keeps and shows: the CLI gives a reference to the folder
+    (``flow_runtime.kept_path_ref``), never its path."""
+
     home: str | None = None
     watch_folder: str | None = None
     dataset: str = "voters"
@@ -74,7 +78,8 @@ def _as(token_file: str | None) -> dict[str, Any]:
 
 
 def watch_parameters(config: DeployConfig) -> dict[str, Any]:
-    """The long-running watch run's parameters (paths, names and settings only)."""
+    """The long-running watch run's parameters (the folder's reference, paths of the home
+    and token file, names and settings)."""
     return {**_home(config), **_as(config.ingestor_token_file),
             "folder": config.watch_folder, "dataset": config.dataset,
             "after_ingest": config.after_ingest, "quarantine_days": config.quarantine_days}

@@ -2,8 +2,8 @@
 
 Flows receive paths and ids only; they never receive a token or a database URL
 (both are secrets and Prefect stores flow parameters), and from the CLI a path the
-caller typed arrives as a reference to a file holding it (:func:`path_ref_for`: a file
-name may name a person). A flow opens the vault
+caller typed arrives as a reference to a file holding it (:func:`path_ref_for`, or for
+a deployment :func:`kept_path_ref`: a file name may name a person). A flow opens the vault
 home named by its ``home`` parameter (or ``CIVICVAULT_HOME``), takes the database
 URL from ``CIVICVAULT_DB_URL`` and the principal's token from ``CIVICVAULT_TOKEN``
 or the home's ``admin.token``, exactly as the CLI does.
@@ -120,9 +120,13 @@ def scrubbed(step: str, **ids: object) -> Iterator[None]:
 # A path the caller typed travels to a flow as a reference, not as itself: Prefect stores
 # flow parameters and shows them in its UI, and a file name may name a person
 # (``canvass-jane-doe.csv``). The reference names a 0600 file in the vault home that
-# holds the path, removed when the run is over.
+# holds the path: ``.flow-path-<hex>``, removed when the run is over, or for a
+# deployment, which outlives the process that made it, ``flow-paths/<hex>``, kept.
 PATH_REF = "path-file:"
-_PATH_REF_NAME = re.compile(r"\.flow-path-[0-9a-f]{16}")
+KEPT_PATHS_DIR = "flow-paths"
+_KEPT_NAME = re.compile(r"[0-9a-f]{16}")
+_PATH_REF_NAME = re.compile(rf"\.flow-path-{_KEPT_NAME.pattern}|"
+                            rf"{KEPT_PATHS_DIR}/{_KEPT_NAME.pattern}")
 
 
 @contextmanager
@@ -139,14 +143,50 @@ def path_ref_for(home: VaultHome, path: Path | None) -> Iterator[str | None]:
         (home.root / name).unlink(missing_ok=True)
 
 
+def existing_kept_path_ref(home: VaultHome, path: Path) -> str | None:
+    """The kept reference (:func:`kept_path_ref`) that already holds ``path``, if any;
+    reads only."""
+    want = os.fsencode(path.expanduser().absolute())
+    try:
+        entries = sorted((home.root / KEPT_PATHS_DIR).iterdir())
+    except OSError:  # no such folder (yet), or no vault home
+        return None
+    for entry in entries:
+        if not _KEPT_NAME.fullmatch(entry.name):
+            continue
+        try:
+            if entry.read_bytes() == want:
+                return f"{PATH_REF}{KEPT_PATHS_DIR}/{entry.name}"
+        except OSError:
+            continue
+    return None
+
+
+def kept_path_ref(home: VaultHome, path: Path) -> str:
+    """``path`` as a reference that outlives this process, for a deployment's parameters
+    (:func:`typed_path` reads it): a 0600 file in ``<home>/flow-paths/`` (0700), the one
+    already holding the path if there is one, so deploying the same folder again adds
+    no file."""
+    found = existing_kept_path_ref(home, path)
+    if found is not None:
+        return found
+    folder = home.root / KEPT_PATHS_DIR
+    folder.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(folder, 0o700)
+    name = secrets.token_hex(8)
+    write_secret_file(folder / name, os.fsencode(path.expanduser().absolute()))
+    return f"{PATH_REF}{KEPT_PATHS_DIR}/{name}"
+
+
 def typed_path(home: VaultHome, value: str) -> Path:
-    """A flow's path parameter: a :func:`path_ref_for` reference, or (deployments and
-    Python callers) the path itself."""
+    """A flow's path parameter: a :func:`path_ref_for` or :func:`kept_path_ref`
+    reference, or (deployments and Python callers) the path itself."""
     if not value.startswith(PATH_REF):
         return Path(value)
     name = value[len(PATH_REF):]
     if not _PATH_REF_NAME.fullmatch(name):
-        raise BadInput("a path reference names a .flow-path- file of the vault home")
+        raise BadInput("a path reference names a .flow-path- file or a flow-paths/ file "
+                       "of the vault home")
     try:
         return Path(os.fsdecode((home.root / name).read_bytes()))
     except OSError as exc:

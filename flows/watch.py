@@ -6,8 +6,10 @@ no schedule, no gaps between runs, no overlapping runs for Prefect to cancel. Th
 polls every ``poll_seconds`` (0.25 s); a settled file goes through the same tasks as
 the ``ingest`` flow within about a second of landing. What happens to the file after
 (shredded by default, kept on request, refused ones quarantined outside the folder
-with a retention limit) is ``flows.folder_watch``. Only paths and counts pass through
-Prefect. ``window_seconds`` (default: forever) and ``max_files`` bound a run for tests
+with a retention limit) is ``flows.folder_watch``. Prefect keeps counts and, from
+``civicvault deploy``, the folder as a reference (``flow_runtime.kept_path_ref``: a
+folder's name may name a person, and a deployment keeps its parameters), never its
+path. ``window_seconds`` (default: forever) and ``max_files`` bound a run for tests
 and one-off use.
 """
 
@@ -23,7 +25,7 @@ prefect_env.configure()
 
 from prefect import flow, get_run_logger  # noqa: E402
 
-from flows.flow_runtime import principal_for, vault_home  # noqa: E402
+from flows.flow_runtime import principal_for, typed_path, vault_home  # noqa: E402
 from flows.folder_watch import (  # noqa: E402
     DEFAULT_QUARANTINE_MAX,
     DEFAULT_RETENTION_DAYS,
@@ -49,9 +51,12 @@ def watch_folder(folder: str, dataset: str, home: str | None = None,
                  quarantine_days: float = DEFAULT_RETENTION_DAYS,
                  quarantine_max_files: int = DEFAULT_QUARANTINE_MAX,
                  settle_seconds: float = 1.0) -> dict[str, Any]:
-    """Ingest every file that settles in ``folder`` until the window (if any) ends."""
+    """Ingest every file that settles in ``folder`` until the window (if any) ends.
+
+    ``folder``: a reference to it (``civicvault deploy`` passes a kept one), or the path."""
     logger = get_run_logger()
     vh = vault_home(home)
+    watched = typed_path(vh, folder)
     principal = principal_for(vh, token_file)
 
     def ingest_one(source: Path) -> dict[str, int]:
@@ -59,7 +64,7 @@ def watch_folder(folder: str, dataset: str, home: str | None = None,
         return counts
 
     watcher = FolderWatcher(
-        folder=Path(folder), quarantine_dir=vh.root / QUARANTINE_DIR, ingest=ingest_one,
+        folder=watched, quarantine_dir=vh.root / QUARANTINE_DIR, ingest=ingest_one,
         after_ingest=after_ingest, retention_seconds=quarantine_days * 86400,
         quarantine_max_files=quarantine_max_files, settle_seconds=settle_seconds,
         info=logger.info, warn=logger.warning)

@@ -19,6 +19,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.prefect
+TYPED = "jane-doe-4417"  # in a typed path: must not reach a deployment's parameters
 
 
 def test_deploy_dry_run_lists_the_scheduled_deployments(
@@ -27,20 +28,53 @@ def test_deploy_dry_run_lists_the_scheduled_deployments(
     from flows.cli import main
 
     monkeypatch.setenv("CIVICVAULT_HOME", str(tmp_path / "home"))
-    (tmp_path / "inbox").mkdir()
-    code = main(["deploy", "--watch-folder", str(tmp_path / "inbox"), "--dry-run", "--json"])
+    inbox = tmp_path / f"canvass-{TYPED}"  # a folder named after a person
+    inbox.mkdir()
+    code = main(["deploy", "--watch-folder", str(inbox), "--dry-run", "--json"])
     assert code == 0
-    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)["deployments"]}
+    out = capsys.readouterr().out
+    rows = {r["name"]: r for r in json.loads(out)["deployments"]}
     assert rows["nightly-audit"]["cron"] == ["15 2 * * *"]
     # no schedule: deploy keeps one long-running watch run going instead of interval runs
     assert rows["watch-folder-ingest"]["cron"] == []
     assert "window_seconds" not in rows["watch-folder-ingest"]["parameters"]
-    assert rows["watch-folder-ingest"]["parameters"]["folder"] == str(tmp_path / "inbox")
+    # Prefect keeps and shows a deployment's parameters: the folder is a reference, and a
+    # dry run writes none (it shows where serving would put one)
+    assert TYPED not in out
+    assert rows["watch-folder-ingest"]["parameters"]["folder"].startswith("path-file:flow-paths/")
+    assert not (tmp_path / "home").exists()
     assert rows["watch-folder-ingest"]["parameters"]["after_ingest"] == "delete"
     assert rows["monthly-key-rotation"]["cron"] == ["30 3 1 * *"]
     assert {"ingest", "release", "erasure"} <= set(rows)
     for r in rows.values():  # parameters are paths and ids only: no token, no database URL
         assert not any(k == "token" or "url" in k for k in r["parameters"])
+
+
+def test_deploy_dry_run_shows_the_kept_reference_a_served_deploy_made_for_the_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once ``deploy`` has served a watch folder (its reference kept in the vault home), a
+    dry run for the same folder shows that reference, in the listing and in ``--json``,
+    and never the folder's path."""
+    from flows.cli import main
+    from flows.flow_runtime import kept_path_ref
+    from vault.home import VaultHome
+
+    home = VaultHome(root=tmp_path / "home")
+    home.root.mkdir()
+    monkeypatch.setenv("CIVICVAULT_HOME", str(home.root))
+    inbox = tmp_path / f"canvass-{TYPED}"
+    inbox.mkdir()
+    ref = kept_path_ref(home, inbox)  # what a served deploy wrote
+    assert main(["deploy", "--watch-folder", str(inbox), "--dry-run", "--json"]) == 0
+    out = capsys.readouterr().out
+    rows = {r["name"]: r for r in json.loads(out)["deployments"]}
+    assert rows["watch-folder-ingest"]["parameters"]["folder"] == ref and TYPED not in out
+    assert main(["deploy", "--watch-folder", str(inbox), "--dry-run"]) == 0
+    listing = capsys.readouterr()
+    assert "watch-folder/watch-folder-ingest  on demand" in listing.out
+    assert TYPED not in listing.out + listing.err
+    assert len(list((home.root / "flow-paths").iterdir())) == 1
 
 
 def test_deploy_without_a_prefect_server_is_a_usage_error(
@@ -237,7 +271,7 @@ def test_served_watch_folder_ingests_every_file_dropped_at_random_within_5_s(
 
     home = VaultHome(root=tmp_path / "vault")
     init_home(home)
-    inbox = tmp_path / "inbox"
+    inbox = tmp_path / f"inbox-{TYPED}"  # named after a person: a reference to Prefect
     inbox.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CIVICVAULT_")}
     env.update({"PREFECT_API_URL": prefect_server, "CIVICVAULT_HOME": str(home.root),
@@ -309,8 +343,19 @@ def test_served_watch_folder_ingests_every_file_dropped_at_random_within_5_s(
         while (leftovers := [p for p in inbox.rglob("*") if p.is_file()]) and \
                 time.monotonic() < deadline:
             time.sleep(0.1)
+        deployment = httpx.get(f"{prefect_server}/deployments/name/watch-folder/"
+                               "watch-folder-ingest", timeout=10).json()
+        runs = httpx.post(f"{prefect_server}/flow_runs/filter", timeout=10,
+                          json={"flows": {"name": {"any_": ["watch-folder"]}}}).json()
     finally:
         _stop_group(deployer)
+    # Prefect keeps (and shows) the deployment and its runs: the folder is a reference to a
+    # file the vault home keeps, and the run kept going by deploy resolved it
+    ref = deployment["parameters"]["folder"]
+    assert ref.startswith("path-file:flow-paths/") and TYPED not in json.dumps(deployment)
+    assert runs and {r["parameters"]["folder"] for r in runs} == {ref}
+    assert TYPED not in json.dumps(runs)
+    assert len(list((home.root / "flow-paths").iterdir())) == 1
     measured = sorted((i, round(s, 2)) for i, s in latencies.items() if i > 0)
     print("watch-folder latencies (file, s):", measured)
     assert len(measured) == len(contents) - 1, f"not all files were ingested: {measured}"

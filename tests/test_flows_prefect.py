@@ -714,6 +714,61 @@ def test_watch_folder_has_a_new_small_file_in_vault_and_ledger_within_5_s(
     assert [p for p in inbox.rglob("*") if p.is_file()] == []  # shredded, not set aside
 
 
+def test_watch_deployment_keeps_a_reference_to_the_folder_that_its_run_resolves(
+    harness: dict[str, str], home: VaultHome, tmp_path: Path
+) -> None:
+    """``civicvault deploy --watch-folder`` on a folder named after a person: the
+    deployment Prefect keeps (and its UI shows) holds a reference to the folder, kept in
+    the vault home (a redeploy reuses it); a run with the stored parameters watches that
+    folder and ingests what lands in it; no run, task run or log line names it."""
+    import asyncio
+    import json
+
+    from prefect.client.orchestration import get_client
+
+    from flows.deploy import DeployConfig, build_deployments
+    from flows.flow_runtime import kept_path_ref, typed_path
+    from flows.watch import watch_folder
+
+    inbox = tmp_path / f"canvass-{TYPED}"
+    inbox.mkdir()
+    ref = kept_path_ref(home, inbox)  # what deploy gives DeployConfig
+    assert kept_path_ref(home, inbox) == ref  # deploying again: the same reference
+    assert len(list((home.root / "flow-paths").iterdir())) == 1
+    [deployment] = [d for d in build_deployments(DeployConfig(home=str(home.root),
+                                                               watch_folder=ref))
+                    if d.name == "watch-folder-ingest"]
+    deployment.apply()
+
+    async def stored() -> dict[str, Any]:
+        async with get_client() as client:
+            found = await client.read_deployment_by_name("watch-folder/watch-folder-ingest")
+            return found.model_dump(mode="json")
+
+    kept = asyncio.run(stored())
+    assert kept["parameters"]["folder"] == ref and TYPED not in json.dumps(kept)
+    frames = demo_data.generate(20, seed=23)
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        result.update(watch_folder(**kept["parameters"], window_seconds=90, poll_seconds=0.2,
+                                   max_files=1))
+
+    watcher = threading.Thread(target=run)
+    watcher.start()
+    try:
+        _drop(inbox, f"walk-list-{TYPED}.csv", frames)
+        _wait_for_batches(home, 1, timeout=60)
+    finally:
+        watcher.join(timeout=120)
+    assert result["files"] == 1 and _count(home, "vault_records") == 20
+    runs = _stored_runs("watch-folder")
+    assert [r["flow_run"]["parameters"]["folder"] for r in runs
+            if r["flow_run"]["parameters"]["folder"].startswith("path-file:")] == [ref]
+    assert TYPED not in json.dumps(runs)
+    assert typed_path(home, ref) == inbox
+
+
 # --- Dask -----------------------------------------------------------------------------
 
 

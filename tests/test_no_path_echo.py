@@ -342,6 +342,37 @@ def test_a_flow_path_reference_holds_the_path_and_only_names_a_vault_home_file(
         assert TOKEN not in str(err.value)
 
 
+def test_a_kept_path_reference_outlives_the_run_and_is_reused_for_the_same_path(
+    typed: Path, tmp_path: Path
+) -> None:
+    """``kept_path_ref`` (a deployment's watch folder) keeps the path in a 0600 file under
+    ``<home>/flow-paths/`` (0700) and gives the same reference for the same path again: a
+    redeploy adds no file. ``existing_kept_path_ref`` only looks."""
+    from flows.flow_runtime import (
+        PATH_REF,
+        existing_kept_path_ref,
+        kept_path_ref,
+        typed_path,
+    )
+    from vault.home import VaultHome
+
+    vh = VaultHome(tmp_path / "home")
+    vh.root.mkdir()
+    inbox, other = typed / f"inbox-{TOKEN}", typed / f"other-{TOKEN}"
+    assert existing_kept_path_ref(vh, inbox) is None
+    assert not (vh.root / "flow-paths").exists()
+    ref = kept_path_ref(vh, inbox)
+    assert ref.startswith(PATH_REF + "flow-paths/") and TOKEN not in ref
+    assert typed_path(vh, ref) == inbox
+    assert kept_path_ref(vh, inbox) == ref == existing_kept_path_ref(vh, inbox)
+    second = kept_path_ref(vh, other)
+    assert second != ref and typed_path(vh, second) == other
+    held = sorted((vh.root / "flow-paths").iterdir())
+    assert len(held) == 2 and all(p.stat().st_mode & 0o077 == 0 for p in held)
+    assert (vh.root / "flow-paths").stat().st_mode & 0o077 == 0
+    assert typed_path(vh, ref) == inbox  # still there: nothing removes a kept reference
+
+
 def test_an_erasure_request_that_cannot_be_read_is_named_by_its_line_not_the_path(
     typed: Path,
 ) -> None:

@@ -16,7 +16,7 @@ import typer
 
 from flows.output import console, emit_json, err_console
 from vault.errors import BadInput
-from vault.home import HOME_ENV
+from vault.home import HOME_ENV, VaultHome
 
 
 def _fresh_home(home: Path | None) -> Path:
@@ -110,15 +110,13 @@ def deploy(
     if not dry_run and not os.environ.get("PREFECT_API_URL"):
         raise BadInput("deploy needs a Prefect server: run 'prefect server start' and set "
                        "PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)")
-    from vault.home import VaultHome
-
     tokens: dict[str, str | None] = {"ingestor": None, "auditor": None}
     if not dry_run:
         tokens = _service_tokens(ctx)
     from flows.deploy import DeployConfig, build_deployments, describe, serve_forever
 
-    config = DeployConfig(home=str(VaultHome.from_env().root),
-                          watch_folder=str(watch.absolute()) if watch else None,
+    home = VaultHome.from_env()
+    config = DeployConfig(home=str(home.root), watch_folder=_folder_ref(home, watch, dry_run),
                           dataset=dataset, audit_cron=audit_cron, rotate_cron=rotate_cron,
                           dask_address=dask_address, after_ingest=after_ingest,
                           quarantine_days=quarantine_days,
@@ -137,6 +135,20 @@ def deploy(
         err_console.print("warning: --after-ingest keep leaves every ingested file in "
                           "plaintext under the watch folder's .ingested/", markup=False)
     serve_forever(config)
+
+
+def _folder_ref(home: VaultHome, watch: Path | None, dry_run: bool) -> str | None:
+    """The watch folder as the deployment's parameter: a kept reference to it, never its
+    path (Prefect keeps and shows a deployment's parameters; a folder's name may name a
+    person). A dry run writes nothing: it shows the reference a serving run would reuse,
+    or where a new one would go."""
+    from flows.flow_runtime import KEPT_PATHS_DIR, PATH_REF, existing_kept_path_ref, kept_path_ref
+
+    if watch is None:
+        return None
+    if not dry_run:
+        return kept_path_ref(home, watch)
+    return existing_kept_path_ref(home, watch) or f"{PATH_REF}{KEPT_PATHS_DIR}/(new when served)"
 
 
 def _service_tokens(ctx: typer.Context) -> dict[str, str | None]:
