@@ -373,6 +373,40 @@ def test_a_kept_path_reference_outlives_the_run_and_is_reused_for_the_same_path(
     assert typed_path(vh, ref) == inbox  # still there: nothing removes a kept reference
 
 
+def test_path_ref_gives_a_deployment_a_reference_instead_of_the_path(
+    home: Path, typed: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``civicvault path-ref`` (for ``prefect deployment run -p path=...`` and
+    ``prefect.yaml``): a kept reference, never the path; the same one for the same path;
+    one a flow resolves back to the path; a file to be written may not exist yet."""
+    import re
+
+    from flows.flow_runtime import typed_path
+    from vault.home import VaultHome
+
+    source = typed / "walk-list.csv"
+    source.write_text("voter_id\n1\n", encoding="utf-8")
+    code, out, err = run(capsys, "path-ref", str(source))
+    assert code == 0, err
+    ref = out.strip()
+    assert re.fullmatch(r"path-file:flow-paths/[0-9a-f]{16}", ref), out
+    assert TOKEN not in out + err
+    assert typed_path(VaultHome(home), ref) == source.absolute()
+    code, out, _ = run(capsys, "path-ref", str(source), "--json")
+    assert code == 0 and json.loads(out) == {"ref": ref}  # the same file, not a new one
+    assert len(list((home / "flow-paths").iterdir())) == 1
+    out_file = typed / "release.json"  # an --out a run will write
+    code, out, _ = run(capsys, "path-ref", str(out_file))
+    assert code == 0 and out.strip() != ref and TOKEN not in out
+    assert typed_path(VaultHome(home), out.strip()) == out_file.absolute()
+    refused(capsys, "path-ref", str(typed / "gone" / "x.csv"),
+            says="PATH: neither it nor its folder exists")
+    monkeypatch.setenv("CIVICVAULT_HOME", str(home.parent / "no-vault-here"))
+    code, _, err = run(capsys, "path-ref", str(source))
+    assert code == 2 and TOKEN not in err and "civicvault init" in err
+
+
 def test_an_erasure_request_that_cannot_be_read_is_named_by_its_line_not_the_path(
     typed: Path,
 ) -> None:

@@ -1,4 +1,4 @@
-"""``civicvault demo`` and ``civicvault deploy``: the Prefect side of the CLI.
+"""``civicvault demo``, ``deploy`` and ``path-ref``: the Prefect side of the CLI.
 
 Prefect is imported only inside the commands (after ``flows.prefect_env`` has set
 telemetry off and a private ``PREFECT_HOME``), so ``civicvault --help`` stays fast.
@@ -151,6 +151,32 @@ def _folder_ref(home: VaultHome, watch: Path | None, dry_run: bool) -> str | Non
     return existing_kept_path_ref(home, watch) or f"{PATH_REF}{KEPT_PATHS_DIR}/(new when served)"
 
 
+def path_ref(
+    path: Annotated[Path, typer.Argument(
+        help="A file or folder a flow run reads, or a file it writes (its folder must "
+        "exist).", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON value.")] = False,
+) -> None:
+    """Print a reference to PATH to give a deployment or a Prefect run instead of the path
+    (Prefect keeps and shows flow parameters; a file or folder name may name a person).
+
+    The reference is a 0600 file in the vault home's flow-paths/ that holds the path,
+    kept until removed by hand; asking again for the same path gives the same one. Every
+    flow parameter that takes a path takes a reference:
+    prefect deployment run ingest/ingest -p path=$(civicvault path-ref FILE)"""
+    from flows.flow_runtime import kept_path_ref
+
+    home = VaultHome.from_env()
+    home.require_initialised()
+    if not path.expanduser().exists() and not path.expanduser().absolute().parent.is_dir():
+        raise BadInput("PATH: neither it nor its folder exists")  # not the typed path
+    ref = kept_path_ref(home, path.expanduser())
+    if as_json:
+        emit_json({"ref": ref})
+    else:
+        console.print(ref, markup=False, soft_wrap=True)
+
+
 def _service_tokens(ctx: typer.Context) -> dict[str, str | None]:
     """Make (or reuse) the ingestor and auditor principals; their token files' paths."""
     from flows.service_principals import AUDITOR, INGESTOR, ensure_service_principal
@@ -167,6 +193,7 @@ def _service_tokens(ctx: typer.Context) -> dict[str, str | None]:
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``demo`` and ``deploy`` to the main app."""
+    """Add ``demo``, ``deploy`` and ``path-ref`` to the main app."""
     app.command("demo")(demo)
     app.command("deploy")(deploy)
+    app.command("path-ref")(path_ref)
