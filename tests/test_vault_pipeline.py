@@ -351,6 +351,22 @@ def test_duplicates_of_compacted_batches_are_found_in_the_database(engine: Engin
     _verified(engine)
 
 
+@settings(max_examples=200, deadline=None)
+@given(identity=st.lists(st.one_of(st.none(), st.sampled_from([b"a", b"b", b"c", b"d"]),
+                                   st.binary(min_size=16, max_size=16)), max_size=30))
+def test_a_batch_keeps_each_subjects_last_row_and_rows_without_an_identity(
+    identity: list[bytes | None],
+) -> None:
+    """``store._last_rows`` (its shortcut for a subject per row included) against the rule
+    written out: a row stays if it has no identity or is its subject's last."""
+    from vault.store import _last_rows
+
+    keep, wanted = _last_rows(identity)
+    assert keep == [i for i, d in enumerate(identity)
+                    if d is None or i == max(j for j, e in enumerate(identity) if e == d)]
+    assert wanted == {d for d in identity if d is not None}
+
+
 def test_identity_cache_keeps_old_batches_as_prefixes() -> None:
     cache = IdentityCache()
     digests = [secrets.token_bytes(32) for _ in range(5 * 1000)]

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import orjson
@@ -178,7 +178,19 @@ class _Decision:
 
     @property
     def stored(self) -> list[int]:
+        if not self.upd_rows:  # new_rows is ascending
+            return list(self.new_rows)
         return sorted(self.new_rows + [i for i, _ in self.upd_rows])
+
+    @property
+    def all_new(self) -> bool:
+        """Every row of the batch is stored, as a new subject, in row order."""
+        return len(self.new_rows) == self.n
+
+
+def _pick(values: list[Any], rows: list[int], every: bool) -> list[Any]:
+    """``values`` of ``rows`` (ascending); ``every``: the rows are all of them."""
+    return values if every else [values[i] for i in rows]
 
 
 @dataclass
@@ -206,6 +218,18 @@ class _Sealed:
     bucket_parts: Callable[[], dict[int, manifest.BucketParts]]
 
 
+def _last_rows(identity: list[bytes | None]) -> tuple[list[int], set[bytes]]:
+    """The rows of a batch that stay, ascending, and the subjects it names. Same subject
+    twice in a batch: its last row wins; a row without an identity stays."""
+    wanted = set(identity)
+    if len(wanted) == len(identity) and None not in wanted:  # a subject per row (the
+        return list(range(len(identity))), cast(set[bytes], wanted)  # usual first load)
+    wanted.discard(None)
+    last = {d: i for i, d in enumerate(identity) if d is not None}
+    return ([i for i, d in enumerate(identity) if d is None or last[d] == i],
+            cast(set[bytes], wanted))
+
+
 def _decide(
     frame: pl.DataFrame, layout: ColumnLayout, keys: BatchKeys,
     existing_for: Callable[[set[bytes]], dict[bytes, Any]],
@@ -223,17 +247,15 @@ def _decide(
     identity = lookup_digests.get(layout.identity) if layout.identity else None
     if identity is None:
         return _Decision(n, row_fps, lookup_digests, None, list(range(n)), [], 0)
-    # Same subject twice in this batch: the last row wins.
-    last = {d: i for i, d in enumerate(identity) if d is not None}
-    keep = [i for i, d in enumerate(identity) if d is None or last[d] == i]
+    keep, wanted = _last_rows(identity)
     skipped = n - len(keep)
-    erased = suppressed_for(set(last))
+    erased = suppressed_for(wanted)
     suppressed = 0
     if erased:
         before = len(keep)
         keep = [i for i in keep if identity[i] not in erased]
         suppressed = before - len(keep)
-    existing = existing_for(set(last) - erased)
+    existing = existing_for(wanted - erased)
     if not existing:
         return _Decision(n, row_fps, lookup_digests, identity, keep, [], skipped, suppressed)
     new_rows: list[int] = []
@@ -262,7 +284,8 @@ def _seal(
     stored = d.stored
     n_stored = len(stored)
     batch_id = ids.batch
-    pos = {src: p for p, src in enumerate(stored)}
+    every = d.all_new  # stored = new rows = all rows, in order
+    pos = dict(zip(stored, range(n_stored), strict=True))
     part = frame if n_stored == frame.height else frame[stored]
     new_ids = list(range(ids.subject, ids.subject + len(d.new_rows)))
     new_keys = crypto.new_subject_keys(len(d.new_rows))
@@ -298,16 +321,19 @@ def _seal(
         inserts.append(bulk.prepare(dialect, T_SUBJECT, Columns(
             len(new_ids),
             ints={"id": np.asarray(new_ids, dtype=np.int64),
-                  "current_row": np.fromiter((pos[i] for i in d.new_rows), dtype=np.int64,
-                                             count=len(new_ids))},
-            blobs={"wrapped_key": wrapped, "fingerprint": [d.row_fps[i] for i in d.new_rows]},
+                  "current_row": np.arange(n_stored, dtype=np.int64) if every else
+                  np.fromiter((pos[i] for i in d.new_rows), dtype=np.int64,
+                              count=len(new_ids))},
+            blobs={"wrapped_key": wrapped,
+                   "fingerprint": _pick(d.row_fps, d.new_rows, every)},
             consts={"dataset_id": ds_id, "key_id": keys.subject_wrap.id,
                     "current_batch_id": batch_id})))
     # New subjects' digests cannot clash with stored ones: the bulk path, in the order of
     # the blind index's primary key (B-tree appends, see _blind_rows). Updated subjects
     # may re-deliver digests: insert-or-ignore.
     blind_upserts: list[dict[str, Any]] = []
-    new_digests = {col: [digs[i] for i in d.new_rows] for col, digs in d.lookup_digests.items()}
+    new_digests = {col: _pick(digs, d.new_rows, every)
+                   for col, digs in d.lookup_digests.items()}
     if new_ids:
         inserts += _blind_rows(dialect, ds_id, keys.blind.id, new_ids, new_digests)
     for col, digs in sorted(d.lookup_digests.items()):
@@ -526,9 +552,10 @@ def _remember(cache: IdentityCache, ds_id: int, watermark: int | None, keys: Bat
     if cache.ds_id != ds_id:
         return
     ident, fps, pos = d.identity, d.row_fps, s.pos
-    new = d.new_rows
-    cache.add([ident[i] for i in new], list(s.new_ids), [fps[i] for i in new], s.wrapped,
-              [keys.subject_wrap.id] * len(s.new_ids), s.batch_id, [pos[i] for i in new])
+    new, every = d.new_rows, d.all_new
+    cache.add(_pick(ident, new, every), list(s.new_ids), _pick(fps, new, every), s.wrapped,
+              [keys.subject_wrap.id] * len(s.new_ids), s.batch_id,
+              list(range(len(new))) if every else [pos[i] for i in new])
     if d.upd_rows:  # matched by identity: keeps its key and wrapping
         upd = d.upd_rows
         cache.add([ident[i] for i, _ in upd], [int(m.id) for _, m in upd],
