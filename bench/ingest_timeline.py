@@ -121,12 +121,20 @@ def _replay(url: str, kept: list[list[Any]], execute: Callable[..., None],
 
     from vault.db import make_engine
 
+    tables = ("vault_blind_index", "vault_records", "vault_subjects")
+
+    def counts() -> list[int]:
+        with engine.connect() as conn:
+            return [int(conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one())
+                    for t in tables]
+
     engine = make_engine(url)
+    loaded = counts()
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":  # no dead rows left in the tables and indexes
             conn.execute(text("TRUNCATE vault_blind_index, vault_records, vault_subjects"))
         else:
-            for table in ("vault_blind_index", "vault_records", "vault_subjects"):
+            for table in tables:
                 conn.execute(text(f"DELETE FROM {table}"))
     if engine.dialect.name == "sqlite":
         with engine.connect() as conn:  # VACUUM runs outside a transaction
@@ -148,7 +156,10 @@ def _replay(url: str, kept: list[list[Any]], execute: Callable[..., None],
         with engine.begin() as conn:
             build(conn)
     index = time.perf_counter() - start
+    replayed = counts()
     engine.dispose()
+    if replayed != loaded:  # the figure would not be the same work
+        raise SystemExit(f"the replay left {replayed} rows in {tables}, the load {loaded}")
     return inserts, commits, index
 
 
