@@ -3,7 +3,8 @@
 Associated data binds every ciphertext to where it belongs:
 
 - column blob:   ("column", dataset, batch, column, data-key id)
-- record blob:   ("record", dataset, record, subject, field names) under the subject's key
+- record blob:   ("record", dataset, record, subject, field names) under the subject's key;
+                 its payload the row's values in the order of those names (pack_values)
 - subject key:   ("subject-key", dataset, subject, wrapping-key id)
 
 so a blob copied to another batch, column, record or key version fails to open.
@@ -76,6 +77,63 @@ def pack_rows(frame: pl.DataFrame) -> list[bytes]:
     return list(packed.to_list())
 
 
+def pack_values(frame: pl.DataFrame) -> list[bytes]:
+    """One compact JSON array per row: its values as strings or null, in column order.
+
+    A record's payload: the names are the record's ``fields``, stored beside it and bound
+    into its associated data, so the payload does not repeat them (a voter file's record:
+    ~40% fewer bytes than :func:`pack_rows`' object). Each value is escaped by Polars' JSON
+    encoder, as a one-field object whose wrapping is then cut off."""
+    if frame.width == 0:
+        return []
+    pieces: list[pl.Expr] = []
+    for i, name in enumerate(frame.columns):
+        value = (pl.struct(pl.col(name).cast(pl.Utf8).alias("v")).struct.json_encode()
+                 .str.strip_prefix('{"v":').str.strip_suffix("}"))
+        pieces += [pl.lit("," if i else "["), value]
+    packed = frame.select(pl.concat_str([*pieces, pl.lit("]")]).cast(pl.Binary)).to_series()
+    return list(packed.to_list())
+
+
+def record_values(payload: bytes, fields: str) -> dict[str, str | None]:
+    """A record's opened payload by field name: a JSON array in the order of ``fields``
+    (:func:`pack_values`), or an object by name (records sealed before 2026-12-04)."""
+    values = orjson.loads(payload)
+    names = fields.split(",")
+    if isinstance(values, list):
+        if len(values) != len(names):
+            raise CiphertextRejected(f"a record holds {len(values)} values for {len(names)} "
+                                     "fields")
+        return dict(zip(names, values, strict=True))
+    return {f: values.get(f) for f in names}
+
+
+def payload_frame(payloads: Sequence[bytes], fields: Sequence[str],
+                  columns: Sequence[str]) -> pl.DataFrame:
+    """Opened record payloads as a frame of ``columns`` (strings; null where a record has
+    no such field), row i from payload i with field names ``fields[i]``: parsed by Polars,
+    arrays (:func:`pack_values`) and older objects alike, in their order."""
+    struct = pl.Struct({c: pl.String for c in columns})
+    text = pl.Series("p", payloads, dtype=pl.Binary).cast(pl.String)
+    rows = pl.DataFrame({"i": pl.int_range(len(payloads), eager=True), "p": text,
+                         "f": pl.Series(fields, dtype=pl.String)})
+    parts = [pl.DataFrame(schema={"i": pl.Int64, **{c: pl.String for c in columns}})]
+    objects = rows.filter(~pl.col("p").str.starts_with("["))
+    if objects.height:
+        parts.append(objects.select(pl.col("i").cast(pl.Int64),
+                                    pl.col("p").str.json_decode(struct).struct.unnest()))
+    for (names,), group in rows.filter(pl.col("p").str.starts_with("[")).group_by("f"):
+        order = str(names).split(",")
+        values = group.get_column("p").str.json_decode(pl.List(pl.String))
+        if (values.list.len() != len(order)).any():
+            raise CiphertextRejected(f"a record holds other than {len(order)} values for its "
+                                     "fields")
+        parts.append(pl.DataFrame({"i": group.get_column("i").cast(pl.Int64)}).with_columns(
+            (values.list.get(order.index(c)) if c in order
+             else pl.lit(None, dtype=pl.String).alias(c)).alias(c) for c in columns))
+    return pl.concat(parts, how="vertical").sort("i").drop("i")
+
+
 def seal_records(
     subject_keys: Sequence[bytes],
     dataset_id: int,
@@ -97,8 +155,7 @@ def open_record(
         raw = _aead.open_(subject_key, sealed, record_ad(dataset_id, record_id, subject_id, fields))
     except DecryptionFailed:
         raise CiphertextRejected(f"record {record_id} does not open in its context") from None
-    values = orjson.loads(raw)
-    return {f: values.get(f) for f in fields.split(",")}
+    return record_values(raw, fields)
 
 
 def open_records(

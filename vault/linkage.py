@@ -376,7 +376,6 @@ def direct_values(conn: Connection, keyring: Keyring, ds_id: int, columns: Seque
             part = [int(x) for x in ordered.slice(start, 10_000)]
             yield read_frame(conn, query.where(T_SUBJECT.c.id.in_(part)), rschema)
 
-    struct = pl.Struct({c: pl.String for c in columns})
     frames: list[pl.DataFrame] = []
     for chunk in chunks():
         chunk = chunk.join(wanted, on="subject", how="semi")
@@ -384,15 +383,14 @@ def direct_values(conn: Connection, keyring: Keyring, ds_id: int, columns: Seque
             ids = rows.get_column("subject").to_list()
             keys = crypto.unwrap_subject_keys(keyring.by_id(conn, int(wid)), int(wid), ds_id,
                                               ids, rows.get_column("wrapped").to_list())
+            fields = rows.get_column("fields").to_list()
             payloads = crypto.open_records(keys, ds_id, rows.get_column("rid").to_list(), ids,
-                                           rows.get_column("fields").to_list(),
-                                           rows.get_column("sealed").to_list())
+                                           fields, rows.get_column("sealed").to_list())
             del keys
-            opened = (pl.Series("p", payloads, dtype=pl.Binary).cast(pl.String)
-                      .str.json_decode(struct))
+            opened = crypto.payload_frame(payloads, fields, columns)
             del payloads
             frames.append(pl.DataFrame({"subject": ids}, schema={"subject": pl.Int64})
-                          .with_columns(opened.struct.unnest()))
+                          .hstack(opened))
     if not frames:
         return pl.DataFrame(schema=schema)
     return pl.concat(frames).select(*schema)

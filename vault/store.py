@@ -308,7 +308,7 @@ def _seal(
     if direct_cols:
         record_blobs = crypto.seal_records(
             stored_keys, ds_id, record_ids, stored_subjects,
-            fields, crypto.pack_rows(part.select(direct_cols)))
+            fields, crypto.pack_values(part.select(direct_cols)))
         inserts.append(bulk.prepare(dialect, T_RECORD, Columns(
             n_stored,
             ints={"id": record_ids, "subject_id": stored_subjects,
