@@ -120,17 +120,16 @@ def payload_frame(payloads: Sequence[bytes], fields: Sequence[str],
     parts = [pl.DataFrame(schema={"i": pl.Int64, **{c: pl.String for c in columns}})]
     objects = rows.filter(~pl.col("p").str.starts_with("["))
     if objects.height:
-        parts.append(objects.select(pl.col("i").cast(pl.Int64),
-                                    pl.col("p").str.json_decode(struct).struct.unnest()))
+        parts.append(objects.select("i", pl.col("p").str.json_decode(struct).struct.unnest()))
     for (names,), group in rows.filter(pl.col("p").str.starts_with("[")).group_by("f"):
         order = str(names).split(",")
         values = group.get_column("p").str.json_decode(pl.List(pl.String))
         if (values.list.len() != len(order)).any():
             raise CiphertextRejected(f"a record holds other than {len(order)} values for its "
                                      "fields")
-        parts.append(pl.DataFrame({"i": group.get_column("i").cast(pl.Int64)}).with_columns(
+        parts.append(group.select("i").with_columns(
             (values.list.get(order.index(c)) if c in order
-             else pl.lit(None, dtype=pl.String).alias(c)).alias(c) for c in columns))
+             else pl.lit(None, dtype=pl.String)).alias(c) for c in columns))
     return pl.concat(parts, how="vertical").sort("i").drop("i")
 
 
