@@ -30,7 +30,8 @@ vault_blind_index      ``subject_buckets`` digests (ingest, erase, key rotation)
 vault_suppressed       ``suppressed`` digest of the last erasure per dataset
 principal_reveals      one row per ``policy.allowed`` reveal, per principal
 vault_batch_columns,   full mode: every batch's ciphertext re-hashed against its
-vault_records          ``data_hash`` (``vault.crosscheck``)
+vault_records          ``data_hash`` (``vault.crosscheck``); no record under a batch
+                       the ledger does not vouch for
 =====================  ==============================================================
 
 Fast mode (routine audits) skips the two full-mode rows: it reads no ciphertext
@@ -556,7 +557,32 @@ def _rehash(conn: Connection, exp: Expected, actual: Mapping[int, str] | None = 
             raise VaultMismatch(f"batch {bid}: stored ciphertext does not match the ledger's "
                                 f"data_hash of entry {seq} (tampered or replaced)",
                                 batch=str(bid))
+    _no_stray_records(conn, set(exp.data_hash))
     return int(conn.exec_driver_sql("SELECT count(*) FROM vault_records").scalar_one())
+
+
+# The batch ids vault_records holds, one index probe per batch (a loose scan of
+# ix_vault_records_batch, on both databases), not a read of every record.
+_RECORD_BATCHES = """
+WITH RECURSIVE b(id) AS (
+    SELECT min(batch_id) FROM vault_records
+    UNION ALL
+    SELECT (SELECT min(batch_id) FROM vault_records WHERE batch_id > b.id) FROM b
+    WHERE b.id IS NOT NULL)
+SELECT id FROM b WHERE id IS NOT NULL"""
+
+
+def _no_stray_records(conn: Connection, vouched: set[int]) -> None:
+    """No record under a batch the ledger does not vouch for. The re-hash reads each
+    vouched batch's records; a row added under any other batch id would go unread (no
+    foreign key stops plain SQL: SQLite checks one only on connections that ask)."""
+    stray = sorted(set(conn.exec_driver_sql(_RECORD_BATCHES).scalars()) - vouched)
+    if stray:
+        rid = conn.exec_driver_sql(
+            f"SELECT min(id) FROM vault_records WHERE batch_id = {int(stray[0])}").scalar_one()
+        raise StateMismatch("vault_records", str(rid),
+                            f"a record under batch {int(stray[0])}, which no ledger entry "
+                            "vouches for (added outside civicvault)")
 
 
 # -- the expensive parts, as tasks two processes can share ---------------------------------------

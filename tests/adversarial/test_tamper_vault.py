@@ -213,6 +213,35 @@ def _row_subjects_swapped(conn: Connection) -> None:
              zlib.compress(np.diff(ids, prepend=0).astype("<i8").tobytes(), 1), b=batch)
 
 
+def _orphan_record(conn: Connection) -> None:
+    """A copy of the first record, under a new id and a batch that does not exist."""
+    conn.execute(text(
+        "INSERT INTO vault_records (id, subject_id, batch_id, row, fields, sealed) "
+        "SELECT (SELECT max(id) + 1 FROM vault_records), subject_id, "
+        "(SELECT max(id) + 1000 FROM vault_batches), row, fields, sealed "
+        "FROM vault_records WHERE id = (SELECT min(id) FROM vault_records)"))
+
+
+def _orphan_subject(conn: Connection) -> None:
+    """A copy of the first live subject, under a new id and a dataset that does not exist."""
+    conn.execute(text(
+        "INSERT INTO vault_subjects (id, dataset_id, key_id, wrapped_key, fingerprint, "
+        "current_batch_id, current_row) "
+        "SELECT (SELECT max(id) + 1 FROM vault_subjects), "
+        "(SELECT max(id) + 1000 FROM vault_datasets), key_id, wrapped_key, fingerprint, "
+        "current_batch_id, current_row FROM vault_subjects WHERE id = "
+        "(SELECT min(id) FROM vault_subjects WHERE erased_at IS NULL)"))
+
+
+def _orphan_blind_row(conn: Connection) -> None:
+    """The first subject's first blind-index row again, in a dataset that does not exist."""
+    conn.execute(text(
+        'INSERT INTO vault_blind_index (dataset_id, "column", digest, subject_id, key_id) '
+        'SELECT (SELECT max(id) + 1000 FROM vault_datasets), "column", digest, subject_id, '
+        "key_id FROM vault_blind_index WHERE subject_id = "
+        "(SELECT min(subject_id) FROM vault_blind_index) ORDER BY \"column\", digest LIMIT 1"))
+
+
 CASES = [
     # issue 15: the row -> subject column a linked release reads (migration 0011)
     Case("row_subjects_swapped", _row_subjects_swapped, "vault_batches", _first_batch),
@@ -310,6 +339,15 @@ CASES = [
          lambda c: str(one(c, "SELECT min(batch_id) FROM vault_batch_columns")), fast=False),
     Case("record_ciphertext_flipped", _sealed_flipped("vault_records", "id"), "vault_batches",
          _batch_of_first_record, fast=False),
+    # rows pointing at no batch, dataset or key: no foreign key stops an insider's plain
+    # SQL (SQLite enforces one only on connections that ask; migration 0014 drops them)
+    Case("record_added_under_no_batch", _orphan_record, "vault_records",
+         lambda c: str(one(c, "SELECT max(id) + 1 FROM vault_records")), fast=False),
+    Case("subject_added_in_no_dataset", _orphan_subject, "vault_subjects",
+         lambda c: str(one(c, "SELECT max(id) + 1 FROM vault_subjects")), fast=False),
+    Case("blind_row_added_in_no_dataset", _orphan_blind_row, "vault_blind_index",
+         lambda c: f"subject {one(c, 'SELECT min(subject_id) FROM vault_blind_index')}",
+         fast=False),
     Case("suppression_list_emptied", lambda c: c.execute(text("DELETE FROM vault_suppressed")),
          "vault_suppressed", lambda c: str(one(c, "SELECT min(id) FROM vault_datasets"))),
     Case("reveal_count_reset", lambda c: c.execute(text("DELETE FROM principal_reveals")),
