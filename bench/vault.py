@@ -7,7 +7,10 @@ the same rows into PostgreSQL with one COPY, so each database is also compared
 with a baseline on itself.
 
     python bench/vault.py [--rows 1000000] [--runs 3] [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test]
-                          [--pg-foreign-keys] [--python-loops]
+                          [--pg-foreign-keys] [--sqlite-foreign-keys] [--python-loops]
+
+``--sqlite-foreign-keys`` / ``--pg-foreign-keys``: also time the store with the bulk
+tables' per-row foreign keys put back (as before migrations 0014 / 0005), in the same run.
 
 ``--python-loops``: the vault's own Python loops for the batch cryptography instead of
 ``vault/_sealc.c`` (what an install without a C compiler runs; the figures say which).
@@ -137,8 +140,17 @@ def baseline_pg(parquet: Path, admin_url: str) -> None:
 
 
 def _restore_row_foreign_keys(engine: Engine) -> None:
-    """Put back the per-row foreign keys migration 0005 dropped (for the comparison)."""
+    """Put back the per-row foreign keys migrations 0005 (PostgreSQL) and 0014 (SQLite)
+    dropped, for the comparison."""
     import importlib
+
+    if engine.dialect.name == "sqlite":  # 0014's downgrade rebuilds the (empty) tables
+        from alembic import command
+
+        from vault.db import _alembic_config
+
+        command.downgrade(_alembic_config(engine), "0013")
+        return
 
     m0005 = importlib.import_module("vault.migrations.versions.0005_bulk_tables_no_row_fk")
     with engine.begin() as conn:
@@ -192,6 +204,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--pg-foreign-keys", action="store_true",
                     help="also time PostgreSQL with the bulk tables' foreign keys put back")
+    ap.add_argument("--sqlite-foreign-keys", action="store_true",
+                    help="also time SQLite with the bulk tables' foreign keys put back")
     ap.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
                     help="PostgreSQL admin URL ('' to skip)")
     ap.add_argument("--python-loops", action="store_true",
@@ -216,6 +230,11 @@ def main() -> None:
         results.append(("civicvault seal+store, SQLite (WAL, synchronous=FULL)",
                         median_time(sqlite_run, args.runs)))
         sqlite_url = urls[-1]
+        if args.sqlite_foreign_keys:
+            def sqlite_fk_run() -> None:
+                civicvault_store(parquet, fresh_sqlite(tmp), kek, row_foreign_keys=True)()
+            results.append(("  same, with the per-row foreign keys (before migration 0014)",
+                            median_time(sqlite_fk_run, args.runs)))
         base_pg = None
         if args.pg:
             base_pg = median_time(lambda: baseline_pg(parquet, args.pg), args.runs)

@@ -496,6 +496,101 @@ def test_pipeline_overlaps_sealing_with_writing(engine: Engine, tmp_path: Path,
     _verified(engine)
 
 
+BULK_TABLES = ("vault_subjects", "vault_records", "vault_blind_index")
+
+
+def _foreign_keys(engine: Engine) -> dict[str, set[tuple[str, str]]]:
+    """Each table's declared foreign keys as (column, parent table)."""
+    insp = inspect(engine)
+    return {t: {(fk["constrained_columns"][0], fk["referred_table"])
+                for fk in insp.get_foreign_keys(t)} for t in insp.get_table_names()}
+
+
+def test_bulk_tables_carry_no_row_foreign_keys_on_sqlite(tmp_path: Path) -> None:
+    """Migration 0014: SQLite's bulk tables declare no foreign key (PostgreSQL's lost
+    theirs in 0005, below); the small tables keep theirs."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'v.db'}")
+    migrate(engine)
+    fks = _foreign_keys(engine)
+    engine.dispose()
+    assert {t: fks[t] for t in BULK_TABLES} == {t: set() for t in BULK_TABLES}
+    assert ("dataset_id", "vault_datasets") in fks["vault_batches"]
+    assert ("batch_id", "vault_batches") in fks["vault_batch_columns"]
+    assert ("dataset_id", "vault_datasets") in fks["vault_suppressed"]
+
+
+@pytest.mark.parametrize("deferred_index_built", [True, False])
+def test_migration_0014_keeps_every_row_index_and_digest_both_ways(
+        tmp_path: Path, deferred_index_built: bool) -> None:
+    """Migration 0014 on a SQLite vault written before it (a first load and an update):
+    the three bulk tables lose their foreign keys and keep every row, index and key, the
+    vault still verifies and finds subjects by value, and a downgrade puts the foreign
+    keys back with the same rows. A first load that stopped before building its
+    deferred lookup index stays without it, and the next ingest builds it."""
+    from alembic import command
+
+    from vault.db import _alembic_config
+    from vault.store import LOOKUP_INDEX
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'v.db'}")
+    try:
+        command.upgrade(_alembic_config(engine), "0013")
+        kr = file_keyring(tmp_path)
+        _write_all(engine, kr, [voters(300), voters(300, start=300)])
+        changed = voters(50, start=100).with_columns(pl.lit("Renamed Person Zyx").alias("name"))
+        assert _write_all(engine, kr, [changed, voters(20, start=600)]) == [
+            (0, 50, 0), (20, 0, 0)]
+        if not deferred_index_built:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f"DROP INDEX {LOOKUP_INDEX}")
+
+        def state() -> dict[str, Any]:
+            with engine.connect() as conn:
+                got: dict[str, Any] = {
+                    t: conn.exec_driver_sql(f"SELECT * FROM {t} ORDER BY 1, 2, 3, 4").all()
+                    for t in BULK_TABLES}
+                got["indexes"] = sorted(conn.exec_driver_sql(
+                    "SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'index' "
+                    "AND tbl_name IN ('vault_subjects', 'vault_records', "
+                    "'vault_blind_index')").all())
+            insp = inspect(engine)
+            got["keys"] = {t: insp.get_pk_constraint(t)["constrained_columns"]
+                           for t in BULK_TABLES}
+            return got
+
+        before = state()
+        assert len(before["vault_records"]) == 670 and len(before["vault_subjects"]) == 620
+        assert all(_foreign_keys(engine)[t] for t in BULK_TABLES)
+        assert (LOOKUP_INDEX in str(before["indexes"])) is deferred_index_built
+        migrate(engine)
+        assert state() == before
+        assert {t: _foreign_keys(engine)[t] for t in BULK_TABLES} == {t: set() for t in BULK_TABLES}
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA integrity_check").scalar_one() == "ok"
+            ds = int(conn.execute(select(T_SUBJECT.c.dataset_id).limit(1)).scalar_one())
+            digest, sid = before["vault_blind_index"][-1][2], before["vault_blind_index"][-1][3]
+            column = before["vault_blind_index"][-1][1]
+            found = _existing_subjects(conn, ds, column, {digest})
+            assert [m.id for m in found.values()] == [sid]
+            twice = int(conn.exec_driver_sql(
+                "SELECT min(subject_id) FROM (SELECT subject_id FROM vault_records "
+                "GROUP BY subject_id HAVING count(*) = 2)").scalar_one())
+            opened = open_subject(conn, kr, twice)
+        assert [r["name"] for r in opened][-1] == "Renamed Person Zyx" and len(opened) == 2
+        _verified(engine)
+        _write_all(engine, kr, [voters(10, start=700)])  # builds a missing lookup index
+        assert LOOKUP_INDEX in str(state()["indexes"])
+        _verified(engine)
+        after = state()
+        command.downgrade(_alembic_config(engine), "0013")
+        assert state() == after
+        assert all(_foreign_keys(engine)[t] for t in BULK_TABLES)
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
+    finally:
+        engine.dispose()
+
+
 @pytest.mark.postgres
 def test_bulk_tables_carry_no_row_triggers_on_postgres(pg_url: str) -> None:
     """Migration 0005: no foreign-key trigger per bulk row; small tables keep theirs."""

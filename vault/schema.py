@@ -1,5 +1,10 @@
 """Vault tables (SQLModel on SQLAlchemy 2). Migrations: ``vault/migrations/versions/0002``.
 
+Migrations, not these models, create the tables. The three bulk tables
+(``vault_subjects``, ``vault_records``, ``vault_blind_index``) declare foreign keys here
+for the reader; the databases hold none (migrations 0005 and 0014), and ``ledger
+verify`` vouches for their rows.
+
 Nothing here holds plaintext PII:
 
 - ``vault_batch_columns``: one AES-GCM blob per (batch, attribute column), Arrow IPC
