@@ -20,7 +20,8 @@ from vault.crosscheck import verify_vault
 from vault.errors import CiphertextRejected
 from vault.keyring import Keyring
 from vault.records import open_subject
-from vault.store import T_RECORD, T_SUBJECT, dataset_id
+from vault.store import T_BATCH, T_RECORD, T_SUBJECT, dataset_id
+from vault.tables import record_fields
 
 _TEXT = st.one_of(st.none(), st.text(max_size=12))  # every code point, controls included
 
@@ -75,16 +76,29 @@ def test_a_payload_with_another_number_of_values_is_refused() -> None:
 
 def test_a_vault_with_records_of_both_forms_reads_and_verifies(
         engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A vault written before the array form (objects) gets new batches (arrays): a
+    """A vault written before the array form (objects) and before migration 0015 (each
+    record names its fields) gets new batches (arrays, the names once per batch): a
     subject's records, the link builder's direct values and verification see both."""
+    from alembic import command
+
+    from vault.db import _alembic_config, migrate
+
     kr = file_keyring(tmp_path)
     with monkeypatch.context() as m:  # as the vault wrote records until now
         m.setattr(crypto, "pack_values", crypto.pack_rows)
         store(engine, kr, voters(6))
+    command.downgrade(_alembic_config(engine), "0014")  # its records get their names back
+    migrate(engine)
     store(engine, kr, voters(6, start=3, party="REP"))  # 3 updated subjects, 3 new ones
     with engine.connect() as conn:
         ds = dataset_id(conn, "voters")
         assert _payload_forms(conn, kr, ds) == {b"{": 6, b"[": 6}
+        named = conn.execute(select(T_RECORD.c.batch_id, T_RECORD.c.fields)
+                             .order_by(T_RECORD.c.id)).all()
+        assert {r.fields for r in named[:6]} == {"voter_id,name,phone"}
+        assert {r.fields for r in named[6:]} == {""}
+        assert conn.execute(select(T_BATCH.c.record_fields).where(
+            T_BATCH.c.id == named[-1].batch_id)).scalar_one() == "voter_id,name,phone"
         subjects = pl.DataFrame(
             conn.execute(select(T_SUBJECT.c.id, T_SUBJECT.c.current_batch_id)
                          .order_by(T_SUBJECT.c.id)).all(),
@@ -108,8 +122,9 @@ def _payload_forms(conn: Connection, kr: Keyring, ds: int) -> dict[bytes, int]:
     """How many of the dataset's records open to each first byte."""
     rows = conn.execute(
         select(T_SUBJECT.c.id, T_SUBJECT.c.key_id, T_SUBJECT.c.wrapped_key, T_RECORD.c.id,
-               T_RECORD.c.fields, T_RECORD.c.sealed)
-        .join(T_RECORD, T_RECORD.c.subject_id == T_SUBJECT.c.id)).all()
+               record_fields(), T_RECORD.c.sealed)
+        .join(T_RECORD, T_RECORD.c.subject_id == T_SUBJECT.c.id)
+        .join(T_BATCH, T_BATCH.c.id == T_RECORD.c.batch_id)).all()
     forms: dict[bytes, int] = {}
     for sid, wid, wrapped, rid, fields, sealed in rows:
         [key] = crypto.unwrap_subject_keys(kr.by_id(conn, int(wid)), int(wid), ds, [int(sid)],

@@ -79,6 +79,7 @@ from vault.store import (
     bulk_insert,
     lock_vault,
 )
+from vault.tables import record_fields
 
 #: Ledger actions of this module (vocabulary: names only).
 LINK_BUILD_ACTION = vocab.LINK_BUILD
@@ -350,10 +351,11 @@ def direct_values(conn: Connection, keyring: Keyring, ds_id: int, columns: Seque
         return pl.DataFrame(schema=schema)
     first_batch = int(subjects.select(pl.col("batch").min()).item() or 0)
     query = (select(T_SUBJECT.c.id, T_SUBJECT.c.key_id, T_SUBJECT.c.wrapped_key,
-                    T_RECORD.c.id.label("rid"), T_RECORD.c.fields, T_RECORD.c.sealed)
+                    T_RECORD.c.id.label("rid"), record_fields(), T_RECORD.c.sealed)
              .join(T_RECORD, (T_RECORD.c.subject_id == T_SUBJECT.c.id)
                    & (T_RECORD.c.batch_id == T_SUBJECT.c.current_batch_id)
                    & (T_RECORD.c.row == T_SUBJECT.c.current_row))
+             .join(T_BATCH, T_BATCH.c.id == T_SUBJECT.c.current_batch_id)
              .where(T_SUBJECT.c.dataset_id == ds_id, T_SUBJECT.c.erased_at.is_(None),
                     T_SUBJECT.c.wrapped_key.is_not(None),
                     T_SUBJECT.c.current_batch_id >= first_batch))

@@ -53,7 +53,8 @@ T_KEY = table("vault_data_keys", *map(column, (
     "id", "dataset_id", "purpose", "version", "kek_version", "state", "wrapped")))
 T_BATCH = table("vault_batches", *map(column, (
     "id", "dataset_id", "source_id", "batch_index", "rows", "data_hash", "live_mask",
-    "row_subjects")))  # row_subjects: migration 0011 (see has_row_subjects)
+    "row_subjects", "record_fields")))  # migrations 0011 and 0015 (has_row_subjects,
+# has_record_fields)
 T_DATASET = table("vault_datasets", *map(column, ("id", "name", "schema_hash", "columns_json")))
 T_SOURCE = table("vault_sources", *map(column, (
     "id", "dataset_id", "content_hash", "rows", "batches")))
@@ -517,9 +518,18 @@ def all_live_digest(rows: int) -> str:
 
 def has_row_subjects(conn: Connection) -> bool:
     """Whether ``vault_batches`` has migration 0011's ``row_subjects`` column."""
+    return "row_subjects" in _batch_columns(conn)
+
+
+def has_record_fields(conn: Connection) -> bool:
+    """Whether ``vault_batches`` has migration 0015's ``record_fields`` column."""
+    return "record_fields" in _batch_columns(conn)
+
+
+def _batch_columns(conn: Connection) -> set[str]:
     from sqlalchemy import inspect
 
-    return any(c["name"] == "row_subjects" for c in inspect(conn).get_columns("vault_batches"))
+    return {c["name"] for c in inspect(conn).get_columns("vault_batches")}
 
 
 def row_subjects_digest(rows: int, blob: bytes) -> str:

@@ -10,7 +10,8 @@ from sqlalchemy import Connection, select
 from vault import crypto
 from vault.errors import KeyUnavailable
 from vault.keyring import Keyring
-from vault.store import T_RECORD, T_SUBJECT
+from vault.store import T_BATCH, T_RECORD, T_SUBJECT
+from vault.tables import record_fields
 
 
 def open_subject(
@@ -26,7 +27,8 @@ def open_subject(
     ds_id, wid = int(s.dataset_id), int(s.key_id)
     [key] = crypto.unwrap_subject_keys(keyring.by_id(conn, wid), wid, ds_id, [subject_id],
                                        [bytes(s.wrapped_key)])
-    rows = conn.execute(select(T_RECORD.c.id, T_RECORD.c.fields, T_RECORD.c.sealed)
+    rows = conn.execute(select(T_RECORD.c.id, record_fields(), T_RECORD.c.sealed)
+                        .join(T_BATCH, T_BATCH.c.id == T_RECORD.c.batch_id)
                         .where(T_RECORD.c.subject_id == subject_id)
                         .order_by(T_RECORD.c.id)).all()
     return [crypto.open_record(key, ds_id, int(r.id), subject_id, r.fields, bytes(r.sealed))

@@ -18,6 +18,8 @@ Nothing here holds plaintext PII:
 - ``vault_suppressed``: identity digests of erased subjects (ingest skips them).
 - ``vault_batches.row_subjects`` (migration 0011): each stored row's subject id, packed
   (surrogate ids only; the same mapping as ``vault_records``' (subject, batch, row)).
+- ``vault_batches.record_fields`` (migration 0015): the field names of the batch's records,
+  once per batch instead of once per record.
 - links (``vault.linkage``): ``vault_links``, ``vault_link_members``, ``vault_link_cut``
   (migration 0009), ``vault_link_keys`` (migration 0010, layout 2; Core tables in
   ``vault.link_tables``).
@@ -83,6 +85,9 @@ class Batch(SQLModel, table=True):
     # NULL in batches stored before it)
     row_subjects: bytes | None = Field(default=None,
                                        sa_column=Column(LargeBinary, nullable=True))
+    # the comma-joined field names of this batch's records (migration 0015; NULL in
+    # batches stored before it, whose records carry their own)
+    record_fields: str | None = None
     created: str
 
 
@@ -116,7 +121,9 @@ class Record(SQLModel, table=True):
     subject_id: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
     batch_id: int = Field(foreign_key="vault_batches.id")
     row: int
-    fields: str  # comma-joined field names sealed inside (names, not values)
+    # comma-joined field names sealed inside (names, not values); empty in batches stored
+    # since migration 0015: their batch's ``record_fields``
+    fields: str
     sealed: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 

@@ -23,7 +23,8 @@ vault_sources
 vault_batches          ``vault.ingest.batch`` (dataset, source, index, rows),
                        ``data_hash`` of the newest ingest/reseal entry,
                        ``live_masks`` digests (ingest, erase), ``row_subjects``
-                       digest (ingest; migration 0011)
+                       digest (ingest; migration 0011), ``record_fields`` (ingest;
+                       migration 0015)
 vault_subjects         erased = exactly the ``vault.erase`` subjects; full mode: the
 vault_blind_index      ``subject_buckets`` digests (ingest, erase, key rotation), of the
                        digest version each entry names (v2 column-wise; v1 before)
@@ -183,7 +184,7 @@ def _apply(exp: Expected, e: dict[str, Any]) -> None:
                 "dataset": d.get("dataset"), "source": d.get("source"),
                 "batch_index": d.get("batch_index"),
                 "rows": int(d.get("added", 0)) + int(d.get("updated", 0)), "seq": seq,
-                "row_subjects": d.get("row_subjects")}
+                "row_subjects": d.get("row_subjects"), "record_fields": d.get("record_fields")}
     for key_id, digest in d.get("key_rows", []):
         exp.keys[int(key_id)] = (str(digest), seq)
     for batch_id, digest in d.get("live_masks", []):
@@ -382,10 +383,12 @@ def _batches(conn: Connection, exp: Expected) -> int:
     names = {int(r.id): str(r.name) for r in conn.execute(select(T_DATASET.c.id,
                                                                  T_DATASET.c.name))}
     with_subjects = manifest.has_row_subjects(conn)  # migration 0011
+    with_fields = manifest.has_record_fields(conn)  # migration 0015
     rows = conn.execute(select(T_BATCH.c.id, T_BATCH.c.dataset_id, T_BATCH.c.source_id,
                                T_BATCH.c.batch_index, T_BATCH.c.rows, T_BATCH.c.data_hash,
                                T_BATCH.c.live_mask,
-                               *([T_BATCH.c.row_subjects] if with_subjects else []))
+                               *([T_BATCH.c.row_subjects] if with_subjects else []),
+                               *([T_BATCH.c.record_fields] if with_fields else []))
                         .order_by(T_BATCH.c.id)).all()
     seen = set()
     for r in rows:
@@ -415,6 +418,11 @@ def _batches(conn: Connection, exp: Expected) -> int:
                 int(r.rows), bytes(got)) != want):
             raise StateMismatch("vault_batches", str(bid), "row -> subject column "
                                 "(row_subjects) differs from the ledger", seq=seq)
+        # the records' field names: NULL where the ingest entry names none (batches
+        # stored before migration 0015, or without records), else equal to them
+        if (r.record_fields if with_fields else None) != meta.get("record_fields"):
+            raise StateMismatch("vault_batches", str(bid), "the records' field names "
+                                "(record_fields) differ from the ledger", seq=seq)
     for bid in sorted(set(exp.batches) - seen):
         raise StateMismatch("vault_batches", str(bid), "on the ledger but missing from the "
                             "table", seq=int(exp.batches[bid]["seq"]))

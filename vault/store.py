@@ -216,6 +216,9 @@ class _Sealed:
     # own as soon as the batch is sealed (``_lay_out_ahead``), by the ingest thread when a
     # child process sealed it (``_lay_out_now``), else by the writer
     bucket_parts: Callable[[], dict[int, manifest.BucketParts]]
+    # the field names of the batch's records, kept once in vault_batches.record_fields
+    # (migration 0015); None without direct columns (no records)
+    record_fields: str | None = None
 
 
 def _last_rows(identity: list[bytes | None]) -> tuple[list[int], set[bytes]]:
@@ -313,7 +316,9 @@ def _seal(
             n_stored,
             ints={"id": record_ids, "subject_id": stored_subjects,
                   "row": np.arange(n_stored, dtype=np.int64)},
-            blobs={"sealed": record_blobs}, consts={"batch_id": batch_id, "fields": fields})))
+            blobs={"sealed": record_blobs},
+            # the names once, in the batch's row (record_fields), not on every record
+            consts={"batch_id": batch_id, "fields": ""})))
     wrapped: list[bytes] = []
     if new_ids:
         wrapped = crypto.wrap_subject_keys(keys.subject_wrap.key, keys.subject_wrap.id, ds_id,
@@ -353,7 +358,7 @@ def _seal(
     return _Sealed(batch_id, stored, pos, subject_of, new_ids, wrapped, column_blobs,
                    pack_subjects(stored_subjects),
                    crypto.batch_digest(column_blobs, record_blobs), inserts, subject_updates,
-                   blind_upserts, parts)
+                   blind_upserts, parts, record_fields=fields if direct_cols else None)
 
 
 def _blind_rows(dialect: str, ds_id: int, key_id: int, subjects: list[int],
@@ -459,7 +464,7 @@ def _store(
         id=batch_id, dataset_id=ds_id, source_id=source_id, batch_index=batch_index,
         rows=len(s.stored), data_hash=s.data_hash,
         live_mask=pack_mask(np.ones(len(s.stored), dtype=bool)),
-        row_subjects=s.row_subjects, created=now()))
+        row_subjects=s.row_subjects, record_fields=s.record_fields, created=now()))
     bulk_insert(conn, T_COLUMN, ("batch_id", "column", "key_id", "sealed"),
                 [(batch_id, c, keys.attr.id, b) for c, b in s.column_blobs.items()])
     keyring.count_sealed(conn, keys.attr.id, len(s.column_blobs))
@@ -496,7 +501,8 @@ def _store(
                  "updated": len(d.upd_rows), "skipped": d.skipped, "suppressed": d.suppressed,
                  "subject_buckets": buckets,
                  "live_masks": sorted(live),
-                 "row_subjects": manifest.row_subjects_digest(len(s.stored), s.row_subjects)},
+                 "row_subjects": manifest.row_subjects_digest(len(s.stored), s.row_subjects),
+                 "record_fields": s.record_fields},
     )])
     if tail is not None:
         tail.seq = entry.seq

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table, func, select, text
+from sqlalchemy import ColumnElement, Connection, Table, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -31,7 +31,7 @@ from vault.schema import (
 
 __all__ = ["T_BATCH", "T_BLIND", "T_COLUMN", "T_DATASET", "T_RECORD", "T_SOURCE", "T_SUBJECT",
            "T_SUPPRESSED", "VAULT_WRITE_LOCK", "attribute_columns", "bulk_insert", "dataset_id",
-           "dataset_resource", "holds_dataset", "lock_vault"]
+           "dataset_resource", "holds_dataset", "lock_vault", "record_fields"]
 
 T_DATASET: Table = Dataset.__table__  # type: ignore[attr-defined]
 T_SOURCE: Table = Source.__table__  # type: ignore[attr-defined]
@@ -89,6 +89,15 @@ def lock_vault(conn: Connection) -> None:
     ledger."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": VAULT_WRITE_LOCK})
+
+
+def record_fields() -> ColumnElement[str]:
+    """A record's field names, as its associated data binds them: its own ``fields``, or
+    (stored since migration 0015, ``fields`` empty) its batch's ``record_fields``. The
+    query joins ``T_BATCH`` on the record's batch; a batch without names gives ``''``,
+    under which no record opens."""
+    return func.coalesce(func.nullif(T_RECORD.c.fields, ""), T_BATCH.c.record_fields,
+                         "").label("fields")
 
 
 def _stored_batch(conn: Connection, source_id: int, batch_index: int) -> int | None:

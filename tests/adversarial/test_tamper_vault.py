@@ -320,6 +320,10 @@ CASES = [
          lambda c: c.execute(text("UPDATE vault_batches SET data_hash = :h WHERE id = "
                                   "(SELECT min(id) FROM vault_batches)"), {"h": "0" * 64}),
          "vault_batches", _first_batch),
+    Case("batch_record_field_names_edited",
+         lambda c: c.execute(text("UPDATE vault_batches SET record_fields = 'voter_reg_num' "
+                                  "WHERE id = (SELECT min(id) FROM vault_batches)")),
+         "vault_batches", _first_batch),
     Case("batch_row_count_changed",
          lambda c: c.execute(text("UPDATE vault_batches SET rows = rows + 1 WHERE id = "
                                   "(SELECT min(id) FROM vault_batches)")),
