@@ -103,20 +103,21 @@ def main() -> None:
           f"cores ({cpu / wall / (os.cpu_count() or 1):.0%} of what they could give)")
     _summary(wall)
     if floor is not None:
-        inserts, commits, index = floor
+        inserts, commits, index, per_table = floor
         alone = inserts + commits + index
-        print(f"the same statements alone: inserts {inserts:.2f} s + commits {commits:.2f} s "
-              f"+ the index build {index:.2f} s = {alone:.2f} s; bench/vault.py's baseline "
-              f"{base:.2f} s: the load {wall / base:.2f}x, the statements alone "
-              f"{alone / base:.2f}x")
+        split = ", ".join(f"{t} {secs:.2f} s" for t, secs in sorted(per_table.items()))
+        print(f"the same statements alone: inserts {inserts:.2f} s ({split}) + commits "
+              f"{commits:.2f} s + the index build {index:.2f} s = {alone:.2f} s; "
+              f"bench/vault.py's baseline {base:.2f} s: the load {wall / base:.2f}x, "
+              f"the statements alone {alone / base:.2f}x")
 
 
 def _replay(url: str, kept: list[list[Any]], execute: Callable[..., None],
             defer: Callable[..., bool], build: Callable[..., None],
-            ) -> tuple[float, float, float]:
+            ) -> tuple[float, float, float, dict[str, float]]:
     """Empty the bulk tables, then write each batch's statements again in a transaction
     of its own and build the deferred index, as a first load does: (inserts, commits,
-    index build) in seconds."""
+    index build) in seconds, and the inserts per table."""
     from sqlalchemy import text
 
     from vault.db import make_engine
@@ -143,11 +144,14 @@ def _replay(url: str, kept: list[list[Any]], execute: Callable[..., None],
     with engine.begin() as conn:
         deferred = defer(conn)
     inserts = commits = 0.0
+    per_table: dict[str, float] = {}
     for statements in kept:
         with engine.begin() as conn:
             start = time.perf_counter()
             for stmt in statements:
+                t = time.perf_counter()
                 execute(conn, stmt)
+                per_table[stmt.table] = per_table.get(stmt.table, 0.0) + time.perf_counter() - t
             done = time.perf_counter()
             inserts += done - start
         commits += time.perf_counter() - done
@@ -160,7 +164,7 @@ def _replay(url: str, kept: list[list[Any]], execute: Callable[..., None],
     engine.dispose()
     if replayed != loaded:  # the figure would not be the same work
         raise SystemExit(f"the replay left {replayed} rows in {tables}, the load {loaded}")
-    return inserts, commits, index
+    return inserts, commits, index, per_table
 
 
 def _cpu() -> float:
