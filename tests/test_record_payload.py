@@ -133,3 +133,20 @@ def _payload_forms(conn: Connection, kr: Keyring, ds: int) -> dict[bytes, int]:
                                         [bytes(sealed)])
         forms[payload[:1]] = forms.get(payload[:1], 0) + 1
     return forms
+
+
+def test_the_ledger_vouches_for_a_batchs_field_names_by_digest_only(
+        engine: Engine, tmp_path: Path) -> None:
+    """The names are a file's header text: a batch's ingest entry carries their digest,
+    which verification checks, and never the names themselves."""
+    from vault import manifest
+
+    store(engine, file_keyring(tmp_path), voters(4))
+    with engine.connect() as conn:
+        entries = list(ledger_store.iter_entries(conn))
+        [(bid, names)] = conn.execute(select(T_BATCH.c.id, T_BATCH.c.record_fields)).all()
+    assert names == "voter_id,name,phone"
+    assert not any(b"voter_id,name" in e for e in entries)
+    [details] = [d for d in (orjson.loads(e).get("details", {}) for e in entries)
+                 if d.get("batch") == bid]
+    assert details["record_fields"] == manifest.record_fields_digest(bid, names)

@@ -53,8 +53,7 @@ T_KEY = table("vault_data_keys", *map(column, (
     "id", "dataset_id", "purpose", "version", "kek_version", "state", "wrapped")))
 T_BATCH = table("vault_batches", *map(column, (
     "id", "dataset_id", "source_id", "batch_index", "rows", "data_hash", "live_mask",
-    "row_subjects", "record_fields")))  # migrations 0011 and 0015 (has_row_subjects,
-# has_record_fields)
+    "row_subjects", "record_fields")))  # migrations 0011 and 0015 (batch_columns)
 T_DATASET = table("vault_datasets", *map(column, ("id", "name", "schema_hash", "columns_json")))
 T_SOURCE = table("vault_sources", *map(column, (
     "id", "dataset_id", "content_hash", "rows", "batches")))
@@ -518,18 +517,21 @@ def all_live_digest(rows: int) -> str:
 
 def has_row_subjects(conn: Connection) -> bool:
     """Whether ``vault_batches`` has migration 0011's ``row_subjects`` column."""
-    return "row_subjects" in _batch_columns(conn)
+    return "row_subjects" in batch_columns(conn)
 
 
-def has_record_fields(conn: Connection) -> bool:
-    """Whether ``vault_batches`` has migration 0015's ``record_fields`` column."""
-    return "record_fields" in _batch_columns(conn)
-
-
-def _batch_columns(conn: Connection) -> set[str]:
+def batch_columns(conn: Connection) -> set[str]:
+    """The columns ``vault_batches`` has (migrations 0011 and 0015 added some)."""
     from sqlalchemy import inspect
 
     return {c["name"] for c in inspect(conn).get_columns("vault_batches")}
+
+
+def record_fields_digest(batch_id: int, names: str) -> str:
+    """What a batch's ingest entry carries for its records' field names
+    (``vault_batches.record_fields``, migration 0015): a digest, never the names, which
+    are a file's header text, typed by whoever made the file."""
+    return _tagged("civicvault/record-fields/v1", batch_id, names)
 
 
 def row_subjects_digest(rows: int, blob: bytes) -> str:

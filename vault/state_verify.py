@@ -23,8 +23,8 @@ vault_sources
 vault_batches          ``vault.ingest.batch`` (dataset, source, index, rows),
                        ``data_hash`` of the newest ingest/reseal entry,
                        ``live_masks`` digests (ingest, erase), ``row_subjects``
-                       digest (ingest; migration 0011), ``record_fields`` (ingest;
-                       migration 0015)
+                       digest (ingest; migration 0011), ``record_fields`` digest
+                       (ingest; migration 0015)
 vault_subjects         erased = exactly the ``vault.erase`` subjects; full mode: the
 vault_blind_index      ``subject_buckets`` digests (ingest, erase, key rotation), of the
                        digest version each entry names (v2 column-wise; v1 before)
@@ -382,8 +382,9 @@ def _datasets_and_sources(conn: Connection, exp: Expected) -> None:
 def _batches(conn: Connection, exp: Expected) -> int:
     names = {int(r.id): str(r.name) for r in conn.execute(select(T_DATASET.c.id,
                                                                  T_DATASET.c.name))}
-    with_subjects = manifest.has_row_subjects(conn)  # migration 0011
-    with_fields = manifest.has_record_fields(conn)  # migration 0015
+    columns = manifest.batch_columns(conn)
+    with_subjects = "row_subjects" in columns  # migration 0011
+    with_fields = "record_fields" in columns  # migration 0015
     rows = conn.execute(select(T_BATCH.c.id, T_BATCH.c.dataset_id, T_BATCH.c.source_id,
                                T_BATCH.c.batch_index, T_BATCH.c.rows, T_BATCH.c.data_hash,
                                T_BATCH.c.live_mask,
@@ -418,9 +419,12 @@ def _batches(conn: Connection, exp: Expected) -> int:
                 int(r.rows), bytes(got)) != want):
             raise StateMismatch("vault_batches", str(bid), "row -> subject column "
                                 "(row_subjects) differs from the ledger", seq=seq)
-        # the records' field names: NULL where the ingest entry names none (batches
-        # stored before migration 0015, or without records), else equal to them
-        if (r.record_fields if with_fields else None) != meta.get("record_fields"):
+        # the records' field names: NULL where the ingest entry has no digest of them
+        # (batches stored before migration 0015, or without records), else its digest
+        want = meta.get("record_fields")
+        got = r.record_fields if with_fields else None
+        if (want is None) != (got is None) or (
+                got is not None and manifest.record_fields_digest(bid, str(got)) != want):
             raise StateMismatch("vault_batches", str(bid), "the records' field names "
                                 "(record_fields) differ from the ledger", seq=seq)
     for bid in sorted(set(exp.batches) - seen):

@@ -502,7 +502,8 @@ def _store(
                  "subject_buckets": buckets,
                  "live_masks": sorted(live),
                  "row_subjects": manifest.row_subjects_digest(len(s.stored), s.row_subjects),
-                 "record_fields": s.record_fields},
+                 "record_fields": None if s.record_fields is None else
+                 manifest.record_fields_digest(batch_id, s.record_fields)},
     )])
     if tail is not None:
         tail.seq = entry.seq

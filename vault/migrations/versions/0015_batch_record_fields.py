@@ -5,7 +5,8 @@ field names (comma-joined column names: names, never values), and its associated
 binds those names. Every record of a batch has the same names, and ``vault_records.fields``
 repeated them: 59 bytes of one text on each of 1M rows, 27% of the table (issue 17). A
 batch stored from now on keeps them once, in ``record_fields``, and its records an empty
-``fields``; its ``vault.ingest.batch`` entry vouches for the names, so an edit is named by
+``fields``; its ``vault.ingest.batch`` entry vouches for the names (by a digest: header
+text never goes into the ledger), so an edit is named by
 ``ledger verify`` (and a record would no longer open under other names anyway). Records
 stored before keep their own ``fields``; readers take a record's own names when it has
 them, else its batch's (``vault.tables.record_fields``).
