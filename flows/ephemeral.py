@@ -245,18 +245,39 @@ def prefect_api() -> Iterator[str | None]:
             yield url
 
 
+_SIGNALS_RECEIVED: list[int] = []
+
+
+def interrupt_received() -> bool:
+    """Whether a ``SIGINT``, ``SIGTERM`` or ``SIGHUP`` reached the latest
+    :func:`terminate_as_interrupt` block (kept after it ends, for the CLI's exit code)."""
+    return bool(_SIGNALS_RECEIVED)
+
+
+def forget_interrupts() -> None:
+    """Start a command with no signal on record (several commands run in one process)."""
+    _SIGNALS_RECEIVED.clear()
+
+
 @contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
     """Inside the block ``SIGTERM`` (and ``SIGHUP``) raise ``KeyboardInterrupt`` like
     ``Ctrl-C`` does, so every ``finally`` (server stop, temp folder removal) runs; and an
-    interrupt Python would ignore (raised inside a finaliser) is delivered again."""
+    interrupt Python would ignore (raised inside a finaliser) is delivered again.
+
+    Each signal is also recorded (:func:`interrupt_received`): a library that catches the
+    ``KeyboardInterrupt`` and fails later with an error of its own, outside that handling
+    (so nothing chains the two), still ends the command as interrupted, not as an
+    internal error."""
     import threading
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    _SIGNALS_RECEIVED.clear()
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
+        _SIGNALS_RECEIVED.append(signum)
         raise KeyboardInterrupt(f"signal {signum}")
 
     previous_hook = sys.unraisablehook
@@ -270,7 +291,10 @@ def terminate_as_interrupt() -> Iterator[None]:
             return
         previous_hook(unraisable)
 
-    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+    caught = [signal.SIGTERM, signal.SIGHUP]
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        caught.append(signal.SIGINT)  # the same KeyboardInterrupt, recorded too
+    previous = {s: signal.signal(s, interrupt) for s in caught}
     sys.unraisablehook = deliver_again
     try:
         yield

@@ -96,9 +96,14 @@ INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 
 
 def _interrupted(exc: BaseException) -> bool:
-    """Whether ``exc`` was raised while handling a ``KeyboardInterrupt`` (Ctrl-C, or
-    SIGTERM turned into one): Prefect's engine, interrupted while it sets up a task
-    run, raises its own error from inside that handling."""
+    """Whether ``exc`` follows an interrupt (Ctrl-C, or SIGTERM turned into one): raised
+    while handling a ``KeyboardInterrupt`` (Prefect's engine, interrupted while it sets up
+    a task run, raises its own error from inside that handling), or after a signal reached
+    :func:`flows.ephemeral.terminate_as_interrupt` (a library that swallowed the interrupt
+    and failed later, unchained)."""
+    ephemeral = sys.modules.get("flows.ephemeral")  # imported by every command it guards
+    if ephemeral is not None and ephemeral.interrupt_received():
+        return True
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -111,12 +116,18 @@ def _interrupted(exc: BaseException) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code (also used by tests in-process)."""
+    ephemeral = sys.modules.get("flows.ephemeral")
+    if ephemeral is not None:
+        ephemeral.forget_interrupts()
     try:
         result = lazy_click_app(app, LAZY_COMMANDS)(
             args=argv, standalone_mode=False, prog_name="civicvault")
     except CivicVaultError as exc:
-        code = _fail(exc.diagnostics().splitlines()[0] if str(exc) else type(exc).__name__,
-                     exc.exit_code)
+        if _interrupted(exc):  # e.g. a write cut short by the signal
+            code = _fail("interrupted", INTERRUPTED)
+        else:
+            code = _fail(exc.diagnostics().splitlines()[0] if str(exc) else type(exc).__name__,
+                         exc.exit_code)
     except click_exc.NoArgsIsHelpError as exc:
         sys.stdout.write(exc.ctx.get_help() + "\n" if exc.ctx is not None else "")
         code = 2
