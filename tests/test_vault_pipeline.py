@@ -169,6 +169,20 @@ def test_labelled_text_columns_write_their_labels(engine: Engine, tmp_path: Path
                                       tuple(labels))})
 
 
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(st.integers(0, 2**63 - 1) | st.integers(0, 10**6), max_size=40))
+def test_sqlite_integer_columns_are_fixed_width_decimal_digits(values: list[int]) -> None:
+    """SQLite's bulk path sends an integer column as one blob of fixed-width digits (cut
+    with ``substr`` and cast back): every id, from 0 to the largest int64, round-trips."""
+    from vault.bulk import _digits
+
+    blob, width = _digits(np.asarray(values, dtype=np.int64))
+    assert width == max([1, *(len(str(v)) for v in values)])
+    assert blob == "".join(str(v).zfill(width) for v in values).encode()
+    with pytest.raises(ValueError, match=">= 0"):
+        _digits(np.asarray([*values, -1], dtype=np.int64))
+
+
 def test_binary_copy_takes_the_shapes_it_can_and_leaves_the_rest_to_csv() -> None:
     from vault.bulk import prepare
     from vault.tables import T_BLIND

@@ -248,9 +248,17 @@ def _digits(values: IntArray) -> tuple[bytes, int]:
     if values.size and int(values.min()) < 0:
         raise ValueError("bulk integer columns hold ids, positions and lengths (>= 0)")
     width = max(1, len(str(int(values.max())))) if values.size else 1
-    powers = 10 ** np.arange(width - 1, -1, -1, dtype=np.uint64)
-    digits = (values.astype(np.uint64)[:, None] // powers) % 10 + ord("0")
-    return digits.astype(np.uint8).tobytes(), width
+    # one column of digits at a time, each a division by the scalar 10 (numpy divides by a
+    # scalar with libdivide's multiply-and-shift; by an array of powers it divides each
+    # element: 3-4x the time, 0.7 s of a 1M-row load's sealing thread)
+    out = np.empty((values.size, width), dtype=np.uint8)
+    rest = values.astype(np.uint64)
+    for k in range(width - 1, -1, -1):
+        quotient = rest // 10
+        out[:, k] = rest - quotient * 10
+        rest = quotient
+    out += ord("0")
+    return out.tobytes(), width
 
 
 def _insert_sqlite(table: Table, rows: Columns) -> BulkInsert:
