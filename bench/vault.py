@@ -15,7 +15,11 @@ tables' per-row foreign keys put back (as before migrations 0014 / 0005), in the
 ``--python-loops``: the vault's own Python loops for the batch cryptography instead of
 ``vault/_sealc.c`` (what an install without a C compiler runs; the figures say which).
 
-Prints a table of medians; nothing it generates is real data.
+Prints a table of medians: wall seconds, and the CPU seconds of this process (every
+thread; PostgreSQL's server not included). A machine whose cores slow down stretches the
+one-threaded baseline's wall more than the store's, which runs on every core and waits
+on the disk: the CPU ratio beside the wall ratio tells the two apart. Nothing it
+generates is real data.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from sqlalchemy import Engine, create_engine, text
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.pgdb import drop_pg, fresh_pg
-from bench.timing import median_time
+from bench.timing import median_time, median_wall_and_cpu
 from vault.db import make_engine, migrate
 from vault.keyring import Keyring, now
 from vault.keys import FileKeyProvider
@@ -218,9 +222,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cvbench-") as t:
         tmp = Path(t)
         parquet, kek = write_fixture(tmp, args.rows)
-        results: list[tuple[str, float]] = []
-        base = median_time(lambda: baseline(parquet, tmp / "base.db"), args.runs)
-        results.append(("baseline: polars + AES-GCM/row + HMAC/row + sqlite3 executemany", base))
+        results: list[tuple[str, float, float | None]] = []
+        base, base_cpu = median_wall_and_cpu(lambda: baseline(parquet, tmp / "base.db"),
+                                             args.runs)
+        results.append(("baseline: polars + AES-GCM/row + HMAC/row + sqlite3 executemany", base,
+                        base_cpu))
 
         urls: list[str] = []
         def sqlite_run() -> None:
@@ -228,24 +234,24 @@ def main() -> None:
             urls.append(url)
             civicvault_store(parquet, url, kek)()
         results.append(("civicvault seal+store, SQLite (WAL, synchronous=FULL)",
-                        median_time(sqlite_run, args.runs)))
+                        *median_wall_and_cpu(sqlite_run, args.runs)))
         sqlite_url = urls[-1]
         if args.sqlite_foreign_keys:
             def sqlite_fk_run() -> None:
                 civicvault_store(parquet, fresh_sqlite(tmp), kek, row_foreign_keys=True)()
             results.append(("  same, with the per-row foreign keys (before migration 0014)",
-                            median_time(sqlite_fk_run, args.runs)))
+                            *median_wall_and_cpu(sqlite_fk_run, args.runs)))
         base_pg = None
         if args.pg:
             base_pg = median_time(lambda: baseline_pg(parquet, args.pg), args.runs)
-            results.append(("baseline, PostgreSQL: the same rows with one COPY", base_pg))
+            results.append(("baseline, PostgreSQL: the same rows with one COPY", base_pg, None))
             pg_urls: list[str] = []
             def pg_run() -> None:
                 url = fresh_pg(args.pg)
                 pg_urls.append(url)
                 civicvault_store(parquet, url, kek)()
             results.append(("civicvault seal+store, PostgreSQL (COPY)",
-                            median_time(pg_run, args.runs)))
+                            median_time(pg_run, args.runs), None))
             if args.pg_foreign_keys:
                 def pg_fk_run() -> None:
                     url = fresh_pg(args.pg)
@@ -254,7 +260,7 @@ def main() -> None:
                     finally:
                         drop_pg(args.pg, url)
                 results.append(("  same, with the per-row foreign keys (before migration 0005)",
-                                median_time(pg_fk_run, args.runs)))
+                                median_time(pg_fk_run, args.runs), None))
 
         engine = make_engine(sqlite_url)
         kr = Keyring(FileKeyProvider(kek))
@@ -264,7 +270,7 @@ def main() -> None:
                                         ["county", "party", "age_band"])
                 assert frame.height == args.rows
         results.append(("decrypt 3 attribute columns of all rows (SQLite)",
-                        median_time(decrypt, args.runs)))
+                        median_time(decrypt, args.runs), None))
         if args.pg:
             pg_engine = make_engine(pg_urls[-1])
             def decrypt_pg() -> None:
@@ -272,7 +278,7 @@ def main() -> None:
                     read_attributes(conn, Keyring(kr.provider), "bench",
                                     ["county", "party", "age_band"])
             results.append(("decrypt 3 attribute columns of all rows (PostgreSQL)",
-                            median_time(decrypt_pg, args.runs)))
+                            median_time(decrypt_pg, args.runs), None))
             pg_engine.dispose()
             for u in pg_urls:
                 drop_pg(args.pg, u)
@@ -281,14 +287,17 @@ def main() -> None:
     loops = "vault/_sealc.c" if _aead.NATIVE else "Python"
     print(f"\nrows={args.rows:,}  runs={args.runs} (medians)  cores={os.cpu_count()}  "
           f"batch cryptography: {loops}  load at end: {os.getloadavg()[0]:.2f}")
-    print(f"{'measurement':<66} {'seconds':>8} {'x baseline':>10} {'x same-DB baseline':>18}")
-    for name, secs in results:
+    print(f"{'measurement':<66} {'seconds':>8} {'x baseline':>10} {'x same-DB baseline':>18} "
+          f"{'CPU s':>7} {'CPU x baseline':>14}")
+    for name, secs, cpu in results:
         ratio = f"{secs / base:.2f}" if "seal+store" in name or "foreign keys" in name else ""
         own = ""
         if "seal+store" in name or "foreign keys" in name:
             own_base = base_pg if "PostgreSQL" in name or "foreign keys" in name else base
             own = f"{secs / own_base:.2f}" if own_base else ""
-        print(f"{name:<66} {secs:>8.2f} {ratio:>10} {own:>18}")
+        cpu_s = f"{cpu:.2f}" if cpu is not None else ""
+        cpu_ratio = f"{cpu / base_cpu:.2f}" if cpu is not None and ratio else ""
+        print(f"{name:<66} {secs:>8.2f} {ratio:>10} {own:>18} {cpu_s:>7} {cpu_ratio:>14}")
 
 
 if __name__ == "__main__":
