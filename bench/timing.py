@@ -9,12 +9,7 @@ from collections.abc import Callable
 
 def median_time(fn: Callable[[], object], runs: int) -> float:
     """Median wall-clock seconds of ``runs`` calls of ``fn``."""
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return median_wall_and_cpu(fn, runs)[0]
 
 
 def median_wall_and_cpu(fn: Callable[[], object], runs: int) -> tuple[float, float]:

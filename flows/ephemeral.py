@@ -249,8 +249,9 @@ _SIGNALS_RECEIVED: list[int] = []
 
 
 def interrupt_received() -> bool:
-    """Whether a ``SIGINT``, ``SIGTERM`` or ``SIGHUP`` reached the latest
-    :func:`terminate_as_interrupt` block (kept after it ends, for the CLI's exit code)."""
+    """Whether a ``SIGINT``, ``SIGTERM`` or ``SIGHUP`` reached a
+    :func:`terminate_as_interrupt` block since :func:`forget_interrupts` (the CLI calls it
+    as each command starts, and reads this for the command's exit code)."""
     return bool(_SIGNALS_RECEIVED)
 
 
@@ -274,7 +275,6 @@ def terminate_as_interrupt() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    _SIGNALS_RECEIVED.clear()
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
         _SIGNALS_RECEIVED.append(signum)

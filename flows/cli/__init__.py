@@ -123,11 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         result = lazy_click_app(app, LAZY_COMMANDS)(
             args=argv, standalone_mode=False, prog_name="civicvault")
     except CivicVaultError as exc:
-        if _interrupted(exc):  # e.g. a write cut short by the signal
-            code = _fail("interrupted", INTERRUPTED)
-        else:
-            code = _fail(exc.diagnostics().splitlines()[0] if str(exc) else type(exc).__name__,
-                         exc.exit_code)
+        code = _fail(exc.diagnostics().splitlines()[0] if str(exc) else type(exc).__name__,
+                     exc.exit_code)
     except click_exc.NoArgsIsHelpError as exc:
         sys.stdout.write(exc.ctx.get_help() + "\n" if exc.ctx is not None else "")
         code = 2
