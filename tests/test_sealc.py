@@ -276,3 +276,56 @@ def test_the_loops_let_other_threads_run() -> None:
     assert end - start > 0.1  # long enough to tell
     inside = [w for w in woke if start + 0.02 < w < end - 0.02]
     assert len(inside) >= 5, (len(inside), end - start)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.lists(st.tuples(st.integers(min_value=-2**63, max_value=2**63 - 1),
+                               st.integers(min_value=0, max_value=2),
+                               st.one_of(st.none(), st.binary(max_size=70))), max_size=30),
+       middles=st.lists(st.binary(max_size=12).map(lambda b: b.replace(b",", b"")),
+                        min_size=3, max_size=3),
+       with_codes=st.booleans())
+def test_text_rows_are_the_bucket_layouts_row_texts_on_both_paths(
+        rows: list[tuple[int, int, bytes | None]], middles: list[bytes],
+        with_codes: bool) -> None:
+    """``str(int) || middle || HEX(blob)`` joined by commas, and where each row ends, as
+    the formula gives them: at every width and sign of the int, with and without codes
+    and blobs (``vault.bucket_rows`` lays out the database's row texts with it)."""
+    ints = np.array([r[0] for r in rows], dtype=np.int64)
+    codes = np.array([r[1] for r in rows], dtype=np.int64) if with_codes else None
+    with_blobs = all(r[2] is not None for r in rows)
+    blobs = [r[2] or b"" for r in rows]
+    data = b"".join(blobs) if with_blobs else None
+    offsets = (np.concatenate(([0], np.cumsum([len(b) for b in blobs]))).astype(np.int64)
+               if with_blobs else None)
+    want = [b"%d%s%s" % (v, middles[c if with_codes else 0],
+                         b.hex().upper().encode() if with_blobs else b"")
+            for v, c, b in zip(ints.tolist(), [r[1] for r in rows], blobs, strict=True)]
+    saved = _aead.NATIVE
+    try:
+        for native in ([True, False] if saved else [False]):
+            _aead.NATIVE = native
+            text, ends = _aead.text_rows(ints, middles, codes, data, offsets)
+            assert text == b",".join(want)
+            assert ends.dtype == np.int64
+            assert ends.tolist() == [sum(len(w) + 1 for w in want[:i + 1]) - 1
+                                     for i in range(len(want))]
+    finally:
+        _aead.NATIVE = saved
+
+
+@pytest.mark.skipif(not _aead.NATIVE, reason="vault/_sealc.c not built")
+def test_text_rows_refuse_codes_and_offsets_outside_what_they_index() -> None:
+    """A bad code or offset is a ValueError, not a read outside the buffers."""
+    assert _sealc is not None
+    ints = np.arange(3, dtype=np.int64)
+    with pytest.raises(ValueError, match="names no middle"):
+        _sealc.text_rows(ints, [b":"], np.array([0, 1, 0], dtype=np.int64), None, None)
+    with pytest.raises(ValueError, match="outside the data"):
+        _sealc.text_rows(ints, [b":"], None, b"abc", np.array([0, 1, 2, 9], dtype=np.int64))
+    with pytest.raises(ValueError, match="offsets outside the data"):
+        _sealc.text_rows(ints, [b":"], None, b"abc", np.array([0, 2, 1, 3], dtype=np.int64))
+    with pytest.raises(ValueError, match="one int64 per row"):
+        _sealc.text_rows(ints, [b":"], None, b"abc", np.array([0, 1, 2], dtype=np.int64))
+    with pytest.raises(ValueError, match="at least one middle"):
+        _sealc.text_rows(ints, [], None, None, None)

@@ -262,6 +262,29 @@ def sha256_framed(head: bytes, tag: bytes, blobs: Sequence[bytes]) -> bytes:
     return h.digest()
 
 
+def text_rows(ints: IntArray, middles: Sequence[bytes], codes: IntArray | None,
+              data: Any, offsets: IntArray | None) -> tuple[bytes, IntArray]:
+    """Rows ``str(ints[i]) || middles[codes[i]] || HEX(data[offsets[i]:offsets[i + 1]])``
+    (upper-case hex; ``codes`` None: ``middles[0]``; ``data`` None: no hex part), joined
+    by ``,``; and ``ends[i]``, where row i ends in that text."""
+    n = len(ints)
+    if codes is not None and len(codes) != n:
+        raise ValueError("ints and codes differ in length")
+    if NATIVE:
+        assert _sealc is not None
+        text, where = _sealc.text_rows(ints, middles, codes, data, offsets)
+        return text, np.frombuffer(where, dtype=np.int64)
+    mids = [middles[0]] * n if codes is None else [middles[c] for c in codes.tolist()]
+    if data is None or offsets is None:
+        tails = [b""] * n
+    else:
+        raw, at = bytes(data), offsets.tolist()
+        tails = [raw[at[i]:at[i + 1]].hex().upper().encode("ascii") for i in range(n)]
+    rows = [b"%d%s%s" % (v, m, t) for v, m, t in zip(ints.tolist(), mids, tails, strict=True)]
+    ends = np.cumsum(np.fromiter(map(len, rows), dtype=np.int64, count=n) + 1) - 1
+    return b",".join(rows), ends
+
+
 def crc32_pieces(text: bytes, sep: bytes, n: int) -> np.ndarray[Any, np.dtype[np.int64]]:
     """``zlib.crc32`` of each of the ``n`` pieces of ``text.split(sep)`` (``sep``: one
     byte; ``n``: how many pieces there are)."""

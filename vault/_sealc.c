@@ -1,5 +1,6 @@
 /* Batched HMAC-SHA256, framed SHA-256 and AES-256-GCM sealing over OpenSSL's libcrypto,
- * and CRC-32s of the pieces of a text: the inner loops of vault._aead without a Python
+ * CRC-32s of the pieces of a text, and the row texts of the subject-bucket layout
+ * (decimal id, fixed middle, upper-case hex of a blob): the inner loops of vault._aead without a Python
  * call per message, and without the GIL while they run.
  *
  * Private to vault._aead, which falls back to its pure-Python loops (the same bytes: the
@@ -451,6 +452,115 @@ static PyObject *crc32_pieces(PyObject *self, PyObject *args) {
     return result;
 }
 
+/* One int64 buffer of exactly n items (format q/l/L), or an error. */
+static int int64_view(PyObject *obj, Py_buffer *v, Py_ssize_t n, const char *what) {
+    if (PyObject_GetBuffer(obj, v, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return -1;
+    if (v->itemsize != 8 || v->format == NULL || strchr("qlL", v->format[0]) == NULL ||
+        (n >= 0 && v->len != n * 8)) {
+        PyBuffer_Release(v);
+        PyErr_Format(PyExc_ValueError, "%s: one int64 per row", what);
+        return -1;
+    }
+    return 0;
+}
+
+/* text_rows(ints, middles, codes, data, offsets) -> (text, ends)
+ * Row i is str(ints[i]) || middles[codes[i]] || HEX(data[offsets[i]:offsets[i + 1]]) (upper
+ * case); text is the rows joined by ",", ends[i] (native int64s) where row i ends in it.
+ * codes None: every row takes middles[0]; data None: no hex part. The rows of
+ * vault.bucket_rows (what group_concat of the database's row texts returns), written once,
+ * without a string per row. */
+static PyObject *text_rows(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *ints_obj, *middles_obj, *codes_obj, *data_obj, *offsets_obj;
+    if (!PyArg_ParseTuple(args, "OOOOO", &ints_obj, &middles_obj, &codes_obj, &data_obj,
+                          &offsets_obj)) return NULL;
+    Py_buffer ints = {0}, codes = {0}, data = {0}, offsets = {0};
+    pinned mid = {0};
+    PyObject *text = NULL, *ends = NULL, *result = NULL;
+    if (int64_view(ints_obj, &ints, -1, "ints") < 0) return NULL;
+    Py_ssize_t n = ints.len / 8;
+    int have_codes = codes_obj != Py_None, have_data = data_obj != Py_None;
+    if (pin(middles_obj, &mid, 0) < 0) goto done;
+    if (mid.n < 1) {
+        PyErr_SetString(PyExc_ValueError, "at least one middle");
+        goto done;
+    }
+    if (have_codes && int64_view(codes_obj, &codes, n, "codes") < 0) {
+        have_codes = 0;
+        goto done;
+    }
+    if (have_data) {
+        if (PyObject_GetBuffer(data_obj, &data, PyBUF_C_CONTIGUOUS) < 0) {
+            have_data = 0;
+            goto done;
+        }
+        if (int64_view(offsets_obj, &offsets, n + 1, "offsets") < 0) {
+            PyBuffer_Release(&data);
+            have_data = 0;
+            goto done;
+        }
+    }
+    const int64_t *iv = (const int64_t *)ints.buf;
+    const int64_t *cv = have_codes ? (const int64_t *)codes.buf : NULL;
+    const int64_t *ov = have_data ? (const int64_t *)offsets.buf : NULL;
+    Py_ssize_t size = n > 0 ? n - 1 : 0;  /* the commas */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t c = cv != NULL ? cv[i] : 0;
+        if (c < 0 || c >= mid.n) {
+            PyErr_SetString(PyExc_ValueError, "a code names no middle");
+            goto done;
+        }
+        char digits[24];
+        size += int64_text(digits, iv[i]) + mid.len[c];
+        if (ov != NULL) {
+            if (ov[i] < 0 || ov[i + 1] < ov[i] || ov[i + 1] > data.len) {
+                PyErr_SetString(PyExc_ValueError, "offsets outside the data");
+                goto done;
+            }
+            size += 2 * (ov[i + 1] - ov[i]);
+        }
+    }
+    text = PyBytes_FromStringAndSize(NULL, size);
+    ends = PyBytes_FromStringAndSize(NULL, n * 8);
+    if (text == NULL || ends == NULL) goto done;
+    {
+        unsigned char *out = (unsigned char *)PyBytes_AS_STRING(text);
+        int64_t *end_of = (int64_t *)PyBytes_AS_STRING(ends);
+        const unsigned char *bytes = have_data ? (const unsigned char *)data.buf : NULL;
+        static const char hex[] = "0123456789ABCDEF";
+        Py_BEGIN_ALLOW_THREADS
+        size_t at = 0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (i > 0) out[at++] = ',';
+            at += (size_t)int64_text((char *)out + at, iv[i]);
+            int64_t c = cv != NULL ? cv[i] : 0;
+            memcpy(out + at, mid.data[c], (size_t)mid.len[c]);
+            at += (size_t)mid.len[c];
+            if (ov != NULL) {
+                for (int64_t k = ov[i]; k < ov[i + 1]; k++) {
+                    out[at++] = (unsigned char)hex[bytes[k] >> 4];
+                    out[at++] = (unsigned char)hex[bytes[k] & 15];
+                }
+            }
+            end_of[i] = (int64_t)at;
+        }
+        Py_END_ALLOW_THREADS
+    }
+    result = PyTuple_Pack(2, text, ends);
+done:
+    Py_XDECREF(text);
+    Py_XDECREF(ends);
+    unpin(&mid);
+    PyBuffer_Release(&ints);
+    if (have_codes) PyBuffer_Release(&codes);
+    if (have_data) {
+        PyBuffer_Release(&data);
+        PyBuffer_Release(&offsets);
+    }
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"hmac_sha256", hmac_sha256, METH_VARARGS,
      "HMAC-SHA256(key, prefix || m)[:out_len] of each message (None stays None)."},
@@ -460,6 +570,8 @@ static PyMethodDef methods[] = {
      "SHA-256 of head || (tag || be64(len(b)) || b for each blob b)."},
     {"crc32_pieces", crc32_pieces, METH_VARARGS,
      "zlib.crc32 of each piece of text split at the byte sep (little-endian uint32s)."},
+    {"text_rows", text_rows, METH_VARARGS,
+     "Rows str(int) || middle || HEX(blob) joined by commas, and where each ends."},
     {NULL, NULL, 0, NULL},
 };
 
