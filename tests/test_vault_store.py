@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -277,6 +278,21 @@ def test_fast_associated_data_equals_reference() -> None:
         _aead.ad_part("a,b") == crypto.record_ad(3, 17, 9, "a,b")
     assert _aead.ad_prefix("subject-key", 3) + _aead.ad_part(9) + _aead.ad_part(4) == \
         crypto.subject_key_ad(3, 9, 4)
+
+
+@settings(max_examples=80, deadline=None)
+@given(digests=st.one_of(
+    st.integers(min_value=0, max_value=40).flatmap(
+        lambda w: st.lists(st.binary(min_size=w, max_size=w), max_size=20)),
+    st.lists(st.binary(max_size=40), max_size=20)))
+def test_identity_cache_prefixes_are_each_digests_first_eight_bytes(digests: list[bytes]) -> None:
+    """The compacted cache keeps each digest's first 8 bytes (zero-padded) as an integer:
+    the same whether the digests share one length (cut from one buffer) or not."""
+    from vault.identity_cache import _prefixes
+
+    got = _prefixes(digests)
+    assert got.dtype == np.uint64
+    assert got.tolist() == [int.from_bytes(d[:8].ljust(8, b"\0"), "big") for d in digests]
 
 
 def test_identity_cache_gives_same_result_as_database_lookups(engine: Engine,
