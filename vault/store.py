@@ -363,8 +363,9 @@ def _seal(
 
 def _blind_rows(dialect: str, ds_id: int, key_id: int, subjects: list[int],
                 digests: dict[str, list[bytes | None]]) -> list[BulkInsert]:
-    """New subjects' blind-index rows (``digests``: per column, one per subject, None for
-    an empty value) as bulk statements in the order of the table's primary key.
+    """New subjects' blind-index rows (``subjects``: their ids, ascending; ``digests``: per
+    column, one per subject, None for an empty value) as bulk statements in the order of
+    the table's primary key.
 
     - SQLite: the key leads with the subject (migration 0013) and new subjects have the
       highest ids, so one statement in (subject, column) order appends to the B-tree's
@@ -375,18 +376,23 @@ def _blind_rows(dialect: str, ds_id: int, key_id: int, subjects: list[int],
     names = tuple(sorted(digests))  # code order = the key's "column" order (bytes of UTF-8)
     if not names:  # a layout without lookup columns
         return []
+    if dialect == "sqlite":  # row-major is (subject, column) order: no sort, no frame
+        flat = [d for row in zip(*(digests[c] for c in names), strict=True) for d in row]
+        subject_ids = np.repeat(np.asarray(subjects, dtype=np.int64), len(names))
+        codes = np.tile(np.arange(len(names), dtype=np.int64), len(subjects))
+        if None in flat:  # empty values have no digest
+            keep = np.fromiter((d is not None for d in flat), dtype=bool, count=len(flat))
+            flat, subject_ids, codes = [d for d in flat if d is not None], subject_ids[keep], \
+                codes[keep]
+        return [bulk.prepare(dialect, T_BLIND, Columns(
+            len(flat), ints={"subject_id": subject_ids}, blobs={"digest": flat},
+            consts={"dataset_id": ds_id, "key_id": key_id},
+            labels={"column": (codes, names)}))]
     frame = pl.concat([pl.DataFrame({
         "subject_id": pl.Series(subjects, dtype=pl.Int64),
         "column": pl.Series([k] * len(subjects), dtype=pl.Int64),
         "digest": pl.Series(digests[c], dtype=pl.Binary),
     }) for k, c in enumerate(names)]).drop_nulls("digest")
-    if dialect == "sqlite":
-        frame = frame.sort("subject_id", "column")
-        return [bulk.prepare(dialect, T_BLIND, Columns(
-            frame.height, ints={"subject_id": frame.get_column("subject_id").to_numpy()},
-            blobs={"digest": frame.get_column("digest").to_list()},
-            consts={"dataset_id": ds_id, "key_id": key_id},
-            labels={"column": (frame.get_column("column").to_numpy(), names)}))]
     out = []
     for k, c in enumerate(names):
         part = frame.filter(pl.col("column") == k).sort("digest")
