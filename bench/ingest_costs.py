@@ -49,7 +49,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -69,35 +69,37 @@ _WRAPPED = b"\0" * 60
 def _knock_out(name: str) -> None:
     """Replace the write path's piece ``name`` with a stand-in (this process only)."""
     if name == "all-five":
-        for one in ("no-lookup-index", "identity-lookups-only", "no-fingerprint",
-                    "batch-keys", "no-bucket-layout"):
-            _knock_out(one)
+        for piece in ("no-lookup-index", "identity-lookups-only", "no-fingerprint",
+                      "batch-keys", "no-bucket-layout"):
+            _knock_out(piece)
         return
     import bench.vault as bv
     from vault import _aead, bucket_rows, crypto, store
+    from vault.layout import ColumnLayout, StoredColumn
 
+    # setattr: the stand-ins are looser than the typed functions they replace
     if name == "no-lookup-index":
-        store._build_subject_index = lambda conn: None
+        setattr(store, "_build_subject_index", lambda conn: None)  # noqa: B010
     elif name in ("no-email-lookup", "identity-lookups-only"):
         plain = {"email"} if name == "no-email-lookup" else {"phone", "email"}
-        bv.LAYOUT = bv.ColumnLayout(columns=tuple(
-            bv.StoredColumn(c.name, c.role) if c.name in plain else c
+        bv.LAYOUT = ColumnLayout(columns=tuple(
+            StoredColumn(c.name, c.role) if c.name in plain else c
             for c in bv.LAYOUT.columns), identity=bv.LAYOUT.identity)
     elif name == "no-fingerprint":
-        crypto.pack_rows = lambda frame: range(frame.height)  # type: ignore[assignment,misc]
-        crypto.fingerprints = lambda key, rows: [_FP] * len(rows)  # type: ignore[assignment]
+        setattr(crypto, "pack_rows", lambda frame: range(frame.height))  # noqa: B010
+        setattr(crypto, "fingerprints", lambda key, rows: [_FP] * len(rows))  # noqa: B010
     elif name == "batch-keys":
-        one = _aead.random_keys(1)[0]
-        crypto.new_subject_keys = lambda n: [one] * n
-        crypto.wrap_subject_keys = (  # type: ignore[assignment]
-            lambda wrap_key, wrap_key_id, ds_id, ids, keys: [_WRAPPED] * len(keys))
+        key = _aead.random_keys(1)[0]
         seal = crypto.seal_records
 
         def seal_under_one(keys: Any, *rest: Any) -> list[bytes]:
-            return seal(keys[0] if len(keys) else one, *rest)  # one key: one schedule
-        crypto.seal_records = seal_under_one  # type: ignore[assignment]
+            return seal(cast(Any, keys[0] if len(keys) else key), *rest)  # one key schedule
+        setattr(crypto, "new_subject_keys", lambda n: [key] * n)  # noqa: B010
+        setattr(crypto, "wrap_subject_keys",  # noqa: B010
+                lambda wrap_key, wrap_key_id, ds_id, ids, keys: [_WRAPPED] * len(keys))
+        setattr(crypto, "seal_records", seal_under_one)  # noqa: B010
     elif name == "no-bucket-layout":
-        bucket_rows.new_subject_parts = lambda *a, **kw: {}  # type: ignore[assignment]
+        setattr(bucket_rows, "new_subject_parts", lambda *a, **kw: {})  # noqa: B010
     elif name != "full":
         raise SystemExit(f"error: no such knock-out (choose from {', '.join(KNOCKOUTS)})")
 

@@ -1,7 +1,7 @@
 /* Batched HMAC-SHA256, framed SHA-256 and AES-256-GCM sealing over OpenSSL's libcrypto,
  * CRC-32s of the pieces of a text, and the row texts of the subject-bucket layout
- * (decimal id, fixed middle, upper-case hex of a blob): the inner loops of vault._aead without a Python
- * call per message, and without the GIL while they run.
+ * (decimal id, fixed middle, upper-case hex of a blob): the inner loops of vault._aead
+ * without a Python call per message, and without the GIL while they run.
  *
  * Private to vault._aead, which falls back to its pure-Python loops (the same bytes: the
  * tests compare the two, and check both against published test vectors and against
