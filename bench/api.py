@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -120,7 +121,7 @@ def _python_client(url: str, seconds: int, connections: int) -> tuple[float, flo
     return count / (time.perf_counter() - started), time.process_time() - cpu0
 
 
-def bench(runs: int, seconds: int, connections: int) -> dict[str, dict[str, float]]:
+def bench(runs: int, seconds: int, connections: int) -> dict[str, dict[str, Any]]:
     prepare()
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-m", "flows.cli", "serve", "--port", str(port)],
@@ -149,7 +150,7 @@ def bench(runs: int, seconds: int, connections: int) -> dict[str, dict[str, floa
     finally:
         server.terminate()
         server.wait(timeout=30)
-    summary = {}
+    summary: dict[str, dict[str, Any]] = {}
     for path, rows in results.items():
         summary[path] = {
             "req_per_s_median": round(statistics.median(r[0] for r in rows), 1),
@@ -160,7 +161,7 @@ def bench(runs: int, seconds: int, connections: int) -> dict[str, dict[str, floa
     print(json.dumps({"load_generator": "wrk" if shutil.which("wrk") else "python-httpx",
                       "connections": connections, "seconds": seconds, "runs": runs,
                       "cores": os.cpu_count(), "results": summary}, indent=2))
-    goal = summary["/api/ledger/checkpoint"]["req_per_s_median"]
+    goal = float(summary["/api/ledger/checkpoint"]["req_per_s_median"])
     print(f"checkpoint: {goal} req/s median (goal >= 1000: {'met' if goal >= 1000 else 'NOT met'})"
           f"; /healthz baseline {summary['/healthz']['req_per_s_median']} req/s")
     return summary

@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.timing import median_time
+from policies.model import PrivacyUnit
 from vault.dp.plan import Unit, build_plan, opendp, prepared_schema, row_bound_for
 from vault.dp.release import ReleaseResult, canonical, rows_of
 from vault.dp.request import ReleaseRequest, validate
@@ -55,19 +57,22 @@ MEASURES = ("count", "mean:turnout")
 EPSILON = Fraction(1)
 
 
+@dataclass(frozen=True)
 class _Rule:
-    def __init__(
-        self,
-        name: str,
-        keys: tuple[str, ...] | None = None,
-        lower: float | None = None,
-        upper: float | None = None,
-    ) -> None:
-        self.name, self.keys, self.lower, self.upper = name, keys, lower, upper
-        self.groupable = keys is not None
+    name: str
+    keys: tuple[str, ...] | None = None
+    lower: float | None = None
+    upper: float | None = None
+
+    @property
+    def groupable(self) -> bool:
+        return self.keys is not None
 
 
 class BenchPolicy:
+    """The slice of a policy a release reads (``vault.dp.request.ReleasePolicy``): public
+    key sets only, so pure DP, no delta."""
+
     def columns_for(self, dataset: str) -> dict[str, _Rule]:
         return {
             "county": _Rule("county", COUNTIES),
@@ -81,6 +86,21 @@ class BenchPolicy:
 
     def dataset_cap(self, dataset: str) -> Fraction:
         return Fraction(10**6)
+
+    def delta_default(self, dataset: str) -> Fraction:
+        return Fraction(0)
+
+    def delta_cap(self, dataset: str) -> Fraction:
+        return Fraction(0)
+
+    def delta_per_release(self, dataset: str) -> Fraction:
+        return Fraction(0)
+
+    def privacy_unit(self, dataset: str) -> PrivacyUnit:
+        return PrivacyUnit()  # the default policy's: a row a person, at most 2**25 people
+
+    def analyst_caps(self) -> tuple[Fraction | None, Fraction | None]:
+        return None, None
 
 
 def synthetic(rows: int, seed: int = 7) -> pl.DataFrame:

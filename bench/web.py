@@ -26,6 +26,7 @@ import os
 import sqlite3
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -147,7 +148,7 @@ def main() -> None:
     health = get("/api/web/ledger/health")
     first_verify = time.perf_counter() - t0
     size = int(str(health["size"]))
-    cases = {
+    cases: dict[str, Callable[[], dict[str, object]]] = {
         "first page (50 newest)": lambda: get("/api/web/ledger/entries", limit=50),
         "filtered page (one principal's denials)":
             lambda: get("/api/web/ledger/entries", principal="principal-07",

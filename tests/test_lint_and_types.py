@@ -31,3 +31,13 @@ def test_mypy_strict_clean() -> None:
     proc = subprocess.run([_tool("mypy"), "--strict", *[f"{p}" for p in PACKAGES]], cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
+
+
+def test_mypy_strict_clean_bench() -> None:
+    """The benchmark scripts too: their figures go into docs/BENCHMARKS.md, and a script that
+    no longer fits the code it measures fails here, not when someone reruns it (bench/
+    release.py's policy stand-in had lost step with the release's policy protocol)."""
+    proc = subprocess.run([_tool("mypy"), "--strict", "--explicit-package-bases",
+                           "--cache-dir", ".mypy_cache/bench", "bench"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
