@@ -221,6 +221,9 @@ def main() -> None:
     CODE = args.code
     from vault.ingest import BATCH_ROWS
 
+    if args.rows <= BATCH_ROWS or args.runs < 1:
+        ap.error(f"--rows must exceed one batch ({BATCH_ROWS:,} rows: a kill after the first "
+                 "batch must leave some to resume) and --runs be at least 1")
     total_batches = -(-args.rows // BATCH_ROWS)
     clean: list[float] = []
     resume: list[float] = []
