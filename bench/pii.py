@@ -672,6 +672,9 @@ def main() -> None:
                     help="only time classification: in-process at --rows, and through the CLI "
                          "on 600-row files of six real layouts")
     args = ap.parse_args()
+    if args.scale_texts < PARALLEL_MIN:
+        ap.error(f"--scale-texts must be at least {PARALLEL_MIN:,}: fewer run in one process "
+                 "and there is no two-process scaling to time")
     if args.classify_only:
         sizes = [int(s) for s in args.rows.split(",")]
         print(json.dumps({"load_avg_start": round(os.getloadavg()[0], 1),
