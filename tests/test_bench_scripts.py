@@ -1,0 +1,67 @@
+"""The benchmark scripts still run: docs/BENCHMARKS.md's figures come from them, and anyone
+must be able to rerun one. Each runs here at a tiny size (SQLite only, in a temporary
+directory, a clean environment); mypy checks their types (test_lint_and_types), this
+checks that they run against the code as it is now. bench/release.py had stopped
+running for a day before this test (its policy stand-in lacked a method a release reads)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(tmp_path: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
+           "TMPDIR": str(tmp_path), "DO_NOT_TRACK": "1", "PYTHONHASHSEED": "0"}
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+@pytest.mark.parametrize(("script", "args", "expect"), [
+    ("bench/vault.py", ["--rows", "3000", "--runs", "1", "--pg", ""],
+     "civicvault seal+store, SQLite"),
+    ("bench/sqlite_index_build.py", ["--voters", "3000", "--runs", "1"], "column codes"),
+    ("bench/release.py", ["--rows", "2000", "--runs", "1", "--full", "--store"],
+     '"end_to_end_s"'),
+    ("bench/ingest_timeline.py", ["--rows", "3000", "--replay"], "the same statements alone"),
+], ids=lambda v: v if isinstance(v, str) and v.startswith("bench/") else None)
+def test_a_bench_script_runs_at_a_tiny_size(tmp_path: Path, script: str, args: list[str],
+                                            expect: str) -> None:
+    proc = _run(tmp_path, script, *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert expect in proc.stdout, proc.stdout[-3000:]
+    assert "Traceback" not in proc.stderr
+
+
+def test_ingest_costs_times_each_knock_out_against_the_full_load(tmp_path: Path) -> None:
+    """Every variant asked for is timed, with the baseline and the full load beside it."""
+    proc = _run(tmp_path, "bench/ingest_costs.py", "--rows", "3000", "--runs", "1",
+                "--only", "no-fingerprint", "identity-lookups-only", "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(proc.stdout)
+    rows = {r["variant"]: r for r in doc["variants"]}
+    assert list(rows) == ["baseline", "full", "no-fingerprint", "identity-lookups-only"]
+    assert all(r["wall_s"] > 0 and r["cpu_s"] > 0 for r in rows.values())
+    assert rows["baseline"]["x_baseline"] == 1.0
+    assert rows["full"]["saved_s"] == 0.0
+    assert not list(tmp_path.glob("cvcosts-*")), "its temporary directory was left behind"
+
+
+@pytest.mark.parametrize("args", [
+    ["bench/ingest_costs.py", "--rows", "0"],
+    ["bench/ingest_costs.py", "--only", "no-such-piece"],
+    ["bench/resume.py", "--rows", "10", "--runs", "1"],
+    ["bench/sqlite_index_build.py", "--voters", "0"],
+], ids=lambda a: " ".join(a[:2]))
+def test_a_bench_script_refuses_bad_sizes_with_exit_2(tmp_path: Path, args: list[str]) -> None:
+    proc = _run(tmp_path, *args, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert ": error: " in proc.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in proc.stderr
