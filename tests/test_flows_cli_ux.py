@@ -265,3 +265,27 @@ def test_ctrl_c_is_one_line_and_exit_130_however_it_surfaces(
     monkeypatch.setattr(cli, "lazy_click_app", lambda *_: broken)  # no interrupt: a bug
     assert main(["demo"]) == 1
     assert capsys.readouterr().err.startswith("error: internal error (ValueError)")
+
+
+PERSON = "jane.doe@example.org"
+
+
+@pytest.mark.parametrize("args", [
+    ["demo", PERSON],                       # an extra argument: Click quoted it back
+    ["demo", f"--{PERSON}"],                # an unknown option
+    [PERSON],                               # an unknown command
+    ["erase", PERSON, "--dataset", "voters"],  # the value without its --match
+    ["release", "--dataset", "voters", f"--by={PERSON}", "--nope"],
+    ["audit", "report", "--format", PERSON],
+], ids=["extra-argument", "unknown-option", "unknown-command", "erase-without-match",
+        "option-value", "choice"])
+def test_a_usage_error_never_quotes_back_what_the_caller_typed(
+        capsys: pytest.CaptureFixture[str], args: list[str]) -> None:
+    """Anything typed can be a person's name or email, and error lines end up in logs:
+    a usage error says what is wrong, in one line, exit 2, without the typed text."""
+    code = main(args)
+    out, err = capsys.readouterr()
+    assert code == 2, (code, out, err)
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert PERSON not in err and PERSON not in out, err
+    assert "jane" not in err.lower(), err

@@ -10,6 +10,7 @@ line on stderr, never a traceback and never a data value.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import Annotated
 
@@ -92,6 +93,30 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+_OPTION_NAME = re.compile(r"--?[A-Za-z][A-Za-z0-9-]*")
+
+
+def _typed(argv: list[str] | None) -> list[str]:
+    """What the caller typed that a usage message may quote back: each argument, and the
+    value of each ``--option=value``, but not option names (longest first)."""
+    parts: set[str] = set()
+    for token in sys.argv[1:] if argv is None else argv:
+        name, eq, value = token.partition("=")
+        for part in (token, value) if eq and _OPTION_NAME.fullmatch(name) else (token,):
+            if len(part) >= 3 and not _OPTION_NAME.fullmatch(part):
+                parts.add(part)
+    return sorted(parts, key=len, reverse=True)
+
+
+def _usage(message: str, argv: list[str] | None) -> str:
+    """Click's usage message without anything the caller typed: it quotes back extra
+    arguments, unknown options and commands and refused values, and anything typed can
+    be a person's name or email (the message goes to logs)."""
+    for part in _typed(argv):
+        message = message.replace(part, "<typed>")
+    return message
+
+
 INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 
 
@@ -130,13 +155,13 @@ def main(argv: list[str] | None = None) -> int:
         code = 2
     except click_exc.UsageError as exc:
         hint = f" (try '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
-        code = _fail(exc.format_message().splitlines()[0] + hint, 2)
+        code = _fail(_usage(exc.format_message().splitlines()[0], argv) + hint, 2)
     except typer.Exit as exc:
         code = exc.exit_code
     except typer.Abort:
         code = _fail("aborted", 2)
     except click_exc.ClickException as exc:
-        code = _fail(exc.format_message().splitlines()[0], 2)
+        code = _fail(_usage(exc.format_message().splitlines()[0], argv), 2)
     except KeyboardInterrupt:
         code = _fail("interrupted", INTERRUPTED)
     except Exception as exc:  # a storage fault, or a bug: never print its message
