@@ -382,8 +382,8 @@ def _blind_rows(dialect: str, ds_id: int, key_id: int, subjects: list[int],
         codes = np.tile(np.arange(len(names), dtype=np.int64), len(subjects))
         if None in flat:  # empty values have no digest
             keep = np.fromiter((d is not None for d in flat), dtype=bool, count=len(flat))
-            flat, subject_ids, codes = [d for d in flat if d is not None], subject_ids[keep], \
-                codes[keep]
+            flat = [d for d in flat if d is not None]
+            subject_ids, codes = subject_ids[keep], codes[keep]
         return [bulk.prepare(dialect, T_BLIND, Columns(
             len(flat), ints={"subject_id": subject_ids}, blobs={"digest": flat},
             consts={"dataset_id": ds_id, "key_id": key_id},
