@@ -42,7 +42,17 @@ from sqlalchemy import Connection, bindparam, func, select, text, update
 
 from ledger import store as ledger_store
 from ledger.entry import MAX_STATE_ENTRY_BYTES, EntryDraft
-from vault import blind_index, bucket_rows, bulk, crypto, manifest, pg_planning, seal_worker, vocab
+from vault import (
+    arenas,
+    blind_index,
+    bucket_rows,
+    bulk,
+    crypto,
+    manifest,
+    pg_planning,
+    seal_worker,
+    vocab,
+)
 from vault.attributes import iter_attributes, read_attributes
 from vault.bulk import BulkInsert, Columns
 from vault.identity import PERSON_COLUMN, pseudonyms
@@ -679,7 +689,29 @@ def write_batches(
     With ``CIVICVAULT_SEAL_PROCESS=on`` the deciding and sealing move to a child
     process from the fourth batch on (``vault.seal_worker``; the same functions, the
     same predictions), and this thread only feeds it and lays out bucket rows.
+
+    While it runs, the object allocator's freed arenas are kept for the next batch
+    (``vault.arenas``) rather than given back to the OS and faulted in again.
     """
+    with arenas.retained():
+        yield from _write_batches(begin, keyring, ds_id=ds_id, dataset=dataset,
+                                  source_id=source_id, batches=batches, layout=layout,
+                                  actor=actor, cache=cache)
+
+
+def _write_batches(
+    begin: Callable[[], AbstractContextManager[Connection]],
+    keyring: Keyring,
+    *,
+    ds_id: int,
+    dataset: str,
+    source_id: int,
+    batches: Iterable[tuple[int, pl.DataFrame]],
+    layout: ColumnLayout,
+    actor: str,
+    cache: IdentityCache,
+) -> Iterator[BatchResult]:
+    """:func:`write_batches`' pipeline."""
     seal_worker.mode()  # a bad setting is refused before anything is written
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="civicvault-writer")
     layout_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="civicvault-layout")
