@@ -183,6 +183,84 @@ def test_sqlite_integer_columns_are_fixed_width_decimal_digits(values: list[int]
         _digits(np.asarray([*values, -1], dtype=np.int64))
 
 
+@st.composite
+def _int_columns(draw: st.DrawFn) -> list[int]:
+    """Integer columns of the shapes SQLite's bulk path computes from its counter (a
+    progression, each value repeated r times; a constant) and their near misses."""
+    n = draw(st.integers(1, 40))
+    kind = draw(st.sampled_from(["progression", "near miss", "any"]))
+    if kind == "any":
+        return draw(st.lists(st.integers(0, 2**63 - 1) | st.integers(0, 50), min_size=n,
+                             max_size=n))
+    repeat = draw(st.integers(1, 4))
+    first = draw(st.integers(0, 2**63 - 1) | st.integers(0, 1000))
+    step = draw(st.integers(-3, 3) | st.integers(-(2**62), 2**62))
+    values = [first + step * (i // repeat) for i in range(n)]
+    if not all(0 <= v < 2**63 for v in values):
+        values = [min(max(v, 0), 2**63 - 1) for v in values]  # clipped: rarely a line
+    if kind == "near miss":
+        at = draw(st.integers(0, n - 1))
+        values[at] = min(values[at] + draw(st.integers(1, 2**40)), 2**63 - 1)
+    return values
+
+
+@settings(max_examples=150, deadline=None)
+@given(subjects=_int_columns(), rows=_int_columns())
+def test_sqlite_integer_columns_store_every_value_whatever_their_shape(
+    tmp_path_factory: pytest.TempPathFactory, subjects: list[int], rows: list[int],
+) -> None:
+    """Progressions go as two numbers and arithmetic on the counter, everything else as
+    digits: either way each row stores exactly its value, up to the largest int64, and a
+    column that is a progression but for one value is stored as given."""
+    from vault.bulk import _progression, prepare
+
+    n = min(len(subjects), len(rows))
+    subjects, rows = subjects[:n], rows[:n]
+    engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('ints') / 'v.db'}")
+    migrate(engine)
+    ids = np.arange(1, n + 1, dtype=np.int64)
+    cols = Columns(n, ints={"id": ids, "subject_id": np.asarray(subjects, dtype=np.int64),
+                            "row": np.asarray(rows, dtype=np.int64)},
+                   blobs={"sealed": [b"x"] * n}, consts={"batch_id": 1, "fields": ""})
+    stmt = prepare("sqlite", T_RECORD, cols)
+    for name, values in (("subject_id", subjects), ("row", rows)):
+        shape = _progression(np.asarray(values, dtype=np.int64))
+        if shape is not None:  # it is one: the rule it claims holds for every row
+            first, step, repeat = shape
+            assert values == [first + step * (i // repeat) for i in range(n)], name
+    with engine.begin() as conn:
+        insert_columns(conn, T_RECORD, cols)
+        got = conn.execute(select(T_RECORD.c.id, T_RECORD.c.subject_id, T_RECORD.c.row)
+                           .order_by(T_RECORD.c.id)).all()
+        types = conn.exec_driver_sql("SELECT DISTINCT typeof(subject_id), typeof(row) "
+                                     "FROM vault_records").all()
+    engine.dispose()
+    assert [tuple(r) for r in got] == list(zip(ids.tolist(), subjects, rows, strict=True))
+    assert types == [("integer", "integer")]
+    assert stmt.sql.count("substr") >= 1  # the blob column is still cut out of its blob
+
+
+def test_sqlite_counter_arithmetic_is_used_for_a_first_loads_shapes() -> None:
+    """A first load's columns are progressions: ids, rows, a subject id per lookup column,
+    column codes cycling through the labels; none of them is sent as digits."""
+    from vault.bulk import _cycle, prepare
+
+    n = 6
+    rec = prepare("sqlite", T_RECORD, Columns(
+        n, ints={"id": np.arange(101, 101 + n), "subject_id": np.arange(7, 7 + n),
+                 "row": np.arange(n)},
+        blobs={"sealed": [b"ab", b"c", b"", b"def", b"g", b"h"]},
+        consts={"batch_id": 3, "fields": ""}))
+    assert rec.sql.count("CAST(") == 2  # only the varying blob's offsets and lengths
+    blind = prepare("sqlite", T_BLIND, Columns(
+        n, ints={"subject_id": np.repeat(np.arange(40, 42), 3)}, blobs={"digest": [b"d"] * n},
+        consts={"dataset_id": 1, "key_id": 1},
+        labels={"column": (np.tile(np.arange(3), 2), ("email", "phone", "voter_id"))}))
+    assert "CAST(" not in blind.sql and "(i / 3)" in blind.sql and "CASE i % 3" in blind.sql
+    assert _cycle(np.array([0, 1, 2, 0, 2], dtype=np.int64)) is None
+    assert _cycle(np.array([0, 1, 2, 0, 1], dtype=np.int64)) == 3
+
+
 def test_binary_copy_takes_the_shapes_it_can_and_leaves_the_rest_to_csv() -> None:
     from vault.bulk import prepare
     from vault.tables import T_BLIND
