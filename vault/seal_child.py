@@ -14,13 +14,14 @@ from typing import Any
 
 import polars as pl
 
-from vault import store
+from vault import arenas, store
 
 
 def main(fd: int) -> None:
     """The child's entry point: serve the parent on the socket ``fd`` until it closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    _serve(Connection(fd))
+    with arenas.retained():  # as the parent's ingest: every batch's objects, again
+        _serve(Connection(fd))
 
 
 def _serve(conn: Connection) -> None:
