@@ -28,17 +28,28 @@ NATIVE = _arenas is not None
 DEFAULT_CAP = 128
 
 
+def retain(cap: int = DEFAULT_CAP) -> None:
+    """Keep up to ``cap`` freed object arenas for reuse until the matching :func:`release`
+    (calls nest; a generator that cannot hold a ``with`` block across its yields pairs
+    these in ``try``/``finally``)."""
+    if _arenas is not None:
+        _arenas.retain(cap)
+
+
+def release() -> None:
+    """Undo one :func:`retain`; the outermost gives the kept arenas back."""
+    if _arenas is not None:
+        _arenas.release()
+
+
 @contextmanager
 def retained(cap: int = DEFAULT_CAP) -> Iterator[None]:
     """Keep up to ``cap`` freed object arenas for reuse until the block ends (nests)."""
-    if _arenas is None:
-        yield
-        return
-    _arenas.retain(cap)
+    retain(cap)
     try:
         yield
     finally:
-        _arenas.release()
+        release()
 
 
 def stats() -> dict[str, int]:

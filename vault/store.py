@@ -693,25 +693,6 @@ def write_batches(
     While it runs, the object allocator's freed arenas are kept for the next batch
     (``vault.arenas``) rather than given back to the OS and faulted in again.
     """
-    with arenas.retained():
-        yield from _write_batches(begin, keyring, ds_id=ds_id, dataset=dataset,
-                                  source_id=source_id, batches=batches, layout=layout,
-                                  actor=actor, cache=cache)
-
-
-def _write_batches(
-    begin: Callable[[], AbstractContextManager[Connection]],
-    keyring: Keyring,
-    *,
-    ds_id: int,
-    dataset: str,
-    source_id: int,
-    batches: Iterable[tuple[int, pl.DataFrame]],
-    layout: ColumnLayout,
-    actor: str,
-    cache: IdentityCache,
-) -> Iterator[BatchResult]:
-    """:func:`write_batches`' pipeline."""
     seal_worker.mode()  # a bad setting is refused before anything is written
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="civicvault-writer")
     layout_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="civicvault-layout")
@@ -745,6 +726,7 @@ def _write_batches(
             worker.close()
         worker, in_child = None, False
 
+    arenas.retain()  # released in the finally below, however the ingest ends
     try:
         batches_in = iter(batches)
         queued: tuple[int, pl.DataFrame] | None = None  # taken early, sent to the child
@@ -846,12 +828,15 @@ def _write_batches(
         _forget(cache)  # what it learnt may not have been committed
         raise
     finally:
-        stop_worker()
-        writer.shutdown(wait=True)
-        layout_pool.shutdown(wait=True, cancel_futures=True)
-        if deferred:  # a failed first load: what it committed is indexed (the next ingest
-            with begin() as conn:  # would also build the index, were this process killed)
-                _build_subject_index(conn)
+        try:
+            stop_worker()
+            writer.shutdown(wait=True)
+            layout_pool.shutdown(wait=True, cancel_futures=True)
+            if deferred:  # a failed first load: what it committed is indexed (the next
+                with begin() as conn:  # ingest would also build it, were this process killed)
+                    _build_subject_index(conn)
+        finally:
+            arenas.release()
 
 
 # The blind index's second index, kept up to date row by row, cost a first load as much as
