@@ -295,6 +295,27 @@ def test_identity_cache_prefixes_are_each_digests_first_eight_bytes(digests: lis
     assert got.tolist() == [int.from_bytes(d[:8].ljust(8, b"\0"), "big") for d in digests]
 
 
+@given(stored=st.lists(st.binary(min_size=16, max_size=16), max_size=60),
+       asked=st.lists(st.binary(min_size=16, max_size=16), max_size=60),
+       runs=st.integers(1, 3), data=st.data())
+def test_identity_cache_possibly_known_is_every_digest_whose_prefix_is_stored(
+    stored: list[bytes], asked: list[bytes], runs: int, data: st.DataObject,
+) -> None:
+    """A digest is possibly known exactly when its first 8 bytes are those of a compacted
+    one, in any of the sorted runs, whatever order the digests are asked in."""
+    from vault.identity_cache import IdentityCache, _prefixes
+
+    cache = IdentityCache()
+    same_prefix = [s[:8] + bytes(8) for s in data.draw(st.lists(st.sampled_from(stored),
+                                                                 max_size=10))] if stored else []
+    parts = [stored[k::runs] for k in range(runs)]
+    cache._old = np.sort(_prefixes(parts[0]))
+    cache._old_runs = [np.sort(_prefixes(p)) for p in parts[1:]]
+    wanted = asked + same_prefix + stored[:5]
+    prefixes = {d[:8] for d in stored}
+    assert cache.possibly_known(wanted) == {d for d in wanted if d[:8] in prefixes}
+
+
 def test_identity_cache_gives_same_result_as_database_lookups(engine: Engine,
                                                               tmp_path: Path) -> None:
     from vault.store import IdentityCache
