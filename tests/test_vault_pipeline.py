@@ -240,6 +240,34 @@ def test_sqlite_integer_columns_store_every_value_whatever_their_shape(
     assert stmt.sql.count("substr") >= 1  # the blob column is still cut out of its blob
 
 
+@settings(max_examples=100, deadline=None)
+@given(data=st.data(), n=st.integers(1, 30), k=st.integers(1, 4))
+def test_sqlite_blind_rows_are_each_subjects_digests_in_key_order(
+    data: st.DataObject, n: int, k: int,
+) -> None:
+    """New subjects' blind-index rows on SQLite: one per subject and non-empty digest, in
+    (subject, column) order, the same statement as a row-by-row reference builds; and
+    digests that do not pair with the subjects are refused."""
+    from vault.bulk import prepare
+    from vault.store import _blind_rows
+
+    names = sorted(data.draw(st.lists(st.sampled_from(["email", "id", "phone", "voter_id"]),
+                                      min_size=k, max_size=k, unique=True)))
+    digest = st.none() | st.binary(min_size=16, max_size=16)
+    digests = {c: data.draw(st.lists(digest, min_size=n, max_size=n)) for c in names}
+    subjects = list(range(1000, 1000 + n))
+    rows = [(s, j, digests[c][i]) for i, s in enumerate(subjects)
+            for j, c in enumerate(names) if digests[c][i] is not None]
+    want = prepare("sqlite", T_BLIND, Columns(
+        len(rows), ints={"subject_id": np.asarray([r[0] for r in rows], dtype=np.int64)},
+        blobs={"digest": [r[2] for r in rows]}, consts={"dataset_id": 3, "key_id": 4},
+        labels={"column": (np.asarray([r[1] for r in rows], dtype=np.int64), tuple(names))}))
+    [got] = _blind_rows("sqlite", 3, 4, subjects, digests)
+    assert (got.sql, got.params, got.rows) == (want.sql, want.params, want.rows)
+    with pytest.raises(ValueError, match="differ in number"):
+        _blind_rows("sqlite", 3, 4, [*subjects, 9999], digests)
+
+
 def test_sqlite_counter_arithmetic_is_used_for_a_first_loads_shapes() -> None:
     """A first load's columns are progressions: ids, rows, a subject id per lookup column,
     column codes cycling through the labels; none of them is sent as digits."""

@@ -387,15 +387,22 @@ def _blind_rows(dialect: str, ds_id: int, key_id: int, subjects: list[int],
     if not names:  # a layout without lookup columns
         return []
     if dialect == "sqlite":  # row-major is (subject, column) order: no sort, no frame
-        flat = [d for row in zip(*(digests[c] for c in names), strict=True) for d in row]
+        k = len(names)
+        if any(len(digests[c]) != len(subjects) for c in names):
+            raise ValueError("a lookup column's digests differ in number from the subjects")
+        flat: list[bytes | None] = [None] * (k * len(subjects))
+        for j, c in enumerate(names):  # column j's digests at j, j + k, j + 2k, ...
+            flat[j::k] = digests[c]
         subject_ids = np.repeat(np.asarray(subjects, dtype=np.int64), len(names))
         codes = np.tile(np.arange(len(names), dtype=np.int64), len(subjects))
         if None in flat:  # empty values have no digest
             keep = np.fromiter((d is not None for d in flat), dtype=bool, count=len(flat))
-            flat = [d for d in flat if d is not None]
+            present = [d for d in flat if d is not None]
             subject_ids, codes = subject_ids[keep], codes[keep]
+        else:
+            present = cast(list[bytes], flat)
         return [bulk.prepare(dialect, T_BLIND, Columns(
-            len(flat), ints={"subject_id": subject_ids}, blobs={"digest": flat},
+            len(present), ints={"subject_id": subject_ids}, blobs={"digest": present},
             consts={"dataset_id": ds_id, "key_id": key_id},
             labels={"column": (codes, names)}))]
     frame = pl.concat([pl.DataFrame({
