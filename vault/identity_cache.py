@@ -156,12 +156,12 @@ def _prefixes(digests: Sequence[bytes]) -> np.ndarray[Any, np.dtype[np.uint64]]:
     """The first 8 bytes of each digest as an unsigned integer (zero-padded if shorter)."""
     if not digests:
         return np.zeros(0, dtype=np.uint64)
-    width, joined = len(digests[0]), b"".join(digests)
-    if width >= 8 and len(joined) == width * len(digests) and min(map(len, digests)) == width:
+    width = len(digests[0])
+    if width >= 8 and min(map(len, digests)) == width == max(map(len, digests)):
         # every digest is as long as the first (a blind index's are): cut the prefixes
         # out of one buffer, without a bytes object per digest (issue 17: 100k digests
         # 12.8 -> 5.9 ms, on the thread that decides and seals)
-        rows = np.frombuffer(joined, dtype=np.uint8).reshape(len(digests), width)[:, :8]
+        rows = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(len(digests), width)[:, :8]
         return np.ascontiguousarray(rows).view(">u8").ravel().astype(np.uint64)
     return np.frombuffer(b"".join(d[:8].ljust(8, b"\0") for d in digests),
                          dtype=">u8").astype(np.uint64)

@@ -393,8 +393,8 @@ def _blind_rows(dialect: str, ds_id: int, key_id: int, subjects: list[int],
         flat: list[bytes | None] = [None] * (k * len(subjects))
         for j, c in enumerate(names):  # column j's digests at j, j + k, j + 2k, ...
             flat[j::k] = digests[c]
-        subject_ids = np.repeat(np.asarray(subjects, dtype=np.int64), len(names))
-        codes = np.tile(np.arange(len(names), dtype=np.int64), len(subjects))
+        subject_ids = np.repeat(np.asarray(subjects, dtype=np.int64), k)
+        codes = np.tile(np.arange(k, dtype=np.int64), len(subjects))
         if None in flat:  # empty values have no digest
             keep = np.fromiter((d is not None for d in flat), dtype=bool, count=len(flat))
             present = [d for d in flat if d is not None]
