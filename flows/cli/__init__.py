@@ -89,6 +89,12 @@ app.add_typer(witness.app, name="witness")
 
 
 def _fail(message: str, code: int) -> int:
+    """The CLI's one error line (stderr, then the exit code). What reaches it, from
+    :func:`main` only: a ``CivicVaultError``'s first line (ids, counts and names of
+    things, never a value: that class's contract, tested per error), a storage fault's
+    diagnostics (classified from codes, never the driver's text), fixed texts, and
+    Click's usage messages after :func:`_usage` took out everything the caller typed.
+    Never a row, a value or an exception's own message."""
     err_console.print(f"error: {message}", markup=False, soft_wrap=True)
     return code
 
@@ -98,7 +104,9 @@ _OPTION_NAME = re.compile(r"--?[A-Za-z][A-Za-z0-9-]*")
 
 def _typed(argv: list[str] | None) -> list[str]:
     """What the caller typed that a usage message may quote back: each argument, and the
-    value of each ``--option=value``, but not option names (longest first)."""
+    value of each ``--option=value``, but not option names (longest first). Parts under
+    3 characters are left: replacing them would cut up the message's own words, and they
+    cannot carry a name or an email."""
     parts: set[str] = set()
     for token in sys.argv[1:] if argv is None else argv:
         name, eq, value = token.partition("=")
