@@ -487,6 +487,87 @@ def test_a_batch_keeps_each_subjects_last_row_and_rows_without_an_identity(
     assert wanted == {d for d in identity if d is not None}
 
 
+def test_a_decision_with_helper_threads_is_the_decision_without(engine: Engine,
+                                                               tmp_path: Path) -> None:
+    """``store._decide`` with helpers (the fingerprints and the non-identity digests on
+    other threads, as a pipelined ingest runs it) decides as it does alone: the same
+    fingerprints and digests, the same new, updated, skipped and suppressed rows."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vault.identity_cache import KnownSubject
+    from vault.store import BatchKeys, _decide
+
+    kr = file_keyring(tmp_path)
+    ds, _ = _source(engine)
+    with engine.begin() as conn:
+        keys = BatchKeys.active(conn, kr, ds)
+    frame = pl.concat([voters(30), voters(2, start=3)])  # rows 30, 31 repeat subjects 3, 4
+    alone = _decide(frame, LAYOUT, keys, lambda wanted: {}, lambda wanted: set())
+    assert alone.identity is not None
+    ident, fps = alone.identity, alone.row_fps
+
+    def known(fp: bytes) -> KnownSubject:
+        return KnownSubject(7, fp, b"w" * 60, 1, 1, 0)
+
+    stored = {ident[0]: known(fps[0]),  # unchanged: skipped
+              ident[1]: known(b"\x00" * 16),  # changed: updated
+              ident[30]: known(fps[30])}  # its last row unchanged: skipped
+    erased = {ident[2]}
+
+    def existing_for(wanted: set[bytes]) -> dict[bytes, Any]:
+        return {d: m for d, m in stored.items() if d in wanted}
+
+    def suppressed_for(wanted: set[bytes]) -> set[bytes]:
+        return wanted & erased
+
+    want = _decide(frame, LAYOUT, keys, existing_for, suppressed_for)
+    with ThreadPoolExecutor(max_workers=2) as helpers:
+        got = _decide(frame, LAYOUT, keys, existing_for, suppressed_for, helpers)
+    assert (got.new_rows, [i for i, _ in got.upd_rows], got.skipped, got.suppressed) == (
+        want.new_rows, [i for i, _ in want.upd_rows], want.skipped, want.suppressed)
+    assert [i for i, _ in want.upd_rows] == [1] and want.suppressed == 1
+    assert want.skipped == 2 + 2  # rows 0 and 30 unchanged; rows 3 and 4 superseded
+    assert got.row_fps == want.row_fps == fps
+    assert got.lookup_digests == want.lookup_digests
+    assert sorted(got.lookup_digests) == ["name", "phone", "voter_id"]
+
+
+def test_the_fingerprints_and_other_digests_run_on_helper_threads(
+        engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pipelined ingest hands a batch's fingerprints and non-identity digests to its
+    helper threads, computes the identity's itself, and leaves no thread behind."""
+    import threading
+
+    import vault.store as vault_store
+    from vault import blind_index
+
+    where: dict[str, set[str]] = {}
+    real_fps, real_digests = vault_store._row_fingerprints, blind_index.digests
+
+    def note(what: str) -> None:
+        where.setdefault(what, set()).add(threading.current_thread().name.split("_")[0])
+
+    def fps(*args: Any) -> Any:
+        note("fingerprints")
+        return real_fps(*args)
+
+    def digests(key: bytes, column: str, *args: Any) -> Any:
+        note(column)
+        return real_digests(key, column, *args)
+
+    monkeypatch.setattr(vault_store, "_row_fingerprints", fps)
+    monkeypatch.setattr(blind_index, "digests", digests)
+    kr = file_keyring(tmp_path)
+    before = set(threading.enumerate())
+    assert _write_all(engine, kr, [voters(50, start=k * 50) for k in range(3)]) == \
+        [(50, 0, 0)] * 3
+    assert where == {"fingerprints": {"civicvault-digest"}, "name": {"civicvault-digest"},
+                     "phone": {"civicvault-digest"}, "voter_id": {"MainThread"}}
+    assert not {t for t in threading.enumerate() if t not in before and t.is_alive()
+                and t.name.startswith("civicvault-")}
+    _verified(engine)
+
+
 def test_identity_cache_keeps_old_batches_as_prefixes() -> None:
     cache = IdentityCache()
     digests = [secrets.token_bytes(32) for _ in range(5 * 1000)]
