@@ -724,7 +724,8 @@ def write_batches(
     make sure the dataset's keys exist, then one per batch.
     The cryptography runs in this thread; each batch's inserts and commit run in a
     writer thread (SQLite and the PostgreSQL driver release the GIL while they work),
-    so the two overlap.
+    so the two overlap. A batch's row fingerprints and the digests of its lookup columns
+    other than the identity run on two helper threads meanwhile (``_decide``).
 
     Batch k+1 is planned before batch k has committed, so its ids, keys and
     duplicate decisions are *predictions*: the ids and dataset high-water mark
