@@ -109,6 +109,22 @@ static PyObject *fresh_list(Py_ssize_t n, const Py_ssize_t *sizes, unsigned char
     return list;
 }
 
+/* The outputs of a MAC over pinned messages: a list of fresh out_len-byte bytes objects
+ * (None for a None message), and in *out where each is written (the caller frees *out). */
+static PyObject *mac_outputs(const pinned *p, Py_ssize_t out_len, unsigned char ***out) {
+    Py_ssize_t *sizes = PyMem_Malloc((p->n ? p->n : 1) * sizeof(Py_ssize_t));
+    *out = PyMem_Malloc((p->n ? p->n : 1) * sizeof(unsigned char *));
+    PyObject *list = NULL;
+    if (sizes == NULL || *out == NULL) {
+        PyErr_NoMemory();
+    } else {
+        for (Py_ssize_t i = 0; i < p->n; i++) sizes[i] = p->items[i] == NULL ? -1 : out_len;
+        list = fresh_list(p->n, sizes, *out);
+    }
+    PyMem_Free(sizes);
+    return list;
+}
+
 /* hmac_sha256(key, prefix, messages, out_len) -> list[bytes | None]
  * HMAC-SHA256(key, prefix || m)[:out_len] of each message; None stays None. */
 static PyObject *hmac_sha256(PyObject *self, PyObject *args) {
@@ -119,21 +135,13 @@ static PyObject *hmac_sha256(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*y*On", &key, &prefix, &messages, &out_len)) return NULL;
     PyObject *result = NULL;
     pinned p = {0};
-    Py_ssize_t *sizes = NULL;
     unsigned char **out = NULL;
     if (out_len < 1 || out_len > SHA256_DIGEST_LENGTH) {
         PyErr_SetString(PyExc_ValueError, "out_len must be 1..32");
         goto done;
     }
     if (pin(messages, &p, 1) < 0) goto done;
-    sizes = PyMem_Malloc((p.n ? p.n : 1) * sizeof(Py_ssize_t));
-    out = PyMem_Malloc((p.n ? p.n : 1) * sizeof(unsigned char *));
-    if (sizes == NULL || out == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    for (Py_ssize_t i = 0; i < p.n; i++) sizes[i] = p.items[i] == NULL ? -1 : out_len;
-    result = fresh_list(p.n, sizes, out);
+    result = mac_outputs(&p, out_len, &out);
     if (result == NULL) goto done;
 
     /* RFC 2104: K0 is the key (hashed if longer than a block), zero-padded to a block. */
@@ -175,7 +183,6 @@ static PyObject *hmac_sha256(PyObject *self, PyObject *args) {
     OPENSSL_cleanse(&outer0, sizeof outer0);
 done:
     unpin(&p);
-    PyMem_Free(sizes);
     PyMem_Free(out);
     PyBuffer_Release(&key);
     PyBuffer_Release(&prefix);
@@ -195,7 +202,6 @@ static PyObject *blake2b_keyed(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*On", &key, &messages, &out_len)) return NULL;
     PyObject *result = NULL;
     pinned p = {0};
-    Py_ssize_t *sizes = NULL;
     unsigned char **out = NULL;
     EVP_MAC *mac = NULL;
     EVP_MAC_CTX *ctx = NULL;
@@ -204,14 +210,7 @@ static PyObject *blake2b_keyed(PyObject *self, PyObject *args) {
         goto done;
     }
     if (pin(messages, &p, 0) < 0) goto done;
-    sizes = PyMem_Malloc((p.n ? p.n : 1) * sizeof(Py_ssize_t));
-    out = PyMem_Malloc((p.n ? p.n : 1) * sizeof(unsigned char *));
-    if (sizes == NULL || out == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    for (Py_ssize_t i = 0; i < p.n; i++) sizes[i] = out_len;
-    result = fresh_list(p.n, sizes, out);
+    result = mac_outputs(&p, out_len, &out);
     if (result == NULL) goto done;
     mac = EVP_MAC_fetch(NULL, "BLAKE2BMAC", NULL);
     ctx = mac == NULL ? NULL : EVP_MAC_CTX_new(mac);
@@ -240,7 +239,6 @@ done:
     EVP_MAC_CTX_free(ctx); /* frees (and cleanses) its copy of the key */
     EVP_MAC_free(mac);
     unpin(&p);
-    PyMem_Free(sizes);
     PyMem_Free(out);
     PyBuffer_Release(&key);
     return result;
