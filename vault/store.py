@@ -284,8 +284,9 @@ def _decide(
     With ``helpers``, the row fingerprints and the other lookup columns' digests are
     computed on them (Polars and OpenSSL, mostly without the GIL) while this thread
     decides on the identity digests and seals: only an update compares fingerprints, and
-    only sealing reads the other digests (issue 17: the sealing thread set a first load's
-    pace, ~0.1 s a 100k-row batch of it these).
+    only sealing reads the other digests. Issue 17: they were ~0.1 s of each 100k-row
+    batch on this thread, which set a first load's pace (1M rows on SQLite: 9.31 ->
+    8.71 s).
     """
     n = frame.height
 
