@@ -7,18 +7,24 @@ import time
 from collections.abc import Callable
 
 
-def median_time(fn: Callable[[], object], runs: int) -> float:
-    """Median wall-clock seconds of ``runs`` calls of ``fn``."""
-    return median_wall_and_cpu(fn, runs)[0]
+def median_time(fn: Callable[[], object], runs: int,
+                after: Callable[[], object] | None = None) -> float:
+    """Median wall-clock seconds of ``runs`` calls of ``fn`` (``after``: see below)."""
+    return median_wall_and_cpu(fn, runs, after)[0]
 
 
-def median_wall_and_cpu(fn: Callable[[], object], runs: int) -> tuple[float, float]:
+def median_wall_and_cpu(fn: Callable[[], object], runs: int,
+                        after: Callable[[], object] | None = None) -> tuple[float, float]:
     """Median wall-clock seconds and median CPU seconds of this process (every thread,
-    user + system; not a server's it talks to) of ``runs`` calls of ``fn``."""
+    user + system; not a server's it talks to) of ``runs`` calls of ``fn``. ``after`` runs
+    after each call, untimed: to clear away what a run left (an earlier run's database,
+    still being vacuumed or written back, slowed the next one)."""
     walls, cpus = [], []
     for _ in range(runs):
         c0, t0 = time.process_time(), time.perf_counter()
         fn()
         walls.append(time.perf_counter() - t0)
         cpus.append(time.process_time() - c0)
+        if after is not None:
+            after()
     return statistics.median(walls), statistics.median(cpus)
