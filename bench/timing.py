@@ -18,7 +18,7 @@ def median_wall_and_cpu(fn: Callable[[], object], runs: int,
     """Median wall-clock seconds and median CPU seconds of this process (every thread,
     user + system; not a server's it talks to) of ``runs`` calls of ``fn``. ``after`` runs
     after each call, untimed: to clear away what a run left (an earlier run's database,
-    still being vacuumed or written back, slowed the next one)."""
+    kept on the server, slowed the next one)."""
     walls, cpus = [], []
     for _ in range(runs):
         c0, t0 = time.process_time(), time.perf_counter()

@@ -20,8 +20,8 @@ thread; PostgreSQL's server not included). A machine whose cores slow down stret
 one-threaded baseline's wall more than the store's, which runs on every core and waits
 on the disk: the CPU ratio beside the wall ratio tells the two apart. Each load goes
 into a fresh database, and the one before it is removed between runs, untimed (the decrypt
-step reads the last): kept, a PostgreSQL run's tables were still being autovacuumed
-during the next run. Nothing it generates is real data.
+step reads the last): with them kept, a third PostgreSQL load in one process ran 1.3-2 s
+slower than the first two. Nothing it generates is real data.
 """
 
 from __future__ import annotations
@@ -257,7 +257,7 @@ def main() -> None:
                 url = fresh_pg(args.pg)
                 pg_urls.append(url)
                 civicvault_store(parquet, url, kek)()
-            def pg_tidy() -> None:  # an earlier run's tables, autovacuumed, slowed the next
+            def pg_tidy() -> None:  # an earlier run's database, kept, slowed the next
                 while len(pg_urls) > 1:
                     drop_pg(args.pg, pg_urls.pop(0))
             results.append(("civicvault seal+store, PostgreSQL (COPY)",
