@@ -285,11 +285,21 @@ def terminate_as_interrupt() -> Iterator[None]:
     def deliver_again(unraisable: Any) -> None:
         # an interrupt that lands in a finaliser (a weakref callback, a __del__) is
         # "ignored" by Python: printed with a traceback and lost, and the command runs on;
-        # send it again once this hook has returned (raised in here it is ignored too)
-        if isinstance(unraisable.exc_value, KeyboardInterrupt):
-            threading.Timer(0.05, signal.raise_signal, (signal.SIGINT,)).start()
+        # send it again once this hook has returned (raised in here it is ignored too).
+        # While a flow runs, Prefect's own SIGTERM handler raises its TerminationSignal
+        # instead (seen once in a full run of the suite: the demo, sent SIGTERM, ran on to
+        # exit 0 with that traceback): the same signal goes again, and Prefect's handler,
+        # or this block's once Prefect has put it back, ends the command
+        exc = unraisable.exc_value
+        termination = getattr(sys.modules.get("prefect.exceptions"), "TerminationSignal", None)
+        if isinstance(exc, KeyboardInterrupt):
+            again = signal.SIGINT
+        elif termination is not None and isinstance(exc, termination):
+            again = signal.Signals(getattr(exc, "signal", signal.SIGTERM))
+        else:
+            previous_hook(unraisable)
             return
-        previous_hook(unraisable)
+        threading.Timer(0.05, signal.raise_signal, (again,)).start()
 
     caught = [signal.SIGTERM, signal.SIGHUP]
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:

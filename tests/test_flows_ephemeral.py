@@ -158,6 +158,25 @@ def test_an_interrupt_landing_in_a_finaliser_is_not_lost() -> None:
         signal.signal(signal.SIGINT, before)
 
 
+def test_a_sigterm_prefect_raised_in_a_finaliser_is_not_lost() -> None:
+    """While a flow runs, Prefect's SIGTERM handler raises its ``TerminationSignal``; landed
+    in a finaliser, it was "ignored" (a traceback, and the demo ran on to exit 0; seen
+    once in a full run of the suite). It is sent again, and ends the block here as this
+    block's own SIGTERM does."""
+    from prefect.exceptions import TerminationSignal
+
+    from flows.ephemeral import interrupt_received, terminate_as_interrupt
+
+    class Finalised:
+        def __del__(self) -> None:
+            raise TerminationSignal(signal=signal.SIGTERM)  # Prefect's, landed here
+
+    with pytest.raises(KeyboardInterrupt), terminate_as_interrupt():
+        Finalised()  # collected at once: __del__ raises where Python ignores it
+        time.sleep(3)  # SIGTERM, sent again, reaches this block's handler
+    assert interrupt_received()
+
+
 SWALLOWED = """
 import os, signal, sys, time
 from flows.cli import app, main
