@@ -128,8 +128,10 @@ def baseline(parquet: Path, db: Path) -> None:
     con.close()
 
 
-def baseline_pg(parquet: Path, admin_url: str) -> None:
-    """The same on PostgreSQL: the rows go in with one COPY (psycopg's C row writer)."""
+def baseline_pg(parquet: Path, admin_url: str, made: list[str] | None = None) -> None:
+    """The same on PostgreSQL: the rows go in with one COPY (psycopg's C row writer), into
+    a fresh database, as the store's runs do. With ``made``, the database is left for the
+    caller to drop (untimed, as the store's are); else it is dropped here."""
     url = fresh_pg(admin_url)
     try:
         rows = _baseline_rows(parquet)
@@ -142,7 +144,10 @@ def baseline_pg(parquet: Path, admin_url: str) -> None:
                     cp.write_row(r)
         eng.dispose()
     finally:
-        drop_pg(admin_url, url)
+        if made is None:
+            drop_pg(admin_url, url)
+        else:
+            made.append(url)
 
 
 def _restore_row_foreign_keys(engine: Engine) -> None:
@@ -250,7 +255,12 @@ def main() -> None:
                             *median_wall_and_cpu(sqlite_fk_run, args.runs)))
         base_pg = None
         if args.pg:
-            base_pg = median_time(lambda: baseline_pg(parquet, args.pg), args.runs)
+            base_dbs: list[str] = []
+            def base_tidy() -> None:  # dropped untimed, as the store's databases are
+                while base_dbs:
+                    drop_pg(args.pg, base_dbs.pop())
+            base_pg = median_time(lambda: baseline_pg(parquet, args.pg, base_dbs), args.runs,
+                                  base_tidy)
             results.append(("baseline, PostgreSQL: the same rows with one COPY", base_pg, None))
             pg_urls: list[str] = []
             def pg_run() -> None:
