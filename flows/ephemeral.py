@@ -266,6 +266,9 @@ def terminate_as_interrupt() -> Iterator[None]:
     ``Ctrl-C`` does, so every ``finally`` (server stop, temp folder removal) runs; and an
     interrupt Python would ignore (raised inside a finaliser) is delivered again.
 
+    Any other error a finaliser raises, which Python prints with the object's repr and a
+    traceback, is one line naming its type.
+
     Each signal is also recorded (:func:`interrupt_received`): a library that catches the
     ``KeyboardInterrupt`` and fails later with an error of its own, outside that handling
     (so nothing chains the two), still ends the command as interrupted, not as an
@@ -296,7 +299,13 @@ def terminate_as_interrupt() -> Iterator[None]:
             again = signal.SIGINT
         elif termination is not None and isinstance(exc, termination):
             again = signal.Signals(getattr(exc, "signal", signal.SIGTERM))
-        else:
+        elif previous_hook is sys.__unraisablehook__:
+            # Python's own hook would print the object's repr, a traceback and the
+            # message, any of which may quote a value: a command says the type only
+            sys.stderr.write(f"warning: an error in a finaliser was ignored "
+                             f"({type(exc).__name__})\n")
+            return
+        else:  # a hook someone installed (a test runner's): theirs to handle
             previous_hook(unraisable)
             return
         threading.Timer(0.05, signal.raise_signal, (again,)).start()

@@ -177,6 +177,26 @@ def test_a_sigterm_prefect_raised_in_a_finaliser_is_not_lost() -> None:
     assert interrupt_received()
 
 
+def test_another_error_in_a_finaliser_is_one_line_without_its_value(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Python prints an error a finaliser raised with the object's repr, a traceback and
+    the message; inside a command only its type is said."""
+    from flows.ephemeral import terminate_as_interrupt
+
+    class Finalised:
+        def __repr__(self) -> str:
+            return "<rows of jane.doe@example.org>"
+
+        def __del__(self) -> None:
+            raise ValueError("jane.doe@example.org")
+
+    monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)  # a command's
+    with terminate_as_interrupt():
+        Finalised()
+    err = capsys.readouterr().err
+    assert err == "warning: an error in a finaliser was ignored (ValueError)\n"
+
+
 SWALLOWED = """
 import os, signal, sys, time
 from flows.cli import app, main
