@@ -953,7 +953,7 @@ def test_first_load_builds_the_second_index_at_the_end_and_a_killed_one_is_rebui
     from vault.store import deferred_index
 
     index = deferred_index(engine.dialect.name)
-    want = {"postgresql": ["subject_id", "column", "digest", "key_id"],
+    want = {"postgresql": ["subject_id"],  # migration 0016
             "sqlite": ["dataset_id", "column", "digest", "subject_id", "key_id"]}
 
     def indexed() -> bool:  # and, on PostgreSQL, its primary key (dropped with it)
@@ -999,6 +999,56 @@ def test_first_load_builds_the_second_index_at_the_end_and_a_killed_one_is_rebui
     run(frames(2), "other")
     assert seen[2:] == [True, True] and indexed()
     _verified(engine)
+
+
+def test_pg_subject_index_is_the_subject_alone_and_a_first_load_writes_subject_order(
+        pg_url: str, tmp_path: Path) -> None:
+    """PostgreSQL (migration 0016): the blind index's subject index holds the subject id
+    alone, as migrated and as a first load rebuilds it. A first load (its key dropped)
+    writes each column's rows in subject order, so a subject range lies in a few runs of
+    heap pages; a later load, with the key in place, in digest order (its key's sweep).
+    Both verify."""
+    engine = make_engine(pg_url)
+    try:
+        migrate(engine)
+
+        def subject_index() -> str:
+            with engine.connect() as conn:
+                return str(conn.exec_driver_sql(
+                    "SELECT indexdef FROM pg_indexes WHERE indexname = "
+                    "'ix_vault_blind_subject'").scalar_one())
+
+        def heap_order(dataset: str) -> dict[tuple[str, int], list[tuple[int, bytes]]]:
+            """Each (column, batch)'s rows as (subject, digest), in the heap's order."""
+            out: dict[tuple[str, int], list[tuple[int, bytes]]] = {}
+            with engine.connect() as conn:
+                for col, batch, sid, dg in conn.exec_driver_sql(
+                        'SELECT b."column", s.current_batch_id, b.subject_id, b.digest '
+                        "FROM vault_blind_index b JOIN vault_subjects s ON s.id = b.subject_id "
+                        "JOIN vault_datasets d ON d.id = b.dataset_id WHERE d.name = %(n)s "
+                        "ORDER BY b.ctid", {"n": dataset}):
+                    out.setdefault((col, batch), []).append((sid, bytes(dg)))
+            return out
+
+        assert subject_index().endswith("USING btree (subject_id)")
+        kr = file_keyring(tmp_path)
+        frames = [voters(400), voters(400, start=400)]
+        assert _write_all(engine, kr, frames, dataset="first") == [(400, 0, 0)] * 2
+        assert subject_index().endswith("USING btree (subject_id)")
+        first = heap_order("first")
+        assert len(first) == 3 * 2  # voter_id, name and phone; two batches
+        for rows in first.values():
+            assert [s for s, _ in rows] == sorted(s for s, _ in rows)
+            assert [d for _, d in rows] != sorted(d for _, d in rows)
+        assert _write_all(engine, kr, frames, dataset="later") == [(400, 0, 0)] * 2
+        later = heap_order("later")
+        assert len(later) == 3 * 2
+        for rows in later.values():
+            assert [d for _, d in rows] == sorted(d for _, d in rows)
+            assert [s for s, _ in rows] != sorted(s for s, _ in rows)
+        _verified(engine)
+    finally:
+        engine.dispose()
 
 
 def test_migrations_0012_and_0013_rekey_a_stored_blind_index_and_it_still_verifies(

@@ -29,12 +29,12 @@ def _serve(conn: Connection) -> None:
     layout: Any = None
     cache: Any = None
     erased: set[bytes] = set()
-    ds_id, dialect = 0, ""
+    ds_id, dialect, key_deferred = 0, "", False
     try:
         while True:
             msg = conn.recv()
             if msg[0] == "setup":
-                _, layout, ds_id, dialect, erased, cache = msg
+                _, layout, ds_id, dialect, erased, cache, key_deferred = msg
                 continue
             _, raw, keys, ids = msg
             try:
@@ -44,7 +44,7 @@ def _serve(conn: Connection) -> None:
                 if d.upd_rows or not d.new_rows or needs_db:
                     conn.send(("declined",))
                     continue
-                s = store._seal(frame, layout, keys, ds_id, d, ids, {}, dialect)
+                s = store._seal(frame, layout, keys, ds_id, d, ids, {}, dialect, key_deferred)
                 store._remember(cache, ds_id, ids.watermark, keys, d, s)
                 conn.send(("ok", *store._portable(d, s)))
             except Exception as exc:  # the parent seals this batch in-process

@@ -97,9 +97,10 @@ class SealWorker:
         self.asked = False
 
     def setup(self, layout: ColumnLayout, ds_id: int, dialect: str, erased: set[bytes],
-              cache: IdentityCache) -> None:
-        """Hand the child what deciding and sealing need besides each batch (no answer)."""
-        self._conn.send(("setup", layout, ds_id, dialect, erased, cache))
+              cache: IdentityCache, key_deferred: bool = False) -> None:
+        """Hand the child what deciding and sealing need besides each batch (no answer);
+        ``key_deferred``: as ``vault.store._seal``'s."""
+        self._conn.send(("setup", layout, ds_id, dialect, erased, cache, key_deferred))
 
     def seal(self, frame: pl.DataFrame, keys: Any, ids: Any) -> None:
         """Send batch ``frame`` to be decided and sealed under ``keys`` with ids ``ids``."""

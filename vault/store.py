@@ -333,10 +333,12 @@ def _decide(
 def _seal(
     frame: pl.DataFrame, layout: ColumnLayout, keys: BatchKeys, ds_id: int, d: _Decision,
     ids: NextIds, old_keys: dict[int, tuple[int, bytes]], dialect: str,
+    key_deferred: bool = False,
 ) -> _Sealed:
     """All the cryptography of one batch, and its rows; pure CPU, no database.
 
     ``old_keys``: source row -> (subject id, unwrapped subject key) of updated rows.
+    ``key_deferred``: a first load has dropped the blind index's key (``_blind_rows``).
     """
     stored = d.stored
     n_stored = len(stored)
@@ -394,7 +396,8 @@ def _seal(
     new_digests = {col: _pick(digs, d.new_rows, every)
                    for col, digs in d.lookup_digests.items()}
     if new_ids:
-        inserts += _blind_rows(dialect, ds_id, keys.blind.id, new_ids, new_digests)
+        inserts += _blind_rows(dialect, ds_id, keys.blind.id, new_ids, new_digests,
+                               key_deferred)
     for col, digs in sorted(d.lookup_digests.items()):
         blind_upserts.extend({"dataset_id": ds_id, "column": col, "digest": dg,
                               "subject_id": subject_of[i], "key_id": keys.blind.id}
@@ -416,7 +419,8 @@ def _seal(
 
 
 def _blind_rows(dialect: str, ds_id: int, key_id: int, subjects: list[int],
-                digests: dict[str, list[bytes | None]]) -> list[BulkInsert]:
+                digests: dict[str, list[bytes | None]], key_deferred: bool = False,
+                ) -> list[BulkInsert]:
     """New subjects' blind-index rows (``subjects``: their ids, ascending; ``digests``: per
     column, one per subject, None for an empty value) as bulk statements in the order of
     the table's primary key.
@@ -424,8 +428,12 @@ def _blind_rows(dialect: str, ds_id: int, key_id: int, subjects: list[int],
     - SQLite: the key leads with the subject (migration 0013) and new subjects have the
       highest ids, so one statement in (subject, column) order appends to the B-tree's
       right edge (issue 17: a 1M-row load's 3M rows, 6.8 -> 3.2 s of inserts).
-    - PostgreSQL: one COPY per column, in digest order (the key leads with the digest,
-      migration 0012; a first load builds it at the end).
+    - PostgreSQL: one COPY per column. In digest order while the key (which leads with
+      the digest, migration 0012) is in place: its inserts then sweep the B-tree once
+      (a second 1M-row load into a vault of 1M: 36.7-37.6 s in subject order, 28.8-28.9 s
+      in digest order). In subject order when a first load has dropped the key
+      (``key_deferred``): its end sorts anyway, and the heap then holds a subject range in
+      one run per column, which the subject index and state verification read.
     """
     names = tuple(sorted(digests))  # code order = the key's "column" order (bytes of UTF-8)
     if not names:  # a layout without lookup columns
@@ -456,7 +464,9 @@ def _blind_rows(dialect: str, ds_id: int, key_id: int, subjects: list[int],
     }) for k, c in enumerate(names)]).drop_nulls("digest")
     out = []
     for k, c in enumerate(names):
-        part = frame.filter(pl.col("column") == k).sort("digest")
+        part = frame.filter(pl.col("column") == k)
+        if not key_deferred:
+            part = part.sort("digest")
         out.append(bulk.prepare(dialect, T_BLIND, Columns(
             part.height, ints={"subject_id": part.get_column("subject_id").to_numpy()},
             blobs={"digest": part.get_column("digest").to_list()},
@@ -820,7 +830,7 @@ def write_batches(
                 d, needs_db = _decide_cached(frame, layout, keys, cache, erased_among, helpers)
                 if not d.upd_rows and d.new_rows and not needs_db:
                     ahead = (keys, ids, d,
-                             _seal(frame, layout, keys, ds_id, d, ids, {}, dialect))
+                             _seal(frame, layout, keys, ds_id, d, ids, {}, dialect, deferred))
                     _lay_out_ahead(layout_pool, ahead[3])
             if pending is not None:
                 result, diverged = pending.result()
@@ -844,7 +854,7 @@ def write_batches(
                     worker = seal_worker.SealWorker()  # starts while this process goes on
                 elif worker is not None and not in_child:
                     try:
-                        worker.setup(layout, ds_id, dialect, erased, cache)
+                        worker.setup(layout, ds_id, dialect, erased, cache, deferred)
                     except (OSError, ValueError):  # the child is gone: go on in this process
                         stop_worker()
                     else:
@@ -901,22 +911,24 @@ def write_batches(
 # missing (a first load killed midway). Which index that is depends on the database:
 #
 # - PostgreSQL: the primary key leads with the digest (migration 0012) and the subject
-#   index (migration 0008) serves state verification and erasure, which read a subject
-#   range. The table is a heap, and COPY into its primary key in digest order (random
-#   places in a B-tree larger than shared_buffers) was most of the server's time in an
-#   ingest (issue 17), so a first load drops the key too and builds it at the end (one
-#   sort; the digest first decides almost every comparison at once: 3M rows 4.45 ->
-#   1.90 s). No reader's answer changes (the rows are the same, found by a scan
-#   meanwhile), and no duplicate can slip in: the rows such a load adds are its new
-#   subjects' (new subject ids), and every write that could repeat a row
-#   (``_insert_ignore`` of updated subjects) builds the key first.
+#   index serves state verification and erasure, which read a subject range. It holds
+#   the subject id alone (migration 0016): a first load writes its rows in subject order
+#   (``_blind_rows``), so a range is a few runs of heap pages. The table is a heap, and
+#   COPY into its primary key in digest order (random places in a B-tree larger than
+#   shared_buffers) was most of the server's time in an ingest (issue 17), so a first
+#   load drops the key too and builds it at the end (one sort; the digest first decides
+#   almost every comparison at once: 3M rows 4.45 -> 1.90 s). No reader's answer
+#   changes (the rows are the same, found by a scan meanwhile), and no duplicate can
+#   slip in: the rows such a load adds are its new subjects' (new subject ids), and
+#   every write that could repeat a row (``_insert_ignore`` of updated subjects) builds
+#   the key first.
 # - SQLite: the table is its primary key (WITHOUT ROWID), which leads with the subject
 #   (migration 0013): new subjects, the highest ids, are appended to it. The lookup
 #   index by dataset, column and digest (the old key's order, so every lookup and
 #   linkage scan reads as before) is the one deferred.
 SUBJECT_INDEX = "ix_vault_blind_subject"
-_SUBJECT_INDEX_SQL = (f'CREATE INDEX IF NOT EXISTS {SUBJECT_INDEX} ON vault_blind_index '
-                      '(subject_id, "column", digest, key_id)')
+_SUBJECT_INDEX_SQL = (f"CREATE INDEX IF NOT EXISTS {SUBJECT_INDEX} ON vault_blind_index "
+                      "(subject_id)")  # as migration 0016 makes it
 LOOKUP_INDEX = "ix_vault_blind_lookup"
 _LOOKUP_INDEX_SQL = (f'CREATE INDEX IF NOT EXISTS {LOOKUP_INDEX} ON vault_blind_index '
                      '(dataset_id, "column", digest, subject_id, key_id)')
