@@ -240,11 +240,12 @@ def main() -> None:
             url = fresh_sqlite(tmp)
             urls.append(url)
             civicvault_store(parquet, url, kek)()
-        def sqlite_tidy() -> None:  # only the newest vault is kept (the decrypt step reads it)
-            while len(urls) > 1:
-                old = Path(urls.pop(0).split("///", 1)[1])
-                for f in (old, old.with_name(old.name + "-wal"), old.with_name(old.name + "-shm")):
-                    f.unlink(missing_ok=True)
+        def sqlite_tidy() -> None:  # each run's vault goes before the next run; the last
+            if len(urls) == args.runs:  # run's stays (the decrypt step reads it)
+                return
+            old = Path(urls[-1].split("///", 1)[1])
+            for f in (old, old.with_name(old.name + "-wal"), old.with_name(old.name + "-shm")):
+                f.unlink(missing_ok=True)
         results.append(("civicvault seal+store, SQLite (WAL, synchronous=FULL)",
                         *median_wall_and_cpu(sqlite_run, args.runs, sqlite_tidy)))
         sqlite_url = urls[-1]
@@ -267,9 +268,9 @@ def main() -> None:
                 url = fresh_pg(args.pg)
                 pg_urls.append(url)
                 civicvault_store(parquet, url, kek)()
-            def pg_tidy() -> None:  # an earlier run's database, kept, slowed the next
-                while len(pg_urls) > 1:
-                    drop_pg(args.pg, pg_urls.pop(0))
+            def pg_tidy() -> None:  # an earlier run's database, kept, slowed the next:
+                if len(pg_urls) < args.runs:  # each goes before the next run, the last stays
+                    drop_pg(args.pg, pg_urls[-1])
             results.append(("civicvault seal+store, PostgreSQL (COPY)",
                             median_time(pg_run, args.runs, pg_tidy), None))
             if args.pg_foreign_keys:
