@@ -44,11 +44,12 @@ from vault.store import (
 )
 
 
-def _source(engine: Engine, dataset: str = "voters", batches: int = 1) -> tuple[int, int]:
+def _source(engine: Engine, dataset: str = "voters", batches: int = 1,
+            rows: int = 1) -> tuple[int, int]:
     with engine.begin() as conn:
         ds = dataset_id(conn, dataset, create_with=("test", LAYOUT.to_json()))
         src = conn.execute(T_SOURCE.insert().values(
-            dataset_id=ds, content_hash=secrets.token_hex(16), rows=1, batches=batches,
+            dataset_id=ds, content_hash=secrets.token_hex(16), rows=rows, batches=batches,
             created=now()).returning(T_SOURCE.c.id)).scalar_one()
     return ds, int(src)
 
@@ -998,6 +999,62 @@ def test_first_load_builds_the_second_index_at_the_end_and_a_killed_one_is_rebui
                                  "vault_blind_index_pkey")
     run(frames(2), "other")
     assert seen[2:] == [True, True] and indexed()
+    _verified(engine)
+
+
+def test_a_large_new_dataset_builds_the_second_index_at_its_end_a_small_one_does_not(
+        engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A load of a dataset without subjects, from a source of at least a quarter as many
+    rows as the vault has subjects and at least ``DEFER_MIN_ROWS``, builds the blind
+    index's second index (and, on PostgreSQL, its key) at its end, as a first load does; a
+    new dataset below either bound, and a later load of a dataset with subjects, keep them
+    up to date. Every dataset's subjects are found by value afterwards, and the vault
+    verifies. (The sources' row counts are what decides; the files are 200 rows.)"""
+    from vault import blind_index
+    from vault import store as vault_store
+    from vault.store import DEFER_SHARE, deferred_index
+
+    assert vault_store.DEFER_MIN_ROWS == 100_000
+    monkeypatch.setattr(vault_store, "DEFER_MIN_ROWS", 100)
+    index = deferred_index(engine.dialect.name)
+    postgres = engine.dialect.name == "postgresql"
+
+    def indexed() -> bool:
+        found = index in {i["name"] for i in inspect(engine).get_indexes("vault_blind_index")}
+        if postgres:  # the key goes and comes back with it
+            keyed = bool(inspect(engine).get_pk_constraint("vault_blind_index")
+                         ["constrained_columns"])
+            assert keyed == found
+        return found
+
+    kr = file_keyring(tmp_path)
+    seen: list[bool] = []
+
+    def run(dataset: str, start: int, rows: int) -> int:
+        def frames() -> Iterator[tuple[int, pl.DataFrame]]:
+            for k in range(2):
+                seen.append(indexed())
+                yield k, voters(100, start=start + k * 100)
+        ds, src = _source(engine, dataset, 2, rows=rows)
+        for _ in write_batches(engine.begin, kr, ds_id=ds, dataset=dataset, source_id=src,
+                               batches=frames(), layout=LAYOUT, actor="t",
+                               cache=IdentityCache()):
+            pass
+        assert indexed()
+        return ds
+
+    first = run("first", 0, 200)  # an empty blind index
+    few = run("few", 1000, 99)  # under the floor; 200 subjects stored
+    large = run("large", 2000, 400 // DEFER_SHARE)  # 400 stored
+    small = run("small", 3000, 100)  # 600 stored
+    run("first", 4000, 10_000)  # a later load of a dataset with subjects
+    assert seen == [False, False, True, True, False, False, True, True, True, True]
+    with engine.connect() as conn:
+        for ds, start in ((first, 0), (few, 1000), (large, 2000), (small, 3000), (first, 4000)):
+            digest = blind_index.digest_one(kr.active(conn, ds, "blind").key, "voter_id",
+                                            f"NC{start + 150:08d}", "id")
+            assert digest is not None and len(_existing_subjects(conn, ds, "voter_id",
+                                                                 {digest})) == 1
     _verified(engine)
 
 
