@@ -763,8 +763,10 @@ def write_batches(
     pending: Future[tuple[BatchResult, bool]] | None = None
     predicted: tuple[BatchKeys, NextIds] | None
     with begin() as conn:  # the dataset's keys exist before anything is sealed under them
-        deferred = _defer_subject_index(conn, ds_id, source_id)
-        predicted = (BatchKeys.active(conn, keyring, ds_id), NextIds.read(conn, ds_id))
+        lock_vault(conn)  # before the ids: they are vault-wide max + 1
+        ids = NextIds.read(conn, ds_id)
+        deferred = _defer_subject_index(conn, _large_new_dataset(conn, ids, source_id))
+        predicted = (BatchKeys.active(conn, keyring, ds_id), ids)
         dialect = conn.dialect.name
         if dialect == "postgresql" and predicted[1].watermark is not None:
             # a resumed or later ingest asks the database: plan it on fresh statistics
@@ -953,13 +955,11 @@ DEFER_MIN_ROWS = 100_000
 costs the vault's other readers (their lookups scan meanwhile)."""
 
 
-def _defer_subject_index(conn: Connection, ds_id: int | None = None,
-                         source_id: int | None = None) -> bool:
+def _defer_subject_index(conn: Connection, large: bool = False) -> bool:
     """Drop the deferred index (and, on PostgreSQL, the primary key) if the blind index
-    is empty or this load is a large new dataset's (True), else make sure they exist."""
+    is empty or this load is a ``large`` new dataset's (True), else make sure they exist."""
     lock_vault(conn)
-    if (conn.exec_driver_sql("SELECT 1 FROM vault_blind_index LIMIT 1").first() is None
-            or _large_new_dataset(conn, ds_id, source_id)):
+    if large or conn.exec_driver_sql("SELECT 1 FROM vault_blind_index LIMIT 1").first() is None:
         conn.exec_driver_sql(f"DROP INDEX IF EXISTS {deferred_index(conn.dialect.name)}")
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql(f"ALTER TABLE vault_blind_index DROP CONSTRAINT IF EXISTS "
@@ -969,26 +969,22 @@ def _defer_subject_index(conn: Connection, ds_id: int | None = None,
     return False
 
 
-def _large_new_dataset(conn: Connection, ds_id: int | None, source_id: int | None) -> bool:
-    """Whether this load is of a dataset with no subjects yet (so its decisions never ask
-    the blind index: ``IdentityCache`` knows every subject it adds) from a source of at
-    least 1/``DEFER_SHARE`` as many rows as the vault has subjects, and at least
-    ``DEFER_MIN_ROWS``. Rebuilding both
-    orders at its end then costs less than keeping them up to date row by row: a second
-    1M-row dataset into a vault of 1M took 27.3-27.5 s on PostgreSQL and 21.1-21.4 s on
-    SQLite with them kept, 13.4-13.5 s and 12.8-12.9 s deferred (issue 17). Should its
-    decisions need the database after all (a batch the cache cannot decide), the ordinary
-    path builds them first, as after a first load."""
-    if ds_id is None or source_id is None:
-        return False
-    if conn.execute(select(T_SUBJECT.c.id).where(T_SUBJECT.c.dataset_id == ds_id)
-                    .limit(1)).first() is not None:
+def _large_new_dataset(conn: Connection, ids: NextIds, source_id: int) -> bool:
+    """Whether this load (``ids``: as it starts) is of a dataset with no subjects yet (so
+    its decisions never ask the blind index: ``IdentityCache`` knows every subject it
+    adds) from a source of at least 1/``DEFER_SHARE`` as many rows as the vault has
+    subjects, and at least ``DEFER_MIN_ROWS``. Rebuilding both orders at its end then
+    costs less than keeping them up to date row by row: a second 1M-row dataset into a
+    vault of 1M took 27.3-27.5 s on PostgreSQL and 21.1-21.4 s on SQLite with them kept,
+    13.4-13.5 s and 12.8-12.9 s deferred (issue 17). Should its decisions need the
+    database after all (a batch the cache cannot decide), the ordinary path builds them
+    first, as after a first load."""
+    if ids.watermark is not None:
         return False  # a later load of a dataset: its decisions look up stored digests
     rows = conn.execute(select(T_SOURCE.c.rows).where(T_SOURCE.c.id == source_id)).scalar()
     if not rows or int(rows) < DEFER_MIN_ROWS:
         return False
-    stored = conn.execute(select(func.max(T_SUBJECT.c.id))).scalar()
-    return int(rows) * DEFER_SHARE >= int(stored or 0)
+    return int(rows) * DEFER_SHARE >= ids.subject - 1  # ids are max + 1
 
 
 def _build_blind_key(conn: Connection) -> None:
