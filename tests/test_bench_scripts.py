@@ -31,6 +31,8 @@ def _run(tmp_path: Path, *args: str, timeout: float = 300) -> subprocess.Complet
     ("bench/release.py", ["--rows", "2000", "--runs", "1", "--full", "--store"],
      '"end_to_end_s"'),
     ("bench/ingest_timeline.py", ["--rows", "3000", "--replay"], "the same statements alone"),
+    ("bench/later_load.py", ["--vault", "3000", "--loads", "1000", "--runs", "1", "--db",
+                             "sqlite"], "rule faster"),
 ], ids=lambda v: v if isinstance(v, str) and v.startswith("bench/") else None)
 def test_a_bench_script_runs_at_a_tiny_size(tmp_path: Path, script: str, args: list[str],
                                             expect: str) -> None:
@@ -59,6 +61,7 @@ def test_ingest_costs_times_each_knock_out_against_the_full_load(tmp_path: Path)
     ["bench/ingest_costs.py", "--only", "no-such-piece"],
     ["bench/resume.py", "--rows", "10", "--runs", "1"],
     ["bench/sqlite_index_build.py", "--voters", "0"],
+    ["bench/later_load.py", "--loads", "0"],
 ], ids=lambda a: " ".join(a[:2]))
 def test_a_bench_script_refuses_bad_sizes_with_exit_2(tmp_path: Path, args: list[str]) -> None:
     proc = _run(tmp_path, *args, timeout=120)
