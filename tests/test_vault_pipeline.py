@@ -1004,20 +1004,23 @@ def test_first_load_builds_the_second_index_at_the_end_and_a_killed_one_is_rebui
 
 def test_a_large_new_dataset_builds_the_second_index_at_its_end_a_small_one_does_not(
         engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A load of a dataset without subjects, from a source of at least a quarter as many
-    rows as the vault has subjects and at least ``DEFER_MIN_ROWS``, builds the blind
-    index's second index (and, on PostgreSQL, its key) at its end, as a first load does; a
-    new dataset below either bound, and a later load of a dataset with subjects, keep them
-    up to date. Every dataset's subjects are found by value afterwards, and the vault
-    verifies. (The sources' row counts are what decides; the files are 200 rows.)"""
+    """A load of a dataset without subjects, from a source of at least 1/``DEFER_SHARE``
+    as many rows as the vault has subjects (a quarter on PostgreSQL, a half on SQLite) and
+    at least ``DEFER_MIN_ROWS``, builds the blind index's second index (and, on
+    PostgreSQL, its key) at its end, as a first load does; a new dataset below either
+    bound, and a later load of a dataset with subjects, keep them up to date. Every
+    dataset's subjects are found by value afterwards, and the vault verifies. (The
+    sources' row counts are what decides; the files are 200 rows.)"""
     from vault import blind_index
     from vault import store as vault_store
     from vault.store import DEFER_SHARE, deferred_index
 
     assert vault_store.DEFER_MIN_ROWS == 100_000
+    assert DEFER_SHARE == {"postgresql": 4, "sqlite": 2}
     monkeypatch.setattr(vault_store, "DEFER_MIN_ROWS", 100)
     index = deferred_index(engine.dialect.name)
     postgres = engine.dialect.name == "postgresql"
+    share = DEFER_SHARE[engine.dialect.name]
 
     def indexed() -> bool:
         found = index in {i["name"] for i in inspect(engine).get_indexes("vault_blind_index")}
@@ -1045,12 +1048,16 @@ def test_a_large_new_dataset_builds_the_second_index_at_its_end_a_small_one_does
 
     first = run("first", 0, 200)  # an empty blind index
     few = run("few", 1000, 99)  # under the floor; 200 subjects stored
-    large = run("large", 2000, 400 // DEFER_SHARE)  # 400 stored
-    small = run("small", 3000, 100)  # 600 stored
-    run("first", 4000, 10_000)  # a later load of a dataset with subjects
-    assert seen == [False, False, True, True, False, False, True, True, True, True]
+    large = run("large", 2000, 400 // share)  # 400 stored
+    # 600 stored: a quarter of them and more (PostgreSQL defers), under a half (SQLite not)
+    middling = run("middling", 3000, 200)
+    small = run("small", 4000, 800 // 4 - 1)  # 800 stored: under a quarter
+    run("first", 5000, 10_000)  # a later load of a dataset with subjects
+    assert seen == [False, False, True, True, False, False, not postgres, not postgres,
+                    True, True, True, True]
     with engine.connect() as conn:
-        for ds, start in ((first, 0), (few, 1000), (large, 2000), (small, 3000), (first, 4000)):
+        for ds, start in ((first, 0), (few, 1000), (large, 2000), (middling, 3000),
+                          (small, 4000), (first, 5000)):
             digest = blind_index.digest_one(kr.active(conn, ds, "blind").key, "voter_id",
                                             f"NC{start + 150:08d}", "id")
             assert digest is not None and len(_existing_subjects(conn, ds, "voter_id",

@@ -947,9 +947,17 @@ def deferred_index(dialect: str) -> str:
     return SUBJECT_INDEX if dialect == "postgresql" else LOOKUP_INDEX
 
 
-DEFER_SHARE = 4
+DEFER_SHARE = {"postgresql": 4, "sqlite": 2}
 """A load of a new dataset defers the blind index's second index (and PostgreSQL's key)
-when its source has at least 1/``DEFER_SHARE`` as many rows as the vault has subjects..."""
+when its source has at least 1/``DEFER_SHARE[dialect]`` as many rows as the vault has
+subjects. ``bench/later_load.py``, a new dataset into a vault of 2M subjects, upkeep
+against deferred (issue 17):
+
+- PostgreSQL: 250k rows 10.4-10.5 s against 11.0-11.1 s; 500k 19.7-19.9 s against
+  13.8-14.8 s; 1M 36.6-42.4 s against 21.7-22.4 s.
+- SQLite: 667k rows 13.0-14.3 s against 18.1-18.4 s; 1M 21.1-23.3 s against 20.1-22.3 s;
+  1.33M 31.6-31.8 s against 22.8-23.2 s. Its sort of the whole table costs more, and its
+  upkeep less, than PostgreSQL's..."""
 DEFER_MIN_ROWS = 100_000
 """... and at least this many: a smaller load gains less than a second than rebuilding
 costs the vault's other readers (their lookups scan meanwhile)."""
@@ -972,19 +980,20 @@ def _defer_subject_index(conn: Connection, large: bool = False) -> bool:
 def _large_new_dataset(conn: Connection, ids: NextIds, source_id: int) -> bool:
     """Whether this load (``ids``: as it starts) is of a dataset with no subjects yet (so
     its decisions never ask the blind index: ``IdentityCache`` knows every subject it
-    adds) from a source of at least 1/``DEFER_SHARE`` as many rows as the vault has
-    subjects, and at least ``DEFER_MIN_ROWS``. Rebuilding both orders at its end then
+    adds) from a source of at least 1/``DEFER_SHARE[dialect]`` as many rows as the vault
+    has subjects, and at least ``DEFER_MIN_ROWS``. Rebuilding both orders at its end then
     costs less than keeping them up to date row by row: a second 1M-row dataset into a
     vault of 1M took 27.3-27.5 s on PostgreSQL and 21.1-21.4 s on SQLite with them kept,
-    13.4-13.5 s and 12.8-12.9 s deferred (issue 17). Should its decisions need the
-    database after all (a batch the cache cannot decide), the ordinary path builds them
-    first, as after a first load."""
+    13.4-13.5 s and 12.8-12.9 s deferred (issue 17). A rebuild sorts the whole table, so
+    below some share of the vault upkeep costs less (``DEFER_SHARE``). Should its
+    decisions need the database after all (a batch the cache cannot decide), the ordinary
+    path builds them first, as after a first load."""
     if ids.watermark is not None:
         return False  # a later load of a dataset: its decisions look up stored digests
     rows = conn.execute(select(T_SOURCE.c.rows).where(T_SOURCE.c.id == source_id)).scalar()
     if not rows or int(rows) < DEFER_MIN_ROWS:
         return False
-    return int(rows) * DEFER_SHARE >= ids.subject - 1  # ids are max + 1
+    return int(rows) * DEFER_SHARE[conn.dialect.name] >= ids.subject - 1  # ids are max + 1
 
 
 def _build_blind_key(conn: Connection) -> None:
