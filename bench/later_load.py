@@ -37,36 +37,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import create_engine, text
 
 from bench.pgdb import drop_pg, fresh_pg
-from bench.vault import BATCH, LAYOUT, synthetic
+from bench.vault import store_frame, synthetic
 from vault import store
 from vault.db import make_engine, migrate
-from vault.keyring import Keyring, now
+from vault.keyring import Keyring
 from vault.keys import FileKeyProvider
-from vault.store import T_SOURCE, IdentityCache, dataset_id, write_batches
 
 WAYS = ("deferred", "upkeep")
 EVEN = 0.05  # medians this close: "even" (the runs of one way move by more)
 
 
 def load(url: str, kek: Path, name: str, rows: int, seed: int) -> float:
-    """Seconds ``write_batches`` takes to store ``rows`` synthetic voters as a new dataset."""
+    """Seconds ``bench/vault.py``'s store takes to store ``rows`` synthetic voters as a new
+    dataset (its dataset and source rows, then ``write_batches``)."""
     df = synthetic(rows, seed=seed)
     engine = make_engine(url)
     try:
         migrate(engine)
         kr = Keyring(FileKeyProvider(kek))
-        with engine.begin() as conn:
-            ds = dataset_id(conn, name, create_with=(name, LAYOUT.to_json()))
-            src = conn.execute(T_SOURCE.insert().values(
-                dataset_id=ds, content_hash=secrets.token_hex(16), rows=df.height,
-                batches=-(-df.height // BATCH), created=now()).returning(T_SOURCE.c.id)
-            ).scalar_one()
-        frames = ((b, df.slice(b * BATCH, BATCH)) for b in range(-(-df.height // BATCH)))
         t0 = time.perf_counter()
-        for _ in write_batches(engine.begin, kr, ds_id=ds, dataset=name, source_id=int(src),
-                               batches=frames, layout=LAYOUT, actor="bench",
-                               cache=IdentityCache()):
-            pass
+        store_frame(engine, kr, name, df)
         return time.perf_counter() - t0
     finally:
         engine.dispose()

@@ -170,6 +170,23 @@ def _restore_row_foreign_keys(engine: Engine) -> None:
                               f"FOREIGN KEY ({column}) REFERENCES {parent} (id)"))
 
 
+def store_frame(engine: Engine, kr: Keyring, name: str, df: pl.DataFrame) -> None:
+    """Store ``df`` as dataset ``name`` (created here, with its source row) through the
+    pipelined write path, in batches of ``BATCH`` rows."""
+    with engine.begin() as conn:
+        ds = dataset_id(conn, name, create_with=(name, LAYOUT.to_json()))
+        src = conn.execute(T_SOURCE.insert().values(
+            dataset_id=ds, content_hash=secrets.token_hex(16), rows=df.height,
+            batches=-(-df.height // BATCH), created=now()).returning(T_SOURCE.c.id)
+        ).scalar_one()
+    frames = ((b, df.slice(b * BATCH, BATCH)) for b in range(-(-df.height // BATCH)))
+    # as vault.ingest.ingest_path does: sealing batch k+1 overlaps writing batch k
+    for _ in write_batches(engine.begin, kr, ds_id=ds, dataset=name, source_id=int(src),
+                           batches=frames, layout=LAYOUT, actor="bench",
+                           cache=IdentityCache()):
+        pass
+
+
 def civicvault_store(parquet: Path, url: str, kek: Path,
                      row_foreign_keys: bool = False) -> Callable[[], None]:
     def run() -> None:
@@ -177,20 +194,7 @@ def civicvault_store(parquet: Path, url: str, kek: Path,
         migrate(engine)
         if row_foreign_keys:
             _restore_row_foreign_keys(engine)
-        kr = Keyring(FileKeyProvider(kek))
-        df = pl.read_parquet(parquet)
-        with engine.begin() as conn:
-            ds = dataset_id(conn, "bench", create_with=("bench", LAYOUT.to_json()))
-            src = conn.execute(T_SOURCE.insert().values(
-                dataset_id=ds, content_hash=secrets.token_hex(16), rows=df.height,
-                batches=-(-df.height // BATCH), created=now()).returning(T_SOURCE.c.id)
-            ).scalar_one()
-        frames = ((b, df.slice(b * BATCH, BATCH)) for b in range(-(-df.height // BATCH)))
-        # as vault.ingest.ingest_path does: sealing batch k+1 overlaps writing batch k
-        for _ in write_batches(engine.begin, kr, ds_id=ds, dataset="bench", source_id=int(src),
-                               batches=frames, layout=LAYOUT, actor="bench",
-                               cache=IdentityCache()):
-            pass
+        store_frame(engine, Keyring(FileKeyProvider(kek)), "bench", pl.read_parquet(parquet))
         engine.dispose()
     return run
 
