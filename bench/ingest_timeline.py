@@ -143,7 +143,8 @@ def _replay(url: str, kept: list[list[Any]], execute: Callable[..., None],
             conn.exec_driver_sql("COMMIT")  # the begin event opened one
             conn.exec_driver_sql("VACUUM")
     with engine.begin() as conn:
-        deferred = defer(conn)
+        store.lock_vault(conn)  # as write_batches holds it
+        deferred = defer(conn, False)
     inserts = commits = 0.0
     per_table: dict[str, float] = {}
     for statements in kept:

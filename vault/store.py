@@ -963,10 +963,10 @@ DEFER_MIN_ROWS = 100_000
 costs the vault's other readers (their lookups scan meanwhile)."""
 
 
-def _defer_subject_index(conn: Connection, large: bool = False) -> bool:
+def _defer_subject_index(conn: Connection, large: bool) -> bool:
     """Drop the deferred index (and, on PostgreSQL, the primary key) if the blind index
-    is empty or this load is a ``large`` new dataset's (True), else make sure they exist."""
-    lock_vault(conn)
+    is empty or this load is a ``large`` new dataset's (True), else make sure they exist.
+    The caller holds the vault lock (``write_batches``, which read the ids under it)."""
     if large or conn.exec_driver_sql("SELECT 1 FROM vault_blind_index LIMIT 1").first() is None:
         conn.exec_driver_sql(f"DROP INDEX IF EXISTS {deferred_index(conn.dialect.name)}")
         if conn.dialect.name == "postgresql":
