@@ -7,7 +7,7 @@ the same rows into PostgreSQL with one COPY, so each database is also compared
 with a baseline on itself.
 
     python bench/vault.py [--rows 1000000] [--runs 3] [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test]
-                          [--pg-foreign-keys] [--sqlite-foreign-keys] [--python-loops]
+                          [--pg-foreign-keys] [--sqlite-foreign-keys] [--python-loops] [--json]
 
 ``--sqlite-foreign-keys`` / ``--pg-foreign-keys``: also time the store with the bulk
 tables' per-row foreign keys put back (as before migrations 0014 / 0005), in the same run.
@@ -15,8 +15,13 @@ tables' per-row foreign keys put back (as before migrations 0014 / 0005), in the
 ``--python-loops``: the vault's own Python loops for the batch cryptography instead of
 ``vault/_sealc.c`` (what an install without a C compiler runs; the figures say which).
 
+It runs ``--runs`` rounds; a round times each measurement once, in the table's order, so
+a machine that slows down during the run slows a round's baselines and loads alike.
 Prints a table of medians: wall seconds, and the CPU seconds of this process (every
-thread; PostgreSQL's server not included). A machine whose cores slow down stretches the
+thread; PostgreSQL's server not included); for the loads, the ratio of the medians to the
+SQLite baseline's ("x baseline", the issue's measure), the median of the rounds' own ratios
+("by round"), and the ratio to the same database's baseline; then every round's wall
+seconds. ``--json`` gives the same as JSON. A machine whose cores slow down stretches the
 one-threaded baseline's wall more than the store's, which runs on every core and waits
 on the disk: the CPU ratio beside the wall ratio tells the two apart. Each load goes
 into a fresh database, and the one before it is removed between runs, untimed (the decrypt
@@ -29,11 +34,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import hmac
+import json
 import os
 import secrets
 import sqlite3
+import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,7 +54,7 @@ from sqlalchemy import Engine, create_engine, text
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.pgdb import drop_pg, fresh_pg
-from bench.timing import median_time, median_wall_and_cpu
+from bench.timing import median_time
 from vault.db import make_engine, migrate
 from vault.keyring import Keyring, now
 from vault.keys import FileKeyProvider
@@ -213,6 +221,91 @@ def write_fixture(tmp: Path, rows: int) -> tuple[Path, Path]:
     return parquet, kek
 
 
+def _timed(fn: Callable[[], object]) -> tuple[float, float]:
+    """Wall and CPU seconds (this process, every thread) of one call of ``fn``."""
+    c0, t0 = time.process_time(), time.perf_counter()
+    fn()
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def _rounds(args: argparse.Namespace, parquet: Path, kek: Path, tmp: Path,
+            urls: list[str], pg_urls: list[str]) -> dict[str, list[tuple[float, float]]]:
+    """Each measurement's wall and CPU seconds, one of each per round: a round runs every
+    measurement once, in the table's order, so a machine that slows down during the run
+    slows a round's baseline and its loads alike (all the baselines first, then all the
+    loads, had put 5.07 and 6.30 s baselines beside the same loads)."""
+    times: dict[str, list[tuple[float, float]]] = {}
+
+    def note(name: str, took: tuple[float, float]) -> None:
+        times.setdefault(name, []).append(took)
+
+    base_dbs: list[str] = []  # the PostgreSQL baseline's, dropped untimed as the store's are
+    for r in range(args.runs):
+        last = r == args.runs - 1
+        note(BASE, _timed(lambda: baseline(parquet, tmp / "base.db")))
+        url = fresh_sqlite(tmp)
+        urls.append(url)
+        note(SQLITE, _timed(civicvault_store(parquet, url, kek)))
+        if not last:  # each run's vault goes before the next run; the last run's stays
+            old = Path(url.split("///", 1)[1])  # (the decrypt step reads it)
+            for f in (old, old.with_name(old.name + "-wal"), old.with_name(old.name + "-shm")):
+                f.unlink(missing_ok=True)
+        if args.sqlite_foreign_keys:
+            note(SQLITE_FK, _timed(civicvault_store(parquet, fresh_sqlite(tmp), kek,
+                                                    row_foreign_keys=True)))
+        if not args.pg:
+            continue
+        note(BASE_PG, _timed(lambda: baseline_pg(parquet, args.pg, base_dbs)))
+        while base_dbs:
+            drop_pg(args.pg, base_dbs.pop())
+        pg_url = fresh_pg(args.pg)
+        pg_urls.append(pg_url)
+        note(PG, _timed(civicvault_store(parquet, pg_url, kek)))
+        if not last:  # an earlier run's database, kept, slowed the next
+            drop_pg(args.pg, pg_url)
+        if args.pg_foreign_keys:
+            fk_url = fresh_pg(args.pg)
+            try:
+                note(PG_FK, _timed(civicvault_store(parquet, fk_url, kek,
+                                                    row_foreign_keys=True)))
+            finally:
+                drop_pg(args.pg, fk_url)
+    return times
+
+
+BASE = "baseline: polars + AES-GCM/row + HMAC/row + sqlite3 executemany"
+SQLITE = "civicvault seal+store, SQLite (WAL, synchronous=FULL)"
+SQLITE_FK = "  same, with the per-row foreign keys (before migration 0014)"
+BASE_PG = "baseline, PostgreSQL: the same rows with one COPY"
+PG = "civicvault seal+store, PostgreSQL (COPY)"
+PG_FK = "  same, with the per-row foreign keys (before migration 0005)"
+_OWN_BASE = {SQLITE: BASE, SQLITE_FK: BASE, PG: BASE_PG, PG_FK: BASE_PG}
+
+
+def report(times: dict[str, list[tuple[float, float]]]) -> list[dict[str, Any]]:
+    """One row per measurement: median wall and CPU seconds, and for the loads the
+    ratio of the medians and the median of the rounds' own ratios, against the SQLite
+    baseline and against the same database's."""
+    base = [w for w, _ in times[BASE]]
+    rows: list[dict[str, Any]] = []
+    for name, runs in times.items():
+        walls, cpus = [w for w, _ in runs], [c for _, c in runs]
+        row: dict[str, Any] = {"measurement": name, "seconds": statistics.median(walls),
+                               "runs": walls}
+        if name in (BASE, SQLITE, SQLITE_FK):  # this process's CPU; a server's is not in it
+            row["cpu_s"] = statistics.median(cpus)
+        if name in _OWN_BASE:
+            own = [w for w, _ in times[_OWN_BASE[name]]]
+            row["x_baseline"] = row["seconds"] / statistics.median(base)
+            row["x_baseline_by_round"] = statistics.median(
+                w / b for w, b in zip(walls, base, strict=True))
+            row["x_same_db_baseline"] = row["seconds"] / statistics.median(own)
+            if "cpu_s" in row:
+                row["cpu_x_baseline"] = row["cpu_s"] / statistics.median(c for _, c in times[BASE])
+        rows.append(row)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
@@ -225,7 +318,10 @@ def main() -> None:
                     help="PostgreSQL admin URL ('' to skip)")
     ap.add_argument("--python-loops", action="store_true",
                     help="seal with the Python loops, not vault/_sealc.c")
+    ap.add_argument("--json", action="store_true", help="the table as JSON")
     args = ap.parse_args()
+    if args.rows < 1 or args.runs < 1:
+        ap.error("--rows and --runs must be at least 1")
     from vault import _aead
 
     if args.python_loops:
@@ -233,96 +329,63 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cvbench-") as t:
         tmp = Path(t)
         parquet, kek = write_fixture(tmp, args.rows)
-        results: list[tuple[str, float, float | None]] = []
-        base, base_cpu = median_wall_and_cpu(lambda: baseline(parquet, tmp / "base.db"),
-                                             args.runs)
-        results.append(("baseline: polars + AES-GCM/row + HMAC/row + sqlite3 executemany", base,
-                        base_cpu))
-
         urls: list[str] = []
-        def sqlite_run() -> None:
-            url = fresh_sqlite(tmp)
-            urls.append(url)
-            civicvault_store(parquet, url, kek)()
-        def sqlite_tidy() -> None:  # each run's vault goes before the next run; the last
-            if len(urls) == args.runs:  # run's stays (the decrypt step reads it)
-                return
-            old = Path(urls[-1].split("///", 1)[1])
-            for f in (old, old.with_name(old.name + "-wal"), old.with_name(old.name + "-shm")):
-                f.unlink(missing_ok=True)
-        results.append(("civicvault seal+store, SQLite (WAL, synchronous=FULL)",
-                        *median_wall_and_cpu(sqlite_run, args.runs, sqlite_tidy)))
-        sqlite_url = urls[-1]
-        if args.sqlite_foreign_keys:
-            def sqlite_fk_run() -> None:
-                civicvault_store(parquet, fresh_sqlite(tmp), kek, row_foreign_keys=True)()
-            results.append(("  same, with the per-row foreign keys (before migration 0014)",
-                            *median_wall_and_cpu(sqlite_fk_run, args.runs)))
-        base_pg = None
-        if args.pg:
-            base_dbs: list[str] = []
-            def base_tidy() -> None:  # dropped untimed, as the store's databases are
-                while base_dbs:
-                    drop_pg(args.pg, base_dbs.pop())
-            base_pg = median_time(lambda: baseline_pg(parquet, args.pg, base_dbs), args.runs,
-                                  base_tidy)
-            results.append(("baseline, PostgreSQL: the same rows with one COPY", base_pg, None))
-            pg_urls: list[str] = []
-            def pg_run() -> None:
-                url = fresh_pg(args.pg)
-                pg_urls.append(url)
-                civicvault_store(parquet, url, kek)()
-            def pg_tidy() -> None:  # an earlier run's database, kept, slowed the next:
-                if len(pg_urls) < args.runs:  # each goes before the next run, the last stays
-                    drop_pg(args.pg, pg_urls[-1])
-            results.append(("civicvault seal+store, PostgreSQL (COPY)",
-                            median_time(pg_run, args.runs, pg_tidy), None))
-            if args.pg_foreign_keys:
-                def pg_fk_run() -> None:
-                    url = fresh_pg(args.pg)
-                    try:
-                        civicvault_store(parquet, url, kek, row_foreign_keys=True)()
-                    finally:
-                        drop_pg(args.pg, url)
-                results.append(("  same, with the per-row foreign keys (before migration 0005)",
-                                median_time(pg_fk_run, args.runs), None))
-
-        engine = make_engine(sqlite_url)
-        kr = Keyring(FileKeyProvider(kek))
-        def decrypt() -> None:
-            with engine.connect() as conn:
-                frame = read_attributes(conn, Keyring(kr.provider), "bench",
+        pg_urls: list[str] = []
+        try:
+            times = _rounds(args, parquet, kek, tmp, urls, pg_urls)
+            rows = report(times)
+            engine = make_engine(urls[-1])
+            kr = Keyring(FileKeyProvider(kek))
+            def decrypt() -> None:
+                with engine.connect() as conn:
+                    frame = read_attributes(conn, Keyring(kr.provider), "bench",
+                                            ["county", "party", "age_band"])
+                    assert frame.height == args.rows
+            rows.append({"measurement": "decrypt 3 attribute columns of all rows (SQLite)",
+                         "seconds": median_time(decrypt, args.runs)})
+            engine.dispose()
+            if pg_urls:
+                pg_engine = make_engine(pg_urls[-1])
+                def decrypt_pg() -> None:
+                    with pg_engine.connect() as conn:
+                        read_attributes(conn, Keyring(kr.provider), "bench",
                                         ["county", "party", "age_band"])
-                assert frame.height == args.rows
-        results.append(("decrypt 3 attribute columns of all rows (SQLite)",
-                        median_time(decrypt, args.runs), None))
-        if args.pg:
-            pg_engine = make_engine(pg_urls[-1])
-            def decrypt_pg() -> None:
-                with pg_engine.connect() as conn:
-                    read_attributes(conn, Keyring(kr.provider), "bench",
-                                    ["county", "party", "age_band"])
-            results.append(("decrypt 3 attribute columns of all rows (PostgreSQL)",
-                            median_time(decrypt_pg, args.runs), None))
-            pg_engine.dispose()
-            for u in pg_urls:
+                rows.append({"measurement": "decrypt 3 attribute columns of all rows "
+                                            "(PostgreSQL)",
+                             "seconds": median_time(decrypt_pg, args.runs)})
+                pg_engine.dispose()
+        finally:
+            for u in pg_urls[-1:]:  # the others were dropped as their rounds ended
                 drop_pg(args.pg, u)
-        engine.dispose()
 
     loops = "vault/_sealc.c" if _aead.NATIVE else "Python"
-    print(f"\nrows={args.rows:,}  runs={args.runs} (medians)  cores={os.cpu_count()}  "
-          f"batch cryptography: {loops}  load at end: {os.getloadavg()[0]:.2f}")
-    print(f"{'measurement':<66} {'seconds':>8} {'x baseline':>10} {'x same-DB baseline':>18} "
-          f"{'CPU s':>7} {'CPU x baseline':>14}")
-    for name, secs, cpu in results:
-        ratio = f"{secs / base:.2f}" if "seal+store" in name or "foreign keys" in name else ""
-        own = ""
-        if "seal+store" in name or "foreign keys" in name:
-            own_base = base_pg if "PostgreSQL" in name or "foreign keys" in name else base
-            own = f"{secs / own_base:.2f}" if own_base else ""
-        cpu_s = f"{cpu:.2f}" if cpu is not None else ""
-        cpu_ratio = f"{cpu / base_cpu:.2f}" if cpu is not None and ratio else ""
-        print(f"{name:<66} {secs:>8.2f} {ratio:>10} {own:>18} {cpu_s:>7} {cpu_ratio:>14}")
+    head = {"rows": args.rows, "runs": args.runs, "cores": os.cpu_count(),
+            "batch_cryptography": loops, "load_at_end": round(os.getloadavg()[0], 2)}
+    if args.json:
+        def rounded(v: Any) -> Any:
+            return (round(v, 4) if isinstance(v, float) else
+                    [rounded(x) for x in v] if isinstance(v, list) else v)
+        print(json.dumps({**head, "measurements": [{k: rounded(v) for k, v in r.items()}
+                                                   for r in rows]}, indent=1))
+        return
+    print(f"\nrows={args.rows:,}  runs={args.runs} (medians; a round runs each measurement "
+          f"once)  cores={os.cpu_count()}  batch cryptography: {loops}  "
+          f"load at end: {os.getloadavg()[0]:.2f}")
+    print(f"{'measurement':<66} {'seconds':>8} {'x baseline':>10} {'by round':>8} "
+          f"{'x same-DB baseline':>18} {'CPU s':>7} {'CPU x baseline':>14}")
+
+    def num(row: dict[str, Any], key: str, width: int) -> str:
+        return f"{row[key]:>{width}.2f}" if key in row else " " * width
+
+    for row in rows:
+        print(f"{row['measurement']:<66} {row['seconds']:>8.2f} {num(row, 'x_baseline', 10)} "
+              f"{num(row, 'x_baseline_by_round', 8)} {num(row, 'x_same_db_baseline', 18)} "
+              f"{num(row, 'cpu_s', 7)} {num(row, 'cpu_x_baseline', 14)}")
+    print("\nper round, wall seconds:")
+    for row in rows:
+        if "runs" in row:
+            print(f"  {row['measurement'][:64]:<64} "
+                  + " ".join(f"{w:6.2f}" for w in row["runs"]))
 
 
 if __name__ == "__main__":

@@ -56,7 +56,25 @@ def test_ingest_costs_times_each_knock_out_against_the_full_load(tmp_path: Path)
     assert not list(tmp_path.glob("cvcosts-*")), "its temporary directory was left behind"
 
 
+def test_the_vault_bench_times_its_measurements_in_rounds(tmp_path: Path) -> None:
+    """Every round times the baseline and the load once each, and the ratios are the
+    rounds' own as well as the medians'."""
+    proc = _run(tmp_path, "bench/vault.py", "--rows", "2000", "--runs", "2", "--pg", "",
+                "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {r["measurement"]: r for r in json.loads(proc.stdout)["measurements"]}
+    base = rows["baseline: polars + AES-GCM/row + HMAC/row + sqlite3 executemany"]
+    load = rows["civicvault seal+store, SQLite (WAL, synchronous=FULL)"]
+    assert len(base["runs"]) == len(load["runs"]) == 2
+    by_round = sorted(w / b for w, b in zip(load["runs"], base["runs"], strict=True))
+    assert load["x_baseline_by_round"] == pytest.approx(sum(by_round) / 2, rel=0.02)
+    assert load["x_baseline"] == pytest.approx(
+        (sum(load["runs"]) / 2) / (sum(base["runs"]) / 2), rel=0.02)
+    assert not list(tmp_path.glob("cvbench-*")), "its temporary directory was left behind"
+
+
 @pytest.mark.parametrize("args", [
+    ["bench/vault.py", "--runs", "0"],
     ["bench/ingest_costs.py", "--rows", "0"],
     ["bench/ingest_costs.py", "--only", "no-such-piece"],
     ["bench/resume.py", "--rows", "10", "--runs", "1"],
