@@ -1,6 +1,6 @@
 """Benchmark: a new dataset's load into a vault that holds others, with the blind index's
 second index kept up to date row by row ("upkeep") against dropped and rebuilt at the
-load's end ("deferred"): the choice ``vault.store`` makes by ``DEFER_SHARE``.
+load's end ("deferred"): the choice ``vault.store._large_new_dataset`` makes.
 
     python bench/later_load.py [--vault 2000000] [--loads 250000,500000,666667,1000000]
                                [--runs 2] [--db sqlite,postgresql]
@@ -12,7 +12,7 @@ copy; ``CREATE DATABASE ... TEMPLATE`` on PostgreSQL) and loads a new dataset ``
 rows through ``vault.store.write_batches``, in a child process of its own, with the
 choice forced one way; the two ways alternate, ``--runs`` times each. Printed per
 database and load: the vault's subjects per load row, each way's times, the way
-``DEFER_SHARE`` picks, and whether it is the faster one by the medians ("even" within 5%)
+``vault.store``'s rule picks, and whether it is the faster one by the medians ("even" within 5%)
 (``--json``: the same as JSON).
 
 Nothing it generates is real data; every file and database it made is removed at the end.

@@ -1005,19 +1005,22 @@ def test_first_load_builds_the_second_index_at_the_end_and_a_killed_one_is_rebui
 def test_a_large_new_dataset_builds_the_second_index_at_its_end_a_small_one_does_not(
         engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A load of a dataset without subjects, from a source of at least 1/``DEFER_SHARE``
-    as many rows as the vault has subjects (a quarter on PostgreSQL, a half on SQLite) and
-    at least ``DEFER_MIN_ROWS``, builds the blind index's second index (and, on
-    PostgreSQL, its key) at its end, as a first load does; a new dataset below either
-    bound, and a later load of a dataset with subjects, keep them up to date. Every
-    dataset's subjects are found by value afterwards, and the vault verifies. (The
-    sources' row counts are what decides; the files are 200 rows.)"""
+    as many rows as the vault has subjects (a quarter on PostgreSQL, a half on SQLite) or,
+    on PostgreSQL, ``DEFER_ROOT`` times their square root, and at least ``DEFER_MIN_ROWS``,
+    builds the blind index's second index (and, on PostgreSQL, its key) at its end, as a
+    first load does; a new dataset below those bounds, and a later load of a dataset with
+    subjects, keep them up to date. Every dataset's subjects are found by value
+    afterwards, and the vault verifies. (The sources' row counts are what decides; the
+    files are 200 rows.)"""
     from vault import blind_index
     from vault import store as vault_store
-    from vault.store import DEFER_SHARE, deferred_index
+    from vault.store import DEFER_ROOT, DEFER_SHARE, deferred_index
 
     assert vault_store.DEFER_MIN_ROWS == 100_000
     assert DEFER_SHARE == {"postgresql": 4, "sqlite": 2}
+    assert DEFER_ROOT == {"postgresql": 200}
     monkeypatch.setattr(vault_store, "DEFER_MIN_ROWS", 100)
+    monkeypatch.setattr(vault_store, "DEFER_ROOT", {"postgresql": 6})  # sized for 200-row files
     index = deferred_index(engine.dialect.name)
     postgres = engine.dialect.name == "postgresql"
     share = DEFER_SHARE[engine.dialect.name]
@@ -1051,13 +1054,17 @@ def test_a_large_new_dataset_builds_the_second_index_at_its_end_a_small_one_does
     large = run("large", 2000, 400 // share)  # 400 stored
     # 600 stored: a quarter of them and more (PostgreSQL defers), under a half (SQLite not)
     middling = run("middling", 3000, 200)
-    small = run("small", 4000, 800 // 4 - 1)  # 800 stored: under a quarter
-    run("first", 5000, 10_000)  # a later load of a dataset with subjects
+    # 800 stored: under a quarter, and under 6 x their square root (169.7)
+    small = run("small", 4000, 150)
+    # 1,000 stored: under a quarter, at least 6 x their square root (189.7): PostgreSQL
+    # defers, SQLite not
+    rooted = run("rooted", 5000, 200)
+    run("first", 6000, 10_000)  # a later load of a dataset with subjects
     assert seen == [False, False, True, True, False, False, not postgres, not postgres,
-                    True, True, True, True]
+                    True, True, not postgres, not postgres, True, True]
     with engine.connect() as conn:
         for ds, start in ((first, 0), (few, 1000), (large, 2000), (middling, 3000),
-                          (small, 4000), (first, 5000)):
+                          (small, 4000), (rooted, 5000), (first, 6000)):
             digest = blind_index.digest_one(kr.active(conn, ds, "blind").key, "voter_id",
                                             f"NC{start + 150:08d}", "id")
             assert digest is not None and len(_existing_subjects(conn, ds, "voter_id",
