@@ -1004,9 +1004,8 @@ def test_first_load_builds_the_second_index_at_the_end_and_a_killed_one_is_rebui
 
 def test_a_large_new_dataset_builds_the_second_index_at_its_end_a_small_one_does_not(
         engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A load of a dataset without subjects, from a source of at least 1/``DEFER_SHARE``
-    as many rows as the vault has subjects (a quarter on PostgreSQL, a half on SQLite) or,
-    on PostgreSQL, ``DEFER_ROOT`` times their square root, and at least ``DEFER_MIN_ROWS``,
+    """A load of a dataset without subjects, from a source of at least ``DEFER_ROOT``
+    times the square root of the vault's subjects rows, and at least ``DEFER_MIN_ROWS``,
     builds the blind index's second index (and, on PostgreSQL, its key) at its end, as a
     first load does; a new dataset below those bounds, and a later load of a dataset with
     subjects, keep them up to date. Every dataset's subjects are found by value
@@ -1014,16 +1013,15 @@ def test_a_large_new_dataset_builds_the_second_index_at_its_end_a_small_one_does
     files are 200 rows.)"""
     from vault import blind_index
     from vault import store as vault_store
-    from vault.store import DEFER_ROOT, DEFER_SHARE, deferred_index
+    from vault.store import DEFER_ROOT, deferred_index
 
     assert vault_store.DEFER_MIN_ROWS == 100_000
-    assert DEFER_SHARE == {"postgresql": 4, "sqlite": 2}
-    assert DEFER_ROOT == {"postgresql": 200}
+    assert DEFER_ROOT == {"postgresql": 200, "sqlite": 650}
     monkeypatch.setattr(vault_store, "DEFER_MIN_ROWS", 100)
-    monkeypatch.setattr(vault_store, "DEFER_ROOT", {"postgresql": 6})  # sized for 200-row files
+    # sized for 200-row files: from 5 (PostgreSQL) or 9 (SQLite) x the root of the vault
+    monkeypatch.setattr(vault_store, "DEFER_ROOT", {"postgresql": 5, "sqlite": 9})
     index = deferred_index(engine.dialect.name)
     postgres = engine.dialect.name == "postgresql"
-    share = DEFER_SHARE[engine.dialect.name]
 
     def indexed() -> bool:
         found = index in {i["name"] for i in inspect(engine).get_indexes("vault_blind_index")}
@@ -1051,20 +1049,16 @@ def test_a_large_new_dataset_builds_the_second_index_at_its_end_a_small_one_does
 
     first = run("first", 0, 200)  # an empty blind index
     few = run("few", 1000, 99)  # under the floor; 200 subjects stored
-    large = run("large", 2000, 400 // share)  # 400 stored
-    # 600 stored: a quarter of them and more (PostgreSQL defers), under a half (SQLite not)
-    middling = run("middling", 3000, 200)
-    # 800 stored: under a quarter, and under 6 x their square root (169.7)
-    small = run("small", 4000, 150)
-    # 1,000 stored: under a quarter, at least 6 x their square root (189.7): PostgreSQL
-    # defers, SQLite not
-    rooted = run("rooted", 5000, 200)
+    large = run("large", 2000, 200)  # 400 stored: bounds 100 and 180
+    middling = run("middling", 3000, 200)  # 600 stored: 122.5 and 220.5 (PostgreSQL only)
+    small = run("small", 4000, 140)  # 800 stored: 141.4 and 254.6
+    third = run("third", 5000, 300)  # 1,000 stored: 158.1 and 284.6
     run("first", 6000, 10_000)  # a later load of a dataset with subjects
     assert seen == [False, False, True, True, False, False, not postgres, not postgres,
-                    True, True, not postgres, not postgres, True, True]
+                    True, True, False, False, True, True]
     with engine.connect() as conn:
         for ds, start in ((first, 0), (few, 1000), (large, 2000), (middling, 3000),
-                          (small, 4000), (rooted, 5000), (first, 6000)):
+                          (small, 4000), (third, 5000), (first, 6000)):
             digest = blind_index.digest_one(kr.active(conn, ds, "blind").key, "voter_id",
                                             f"NC{start + 150:08d}", "id")
             assert digest is not None and len(_existing_subjects(conn, ds, "voter_id",

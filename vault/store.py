@@ -947,31 +947,31 @@ def deferred_index(dialect: str) -> str:
     return SUBJECT_INDEX if dialect == "postgresql" else LOOKUP_INDEX
 
 
-DEFER_SHARE = {"postgresql": 4, "sqlite": 2}
+DEFER_ROOT = {"postgresql": 200, "sqlite": 650}
 """A load of a new dataset defers the blind index's second index (and PostgreSQL's key)
-when its source has at least 1/``DEFER_SHARE[dialect]`` as many rows as the vault has
-subjects. ``bench/later_load.py``, a new dataset into a vault of 2M subjects, upkeep
-against deferred (issue 17):
+when its source has at least ``DEFER_ROOT[dialect]`` times the square root of the
+vault's subjects as rows. A rebuild sorts the whole table, so it costs more as the vault
+grows; so does upkeep per row (the index outgrows the caches), but more slowly. So the
+break-even grows with the vault, not as a fixed share of it: on SQLite it was above a
+half of a vault of 200k-500k and about a third of 4M. ``bench/later_load.py`` (issue 17),
+a new dataset's load with upkeep against deferred:
 
-- PostgreSQL: 250k rows 10.4-10.5 s against 11.0-11.1 s; 500k 19.7-19.9 s against
-  13.8-14.8 s; 1M 36.6-42.4 s against 21.7-22.4 s.
-- SQLite: 667k rows 13.0-14.3 s against 18.1-18.4 s; 1M 21.1-23.3 s against 20.1-22.3 s;
-  1.33M 31.6-31.8 s against 22.8-23.2 s. Its sort of the whole table costs more, and its
-  upkeep less, than PostgreSQL's. A half held into 4M too (1M rows: upkeep 26.9-28.2 s
-  against 34.2-35.7 s; 2M: deferred 46.1-46.4 s against 59.6-64.5 s)..."""
-DEFER_ROOT = {"postgresql": 200}
-"""... or, on PostgreSQL, when it has at least ``DEFER_ROOT`` times the square root of the
-vault's subjects. A share cannot fit every size there: a rebuild's cost grows with the
-vault, and so does upkeep's per row, but more slowly (issue 17, ``bench/later_load.py``;
-upkeep against deferred):
+- SQLite (break-even about 540k, 1M and 1.3M rows into 1M, 2M and 4M: 540-710 x sqrt):
+  into 200k, 100k rows 1.34-1.36 s against 1.76-1.82 s; into 500k, 250k 2.97-3.07 s
+  against 3.90-3.96 s, 500k 7.09-7.14 s against 5.99-6.46 s; into 1M, 500k 6.68-7.07 s
+  against 7.10-7.64 s, 750k 11.8-12.3 s against 9.9-10.0 s; into 2M, 667k 13.0-14.3 s
+  against 18.1-18.4 s, 1M 21.1-23.3 s against 20.1-22.3 s; into 4M, 1M 26.9-28.2 s
+  against 34.2-35.7 s, 2M 59.6-64.5 s against 46.1-46.4 s.
+- PostgreSQL (about 270k, 330k and 480k into 2M, 4M and 8M: 165-195 x sqrt): into 1M,
+  150k 4.6-4.8 s against 4.3-4.5 s; into 2M, 250k 10.4-10.5 s against 11.0-11.1 s, 500k
+  19.7-19.9 s against 13.8-14.8 s; into 4M, 250k 10.5-13.7 s against 12.9-17.6 s, 500k
+  22.2-23.1 s against 15.5-16.2 s; into 8M, 250k 13.9-14.2 s against 23.0-23.2 s, 500k
+  25.6-26.8 s against 25.2-25.3 s, 1M 53.4-57.0 s against 31.0-31.2 s. Its rebuild costs
+  less, and its upkeep more, than SQLite's.
 
-- into 2M: 250k rows 10.4-10.5 s against 11.0-11.1 s, 500k 19.7-19.9 s against 13.8-14.8 s;
-- into 4M: 250k 10.5-13.7 s against 12.9-17.6 s, 500k 22.2-23.1 s against 15.5-16.2 s;
-- into 8M: 250k 13.9-14.2 s against 23.0-23.2 s, 500k 25.6-26.8 s against 25.2-25.3 s.
-
-The break-even, about 270k, 330k and 480k rows (interpolated), is 165-195 times the square
-root of the vault's size, not a fixed share of it (a quarter of 8M is 2M). This bound defers
-from 283k, 400k and 566k rows; below 640,000 subjects a quarter is the lower bound."""
+Every point measured but one falls on the faster side or within 5%: 150k rows into 1M on
+PostgreSQL keep upkeep, 7% the slower way. (The shares before, a quarter and a half,
+picked the slower way by up to 78%: 1M rows into 8M on PostgreSQL.)"""
 DEFER_MIN_ROWS = 100_000
 """... and at least this many: a smaller load gains less than a second than rebuilding
 costs the vault's other readers (their lookups scan meanwhile)."""
@@ -994,24 +994,21 @@ def _defer_subject_index(conn: Connection, large: bool) -> bool:
 def _large_new_dataset(conn: Connection, ids: NextIds, source_id: int) -> bool:
     """Whether this load (``ids``: as it starts) is of a dataset with no subjects yet (so
     its decisions never ask the blind index: ``IdentityCache`` knows every subject it
-    adds) from a source of at least 1/``DEFER_SHARE[dialect]`` as many rows as the vault
-    has subjects (or, on PostgreSQL, ``DEFER_ROOT`` times their square root), and at
-    least ``DEFER_MIN_ROWS``. Rebuilding both orders at its end then costs less than
-    keeping them up to date row by row: a second 1M-row dataset into a vault of 1M took
-    27.3-27.5 s on PostgreSQL and 21.1-21.4 s on SQLite with them kept, 13.4-13.5 s and
-    12.8-12.9 s deferred (issue 17). A rebuild sorts the whole table, so below some size
-    upkeep costs less (``DEFER_SHARE``, ``DEFER_ROOT``). Should its decisions need the
-    database after all (a batch the cache cannot decide), the ordinary path builds them
-    first, as after a first load."""
+    adds) from a source of at least ``DEFER_ROOT[dialect]`` times the square root of the
+    vault's subjects rows, and at least ``DEFER_MIN_ROWS``. Rebuilding both orders at its
+    end then costs less than keeping them up to date row by row: a second 1M-row dataset
+    into a vault of 1M took 27.3-27.5 s on PostgreSQL and 21.1-21.4 s on SQLite with them
+    kept, 13.4-13.5 s and 12.8-12.9 s deferred (issue 17). A rebuild sorts the whole
+    table, so below some size upkeep costs less. Should its decisions need the database
+    after all (a batch the cache cannot decide), the ordinary path builds them first, as
+    after a first load."""
     if ids.watermark is not None:
         return False  # a later load of a dataset: its decisions look up stored digests
     rows = conn.execute(select(T_SOURCE.c.rows).where(T_SOURCE.c.id == source_id)).scalar()
     if not rows or int(rows) < DEFER_MIN_ROWS:
         return False
-    vault, load, dialect = ids.subject - 1, int(rows), conn.dialect.name  # ids are max + 1
-    root = DEFER_ROOT.get(dialect)
-    return load * DEFER_SHARE[dialect] >= vault or (root is not None
-                                                    and load * load >= root * root * vault)
+    root = DEFER_ROOT[conn.dialect.name]
+    return int(rows) ** 2 >= root * root * (ids.subject - 1)  # ids are max + 1
 
 
 def _build_blind_key(conn: Connection) -> None:
