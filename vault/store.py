@@ -956,12 +956,13 @@ break-even grows with the vault, not as a fixed share of it: on SQLite it was ab
 half of a vault of 200k-500k and about a third of 4M. ``bench/later_load.py`` (issue 17),
 a new dataset's load with upkeep against deferred:
 
-- SQLite (break-even about 540k, 1M and 1.3M rows into 1M, 2M and 4M: 540-710 x sqrt):
-  into 200k, 100k rows 1.34-1.36 s against 1.76-1.82 s; into 500k, 250k 2.97-3.07 s
+- SQLite (break-even about 540k, 1M, 1.3M and 1.8M rows into 1M, 2M, 4M and 8M: 540-710
+  x sqrt): into 200k, 100k rows 1.34-1.36 s against 1.76-1.82 s; into 500k, 250k 2.97-3.07 s
   against 3.90-3.96 s, 500k 7.09-7.14 s against 5.99-6.46 s; into 1M, 500k 6.68-7.07 s
   against 7.10-7.64 s, 750k 11.8-12.3 s against 9.9-10.0 s; into 2M, 667k 13.0-14.3 s
   against 18.1-18.4 s, 1M 21.1-23.3 s against 20.1-22.3 s; into 4M, 1M 26.9-28.2 s
-  against 34.2-35.7 s, 2M 59.6-64.5 s against 46.1-46.4 s.
+  against 34.2-35.7 s, 2M 59.6-64.5 s against 46.1-46.4 s; into 8M (measured after the
+  fit), 1.5M 34.2-35.4 s against 42.8-43.6 s, 2.5M 71.1-73.8 s against 53.4-55.4 s.
 - PostgreSQL (about 270k, 330k and 480k into 2M, 4M and 8M: 165-195 x sqrt): into 1M,
   150k 4.6-4.8 s against 4.3-4.5 s; into 2M, 250k 10.4-10.5 s against 11.0-11.1 s, 500k
   19.7-19.9 s against 13.8-14.8 s; into 4M, 250k 10.5-13.7 s against 12.9-17.6 s, 500k
