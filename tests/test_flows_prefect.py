@@ -6,7 +6,9 @@ this machine); each test makes its own vault home.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +23,9 @@ from typing import Any
 import pytest
 
 if "prefect" not in sys.modules:  # a private PREFECT_HOME for this test session
-    os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="cv-prefect-home-"))
+    _PREFECT_HOME = tempfile.mkdtemp(prefix="cv-prefect-home-")
+    os.environ.setdefault("PREFECT_HOME", _PREFECT_HOME)
+    atexit.register(shutil.rmtree, _PREFECT_HOME, ignore_errors=True)  # not left in /tmp
 
 from flows import prefect_env
 
