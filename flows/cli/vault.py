@@ -94,16 +94,16 @@ def ingest(
 
             def progress(done: int, total: int) -> None:  # rows stored, rows in the file
                 i = min(at["file"], len(sizes) - 1)
-                bar.update(task, completed=at["base"] + sizes[i] * done // max(1, total),
-                           description=dataset)
+                bar.update(task, completed=at["base"] + sizes[i] * done // max(1, total))
                 elapsed = max(1e-6, time.monotonic() - started)
                 bar.update(task, rate=f"{(at['rows'] + done) / elapsed:,.0f} rows/s")
                 if done >= total:
                     at["file"], at["base"] = at["file"] + 1, at["base"] + sizes[i]
                     at["rows"] += total
                     # a file's rows are stored; a large load builds its deferred indexes
-                    # now, which takes seconds to minutes with the bar full
-                    bar.update(task, description=f"{dataset}: {FINISHING}", refresh=True)
+                    # now, which takes seconds to minutes with the bar full: the rate's
+                    # place says so (a fixed text; the next batch's rate replaces it)
+                    bar.update(task, rate=FINISHING, refresh=True)
 
             report = run_ingest(session, path, dataset, progress=progress, via_prefect=False)
     if json_out:
