@@ -21,10 +21,16 @@ def median_wall_and_cpu(fn: Callable[[], object], runs: int,
     kept on the server, slowed the next one)."""
     walls, cpus = [], []
     for _ in range(runs):
-        c0, t0 = time.process_time(), time.perf_counter()
-        fn()
-        walls.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
+        wall, cpu = timed(fn)
+        walls.append(wall)
+        cpus.append(cpu)
         if after is not None:
             after()
     return statistics.median(walls), statistics.median(cpus)
+
+
+def timed(fn: Callable[[], object]) -> tuple[float, float]:
+    """Wall and CPU seconds (this process, every thread) of one call of ``fn``."""
+    c0, t0 = time.process_time(), time.perf_counter()
+    fn()
+    return time.perf_counter() - t0, time.process_time() - c0

@@ -41,7 +41,6 @@ import sqlite3
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -54,7 +53,7 @@ from sqlalchemy import Engine, create_engine, text
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.pgdb import drop_pg, fresh_pg
-from bench.timing import median_time
+from bench.timing import median_time, timed
 from vault.db import make_engine, migrate
 from vault.keyring import Keyring, now
 from vault.keys import FileKeyProvider
@@ -221,13 +220,6 @@ def write_fixture(tmp: Path, rows: int) -> tuple[Path, Path]:
     return parquet, kek
 
 
-def _timed(fn: Callable[[], object]) -> tuple[float, float]:
-    """Wall and CPU seconds (this process, every thread) of one call of ``fn``."""
-    c0, t0 = time.process_time(), time.perf_counter()
-    fn()
-    return time.perf_counter() - t0, time.process_time() - c0
-
-
 def _rounds(args: argparse.Namespace, parquet: Path, kek: Path, tmp: Path,
             urls: list[str], pg_urls: list[str]) -> dict[str, list[tuple[float, float]]]:
     """Each measurement's wall and CPU seconds, one of each per round: a round runs every
@@ -242,31 +234,31 @@ def _rounds(args: argparse.Namespace, parquet: Path, kek: Path, tmp: Path,
     base_dbs: list[str] = []  # the PostgreSQL baseline's, dropped untimed as the store's are
     for r in range(args.runs):
         last = r == args.runs - 1
-        note(BASE, _timed(lambda: baseline(parquet, tmp / "base.db")))
+        note(BASE, timed(lambda: baseline(parquet, tmp / "base.db")))
         url = fresh_sqlite(tmp)
         urls.append(url)
-        note(SQLITE, _timed(civicvault_store(parquet, url, kek)))
+        note(SQLITE, timed(civicvault_store(parquet, url, kek)))
         if not last:  # each run's vault goes before the next run; the last run's stays
             old = Path(url.split("///", 1)[1])  # (the decrypt step reads it)
             for f in (old, old.with_name(old.name + "-wal"), old.with_name(old.name + "-shm")):
                 f.unlink(missing_ok=True)
         if args.sqlite_foreign_keys:
-            note(SQLITE_FK, _timed(civicvault_store(parquet, fresh_sqlite(tmp), kek,
+            note(SQLITE_FK, timed(civicvault_store(parquet, fresh_sqlite(tmp), kek,
                                                     row_foreign_keys=True)))
         if not args.pg:
             continue
-        note(BASE_PG, _timed(lambda: baseline_pg(parquet, args.pg, base_dbs)))
+        note(BASE_PG, timed(lambda: baseline_pg(parquet, args.pg, base_dbs)))
         while base_dbs:
             drop_pg(args.pg, base_dbs.pop())
         pg_url = fresh_pg(args.pg)
         pg_urls.append(pg_url)
-        note(PG, _timed(civicvault_store(parquet, pg_url, kek)))
+        note(PG, timed(civicvault_store(parquet, pg_url, kek)))
         if not last:  # an earlier run's database, kept, slowed the next
             drop_pg(args.pg, pg_url)
         if args.pg_foreign_keys:
             fk_url = fresh_pg(args.pg)
             try:
-                note(PG_FK, _timed(civicvault_store(parquet, fk_url, kek,
+                note(PG_FK, timed(civicvault_store(parquet, fk_url, kek,
                                                     row_foreign_keys=True)))
             finally:
                 drop_pg(args.pg, fk_url)
