@@ -952,27 +952,13 @@ DEFER_ROOT = {"postgresql": 200, "sqlite": 650}
 when its source has at least ``DEFER_ROOT[dialect]`` times the square root of the
 vault's subjects as rows. A rebuild sorts the whole table, so it costs more as the vault
 grows; so does upkeep per row (the index outgrows the caches), but more slowly. So the
-break-even grows with the vault, not as a fixed share of it: on SQLite it was above a
-half of a vault of 200k-500k and about a third of 4M. ``bench/later_load.py`` (issue 17),
-a new dataset's load with upkeep against deferred:
-
-- SQLite (break-even about 540k, 1M, 1.3M and 1.8M rows into 1M, 2M, 4M and 8M: 540-710
-  x sqrt): into 200k, 100k rows 1.34-1.36 s against 1.76-1.82 s; into 500k, 250k 2.97-3.07 s
-  against 3.90-3.96 s, 500k 7.09-7.14 s against 5.99-6.46 s; into 1M, 500k 6.68-7.07 s
-  against 7.10-7.64 s, 750k 11.8-12.3 s against 9.9-10.0 s; into 2M, 667k 13.0-14.3 s
-  against 18.1-18.4 s, 1M 21.1-23.3 s against 20.1-22.3 s; into 4M, 1M 26.9-28.2 s
-  against 34.2-35.7 s, 2M 59.6-64.5 s against 46.1-46.4 s; into 8M (measured after the
-  fit), 1.5M 34.2-35.4 s against 42.8-43.6 s, 2.5M 71.1-73.8 s against 53.4-55.4 s.
-- PostgreSQL (about 270k, 330k and 480k into 2M, 4M and 8M: 165-195 x sqrt): into 1M,
-  150k 4.6-4.8 s against 4.3-4.5 s; into 2M, 250k 10.4-10.5 s against 11.0-11.1 s, 500k
-  19.7-19.9 s against 13.8-14.8 s; into 4M, 250k 10.5-13.7 s against 12.9-17.6 s, 500k
-  22.2-23.1 s against 15.5-16.2 s; into 8M, 250k 13.9-14.2 s against 23.0-23.2 s, 500k
-  25.6-26.8 s against 25.2-25.3 s, 1M 53.4-57.0 s against 31.0-31.2 s. Its rebuild costs
-  less, and its upkeep more, than SQLite's.
-
-Every point measured but one falls on the faster side or within 5%: 150k rows into 1M on
-PostgreSQL keep upkeep, 7% the slower way. (The shares before, a quarter and a half,
-picked the slower way by up to 78%: 1M rows into 8M on PostgreSQL.)"""
+break-even grows with the vault, not as a fixed share of it. ``bench/later_load.py``
+(issue 17; every point in docs/BENCHMARKS.md, "The later-load rule follows the square
+root of the vault") put it at about 540k, 1M, 1.3M and 1.8M rows into 1M, 2M, 4M and 8M
+on SQLite (540-710 x the root), and 270k, 330k and 480k into 2M, 4M and 8M on PostgreSQL
+(165-195 x), whose rebuild costs less and upkeep more. Of 30 points measured, the rule
+takes the faster way, or one within 5%, at all but 150k rows into 1M on PostgreSQL
+(upkeep, 7% slower); the shares before (a quarter, a half) missed by up to 78%."""
 DEFER_MIN_ROWS = 100_000
 """... and at least this many: a smaller load gains less than a second than rebuilding
 costs the vault's other readers (their lookups scan meanwhile)."""
