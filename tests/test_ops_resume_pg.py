@@ -67,6 +67,11 @@ def test_kill_9_after_first_batch_then_resume(pg_url: str, tmp_path: Path) -> No
         assert proc.returncode == -signal.SIGKILL
         assert "vault_blind_index" in stale  # what the kill left: rows the planner never saw
         assert not keyed_at_kill
+        # what the kill left verifies, its buckets read in one pass without the subject
+        # index (vault.manifest.bucket_reads)
+        early = subprocess.run([*cli, "ledger", "verify", "--json"], env=env,
+                               capture_output=True, text=True, timeout=600, check=False)
+        assert early.returncode == 0, early.stderr
 
         rerun = subprocess.run([sys.executable, "-c", INGEST_CHILD, str(source), str(BATCH)],
                                env=env, capture_output=True, text=True, timeout=600, check=False)

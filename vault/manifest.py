@@ -35,7 +35,8 @@ import hashlib
 import json
 import struct
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,20 +103,24 @@ _BLIND_SQLITE = (
     "SELECT group_concat(x, ',') FROM (SELECT subject_id || ':' || dataset_id || ':' "
     "|| hex(\"column\") || ':' || key_id || ':' || hex(digest) AS x FROM vault_blind_index "
     "WHERE subject_id >= ? AND subject_id < ? ORDER BY subject_id, \"column\", digest)")
-_BUCKET_PG = """
-SELECT encode(sha256(convert_to(%(tag)s || 'subjects' || E'\\n'
-  || coalesce((SELECT string_agg(id::text || ':' || dataset_id::text || ':' || key_id::text
+_V1_PG = ("encode(sha256(convert_to(%(tag)s || '{kind}' || E'\\n' || coalesce({agg}, ''), "
+          "'UTF8')), 'hex')")
+_SUBJECTS_V1_PG_AGG = """(SELECT string_agg(id::text || ':' || dataset_id::text || ':'
+        || key_id::text
         || ':' || (CASE WHEN erased_at IS NULL THEN '0' ELSE '1' END) || ':'
         || coalesce(upper(encode(wrapped_key, 'hex')), ''), ',' ORDER BY id)
-      FROM vault_subjects WHERE id >= %(lo)s AND id < %(hi)s), ''), 'UTF8')), 'hex'),
-  encode(sha256(convert_to(%(tag)s || 'blind' || E'\\n'
-  || coalesce((SELECT string_agg(subject_id::text || ':' || dataset_id::text || ':'
+      FROM vault_subjects WHERE id >= %(lo)s AND id < %(hi)s)"""
+_BLIND_V1_PG_AGG = """string_agg(subject_id::text || ':' || dataset_id::text || ':'
         || upper(encode(convert_to("column", 'UTF8'), 'hex')) || ':' || key_id::text || ':'
         || upper(encode(digest, 'hex')), ','
-        ORDER BY subject_id, "column" COLLATE "C", digest)
-      FROM vault_blind_index WHERE subject_id >= %(lo)s AND subject_id < %(hi)s), ''),
-  'UTF8')), 'hex')
-"""
+        ORDER BY subject_id, "column" COLLATE "C", digest)"""
+_SUBJECTS_V1_PG = "SELECT " + _V1_PG.format(kind="subjects", agg=_SUBJECTS_V1_PG_AGG)
+_BUCKET_PG = (_SUBJECTS_V1_PG + ", " + _V1_PG.format(kind="blind", agg=(
+    f"(SELECT {_BLIND_V1_PG_AGG} FROM vault_blind_index "
+    "WHERE subject_id >= %(lo)s AND subject_id < %(hi)s)")))
+_BLIND_V1_PG_ALL = (f"SELECT subject_id / {BUCKET}, "
+                    + _V1_PG.format(kind="blind", agg=_BLIND_V1_PG_AGG)
+                    + " FROM vault_blind_index GROUP BY 1 ORDER BY 1")
 _BUCKET_TAG = "civicvault/subject-bucket/v1/"
 
 
@@ -135,7 +140,12 @@ def bucket_digest(conn: Connection, bucket: int, version: int = 2, *, quick: boo
     lo, hi = bucket * BUCKET, (bucket + 1) * BUCKET
     if conn.dialect.name == "postgresql":
         raw: Any = conn.connection.driver_connection
+        stream = _UnindexedBlind.of(conn, 1)
+        got = stream.next(bucket) if stream is not None else None
         with raw.cursor() as cursor:
+            if got is not None:
+                cursor.execute(_SUBJECTS_V1_PG, {"tag": _BUCKET_TAG, "lo": lo, "hi": hi})
+                return str(cursor.fetchone()[0]), str(got[0]) if got else _part_bytes(b"blind", b"")
             cursor.execute(_BUCKET_PG, {"tag": _BUCKET_TAG, "lo": lo, "hi": hi})
             subjects, blind = cursor.fetchone()
             return str(subjects), str(blind)
@@ -206,13 +216,14 @@ _SUBJECTS_V2_PG = (
     f"string_agg(coalesce(length(wrapped_key), -1)::text, ',' {_BY_ID}), "
     f"string_agg(wrapped_key, ''::bytea {_BY_ID}) "
     "FROM vault_subjects WHERE id >= %(lo)s AND id < %(hi)s")
-_BLIND_V2_PG = (
-    f"SELECT string_agg(subject_id::text, ',' {_BY_ROW}), "
+_BLIND_V2_PG_AGGS = (
+    f"string_agg(subject_id::text, ',' {_BY_ROW}), "
     f"string_agg(dataset_id::text, ',' {_BY_ROW}), "
     f"string_agg(upper(encode(convert_to(\"column\", 'UTF8'), 'hex')), ',' {_BY_ROW}), "
     f"string_agg(key_id::text, ',' {_BY_ROW}), string_agg(length(digest)::text, ',' {_BY_ROW}), "
-    f"string_agg(digest, ''::bytea {_BY_ROW}) "
-    "FROM vault_blind_index WHERE subject_id >= %(lo)s AND subject_id < %(hi)s")
+    f"string_agg(digest, ''::bytea {_BY_ROW})")
+_BLIND_V2_PG = (f"SELECT {_BLIND_V2_PG_AGGS} FROM vault_blind_index "
+                "WHERE subject_id >= %(lo)s AND subject_id < %(hi)s")
 _LEN64 = struct.Struct(">Q").pack
 
 
@@ -228,25 +239,127 @@ def bucket_columns(conn: Connection, bucket: int, *, quick: bool = False
                    ) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
     """The column bytes a bucket's v2 digests hash: (subjects' columns, blind-index columns);
     ``quick``: see ``bucket_digest``."""
-    return range_columns(conn, bucket * BUCKET, (bucket + 1) * BUCKET, quick=quick)
+    lo, hi = bucket * BUCKET, (bucket + 1) * BUCKET
+    if conn.dialect.name == "postgresql":
+        stream = _UnindexedBlind.of(conn, 2)
+        got = stream.next(bucket) if stream is not None else None
+        if got is not None:
+            subjects = range_columns(conn, lo, hi, with_blind=False)[0]
+            return subjects, _pg_bytes(got) if got else _EMPTY_BLIND
+    return range_columns(conn, lo, hi, quick=quick)
 
 
-def range_columns(conn: Connection, lo: int, hi: int, *, quick: bool = False
-                  ) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
-    """``bucket_columns`` of the subject ids ``[lo, hi)`` (a part of one bucket)."""
+def _pg_bytes(row: Iterable[Any]) -> tuple[bytes, ...]:
+    return tuple(b"" if v is None else v.encode("utf-8") if isinstance(v, str) else bytes(v)
+                 for v in row)
+
+
+def range_columns(conn: Connection, lo: int, hi: int, *, quick: bool = False,
+                  with_blind: bool = True) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+    """``bucket_columns`` of the subject ids ``[lo, hi)`` (a part of one bucket); with
+    ``with_blind`` False (PostgreSQL), the blind-index columns are left empty, unread."""
     if conn.dialect.name == "postgresql":
         raw: Any = conn.connection.driver_connection
         out: list[tuple[bytes, ...]] = []
         with raw.cursor() as cursor:
-            for q in (_SUBJECTS_V2_PG, _BLIND_V2_PG):
+            for q in (_SUBJECTS_V2_PG, _BLIND_V2_PG) if with_blind else (_SUBJECTS_V2_PG,):
                 cursor.execute(q, {"lo": lo, "hi": hi})
-                out.append(tuple(b"" if v is None else v.encode("utf-8") if isinstance(v, str)
-                                 else bytes(v) for v in cursor.fetchone()))
-        return out[0], out[1]
+                out.append(_pg_bytes(cursor.fetchone()))
+        return out[0], out[1] if with_blind else ()
     queries = ((_SUBJECTS_V2_QUICK, _BLIND_V2_QUICK) if quick
                else (_SUBJECTS_V2_SQLITE, _BLIND_V2_SQLITE))
     subjects, blind = _sqlite_bytes(conn, queries, lo, hi)
     return subjects, blind
+
+
+# PostgreSQL reads a bucket's blind-index rows by the subject index. A large first load
+# drops that index and builds it at its end (``store._defer_subject_index``), so while
+# such a load runs, or after one was killed midway and until the next ingest builds it,
+# each bucket's read would scan the whole table: verification's time would grow with the
+# square of the vault (2M subjects: 11.6 s -> 26.1 s). Without the index, the buckets
+# come instead from one pass over the table, grouped by bucket in ascending order (one
+# sort, as the index build's), read one bucket at a time from a server-side cursor of
+# the reading transaction: the same aggregates, so the same bytes, and verification
+# stays read-only. A process asks for its buckets in ascending order (``state_tasks``
+# and the shared counter of ``vault.verify_all``); one asked out of order is read alone.
+_BLIND_V2_PG_ALL = (f"SELECT subject_id / {BUCKET}, {_BLIND_V2_PG_AGGS} "
+                    "FROM vault_blind_index GROUP BY 1 ORDER BY 1")
+_SUBJECT_LED_INDEX = """
+SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a
+    ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+  WHERE i.indrelid = 'vault_blind_index'::regclass AND i.indisvalid
+    AND a.attname = 'subject_id')"""
+_EMPTY_BLIND = (b"",) * 6
+_STREAMS = "civicvault.unindexed_blind"
+
+
+@contextmanager
+def bucket_reads(conn: Connection) -> Iterator[None]:
+    """A block of bucket digests read in ascending order in ``conn``'s transaction
+    (verification's). On PostgreSQL without the subject index (see above), their
+    blind-index parts come from one grouped pass per digest version, whose server-side
+    cursors close at the block's end; elsewhere, and in a block within one, nothing
+    changes."""
+    if (conn.dialect.name != "postgresql" or _STREAMS in conn.info
+            or conn.exec_driver_sql(_SUBJECT_LED_INDEX).scalar()):
+        yield
+        return
+    streams: dict[int, _UnindexedBlind] = {}
+    conn.info[_STREAMS] = streams
+    try:
+        yield
+    finally:
+        conn.info.pop(_STREAMS, None)
+        for stream in streams.values():
+            stream.close()
+
+
+class _UnindexedBlind:
+    """Every bucket's blind-index aggregates of one digest version, in bucket order."""
+
+    def __init__(self, cursor: Any) -> None:
+        self._cursor: Any = cursor
+        self._row: Any = None
+        self._asked = -1
+
+    @classmethod
+    def of(cls, conn: Connection, version: int) -> _UnindexedBlind | None:
+        """The stream of ``version`` within ``bucket_reads``, else None."""
+        streams: dict[int, _UnindexedBlind] | None = conn.info.get(_STREAMS)
+        if streams is None:
+            return None
+        if version not in streams:
+            raw: Any = conn.connection.driver_connection
+            cursor = raw.cursor(name=f"cv_blind_v{version}")
+            cursor.itersize = 1  # a bucket's aggregates are up to a few MB: one at a time
+            cursor.execute(*((_BLIND_V1_PG_ALL, {"tag": _BUCKET_TAG}) if version == 1
+                             else (_BLIND_V2_PG_ALL,)))
+            streams[version] = cls(cursor)
+        return streams[version]
+
+    def next(self, bucket: int) -> tuple[Any, ...] | None:
+        """Bucket ``bucket``'s aggregates (``()`` for a bucket with no blind-index rows), or
+        None if it does not come after every bucket asked of this stream before."""
+        if bucket <= self._asked:
+            return None
+        self._asked = bucket
+        while self._cursor is not None:
+            if self._row is None:
+                self._row = self._cursor.fetchone()
+                if self._row is None:
+                    self.close()
+                    break
+            if self._row[0] > bucket:
+                break
+            row, self._row = self._row, None
+            if row[0] == bucket:
+                return tuple(row[1:])
+        return ()
+
+    def close(self) -> None:
+        if self._cursor is not None:
+            self._cursor.close()  # psycopg skips the CLOSE in a failed transaction
+            self._cursor = None
 
 
 def bucket_digest_v2(conn: Connection, bucket: int, *, quick: bool = False) -> tuple[str, str]:

@@ -481,6 +481,13 @@ def _buckets(
     computed, quick) against the ledger; a bucket whose last entry names another version
     is digested again in that one, and a quick digest that differs again in order."""
     n = manifest.bucket_count(conn)
+    with manifest.bucket_reads(conn):
+        _check_buckets(conn, exp, n, actual)
+    return n
+
+
+def _check_buckets(conn: Connection, exp: Expected, n: int,
+                   actual: Mapping[int, tuple[str, str, int]] | None) -> None:
     for b in sorted(set(range(n)) | set(exp.buckets)):
         want = exp.buckets.get(b)
         lo, hi = b * manifest.BUCKET, (b + 1) * manifest.BUCKET - 1
@@ -501,7 +508,6 @@ def _buckets(
             _name_the_row(conn, b, 0, want)
         if blind != want[1]:
             _name_the_row(conn, b, 1, want)
-    return n
 
 
 def _name_the_row(conn: Connection, bucket: int, part: int,

@@ -42,7 +42,7 @@ from ledger.db_verify import (
 from ledger.errors import LedgerTampered
 from ledger.node_check import StoredNodes
 from ledger.verify import GENESIS_PREV_HASH, LogVerdict, split_point
-from vault.manifest import BUCKET_DIGEST_VERSION
+from vault.manifest import BUCKET_DIGEST_VERSION, bucket_reads
 from vault.state_verify import (
     BUCKET,
     Expected,
@@ -115,14 +115,15 @@ class _Hints:
 def _take_tasks(conn: Connection, tasks: list[Task], counter: Any, hints: _Hints | None
                 ) -> dict[Task, Any]:
     out: dict[Task, Any] = {}
-    while tasks:
-        with counter.get_lock():
-            i = counter.value
-            counter.value = i + 1
-        if i >= len(tasks):
-            break
-        out[tasks[i]] = run_task(conn, tasks[i], hints.version(tasks[i]) if hints else
-                                 BUCKET_DIGEST_VERSION)
+    with bucket_reads(conn):  # this process's buckets come in ascending order
+        while tasks:
+            with counter.get_lock():
+                i = counter.value
+                counter.value = i + 1
+            if i >= len(tasks):
+                break
+            out[tasks[i]] = run_task(conn, tasks[i], hints.version(tasks[i]) if hints else
+                                     BUCKET_DIGEST_VERSION)
     return out
 
 

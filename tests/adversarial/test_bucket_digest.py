@@ -253,3 +253,54 @@ def test_writers_lay_out_the_bytes_the_database_aggregates(db_url: str, columns:
                 assert mine == manifest.subject_buckets(conn, [0, 1], version)
     finally:
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_without_a_subject_index_postgresql_reads_the_buckets_in_one_pass(pg_url: str) -> None:
+    """A large first load drops PostgreSQL's subject index until its end (killed, until
+    the next ingest), and each bucket's read would then scan the whole blind index.
+    Within ``bucket_reads`` the buckets' blind-index parts come from one grouped pass per
+    digest version: the same digests as read bucket by bucket (a bucket without
+    blind-index rows, one without subjects, one asked out of order, either version), and
+    an edited row is still named. With a subject index, nothing changes."""
+    engine = _load(pg_url)  # its key leads with the dataset: no index leads with the subject
+    buckets = [0, 1, 2, 3]  # 2: no subjects; 3: subjects without blind-index rows
+
+    def cursors(conn: Connection) -> list[str]:
+        return sorted(conn.execute(text("SELECT name FROM pg_cursors")).scalars())
+
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(SUBJECTS), [
+                {"id": 3 * manifest.BUCKET + i, "dataset_id": 1, "key_id": 3,
+                 "wrapped_key": _h("k", i)} for i in range(3)])
+        with engine.connect() as conn:
+            alone = {(v, b): manifest.bucket_digest(conn, b, v) for v in (1, 2) for b in buckets}
+            assert cursors(conn) == []
+            with manifest.bucket_reads(conn):
+                streamed = {(v, 0): manifest.bucket_digest(conn, 0, v) for v in (1, 2)}
+                assert cursors(conn) == ["cv_blind_v1", "cv_blind_v2"]
+                streamed |= {(v, b): manifest.bucket_digest(conn, b, v)
+                             for b in buckets[1:] for v in (1, 2)}
+                again = manifest.bucket_digest(conn, 1, 2)  # out of order: read alone
+            assert cursors(conn) == []
+            items = {v: manifest.subject_buckets(conn, buckets, v) for v in (1, 2)}
+        assert streamed == alone and again == alone[(2, 1)]
+        assert alone[(1, 2)] != alone[(1, 3)]  # the empty buckets differ by their subjects
+
+        with engine.begin() as conn:
+            EDITS["blind_digest_flipped"][0](conn)
+        with engine.connect() as conn:
+            for version in (1, 2):
+                with pytest.raises(StateMismatch) as info:
+                    state_verify._buckets(conn, _expected(items[version]))
+                assert (info.value.table, info.value.row) == ("vault_blind_index", "subject 13")
+                assert cursors(conn) == []  # closed on the way out
+
+        with engine.begin() as conn:
+            conn.execute(text("CREATE INDEX ix_subject ON vault_blind_index (subject_id)"))
+        with engine.connect() as conn, manifest.bucket_reads(conn):
+            manifest.bucket_digest(conn, 0, 2)
+            assert cursors(conn) == []
+    finally:
+        engine.dispose()
