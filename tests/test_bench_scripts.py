@@ -73,7 +73,36 @@ def test_the_vault_bench_times_its_measurements_in_rounds(tmp_path: Path) -> Non
     assert not list(tmp_path.glob("cvbench-*")), "its temporary directory was left behind"
 
 
+@pytest.mark.postgres
+def test_the_unindexed_verification_bench_times_three_ways_and_drops_its_database(
+        tmp_path: Path, pg_server: str) -> None:
+    """bench/verify_unindexed.py: verification with the subject index, without it (one
+    pass) and without it bucket by bucket, every round; its database is gone after."""
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(pg_server)
+
+    def databases() -> set[str]:
+        with admin.connect() as conn:
+            return set(conn.execute(text("SELECT datname FROM pg_database WHERE datname "
+                                         "LIKE 'cv_bench_verify_%'")).scalars())
+
+    try:
+        before = databases()
+        proc = _run(tmp_path, "bench/verify_unindexed.py", "--rows", "2000", "--runs", "2",
+                    "--pg", pg_server, "--json")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert databases() <= before
+    finally:
+        admin.dispose()
+    rows = {r["measurement"]: r for r in json.loads(proc.stdout)["measurements"]}
+    assert list(rows) == ["indexed", "one pass", "bucket by bucket"]
+    assert all(len(r["runs"]) == 2 and r["median_s"] > 0 for r in rows.values())
+    assert rows["indexed"]["x_indexed"] == 1.0
+
+
 @pytest.mark.parametrize("args", [
+    ["bench/verify_unindexed.py", "--rows", "0"],
     ["bench/vault.py", "--runs", "0"],
     ["bench/ingest_costs.py", "--rows", "0"],
     ["bench/ingest_costs.py", "--only", "no-such-piece"],
