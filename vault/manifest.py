@@ -280,8 +280,10 @@ def range_columns(conn: Connection, lo: int, hi: int, *, quick: bool = False,
 # come instead from one pass over the table, grouped by bucket in ascending order (one
 # sort, as the index build's), read one bucket at a time from a server-side cursor of
 # the reading transaction: the same aggregates, so the same bytes, and verification
-# stays read-only. A process asks for its buckets in ascending order (``state_tasks``
-# and the shared counter of ``vault.verify_all``); one asked out of order is read alone.
+# stays read-only. Of verification's two processes, the parent takes its buckets in
+# ascending order and the child in descending order (``vault.verify_all._take_tasks``):
+# each cursor aggregates a bucket only when it is read, so where the two meet each has
+# aggregated its own buckets' rows only. A bucket asked out of order is read alone.
 _BLIND_V2_PG_ALL = (f"SELECT subject_id / {BUCKET}, {_BLIND_V2_PG_AGGS} "
                     "FROM vault_blind_index GROUP BY 1 ORDER BY 1")
 _SUBJECT_LED_INDEX = """
@@ -294,17 +296,18 @@ _STREAMS = "civicvault.unindexed_blind"
 
 
 @contextmanager
-def bucket_reads(conn: Connection) -> Iterator[None]:
-    """A block of bucket digests read in ascending order in ``conn``'s transaction
-    (verification's). On PostgreSQL without the subject index (see above), their
-    blind-index parts come from one grouped pass per digest version, whose server-side
-    cursors close at the block's end; elsewhere, and in a block within one, nothing
-    changes."""
+def bucket_reads(conn: Connection, *, descending: bool = False) -> Iterator[None]:
+    """A block of bucket digests read in ascending order (or ``descending``) in
+    ``conn``'s transaction (verification's). On PostgreSQL without the subject index
+    (see above), their blind-index parts come from one grouped pass per digest version
+    in that order, computed as they are read (a block that stops early has aggregated
+    no further), whose server-side cursors close at the block's end; elsewhere, and in
+    a block within one, nothing changes."""
     if (conn.dialect.name != "postgresql" or _STREAMS in conn.info
             or conn.exec_driver_sql(_SUBJECT_LED_INDEX).scalar()):
         yield
         return
-    streams: dict[int, _UnindexedBlind] = {}
+    streams: _Streams = _Streams(descending)
     conn.info[_STREAMS] = streams
     try:
         yield
@@ -314,42 +317,54 @@ def bucket_reads(conn: Connection) -> Iterator[None]:
             stream.close()
 
 
-class _UnindexedBlind:
-    """Every bucket's blind-index aggregates of one digest version, in bucket order."""
+class _Streams(dict[int, "_UnindexedBlind"]):
+    """A ``bucket_reads`` block's streams by digest version, and their order."""
 
-    def __init__(self, cursor: Any) -> None:
+    def __init__(self, descending: bool) -> None:
+        super().__init__()
+        self.descending = descending
+
+
+class _UnindexedBlind:
+    """Every bucket's blind-index aggregates of one digest version, in bucket order
+    (``sign`` -1: descending)."""
+
+    def __init__(self, cursor: Any, sign: int) -> None:
         self._cursor: Any = cursor
         self._row: Any = None
-        self._asked = -1
+        self._sign = sign
+        self._asked: int | None = None
 
     @classmethod
     def of(cls, conn: Connection, version: int) -> _UnindexedBlind | None:
         """The stream of ``version`` within ``bucket_reads``, else None."""
-        streams: dict[int, _UnindexedBlind] | None = conn.info.get(_STREAMS)
+        streams: _Streams | None = conn.info.get(_STREAMS)
         if streams is None:
             return None
         if version not in streams:
             raw: Any = conn.connection.driver_connection
             cursor = raw.cursor(name=f"cv_blind_v{version}")
             cursor.itersize = 1  # a bucket's aggregates are up to a few MB: one at a time
-            cursor.execute(*((_BLIND_V1_PG_ALL, {"tag": _BUCKET_TAG}) if version == 1
-                             else (_BLIND_V2_PG_ALL,)))
-            streams[version] = cls(cursor)
+            order = " DESC" if streams.descending else ""
+            cursor.execute(*((_BLIND_V1_PG_ALL + order, {"tag": _BUCKET_TAG}) if version == 1
+                             else (_BLIND_V2_PG_ALL + order,)))
+            streams[version] = cls(cursor, -1 if streams.descending else 1)
         return streams[version]
 
     def next(self, bucket: int) -> tuple[Any, ...] | None:
         """Bucket ``bucket``'s aggregates (``()`` for a bucket with no blind-index rows), or
         None if it does not come after every bucket asked of this stream before."""
-        if bucket <= self._asked:
+        key = bucket * self._sign
+        if self._asked is not None and key <= self._asked:
             return None
-        self._asked = bucket
+        self._asked = key
         while self._cursor is not None:
             if self._row is None:
                 self._row = self._cursor.fetchone()
                 if self._row is None:
                     self.close()
                     break
-            if self._row[0] > bucket:
+            if self._row[0] * self._sign > key:
                 break
             row, self._row = self._row, None
             if row[0] == bucket:

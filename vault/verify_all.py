@@ -10,7 +10,8 @@ are tasks that depend on the database only.
 
 On two processes (a forked child) the log is split at its largest power of two
 (``ledger.verify.join``): each process checks its part, then takes state tasks
-from one shared counter until none is left, so neither waits for the other. The
+until none is left, the parent from the front of the list and the child from its
+back (two shared ends), so neither waits for the other. The
 parent folds, joins and compares. Each process reads its own snapshot; both hold
 the same ledger size or the child's work is redone here (every state change is
 ledgered in its own transaction, so the same size is the same state).
@@ -112,16 +113,22 @@ class _Hints:
         return int(self.slots[self.n + b] or self.slots[b] or BUCKET_DIGEST_VERSION)
 
 
-def _take_tasks(conn: Connection, tasks: list[Task], counter: Any, hints: _Hints | None
-                ) -> dict[Task, Any]:
+def _take_tasks(conn: Connection, tasks: list[Task], ends: Any, hints: _Hints | None,
+                from_back: bool = False) -> dict[Task, Any]:
+    """Run tasks until none is left: the next from the front of ``tasks`` (the shared
+    ``ends`` hold the next index from the front and one past the next from the back), or
+    with ``from_back``, from the back. Each process's buckets come in one order, and
+    when the two meet they have each read only their own buckets' rows
+    (``manifest.bucket_reads``)."""
     out: dict[Task, Any] = {}
-    with bucket_reads(conn):  # this process's buckets come in ascending order
+    with bucket_reads(conn, descending=from_back):
         while tasks:
-            with counter.get_lock():
-                i = counter.value
-                counter.value = i + 1
-            if i >= len(tasks):
-                break
+            with ends.get_lock():
+                front, back = ends[0], ends[1]
+                if front >= back:
+                    break
+                i = back - 1 if from_back else front
+                ends[int(from_back)] = i if from_back else i + 1
             out[tasks[i]] = run_task(conn, tasks[i], hints.version(tasks[i]) if hints else
                                      BUCKET_DIGEST_VERSION)
     return out
@@ -139,7 +146,8 @@ class _Part:
 
 def _work(
     conn: Connection, span: tuple[int, int] | None, prefix_sizes: Collection[int],
-    stored: StoredNodes | None, tasks: list[Task], counter: Any, hints: _Hints | None = None,
+    stored: StoredNodes | None, tasks: list[Task], ends: Any, hints: _Hints | None = None,
+    from_back: bool = False,
 ) -> _Part:
     segment = None
     collect = _Collector()
@@ -149,12 +157,12 @@ def _work(
                                 prefix_sizes, stored=stored, sink=collect)
         if hints is not None and tasks:
             hints.publish(0 if start == 0 else 1, collect.entries)
-    return _Part(segment, collect.entries, _take_tasks(conn, tasks, counter, hints))
+    return _Part(segment, collect.entries, _take_tasks(conn, tasks, ends, hints, from_back))
 
 
 def _child(
     engine: Engine, n: int, span: tuple[int, int] | None, prefix_sizes: Collection[int],
-    stored: StoredNodes | None, tasks: list[Task], counter: Any, hints: _Hints, out: Pipe,
+    stored: StoredNodes | None, tasks: list[Task], ends: Any, hints: _Hints, out: Pipe,
 ) -> None:
     engine.dispose(close=False)  # never share the parent's pooled connections
     try:
@@ -162,7 +170,8 @@ def _child(
             if store.size(conn) != n:  # appended in between: the parent redoes this part
                 out.send(("moved",))
                 return
-            out.send(("ok", _work(conn, span, prefix_sizes, stored, tasks, counter, hints)))
+            out.send(("ok", _work(conn, span, prefix_sizes, stored, tasks, ends, hints,
+                                  from_back=True)))
     except LedgerTampered as exc:
         out.send(("tampered", str(exc).removeprefix("ledger verification failed at ")
                   .split(": ", 1)[-1] if exc.seq is not None else
@@ -207,18 +216,18 @@ def verify_everything(
         if split and stored is not None:
             mine, theirs, spanning = split_nodes(stored, k)
         ctx = multiprocessing.get_context("fork")
-        counter = ctx.Value("q", 0)
+        ends = ctx.Array("q", [0, len(tasks)])
         hints = _Hints(ctx, sum(1 for kind, _ in tasks if kind == BUCKET))
         child = receiver = None
         if fork:
             receiver, sender = ctx.Pipe(duplex=False)
             child = ctx.Process(target=_child, args=(
-                engine, n, (k, n) if split else None, prefix_sizes, theirs, tasks, counter,
+                engine, n, (k, n) if split else None, prefix_sizes, theirs, tasks, ends,
                 hints, sender), daemon=True)
             child.start()
             sender.close()
         try:
-            parts = [_work(conn, (0, k), prefix_sizes, mine, tasks, counter, hints)]
+            parts = [_work(conn, (0, k), prefix_sizes, mine, tasks, ends, hints)]
             if child is not None and receiver is not None:
                 parts.append(_from_child(receiver, conn, (k, n) if split else None,
                                          prefix_sizes, theirs))

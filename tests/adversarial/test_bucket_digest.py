@@ -284,8 +284,13 @@ def test_without_a_subject_index_postgresql_reads_the_buckets_in_one_pass(pg_url
                              for b in buckets[1:] for v in (1, 2)}
                 again = manifest.bucket_digest(conn, 1, 2)  # out of order: read alone
             assert cursors(conn) == []
+            with manifest.bucket_reads(conn, descending=True):  # the child's order
+                down = {(v, b): manifest.bucket_digest(conn, b, v)
+                        for b in buckets[::-1] for v in (1, 2)}
+                assert cursors(conn) == ["cv_blind_v1", "cv_blind_v2"]
+                up = manifest.bucket_digest(conn, 2, 1)  # out of order: read alone
             items = {v: manifest.subject_buckets(conn, buckets, v) for v in (1, 2)}
-        assert streamed == alone and again == alone[(2, 1)]
+        assert streamed == alone == down and again == alone[(2, 1)] and up == alone[(1, 2)]
         assert alone[(1, 2)] != alone[(1, 3)]  # the empty buckets differ by their subjects
 
         with engine.begin() as conn:

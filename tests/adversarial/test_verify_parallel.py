@@ -65,6 +65,64 @@ def test_two_processes_verify_as_one(vault_copy: Copy) -> None:
     assert isinstance(fast_one, Verified) and fast_one.ledger.root == one.ledger.root
 
 
+def test_two_processes_verify_as_one_without_the_deferred_index(vault_copy: Copy) -> None:
+    """As a large first load leaves the blind index until its end (killed, until the next
+    ingest): PostgreSQL's buckets then come from each process's grouped pass, the
+    parent's ascending and the child's descending (``manifest.bucket_reads``)."""
+    from vault.store import BLIND_KEY, deferred_index
+
+    copy = vault_copy
+    indexed = _run(copy, **TWO)
+
+    def drop(conn: Connection) -> None:
+        conn.execute(text(f"DROP INDEX {deferred_index(conn.dialect.name)}"))
+        if conn.dialect.name == "postgresql":
+            conn.execute(text(f"ALTER TABLE vault_blind_index DROP CONSTRAINT {BLIND_KEY}"))
+
+    insider(copy, drop)
+    one, two = _run(copy, **ONE), _run(copy, **TWO)
+    assert isinstance(two, Verified) and two.state.subject_buckets > 0
+    assert one == two == indexed
+
+
+def test_tasks_are_taken_from_both_ends_until_they_meet(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parent takes state tasks from the front, the child from the back: together
+    every task once, each in its own order."""
+    import multiprocessing
+    import threading
+    import time
+
+    from vault import verify_all
+
+    tasks = [(state_verify.BATCH, i) for i in range(5)] + [
+        (state_verify.BUCKET, b) for b in range(40)]
+    ends = multiprocessing.get_context("fork").Array("q", [0, len(tasks)])
+    engine = make_engine(f"sqlite:///{tmp_path / 'v.db'}")
+    ran: dict[bool, list[state_verify.Task]] = {False: [], True: []}
+
+    def fake_run(_conn: Connection, task: state_verify.Task, _version: int) -> int:
+        time.sleep(0.001)
+        return task[1]
+
+    def take(from_back: bool) -> None:
+        with engine.connect() as conn:
+            ran[from_back] += list(verify_all._take_tasks(conn, tasks, ends, None, from_back))
+
+    monkeypatch.setattr(verify_all, "run_task", fake_run)
+    try:
+        threads = [threading.Thread(target=take, args=(b,)) for b in (False, True)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        engine.dispose()
+    front, back = ran[False], ran[True]
+    assert front and back
+    assert front + back[::-1] == tasks  # a prefix ascending, the rest from the back
+
+
 def _entry_edited(conn: Connection) -> None:
     """Entry 3's bytes edited in place (its stored leaf hash left as it was)."""
     raw = bytes(conn.execute(text("SELECT entry FROM ledger_entries WHERE seq = 3")).scalar_one())
