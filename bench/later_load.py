@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import create_engine, text
 
-from bench.pgdb import drop_pg, fresh_pg
+from bench.pgdb import ADMIN_URL, drop_pg, fresh_pg
 from bench.vault import store_frame, synthetic
 from vault import store
 from vault.db import make_engine, migrate
@@ -168,7 +168,7 @@ def main() -> None:
                     help="comma-separated sizes of the new dataset's load")
     ap.add_argument("--runs", type=int, default=2, help="loads of each way per size")
     ap.add_argument("--db", default="sqlite,postgresql")
-    ap.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
+    ap.add_argument("--pg", default=ADMIN_URL,
                     help="PostgreSQL admin URL")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()

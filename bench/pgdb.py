@@ -6,6 +6,9 @@ import secrets
 
 from sqlalchemy import create_engine, text
 
+ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+"""The local server every bench script's ``--pg`` defaults to (trust auth, as in CI)."""
+
 
 def fresh_pg(admin_url: str, prefix: str = "cv_bench") -> str:
     """Create an empty database on ``admin_url``'s server; return its URL."""

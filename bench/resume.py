@@ -47,6 +47,7 @@ from sqlalchemy import create_engine, text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.pgdb import ADMIN_URL  # noqa: E402
 from flows import demo_data  # noqa: E402
 
 CLI = [sys.executable, "-c", "from flows.cli import run; run()"]
@@ -210,7 +211,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=300_000)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    ap.add_argument("--pg", default=ADMIN_URL)
     ap.add_argument("--code", type=Path, default=None)
     ap.add_argument("--lookup", type=int, default=0, metavar="N")
     args = ap.parse_args()

@@ -39,7 +39,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.pgdb import drop_pg, fresh_pg
+from bench.pgdb import ADMIN_URL, drop_pg, fresh_pg
 
 COUNTIES = ("ALAMANCE", "BUNCOMBE", "CHATHAM", "DURHAM", "FORSYTH", "GUILFORD", "MECKLENBURG",
             "ORANGE", "PITT", "WAKE", "WAYNE", "WILSON")
@@ -216,7 +216,7 @@ def main() -> None:
     ap.add_argument("--batch-rows", type=int, default=100_000)
     ap.add_argument("--chunk-mb", type=int, default=None,
                     help="read chunk (CIVICVAULT_READ_CHUNK_MB); default: the vault's")
-    ap.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
+    ap.add_argument("--pg", default=ADMIN_URL,
                     help="PostgreSQL admin URL ('' to skip)")
     ap.add_argument("--tmp", default=None, help="folder for the file and the vault homes")
     ap.add_argument("--steps", default="sqlite,dask,pg",

@@ -52,7 +52,7 @@ from sqlalchemy import Engine, create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.pgdb import drop_pg, fresh_pg
+from bench.pgdb import ADMIN_URL, drop_pg, fresh_pg
 from bench.timing import median_time, timed
 from vault.db import make_engine, migrate
 from vault.keyring import Keyring, now
@@ -306,7 +306,7 @@ def main() -> None:
                     help="also time PostgreSQL with the bulk tables' foreign keys put back")
     ap.add_argument("--sqlite-foreign-keys", action="store_true",
                     help="also time SQLite with the bulk tables' foreign keys put back")
-    ap.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
+    ap.add_argument("--pg", default=ADMIN_URL,
                     help="PostgreSQL admin URL ('' to skip)")
     ap.add_argument("--python-loops", action="store_true",
                     help="seal with the Python loops, not vault/_sealc.c")

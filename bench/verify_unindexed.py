@@ -36,7 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.pgdb import drop_pg, fresh_pg
+from bench.pgdb import ADMIN_URL, drop_pg, fresh_pg
 from bench.timing import timed
 
 INDEXED, ONE_PASS, EACH = "indexed", "one pass", "bucket by bucket"
@@ -119,7 +119,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
+    ap.add_argument("--pg", default=ADMIN_URL,
                     help="PostgreSQL admin URL")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
