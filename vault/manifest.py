@@ -277,7 +277,7 @@ def range_columns(conn: Connection, lo: int, hi: int, *, quick: bool = False,
 # such a load runs, or after one was killed midway and until the next ingest builds it,
 # each bucket's read would scan the whole table: verification's time would grow with the
 # square of the vault (2M subjects: 11.6 s -> 26.1 s). Without the index, the buckets
-# come instead from one pass over the table, grouped by bucket in ascending order (one
+# come instead from one pass over the table, grouped by bucket in bucket order (one
 # sort, as the index build's), read one bucket at a time from a server-side cursor of
 # the reading transaction: the same aggregates, so the same bytes, and verification
 # stays read-only. Of verification's two processes, the parent takes its buckets in
