@@ -1189,7 +1189,7 @@ def test_row_fingerprints_pack_a_slice_at_a_time_and_give_the_same_bytes(
     def whole(frame: pl.DataFrame) -> list[bytes]:
         return crypto.fingerprints(key, crypto.pack_rows(frame))
 
-    monkeypatch.setattr(vault_store, "_FINGERPRINT_ROWS", 4)
+    monkeypatch.setattr(vault_store, "_PACK_SLICE", 4)
     for n in (0, 1, 3, 4, 5, 8, 9, 13):
         assert vault_store._row_fingerprints(key, wide.head(n)) == whole(wide.head(n)), n
 
@@ -1201,7 +1201,7 @@ def test_row_fingerprints_pack_a_slice_at_a_time_and_give_the_same_bytes(
         finally:
             tracemalloc.stop()
 
-    monkeypatch.setattr(vault_store, "_FINGERPRINT_ROWS", 500)
+    monkeypatch.setattr(vault_store, "_PACK_SLICE", 500)
     sliced = peak(lambda: vault_store._row_fingerprints(key, wide))
     at_once = peak(lambda: whole(wide))
     assert vault_store._row_fingerprints(key, wide) == whole(wide)

@@ -268,17 +268,18 @@ def _last_rows(identity: list[bytes | None]) -> tuple[list[int], set[bytes]]:
             cast(set[bytes], wanted))
 
 
-_FINGERPRINT_ROWS = 8192
-"""Rows packed for fingerprints at a time. A row packs as a JSON object with its column
-names (``crypto.pack_rows``): ~1.5 KB a row of a 70-column voter file, so a whole
-100k-row batch held ~300 MB of packed rows and their ``bytes`` at once, beside the
-sealing thread's own (issue 17: the 20M-row ingest's peak RSS +450 MiB)."""
+_PACK_SLICE = 8192
+"""How many of a batch's lines ``crypto.pack_rows`` packs at once for the keyed hashes
+below. Each packs as a JSON object with its column names: ~1.5 KB a line of a 70-column
+voter file, so a whole 100k-line batch held ~300 MB of JSON and ``bytes`` at once, beside
+the sealing thread's own (issue 17: the 20M-line ingest's peak RSS +450 MiB)."""
 
 
 def _row_fingerprints(key: bytes, frame: pl.DataFrame) -> list[bytes]:
     out: list[bytes] = []
-    for start in range(0, frame.height, _FINGERPRINT_ROWS):
-        out += crypto.fingerprints(key, crypto.pack_rows(frame.slice(start, _FINGERPRINT_ROWS)))
+    for start in range(0, frame.height, _PACK_SLICE):
+        packed = crypto.pack_rows(frame.slice(start, _PACK_SLICE))
+        out += crypto.fingerprints(key, packed)
     return out
 
 
