@@ -145,7 +145,8 @@ def bucket_digest(conn: Connection, bucket: int, version: int = 2, *, quick: boo
         with raw.cursor() as cursor:
             if got is not None:
                 cursor.execute(_SUBJECTS_V1_PG, {"tag": _BUCKET_TAG, "lo": lo, "hi": hi})
-                return str(cursor.fetchone()[0]), str(got[0]) if got else _part_bytes(b"blind", b"")
+                blind_digest = str(got[0]) if got else _part_bytes(b"blind", b"")
+                return str(cursor.fetchone()[0]), blind_digest
             cursor.execute(_BUCKET_PG, {"tag": _BUCKET_TAG, "lo": lo, "hi": hi})
             subjects, blind = cursor.fetchone()
             return str(subjects), str(blind)

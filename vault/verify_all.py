@@ -124,11 +124,13 @@ def _take_tasks(conn: Connection, tasks: list[Task], ends: Any, hints: _Hints | 
     with bucket_reads(conn, descending=from_back):
         while tasks:
             with ends.get_lock():
-                front, back = ends[0], ends[1]
-                if front >= back:
+                if ends[0] >= ends[1]:
                     break
-                i = back - 1 if from_back else front
-                ends[int(from_back)] = i if from_back else i + 1
+                if from_back:
+                    i = ends[1] = ends[1] - 1
+                else:
+                    i = ends[0]
+                    ends[0] = i + 1
             out[tasks[i]] = run_task(conn, tasks[i], hints.version(tasks[i]) if hints else
                                      BUCKET_DIGEST_VERSION)
     return out
