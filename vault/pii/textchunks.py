@@ -3,12 +3,16 @@
 A chunk is cut after the last record separator in about ``chunk_bytes`` of input:
 a line break outside quotes (delimited: quote parity from a running count of
 ``"`` bytes, which RFC 4180 quoting keeps even between records) or any line break
-(JSON Lines). Before a chunk is parsed, NumPy over its bytes finds every record
+(JSON Lines). Before a chunk is parsed, one pass over its bytes finds every record
 and field boundary, so ragged rows, over-long fields and rows, and NUL bytes are
 refused with their global line and row numbers at a cost linear in the bytes and
 independent of how many columns the header claims. Polars then parses the chunk
 (all strings), and its row count must agree with the scan's, or the chunk's
 quoting is malformed.
+
+For delimited text that pass is ``vault/_textscan.c`` (one loop, without the GIL);
+without the C module (an install without a compiler) NumPy finds the same numbers in a
+dozen whole-chunk passes, about 2.4x slower for the scan of a wide file (issue 17).
 """
 
 from __future__ import annotations
@@ -33,6 +37,15 @@ from vault.pii.chunks import (
     sniff_delimiter,
 )
 from vault.pii.limits import ReaderLimits
+
+try:
+    from vault import _textscan
+except ImportError:  # pragma: no cover - no C compiler at install
+    _textscan = None  # type: ignore[assignment]
+
+# vault/_textscan.c finds a delimited chunk's records and fields in one pass without the
+# GIL; without it (an install without a compiler) NumPy finds the same, more slowly
+NATIVE = _textscan is not None
 
 _BOM = b"\xef\xbb\xbf"
 _SNIFF_BYTES = 64 * 1024
@@ -219,11 +232,8 @@ def _records(fh: IO[bytes], carry: bytes, offset: int, line: int, eof: bool, kin
         window = limits.chunk_bytes
         while True:
             size = min(window, len(buf) - pos)
-            arr = np.frombuffer(buf, dtype=np.uint8, count=size, offset=pos)
-            is_nl = arr == _NL
-            seps = np.flatnonzero(is_nl & _outside_quotes(arr)) if kind == "delimited" \
-                else np.flatnonzero(is_nl)
-            if len(seps):
+            cut, breaks = _last_end(buf, pos, size, kind)
+            if cut:
                 break
             if size > limits.max_row_bytes:
                 raise BadInput(f"{label}: line {line}: a row over the limit of "
@@ -235,34 +245,66 @@ def _records(fh: IO[bytes], carry: bytes, offset: int, line: int, eof: bool, kin
                     buf += b"\n"
                     continue
                 raise BadInput(f"{label}: line {line}: a quoted field is never closed")
-        cut = int(seps[-1]) + 1
         part = buf[pos:pos + cut]
         yield part, offset, line
         offset += cut
-        line += int(np.count_nonzero(is_nl[:cut]))
+        line += breaks
         pos += cut
 
 
-class _Records:
-    """Record geometry of one chunk: starts, ends (at the ``\\n``), blank flags, lines."""
+def _last_end(buf: bytes, pos: int, size: int, kind: Kind) -> tuple[int, int]:
+    """(cut, line breaks before it): ``cut`` is 1 + the offset of the last record
+    separator in ``buf[pos:pos + size]`` (0: none there)."""
+    if kind != "delimited":  # JSON Lines: every line break ends a record
+        last = buf.rfind(b"\n", pos, pos + size)
+        return (0, 0) if last < 0 else (last - pos + 1, buf.count(b"\n", pos, last + 1))
+    if _textscan is not None and NATIVE:
+        cut, breaks = _textscan.last_end(buf, pos, size)
+        return int(cut), int(breaks)
+    arr = np.frombuffer(buf, dtype=np.uint8, count=size, offset=pos)
+    is_nl = arr == _NL
+    seps = np.flatnonzero(is_nl & _outside_quotes(arr))
+    if not len(seps):
+        return 0, 0
+    cut = int(seps[-1]) + 1
+    return cut, int(np.count_nonzero(is_nl[:cut]))
 
-    def __init__(self, part: bytes, kind: Kind, line: int) -> None:
+
+class _Records:
+    """Record geometry of one chunk: starts, ends (at the ``\\n``), blank flags, lines;
+    for a delimited chunk read with ``delimiter``, also each record's field count and the
+    first bound closing a field over ``max_field`` bytes (``long_at``, -1: none)."""
+
+    def __init__(self, part: bytes, kind: Kind, line: int, delimiter: int | None = None,
+                 max_field: int = 0) -> None:
         arr = np.frombuffer(part, dtype=np.uint8)
         self.arr = arr
-        is_nl = arr == _NL
-        self.outside = _outside_quotes(arr) if kind == "delimited" else None
-        sep = is_nl & self.outside if self.outside is not None else is_nl
-        self.ends = np.flatnonzero(sep).astype(np.int64)
-        self.starts = np.concatenate(([0], self.ends[:-1] + 1)).astype(np.int64)
+        self.fields: I64 | None = None
+        self.long_at = -1
+        if kind == "delimited" and delimiter is not None and _native_for(delimiter):
+            ends, before, fields, breaks, self.long_at = _textscan.geometry(
+                part, delimiter, max_field)
+            self.outside = None
+            self.ends = np.frombuffer(ends, dtype=np.int64)
+            self.fields = np.frombuffer(fields, dtype=np.int64)
+            self.starts = np.concatenate(([0], self.ends[:-1] + 1)).astype(np.int64)
+            lines_before, breaks = np.frombuffer(before, dtype=np.int64), int(breaks)
+        else:
+            is_nl = arr == _NL
+            self.outside = _outside_quotes(arr) if kind == "delimited" else None
+            sep = is_nl & self.outside if self.outside is not None else is_nl
+            self.ends = np.flatnonzero(sep).astype(np.int64)
+            self.starts = np.concatenate(([0], self.ends[:-1] + 1)).astype(np.int64)
+            all_nl = np.flatnonzero(is_nl)
+            lines_before, breaks = np.searchsorted(all_nl, self.starts), len(all_nl)
         length = self.ends - self.starts
         cr = np.zeros(len(self.ends), dtype=bool)
         nonempty = length > 0
         cr[nonempty] = arr[self.ends[nonempty] - 1] == _CR
         self.length = length - cr
         self.blank = self.length == 0
-        all_nl = np.flatnonzero(is_nl)
-        self.lines = np.searchsorted(all_nl, self.starts).astype(np.int64) + line
-        self.line_end = line + len(all_nl) - 1
+        self.lines = lines_before.astype(np.int64) + line
+        self.line_end = line + breaks - 1
 
     def where(self, i: int, first_row: int) -> str:
         """``line L (row R)`` of record ``i`` (global numbers, 1-based row)."""
@@ -282,6 +324,28 @@ class _Records:
             raise BadInput(f"{label}: {self.where(i, first_row)}: a NUL byte (binary content)")
 
 
+def _native_for(delimiter: int) -> bool:
+    """Whether vault/_textscan.c reads this chunk (not for a quote or line break as the
+    delimiter: the sniffer never picks them, and the C loop refuses them)."""
+    return NATIVE and _textscan is not None and delimiter not in (_QUOTE, _NL)
+
+
+def _fields_numpy(rec: _Records, delim: int, max_field: int) -> tuple[I64, int]:
+    """(each record's field count, the first bound closing a field over ``max_field``
+    bytes or -1): what vault/_textscan.c's geometry gives, in NumPy."""
+    assert rec.outside is not None
+    arr = rec.arr
+    is_delim = (arr == delim) & rec.outside
+    dpos = np.flatnonzero(is_delim)
+    fields = np.searchsorted(dpos, rec.ends) - np.searchsorted(dpos, rec.starts) + 1
+    bounds = np.flatnonzero(is_delim | (arr == _NL) & rec.outside)
+    if len(bounds):
+        over = np.flatnonzero(np.diff(bounds, prepend=-1) - 1 > max_field)
+        if len(over):
+            return fields, int(bounds[int(over[0])])
+    return fields, -1
+
+
 class _DelimitedParser:
     def __init__(self, head: Head, limits: ReaderLimits, decoder: _Decoder) -> None:
         self.head = head
@@ -295,26 +359,21 @@ class _DelimitedParser:
 
     def parse(self, part: bytes, offset: int, line: int, first_row: int) -> Chunk:
         label, limits, delim = self.head.label, self.limits, ord(self.head.delimiter)
-        rec = _Records(part, "delimited", line)
+        rec = _Records(part, "delimited", line, delim, limits.max_field_bytes)
         rec.check_common(part, label, limits, first_row)
-        assert rec.outside is not None
-        arr = rec.arr
-        is_delim = (arr == delim) & rec.outside
-        dpos = np.flatnonzero(is_delim)
-        fields = (np.searchsorted(dpos, rec.ends) - np.searchsorted(dpos, rec.starts) + 1)
+        if rec.fields is not None:
+            fields, long_at = rec.fields, rec.long_at
+        else:
+            fields, long_at = _fields_numpy(rec, delim, limits.max_field_bytes)
         ragged = np.flatnonzero(~rec.blank & (fields != self.width))
         if len(ragged):
             i = int(ragged[0])
             raise BadInput(f"{label}: {rec.where(i, first_row)}: {int(fields[i])} fields, "
                            f"header has {self.width}")
-        bounds = np.flatnonzero(is_delim | (arr == _NL) & rec.outside)
-        if len(bounds):
-            lengths = np.diff(bounds, prepend=-1) - 1
-            over = np.flatnonzero(lengths > limits.max_field_bytes)
-            if len(over):
-                i = int(np.searchsorted(rec.ends, bounds[int(over[0])]))
-                raise BadInput(f"{label}: {rec.where(i, first_row)}: a field over the limit "
-                               f"of {limits.max_field_bytes:,} bytes per field")
+        if long_at >= 0:
+            i = int(np.searchsorted(rec.ends, long_at))
+            raise BadInput(f"{label}: {rec.where(i, first_row)}: a field over the limit "
+                           f"of {limits.max_field_bytes:,} bytes per field")
         try:
             data = self.decoder.to_utf8(part)
         except UnicodeDecodeError:

@@ -1,0 +1,6 @@
+"""Types of vault/_textscan.c (private to vault.pii.textchunks)."""
+
+def geometry(
+    part: bytes, delimiter: int, max_field: int
+) -> tuple[bytes, bytes, bytes, int, int]: ...
+def last_end(buf: bytes, start: int, size: int) -> tuple[int, int]: ...
