@@ -101,7 +101,23 @@ def test_the_unindexed_verification_bench_times_three_ways_and_drops_its_databas
     assert rows["indexed"]["x_indexed"] == 1.0
 
 
+def test_the_scan_bench_times_the_c_and_numpy_paths(tmp_path: Path) -> None:
+    """bench/scan.py: the scan and a whole ingest, each with vault/_textscan.c and with
+    NumPy, in fresh processes; every row read both ways."""
+    proc = _run(tmp_path, "bench/scan.py", "--rows", "3000", "--runs", "2", "--ingest", "1",
+                "--tmp", str(tmp_path), "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout)
+    rows = {r["measurement"]: r for r in got["results"]}
+    assert list(rows) == ["scan", "ingest"] and got["columns"] == 70
+    assert rows["scan"]["rounds"] == 2 and rows["ingest"]["rounds"] == 1
+    assert all(r["rows"] == 3000 and r["c_seconds"] > 0 and r["numpy_seconds"] > 0
+               for r in rows.values())
+    assert list(tmp_path.glob("cvscan-*")) == []  # the file and the vaults are gone
+
+
 @pytest.mark.parametrize("args", [
+    ["bench/scan.py", "--rows", "0"],
     ["bench/verify_unindexed.py", "--rows", "0"],
     ["bench/vault.py", "--runs", "0"],
     ["bench/ingest_costs.py", "--rows", "0"],
