@@ -48,6 +48,47 @@ static PyObject *as_bytes(const vec *a) {
     return PyBytes_FromStringAndSize((const char *)a->v, a->n * (Py_ssize_t)sizeof(int64_t));
 }
 
+/* What one walk over bytes found: for each record, its end, the line breaks before its
+ * start and its field count (only when `records` is set); every line break; the first
+ * bound closing a field over max_field bytes; the end of the last whole record. */
+typedef struct {
+    vec ends, lines, fields;
+    int64_t breaks, long_at, cut, breaks_at_cut;
+} walk_out;
+
+/* One pass over p[0:n] (quote parity even at p[0], a record boundary); delim < 0: no
+ * delimiter (fields are then not counted). Returns -1 when memory ran out. Called without
+ * the GIL. */
+static int walk(const unsigned char *p, int64_t n, int delim, int64_t max_field, int records,
+                walk_out *o) {
+    int64_t bound = -1, delims = 0;
+    int quoted = 0;
+    o->long_at = -1;
+    for (int64_t i = 0; i < n; i++) {
+        int c = p[i];
+        if (c == '"') {
+            quoted ^= 1;
+        } else if (c == '\n') {
+            o->breaks++;
+            if (!quoted) {
+                if (o->long_at < 0 && i - bound - 1 > max_field) o->long_at = i;
+                if (records && (push(&o->ends, i) || push(&o->lines, o->breaks_at_cut) ||
+                                push(&o->fields, delims + 1)))
+                    return -1;
+                bound = i;
+                delims = 0;
+                o->cut = i + 1;
+                o->breaks_at_cut = o->breaks;
+            }
+        } else if (c == delim && !quoted) {
+            if (o->long_at < 0 && i - bound - 1 > max_field) o->long_at = i;
+            bound = i;
+            delims++;
+        }
+    }
+    return 0;
+}
+
 /* geometry(part, delimiter, max_field) -> (ends, lines, fields, line_breaks, long_at) */
 static PyObject *geometry(PyObject *self, PyObject *args) {
     (void)self;
@@ -61,52 +102,26 @@ static PyObject *geometry(PyObject *self, PyObject *args) {
                                           "a line break");
         return NULL;
     }
-    vec ends = {0}, lines = {0}, fields = {0};
-    int failed = 0;
-    int64_t breaks = 0, long_at = -1;
+    walk_out o = {0};
+    int failed;
     Py_BEGIN_ALLOW_THREADS
-    const unsigned char *p = buf.buf;
-    const unsigned char d = (unsigned char)delim;
-    int64_t n = buf.len, bound = -1, delims = 0, record_lines = 0;
-    int quoted = 0;
-    for (int64_t i = 0; i < n; i++) {
-        unsigned char c = p[i];
-        if (c == '"') {
-            quoted ^= 1;
-        } else if (c == '\n') {
-            breaks++;
-            if (!quoted) {
-                if (long_at < 0 && i - bound - 1 > max_field) long_at = i;
-                bound = i;
-                if (push(&ends, i) || push(&lines, record_lines) || push(&fields, delims + 1)) {
-                    failed = 1;
-                    break;
-                }
-                delims = 0;
-                record_lines = breaks;
-            }
-        } else if (c == d && !quoted) {
-            if (long_at < 0 && i - bound - 1 > max_field) long_at = i;
-            bound = i;
-            delims++;
-        }
-    }
+    failed = walk(buf.buf, buf.len, delim, max_field, 1, &o);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&buf);
     PyObject *out = NULL;
     if (failed) {
         PyErr_NoMemory();
     } else {
-        PyObject *e = as_bytes(&ends), *l = as_bytes(&lines), *f = as_bytes(&fields);
-        if (e && l && f) out = Py_BuildValue("(OOOLL)", e, l, f, (long long)breaks,
-                                             (long long)long_at);
+        PyObject *e = as_bytes(&o.ends), *l = as_bytes(&o.lines), *f = as_bytes(&o.fields);
+        if (e && l && f) out = Py_BuildValue("(OOOLL)", e, l, f, (long long)o.breaks,
+                                             (long long)o.long_at);
         Py_XDECREF(e);
         Py_XDECREF(l);
         Py_XDECREF(f);
     }
-    free(ends.v);
-    free(lines.v);
-    free(fields.v);
+    free(o.ends.v);
+    free(o.lines.v);
+    free(o.fields.v);
     return out;
 }
 
@@ -124,25 +139,12 @@ static PyObject *last_end(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "the window is outside the buffer");
         return NULL;
     }
-    int64_t cut = 0, breaks = 0, at_cut = 0;
+    walk_out o = {0};
     Py_BEGIN_ALLOW_THREADS
-    const unsigned char *p = (const unsigned char *)buf.buf + start;
-    int quoted = 0;
-    for (int64_t i = 0; i < size; i++) {
-        unsigned char c = p[i];
-        if (c == '"') {
-            quoted ^= 1;
-        } else if (c == '\n') {
-            breaks++;
-            if (!quoted) {
-                cut = i + 1;
-                at_cut = breaks;
-            }
-        }
-    }
+    walk((const unsigned char *)buf.buf + start, size, -1, INT64_MAX, 0, &o);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&buf);
-    return Py_BuildValue("(LL)", (long long)cut, (long long)at_cut);
+    return Py_BuildValue("(LL)", (long long)o.cut, (long long)o.breaks_at_cut);
 }
 
 static PyMethodDef methods[] = {
