@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -237,6 +238,7 @@ def test_ctrl_c_is_one_line_and_exit_130_however_it_surfaces(
     """Ctrl-C landing while Prefect sets up a task run surfaces as Prefect's own
     ``ValueError("Task run is not set")``, raised while handling the interrupt."""
     import typer
+    from prefect.exceptions import TerminationSignal
 
     import flows.cli as cli
 
@@ -245,6 +247,15 @@ def test_ctrl_c_is_one_line_and_exit_130_however_it_surfaces(
             raise KeyboardInterrupt
         except KeyboardInterrupt:
             raise ValueError("Task run is not set")  # noqa: B904 (as Prefect does)
+
+    def terminated(**_: object) -> None:  # SIGTERM under Prefect's own handler, and an
+        try:  # error while the engine reported the crash (fresh clone, 1 suite in 3)
+            raise TerminationSignal(signal=signal.SIGTERM)
+        except TerminationSignal:
+            raise ValueError("I/O operation on closed file")  # noqa: B904
+
+    def unhandled(**_: object) -> None:  # the same signal, reaching the CLI itself
+        raise TerminationSignal(signal=signal.SIGTERM)
 
     def broken(**_: object) -> None:
         raise ValueError("a bug")
@@ -258,7 +269,7 @@ def test_ctrl_c_is_one_line_and_exit_130_however_it_surfaces(
     ctrl_c = typer.main.get_command(typer_app).main
 
     capsys.readouterr()
-    for raising in (command, ctrl_c):
+    for raising in (command, ctrl_c, terminated, unhandled):
         monkeypatch.setattr(cli, "lazy_click_app", lambda *_, r=raising: r)
         assert main([]) == 130
         assert capsys.readouterr().err == "error: interrupted\n"
