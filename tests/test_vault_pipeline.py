@@ -583,6 +583,27 @@ def test_identity_cache_keeps_old_batches_as_prefixes() -> None:
     assert not cache.possibly_known({secrets.token_bytes(32) for _ in range(1000)})
 
 
+def test_identity_cache_merges_compacted_batches_into_one_sorted_run() -> None:
+    """Batches large enough to merge on each compaction (the runs are merged in place):
+    the merged run holds exactly the prefixes of every compacted batch, sorted."""
+    from vault.identity_cache import _prefixes
+
+    cache, size, batches = IdentityCache(), 70_000, 6
+    digests = [secrets.token_bytes(32) for _ in range(batches * size)]
+    merged_sizes = []
+    for k in range(batches):
+        part = digests[k * size:(k + 1) * size]
+        cache.add(list(part), list(range(k * size, (k + 1) * size)), [b"f"] * size,
+                  [b"w"] * size, [1] * size, k + 1, list(range(size)))
+        merged_sizes.append(len(cache._old))
+    compacted = digests[:(batches - IdentityCache.RECENT_BATCHES) * size]
+    assert merged_sizes == [0, 0, size, 2 * size, 3 * size, 4 * size]  # a merge each time
+    assert not cache._old_runs
+    assert cache._old.tolist() == sorted(_prefixes(compacted).tolist())
+    assert cache.possibly_known(set(compacted[::997])) == set(compacted[::997])
+    assert len(cache) == batches * size
+
+
 def test_writer_slipping_in_between_batches_is_detected(engine: Engine, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """Predicted ids go stale when someone else writes: the batch is written afresh."""
