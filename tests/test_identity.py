@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import polars as pl
 import pytest
@@ -17,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
 
+from vault import identity
 from vault.identity import (
     NAME_ADDRESS,
     DigestResolver,
@@ -190,7 +192,8 @@ def test_release_on_ingested_contacts_is_person_level(
 
 def _by_digests(frame: pl.DataFrame, plan: IdentityPlan, key: bytes,
                 cuts: list[int]) -> tuple[list[str], dict[str, object]]:
-    with DigestResolver(key, plan) as resolver:
+    # persons read back 7 rows at a time (a million in use): links land in every window
+    with DigestResolver(key, plan) as resolver, mock.patch.object(identity, "_WINDOW", 7):
         bounds = [0, *sorted(c % (frame.height + 1) for c in cuts), frame.height]
         for a, b in itertools.pairwise(bounds):
             resolver.add(frame.slice(a, b - a))
@@ -236,3 +239,34 @@ def test_digest_resolution_of_names_and_addresses() -> None:
     got, got_report = _by_digests(frame, plan, b"q" * 32, [5, 17])
     assert got == pseudonyms(b"q" * 32, keys).to_list()
     assert got_report == report.to_json() and report.people == 12
+
+
+def test_resolved_people_live_in_an_unnamed_file_and_ship_as_parts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The resolved pseudonyms are read batch by batch from a temporary file nobody can
+    open by name (none is left in the temporary folder, however the process ends); a part
+    of them (what a Dask worker gets) is in memory and pickles with its rows only."""
+    import pickle
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    frame = pl.DataFrame({"vanid": [str(i % 7) if i % 5 else None for i in range(40)],
+                          "email": [f"p{i % 9}@example.org" for i in range(40)]})
+    plan = plan_identity([C("vanid", "VOTER_ID"), C("email", "EMAIL_ADDRESS")])
+    with DigestResolver(b"u" * 32, plan) as resolver:
+        for at in range(0, 40, 16):
+            resolver.add(frame.slice(at, 16))
+        assert {p.name for p in tmp_path.iterdir()} != set()  # the resolver's own folder
+        people, _ = resolver.resolve()
+    assert list(tmp_path.iterdir()) == []  # folder gone; the result's file has no name
+    whole = people.batch(0, 40).to_list()
+    assert len(people) == 40 and len(set(whole)) > 1
+    assert people.batch(16, 16).to_list() == whole[16:32]
+    assert people.batch(32, 16).to_list() == whole[32:]  # the end: fewer rows
+    assert people.batch(40, 16).to_list() == []
+    part = pickle.loads(pickle.dumps(people.part(8, 24)))
+    assert len(part) == 24 and part.batch(0, 24).to_list() == whole[8:32]
+    again = pickle.loads(pickle.dumps(people))  # the whole of them, as rows
+    assert again.batch(0, 40).to_list() == whole
+    people.close()

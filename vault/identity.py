@@ -31,12 +31,14 @@ shared in households and never decide that two rows are the same record.
 
 from __future__ import annotations
 
+import itertools
+import os
 import secrets
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import polars as pl
@@ -246,16 +248,38 @@ def pseudonyms(key: bytes, people: pl.Series) -> pl.Series:
 # rows, ``DigestResolver`` applies the same rule to keyed digests instead: each batch's
 # identifier of each kind becomes the pseudonym it would get as a person key,
 # HMAC(person key, "KIND:normalised")[:16], held as two unsigned 64-bit integers. The
-# strongest one of each row is its provisional person; the weaker kinds (needed only
-# for linking) go to a private temporary folder, digests only, read back one kind at a
-# time and one sixteenth of them (by the digest's top bits) at a time. Memory grows by
-# 17 bytes a row (strongest kind: 1 byte; person: 16 bytes); the linking and counting
-# passes hold one part, about 1/16 of the rows, at a time (24-40 bytes each). The
-# digests are the stored pseudonyms, so a row's ``__person`` is exactly
-# ``pseudonyms(key, resolve(...))`` of the in-memory rule.
+# strongest one of each row is its provisional person (a row without any identifier gets
+# a random one, a person of its own). Everything goes to a private temporary folder as
+# the file is read, keyed digests only: every row's provisional person, in row order, and
+# for each weaker kind a record (row, its strongest kind, the kind's digest, provisional
+# person), in parts by the digest's top bits so that equal digests share a part.
+#
+# Linking reads one part of one kind at a time: the part's rows whose strongest kind is
+# this one take the one person of its stronger rows with the same digest. A stronger row
+# may itself have been linked by an earlier kind: those links (row -> person, 24 bytes per
+# linked row, nothing for the others) are kept and applied first. Then the provisional
+# persons are read back a window at a time, the links applied, and the result written
+# to an unnamed temporary file that the store reads batch by batch (``PersonDigests``);
+# people are counted a part at a time. Memory holds one part (about 1/16 of the rows of
+# one kind, 40 bytes each; more parts for very large files) or one window, never a
+# value per row of the file. The digests are the stored pseudonyms, so a row's
+# ``__person`` is exactly ``pseudonyms(key, resolve(...))`` of the in-memory rule.
 
 _NONE = np.uint8(255)  # level of a row without any identifier
-_PART_BITS = 4  # linking and counting run over 16 parts of the digests, one at a time
+_PAIR = np.dtype(">u8")  # a pseudonym's two halves as stored: big-endian, its own bytes
+_WINDOW = 1 << 20  # rows of provisional persons read back at a time
+_ROW_BITS = 56  # a record's first word: row | strongest kind << 56
+_ROW_MASK = np.uint64((1 << _ROW_BITS) - 1)
+_PART_ROWS = 4_000_000  # rows per part aimed at: parts = a power of two, 16 to 256
+
+
+def part_bits(rows: int) -> int:
+    """How many top bits of a digest pick its part: 16 parts up to 64M rows, then more,
+    so that a part holds about ``_PART_ROWS`` rows (256 parts at most)."""
+    bits = 4
+    while bits < 8 and (rows >> bits) > _PART_ROWS:
+        bits += 1
+    return bits
 
 
 def _digest_pairs(key: bytes, keys: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -268,27 +292,52 @@ def _digest_pairs(key: bytes, keys: pl.Series) -> tuple[np.ndarray, np.ndarray, 
     return present, pairs[:, 0], pairs[:, 1]
 
 
-@dataclass(frozen=True)
 class PersonDigests:
-    """Every row's person pseudonym (16 bytes, as two u64 halves), in file order."""
+    """Every row's person pseudonym (16 bytes, two big-endian u64 halves), in file order.
 
-    hi: np.ndarray
-    lo: np.ndarray
+    A whole file's are in an unnamed temporary file (``DigestResolver.resolve``: the
+    kernel removes it when it is closed, or when the process dies), read a batch at a
+    time; a part of them (``part``, shipped to a Dask worker) is in memory."""
+
+    def __init__(self, pairs: np.ndarray | None = None, *, file: IO[bytes] | None = None,
+                 rows: int = 0) -> None:
+        if pairs is not None:
+            self._pairs: np.ndarray | None = np.ascontiguousarray(pairs, dtype=_PAIR)
+            self._rows = int(self._pairs.shape[0])
+        else:
+            self._pairs, self._rows = None, rows
+        self._file = file
 
     def __len__(self) -> int:
-        return int(self.hi.shape[0])
+        return self._rows
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled (to a worker): the rows, no file
+        return (PersonDigests, (self._read(0, self._rows).copy(),))
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+    def _read(self, start: int, rows: int) -> np.ndarray:
+        """Rows ``[start, start + rows)`` (fewer at the end) as an ``(n, 2)`` array."""
+        start = min(max(start, 0), self._rows)
+        n = max(0, min(rows, self._rows - start))
+        if self._pairs is not None:
+            return self._pairs[start:start + n]
+        assert self._file is not None
+        size = n * _PAIR.itemsize * 2
+        raw = os.pread(self._file.fileno(), size, start * _PAIR.itemsize * 2)
+        if len(raw) != size:
+            raise OSError("person digests: temporary file shorter than written")
+        return np.frombuffer(raw, dtype=_PAIR).reshape(n, 2)
 
     def part(self, start: int, rows: int) -> PersonDigests:
-        """Rows ``[start, start + rows)`` on their own (a copy: 16 bytes a row)."""
-        return PersonDigests(self.hi[start:start + rows].copy(),
-                             self.lo[start:start + rows].copy())
+        """Rows ``[start, start + rows)`` on their own, in memory (16 bytes a row)."""
+        return PersonDigests(self._read(start, rows).copy())
 
     def batch(self, start: int, rows: int) -> pl.Series:
         """Rows ``[start, start + rows)`` as ``pseudonym:<hex>`` (see ``pseudonyms``)."""
-        pair = np.empty((max(0, min(rows, len(self) - start)), 2), dtype=">u8")
-        pair[:, 0] = self.hi[start:start + rows]
-        pair[:, 1] = self.lo[start:start + rows]
-        text = pair.tobytes().hex()
+        text = self._read(start, rows).tobytes().hex()
         size = 2 * PSEUDONYM_BYTES
         return pl.Series(PERSON_COLUMN, [PSEUDONYM_PREFIX + text[i:i + size]
                                          for i in range(0, len(text), size)], dtype=pl.String)
@@ -296,15 +345,15 @@ class PersonDigests:
 
 class DigestResolver:
     """``resolve``'s rule over a file fed batch by batch (see above); use as a context
-    manager so the temporary digests are removed whatever happens."""
+    manager so the temporary digests are removed whatever happens. ``rows``, the file's
+    row count when known, sets the number of parts (``part_bits``)."""
 
-    def __init__(self, key: bytes, plan: IdentityPlan) -> None:
+    def __init__(self, key: bytes, plan: IdentityPlan, rows: int = 0) -> None:
         self.key, self.plan = key, plan
+        self._bits = part_bits(rows)
         self._tmp = tempfile.TemporaryDirectory(prefix="civicvault-identity-")
         self._rows = 0
-        self._levels: list[np.ndarray] = []
-        self._hi: list[np.ndarray] = []
-        self._lo: list[np.ndarray] = []
+        self._levels = np.zeros(256, dtype=np.int64)  # rows by strongest kind
 
     def __enter__(self) -> DigestResolver:
         return self
@@ -315,16 +364,28 @@ class DigestResolver:
     def close(self) -> None:
         self._tmp.cleanup()
 
-    def _spill(self, j: int, part: int) -> Path:
-        return Path(self._tmp.name) / f"kind{j}.part{part}.bin"
+    def _file(self, name: str) -> Path:
+        return Path(self._tmp.name) / f"{name}.bin"
+
+    def _spill(self, name: str, rec: np.ndarray, top: np.ndarray) -> None:
+        """Append the records ``rec`` to the parts ``name.<part>`` their ``top`` picks."""
+        if not len(rec):
+            return
+        part = (top >> np.uint64(64 - self._bits)).astype(np.uint16)
+        order = np.argsort(part, kind="stable")  # a part's records keep their row order
+        rec, part = rec[order], part[order]
+        bounds = [0, *(np.flatnonzero(np.diff(part)) + 1).tolist(), len(part)]
+        for a, b in itertools.pairwise(bounds):
+            with self._file(f"{name}.{int(part[a])}").open("ab") as fh:
+                fh.write(rec[a:b].tobytes())
 
     def add(self, frame: pl.DataFrame, rows: int | None = None) -> None:
         """The next rows of the file (``rows`` of them when the plan has no identifier
         kinds and ``frame`` holds no column)."""
         n = frame.height if rows is None else rows
         level = np.full(n, _NONE, dtype=np.uint8)
-        hi = np.zeros(n, dtype=np.uint64)
-        lo = np.zeros(n, dtype=np.uint64)
+        pairs = np.zeros((n, 2), dtype=np.uint64)
+        hi, lo = pairs[:, 0], pairs[:, 1]
         for j, (kind, cols) in enumerate(self.plan.levels):
             keys = frame.select((pl.lit(f"{kind}:") + _key_expr(kind, cols, frame, self.plan))
                                 .alias("k")).get_column("k")
@@ -334,74 +395,123 @@ class DigestResolver:
             first = at[strongest]
             level[first] = j
             hi[first], lo[first] = dh[strongest], dl[strongest]
-            if j > 0 and at.size:  # (row, digest) by digest's top bits: equal digests
-                rec = np.empty((at.size, 3), dtype=np.uint64)  # share a part
-                rec[:, 0], rec[:, 1], rec[:, 2] = at + self._rows, dh, dl
-                part = (dh >> np.uint64(64 - _PART_BITS)).astype(np.uint8)
-                for p in np.unique(part):
-                    with self._spill(j, int(p)).open("ab") as fh:
-                        fh.write(rec[part == p].tobytes())
-        self._levels.append(level)
-        self._hi.append(hi)
-        self._lo.append(lo)
+            if j > 0 and at.size:  # the row's strongest kind and person are known by now
+                rec = np.empty((at.size, 5), dtype=np.uint64)
+                rec[:, 0] = (at + self._rows).astype(np.uint64) | (
+                    level[at].astype(np.uint64) << np.uint64(_ROW_BITS))
+                rec[:, 1], rec[:, 2], rec[:, 3], rec[:, 4] = dh, dl, hi[at], lo[at]
+                self._spill(f"kind{j}", rec, dh)
+        missing = np.flatnonzero(level == _NONE)
+        if missing.size:  # a person of its own: a random pseudonym nobody can match
+            rnd = np.frombuffer(secrets.token_bytes(16 * missing.size), dtype=np.uint64)
+            hi[missing], lo[missing] = rnd[0::2], rnd[1::2]
+        self._levels += np.bincount(level, minlength=256)
+        with self._file("people").open("ab") as fh:
+            fh.write(pairs.tobytes())
         self._rows += n
 
     def resolve(self) -> tuple[PersonDigests, IdentityReport]:
         """Link weaker ids to their one stronger person; every row's pseudonym + counts."""
         report = IdentityReport(rows=self._rows, by_kind={})
         if self._rows == 0:
-            return PersonDigests(np.zeros(0, np.uint64), np.zeros(0, np.uint64)), report
-        level = np.concatenate(self._levels) if self._levels else np.zeros(0, np.uint8)
-        hi = np.concatenate(self._hi) if self._hi else np.zeros(0, np.uint64)
-        lo = np.concatenate(self._lo) if self._lo else np.zeros(0, np.uint64)
-        self._levels, self._hi, self._lo = [], [], []
-        for j in range(1, len(self.plan.levels)):
-            for part in range(1 << _PART_BITS):
-                path = self._spill(j, part)
-                if path.exists():
-                    rec = np.fromfile(path, dtype=np.uint64).reshape(-1, 3)
-                    path.unlink()
-                    _link(rec, j, level, hi, lo, report)
-        counts = np.bincount(level, minlength=256)
+            return PersonDigests(np.zeros((0, 2), _PAIR)), report
         assert report.by_kind is not None
         for i, (kind, _) in enumerate(self.plan.levels):
-            report.by_kind[kind] = int(counts[i])
-        missing = np.flatnonzero(level == _NONE)
-        report.without_identifier = int(missing.size)
-        if missing.size:  # a person of its own: a random pseudonym nobody can match
-            rnd = np.frombuffer(secrets.token_bytes(16 * missing.size), dtype=np.uint64)
-            hi[missing], lo[missing] = rnd[0::2], rnd[1::2]
-        del level
-        top = (hi >> np.uint64(64 - _PART_BITS)).astype(np.uint8)
-        for part in range(1 << _PART_BITS):  # distinct people, a part at a time
-            rows = np.flatnonzero(top == part)
-            if rows.size:
-                report.people += int(pl.DataFrame({"h": hi[rows], "l": lo[rows]}).n_unique())
-        return PersonDigests(hi, lo), report
+            report.by_kind[kind] = int(self._levels[i])
+        report.without_identifier = int(self._levels[_NONE])
+        links = _Links()
+        for j in range(1, len(self.plan.levels)):
+            found = []
+            for part in range(1 << self._bits):
+                path = self._file(f"kind{j}.{part}")
+                if path.exists():
+                    rec = np.fromfile(path, dtype=np.uint64).reshape(-1, 5)
+                    path.unlink()
+                    found.append(_link(rec, j, links, report))
+            links.add(found)
+        out = tempfile.TemporaryFile(prefix="civicvault-people-")  # noqa: SIM115 (owned by
+        try:  # the result, closed with it; unnamed, so nothing is left behind)
+            with self._file("people").open("rb") as src:
+                for at in range(0, self._rows, _WINDOW):
+                    pairs = np.fromfile(src, dtype=np.uint64,
+                                        count=2 * min(_WINDOW, self._rows - at)).reshape(-1, 2)
+                    links.apply(pairs, at)
+                    out.write(pairs.astype(_PAIR).data)
+                    self._spill("people.count", pairs, pairs[:, 0])
+            out.flush()
+        except BaseException:
+            out.close()
+            raise
+        self._file("people").unlink()
+        for part in range(1 << self._bits):  # distinct people, a part at a time
+            path = self._file(f"people.count.{part}")
+            if path.exists():
+                got = np.fromfile(path, dtype=np.uint64).reshape(-1, 2)
+                path.unlink()
+                report.people += int(pl.DataFrame({"h": got[:, 0], "l": got[:, 1]}).n_unique())
+        return PersonDigests(file=out, rows=self._rows), report
 
 
-def _link(rec: np.ndarray, j: int, level: np.ndarray, hi: np.ndarray, lo: np.ndarray,
-          report: IdentityReport) -> None:
-    """One part of kind ``j``'s linking pass: ``rec`` holds (row, digest) of the rows that
-    have kind ``j``; rows whose strongest kind is ``j`` take the one person of stronger
-    rows with the same digest (``hi``/``lo`` updated in place), as in ``resolve``."""
-    own = level[rec[:, 0]]
+class _Links:
+    """Rows linked to a stronger person so far: (row, person hi, person lo), by row."""
+
+    def __init__(self) -> None:
+        self.rows = np.zeros(0, dtype=np.uint64)
+        self.hi = np.zeros(0, dtype=np.uint64)
+        self.lo = np.zeros(0, dtype=np.uint64)
+
+    def add(self, found: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
+        if not any(len(r) for r, _, _ in found):
+            return
+        rows = np.concatenate([self.rows, *(r for r, _, _ in found)])
+        order = np.argsort(rows, kind="stable")
+        self.rows = rows[order]
+        self.hi = np.concatenate([self.hi, *(h for _, h, _ in found)])[order]
+        self.lo = np.concatenate([self.lo, *(x for _, _, x in found)])[order]
+
+    def lookup(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(which of ``rows`` are linked, the positions of their links)."""
+        if not len(self.rows):
+            return np.zeros(len(rows), dtype=bool), np.zeros(0, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self.rows, rows), len(self.rows) - 1)
+        hit = self.rows[at] == rows
+        return hit, at[hit]
+
+    def apply(self, pairs: np.ndarray, start: int) -> None:
+        """Put the links of rows ``[start, start + len(pairs))`` into ``pairs``."""
+        a, b = np.searchsorted(self.rows, [start, start + len(pairs)])
+        at = (self.rows[a:b] - np.uint64(start)).astype(np.int64)
+        pairs[at, 0], pairs[at, 1] = self.hi[a:b], self.lo[a:b]
+
+
+def _link(rec: np.ndarray, j: int, links: _Links, report: IdentityReport
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One part of kind ``j``'s linking pass: ``rec`` holds (row | strongest kind << 56,
+    digest hi, lo, person hi, lo) of the rows that have kind ``j``; rows whose strongest
+    kind is ``j`` take the one person of stronger rows with the same digest, as in
+    ``resolve``. Returns those links (row, person hi, person lo)."""
+    own = (rec[:, 0] >> np.uint64(_ROW_BITS)).astype(np.uint8)
     strong = rec[own < j]
+    none = (np.zeros(0, np.uint64),) * 3
     if strong.shape[0] == 0:
-        return
+        return none
+    rows = strong[:, 0] & _ROW_MASK
+    hit, at = links.lookup(rows)  # a stronger row linked by an earlier kind
+    strong[hit, 3], strong[hit, 4] = links.hi[at], links.lo[at]
     owners = (pl.DataFrame({"h": strong[:, 1], "l": strong[:, 2],
-                            "ph": hi[strong[:, 0]], "pl": lo[strong[:, 0]]})
+                            "ph": strong[:, 3], "pl": strong[:, 4]})
               .group_by("h", "l")
               .agg(((pl.col("ph").min() != pl.col("ph").max())
                     | (pl.col("pl").min() != pl.col("pl").max())).alias("many"),
                    pl.col("ph").first(), pl.col("pl").first()))
     report.shared_not_merged += int(owners.get_column("many").sum())
     weak_rec = rec[own == j]
-    weak = (pl.DataFrame({"row": weak_rec[:, 0], "h": weak_rec[:, 1], "l": weak_rec[:, 2]})
+    weak = (pl.DataFrame({"row": weak_rec[:, 0] & _ROW_MASK, "h": weak_rec[:, 1],
+                          "l": weak_rec[:, 2]})
             .join(owners, on=["h", "l"], how="inner"))
     report.ambiguous += int(weak.get_column("many").sum())
     linked = weak.filter(~pl.col("many"))
     report.linked += linked.height
-    rows = linked.get_column("row").to_numpy()
-    hi[rows] = linked.get_column("ph").to_numpy()
-    lo[rows] = linked.get_column("pl").to_numpy()
+    return (linked.get_column("row").to_numpy().astype(np.uint64),
+            linked.get_column("ph").to_numpy().astype(np.uint64),
+            linked.get_column("pl").to_numpy().astype(np.uint64))

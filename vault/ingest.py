@@ -343,13 +343,14 @@ def resolve_people(engine: Engine, home: VaultHome, plan: IngestPlan,
                    limits: ReaderLimits | None = None) -> tuple[PersonDigests, dict[str, Any]]:
     """Every row's person pseudonym, resolved across the whole source (not one batch) in
     one streaming pass over its identifier columns; only keyed digests are kept
-    (``vault.identity.DigestResolver``: 17 bytes a row), never the identifiers."""
+    (``vault.identity.DigestResolver``: 17 bytes a row on disk, in memory only while it
+    links), never the identifiers; the result is read from a temporary file by batch."""
     identity = plan_identity(classes, declared)
     wanted = sorted({c for _, cols in identity.levels for c in cols})
     with engine.begin() as conn:  # created by plan_ingest; read here
         key = Keyring(provider_for(home)).active(conn, dataset_id(conn, plan.dataset),
                                                  "person").key
-    with DigestResolver(key, identity) as resolver:
+    with DigestResolver(key, identity, plan.rows) as resolver:
         if wanted:
             for _, frame in _plan_batches(plan, 0, limits, columns=wanted):
                 resolver.add(frame)
