@@ -325,11 +325,17 @@ class PersonDigests:
         if self._pairs is not None:
             return self._pairs[start:start + n]
         assert self._file is not None
-        size = n * _PAIR.itemsize * 2
-        raw = os.pread(self._file.fileno(), size, start * _PAIR.itemsize * 2)
-        if len(raw) != size:
-            raise OSError("person digests: temporary file shorter than written")
-        return np.frombuffer(raw, dtype=_PAIR).reshape(n, 2)
+        out = np.empty((n, 2), dtype=_PAIR)
+        if n == 0:
+            return out
+        view, done = out.data.cast("B"), 0  # pread returns at most ~2 GiB a call
+        while done < len(view):
+            got = os.preadv(self._file.fileno(), [view[done:]],
+                            start * 2 * _PAIR.itemsize + done)
+            if got <= 0:
+                raise OSError("person digests: temporary file shorter than written")
+            done += got
+        return out
 
     def part(self, start: int, rows: int) -> PersonDigests:
         """Rows ``[start, start + rows)`` on their own, in memory (16 bytes a row)."""
@@ -439,16 +445,17 @@ class DigestResolver:
                     out.write(pairs.astype(_PAIR).data)
                     self._spill("people.count", pairs, pairs[:, 0])
             out.flush()
+            self._file("people").unlink()
+            for part in range(1 << self._bits):  # distinct people, a part at a time
+                path = self._file(f"people.count.{part}")
+                if path.exists():
+                    got = np.fromfile(path, dtype=np.uint64).reshape(-1, 2)
+                    path.unlink()
+                    report.people += int(pl.DataFrame({"h": got[:, 0], "l": got[:, 1]})
+                                         .n_unique())
         except BaseException:
             out.close()
             raise
-        self._file("people").unlink()
-        for part in range(1 << self._bits):  # distinct people, a part at a time
-            path = self._file(f"people.count.{part}")
-            if path.exists():
-                got = np.fromfile(path, dtype=np.uint64).reshape(-1, 2)
-                path.unlink()
-                report.people += int(pl.DataFrame({"h": got[:, 0], "l": got[:, 1]}).n_unique())
         return PersonDigests(file=out, rows=self._rows), report
 
 

@@ -113,12 +113,16 @@ class IdentityCache:
             held = len(self._old)
             merged = self._old if self._old.flags.owndata else self._old.copy()
             self._old = np.zeros(0, dtype=np.uint64)
-            merged.resize(held + fresh, refcheck=False)
-            for run in self._old_runs:
-                merged[held:held + len(run)] = run
-                held += len(run)
+            try:
+                merged.resize(held + fresh, refcheck=False)
+                for run in self._old_runs:
+                    merged[held:held + len(run)] = run
+                    held += len(run)
+                merged.sort(kind="stable")
+            except BaseException:  # out of memory mid-merge: forget it all, so the
+                self.clear()  # database is asked (a digest missed would be a duplicate)
+                raise
             self._old_runs = []
-            merged.sort(kind="stable")
             self._old = merged
 
     def lookup(self, wanted: Iterable[bytes]) -> dict[bytes, KnownSubject]:

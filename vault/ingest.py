@@ -343,8 +343,8 @@ def resolve_people(engine: Engine, home: VaultHome, plan: IngestPlan,
                    limits: ReaderLimits | None = None) -> tuple[PersonDigests, dict[str, Any]]:
     """Every row's person pseudonym, resolved across the whole source (not one batch) in
     one streaming pass over its identifier columns; only keyed digests are kept
-    (``vault.identity.DigestResolver``: 17 bytes a row on disk, in memory only while it
-    links), never the identifiers; the result is read from a temporary file by batch."""
+    (``vault.identity.DigestResolver``: on disk, nothing per row in memory), never the
+    identifiers; the result is read from an unnamed temporary file batch by batch."""
     identity = plan_identity(classes, declared)
     wanted = sorted({c for _, cols in identity.levels for c in cols})
     with engine.begin() as conn:  # created by plan_ingest; read here
@@ -356,7 +356,8 @@ def resolve_people(engine: Engine, home: VaultHome, plan: IngestPlan,
                 resolver.add(frame)
                 del frame
         else:  # no identifier: each row a person of its own, the file need not be read
-            resolver.add(pl.DataFrame(), rows=plan.rows)
+            for at in range(0, plan.rows, plan.batch_rows):
+                resolver.add(pl.DataFrame(), rows=min(plan.batch_rows, plan.rows - at))
         people, report = resolver.resolve()
     return people, {**report.to_json(), "order": identity.to_json()}
 
@@ -469,13 +470,16 @@ class StoreJob:
             source_id=plan.source_id, batches=frames, layout=self.layout,
             actor=principal.id, cache=IdentityCache())
         rows_done = min(plan.rows, self.first_missing() * plan.batch_rows)
-        for r in results:
-            added, updated, skipped = added + r.added, updated + r.updated, skipped + r.skipped
-            suppressed += r.suppressed
-            stored += 0 if r.already_stored else 1
-            rows_done += r.rows_in
-            if progress is not None:
-                progress(rows_done, plan.rows)
+        try:
+            for r in results:
+                added, updated = added + r.added, updated + r.updated
+                skipped, suppressed = skipped + r.skipped, suppressed + r.suppressed
+                stored += 0 if r.already_stored else 1
+                rows_done += r.rows_in
+                if progress is not None:
+                    progress(rows_done, plan.rows)
+        finally:
+            self.people.close()  # its temporary file: every batch has taken its part
         return IngestReport(plan.dataset, added, updated, skipped, stored, plan.columns,
                             erased_suppressed=suppressed, people=int(self.identity["people"]),
                             identity=self.identity)
