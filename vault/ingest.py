@@ -472,8 +472,8 @@ class StoreJob:
         rows_done = min(plan.rows, self.first_missing() * plan.batch_rows)
         try:
             for r in results:
-                added, updated = added + r.added, updated + r.updated
-                skipped, suppressed = skipped + r.skipped, suppressed + r.suppressed
+                added, updated, skipped = added + r.added, updated + r.updated, skipped + r.skipped
+                suppressed += r.suppressed
                 stored += 0 if r.already_stored else 1
                 rows_done += r.rows_in
                 if progress is not None:
