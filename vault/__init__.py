@@ -12,6 +12,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ledger.lazy import lazy_names
+from vault import allocators as _allocators
+
+# before anything loads Polars, whose jemalloc reads its setting once (vault.allocators)
+_allocators.configure()
 
 if TYPE_CHECKING:  # the real names for type checkers; at run time they load lazily
     from vault import vocab

@@ -33,7 +33,7 @@ from ledger import store as ledger_store
 from ledger.entry import EntryDraft
 from policies.validate import parse_name
 from vault import access as _access
-from vault import manifest, vocab
+from vault import allocators, manifest, vocab
 from vault.errors import BadInput
 from vault.home import VaultHome
 from vault.identity import (
@@ -260,6 +260,7 @@ def plan_ingest(engine: Engine, home: VaultHome, principal: _access.Principal, p
                 limits: ReaderLimits | None = None, label: str = DEFAULT_LABEL) -> IngestPlan:
     """Read the file once (checks, hash, sample), register the source (by content hash)
     and the dataset; classify once, from the sample. Errors name the file as ``label``."""
+    allocators.mode()  # a bad setting is refused before the file is read
     if not path.is_file():
         raise BadInput("the file given to ingest does not exist")  # never its path
     parse_name(dataset, "dataset")
