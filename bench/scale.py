@@ -20,7 +20,9 @@ names, streets and ids are counters and small fixed pools. Goals (issue 17): pea
 ``sqlite,dask,pg`` (all by default). The release steps also print whether the release
 streamed (``vault.dp.stream``) and the peak RSS the release's own ``--json`` reports.
 ``--keep-sqlite DIR`` keeps the SQLite vault as a fixture and, on the next run, reruns
-only its release (the 20M-row ingest takes the better part of an hour).
+only its release (the 20M-row ingest takes the better part of an hour). The ingest steps
+report the allocator settings they ran with (``vault.allocators``);
+``CIVICVAULT_ALLOCATORS=default python bench/scale.py ...`` runs them as they come.
 """
 
 from __future__ import annotations
@@ -127,9 +129,11 @@ def child_ingest(home_dir: str, db_url: str, path: str, batch_rows: int) -> dict
     report = ingest_path(engine, home, who, Path(path), "statewide", batch_rows=batch_rows)
     seconds = time.perf_counter() - t0
     engine.dispose()
+    from vault import allocators
+
     return {"seconds": round(seconds, 2), "rows": report.rows_added,
             "rows_per_second": round(report.rows_added / seconds), "batches": report.batches,
-            "peak_rss_mib": round(_peak_mib())}
+            "peak_rss_mib": round(_peak_mib()), "allocators": allocators.applied()}
 
 
 def child_ingest_dask(home_dir: str, db_url: str, path: str, batch_rows: int,

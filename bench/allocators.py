@@ -1,0 +1,93 @@
+"""Benchmark: a SQLite ingest of ``bench/scale.py``'s statewide-shaped rows with the
+allocator settings ``import vault`` applies (``CIVICVAULT_ALLOCATORS=tuned``, see
+``vault.allocators``) against the allocators as they come (``default``), in
+interleaved rounds, each ingest in a fresh process:
+
+    python bench/allocators.py [--rows 2000000] [--rounds 3] [--tmp DIR]
+
+Per run: wall seconds, the process's user and system CPU seconds, minor page faults and
+peak RSS (VmHWM). Prints one JSON line per run, then the medians per setting as a
+Markdown table. The file is generated once (synthetic: counters and small pools) and
+removed after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+MODES = ("default", "tuned")
+
+_CHILD = """
+import json, resource, sys
+sys.path.insert(0, sys.argv[1])
+from bench.scale import child_ingest
+result = child_ingest(sys.argv[2], "", sys.argv[3], 100_000)
+from vault import allocators
+usage = resource.getrusage(resource.RUSAGE_SELF)
+result.update(user_s=round(usage.ru_utime, 1), sys_s=round(usage.ru_stime, 1),
+              minor_faults=usage.ru_minflt, allocators=allocators.applied())
+print(json.dumps(result))
+"""
+
+
+def ingest(mode: str, path: Path, home: Path) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("CIVICVAULT_", "_RJEM_", "GLIBC_TUNABLES", "MALLOC_"))}
+    env["CIVICVAULT_ALLOCATORS"] = mode
+    root = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run([sys.executable, "-c", _CHILD, root, str(home), str(path)],
+                         capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise SystemExit(f"the {mode} ingest failed:\n{out.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=2_000_000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--tmp", default=None, help="folder for the file and the vault homes")
+    args = ap.parse_args()
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in MODES}
+    with tempfile.TemporaryDirectory(prefix="cvalloc-", dir=args.tmp) as t:
+        path = Path(t) / "statewide.csv"
+        # generated in a process of its own: this one stays free of Polars
+        subprocess.run([sys.executable, "-c",
+                        "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]);"
+                        "from bench.scale import write_file; write_file(Path(sys.argv[2]), "
+                        "int(sys.argv[3]))", str(Path(__file__).resolve().parents[1]),
+                        str(path), str(args.rows)], check=True)
+        for k in range(args.rounds):
+            order = MODES if k % 2 == 0 else MODES[::-1]
+            for mode in order:
+                home = Path(t) / f"home-{mode}-{k}"
+                r = ingest(mode, path, home)
+                runs[mode].append(r)
+                print(json.dumps({"round": k + 1, "mode": mode, **r}), flush=True)
+                subprocess.run(["rm", "-rf", str(home)], check=True)
+    print(f"\nrows={args.rows:,} columns=70 rounds={args.rounds} cores={os.cpu_count()}")
+    print("| allocators | wall s | user s | sys s | minor faults | peak RSS MiB |\n"
+          "|---|---:|---:|---:|---:|---:|")
+    for mode in MODES:
+        rs = runs[mode]
+
+        def med(key: str, rs: list[dict[str, Any]] = rs) -> float:
+            return float(statistics.median(r[key] for r in rs))
+
+        print(f"| {mode} | {med('seconds'):.2f} | {med('user_s'):.1f} | {med('sys_s'):.1f} | "
+              f"{med('minor_faults'):,.0f} | {med('peak_rss_mib'):,.0f} |")
+
+
+if __name__ == "__main__":
+    main()
