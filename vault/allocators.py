@@ -2,7 +2,7 @@
 
 A statewide ingest frees and takes again hundreds of megabytes a batch, through two C
 allocators that each keep freed memory in ways that count in the process's RSS
-(issue 17, docs/BENCHMARKS.md "Allocators"):
+(issue 17, docs/BENCHMARKS.md, "Allocators hand freed memory back"):
 
 - **Polars' jemalloc.** Polars configures it with ``muzzy_decay_ms:-1``: pages freed
   for half a second are handed back with ``MADV_FREE``, which leaves them counted in
@@ -22,13 +22,17 @@ A setting the caller made wins: a ``muzzy_decay_ms`` of their own in
 ``_RJEM_MALLOC_CONF`` (not the one Polars writes there, which a child process inherits),
 and glibc's threshold when ``MALLOC_MMAP_THRESHOLD_`` or a ``GLIBC_TUNABLES``
 ``mmap_threshold`` is set. ``CIVICVAULT_ALLOCATORS=default`` leaves both allocators
-as they come.
+as they come (and takes back the jemalloc setting a parent process passed on).
+
+Both apply to every process that imports ``vault`` (the CLI, flows, Dask workers, the
+seal child, the API), not only during an ingest: jemalloc's can only be set before
+Polars loads, and every one of them moves bulk data through Polars and NumPy. The cost
+is a page fault per page of each block of 1 MiB or more, taken fresh each time.
 """
 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import sys
 from typing import Any
@@ -39,8 +43,13 @@ SETTING = "CIVICVAULT_ALLOCATORS"
 MODES = ("tuned", "default")
 JEMALLOC_ENV = "_RJEM_MALLOC_CONF"
 JEMALLOC_CONF = "muzzy_decay_ms:0"
-# what ``import polars`` puts first in _RJEM_MALLOC_CONF (polars/__init__.py, 1.36)
-_POLARS_CONF = "dirty_decay_ms:500,muzzy_decay_ms:-1"
+# what ``import polars`` puts before the caller's value in _RJEM_MALLOC_CONF (1.36; the
+# longer one with POLARS_THP=1); a child process inherits it, once per generation
+_POLARS_CONFS = ("dirty_decay_ms:500,muzzy_decay_ms:-1,thp:always,metadata_thp:always",
+                 "dirty_decay_ms:500,muzzy_decay_ms:-1")
+# the caller's part of _RJEM_MALLOC_CONF when this module appended its own to it: how a
+# child process tells an inherited setting of ours from the caller's
+_MARK = "_CIVICVAULT_RJEM_CALLER"
 GLIBC_MMAP_THRESHOLD = 1 << 20
 _M_MMAP_THRESHOLD = -3  # glibc's <malloc.h>
 
@@ -63,14 +72,52 @@ def mode() -> str:
 
 
 def _glibc() -> Any | None:
+    """The C library already loaded, if it is glibc (not musl, not another system's)."""
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.gnu_get_libc_version  # noqa: B018 - only glibc has it (not musl)
+        libc = ctypes.CDLL(None)  # the process's own symbols: no search, no subprocess
+        libc.gnu_get_libc_version  # noqa: B018 - only glibc has it
     except (OSError, AttributeError):
         return None
     return libc
+
+
+def _join(*parts: str) -> str:
+    return ",".join(p for p in parts if p)
+
+
+def _callers(conf: str) -> str:
+    """``_RJEM_MALLOC_CONF`` without what Polars put first in this or earlier processes."""
+    while True:
+        for polars in _POLARS_CONFS:
+            if conf == polars or conf.startswith(polars + ","):
+                conf = conf[len(polars):].lstrip(",")
+                break
+        else:
+            return conf
+
+
+def _jemalloc(tuned: bool) -> str:
+    conf = os.environ.get(JEMALLOC_ENV, "")
+    own = _callers(conf)
+    mark = os.environ.get(_MARK)
+    inherited = mark is not None and own == _join(mark, JEMALLOC_CONF)
+    caller = mark if inherited and mark is not None else own
+    if "muzzy_decay_ms" in caller:
+        return "caller"
+    if "polars" in sys.modules:  # its jemalloc read the setting when it loaded
+        return JEMALLOC_CONF if inherited else "too late" if tuned else "default"
+    if tuned:  # after anything there, so it wins (jemalloc reads the options in order)
+        os.environ[JEMALLOC_ENV] = _join(caller, JEMALLOC_CONF)
+        os.environ[_MARK] = caller
+        return JEMALLOC_CONF
+    if caller:
+        os.environ[JEMALLOC_ENV] = caller
+    else:
+        os.environ.pop(JEMALLOC_ENV, None)
+    os.environ.pop(_MARK, None)
+    return "default"
 
 
 def configure() -> dict[str, Any]:
@@ -78,18 +125,7 @@ def configure() -> dict[str, Any]:
     if _applied:
         return dict(_applied)
     tuned = _setting() != "default"  # a bad value: tuned here, refused by mode()
-    conf = os.environ.get(JEMALLOC_ENV, "")
-    own = conf.removeprefix(_POLARS_CONF).strip(",")
-    jemalloc = "default"
-    if own == JEMALLOC_CONF:
-        jemalloc = JEMALLOC_CONF  # set so by a parent process (and Polars' put before it)
-    elif "muzzy_decay_ms" in own:
-        jemalloc = "caller"
-    elif tuned and "polars" in sys.modules:
-        jemalloc = "too late"  # Polars loaded first: its jemalloc has read its setting
-    elif tuned:  # after anything there, so it wins (jemalloc reads the options in order)
-        os.environ[JEMALLOC_ENV] = f"{conf},{JEMALLOC_CONF}" if conf else JEMALLOC_CONF
-        jemalloc = JEMALLOC_CONF
+    jemalloc = _jemalloc(tuned)
     glibc: str | int = "default"
     tunables = os.environ.get("GLIBC_TUNABLES", "")
     if "MALLOC_MMAP_THRESHOLD_" in os.environ or "mmap_threshold" in tunables:
