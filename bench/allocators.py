@@ -5,10 +5,11 @@ interleaved rounds, each ingest in a fresh process:
 
     python bench/allocators.py [--rows 2000000] [--rounds 3] [--tmp DIR]
 
-Per run: wall seconds, the process's user and system CPU seconds, minor page faults and
-peak RSS (VmHWM). Prints one JSON line per run, then the medians per setting as a
-Markdown table. The file is generated once (synthetic: counters and small pools) and
-removed after.
+Per run (``bench/scale.py``'s ingest step): wall seconds, the process's user and system
+CPU seconds, minor page faults and peak RSS (VmHWM). Prints one JSON line per run, then
+the medians per setting as a Markdown table. The file is generated once (synthetic:
+counters and small pools) and removed after. Allocator settings of the caller's own
+(``_RJEM_MALLOC_CONF``, ``GLIBC_TUNABLES``, ``MALLOC_*``) are dropped for both.
 """
 
 from __future__ import annotations
@@ -27,30 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 MODES = ("default", "tuned")
 
-_CHILD = """
-import json, resource, sys
-sys.path.insert(0, sys.argv[1])
-from bench.scale import child_ingest
-result = child_ingest(sys.argv[2], "", sys.argv[3], 100_000)
-from vault import allocators
-usage = resource.getrusage(resource.RUSAGE_SELF)
-result.update(user_s=round(usage.ru_utime, 1), sys_s=round(usage.ru_stime, 1),
-              minor_faults=usage.ru_minflt, allocators=allocators.applied())
-print(json.dumps(result))
-"""
-
 
 def ingest(mode: str, path: Path, home: Path) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("CIVICVAULT_", "_RJEM_", "GLIBC_TUNABLES", "MALLOC_"))}
-    env["CIVICVAULT_ALLOCATORS"] = mode
-    root = str(Path(__file__).resolve().parents[1])
-    out = subprocess.run([sys.executable, "-c", _CHILD, root, str(home), str(path)],
-                         capture_output=True, text=True, env=env)
-    if out.returncode != 0:
-        raise SystemExit(f"the {mode} ingest failed:\n{out.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    """One ingest in a fresh process (``bench/scale.py``'s child), with ``mode``."""
+    from bench.scale import _run_child
+
+    return _run_child("ingest", str(home), "", str(path), "100000",
+                      CIVICVAULT_ALLOCATORS=mode)
 
 
 def main() -> None:
@@ -59,6 +43,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--tmp", default=None, help="folder for the file and the vault homes")
     args = ap.parse_args()
+    for name in [k for k in os.environ if k.startswith(("_RJEM_", "_CIVICVAULT_", "MALLOC_"))
+                 or k == "GLIBC_TUNABLES"]:
+        del os.environ[name]  # before anything here imports vault (bench.scale, lazily)
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in MODES}
     with tempfile.TemporaryDirectory(prefix="cvalloc-", dir=args.tmp) as t:
         path = Path(t) / "statewide.csv"

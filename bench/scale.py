@@ -129,11 +129,16 @@ def child_ingest(home_dir: str, db_url: str, path: str, batch_rows: int) -> dict
     report = ingest_path(engine, home, who, Path(path), "statewide", batch_rows=batch_rows)
     seconds = time.perf_counter() - t0
     engine.dispose()
+    import resource
+
     from vault import allocators
 
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     return {"seconds": round(seconds, 2), "rows": report.rows_added,
             "rows_per_second": round(report.rows_added / seconds), "batches": report.batches,
-            "peak_rss_mib": round(_peak_mib()), "allocators": allocators.applied()}
+            "peak_rss_mib": round(_peak_mib()), "allocators": allocators.applied(),
+            "user_s": round(usage.ru_utime, 1), "sys_s": round(usage.ru_stime, 1),
+            "minor_faults": usage.ru_minflt}
 
 
 def child_ingest_dask(home_dir: str, db_url: str, path: str, batch_rows: int,
@@ -203,9 +208,11 @@ def child_release(home_dir: str, db_url: str, data_rows: int = 0) -> dict[str, A
     return out
 
 
-def _run_child(*args: str) -> dict[str, Any]:
+def _run_child(*args: str, **setting: str) -> dict[str, Any]:
+    """Run one step in a fresh process (``setting``: environment variables for it)."""
     env = {k: v for k, v in os.environ.items() if k not in ("CIVICVAULT_HOME",
                                                             "CIVICVAULT_DB_URL")}
+    env.update(setting)
     out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True,
                          text=True, env=env)
     if out.returncode != 0:
