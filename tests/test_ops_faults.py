@@ -142,6 +142,53 @@ echo "verify-rc=$?" >&2
     assert "Traceback" not in run.stderr and "Quixley" not in run.stderr + run.stdout
 
 
+@needs_mounts
+def test_a_temp_folder_too_small_for_the_identity_pass_is_refused_up_front(
+        tmp_path: Path) -> None:
+    """TMPDIR on a 256 KiB tmpfs: the identity pass of 6,000 rows would need ~384 KiB
+    there, so the ingest is refused before anything is stored, naming the setting to change;
+    the same file then goes in with room."""
+    tiny = tmp_path / "tmp"
+    tiny.mkdir()
+    home = tmp_path / "home"
+    env = _clean_env(home)
+    source = _voters(tmp_path / "voters.csv", 6000)
+    script = f"""
+"$@" init >/dev/null || exit 9
+mount -t tmpfs -o size=256k tmpfs "{tiny}"
+TMPDIR="{tiny}" "$@" ingest "{source}" --dataset nc
+echo "ingest-rc=$?" >&2
+"""
+    run = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", *CLI],
+                         capture_output=True, text=True, env=env, timeout=300, check=False)
+    lines = run.stderr.strip().splitlines()
+    assert lines[-1] == "ingest-rc=2", run.stderr
+    assert lines[:-1] == ["error: the temp folder (TMPDIR) has 0.2 MiB free; the identity "
+                          "pass of 6,000 rows needs about 0.4 MiB there: point TMPDIR at a "
+                          "disk with room"], run.stderr
+    engine = make_engine(VaultHome(root=home).db_url)
+    with engine.connect() as conn:  # refused before the source was registered
+        assert conn.execute(text("SELECT count(*) FROM vault_sources")).scalar_one() == 0
+        assert conn.execute(text("SELECT count(*) FROM vault_batches")).scalar_one() == 0
+    engine.dispose()
+    ok = subprocess.run([*CLI, "ingest", str(source), "--dataset", "nc"], capture_output=True,
+                        text=True, env=env, timeout=300, check=False)
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_the_identity_pass_temp_need_counts_every_weaker_kind() -> None:
+    from vault.errors import BadInput
+    from vault.identity import IdentityPlan, check_temp_space, temp_bytes
+
+    one = IdentityPlan(levels=(("voter_id", ("voter_reg_num",)),))
+    three = IdentityPlan(levels=(("voter_id", ("v",)), ("email", ("e",)), ("phone", ("p",))))
+    assert temp_bytes(1000, IdentityPlan(levels=())) == temp_bytes(1000, one) == 64_000
+    assert temp_bytes(1000, three) == 1000 * (16 + 80)
+    with pytest.raises(BadInput, match=r"needs about 89,407\.0 GiB there"):
+        check_temp_space(10**12, three)  # no temp folder here has 87 TiB free
+    check_temp_space(1000, three)
+
+
 def test_the_fault_map_reads_error_codes_not_messages() -> None:
     """OS errnos and SQLite result codes name the cause (PostgreSQL: see the next test)."""
     import errno

@@ -34,6 +34,7 @@ from __future__ import annotations
 import itertools
 import os
 import secrets
+import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -44,6 +45,7 @@ import numpy as np
 import polars as pl
 
 from vault import _aead
+from vault.errors import BadInput
 
 PERSON_COLUMN = "__person"
 DECLARED = "DECLARED"
@@ -347,6 +349,28 @@ class PersonDigests:
         size = 2 * PSEUDONYM_BYTES
         return pl.Series(PERSON_COLUMN, [PSEUDONYM_PREFIX + text[i:i + size]
                                          for i in range(0, len(text), size)], dtype=pl.String)
+
+
+def temp_bytes(rows: int, plan: IdentityPlan) -> int:
+    """The most the identity pass of ``rows`` rows keeps in its temp folder at once: 16
+    bytes a row of provisional persons, plus 40 a row for each weaker kind's records while
+    the file is read, or 48 a row while the result is written and counted."""
+    return rows * (16 + max(40 * max(len(plan.levels) - 1, 0), 48))
+
+
+def check_temp_space(rows: int, plan: IdentityPlan) -> None:
+    """Refuse a file whose identity pass would fill the temp folder (``TMPDIR``), before
+    anything is read or written, rather than minutes into it."""
+    need = temp_bytes(rows, plan)
+    free = shutil.disk_usage(tempfile.gettempdir()).free
+    if need > free:
+        raise BadInput(f"the temp folder (TMPDIR) has {_size(free)} free; the identity pass "
+                       f"of {rows:,} rows needs about {_size(need)} there: point TMPDIR at a "
+                       "disk with room")
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.1f} MiB"
 
 
 class DigestResolver:

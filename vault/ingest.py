@@ -41,6 +41,7 @@ from vault.identity import (
     DigestResolver,
     IdentityPlan,
     PersonDigests,
+    check_temp_space,
     dedup_column,
     plan_identity,
     resolve,
@@ -269,6 +270,7 @@ def plan_ingest(engine: Engine, home: VaultHome, principal: _access.Principal, p
     classes = classify_for(home, df)
     declared, per_person, max_people = identity_for(home, dataset)
     layout, _ = layout_for(classes, declared, per_person)
+    check_temp_space(info.rows, plan_identity(classes, declared))
     batches = max(1, -(-info.rows // batch_rows))
     with _access.access(engine, home, principal, "ingest", vocab.dataset(dataset)) as conn:
         ds_row = conn.execute(select(T_DATASET.c.id, T_DATASET.c.columns_json)
