@@ -43,8 +43,9 @@ print(json.dumps({"grown": grown, "kept": anon() - before,
                   "applied": vault.allocators.applied()}))
 """
 
-# glibc: a freed 8 MiB block raises the mmap threshold to 8 MiB unless it was fixed, so a
-# 2 MiB block then comes from the heap (no mmapped chunk) or gets pages of its own
+# glibc: a freed 16 MiB block raises the mmap threshold to 16 MiB unless it was fixed (at
+# 4 MiB), so a 6 MiB block then comes from the heap (no mmapped chunk) or gets pages of
+# its own
 _GLIBC = """
 import ctypes, json
 import vault
@@ -57,9 +58,9 @@ libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype = ctypes.c_void_p
 libc.free.argtypes = [ctypes.c_void_p]
 libc.mallinfo2.restype = Info
-libc.free(libc.malloc(8 << 20))
+libc.free(libc.malloc(16 << 20))
 before = libc.mallinfo2().hblks
-block = libc.malloc(2 << 20)
+block = libc.malloc(6 << 20)
 mapped = libc.mallinfo2().hblks - before
 libc.free(block)
 print(json.dumps({"mapped": mapped, "applied": vault.allocators.applied()}))
@@ -87,7 +88,7 @@ def test_polars_hands_freed_pages_back_once_vault_is_imported_first() -> None:
     tuned = _run(_JEMALLOC, "wait")
     assert str(tuned["conf"]).endswith(",muzzy_decay_ms:0")
     assert tuned["applied"] == {"jemalloc": "muzzy_decay_ms:0",
-                                "glibc_mmap_threshold": 1 << 20}
+                                "glibc_mmap_threshold": 4 << 20}
     assert float(tuned["grown"]) > 100  # type: ignore[arg-type]
     assert float(tuned["kept"]) < 0.2 * float(tuned["grown"])  # type: ignore[arg-type]
     # as Polars comes (muzzy pages are never purged): the same memory stays counted

@@ -27,7 +27,7 @@ as they come (and takes back the jemalloc setting a parent process passed on).
 Both apply to every process that imports ``vault`` (the CLI, flows, Dask workers, the
 seal child, the API), not only during an ingest: jemalloc's can only be set before
 Polars loads, and every one of them moves bulk data through Polars and NumPy. The cost
-is a page fault per page of each block of 1 MiB or more, taken fresh each time.
+is a page fault per page of each block of 4 MiB or more, taken fresh each time.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ _POLARS_CONFS = ("dirty_decay_ms:500,muzzy_decay_ms:-1,thp:always,metadata_thp:a
 # the caller's part of _RJEM_MALLOC_CONF when this module appended its own to it: how a
 # child process tells an inherited setting of ours from the caller's
 _MARK = "_CIVICVAULT_RJEM_CALLER"
-GLIBC_MMAP_THRESHOLD = 1 << 20
+GLIBC_MMAP_THRESHOLD = 4 << 20  # 1 MiB cost a release 35% (docs/BENCHMARKS.md)
 _M_MMAP_THRESHOLD = -3  # glibc's <malloc.h>
 
 _applied: dict[str, Any] = {}
