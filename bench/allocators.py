@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -62,7 +63,7 @@ def main() -> None:
                 r = ingest(mode, path, home)
                 runs[mode].append(r)
                 print(json.dumps({"round": k + 1, "mode": mode, **r}), flush=True)
-                subprocess.run(["rm", "-rf", str(home)], check=True)
+                shutil.rmtree(home)
     print(f"\nrows={args.rows:,} columns=70 rounds={args.rounds} cores={os.cpu_count()}")
     print("| allocators | wall s | user s | sys s | minor faults | peak RSS MiB |\n"
           "|---|---:|---:|---:|---:|---:|")
