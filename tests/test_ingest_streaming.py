@@ -382,3 +382,103 @@ def test_a_bad_seal_process_setting_is_refused_before_anything_is_stored(
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(T_BATCH)).scalar_one() == 0
     engine.dispose()
+
+
+def _voter_csv_with_far_repeats(path: Path) -> Path:
+    """``ROWS`` rows in batches of ``BATCH``: the last batch repeats voters of the first,
+    some as they were (duplicates to skip), some with a new party (updates), so an ingest
+    must recognise people written five batches before."""
+    with path.open("w", encoding="utf-8") as fh:
+        fh.write("voter_reg_num,last_name,first_name,party_cd,birth_year,county_desc\n")
+        for i in range(ROWS):
+            vid = 100000 + i
+            if i >= ROWS - BATCH and i % 4 == 0:
+                vid -= ROWS - BATCH  # a voter of the first batch
+            party = "LIB" if vid != 100000 + i and i % 8 else ["DEM", "REP", "UNA"][vid % 3]
+            fh.write(f"{vid},Quixley{vid},Ann,{party},{1940 + vid % 60},"
+                     f"{['WAKE', 'CHATHAM', 'ORANGE'][vid % 3]}\n")
+    return path
+
+
+@pytest.mark.parametrize(("seal_process", "limit"), [("off", None), ("on", None), ("on", 1000)])
+def test_an_identity_cache_spilled_to_disk_stores_the_same(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seal_process: str,
+        limit: int | None) -> None:
+    """``CIVICVAULT_IDENTITY_CACHE_MB=0``: the compacted batches' prefixes go to a temporary
+    file from the first compaction on. The vault holds exactly what the in-memory cache
+    stores: the same subjects, records, updates, skipped duplicates of voters written five
+    batches before, batches and ledger entries, with the database asked no more often.
+    With the sealing child, a cache spilled before the child would get it stays in this
+    process; with a limit of 1,000 subjects it spills in the child (at the fifth batch)."""
+    from vault import identity_cache, seal_worker
+    from vault import store as vault_store
+
+    if seal_process == "on" and seal_worker.cores() < 2:
+        pytest.skip("the sealing child needs two cores")
+    monkeypatch.setenv(seal_worker.SETTING, seal_process)
+    asked: list[int] = []
+    real_existing = vault_store._existing_subjects
+
+    def existing(conn: Any, ds_id: int, column: str, digests: Any) -> Any:
+        wanted = list(digests)
+        asked.append(len(wanted))
+        return real_existing(conn, ds_id, column, wanted)
+
+    monkeypatch.setattr(vault_store, "_existing_subjects", existing)
+    spills: list[int] = []
+
+    class Spilled(identity_cache._SpilledRun):
+        def __init__(self, run: Any) -> None:
+            spills.append(len(run))
+            super().__init__(run)
+
+    monkeypatch.setattr(identity_cache, "_SpilledRun", Spilled)
+    if limit is not None:
+        monkeypatch.setattr(identity_cache, "cache_limit",
+                            lambda: limit if os.environ[identity_cache.CACHE_ENV] else 1 << 30)
+    src = _voter_csv_with_far_repeats(tmp_path / "voters.csv")
+    results = {}
+    for cap in ("", "0"):
+        monkeypatch.setenv(identity_cache.CACHE_ENV, cap)
+        asked.clear()
+        spills.clear()
+        home, engine, who = _home(tmp_path / f"cap{cap or 'default'}")
+        report = ingest_path(engine, home, who, src, "nc", batch_rows=BATCH)
+        results[cap] = (report.to_json(), _contents(home, engine, "nc"))
+        engine.dispose()
+        # the cache decided every batch but the last, whose updates go the ordinary way
+        assert len(asked) == 1
+        if not cap or limit is not None:
+            assert spills == []  # none here (with the limit: in the child)
+        else:  # every compaction, in this process: batches 0 to 3 at least, whole
+            assert len(spills) >= ROWS // BATCH - 2 and spills[:4] == [BATCH] * 4
+    assert results[""] == results["0"]
+    report = results["0"][0]
+    repeats = range(ROWS - BATCH, ROWS, 4)
+    assert report["rows_updated"] == sum(1 for i in repeats if i % 8) > 0
+    assert report["duplicates_skipped"] == sum(1 for i in repeats if not i % 8) > 0
+    assert report["rows_added"] == ROWS - len(repeats)
+
+
+def test_a_bad_identity_cache_setting_is_refused_before_anything_is_stored(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from flows.cli import main
+    from vault import identity_cache
+
+    monkeypatch.setenv("CIVICVAULT_HOME", str(tmp_path / "home"))
+    assert main(["init"]) == 0
+    src = _voter_csv(tmp_path / "voters.csv", rows=600)
+    for bad in ("Quixley", "-1", "65537", "1.5", "٣"):
+        monkeypatch.setenv(identity_cache.CACHE_ENV, bad)
+        capsys.readouterr()
+        assert main(["ingest", str(src), "--dataset", "nc"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == ("error: CIVICVAULT_IDENTITY_CACHE_MB must be a whole number of MiB "
+                       "from 0 to 65536")
+    engine = make_engine(VaultHome.from_env().db_url)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(T_SOURCE)).scalar_one() == 0
+    engine.dispose()
+    monkeypatch.setenv(identity_cache.CACHE_ENV, " 64 ")
+    assert main(["ingest", str(src), "--dataset", "nc"]) == 0

@@ -1227,3 +1227,58 @@ def test_row_fingerprints_pack_a_slice_at_a_time_and_give_the_same_bytes(
     at_once = peak(lambda: whole(wide))
     assert vault_store._row_fingerprints(key, wide) == whole(wide)
     assert sliced * 4 < at_once, (sliced, at_once)
+
+
+def test_identity_cache_past_its_limit_spills_its_prefixes_and_answers_the_same() -> None:
+    """Past ``limit`` compacted subjects the prefixes move to temporary files: memory holds
+    none of them, and every answer is the one an unlimited cache gives."""
+    import pickle
+
+    from vault.identity_cache import _prefixes
+
+    size, batches = 1000, 8
+    digests = [secrets.token_bytes(32) for _ in range(batches * size)]
+    spilled, unlimited = IdentityCache(limit=2500), IdentityCache(limit=1 << 40)
+    assert pickle.loads(pickle.dumps(spilled)).limit == 2500  # as the sealing child gets it
+    runs = []
+    for k in range(batches):
+        for cache in (spilled, unlimited):
+            cache.add(digests[k * size:(k + 1) * size], list(range(k * size, (k + 1) * size)),
+                      [b"f" * 32] * size, [b"w" * 60] * size, [1] * size, k + 1,
+                      list(range(size)))
+        runs.append((spilled.spilled, len(spilled._old) + sum(map(len, spilled._old_runs))))
+    # compacted after batches 2..7: 1,000, 2,000, then 3,000 > 2,500 spills all 3,000; then
+    # 1,000, 2,000, and 3,000 again
+    assert runs == [(0, 0), (0, 0), (0, 1000), (0, 2000), (1, 0), (1, 1000), (1, 2000), (2, 0)]
+    assert [s.n for s in spilled._spilled] == [3000, 3000]
+    assert unlimited.spilled == 0 and sum(map(len, unlimited._old_runs)) == 6000
+    compacted = digests[:6000]
+    assert spilled._spilled[0].run.tolist() == sorted(_prefixes(compacted[:3000]).tolist())
+    strangers = [secrets.token_bytes(32) for _ in range(3000)]
+    # below the first fence, between two, past the last: none known
+    edge = [b"\0" * 32, b"\xff" * 32, *strangers]
+    for wanted in (set(compacted), set(compacted[::7]) | set(edge), set(digests[6000:])):
+        assert spilled.possibly_known(wanted) == unlimited.possibly_known(wanted)
+        assert spilled.lookup(wanted) == unlimited.lookup(wanted)
+    assert spilled.possibly_known(set(compacted)) == set(compacted)
+    assert not spilled.possibly_known(set(edge))
+    assert len(spilled) == len(unlimited) == batches * size
+    with pytest.raises(TypeError):  # its files are this process's
+        pickle.dumps(spilled)
+    spilled.clear()
+    assert spilled.spilled == 0 and not spilled.possibly_known(set(compacted))
+
+
+def test_identity_cache_limit_comes_from_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vault.errors import BadInput
+    from vault.identity_cache import CACHE_ENV, DEFAULT_CACHE_MB, cache_limit
+
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    assert cache_limit() == (DEFAULT_CACHE_MB << 20) // 12 == IdentityCache().limit
+    monkeypatch.setenv(CACHE_ENV, "0")
+    assert cache_limit() == 0 == IdentityCache().limit
+    monkeypatch.setenv(CACHE_ENV, "12")
+    assert cache_limit() == 1 << 20
+    monkeypatch.setenv(CACHE_ENV, "a lot")
+    with pytest.raises(BadInput, match=CACHE_ENV):
+        IdentityCache()

@@ -354,7 +354,8 @@ class PersonDigests:
 def temp_bytes(rows: int, plan: IdentityPlan) -> int:
     """The most the identity pass of ``rows`` rows keeps in its temp folder at once: 16
     bytes a row of provisional persons, plus 40 a row for each weaker kind's records while
-    the file is read, or 48 a row while the result is written and counted."""
+    the file is read, or 48 a row while the result is written and counted. (The store
+    after it keeps the 16 a row, and the identity cache's spilled runs up to 8 more.)"""
     return rows * (16 + max(40 * max(len(plan.levels) - 1, 0), 48))
 
 

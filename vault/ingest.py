@@ -46,6 +46,7 @@ from vault.identity import (
     plan_identity,
     resolve,
 )
+from vault.identity_cache import cache_limit
 from vault.keyring import Keyring, now
 from vault.keys import provider_for
 from vault.pii.classifier import ColumnClass, apply_policy, classify_frame
@@ -261,7 +262,8 @@ def plan_ingest(engine: Engine, home: VaultHome, principal: _access.Principal, p
                 limits: ReaderLimits | None = None, label: str = DEFAULT_LABEL) -> IngestPlan:
     """Read the file once (checks, hash, sample), register the source (by content hash)
     and the dataset; classify once, from the sample. Errors name the file as ``label``."""
-    allocators.mode()  # a bad setting is refused before the file is read
+    allocators.mode()  # bad settings are refused before the file is read
+    cache_limit()
     if not path.is_file():
         raise BadInput("the file given to ingest does not exist")  # never its path
     parse_name(dataset, "dataset")

@@ -869,6 +869,8 @@ def write_batches(
                                         tail=tail)
                 if worker is None and seen == 1 and seal_worker.wanted():
                     worker = seal_worker.SealWorker()  # starts while this process goes on
+                elif worker is not None and not in_child and cache.spilled:
+                    stop_worker()  # the cache's spilled runs are this process's files
                 elif worker is not None and not in_child:
                     try:
                         worker.setup(layout, ds_id, dialect, erased, cache, deferred)
