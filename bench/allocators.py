@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -27,13 +26,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.scale import _run_child, write_file_apart  # imports no vault
+
 MODES = ("default", "tuned")
 
 
 def ingest(mode: str, path: Path, home: Path) -> dict[str, Any]:
     """One ingest in a fresh process (``bench/scale.py``'s child), with ``mode``."""
-    from bench.scale import _run_child
-
     return _run_child("ingest", str(home), "", str(path), "100000",
                       CIVICVAULT_ALLOCATORS=mode)
 
@@ -50,12 +49,7 @@ def main() -> None:
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in MODES}
     with tempfile.TemporaryDirectory(prefix="cvalloc-", dir=args.tmp) as t:
         path = Path(t) / "statewide.csv"
-        # generated in a process of its own: this one stays free of Polars
-        subprocess.run([sys.executable, "-c",
-                        "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]);"
-                        "from bench.scale import write_file; write_file(Path(sys.argv[2]), "
-                        "int(sys.argv[3]))", str(Path(__file__).resolve().parents[1]),
-                        str(path), str(args.rows)], check=True)
+        write_file_apart(path, args.rows)  # this process stays free of Polars
         for k in range(args.rounds):
             order = MODES if k % 2 == 0 else MODES[::-1]
             for mode in order:

@@ -106,6 +106,16 @@ def write_file(path: Path, rows: int) -> float:
     return time.perf_counter() - t0
 
 
+def write_file_apart(path: Path, rows: int) -> None:
+    """``write_file`` in a process of its own, so the caller stays free of Polars (and of
+    the blocks' memory)."""
+    subprocess.run([sys.executable, "-c",
+                    "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]);"
+                    "from bench.scale import write_file; write_file(Path(sys.argv[2]), "
+                    "int(sys.argv[3]))", str(Path(__file__).resolve().parents[1]),
+                    str(path), str(rows)], check=True)
+
+
 def _peak_mib() -> float:
     """This process's own peak RSS (VmHWM; ``ru_maxrss`` would also count the parent's
     memory at the fork that started it: the generator's blocks)."""
@@ -137,6 +147,7 @@ def child_ingest(home_dir: str, db_url: str, path: str, batch_rows: int) -> dict
     return {"seconds": round(seconds, 2), "rows": report.rows_added,
             "rows_per_second": round(report.rows_added / seconds), "batches": report.batches,
             "peak_rss_mib": round(_peak_mib()), "allocators": allocators.applied(),
+            "identity_cache_mb": os.environ.get("CIVICVAULT_IDENTITY_CACHE_MB") or "default",
             "user_s": round(usage.ru_utime, 1), "sys_s": round(usage.ru_stime, 1),
             "minor_faults": usage.ru_minflt}
 

@@ -1,0 +1,93 @@
+"""Benchmark: a SQLite ingest of ``bench/scale.py``'s statewide-shaped rows with the identity
+cache as shipped (``CIVICVAULT_IDENTITY_CACHE_MB`` unset: 1 GiB, ~89M subjects) against a
+cache small enough to fill early (``--cap-mb``, default 2 MiB: ~175k subjects), at several
+file sizes, in interleaved rounds, each ingest in a fresh process:
+
+    python bench/identity_cache.py [--rows 2000000,6000000] [--cap-mb 2] [--rounds 2] [--tmp DIR]
+
+A full cache is dropped and every later batch asks the database (``vault.identity_cache``):
+memory stays bounded whatever the file's size, at the cost of the database's lookups. This
+says what that costs (rows/s) and whether the peak then still grows with the file (peak RSS
+per row between the sizes). The default run's figures are the ones files under ~89M
+subjects get; the capped run's are what a larger file's rows past the limit get.
+
+Per run (``bench/scale.py``'s ingest step): wall seconds, rows/s, user and system CPU
+seconds and peak RSS (VmHWM). Prints one JSON line per run, then the medians per size and
+cache as a Markdown table, and the peak's growth per row from the smallest size to the
+largest. The files are generated once each (synthetic: counters and small pools) and
+removed after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.scale import _run_child, write_file_apart  # imports no vault
+
+SETTING = "CIVICVAULT_IDENTITY_CACHE_MB"
+
+
+def ingest(cap: str, path: Path, home: Path) -> dict[str, Any]:
+    """One ingest in a fresh process (``bench/scale.py``'s child); ``cap`` '' is the default."""
+    env = {SETTING: cap} if cap else {}
+    return _run_child("ingest", str(home), "", str(path), "100000", **env)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", default="2000000,6000000", help="file sizes, comma-separated")
+    ap.add_argument("--cap-mb", type=int, default=2, help="the small cache, MiB")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--tmp", default=None, help="folder for the files and the vault homes")
+    args = ap.parse_args()
+    sizes = sorted({int(r) for r in args.rows.split(",")})
+    caps = ("", str(args.cap_mb))
+    os.environ.pop(SETTING, None)
+    runs: dict[tuple[int, str], list[dict[str, Any]]] = {(n, c): [] for n in sizes for c in caps}
+    with tempfile.TemporaryDirectory(prefix="cvcache-", dir=args.tmp) as t:
+        for n in sizes:
+            path = Path(t) / f"statewide-{n}.csv"
+            write_file_apart(path, n)
+            for k in range(args.rounds):
+                for cap in caps if k % 2 == 0 else caps[::-1]:
+                    home = Path(t) / f"home-{n}-{cap or 'default'}-{k}"
+                    r = ingest(cap, path, home)
+                    runs[(n, cap)].append(r)
+                    print(json.dumps({"rows_in_file": n, "round": k + 1,
+                                      "cap_mb": cap or "default", **r}), flush=True)
+                    shutil.rmtree(home)
+            path.unlink()
+
+    def med(rs: list[dict[str, Any]], key: str) -> float:
+        return float(statistics.median(r[key] for r in rs))
+
+    print(f"\ncolumns=70 rounds={args.rounds} cores={os.cpu_count()} batch=100,000 rows")
+    print("| rows | identity cache | wall s | rows/s | user s | sys s | peak RSS MiB |\n"
+          "|---:|---|---:|---:|---:|---:|---:|")
+    for n in sizes:
+        for cap in caps:
+            rs = runs[(n, cap)]
+            label = f"{cap} MiB (fills)" if cap else "default (1 GiB)"
+            print(f"| {n:,} | {label} | {med(rs, 'seconds'):.1f} | "
+                  f"{med(rs, 'rows_per_second'):,.0f} | {med(rs, 'user_s'):.1f} | "
+                  f"{med(rs, 'sys_s'):.1f} | {med(rs, 'peak_rss_mib'):,.0f} |")
+    if len(sizes) > 1:
+        lo, hi = sizes[0], sizes[-1]
+        for cap in caps:
+            grow = (med(runs[(hi, cap)], "peak_rss_mib") - med(runs[(lo, cap)], "peak_rss_mib"))
+            print(f"peak growth {lo:,} -> {hi:,} rows, {cap + ' MiB' if cap else 'default'}: "
+                  f"{grow * 2**20 / (hi - lo):.1f} bytes a row")
+
+
+if __name__ == "__main__":
+    main()
