@@ -4,6 +4,7 @@ cache small enough to fill early (``--cap-mb``, default 2 MiB: ~175k subjects), 
 file sizes, in interleaved rounds, each ingest in a fresh process:
 
     python bench/identity_cache.py [--rows 2000000,6000000] [--cap-mb 2] [--rounds 2] [--tmp DIR]
+    python bench/identity_cache.py --search 50000000 [--rounds 5]
 
 A full cache is dropped and every later batch asks the database (``vault.identity_cache``):
 memory stays bounded whatever the file's size, at the cost of the database's lookups. This
@@ -16,6 +17,13 @@ seconds and peak RSS (VmHWM). Prints one JSON line per run, then the medians per
 cache as a Markdown table, and the peak's growth per row from the smallest size to the
 largest. The files are generated once each (synthetic: counters and small pools) and
 removed after.
+
+``--search N``: only the search of a spilled run (``vault.identity_cache._SpilledRun``):
+N random sorted prefixes spilled to a temporary file, then a batch's worth (100,000
+random prefixes and 1,000 of the run's, sorted) searched ``--rounds`` times: the median
+milliseconds, the hits found (must be 1,000) and this process's RSS after each search
+(the pages read are given back), against the same search in memory (``np.searchsorted``
+on the run) as the baseline.
 """
 
 from __future__ import annotations
@@ -43,13 +51,59 @@ def ingest(cap: str, path: Path, home: Path) -> dict[str, Any]:
     return _run_child("ingest", str(home), "", str(path), "100000", **env)
 
 
+def search(n: int, rounds: int) -> None:
+    """The ``--search`` benchmark (see the module's docstring)."""
+    import time
+
+    import numpy as np
+
+    from vault.identity_cache import _SpilledRun
+
+    def rss_mib() -> float:
+        with open("/proc/self/status") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS")) / 1024
+
+    rng = np.random.default_rng(17)
+    run = np.sort(rng.integers(0, 2**63, n, dtype=np.uint64))
+    spilled = _SpilledRun(run)
+    known = run[rng.integers(0, n, 1_000)].copy()
+    before = rss_mib()
+    rows = []
+    for _ in range(rounds):
+        q = np.sort(np.concatenate([rng.integers(0, 2**63, 100_000, dtype=np.uint64), known]))
+        t0 = time.perf_counter()
+        hits = int(spilled.hits(q).sum())
+        spilled_ms = (time.perf_counter() - t0) * 1000
+        t0 = time.perf_counter()
+        at = np.minimum(np.searchsorted(run, q), n - 1)
+        base = int((run[at] == q).sum())
+        memory_ms = (time.perf_counter() - t0) * 1000
+        rows.append((spilled_ms, memory_ms, hits, base, rss_mib()))
+        print(json.dumps({"spilled_ms": round(spilled_ms, 1), "in_memory_ms": round(memory_ms, 1),
+                          "hits": hits, "in_memory_hits": base,
+                          "rss_mib_after": round(rows[-1][4])}), flush=True)
+    del run
+    spilled.close()
+    print(f"\nrun of {n:,} prefixes, 100,000 + 1,000 searched, {rounds} rounds: spilled "
+          f"{statistics.median(r[0] for r in rows):.1f} ms, in memory "
+          f"{statistics.median(r[1] for r in rows):.1f} ms (median); hits "
+          f"{sorted({r[2] for r in rows})}; RSS {before:,.0f} MiB before the searches, "
+          f"{max(r[4] for r in rows):,.0f} MiB at most after one (the run itself in memory "
+          f"for the baseline: {n * 8 / 2**20:,.0f} MiB)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", default="2000000,6000000", help="file sizes, comma-separated")
     ap.add_argument("--cap-mb", type=int, default=2, help="the small cache, MiB")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--tmp", default=None, help="folder for the files and the vault homes")
+    ap.add_argument("--search", type=int, default=0, metavar="N",
+                    help="only the search of a spilled run of N prefixes")
     args = ap.parse_args()
+    if args.search:
+        search(args.search, args.rounds)
+        return
     sizes = sorted({int(r) for r in args.rows.split(",")})
     caps = ("", str(args.cap_mb))
     os.environ.pop(SETTING, None)
@@ -77,7 +131,7 @@ def main() -> None:
     for n in sizes:
         for cap in caps:
             rs = runs[(n, cap)]
-            label = f"{cap} MiB (fills)" if cap else "default (1 GiB)"
+            label = f"{cap} MiB (spills)" if cap else "default (1 GiB)"
             print(f"| {n:,} | {label} | {med(rs, 'seconds'):.1f} | "
                   f"{med(rs, 'rows_per_second'):,.0f} | {med(rs, 'user_s'):.1f} | "
                   f"{med(rs, 'sys_s'):.1f} | {med(rs, 'peak_rss_mib'):,.0f} |")

@@ -53,7 +53,7 @@ class _SpilledRun:
     run) stays in memory, so a search reads only the page that may hold a prefix; the pages
     read are given back after every ``_SEARCH_CHUNK`` prefixes (``MADV_DONTNEED``: they stay
     in the page cache, not in this process's RSS). 100k sorted prefixes against a 50M run:
-    ~25 ms, RSS flat (issue 17)."""
+    22 ms, RSS flat (``bench/identity_cache.py --search``, issue 17)."""
 
     def __init__(self, run: np.ndarray[Any, np.dtype[np.uint64]]) -> None:
         self.n = len(run)
