@@ -35,7 +35,8 @@ their old import paths. The CLI maps the tree to exit codes in one place
     ├── PrefectServerUnavailable         exit 1: the temporary Prefect server did not start
     ├── KeyUnavailable                   exit 2: a key provider cannot give the key asked for
     └── StorageFault                     exit 2: disk full, read-only, locked: line + hint
-        └── StorageFull, StorageReadOnly, StorageLocked
+        ├── StorageFull, StorageReadOnly, StorageLocked
+        └── TempFolderFull, TempFolderUnwritable  the temp folder (TMPDIR) mid-ingest
 
 Messages carry identifiers and counts, never data values: they end up in logs, in
 Prefect's result storage and on terminals. Nor do they echo a path the caller typed
@@ -73,6 +74,8 @@ __all__ = [
     "StorageFull",
     "StorageLocked",
     "StorageReadOnly",
+    "TempFolderFull",
+    "TempFolderUnwritable",
     "TransientStoreError",
     "Unauthenticated",
     "UnknownAction",
@@ -376,6 +379,22 @@ class StorageReadOnly(StorageFault):
     cause = "storage read-only"
     hint = ("remount the vault home read-write or give this user write access to it "
             "(and its database); nothing was changed")
+
+
+class TempFolderFull(StorageFull):
+    """No space left in the temp folder (``TMPDIR``) for what an ingest keeps there."""
+
+    cause = "temp folder full"
+    hint = ("point TMPDIR at a disk with room, or raise CIVICVAULT_IDENTITY_CACHE_MB; the "
+            "batches stored so far are kept and rerunning the ingest resumes after them")
+
+
+class TempFolderUnwritable(StorageReadOnly):
+    """The temp folder (``TMPDIR``) cannot be written (permissions, read-only mount)."""
+
+    cause = "temp folder not writable"
+    hint = ("point TMPDIR at a folder this user can write; the batches stored so far are "
+            "kept and rerunning the ingest resumes after them")
 
 
 class StorageLocked(StorageFault):

@@ -1229,6 +1229,32 @@ def test_row_fingerprints_pack_a_slice_at_a_time_and_give_the_same_bytes(
     assert sliced * 4 < at_once, (sliced, at_once)
 
 
+def _cache_pair(limit: int, batches: int, size: int
+                ) -> tuple[IdentityCache, IdentityCache, list[bytes], list[tuple[int, int]]]:
+    """A cache limited to ``limit`` compacted subjects and an unlimited one, fed the same
+    batches; with the spilled runs' sizes and the in-memory count after each batch."""
+    digests = [secrets.token_bytes(32) for _ in range(batches * size)]
+    limited, unlimited = IdentityCache(limit=limit), IdentityCache(limit=1 << 40)
+    after = []
+    for k in range(batches):
+        for cache in (limited, unlimited):
+            cache.add(digests[k * size:(k + 1) * size], list(range(k * size, (k + 1) * size)),
+                      [b"f" * 32] * size, [b"w" * 60] * size, [1] * size, k + 1,
+                      list(range(size)))
+        after.append((limited.spilled, len(limited._old) + sum(map(len, limited._old_runs))))
+    return limited, unlimited, digests, after
+
+
+def _same_answers(limited: IdentityCache, unlimited: IdentityCache, known: list[bytes]) -> None:
+    strangers = [secrets.token_bytes(32) for _ in range(3000)]
+    edge = [b"\0" * 32, b"\xff" * 32, *strangers]  # below the first fence, past the last
+    for wanted in (set(known), set(known[::7]) | set(edge)):
+        assert limited.possibly_known(wanted) == unlimited.possibly_known(wanted)
+        assert limited.lookup(wanted) == unlimited.lookup(wanted)
+    assert limited.possibly_known(set(known)) == set(known)
+    assert not limited.possibly_known(set(edge))
+
+
 def test_identity_cache_past_its_limit_spills_its_prefixes_and_answers_the_same() -> None:
     """Past ``limit`` compacted subjects the prefixes move to temporary files: memory holds
     none of them, and every answer is the one an unlimited cache gives."""
@@ -1236,37 +1262,83 @@ def test_identity_cache_past_its_limit_spills_its_prefixes_and_answers_the_same(
 
     from vault.identity_cache import _prefixes
 
-    size, batches = 1000, 8
-    digests = [secrets.token_bytes(32) for _ in range(batches * size)]
-    spilled, unlimited = IdentityCache(limit=2500), IdentityCache(limit=1 << 40)
-    assert pickle.loads(pickle.dumps(spilled)).limit == 2500  # as the sealing child gets it
-    runs = []
-    for k in range(batches):
-        for cache in (spilled, unlimited):
-            cache.add(digests[k * size:(k + 1) * size], list(range(k * size, (k + 1) * size)),
-                      [b"f" * 32] * size, [b"w" * 60] * size, [1] * size, k + 1,
-                      list(range(size)))
-        runs.append((spilled.spilled, len(spilled._old) + sum(map(len, spilled._old_runs))))
-    # compacted after batches 2..7: 1,000, 2,000, then 3,000 > 2,500 spills all 3,000; then
-    # 1,000, 2,000, and 3,000 again
-    assert runs == [(0, 0), (0, 0), (0, 1000), (0, 2000), (1, 0), (1, 1000), (1, 2000), (2, 0)]
-    assert [s.n for s in spilled._spilled] == [3000, 3000]
+    spilled, unlimited, digests, after = _cache_pair(2500, 8, 1000)
+    assert pickle.loads(pickle.dumps(IdentityCache(limit=2500))).limit == 2500  # as the
+    # sealing child gets it. Compacted after batches 2..7: 1,000, 2,000, then 3,000 > 2,500
+    # spills all 3,000; then 1,000, 2,000, and 3,000 spilled again, merged with the first
+    assert after == [(0, 0), (0, 0), (0, 1000), (0, 2000), (1, 0), (1, 1000), (1, 2000), (1, 0)]
+    assert [s.n for s in spilled._spilled] == [6000]
     assert unlimited.spilled == 0 and sum(map(len, unlimited._old_runs)) == 6000
     compacted = digests[:6000]
-    assert spilled._spilled[0].run.tolist() == sorted(_prefixes(compacted[:3000]).tolist())
-    strangers = [secrets.token_bytes(32) for _ in range(3000)]
-    # below the first fence, between two, past the last: none known
-    edge = [b"\0" * 32, b"\xff" * 32, *strangers]
-    for wanted in (set(compacted), set(compacted[::7]) | set(edge), set(digests[6000:])):
-        assert spilled.possibly_known(wanted) == unlimited.possibly_known(wanted)
-        assert spilled.lookup(wanted) == unlimited.lookup(wanted)
-    assert spilled.possibly_known(set(compacted)) == set(compacted)
-    assert not spilled.possibly_known(set(edge))
-    assert len(spilled) == len(unlimited) == batches * size
+    assert spilled._spilled[0].run.tolist() == sorted(_prefixes(compacted).tolist())
+    _same_answers(spilled, unlimited, compacted)
+    assert len(spilled) == len(unlimited) == 8 * 1000
     with pytest.raises(TypeError):  # its files are this process's
         pickle.dumps(spilled)
     spilled.clear()
     assert spilled.spilled == 0 and not spilled.possibly_known(set(compacted))
+
+
+def test_identity_cache_spilling_every_batch_keeps_few_runs_and_descriptors(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A limit of 0 spills every compaction; runs are merged as they pile up (here 1,000
+    prefixes of the older run at a time, so chunks straddle pages), so there are O(log n)
+    of them, one descriptor each, and the answers stay exact."""
+    import os
+
+    from vault import identity_cache
+
+    monkeypatch.setattr(identity_cache, "_MERGE_CHUNK", 1000)
+    before = len(os.listdir("/proc/self/fd"))
+    spilled, unlimited, digests, _ = _cache_pair(0, 66, 700)
+    runs = [s.n for s in spilled._spilled]
+    assert sum(runs) == 64 * 700 and len(runs) <= 7  # 64 spills, merged
+    assert runs == sorted(runs, reverse=True)
+    for run in spilled._spilled:  # each run sorted, its fences every 512th prefix
+        values = run.run.tolist()
+        assert values == sorted(values) and run.fences.tolist() == values[::512]
+    assert len(os.listdir("/proc/self/fd")) - before <= len(runs)
+    _same_answers(spilled, unlimited, digests[:64 * 700])
+    spilled.clear()
+    assert len(os.listdir("/proc/self/fd")) <= before
+
+
+@pytest.mark.parametrize("fault", ["full", "unwritable"])
+def test_identity_cache_that_cannot_spill_says_which_folder_and_forgets(
+        monkeypatch: pytest.MonkeyPatch, fault: str) -> None:
+    """A full or unwritable ``TMPDIR``: one line naming it (no path, no OS message) and the
+    cache emptied, valid for no dataset, so nothing it half-knew is trusted."""
+    import errno
+    import tempfile
+
+    from vault.errors import StorageFault, TempFolderFull, TempFolderUnwritable
+
+    def temporary_file(**_: object) -> object:
+        if fault == "unwritable":
+            raise PermissionError(errno.EACCES, "Permission denied", "/tmp/Quixley")
+        return open("/dev/full", "r+b")  # closed by the cache
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", temporary_file)
+    cache = IdentityCache(limit=0)
+    cache.ds_id, cache.watermark = 7, 1
+    digests = [secrets.token_bytes(32) for _ in range(3 * 100)]
+    for k in range(2):
+        cache.add(digests[k * 100:(k + 1) * 100], list(range(100)), [b"f"] * 100, [b"w"] * 100,
+                  [1] * 100, k + 1, list(range(100)))
+    expected = TempFolderFull if fault == "full" else TempFolderUnwritable
+    with pytest.raises(expected) as info:
+        cache.add(digests[200:], list(range(100)), [b"f"] * 100, [b"w"] * 100, [1] * 100, 3,
+                  list(range(100)))
+    assert isinstance(info.value, StorageFault) and info.value.exit_code == 2
+    line = str(info.value)
+    assert "\n" not in line and "/" not in line.split("(hint")[0] and "Quixley" not in line
+    assert line.startswith(("temp folder full: the identity cache could not move its "
+                            "prefixes to the temp folder (TMPDIR) (hint: point TMPDIR",
+                            "temp folder not writable: the identity cache could not write "
+                            "its prefixes to the temp folder (TMPDIR) (hint: point TMPDIR"))
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    assert cache.ds_id is None and not cache.valid_for(7, 1) and cache.spilled == 0
+    assert not cache._parts and not len(cache._old) and not cache._old_runs
 
 
 def test_identity_cache_limit_comes_from_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -1279,6 +1351,7 @@ def test_identity_cache_limit_comes_from_the_setting(monkeypatch: pytest.MonkeyP
     assert cache_limit() == 0 == IdentityCache().limit
     monkeypatch.setenv(CACHE_ENV, "12")
     assert cache_limit() == 1 << 20
-    monkeypatch.setenv(CACHE_ENV, "a lot")
-    with pytest.raises(BadInput, match=CACHE_ENV):
-        IdentityCache()
+    for bad in ("a lot", "0" * 5000, "065536 "[:6] + "0"):
+        monkeypatch.setenv(CACHE_ENV, bad)
+        with pytest.raises(BadInput, match=CACHE_ENV):
+            IdentityCache()

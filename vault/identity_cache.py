@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -14,7 +15,7 @@ import polars as pl
 from sqlalchemy import Connection, select
 
 from vault import pg_planning
-from vault.errors import BadInput
+from vault.errors import BadInput, TempFolderFull, TempFolderUnwritable
 from vault.tables import T_BLIND, T_SUBJECT
 
 __all__ = ["CACHE_ENV", "IdentityCache", "KnownSubject", "cache_limit"]
@@ -35,7 +36,7 @@ def cache_limit() -> int:
     raw = os.environ.get(CACHE_ENV, "").strip()
     if not raw:
         mib = DEFAULT_CACHE_MB
-    elif raw.isascii() and raw.isdigit() and int(raw) <= 65536:
+    elif len(raw) <= 5 and raw.isascii() and raw.isdigit() and int(raw) <= 65536:
         mib = int(raw)
     else:
         raise BadInput(f"{CACHE_ENV} must be a whole number of MiB from 0 to 65536")
@@ -43,30 +44,41 @@ def cache_limit() -> int:
 
 
 _PAGE = 512  # prefixes a fence stands for: one 4 KiB page of a spilled run
-_SEARCH_CHUNK = 16_384  # prefixes searched between two releases of the pages read
+_SEARCH_CHUNK = 4_096  # prefixes searched between two releases of the pages read
+_MERGE_CHUNK = 1 << 20  # prefixes of the older run merged at a time (8 MiB)
 _DONTNEED: int | None = getattr(mmap, "MADV_DONTNEED", None)
+_TMP_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 class _SpilledRun:
-    """Sorted prefixes in an unnamed temporary file (gone when closed, or with the process),
-    searched through a read-only mapping. Each page's first prefix (a *fence*, 1/512 of the
-    run) stays in memory, so a search reads only the page that may hold a prefix; the pages
-    read are given back after every ``_SEARCH_CHUNK`` prefixes (``MADV_DONTNEED``: they stay
-    in the page cache, not in this process's RSS). 100k sorted prefixes against a 50M run:
-    22 ms, RSS flat (``bench/identity_cache.py --search``, issue 17)."""
+    """Sorted prefixes in an unnamed temporary file (gone when unmapped, or with the
+    process), searched through a read-only mapping. Each page's first prefix (a *fence*,
+    1/512 of the run) stays in memory, so a search reads only the page that may hold a
+    prefix; the pages read are given back after every ``_SEARCH_CHUNK`` prefixes
+    (``MADV_DONTNEED``: they stay in the page cache, not in this process's RSS; at most
+    16 MiB are mapped at a time). 100k sorted prefixes against a 50M run: 22 ms, peak RSS
+    +18 MiB (``bench/identity_cache.py --search``, issue 17; 16k prefixes between
+    releases: +66 MiB, as fast). Written from ``chunks``, sorted and ascending from one chunk to
+    the next; the file is closed once mapped (the mapping keeps it: one descriptor)."""
 
-    def __init__(self, run: np.ndarray[Any, np.dtype[np.uint64]]) -> None:
-        self.n = len(run)
-        self.fences = run[::_PAGE].copy()
-        self._file = tempfile.TemporaryFile(prefix="civicvault-known-")  # noqa: SIM115 (closed by close())
-        try:
-            run.tofile(self._file)
-            self._file.flush()
-            self._map = mmap.mmap(self._file.fileno(), self.n * 8, prot=mmap.PROT_READ)
-        except BaseException:
-            self._file.close()
-            raise
+    def __init__(self, chunks: Iterable[np.ndarray[Any, np.dtype[np.uint64]]]) -> None:
+        fences, n = [], 0
+        with tempfile.TemporaryFile(prefix="civicvault-known-") as fh:
+            for chunk in chunks:
+                fences.append(chunk[(-n) % _PAGE::_PAGE].copy())
+                view = np.ascontiguousarray(chunk).data.cast("B")
+                while view:  # os.write keeps the errno (ENOSPC, EFBIG) numpy's tofile loses
+                    view = view[os.write(fh.fileno(), view[:1 << 24]):]
+                n += len(chunk)
+            self._map = mmap.mmap(fh.fileno(), n * 8, prot=mmap.PROT_READ)
+        self.n = n
+        self.fences = np.concatenate(fences)
         self.run: np.ndarray[Any, np.dtype[np.uint64]] = np.frombuffer(self._map, dtype=np.uint64)
+
+    def release(self) -> None:
+        """Give back the pages read (they stay in the page cache)."""
+        if _DONTNEED is not None:
+            self._map.madvise(_DONTNEED)
 
     def hits(self, prefixes: np.ndarray[Any, np.dtype[np.uint64]]
              ) -> np.ndarray[Any, np.dtype[np.bool_]]:
@@ -83,14 +95,29 @@ class _SpilledRun:
                 lo = np.where(less, mid + 1, lo)
                 hi = np.where(live & ~less, mid, hi)
             out[start:start + len(q)] = (page >= 0) & (self.run[np.minimum(lo, self.n - 1)] == q)
-            if _DONTNEED is not None:
-                self._map.madvise(_DONTNEED)
+            self.release()
         return out
 
     def close(self) -> None:
-        del self.run
-        self._map.close()
-        self._file.close()
+        if not self._map.closed:
+            del self.run
+            self._map.close()
+
+
+def _merged(old: _SpilledRun, new: _SpilledRun) -> Iterator[np.ndarray[Any, np.dtype[np.uint64]]]:
+    """Two spilled runs' prefixes in order, a chunk of ``old`` (and the part of ``new`` up
+    to its last prefix) at a time, the pages read given back after each."""
+    taken = 0
+    for start in range(0, old.n, _MERGE_CHUNK):
+        top = min(start + _MERGE_CHUNK, old.n)
+        upto = new.n if top == old.n else int(np.searchsorted(new.run, old.run[top - 1],
+                                                              side="right"))
+        chunk = np.concatenate([old.run[start:top], new.run[taken:upto]])
+        chunk.sort()
+        taken = upto
+        old.release()
+        new.release()
+        yield chunk
 
 
 def _existing_subjects(
@@ -219,13 +246,33 @@ class IdentityCache:
                 raise
             self._old_runs = []
             self._old = merged
-            if over:  # to a temporary file; if that fails, forget it all (as above)
-                try:
-                    self._spilled.append(_SpilledRun(merged))
-                except BaseException:
-                    self.clear()
-                    raise
+            if over:
                 self._old = np.zeros(0, dtype=np.uint64)
+                self._spill(merged)
+
+    def _spill(self, run: np.ndarray[Any, np.dtype[np.uint64]]) -> None:
+        """Move ``run`` to a temporary file; merge the last two spilled runs while the older
+        is at most twice the newer, so there are O(log(subjects / limit)) of them. If that
+        fails, forget it all (as a failed merge does), so the database is asked."""
+        try:
+            self._spilled.append(_SpilledRun([run]))
+            while len(self._spilled) >= 2 and self._spilled[-2].n <= 2 * self._spilled[-1].n:
+                new, old = self._spilled.pop(), self._spilled.pop()
+                try:
+                    self._spilled.append(_SpilledRun(_merged(old, new)))
+                finally:
+                    old.close()
+                    new.close()
+        except OSError as exc:  # no path, no message: the OS error's may name the folder
+            self.clear()
+            if exc.errno in _TMP_FULL:
+                raise TempFolderFull("the identity cache could not move its prefixes to the "
+                                     "temp folder (TMPDIR)") from None
+            raise TempFolderUnwritable("the identity cache could not write its prefixes "
+                                       "to the temp folder (TMPDIR)") from None
+        except BaseException:
+            self.clear()
+            raise
 
     def lookup(self, wanted: Iterable[bytes]) -> dict[bytes, KnownSubject]:
         """The subjects of the recent batches among the ``wanted`` identity digests."""
@@ -258,13 +305,13 @@ class IdentityCache:
         return {todo[i] for i in order[np.flatnonzero(hit)]}
 
     def clear(self) -> None:
+        self.ds_id = self.watermark = None  # first: whatever else fails, the database is asked
         self._parts.clear()
         self._old = np.zeros(0, dtype=np.uint64)
         self._old_runs = []
-        for spilled in self._spilled:
-            spilled.close()
-        self._spilled = []
-        self.ds_id = self.watermark = None
+        spilled, self._spilled = self._spilled, []
+        for run in spilled:
+            run.close()
 
     def __len__(self) -> int:
         """Distinct subjects known (recent batches exactly, compacted ones by prefix)."""
