@@ -113,13 +113,28 @@ def test_read_only_home_is_one_line_exit_2(home: VaultHome) -> None:
     assert after.returncode == 0, after.stderr
 
 
+def _mount_trial(tmp_path: Path, rows: int, *, home_inside: bool
+                 ) -> tuple[Path, Path, dict[str, str], Path]:
+    """A folder for a tmpfs, a vault home (inside it or beside it), the CLI's clean
+    environment for that home, and a voter file of ``rows`` rows."""
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    home = mount / "home" if home_inside else tmp_path / "home"
+    return mount, home, _clean_env(home), _voters(tmp_path / "voters.csv", rows)
+
+
+def _unshared(script: str, env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str],
+                                                         list[str]]:
+    """``script`` in a mount namespace of its own, the CLI as its arguments; with its
+    standard error's lines."""
+    run = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", *CLI],
+                         capture_output=True, text=True, env=env, timeout=300, check=False)
+    return run, run.stderr.strip().splitlines()
+
+
 @needs_mounts
 def test_disk_full_is_one_line_exit_2_and_nothing_partial(tmp_path: Path) -> None:
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    vault = disk / "home"
-    env = _clean_env(vault)
-    source = _voters(tmp_path / "voters.csv", 3000)
+    disk, _, env, source = _mount_trial(tmp_path, 3000, home_inside=True)
     script = f"""
 set -e
 mount -t tmpfs -o size=4m tmpfs "{disk}"
@@ -133,9 +148,7 @@ rm "{disk}/filler"
 "$@" ledger verify --json >/dev/null
 echo "verify-rc=$?" >&2
 """
-    run = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", *CLI],
-                         capture_output=True, text=True, env=env, timeout=300, check=False)
-    lines = run.stderr.strip().splitlines()
+    run, lines = _unshared(script, env)
     assert lines[-2:] == ["ingest-rc=2", "verify-rc=0"], run.stderr
     fault = [ln for ln in lines if ln.startswith("error:")]
     assert len(fault) == 1 and fault[0].startswith("error: storage full:") and "(hint: " in fault[0]
@@ -148,20 +161,14 @@ def test_a_temp_folder_too_small_for_the_identity_pass_is_refused_up_front(
     """TMPDIR on a 256 KiB tmpfs: the identity pass of 6,000 rows would need ~384 KiB
     there, so the ingest is refused before anything is stored, naming the setting to change;
     the same file then goes in with room."""
-    tiny = tmp_path / "tmp"
-    tiny.mkdir()
-    home = tmp_path / "home"
-    env = _clean_env(home)
-    source = _voters(tmp_path / "voters.csv", 6000)
+    tiny, home, env, source = _mount_trial(tmp_path, 6000, home_inside=False)
     script = f"""
 "$@" init >/dev/null || exit 9
 mount -t tmpfs -o size=256k tmpfs "{tiny}"
 TMPDIR="{tiny}" "$@" ingest "{source}" --dataset nc
 echo "ingest-rc=$?" >&2
 """
-    run = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", *CLI],
-                         capture_output=True, text=True, env=env, timeout=300, check=False)
-    lines = run.stderr.strip().splitlines()
+    run, lines = _unshared(script, env)
     assert lines[-1] == "ingest-rc=2", run.stderr
     assert lines[:-1] == ["error: the temp folder (TMPDIR) has 0.2 MiB free; the identity "
                           "pass of 6,000 rows needs about 0.4 MiB there: point TMPDIR at a "
