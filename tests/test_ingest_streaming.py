@@ -482,3 +482,45 @@ def test_a_bad_identity_cache_setting_is_refused_before_anything_is_stored(
     engine.dispose()
     monkeypatch.setenv(identity_cache.CACHE_ENV, " 64 ")
     assert main(["ingest", str(src), "--dataset", "nc"]) == 0
+
+
+def test_a_rerun_or_a_resume_is_not_refused_for_the_rows_the_file_itself_stored(
+        tmp_path: Path) -> None:
+    """The policy's public bound (max_people x rows_per_person rows) is checked only for a
+    file with batches left, counting the rows a resumed file already stored once: a file
+    that fills the bound can be resumed and then rerun (nothing to add); another file
+    past it is refused, and nothing of it is written."""
+    from policies.load import default_policy_text
+    from vault.ingest import ingest_batch, plan_ingest
+
+    src = _voter_csv(tmp_path / "voters.csv")
+    home, engine, who = _home(tmp_path / "home")
+    home.policy_path.write_text(default_policy_text() + f"""
+[datasets.nc.privacy_unit]
+max_people = {ROWS}
+""", encoding="utf-8")
+
+    def plan() -> Any:
+        return plan_ingest(engine, home, who, src, "nc", batch_rows=BATCH, limits=TINY)
+
+    first = plan()
+    assert first.batches == ROWS // BATCH and not first.already_ingested
+    for i in (0, 1):
+        ingest_batch(engine, home, who, first, i)
+    resumed = plan()  # 1,000 rows stored + the file's 3,000: at the bound, not past it
+    assert (resumed.source_id, resumed.already_ingested) == (first.source_id, False)
+    for i in range(2, resumed.batches):
+        ingest_batch(engine, home, who, resumed, i)
+    rerun = plan()
+    assert (rerun.source_id, rerun.already_ingested) == (first.source_id, True)
+
+    other = _voter_csv(tmp_path / "more.csv", rows=ROWS // 2)
+    with engine.connect() as conn:
+        before = conn.execute(select(func.count()).select_from(T_SOURCE)).scalar_one()
+        entries = sum(1 for _ in ledger_store.iter_entries(conn))
+    with pytest.raises(BadInput, match=r"past the policy's public bound"):
+        plan_ingest(engine, home, who, other, "nc", batch_rows=BATCH)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(T_SOURCE)).scalar_one() == before
+        assert sum(1 for _ in ledger_store.iter_entries(conn)) == entries
+    engine.dispose()

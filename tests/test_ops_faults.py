@@ -160,7 +160,7 @@ def test_a_temp_folder_too_small_for_the_identity_pass_is_refused_up_front(
         tmp_path: Path) -> None:
     """TMPDIR on a 256 KiB tmpfs: the identity pass of 6,000 rows would need ~384 KiB
     there, so the ingest is refused before anything is stored, naming the setting to change;
-    the same file then goes in with room."""
+    the same file then goes in with room, and once stored is not refused for that folder."""
     tiny, home, env, source = _mount_trial(tmp_path, 6000, home_inside=False)
     script = f"""
 "$@" init >/dev/null || exit 9
@@ -181,6 +181,9 @@ echo "ingest-rc=$?" >&2
     ok = subprocess.run([*CLI, "ingest", str(source), "--dataset", "nc"], capture_output=True,
                         text=True, env=env, timeout=300, check=False)
     assert ok.returncode == 0, ok.stderr
+    # stored already: no identity pass to make room for, so the small folder is no reason
+    again, lines = _unshared(script.replace('"$@" init >/dev/null || exit 9', ""), env)
+    assert lines == ["ingest-rc=0"] and "Traceback" not in again.stdout, again.stderr
 
 
 def test_the_identity_pass_temp_need_counts_every_weaker_kind() -> None:

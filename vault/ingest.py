@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from ledger import store as ledger_store
 from ledger.entry import EntryDraft
@@ -272,7 +272,6 @@ def plan_ingest(engine: Engine, home: VaultHome, principal: _access.Principal, p
     classes = classify_for(home, df)
     declared, per_person, max_people = identity_for(home, dataset)
     layout, _ = layout_for(classes, declared, per_person)
-    check_temp_space(info.rows, plan_identity(classes, declared))
     batches = max(1, -(-info.rows // batch_rows))
     with _access.access(engine, home, principal, "ingest", vocab.dataset(dataset)) as conn:
         ds_row = conn.execute(select(T_DATASET.c.id, T_DATASET.c.columns_json)
@@ -290,28 +289,27 @@ def plan_ingest(engine: Engine, home: VaultHome, principal: _access.Principal, p
         stored_rows = 0 if ds_row is None else int(conn.execute(
             select(func.coalesce(func.sum(T_BATCH.c.rows), 0))
             .where(T_BATCH.c.dataset_id == ds_row.id)).scalar_one())
-        if stored_rows + info.rows > max_people * per_person:
-            raise BadInput(f"{label} would take dataset '{dataset}' past the policy's public "
-                           "bound (privacy_unit max_people x rows_per_person rows)")
+        src = None if ds_row is None else conn.execute(select(T_SOURCE.c.id).where(
+            T_SOURCE.c.dataset_id == ds_row.id, T_SOURCE.c.content_hash == digest)).scalar()
+        done, done_rows = (0, 0) if src is None else _stored_of(conn, int(src))
+        if done < batches:  # work left: checked before anything is written
+            if stored_rows - done_rows + info.rows > max_people * per_person:
+                raise BadInput(f"{label} would take dataset '{dataset}' past the policy's "
+                               "public bound (privacy_unit max_people x rows_per_person rows)")
+            check_temp_space(info.rows, plan_identity(classes, declared))
         ds = dataset_id(conn, dataset, create_with=(
             hashlib.sha256(",".join(df.columns).encode()).hexdigest(),
             layout.to_json(classes=_columns_report(classes))))
-        src = conn.execute(select(T_SOURCE.c.id).where(T_SOURCE.c.dataset_id == ds,
-                                                       T_SOURCE.c.content_hash == digest)).scalar()
         if src is None:
             src = conn.execute(T_SOURCE.insert().values(
                 dataset_id=ds, content_hash=digest, rows=info.rows, batches=batches,
                 created=now()).returning(T_SOURCE.c.id)).scalar_one()
-            done = 0
             ledger_store.append(conn, [EntryDraft(  # the rows as verification re-derives them
                 actor=principal.id, action=vocab.VAULT_SOURCE_REGISTERED,
                 resource=vocab.dataset(dataset),
                 details={"dataset": dataset, "dataset_id": ds, "source": int(src),
                          "dataset_row": manifest.dataset_row(conn, ds),
                          "source_row": manifest.source_row(conn, int(src))})])
-        else:
-            done = len(conn.execute(select(T_BATCH.c.batch_index).distinct()
-                                    .where(T_BATCH.c.source_id == src)).all())
         # the dataset's keys exist before its people are resolved under the person key
         BatchKeys.active(conn, Keyring(provider_for(home)), ds)
     return IngestPlan(source_id=int(src), source_hash=digest, dataset=dataset, path=str(path),
@@ -319,6 +317,14 @@ def plan_ingest(engine: Engine, home: VaultHome, principal: _access.Principal, p
                       already_ingested=done >= batches and src is not None and done > 0,
                       columns=_columns_report(classes), encoding=info.encoding,
                       batch_starts=info.batch_starts, label=label)
+
+
+def _stored_of(conn: Connection, source_id: int) -> tuple[int, int]:
+    """How many of a source's batches are stored, and their rows (a resumed ingest)."""
+    row = conn.execute(select(func.count(T_BATCH.c.batch_index.distinct()),
+                              func.coalesce(func.sum(T_BATCH.c.rows), 0))
+                       .where(T_BATCH.c.source_id == source_id)).one()
+    return int(row[0]), int(row[1])
 
 
 def _plan_batches(plan: IngestPlan, start_index: int = 0, limits: ReaderLimits | None = None,
