@@ -325,7 +325,8 @@ def _insert_sqlite(table: Table, rows: Columns) -> BulkInsert:
     exprs = [integer(v) for v in rows.ints.values()]
     for vals in rows.blobs.values():
         lengths = np.fromiter(map(len, vals), dtype=np.int64, count=rows.n)
-        data = bind(b"".join(vals) + b"\0")  # never empty: sqlite3 binds b"" as NULL
+        # never empty (sqlite3 binds b"" as NULL), and not copied again to make it so
+        data = bind(b"".join(vals) or b"\0")
         if rows.n and int(lengths.min()) == int(lengths.max()):
             w = int(lengths[0])
             exprs.append(f"substr({data}, i * {w} + 1, {w})")
