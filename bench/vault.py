@@ -45,12 +45,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# vault before Polars, as the CLI and the flows import it: its allocator settings
+# (vault.allocators) apply only to a Polars loaded after them
+import vault  # noqa: I001
+
 import numpy as np
 import polars as pl
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Engine, create_engine, text
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.pgdb import ADMIN_URL, drop_pg, fresh_pg
 from bench.timing import median_time, timed
@@ -352,7 +355,8 @@ def main() -> None:
 
     loops = "vault/_sealc.c" if _aead.NATIVE else "Python"
     head = {"rows": args.rows, "runs": args.runs, "cores": os.cpu_count(),
-            "batch_cryptography": loops, "load_at_end": round(os.getloadavg()[0], 2)}
+            "batch_cryptography": loops, "load_at_end": round(os.getloadavg()[0], 2),
+            "allocators": vault.allocators.applied()}
     if args.json:
         def rounded(v: Any) -> Any:
             return (round(v, 4) if isinstance(v, float) else
@@ -363,6 +367,7 @@ def main() -> None:
     print(f"\nrows={args.rows:,}  runs={args.runs} (medians; a round runs each measurement "
           f"once)  cores={os.cpu_count()}  batch cryptography: {loops}  "
           f"load at end: {os.getloadavg()[0]:.2f}")
+    print("allocators: " + ", ".join(f"{k} {v}" for k, v in head["allocators"].items()))
     print(f"{'measurement':<66} {'seconds':>8} {'x baseline':>10} {'by round':>8} "
           f"{'x same-DB baseline':>18} {'CPU s':>7} {'CPU x baseline':>14}")
 
