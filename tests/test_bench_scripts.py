@@ -58,11 +58,15 @@ def test_ingest_costs_times_each_knock_out_against_the_full_load(tmp_path: Path)
 
 def test_the_vault_bench_times_its_measurements_in_rounds(tmp_path: Path) -> None:
     """Every round times the baseline and the load once each, and the ratios are the
-    rounds' own as well as the medians'."""
+    rounds' own as well as the medians'; the load runs with the allocators the CLI has."""
     proc = _run(tmp_path, "bench/vault.py", "--rows", "2000", "--runs", "2", "--pg", "",
                 "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = {r["measurement"]: r for r in json.loads(proc.stdout)["measurements"]}
+    doc = json.loads(proc.stdout)
+    # vault imported before Polars, as by the CLI: its allocator settings all apply
+    assert doc["allocators"] == {"jemalloc": "muzzy_decay_ms:0",
+                                 "glibc_mmap_threshold": 4 << 20}
+    rows = {r["measurement"]: r for r in doc["measurements"]}
     base = rows["baseline: polars + AES-GCM/row + HMAC/row + sqlite3 executemany"]
     load = rows["civicvault seal+store, SQLite (WAL, synchronous=FULL)"]
     assert len(base["runs"]) == len(load["runs"]) == 2
@@ -131,3 +135,18 @@ def test_a_bench_script_refuses_bad_sizes_with_exit_2(tmp_path: Path, args: list
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert ": error: " in proc.stderr.strip().splitlines()[-1]
     assert "Traceback" not in proc.stderr
+
+
+def test_the_allocator_bench_runs_each_setting_it_names(tmp_path: Path) -> None:
+    """bench/allocators.py on bench/vault.py's rows: every setting is what its child
+    process applied (so the table compares what it says), and nothing is left behind."""
+    proc = _run(tmp_path, "bench/allocators.py", "--shape", "vault", "--rows", "3000",
+                "--rounds", "1", "--tmp", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = {r["mode"]: r for r in map(json.loads, proc.stdout.splitlines()[:2])}
+    assert {m: r["allocators"] for m, r in runs.items()} == {
+        "tuned": {"jemalloc": "muzzy_decay_ms:0", "glibc_mmap_threshold": 4 << 20},
+        "default": {"jemalloc": "default", "glibc_mmap_threshold": "default"}}
+    assert all(r["seconds"] > 0 and r["minor_faults"] > 0 for r in runs.values())
+    assert "| tuned |" in proc.stdout and "shape=vault rows=3,000" in proc.stdout
+    assert not list(tmp_path.glob("cvalloc-*")), "its temporary directory was left behind"
