@@ -34,14 +34,13 @@ from bench.scale import _run_child, write_file_apart  # imports no vault
 MODES = ("default", "tuned")
 ROOT = Path(__file__).resolve().parents[1]
 
-# bench/vault.py's load in a process of its own, vault imported before Polars as by the
-# CLI (bench/vault.py itself loads Polars first, so its jemalloc runs as Polars sets it):
-# one store of its fixture into a fresh SQLite file (timed), then what the process used
+# bench/vault.py's load in a process of its own (which imports vault before Polars, as
+# the CLI does): one store of its fixture into a fresh SQLite file (timed), then what the
+# process used
 _VAULT_CHILD = """
 import json, resource, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
-import vault  # first, as the CLI does: Polars' jemalloc reads its setting when it loads
 from bench.vault import civicvault_store
 from vault import allocators
 from vault.dp.release import peak_rss_kib
@@ -92,12 +91,14 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--tmp", default=None, help="folder for the file and the vault homes")
     args = ap.parse_args()
-    rows = args.rows or (2_000_000 if args.shape == "statewide" else 1_000_000)
-    modes = list(MODES)
+    rows = args.rows if args.rows is not None else (
+        2_000_000 if args.shape == "statewide" else 1_000_000)
+    if rows < 1 or args.rounds < 1:
+        ap.error("--rows and --rounds must be at least 1")
     for name in [k for k in os.environ if k.startswith(("_RJEM_", "_CIVICVAULT_", "MALLOC_"))
                  or k == "GLIBC_TUNABLES"]:
         del os.environ[name]  # before anything here imports vault (bench.scale, lazily)
-    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in MODES}
     with tempfile.TemporaryDirectory(prefix="cvalloc-", dir=args.tmp) as t:
         if args.shape == "statewide":
             path = Path(t) / "statewide.csv"
@@ -106,7 +107,7 @@ def main() -> None:
             path = Path(t)
             _vault_fixture(path, rows)
         for k in range(args.rounds):
-            order = modes if k % 2 == 0 else modes[::-1]
+            order = MODES if k % 2 == 0 else MODES[::-1]
             for mode in order:
                 home = Path(t) / f"home-{mode}-{k}"
                 r = ingest(mode, args.shape, path, home)
@@ -118,7 +119,7 @@ def main() -> None:
           f"cores={os.cpu_count()}")
     print("| allocators | wall s | user s | sys s | minor faults | peak RSS MiB |\n"
           "|---|---:|---:|---:|---:|---:|")
-    for mode in modes:
+    for mode in MODES:
         rs = runs[mode]
 
         def med(key: str, rs: list[dict[str, Any]] = rs) -> float:

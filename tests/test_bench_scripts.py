@@ -129,6 +129,7 @@ def test_the_scan_bench_times_the_c_and_numpy_paths(tmp_path: Path) -> None:
     ["bench/resume.py", "--rows", "10", "--runs", "1"],
     ["bench/sqlite_index_build.py", "--voters", "0"],
     ["bench/later_load.py", "--loads", "0"],
+    ["bench/allocators.py", "--shape", "vault", "--rows", "0"],
 ], ids=lambda a: " ".join(a[:2]))
 def test_a_bench_script_refuses_bad_sizes_with_exit_2(tmp_path: Path, args: list[str]) -> None:
     proc = _run(tmp_path, *args, timeout=120)
