@@ -27,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import vault as bench_vault
 from vault import seal_worker
-from vault.keys import FileKeyProvider
 from vault.store import _LOOKUP_INDEX_SQL, _SORT_CACHE, LOOKUP_INDEX
 
 
@@ -39,10 +38,7 @@ def settings() -> dict[str, tuple[int, int]]:
 
 
 def build(rows: int, tmp: Path) -> Path:
-    parquet = tmp / "voters.parquet"
-    bench_vault.synthetic(rows).write_parquet(parquet)
-    kek = tmp / "kek.json"
-    FileKeyProvider.create(kek)
+    parquet, kek = bench_vault.write_fixture(tmp, rows)
     db = tmp / "vault.db"
     bench_vault.civicvault_store(parquet, f"sqlite:///{db}", kek)()
     parquet.unlink()
