@@ -719,6 +719,42 @@ def test_pipeline_overlaps_sealing_with_writing(engine: Engine, tmp_path: Path,
     _verified(engine)
 
 
+def test_the_writer_has_the_next_batch_before_the_caller_sees_a_result(
+        engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batch k+1 goes to the writer as soon as batch k is stored, not after the caller's
+    turn with k's result and the cache's update: the writer waits for neither (issue 17).
+    The caller here holds each result until the writer has started the next batch; were
+    the next batch handed over only after the caller's turn, it would wait in vain."""
+    import threading
+
+    import vault.store as vault_store
+
+    started: list[int] = []
+    next_started = threading.Condition()
+    real = vault_store._store_predicted
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        with next_started:
+            started.append(int(kwargs["batch_index"]))
+            next_started.notify_all()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(vault_store, "_store_predicted", spy)
+    kr = file_keyring(tmp_path)
+    ds, src = _source(engine, batches=4)
+    seen: list[tuple[int, list[int]]] = []
+    for r in write_batches(engine.begin, kr, ds_id=ds, dataset="voters", source_id=src,
+                           batches=enumerate(voters(40, start=k * 40) for k in range(4)),
+                           layout=LAYOUT, actor="t", cache=IdentityCache()):
+        k = len(seen)
+        with next_started:  # a new dataset: every batch goes through the spy
+            next_started.wait_for(lambda k=k: k + 1 in started or k + 1 == 4, timeout=20)
+            seen.append((r.added, list(started)))
+    assert [added for added, _ in seen] == [40, 40, 40, 40]
+    assert [batches for _, batches in seen] == [[0, 1], [0, 1, 2], [0, 1, 2, 3], [0, 1, 2, 3]]
+    _verified(engine)
+
+
 BULK_TABLES = ("vault_subjects", "vault_records", "vault_blind_index")
 
 

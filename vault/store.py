@@ -759,7 +759,9 @@ def write_batches(
     writer re-reads them under the write lock and stores the sealed batch only if
     every prediction holds; otherwise (another writer got in between) it
     discards the sealed bytes and writes the batch the ordinary way, and the rest
-    of the ingest goes batch by batch. Batches that update stored subjects are
+    of the ingest goes batch by batch. Batch k+1 goes to the writer as soon as batch k
+    is stored, before k's result is yielded and before the cache learns k+1's subjects:
+    the writer waits for neither. Batches that update stored subjects are
     always written the ordinary way. Results are yielded in order; the first
     failure is raised and the cache is dropped.
 
@@ -849,24 +851,29 @@ def write_batches(
                     ahead = (keys, ids, d,
                              _seal(frame, layout, keys, ds_id, d, ids, {}, dialect, deferred))
                     _lay_out_ahead(layout_pool, ahead[3])
+            done: BatchResult | None = None
             if pending is not None:
-                result, diverged = pending.result()
+                done, diverged = pending.result()
                 pending = None
-                yield result
                 if diverged:
                     _forget(cache)
                     ahead = predicted = None
                     stop_worker()
             if ahead is not None:
                 keys, ids, d, sealed = ahead
-                if not in_child:
-                    _remember(cache, ds_id, ids.watermark, keys, d, sealed)
-                stored_ahead += len(sealed.stored)
-                predicted = (keys, _next_ids(ids, sealed))
+                # the writer gets this batch before anything else happens here (the caller's
+                # turn with the last result, the cache's update): it waits for nothing else
                 pending = writer.submit(_store_predicted, begin, keyring, keys, ids, ds_id=ds_id,
                                         dataset=dataset, source_id=source_id, batch_index=index,
                                         frame=frame, layout=layout, d=d, s=sealed, actor=actor,
                                         tail=tail)
+            if done is not None:
+                yield done
+            if ahead is not None:
+                if not in_child:
+                    _remember(cache, ds_id, ids.watermark, keys, d, sealed)
+                stored_ahead += len(sealed.stored)
+                predicted = (keys, _next_ids(ids, sealed))
                 if worker is None and seen == 1 and seal_worker.wanted():
                     worker = seal_worker.SealWorker()  # starts while this process goes on
                 elif worker is not None and not in_child and cache.spilled:
