@@ -583,6 +583,29 @@ def test_identity_cache_keeps_old_batches_as_prefixes() -> None:
     assert not cache.possibly_known({secrets.token_bytes(32) for _ in range(1000)})
 
 
+def test_prefixes_are_each_digests_first_8_bytes_from_a_list_or_a_column() -> None:
+    """Cut from Arrow's buffer when the digests are of one width (a list, a cache part's
+    column, a slice of one, one in several chunks); else one by one, zero-padded: the same
+    numbers as the definition, digest by digest."""
+    from vault.identity_cache import _prefixes
+
+    def one_by_one(ds: list[bytes]) -> list[int]:
+        return [int.from_bytes(d[:8].ljust(8, b"\0"), "big") for d in ds]
+
+    digests = [secrets.token_bytes(32) for _ in range(3000)] + [b"\xff" * 32, b"\0" * 32]
+    column = pl.DataFrame({"digest": pl.Series(digests, dtype=pl.Binary)}).get_column("digest")
+    chunked = pl.concat([column.slice(0, 7), column.slice(7, 993)], rechunk=False)
+    assert chunked.n_chunks() == 2
+    for source, want in ((digests, digests), (column, digests), (column.slice(5, 100),
+                         digests[5:105]), (chunked, digests[:1000])):
+        got = _prefixes(source)
+        assert got.dtype == np.uint64 and got.tolist() == one_by_one(want)
+    mixed = [b"", b"ab", b"\x01" * 8, secrets.token_bytes(40), b"\0\1", *digests[:5]]
+    assert _prefixes(mixed).tolist() == one_by_one(mixed)  # widths differ: one by one
+    assert _prefixes([]).tolist() == []
+    assert _prefixes([b"abc", b"xyz"]).tolist() == one_by_one([b"abc", b"xyz"])  # < 8 bytes
+
+
 def test_identity_cache_merges_compacted_batches_into_one_sorted_run() -> None:
     """Batches large enough to merge on each compaction (the runs are merged in place):
     the merged run holds exactly the prefixes of every compacted batch, sorted."""

@@ -15,6 +15,7 @@ import polars as pl
 from sqlalchemy import Connection, select
 
 from vault import pg_planning
+from vault.bulk import IntArray
 from vault.errors import BadInput, TempFolderFull, TempFolderUnwritable
 from vault.tables import T_BLIND, T_SUBJECT
 
@@ -206,16 +207,18 @@ class IdentityCache:
     def valid_for(self, ds_id: int, max_subject_id: int | None) -> bool:
         return self.ds_id == ds_id and self.watermark == max_subject_id
 
-    def add(self, digests: list[bytes | None], ids: list[int], fingerprints: list[bytes],
-            wrapped: list[bytes], key_ids: list[int], batch_id: int,
-            rows: list[int]) -> None:
+    def add(self, digests: list[bytes | None], ids: Sequence[int] | IntArray,
+            fingerprints: list[bytes], wrapped: list[bytes], key_ids: Sequence[int] | IntArray,
+            batch_id: int, rows: Sequence[int] | IntArray) -> None:
+        """Learn a batch's subjects. The integer columns may be NumPy arrays, which Polars
+        takes as they are (a list of 100k ints it converts one by one)."""
         part = pl.DataFrame({
             "digest": pl.Series(digests, dtype=pl.Binary),
             "id": pl.Series(ids, dtype=pl.Int64),
             "fingerprint": pl.Series(fingerprints, dtype=pl.Binary),
             "wrapped_key": pl.Series(wrapped, dtype=pl.Binary),
             "key_id": pl.Series(key_ids, dtype=pl.Int64),
-            "current_batch_id": pl.Series([batch_id] * len(ids), dtype=pl.Int64),
+            "current_batch_id": pl.Series(np.full(len(ids), batch_id, dtype=np.int64)),
             "current_row": pl.Series(rows, dtype=pl.Int64),
         }).drop_nulls("digest")
         if part.height:
@@ -224,7 +227,7 @@ class IdentityCache:
             self._compact(self._parts.pop(0))
 
     def _compact(self, part: pl.DataFrame) -> None:
-        self._old_runs.append(np.sort(_prefixes(part.get_column("digest").to_list())))
+        self._old_runs.append(np.sort(_prefixes(part.get_column("digest"))))
         fresh = sum(len(r) for r in self._old_runs)
         over = len(self._old) + fresh > self.limit
         if over or fresh >= max(len(self._old) // 4, 1 << 16):
@@ -319,20 +322,27 @@ class IdentityCache:
                                         *(s.run for s in self._spilled)]))
         if not self._parts:
             return len(old)
-        recent = pl.concat(self._parts, rechunk=False).get_column("digest").unique().to_list()
+        recent = pl.concat(self._parts, rechunk=False).get_column("digest").unique()
         return len(old) + int(np.count_nonzero(~np.isin(_prefixes(recent), old)))
 
 
-def _prefixes(digests: Sequence[bytes]) -> np.ndarray[Any, np.dtype[np.uint64]]:
+def _prefixes(digests: Sequence[bytes] | pl.Series) -> np.ndarray[Any, np.dtype[np.uint64]]:
     """The first 8 bytes of each digest as an unsigned integer (zero-padded if shorter)."""
-    if not digests:
+    col = digests if isinstance(digests, pl.Series) else pl.Series(digests, dtype=pl.Binary)
+    n = len(col)
+    if not n:
         return np.zeros(0, dtype=np.uint64)
-    width = len(digests[0])
-    if width >= 8 and min(map(len, digests)) == width == max(map(len, digests)):
-        # every digest is as long as the first (a blind index's are): cut the prefixes
-        # out of one buffer, without a bytes object per digest (issue 17: 100k digests
-        # 12.8 -> 5.9 ms, on the thread that decides and seals)
-        rows = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(len(digests), width)[:, :8]
+    # Arrow's buffers hold the digests back to back, with their offsets: when every digest
+    # is as long as the first (a blind index's are), the prefixes are cut out of that buffer
+    # with no bytes object per digest, and a cache part's column is never made a list of
+    # them (issue 17: a join of every digest and two passes for their lengths had been
+    # most of each batch's prefixes, on the thread that decides and seals)
+    arr: Any = col.rechunk().to_arrow()
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + n + 1]
+    first, width = int(offsets[0]), int(offsets[1] - offsets[0])
+    if width >= 8 and bool((np.diff(offsets) == width).all()):
+        data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[first:first + n * width]
+        rows = data.reshape(n, width)[:, :8]
         return np.ascontiguousarray(rows).view(">u8").ravel().astype(np.uint64)
-    return np.frombuffer(b"".join(d[:8].ljust(8, b"\0") for d in digests),
+    return np.frombuffer(b"".join(d[:8].ljust(8, b"\0") for d in col.to_list()),
                          dtype=">u8").astype(np.uint64)
