@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Engine, func, inspect, select, text
 from ledger import store as ledger_store
 from ledger.db_verify import verify_stored
 from tests.vault_helpers import LAYOUT, file_keyring, store, voters
+from vault import bulk
 from vault.bulk import Columns, insert_columns
 from vault.crosscheck import verify_vault, vouched_hashes
 from vault.db import make_engine, migrate
@@ -370,6 +371,28 @@ def test_insert_columns_rejects_unknown_and_ragged_columns(engine: Engine) -> No
         Columns(3, ints={"id": np.arange(2, dtype=np.int64)})
     with engine.begin() as conn, pytest.raises(ValueError, match="no column nope"):
         insert_columns(conn, T_BLIND, Columns(1, consts={"nope": 1}))
+    with pytest.raises(ValueError, match="holds None"):  # SQLite's blobs: bytes, always
+        bulk.prepare("sqlite", T_RECORD, Columns(2, blobs={"sealed": [b"x", None]}))  # type: ignore[list-item]
+
+
+def test_a_prepared_sqlite_statement_crosses_a_process_boundary(tmp_path: Path) -> None:
+    """The seal child pickles its prepared statements: each blob column is a slice of
+    Arrow's buffer, which pickles as its own bytes and binds as the same blob."""
+    import pickle
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'v.db'}")
+    migrate(engine)
+    blobs = [secrets.token_bytes(k % 37) for k in range(500)]  # varying, empty ones too
+    ids = np.arange(1, 501, dtype=np.int64)
+    stmt = bulk.prepare("sqlite", T_RECORD, Columns(
+        500, ints={"id": ids, "subject_id": ids, "row": ids - 1}, blobs={"sealed": blobs},
+        consts={"batch_id": 1, "fields": "f"}))
+    with engine.begin() as conn:
+        conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        bulk.execute(conn, pickle.loads(pickle.dumps(stmt, protocol=5)))
+        got = conn.execute(select(T_RECORD.c.sealed).order_by(T_RECORD.c.id)).scalars().all()
+    engine.dispose()
+    assert [bytes(b) for b in got] == blobs
 
 
 def test_blind_index_rows_complete_and_findable(engine: Engine, tmp_path: Path) -> None:

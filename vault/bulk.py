@@ -10,7 +10,8 @@ distinct values as codes into their labels, and constants.
   shape (two varying blobs, a NULL) go as CSV that Polars formats (bytea as ``\\x``
   hex). Never ``write_row`` per row.
 - SQLite has no COPY. Each column travels as *one* bound blob: blob values
-  concatenated (fixed width, or with offsets and lengths), integers as
+  concatenated (fixed width, or with offsets and lengths; Polars lays them out in
+  Arrow's buffers, which are bound as they are), integers as
   fixed-width ASCII digits (NumPy writes them; SQLite 3.40 has no ``unhex``), or,
   where a column is a progression (a batch's ids and row numbers), two bound numbers
   and arithmetic on the counter. One
@@ -302,6 +303,27 @@ def _cycle(values: IntArray) -> int | None:
     return m
 
 
+def _back_to_back(values: list[bytes]) -> tuple[Any, IntArray]:
+    """``values`` back to back in one buffer, and where each starts (``n + 1`` offsets from
+    0), laid out by Polars: Arrow's data and offsets buffers, with no Python call per value
+    (issue 17: a join and a ``len`` per value had been most of preparing a batch's
+    statements, on the thread that seals). The buffer is never empty: sqlite3 binds an
+    empty one as NULL."""
+    n = len(values)
+    arr: Any = pl.Series(values, dtype=pl.Binary).to_arrow(compat_level=pl.CompatLevel.oldest())
+    if arr.null_count:
+        raise ValueError("a bulk blob column holds None")
+    if n == 0 or str(arr.type) != "large_binary":  # (an Arrow layout not known here)
+        lengths = np.fromiter(map(len, values), dtype=np.int64, count=n)
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        return b"".join(values) or b"\0", offsets
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + n + 1]
+    first, size = int(offsets[0]), int(offsets[-1] - offsets[0])
+    # a slice of Arrow's buffer, not a copy; it pickles as its own bytes (the seal child's)
+    return (arr.buffers()[2].slice(first, size) if size else b"\0"), offsets - first
+
+
 def _insert_sqlite(table: Table, rows: Columns) -> BulkInsert:
     params: list[Any] = [rows.n - 1]
 
@@ -324,16 +346,14 @@ def _insert_sqlite(table: Table, rows: Columns) -> BulkInsert:
 
     exprs = [integer(v) for v in rows.ints.values()]
     for vals in rows.blobs.values():
-        lengths = np.fromiter(map(len, vals), dtype=np.int64, count=rows.n)
-        # never empty (sqlite3 binds b"" as NULL), and not copied again to make it so
-        data = bind(b"".join(vals) or b"\0")
+        joined, offsets = _back_to_back(vals)
+        lengths = np.diff(offsets)
+        data = bind(joined)
         if rows.n and int(lengths.min()) == int(lengths.max()):
             w = int(lengths[0])
             exprs.append(f"substr({data}, i * {w} + 1, {w})")
             continue
-        starts = np.zeros(rows.n, dtype=np.int64)
-        np.cumsum(lengths[:-1], out=starts[1:])
-        exprs.append(f"substr({data}, {integer(starts + 1)}, {integer(lengths)})")
+        exprs.append(f"substr({data}, {integer(offsets[:-1] + 1)}, {integer(lengths)})")
     exprs += [bind(c) for c in rows.consts.values()]
     for codes, labels in rows.labels.values():
         cases = " ".join(f"WHEN {k} THEN {bind(v)}" for k, v in enumerate(labels))
