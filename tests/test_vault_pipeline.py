@@ -811,6 +811,47 @@ def _foreign_keys(engine: Engine) -> dict[str, set[tuple[str, str]]]:
                 for fk in insp.get_foreign_keys(t)} for t in insp.get_table_names()}
 
 
+def test_a_new_sqlite_vault_has_8k_pages_and_an_existing_one_keeps_its_own(
+        tmp_path: Path) -> None:
+    """New vaults are made with ``vault.db.PAGE_SIZE`` pages (set before WAL mode, which
+    writes the header); a vault made with 4 KiB pages opens, migrates and takes writes
+    with its pages as they were (SQLite cannot change a WAL database's page size)."""
+    import sqlite3
+
+    from vault.db import PAGE_SIZE
+
+    def pages(path: Path) -> tuple[int, str]:
+        con = sqlite3.connect(path)
+        try:
+            return (int(con.execute("PRAGMA page_size").fetchone()[0]),
+                    str(con.execute("PRAGMA journal_mode").fetchone()[0]))
+        finally:
+            con.close()
+
+    assert PAGE_SIZE == 8192
+    new = make_engine(f"sqlite:///{tmp_path / 'new.db'}")
+    migrate(new)
+    new.dispose()
+    assert pages(tmp_path / "new.db") == (8192, "wal")
+
+    con = sqlite3.connect(tmp_path / "old.db")  # as every vault before this was made
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("CREATE TABLE made_before (x INTEGER)")
+    con.close()
+    assert pages(tmp_path / "old.db") == (4096, "wal")
+    old = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    migrate(old)
+    ds, src = _source(old)
+    kr = file_keyring(tmp_path)
+    out = list(write_batches(old.begin, kr, ds_id=ds, dataset="voters", source_id=src,
+                             batches=enumerate([voters(30)]), layout=LAYOUT, actor="t",
+                             cache=IdentityCache()))
+    assert [r.added for r in out] == [30]
+    _verified(old)
+    old.dispose()
+    assert pages(tmp_path / "old.db") == (4096, "wal")
+
+
 def test_bulk_tables_carry_no_row_foreign_keys_on_sqlite(tmp_path: Path) -> None:
     """Migration 0014: SQLite's bulk tables declare no foreign key (PostgreSQL's lost
     theirs in 0005, below); the small tables keep theirs."""

@@ -46,6 +46,9 @@ def is_sqlite(bind: Engine | Connection) -> bool:
     return bind.dialect.name == "sqlite"
 
 
+PAGE_SIZE = 8192
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for ``url`` with the pragmas and transaction mode civicvault relies on."""
     if url.startswith("postgresql://"):
@@ -70,6 +73,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
             dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
             cur = dbapi_conn.cursor()
+            # a new vault's pages (before WAL mode, which writes its header; an existing
+            # vault keeps the size it was made with)
+            cur.execute(f"PRAGMA page_size={PAGE_SIZE}")
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=FULL")
             cur.execute("PRAGMA foreign_keys=ON")
