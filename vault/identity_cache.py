@@ -207,11 +207,11 @@ class IdentityCache:
     def valid_for(self, ds_id: int, max_subject_id: int | None) -> bool:
         return self.ds_id == ds_id and self.watermark == max_subject_id
 
-    def add(self, digests: list[bytes | None], ids: Sequence[int] | IntArray,
-            fingerprints: list[bytes], wrapped: list[bytes], key_ids: Sequence[int] | IntArray,
-            batch_id: int, rows: Sequence[int] | IntArray) -> None:
-        """Learn a batch's subjects. The integer columns may be NumPy arrays, which Polars
-        takes as they are (a list of 100k ints it converts one by one)."""
+    def add(self, digests: list[bytes | None], ids: list[int], fingerprints: list[bytes],
+            wrapped: list[bytes], key_ids: Sequence[int] | IntArray, batch_id: int,
+            rows: Sequence[int] | IntArray) -> None:
+        """Learn a batch's subjects. ``key_ids`` and ``rows`` may be NumPy arrays, which
+        Polars takes as they are (a list of 100k ints it converts one by one)."""
         part = pl.DataFrame({
             "digest": pl.Series(digests, dtype=pl.Binary),
             "id": pl.Series(ids, dtype=pl.Int64),

@@ -652,10 +652,8 @@ def _remember(cache: IdentityCache, ds_id: int, watermark: int | None, keys: Bat
         return
     ident, fps, pos = d.identity, d.row_fps, s.pos
     new, every = d.new_rows, d.all_new
-    n = len(s.new_ids)  # consecutive ids (``_seal``): its integer columns as arrays
-    cache.add(_pick(ident, new, every),
-              np.arange(s.new_ids[0], s.new_ids[0] + n, dtype=np.int64) if n else [],
-              _pick(fps, new, every), s.wrapped,
+    n = len(s.new_ids)  # the key ids and rows as arrays: Polars takes them as they are
+    cache.add(_pick(ident, new, every), list(s.new_ids), _pick(fps, new, every), s.wrapped,
               np.full(n, keys.subject_wrap.id, dtype=np.int64), s.batch_id,
               np.arange(n, dtype=np.int64) if every else [pos[i] for i in new])
     if d.upd_rows:  # matched by identity: keeps its key and wrapping
