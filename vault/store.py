@@ -278,13 +278,9 @@ the sealing thread's own (issue 17: the 20M-line ingest's peak RSS +450 MiB)."""
 def _row_fingerprints(key: bytes, frame: pl.DataFrame) -> list[bytes]:
     out: list[bytes] = []
     for start in range(0, frame.height, _PACK_SLICE):
-        out += _hashed_slice(key, frame.slice(start, _PACK_SLICE))
+        packed = crypto.pack_rows(frame.slice(start, _PACK_SLICE))
+        out += crypto.fingerprints(key, packed)
     return out
-
-
-def _hashed_slice(key: bytes, frame: pl.DataFrame) -> list[bytes]:
-    """The keyed hashes of one slice's packed lines (its JSON goes only to the hash)."""
-    return crypto.fingerprints(key, crypto.pack_rows(frame))
 
 
 def _decide(
