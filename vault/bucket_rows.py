@@ -25,6 +25,7 @@ import numpy as np
 import polars as pl
 
 from vault import _aead
+from vault.bulk import arrow_binary
 from vault.manifest import BUCKET, BucketParts, buckets_of_range, row_moments
 
 
@@ -54,14 +55,8 @@ class _Blobs:
     """Blobs back to back (``group_concat(blob, '')``), cut by rows from Arrow's buffer."""
 
     def __init__(self, blobs: pl.Series) -> None:
-        arr: Any = blobs.rechunk().to_arrow()
-        if len(arr) == 0:
-            self.offsets = np.zeros(1, dtype=np.int64)
-            self.data = memoryview(b"")
-            return
-        self.offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[
-            arr.offset:arr.offset + len(arr) + 1]
-        self.data = memoryview(arr.buffers()[2])
+        data, self.offsets = arrow_binary(blobs)
+        self.data = memoryview(data)
 
     def rows(self, a: int, z: int) -> bytes:
         if z <= a:

@@ -303,25 +303,30 @@ def _cycle(values: IntArray) -> int | None:
     return m
 
 
+def arrow_binary(values: pl.Series) -> tuple[Any, IntArray]:
+    """A Binary column's values back to back in Arrow's data buffer, and the ``n + 1``
+    offsets of each into it, with no bytes object per value (Arrow's ``large_binary``:
+    int64 offsets). The buffer is ``b""`` for no values or only empty ones."""
+    arr: Any = values.rechunk().to_arrow(compat_level=pl.CompatLevel.oldest())
+    n = len(arr)
+    if n == 0:
+        return b"", np.zeros(1, dtype=np.int64)
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + n + 1]
+    return arr.buffers()[2] or b"", offsets
+
+
 def _back_to_back(values: list[bytes]) -> tuple[Any, IntArray]:
     """``values`` back to back in one buffer, and where each starts (``n + 1`` offsets from
-    0), laid out by Polars: Arrow's data and offsets buffers, with no Python call per value
-    (issue 17: a join and a ``len`` per value had been most of preparing a batch's
-    statements, on the thread that seals). The buffer is never empty: sqlite3 binds an
-    empty one as NULL."""
-    n = len(values)
-    arr: Any = pl.Series(values, dtype=pl.Binary).to_arrow(compat_level=pl.CompatLevel.oldest())
-    if arr.null_count:
+    0), laid out by Polars (:func:`arrow_binary`), with no Python call per value (issue 17:
+    a join and a ``len`` per value had been most of preparing a batch's statements, on the
+    thread that seals). The buffer is never empty: sqlite3 binds an empty one as NULL."""
+    col = pl.Series(values, dtype=pl.Binary)
+    if col.null_count():
         raise ValueError("a bulk blob column holds None")
-    if n == 0 or str(arr.type) != "large_binary":  # (an Arrow layout not known here)
-        lengths = np.fromiter(map(len, values), dtype=np.int64, count=n)
-        offsets = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        return b"".join(values) or b"\0", offsets
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + n + 1]
+    data, offsets = arrow_binary(col)
     first, size = int(offsets[0]), int(offsets[-1] - offsets[0])
     # a slice of Arrow's buffer, not a copy; it pickles as its own bytes (the seal child's)
-    return (arr.buffers()[2].slice(first, size) if size else b"\0"), offsets - first
+    return (data.slice(first, size) if size else b"\0"), offsets - first
 
 
 def _insert_sqlite(table: Table, rows: Columns) -> BulkInsert:

@@ -15,7 +15,7 @@ import polars as pl
 from sqlalchemy import Connection, select
 
 from vault import pg_planning
-from vault.bulk import IntArray
+from vault.bulk import IntArray, arrow_binary
 from vault.errors import BadInput, TempFolderFull, TempFolderUnwritable
 from vault.tables import T_BLIND, T_SUBJECT
 
@@ -337,11 +337,10 @@ def _prefixes(digests: Sequence[bytes] | pl.Series) -> np.ndarray[Any, np.dtype[
     # with no bytes object per digest, and a cache part's column is never made a list of
     # them (issue 17: a join of every digest and two passes for their lengths had been
     # most of each batch's prefixes, on the thread that decides and seals)
-    arr: Any = col.rechunk().to_arrow()
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + n + 1]
+    buf, offsets = arrow_binary(col)
     first, width = int(offsets[0]), int(offsets[1] - offsets[0])
     if width >= 8 and bool((np.diff(offsets) == width).all()):
-        data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[first:first + n * width]
+        data = np.frombuffer(buf, dtype=np.uint8)[first:first + n * width]
         rows = data.reshape(n, width)[:, :8]
         return np.ascontiguousarray(rows).view(">u8").ravel().astype(np.uint64)
     return np.frombuffer(b"".join(d[:8].ljust(8, b"\0") for d in col.to_list()),
